@@ -1,0 +1,1 @@
+"""Pure decisions: derive desired facts, diff against observed ones, plan, render."""

@@ -1,0 +1,1 @@
+"""Adapters: one module per external system, translating the world into facts and errors."""

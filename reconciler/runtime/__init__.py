@@ -1,0 +1,1 @@
+"""The imperative shell: observe, execute, the daemon loop and its HTTP server."""

@@ -1,0 +1,170 @@
+"""Runtime settings: where each system lives and the credentials to reach it.
+
+``Settings.from_env`` is called by ``wiring.py`` (the only reader of the environment); nothing
+else reads ``os.environ``. Tokens are wrapped in :class:`Secret`, whose ``repr`` and ``str``
+never show the value, so a settings object can be logged or printed safely.
+
+Environment variables (all optional; defaults point at the local sandbox's usual ports):
+
+===============================  ==============================================================
+``CLOUDFLARE_API_BASE``          Cloudflare API root (default ``https://api.cloudflare.com/client/v4``)
+``CLOUDFLARE_API_TOKEN``         API token (Bearer)
+``CLOUDFLARE_ACCOUNT_ID``        account id (Pages, D1)
+``CLOUDFLARE_ZONE_ID``           the SaaS zone (custom hostnames, cache purge)
+``CLOUDFLARE_RATE_LIMIT``        client-side budget, ``requests/seconds`` (default ``1200/300``)
+``D1_BACKEND``                   ``sqlite`` (default) or ``d1``
+``D1_SQLITE_PATH``               SQLite file (default ``reconciler.sqlite``)
+``D1_DATABASE_ID``               database id for the ``d1`` backend
+``STRIPE_API_BASE``              Stripe API root (default ``https://api.stripe.com``)
+``STRIPE_API_KEY``               secret key
+``STRIPE_WEBHOOK_SECRET``        ``whsec_…`` used to verify webhook signatures
+``EVOLUTION_API_BASE``           Evolution API root (no default: dunning is off without it)
+``EVOLUTION_API_KEY``            ``apikey`` header value
+``EVOLUTION_INSTANCE``           instance name
+``GIT_WEBHOOK_SECRET``           HMAC secret for push webhooks
+===============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class Secret:
+    """A credential whose value is only available through :meth:`reveal`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        """Wrap ``value``; it is never shown by ``repr``, ``str`` or formatting."""
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value, for building an authentication header."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        """True when a non-empty value is set."""
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        """Never show the value."""
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        """Compare values without exposing them."""
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        """Hash like the value."""
+        return hash(self._value)
+
+
+DEFAULT_CLOUDFLARE_BASE = "https://api.cloudflare.com/client/v4"
+DEFAULT_STRIPE_BASE = "https://api.stripe.com"
+DEFAULT_SQLITE_PATH = "reconciler.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class RateBudget:
+    """A token bucket's size: ``requests`` allowed per ``period`` seconds."""
+
+    requests: int = 1200
+    period: float = 300.0
+
+    @classmethod
+    def parse(cls, text: str) -> RateBudget:
+        """Parse ``"1200/300"`` (requests per seconds)."""
+        try:
+            requests_text, period_text = text.split("/", 1)
+            budget = cls(requests=int(requests_text), period=float(period_text))
+        except ValueError as exc:
+            raise ValueError(f"rate limit {text!r} must look like '1200/300'") from exc
+        if budget.requests < 1 or budget.period <= 0:
+            raise ValueError(f"rate limit {text!r} must be positive")
+        return budget
+
+
+@dataclass(frozen=True, slots=True)
+class CloudflareSettings:
+    """How to reach the Cloudflare API."""
+
+    base_url: str = DEFAULT_CLOUDFLARE_BASE
+    token: Secret = field(default_factory=lambda: Secret(""))
+    account_id: str = ""
+    zone_id: str = ""
+    rate: RateBudget = field(default_factory=RateBudget)
+
+
+@dataclass(frozen=True, slots=True)
+class D1Settings:
+    """Where D1 lives: a local SQLite file, or a database behind the Cloudflare API."""
+
+    backend: Literal["sqlite", "d1"] = "sqlite"
+    sqlite_path: str = DEFAULT_SQLITE_PATH
+    database_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StripeSettings:
+    """How to reach Stripe (or localstripe)."""
+
+    base_url: str = DEFAULT_STRIPE_BASE
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True, slots=True)
+class EvolutionSettings:
+    """How to reach the Evolution API gateway for WhatsApp."""
+
+    base_url: str = ""
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    instance: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the wiring needs to build clients."""
+
+    cloudflare: CloudflareSettings = field(default_factory=CloudflareSettings)
+    d1: D1Settings = field(default_factory=D1Settings)
+    stripe: StripeSettings = field(default_factory=StripeSettings)
+    evolution: EvolutionSettings = field(default_factory=EvolutionSettings)
+    git_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables (see the module docstring)."""
+        backend = env.get("D1_BACKEND", "sqlite")
+        if backend not in ("sqlite", "d1"):
+            raise ValueError(f"D1_BACKEND must be 'sqlite' or 'd1', not {backend!r}")
+        return cls(
+            cloudflare=CloudflareSettings(
+                base_url=env.get("CLOUDFLARE_API_BASE", DEFAULT_CLOUDFLARE_BASE).rstrip("/"),
+                token=Secret(env.get("CLOUDFLARE_API_TOKEN", "")),
+                account_id=env.get("CLOUDFLARE_ACCOUNT_ID", ""),
+                zone_id=env.get("CLOUDFLARE_ZONE_ID", ""),
+                rate=RateBudget.parse(env.get("CLOUDFLARE_RATE_LIMIT", "1200/300")),
+            ),
+            d1=D1Settings(
+                backend="d1" if backend == "d1" else "sqlite",
+                sqlite_path=env.get("D1_SQLITE_PATH", DEFAULT_SQLITE_PATH),
+                database_id=env.get("D1_DATABASE_ID", ""),
+            ),
+            stripe=StripeSettings(
+                base_url=env.get("STRIPE_API_BASE", DEFAULT_STRIPE_BASE).rstrip("/"),
+                api_key=Secret(env.get("STRIPE_API_KEY", "")),
+                webhook_secret=Secret(env.get("STRIPE_WEBHOOK_SECRET", "")),
+            ),
+            evolution=EvolutionSettings(
+                base_url=env.get("EVOLUTION_API_BASE", "").rstrip("/"),
+                api_key=Secret(env.get("EVOLUTION_API_KEY", "")),
+                instance=env.get("EVOLUTION_INSTANCE", ""),
+            ),
+            git_webhook_secret=Secret(env.get("GIT_WEBHOOK_SECRET", "")),
+        )

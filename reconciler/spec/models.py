@@ -1,0 +1,468 @@
+"""The spec kinds as pydantic models: the one definition of what a valid document is.
+
+``spec/load.py`` parses YAML into these models and adds the fleet-wide checks (references,
+hostname uniqueness); ``spec/schema.py`` exports them as JSON Schema into ``schemas/``. Models
+are frozen and reject unknown fields, so a typo in a spec is an error, never silently ignored.
+
+Per-document checks live here (field formats, E.164 numbers, IDNA hostnames, dunning order,
+template variables); checks that need the whole fleet live in ``spec/fleet.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import idna
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+API_VERSION = "sitebuilder/v1"
+
+
+class Kind(StrEnum):
+    """The kinds of document a spec file may hold."""
+
+    TENANT = "Tenant"
+    SITE = "Site"
+    BILLING_POLICY = "BillingPolicy"
+
+
+class Strict(BaseModel):
+    """Base for every spec model: immutable, unknown fields rejected, no coercion surprises."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+# --- scalar types --------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+DURATION_PATTERN = r"^(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
+
+
+def parse_duration(value: Any) -> Any:
+    """Turn ``"24h"``, ``"90m"``, ``"1h30m"``, ``"2d"`` or ``"45s"`` into a ``timedelta``."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError("a duration is written like '24h', '90m', '1h30m' or '2d'")
+    match = _DURATION_RE.match(value.strip())
+    if not value.strip() or match is None:
+        raise ValueError(f"{value!r} is not a duration; write it like '24h', '90m' or '1h30m'")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if delta <= timedelta(0):
+        raise ValueError("a duration must be longer than zero")
+    return delta
+
+
+def format_duration(value: timedelta) -> str:
+    """Inverse of :func:`parse_duration`, in the shortest exact form (``5400s`` -> ``1h30m``)."""
+    total = int(value.total_seconds())
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, total = divmod(total, size)
+        if amount:
+            out += f"{amount}{unit}"
+    return out or "0s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A duration such as '24h', '90m', '1h30m', '2d' or '45s'.",
+        }
+    ),
+]
+
+_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=NAME_PATTERN,
+        max_length=63,
+        description="DNS-label style: lowercase letters, digits and '-', at most 63 characters.",
+    ),
+]
+
+# Cloudflare Pages project names: lowercase, digits and dashes, at most 58 characters.
+PagesProjectName = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,56}[a-z0-9])?$", max_length=58),
+]
+
+
+def normalize_hostname(value: str) -> str:
+    """Return the canonical form of a hostname: IDNA 2008 A-labels, lowercase, no final dot.
+
+    Raises ``ValueError`` with a readable message when the name is not a valid hostname.
+    """
+    text = value.strip()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        raise ValueError("a hostname may not be empty")
+    if any(ch.isspace() for ch in text) or "/" in text or ":" in text:
+        raise ValueError(f"{value!r} is not a valid hostname")
+    labels = text.split(".")
+    if any(not label for label in labels):
+        raise ValueError(f"{value!r} is not a valid hostname (empty label)")
+    if len(labels) < 2:
+        raise ValueError(f"{value!r} is not a fully qualified hostname")
+    try:
+        ascii_name = idna.encode(text, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValueError(f"{value!r} is not a valid hostname: {exc}") from exc
+    ascii_name = ascii_name.lower()
+    if len(ascii_name) > 253:
+        raise ValueError(f"{value!r} is longer than 253 characters")
+    for label in ascii_name.split("."):
+        if not re.fullmatch(r"[a-z0-9_]([a-z0-9-]{0,61}[a-z0-9])?", label):
+            raise ValueError(f"{value!r} is not a valid hostname (label {label!r})")
+    if ascii_name.split(".")[-1].isdigit():
+        raise ValueError(f"{value!r} is an IP address, not a hostname")
+    return ascii_name
+
+
+def _check_hostname(value: str) -> str:
+    normalize_hostname(value)
+    return value
+
+
+Hostname = Annotated[
+    str,
+    AfterValidator(_check_hostname),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 3,
+            "maxLength": 253,
+            "pattern": r"^[^\s/:]+\.[^\s/:]+\.?$",
+            "description": "A fully qualified hostname (IDNA 2008; Unicode or punycode).",
+        }
+    ),
+]
+
+
+def _check_e164(value: str) -> str:
+    if not re.fullmatch(r"\+[1-9]\d{6,14}", value):
+        raise ValueError(f"{value!r} is not an E.164 number (write it like +5511912345678)")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{value!r} is not a valid phone number: {exc}") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"{value!r} is not a valid phone number")
+    return value
+
+
+E164 = Annotated[
+    str,
+    AfterValidator(_check_e164),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\+[1-9][0-9]{6,14}$",
+            "description": "A phone number in E.164 form, such as +5511912345678.",
+        }
+    ),
+]
+
+HttpsUrl = Annotated[
+    str,
+    Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2048),
+]
+
+
+# --- metadata ----------------------------------------------------------------------------
+
+
+class Metadata(Strict):
+    """Identity of a document: its name is unique per kind."""
+
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# --- Site --------------------------------------------------------------------------------
+
+
+class VersionRef(Strict):
+    """Which content version (a row of D1 ``site_versions``) must be live."""
+
+    version: int = Field(ge=1, description="Content version number, 1 or more.")
+
+
+class SslMethod(StrEnum):
+    """How Cloudflare validates domain control for the certificate."""
+
+    HTTP = "http"
+    TXT = "txt"
+
+
+class Ssl(Strict):
+    """Certificate settings for a custom hostname."""
+
+    method: SslMethod = SslMethod.HTTP
+
+
+class Domain(Strict):
+    """A customer's own hostname, served as a Cloudflare for SaaS custom hostname."""
+
+    hostname: Hostname
+    ssl: Ssl = Field(default_factory=Ssl)
+
+    @property
+    def canonical(self) -> str:
+        """The hostname as Cloudflare stores it (IDNA A-labels, lowercase, no final dot)."""
+        return normalize_hostname(self.hostname)
+
+
+class DeletionPolicy(StrEnum):
+    """What removing a domain or a site from Git does in the world."""
+
+    RETAIN = "retain"
+    DELETE = "delete"
+
+
+class SiteSpec(Strict):
+    """A customer site: a Cloudflare Pages project, its live versions and its domains."""
+
+    tenant: Name
+    pages_project: PagesProjectName
+    production: VersionRef
+    preview: VersionRef | None = None
+    domains: tuple[Domain, ...] = ()
+    scripts: tuple[HttpsUrl, ...] = Field(
+        default=(), description="Third-party script URLs; counted by the performance budget."
+    )
+    deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
+
+    @model_validator(mode="after")
+    def _domains_unique(self) -> SiteSpec:
+        seen: set[str] = set()
+        for domain in self.domains:
+            canonical = domain.canonical
+            if canonical in seen:
+                raise ValueError(f"hostname {domain.hostname!r} is listed twice")
+            seen.add(canonical)
+        return self
+
+
+# --- Tenant ------------------------------------------------------------------------------
+
+
+class Access(StrEnum):
+    """A tenant's access level; ``auto`` follows the billing policy, others are overrides."""
+
+    AUTO = "auto"
+    ACTIVE = "active"
+    SOFT_LOCKED = "soft_locked"
+    HARD_LOCKED = "hard_locked"
+
+
+class StripeRef(Strict):
+    """The tenant's Stripe identity; the reconciler reads these, it never creates them."""
+
+    customer: str = Field(pattern=r"^cus_[A-Za-z0-9]+$")
+    subscription: str | None = Field(default=None, pattern=r"^sub_[A-Za-z0-9]+$")
+
+
+class TenantSpec(Strict):
+    """A paying customer: billing identity, contact, policy and access."""
+
+    display_name: str = Field(min_length=1, max_length=200)
+    policy: Name
+    stripe: StripeRef
+    whatsapp: E164
+    access: Access = Access.AUTO
+    access_reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Why access is overridden; required whenever access is not 'auto'.",
+    )
+
+    @model_validator(mode="after")
+    def _override_is_explained(self) -> TenantSpec:
+        if self.access is not Access.AUTO and not self.access_reason:
+            raise ValueError(
+                f"access is overridden to {self.access.value!r}: say why in access_reason"
+            )
+        return self
+
+
+# --- BillingPolicy -----------------------------------------------------------------------
+
+TEMPLATE_VARIABLES: frozenset[str] = frozenset(
+    {
+        "tenant_name",
+        "amount_due",
+        "currency",
+        "invoice_id",
+        "invoice_url",
+        "days_past_due",
+        "due_date",
+        "soft_lock_date",
+        "hard_lock_date",
+        "step_code",
+    }
+)
+"""Variables a dunning message template may use, written ``{name}``."""
+
+
+def template_variables(text: str) -> list[str]:
+    """Return the ``{variables}`` a template uses, in order; raise ``ValueError`` if malformed."""
+    names: list[str] = []
+    try:
+        for _, field_name, format_spec, conversion in string.Formatter().parse(text):
+            if field_name is None:
+                continue
+            if not field_name or format_spec or conversion:
+                raise ValueError("placeholders are written {name}, without format options")
+            names.append(field_name)
+    except ValueError as exc:
+        raise ValueError(f"malformed template: {exc}") from exc
+    return names
+
+
+class DunningStep(Strict):
+    """One message of the dunning schedule, sent ``day`` days after the first failed payment."""
+
+    code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9_+-]{0,31}$")
+    day: int = Field(ge=0, le=365)
+    template: Name
+
+
+class PerformanceBudget(Strict):
+    """Limits a publish must respect; a build over budget is not published."""
+
+    max_js_kb: int = Field(ge=0)
+    max_css_kb: int = Field(ge=0)
+    max_third_party_scripts: int = Field(ge=0)
+
+
+class DomainTiming(Strict):
+    """How long a custom hostname may take, and how often it may be recreated."""
+
+    validation_timeout: Duration = timedelta(hours=24)
+    ssl_timeout: Duration = timedelta(hours=24)
+    max_recreates: int = Field(default=3, ge=0, le=20)
+
+
+class BillingPolicySpec(Strict):
+    """Billing rules shared by many tenants: locks, dunning, budgets and domain timing."""
+
+    grace_days: int = Field(ge=0, le=365, description="Soft lock after this many days past due.")
+    hard_lock_days: int = Field(ge=1, le=730, description="Hard lock after this many days.")
+    dunning: tuple[DunningStep, ...] = ()
+    templates: dict[Name, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=dict
+    )
+    performance_budget: PerformanceBudget
+    domains: DomainTiming = Field(default_factory=DomainTiming)
+    suspension_origin: Hostname
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BillingPolicySpec:
+        problems: list[str] = []
+        if self.grace_days >= self.hard_lock_days:
+            problems.append(
+                f"grace_days ({self.grace_days}) must be less than "
+                f"hard_lock_days ({self.hard_lock_days})"
+            )
+        codes: set[str] = set()
+        last_day = -1
+        for index, step in enumerate(self.dunning):
+            if step.code in codes:
+                problems.append(f"dunning[{index}]: step code {step.code!r} is used twice")
+            codes.add(step.code)
+            if step.day < last_day:
+                problems.append(
+                    f"dunning[{index}]: day {step.day} comes before the previous step's day "
+                    f"{last_day}; list steps in order"
+                )
+            last_day = max(last_day, step.day)
+            if step.template not in self.templates:
+                problems.append(f"dunning[{index}]: template {step.template!r} is not defined")
+        for name, text in sorted(self.templates.items()):
+            try:
+                used = template_variables(text)
+            except ValueError as exc:
+                problems.append(f"templates.{name}: {exc}")
+                continue
+            unknown = sorted(set(used) - TEMPLATE_VARIABLES)
+            if unknown:
+                problems.append(
+                    f"templates.{name}: unknown variable{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join('{' + u + '}' for u in unknown)}; "
+                    f"known: {', '.join(sorted(TEMPLATE_VARIABLES))}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# --- documents ---------------------------------------------------------------------------
+
+
+class _Document(Strict):
+    api_version: Literal["sitebuilder/v1"] = Field(alias="apiVersion")
+    metadata: Metadata
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @property
+    def name(self) -> str:
+        """The document's ``metadata.name``."""
+        return self.metadata.name
+
+
+class Tenant(_Document):
+    """``kind: Tenant``."""
+
+    kind: Literal["Tenant"]
+    spec: TenantSpec
+
+
+class Site(_Document):
+    """``kind: Site``."""
+
+    kind: Literal["Site"]
+    spec: SiteSpec
+
+
+class BillingPolicy(_Document):
+    """``kind: BillingPolicy``."""
+
+    kind: Literal["BillingPolicy"]
+    spec: BillingPolicySpec
+
+
+Document = Tenant | Site | BillingPolicy
+
+MODEL_BY_KIND: dict[Kind, type[Tenant] | type[Site] | type[BillingPolicy]] = {
+    Kind.TENANT: Tenant,
+    Kind.SITE: Site,
+    Kind.BILLING_POLICY: BillingPolicy,
+}
