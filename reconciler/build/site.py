@@ -1,0 +1,622 @@
+"""The static-site builder: a validated content snapshot -> the files of a Pages deployment.
+
+The publisher calls :func:`build_site` with a snapshot from ``build/content.py``, the site's
+asset bytes and its third-party scripts; it uploads ``BuildOutput.files`` with
+``BuildOutput.manifest`` and hands the sizes to ``core/budget.py``. It calls ``build/assethash.py``
+for the manifest hashes and nothing else: no I/O, no clock but the injected one.
+
+Rules this module keeps:
+
+- Deterministic: the same snapshot, site, version, asset bytes and scripts give the same bytes,
+  the same ``content_hash`` and the same manifest. Nothing depends on time or dict order.
+- Every user string is HTML-escaped (``html.escape`` with quotes) where it is written; no user
+  string ever lands in a ``<script>`` body or a ``style`` value. Only https:// script URLs are
+  loaded; links are limited to https/http/mailto/tel, site paths and anchors by the model.
+- Every asset the snapshot lists is published at ``assets/media/<key>`` and must be present in
+  the asset store with the declared size and SHA-256; a block naming an unlisted asset fails.
+- The build is checked against its deadline between pages, assets and hashes; past it the build
+  fails with ``BuildFailure.TIMEOUT`` (the publisher records the message and gives up).
+
+Output layout: ``index.html`` and ``<path>/index.html`` per page, ``404.html``,
+``assets/site.css``, ``assets/blocks.js`` (only when a page has a contact form or a gallery) and
+``assets/media/<key>`` per asset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from types import MappingProxyType
+from typing import Protocol
+
+from reconciler.build.assethash import pages_asset_hash
+from reconciler.build.content import (
+    HTTPS_URL_PATTERN,
+    Block,
+    ContactFormBlock,
+    ContentSnapshot,
+    EmbedBlock,
+    FooterBlock,
+    GalleryBlock,
+    HeroBlock,
+    ImageBlock,
+    Page,
+    TextBlock,
+    Theme,
+)
+from reconciler.build.errors import BuildError, BuildFailure
+
+KB = 1024
+CSS_PATH = "assets/site.css"
+JS_PATH = "assets/blocks.js"
+MEDIA_PREFIX = "assets/media/"
+NOT_FOUND_PATH = "404.html"
+
+_HTTPS_URL_RE = re.compile(HTTPS_URL_PATTERN)
+
+_CONTENT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "js": "application/javascript; charset=utf-8",
+}
+
+_FONT_STACKS = {
+    "system": 'system-ui,-apple-system,"Segoe UI",Roboto,sans-serif',
+    "sans-serif": '"Helvetica Neue",Arial,sans-serif',
+    "serif": 'Georgia,"Times New Roman",serif',
+    "monospace": "ui-monospace,Menlo,Consolas,monospace",
+}
+
+_DEFAULT_COLORS = {
+    "primary": "#1f6feb",
+    "background": "#ffffff",
+    "text": "#1f2328",
+    "accent": "#d97706",
+}
+
+_BASE_CSS = """\
+*,*::before,*::after{box-sizing:border-box}
+body{margin:0;font-family:var(--font);color:var(--text);background:var(--background);\
+line-height:1.6}
+h1,h2,h3{font-family:var(--heading-font);line-height:1.2}
+img{max-width:100%;height:auto}
+a{color:var(--primary)}
+main,.site-header nav,.site-footer{max-width:60rem;margin:0 auto;padding:0 1rem}
+.site-header nav ul{display:flex;flex-wrap:wrap;gap:1rem;list-style:none;margin:0;\
+padding:1rem 0}
+.site-header a[aria-current]{font-weight:700;text-decoration:none}
+.hero{display:grid;gap:1rem;padding:2rem 0}
+.hero .lead{font-size:1.25rem}
+.button,.contact button{display:inline-block;padding:.6rem 1.2rem;border:0;border-radius:.4rem;\
+background:var(--primary);color:var(--background);font:inherit;text-decoration:none;\
+cursor:pointer}
+figure{margin:1.5rem 0}
+figcaption{font-size:.9rem;opacity:.8}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(10rem,1fr));gap:.5rem;\
+list-style:none;padding:0}
+.gallery img{display:block;width:100%;aspect-ratio:1;object-fit:cover}
+.lightbox{padding:0;border:0;max-width:95vw;max-height:95vh}
+.lightbox::backdrop{background:rgba(0,0,0,.8)}
+.contact{display:grid;gap:.75rem;max-width:32rem}
+.contact label{display:block;font-weight:600}
+.contact input,.contact textarea{width:100%;padding:.5rem;font:inherit;border:1px solid;\
+border-radius:.3rem}
+.embed{margin:1.5rem 0}
+.site-footer{padding:2rem 1rem;border-top:1px solid var(--accent)}
+.site-footer ul{display:flex;flex-wrap:wrap;gap:1rem;list-style:none;padding:0}
+"""
+
+# The first-party script: contact forms open WhatsApp or the mail client with the visitor's
+# text; gallery links open in a <dialog>. Without JavaScript both still work (form action,
+# plain links). It reads only data-* attributes the builder wrote, never user HTML.
+_BLOCKS_JS = """\
+(function(){"use strict";
+document.querySelectorAll("form[data-contact]").forEach(function(form){
+form.addEventListener("submit",function(ev){ev.preventDefault();var lines=[];
+Array.prototype.forEach.call(form.elements,function(el){if(!el.name||!el.value)return;
+var label=form.querySelector('label[for="'+el.id+'"]');
+lines.push((label?label.textContent:el.name)+": "+el.value);});
+var text=encodeURIComponent(lines.join("\\n"));var to=form.getAttribute("data-recipient");
+window.location.href=form.getAttribute("data-contact")==="whatsapp"?
+"https://wa.me/"+to.replace(/\\D/g,"")+"?text="+text:"mailto:"+to+"?body="+text;});});
+document.querySelectorAll("[data-gallery] a").forEach(function(link){
+link.addEventListener("click",function(ev){if(typeof HTMLDialogElement!=="function")return;
+ev.preventDefault();var dialog=document.createElement("dialog");dialog.className="lightbox";
+var img=document.createElement("img");var thumb=link.querySelector("img");img.src=link.href;
+img.alt=thumb?thumb.alt:"";dialog.appendChild(img);
+dialog.addEventListener("click",function(){dialog.close();dialog.remove();});
+document.body.appendChild(dialog);dialog.showModal();});});
+})();
+"""
+
+
+class AssetStore(Protocol):
+    """Where asset bytes come from (R2 in production, a dict in tests and the sandbox)."""
+
+    def get(self, key: str, /) -> bytes | None:
+        """The bytes stored under ``key``, or ``None`` when there is no such object."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOutput:
+    """The files of one build and the facts the publisher and the budget check need.
+
+    ``files`` maps a relative POSIX path (``about/index.html``) to its bytes, in path order.
+    ``manifest`` maps ``"/" + path`` to the Cloudflare Pages asset hash (not a SHA-256; see
+    ``build/assethash.py``), the exact shape of the Direct Upload ``manifest`` form field.
+    """
+
+    files: Mapping[str, bytes]
+    content_hash: str  # sha256 hex over every (path, bytes), framed; see content_hash()
+    js_kb: int  # first-party JS (file + inline), KiB rounded up
+    css_kb: int  # first-party CSS (file + inline style attributes), KiB rounded up
+    third_party_scripts: int  # distinct external script URLs: site scripts + embed blocks
+    third_party_script_urls: tuple[str, ...]  # those URLs, sorted
+    manifest: Mapping[str, str]
+    content_types: Mapping[str, str]  # path -> MIME type, for the asset upload metadata
+
+    def manifest_json(self) -> str:
+        """The manifest as the compact, key-sorted JSON string the upload form sends."""
+        return json.dumps(dict(self.manifest), sort_keys=True, separators=(",", ":"))
+
+
+def content_hash(files: Mapping[str, bytes]) -> str:
+    """SHA-256 hex over the files in path order, each framed so no two sets collide.
+
+    Each file contributes ``utf8(path) + b"\\0" + len(bytes) as 8-byte big-endian + bytes``.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        data = files[path]
+        digest.update(path.encode("utf-8"))
+        digest.update(b"\0")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def kilobytes(size: int) -> int:
+    """Bytes to KiB, rounded up (1 KB = 1024 bytes; 0 bytes is 0 KB, 1 byte is 1 KB)."""
+    return math.ceil(size / KB)
+
+
+def _seconds(value: float) -> str:
+    rounded = round(max(value, 0.0), 1)
+    return f"{rounded:g}"
+
+
+class _Deadline:
+    """Checks the injected clock against the build's deadline."""
+
+    __slots__ = ("_clock", "_deadline", "_limit")
+
+    def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._deadline = deadline
+        self._limit = 0.0 if deadline is None else deadline - clock()
+
+    def check(self) -> None:
+        if self._deadline is not None and self._clock() > self._deadline:
+            raise BuildError(
+                f"build exceeded its time limit of {_seconds(self._limit)}s",
+                reason=BuildFailure.TIMEOUT,
+            )
+
+
+def _page_file(path: str) -> str:
+    return "index.html" if path == "/" else f"{path.strip('/')}/index.html"
+
+
+def _media_url(key: str) -> str:
+    return "/" + MEDIA_PREFIX + key
+
+
+def _asset_references(snapshot: ContentSnapshot) -> list[tuple[str, str]]:
+    """Every (asset key, where it is named) in page and block order."""
+    refs: list[tuple[str, str]] = []
+    for p, page in enumerate(snapshot.pages):
+        for b, block in enumerate(page.blocks):
+            where = f"pages[{p}].blocks[{b}] ({block.type})"
+            if isinstance(block, HeroBlock) and block.image is not None:
+                refs.append((block.image, where))
+            elif isinstance(block, ImageBlock):
+                refs.append((block.asset, where))
+            elif isinstance(block, GalleryBlock):
+                refs.extend((image.asset, where) for image in block.images)
+    return refs
+
+
+def _check_references(snapshot: ContentSnapshot) -> None:
+    declared = {asset.key for asset in snapshot.assets}
+    missing: dict[str, str] = {}
+    for key, where in _asset_references(snapshot):
+        if key not in declared and key not in missing:
+            missing[key] = where
+    if missing:
+        named = ", ".join(f"{key!r} named by {where}" for key, where in missing.items())
+        raise BuildError(
+            f"missing asset{'s' if len(missing) > 1 else ''}: {named}; "
+            "the snapshot's assets do not list "
+            f"{'them' if len(missing) > 1 else 'it'}",
+            reason=BuildFailure.MISSING_ASSET,
+        )
+
+
+def _load_assets(
+    snapshot: ContentSnapshot,
+    store: Mapping[str, bytes] | AssetStore,
+    deadline: _Deadline,
+) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    absent: list[str] = []
+    for asset in snapshot.assets:
+        deadline.check()
+        data = store.get(asset.key)
+        if data is None:
+            absent.append(asset.key)
+            continue
+        if len(data) != asset.bytes:
+            raise BuildError(
+                f"corrupt asset {asset.key!r}: the store holds {len(data)} bytes, "
+                f"the snapshot says {asset.bytes}",
+                reason=BuildFailure.CORRUPT_ASSET,
+            )
+        if hashlib.sha256(data).hexdigest() != asset.sha256:
+            raise BuildError(
+                f"corrupt asset {asset.key!r}: its bytes do not match the snapshot's sha256",
+                reason=BuildFailure.CORRUPT_ASSET,
+            )
+        files[MEDIA_PREFIX + asset.key] = bytes(data)
+    if absent:
+        names = ", ".join(repr(key) for key in absent)
+        raise BuildError(
+            f"missing asset{'s' if len(absent) > 1 else ''}: {names} not found in the asset store",
+            reason=BuildFailure.MISSING_ASSET,
+        )
+    return files
+
+
+def _check_scripts(scripts: Sequence[str]) -> None:
+    for url in scripts:
+        if not _HTTPS_URL_RE.fullmatch(url):
+            raise BuildError(
+                f"site script {url!r} is not an https:// URL; only https scripts are loaded",
+                reason=BuildFailure.UNSAFE_SCRIPT,
+            )
+
+
+def _stylesheet(theme: Theme) -> bytes:
+    colors = {
+        name: getattr(theme.colors, name) or default for name, default in _DEFAULT_COLORS.items()
+    }
+    # Values are pattern-checked (#rrggbb, a fixed font name), so nothing user-written but a
+    # validated colour reaches the CSS.
+    variables = ";".join(f"--{name}:{value}" for name, value in colors.items())
+    font = _FONT_STACKS[theme.font]
+    heading = _FONT_STACKS[theme.heading_font or theme.font]
+    root = f":root{{{variables};--font:{font};--heading-font:{heading}}}\n"
+    return (root + _BASE_CSS).encode("utf-8")
+
+
+class _PageWriter:
+    """Renders one page; counts inline CSS so the budget sees it."""
+
+    __slots__ = ("inline_css_bytes", "needs_js")
+
+    def __init__(self) -> None:
+        self.inline_css_bytes = 0
+        self.needs_js = False
+
+    def block(self, block: Block, index: int) -> str:
+        if isinstance(block, HeroBlock):
+            return _hero(block)
+        if isinstance(block, TextBlock):
+            return _text(block)
+        if isinstance(block, ImageBlock):
+            return _image(block)
+        if isinstance(block, GalleryBlock):
+            self.needs_js = True
+            return _gallery(block)
+        if isinstance(block, ContactFormBlock):
+            self.needs_js = True
+            return _contact_form(block, index)
+        if isinstance(block, EmbedBlock):
+            style = f"min-height:{block.height}px"
+            self.inline_css_bytes += len(style)
+            return (
+                f'<div class="embed" style="{style}">'
+                f'<script src="{escape(block.script_url)}" async></script></div>'
+            )
+        return _footer(block)
+
+
+def _hero(block: HeroBlock) -> str:
+    parts = ['<section class="hero">']
+    if block.image is not None:
+        parts.append(
+            f'<img class="hero-image" src="{escape(_media_url(block.image))}" '
+            f'alt="{escape(block.image_alt)}">'
+        )
+    parts.append(f'<div class="hero-body"><h1>{escape(block.heading)}</h1>')
+    if block.subheading:
+        parts.append(f'<p class="lead">{escape(block.subheading)}</p>')
+    if block.cta is not None:
+        parts.append(
+            f'<a class="button" href="{escape(block.cta.url)}">{escape(block.cta.label)}</a>'
+        )
+    parts.append("</div></section>")
+    return "".join(parts)
+
+
+def _text(block: TextBlock) -> str:
+    """Markdown-ish text: ``## `` headings, ``- `` lists, blank-line paragraphs, <br> lines."""
+    out: list[str] = ['<section class="text">']
+    paragraph: list[str] = []
+    items: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            out.append("<p>" + "<br>".join(paragraph) + "</p>")
+            paragraph.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
+            items.clear()
+
+    for raw_line in block.text.splitlines():
+        line = raw_line.strip()
+        if not line:
+            flush()
+        elif line.startswith("### "):
+            flush()
+            out.append(f"<h3>{escape(line[4:].strip())}</h3>")
+        elif line.startswith(("## ", "# ")):
+            flush()
+            out.append(f"<h2>{escape(line.lstrip('#').strip())}</h2>")
+        elif line.startswith(("- ", "* ")):
+            if paragraph:
+                out.append("<p>" + "<br>".join(paragraph) + "</p>")
+                paragraph.clear()
+            items.append(escape(line[2:].strip()))
+        else:
+            if items:
+                flush()
+            paragraph.append(escape(line))
+    flush()
+    out.append("</section>")
+    return "".join(out)
+
+
+def _image(block: ImageBlock) -> str:
+    img = (
+        f'<img src="{escape(_media_url(block.asset))}" alt="{escape(block.alt)}" '
+        'loading="lazy" decoding="async">'
+    )
+    caption = f"<figcaption>{escape(block.caption)}</figcaption>" if block.caption else ""
+    return f'<figure class="image">{img}{caption}</figure>'
+
+
+def _gallery(block: GalleryBlock) -> str:
+    items = "".join(
+        f'<li><a href="{escape(_media_url(image.asset))}">'
+        f'<img src="{escape(_media_url(image.asset))}" alt="{escape(image.alt)}" '
+        'loading="lazy" decoding="async"></a></li>'
+        for image in block.images
+    )
+    return f'<ul class="gallery" data-gallery>{items}</ul>'
+
+
+_INPUT_TYPES = {"text": "text", "email": "email", "tel": "tel"}
+
+
+def _contact_form(block: ContactFormBlock, index: int) -> str:
+    recipient = escape(block.recipient)
+    if block.target == "whatsapp":
+        digits = "".join(ch for ch in block.recipient if ch.isdigit())
+        opening = (
+            f'<form class="contact" data-contact="whatsapp" data-recipient="{recipient}" '
+            f'action="https://wa.me/{digits}" method="get">'
+        )
+    else:
+        opening = (
+            f'<form class="contact" data-contact="email" data-recipient="{recipient}" '
+            f'action="mailto:{recipient}" method="post" enctype="text/plain">'
+        )
+    parts = [opening]
+    for form_field in block.fields:
+        ident = escape(f"b{index}-{form_field.name}")
+        name = escape(form_field.name)
+        required = " required" if form_field.required else ""
+        label = f'<label for="{ident}">{escape(form_field.label)}</label>'
+        if form_field.kind == "textarea":
+            control = f'<textarea id="{ident}" name="{name}" rows="5"{required}></textarea>'
+        else:
+            kind = _INPUT_TYPES[form_field.kind]
+            control = f'<input id="{ident}" name="{name}" type="{kind}"{required}>'
+        parts.append(f"<p>{label}{control}</p>")
+    parts.append(f'<button type="submit">{escape(block.submit_label)}</button></form>')
+    return "".join(parts)
+
+
+def _footer(block: FooterBlock) -> str:
+    parts = ['<footer class="site-footer">']
+    if block.text:
+        parts.append(f"<p>{escape(block.text)}</p>")
+    if block.links:
+        links = "".join(
+            f'<li><a href="{escape(link.url)}">{escape(link.label)}</a></li>'
+            for link in block.links
+        )
+        parts.append(f"<ul>{links}</ul>")
+    parts.append("</footer>")
+    return "".join(parts)
+
+
+def _nav(pages: Sequence[Page], current: str | None) -> str:
+    if len(pages) < 2:
+        return ""
+    items = []
+    for page in pages:
+        here = ' aria-current="page"' if page.path == current else ""
+        items.append(f'<li><a href="{escape(page.path)}"{here}>{escape(page.title)}</a></li>')
+    return f'<header class="site-header"><nav><ul>{"".join(items)}</ul></nav></header>'
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    lang: str
+    generator: str
+    css_href: str
+    js_href: str
+    scripts: tuple[str, ...]
+
+
+def _document(
+    head: _Head, *, title: str, description: str | None, body: str, needs_js: bool
+) -> bytes:
+    lines = [
+        "<!doctype html>",
+        f'<html lang="{escape(head.lang)}">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+    ]
+    if description:
+        lines.append(f'<meta name="description" content="{escape(description)}">')
+    lines.append(f'<meta name="generator" content="{escape(head.generator)}">')
+    lines.append(f'<link rel="stylesheet" href="{escape(head.css_href)}">')
+    if needs_js:
+        lines.append(f'<script src="{escape(head.js_href)}" defer></script>')
+    lines.extend(f'<script src="{escape(url)}" async></script>' for url in head.scripts)
+    lines.append("</head>")
+    lines.append(f"<body>{body}</body>")
+    lines.append("</html>")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _versioned(path: str, data: bytes) -> str:
+    """``/path?v=<8 hex>``: a new URL whenever the bytes change, so caches never mix them."""
+    return f"/{path}?v={hashlib.sha256(data).hexdigest()[:8]}"
+
+
+def build_site(
+    snapshot: ContentSnapshot,
+    *,
+    site: str,
+    version: int,
+    assets: Mapping[str, bytes] | AssetStore,
+    scripts: Sequence[str] = (),
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> BuildOutput:
+    """Render a content snapshot into the files of a Pages deployment.
+
+    Args:
+        snapshot: the validated content (see ``parse_snapshot``).
+        site: the Site's name; written into each page's generator meta tag.
+        version: the content version; written beside the site name.
+        assets: asset bytes by key (a dict, or any store with ``get(key) -> bytes | None``).
+        scripts: the Site's third-party script URLs (``spec.scripts``), loaded on every page.
+        deadline: the time, on ``clock``'s scale, by which the build must be done; ``None``
+            for no limit.
+        clock: the clock ``deadline`` is measured on (seconds).
+
+    Returns:
+        The files, their content hash, budget sizes and the Pages manifest.
+
+    Raises:
+        BuildError: a block names an asset the snapshot does not list, an asset is missing
+            from the store or differs from its declared size or SHA-256, a site script is not
+            https://, or the build passed its deadline.
+    """
+    timer = _Deadline(deadline, clock)
+    timer.check()
+    _check_scripts(scripts)
+    _check_references(snapshot)
+    files: dict[str, bytes] = _load_assets(snapshot, assets, timer)
+
+    css = _stylesheet(snapshot.theme)
+    embeds = [
+        block.script_url
+        for page in snapshot.pages
+        for block in page.blocks
+        if isinstance(block, EmbedBlock)
+    ]
+    head = _Head(
+        lang=snapshot.lang,
+        generator=f"sitebuilder {site} v{version}",
+        css_href=_versioned(CSS_PATH, css),
+        js_href=_versioned(JS_PATH, _BLOCKS_JS.encode("utf-8")),
+        scripts=tuple(dict.fromkeys(scripts)),
+    )
+
+    inline_css = 0
+    any_js = False
+    for page in snapshot.pages:
+        timer.check()
+        writer = _PageWriter()
+        main: list[str] = []
+        footers: list[str] = []
+        if not any(isinstance(block, HeroBlock) for block in page.blocks):
+            main.append(f'<h1 class="page-title">{escape(page.title)}</h1>')
+        for index, block in enumerate(page.blocks):
+            html = writer.block(block, index)
+            (footers if isinstance(block, FooterBlock) else main).append(html)
+        body = _nav(snapshot.pages, page.path) + "<main>" + "".join(main) + "</main>"
+        body += "".join(footers)
+        files[_page_file(page.path)] = _document(
+            head,
+            title=page.title,
+            description=page.description,
+            body=body,
+            needs_js=writer.needs_js,
+        )
+        inline_css += writer.inline_css_bytes
+        any_js = any_js or writer.needs_js
+
+    home = next(page for page in snapshot.pages if page.path == "/")
+    files[NOT_FOUND_PATH] = _document(
+        head,
+        title=home.title,
+        description=None,
+        body=_nav(snapshot.pages, None)
+        + '<main><h1 class="page-title">404</h1><p><a href="/">'
+        + escape(home.title)
+        + "</a></p></main>",
+        needs_js=False,
+    )
+    files[CSS_PATH] = css
+    js_bytes = 0
+    if any_js:
+        files[JS_PATH] = _BLOCKS_JS.encode("utf-8")
+        js_bytes = len(files[JS_PATH])
+
+    ordered = {path: files[path] for path in sorted(files)}
+    declared_types = {MEDIA_PREFIX + asset.key: asset.content_type for asset in snapshot.assets}
+    content_types: dict[str, str] = {}
+    manifest: dict[str, str] = {}
+    for path, data in ordered.items():
+        timer.check()
+        manifest["/" + path] = pages_asset_hash(data, path)
+        extension = path.rsplit(".", 1)[-1]
+        content_types[path] = declared_types.get(path) or _CONTENT_TYPES[extension]
+    timer.check()
+
+    external = sorted(set(scripts) | set(embeds))
+    return BuildOutput(
+        files=MappingProxyType(ordered),
+        content_hash=content_hash(ordered),
+        js_kb=kilobytes(js_bytes),
+        css_kb=kilobytes(len(css) + inline_css),
+        third_party_scripts=len(external),
+        third_party_script_urls=tuple(external),
+        manifest=MappingProxyType(manifest),
+        content_types=MappingProxyType(content_types),
+    )
