@@ -360,6 +360,116 @@ def _cf_purge_body_alternatives(document: Document) -> None:
     files["required"] = ["url"]
 
 
+def _cf_direct_upload_asset_operations(document: Document) -> None:
+    # CONTRACT.md §3.4 "How wrangler runs the full flow" [W] + [SDK] `projects.getUploadToken`,
+    # `src/resources/pages/assets.ts`: the upload-token and /pages/assets/* calls a Direct
+    # Upload needs "exist in [SDK] but not in [S] or the subset". Their documented shapes:
+    # upload-token -> {jwt}; check-missing {hashes} -> [missing hashes]; upload
+    # [{key, value (base64), metadata: {contentType}, base64: true}]; upsert-hashes {hashes}.
+    # Result shapes of upload and upsert-hashes are not documented: any envelope result.
+    paths = _at(document, "paths")
+    failure = {"application/json": {"schema": _ref("pages_api-response-common-failure")}}
+    errors = {
+        "4XX": {"description": "failure (§1.1)", "content": failure},
+        "5XX": {"description": "failure (§1.3)", "content": copy.deepcopy(failure)},
+    }
+    base = {
+        "type": "object",
+        "required": ["success", "errors", "messages"],
+        "properties": {
+            "success": {"enum": [True], "type": "boolean"},
+            "errors": _ref("pages_messages"),
+            "messages": _ref("pages_messages"),
+        },
+    }
+
+    def envelope(result: dict[str, Any] | None) -> dict[str, Any]:
+        schema = copy.deepcopy(base)
+        if result is not None:
+            schema["required"].append("result")
+            schema["properties"]["result"] = result
+        return {
+            "description": "success (§3.4)",
+            "content": {"application/json": {"schema": schema}},
+        }
+
+    def body(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    hashes = {
+        "type": "object",
+        "required": ["hashes"],
+        "properties": {"hashes": {"type": "array", "items": {"type": "string"}}},
+    }
+    project_params = [
+        {"in": "path", "name": "account_id", "required": True, "schema": _ref("pages_identifier")},
+        {
+            "in": "path",
+            "name": "project_name",
+            "required": True,
+            "schema": _ref("pages_project_name"),
+        },
+    ]
+    paths[_PROJECT + "/upload-token"] = {
+        "get": {
+            "operationId": "contract-pages-project-upload-token",
+            "parameters": project_params,
+            "responses": {
+                "200": envelope(
+                    {
+                        "type": "object",
+                        "required": ["jwt"],
+                        "properties": {"jwt": {"type": "string", "minLength": 1}},
+                    }
+                ),
+                **copy.deepcopy(errors),
+            },
+        }
+    }
+    paths["/pages/assets/check-missing"] = {
+        "post": {
+            "operationId": "contract-pages-assets-check-missing",
+            "requestBody": body(hashes),
+            "responses": {
+                "200": envelope({"type": "array", "items": {"type": "string"}}),
+                **copy.deepcopy(errors),
+            },
+        }
+    }
+    paths["/pages/assets/upload"] = {
+        "post": {
+            "operationId": "contract-pages-assets-upload",
+            "requestBody": body(
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["key", "value", "metadata", "base64"],
+                        "properties": {
+                            "key": {"type": "string", "minLength": 1},
+                            "value": {"type": "string"},
+                            "metadata": {
+                                "type": "object",
+                                "required": ["contentType"],
+                                "properties": {"contentType": {"type": "string"}},
+                            },
+                            "base64": {"enum": [True]},
+                        },
+                    },
+                }
+            ),
+            "responses": {"200": envelope(None), **copy.deepcopy(errors)},
+        }
+    }
+    paths["/pages/assets/upsert-hashes"] = {
+        "post": {
+            "operationId": "contract-pages-assets-upsert-hashes",
+            "requestBody": body(hashes),
+            "responses": {"200": envelope(None), **copy.deepcopy(errors)},
+        }
+    }
+
+
 CLOUDFLARE_CORRECTIONS: tuple[Correction, ...] = (
     Correction(
         f"{CF} §8, §4.3", "uuid ids (36 chars) on 32-char identifier schemas", _cf_identifier_length
