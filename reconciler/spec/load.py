@@ -1,0 +1,764 @@
+"""Load spec documents from a directory or a Git commit into a validated, typed ``Specs``.
+
+Called by ``commands/validate.py``, the demo, and later by plan/apply/run. It reads files
+(``load_directory``) or the blobs of a commit's tree (``load_git``, GitPython, no checkout),
+parses YAML safely (``parse_documents``), validates each document against the pydantic kinds of
+``spec/models.py`` and hands the whole fleet to ``spec/fleet.py`` for the cross-document checks.
+
+Rules this module enforces:
+
+1. Every problem in every file is collected and raised at once as one sorted ``SpecError``;
+   each problem carries the file, 1-based line and column, the document and the field path.
+2. YAML is parsed as plain data only: strings, numbers, booleans, null, lists and mappings.
+   Any other tag (``!!python/...``, ``!!binary``, custom tags) is an error. Scalars resolve as
+   in YAML 1.2's core schema: ``yes``/``no``/``on``/``off`` and dates stay strings.
+3. A key repeated in one mapping is an error (PyYAML would silently keep the last one).
+4. Aliases are expanded while building values, within a budget of values per document, so an
+   alias bomb ("billion laughs") fails fast with a located error; recursive aliases are errors.
+   Merge keys (``<<``) are not supported.
+5. Files larger than ``Limits.max_file_bytes`` (1 MiB by default), files with NUL bytes
+   (binary), files that are not UTF-8, and files without any document are errors. In a
+   multi-document file, empty documents (a stray ``---``) are skipped, as ``kubectl`` does.
+6. Only ``*.yaml`` and ``*.yml`` files are read; other files and dot-directories are ignored.
+
+Paths in problems and locations are relative to the parent of the specs root, so they start
+with the root's own name (``specs/sites/acme.yaml``) whether loaded from a directory or from
+``specs/`` in a Git commit.
+
+The C parser (``yaml.CSafeLoader``) only composes nodes; values are built here while walking
+them, which is what gives duplicate-key detection, the alias budget and the per-field line map
+in one pass. Without the C extension the pure-Python ``SafeLoader`` composes the same nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from reconciler.errors import LoadError, Problem, SpecError
+from reconciler.spec.fleet import check_fleet
+from reconciler.spec.models import (
+    API_VERSION,
+    DEFER_CHECKS,
+    MODEL_BY_KIND,
+    BillingPolicy,
+    Document,
+    Kind,
+    Site,
+    Tenant,
+    document_checks,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "SPEC_SUFFIXES",
+    "Limits",
+    "LoadedDocument",
+    "ParsedFile",
+    "RawDocument",
+    "SourceFile",
+    "SourceLocation",
+    "Specs",
+    "load_directory",
+    "load_files",
+    "load_git",
+    "parse_documents",
+    "validate_document",
+]
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds that keep hostile or accidental input from eating memory or CPU."""
+
+    max_file_bytes: int = 1 << 20
+    """Largest spec file accepted, in bytes (1 MiB)."""
+    max_values_per_document: int = 100_000
+    """Most values (scalars, lists, mappings) one document may expand to, aliases included."""
+    max_depth: int = 64
+    """Deepest nesting of lists and mappings accepted."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """A position in a spec file; ``line`` and ``column`` are 1-based."""
+
+    path: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+# Positions are packed into one int per field (line << 20 | column) to keep the line map of a
+# 10,000-site fleet small.
+_COLUMN_BITS = 20
+_COLUMN_MASK = (1 << _COLUMN_BITS) - 1
+
+
+def _pack(line: int, column: int) -> int:
+    return (line << _COLUMN_BITS) | min(column, _COLUMN_MASK)
+
+
+def _unpack(packed: int) -> tuple[int, int]:
+    return packed >> _COLUMN_BITS, packed & _COLUMN_MASK
+
+
+@dataclass(frozen=True, slots=True)
+class RawDocument:
+    """One parsed YAML document: plain data plus where each field was written."""
+
+    path: str
+    line: int
+    column: int
+    data: Any
+    positions: Mapping[str, int] = field(repr=False)
+    """Dotted field path (``spec.domains[1].hostname``) -> packed position of its key/item."""
+    issues: tuple[tuple[str, int, str], ...] = ()
+    """Problems that did not stop building the document: (field path, packed position, message)."""
+
+    def locate(self, field_path: str = "") -> SourceLocation:
+        """Position of ``field_path``, else of its nearest known parent, else of the document."""
+        path = field_path
+        while path:
+            packed = self.positions.get(path)
+            if packed is not None:
+                line, column = _unpack(packed)
+                return SourceLocation(self.path, line, column)
+            path = _parent_path(path)
+        return SourceLocation(self.path, self.line, self.column)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedDocument:
+    """A document that passed per-document validation, with its source positions."""
+
+    kind: Kind
+    name: str
+    model: Document
+    raw: RawDocument
+
+    @property
+    def subject(self) -> str:
+        """``Kind/name``, as problems and plans cite it."""
+        return f"{self.kind.value}/{self.name}"
+
+    def locate(self, field_path: str = "") -> SourceLocation:
+        """Position of a dotted field in this document (see :meth:`RawDocument.locate`)."""
+        return self.raw.locate(field_path)
+
+    def problem(self, field_path: str, message: str) -> Problem:
+        """A problem located at ``field_path`` of this document."""
+        where = self.locate(field_path)
+        return Problem(where.path, where.line, where.column, self.subject, field_path, message)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    """The documents of one file and the problems met while parsing it."""
+
+    path: str
+    documents: list[RawDocument]
+    problems: list[Problem]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A spec file to load: its display path and how to read its bytes.
+
+    ``read(limit)`` returns the content, or at least ``limit + 1`` bytes of it when the file is
+    larger than ``limit``, so an oversized file is never read whole.
+    """
+
+    path: str
+    read: Callable[[int], bytes]
+
+
+@dataclass(frozen=True)
+class Specs:
+    """The validated desired state of the whole fleet.
+
+    ``revision`` is the Git commit sha when loaded from Git, else ``None``.
+    """
+
+    tenants: Mapping[str, Tenant]
+    sites: Mapping[str, Site]
+    policies: Mapping[str, BillingPolicy]
+    revision: str | None
+    _documents: Mapping[tuple[Kind, str], RawDocument] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def location(self, kind: Kind, name: str, field: str = "") -> SourceLocation:
+        """Best-known position of a dotted field inside a document.
+
+        ``field`` looks like ``spec.production.version`` or ``spec.domains[1].hostname``; an
+        unknown field falls back to its nearest parent, then to the document start.
+
+        Raises:
+            KeyError: when there is no document of that kind and name.
+        """
+        return self._documents[(Kind(kind), name)].locate(field)
+
+    @property
+    def domain_count(self) -> int:
+        """How many custom hostnames the sites declare in total."""
+        return sum(len(site.spec.domains) for site in self.sites.values())
+
+    def summary(self) -> str:
+        """``3 tenants, 2 policies, 5 sites, 8 domains``."""
+        return ", ".join(
+            _plural(count, noun)
+            for count, noun in (
+                (len(self.tenants), "tenant"),
+                (len(self.policies), "policy"),
+                (len(self.sites), "site"),
+                (self.domain_count, "domain"),
+            )
+        )
+
+
+def _plural(count: int, noun: str) -> str:
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
+
+
+# --- YAML: plain data only ---------------------------------------------------------------
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+
+# YAML 1.2 core schema (what yaml-language-server uses), not PyYAML's YAML 1.1 defaults.
+_CORE_RESOLVERS: list[tuple[str, re.Pattern[str], list[str | None]]] = [
+    (_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")),
+    (_NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]),
+    (_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")),
+    (
+        _FLOAT,
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        list("-+.0123456789"),
+    ),
+]
+
+
+def _core_loader(base: type[Any]) -> type[Any]:
+    loader: type[Any] = type(f"Core{base.__name__}", (base,), {"yaml_implicit_resolvers": {}})
+    for tag, regexp, first in _CORE_RESOLVERS:
+        loader.add_implicit_resolver(tag, regexp, first)
+    return loader
+
+
+_LOADER: type[Any] = _core_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+class _BuildError(Exception):
+    """A located problem met while building values from nodes; aborts the document."""
+
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+        self.column = node.start_mark.column + 1
+        self.message = message
+
+
+class _Builder:
+    """Builds plain Python values from one document's nodes, recording field positions."""
+
+    __slots__ = ("active", "budget", "issues", "limits", "positions")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.budget = limits.max_values_per_document
+        self.positions: dict[str, int] = {}
+        self.active: set[int] = set()
+        self.issues: list[tuple[str, int, str]] = []
+
+    def build(self, node: yaml.Node, path: str, depth: int) -> Any:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _BuildError(
+                node,
+                f"document expands to more than {self.limits.max_values_per_document:,} values "
+                "(an alias bomb?); aliases are bounded",
+            )
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(node)
+        if depth > self.limits.max_depth:
+            raise _BuildError(node, f"nesting deeper than {self.limits.max_depth} levels")
+        key = id(node)
+        if key in self.active:
+            raise _BuildError(node, "recursive alias: a value may not contain itself")
+        self.active.add(key)
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path, depth)
+            if isinstance(node, yaml.SequenceNode):
+                return self._sequence(node, path, depth)
+            raise _BuildError(node, f"unexpected YAML node {type(node).__name__}")
+        finally:
+            self.active.discard(key)
+
+    def _mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[Any, Any]:
+        if node.tag != _MAP:
+            raise _BuildError(node, _tag_message(node.tag))
+        result: dict[Any, Any] = {}
+        first_seen: dict[Any, int] = {}
+        positions = self.positions
+        prefix = f"{path}." if path else ""
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _BuildError(key_node, "mapping keys must be plain scalars, not lists or maps")
+            if key_node.value == "<<" and key_node.style is None:
+                raise _BuildError(key_node, "merge keys (<<) are not supported; write fields out")
+            key = _scalar(key_node)
+            line = key_node.start_mark.line + 1
+            child = sys.intern(f"{prefix}{key}")
+            if key in first_seen:
+                # Not fatal: keep the first value and go on, so the rest is still checked.
+                self.issues.append(
+                    (
+                        child,
+                        _pack(line, key_node.start_mark.column + 1),
+                        f"duplicate key {key!r} (first defined on line {first_seen[key]}); "
+                        "a key may appear once per mapping",
+                    )
+                )
+                continue
+            first_seen[key] = line
+            positions.setdefault(child, _pack(line, key_node.start_mark.column + 1))
+            result[key] = self.build(value_node, child, depth + 1)
+        return result
+
+    def _sequence(self, node: yaml.SequenceNode, path: str, depth: int) -> list[Any]:
+        if node.tag != _SEQ:
+            raise _BuildError(node, _tag_message(node.tag))
+        result: list[Any] = []
+        positions = self.positions
+        for index, item in enumerate(node.value):
+            child = f"{path}[{index}]"
+            mark = item.start_mark
+            positions.setdefault(child, _pack(mark.line + 1, mark.column + 1))
+            result.append(self.build(item, child, depth + 1))
+        return result
+
+
+def _tag_message(tag: str) -> str:
+    shown = tag.replace("tag:yaml.org,2002:", "!!")
+    return (
+        f"tag {shown!r} is not allowed: specs hold plain YAML only "
+        "(strings, numbers, booleans, null, lists and mappings)"
+    )
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    tag: str = node.tag
+    value: str = node.value
+    if tag == _STR:
+        return value
+    try:
+        if tag == _INT:
+            return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+        if tag == _BOOL:
+            if value.lower() not in ("true", "false"):
+                raise ValueError(value)
+            return value.lower() == "true"
+        if tag == _NULL:
+            if value not in ("", "~", "null", "Null", "NULL"):
+                raise ValueError(value)
+            return None
+        if tag == _FLOAT:
+            lowered = value.lower()
+            if lowered.endswith(".inf"):
+                return float("-inf") if lowered.startswith("-") else float("inf")
+            if lowered == ".nan":
+                return float("nan")
+            return float(value)
+    except ValueError:
+        raise _BuildError(node, f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]}") from None
+    raise _BuildError(node, _tag_message(tag))
+
+
+def _parent_path(path: str) -> str:
+    if path.endswith("]"):
+        return path[: path.rindex("[")]
+    cut = path.rfind(".")
+    return path[:cut] if cut >= 0 else ""
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    line = before.count("\n") + 1
+    return line, index - (before.rfind("\n") + 1) + 1
+
+
+def parse_documents(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
+    """Parse one spec file's bytes into plain-data documents with field positions.
+
+    Never raises for bad input: every problem (size, binary, encoding, YAML syntax, duplicate
+    keys, aliases, tags) is returned located in ``ParsedFile.problems``. Documents before a
+    syntax error are kept; nothing after it is.
+
+    Args:
+        path: the display path used in problems (``specs/sites/acme.yaml``).
+        data: the file's bytes.
+        limits: size, alias and depth bounds.
+    """
+    problems: list[Problem] = []
+
+    def fail(line: int, column: int, message: str) -> ParsedFile:
+        problems.append(Problem(path, line, column, "", "", message))
+        return ParsedFile(path, [], problems)
+
+    if len(data) > limits.max_file_bytes:
+        return fail(
+            0, 0, f"file is larger than the limit of {limits.max_file_bytes:,} bytes per file"
+        )
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return fail(1, 1, "file is UTF-16; spec files must be UTF-8")
+    if b"\x00" in data:
+        return fail(0, 0, "binary file (contains NUL bytes); spec files must be UTF-8 YAML text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        prefix = data[: exc.start].decode("utf-8", errors="replace")
+        line, column = _line_column(prefix, len(prefix))
+        return fail(
+            line,
+            column,
+            f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded; save as UTF-8",
+        )
+    if not text.strip():
+        return fail(1, 1, "file is empty; a spec file holds at least one document")
+
+    documents: list[RawDocument] = []
+    try:
+        for root in yaml.compose_all(text, Loader=_LOADER):
+            if root is None or (
+                isinstance(root, yaml.ScalarNode) and root.tag == _NULL and not root.value
+            ):
+                continue  # an empty document, such as a trailing '---'
+            mark = root.start_mark
+            builder = _Builder(limits)
+            try:
+                value = builder.build(root, "", 0)
+            except _BuildError as exc:
+                problems.append(Problem(path, exc.line, exc.column, "", "", exc.message))
+                continue
+            documents.append(
+                RawDocument(
+                    path,
+                    mark.line + 1,
+                    mark.column + 1,
+                    value,
+                    builder.positions,
+                    tuple(builder.issues),
+                )
+            )
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        detail = exc.problem or "invalid YAML"
+        if exc.context:
+            detail = f"{detail} ({exc.context}"
+            if exc.context_mark is not None and exc.problem_mark is not None:
+                detail += f" on line {exc.context_mark.line + 1}"
+            detail += ")"
+        problems.append(Problem(path, line, column, "", "", f"malformed YAML: {detail}"))
+    except yaml.reader.ReaderError as exc:
+        offset = len(text.encode("utf-8")[: exc.position].decode("utf-8", errors="ignore"))
+        line, column = _line_column(text, offset)
+        problems.append(
+            Problem(
+                path, line, column, "", "", f"malformed YAML: {exc.reason} (#x{exc.character:04x})"
+            )
+        )
+    except yaml.YAMLError as exc:
+        problems.append(Problem(path, 0, 0, "", "", f"malformed YAML: {exc}"))
+    if not documents and not problems:
+        problems.append(Problem(path, 1, 1, "", "", "file holds no documents (only comments)"))
+    return ParsedFile(path, documents, problems)
+
+
+# --- per-document validation -------------------------------------------------------------
+
+
+def _loc_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _error_message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "extra_forbidden":
+        return f"unknown field {loc[-1]!r}" if loc else "unknown field"
+    if kind == "missing":
+        return f"missing required field {loc[-1]!r}" if loc else "missing required field"
+    message = error["msg"]
+    if kind in ("value_error", "assertion_error") and message.startswith(
+        ("Value error, ", "Assertion failed, ")
+    ):
+        return message.split(", ", 1)[1]
+    if loc and loc[-1] == "[key]":
+        return f"key {_describe(error['input'])}: {message[0].lower()}{message[1:]}"
+    return f"{message[0].lower()}{message[1:]}, got {_describe(error['input'])}"
+
+
+def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Problem]]:
+    """Validate one raw document against its kind; return it (or None) and its problems."""
+    data = raw.data
+    if not isinstance(data, dict):
+        where = raw.locate()
+        return None, [
+            Problem(
+                where.path,
+                where.line,
+                where.column,
+                "",
+                "",
+                "a document must be a mapping with apiVersion, kind, metadata and spec, "
+                f"got {_describe(data)}",
+            )
+        ]
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    kind_value = data.get("kind")
+    known_kinds = ", ".join(sorted(k.value for k in Kind))
+    try:
+        kind = Kind(kind_value) if isinstance(kind_value, str) else None
+    except ValueError:
+        kind = None
+    subject = ""
+    if kind is not None:
+        subject = f"{kind.value}/{name}" if isinstance(name, str) else kind.value
+
+    def problem(field_path: str, message: str) -> Problem:
+        where = raw.locate(field_path)
+        return Problem(where.path, where.line, where.column, subject, field_path, message)
+
+    problems: list[Problem] = []
+    for field_path, packed, message in raw.issues:
+        line, column = _unpack(packed)
+        problems.append(Problem(raw.path, line, column, subject, field_path, message))
+    if "apiVersion" not in data:
+        problems.append(problem("", f"missing apiVersion (use apiVersion: {API_VERSION})"))
+    elif data["apiVersion"] != API_VERSION:
+        problems.append(
+            problem(
+                "apiVersion",
+                f"unsupported version {_describe(data['apiVersion'])}; use {API_VERSION}",
+            )
+        )
+    if kind_value is None:
+        problems.append(problem("", f"missing kind (one of {known_kinds})"))
+    elif kind is None:
+        problems.append(
+            problem("kind", f"unknown kind {_describe(kind_value)}; expected one of {known_kinds}")
+        )
+    if kind is None or len(problems) > len(raw.issues):
+        return None, problems
+
+    model_class = MODEL_BY_KIND[kind]
+    try:
+        model = model_class.model_validate(data, context={DEFER_CHECKS: True})
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            problems.append(problem(_loc_path(error["loc"]), _error_message(error)))
+        return None, problems
+    loaded = LoadedDocument(kind, model.metadata.name, model, raw)
+    problems.extend(loaded.problem(path, message) for path, message in document_checks(model))
+    return loaded, problems
+
+
+# --- loading a fleet ---------------------------------------------------------------------
+
+
+def load_files(
+    files: Iterable[SourceFile], *, revision: str | None = None, limits: Limits = DEFAULT_LIMITS
+) -> Specs:
+    """Parse, validate and cross-check spec files; the shared core of every loader.
+
+    Raises:
+        SpecError: with every problem of every file, sorted by file and position.
+    """
+    problems: list[Problem] = []
+    loaded: list[LoadedDocument] = []
+    for source in files:
+        parsed = parse_documents(source.path, source.read(limits.max_file_bytes), limits)
+        problems.extend(parsed.problems)
+        for raw in parsed.documents:
+            document, found = validate_document(raw)
+            problems.extend(found)
+            if document is not None:
+                loaded.append(document)
+    problems.extend(check_fleet(loaded))
+    if problems:
+        raise SpecError(problems)
+    tenants: dict[str, Tenant] = {}
+    sites: dict[str, Site] = {}
+    policies: dict[str, BillingPolicy] = {}
+    documents: dict[tuple[Kind, str], RawDocument] = {}
+    for document in loaded:
+        model = document.model
+        if isinstance(model, Tenant):
+            tenants[document.name] = model
+        elif isinstance(model, Site):
+            sites[document.name] = model
+        else:
+            policies[document.name] = model
+        documents[(document.kind, document.name)] = document.raw
+    return Specs(
+        tenants=_sorted(tenants),
+        sites=_sorted(sites),
+        policies=_sorted(policies),
+        revision=revision,
+        _documents=documents,
+    )
+
+
+def _sorted(items: dict[str, _T]) -> dict[str, _T]:
+    return {name: items[name] for name in sorted(items)}
+
+
+def _directory_files(root: Path, display_root: str) -> Iterator[SourceFile]:
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        base = Path(directory)
+        for filename in sorted(filenames):
+            if filename.startswith(".") or not filename.endswith(SPEC_SUFFIXES):
+                continue
+            file_path = base / filename
+            relative = file_path.relative_to(root).as_posix()
+            display = f"{display_root}/{relative}" if display_root else relative
+            yield SourceFile(display, _file_reader(file_path, display))
+
+
+def _file_reader(file_path: Path, display: str) -> Callable[[int], bytes]:
+    def read(limit: int) -> bytes:
+        try:
+            with file_path.open("rb") as handle:
+                return handle.read(limit + 1)
+        except OSError as exc:
+            raise LoadError(f"cannot read {display}: {exc.strerror}") from exc
+
+    return read
+
+
+def load_directory(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> Specs:
+    """Load and validate every ``*.yaml``/``*.yml`` file under ``root``.
+
+    Raises:
+        LoadError: when ``root`` is not a readable directory.
+        SpecError: with every problem found.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LoadError(f"{root} is not a directory of specs")
+    return load_files(_directory_files(root, root.resolve().name), limits=limits)
+
+
+def load_git(
+    repo: Path, ref: str = "HEAD", subdir: str = "specs", *, limits: Limits = DEFAULT_LIMITS
+) -> Specs:
+    """Load and validate the specs under ``subdir`` at commit ``ref`` of a Git repository.
+
+    Blobs are read from the commit's tree through GitPython; nothing is checked out, so the
+    working tree (and uncommitted edits) play no part. ``Specs.revision`` is the commit sha.
+
+    Raises:
+        LoadError: no repository at ``repo``, an unknown ``ref``, or no ``subdir`` there.
+        SpecError: with every problem found.
+    """
+    import git  # GitPython is imported only by the Git path; it spawns `git` lazily
+
+    try:
+        repository = git.Repo(repo)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise LoadError(f"{repo} is not a Git repository") from exc
+    try:
+        commit = repository.commit(ref)
+    except (git.BadName, ValueError, git.GitCommandError) as exc:
+        raise LoadError(f"unknown Git ref {ref!r} in {repo}") from exc
+    subdir = subdir.strip("/")
+    tree = commit.tree
+    if subdir:
+        try:
+            tree = tree / subdir
+        except KeyError as exc:
+            raise LoadError(f"no {subdir}/ directory at {ref} ({commit.hexsha[:12]})") from exc
+        if tree.type != "tree":
+            raise LoadError(f"{subdir} is not a directory at {ref} ({commit.hexsha[:12]})")
+    with repository:
+        return load_files(_git_files(tree), revision=commit.hexsha, limits=limits)
+
+
+_SYMLINK_MODE = 0o120000
+
+
+def _git_files(tree: Any) -> Iterator[SourceFile]:
+    blobs = [
+        item
+        for item in tree.traverse(
+            prune=lambda item, depth: item.type == "tree" and item.name.startswith(".")
+        )
+        if item.type == "blob"
+        and item.mode != _SYMLINK_MODE
+        and item.name.endswith(SPEC_SUFFIXES)
+        and not item.name.startswith(".")
+    ]
+    blobs.sort(key=lambda item: item.path)
+    for blob in blobs:
+        yield SourceFile(blob.path, _blob_reader(blob))
+
+
+def _blob_reader(blob: Any) -> Callable[[int], bytes]:
+    def read(limit: int) -> bytes:
+        stream = blob.data_stream
+        data: bytes = stream.read(limit + 1) if stream.size > limit else stream.read()
+        return data
+
+    return read
