@@ -506,6 +506,11 @@ CLOUDFLARE_CORRECTIONS: tuple[Correction, ...] = (
     Correction(
         f"{CF} §5", "purge body alternatives require their key", _cf_purge_body_alternatives
     ),
+    Correction(
+        f"{CF} §3.4",
+        "Direct Upload asset operations ([SDK]/[W])",
+        _cf_direct_upload_asset_operations,
+    ),
 )
 
 
