@@ -1,0 +1,162 @@
+"""``reconciler migrate``: apply pending D1 migrations, or show where each one stands.
+
+Registered by ``cli.py``; calls :func:`reconciler.runtime.migrate.migrate` and
+:func:`reconciler.runtime.migrate.migration_status` on a database built here: ``--database PATH``
+opens that SQLite file; without it the D1 settings from the environment decide
+(``D1_BACKEND=sqlite`` uses ``D1_SQLITE_PATH``; ``D1_BACKEND=d1`` uses the Cloudflare client
+from ``providers/cloudflare.py`` with ``D1_DATABASE_ID``).
+
+Exit codes: 0 applied, or nothing to do; 1 error (the message names the file and the SQL error,
+or the inconsistency found); with ``--dry-run``, 2 when migrations are pending; with
+``--status``, 1 when the history has a problem that would block ``migrate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import MigrationError
+from reconciler.providers.d1 import D1HttpDatabase, D1QueryAPI, Database, SqliteDatabase
+from reconciler.runtime.migrate import MigrationStatus, migrate, migration_status
+from reconciler.settings import Settings
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PENDING = 2
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``migrate`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "migrate",
+        help="apply pending D1 migrations (wrangler's convention), each in one transaction",
+        description="Apply the pending migrations in DIR to the database, each file together "
+        "with its d1_migrations row in one transaction. Refuses to start when an applied "
+        "migration is missing or was edited, or a pending one looks partially applied.",
+    )
+    parser.add_argument(
+        "--database",
+        metavar="PATH",
+        help="SQLite file to migrate (default: from D1_BACKEND / D1_SQLITE_PATH / D1_DATABASE_ID)",
+    )
+    parser.add_argument(
+        "--dir",
+        default="migrations",
+        metavar="DIR",
+        help="migrations directory (default: migrations)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--status", action="store_true", help="list migrations and their state")
+    mode.add_argument(
+        "--dry-run", action="store_true", help="check and show what would be applied; write nothing"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the database, run the chosen mode, print, and return the exit code."""
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    db, where, owner = _open(args.database)
+    try:
+        if args.status:
+            return _print_status(await migration_status(db, directory), where)
+        report = await migrate(db, directory, progress=_print, dry_run=args.dry_run)
+    finally:
+        await db.close()
+        if owner is not None:
+            await owner.aclose()
+    noun = "migration" if report.total_applied == 1 else "migrations"
+    if report.dry_run:
+        if report.applied:
+            print(f"{where}: {len(report.applied)} to apply; {report.total_applied} {noun} after")
+            return EXIT_PENDING
+        print(f"database is up to date: {report.total_applied} {noun} applied")
+        return EXIT_OK
+    if report.applied:
+        count = len(report.applied)
+        print(
+            f"applied {count} migration{'s' if count != 1 else ''} ({report.statements} statements)"
+        )
+    print(f"database is up to date: {report.total_applied} {noun} applied")
+    return EXIT_OK
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _print_status(statuses: list[MigrationStatus], where: str) -> int:
+    print(f"migrations for {where}:")
+    if not statuses:
+        print("  (none)")
+    width = max((len(status.name) for status in statuses), default=0)
+    for status in statuses:
+        line = f"  {status.name.ljust(width)}  {status.state.value}"
+        if status.applied_at:
+            line += f"  at {status.applied_at}"
+        if status.detail:
+            line += f"  ({status.detail})"
+        print(line)
+    problems = [status for status in statuses if status.is_problem]
+    if problems:
+        print(
+            f"error: {len(problems)} problem{'s' if len(problems) != 1 else ''} "
+            "would block migrate",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+class _Closable:
+    """Anything with ``aclose`` (the Cloudflare client owned by this command)."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    async def aclose(self) -> None:
+        closer = getattr(self._target, "aclose", None) or getattr(self._target, "close", None)
+        if closer is not None:
+            result = closer()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+def _open(path: str | None) -> tuple[Database, str, _Closable | None]:
+    """Pick the backend: an explicit file, else the environment's D1 settings."""
+    if path is not None:
+        return SqliteDatabase(path), path, None
+    try:
+        settings = Settings.from_env(os.environ)
+    except ValueError as exc:
+        raise MigrationError(str(exc)) from exc
+    if settings.d1.backend == "sqlite":
+        return SqliteDatabase(settings.d1.sqlite_path), settings.d1.sqlite_path, None
+    if not settings.d1.database_id:
+        raise MigrationError("D1_BACKEND=d1 needs D1_DATABASE_ID")
+    client = _cloudflare_client(settings)
+    database = D1HttpDatabase(client, settings.d1.database_id)
+    return database, f"D1 database {settings.d1.database_id}", _Closable(client)
+
+
+def _cloudflare_client(settings: Settings) -> D1QueryAPI:
+    """Build the Cloudflare client, which implements :class:`D1QueryAPI`."""
+    try:
+        module = importlib.import_module("reconciler.providers.cloudflare")
+    except ImportError as exc:
+        raise MigrationError(
+            "D1_BACKEND=d1 needs reconciler.providers.cloudflare, which is not available; "
+            "use --database PATH or D1_BACKEND=sqlite"
+        ) from exc
+    client: D1QueryAPI = module.CloudflareClient(settings.cloudflare)
+    return client
