@@ -3,7 +3,8 @@
 ``local`` gives a running, empty :class:`LocalStripe`; ``billing`` a :class:`StripeBilling`
 pointed at it (with :data:`WEBHOOK_SECRET`); ``stub_stripe`` a loopback HTTP server answering
 every request with a canned status, for error-mapping tests localstripe cannot produce;
-``webhook_receiver`` a loopback HTTP server collecting what localstripe delivers.
+``webhook_receiver`` a loopback HTTP server collecting what localstripe delivers;
+``webhook_secret`` and ``api_key`` the credentials in use.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def stub_stripe() -> Iterator[tuple[str, StubReply]]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}", reply
@@ -92,17 +93,21 @@ def stub_stripe() -> Iterator[tuple[str, StubReply]]:
         thread.join(timeout=10)
 
 
-@dataclass
-class WebhookReceiver:
-    """Collects (body, Stripe-Signature) pairs POSTed to it."""
-
-    url: str
-    deliveries: queue.Queue[tuple[bytes, str]]
+@pytest.fixture
+def webhook_secret() -> str:
+    """The signing secret the ``billing`` adapter verifies with."""
+    return WEBHOOK_SECRET
 
 
 @pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    """A loopback HTTP server that records every webhook delivery."""
+def api_key() -> str:
+    """The (random) test key ``local`` and ``billing`` use; must never show up in output."""
+    return API_KEY
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[tuple[str, queue.Queue[tuple[bytes, str]]]]:
+    """A loopback HTTP server recording (body, Stripe-Signature) per delivery; yields its URL."""
     deliveries: queue.Queue[tuple[bytes, str]] = queue.Queue()
 
     class Handler(BaseHTTPRequestHandler):
@@ -117,10 +122,10 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield WebhookReceiver(f"http://127.0.0.1:{server.server_port}/hook", deliveries)
+        yield f"http://127.0.0.1:{server.server_port}/hook", deliveries
     finally:
         server.shutdown()
         server.server_close()
