@@ -345,15 +345,26 @@ def _describe(error: ErrorDetails) -> str:
             tail = tail.lstrip(".")
             break
     message = error["msg"]
+    if message.startswith("Tuple "):  # the models use tuples; the JSON has arrays
+        message = "List " + message[len("Tuple ") :]
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]
     return ": ".join(part for part in (head, tail, message) if part)
 
 
+def _is_echo(error: ErrorDetails, errors: list[ErrorDetails]) -> bool:
+    """A ``too_short`` on a list only because its items failed (pydantic counts valid ones)."""
+    if error["type"] != "too_short":
+        return False
+    loc = error["loc"]
+    return any(len(other["loc"]) > len(loc) and other["loc"][: len(loc)] == loc for other in errors)
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """Every problem of a validation error, located, joined with ``; `` (at most five shown)."""
-    problems = [_describe(error) for error in exc.errors(include_url=False)]
+    errors = exc.errors(include_url=False)
+    problems = [_describe(error) for error in errors if not _is_echo(error, errors)]
     shown = problems[:MAX_REPORTED_PROBLEMS]
     more = len(problems) - len(shown)
     text = "; ".join(shown)

@@ -1,0 +1,116 @@
+"""Performance budget check: a build's sizes against its tenant's BillingPolicy budget.
+
+Pure. The publisher calls :func:`check_budget` with the sizes of a ``build.site.BuildOutput`` and
+the policy's ``PerformanceBudget`` (``spec/models.py``) before uploading; a non-empty result
+fails the publish with :func:`describe_violations` as ``publish_versions.error_message``
+(runbook 4). The planner may call it too, to show a blocked publish in a plan.
+
+The budget is taken through the :class:`BudgetLimits` protocol, so core does not import the
+pydantic spec models: any object with ``max_js_kb``, ``max_css_kb`` and
+``max_third_party_scripts`` fits, ``PerformanceBudget`` included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class BudgetLimits(Protocol):
+    """The limits of a performance budget (``spec.models.PerformanceBudget`` satisfies it)."""
+
+    @property
+    def max_js_kb(self) -> int:
+        """Largest first-party JavaScript size allowed, in KiB."""
+        ...
+
+    @property
+    def max_css_kb(self) -> int:
+        """Largest first-party CSS size allowed, in KiB."""
+        ...
+
+    @property
+    def max_third_party_scripts(self) -> int:
+        """Most distinct third-party script URLs allowed."""
+        ...
+
+
+class BudgetMetric(StrEnum):
+    """What a budget limits."""
+
+    JS_KB = "js_kb"
+    CSS_KB = "css_kb"
+    THIRD_PARTY_SCRIPTS = "third_party_scripts"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetViolation:
+    """One limit a build goes over."""
+
+    metric: BudgetMetric
+    actual: int
+    limit: int
+    message: str  # e.g. "JS 312 KB is over the budget of 250 KB"
+
+
+def check_budget(
+    *, js_kb: int, css_kb: int, third_party_scripts: int, budget: BudgetLimits
+) -> tuple[BudgetViolation, ...]:
+    """Every limit the sizes go over, in the order JS, CSS, third-party scripts.
+
+    A size equal to its limit is within the budget.
+
+    Args:
+        js_kb: first-party JavaScript of the build, KiB rounded up.
+        css_kb: first-party CSS of the build, KiB rounded up.
+        third_party_scripts: distinct external script URLs the site loads.
+        budget: the limits.
+
+    Returns:
+        The violations; empty when the build is within budget.
+    """
+    violations: list[BudgetViolation] = []
+    if js_kb > budget.max_js_kb:
+        violations.append(
+            BudgetViolation(
+                metric=BudgetMetric.JS_KB,
+                actual=js_kb,
+                limit=budget.max_js_kb,
+                message=f"JS {js_kb} KB is over the budget of {budget.max_js_kb} KB",
+            )
+        )
+    if css_kb > budget.max_css_kb:
+        violations.append(
+            BudgetViolation(
+                metric=BudgetMetric.CSS_KB,
+                actual=css_kb,
+                limit=budget.max_css_kb,
+                message=f"CSS {css_kb} KB is over the budget of {budget.max_css_kb} KB",
+            )
+        )
+    limit = budget.max_third_party_scripts
+    if third_party_scripts > limit:
+        noun = "script" if third_party_scripts == 1 else "scripts"
+        verb = "is" if third_party_scripts == 1 else "are"
+        violations.append(
+            BudgetViolation(
+                metric=BudgetMetric.THIRD_PARTY_SCRIPTS,
+                actual=third_party_scripts,
+                limit=limit,
+                message=(
+                    f"{third_party_scripts} third-party {noun} {verb} over the budget of {limit}"
+                ),
+            )
+        )
+    return tuple(violations)
+
+
+def describe_violations(violations: tuple[BudgetViolation, ...]) -> str:
+    """One line for ``publish_versions.error_message``: ``performance budget exceeded: ...``.
+
+    Returns ``""`` when there is no violation.
+    """
+    if not violations:
+        return ""
+    return "performance budget exceeded: " + "; ".join(v.message for v in violations)
