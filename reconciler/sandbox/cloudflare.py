@@ -1,0 +1,1085 @@
+"""The Cloudflare API simulator: a stateful Starlette app speaking the v4 REST contract.
+
+``create_app(clock=..., config=...)`` returns the app and its :class:`CloudflareSim` state.
+:mod:`reconciler.sandbox.world` serves it with :mod:`reconciler.sandbox.host`; tests use the
+``cloudflare_sim`` fixture. The API lives under ``/client/v4`` (so ``CLOUDFLARE_API_BASE`` is
+``http://127.0.0.1:<port>/client/v4``); the control endpoints live under ``/__sandbox/`` on the
+same server (no auth; loopback only). docs/sandbox.md lists both.
+
+Every API request goes through one pipeline: authentication (Bearer token, else 401 code
+10000), the per-token rate limit (``rate_limit_requests`` per ``rate_limit_period`` seconds of
+virtual time; exceeding it answers 429 code 971 and blocks the token for
+``rate_limit_block`` seconds), the fault plan (:mod:`reconciler.sandbox.faults`), the route's
+handler (Pages: :mod:`~reconciler.sandbox.cloudflare_pages`, custom hostnames:
+:mod:`~reconciler.sandbox.cloudflare_hostnames`, D1: :mod:`~reconciler.sandbox.cloudflare_d1`,
+cache purge here), then the call log. State is guarded by one lock, so tests may read or drive
+it from other threads while the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.parser
+import email.policy
+import json
+import math
+import re
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from reconciler.sandbox.clock import VirtualClock
+from reconciler.sandbox.cloudflare_common import (
+    ApiError,
+    IdSource,
+    iso,
+    page_params,
+    result_info,
+    success,
+)
+from reconciler.sandbox.cloudflare_d1 import D1Store
+from reconciler.sandbox.cloudflare_hostnames import (
+    CHECK_OFFSETS,
+    HostnameBehaviour,
+    HostnameStore,
+    Lifecycle,
+)
+from reconciler.sandbox.cloudflare_pages import Behaviour, PagesStore
+from reconciler.sandbox.dns import SandboxDNS
+from reconciler.sandbox.faults import FaultDecision, FaultPlan, FaultRule
+
+API_ROOT = "/client/v4"
+AUTH_ERROR = 10000
+RATE_LIMITED = 971
+RATE_LIMIT_MESSAGE = "Please wait and consider throttling your request speed"
+PURGE_INVALID = 1012
+FALLBACK_NOT_FOUND = 1551
+# 5xx bodies by path family (CONTRACT.md §1.3): Pages 8000000, D1 7500, zones 1500.
+SERVER_ERRORS: tuple[tuple[str, int, str], ...] = (
+    (
+        "/pages",
+        8000000,
+        "An unknown error occurred. Contact your account team or Cloudflare support.",
+    ),
+    ("/accounts/", 8000000, "An unknown error occurred."),
+    ("/d1", 7500, "Internal error"),
+    ("/zones/", 1500, "Internal Server Error"),
+)
+LOGGED_HEADERS = ("retry-after", "ratelimit", "ratelimit-policy")
+
+
+@dataclass(frozen=True, slots=True)
+class CloudflareConfig:
+    """Identity and behaviour knobs of one simulated Cloudflare account and SaaS zone.
+
+    Ids default to deterministic values from ``seed`` (see :meth:`generate`).
+    """
+
+    account_id: str
+    zone_id: str
+    token: str
+    database_id: str
+    database_name: str = "sitebuilder"
+    zone_name: str = "sitebuilder-sandbox.test"
+    cname_target: str = "customers.sitebuilder-sandbox.test"
+    fallback_origin: str = "fallback.sitebuilder-sandbox.test"
+    projects: tuple[str, ...] = ()
+    rate_limit_requests: int = 1200
+    rate_limit_period: float = 300.0
+    rate_limit_block: float = 300.0
+    stage_seconds: float = 3.0
+    ssl_initializing_seconds: float = 2.0
+    ssl_issuance_seconds: float = 5.0
+    validation_window: float = CHECK_OFFSETS[-1]
+    purge_max_items: int = 100
+    purge_max_files: int = 100
+    hostname_statuses: str = "docs"  # "docs": POST 201, PATCH 202; "schema": always 200
+    hostname_delete_body: str = "envelope"  # or "bare": {"id": ...} without the envelope
+    retry_creates_new: bool = True
+    upload_jwt_ttl: float = 300.0
+    seed: int = 0
+
+    @classmethod
+    def generate(cls, *, seed: int = 0, **overrides: Any) -> CloudflareConfig:
+        """A config with ids drawn from ``seed`` and the token ``sandbox-cf-<hex>``."""
+        ids = IdSource(seed + 7919)
+        base = cls(
+            account_id=ids.hex32(),
+            zone_id=ids.hex32(),
+            token=f"sandbox-cf-{ids.hex32()}",
+            database_id=ids.uuid(),
+            seed=seed,
+        )
+        return replace(base, **overrides)
+
+
+@dataclass(slots=True)
+class _RateWindow:
+    times: collections.deque[float] = field(default_factory=collections.deque)
+    blocked_until: float = 0.0
+
+
+@dataclass(slots=True)
+class _Outcome:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[["CloudflareSim", "_Call"], _Outcome]
+
+
+@dataclass(slots=True)
+class _Call:
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    json: Any
+    form: dict[str, str] | None
+    files: list[str]
+    headers: dict[str, str]
+
+
+class CloudflareSim:
+    """The simulator's state: stores, DNS, faults, rate windows and the call log."""
+
+    def __init__(
+        self,
+        *,
+        clock: VirtualClock,
+        config: CloudflareConfig,
+        dns: SandboxDNS | None = None,
+        d1_dir: Path | None = None,
+    ) -> None:
+        """Build the initial world (projects from ``config.projects``, one D1 database)."""
+        self.clock = clock
+        self.config = config
+        self.dns = dns if dns is not None else SandboxDNS(clock)
+        self.faults = FaultPlan()
+        self.lock = threading.RLock()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if d1_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="sandbox-d1-")
+            d1_dir = Path(self._tmp.name)
+        self.d1_dir = d1_dir
+        self._build()
+
+    def _build(self) -> None:
+        cfg = self.config
+        now = self.clock.now()
+        self.ids = IdSource(cfg.seed)
+        self.pages = PagesStore(
+            self.ids, stage_seconds=cfg.stage_seconds, upload_jwt_ttl=cfg.upload_jwt_ttl
+        )
+        self.fallback: dict[str, Any] | None = {
+            "origin": cfg.fallback_origin,
+            "status": "active",
+            "errors": [],
+            "created_at": iso(now),
+            "updated_at": iso(now),
+        }
+        self.hostnames = HostnameStore(
+            ids=self.ids,
+            dns=self.dns,
+            lifecycle=Lifecycle(
+                ssl_initializing_seconds=cfg.ssl_initializing_seconds,
+                ssl_issuance_seconds=cfg.ssl_issuance_seconds,
+                validation_window=cfg.validation_window,
+            ),
+            targets={cfg.cname_target, cfg.fallback_origin},
+        )
+        self.d1 = D1Store(self.d1_dir)
+        self.d1.create(cfg.database_id, cfg.database_name, now)
+        self.calls: list[dict[str, Any]] = []
+        self.seq = 0
+        self.rate: dict[str, _RateWindow] = {}
+        self.purges: list[dict[str, Any]] = []
+        for name in cfg.projects:
+            self.pages.create_project(name, now)
+
+    # ---- control ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to the initial world: config projects only, empty D1, no faults, DNS or calls."""
+        with self.lock:
+            self.faults.clear()
+            self.dns.clear()
+            self._build()
+            self.d1.wipe()
+
+    def close(self) -> None:
+        """Remove the temporary D1 directory, if the simulator made one."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @property
+    def d1_path(self) -> Path:
+        """The SQLite file behind the configured D1 database."""
+        return self.d1.databases[self.config.database_id].path
+
+    def create_project(self, name: str, *, production_branch: str = "main") -> dict[str, Any]:
+        """Create a Pages project (ValueError when the name is invalid or taken)."""
+        with self.lock:
+            now = self.clock.now()
+            project = self.pages.create_project(name, now, production_branch=production_branch)
+            return self.pages.project_json(project, now)
+
+    def ensure_projects(self, names: list[str]) -> None:
+        """Create every project in ``names`` that does not exist yet."""
+        with self.lock:
+            for name in names:
+                if name not in self.pages.projects:
+                    self.pages.create_project(name, self.clock.now())
+
+    def point_dns(self, hostname: str) -> None:
+        """Point ``hostname``'s CNAME at the zone's CNAME target."""
+        self.dns.put(hostname, cname=self.config.cname_target)
+
+    def set_hostname_behaviour(self, hostname: str, behaviour: HostnameBehaviour | None) -> None:
+        """Make ``hostname`` stick or fail (None: behave normally again)."""
+        key = hostname.strip().rstrip(".").lower()
+        with self.lock:
+            if behaviour is None:
+                self.hostnames.behaviours.pop(key, None)
+            else:
+                self.hostnames.behaviours[key] = behaviour
+
+    def set_deployment_behaviour(
+        self,
+        behaviour: Behaviour,
+        *,
+        project: str | None = None,
+        deployment_id: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Apply ``behaviour`` to one deployment, or to the next ``times`` of a project.
+
+        ``times=0`` makes it the project's default for every later deployment.
+        """
+        with self.lock:
+            if deployment_id is not None:
+                for proj in self.pages.projects.values():
+                    if deployment_id in proj.deployments:
+                        proj.deployments[deployment_id].behaviour = behaviour
+                        return
+                raise KeyError(f"no deployment {deployment_id}")
+            if project is None or project not in self.pages.projects:
+                raise KeyError(f"no project {project}")
+            proj = self.pages.projects[project]
+            if times == 0:
+                proj.default_behaviour = behaviour
+            else:
+                proj.queued_behaviours.extend([behaviour] * times)
+
+    def calls_since(self, since: int = 0) -> list[dict[str, Any]]:
+        """Call-log entries with ``seq > since``."""
+        with self.lock:
+            return [c for c in self.calls if c["seq"] > since]
+
+    def clear_calls(self) -> None:
+        """Empty the call log (sequence numbers keep growing)."""
+        with self.lock:
+            self.calls.clear()
+
+    def summary(self) -> dict[str, Any]:
+        """Counts of logged calls by ``METHOD path-template`` and by status."""
+        by_route: collections.Counter[str] = collections.Counter()
+        by_status: collections.Counter[str] = collections.Counter()
+        with self.lock:
+            for call in self.calls:
+                by_route[f"{call['method']} {call['route']}"] += 1
+                by_status[str(call["status"])] += 1
+            return {
+                "calls": len(self.calls),
+                "by_route": dict(sorted(by_route.items())),
+                "by_status": dict(sorted(by_status.items())),
+                "hostnames": len(self.hostnames.by_id),
+                "projects": len(self.pages.projects),
+                "purges": len(self.purges),
+            }
+
+    # ---- rate limit ---------------------------------------------------------------------------
+
+    def _rate_check(self, token: str, now: float) -> _Outcome | None:
+        cfg = self.config
+        window = self.rate.setdefault(token, _RateWindow())
+        while window.times and window.times[0] <= now - cfg.rate_limit_period:
+            window.times.popleft()
+        if now < window.blocked_until:
+            return self._rate_limited(math.ceil(window.blocked_until - now))
+        if len(window.times) >= cfg.rate_limit_requests:
+            window.blocked_until = now + cfg.rate_limit_block
+            return self._rate_limited(math.ceil(cfg.rate_limit_block))
+        window.times.append(now)
+        return None
+
+    def _rate_headers(self, token: str, now: float) -> dict[str, str]:
+        cfg = self.config
+        window = self.rate.get(token)
+        used = len(window.times) if window else 0
+        reset = (
+            math.ceil(window.times[0] + cfg.rate_limit_period - now)
+            if window and window.times
+            else math.ceil(cfg.rate_limit_period)
+        )
+        return {
+            "ratelimit": f'"default";r={max(cfg.rate_limit_requests - used, 0)};t={max(reset, 0)}',
+            "ratelimit-policy": (
+                f'"default";q={cfg.rate_limit_requests};w={math.ceil(cfg.rate_limit_period)}'
+            ),
+        }
+
+    @staticmethod
+    def _rate_limited(retry_after: int) -> _Outcome:
+        return _Outcome(
+            429,
+            {
+                "success": False,
+                "errors": [{"code": RATE_LIMITED, "message": RATE_LIMIT_MESSAGE}],
+                "messages": [],
+                "result": None,
+            },
+            {"retry-after": str(max(retry_after, 1))},
+        )
+
+    # ---- the request pipeline -------------------------------------------------------------------
+
+    def route(self, method: str, path: str) -> tuple[Handler, dict[str, str], str] | None:
+        """The handler, path parameters and path template for ``method path``."""
+        for route_method, pattern, template, handler in ROUTES:
+            match = pattern.match(path)
+            if match and route_method == method:
+                return handler, match.groupdict(), template
+        return None
+
+    def log(self, call: _Call, template: str, outcome: _Outcome, fault: str | None) -> None:
+        """Append one exchange to the call log (Authorization never stored)."""
+        with self.lock:
+            self.seq += 1
+            self.calls.append(
+                {
+                    "seq": self.seq,
+                    "at": self.clock.now(),
+                    "method": call.method,
+                    "path": call.path,
+                    "route": template,
+                    "query": dict(call.query),
+                    "request_content_type": call.headers.get("content-type"),
+                    "request_json": call.json,
+                    "request_form": call.form,
+                    "request_files": list(call.files),
+                    "status": outcome.status,
+                    "response_json": outcome.body,
+                    "response_headers": {
+                        k: v for k, v in outcome.headers.items() if k in LOGGED_HEADERS
+                    },
+                    "fault": fault,
+                }
+            )
+
+
+def _server_error(path: str, status: int) -> _Outcome:
+    for prefix, code, message in SERVER_ERRORS:
+        if prefix in path:
+            return _Outcome(status, ApiError(status, code, message).body())
+    return _Outcome(status, ApiError(status, 1500, "Internal Server Error").body())
+
+
+def _no_route(path: str) -> ApiError:
+    return ApiError(
+        400,
+        7003,
+        f"Could not route to {path}, perhaps your object identifier is invalid?",
+        (7000, "No route for that URI"),
+    )
+
+
+# ---- handlers ---------------------------------------------------------------------------------
+
+
+def _account(sim: CloudflareSim, call: _Call) -> None:
+    if call.params.get("account_id") != sim.config.account_id:
+        raise _no_route(call.path)
+
+
+def _zone(sim: CloudflareSim, call: _Call) -> None:
+    if call.params.get("zone_id") != sim.config.zone_id:
+        raise _no_route(call.path)
+
+
+def _get_project(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    project = sim.pages.project(call.params["project"])
+    return _Outcome(200, success(sim.pages.project_json(project, now)))
+
+
+def _list_deployments(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    project = sim.pages.project(call.params["project"])
+    env = call.query.get("env")
+    if env not in (None, "production", "preview"):
+        raise ApiError(400, 8000096, "env must be production or preview.")
+    page, per_page = page_params(
+        call.query, default_per_page=25, min_per_page=1, max_per_page=25, clamp=True
+    )
+    deps = sim.pages.list_deployments(project, env, now)
+    chunk = deps[(page - 1) * per_page : page * per_page]
+    info = result_info(
+        page=page, per_page=per_page, count=len(chunk), total=len(deps), total_pages=True
+    )
+    return _Outcome(200, success([sim.pages.deployment_json(d, now) for d in chunk], info))
+
+
+def _get_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    project = sim.pages.project(call.params["project"])
+    dep = sim.pages.deployment(project, call.params["deployment"])
+    return _Outcome(200, success(sim.pages.deployment_json(dep, now)))
+
+
+def _create_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    project = sim.pages.project(call.params["project"])
+    if call.form is None:
+        raise ApiError(400, 8000096, "Expected a multipart/form-data body.")
+    dep = sim.pages.create_deployment(project, call.form, call.files, now)
+    return _Outcome(200, success(sim.pages.deployment_json(dep, now)))
+
+
+def _retry_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    project = sim.pages.project(call.params["project"])
+    dep = sim.pages.retry(
+        project, call.params["deployment"], now, new_id=sim.config.retry_creates_new
+    )
+    return _Outcome(200, success(sim.pages.deployment_json(dep, now)))
+
+
+def _rollback_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    project = sim.pages.project(call.params["project"])
+    dep = sim.pages.rollback(project, call.params["deployment"], now)
+    return _Outcome(200, success(sim.pages.deployment_json(dep, now)))
+
+
+def _delete_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    project = sim.pages.project(call.params["project"])
+    force = call.query.get("force", "").lower() == "true"
+    sim.pages.delete(project, call.params["deployment"], now, force=force)
+    return _Outcome(200, success(None))
+
+
+def _upload_token(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    project = sim.pages.project(call.params["project"])
+    return _Outcome(200, success({"jwt": sim.pages.upload_token(project, sim.clock.now())}))
+
+
+def _assets(sim: CloudflareSim, call: _Call) -> _Outcome:
+    jwt = call.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    project = sim.pages.project_for_jwt(jwt, sim.clock.now())
+    action = call.params["action"]
+    body = call.json
+    if action in ("check-missing", "upsert-hashes"):
+        if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
+            raise ApiError(400, 8000096, 'Expected {"hashes": [...]}.')
+        hashes = [str(h) for h in body["hashes"]]
+        if action == "upsert-hashes":
+            return _Outcome(200, success(None))
+        return _Outcome(200, success([h for h in hashes if h not in project.assets]))
+    if not isinstance(body, list) or not all(isinstance(i, dict) and "key" in i for i in body):
+        raise ApiError(400, 8000096, "Expected a list of {key, value, metadata, base64}.")
+    project.assets.update(str(item["key"]) for item in body)
+    return _Outcome(200, success({"successful_key_count": len(body), "unsuccessful_keys": []}))
+
+
+def _hostname_status(sim: CloudflareSim, documented: int) -> int:
+    return documented if sim.config.hostname_statuses == "docs" else 200
+
+
+def _list_hostnames(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _zone(sim, call)
+    now = sim.clock.now()
+    page, per_page = page_params(
+        call.query, default_per_page=20, min_per_page=5, max_per_page=50, clamp=False
+    )
+    items = sim.hostnames.listing(call.query, now)
+    chunk = items[(page - 1) * per_page : page * per_page]
+    info = result_info(
+        page=page,
+        per_page=per_page,
+        count=len(chunk),
+        total=len(sim.hostnames.by_id),
+        total_pages=False,
+    )
+    return _Outcome(200, success([sim.hostnames.to_json(h, now) for h in chunk], info))
+
+
+def _create_hostname(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _zone(sim, call)
+    now = sim.clock.now()
+    h = sim.hostnames.create(call.json, now)
+    return _Outcome(_hostname_status(sim, 201), success(sim.hostnames.to_json(h, now)))
+
+
+def _get_hostname(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _zone(sim, call)
+    now = sim.clock.now()
+    h = sim.hostnames.get(call.params["hostname"])
+    return _Outcome(200, success(sim.hostnames.to_json(h, now)))
+
+
+def _edit_hostname(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _zone(sim, call)
+    now = sim.clock.now()
+    h = sim.hostnames.edit(call.params["hostname"], call.json, now)
+    return _Outcome(_hostname_status(sim, 202), success(sim.hostnames.to_json(h, now)))
+
+
+def _delete_hostname(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _zone(sim, call)
+    deleted = sim.hostnames.delete(call.params["hostname"])
+    if sim.config.hostname_delete_body == "bare":
+        return _Outcome(200, {"id": deleted})
+    return _Outcome(200, success({"id": deleted}))
+
+
+def _fallback(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _zone(sim, call)
+    now = sim.clock.now()
+    if call.method == "PUT":
+        body = call.json
+        origin = body.get("origin") if isinstance(body, dict) else None
+        if not isinstance(origin, str) or not origin or len(origin) > 255:
+            raise ApiError(400, 1415, "origin must be a hostname of at most 255 characters.")
+        created = sim.fallback["created_at"] if sim.fallback else iso(now)
+        sim.fallback = {
+            "origin": origin.lower(),
+            "status": "active",
+            "errors": [],
+            "created_at": created,
+            "updated_at": iso(now),
+        }
+        sim.hostnames.targets = {sim.config.cname_target, origin.lower()}
+        return _Outcome(200, success(dict(sim.fallback)))
+    if sim.fallback is None:
+        raise ApiError(404, FALLBACK_NOT_FOUND, "No fallback origin is set for this zone.")
+    if call.method == "DELETE":
+        gone = {**sim.fallback, "status": "pending_deletion", "updated_at": iso(now)}
+        sim.fallback = None
+        sim.hostnames.targets = {sim.config.cname_target}
+        return _Outcome(200, success(gone))
+    return _Outcome(200, success(dict(sim.fallback)))
+
+
+PURGE_KEYS = ("purge_everything", "files", "tags", "hosts", "prefixes")
+
+
+def _purge(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _zone(sim, call)
+    body = call.json
+    if not isinstance(body, dict):
+        raise ApiError(400, PURGE_INVALID, "Request body must be a JSON object.")
+    keys = [k for k in PURGE_KEYS if k in body]
+    if len(keys) != 1 or set(body) - set(PURGE_KEYS):
+        raise ApiError(
+            400,
+            PURGE_INVALID,
+            "Exactly one of purge_everything, files, tags, hosts or prefixes is required.",
+        )
+    key = keys[0]
+    value = body[key]
+    if key == "purge_everything":
+        if value is not True:
+            raise ApiError(400, PURGE_INVALID, "purge_everything must be true.")
+    else:
+        if not isinstance(value, list) or not value:
+            raise ApiError(400, PURGE_INVALID, f"{key} must be a non-empty array.")
+        limit = sim.config.purge_max_files if key == "files" else sim.config.purge_max_items
+        if len(value) > limit:
+            raise ApiError(
+                400,
+                PURGE_INVALID,
+                f"Too many {key} in one request: at most {limit} are allowed.",
+            )
+        for item in value:
+            ok = isinstance(item, str) or (
+                key == "files" and isinstance(item, dict) and isinstance(item.get("url"), str)
+            )
+            if not ok or (isinstance(item, str) and not item):
+                raise ApiError(400, PURGE_INVALID, f"Invalid entry in {key}.")
+    sim.purges.append({"at": sim.clock.now(), "kind": key, "items": value})
+    return _Outcome(200, success({"id": sim.config.zone_id}))
+
+
+def _d1_list(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    page, per_page = page_params(
+        call.query, default_per_page=1000, min_per_page=10, max_per_page=10000, clamp=False
+    )
+    dbs = list(sim.d1.databases.values())
+    if "name" in call.query:
+        dbs = [d for d in dbs if call.query["name"] in d.name]
+    chunk = dbs[(page - 1) * per_page : page * per_page]
+    info = result_info(
+        page=page, per_page=per_page, count=len(chunk), total=len(dbs), total_pages=False
+    )
+    return _Outcome(200, success([sim.d1.summary(d, details=False) for d in chunk], info))
+
+
+def _d1_get(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    db = sim.d1.get(call.params["database"])
+    return _Outcome(200, success(sim.d1.summary(db, details=True)))
+
+
+def _d1_query(sim: CloudflareSim, call: _Call) -> _Outcome:
+    _account(sim, call)
+    db = sim.d1.get(call.params["database"])
+    raw = call.path.endswith("/raw")
+    return _Outcome(200, success(sim.d1.query(db, call.json, raw=raw)))
+
+
+_ACC = r"/accounts/(?P<account_id>[^/]+)"
+_PROJ = _ACC + r"/pages/projects/(?P<project>[^/]+)"
+_DEP = _PROJ + r"/deployments/(?P<deployment>[^/]+)"
+_ZONE = r"/zones/(?P<zone_id>[^/]+)"
+_D1 = _ACC + r"/d1/database"
+
+_ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
+    ("GET", _PROJ, "/accounts/{account_id}/pages/projects/{project_name}", _get_project),
+    (
+        "GET",
+        _PROJ + "/deployments",
+        "/accounts/{account_id}/pages/projects/{project_name}/deployments",
+        _list_deployments,
+    ),
+    (
+        "POST",
+        _PROJ + "/deployments",
+        "/accounts/{account_id}/pages/projects/{project_name}/deployments",
+        _create_deployment,
+    ),
+    (
+        "GET",
+        _DEP,
+        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}",
+        _get_deployment,
+    ),
+    (
+        "DELETE",
+        _DEP,
+        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}",
+        _delete_deployment,
+    ),
+    (
+        "POST",
+        _DEP + "/retry",
+        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}/retry",
+        _retry_deployment,
+    ),
+    (
+        "POST",
+        _DEP + "/rollback",
+        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}/rollback",
+        _rollback_deployment,
+    ),
+    (
+        "GET",
+        _PROJ + "/upload-token",
+        "/accounts/{account_id}/pages/projects/{project_name}/upload-token",
+        _upload_token,
+    ),
+    (
+        "POST",
+        r"/pages/assets/(?P<action>check-missing|upload|upsert-hashes)",
+        "/pages/assets/{action}",
+        _assets,
+    ),
+    (
+        "GET",
+        _ZONE + "/custom_hostnames/fallback_origin",
+        "/zones/{zone_id}/custom_hostnames/fallback_origin",
+        _fallback,
+    ),
+    (
+        "PUT",
+        _ZONE + "/custom_hostnames/fallback_origin",
+        "/zones/{zone_id}/custom_hostnames/fallback_origin",
+        _fallback,
+    ),
+    (
+        "DELETE",
+        _ZONE + "/custom_hostnames/fallback_origin",
+        "/zones/{zone_id}/custom_hostnames/fallback_origin",
+        _fallback,
+    ),
+    ("GET", _ZONE + "/custom_hostnames", "/zones/{zone_id}/custom_hostnames", _list_hostnames),
+    ("POST", _ZONE + "/custom_hostnames", "/zones/{zone_id}/custom_hostnames", _create_hostname),
+    (
+        "GET",
+        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
+        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
+        _get_hostname,
+    ),
+    (
+        "PATCH",
+        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
+        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
+        _edit_hostname,
+    ),
+    (
+        "DELETE",
+        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
+        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
+        _delete_hostname,
+    ),
+    ("POST", _ZONE + "/purge_cache", "/zones/{zone_id}/purge_cache", _purge),
+    ("GET", _D1, "/accounts/{account_id}/d1/database", _d1_list),
+    (
+        "GET",
+        _D1 + r"/(?P<database>[^/]+)",
+        "/accounts/{account_id}/d1/database/{database_id}",
+        _d1_get,
+    ),
+    (
+        "POST",
+        _D1 + r"/(?P<database>[^/]+)/query",
+        "/accounts/{account_id}/d1/database/{database_id}/query",
+        _d1_query,
+    ),
+    (
+        "POST",
+        _D1 + r"/(?P<database>[^/]+)/raw",
+        "/accounts/{account_id}/d1/database/{database_id}/raw",
+        _d1_query,
+    ),
+)
+ROUTES = tuple(
+    (method, re.compile(f"^{pattern}/?$"), template, handler)
+    for method, pattern, template, handler in _ROUTE_SPECS
+)
+
+
+# ---- HTTP layer ---------------------------------------------------------------------------------
+
+
+def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], list[str]]:
+    """Split a multipart body into text fields and the names of file parts."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    form: dict[str, str] = {}
+    files: list[str] = []
+    if not message.is_multipart():
+        return form, files
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        if part.get_filename() is not None:
+            files.append(name)
+        else:
+            form[name] = data.decode("utf-8", errors="replace")
+    return form, files
+
+
+class _Dropped(Response):
+    """Start a response that announces a body and never sends it: the client sees a drop."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
+
+
+def _respond(outcome: _Outcome) -> Response:
+    if outcome.status == 204:
+        return Response(status_code=204, headers=outcome.headers)
+    return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
+
+
+def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        raw = await request.body()
+        path = "/" + request.path_params["path"]
+        content_type = request.headers.get("content-type", "")
+        parsed: Any = None
+        form: dict[str, str] | None = None
+        files: list[str] = []
+        if content_type.startswith("multipart/form-data"):
+            form, files = _parse_multipart(content_type, raw)
+        elif raw:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+        call = _Call(
+            method=request.method,
+            path=path,
+            params={},
+            query=dict(request.query_params),
+            json=parsed,
+            form=form,
+            files=files,
+            headers={k.lower(): v for k, v in request.headers.items()},
+        )
+        found = sim.route(call.method, path)
+        template = found[2] if found else path
+        is_assets = path.startswith("/pages/assets/")
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        now = sim.clock.now()
+        headers: dict[str, str] = {}
+        with sim.lock:
+            if not is_assets and token != sim.config.token:
+                outcome: _Outcome | None = _Outcome(
+                    401, ApiError(401, AUTH_ERROR, "Authentication error").body()
+                )
+            else:
+                outcome = None if is_assets else sim._rate_check(token, now)
+                if not is_assets:
+                    headers = sim._rate_headers(token, now)
+        decision = FaultDecision()
+        if outcome is None:
+            decision = sim.faults.decide(call.method, path)
+            if decision.kind == "rate_limited":
+                outcome = sim._rate_limited(decision.retry_after)
+            elif decision.kind == "error":
+                outcome = _server_error(path, decision.status)
+            elif decision.kind in ("timeout", "drop") and not decision.process:
+                outcome = _server_error(path, 504)
+        if outcome is None:
+            if found is None:
+                outcome = _Outcome(400, _no_route(path).body())
+            else:
+                handler, params, _ = found
+                call.params = params
+                with sim.lock:
+                    try:
+                        outcome = handler(sim, call)
+                    except ApiError as exc:
+                        outcome = _Outcome(exc.status, exc.body())
+        outcome.headers = {**headers, **outcome.headers}
+        fault = None if decision.kind == "none" else decision.kind
+        sim.log(call, template, outcome, fault)
+        if decision.latency:
+            await asyncio.sleep(decision.latency)
+        if decision.kind == "timeout":
+            await asyncio.sleep(decision.hold_seconds)
+        if decision.kind == "drop":
+            return _Dropped()
+        return _respond(outcome)
+
+    return endpoint
+
+
+# ---- control endpoints ----------------------------------------------------------------------
+
+
+def _control_routes(sim: CloudflareSim) -> list[Route]:
+    async def clock(request: Request) -> Response:
+        if request.method == "POST":
+            body = await _json(request)
+            seconds = body.get("seconds") if isinstance(body, dict) else None
+            if not isinstance(seconds, int | float) or seconds < 0:
+                return _bad('body must be {"seconds": <non-negative number>}')
+            sim.clock.advance(float(seconds))
+        now = sim.clock.now()
+        return JSONResponse({"now": now, "iso": iso(now)})
+
+    async def reset(request: Request) -> Response:
+        sim.reset()
+        return JSONResponse({"reset": True})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            sim.faults.clear()
+        elif request.method == "POST":
+            body = await _json(request)
+            if not isinstance(body, dict):
+                return _bad("body must be a JSON object")
+            raw_rules = body.get("rules", [body] if "rules" not in body else [])
+            seed = body.get("seed", 0)
+            try:
+                rules = [
+                    FaultRule.from_json({k: v for k, v in r.items() if k != "seed"})
+                    for r in raw_rules
+                ]
+            except (TypeError, ValueError, AttributeError) as exc:
+                return _bad(str(exc))
+            sim.faults.set(rules, seed=int(seed))
+        return JSONResponse({"seed": sim.faults.seed, "rules": sim.faults.rules()})
+
+    async def dns(request: Request) -> Response:
+        name = request.path_params.get("name")
+        if name is None:
+            return JSONResponse({"records": [r.as_json() for r in sim.dns.all()]})
+        if request.method == "DELETE":
+            return JSONResponse({"deleted": sim.dns.delete(name)})
+        if request.method == "GET":
+            record = sim.dns.get(name)
+            if record is None:
+                return JSONResponse({"error": "no such record"}, status_code=404)
+            return JSONResponse(record.as_json())
+        body = await _json(request)
+        if not isinstance(body, dict):
+            return _bad('body must be {"cname"?: str, "txt"?: [str]}')
+        cname = body.get("cname")
+        if body.get("target") == "cname_target":
+            cname = sim.config.cname_target
+        txt = body.get("txt", [])
+        if (cname is not None and not isinstance(cname, str)) or not isinstance(txt, list):
+            return _bad("cname must be a string and txt a list of strings")
+        return JSONResponse(sim.dns.put(name, cname=cname, txt=[str(t) for t in txt]).as_json())
+
+    async def hostname_behaviour(request: Request) -> Response:
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            sim.set_hostname_behaviour(name, None)
+            return JSONResponse({"hostname": name, "mode": "normal"})
+        body = await _json(request)
+        try:
+            behaviour = HostnameBehaviour.from_json(body if isinstance(body, dict) else {})
+        except ValueError as exc:
+            return _bad(str(exc))
+        sim.set_hostname_behaviour(name, behaviour)
+        return JSONResponse({"hostname": name, **asdict(behaviour)})
+
+    async def deployment_behaviour(request: Request) -> Response:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            return _bad("body must be a JSON object")
+        try:
+            behaviour = Behaviour.from_json(body)
+            sim.set_deployment_behaviour(
+                behaviour,
+                project=body.get("project"),
+                deployment_id=body.get("deployment_id"),
+                times=int(body.get("times", 1)),
+            )
+        except (ValueError, KeyError) as exc:
+            return _bad(str(exc), status=404 if isinstance(exc, KeyError) else 400)
+        return JSONResponse({"mode": behaviour.mode, "stage": behaviour.stage})
+
+    async def projects(request: Request) -> Response:
+        if request.method == "GET":
+            with sim.lock:
+                names = sorted(sim.pages.projects)
+            return JSONResponse({"projects": names})
+        body = await _json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            return _bad('body must be {"name": str, "production_branch"?: str}')
+        try:
+            project = sim.create_project(
+                body["name"], production_branch=str(body.get("production_branch", "main"))
+            )
+        except ValueError as exc:
+            return _bad(str(exc), status=409)
+        return JSONResponse(project, status_code=201)
+
+    async def calls(request: Request) -> Response:
+        if request.method == "DELETE":
+            sim.clear_calls()
+            return JSONResponse({"cleared": True})
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            return _bad("since must be an integer")
+        return JSONResponse({"calls": sim.calls_since(since)})
+
+    async def summary(request: Request) -> Response:
+        return JSONResponse(sim.summary())
+
+    async def config(request: Request) -> Response:
+        cfg = asdict(sim.config)
+        cfg.pop("token")
+        return JSONResponse(cfg)
+
+    return [
+        Route("/__sandbox/clock", clock, methods=["GET", "POST"]),
+        Route("/__sandbox/reset", reset, methods=["POST"]),
+        Route("/__sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/__sandbox/dns", dns, methods=["GET"]),
+        Route("/__sandbox/dns/{name}", dns, methods=["GET", "PUT", "DELETE"]),
+        Route(
+            "/__sandbox/hostnames/{name}/behaviour",
+            hostname_behaviour,
+            methods=["PUT", "DELETE"],
+        ),
+        Route("/__sandbox/deployments/behaviour", deployment_behaviour, methods=["POST"]),
+        Route("/__sandbox/projects", projects, methods=["GET", "POST"]),
+        Route("/__sandbox/calls", calls, methods=["GET", "DELETE"]),
+        Route("/__sandbox/summary", summary, methods=["GET"]),
+        Route("/__sandbox/config", config, methods=["GET"]),
+    ]
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _bad(message: str, *, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(
+    *,
+    clock: VirtualClock,
+    config: CloudflareConfig,
+    dns: SandboxDNS | None = None,
+    d1_dir: Path | None = None,
+) -> tuple[Starlette, CloudflareSim]:
+    """Build the simulator app and its state.
+
+    Args:
+        clock: the shared virtual clock.
+        config: account, zone, token and behaviour knobs.
+        dns: the sandbox DNS to validate hostnames against (a new one if None).
+        d1_dir: where D1 SQLite files live (a temporary directory if None; see ``close``).
+
+    Returns:
+        ``(app, sim)``: serve ``app``; drive and inspect ``sim``.
+    """
+    sim = CloudflareSim(clock=clock, config=config, dns=dns, d1_dir=d1_dir)
+    routes = [
+        *_control_routes(sim),
+        Route(
+            API_ROOT + "/{path:path}",
+            _api_endpoint(sim),
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        ),
+    ]
+    return Starlette(routes=routes), sim

@@ -1,0 +1,106 @@
+"""Shared pieces of the Cloudflare simulator: API errors, timestamps, ids, the envelope.
+
+Used by the simulator's stores (:mod:`reconciler.sandbox.cloudflare_pages`,
+:mod:`reconciler.sandbox.cloudflare_hostnames`, :mod:`reconciler.sandbox.cloudflare_d1`) and its
+HTTP layer (:mod:`reconciler.sandbox.cloudflare`). Shapes follow
+``contracts/cloudflare/CONTRACT.md`` §1: the ``{success, errors, messages, result}`` envelope,
+integer error codes, ISO 8601 timestamps with microseconds and ``Z``.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+
+class ApiError(Exception):
+    """A failure answered with the contract's failure envelope."""
+
+    def __init__(self, status: int, code: int, message: str, *more: tuple[int, str]) -> None:
+        """``status`` is the HTTP status; ``code``/``message`` the first entry of ``errors``."""
+        super().__init__(f"{status} {code} {message}")
+        self.status = status
+        self.errors: list[dict[str, Any]] = [{"code": code, "message": message}]
+        self.errors.extend({"code": c, "message": m} for c, m in more)
+
+    def body(self) -> dict[str, Any]:
+        """The failure envelope (CONTRACT.md §1.1)."""
+        return failure(self.errors)
+
+
+def success(result: Any, result_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The success envelope; ``result_info`` only for list endpoints."""
+    body: dict[str, Any] = {"success": True, "errors": [], "messages": [], "result": result}
+    if result_info is not None:
+        body["result_info"] = result_info
+    return body
+
+
+def failure(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The failure envelope with ``result: null``."""
+    return {"success": False, "errors": errors, "messages": [], "result": None}
+
+
+def iso(epoch: float) -> str:
+    """Format epoch seconds as ``2021-03-09T00:55:03.923456Z``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class IdSource:
+    """Deterministic ids from a seeded random source (same seed, same ids)."""
+
+    def __init__(self, seed: int) -> None:
+        """Seed the source."""
+        self._rng = random.Random(seed)
+
+    def hex32(self) -> str:
+        """A 32-hex-digit Cloudflare identifier."""
+        return f"{self._rng.getrandbits(128):032x}"
+
+    def uuid(self) -> str:
+        """A version-4 UUID string (36 characters)."""
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+
+def page_params(
+    query: dict[str, str],
+    *,
+    default_per_page: int,
+    min_per_page: int,
+    max_per_page: int,
+    clamp: bool,
+) -> tuple[int, int]:
+    """Parse ``page``/``per_page``; out-of-range values raise 400 unless ``clamp``.
+
+    Returns:
+        ``(page, per_page)``, page 1-based.
+    """
+    try:
+        page = int(float(query.get("page", "1")))
+        per_page = int(float(query.get("per_page", str(default_per_page))))
+    except ValueError as exc:
+        raise ApiError(400, 1001, "page and per_page must be numbers") from exc
+    if page < 1:
+        raise ApiError(400, 1001, "page must be at least 1")
+    if clamp:
+        per_page = min(max(per_page, min_per_page), max_per_page)
+    elif not min_per_page <= per_page <= max_per_page:
+        raise ApiError(400, 1001, f"per_page must be between {min_per_page} and {max_per_page}")
+    return page, per_page
+
+
+def result_info(
+    *, page: int, per_page: int, count: int, total: int, total_pages: bool
+) -> dict[str, Any]:
+    """``result_info`` per CONTRACT.md §1.1 (``total_pages`` only where the schema has it)."""
+    info: dict[str, Any] = {
+        "page": page,
+        "per_page": per_page,
+        "count": count,
+        "total_count": total,
+    }
+    if total_pages:
+        info["total_pages"] = (total + per_page - 1) // per_page if per_page else 0
+    return info

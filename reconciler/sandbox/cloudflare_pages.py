@@ -1,0 +1,440 @@
+"""Pages state of the Cloudflare simulator: projects, deployments, their stages, rollbacks.
+
+Called by :mod:`reconciler.sandbox.cloudflare` (HTTP routes and control endpoints) with the
+simulator's lock held; reads time only from the values it is given. Shapes follow
+``contracts/cloudflare/CONTRACT.md`` §3.
+
+Stages are computed lazily from the virtual clock: a deployment created at ``t`` runs stage
+``i`` (queued, initialize, clone_repo, build, deploy) from ``t + i·d`` to ``t + (i+1)·d``, with
+``d`` = ``stage_seconds``. A behaviour can make it fail at a stage (that stage ends in
+``failure`` and later ones stay ``idle``) or stick in one (that stage stays ``active``).
+The live production deployment is the one that most recently became live: a production
+deployment becomes live when its deploy stage succeeds, a rollback target when it is rolled
+back to.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from reconciler.sandbox.cloudflare_common import ApiError, IdSource, iso
+
+STAGES = ("queued", "initialize", "clone_repo", "build", "deploy")
+PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+MAX_MANIFEST_ENTRIES = 20_000
+
+# Error codes. 8000007 and 8000035 come from the contract (§1.3); the others are UNCONFIRMED
+# there and chosen by the sandbox (documented in docs/sandbox.md).
+PROJECT_NOT_FOUND = 8000007
+ALIASED_DELETE = 8000035
+UPLOAD_JWT_EXPIRED = 8000013
+DEPLOYMENT_NOT_FOUND = 8000009
+BAD_DEPLOYMENT_REQUEST = 8000096
+ROLLBACK_REFUSED = 8000069
+
+Mode = Literal["normal", "fail", "stick"]
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """How a deployment moves: normally, failing at ``stage``, or stuck in ``stage``."""
+
+    mode: Mode = "normal"
+    stage: str = "deploy"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Behaviour:
+        """Parse ``{"mode": "fail"|"stick"|"normal", "stage": "build"}``."""
+        mode = data.get("mode", "normal")
+        stage = data.get("stage", "deploy")
+        if mode not in ("normal", "fail", "stick"):
+            raise ValueError("mode must be normal, fail or stick")
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}")
+        return cls(mode=mode, stage=stage)
+
+
+NORMAL = Behaviour()
+
+
+@dataclass(slots=True)
+class Deployment:
+    """One deployment and what it was created from."""
+
+    id: str
+    project: str
+    environment: str
+    branch: str
+    commit_hash: str
+    commit_message: str
+    commit_dirty: bool
+    manifest: dict[str, str]
+    files: list[str]
+    created: float
+    stage_seconds: float
+    behaviour: Behaviour
+    missing_assets: list[str] = field(default_factory=list)
+    rolled_back_at: float | None = None
+
+    @property
+    def short_id(self) -> str:
+        """The 8-character short id."""
+        return self.id[:8]
+
+    def stage_list(self, now: float) -> list[dict[str, Any]]:
+        """The five stages as of ``now``."""
+        out: list[dict[str, Any]] = []
+        stop = STAGES.index(self.behaviour.stage) if self.behaviour.mode != "normal" else None
+        for i, name in enumerate(STAGES):
+            start = self.created + i * self.stage_seconds
+            end = start + self.stage_seconds
+            halted = stop is not None and i > stop
+            if halted or now < start:
+                out.append({"name": name, "started_on": None, "ended_on": None, "status": "idle"})
+                continue
+            stuck = stop == i and self.behaviour.mode == "stick"
+            if stuck or now < end:
+                out.append(
+                    {"name": name, "started_on": iso(start), "ended_on": None, "status": "active"}
+                )
+                continue
+            failed = stop == i and self.behaviour.mode == "fail"
+            out.append(
+                {
+                    "name": name,
+                    "started_on": iso(start),
+                    "ended_on": iso(end),
+                    "status": "failure" if failed else "success",
+                }
+            )
+        return out
+
+    def succeeded_at(self) -> float | None:
+        """When the deploy stage succeeds (possibly in the future); None if it never does."""
+        if self.behaviour.mode != "normal":
+            return None
+        return self.created + len(STAGES) * self.stage_seconds
+
+    def is_success(self, now: float) -> bool:
+        """Whether the deploy stage has succeeded by ``now``."""
+        done = self.succeeded_at()
+        return done is not None and done <= now
+
+    def modified(self, now: float) -> float:
+        """The last transition at or before ``now``."""
+        last = self.created
+        for i in range(len(STAGES) + 1):
+            t = self.created + i * self.stage_seconds
+            if t <= now:
+                last = t
+        if self.behaviour.mode != "normal":
+            stop = STAGES.index(self.behaviour.stage)
+            limit = self.created + (stop + (0 if self.behaviour.mode == "stick" else 1)) * (
+                self.stage_seconds
+            )
+            last = min(last, limit)
+        if self.rolled_back_at is not None and self.rolled_back_at <= now:
+            last = max(last, self.rolled_back_at)
+        return last
+
+
+@dataclass(slots=True)
+class Project:
+    """One Pages project and its deployments (insertion order = creation order)."""
+
+    id: str
+    name: str
+    production_branch: str
+    created: float
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    queued_behaviours: list[Behaviour] = field(default_factory=list)
+    default_behaviour: Behaviour = NORMAL
+    upload_jwts: dict[str, float] = field(default_factory=dict)
+    assets: set[str] = field(default_factory=set)
+
+    @property
+    def subdomain(self) -> str:
+        """``<name>.pages.dev``."""
+        return f"{self.name}.pages.dev"
+
+    def next_behaviour(self) -> Behaviour:
+        """The behaviour for the next deployment (queued ones first)."""
+        if self.queued_behaviours:
+            return self.queued_behaviours.pop(0)
+        return self.default_behaviour
+
+    def live(self, now: float) -> Deployment | None:
+        """The deployment serving production at ``now`` (see the module docstring)."""
+        best: tuple[float, int, Deployment] | None = None
+        for order, dep in enumerate(self.deployments.values()):
+            if dep.environment != "production":
+                continue
+            times = []
+            done = dep.succeeded_at()
+            if done is not None and done <= now:
+                times.append(done)
+            if dep.rolled_back_at is not None and dep.rolled_back_at <= now:
+                times.append(dep.rolled_back_at)
+            if times:
+                candidate = (max(times), order, dep)
+                if best is None or candidate[:2] > best[:2]:
+                    best = candidate
+        return best[2] if best else None
+
+
+BUILD_CONFIG: dict[str, Any] = {
+    "build_caching": False,
+    "build_command": "",
+    "destination_dir": "",
+    "root_dir": "",
+    "web_analytics_tag": None,
+    "web_analytics_token": None,
+}
+
+
+class PagesStore:
+    """Every Pages project of the simulated account."""
+
+    def __init__(self, ids: IdSource, *, stage_seconds: float, upload_jwt_ttl: float) -> None:
+        """Start with no projects."""
+        self._ids = ids
+        self.stage_seconds = stage_seconds
+        self.upload_jwt_ttl = upload_jwt_ttl
+        self.projects: dict[str, Project] = {}
+
+    # ---- projects -------------------------------------------------------------------------
+
+    def create_project(self, name: str, now: float, *, production_branch: str = "main") -> Project:
+        """Create a project; ValueError when the name is invalid or taken."""
+        if not PROJECT_NAME.match(name):
+            raise ValueError(f"project name {name!r} must match {PROJECT_NAME.pattern}")
+        if name in self.projects:
+            raise ValueError(f"project {name!r} already exists")
+        project = Project(
+            id=self._ids.uuid(), name=name, production_branch=production_branch, created=now
+        )
+        self.projects[name] = project
+        return project
+
+    def project(self, name: str) -> Project:
+        """The project ``name`` or the contract's 8000007 not-found error."""
+        project = self.projects.get(name)
+        if project is None:
+            raise ApiError(
+                404,
+                PROJECT_NOT_FOUND,
+                "Project not found. The specified project name does not match any of your "
+                "existing projects.",
+            )
+        return project
+
+    def project_json(self, project: Project, now: float) -> dict[str, Any]:
+        """The Project object (CONTRACT.md §3.5)."""
+        live = project.live(now)
+        production = [d for d in project.deployments.values() if d.environment == "production"]
+        canonical = live or (production[-1] if production else None)
+        latest = list(project.deployments.values())[-1] if project.deployments else None
+        return {
+            "id": project.id,
+            "name": project.name,
+            "subdomain": project.subdomain,
+            "domains": [project.subdomain],
+            "production_branch": project.production_branch,
+            "created_on": iso(project.created),
+            "build_config": dict(BUILD_CONFIG),
+            "deployment_configs": {
+                "preview": {"compatibility_date": "2024-01-01", "compatibility_flags": []},
+                "production": {"compatibility_date": "2024-01-01", "compatibility_flags": []},
+            },
+            "canonical_deployment": self.deployment_json(canonical, now) if canonical else None,
+            "latest_deployment": self.deployment_json(latest, now) if latest else None,
+        }
+
+    # ---- deployments ----------------------------------------------------------------------
+
+    def deployment(self, project: Project, deployment_id: str) -> Deployment:
+        """One deployment or a 404."""
+        dep = project.deployments.get(deployment_id)
+        if dep is None:
+            raise ApiError(404, DEPLOYMENT_NOT_FOUND, "Deployment not found.")
+        return dep
+
+    def deployment_json(self, dep: Deployment, now: float) -> dict[str, Any]:
+        """The Deployment object (CONTRACT.md §3.2)."""
+        stages = dep.stage_list(now)
+        latest = next((s for s in reversed(stages) if s["status"] != "idle"), stages[0])
+        aliases = None
+        if dep.environment == "preview":
+            slug = re.sub(r"[^a-z0-9-]", "-", dep.branch.lower())[:28].strip("-") or "preview"
+            aliases = [f"https://{slug}.{dep.project}.pages.dev"]
+        project = self.projects[dep.project]
+        return {
+            "id": dep.id,
+            "short_id": dep.short_id,
+            "project_id": project.id,
+            "project_name": dep.project,
+            "environment": dep.environment,
+            "url": f"https://{dep.short_id}.{dep.project}.pages.dev",
+            "created_on": iso(dep.created),
+            "modified_on": iso(dep.modified(now)),
+            "aliases": aliases,
+            "latest_stage": latest,
+            "stages": stages,
+            "deployment_trigger": {
+                "type": "ad_hoc",
+                "metadata": {
+                    "branch": dep.branch,
+                    "commit_hash": dep.commit_hash,
+                    "commit_message": dep.commit_message,
+                    "commit_dirty": dep.commit_dirty,
+                },
+            },
+            "build_config": dict(BUILD_CONFIG),
+            "env_vars": {},
+            "is_skipped": False,
+            "production_branch": project.production_branch,
+            "uses_functions": False,
+        }
+
+    def list_deployments(self, project: Project, env: str | None, now: float) -> list[Deployment]:
+        """Deployments newest first, optionally of one environment."""
+        deps = [d for d in reversed(project.deployments.values())]
+        if env is not None:
+            deps = [d for d in deps if d.environment == env]
+        return deps
+
+    def create_deployment(
+        self, project: Project, form: dict[str, str], files: list[str], now: float
+    ) -> Deployment:
+        """Create a Direct Upload deployment from the multipart form (CONTRACT.md §3.4)."""
+        raw_manifest = form.get("manifest")
+        if raw_manifest is None:
+            raise ApiError(400, BAD_DEPLOYMENT_REQUEST, "A manifest is required for direct upload.")
+        manifest = _parse_manifest(raw_manifest)
+        branch = form.get("branch") or project.production_branch
+        environment = "production" if branch == project.production_branch else "preview"
+        if "_worker.js" in files and "_worker.bundle" in files:
+            raise ApiError(
+                400,
+                BAD_DEPLOYMENT_REQUEST,
+                "_worker.js and _worker.bundle cannot both be uploaded.",
+            )
+        dep = Deployment(
+            id=self._ids.uuid(),
+            project=project.name,
+            environment=environment,
+            branch=branch,
+            commit_hash=form.get("commit_hash", ""),
+            commit_message=form.get("commit_message", ""),
+            commit_dirty=form.get("commit_dirty", "false") == "true",
+            manifest=manifest,
+            files=files,
+            created=now,
+            stage_seconds=self.stage_seconds,
+            behaviour=project.next_behaviour(),
+            missing_assets=sorted(set(manifest.values()) - project.assets),
+        )
+        project.deployments[dep.id] = dep
+        return dep
+
+    def retry(
+        self, project: Project, deployment_id: str, now: float, *, new_id: bool
+    ) -> Deployment:
+        """Retry a deployment: a new deployment with the same inputs (or the same id restarted)."""
+        old = self.deployment(project, deployment_id)
+        if not new_id:
+            old.created = now
+            old.behaviour = project.next_behaviour()
+            old.rolled_back_at = None
+            return old
+        dep = Deployment(
+            id=self._ids.uuid(),
+            project=project.name,
+            environment=old.environment,
+            branch=old.branch,
+            commit_hash=old.commit_hash,
+            commit_message=old.commit_message,
+            commit_dirty=old.commit_dirty,
+            manifest=dict(old.manifest),
+            files=list(old.files),
+            created=now,
+            stage_seconds=self.stage_seconds,
+            behaviour=project.next_behaviour(),
+            missing_assets=list(old.missing_assets),
+        )
+        project.deployments[dep.id] = dep
+        return dep
+
+    def rollback(self, project: Project, deployment_id: str, now: float) -> Deployment:
+        """Make a successful production deployment live again (CONTRACT.md §3.1)."""
+        dep = self.deployment(project, deployment_id)
+        if dep.environment != "production" or not dep.is_success(now):
+            raise ApiError(
+                400,
+                ROLLBACK_REFUSED,
+                "You can only rollback to successful builds on production.",
+            )
+        dep.rolled_back_at = now
+        return dep
+
+    def delete(self, project: Project, deployment_id: str, now: float, *, force: bool) -> None:
+        """Delete a deployment; an aliased one needs ``force`` (8000035)."""
+        dep = self.deployment(project, deployment_id)
+        live = project.live(now)
+        if live is not None and live.id == dep.id:
+            raise ApiError(
+                400,
+                ALIASED_DELETE,
+                "You cannot delete the live production deployment.",
+            )
+        if dep.environment == "preview" and not force:
+            newest_for_branch = next(
+                d
+                for d in reversed(project.deployments.values())
+                if d.environment == "preview" and d.branch == dep.branch
+            )
+            if newest_for_branch.id == dep.id:
+                raise ApiError(
+                    400,
+                    ALIASED_DELETE,
+                    "You cannot delete an aliased deployment without a ?force=true parameter "
+                    "in the API request URL.",
+                )
+        del project.deployments[dep.id]
+
+    # ---- direct-upload assets -----------------------------------------------------------------
+
+    def upload_token(self, project: Project, now: float) -> str:
+        """A fresh upload JWT for ``project``."""
+        jwt = f"sandbox-upload.{self._ids.hex32()}"
+        project.upload_jwts[jwt] = now + self.upload_jwt_ttl
+        return jwt
+
+    def project_for_jwt(self, jwt: str, now: float) -> Project:
+        """The project an upload JWT belongs to, or 401 8000013 when unknown or expired."""
+        for project in self.projects.values():
+            expires = project.upload_jwts.get(jwt)
+            if expires is not None and expires > now:
+                return project
+        raise ApiError(401, UPLOAD_JWT_EXPIRED, "Authorization failed: the upload JWT expired.")
+
+
+def _parse_manifest(raw: str) -> dict[str, str]:
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, BAD_DEPLOYMENT_REQUEST, "The manifest is not valid JSON.") from exc
+    if not isinstance(manifest, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in manifest.items()
+    ):
+        raise ApiError(400, BAD_DEPLOYMENT_REQUEST, "The manifest must map paths to hash strings.")
+    if len(manifest) > MAX_MANIFEST_ENTRIES:
+        raise ApiError(
+            400,
+            BAD_DEPLOYMENT_REQUEST,
+            f"The manifest has more than {MAX_MANIFEST_ENTRIES} entries.",
+        )
+    return manifest
