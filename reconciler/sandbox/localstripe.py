@@ -160,7 +160,9 @@ class LocalStripe:
         attempts = 1 if self._requested_port is not None else 3
         last_error: LocalStripeError | None = None
         for _ in range(attempts):
-            port = self._requested_port or _free_port(self._host)
+            port = (
+                self._requested_port if self._requested_port is not None else _free_port(self._host)
+            )
             try:
                 self._spawn(port)
                 self._wait_ready()
@@ -219,6 +221,7 @@ class LocalStripe:
 
     def _spawn(self, port: int) -> None:
         self._port = port
+        self._plans.clear()
         # Lives as long as the process; closed by _reap().
         self._log = tempfile.TemporaryFile(prefix="localstripe-", suffix=".log")  # noqa: SIM115
         self._process = subprocess.Popen(
@@ -229,6 +232,8 @@ class LocalStripe:
         )
 
     def _wait_ready(self) -> None:
+        # localstripe binds [::] dual-stack; where net.ipv6.bindv6only=1 only [::1] answers.
+        hosts = [self._host, "[::1]"] if self._host == "127.0.0.1" else [self._host]
         deadline = time.monotonic() + self._startup_timeout
         with httpx.Client(timeout=2.0, auth=(self._api_key, "")) as http:
             while True:
@@ -239,17 +244,21 @@ class LocalStripe:
                         f"localstripe exited with code {code} before answering on port "
                         f"{self._port}; its output ends with:\n{self.output_tail()}"
                     )
-                try:
-                    answer = http.get(f"{self.base_url}/v1/customers", params={"limit": 1})
+                for host in hosts:
+                    try:
+                        answer = http.get(
+                            f"http://{host}:{self._port}/v1/customers", params={"limit": 1}
+                        )
+                    except httpx.TransportError:
+                        continue
                     if answer.status_code == 200:
+                        self._host = host
                         return
-                except httpx.TransportError:
-                    pass
                 if time.monotonic() >= deadline:
                     raise LocalStripeError(
-                        f"localstripe did not answer on {self.base_url} within "
-                        f"{self._startup_timeout:.0f}s; its output ends with:\n"
-                        f"{self.output_tail()}"
+                        f"localstripe did not answer on port {self._port} of "
+                        f"{' or '.join(hosts)} within {self._startup_timeout:.0f}s; "
+                        f"its output ends with:\n{self.output_tail()}"
                     )
                 time.sleep(0.05)
 
