@@ -1,0 +1,119 @@
+"""``reconciler sandbox up``: run the local world and print the settings that point at it.
+
+Registered by ``cli.py``; builds a :class:`reconciler.sandbox.world.Sandbox` (the Cloudflare and
+Evolution API simulators on loopback, localstripe unless ``--no-stripe``), prints one
+``export VAR=value`` line per setting for a POSIX shell (``eval "$(reconciler sandbox up)"`` in
+another terminal does not work because the command keeps running: copy the lines, or read them
+from ``--env-file``), then serves until SIGINT or SIGTERM and stops everything.
+
+The tokens printed are fakes that only this sandbox accepts; a comment line says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from reconciler.sandbox.world import Sandbox, projects_from_specs
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``sandbox`` subcommand (with its ``up`` action)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "sandbox",
+        help="run the local world: Cloudflare and Evolution API simulators, localstripe",
+        description="Run simulated Cloudflare (Pages, custom hostnames, cache purge, D1) and "
+        "Evolution APIs on loopback, plus localstripe, with one virtual clock.",
+    )
+    actions = parser.add_subparsers(dest="sandbox_action", metavar="ACTION")
+    up = actions.add_parser(
+        "up",
+        help="start the sandbox, print its settings as export lines, serve until interrupted",
+    )
+    up.add_argument(
+        "--state-dir",
+        default=".sandbox",
+        metavar="DIR",
+        help="where the simulated D1 database files live (default: .sandbox)",
+    )
+    up.add_argument("--no-stripe", action="store_true", help="do not start localstripe")
+    up.add_argument(
+        "--no-evolution", action="store_true", help="do not start the Evolution API simulator"
+    )
+    up.add_argument(
+        "--specs",
+        default="specs",
+        metavar="DIR",
+        help="create the Pages projects named by the Site specs in DIR (default: specs)",
+    )
+    up.add_argument(
+        "--d1",
+        choices=("sqlite", "d1"),
+        default="sqlite",
+        help="D1_BACKEND to print: the SQLite file directly, or the simulated D1 REST API",
+    )
+    up.add_argument("--env-file", metavar="PATH", help="also write the export lines to PATH")
+    up.set_defaults(handler=run_up)
+    parser.set_defaults(handler=_usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> Any:
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+
+    return show
+
+
+def export_lines(env: dict[str, str], *, control_url: str) -> list[str]:
+    """The lines ``sandbox up`` prints: comments, then one ``export`` per variable."""
+    lines = [
+        "# reconciler sandbox: settings for the local world.",
+        "# The tokens and keys below are sandbox-local fakes; no real service accepts them.",
+        f"# control endpoint: {control_url}/ (see docs/sandbox.md)",
+    ]
+    lines.extend(f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items()))
+    return lines
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Start the sandbox, print its settings, and serve until SIGINT/SIGTERM."""
+    specs = Path(args.specs)
+    projects = projects_from_specs(specs) if specs.is_dir() else []
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Sandbox(
+            state_dir=Path(args.state_dir).resolve(),
+            with_stripe=not args.no_stripe,
+            with_evolution=not args.no_evolution,
+            projects=projects,
+            d1_backend=args.d1,
+        ) as world:
+            lines = export_lines(world.settings_env(), control_url=world.control_url)
+            text = "\n".join(lines) + "\n"
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            if args.env_file:
+                Path(args.env_file).write_text(text, encoding="utf-8")
+            print("# serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
+            while not stop.wait(0.5):
+                pass
+        print("# sandbox stopped", file=sys.stderr, flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
