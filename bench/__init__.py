@@ -1,0 +1,1 @@
+"""Benchmarks and the fleet generator they share; run them all with ``make bench``."""
