@@ -94,7 +94,12 @@ class ProviderError(ReconcilerError):
 
 
 class TransientError(ProviderError):
-    """Retrying later may succeed; ``retry_after`` is the server's hint in seconds, if any."""
+    """Retrying later may succeed; ``retry_after`` is the server's hint in seconds, if any.
+
+    ``not_applied`` is true when the request certainly had no effect (the connection was
+    refused, or the server answered 429 before doing anything), so even a non-idempotent call
+    such as a create may be sent again. A timeout or a 5xx leaves that unknown.
+    """
 
     def __init__(
         self,
@@ -103,10 +108,12 @@ class TransientError(ProviderError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        not_applied: bool = False,
     ) -> None:
         """Keep the retry hint next to the provider error."""
         super().__init__(provider, message, status=status)
         self.retry_after = retry_after
+        self.not_applied = not_applied
 
 
 class PermanentError(ProviderError):
