@@ -293,6 +293,7 @@ def _cf_direct_upload_form(document: Document) -> None:
     # documents the full multipart form. `manifest` (a JSON string) is "Required for direct
     # upload deployments", the only kind the reconciler creates; `commit_dirty` is the string
     # "true" or "false". File parts are listed without a type (their encoding is the client's).
+    # The [SDK] list is the full form, so any other part is undocumented.
     schema = _at(
         document,
         "paths",
@@ -323,6 +324,7 @@ def _cf_direct_upload_form(document: Document) -> None:
     ):
         props[name] = {}
     schema["required"] = ["manifest"]
+    schema["additionalProperties"] = False
     schema["not"] = {"required": ["_worker.js", "_worker.bundle"]}
 
 

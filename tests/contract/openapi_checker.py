@@ -458,10 +458,14 @@ class OpenAPIChecker:
         """Validate one simulator call-log entry (the ``GET /__sandbox/calls`` shape).
 
         The entry has ``method``, ``path``, ``query``, ``request_content_type``,
-        ``request_json`` or ``request_form``, ``status`` and ``response_json``; a ``None``
+        ``request_json`` or ``request_form`` (plus ``request_files``, the names of file parts,
+        checked as form fields), ``status`` and ``response_json``; a ``None``
         body there means "no body" (none of these APIs sends a bare JSON ``null``).
         """
         form = record.get("request_form")
+        files = record.get("request_files") or []
+        if form is not None and files:
+            form = {**form, **{name: f"<file part {name}>" for name in files}}
         request_json = record.get("request_json")
         response_json = record.get("response_json")
         return self.check(
