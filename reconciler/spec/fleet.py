@@ -16,7 +16,7 @@ Each problem is placed on the field that causes it and names the other document 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from reconciler.errors import Problem
@@ -28,8 +28,16 @@ if TYPE_CHECKING:
 __all__ = ["check_fleet"]
 
 
-def check_fleet(documents: Sequence[LoadedDocument]) -> list[Problem]:
-    """Return the cross-document problems of a fleet of individually valid documents."""
+def check_fleet(
+    documents: Sequence[LoadedDocument], declared: Collection[tuple[Kind, str]] = ()
+) -> list[Problem]:
+    """Return the cross-document problems of a fleet of individually valid documents.
+
+    Args:
+        documents: the documents that passed their own validation.
+        declared: kind and name of documents that failed it; references to them are not
+            reported as dangling, since their own problems already are.
+    """
     problems: list[Problem] = []
     ordered = sorted(documents, key=lambda d: (d.raw.path, d.raw.line, d.raw.column))
     first: dict[tuple[Kind, str], LoadedDocument] = {}
@@ -49,6 +57,8 @@ def check_fleet(documents: Sequence[LoadedDocument]) -> list[Problem]:
     unique = list(first.values())
     tenants = {d.name for d in unique if isinstance(d.model, Tenant)}
     policies = {d.name for d in unique if isinstance(d.model, BillingPolicy)}
+    tenants.update(name for kind, name in declared if kind is Kind.TENANT)
+    policies.update(name for kind, name in declared if kind is Kind.BILLING_POLICY)
     claims: dict[str, tuple[LoadedDocument, Site, int]] = {}
     projects: dict[str, LoadedDocument] = {}
     for document in unique:

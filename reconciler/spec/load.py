@@ -72,6 +72,7 @@ __all__ = [
     "SourceFile",
     "SourceLocation",
     "Specs",
+    "declared_name",
     "load_directory",
     "load_files",
     "load_git",
@@ -308,7 +309,7 @@ class _BuildError(Exception):
 class _Builder:
     """Builds plain Python values from one document's nodes, recording field positions."""
 
-    __slots__ = ("active", "budget", "issues", "limits", "positions")
+    __slots__ = ("active", "budget", "built", "issues", "limits", "positions", "repeated")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -316,14 +317,16 @@ class _Builder:
         self.positions: dict[str, int] = {}
         self.active: set[int] = set()
         self.issues: list[tuple[str, int, str]] = []
+        self.built: set[int] = set()
+        self.repeated: yaml.Node | None = None  # the first collection built twice (an alias)
 
     def build(self, node: yaml.Node, path: str, depth: int) -> Any:
         self.budget -= 1
         if self.budget < 0:
             raise _BuildError(
-                node,
-                f"document expands to more than {self.limits.max_values_per_document:,} values "
-                "(an alias bomb?); aliases are bounded",
+                self.repeated or node,
+                f"document expands to more than {self.limits.max_values_per_document:,} values; "
+                "the value anchored here is repeated through aliases (an alias bomb?)",
             )
         if isinstance(node, yaml.ScalarNode):
             return _scalar(node)
@@ -333,6 +336,11 @@ class _Builder:
         if key in self.active:
             raise _BuildError(node, "recursive alias: a value may not contain itself")
         self.active.add(key)
+        if key in self.built:
+            if self.repeated is None:
+                self.repeated = node
+        else:
+            self.built.add(key)
         try:
             if isinstance(node, yaml.MappingNode):
                 return self._mapping(node, path, depth)
@@ -352,7 +360,7 @@ class _Builder:
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise _BuildError(key_node, "mapping keys must be plain scalars, not lists or maps")
-            if key_node.value == "<<" and key_node.style is None:
+            if key_node.value == "<<" and not key_node.style:
                 raise _BuildError(key_node, "merge keys (<<) are not supported; write fields out")
             key = _scalar(key_node)
             line = key_node.start_mark.line + 1
@@ -570,6 +578,23 @@ def _error_message(error: ErrorDetails) -> str:
     return f"{message[0].lower()}{message[1:]}, got {_describe(error['input'])}"
 
 
+def declared_name(raw: RawDocument) -> tuple[Kind, str] | None:
+    """Kind and name a document claims, when both are readable, even if it is invalid."""
+    data = raw.data
+    if not isinstance(data, dict):
+        return None
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    kind = data.get("kind")
+    if not isinstance(name, str) or kind not in _KIND_VALUES:
+        return None
+    return Kind(kind), name
+
+
+_KIND_VALUES = frozenset(kind.value for kind in Kind)
+_KNOWN_KINDS = ", ".join(sorted(_KIND_VALUES))
+
+
 def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Problem]]:
     """Validate one raw document against its kind; return it (or None) and its problems."""
     data = raw.data
@@ -589,7 +614,6 @@ def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Pro
     metadata = data.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     kind_value = data.get("kind")
-    known_kinds = ", ".join(sorted(k.value for k in Kind))
     try:
         kind = Kind(kind_value) if isinstance(kind_value, str) else None
     except ValueError:
@@ -616,10 +640,10 @@ def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Pro
             )
         )
     if kind_value is None:
-        problems.append(problem("", f"missing kind (one of {known_kinds})"))
+        problems.append(problem("", f"missing kind (one of {_KNOWN_KINDS})"))
     elif kind is None:
         problems.append(
-            problem("kind", f"unknown kind {_describe(kind_value)}; expected one of {known_kinds}")
+            problem("kind", f"unknown kind {_describe(kind_value)}; expected one of {_KNOWN_KINDS}")
         )
     if kind is None or len(problems) > len(raw.issues):
         return None, problems
@@ -668,6 +692,7 @@ def _gc_paused() -> Iterator[None]:
 def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Limits) -> Specs:
     problems: list[Problem] = []
     loaded: list[LoadedDocument] = []
+    declared: list[tuple[Kind, str]] = []
     for source in files:
         parsed = parse_documents(source.path, source.read(limits.max_file_bytes), limits)
         problems.extend(parsed.problems)
@@ -676,7 +701,11 @@ def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Li
             problems.extend(found)
             if document is not None:
                 loaded.append(document)
-    problems.extend(check_fleet(loaded))
+            else:
+                name = declared_name(raw)
+                if name is not None:
+                    declared.append(name)
+    problems.extend(check_fleet(loaded, declared))
     if problems:
         raise SpecError(problems)
     tenants: dict[str, Tenant] = {}
