@@ -1,0 +1,174 @@
+"""derive: specs + billing facts + ``now`` -> the desired facts the planner compares with the world.
+
+First step of the pure pipeline (``load -> derive -> plan``); called by ``runtime`` (plan,
+apply, the daemon) with the specs of one commit, the billing facts read from Stripe and the
+injected clock's ``now``. It calls nothing but the pure policies in ``core/policy.py``.
+
+Rules:
+
+1. No I/O, no clock: ``now`` is an argument, so the same inputs give the same desired facts.
+2. Hostnames are canonical (IDNA A-labels, lowercase, no final dot) from here on.
+3. A tenant's access is the override when the spec sets one, else a function of its policy and
+   the days past due of its oldest open invoice (``policy.desired_access``).
+4. Dunning steps due are computed per open invoice (``policy.dunning_due``); the planner removes
+   those already in the D1 log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.policy import (
+    AccessDecision,
+    DunningDue,
+    desired_access,
+    dunning_due,
+)
+from reconciler.spec.models import Access, BillingPolicySpec, Kind, PerformanceBudget
+
+if TYPE_CHECKING:
+    from reconciler.spec.load import SourceLocation, Specs
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredHostname:
+    """One custom hostname as it should exist in the zone."""
+
+    hostname: str  # canonical
+    site: str
+    tenant: str
+    ssl_method: str  # http | txt
+    suspended: bool  # the tenant is hard-locked: serve the suspension origin
+    suspension_origin: str
+    validation_timeout: float  # seconds
+    ssl_timeout: float  # seconds
+    max_recreates: int
+    index: int  # position in the site's spec.domains, for source locations
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredSite:
+    """One site as it should be: live versions, hostnames and the budget it must respect."""
+
+    name: str
+    tenant: str
+    pages_project: str
+    production: int
+    preview: int | None
+    hostnames: tuple[DesiredHostname, ...]
+    scripts: tuple[str, ...]
+    deletion_policy: str  # retain | delete
+    budget: PerformanceBudget
+    publish_allowed: bool  # False while the tenant is hard-locked
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredTenant:
+    """One tenant's desired access and the dunning messages due now."""
+
+    name: str
+    display_name: str
+    policy: str
+    customer: str
+    whatsapp: str
+    access: AccessDecision
+    oldest_open_invoice: Invoice | None
+    dunning: tuple[DunningDue, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """Everything the world should look like at ``now`` for the specs at ``revision``."""
+
+    sites: Mapping[str, DesiredSite]
+    tenants: Mapping[str, DesiredTenant]
+    revision: str | None
+    now: float
+    specs: Specs
+
+    def location(self, kind: Kind, name: str, field: str = "") -> SourceLocation | None:
+        """Where in the specs a document (or one of its fields) was written, if known."""
+        try:
+            return self.specs.location(kind, name, field)
+        except KeyError:
+            return None
+
+
+def derive(specs: Specs, billing: Mapping[str, CustomerBilling], *, now: float) -> Desired:
+    """Compute the desired facts of the whole fleet.
+
+    Args:
+        specs: the validated specs of one commit.
+        billing: Stripe facts by customer id; a tenant whose customer is absent is treated as
+            having no open invoice (the caller marks Stripe incomplete when reading failed,
+            and the planner then makes no billing decision for it).
+        now: the injected clock, epoch seconds.
+    """
+    tenants: dict[str, DesiredTenant] = {}
+    for name, tenant in sorted(specs.tenants.items()):
+        policy: BillingPolicySpec = specs.policies[tenant.spec.policy].spec
+        facts = billing.get(tenant.spec.stripe.customer)
+        invoices = facts.open_invoices if facts is not None else ()
+        decision = desired_access(
+            override=tenant.spec.access,
+            override_reason=tenant.spec.access_reason,
+            policy=policy,
+            open_invoices=invoices,
+            now=now,
+        )
+        due: tuple[DunningDue, ...] = ()
+        if tenant.spec.access is Access.AUTO:
+            due = dunning_due(
+                policy=policy,
+                open_invoices=invoices,
+                tenant_name=tenant.spec.display_name,
+                phone=tenant.spec.whatsapp,
+                now=now,
+            )
+        tenants[name] = DesiredTenant(
+            name=name,
+            display_name=tenant.spec.display_name,
+            policy=tenant.spec.policy,
+            customer=tenant.spec.stripe.customer,
+            whatsapp=tenant.spec.whatsapp,
+            access=decision,
+            oldest_open_invoice=decision.invoice,
+            dunning=due,
+        )
+
+    sites: dict[str, DesiredSite] = {}
+    for name, site in sorted(specs.sites.items()):
+        owner = tenants[site.spec.tenant]
+        policy = specs.policies[owner.policy].spec
+        hard_locked = owner.access.level is Access.HARD_LOCKED
+        hostnames = tuple(
+            DesiredHostname(
+                hostname=domain.canonical,
+                site=name,
+                tenant=site.spec.tenant,
+                ssl_method=domain.ssl.method.value,
+                suspended=hard_locked,
+                suspension_origin=policy.suspension_origin,
+                validation_timeout=policy.domains.validation_timeout.total_seconds(),
+                ssl_timeout=policy.domains.ssl_timeout.total_seconds(),
+                max_recreates=policy.domains.max_recreates,
+                index=index,
+            )
+            for index, domain in enumerate(site.spec.domains)
+        )
+        sites[name] = DesiredSite(
+            name=name,
+            tenant=site.spec.tenant,
+            pages_project=site.spec.pages_project,
+            production=site.spec.production.version,
+            preview=site.spec.preview.version if site.spec.preview is not None else None,
+            hostnames=hostnames,
+            scripts=tuple(site.spec.scripts),
+            deletion_policy=site.spec.deletion_policy.value,
+            budget=policy.performance_budget,
+            publish_allowed=not hard_locked,
+        )
+    return Desired(sites=sites, tenants=tenants, revision=specs.revision, now=now, specs=specs)

@@ -1,0 +1,189 @@
+"""Observed facts: what the world showed when it was read, normalised for comparison.
+
+``runtime/observe.py`` builds an :class:`Observed` through the adapters (read-only); the
+planner compares it with :class:`~reconciler.core.desired.Desired`. Values are plain and frozen,
+and :meth:`Observed.digest` hashes them canonically so a saved plan can be refused when the
+world has moved (``StalePlanError``).
+
+Rules:
+
+1. A provider whose reading failed is named in ``incomplete`` with the reason; the planner makes
+   no create and no delete that depends on it.
+2. Hostnames are canonical, as in ``Desired``.
+3. ``owned`` means the object carries our ownership marker; nothing else is ever deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+from reconciler.core.facts import CustomerBilling
+
+
+class Source(StrEnum):
+    """The readings an observation is made of; each can be complete or not."""
+
+    PAGES = "pages"
+    HOSTNAMES = "hostnames"
+    D1 = "d1"
+    STRIPE = "stripe"
+    WHATSAPP = "whatsapp"
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedDeployment:
+    """A Pages deployment, with the site/version tag our publishes put on it."""
+
+    id: str
+    environment: str  # production | preview
+    status: str  # latest_stage.status: success | failure | active | idle | canceled | skipped
+    stage: str  # latest_stage.name
+    created_on: float
+    site: str | None = None  # from our tag; None for deployments we did not make
+    version: int | None = None
+    commit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedProject:
+    """A Pages project: where it serves, what is live, and (when read) its deployments."""
+
+    name: str
+    subdomain: str  # e.g. acme-home.pages.dev: the origin custom hostnames point at
+    production_deployment_id: str | None  # the deployment serving production now
+    deployments: tuple[ObservedDeployment, ...] | None = None  # None: not listed this pass
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRecord:
+    """A row of D1 ``publish_versions``."""
+
+    site: str
+    environment: str
+    version: int
+    status: str  # building | deploying | live | failed | superseded
+    deployment_id: str | None
+    attempts: int
+    error_message: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLedger:
+    """What D1 says about one site: the live publish per environment and the latest attempt."""
+
+    site: str
+    live: Mapping[str, PublishRecord] = field(default_factory=dict)  # environment -> row
+    latest: Mapping[str, PublishRecord] = field(default_factory=dict)  # newest row per env
+    versions: frozenset[int] = frozenset()  # site_versions that exist (content snapshots)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedHostname:
+    """A custom hostname in the zone, joined with our D1 ``domains`` row when there is one."""
+
+    id: str
+    hostname: str  # canonical
+    status: str  # pending | active | moved | deleted | blocked | ... (contract §4.4)
+    ssl_status: str | None  # contract §4.5
+    ssl_method: str | None
+    origin: str | None  # custom_origin_server
+    owned: bool  # carries our ownership marker
+    site: str | None  # from the marker
+    tenant: str | None
+    deletion_policy: str | None  # recorded in the marker at creation time
+    created_at: float
+    status_since: float  # when the current status began, from D1 (else created_at)
+    recreate_count: int = 0
+    verification_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    """A row of D1 ``tenants``: the access the app enforces now."""
+
+    name: str
+    access: str  # active | soft_locked | hard_locked
+    changed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DunningRecord:
+    """A row of D1 ``dunning_step_logs``."""
+
+    invoice_id: str
+    step_code: str
+    status: str  # pending | sent | failed | skipped
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BuildPreview:
+    """An in-memory build of a version about to be published, for the budget gate.
+
+    Nothing is uploaded; ``error`` holds the build failure (invalid blocks, missing asset).
+    """
+
+    site: str
+    version: int
+    content_hash: str | None
+    js_kb: int
+    css_kb: int
+    third_party_scripts: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Everything read from the world in one observation."""
+
+    at: float
+    projects: Mapping[str, ObservedProject] = field(default_factory=dict)  # by project name
+    ledger: Mapping[str, SiteLedger] = field(default_factory=dict)  # by site
+    hostnames: Mapping[str, ObservedHostname] = field(default_factory=dict)  # by hostname
+    known_domains: frozenset[str] = frozenset()  # hostnames with a D1 ``domains`` row
+    tenants: Mapping[str, TenantRecord] = field(default_factory=dict)
+    dunning: Mapping[tuple[str, str], DunningRecord] = field(default_factory=dict)
+    billing: Mapping[str, CustomerBilling] = field(default_factory=dict)  # by customer
+    billing_mirror: Mapping[str, str] = field(default_factory=dict)  # customer -> digest in D1
+    builds: Mapping[tuple[str, int], BuildPreview] = field(default_factory=dict)
+    incomplete: Mapping[Source, str] = field(default_factory=dict)  # source -> why
+    scope: frozenset[str] | None = None  # sites observed (PR mode); None = the whole fleet
+
+    def is_complete(self, source: Source) -> bool:
+        """Whether ``source`` was read in full this time."""
+        return source not in self.incomplete
+
+    def digest(self) -> str:
+        """A canonical hash of every observed fact except the observation time."""
+        payload = _canonical(asdict(self))
+        assert isinstance(payload, dict)
+        payload.pop("at")
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: object) -> object:
+    """Plain JSON values with string keys and sorted sets, for hashing."""
+    if isinstance(value, Mapping):
+        return {
+            (k if isinstance(k, str) else json.dumps(_canonical(k))): _canonical(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, frozenset | set):
+        return sorted((_canonical(v) for v in value), key=repr)
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def billing_digest(billing: CustomerBilling) -> str:
+    """A short hash of a customer's Stripe facts, stored with the D1 mirror to detect drift."""
+    text = json.dumps(asdict(billing), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

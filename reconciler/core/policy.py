@@ -1,0 +1,236 @@
+"""Pure billing and safety policies: access levels, dunning steps due, message text, blast radius.
+
+Called by ``core/desired.py`` (access, dunning) and ``core/plan.py`` (blast radius). Every
+function is a pure function of its arguments; ``now`` is always passed in.
+
+Rules:
+
+1. Days past due count whole days since the oldest open invoice became overdue
+   (``Invoice.overdue_since``: finalisation, else creation), floored.
+2. ``soft_locked`` from ``grace_days`` days past due, ``hard_locked`` from ``hard_lock_days``;
+   an invoice with nothing left to pay does not count.
+3. A manual override (``access`` other than ``auto``) wins and is reported as such.
+4. Of the dunning steps of one invoice that are due, only the latest is sent; earlier ones that
+   were never sent are recorded as skipped (a tenant 40 days late gets one message, not five).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reconciler.core.facts import Invoice
+from reconciler.spec.models import Access, BillingPolicySpec
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    """The access a tenant should have, and why."""
+
+    level: Access  # never AUTO
+    source: str  # "override" | "policy"
+    reason: str
+    days_past_due: int | None
+    invoice: Invoice | None
+
+
+@dataclass(frozen=True, slots=True)
+class DunningDue:
+    """A dunning message that should have been sent for ``invoice`` by now."""
+
+    invoice_id: str
+    step_code: str
+    day: int
+    due_at: float
+    phone: str
+    message: str
+    superseded: tuple[str, ...]  # earlier step codes of the same invoice never sent: skipped
+
+
+def days_past_due(invoice: Invoice, now: float) -> int:
+    """Whole days since ``invoice`` became overdue (0 on the first day, never negative)."""
+    return max(0, math.floor((now - invoice.overdue_since) / DAY))
+
+
+def _owing(invoices: Sequence[Invoice]) -> list[Invoice]:
+    return sorted(
+        (inv for inv in invoices if inv.status == "open" and inv.amount_due > 0),
+        key=lambda inv: (inv.overdue_since, inv.id),
+    )
+
+
+def desired_access(
+    *,
+    override: Access,
+    override_reason: str | None,
+    policy: BillingPolicySpec,
+    open_invoices: Sequence[Invoice],
+    now: float,
+) -> AccessDecision:
+    """Decide a tenant's access from its override, or its policy and oldest open invoice."""
+    owing = _owing(open_invoices)
+    oldest = owing[0] if owing else None
+    days = days_past_due(oldest, now) if oldest is not None else None
+    if override is not Access.AUTO:
+        return AccessDecision(
+            level=override,
+            source="override",
+            reason=f"manual override in the tenant spec: {override_reason or 'no reason given'}",
+            days_past_due=days,
+            invoice=oldest,
+        )
+    if oldest is None or days is None:
+        return AccessDecision(
+            level=Access.ACTIVE,
+            source="policy",
+            reason="no open invoice",
+            days_past_due=None,
+            invoice=None,
+        )
+    if days >= policy.hard_lock_days:
+        level = Access.HARD_LOCKED
+        reason = (
+            f"invoice {oldest.id} is {days} days past due "
+            f"(hard lock from {policy.hard_lock_days} days)"
+        )
+    elif days >= policy.grace_days:
+        level = Access.SOFT_LOCKED
+        reason = (
+            f"invoice {oldest.id} is {days} days past due (grace period of "
+            f"{policy.grace_days} days is over; hard lock at {policy.hard_lock_days} days)"
+        )
+    else:
+        level = Access.ACTIVE
+        reason = (
+            f"invoice {oldest.id} is {days} days past due, within the grace period of "
+            f"{policy.grace_days} days"
+        )
+    return AccessDecision(
+        level=level, source="policy", reason=reason, days_past_due=days, invoice=oldest
+    )
+
+
+def _iso_day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d")
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """``1999, "usd"`` -> ``"19.99 USD"`` (two-decimal currencies; zero-decimal ones as is)."""
+    zero_decimal = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf",
+                    "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}  # fmt: skip
+    if currency.lower() in zero_decimal:
+        return f"{amount} {currency.upper()}"
+    return f"{amount / 100:.2f} {currency.upper()}"
+
+
+def render_message(
+    template: str,
+    *,
+    invoice: Invoice,
+    policy: BillingPolicySpec,
+    tenant_name: str,
+    step_code: str,
+    now: float,
+) -> str:
+    """Fill a dunning template's ``{variables}`` (the set is ``models.TEMPLATE_VARIABLES``)."""
+    start = invoice.overdue_since
+    values = {
+        "tenant_name": tenant_name,
+        "amount_due": format_amount(invoice.amount_due, invoice.currency),
+        "currency": invoice.currency.upper(),
+        "invoice_id": invoice.id,
+        "invoice_url": invoice.hosted_invoice_url or "",
+        "days_past_due": str(days_past_due(invoice, now)),
+        "due_date": _iso_day(invoice.due_date if invoice.due_date is not None else start),
+        "soft_lock_date": _iso_day(start + policy.grace_days * DAY),
+        "hard_lock_date": _iso_day(start + policy.hard_lock_days * DAY),
+        "step_code": step_code,
+    }
+    return template.format_map(values)
+
+
+def dunning_due(
+    *,
+    policy: BillingPolicySpec,
+    open_invoices: Sequence[Invoice],
+    tenant_name: str,
+    phone: str,
+    now: float,
+) -> tuple[DunningDue, ...]:
+    """The latest due dunning step of every open invoice, with the earlier ones it supersedes.
+
+    The planner drops a step already in the D1 log; a step is never due twice for one invoice.
+    """
+    result: list[DunningDue] = []
+    for invoice in _owing(open_invoices):
+        days = days_past_due(invoice, now)
+        due_steps = [step for step in policy.dunning if step.day <= days]
+        if not due_steps:
+            continue
+        latest = due_steps[-1]
+        result.append(
+            DunningDue(
+                invoice_id=invoice.id,
+                step_code=latest.code,
+                day=latest.day,
+                due_at=invoice.overdue_since + latest.day * DAY,
+                phone=phone,
+                message=render_message(
+                    policy.templates[latest.template],
+                    invoice=invoice,
+                    policy=policy,
+                    tenant_name=tenant_name,
+                    step_code=latest.code,
+                    now=now,
+                ),
+                superseded=tuple(step.code for step in due_steps[:-1]),
+            )
+        )
+    return tuple(result)
+
+
+def next_dunning_at(policy: BillingPolicySpec, open_invoices: Sequence[Invoice]) -> float | None:
+    """When the next dunning step or lock threshold of any open invoice falls due (for timers)."""
+    moments: list[float] = []
+    for invoice in _owing(open_invoices):
+        start = invoice.overdue_since
+        moments.extend(start + step.day * DAY for step in policy.dunning)
+        moments.append(start + policy.grace_days * DAY)
+        moments.append(start + policy.hard_lock_days * DAY)
+    return min(moments) if moments else None
+
+
+@dataclass(frozen=True, slots=True)
+class BlastRadius:
+    """The most hostnames one plan may delete without an explicit allowance."""
+
+    max_deletions: int = 10
+    max_fraction: float = 0.10  # of one tenant's hostnames
+
+
+def deletion_blocked(
+    *, deletions: int, tenant_deletions: dict[str, tuple[int, int]], limits: BlastRadius
+) -> str | None:
+    """Explain why a plan's hostname deletions exceed the blast-radius cap, or return None.
+
+    ``tenant_deletions`` maps a tenant to (hostnames to delete, hostnames it has in total).
+    A tenant's own cap is the larger of one hostname and ``max_fraction`` of its hostnames, so
+    a tenant with a single domain can still remove it.
+    """
+    if deletions > limits.max_deletions:
+        return (
+            f"{deletions} hostname deletions exceed the blast-radius cap of "
+            f"{limits.max_deletions} per plan"
+        )
+    for tenant, (count, total) in sorted(tenant_deletions.items()):
+        allowed = max(1, math.floor(total * limits.max_fraction))
+        if count > allowed:
+            return (
+                f"tenant {tenant}: {count} of its {total} hostnames would be deleted, over the "
+                f"cap of {limits.max_fraction:.0%} ({allowed})"
+            )
+    return None
