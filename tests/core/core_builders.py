@@ -1,0 +1,205 @@
+"""Literal builders for core tests: specs, billing facts and observations without any I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.observed import (
+    ObservedDeployment,
+    ObservedHostname,
+    ObservedProject,
+    PublishRecord,
+    SiteLedger,
+)
+from reconciler.spec.load import SourceFile, Specs, load_files
+
+DAY = 86400.0
+NOW = 1_800_000_000.0
+
+POLICY = """\
+apiVersion: sitebuilder/v1
+kind: BillingPolicy
+metadata: {name: standard}
+spec:
+  grace_days: 3
+  hard_lock_days: 14
+  dunning:
+    - {code: FAIL_IMMEDIATE, day: 0, template: first}
+    - {code: D3, day: 3, template: soft}
+    - {code: D7, day: 7, template: soft}
+  templates:
+    first: "Hi {tenant_name}, your payment of {amount_due} failed. Pay: {invoice_url}"
+    soft: "{tenant_name}: invoice {invoice_id} is {days_past_due} days late; hard lock on {hard_lock_date}"
+  performance_budget: {max_js_kb: 100, max_css_kb: 50, max_third_party_scripts: 2}
+  domains: {validation_timeout: 24h, max_recreates: 2}
+  suspension_origin: suspended.sitebuilder.example
+"""
+
+TENANT = """\
+apiVersion: sitebuilder/v1
+kind: Tenant
+metadata: {{name: {name}}}
+spec:
+  display_name: {display}
+  policy: standard
+  stripe: {{customer: cus_{name}}}
+  whatsapp: "+5511912345678"
+{extra}"""
+
+SITE = """\
+apiVersion: sitebuilder/v1
+kind: Site
+metadata: {{name: {name}}}
+spec:
+  tenant: {tenant}
+  pages_project: {name}
+  production: {{version: {version}}}
+  deletion_policy: {deletion}
+  domains:
+{domains}"""
+
+
+def specs(
+    *,
+    sites: dict[str, dict[str, Any]] | None = None,
+    tenants: dict[str, str] | None = None,
+) -> Specs:
+    """Build validated specs from a compact description.
+
+    ``sites`` maps a site name to {"tenant", "version", "domains": [...], "deletion"};
+    ``tenants`` maps a tenant name to extra YAML lines for its spec (e.g. an access override).
+    """
+    tenants = tenants if tenants is not None else {"acme": ""}
+    sites = sites if sites is not None else {"acme-home": {}}
+    files = [("specs/policies/standard.yaml", POLICY)]
+    for name, extra in tenants.items():
+        files.append(
+            (
+                f"specs/tenants/{name}.yaml",
+                TENANT.format(name=name, display=name.title(), extra=extra),
+            )
+        )
+    for name, options in sites.items():
+        domains = options.get("domains", [f"www.{name}.com"])
+        lines = "".join(f"    - hostname: {d}\n" for d in domains) or "    []\n"
+        if not domains:
+            lines = ""
+        text = SITE.format(
+            name=name,
+            tenant=options.get("tenant", "acme"),
+            version=options.get("version", 2),
+            deletion=options.get("deletion", "retain"),
+            domains=lines,
+        )
+        if not domains:
+            text = text.replace("  domains:\n", "  domains: []\n")
+        files.append((f"specs/sites/{name}.yaml", text))
+    return load_files([SourceFile(path=p, read=_reader(t)) for p, t in files], revision="c0ffee")
+
+
+def _reader(text: str) -> Any:
+    data = text.encode()
+    return lambda _limit: data
+
+
+def invoice(customer: str, *, days: float, amount: int = 2900, ident: str | None = None) -> Invoice:
+    """An open invoice that became overdue ``days`` days before NOW."""
+    return Invoice(
+        id=ident or f"in_{customer}",
+        customer=customer,
+        subscription=f"sub_{customer}",
+        status="open",
+        amount_due=amount,
+        currency="usd",
+        created=NOW - days * DAY,
+        finalized_at=NOW - days * DAY,
+        hosted_invoice_url=f"https://pay.example/{customer}",
+    )
+
+
+def billing(*invoices: Invoice, customer: str = "cus_acme") -> dict[str, CustomerBilling]:
+    return {customer: CustomerBilling(customer=customer, open_invoices=tuple(invoices))}
+
+
+def deployment(
+    ident: str, *, site: str = "acme-home", version: int, status: str = "success", at: float = 0.0
+) -> ObservedDeployment:
+    return ObservedDeployment(
+        id=ident,
+        environment="production",
+        status=status,
+        stage="deploy",
+        created_on=at,
+        site=site,
+        version=version,
+        commit="abc",
+    )
+
+
+def project(
+    name: str = "acme-home",
+    *,
+    serving: str | None = None,
+    deployments: tuple[ObservedDeployment, ...] = (),
+) -> ObservedProject:
+    return ObservedProject(
+        name=name,
+        subdomain=f"{name}.pages.dev",
+        production_deployment_id=serving,
+        deployments=deployments,
+    )
+
+
+def ledger(
+    site: str = "acme-home",
+    *,
+    live: int | None,
+    deployment_id: str | None = None,
+    latest: PublishRecord | None = None,
+    versions: frozenset[int] = frozenset(),
+) -> SiteLedger:
+    live_rows = {}
+    if live is not None:
+        live_rows["production"] = PublishRecord(
+            site=site,
+            environment="production",
+            version=live,
+            status="live",
+            deployment_id=deployment_id,
+            attempts=1,
+            error_message=None,
+            created_at=0.0,
+        )
+    latest_rows = {"production": latest} if latest is not None else dict(live_rows)
+    return SiteLedger(site=site, live=live_rows, latest=latest_rows, versions=versions)
+
+
+def hostname(
+    name: str,
+    *,
+    site: str | None = "acme-home",
+    tenant: str | None = "acme",
+    owned: bool = True,
+    status: str = "active",
+    ssl_status: str = "active",
+    origin: str | None = "acme-home.pages.dev",
+    since: float = NOW - DAY,
+    recreates: int = 0,
+    deletion_policy: str | None = "retain",
+) -> ObservedHostname:
+    return ObservedHostname(
+        id=f"id-{name}",
+        hostname=name,
+        status=status,
+        ssl_status=ssl_status,
+        ssl_method="http",
+        origin=origin,
+        owned=owned,
+        site=site,
+        tenant=tenant,
+        deletion_policy=deletion_policy,
+        created_at=since,
+        status_since=since,
+        recreate_count=recreates,
+    )

@@ -1,0 +1,354 @@
+"""The planner's numbered rules (core/plan.py), with literal inputs only."""
+
+from __future__ import annotations
+
+from core_builders import (
+    DAY,
+    NOW,
+    billing,
+    deployment,
+    hostname,
+    invoice,
+    ledger,
+    project,
+    specs,
+)
+
+from reconciler.core.desired import derive
+from reconciler.core.facts import CustomerBilling
+from reconciler.core.observed import (
+    BuildPreview,
+    DunningRecord,
+    Observed,
+    PublishRecord,
+    Source,
+    TenantRecord,
+    billing_digest,
+)
+from reconciler.core.plan import ActionKind, Cause, Plan, PlanSettings, build_plan
+
+
+def converged_world(**overrides: object) -> Observed:
+    """acme-home at version 2, www.acme-home.com active, billing mirrored, no invoices."""
+    facts = CustomerBilling(customer="cus_acme")
+    base: dict[str, object] = {
+        "at": NOW,
+        "projects": {
+            "acme-home": project(serving="dep-2", deployments=(deployment("dep-2", version=2),))
+        },
+        "ledger": {
+            "acme-home": ledger(live=2, deployment_id="dep-2", versions=frozenset({1, 2, 3}))
+        },
+        "hostnames": {"www.acme-home.com": hostname("www.acme-home.com")},
+        "tenants": {"acme": TenantRecord(name="acme", access="active")},
+        "billing": {"cus_acme": facts},
+        "billing_mirror": {"cus_acme": billing_digest(facts)},
+    }
+    base.update(overrides)
+    return Observed(**base)  # type: ignore[arg-type]
+
+
+def plan_for(
+    observed: Observed,
+    *,
+    version: int = 2,
+    settings: PlanSettings | None = None,
+    **spec_options: object,
+) -> Plan:
+    site_options = {"version": version, **spec_options}
+    desired = derive(specs(sites={"acme-home": site_options}), observed.billing, now=NOW)
+    return build_plan(desired, observed, settings)
+
+
+def kinds(plan: Plan) -> list[tuple[str, str]]:
+    return [(a.kind.value, a.target) for a in plan.actions]
+
+
+def test_a_converged_world_plans_nothing() -> None:
+    plan = plan_for(converged_world())
+    assert plan.is_empty
+    assert plan.actions == ()
+
+
+def test_planning_twice_gives_identical_plans() -> None:
+    assert plan_for(converged_world(), version=3) == plan_for(converged_world(), version=3)
+
+
+def test_a_version_bump_without_a_deployment_publishes_with_its_source_line() -> None:
+    plan = plan_for(converged_world(), version=3)
+    assert kinds(plan) == [("publish", "Site/acme-home:production")]
+    action = plan.actions[0]
+    assert action.after["version"] == 3
+    assert action.after["commit"] == "c0ffee"
+    assert action.source == "specs/sites/acme-home.yaml:7:16"
+    assert action.cause is Cause.CHANGE
+    assert action.before == {"version": 2, "deployment_id": "dep-2"}
+
+
+def test_rule_4_an_existing_deployment_of_the_wanted_version_is_rolled_back_to() -> None:
+    world = converged_world(
+        projects={
+            "acme-home": project(
+                serving="dep-2",
+                deployments=(
+                    deployment("dep-1", version=1, at=1),
+                    deployment("dep-2", version=2, at=2),
+                ),
+            )
+        }
+    )
+    plan = plan_for(world, version=1)
+    assert kinds(plan) == [("rollback", "Site/acme-home:production")]
+    assert plan.actions[0].after["deployment_id"] == "dep-1"
+    assert "no rebuild" in plan.actions[0].reason
+
+
+def test_a_failed_deployment_of_the_version_is_not_a_rollback_target() -> None:
+    world = converged_world(
+        projects={
+            "acme-home": project(
+                serving="dep-2",
+                deployments=(
+                    deployment("dep-1", version=1, status="failure"),
+                    deployment("dep-2", version=2),
+                ),
+            )
+        }
+    )
+    assert kinds(plan_for(world, version=1)) == [("publish", "Site/acme-home:production")]
+
+
+def test_production_moved_by_hand_is_drift_and_is_pointed_back() -> None:
+    world = converged_world(
+        projects={
+            "acme-home": project(
+                serving="dep-1",
+                deployments=(deployment("dep-1", version=1), deployment("dep-2", version=2)),
+            )
+        }
+    )
+    plan = plan_for(world)
+    assert kinds(plan) == [("rollback", "Site/acme-home:production")]
+    assert plan.actions[0].cause is Cause.DRIFT
+
+
+def test_rule_5_a_hard_locked_tenant_gets_no_publish() -> None:
+    world = converged_world(billing=billing(invoice("cus_acme", days=20)))
+    plan = plan_for(world, version=3)
+    assert [b.gate for b in plan.blocked] == ["hard_locked"]
+    assert ("publish", "Site/acme-home:production") not in kinds(plan)
+
+
+def test_rule_5_a_publish_over_budget_is_blocked_with_the_numbers() -> None:
+    world = converged_world(
+        builds={
+            ("acme-home", 3): BuildPreview(
+                "acme-home", 3, "h", js_kb=312, css_kb=10, third_party_scripts=0
+            )
+        }
+    )
+    plan = plan_for(world, version=3)
+    assert plan.actions == ()
+    assert plan.blocked[0].gate == "budget"
+    assert "312" in plan.blocked[0].reason and "100" in plan.blocked[0].reason
+
+
+def test_a_version_without_a_content_snapshot_is_blocked() -> None:
+    plan = plan_for(converged_world(), version=9)
+    assert [b.gate for b in plan.blocked] == ["missing_version"]
+
+
+def test_a_failed_publish_is_retried_then_marked_stuck() -> None:
+    failed = PublishRecord("acme-home", "production", 3, "failed", None, 1, "boom", 0.0)
+    world = converged_world(
+        ledger={"acme-home": ledger(live=2, deployment_id="dep-2", latest=failed)}
+    )
+    plan = plan_for(world, version=3)
+    assert kinds(plan) == [("retry_publish", "Site/acme-home:production")]
+    assert plan.actions[0].after["attempt"] == 2
+    stuck = PublishRecord("acme-home", "production", 3, "failed", None, 3, "boom", 0.0)
+    world = converged_world(
+        ledger={"acme-home": ledger(live=2, deployment_id="dep-2", latest=stuck)}
+    )
+    plan = plan_for(world, version=3)
+    assert plan.actions == ()
+    assert plan.blocked[0].gate == "stuck" and "boom" in plan.blocked[0].reason
+
+
+def test_a_new_domain_is_created_pointing_at_the_pages_project() -> None:
+    plan = plan_for(converged_world(), domains=["www.acme-home.com", "Shop.Acme-Home.com."])
+    assert kinds(plan) == [("create_hostname", "Hostname/shop.acme-home.com")]
+    assert plan.actions[0].after["origin"] == "acme-home.pages.dev"
+
+
+def test_rule_2_no_create_and_no_delete_when_hostnames_could_not_be_read() -> None:
+    world = converged_world(hostnames={}, incomplete={Source.HOSTNAMES: "HTTP 503"})
+    plan = plan_for(world)
+    assert plan.actions == ()
+    assert plan.blocked[0].gate == "incomplete"
+    assert "HTTP 503" in plan.blocked[0].reason
+    assert plan.incomplete == {"hostnames": "HTTP 503"}
+
+
+def test_rule_3_unmanaged_hostnames_are_listed_and_never_deleted() -> None:
+    world = converged_world(
+        hostnames={
+            "www.acme-home.com": hostname("www.acme-home.com"),
+            "legacy.example.org": hostname("legacy.example.org", owned=False, site=None),
+        }
+    )
+    plan = plan_for(world, deletion="delete")
+    assert plan.actions == ()
+    assert [(n.category, n.target) for n in plan.notes] == [
+        ("unmanaged", "Hostname/legacy.example.org")
+    ]
+
+
+def test_a_claimed_hostname_without_our_marker_is_a_conflict() -> None:
+    world = converged_world(
+        hostnames={"www.acme-home.com": hostname("www.acme-home.com", owned=False)}
+    )
+    plan = plan_for(world)
+    assert plan.blocked[0].gate == "conflict"
+
+
+def test_a_removed_domain_is_retained_or_deleted_by_policy() -> None:
+    world = converged_world(
+        hostnames={
+            "www.acme-home.com": hostname("www.acme-home.com"),
+            "old.acme-home.com": hostname("old.acme-home.com"),
+        }
+    )
+    retained = plan_for(world)
+    assert retained.actions == ()
+    assert retained.notes[0].category == "retained"
+    deleted = plan_for(world, deletion="delete")
+    assert kinds(deleted) == [("delete_hostname", "Hostname/old.acme-home.com")]
+
+
+def test_mass_deletion_is_blocked_unless_allowed() -> None:
+    extra = {f"h{i}.acme-home.com": hostname(f"h{i}.acme-home.com") for i in range(12)}
+    world = converged_world(hostnames={"www.acme-home.com": hostname("www.acme-home.com"), **extra})
+    plan = plan_for(world, deletion="delete")
+    assert plan.actions == ()
+    assert {b.gate for b in plan.blocked} == {"blast_radius"}
+    allowed = plan_for(world, deletion="delete", settings=PlanSettings(allow_mass_deletion=True))
+    assert len(allowed.actions) == 12
+
+
+def test_pending_validation_past_the_timeout_is_retried() -> None:
+    pending = hostname(
+        "www.acme-home.com",
+        status="pending",
+        ssl_status="pending_validation",
+        since=NOW - 25 * 3600,
+    )
+    plan = plan_for(converged_world(hostnames={"www.acme-home.com": pending}))
+    assert kinds(plan) == [("retry_validation", "Hostname/www.acme-home.com")]
+    fresh = hostname(
+        "www.acme-home.com", status="pending", ssl_status="pending_validation", since=NOW - 3600
+    )
+    assert plan_for(converged_world(hostnames={"www.acme-home.com": fresh})).is_empty
+
+
+def test_a_timed_out_hostname_is_recreated_until_the_cap_then_stuck_with_dns_advice() -> None:
+    timed_out = hostname("www.acme-home.com", status="pending", ssl_status="validation_timed_out")
+    plan = plan_for(converged_world(hostnames={"www.acme-home.com": timed_out}))
+    assert kinds(plan) == [("recreate_hostname", "Hostname/www.acme-home.com")]
+    assert plan.actions[0].after["recreate_count"] == 1
+    capped = hostname(
+        "www.acme-home.com", status="moved", ssl_status="validation_timed_out", recreates=2
+    )
+    plan = plan_for(converged_world(hostnames={"www.acme-home.com": capped}))
+    assert plan.actions == ()
+    assert plan.blocked[0].gate == "stuck"
+    assert "CNAME record for www.acme-home.com" in plan.blocked[0].reason
+
+
+def test_a_tenant_past_due_is_locked_messaged_and_its_billing_mirrored() -> None:
+    world = converged_world(billing=billing(invoice("cus_acme", days=4)))
+    plan = plan_for(world)
+    assert [a.kind for a in plan.actions] == [
+        ActionKind.SYNC_BILLING,
+        ActionKind.SOFT_LOCK,
+        ActionKind.SEND_DUNNING,
+    ]
+    sync, lock, send = plan.actions
+    assert lock.depends_on == (sync.id,)
+    assert send.after["step_code"] == "D3"
+    assert send.after["superseded"] == ["FAIL_IMMEDIATE"]
+
+
+def test_a_dunning_step_already_logged_is_never_planned_again() -> None:
+    facts = billing(invoice("cus_acme", days=4))
+    world = converged_world(
+        billing=facts,
+        billing_mirror={"cus_acme": billing_digest(facts["cus_acme"])},
+        tenants={"acme": TenantRecord(name="acme", access="soft_locked")},
+        dunning={("in_cus_acme", "D3"): DunningRecord("in_cus_acme", "D3", "sent")},
+    )
+    assert plan_for(world).is_empty
+
+
+def test_hard_lock_points_hostnames_at_the_suspension_origin_after_the_lock() -> None:
+    world = converged_world(billing=billing(invoice("cus_acme", days=15)))
+    plan = plan_for(world)
+    by_kind = {a.kind: a for a in plan.actions}
+    update = by_kind[ActionKind.UPDATE_HOSTNAME]
+    assert update.after["origin"] == "suspended.sitebuilder.example"
+    assert by_kind[ActionKind.HARD_LOCK].id in update.depends_on
+    ordered = [a.kind for a in plan.actions]
+    assert ordered.index(ActionKind.HARD_LOCK) < ordered.index(ActionKind.UPDATE_HOSTNAME)
+
+
+def test_a_paid_tenant_still_locked_is_unlocked_first_and_hostnames_restored() -> None:
+    world = converged_world(
+        tenants={"acme": TenantRecord(name="acme", access="hard_locked")},
+        hostnames={
+            "www.acme-home.com": hostname(
+                "www.acme-home.com", origin="suspended.sitebuilder.example"
+            )
+        },
+    )
+    plan = plan_for(world)
+    assert plan.actions[0].kind is ActionKind.UNLOCK
+    assert plan.actions[1].kind is ActionKind.UPDATE_HOSTNAME
+    assert plan.actions[1].after["origin"] == "acme-home.pages.dev"
+
+
+def test_no_billing_decision_when_stripe_could_not_be_read() -> None:
+    world = converged_world(
+        billing={},
+        incomplete={Source.STRIPE: "connection refused"},
+        tenants={"acme": TenantRecord(name="acme", access="soft_locked")},
+    )
+    plan = plan_for(world)
+    assert plan.actions == ()
+    assert any("connection refused" in n.reason for n in plan.notes)
+
+
+def test_the_gateway_being_down_leaves_dunning_waiting() -> None:
+    facts = billing(invoice("cus_acme", days=1))
+    world = converged_world(
+        billing=facts,
+        billing_mirror={"cus_acme": billing_digest(facts["cus_acme"])},
+        incomplete={Source.WHATSAPP: "instance sitebuilder is close"},
+    )
+    plan = plan_for(world)
+    assert plan.actions == ()
+    assert plan.notes[0].category == "waiting"
+
+
+def test_cost_forecast_counts_calls_per_provider() -> None:
+    plan = plan_for(converged_world(), version=3, domains=["www.acme-home.com", "a.acme-home.com"])
+    assert plan.calls()["cloudflare"] == 8 + 1
+    assert set(plan.calls()) == {"cloudflare", "d1"}
+
+
+def test_unlock_and_rollback_come_before_publishes_and_creates() -> None:
+    world = converged_world(
+        tenants={"acme": TenantRecord(name="acme", access="soft_locked")},
+    )
+    plan = plan_for(world, version=3, domains=["www.acme-home.com", "b.acme-home.com"])
+    assert plan.actions[0].kind is ActionKind.UNLOCK
+    assert DAY > 0
