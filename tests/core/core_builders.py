@@ -30,7 +30,8 @@ spec:
     - {code: D7, day: 7, template: soft}
   templates:
     first: "Hi {tenant_name}, your payment of {amount_due} failed. Pay: {invoice_url}"
-    soft: "{tenant_name}: invoice {invoice_id} is {days_past_due} days late; hard lock on {hard_lock_date}"
+    soft: "{tenant_name}: invoice {invoice_id} is {days_past_due} days late; \
+      hard lock on {hard_lock_date}"
   performance_budget: {max_js_kb: 100, max_css_kb: 50, max_third_party_scripts: 2}
   domains: {validation_timeout: 24h, max_recreates: 2}
   suspension_origin: suspended.sitebuilder.example
