@@ -253,6 +253,8 @@ class EvolutionState:
         self.lock = threading.RLock()
         self._initial_instances = tuple(dict.fromkeys(instances))
         self._seed = seed
+        # Message ids never repeat, not even across resets; tokens and instance ids do.
+        self._id_rng = random.Random(seed + 104_729)
         self._build()
 
     def _build(self) -> None:
@@ -428,7 +430,7 @@ class EvolutionState:
 
     def message_id(self) -> str:
         """A Baileys-style id: ``3EB0`` and 18 upper-case hex digits (22 characters)."""
-        return "3EB0" + f"{self._rng.getrandbits(72):018X}"
+        return "3EB0" + f"{self._id_rng.getrandbits(72):018X}"
 
     def record_message(
         self, instance: Instance, *, number: str, jid: str, text: str, body: Mapping[str, Any]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import API_KEY, INSTANCE, EvolutionSandbox
+from evolution_support import API_KEY, INSTANCE, EvolutionSandbox
 
 from reconciler.sandbox.evolution import create_jid
 
@@ -340,3 +340,13 @@ def test_control_endpoints_drive_instances_and_numbers(evo: EvolutionSandbox) ->
     assert marked == {"not_on_whatsapp": ["15550001111"]}
     assert evo.control("PUT", f"/instances/{INSTANCE}", json={"state": "asleep"}).status_code == 400
     assert evo.control("PUT", "/instances/nope", json={"state": "open"}).status_code == 404
+
+
+def test_message_ids_never_repeat_even_across_resets(evo: EvolutionSandbox) -> None:
+    """``key.id`` is unique per call (§8.5); a reset must not replay earlier ids."""
+    body = {"number": "5511999999999", "text": "hi"}
+    with evo.http() as http:
+        before = http.post(SEND, json=body).json()["key"]["id"]
+        evo.state.reset()
+        after = http.post(SEND, json=body).json()["key"]["id"]
+    assert before != after
