@@ -17,12 +17,26 @@ absent.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
 from corrections import CLOUDFLARE_DOCUMENT
 from openapi_checker import OpenAPIChecker
+
+from reconciler.errors import NotFoundError, PermanentError
+from reconciler.providers.cloudflare import (
+    CloudflareClient,
+    Deployment,
+    DeploymentTag,
+    new_publish_id,
+    ownership_metadata,
+)
+from reconciler.providers.ratelimit import TokenBucket
+from reconciler.providers.retry import RetryPolicy
+from reconciler.sandbox.cloudflare_pages import Behaviour
+from reconciler.settings import CloudflareSettings, Secret
 
 if not CLOUDFLARE_DOCUMENT.is_file():
     pytest.skip(
@@ -230,3 +244,153 @@ def test_a_simulator_answer_with_a_wrong_field_would_be_caught(
     assert len(problems) == 1
     assert f"#{target['seq']} " in problems[0]
     assert "response.result.ssl" in problems[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapter against the simulator: our requests and its answers
+# ---------------------------------------------------------------------------------------------
+
+
+def make_client(cf: Any, instant_time: Any) -> CloudflareClient:
+    """A client for the simulator whose waits (429, backoff) cost no real time."""
+    settings = CloudflareSettings(
+        base_url=cf.base_url,
+        token=Secret(cf.token),
+        account_id=cf.account_id,
+        zone_id=cf.zone_id,
+    )
+    bucket = TokenBucket(
+        capacity=100_000, period=300, clock=instant_time.clock, sleep=instant_time.sleep
+    )
+    return CloudflareClient(
+        settings,
+        bucket=bucket,
+        retry=RetryPolicy(attempts=4, base=0.01, cap=0.05),
+        rng=random.Random(7),
+        sleep=instant_time.sleep,
+        purge_chunk=2,
+    )
+
+
+def site_files(version: int) -> dict[str, bytes]:
+    return {
+        "index.html": f"<h1>Acme bakery v{version}</h1>".encode(),
+        "menu/index.html": f"<ul><li>bread v{version}</li></ul>".encode(),
+        "style.css": b"body{font-family:serif}",
+        "_headers": b"/*\n  X-Frame-Options: DENY\n",
+    }
+
+
+async def publish(client: CloudflareClient, version: int) -> Deployment:
+    tag = DeploymentTag(
+        site="acme-home", version=version, publish=new_publish_id(), commit="c0ffee"
+    )
+    return await client.create_deployment(
+        "acme-home",
+        files=site_files(version),
+        branch="main",
+        commit_hash=tag.commit,
+        commit_message=tag.commit_message(),
+    )
+
+
+async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
+    """Every CloudflareClient method, plus the documented failures it must survive."""
+    project = "acme-home"
+    stage_time = 10 * cf.config.stage_seconds
+
+    # Pages: project, direct upload, list, get, rollback, retry, not found.
+    await client.get_project(project)
+    v12 = await publish(client, 12)
+    cf.clock.advance(stage_time)
+    assert (await client.get_deployment(project, v12.id)).id == v12.id
+    v13 = await publish(client, 13)
+    cf.clock.advance(stage_time)
+    assert {d.id for d in await client.list_deployments(project)} >= {v12.id, v13.id}
+    await client.list_deployments(project, env="production")
+    await client.get_project(project)
+    await client.rollback_deployment(project, v12.id)
+    cf.sim.set_deployment_behaviour(Behaviour(mode="fail", stage="build"), project=project)
+    failed = await publish(client, 14)
+    cf.clock.advance(stage_time)
+    await client.retry_deployment(project, failed.id)
+    with pytest.raises(NotFoundError):
+        await client.get_deployment(project, UNKNOWN_UUID)
+    with pytest.raises(NotFoundError):
+        await client.get_project("no-such-site")
+    with pytest.raises(PermanentError):
+        await client.rollback_deployment(project, failed.id)
+
+    # Custom hostnames: create, paginated list, filter, get, edit (retrigger, origin), delete.
+    for index in range(12):
+        cf.sim.add_hostname(
+            f"shop{index}.acme-customers.test", custom_origin_server="acme-shop.pages.dev"
+        )
+    marker = ownership_metadata(site="acme-home", tenant="acme")
+    made = await client.create_custom_hostname(
+        "www.acmebakery.test",
+        ssl_method="txt",
+        custom_origin_server="acme-home.pages.dev",
+        custom_metadata=marker,
+    )
+    listed = await client.list_custom_hostnames(per_page=5)
+    assert len(listed) == 13
+    found = await client.list_custom_hostnames(hostname="www.acmebakery.test")
+    assert [h.id for h in found] == [made.id]
+    await client.get_custom_hostname(made.id)
+    cf.sim.point_dns("www.acmebakery.test")
+    cf.clock.advance(3600)
+    await client.get_custom_hostname(made.id)
+    await client.edit_custom_hostname(made.id, ssl_method="txt")
+    await client.edit_custom_hostname(
+        made.id,
+        custom_origin_server="suspended.sitebuilder-sandbox.test",
+        custom_metadata={**marker, "access": "hard_locked"},
+    )
+    await client.delete_custom_hostname(made.id)
+    await client.delete_custom_hostname(made.id)  # already gone: 404, treated as done
+    with pytest.raises(NotFoundError):
+        await client.get_custom_hostname(made.id)
+    with pytest.raises(PermanentError):
+        await client.create_custom_hostname("192.0.2.1", ssl_method="http")
+
+    # Cache purge by hosts, prefixes and files (chunked by 2).
+    await client.purge_cache(
+        hosts=["www.acmebakery.test", "acmebakery.test", "shop0.acme-customers.test"],
+        prefixes=["www.acmebakery.test/menu"],
+        files=["https://www.acmebakery.test/style.css"],
+    )
+
+    # D1: DDL, writes with string and non-string values, a read, invalid SQL.
+    database = cf.database_id
+    await client.d1_query(database, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    await client.d1_query(database, "INSERT INTO notes (body) VALUES (?)", ["hello"])
+    await client.d1_query(database, "INSERT INTO notes (id, body) VALUES (?, ?)", [7, None])
+    rows = await client.d1_query(database, "SELECT body FROM notes WHERE body = ?", ["hello"])
+    assert list(rows[0].results) == [{"body": "hello"}]
+    with pytest.raises(PermanentError):
+        await client.d1_query(database, "SELECT * FROM no_such_table")
+
+    # A 429 burst: waited out (on the fake clock), then the read succeeds.
+    cf.control(
+        "POST",
+        "/faults",
+        json={
+            "rules": [
+                {"path_prefix": "/zones", "burst_429": 1, "retry_after": 2},
+            ]
+        },
+    )
+    await client.list_custom_hostnames(hostname="shop0.acme-customers.test")
+    cf.control("DELETE", "/faults")
+
+
+async def test_every_adapter_exchange_conforms_to_the_contract(
+    cf: Any, cloudflare_checker: OpenAPIChecker, instant_time: Any
+) -> None:
+    async with make_client(cf, instant_time) as client:
+        await drive_adapter(cf, client)
+    calls = cf.calls()
+    assert_conforms(cloudflare_checker, calls)
+    assert any(call["status"] == 429 for call in calls)
+    assert instant_time.slept, "the 429 was not waited out"
