@@ -173,6 +173,7 @@ class CloudflareSim:
             self._tmp = tempfile.TemporaryDirectory(prefix="sandbox-d1-")
             d1_dir = Path(self._tmp.name)
         self.d1_dir = d1_dir
+        self._initial_config = config
         self._build()
 
     def _build(self) -> None:
@@ -211,12 +212,53 @@ class CloudflareSim:
     # ---- control ------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Back to the initial world: config projects only, empty D1, no faults, DNS or calls."""
+        """Return to the initial world: config, projects, empty D1; no faults, DNS or calls."""
         with self.lock:
+            self.config = self._initial_config
             self.faults.clear()
             self.dns.clear()
             self._build()
             self.d1.wipe()
+
+    def configure(self, **overrides: Any) -> CloudflareConfig:
+        """Change behaviour knobs of the running simulator; ``reset`` restores them.
+
+        Rate limit, stage and lifecycle timings, purge limits and response variants can change.
+
+        Raises:
+            ValueError: for identity fields (ids, token, projects), which need a new simulator.
+        """
+        fixed = {"account_id", "zone_id", "token", "database_id", "projects", "seed"}
+        if fixed & set(overrides):
+            raise ValueError(f"cannot change {sorted(fixed & set(overrides))} of a running sim")
+        with self.lock:
+            self.config = replace(self.config, **overrides)
+            cfg = self.config
+            self.pages.stage_seconds = cfg.stage_seconds
+            self.pages.upload_jwt_ttl = cfg.upload_jwt_ttl
+            lifecycle = self.hostnames.lifecycle
+            lifecycle.ssl_initializing_seconds = cfg.ssl_initializing_seconds
+            lifecycle.ssl_issuance_seconds = cfg.ssl_issuance_seconds
+            lifecycle.validation_window = cfg.validation_window
+            return cfg
+
+    def add_hostname(
+        self,
+        hostname: str,
+        *,
+        ssl_method: str = "http",
+        custom_origin_server: str | None = None,
+        custom_metadata: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Create a custom hostname directly (no HTTP, not logged): fast scenario setup."""
+        body: dict[str, Any] = {"hostname": hostname, "ssl": {"method": ssl_method, "type": "dv"}}
+        if custom_origin_server is not None:
+            body["custom_origin_server"] = custom_origin_server
+        if custom_metadata is not None:
+            body["custom_metadata"] = custom_metadata
+        with self.lock:
+            now = self.clock.now()
+            return self.hostnames.to_json(self.hostnames.create(body, now), now)
 
     def close(self) -> None:
         """Remove the temporary D1 directory, if the simulator made one."""

@@ -1,0 +1,115 @@
+"""The composed sandbox (``Sandbox``) and ``reconciler sandbox up`` as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+
+from reconciler.sandbox.world import Sandbox, projects_from_specs
+from reconciler.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_projects_from_specs_finds_every_site_project(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "kind: Site\nmetadata: {name: a}\nspec: {pages_project: alpha}\n---\n"
+        "kind: Tenant\nmetadata: {name: t}\nspec: {}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "b.yml").write_text("kind: Site\nspec: {pages_project: beta}\n", encoding="utf-8")
+    assert projects_from_specs(tmp_path) == ["alpha", "beta"]
+
+
+def test_settings_env_points_the_settings_at_the_running_world(tmp_path: Path) -> None:
+    with Sandbox(state_dir=tmp_path, with_stripe=False, projects=["acme-home"]) as world:
+        env = world.settings_env()
+        settings = Settings.from_env(env)
+        answer = httpx.get(
+            f"{settings.cloudflare.base_url}/accounts/{settings.cloudflare.account_id}"
+            "/pages/projects/acme-home",
+            headers={"Authorization": f"Bearer {settings.cloudflare.token.reveal()}"},
+        )
+    assert answer.status_code == 200
+    assert settings.d1.backend == "sqlite"
+    assert Path(settings.d1.sqlite_path).parent == tmp_path / "d1"
+    assert {
+        "CLOUDFLARE_API_BASE",
+        "CLOUDFLARE_API_TOKEN",
+        "CLOUDFLARE_ACCOUNT_ID",
+        "CLOUDFLARE_ZONE_ID",
+        "D1_BACKEND",
+        "D1_SQLITE_PATH",
+    } <= set(env)
+    assert not any(name.startswith("STRIPE_") for name in env)
+
+
+def test_the_d1_backend_setting_selects_the_database_id(tmp_path: Path) -> None:
+    with Sandbox(state_dir=tmp_path, with_stripe=False, with_evolution=False, d1_backend="d1") as w:
+        env = w.settings_env()
+    assert env["D1_BACKEND"] == "d1"
+    assert env["D1_DATABASE_ID"] == w.cloudflare_config.database_id
+    assert "D1_SQLITE_PATH" not in env
+
+
+def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "sandbox",
+            "up",
+            "--no-stripe",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--specs",
+            str(REPO / "specs"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("export D1_SQLITE_PATH"):
+                break
+        done.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    with process:
+        reader.start()
+        try:
+            assert done.wait(120), "sandbox up printed no settings within 120 s"
+            exports = dict(
+                line.removeprefix("export ").split("=", 1)
+                for line in lines
+                if line.startswith("export ")
+            )
+            answer = httpx.get(
+                f"{exports['CLOUDFLARE_API_BASE']}/accounts/{exports['CLOUDFLARE_ACCOUNT_ID']}"
+                "/pages/projects/acme-home",
+                headers={"Authorization": f"Bearer {exports['CLOUDFLARE_API_TOKEN']}"},
+            )
+        finally:
+            process.send_signal(signal.SIGINT)
+            reader.join(60)
+            _, err = process.communicate(timeout=60)
+    assert any("fakes" in line for line in lines if line.startswith("#"))
+    assert answer.status_code == 200
+    assert process.returncode == 0, err
+    assert "sandbox stopped" in err
