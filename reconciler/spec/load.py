@@ -25,20 +25,22 @@ Paths in problems and locations are relative to the parent of the specs root, so
 with the root's own name (``specs/sites/acme.yaml``) whether loaded from a directory or from
 ``specs/`` in a Git commit.
 
-The C parser (``yaml.CSafeLoader``) only composes nodes; values are built here while walking
-them, which is what gives duplicate-key detection, the alias budget and the per-field line map
-in one pass. Without the C extension the pure-Python ``SafeLoader`` composes the same nodes.
+Speed: the C parser (``yaml.CSafeLoader``, libyaml) only turns text into events; values are
+built here straight from those events, never through PyYAML's node graph or constructors. That
+one pass gives duplicate-key detection, the alias budget and the per-field line map, and keeps a
+10,000-site fleet well within its time budget. Without the C extension, the pure-Python
+``SafeLoader`` produces the same events, only slower.
 """
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import contextlib
+import functools
 import gc
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,116 +284,154 @@ def _resolve_plain(value: str) -> str:
     return _STR
 
 
-def _resolve(self: Any, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str:
-    """Tag of an untagged node (replaces PyYAML's table-driven, YAML 1.1 ``resolve``)."""
-    if kind is yaml.ScalarNode:
-        return _resolve_plain(value) if implicit[0] else _STR
-    return _SEQ if kind is yaml.SequenceNode else _MAP
-
-
-def _core_loader(base: type[Any]) -> type[Any]:
-    return type(f"Core{base.__name__}", (base,), {"resolve": _resolve})
-
-
-_LOADER: type[Any] = _core_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+# Only the parser (events) is used: values are built by _build_document, never by PyYAML's
+# composer or constructors. The C parser is ~10x faster than the pure-Python one.
+_PARSER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _BuildError(Exception):
-    """A located problem met while building values from nodes; aborts the document."""
+    """A located problem met while building values; aborts the document."""
 
-    def __init__(self, node: yaml.Node, message: str) -> None:
+    def __init__(self, mark: Any, message: str) -> None:
         super().__init__(message)
-        self.line = node.start_mark.line + 1
-        self.column = node.start_mark.column + 1
+        self.line = mark.line + 1
+        self.column = mark.column + 1
         self.message = message
 
 
-class _Builder:
-    """Builds plain Python values from one document's nodes, recording field positions."""
+_NO_KEY: Any = object()
 
-    __slots__ = ("active", "budget", "built", "issues", "limits", "positions", "repeated")
+# A frame of the build stack, as a list for speed:
+# [container, path, pending key, child path, first-seen lines, skip value?, anchor, start total,
+#  start mark]
+_CONTAINER, _PATH, _KEY, _CHILD, _SEEN, _SKIP, _ANCHOR, _START, _MARK = range(9)
 
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.budget = limits.max_values_per_document
-        self.positions: dict[str, int] = {}
-        self.active: set[int] = set()
-        self.issues: list[tuple[str, int, str]] = []
-        self.built: set[int] = set()
-        self.repeated: yaml.Node | None = None  # the first collection built twice (an alias)
 
-    def build(self, node: yaml.Node, path: str, depth: int) -> Any:
-        self.budget -= 1
-        if self.budget < 0:
-            raise _BuildError(
-                self.repeated or node,
-                f"document expands to more than {self.limits.max_values_per_document:,} values; "
-                "the value anchored here is repeated through aliases (an alias bomb?)",
+def _build_document(parser: Any, limits: Limits) -> tuple[Any, Any, dict[str, int], list[Any]]:
+    """Build one document from parser events (after its DocumentStartEvent).
+
+    Returns (value, start mark, field positions, non-fatal issues). Values are built straight
+    from events, never through PyYAML's node graph: the C parser does the scanning, and this
+    loop does duplicate keys, the alias budget and the line map at the same time.
+    """
+    positions: dict[str, int] = {}
+    issues: list[tuple[str, int, str]] = []
+    anchors: dict[str, tuple[Any, int]] = {}
+    open_anchors: set[str] = set()
+    stack: list[list[Any]] = []
+    total = 0
+    max_values = limits.max_values_per_document
+    root: Any = None
+    root_mark: Any = None
+    intern = sys.intern
+    while True:
+        event = parser.get_event()
+        kind = type(event)
+        if kind is yaml.DocumentEndEvent:
+            return root, root_mark, positions, issues
+        mark = event.start_mark
+        if kind is yaml.ScalarEvent:
+            total += 1
+            value = _scalar(event)
+            if event.anchor is not None:
+                anchors[event.anchor] = (value, 1)
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            is_mapping = kind is yaml.MappingStartEvent
+            if event.tag not in (None, "!", _MAP if is_mapping else _SEQ):
+                raise _BuildError(mark, _tag_message(event.tag))
+            if len(stack) >= limits.max_depth:
+                raise _BuildError(mark, f"nesting deeper than {limits.max_depth} levels")
+            path = ""
+            if stack:
+                parent = stack[-1]
+                if type(parent[_CONTAINER]) is list:
+                    path = f"{parent[_PATH]}[{len(parent[_CONTAINER])}]"
+                    positions.setdefault(path, _pack(mark.line + 1, mark.column + 1))
+                elif parent[_KEY] is _NO_KEY:
+                    raise _BuildError(mark, "mapping keys must be plain scalars, not lists or maps")
+                else:
+                    path = parent[_CHILD]
+            total += 1
+            if event.anchor is not None:
+                open_anchors.add(event.anchor)
+            stack.append(
+                [{} if is_mapping else [], path, _NO_KEY, "", {}, False, event.anchor, total, mark]
             )
-        if isinstance(node, yaml.ScalarNode):
-            return _scalar(node)
-        if depth > self.limits.max_depth:
-            raise _BuildError(node, f"nesting deeper than {self.limits.max_depth} levels")
-        key = id(node)
-        if key in self.active:
-            raise _BuildError(node, "recursive alias: a value may not contain itself")
-        self.active.add(key)
-        if key in self.built:
-            if self.repeated is None:
-                self.repeated = node
+            continue
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            frame = stack.pop()
+            value = frame[_CONTAINER]
+            mark = frame[_MARK]
+            anchor = frame[_ANCHOR]
+            if anchor is not None:
+                anchors[anchor] = (value, total - frame[_START] + 1)
+                open_anchors.discard(anchor)
+        elif kind is yaml.AliasEvent:
+            anchor = event.anchor
+            if anchor in open_anchors:
+                raise _BuildError(
+                    mark, f"recursive alias *{anchor}: a value may not contain itself"
+                )
+            if anchor not in anchors:
+                raise _BuildError(mark, f"alias *{anchor} has no anchor &{anchor} before it")
+            value, size = anchors[anchor]
+            total += size
+            if total > max_values:
+                raise _BuildError(
+                    mark,
+                    f"alias *{anchor} makes the document expand to more than {max_values:,} "
+                    "values (an alias bomb?); aliases are bounded",
+                )
         else:
-            self.built.add(key)
-        try:
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, path, depth)
-            if isinstance(node, yaml.SequenceNode):
-                return self._sequence(node, path, depth)
-            raise _BuildError(node, f"unexpected YAML node {type(node).__name__}")
-        finally:
-            self.active.discard(key)
-
-    def _mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[Any, Any]:
-        if node.tag != _MAP:
-            raise _BuildError(node, _tag_message(node.tag))
-        result: dict[Any, Any] = {}
-        first_seen: dict[Any, int] = {}
-        positions = self.positions
-        prefix = f"{path}." if path else ""
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _BuildError(key_node, "mapping keys must be plain scalars, not lists or maps")
-            if key_node.value == "<<" and not key_node.style:
-                raise _BuildError(key_node, "merge keys (<<) are not supported; write fields out")
-            key = _scalar(key_node)
-            line = key_node.start_mark.line + 1
-            child = sys.intern(f"{prefix}{key}")
-            if key in first_seen:
+            continue
+        if total > max_values:
+            raise _BuildError(mark, f"document holds more than {max_values:,} values")
+        if not stack:
+            root, root_mark = value, mark
+            continue
+        frame = stack[-1]
+        container = frame[_CONTAINER]
+        if type(container) is list:
+            if kind is not yaml.MappingEndEvent and kind is not yaml.SequenceEndEvent:
+                positions.setdefault(
+                    f"{frame[_PATH]}[{len(container)}]", _pack(mark.line + 1, mark.column + 1)
+                )
+            container.append(value)
+        elif frame[_KEY] is not _NO_KEY:
+            if not frame[_SKIP]:
+                container[frame[_KEY]] = value
+            frame[_KEY] = _NO_KEY
+            frame[_SKIP] = False
+        else:
+            if kind is not yaml.ScalarEvent:
+                raise _BuildError(mark, "mapping keys must be plain scalars, not aliases")
+            if value == "<<" and event.implicit[0]:
+                raise _BuildError(mark, "merge keys (<<) are not supported; write fields out")
+            path = frame[_PATH]
+            child = intern(f"{path}.{value}" if path else str(value))
+            line = mark.line + 1
+            seen = frame[_SEEN]
+            if value in seen:
                 # Not fatal: keep the first value and go on, so the rest is still checked.
-                self.issues.append(
+                issues.append(
                     (
                         child,
-                        _pack(line, key_node.start_mark.column + 1),
-                        f"duplicate key {key!r} (first defined on line {first_seen[key]}); "
+                        _pack(line, mark.column + 1),
+                        f"duplicate key {value!r} (first defined on line {seen[value]}); "
                         "a key may appear once per mapping",
                     )
                 )
-                continue
-            first_seen[key] = line
-            positions.setdefault(child, _pack(line, key_node.start_mark.column + 1))
-            result[key] = self.build(value_node, child, depth + 1)
-        return result
+                frame[_SKIP] = True
+            else:
+                seen[value] = line
+                positions.setdefault(child, _pack(line, mark.column + 1))
+            frame[_KEY] = value
+            frame[_CHILD] = child
 
-    def _sequence(self, node: yaml.SequenceNode, path: str, depth: int) -> list[Any]:
-        if node.tag != _SEQ:
-            raise _BuildError(node, _tag_message(node.tag))
-        result: list[Any] = []
-        positions = self.positions
-        for index, item in enumerate(node.value):
-            child = f"{path}[{index}]"
-            mark = item.start_mark
-            positions.setdefault(child, _pack(mark.line + 1, mark.column + 1))
-            result.append(self.build(item, child, depth + 1))
-        return result
+
+def _skip_document(parser: Any) -> None:
+    while type(parser.get_event()) is not yaml.DocumentEndEvent:
+        pass
 
 
 def _tag_message(tag: str) -> str:
@@ -402,9 +442,13 @@ def _tag_message(tag: str) -> str:
     )
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
-    tag: str = node.tag
-    value: str = node.value
+def _scalar(event: Any) -> Any:
+    value: str = event.value
+    tag: str | None = event.tag
+    if tag is None or tag == "!":
+        if not event.implicit[0]:
+            return value
+        tag = _resolve_plain(value)
     if tag == _STR:
         return value
     try:
@@ -415,7 +459,7 @@ def _scalar(node: yaml.ScalarNode) -> Any:
                 raise ValueError(value)
             return value.lower() == "true"
         if tag == _NULL:
-            if value not in ("", "~", "null", "Null", "NULL"):
+            if value not in _NULL_WORDS:
                 raise ValueError(value)
             return None
         if tag == _FLOAT:
@@ -426,8 +470,10 @@ def _scalar(node: yaml.ScalarNode) -> Any:
                 return float("nan")
             return float(value)
     except ValueError:
-        raise _BuildError(node, f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]}") from None
-    raise _BuildError(node, _tag_message(tag))
+        raise _BuildError(
+            event.start_mark, f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]}"
+        ) from None
+    raise _BuildError(event.start_mark, _tag_message(tag))
 
 
 def _parent_path(path: str) -> str:
@@ -483,30 +529,24 @@ def parse_documents(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> 
         return fail(1, 1, "file is empty; a spec file holds at least one document")
 
     documents: list[RawDocument] = []
-    loader = _LOADER(text)
+    parser = _PARSER(text)
     try:
-        while loader.check_node():
-            root = loader.get_node()
-            if root is None or (
-                isinstance(root, yaml.ScalarNode) and root.tag == _NULL and not root.value
-            ):
-                continue  # an empty document, such as a trailing '---'
-            mark = root.start_mark
-            builder = _Builder(limits)
+        while True:
+            event = parser.get_event()
+            if type(event) is yaml.StreamEndEvent:
+                break
+            if type(event) is not yaml.DocumentStartEvent:
+                continue
             try:
-                value = builder.build(root, "", 0)
+                value, mark, positions, issues = _build_document(parser, limits)
             except _BuildError as exc:
                 problems.append(Problem(path, exc.line, exc.column, "", "", exc.message))
+                _skip_document(parser)
                 continue
+            if value is None:
+                continue  # an empty document, such as a trailing '---'
             documents.append(
-                RawDocument(
-                    path,
-                    mark.line + 1,
-                    mark.column + 1,
-                    value,
-                    builder.positions,
-                    tuple(builder.issues),
-                )
+                RawDocument(path, mark.line + 1, mark.column + 1, value, positions, tuple(issues))
             )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -529,7 +569,7 @@ def parse_documents(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> 
     except yaml.YAMLError as exc:
         problems.append(Problem(path, 0, 0, "", "", f"malformed YAML: {exc}"))
     finally:
-        loader.dispose()
+        parser.dispose()
     if not documents and not problems:
         problems.append(Problem(path, 1, 1, "", "", "file holds no documents (only comments)"))
     return ParsedFile(path, documents, problems)
@@ -749,37 +789,22 @@ def _directory_paths(root: Path, display_root: str) -> Iterator[tuple[str, str]]
 
 
 def _read_file(fs_path: str, display: str, limit: int) -> bytes:
+    # NB: os.read(fd, size + 1) after fstat, not open().read(limit + 1): the latter allocates a
+    # limit-sized buffer for every file, which made reading 15,000 small files 4x slower.
     try:
-        with open(fs_path, "rb") as handle:  # noqa: PTH123 - hot path, 15,000 files
-            return handle.read(limit + 1)
+        fd = os.open(fs_path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            return os.read(fd, min(size, limit) + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise LoadError(f"cannot read {display}: {exc.strerror}") from exc
 
 
-_READ_AHEAD = 64
-
-
-def _directory_files(root: Path, display_root: str, limits: Limits) -> Iterator[SourceFile]:
-    """Spec files under ``root``, read ahead by two threads while the caller parses.
-
-    Opening and reading thousands of small files is dominated by system calls, which release the
-    GIL; a bounded window of pending reads keeps memory flat however many files there are.
-    """
-    limit = limits.max_file_bytes
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        pending: collections.deque[tuple[str, concurrent.futures.Future[bytes]]] = (
-            collections.deque()
-        )
-        for fs_path, display in _directory_paths(root, display_root):
-            pending.append((display, pool.submit(_read_file, fs_path, display, limit)))
-            if len(pending) >= _READ_AHEAD:
-                yield _ready(*pending.popleft())
-        while pending:
-            yield _ready(*pending.popleft())
-
-
-def _ready(display: str, future: concurrent.futures.Future[bytes]) -> SourceFile:
-    return SourceFile(display, lambda _limit: future.result())
+def _directory_files(root: Path, display_root: str) -> Iterator[SourceFile]:
+    for fs_path, display in _directory_paths(root, display_root):
+        yield SourceFile(display, functools.partial(_read_file, fs_path, display))
 
 
 def load_directory(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> Specs:
@@ -792,7 +817,7 @@ def load_directory(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> Specs:
     root = Path(root)
     if not root.is_dir():
         raise LoadError(f"{root} is not a directory of specs")
-    return load_files(_directory_files(root, root.resolve().name, limits), limits=limits)
+    return load_files(_directory_files(root, root.resolve().name), limits=limits)
 
 
 def load_git(
@@ -826,33 +851,86 @@ def load_git(
             raise LoadError(f"no {subdir}/ directory at {ref} ({commit.hexsha[:12]})") from exc
         if tree.type != "tree":
             raise LoadError(f"{subdir} is not a directory at {ref} ({commit.hexsha[:12]})")
-    with repository:
-        return load_files(_git_files(tree), revision=commit.hexsha, limits=limits)
-
-
-_SYMLINK_MODE = 0o120000
-
-
-def _git_files(tree: Any) -> Iterator[SourceFile]:
-    blobs = [
-        item
-        for item in tree.traverse(
-            prune=lambda item, depth: item.type == "tree" and item.name.startswith(".")
+    try:
+        return load_files(
+            _git_files(repository, commit.hexsha, subdir, limits),
+            revision=commit.hexsha,
+            limits=limits,
         )
-        if item.type == "blob"
-        and item.mode != _SYMLINK_MODE
-        and item.name.endswith(SPEC_SUFFIXES)
-        and not item.name.startswith(".")
-    ]
-    blobs.sort(key=lambda item: item.path)
-    for blob in blobs:
-        yield SourceFile(blob.path, _blob_reader(blob))
+    finally:
+        repository.close()
 
 
-def _blob_reader(blob: Any) -> Callable[[int], bytes]:
-    def read(limit: int) -> bytes:
-        stream = blob.data_stream
-        data: bytes = stream.read(limit + 1) if stream.size > limit else stream.read()
-        return data
+_BATCH_FILES = 2_000
+_BATCH_BYTES = 64 << 20
 
-    return read
+
+def _git_files(repository: Any, sha: str, subdir: str, limits: Limits) -> Iterator[SourceFile]:
+    """Spec blobs under ``subdir`` at commit ``sha``, read in batches.
+
+    One ``git ls-tree -r -l`` lists paths, blob ids and sizes; ``git cat-file --batch`` then
+    streams the blobs, a few thousand at a time. Asking for blobs one by one costs a round trip
+    to the ``git`` process each, which dominated loading a 15,000-file fleet.
+    """
+    listing: bytes = repository.git.ls_tree(
+        "-r", "-l", "-z", sha, "--", subdir or ".", stdout_as_string=False
+    )
+    prefix = f"{subdir}/" if subdir else ""
+    entries: list[tuple[str, str, int]] = []
+    for record in listing.split(b"\0"):
+        if not record:
+            continue
+        meta, _, raw_path = record.partition(b"\t")
+        mode, kind, blob_sha, size = meta.split()
+        path = raw_path.decode("utf-8", errors="replace")
+        relative = path[len(prefix) :]
+        if (
+            kind != b"blob"
+            or mode == b"120000"  # symbolic link
+            or not path.startswith(prefix)
+            or not path.endswith(SPEC_SUFFIXES)
+            or any(part.startswith(".") for part in relative.split("/"))
+        ):
+            continue
+        entries.append((path, blob_sha.decode("ascii"), int(size)))
+    entries.sort()
+    limit = limits.max_file_bytes
+    batch: list[tuple[str, str, int]] = []
+    batch_bytes = 0
+    for entry in entries:
+        batch.append(entry)
+        batch_bytes += min(entry[2], limit)
+        if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
+            yield from _read_blobs(repository, batch, limit)
+            batch, batch_bytes = [], 0
+    if batch:
+        yield from _read_blobs(repository, batch, limit)
+
+
+def _read_blobs(
+    repository: Any, batch: list[tuple[str, str, int]], limit: int
+) -> Iterator[SourceFile]:
+    wanted = [entry for entry in batch if entry[2] <= limit]
+    contents: dict[str, bytes] = {}
+    if wanted:
+        with tempfile.TemporaryFile() as request:
+            request.write("".join(f"{sha}\n" for _, sha, _ in wanted).encode("ascii"))
+            request.seek(0)
+            output: bytes = repository.git.cat_file(
+                "--batch", istream=request, stdout_as_string=False, strip_newline_in_stdout=False
+            )
+        offset = 0
+        for _, sha, _ in wanted:
+            header_end = output.index(b"\n", offset)
+            size = int(output[offset:header_end].split()[2])
+            start = header_end + 1
+            contents[sha] = output[start : start + size]
+            offset = start + size + 1
+    for path, sha, size in batch:
+        # An oversized blob is never read; a placeholder one byte over the limit stands in.
+        data = contents.get(sha) if size <= limit else None
+        yield SourceFile(path, functools.partial(_blob_bytes, data, limit))
+
+
+def _blob_bytes(data: bytes | None, limit: int, _limit: int) -> bytes:
+    return data if data is not None else bytes(limit + 1)

@@ -10,7 +10,7 @@ import pytest
 from spec_cases import EXAMPLE_SPECS, site, write
 
 from reconciler.errors import LoadError, SpecError
-from reconciler.spec.load import load_git
+from reconciler.spec.load import Limits, load_git
 from reconciler.spec.models import Kind
 
 
@@ -90,3 +90,17 @@ def test_a_missing_subdirectory_is_a_load_error(repo: git.Repo) -> None:
 def test_a_directory_that_is_not_a_repository_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match="is not a Git repository"):
         load_git(tmp_path)
+
+
+def test_oversized_blobs_are_rejected_and_hidden_or_foreign_files_ignored(repo: git.Repo) -> None:
+    specs_dir = _root(repo) / "specs"
+    write(specs_dir, "sites/big.yaml", "# " + "x" * 5000 + "\n")
+    write(specs_dir, ".github/ci.yaml", "broken: [\n")
+    write(specs_dir, "README.md", "not yaml: [\n")
+    write(_root(repo), "other/x.yaml", "broken: [\n")
+    _commit(repo, "noise")
+    with pytest.raises(SpecError) as caught:
+        load_git(_root(repo), limits=Limits(max_file_bytes=4096))
+    assert [p.render() for p in caught.value.problems] == [
+        "specs/sites/big.yaml: file is larger than the limit of 4,096 bytes per file"
+    ]
