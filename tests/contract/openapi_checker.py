@@ -427,6 +427,7 @@ class OpenAPIChecker:
         request_content_type: str | None = None,
         status: int | None = None,
         response_json: Any = ABSENT,
+        check_request: bool = True,
     ) -> list[str]:
         """Validate one exchange; returns violations (empty when it conforms).
 
@@ -439,22 +440,25 @@ class OpenAPIChecker:
             request_content_type: the request's Content-Type, when known.
             status: the response status; None to check the request only.
             response_json: the JSON response body; ``ABSENT`` when there was none.
+            check_request: False to check only the response (for a request that was
+                deliberately malformed to provoke a documented error answer).
         """
         operation = self.find_operation(method, path)
         if operation is None:
             return [f"no operation in the contract for {method.upper()} {self._relative(path)}"]
         where = f"{operation.label}"
         problems: list[str] = []
-        bound = operation.bind(_split(self._relative(path))) or {}
-        problems += self._check_parameters(operation, where, bound, dict(query or {}))
-        problems += self._check_request(
-            operation, where, request_json, request_form, request_content_type
-        )
+        if check_request:
+            bound = operation.bind(_split(self._relative(path))) or {}
+            problems += self._check_parameters(operation, where, bound, dict(query or {}))
+            problems += self._check_request(
+                operation, where, request_json, request_form, request_content_type
+            )
         if status is not None:
             problems += self._check_response(operation, where, status, response_json)
         return list(dict.fromkeys(problems))
 
-    def check_record(self, record: Mapping[str, Any]) -> list[str]:
+    def check_record(self, record: Mapping[str, Any], *, check_request: bool = True) -> list[str]:
         """Validate one simulator call-log entry (the ``GET /__sandbox/calls`` shape).
 
         The entry has ``method``, ``path``, ``query``, ``request_content_type``,
@@ -477,13 +481,16 @@ class OpenAPIChecker:
             request_content_type=record.get("request_content_type"),
             status=record.get("status"),
             response_json=ABSENT if response_json is None else response_json,
+            check_request=check_request,
         )
 
-    def check_records(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
+    def check_records(
+        self, records: Iterable[Mapping[str, Any]], *, check_request: bool = True
+    ) -> list[str]:
         """Validate many call-log entries; each violation is prefixed with the entry's seq."""
         problems: list[str] = []
         for record in records:
-            for problem in self.check_record(record):
+            for problem in self.check_record(record, check_request=check_request):
                 problems.append(f"#{record.get('seq', '?')} {problem}")
         return problems
 
