@@ -497,6 +497,8 @@ class CloudflareClient:
         for path, data in assets.items():
             by_hash.setdefault(hashes[path], (path, data))
         every_hash = sorted(by_hash)
+        if not every_hash:
+            return
         jwt = await self._upload_token(project)
         token_box = [jwt]
 
@@ -546,13 +548,18 @@ class CloudflareClient:
             async with limit:
                 await with_jwt(lambda t: Call("POST", ASSETS_UPLOAD, json=items, headers=bearer(t)))
 
-        await asyncio.gather(*(upload(b) for b in batches))
-        if every_hash:
-            await with_jwt(
-                lambda t: Call(
-                    "POST", ASSETS_UPSERT, json={"hashes": every_hash}, headers=bearer(t)
-                )
-            )
+        failure: Exception | None = None
+        try:
+            async with asyncio.TaskGroup() as group:  # a failure cancels the other uploads
+                for items in batches:
+                    group.create_task(upload(items))
+        except ExceptionGroup as failed:
+            failure = _first_error(failed)
+        if failure is not None:
+            raise failure  # our own error type, with its original cause kept
+        await with_jwt(
+            lambda t: Call("POST", ASSETS_UPSERT, json={"hashes": every_hash}, headers=bearer(t))
+        )
 
     # ------------------------------------------------------------------------- custom hostnames
 
@@ -754,6 +761,12 @@ def _result_of(response: httpx.Response) -> Any:
     if isinstance(body, dict) and "success" in body:
         return body.get("result")
     return body
+
+
+def _first_error(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first leaf exception of a task group's failure (our own error types)."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _compact_json(value: Mapping[str, str]) -> str:

@@ -797,3 +797,37 @@ async def test_the_token_never_appears_in_errors_logs_or_repr(
     for text in texts:
         assert TOKEN not in text
     assert "***" in "".join(texts)
+
+
+async def test_a_failing_asset_upload_raises_the_projects_error_and_creates_nothing() -> None:
+    state = new_state()
+    inner = upload_handler(state)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/pages/assets/upload"):
+            return respond(400, failure(8000096, "Expected a list of {key, value}."))
+        return await inner(request)
+
+    client, recorder, _ = make_client(handler)
+    files = {f"page{i}.html": f"<p>{i}</p>".encode() for i in range(3)}
+    async with client:
+        with pytest.raises(PermanentError, match="8000096"):
+            await client.create_deployment(
+                "acme-home", files=files, branch="main", commit_hash="", commit_message=""
+            )
+    assert not any(m == f"POST {DEPLOYMENTS_PATH}" for m in recorder.methods())
+
+
+async def test_a_deployment_with_only_special_files_skips_the_asset_steps() -> None:
+    state = new_state()
+    client, recorder, _ = make_client(upload_handler(state))
+    async with client:
+        await client.create_deployment(
+            "acme-home",
+            files={"_redirects": b"/old /new 301\n"},
+            branch="main",
+            commit_hash="",
+            commit_message="",
+        )
+    assert recorder.methods() == [f"POST {DEPLOYMENTS_PATH}"]
+    assert 'name="manifest"\r\n\r\n{}' in state["form"].decode()
