@@ -202,6 +202,10 @@ class Plan:
     blocked: tuple[Blocked, ...]
     notes: tuple[Note, ...]
     incomplete: Mapping[str, str]
+    # PR mode only: ids of actions the base commit already needed (drift that predates the PR),
+    # and per-action context such as "reverts commit abc1234".
+    preexisting: frozenset[str] = frozenset()
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:

@@ -1,0 +1,411 @@
+"""render: a Plan as terminal text, versioned JSON, or a Markdown pull-request comment.
+
+Pure formatting, called by ``commands/plan.py`` and ``commands/apply.py``; it never decides.
+The same ``Plan`` renders the same bytes every time (no clock reads: times come from the plan).
+
+Rules:
+
+1. Read top-down: a summary line first, then the cost, then per tenant and site, each change
+   with its reason and the spec line that asked for it.
+2. Secrets never appear (a plan holds none); phone numbers are masked in text and Markdown,
+   which end up in CI logs and PR comments. JSON keeps them: it is the executor's input.
+3. JSON carries ``format_version``; fields are only ever added within a version.
+4. A Markdown comment stays within GitHub's 65,535-character limit; when it would not, per-site
+   details are dropped from the end and a note says how many and where the full plan is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reconciler.core.plan import (
+    FORMAT_VERSION,
+    SUMMARY_ORDER,
+    Action,
+    ActionKind,
+    Blocked,
+    Cause,
+    JsonValue,
+    Note,
+    Plan,
+)
+
+GITHUB_COMMENT_LIMIT = 65_535
+
+_SYMBOL: Mapping[ActionKind, str] = {
+    ActionKind.PUBLISH: "+",
+    ActionKind.RETRY_PUBLISH: "~",
+    ActionKind.ROLLBACK: "<",
+    ActionKind.CREATE_HOSTNAME: "+",
+    ActionKind.UPDATE_HOSTNAME: "~",
+    ActionKind.RETRY_VALIDATION: "~",
+    ActionKind.RECREATE_HOSTNAME: "±",
+    ActionKind.DELETE_HOSTNAME: "-",
+    ActionKind.SOFT_LOCK: "!",
+    ActionKind.HARD_LOCK: "!",
+    ActionKind.UNLOCK: "✓",
+    ActionKind.SEND_DUNNING: "@",
+    ActionKind.SYNC_BILLING: "=",
+}
+
+_COLOUR: Mapping[str, str] = {
+    "+": "32",
+    "-": "31",
+    "~": "33",
+    "±": "33",
+    "<": "36",
+    "!": "31",
+    "✓": "32",
+    "@": "35",
+    "=": "2",
+    "x": "31;1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A provider's request budget, for turning predicted calls into time."""
+
+    requests: int
+    period: float
+
+    def seconds(self, calls: int) -> float:
+        """Time ``calls`` take at the sustained rate of this budget."""
+        return calls * self.period / self.requests
+
+
+_PHONE = re.compile(r"\+?\d{7,15}")
+
+
+def mask_phone(text: str) -> str:
+    """``+5511912345678`` -> ``+55119••••5678``; other text unchanged."""
+
+    def hide(match: re.Match[str]) -> str:
+        digits = match.group(0)
+        if len(digits) < 9:
+            return digits
+        return digits[:-8] + "••••" + digits[-4:]
+
+    return _PHONE.sub(hide, text)
+
+
+def summary_line(plan: Plan) -> str:
+    """``Plan: 2 to publish, 1 to roll back, ... ; 1 blocked``, or that nothing is to be done."""
+    counts = plan.summary_counts()
+    parts = [f"{counts[word]} to {word}" for word in SUMMARY_ORDER if counts[word]]
+    if not parts and not plan.blocked:
+        return "No changes. The world matches the specs."
+    text = ", ".join(parts) if parts else "nothing to do"
+    if plan.blocked:
+        text += f"; {len(plan.blocked)} blocked by policy"
+    return f"Plan: {text}."
+
+
+def cost_line(plan: Plan, rates: Mapping[str, Rate]) -> str:
+    """``API calls: cloudflare 72 (~18s under 1200/300s), d1 40``."""
+    calls = plan.calls()
+    if not calls:
+        return "API calls: none."
+    parts = []
+    for provider, count in calls.items():
+        rate = rates.get(provider)
+        if rate is None:
+            parts.append(f"{provider} {count}")
+        else:
+            parts.append(
+                f"{provider} {count} (~{_duration(rate.seconds(count))} under "
+                f"{rate.requests}/{rate.period:g}s)"
+            )
+    return "API calls: " + ", ".join(parts) + "."
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _describe(action: Action) -> str:
+    after = action.after
+    kind = action.kind
+    if kind in (ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH):
+        verb = "publish" if kind is ActionKind.PUBLISH else "retry publish of"
+        return f"{verb} {after.get('environment')} version {after.get('version')}"
+    if kind is ActionKind.ROLLBACK:
+        deployment = str(after.get("deployment_id"))[:8]
+        env, version = after.get("environment"), after.get("version")
+        return f"roll {env} back to version {version} (deployment {deployment})"
+    if kind is ActionKind.CREATE_HOSTNAME:
+        return f"create hostname {after.get('hostname')} -> {after.get('origin')}"
+    if kind is ActionKind.UPDATE_HOSTNAME:
+        return f"update hostname {after.get('hostname')}"
+    if kind is ActionKind.RETRY_VALIDATION:
+        return f"retry validation of {after.get('hostname')}"
+    if kind is ActionKind.RECREATE_HOSTNAME:
+        return f"recreate hostname {after.get('hostname')}"
+    if kind is ActionKind.DELETE_HOSTNAME:
+        return f"delete hostname {after.get('hostname')}"
+    if kind in (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK):
+        verb = kind.value.replace("_", " ")
+        return f"{verb} tenant ({action.before.get('access')} -> {after.get('access')})"
+    if kind is ActionKind.SEND_DUNNING:
+        return f"send dunning step {after.get('step_code')} for invoice {after.get('invoice_id')}"
+    return "sync billing mirror from Stripe"
+
+
+def _group(
+    plan: Plan,
+) -> dict[str, dict[str, tuple[list[Action], list[Blocked]]]]:
+    """tenant -> site ("" for tenant-level) -> (actions, blocked), sorted."""
+    groups: dict[str, dict[str, tuple[list[Action], list[Blocked]]]] = defaultdict(dict)
+    for action in plan.actions:
+        bucket = groups[action.tenant or "(no tenant)"].setdefault(action.site or "", ([], []))
+        bucket[0].append(action)
+    for blocked in plan.blocked:
+        bucket = groups[blocked.tenant or "(no tenant)"].setdefault(blocked.site or "", ([], []))
+        bucket[1].append(blocked)
+    return {t: dict(sorted(sites.items())) for t, sites in sorted(groups.items())}
+
+
+# --- text --------------------------------------------------------------------------------
+
+
+def render_text(plan: Plan, *, rates: Mapping[str, Rate], color: bool = False) -> str:
+    """The terminal view: summary, cost, then per tenant and site; colour when asked."""
+
+    def paint(symbol: str, text: str) -> str:
+        if not color:
+            return text
+        return f"\x1b[{_COLOUR.get(symbol, '0')}m{text}\x1b[0m"
+
+    lines = [summary_line(plan), cost_line(plan, rates)]
+    header = f"Specs at {plan.revision[:12]}" if plan.revision else "Specs from a directory"
+    lines.append(f"{header}; world observed {_stamp(plan.planned_at)}; {plan.observed_digest[:19]}")
+    for source, reason in plan.incomplete.items():
+        lines.append(
+            paint(
+                "x",
+                f"Incomplete: {source} could not be read ({reason}); "
+                "no creates or deletes depend on it.",
+            )
+        )
+    for tenant, sites in _group(plan).items():
+        lines.append("")
+        lines.append(f"Tenant {tenant}")
+        for site, (actions, blocked) in sites.items():
+            indent = "  "
+            if site:
+                lines.append(f"  Site {site}")
+                indent = "    "
+            for action in actions:
+                symbol = _SYMBOL[action.kind]
+                tag = _tags(plan, action)
+                lines.append(indent + paint(symbol, f"{symbol} {_describe(action)}") + tag)
+                lines.append(indent + "    " + mask_phone(action.reason))
+                if action.source:
+                    lines.append(indent + f"    asked by {action.source}")
+            for item in blocked:
+                lines.append(indent + paint("x", f"x blocked: {item.kind.value} {item.target}"))
+                lines.append(indent + f"    {item.gate}: {mask_phone(item.reason)}")
+                if item.source:
+                    lines.append(indent + f"    asked by {item.source}")
+    if plan.notes:
+        lines.append("")
+        lines.append("Not changed on purpose:")
+        for note in plan.notes:
+            lines.append(f"  {note.category}: {note.target}: {mask_phone(note.reason)}")
+    return "\n".join(lines) + "\n"
+
+
+def _tags(plan: Plan, action: Action) -> str:
+    tags = []
+    if action.cause is Cause.DRIFT:
+        tags.append("drift")
+    if action.id in plan.preexisting:
+        tags.append("already pending before this change")
+    note = plan.annotations.get(action.id)
+    if note:
+        tags.append(note)
+    return f"  [{'; '.join(tags)}]" if tags else ""
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def _action_json(plan: Plan, action: Action) -> dict[str, JsonValue]:
+    return {
+        "id": action.id,
+        "kind": action.kind.value,
+        "target": action.target,
+        "tenant": action.tenant,
+        "site": action.site,
+        "cause": action.cause.value,
+        "lane": action.lane.value,
+        "before": dict(action.before),
+        "after": dict(action.after),
+        "reason": action.reason,
+        "source": action.source,
+        "depends_on": list(action.depends_on),
+        "predicted_calls": dict(action.calls),
+        "preexisting": action.id in plan.preexisting,
+        "annotation": plan.annotations.get(action.id),
+    }
+
+
+def _blocked_json(item: Blocked) -> dict[str, JsonValue]:
+    return {
+        "kind": item.kind.value,
+        "target": item.target,
+        "tenant": item.tenant,
+        "site": item.site,
+        "gate": item.gate,
+        "reason": item.reason,
+        "source": item.source,
+    }
+
+
+def _note_json(note: Note) -> dict[str, JsonValue]:
+    return {
+        "category": note.category,
+        "target": note.target,
+        "tenant": note.tenant,
+        "site": note.site,
+        "reason": note.reason,
+    }
+
+
+def plan_to_json(plan: Plan, *, rates: Mapping[str, Rate]) -> dict[str, JsonValue]:
+    """The versioned JSON document (``format_version``), drift kept apart from changes."""
+    calls = plan.calls()
+    return {
+        "format_version": FORMAT_VERSION,
+        "revision": plan.revision,
+        "planned_at": plan.planned_at,
+        "observed_digest": plan.observed_digest,
+        "summary": {word: count for word, count in plan.summary_counts().items() if count},
+        "blocked_count": len(plan.blocked),
+        "cost": {
+            provider: {
+                "calls": count,
+                "seconds": round(rates[provider].seconds(count), 1) if provider in rates else None,
+            }
+            for provider, count in calls.items()
+        },
+        "incomplete": dict(plan.incomplete),
+        "changes": [_action_json(plan, a) for a in plan.actions if a.cause is Cause.CHANGE],
+        "drift": [_action_json(plan, a) for a in plan.actions if a.cause is Cause.DRIFT],
+        "order": [a.id for a in plan.actions],
+        "blocked": [_blocked_json(b) for b in plan.blocked],
+        "notes": [_note_json(n) for n in plan.notes],
+    }
+
+
+def render_json(plan: Plan, *, rates: Mapping[str, Rate]) -> str:
+    """``plan_to_json`` as stable, indented text with a final newline."""
+    return json.dumps(plan_to_json(plan, rates=rates), indent=2, sort_keys=True) + "\n"
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    """Escape what would break a table cell or inline Markdown."""
+    return mask_phone(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_markdown(
+    plan: Plan, *, rates: Mapping[str, Rate], limit: int = GITHUB_COMMENT_LIMIT
+) -> str:
+    """A pull-request comment: summary table first, collapsible details per site."""
+    counts = plan.summary_counts()
+    head = ["### Reconciler plan", "", f"**{summary_line(plan)}**", ""]
+    head.append("| " + " | ".join(w for w in SUMMARY_ORDER) + " | blocked |")
+    head.append("|" + "---:|" * (len(SUMMARY_ORDER) + 1))
+    head.append(
+        "| " + " | ".join(str(counts[w]) for w in SUMMARY_ORDER) + f" | {len(plan.blocked)} |"
+    )
+    head.append("")
+    head.append(cost_line(plan, rates))
+    revision = f"`{plan.revision[:12]}`" if plan.revision else "a directory"
+    head.append(f"Specs at {revision}; world observed {_stamp(plan.planned_at)}.")
+    for source, reason in plan.incomplete.items():
+        head.append(
+            f"> **Incomplete:** {source} could not be read ({_md(reason)}); "
+            "no creates or deletes depend on it."
+        )
+    if plan.preexisting:
+        head.append(
+            f"{len(plan.preexisting)} action(s) were already pending before this change "
+            "(drift against the base commit); they are marked below."
+        )
+    head.append("")
+
+    sections: list[str] = []
+    for tenant, sites in _group(plan).items():
+        for site, (actions, blocked) in sites.items():
+            title = f"{tenant} / {site}" if site else f"{tenant} (tenant)"
+            marks = f"{len(actions)} change(s)" + (f", {len(blocked)} blocked" if blocked else "")
+            body = [f"<details><summary><b>{_md(title)}</b>: {marks}</summary>", ""]
+            body.append("| | action | why | spec |")
+            body.append("|---|---|---|---|")
+            for action in actions:
+                why = _md(action.reason)
+                tags = _tags(plan, action).strip()
+                if tags:
+                    why += f" _{_md(tags)}_"
+                src = f"`{action.source}`" if action.source else ""
+                body.append(
+                    f"| {_SYMBOL[action.kind]} | {_md(_describe(action))} | {why} | {src} |"
+                )
+            for item in blocked:
+                src = f"`{item.source}`" if item.source else ""
+                body.append(
+                    f"| ⛔ | {_md(item.kind.value + ' ' + item.target)} | "
+                    f"**{item.gate}**: {_md(item.reason)} | {src} |"
+                )
+            body.extend(["", "</details>", ""])
+            sections.append("\n".join(body))
+    notes = _notes_markdown(plan.notes)
+    return _fit("\n".join(head), sections, notes, limit)
+
+
+def _notes_markdown(notes: Iterable[Note]) -> str:
+    rows = [f"- **{n.category}** {_md(n.target)}: {_md(n.reason)}" for n in notes]
+    if not rows:
+        return ""
+    return (
+        "<details><summary>Not changed on purpose</summary>\n\n"
+        + "\n".join(rows)
+        + "\n\n</details>\n"
+    )
+
+
+def _fit(head: str, sections: list[str], notes: str, limit: int) -> str:
+    full = "\n".join([head, *sections, notes])
+    if len(full) <= limit:
+        return full
+    kept: list[str] = []
+    size = len(head) + 400  # room for the truncation note
+    for section in sections:
+        if size + len(section) + 1 > limit:
+            break
+        kept.append(section)
+        size += len(section) + 1
+    dropped = len(sections) - len(kept)
+    note = (
+        f"> **Truncated:** {dropped} of {len(sections)} site sections are not shown to stay "
+        f"within GitHub's {GITHUB_COMMENT_LIMIT:,}-character comment limit. Run "
+        "`reconciler plan --format json` (or see the CI artifact) for the full plan."
+    )
+    return "\n".join([head, *kept, note, ""])[:limit]
