@@ -654,11 +654,23 @@ class _Builder:
 
     # --- hostnames --------------------------------------------------------------------------
 
-    def origin_for(self, site: DesiredSite, hostname: DesiredHostname) -> str:
+    def origin_for(
+        self, site: DesiredSite, hostname: DesiredHostname, have: ObservedHostname | None
+    ) -> str:
+        """The origin a hostname should point at.
+
+        The Pages project's real subdomain when the project was read this pass; otherwise what
+        an existing hostname already points at (unless that is the suspension origin), so a
+        pass that did not read Pages never invents a change; else the conventional name.
+        """
         if hostname.suspended:
             return hostname.suspension_origin
         project = self.observed.projects.get(site.pages_project)
-        return project.subdomain if project is not None else f"{site.pages_project}.pages.dev"
+        if project is not None:
+            return project.subdomain
+        if have is not None and have.origin and have.origin != hostname.suspension_origin:
+            return have.origin
+        return f"{site.pages_project}.pages.dev"
 
     def plan_hostnames(self) -> None:
         gap = self.incomplete(Source.HOSTNAMES)
@@ -709,7 +721,7 @@ class _Builder:
         target = f"Hostname/{want.hostname}"
         source = self.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
         have = self.observed.hostnames.get(want.hostname)
-        origin = self.origin_for(site, want)
+        origin = self.origin_for(site, want, have)
         lock_deps = self.tenant_actions.get(site.tenant, [])
         if have is None:
             if gap is not None:
