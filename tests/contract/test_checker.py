@@ -23,6 +23,7 @@ from openapi_checker import OpenAPIChecker
 
 ZONE = "023e105f4ecef8ad9ca31a8372d0c353"
 HOSTNAME_ID = "0d89c70d-ad9f-4843-b99f-6cc0252067e9"
+DEPLOYMENTS_TEMPLATE = "/accounts/{account_id}/pages/projects/{project_name}/deployments"
 
 TINY: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -496,3 +497,62 @@ def test_every_correction_still_finds_what_it_corrects(
 def test_a_correction_whose_target_vanished_fails_loudly() -> None:
     with pytest.raises(KeyError, match="correction target missing"):
         CLOUDFLARE_CORRECTIONS[0]({"openapi": "3.0.3", "paths": {}, "components": {}})
+
+
+def test_a_direct_upload_form_needs_its_manifest_and_no_unknown_part(
+    cloudflare_checker: OpenAPIChecker,
+) -> None:
+    path = f"/accounts/{ZONE}/pages/projects/acme-home/deployments"
+    record = {
+        "seq": 1,
+        "method": "POST",
+        "path": path,
+        "query": {},
+        "request_content_type": "multipart/form-data; boundary=x",
+        "request_json": None,
+        "request_form": {
+            "manifest": '{"/index.html": "ab"}',
+            "branch": "main",
+            "commit_dirty": "false",
+        },
+        "request_files": ["_headers"],
+        "status": None,
+    }
+    assert cloudflare_checker.check_record(record) == []
+    without_manifest = {**record, "request_form": {"branch": "main"}}
+    assert cloudflare_checker.check_record(without_manifest) == [
+        f"POST {DEPLOYMENTS_TEMPLATE}: request: 'manifest' is a required property",
+    ]
+    stray = {**record, "request_files": ["index.html"]}
+    problems = cloudflare_checker.check_record(stray)
+    assert len(problems) == 1 and "'index.html' was unexpected" in problems[0]
+
+
+def test_d1_params_must_be_strings_as_documented(cloudflare_checker: OpenAPIChecker) -> None:
+    path = f"/accounts/{ZONE}/d1/database/{HOSTNAME_ID}/query"
+    assert (
+        cloudflare_checker.check("POST", path, request_json={"sql": "SELECT ?", "params": ["1"]})
+        == []
+    )
+    problems = cloudflare_checker.check(
+        "POST", path, request_json={"sql": "SELECT ?", "params": [1]}
+    )
+    assert problems and "request.params[0]: 1 is not of type 'string'" in problems[0]
+
+
+def test_the_direct_upload_asset_calls_are_known_operations(
+    cloudflare_checker: OpenAPIChecker,
+) -> None:
+    for method, path in (
+        ("GET", f"/accounts/{ZONE}/pages/projects/acme-home/upload-token"),
+        ("POST", "/pages/assets/check-missing"),
+        ("POST", "/pages/assets/upload"),
+        ("POST", "/pages/assets/upsert-hashes"),
+    ):
+        assert cloudflare_checker.find_operation(method, path) is not None, path
+    problems = cloudflare_checker.check(
+        "POST",
+        "/pages/assets/upload",
+        request_json=[{"key": "ab", "value": "aGk=", "metadata": {}, "base64": True}],
+    )
+    assert problems and "contentType" in problems[0]
