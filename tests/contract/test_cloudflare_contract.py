@@ -394,3 +394,11 @@ async def test_every_adapter_exchange_conforms_to_the_contract(
     assert_conforms(cloudflare_checker, calls)
     assert any(call["status"] == 429 for call in calls)
     assert instant_time.slept, "the 429 was not waited out"
+    listings = [
+        call["query"]
+        for call in calls
+        if call["method"] == "GET" and call["path"].endswith("/custom_hostnames")
+    ]
+    pages = {q.get("page") for q in listings if q.get("per_page") == "5"}
+    assert {"1", "2", "3"} <= pages, f"hostname list pages asked: {sorted(map(str, pages))}"
+    assert any(q.get("hostname") == "www.acmebakery.test" for q in listings)
