@@ -1,0 +1,58 @@
+"""The seam between the executor and the code that performs each kind of action.
+
+``runtime/execute.py`` walks a plan and calls one :class:`Handler` per :class:`ActionKind`;
+``runtime/actions/`` implements them over the adapters. Handlers never see the plan's reasons
+(``Action.reason`` is for people); they read ``action.after`` and the :class:`ActionContext`.
+
+Contract every handler keeps:
+
+1. Idempotent by construction: when ``ctx.resumed`` is true a previous run wrote the intent and
+   may or may not have performed the side effect; the handler looks before acting (find the
+   deployment by its publish id, the hostname by name, the dunning log row) and returns
+   ``UNCHANGED`` when it is already done.
+2. Provider failures come back as outcomes, not exceptions: ``TransientError`` ->
+   ``FAILED_TRANSIENT`` (with ``retry_after``), ``PermanentError`` -> ``FAILED_PERMANENT``. Any
+   other exception is a bug and propagates.
+3. ``ctx.checkpoint(name)`` is called at the named points around each side effect; the crash
+   tests make one of them kill the process, production runs make them no-ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reconciler.core.outcome import Outcome
+from reconciler.core.plan import Action
+
+
+class Checkpoints(Protocol):
+    """Named points in the executor and handlers (crash tests kill the process at one)."""
+
+    def __call__(self, name: str) -> None:
+        """Called at point ``name``, e.g. ``publish.after-upload``."""
+
+
+def no_checkpoints(name: str) -> None:
+    """The production checkpoints: nothing happens."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    """What a handler may know besides its action."""
+
+    now: Callable[[], float]  # the injected clock
+    revision: str | None  # the specs commit the plan was made from
+    resumed: bool  # an intent for this action was left pending by an earlier run
+    checkpoint: Checkpoints = field(default=no_checkpoints)
+    progress: Callable[[str], None] = field(default=lambda message: None)
+
+
+class Handler(Protocol):
+    """Performs one kind of action."""
+
+    provider: str  # whose concurrency limit applies: cloudflare | whatsapp | d1
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Perform ``action`` (or confirm it is already done) and say what happened."""
