@@ -6,7 +6,12 @@ directory, commits it into a temporary Git repository (GitPython), then runs eac
 child process so the figures are clean: wall time of the load itself, wall time of the whole
 process (interpreter start, imports and load), CPU time, and peak memory (``ru_maxrss``).
 
-Targets (issue 2): a 10,000-site fleet validates in under 3 s and under 400 MB.
+Columns: ``load`` is the wall time of loading and validating; ``process`` adds interpreter start
+and imports; ``cpu`` is the process's CPU time (what an idle machine's wall time would be);
+``peak RSS`` its ``ru_maxrss``.
+
+Targets (issue 2): a 10,000-site fleet validates in under 3 s and under 400 MB. The machine's
+load average is printed first, because on a shared machine it dominates the wall times.
 """
 
 from __future__ import annotations

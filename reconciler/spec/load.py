@@ -67,6 +67,7 @@ from reconciler.spec.models import (
 __all__ = [
     "DEFAULT_LIMITS",
     "SPEC_SUFFIXES",
+    "DocumentSource",
     "Limits",
     "LoadedDocument",
     "ParsedFile",
@@ -129,17 +130,14 @@ def _unpack(packed: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, slots=True)
-class RawDocument:
-    """One parsed YAML document: plain data plus where each field was written."""
+class DocumentSource:
+    """Where a document and each of its fields were written."""
 
     path: str
     line: int
     column: int
-    data: Any
     positions: Mapping[str, int] = field(repr=False)
     """Dotted field path (``spec.domains[1].hostname``) -> packed position of its key/item."""
-    issues: tuple[tuple[str, int, str], ...] = ()
-    """Problems that did not stop building the document: (field path, packed position, message)."""
 
     def locate(self, field_path: str = "") -> SourceLocation:
         """Position of ``field_path``, else of its nearest known parent, else of the document."""
@@ -151,6 +149,25 @@ class RawDocument:
                 return SourceLocation(self.path, line, column)
             path = _parent_path(path)
         return SourceLocation(self.path, self.line, self.column)
+
+
+@dataclass(frozen=True, slots=True)
+class RawDocument:
+    """One parsed YAML document: plain data plus where it was written."""
+
+    source: DocumentSource
+    data: Any
+    issues: tuple[tuple[str, int, str], ...] = ()
+    """Problems that did not stop building the document: (field path, packed position, message)."""
+
+    @property
+    def path(self) -> str:
+        """The display path of the file holding the document."""
+        return self.source.path
+
+    def locate(self, field_path: str = "") -> SourceLocation:
+        """Position of a dotted field (see :meth:`DocumentSource.locate`)."""
+        return self.source.locate(field_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +226,7 @@ class Specs:
     sites: Mapping[str, Site]
     policies: Mapping[str, BillingPolicy]
     revision: str | None
-    _documents: Mapping[tuple[Kind, str], RawDocument] = field(
+    _documents: Mapping[tuple[Kind, str], DocumentSource] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -546,7 +563,11 @@ def parse_documents(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> 
             if value is None:
                 continue  # an empty document, such as a trailing '---'
             documents.append(
-                RawDocument(path, mark.line + 1, mark.column + 1, value, positions, tuple(issues))
+                RawDocument(
+                    DocumentSource(path, mark.line + 1, mark.column + 1, positions),
+                    value,
+                    tuple(issues),
+                )
             )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -751,7 +772,7 @@ def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Li
     tenants: dict[str, Tenant] = {}
     sites: dict[str, Site] = {}
     policies: dict[str, BillingPolicy] = {}
-    documents: dict[tuple[Kind, str], RawDocument] = {}
+    documents: dict[tuple[Kind, str], DocumentSource] = {}
     for document in loaded:
         model = document.model
         if isinstance(model, Tenant):
@@ -760,7 +781,7 @@ def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Li
             sites[document.name] = model
         else:
             policies[document.name] = model
-        documents[(document.kind, document.name)] = document.raw
+        documents[(document.kind, document.name)] = document.raw.source
     return Specs(
         tenants=_sorted(tenants),
         sites=_sorted(sites),
