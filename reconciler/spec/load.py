@@ -99,6 +99,10 @@ class Limits:
     max_depth: int = 64
     """Deepest nesting of lists and mappings accepted."""
 
+    def __post_init__(self) -> None:
+        if not 0 < self.max_file_bytes < 1 << 32:
+            raise ValueError("max_file_bytes must be between 1 byte and 4 GiB")
+
 
 DEFAULT_LIMITS = Limits()
 
@@ -115,14 +119,14 @@ class SourceLocation:
         return f"{self.path}:{self.line}:{self.column}"
 
 
-# Positions are packed into one int per field (line << 20 | column) to keep the line map of a
-# 10,000-site fleet small.
-_COLUMN_BITS = 20
+# Positions are packed into one int per field (line << 32 | column) to keep the line map of a
+# 10,000-site fleet small; a column never reaches 2**32 since files are bounded in size.
+_COLUMN_BITS = 32
 _COLUMN_MASK = (1 << _COLUMN_BITS) - 1
 
 
 def _pack(line: int, column: int) -> int:
-    return (line << _COLUMN_BITS) | min(column, _COLUMN_MASK)
+    return (line << _COLUMN_BITS) | column
 
 
 def _unpack(packed: int) -> tuple[int, int]:
@@ -411,7 +415,8 @@ def _build_document(parser: Any, limits: Limits) -> tuple[Any, Any, dict[str, in
         if type(container) is list:
             if kind is not yaml.MappingEndEvent and kind is not yaml.SequenceEndEvent:
                 positions.setdefault(
-                    f"{frame[_PATH]}[{len(container)}]", _pack(mark.line + 1, mark.column + 1)
+                    f"{frame[_PATH]}[{len(container)}]",
+                    ((mark.line + 1) << _COLUMN_BITS) | (mark.column + 1),
                 )
             container.append(value)
         elif frame[_KEY] is not _NO_KEY:
@@ -441,7 +446,7 @@ def _build_document(parser: Any, limits: Limits) -> tuple[Any, Any, dict[str, in
                 frame[_SKIP] = True
             else:
                 seen[value] = line
-                positions.setdefault(child, _pack(line, mark.column + 1))
+                positions.setdefault(child, (line << _COLUMN_BITS) | (mark.column + 1))
             frame[_KEY] = value
             frame[_CHILD] = child
 
