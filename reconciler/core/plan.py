@@ -637,6 +637,12 @@ class _Builder:
             "attempt": attempts,
             "hosts": [h.hostname for h in site.hostnames],
             "scripts": list(site.scripts),
+            # The limits the publisher checks the real build against (runbook 4).
+            "budget": {
+                "max_js_kb": site.budget.max_js_kb,
+                "max_css_kb": site.budget.max_css_kb,
+                "max_third_party_scripts": site.budget.max_third_party_scripts,
+            },
         }
         if build is not None:
             after["content_hash"] = build.content_hash
@@ -999,6 +1005,7 @@ def _hostname_after(site: DesiredSite, want: DesiredHostname, origin: str) -> di
         "origin": origin,
         "suspended": want.suspended,
         "deletion_policy": site.deletion_policy,
+        "project": site.pages_project,  # the sites row a domains row belongs to
     }
 
 
