@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import LoadError, Problem, SpecError
-from reconciler.spec.load import Specs, load_directory, load_git
+from reconciler.spec.load import DEFAULT_LIMITS, Limits, Specs, load_directory, load_git
 
 
 def register(subparsers: Any) -> None:
@@ -45,6 +45,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--ref", default=None, help="commit, branch or tag to read with --repo (default: HEAD)"
     )
+    parser.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=DEFAULT_LIMITS.max_file_bytes,
+        metavar="N",
+        help=f"largest spec file accepted (default: {DEFAULT_LIMITS.max_file_bytes:,})",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", dest="output")
     parser.set_defaults(handler=run)
 
@@ -54,10 +61,14 @@ def run(args: argparse.Namespace) -> int:
     if args.ref is not None and args.repo is None:
         return _report(args, problems=[], error="--ref needs --repo", specs=None)
     try:
+        limits = Limits(max_file_bytes=args.max_file_bytes)
+    except ValueError as exc:
+        return _report(args, problems=[], error=str(exc), specs=None)
+    try:
         if args.repo is not None:
-            specs = load_git(args.repo, args.ref or "HEAD", args.path)
+            specs = load_git(args.repo, args.ref or "HEAD", args.path, limits=limits)
         else:
-            specs = load_directory(Path(args.path))
+            specs = load_directory(Path(args.path), limits=limits)
     except SpecError as exc:
         return _report(args, problems=exc.problems, error=None, specs=None)
     except LoadError as exc:

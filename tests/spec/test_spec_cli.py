@@ -128,3 +128,13 @@ def test_schemas_writes_one_file_per_kind_and_the_content_schema(
     ]
     assert main(["schemas", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("unchanged") == 4
+
+
+def test_the_file_size_limit_can_be_set_on_the_command_line(
+    specs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(specs), "--max-file-bytes", "200"]) == 1
+    out = capsys.readouterr().out
+    assert "specs/policies/pro.yaml: file is larger than the limit of 200 bytes per file" in out
+    assert main(["validate", str(specs), "--max-file-bytes", "0"]) == 1
+    assert "max_file_bytes must be between" in capsys.readouterr().err
