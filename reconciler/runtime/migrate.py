@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -143,7 +143,6 @@ class MigrateReport:
     adopted: tuple[str, ...] = ()  # wrangler-applied migrations whose checksum was recorded
     dry_run: bool = False
     statements: int = 0  # statements run (or to run) by this run
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def total_applied(self) -> int:

@@ -23,10 +23,11 @@ from reconciler.providers.d1 import (
     chunked_insert,
     split_sql,
 )
-from reconciler.runtime.migrate import migrate, migration_status
+from reconciler.runtime.migrate import discover, migrate, migration_status
 
 DATABASE_ID = "00000000-0000-0000-0000-000000000000"
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+REPO_MIGRATIONS = [item.name for item in discover(MIGRATIONS)]
 
 
 def remote_tables(api: Any) -> set[str]:
@@ -132,28 +133,28 @@ async def test_migrate_through_the_rest_backend_matches_the_local_result(
 ) -> None:
     db = D1HttpDatabase(fake_api, DATABASE_ID)
     report = await migrate(db, MIGRATIONS)
-    assert report.applied == ("0001_app_schema.sql", "0002_reconciler_ledger.sql")
+    assert report.applied == tuple(REPO_MIGRATIONS)
     assert {"tenants", "domains", "intents", "leases", "d1_migrations"} <= remote_tables(fake_api)
     again = await migrate(db, MIGRATIONS)
     assert again.applied == ()
     statuses = await migration_status(db, MIGRATIONS)
-    assert [status.state.value for status in statuses] == ["applied", "applied"]
+    assert [status.state.value for status in statuses] == ["applied"] * len(REPO_MIGRATIONS)
 
 
 async def test_failed_remote_migration_is_rolled_back_and_named(
     fake_api: Any, migrations_copy: Path
 ) -> None:
-    (migrations_copy / "0003_partial.sql").write_text(
+    (migrations_copy / "9003_partial.sql").write_text(
         "CREATE TABLE audit (id INTEGER);\nINSERT INTO nonexistent_table VALUES (1);\n"
     )
     db = D1HttpDatabase(fake_api, DATABASE_ID)
     with pytest.raises(MigrationError) as caught:
         await migrate(db, migrations_copy)
-    assert str(caught.value).startswith(f"{migrations_copy / '0003_partial.sql'}: ")
+    assert str(caught.value).startswith(f"{migrations_copy / '9003_partial.sql'}: ")
     assert "no such table: nonexistent_table" in str(caught.value)
     assert "audit" not in remote_tables(fake_api)
     applied = fake_api.connection.execute("SELECT name FROM d1_migrations ORDER BY id").fetchall()
-    assert [row[0] for row in applied] == ["0001_app_schema.sql", "0002_reconciler_ledger.sql"]
+    assert [row[0] for row in applied] == REPO_MIGRATIONS
 
 
 def test_d1_result_reads_the_contract_shape_and_tolerates_missing_meta() -> None:

@@ -40,6 +40,12 @@ APP_TABLES = {
 }
 LEDGER_TABLES = {"intents", "resource_status", "events", "leases"}
 
+# The repository's migrations (others may add files); test-added ones are numbered 9000+.
+REPO_MIGRATIONS = [
+    item.name for item in discover(Path(__file__).resolve().parents[2] / "migrations")
+]
+UP_TO_DATE = f"database is up to date: {len(REPO_MIGRATIONS)} migrations applied"
+
 FAILING = """-- a migration whose third statement fails
 CREATE TABLE audit (id INTEGER PRIMARY KEY, note TEXT);
 INSERT INTO tenants (id, name) VALUES ('acme', 'Acme');
@@ -77,9 +83,9 @@ def test_empty_sqlite_file_gets_the_full_schema(
     code, out, err = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
     assert code == 0, err
     assert APP_TABLES | LEDGER_TABLES | {"d1_migrations"} <= tables(db)
-    assert applied_names(db) == ["0001_app_schema.sql", "0002_reconciler_ledger.sql"]
+    assert applied_names(db) == REPO_MIGRATIONS
     assert "applying" in out and "0001_app_schema.sql" in out
-    assert "database is up to date: 2 migrations applied" in out
+    assert UP_TO_DATE in out
 
 
 def test_second_run_does_nothing_and_says_so(
@@ -90,7 +96,7 @@ def test_second_run_does_nothing_and_says_so(
     before = dump(db)
     code, out, _ = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
     assert code == 0
-    assert out.strip() == "database is up to date: 2 migrations applied"
+    assert out.strip() == UP_TO_DATE
     assert dump(db) == before
 
 
@@ -100,13 +106,13 @@ def test_failing_statement_leaves_the_database_as_before_that_migration(
     db = tmp_path / "fail.sqlite"
     assert run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))[0] == 0
     before = dump(db)
-    (migrations_copy / "0003_partial.sql").write_text(FAILING)
-    (migrations_copy / "0004_after.sql").write_text("CREATE TABLE after_failure (id INTEGER);\n")
+    (migrations_copy / "9003_partial.sql").write_text(FAILING)
+    (migrations_copy / "9004_after.sql").write_text("CREATE TABLE after_failure (id INTEGER);\n")
 
     code, _, err = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
 
     assert code == 1
-    assert f"error: {migrations_copy / '0003_partial.sql'}: no such table: nonexistent_table" in err
+    assert f"error: {migrations_copy / '9003_partial.sql'}: no such table: nonexistent_table" in err
     assert "statement 3" in err
     assert dump(db) == before  # no audit table, no tenant row, no bookkeeping row, no 0004
     assert "after_failure" not in tables(db)
@@ -116,12 +122,12 @@ def test_migrations_before_the_failing_one_stay_applied(
     tmp_path: Path, migrations_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "mixed.sqlite"
-    (migrations_copy / "0003_partial.sql").write_text(FAILING)
+    (migrations_copy / "9003_partial.sql").write_text(FAILING)
     code, out, err = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
     assert code == 1
     assert "applied" in out
-    assert "0003_partial.sql" in err
-    assert applied_names(db) == ["0001_app_schema.sql", "0002_reconciler_ledger.sql"]
+    assert "9003_partial.sql" in err
+    assert applied_names(db) == REPO_MIGRATIONS
     assert "audit" not in tables(db)
 
 
@@ -131,11 +137,11 @@ def test_relative_dir_shows_the_path_as_given(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (migrations_copy / "0003_x.sql").write_text("CREATE TABLE broken (id INTEGER,);\n")
+    (migrations_copy / "9003_x.sql").write_text("CREATE TABLE broken (id INTEGER,);\n")
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "--database", "rel.sqlite")
     assert code == 1
-    assert err.startswith("error: migrations/0003_x.sql: ")
+    assert err.startswith("error: migrations/9003_x.sql: ")
     assert "syntax error" in err
 
 
@@ -146,7 +152,7 @@ def test_edited_migration_is_refused_and_nothing_is_applied(
     assert run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))[0] == 0
     first = migrations_copy / "0001_app_schema.sql"
     first.write_text(first.read_text() + "\nCREATE TABLE sneaky (id INTEGER);\n")
-    (migrations_copy / "0003_next.sql").write_text("CREATE TABLE next_one (id INTEGER);\n")
+    (migrations_copy / "9003_next.sql").write_text("CREATE TABLE next_one (id INTEGER);\n")
     before = dump(db)
 
     code, _, err = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
@@ -182,7 +188,7 @@ def test_partially_applied_migration_is_refused_naming_file_and_objects(
 ) -> None:
     db = tmp_path / "partial.sqlite"
     assert run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))[0] == 0
-    (migrations_copy / "0003_audit.sql").write_text(
+    (migrations_copy / "9003_audit.sql").write_text(
         "CREATE TABLE audit (id INTEGER PRIMARY KEY);\n"
         "CREATE INDEX audit_id ON audit (id);\n"
         "ALTER TABLE sites ADD COLUMN plan TEXT;\n"
@@ -200,7 +206,7 @@ def test_partially_applied_migration_is_refused_naming_file_and_objects(
     code, _, err = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
 
     assert code == 1
-    assert "0003_audit.sql: looks partially applied" in err
+    assert "9003_audit.sql: looks partially applied" in err
     assert "table audit" in err and "index audit_id" in err and "column sites.plan" in err
     assert "audit_two" not in err
     assert dump(db) == before
@@ -211,7 +217,7 @@ def test_idempotent_compensating_migration_is_not_mistaken_for_a_partial_one(
 ) -> None:
     db = tmp_path / "compensate.sqlite"
     assert run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))[0] == 0
-    (migrations_copy / "0003_fix.sql").write_text(
+    (migrations_copy / "9003_fix.sql").write_text(
         "DROP TABLE IF EXISTS events;\n"
         "CREATE TABLE events (id INTEGER PRIMARY KEY);\n"
         "CREATE TABLE IF NOT EXISTS tenants (id TEXT);\n"
@@ -224,12 +230,12 @@ def test_pending_migration_numbered_below_an_applied_one_is_refused(
     tmp_path: Path, migrations_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "order.sqlite"
-    (migrations_copy / "0005_later.sql").write_text("CREATE TABLE later (id INTEGER);\n")
+    (migrations_copy / "9005_later.sql").write_text("CREATE TABLE later (id INTEGER);\n")
     assert run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))[0] == 0
-    (migrations_copy / "0003_late.sql").write_text("CREATE TABLE late (id INTEGER);\n")
+    (migrations_copy / "9003_late.sql").write_text("CREATE TABLE late (id INTEGER);\n")
     code, _, err = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
     assert code == 1
-    assert "0003_late.sql" in err and "0005_later.sql is already applied" in err
+    assert "9003_late.sql" in err and "9005_later.sql is already applied" in err
 
 
 async def test_migrations_applied_by_wrangler_are_adopted_then_guarded(
@@ -249,7 +255,7 @@ async def test_migrations_applied_by_wrangler_are_adopted_then_guarded(
         assert {status.state for status in statuses} == {MigrationState.UNVERIFIED}
         report = await migrate(db, migrations_copy)
         assert report.applied == ()
-        assert report.adopted == ("0001_app_schema.sql", "0002_reconciler_ledger.sql")
+        assert report.adopted == tuple(REPO_MIGRATIONS)
         first = migrations_copy / "0001_app_schema.sql"
         first.write_text(first.read_text() + "\n-- edited\n")
         with pytest.raises(MigrationError, match="edited after it was applied"):
@@ -263,7 +269,7 @@ async def test_dry_run_writes_nothing_and_lists_what_it_would_apply(
     lines: list[str] = []
     async with SqliteDatabase(path) as db:
         report = await migrate(db, migrations_copy, dry_run=True, progress=lines.append)
-    assert report.applied == ("0001_app_schema.sql", "0002_reconciler_ledger.sql")
+    assert report.applied == tuple(REPO_MIGRATIONS)
     assert all(line.startswith("would apply") for line in lines)
     assert tables(path) == set()
 
@@ -284,18 +290,18 @@ def test_status_lists_applied_and_pending_migrations(
 ) -> None:
     db = tmp_path / "status.sqlite"
     assert run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))[0] == 0
-    (migrations_copy / "0003_new.sql").write_text("CREATE TABLE newer (id INTEGER);\n")
+    (migrations_copy / "9003_new.sql").write_text("CREATE TABLE newer (id INTEGER);\n")
     code, out, _ = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy), "--status")
     assert code == 0
     assert "0001_app_schema.sql" in out and "applied" in out
-    assert "0003_new.sql" in out and "pending" in out
+    assert "9003_new.sql" in out and "pending" in out
 
 
 def test_wrapping_transaction_from_sqlite_dump_is_stripped_like_wrangler_does(
     tmp_path: Path, migrations_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "dumped.sqlite"
-    (migrations_copy / "0003_dump.sql").write_text(
+    (migrations_copy / "9003_dump.sql").write_text(
         "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE dumped (id INTEGER);\nCOMMIT;\n"
     )
     code, _, err = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
@@ -306,7 +312,7 @@ def test_wrapping_transaction_from_sqlite_dump_is_stripped_like_wrangler_does(
 def test_file_with_several_transactions_is_refused(
     tmp_path: Path, migrations_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (migrations_copy / "0003_two.sql").write_text(
+    (migrations_copy / "9003_two.sql").write_text(
         "BEGIN TRANSACTION;\nSELECT 1;\nCOMMIT;\nBEGIN TRANSACTION;\nSELECT 2;\nCOMMIT;\n"
     )
     code, _, err = run_cli(
@@ -348,7 +354,7 @@ def test_without_database_flag_the_sqlite_path_comes_from_the_environment(
     monkeypatch.setenv("D1_SQLITE_PATH", str(path))
     code, _, err = run_cli(capsys, "--dir", str(migrations_copy))
     assert code == 0, err
-    assert applied_names(path) == ["0001_app_schema.sql", "0002_reconciler_ledger.sql"]
+    assert applied_names(path) == REPO_MIGRATIONS
 
 
 def test_partial_detection_follows_drops_and_renames_in_order() -> None:
@@ -422,6 +428,6 @@ def test_d1_backend_migrates_through_the_cloudflare_client(
     code, out, err = run_cli(capsys, "--dir", str(migrations_copy))
 
     assert code == 0, err
-    assert "database is up to date: 2 migrations applied" in out
+    assert UP_TO_DATE in out
     assert built[0].account_id == "acc-1" and built[-1] == "closed"
     assert {request["database_id"] for request in fake_api.requests} == {"db-1"}
