@@ -179,3 +179,13 @@ def test_reset_clears_hostnames_and_restores_projects(cf: Any) -> None:
     projects = cf.control("GET", "/projects").json()["projects"]
     assert summary["hostnames"] == 0
     assert "temp-site" not in projects and "acme-home" in projects
+
+
+def test_a_latency_rule_delays_but_does_not_fail_requests(cf: Any) -> None:
+    cf.control("POST", "/faults", json={"path_prefix": "/zones", "latency": 0.05})
+    rules = cf.control("GET", "/faults").json()["rules"]
+    with cf.client() as http:
+        answer = http.get(_list(cf))
+    assert rules[0]["latency"] == 0.05
+    assert answer.status_code == 200
+    assert cf.calls()[-1]["fault"] is None

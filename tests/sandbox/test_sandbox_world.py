@@ -113,3 +113,33 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
     assert answer.status_code == 200
     assert process.returncode == 0, err
     assert "sandbox stopped" in err
+
+
+def test_the_full_world_sets_every_setting_and_stops_cleanly(tmp_path: Path) -> None:
+    world = Sandbox(state_dir=tmp_path, projects=["acme-home"])
+    with world:
+        env = world.settings_env()
+        stripe = httpx.get(
+            env["STRIPE_API_BASE"] + "/v1/customers", auth=(env["STRIPE_API_KEY"], "")
+        )
+        evolution = httpx.get(
+            f"{env['EVOLUTION_API_BASE']}/instance/connectionState/{env['EVOLUTION_INSTANCE']}",
+            headers={"apikey": env["EVOLUTION_API_KEY"]},
+        )
+    assert set(env) == {
+        "CLOUDFLARE_API_BASE",
+        "CLOUDFLARE_API_TOKEN",
+        "CLOUDFLARE_ACCOUNT_ID",
+        "CLOUDFLARE_ZONE_ID",
+        "D1_BACKEND",
+        "D1_SQLITE_PATH",
+        "STRIPE_API_BASE",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "EVOLUTION_API_BASE",
+        "EVOLUTION_API_KEY",
+        "EVOLUTION_INSTANCE",
+    }
+    assert stripe.status_code == 200
+    assert evolution.status_code == 200
+    assert world.stripe is None and world.evolution_url is None
