@@ -33,9 +33,11 @@ from enum import StrEnum
 from graphlib import TopologicalSorter
 from typing import TypeAlias
 
-from reconciler.core.budget import check_budget
+from reconciler.core.budget import BudgetMetric, check_budget
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite, DesiredTenant
+from reconciler.core.facts import Invoice
 from reconciler.core.observed import (
+    BuildPreview,
     Observed,
     ObservedDeployment,
     ObservedHostname,
@@ -43,7 +45,7 @@ from reconciler.core.observed import (
     Source,
     billing_digest,
 )
-from reconciler.core.policy import BlastRadius, deletion_blocked
+from reconciler.core.policy import AccessDecision, BlastRadius, deletion_blocked, format_amount
 from reconciler.spec.models import Access, Kind
 
 FORMAT_VERSION = "1"
@@ -86,6 +88,15 @@ class Lane(StrEnum):
     URGENT = "urgent"
     CHANGE = "change"
 
+
+# How a failed reading is named in reasons: "custom hostnames could not be listed (HTTP 503)".
+UNREADABLE: Mapping[Source, str] = {
+    Source.PAGES: "Pages deployments could not be read",
+    Source.HOSTNAMES: "custom hostnames could not be listed",
+    Source.D1: "D1 could not be read",
+    Source.STRIPE: "Stripe could not be read",
+    Source.WHATSAPP: "the WhatsApp gateway could not be reached",
+}
 
 # Order of kinds within a lane, and the summary word each kind counts under.
 _KIND_ORDER = {kind: index for index, kind in enumerate(ActionKind)}
@@ -317,7 +328,7 @@ class _Builder:
 
     def incomplete(self, source: Source) -> str | None:
         reason = self.observed.incomplete.get(source)
-        return None if reason is None else f"{source.value} could not be read: {reason}"
+        return None if reason is None else f"{UNREADABLE[source]} ({reason})"
 
     # --- tenants and billing ----------------------------------------------------------------
 
@@ -333,7 +344,8 @@ class _Builder:
             digest = billing_digest(facts)
             mirrored = self.observed.billing_mirror.get(tenant.customer)
             if mirrored != digest:
-                invoices = len(facts.open_invoices)
+                owed = _owed(facts.open_invoices)
+                state = "has no copy of" if mirrored is None else "has an outdated copy of"
                 self.billing_actions[tenant.name] = self.add(
                     ActionKind.SYNC_BILLING,
                     target,
@@ -349,9 +361,9 @@ class _Builder:
                         "whatsapp": tenant.whatsapp,
                     },
                     reason=(
-                        "the D1 billing mirror differs from Stripe "
-                        f"({invoices} open invoice{'s' if invoices != 1 else ''} in Stripe); "
-                        "copy Stripe's truth (polling, so a missed webhook changes nothing)"
+                        f"D1 {state} the Stripe billing of customer {tenant.customer}; Stripe "
+                        f"shows {owed}: copy it (read from Stripe, so a missed webhook does "
+                        "not matter)"
                     ),
                     source=self.source(Kind.TENANT, tenant.name, "spec.stripe"),
                     cause=Cause.DRIFT,
@@ -394,7 +406,7 @@ class _Builder:
                 "source": decision.source,
                 "reason": decision.reason,
             },
-            reason=f"{current} -> {decision.level.value}: {decision.reason}",
+            reason=_access_reason(decision, current),
             source=self.source(Kind.TENANT, tenant.name, field_path),
             cause=Cause.CHANGE,
             depends_on=depends,
@@ -424,11 +436,15 @@ class _Builder:
             depends = (
                 [self.billing_actions[tenant.name]] if tenant.name in self.billing_actions else []
             )
-            skipped = (
-                f"; earlier steps {', '.join(due.superseded)} are recorded as skipped"
-                if due.superseded
-                else ""
-            )
+            skipped = ""
+            if due.superseded:
+                steps = ", ".join(due.superseded)
+                noun = "step" if len(due.superseded) == 1 else "steps"
+                verb = "was" if len(due.superseded) == 1 else "were"
+                skipped = (
+                    f"; the earlier {noun} {steps} {verb} never sent and will be recorded as "
+                    "skipped, so the tenant gets one message, not several"
+                )
             self.add(
                 ActionKind.SEND_DUNNING,
                 target,
@@ -444,8 +460,8 @@ class _Builder:
                     "superseded": list(due.superseded),
                 },
                 reason=(
-                    f"step {due.step_code} (day {due.day}) is due for invoice {due.invoice_id} "
-                    f"and was never sent{skipped}"
+                    f"dunning step {due.step_code} (day {due.day} of the schedule) is due for "
+                    f"invoice {due.invoice_id} and has not been sent{skipped}"
                 ),
                 source=self.source(Kind.TENANT, tenant.name, "spec.whatsapp"),
                 cause=Cause.CHANGE,
@@ -485,6 +501,8 @@ class _Builder:
                     source=source,
                 )
             return
+        if project is None and live is not None and live.version == version:
+            return  # the ledger agrees, so Pages was not read this pass (DESIGN.md section 7)
         if project is None:
             self.block(
                 ActionKind.PUBLISH,
@@ -504,6 +522,8 @@ class _Builder:
             serving = project.production_deployment_id
             if env != "production" or serving is None or serving == live.deployment_id:
                 return  # converged
+            if project.deployments is None:
+                return  # deployments not listed this pass: no evidence the recorded one is gone
             deployment = _find(project, deployment_id=live.deployment_id)
             if deployment is not None:
                 self.add(
@@ -528,6 +548,7 @@ class _Builder:
             "deployment_id": live.deployment_id if live is not None else None,
         }
         was = f"at version {live.version}" if live is not None else "not published yet"
+        policy = self.desired.tenants[site.tenant].policy
         if env == "production":
             candidate = _find(project, site=site.name, version=version, env=env)
             if candidate is not None:
@@ -574,7 +595,10 @@ class _Builder:
                 tenant=site.tenant,
                 site=site.name,
                 gate="hard_locked",
-                reason=f"tenant {site.tenant} is hard-locked: no publish until it is unlocked",
+                reason=(
+                    f"version {version} is wanted, but tenant {site.tenant} is hard-locked: "
+                    "nothing is published until it is unlocked"
+                ),
                 source=source,
             )
             return
@@ -616,17 +640,24 @@ class _Builder:
                     site=site.name,
                     gate="budget",
                     reason=(
-                        f"version {version} is over its performance budget: "
-                        + "; ".join(v.message for v in violations)
+                        f"the in-memory build of version {version} is over the performance budget "
+                        f"of policy {policy}: "
+                        + ", ".join(_budget_use(v.metric, v.actual, v.limit) for v in violations)
+                        + "; nothing is uploaded. Make the site lighter or raise the budget"
                     ),
                     source=source,
                 )
                 return
         retry = f" (attempt {attempts}, last error: {latest.error_message})" if latest else ""
         reason = (
-            f"{env} is {was}; the spec asks for version {version} and no deployment of it "
-            f"exists: build and publish{retry if kind is ActionKind.RETRY_PUBLISH else ''}"
+            f"{env} is {was}; the spec asks for version {version}, which has no deployment "
+            f"yet: build and publish it{retry if kind is ActionKind.RETRY_PUBLISH else ''}"
         )
+        if build is not None:
+            reason += ". The in-memory build is within the performance budget: " + ", ".join(
+                _budget_use(metric, actual, limit)
+                for metric, actual, limit in _budget_figures(build, site)
+            )
         after: dict[str, JsonValue] = {
             "site": site.name,
             "tenant": site.tenant,
@@ -701,7 +732,10 @@ class _Builder:
                     tenant=None,
                     site=None,
                     category="unmanaged",
-                    reason="in the zone without our ownership marker; never deleted",
+                    reason=(
+                        "in the zone but in no spec, and without our ownership marker: left "
+                        "alone, never deleted"
+                    ),
                 )
                 continue
             owner = self.desired.sites.get(observed.site or "")
@@ -717,7 +751,10 @@ class _Builder:
                     tenant=observed.tenant,
                     site=observed.site,
                     category="retained",
-                    reason=f"{why}; kept because the deletion policy is retain",
+                    reason=(
+                        f"{why}; kept because its deletion_policy is retain (delete it by hand, "
+                        "or set deletion_policy: delete)"
+                    ),
                 )
                 continue
             deletions.append((observed, why))
@@ -737,7 +774,10 @@ class _Builder:
                     tenant=site.tenant,
                     site=site.name,
                     gate="incomplete",
-                    reason=f"not seen in the zone, but {gap}; no create until it can be read",
+                    reason=(
+                        f"not seen in the zone, but {gap}: nothing is created until the "
+                        "listing succeeds"
+                    ),
                     source=source,
                 )
                 return
@@ -748,9 +788,12 @@ class _Builder:
                 site=site.name,
                 before={},
                 after=_hostname_after(site, want, origin),
-                reason=f"declared by site {site.name} and absent from the zone: create it"
+                reason=(
+                    f"listed by site {site.name} but not in the zone: create it, with its "
+                    f"certificate validated by {want.ssl_method.upper()}"
+                )
                 + (
-                    " pointing at the suspension origin (tenant hard-locked)"
+                    "; it points at the suspension origin while the tenant is hard-locked"
                     if want.suspended
                     else ""
                 ),
@@ -827,11 +870,12 @@ class _Builder:
         ):
             changes = []
             if have.origin != origin:
-                why = (
-                    "tenant hard-locked: serve the suspension origin"
-                    if want.suspended
-                    else "serve the site's Pages project"
-                )
+                if want.suspended:
+                    why = "tenant hard-locked: serve the suspension origin"
+                elif have.origin == want.suspension_origin:
+                    why = "tenant no longer hard-locked: serve the site again"
+                else:
+                    why = "serve the site's Pages project"
                 changes.append(f"origin {have.origin} -> {origin} ({why})")
             if (have.ssl_method or "http") != want.ssl_method:
                 changes.append(f"ssl method {have.ssl_method} -> {want.ssl_method}")
@@ -900,7 +944,7 @@ class _Builder:
                     tenant=observed.tenant,
                     site=observed.site,
                     gate="incomplete",
-                    reason=f"{why}, but {gap}",
+                    reason=f"{why}, but {gap}: nothing is deleted until the listing succeeds",
                     source=None,
                 )
                 continue
@@ -911,7 +955,10 @@ class _Builder:
                     tenant=observed.tenant,
                     site=observed.site,
                     gate="blast_radius",
-                    reason=f"{why}; blocked: {cap} (re-run with --allow-mass-deletion)",
+                    reason=(
+                        f"{why}; {cap}: nothing is deleted unless the plan is re-run with "
+                        "--allow-mass-deletion"
+                    ),
                     source=None,
                 )
                 continue
@@ -922,7 +969,9 @@ class _Builder:
                 site=observed.site,
                 before=_hostname_before(observed),
                 after={"id": observed.id, "hostname": observed.hostname, "site": observed.site},
-                reason=f"{why} and the deletion policy is delete; it carries our marker",
+                reason=(
+                    f"{why} and its deletion_policy is delete; it carries our ownership marker"
+                ),
                 source=None,
                 cause=Cause.CHANGE,
             )
@@ -1057,6 +1106,60 @@ def _dns_instructions(want: DesiredHostname, have: ObservedHostname) -> str:
             f"verification{errors}"
         )
     return f"a CNAME record for {want.hostname} to the zone's SaaS target{errors}"
+
+
+def _owed(invoices: Iterable[Invoice]) -> str:
+    """``"1 open invoice (29.00 USD)"``, ``"2 open invoices (29.00 USD, 10.00 EUR)"``."""
+    owing = [i for i in invoices if i.status == "open" and i.amount_due > 0]
+    if not owing:
+        return "no open invoice"
+    totals: dict[str, int] = defaultdict(int)
+    for item in owing:
+        totals[item.currency] += item.amount_due
+    amounts = ", ".join(format_amount(amount, cur) for cur, amount in sorted(totals.items()))
+    return f"{len(owing)} open invoice{'s' if len(owing) != 1 else ''} ({amounts})"
+
+
+def _access_reason(decision: AccessDecision, current: str) -> str:
+    """Why a tenant's access changes, with the amount owed and what the change does."""
+    reason = decision.reason
+    invoice = decision.invoice
+    if invoice is not None and invoice.id in reason:
+        amount = format_amount(invoice.amount_due, invoice.currency)
+        reason = reason.replace(invoice.id, f"{invoice.id} ({amount})", 1)
+    if decision.source == "policy" and decision.level is Access.ACTIVE:
+        reason = "no invoice is open any more (paid or voided)"
+    if decision.level is Access.HARD_LOCKED:
+        reason += "; publishes stop and the tenant's hostnames serve the suspension origin"
+    elif current == Access.HARD_LOCKED.value:
+        reason += "; the tenant's hostnames serve its sites again"
+    return reason
+
+
+_BUDGET_UNITS: Mapping[BudgetMetric, tuple[str, str]] = {
+    BudgetMetric.JS_KB: ("JS", " KB"),
+    BudgetMetric.CSS_KB: ("CSS", " KB"),
+    BudgetMetric.THIRD_PARTY_SCRIPTS: ("third-party scripts", ""),
+}
+
+
+def _budget_use(metric: BudgetMetric, actual: int, limit: int) -> str:
+    """``"JS 312 KB of 100 KB"``, ``"third-party scripts 3 of 2"``."""
+    label, unit = _BUDGET_UNITS[metric]
+    return f"{label} {actual}{unit} of {limit}{unit}"
+
+
+def _budget_figures(build: BuildPreview, site: DesiredSite) -> list[tuple[BudgetMetric, int, int]]:
+    budget = site.budget
+    return [
+        (BudgetMetric.JS_KB, build.js_kb, budget.max_js_kb),
+        (BudgetMetric.CSS_KB, build.css_kb, budget.max_css_kb),
+        (
+            BudgetMetric.THIRD_PARTY_SCRIPTS,
+            build.third_party_scripts,
+            budget.max_third_party_scripts,
+        ),
+    ]
 
 
 def action_identity(kind: ActionKind, target: str, after: Mapping[str, JsonValue]) -> str:
