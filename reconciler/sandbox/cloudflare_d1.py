@@ -11,8 +11,10 @@ Invalid SQL answers HTTP 400 with code 7500 and ``<sqlite message>: SQLITE_ERROR
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,10 +211,14 @@ class D1Store:
         }
 
     @staticmethod
-    def _connect(db: Database) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _connect(db: Database) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(db.path, isolation_level=None, timeout=30.0)
-        conn.execute("PRAGMA busy_timeout = 30000")
-        return conn
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            yield conn
+        finally:
+            conn.close()
 
 
 def _size(conn: sqlite3.Connection) -> int:
