@@ -1,0 +1,306 @@
+"""The executor: the only code that changes the world, one plan at a time.
+
+Called by ``commands/apply.py`` (and the daemon's pass); calls one
+:class:`~reconciler.runtime.handler.Handler` per action kind (``runtime/actions/``) and writes
+the intent journal (``runtime/journal.py``) around every call.
+
+Rules (tests in tests/runtime/test_execute.py cite them):
+
+1. Dependency order: an action starts only after every action it depends on has finished
+   (``graphlib``). Dependencies outside the plan are ignored, as the planner ignores them.
+2. Bounded concurrency per provider: at most ``limits[handler.provider]`` actions of one
+   provider run at once (1 when the provider is not listed). Among ready actions, the urgent
+   lane (rollbacks, unlocks) starts first, then plan order.
+3. An action whose dependency did not succeed is ``BLOCKED`` and never attempted; its message
+   names the failed dependency. Independent actions go on.
+4. Intent before effect: the journal row is written (``pending``) before the handler runs and
+   finished (``done``/``failed``) after it returns. If the row cannot be written, the handler
+   does not run and the action fails transiently.
+5. An earlier run's row decides how the action runs:
+
+   - ``done`` and finished at or after the plan's observation (``plan.planned_at``): the world
+     was observed before that success, so the plan is behind; ``UNCHANGED``, handler not
+     called.
+   - ``done`` but finished before the observation: the world was seen after that success and
+     still differs (it drifted back), so the action runs again.
+   - ``pending`` (the process died mid-action) or ``failed`` (a timeout or 5xx may still have
+     taken effect): the action runs again.
+
+   Whenever a row existed, the handler gets ``ctx.resumed=True`` and looks before acting.
+6. ``ProviderError`` raised by a handler becomes an outcome (transient or permanent). Any other
+   exception is a bug: the intent is recorded as failed with the error, actions already running
+   are allowed to finish, nothing new starts, and the exception propagates.
+7. Checkpoints ``execute.after-intent`` and ``execute.before-finish`` surround every handler
+   call (the crash tests kill the process there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from graphlib import TopologicalSorter
+
+from reconciler.core.outcome import Outcome, Report, Status
+from reconciler.core.plan import Action, ActionKind, Lane, Plan
+from reconciler.errors import PermanentError, PlanError, ProviderError, TransientError
+from reconciler.runtime.handler import ActionContext, Checkpoints, Handler, no_checkpoints
+from reconciler.runtime.journal import IntentState, Journal, Prior, outcome_from_json
+
+__all__ = ["DEFAULT_LIMITS", "Progress", "execute"]
+
+DEFAULT_LIMITS: Mapping[str, int] = {"cloudflare": 4, "d1": 4, "whatsapp": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One step of an execution, for progress display.
+
+    ``outcome`` is None when the action is starting; ``index`` counts finished actions
+    (1-based) when it is set, and the actions started so far otherwise.
+    """
+
+    index: int
+    total: int
+    action: Action
+    outcome: Outcome | None
+    seconds: float
+
+
+def _quiet(progress: Progress) -> None:
+    """The default progress sink: nothing is shown."""
+
+
+@dataclass(slots=True)
+class _Run:
+    """Mutable bookkeeping of one execution."""
+
+    plan: Plan
+    handlers: Mapping[ActionKind, Handler]
+    journal: Journal
+    limits: Mapping[str, int]
+    now: Callable[[], float]
+    checkpoint: Checkpoints
+    progress: Callable[[Progress], None]
+    handler_progress: Callable[[Action, str], None]
+    monotonic: Callable[[], float]
+    outcomes: dict[str, Outcome]
+    in_flight: dict[str, int]
+    started: int = 0
+    finished: int = 0
+
+
+async def execute(
+    plan: Plan,
+    *,
+    handlers: Mapping[ActionKind, Handler],
+    journal: Journal,
+    limits: Mapping[str, int] = DEFAULT_LIMITS,
+    now: Callable[[], float],
+    checkpoint: Checkpoints = no_checkpoints,
+    progress: Callable[[Progress], None] = _quiet,
+    handler_progress: Callable[[Action, str], None] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Report:
+    """Run the plan's actions (see the module rules) and report every outcome in plan order.
+
+    Args:
+        plan: the plan to execute; ``plan.blocked`` items are never attempted.
+        handlers: one handler per action kind the plan uses.
+        journal: the intent journal.
+        limits: maximum concurrent actions per provider (``handler.provider``).
+        now: the injected clock (epoch seconds), also given to handlers.
+        checkpoint: named crash points (production: no-ops).
+        progress: called when each action starts and finishes.
+        handler_progress: where handlers' own progress messages go (``ctx.progress``).
+        monotonic: the clock that times actions for display.
+
+    Returns:
+        The plan and one outcome per action, in plan order.
+
+    Raises:
+        PlanError: an action kind has no handler, or two actions share an id; nothing ran.
+        Exception: whatever a handler raised that is not a ``ProviderError`` (a bug), after its
+            intent was recorded as failed and the actions already running finished.
+    """
+    by_id: dict[str, Action] = {}
+    for action in plan.actions:
+        if action.id in by_id:
+            raise PlanError(f"two actions share the id {action.id} ({action.target})")
+        if action.kind not in handlers:
+            raise PlanError(f"no handler for {action.kind.value} actions ({action.target})")
+        by_id[action.id] = action
+    run = _Run(
+        plan=plan,
+        handlers=handlers,
+        journal=journal,
+        limits=limits,
+        now=now,
+        checkpoint=checkpoint,
+        progress=progress,
+        handler_progress=handler_progress or (lambda action, message: None),
+        monotonic=monotonic,
+        outcomes={},
+        in_flight={},
+    )
+    position = {action.id: index for index, action in enumerate(plan.actions)}
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for action in plan.actions:
+        sorter.add(action.id, *(dep for dep in action.depends_on if dep in by_id))
+    sorter.prepare()
+
+    ready: list[Action] = []
+    running: dict[asyncio.Task[Outcome], Action] = {}
+    bug: BaseException | None = None
+    while sorter.is_active() and bug is None:
+        ready.extend(by_id[action_id] for action_id in sorter.get_ready())
+        ready.sort(key=lambda a: (0 if a.lane is Lane.URGENT else 1, position[a.id]))
+        progressed = False
+        for action in list(ready):
+            failed_dep = _failed_dependency(action, by_id, run.outcomes)
+            if failed_dep is not None:
+                ready.remove(action)
+                _finish(run, action, _blocked(action, failed_dep, run.outcomes), seconds=0.0)
+                sorter.done(action.id)
+                progressed = True
+                continue
+            provider = handlers[action.kind].provider
+            if run.in_flight.get(provider, 0) >= max(1, limits.get(provider, 1)):
+                continue
+            ready.remove(action)
+            run.in_flight[provider] = run.in_flight.get(provider, 0) + 1
+            running[asyncio.create_task(_perform(run, action))] = action
+            progressed = True
+        if progressed and not running:
+            continue  # only blocks were settled: new actions may be ready now
+        if not running:
+            break  # defensive: nothing ready, nothing running (graphlib forbids it)
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            action = running.pop(task)
+            run.in_flight[handlers[action.kind].provider] -= 1
+            sorter.done(action.id)
+            error = task.exception()
+            if error is not None:
+                bug = bug or error
+    if bug is not None:
+        if running:
+            await asyncio.wait(running)
+            for task in running:
+                task.exception()  # retrieved: only the first bug propagates
+        raise bug
+    return Report(plan=plan, outcomes=tuple(run.outcomes[a.id] for a in plan.actions))
+
+
+def _failed_dependency(
+    action: Action, by_id: Mapping[str, Action], outcomes: Mapping[str, Outcome]
+) -> Action | None:
+    for dep in action.depends_on:
+        outcome = outcomes.get(dep)
+        if dep in by_id and outcome is not None and not outcome.succeeded:
+            return by_id[dep]
+    return None
+
+
+def _blocked(action: Action, dep: Action, outcomes: Mapping[str, Outcome]) -> Outcome:
+    upstream = outcomes[dep.id]
+    if upstream.status is Status.BLOCKED:
+        message = upstream.message  # name the root failure, not the chain
+    else:
+        detail = upstream.message or upstream.status.value
+        message = f"blocked: {dep.kind.value} {dep.target} failed: {detail}"
+    return Outcome(action_id=action.id, status=Status.BLOCKED, message=message)
+
+
+def _finish(run: _Run, action: Action, outcome: Outcome, *, seconds: float) -> None:
+    run.outcomes[action.id] = outcome
+    run.finished += 1
+    run.progress(
+        Progress(
+            index=run.finished,
+            total=len(run.plan.actions),
+            action=action,
+            outcome=outcome,
+            seconds=seconds,
+        )
+    )
+
+
+async def _perform(run: _Run, action: Action) -> Outcome:
+    """Journal, call the handler, journal again; returns the outcome it also records."""
+    started = run.monotonic()
+    run.started += 1
+    run.progress(
+        Progress(
+            index=run.started, total=len(run.plan.actions), action=action, outcome=None, seconds=0
+        )
+    )
+    try:
+        prior = await run.journal.prior(action.id)
+        skip = _already_done(action, prior, run.plan)
+        if skip is not None:
+            _finish(run, action, skip, seconds=run.monotonic() - started)
+            return skip
+        await run.journal.begin(action, revision=run.plan.revision, prior=prior)
+    except ProviderError as exc:
+        outcome = _provider_outcome(action, exc, prefix="could not write the intent: ")
+        _finish(run, action, outcome, seconds=run.monotonic() - started)
+        return outcome
+    run.checkpoint("execute.after-intent")
+    ctx = ActionContext(
+        now=run.now,
+        revision=run.plan.revision,
+        resumed=prior is not None,
+        checkpoint=run.checkpoint,
+        progress=lambda message: run.handler_progress(action, message),
+    )
+    handler = run.handlers[action.kind]
+    try:
+        outcome = await handler(action, ctx)
+    except ProviderError as exc:
+        outcome = _provider_outcome(action, exc)
+    except Exception as exc:
+        # If even that write fails, the intent stays pending: the next run resumes it.
+        with contextlib.suppress(ProviderError):
+            await run.journal.crash(action, exc)
+        raise
+    if outcome.action_id != action.id:
+        outcome = replace(outcome, action_id=action.id)
+    run.checkpoint("execute.before-finish")
+    try:
+        await run.journal.finish(action, outcome)
+    except ProviderError as exc:
+        note = f"(outcome not recorded, the next run will look again: {exc})"
+        outcome = replace(outcome, message=f"{outcome.message} {note}".strip())
+    _finish(run, action, outcome, seconds=run.monotonic() - started)
+    return outcome
+
+
+def _already_done(action: Action, prior: Prior | None, plan: Plan) -> Outcome | None:
+    """UNCHANGED when a done intent finished after this plan's world was observed (rule 5)."""
+    if prior is None or prior.state is not IntentState.DONE:
+        return None
+    if prior.finished_at is None or prior.finished_at < plan.planned_at:
+        return None
+    stored = outcome_from_json(action.id, prior.outcome or {})
+    data = stored.data if stored is not None else {}
+    return Outcome(
+        action_id=action.id,
+        status=Status.UNCHANGED,
+        message="already done by an earlier run (intent journal)",
+        data=data,
+    )
+
+
+def _provider_outcome(action: Action, exc: ProviderError, *, prefix: str = "") -> Outcome:
+    if isinstance(exc, TransientError):
+        return Outcome(
+            action_id=action.id,
+            status=Status.FAILED_TRANSIENT,
+            message=f"{prefix}{exc}",
+            retry_after=exc.retry_after,
+        )
+    status = Status.FAILED_PERMANENT if isinstance(exc, PermanentError) else Status.FAILED_TRANSIENT
+    return Outcome(action_id=action.id, status=status, message=f"{prefix}{exc}")

@@ -1,0 +1,220 @@
+"""The intent journal: D1 rows written before every side effect and finished after it.
+
+Called by ``runtime/execute.py`` only (handlers never touch it); writes the ``intents`` and
+``events`` tables of ``migrations/0002_reconciler_ledger.sql`` through a
+:class:`~reconciler.providers.d1.Database` (SQLite locally, D1 in production).
+
+Rules:
+
+1. One ``intents`` row per action id (the id hashes kind, target and ``after``, so it is the
+   idempotency key). :meth:`Journal.begin` inserts it as ``pending`` before the handler runs;
+   :meth:`Journal.finish` sets ``done`` or ``failed`` with ``finished_at`` and the outcome JSON.
+2. An existing row says what an earlier run left behind, and :meth:`Journal.begin` reports it
+   as a :class:`Prior`: ``pending`` means the process died between intent and outcome (the
+   side effect may or may not have happened); ``failed`` means an earlier attempt failed;
+   ``done`` means the same action already succeeded. A ``failed`` row, and a ``done`` row the
+   executor decided to redo, are reset to ``pending`` for the new attempt.
+3. ``events`` is append-only: each start and each finish adds a row (``action.started``,
+   ``action.resumed``, ``action.retried``, ``action.redone``, then ``action.<status>`` or
+   ``action.crashed``), so the history of every attempt survives the intent row's reuse.
+4. The row update and its event are one batch: both or neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, JsonValue
+from reconciler.providers.d1 import Database, SqlValue, Statement
+
+__all__ = ["IntentState", "Journal", "Prior", "outcome_from_json", "outcome_to_json"]
+
+
+class IntentState(StrEnum):
+    """The ``intents.state`` column."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """The intent row an earlier run left for an action id."""
+
+    state: IntentState
+    created_at: float
+    finished_at: float | None
+    outcome: Mapping[str, JsonValue] | None
+
+
+_SELECT = "SELECT state, created_at, finished_at, outcome FROM intents WHERE action_id = ?"
+_INSERT = (
+    "INSERT INTO intents (action_id, kind, target, payload, state, commit_sha, created_at) "
+    "VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+)
+_RESTART = (
+    "UPDATE intents SET state = 'pending', payload = ?, commit_sha = ?, created_at = ?, "
+    "finished_at = NULL, outcome = NULL WHERE action_id = ?"
+)
+_FINISH = (
+    "UPDATE intents SET state = ?, finished_at = ?, outcome = ? "
+    "WHERE action_id = ? AND state = 'pending'"
+)
+_EVENT = (
+    "INSERT INTO events (at, kind, resource, action_id, message, data) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+_START_EVENT: Mapping[IntentState | None, str] = {
+    None: "action.started",
+    IntentState.PENDING: "action.resumed",
+    IntentState.FAILED: "action.retried",
+    IntentState.DONE: "action.redone",
+}
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def outcome_to_json(outcome: Outcome) -> dict[str, JsonValue]:
+    """The outcome as stored in ``intents.outcome`` and event data."""
+    return {
+        "status": outcome.status.value,
+        "message": outcome.message,
+        "retry_after": outcome.retry_after,
+        "data": dict(outcome.data),
+    }
+
+
+def outcome_from_json(action_id: str, stored: Mapping[str, JsonValue]) -> Outcome | None:
+    """Rebuild a stored outcome, or None when the row holds something else (a crash record)."""
+    try:
+        status = Status(str(stored.get("status")))
+    except ValueError:
+        return None
+    retry_after = stored.get("retry_after")
+    data = stored.get("data")
+    message = stored.get("message")
+    return Outcome(
+        action_id=action_id,
+        status=status,
+        message=message if isinstance(message, str) else "",
+        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+        data=data if isinstance(data, dict) else {},
+    )
+
+
+class Journal:
+    """Reads and writes the intent journal and its events on one database."""
+
+    def __init__(self, db: Database, *, now: Callable[[], float]) -> None:
+        """Bind the journal to a database and the injected clock.
+
+        Args:
+            db: the D1 database holding the ``intents`` and ``events`` tables.
+            now: epoch seconds (the reconciler's clock, virtual in the sandbox).
+        """
+        self._db = db
+        self._now = now
+
+    async def prior(self, action_id: str) -> Prior | None:
+        """The intent row an earlier run left for ``action_id``, if any."""
+        rows = await self._db.query(_SELECT, (action_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        stored = row["outcome"]
+        outcome = json.loads(stored) if isinstance(stored, str) else None
+        finished = row["finished_at"]
+        created = row["created_at"]
+        return Prior(
+            state=IntentState(str(row["state"])),
+            created_at=float(created) if isinstance(created, int | float) else 0.0,
+            finished_at=float(finished) if isinstance(finished, int | float) else None,
+            outcome=outcome if isinstance(outcome, dict) else None,
+        )
+
+    async def begin(self, action: Action, *, revision: str | None, prior: Prior | None) -> None:
+        """Write the pending intent for ``action`` (and its start event) before its side effect.
+
+        Args:
+            action: the action about to run.
+            revision: the specs commit the plan was made from (``intents.commit_sha``).
+            prior: what :meth:`prior` returned; a pending row is kept as it is, a failed or
+                done row is reset to pending for this new attempt, no row is inserted.
+
+        Raises:
+            ProviderError: the database could not be written; the handler must not run.
+        """
+        at = self._now()
+        payload = _dumps(dict(action.after))
+        statements: list[Statement] = []
+        if prior is None:
+            statements.append(
+                Statement(
+                    _INSERT, (action.id, action.kind.value, action.target, payload, revision, at)
+                )
+            )
+        elif prior.state is not IntentState.PENDING:
+            statements.append(Statement(_RESTART, (payload, revision, at, action.id)))
+        kind = _START_EVENT[prior.state if prior is not None else None]
+        data: dict[str, JsonValue] = {"kind": action.kind.value, "commit": revision}
+        if prior is not None:
+            data["prior_state"] = prior.state.value
+        statements.append(self._event(at, kind, action, kind.partition(".")[2], data))
+        await self._db.batch(statements)
+
+    async def finish(self, action: Action, outcome: Outcome) -> None:
+        """Record the outcome: state ``done`` when it succeeded, ``failed`` otherwise.
+
+        Raises:
+            ProviderError: the database could not be written; the intent stays pending and the
+                next run resumes it (the handler looks before acting).
+        """
+        state = IntentState.DONE if outcome.succeeded else IntentState.FAILED
+        stored = outcome_to_json(outcome)
+        await self._close(action, state, stored, f"action.{outcome.status.value}", outcome.message)
+
+    async def crash(self, action: Action, error: BaseException) -> None:
+        """Record that the handler raised something that is not a provider error (a bug)."""
+        stored: dict[str, JsonValue] = {
+            "status": "crashed",
+            "error": type(error).__name__,
+            "message": str(error),
+        }
+        message = f"{type(error).__name__}: {error}"
+        await self._close(action, IntentState.FAILED, stored, "action.crashed", message)
+
+    async def _close(
+        self,
+        action: Action,
+        state: IntentState,
+        stored: dict[str, JsonValue],
+        event: str,
+        message: str,
+    ) -> None:
+        at = self._now()
+        await self._db.batch(
+            [
+                Statement(_FINISH, (state.value, at, _dumps(stored), action.id)),
+                self._event(at, event, action, message, stored),
+            ]
+        )
+
+    def _event(
+        self, at: float, kind: str, action: Action, message: str, data: Mapping[str, JsonValue]
+    ) -> Statement:
+        params: tuple[SqlValue, ...] = (
+            at,
+            kind,
+            action.target,
+            action.id,
+            message,
+            _dumps(dict(data)),
+        )
+        return Statement(_EVENT, params)

@@ -1,0 +1,167 @@
+"""The intent journal on a migrated SQLite D1: rows, state changes, append-only events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from execute_support import Clock, action, events, intent, migrated_db, rows
+
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import ActionKind
+from reconciler.errors import TransientError
+from reconciler.providers.d1 import SqliteDatabase
+from reconciler.runtime.journal import (
+    IntentState,
+    Journal,
+    outcome_from_json,
+    outcome_to_json,
+)
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> tuple[Path, SqliteDatabase]:
+    path = tmp_path / "d1.sqlite"
+    db = await migrated_db(path)
+    yield path, db
+    await db.close()
+
+
+async def test_begin_writes_a_pending_intent_with_the_payload_and_commit(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    clock = Clock()
+    journal = Journal(db, now=clock)
+    publish = action(ActionKind.PUBLISH, "acme-home")
+
+    assert await journal.prior(publish.id) is None
+    await journal.begin(publish, revision="abc123", prior=None)
+
+    row = intent(path, publish.id)
+    assert row is not None
+    assert row["state"] == "pending"
+    assert row["kind"] == "publish"
+    assert row["target"] == "Site/acme-home:production"
+    assert row["commit_sha"] == "abc123"
+    assert row["created_at"] == clock.value
+    assert row["finished_at"] is None
+    assert '"version":2' in row["payload"]
+    assert events(path, publish.id) == ["action.started"]
+
+
+async def test_finish_marks_done_and_stores_the_outcome(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    clock = Clock()
+    journal = Journal(db, now=clock)
+    publish = action(ActionKind.PUBLISH, "acme-home")
+    await journal.begin(publish, revision=None, prior=None)
+    clock.value += 5
+    outcome = Outcome(publish.id, Status.APPLIED, "deployed", data={"deployment_id": "d-1"})
+    await journal.finish(publish, outcome)
+
+    row = intent(path, publish.id)
+    assert row is not None
+    assert row["state"] == "done"
+    assert row["finished_at"] == clock.value
+    assert row["outcome"]["data"] == {"deployment_id": "d-1"}
+    prior = await journal.prior(publish.id)
+    assert prior is not None
+    assert prior.state is IntentState.DONE
+    assert prior.finished_at == clock.value
+    assert events(path, publish.id) == ["action.started", "action.applied"]
+
+
+async def test_a_failed_intent_is_reset_to_pending_for_a_new_attempt_and_history_kept(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    journal = Journal(db, now=Clock())
+    create = action(ActionKind.CREATE_HOSTNAME, "www.acme.com")
+    await journal.begin(create, revision=None, prior=None)
+    await journal.finish(create, Outcome(create.id, Status.FAILED_TRANSIENT, "cloudflare: 503"))
+    prior = await journal.prior(create.id)
+    assert prior is not None
+    assert prior.state is IntentState.FAILED
+
+    await journal.begin(create, revision=None, prior=prior)
+
+    row = intent(path, create.id)
+    assert row is not None
+    assert row["state"] == "pending"
+    assert row["outcome"] is None
+    assert events(path, create.id) == [
+        "action.started",
+        "action.failed_transient",
+        "action.retried",
+    ]
+    assert len(rows(path, "SELECT * FROM intents")) == 1
+
+
+async def test_a_pending_intent_is_resumed_without_rewriting_the_row(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    clock = Clock()
+    journal = Journal(db, now=clock)
+    lock = action(ActionKind.HARD_LOCK, "acme")
+    await journal.begin(lock, revision=None, prior=None)
+    clock.value += 60
+    prior = await journal.prior(lock.id)
+    assert prior is not None
+    assert prior.state is IntentState.PENDING
+
+    await journal.begin(lock, revision=None, prior=prior)
+
+    row = intent(path, lock.id)
+    assert row is not None
+    assert row["created_at"] == clock.value - 60
+    assert events(path, lock.id) == ["action.started", "action.resumed"]
+
+
+async def test_crash_records_the_error_as_a_failed_intent(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    journal = Journal(db, now=Clock())
+    sync = action(ActionKind.SYNC_BILLING, "acme")
+    await journal.begin(sync, revision=None, prior=None)
+    await journal.crash(sync, KeyError("invoice_id"))
+
+    row = intent(path, sync.id)
+    assert row is not None
+    assert row["state"] == "failed"
+    assert row["outcome"]["status"] == "crashed"
+    assert row["outcome"]["error"] == "KeyError"
+    assert events(path, sync.id)[-1] == "action.crashed"
+
+
+async def test_events_cannot_be_updated(ledger: tuple[Path, SqliteDatabase]) -> None:
+    path, db = ledger
+    journal = Journal(db, now=Clock())
+    sync = action(ActionKind.SYNC_BILLING, "acme")
+    await journal.begin(sync, revision=None, prior=None)
+    with pytest.raises(Exception, match="append-only"):
+        await db.execute("UPDATE events SET message = 'rewritten'")
+    assert rows(path, "SELECT message FROM events")[0]["message"] == "started"
+
+
+async def test_a_database_outage_while_beginning_is_a_transient_error() -> None:
+    class DownDatabase:
+        async def query(self, sql: str, params: object = ()) -> list[dict[str, object]]:
+            return []
+
+        async def batch(self, statements: object) -> list[object]:
+            raise TransientError("d1", "database is locked")
+
+    journal = Journal(DownDatabase(), now=Clock())  # type: ignore[arg-type]
+    with pytest.raises(TransientError):
+        await journal.begin(action(ActionKind.UNLOCK, "acme"), revision=None, prior=None)
+
+
+def test_outcomes_round_trip_through_their_stored_json() -> None:
+    outcome = Outcome("a1", Status.FAILED_TRANSIENT, "503", retry_after=30.0, data={"x": [1]})
+    assert outcome_from_json("a1", outcome_to_json(outcome)) == outcome
+    assert outcome_from_json("a1", {"status": "crashed"}) is None
