@@ -11,7 +11,8 @@ Rules:
    which end up in CI logs and PR comments. JSON keeps them: it is the executor's input.
 3. JSON carries ``format_version``; fields are only ever added within a version.
 4. A Markdown comment stays within GitHub's 65,535-character limit; when it would not, per-site
-   details are dropped from the end and a note says how many and where the full plan is.
+   details are dropped from the end and a note under the summary says how many are shown and
+   where the full plan is.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from reconciler.core.observed import Source
 from reconciler.core.plan import (
     FORMAT_VERSION,
     SUMMARY_ORDER,
+    UNREADABLE,
     Action,
     ActionKind,
     Blocked,
@@ -95,19 +98,73 @@ def mask_phone(text: str) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    """``Plan: 2 to publish, 1 to roll back, ... ; 1 blocked``, or that nothing is to be done."""
+    """``Plan: 2 to publish, 1 to roll back, ...; 1 blocked.``, or that nothing is to be done."""
     counts = plan.summary_counts()
     parts = [f"{counts[word]} to {word}" for word in SUMMARY_ORDER if counts[word]]
     if not parts and not plan.blocked:
+        if plan.notes:
+            left = _count(len(plan.notes), "item")
+            return f"No changes. {left} left alone on purpose (listed below)."
         return "No changes. The world matches the specs."
-    text = ", ".join(parts) if parts else "nothing to do"
+    text = ", ".join(parts) if parts else "nothing can proceed"
     if plan.blocked:
-        text += f"; {len(plan.blocked)} blocked by policy"
+        text += f"; {len(plan.blocked)} blocked"
     return f"Plan: {text}."
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 change``, ``3 changes``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _unreadable(source: str, reason: str) -> str:
+    """``custom hostnames could not be listed (HTTP 503)``."""
+    try:
+        phrase = UNREADABLE[Source(source)]
+    except (KeyError, ValueError):
+        phrase = f"{source} could not be read"
+    return f"{phrase} ({reason})"
+
+
+_GATE: Mapping[str, str] = {
+    "hard_locked": "tenant hard-locked",
+    "budget": "performance budget",
+    "build": "build failure",
+    "missing_version": "missing content",
+    "missing_project": "missing Pages project",
+    "stuck": "stuck",
+    "conflict": "ownership conflict",
+    "blast_radius": "blast-radius cap",
+    "incomplete": "incomplete reading",
+}
+
+
+def _describe_blocked(item: Blocked) -> str:
+    """``publish production``, ``delete hostname old.acme.com``: what was held back."""
+    name = item.target.split("/", 1)[-1]
+    if item.target.startswith("Site/"):
+        name = name.rsplit(":", 1)[-1]
+    return f"{item.kind.value.replace('_', ' ')} {name}"
+
+
+def _runs(blocked: list[Blocked]) -> list[list[Blocked]]:
+    """Consecutive blocked items sharing gate, reason and source, so a reason is shown once."""
+    runs: list[list[Blocked]] = []
+    for item in blocked:
+        last = runs[-1][-1] if runs else None
+        if last is not None and (last.gate, last.reason, last.source) == (
+            item.gate,
+            item.reason,
+            item.source,
+        ):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
 def cost_line(plan: Plan, rates: Mapping[str, Rate]) -> str:
-    """``API calls: cloudflare 72 (~18s under 1200/300s), d1 40``."""
+    """``API calls: cloudflare 72 (about 18s at 1,200 per 300s), d1 40.``."""
     calls = plan.calls()
     if not calls:
         return "API calls: none."
@@ -117,10 +174,9 @@ def cost_line(plan: Plan, rates: Mapping[str, Rate]) -> str:
         if rate is None:
             parts.append(f"{provider} {count}")
         else:
-            parts.append(
-                f"{provider} {count} (~{_duration(rate.seconds(count))} under "
-                f"{rate.requests}/{rate.period:g}s)"
-            )
+            seconds = rate.seconds(count)
+            took = "under 1s" if seconds < 1 else f"about {_duration(seconds)}"
+            parts.append(f"{provider} {count} ({took} at {rate.requests:,} per {rate.period:g}s)")
     return "API calls: " + ", ".join(parts) + "."
 
 
@@ -128,8 +184,8 @@ def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f}s"
     if seconds < 3600:
-        return f"{seconds / 60:.1f}min"
-    return f"{seconds / 3600:.1f}h"
+        return f"{round(seconds / 60, 1):g} min"
+    return f"{round(seconds / 3600, 1):g} h"
 
 
 def _stamp(epoch: float) -> str:
@@ -160,7 +216,10 @@ def _describe(action: Action) -> str:
         verb = kind.value.replace("_", " ")
         return f"{verb} tenant ({action.before.get('access')} -> {after.get('access')})"
     if kind is ActionKind.SEND_DUNNING:
-        return f"send dunning step {after.get('step_code')} for invoice {after.get('invoice_id')}"
+        return (
+            f"send dunning step {after.get('step_code')} of invoice {after.get('invoice_id')} "
+            f"to {after.get('phone')} on WhatsApp"
+        )
     return "sync billing mirror from Stripe"
 
 
@@ -191,13 +250,15 @@ def render_text(plan: Plan, *, rates: Mapping[str, Rate], color: bool = False) -
 
     lines = [summary_line(plan), cost_line(plan, rates)]
     header = f"Specs at {plan.revision[:12]}" if plan.revision else "Specs from a directory"
-    lines.append(f"{header}; world observed {_stamp(plan.planned_at)}; {plan.observed_digest[:19]}")
+    lines.append(
+        f"{header}; world observed {_stamp(plan.planned_at)} (digest {plan.observed_digest[:19]})"
+    )
     for source, reason in plan.incomplete.items():
         lines.append(
             paint(
                 "x",
-                f"Incomplete: {source} could not be read ({reason}); "
-                "no creates or deletes depend on it.",
+                f"Incomplete: {_unreadable(source, reason)}; "
+                "nothing that depends on it is created or deleted.",
             )
         )
     for tenant, sites in _group(plan).items():
@@ -211,15 +272,20 @@ def render_text(plan: Plan, *, rates: Mapping[str, Rate], color: bool = False) -
             for action in actions:
                 symbol = _SYMBOL[action.kind]
                 tag = _tags(plan, action)
-                lines.append(indent + paint(symbol, f"{symbol} {_describe(action)}") + tag)
+                line = mask_phone(f"{symbol} {_describe(action)}")
+                lines.append(indent + paint(symbol, line) + tag)
                 lines.append(indent + "    " + mask_phone(action.reason))
                 if action.source:
                     lines.append(indent + f"    asked by {action.source}")
-            for item in blocked:
-                lines.append(indent + paint("x", f"x blocked: {item.kind.value} {item.target}"))
-                lines.append(indent + f"    {item.gate}: {mask_phone(item.reason)}")
-                if item.source:
-                    lines.append(indent + f"    asked by {item.source}")
+            for run in _runs(blocked):
+                for item in run:
+                    gate = _GATE.get(item.gate, item.gate)
+                    head = f"x blocked ({gate}): {_describe_blocked(item)}"
+                    lines.append(indent + paint("x", head))
+                every = f"all {len(run)}: " if len(run) > 1 else ""
+                lines.append(indent + f"    {every}{mask_phone(run[0].reason)}")
+                if run[0].source:
+                    lines.append(indent + f"    asked by {run[0].source}")
     if plan.notes:
         lines.append("")
         lines.append("Not changed on purpose:")
@@ -330,19 +396,21 @@ def render_markdown(
     """A pull-request comment: summary table first, collapsible details per site."""
     counts = plan.summary_counts()
     head = ["### Reconciler plan", "", f"**{summary_line(plan)}**", ""]
-    head.append("| " + " | ".join(w for w in SUMMARY_ORDER) + " | blocked |")
-    head.append("|" + "---:|" * (len(SUMMARY_ORDER) + 1))
-    head.append(
-        "| " + " | ".join(str(counts[w]) for w in SUMMARY_ORDER) + f" | {len(plan.blocked)} |"
-    )
-    head.append("")
+    columns = [(word, counts[word]) for word in SUMMARY_ORDER if counts[word]]
+    if plan.blocked:
+        columns.append(("blocked", len(plan.blocked)))
+    if columns:
+        head.append("| " + " | ".join(word for word, _ in columns) + " |")
+        head.append("|" + "---:|" * len(columns))
+        head.append("| " + " | ".join(str(count) for _, count in columns) + " |")
+        head.append("")
     head.append(cost_line(plan, rates))
     revision = f"`{plan.revision[:12]}`" if plan.revision else "a directory"
     head.append(f"Specs at {revision}; world observed {_stamp(plan.planned_at)}.")
     for source, reason in plan.incomplete.items():
         head.append(
-            f"> **Incomplete:** {source} could not be read ({_md(reason)}); "
-            "no creates or deletes depend on it."
+            f"> **Incomplete:** {_md(_unreadable(source, reason))}; "
+            "nothing that depends on it is created or deleted."
         )
     if plan.preexisting:
         head.append(
@@ -355,7 +423,14 @@ def render_markdown(
     for tenant, sites in _group(plan).items():
         for site, (actions, blocked) in sites.items():
             title = f"{tenant} / {site}" if site else f"{tenant} (tenant)"
-            marks = f"{len(actions)} change(s)" + (f", {len(blocked)} blocked" if blocked else "")
+            marks = ", ".join(
+                part
+                for part in (
+                    _count(len(actions), "change") if actions else "",
+                    f"{len(blocked)} blocked" if blocked else "",
+                )
+                if part
+            )
             body = [f"<details><summary><b>{_md(title)}</b>: {marks}</summary>", ""]
             body.append("| | action | why | spec |")
             body.append("|---|---|---|---|")
@@ -368,12 +443,12 @@ def render_markdown(
                 body.append(
                     f"| {_SYMBOL[action.kind]} | {_md(_describe(action))} | {why} | {src} |"
                 )
-            for item in blocked:
-                src = f"`{item.source}`" if item.source else ""
-                body.append(
-                    f"| ⛔ | {_md(item.kind.value + ' ' + item.target)} | "
-                    f"**{item.gate}**: {_md(item.reason)} | {src} |"
-                )
+            for run in _runs(blocked):
+                for position, item in enumerate(run):
+                    src = f"`{item.source}`" if item.source else ""
+                    gate = _GATE.get(item.gate, item.gate)
+                    why = f"**{gate}**: {_md(item.reason)}" if position == 0 else "same as above"
+                    body.append(f"| ⛔ | {_md(_describe_blocked(item))} | {why} | {src} |")
             body.extend(["", "</details>", ""])
             sections.append("\n".join(body))
     notes = _notes_markdown(plan.notes)
@@ -402,10 +477,10 @@ def _fit(head: str, sections: list[str], notes: str, limit: int) -> str:
             break
         kept.append(section)
         size += len(section) + 1
-    dropped = len(sections) - len(kept)
     note = (
-        f"> **Truncated:** {dropped} of {len(sections)} site sections are not shown to stay "
-        f"within GitHub's {GITHUB_COMMENT_LIMIT:,}-character comment limit. Run "
-        "`reconciler plan --format json` (or see the CI artifact) for the full plan."
+        f"> **Truncated:** only the first {len(kept)} of {len(sections)} sections are shown, "
+        f"to stay within GitHub's {GITHUB_COMMENT_LIMIT:,}-character comment limit (the counts "
+        "above cover the whole plan). Run `reconciler plan --format json` (or see the CI "
+        "artifact) for the full plan.\n"
     )
-    return "\n".join([head, *kept, note, ""])[:limit]
+    return "\n".join([head, note, *kept, ""])[:limit]

@@ -6,6 +6,7 @@ from typing import Any
 
 from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.core.observed import (
+    BuildPreview,
     ObservedDeployment,
     ObservedHostname,
     ObservedProject,
@@ -203,4 +204,111 @@ def hostname(
         created_at=since,
         status_since=since,
         recreate_count=recreates,
+    )
+
+
+# --- richer literal specs (golden scenarios) ------------------------------------------------
+
+WHATSAPP = "+5511912345678"
+
+
+def tenant_yaml(
+    name: str,
+    *,
+    display: str | None = None,
+    customer: str | None = None,
+    whatsapp: str = WHATSAPP,
+    access: str | None = None,
+    access_reason: str | None = None,
+) -> str:
+    """One Tenant document on the ``standard`` policy; ``customer`` defaults to ``cus_<name>``."""
+    lines = [
+        "apiVersion: sitebuilder/v1",
+        "kind: Tenant",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+        f"  display_name: {display or name.title()}",
+        "  policy: standard",
+        f"  stripe: {{customer: {customer or 'cus_' + name}}}",
+        f'  whatsapp: "{whatsapp}"',
+    ]
+    if access is not None:
+        lines.append(f"  access: {access}")
+    if access_reason is not None:
+        lines.append(f'  access_reason: "{access_reason}"')
+    return "\n".join(lines) + "\n"
+
+
+def site_yaml(
+    name: str,
+    *,
+    tenant: str = "acme",
+    version: int = 2,
+    preview: int | None = None,
+    domains: tuple[str | tuple[str, str], ...] | None = None,
+    deletion: str = "retain",
+    scripts: tuple[str, ...] = (),
+) -> str:
+    """One Site document; a domain is a hostname or a (hostname, ssl method) pair.
+
+    ``domains`` defaults to ``www.<name>.com``; the Pages project has the site's name.
+    """
+    domains = domains if domains is not None else (f"www.{name}.com",)
+    lines = [
+        "apiVersion: sitebuilder/v1",
+        "kind: Site",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+        f"  tenant: {tenant}",
+        f"  pages_project: {name}",
+        f"  production: {{version: {version}}}",
+    ]
+    if preview is not None:
+        lines.append(f"  preview: {{version: {preview}}}")
+    if domains:
+        lines.append("  domains:")
+        for domain in domains:
+            if isinstance(domain, tuple):
+                lines.append(f"    - hostname: {domain[0]}")
+                lines.append(f"      ssl: {{method: {domain[1]}}}")
+            else:
+                lines.append(f"    - hostname: {domain}")
+    else:
+        lines.append("  domains: []")
+    if scripts:
+        lines.append("  scripts:")
+        lines.extend(f"    - {url}" for url in scripts)
+    lines.append(f"  deletion_policy: {deletion}")
+    return "\n".join(lines) + "\n"
+
+
+def specs_from(
+    *, tenants: dict[str, str], sites: dict[str, str], revision: str | None = "c0ffee"
+) -> Specs:
+    """Validated specs from Tenant and Site YAML texts by name, plus the ``standard`` policy."""
+    files = [("specs/policies/standard.yaml", POLICY)]
+    files.extend((f"specs/tenants/{name}.yaml", text) for name, text in sorted(tenants.items()))
+    files.extend((f"specs/sites/{name}.yaml", text) for name, text in sorted(sites.items()))
+    return load_files([SourceFile(path=p, read=_reader(t)) for p, t in files], revision=revision)
+
+
+def build_preview(
+    site: str,
+    version: int,
+    *,
+    js_kb: int = 40,
+    css_kb: int = 12,
+    scripts: int = 0,
+    content_hash: str | None = None,
+    error: str | None = None,
+) -> BuildPreview:
+    """An in-memory build of ``site`` at ``version`` (within the standard budget by default)."""
+    return BuildPreview(
+        site=site,
+        version=version,
+        content_hash=content_hash or f"{site}-v{version}",
+        js_kb=js_kb,
+        css_kb=css_kb,
+        third_party_scripts=scripts,
+        error=error,
     )
