@@ -551,8 +551,9 @@ def parse_documents(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> 
         return fail(1, 1, "file is empty; a spec file holds at least one document")
 
     documents: list[RawDocument] = []
-    parser = _PARSER(text)
+    parser: Any = None
     try:
+        parser = _PARSER(text)  # the pure-Python reader already checks characters here
         while True:
             event = parser.get_event()
             if type(event) is yaml.StreamEndEvent:
@@ -585,17 +586,25 @@ def parse_documents(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> 
             detail += ")"
         problems.append(Problem(path, line, column, "", "", f"malformed YAML: {detail}"))
     except yaml.reader.ReaderError as exc:
-        offset = len(text.encode("utf-8")[: exc.position].decode("utf-8", errors="ignore"))
+        offset = exc.position
+        if _PARSER is not yaml.SafeLoader:  # libyaml reports a byte offset, PyYAML a character
+            offset = len(text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
         line, column = _line_column(text, offset)
         problems.append(
             Problem(
-                path, line, column, "", "", f"malformed YAML: {exc.reason} (#x{exc.character:04x})"
+                path,
+                line,
+                column,
+                "",
+                "",
+                f"malformed YAML: control character #x{exc.character:04x} is not allowed",
             )
         )
     except yaml.YAMLError as exc:
         problems.append(Problem(path, 0, 0, "", "", f"malformed YAML: {exc}"))
     finally:
-        parser.dispose()
+        if parser is not None:
+            parser.dispose()
     if not documents and not problems:
         problems.append(Problem(path, 1, 1, "", "", "file holds no documents (only comments)"))
     return ParsedFile(path, documents, problems)

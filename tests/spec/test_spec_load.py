@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from spec_cases import only_problem, problems, site, write
 
 from reconciler.errors import LoadError
+from reconciler.spec import load
 from reconciler.spec.load import Limits, load_directory, parse_documents
 from reconciler.spec.models import Kind
 
@@ -255,7 +257,9 @@ def test_python_tags_are_refused(specs: Path) -> None:
 
 def test_control_characters_are_malformed_yaml(specs: Path) -> None:
     write(specs, "x.yaml", "a: 1\nb: \x07\n")
-    assert only_problem(specs).startswith("specs/x.yaml:2:4: malformed YAML: control characters")
+    assert only_problem(specs).startswith(
+        "specs/x.yaml:2:4: malformed YAML: control character #x0007 is not allowed"
+    )
 
 
 def test_scalars_resolve_as_in_yaml_1_2_so_yes_no_and_dates_stay_strings() -> None:
@@ -339,3 +343,20 @@ def test_parse_documents_returns_positions_for_every_field() -> None:
     assert document.data == {"a": [{"b": 1, "c": ["x", "y"]}]}
     assert str(document.locate("a[0].c[1]")) == "f.yaml:3:12"
     assert str(document.locate("a[0].b")) == "f.yaml:2:5"
+
+
+def test_the_pure_python_parser_gives_the_same_problems(
+    specs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(specs, "sites/x.yaml", site("x", "acme..com") + "  production: {version: 2}\n")
+    write(specs, "bad.yaml", "a: 1\nb: \x07\n")
+    write(specs, "broken.yaml", "kind: [\n")
+
+    def without_syntax_wording(found: list[str]) -> list[str]:
+        # libyaml and PyYAML word syntax errors differently; positions must agree.
+        return [line.split(" malformed YAML: ")[0] for line in found]
+
+    with_c = problems(specs)
+    monkeypatch.setattr(load, "_PARSER", yaml.SafeLoader)
+    assert without_syntax_wording(problems(specs)) == without_syntax_wording(with_c)
+    assert len(with_c) == 4
