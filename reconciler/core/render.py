@@ -408,6 +408,7 @@ def render_markdown(
     revision = f"`{plan.revision[:12]}`" if plan.revision else "a directory"
     head.append(f"Specs at {revision}; world observed {_stamp(plan.planned_at)}.")
     for source, reason in plan.incomplete.items():
+        head.append("")
         head.append(
             f"> **Incomplete:** {_md(_unreadable(source, reason))}; "
             "nothing that depends on it is created or deleted."

@@ -283,10 +283,14 @@ def site_yaml(
 
 
 def specs_from(
-    *, tenants: dict[str, str], sites: dict[str, str], revision: str | None = "c0ffee"
+    *,
+    tenants: dict[str, str],
+    sites: dict[str, str],
+    revision: str | None = "c0ffee",
+    policy: str = POLICY,
 ) -> Specs:
     """Validated specs from Tenant and Site YAML texts by name, plus the ``standard`` policy."""
-    files = [("specs/policies/standard.yaml", POLICY)]
+    files = [("specs/policies/standard.yaml", policy)]
     files.extend((f"specs/tenants/{name}.yaml", text) for name, text in sorted(tenants.items()))
     files.extend((f"specs/sites/{name}.yaml", text) for name, text in sorted(sites.items()))
     return load_files([SourceFile(path=p, read=_reader(t)) for p, t in files], revision=revision)

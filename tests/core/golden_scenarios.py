@@ -49,6 +49,25 @@ from reconciler.core.render import Rate
 from reconciler.spec.load import Specs
 
 REVISION = "3f9c2b7e1d4a6c8b0e2f4a6c8d0b2e4f6a8c0d2e"
+POLICY = """\
+apiVersion: sitebuilder/v1
+kind: BillingPolicy
+metadata: {name: standard}
+spec:
+  grace_days: 3
+  hard_lock_days: 14
+  dunning:
+    - {code: FAIL_IMMEDIATE, day: 0, template: first}
+    - {code: D3, day: 3, template: soft}
+    - {code: D7, day: 7, template: soft}
+  templates:
+    first: "Hi {tenant_name}, your payment of {amount_due} failed. Pay: {invoice_url}"
+    soft: "{tenant_name}: invoice {invoice_id} is {days_past_due} days late;
+      hard lock on {hard_lock_date}"
+  performance_budget: {max_js_kb: 100, max_css_kb: 50, max_third_party_scripts: 2}
+  domains: {validation_timeout: 24h, max_recreates: 2}
+  suspension_origin: suspended.sitebuilder.example
+"""
 RATES: Mapping[str, Rate] = {"cloudflare": Rate(requests=1200, period=300)}
 SUSPENDED = "suspended.sitebuilder.example"
 INVOICE = "in_1QbR7sAcme0001"
@@ -165,7 +184,9 @@ def acme_specs(*sites: str, revision: str | None = REVISION) -> Specs:
     """The ``acme`` tenant with the given Site documents (default: acme-home at version 2)."""
     texts = sites or (site_yaml("acme-home"),)
     by_name = {text.split("metadata: {name: ", 1)[1].split("}", 1)[0]: text for text in texts}
-    return specs_from(tenants={"acme": tenant_yaml("acme")}, sites=by_name, revision=revision)
+    return specs_from(
+        tenants={"acme": tenant_yaml("acme")}, sites=by_name, revision=revision, policy=POLICY
+    )
 
 
 def overdue(days: float, *, amount: int = 2900) -> dict[str, CustomerBilling]:
@@ -412,7 +433,7 @@ def large_fleet() -> Scenario:
     return Scenario(
         "large_fleet",
         "400 sites, each with a publish and a new domain: the PR comment is truncated",
-        specs_from(tenants=tenants, sites=sites, revision=REVISION),
+        specs_from(tenants=tenants, sites=sites, revision=REVISION, policy=POLICY),
         world(
             *worlds,
             access=dict.fromkeys(tenants, "active"),
