@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import MigrationError
-from reconciler.providers.d1 import D1HttpDatabase, D1QueryAPI, Database, SqliteDatabase
+from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.runtime.migrate import MigrationStatus, migrate, migration_status
 from reconciler.settings import Settings
 
@@ -118,21 +118,7 @@ def _print_status(statuses: list[MigrationStatus], where: str) -> int:
     return EXIT_OK
 
 
-class _Closable:
-    """Anything with ``aclose`` (the Cloudflare client owned by this command)."""
-
-    def __init__(self, target: Any) -> None:
-        self._target = target
-
-    async def aclose(self) -> None:
-        closer = getattr(self._target, "aclose", None) or getattr(self._target, "close", None)
-        if closer is not None:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                await result
-
-
-def _open(path: str | None) -> tuple[Database, str, _Closable | None]:
+def _open(path: str | None) -> tuple[Database, str, CloudflareClient | None]:
     """Pick the backend: an explicit file, else the environment's D1 settings."""
     if path is not None:
         return SqliteDatabase(path), path, None
@@ -144,19 +130,6 @@ def _open(path: str | None) -> tuple[Database, str, _Closable | None]:
         return SqliteDatabase(settings.d1.sqlite_path), settings.d1.sqlite_path, None
     if not settings.d1.database_id:
         raise MigrationError("D1_BACKEND=d1 needs D1_DATABASE_ID")
-    client = _cloudflare_client(settings)
+    client = CloudflareClient(settings.cloudflare)
     database = D1HttpDatabase(client, settings.d1.database_id)
-    return database, f"D1 database {settings.d1.database_id}", _Closable(client)
-
-
-def _cloudflare_client(settings: Settings) -> D1QueryAPI:
-    """Build the Cloudflare client, which implements :class:`D1QueryAPI`."""
-    try:
-        module = importlib.import_module("reconciler.providers.cloudflare")
-    except ImportError as exc:
-        raise MigrationError(
-            "D1_BACKEND=d1 needs reconciler.providers.cloudflare, which is not available; "
-            "use --database PATH or D1_BACKEND=sqlite"
-        ) from exc
-    client: D1QueryAPI = module.CloudflareClient(settings.cloudflare)
-    return client
+    return database, f"D1 database {settings.d1.database_id}", client

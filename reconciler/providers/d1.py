@@ -74,6 +74,7 @@ Row = dict[str, SqlValue]
 
 _T = TypeVar("_T")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_D1_SQL_MESSAGE = re.compile(r"(?:^|\s)7500:?\s+(.+)$", re.DOTALL)
 
 
 # --------------------------------------------------------------------------- errors
@@ -852,6 +853,9 @@ def _translate_http(exc: PermanentError) -> Exception:
     prefix = f"{exc.provider}: "
     if message.startswith(prefix):
         message = message[len(prefix) :]
+    # Keep D1's own text: "... HTTP 400: 7500 no such table: x: SQLITE_ERROR" -> "no such ...".
+    if found := _D1_SQL_MESSAGE.search(message):
+        message = found.group(1)
     if "SQLITE_BUSY" in message or "database is locked" in message:
         return TransientError(PROVIDER, message, status=exc.status)
     if "SQLITE_CONSTRAINT" in message or "constraint failed" in message:

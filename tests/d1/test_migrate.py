@@ -395,39 +395,3 @@ def test_d1_backend_without_database_id_is_a_clear_error(
     code, _, err = run_cli(capsys, "--dir", str(migrations_copy))
     assert code == 1
     assert "D1_DATABASE_ID" in err
-
-
-def test_d1_backend_migrates_through_the_cloudflare_client(
-    migrations_copy: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    fake_api: Any,
-) -> None:
-    import sys
-    import types
-
-    built: list[Any] = []
-
-    class CloudflareClient:
-        def __init__(self, settings: Any) -> None:
-            built.append(settings)
-
-        async def d1_query(self, database_id: str, sql: str, params: Any) -> Any:
-            return await fake_api.d1_query(database_id, sql, params)
-
-        async def aclose(self) -> None:
-            built.append("closed")
-
-    module = types.ModuleType("reconciler.providers.cloudflare")
-    module.CloudflareClient = CloudflareClient  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reconciler.providers.cloudflare", module)
-    monkeypatch.setenv("D1_BACKEND", "d1")
-    monkeypatch.setenv("D1_DATABASE_ID", "db-1")
-    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "acc-1")
-
-    code, out, err = run_cli(capsys, "--dir", str(migrations_copy))
-
-    assert code == 0, err
-    assert UP_TO_DATE in out
-    assert built[0].account_id == "acc-1" and built[-1] == "closed"
-    assert {request["database_id"] for request in fake_api.requests} == {"db-1"}
