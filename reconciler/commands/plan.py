@@ -1,0 +1,194 @@
+"""``reconciler plan``: load the specs, observe the world read-only, plan, and print the plan.
+
+Registered by ``cli.py``. It calls :func:`reconciler.spec.load.load_directory` /
+:func:`~reconciler.spec.load.load_git` (or :func:`reconciler.runtime.prmode.load_pull_request`
+in PR mode), :class:`reconciler.wiring.ReadOnlyWorld` (observers only: no writer exists in this
+command), :func:`reconciler.runtime.observe.observe`, the pure core (``derive``,
+``build_plan``) and ``core/render.py``. It decides nothing itself.
+
+Exit codes: 0 no changes, 1 error (bad specs, unreadable settings, an unmigrated database),
+2 changes pending, 3 blocked by policy (wins over 2). Progress lines go to stderr, and only
+when stderr is a terminal. Spec problems are printed exactly as ``reconciler validate`` prints
+them, and nothing is observed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from reconciler.core.desired import derive
+from reconciler.core.plan import Plan, PlanSettings, build_plan
+from reconciler.core.render import render_json, render_markdown, render_text
+from reconciler.errors import LoadError, SpecError
+from reconciler.runtime import prmode
+from reconciler.runtime.observe import observe
+from reconciler.spec.load import Specs, load_directory, load_git
+from reconciler.wiring import ReadOnlyWorld, load_settings, wall_clock
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+EXIT_BLOCKED = 3
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``plan`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "plan",
+        help="show what would change, why, and at what API cost (read-only)",
+        description="Compare the specs with the world (read-only) and print the actions that "
+        "would converge it. Exit 0 no changes, 1 error, 2 changes, 3 blocked by policy.",
+    )
+    parser.add_argument(
+        "--specs",
+        default="specs",
+        metavar="DIR",
+        help="specs directory; with --repo or --base/--head, the directory inside the "
+        "repository (default: specs)",
+    )
+    parser.add_argument("--repo", type=Path, help="read the specs from this Git repository")
+    parser.add_argument("--ref", help="commit, branch or tag to read with --repo (default: HEAD)")
+    parser.add_argument("--base", metavar="REF", help="PR mode: the commit the change is against")
+    parser.add_argument("--head", metavar="REF", help="PR mode: the commit to plan")
+    parser.add_argument(
+        "--format", choices=("text", "json", "markdown"), default="text", dest="output"
+    )
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write the plan to FILE")
+    parser.add_argument(
+        "--allow-mass-deletion",
+        action="store_true",
+        help="let hostname deletions exceed the blast-radius cap",
+    )
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=run)
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    specs: Specs
+    pull: prmode.PullRequest | None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan and print; return the exit code."""
+    if (args.base is None) != (args.head is None):
+        print("error: --base and --head go together", file=sys.stderr)
+        return EXIT_ERROR
+    if args.ref is not None and args.repo is None:
+        print("error: --ref needs --repo", file=sys.stderr)
+        return EXIT_ERROR
+    progress = _progress(sys.stderr)
+    try:
+        loaded = _load(args)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem.render())
+        count = len(exc.problems)
+        print(
+            f"{args.specs.rstrip('/')}/ is invalid: {count} problem{'s' if count != 1 else ''}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    now = args.now if args.now is not None else wall_clock()
+    try:
+        world = ReadOnlyWorld(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    plan = asyncio.run(
+        _plan(world, loaded, now=now, allow=args.allow_mass_deletion, progress=progress)
+    )
+    rates = world.rates()
+    if args.output == "json":
+        text = render_json(plan, rates=rates)
+    elif args.output == "markdown":
+        text = render_markdown(plan, rates=rates)
+    else:
+        text = render_text(plan, rates=rates, color=_color(args))
+    if args.out is not None:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return exit_code(plan)
+
+
+def exit_code(plan: Plan) -> int:
+    """3 when anything is blocked by policy, else 2 when anything would change, else 0."""
+    if plan.blocked:
+        return EXIT_BLOCKED
+    if plan.actions:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> _Loaded:
+    if args.base is not None:
+        repo = args.repo if args.repo is not None else Path()
+        pull = prmode.load_pull_request(repo, args.base, args.head, args.specs)
+        return _Loaded(specs=pull.head, pull=pull)
+    if args.repo is not None:
+        return _Loaded(specs=load_git(args.repo, args.ref or "HEAD", args.specs), pull=None)
+    return _Loaded(specs=load_directory(Path(args.specs)), pull=None)
+
+
+async def _plan(
+    world: ReadOnlyWorld,
+    loaded: _Loaded,
+    *,
+    now: float,
+    allow: bool,
+    progress: Callable[[str], None],
+) -> Plan:
+    settings = PlanSettings(allow_mass_deletion=allow)
+    pull = loaded.pull
+    async with world:
+        if pull is not None:
+            progress(f"plan: {len(pull.scope)} site(s) touched by the change; observing them")
+        observed = await observe(
+            loaded.specs,
+            clients=world.clients,
+            now=now,
+            scope=pull.scope if pull is not None else None,
+            hostnames=pull.removed_hostnames if pull is not None else (),
+            progress=progress,
+        )
+    desired = derive(loaded.specs, observed.billing, now=now)
+    plan = build_plan(desired, observed, settings)
+    if pull is None:
+        return plan
+    base = prmode.base_desired(derive(pull.base, observed.billing, now=now), desired.revision)
+    return prmode.annotate(plan, build_plan(base, observed, settings), pull.reverts)
+
+
+def _progress(stream: TextIO) -> Callable[[str], None]:
+    if not stream.isatty():
+        return lambda _line: None
+
+    def say(line: str) -> None:
+        print(f"… {line}", file=stream, flush=True)
+
+    return say
+
+
+def _color(args: argparse.Namespace) -> bool:
+    if args.color == "always":
+        return True
+    if args.color == "never" or args.out is not None:
+        return False
+    return sys.stdout.isatty()

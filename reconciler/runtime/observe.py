@@ -1,0 +1,562 @@
+"""observe: read the world through the adapters, within the API budget, into ``Observed``.
+
+Called by ``commands/plan.py`` (and later ``apply`` and the daemon) with the specs of one commit
+and the read-only clients the wiring built (:class:`ObserveClients`); it calls the adapters'
+read methods only, :class:`~reconciler.runtime.ledger.LedgerReader` for D1, and
+:func:`reconciler.build.site.build_site` for in-memory builds. Nothing is written anywhere.
+
+Rules (DESIGN.md section 7):
+
+1. Two phases. First, concurrently (one task per provider, each under its own timeout): the
+   D1 ledger in a handful of queries, custom hostnames by listing (50 per page; in a scoped
+   observation, one filtered list per hostname the scope touches), Stripe for the managed
+   customers only, the WhatsApp instance's connection state once. Then Pages, for the sites
+   that need it only: the ledger disagrees with the desired version, the site has no live
+   row, or a desired hostname must be created or re-pointed (the origin is the project's
+   subdomain). ``list_deployments`` is read only where a version is to change or production
+   serves a deployment the ledger does not record. Last, in-memory builds of the versions about
+   to be published (no successful deployment of them exists) for the budget gate.
+2. A provider whose reading fails (a ``ProviderError``, a timeout) is recorded in
+   ``Observed.incomplete`` with the reason and the other providers carry on; the planner then
+   makes no create and no delete that depends on it. A provider that is not configured is
+   incomplete too, with the setting to set as the reason.
+3. A D1 database without the migrations' tables is an error (``MigrationError``), not an
+   incomplete reading: nothing sensible can be planned until ``reconciler migrate`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol, TypeVar
+
+from reconciler.build.content import parse_snapshot
+from reconciler.build.errors import BuildError
+from reconciler.build.site import AssetStore, build_site
+from reconciler.core.facts import CustomerBilling
+from reconciler.core.observed import (
+    BuildPreview,
+    Observed,
+    ObservedDeployment,
+    ObservedHostname,
+    ObservedProject,
+    SiteLedger,
+    Source,
+)
+from reconciler.errors import MigrationError, NotFoundError, ProviderError
+from reconciler.providers.cloudflare_models import CustomHostname, Deployment, PagesProject
+from reconciler.providers.d1 import Database
+from reconciler.runtime.ledger import DomainRow, LedgerReader, LedgerSnapshot
+from reconciler.spec.load import Specs
+from reconciler.spec.models import normalize_hostname
+
+__all__ = [
+    "BillingReader",
+    "CloudflareReader",
+    "GatewayReader",
+    "ObserveClients",
+    "ObserveLimits",
+    "observe",
+]
+
+T = TypeVar("T")
+
+
+class CloudflareReader(Protocol):
+    """The read methods of ``providers.cloudflare.CloudflareClient`` the observer uses."""
+
+    async def get_project(self, project: str) -> PagesProject:
+        """``GET .../pages/projects/{p}`` (NotFoundError when absent)."""
+        ...
+
+    async def list_deployments(
+        self, project: str, *, env: Literal["production", "preview"] | None = None
+    ) -> list[Deployment]:
+        """Every deployment of a project, optionally of one environment."""
+        ...
+
+    async def list_custom_hostnames(
+        self, *, hostname: str | None = None, per_page: int = 50
+    ) -> list[CustomHostname]:
+        """Every custom hostname of the zone, or the one named ``hostname``."""
+        ...
+
+
+class BillingReader(Protocol):
+    """``providers.stripe.StripeBilling.customer_billing``: absent keys are unknown customers."""
+
+    async def customer_billing(self, customer_ids: Sequence[str]) -> dict[str, CustomerBilling]:
+        """Subscriptions and open invoices of exactly the given customers."""
+        ...
+
+
+class GatewayReader(Protocol):
+    """``providers.evolution.EvolutionClient``'s connection state and instance name."""
+
+    instance: str
+
+    async def connection_state(self) -> object:
+        """The instance's state (a ``ConnectionState``; ``"open"`` can send)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveClients:
+    """Read-only clients for one observation; None where a provider is not configured.
+
+    ``unconfigured`` says why a missing client is missing (the setting to set).
+    """
+
+    database: Database
+    cloudflare: CloudflareReader | None
+    stripe: BillingReader | None
+    evolution: GatewayReader | None
+    assets: AssetStore | None = None
+    unconfigured: Mapping[Source, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveLimits:
+    """Timeouts (seconds) per provider reading and how many Pages projects to read at once."""
+
+    d1: float = 120.0
+    hostnames: float = 600.0  # a 15,000-hostname zone is 300 pages under a 4-per-second budget
+    stripe: float = 300.0
+    whatsapp: float = 30.0
+    pages: float = 300.0
+    pages_concurrency: int = 8
+
+
+@dataclass(slots=True)
+class _Readings:
+    """What phase one gathered; ``incomplete`` fills as providers fail."""
+
+    ledger: LedgerSnapshot | None = None
+    hostnames: list[CustomHostname] | None = None
+    billing: dict[str, CustomerBilling] = field(default_factory=dict)
+    incomplete: dict[Source, str] = field(default_factory=dict)
+    fatal: MigrationError | None = None
+
+
+async def observe(
+    specs: Specs,
+    *,
+    clients: ObserveClients,
+    now: float,
+    scope: Collection[str] | None = None,
+    hostnames: Collection[str] = (),
+    limits: ObserveLimits | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Observed:
+    """Read the world the specs describe (or the part ``scope`` names) into ``Observed``.
+
+    Args:
+        specs: the desired specs (their sites, hostnames, tenants and customers say what to
+            read).
+        clients: the read-only clients from the wiring.
+        now: the injected clock's time, recorded as ``Observed.at``.
+        scope: site names to observe (PR mode); None observes the whole fleet. Names the
+            specs no longer hold (a removed site) stay in ``Observed.scope`` so the planner
+            decides about their hostnames.
+        hostnames: in a scoped observation, hostnames to look up besides those the scoped
+            sites declare (domains a change removed, for deletion decisions).
+        limits: timeouts and concurrency.
+        progress: called with a short line as each provider finishes.
+
+    Returns:
+        The observation; failed providers are named in ``incomplete`` with the reason.
+
+    Raises:
+        MigrationError: the D1 database has not been migrated.
+    """
+    limits = limits or ObserveLimits()
+    say = progress or (lambda _line: None)
+    sites = sorted(specs.sites) if scope is None else sorted(set(scope) & set(specs.sites))
+    scoped = scope is not None
+    tenant_names = sorted({specs.sites[s].spec.tenant for s in sites}) if scoped else None
+    tenants = tenant_names if tenant_names is not None else sorted(specs.tenants)
+    customers = sorted(
+        {specs.tenants[t].spec.stripe.customer for t in tenants if t in specs.tenants}
+    )
+    lookups: list[str] = []
+    if scoped:
+        wanted = {d.canonical for s in sites for d in specs.sites[s].spec.domains}
+        wanted |= {_canonical(h) for h in hostnames}
+        lookups = sorted(wanted)
+
+    readings = _Readings(incomplete=dict(clients.unconfigured))
+
+    async def read_d1() -> None:
+        reader = LedgerReader(clients.database)
+        readings.ledger = await reader.snapshot(
+            sites=sites if scoped else None,
+            tenants=tenants if scoped else None,
+            customers=customers if scoped else None,
+            hostnames=lookups if scoped else None,
+        )
+        say(f"d1: ledger of {len(readings.ledger.sites)} sites read")
+
+    async def read_hostnames(cf: CloudflareReader) -> None:
+        if not scoped:
+            readings.hostnames = await cf.list_custom_hostnames()
+        else:
+            found = await _all(cf.list_custom_hostnames(hostname=name) for name in lookups)
+            readings.hostnames = [h for group in found for h in group]
+        say(f"cloudflare: {len(readings.hostnames)} custom hostnames listed")
+
+    async def read_stripe(stripe: BillingReader) -> None:
+        readings.billing = await stripe.customer_billing(customers)
+        say(f"stripe: billing of {len(readings.billing)} of {len(customers)} customers read")
+
+    async def read_gateway(gateway: GatewayReader) -> None:
+        state = str(getattr(await gateway.connection_state(), "value", "close"))
+        if state != "open":
+            readings.incomplete[Source.WHATSAPP] = f"instance {gateway.instance} is {state}"
+        say(f"whatsapp: instance {gateway.instance} is {state}")
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_guard(readings, Source.D1, limits.d1, read_d1()))
+        if clients.cloudflare is not None:
+            group.create_task(
+                _guard(
+                    readings, Source.HOSTNAMES, limits.hostnames, read_hostnames(clients.cloudflare)
+                )
+            )
+        if clients.stripe is not None and customers:
+            group.create_task(
+                _guard(readings, Source.STRIPE, limits.stripe, read_stripe(clients.stripe))
+            )
+        if clients.evolution is not None and tenants:
+            group.create_task(
+                _guard(readings, Source.WHATSAPP, limits.whatsapp, read_gateway(clients.evolution))
+            )
+    if readings.fatal is not None:
+        raise readings.fatal
+
+    ledger = readings.ledger
+    domain_rows = ledger.domains if ledger is not None else {}
+    observed_hostnames = _hostnames(
+        readings.hostnames or [], domain_rows, lookups if scoped else None
+    )
+
+    projects: dict[str, ObservedProject] = {}
+    if clients.cloudflare is not None and ledger is not None:
+        needs = _pages_needed(
+            specs,
+            sites,
+            ledger.sites,
+            observed_hostnames,
+            domain_rows,
+            hostnames_complete=Source.HOSTNAMES not in readings.incomplete,
+        )
+        if needs:
+            await _guard(
+                readings,
+                Source.PAGES,
+                limits.pages,
+                _read_pages(clients.cloudflare, specs, needs, ledger.sites, projects, limits, say),
+            )
+
+    builds: dict[tuple[str, int], BuildPreview] = {}
+    if ledger is not None and Source.PAGES not in readings.incomplete:
+        pending = _about_to_publish(specs, sites, ledger.sites, projects)
+        if pending:
+            await _guard(
+                readings,
+                Source.D1,
+                limits.d1,
+                _build_previews(clients, specs, pending, builds, say),
+            )
+
+    return Observed(
+        at=now,
+        projects=dict(sorted(projects.items())),
+        ledger=dict(ledger.sites) if ledger is not None else {},
+        hostnames=dict(sorted(observed_hostnames.items())),
+        known_domains=frozenset(domain_rows),
+        tenants=dict(ledger.tenants) if ledger is not None else {},
+        dunning=dict(ledger.dunning) if ledger is not None else {},
+        billing=dict(sorted(readings.billing.items())),
+        billing_mirror=dict(ledger.mirror) if ledger is not None else {},
+        builds=dict(sorted(builds.items())),
+        incomplete=dict(sorted(readings.incomplete.items())),
+        scope=frozenset(scope) if scope is not None else None,
+    )
+
+
+async def _guard(
+    readings: _Readings, source: Source, seconds: float, work: Awaitable[None]
+) -> None:
+    """Run one provider's reading; a failure or timeout marks ``source`` incomplete."""
+    try:
+        async with asyncio.timeout(seconds):
+            await work
+    except MigrationError as exc:
+        readings.fatal = readings.fatal or exc
+    except ProviderError as exc:
+        readings.incomplete.setdefault(source, str(exc))
+    except TimeoutError:
+        readings.incomplete.setdefault(source, f"no answer within {seconds:g} s")
+
+
+async def _all(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Await every item concurrently; after all have finished, raise the first failure."""
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if not isinstance(r, BaseException)]
+
+
+def _canonical(name: str) -> str:
+    try:
+        return normalize_hostname(name)
+    except ValueError:
+        return name.strip().rstrip(".").lower()
+
+
+def _time(text: str) -> float:
+    if not text:
+        return 0.0
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _hostnames(
+    listed: Iterable[CustomHostname],
+    domains: Mapping[str, DomainRow],
+    lookups: Sequence[str] | None,
+) -> dict[str, ObservedHostname]:
+    """Custom hostnames as observed facts, joined with their D1 ``domains`` rows."""
+    wanted = set(lookups) if lookups is not None else None
+    result: dict[str, ObservedHostname] = {}
+    for item in listed:
+        name = _canonical(item.hostname)
+        if wanted is not None and name not in wanted:
+            continue  # a filtered list may match more loosely than the exact name
+        owner = item.owner
+        row = domains.get(name)
+        created = _time(item.created_at)
+        policy = item.custom_metadata.get("deletion-policy") or item.custom_metadata.get(
+            "deletion_policy"
+        )
+        since = row.status_since if row is not None and row.status_since is not None else created
+        result[name] = ObservedHostname(
+            id=item.id,
+            hostname=name,
+            status=item.status,
+            ssl_status=item.ssl_status or None,
+            ssl_method=item.ssl_method or None,
+            origin=item.custom_origin_server,
+            owned=owner is not None,
+            site=(owner.site or None) if owner is not None else None,
+            tenant=(owner.tenant or None) if owner is not None else None,
+            deletion_policy=policy if policy in ("retain", "delete") else None,
+            created_at=created,
+            status_since=since,
+            recreate_count=row.recreate_count if row is not None else 0,
+            verification_errors=tuple(item.verification_errors) + item.ssl_validation_errors,
+        )
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _PagesNeed:
+    """Why a site's Pages project is read, and whether its deployments must be listed."""
+
+    site: str
+    project: str
+    deployments: bool
+
+
+def _pages_needed(
+    specs: Specs,
+    sites: Sequence[str],
+    ledgers: Mapping[str, SiteLedger],
+    hostnames: Mapping[str, ObservedHostname],
+    domains: Mapping[str, DomainRow],
+    *,
+    hostnames_complete: bool,
+) -> list[_PagesNeed]:
+    """The sites whose Pages project must be read this pass (module rule 1)."""
+    suspension = {p.spec.suspension_origin for p in specs.policies.values()}
+    needs: list[_PagesNeed] = []
+    for name in sites:
+        spec = specs.sites[name].spec
+        ledger = ledgers.get(name)
+        live = ledger.live if ledger is not None else {}
+        production = live.get("production")
+        versions_differ = production is None or production.version != spec.production.version
+        if spec.preview is not None:
+            preview = live.get("preview")
+            versions_differ = versions_differ or (
+                preview is None or preview.version != spec.preview.version
+            )
+        origin_needed = False
+        for domain in spec.domains:
+            have = hostnames.get(domain.canonical)
+            if have is None:
+                origin_needed = origin_needed or hostnames_complete
+                continue
+            row = domains.get(domain.canonical)
+            if (
+                have.origin in suspension
+                or have.site != name
+                or (row is not None and row.origin is not None and row.origin != have.origin)
+            ):
+                origin_needed = True
+        if versions_differ or origin_needed:
+            needs.append(_PagesNeed(name, spec.pages_project, deployments=versions_differ))
+    return needs
+
+
+async def _read_pages(
+    cf: CloudflareReader,
+    specs: Specs,
+    needs: Sequence[_PagesNeed],
+    ledgers: Mapping[str, SiteLedger],
+    projects: dict[str, ObservedProject],
+    limits: ObserveLimits,
+    say: Callable[[str], None],
+) -> None:
+    gate = asyncio.Semaphore(limits.pages_concurrency)
+
+    async def one(need: _PagesNeed) -> None:
+        async with gate:
+            try:
+                project = await cf.get_project(need.project)
+            except NotFoundError:
+                return  # the planner reports the missing project
+            serving = (
+                project.canonical_deployment.id
+                if project.canonical_deployment is not None
+                else None
+            )
+            ledger = ledgers.get(need.site)
+            recorded = ledger.live.get("production") if ledger is not None else None
+            moved = serving is not None and (recorded is None or recorded.deployment_id != serving)
+            deployments: tuple[ObservedDeployment, ...] | None = None
+            if need.deployments or moved:
+                listed = await cf.list_deployments(need.project, env="production")
+                deployments = tuple(
+                    sorted((_deployment(d) for d in listed), key=lambda d: (d.created_on, d.id))
+                )
+            projects[need.project] = ObservedProject(
+                name=need.project,
+                subdomain=project.subdomain or f"{need.project}.pages.dev",
+                production_deployment_id=serving,
+                deployments=deployments,
+            )
+
+    await _all(one(need) for need in needs)
+    listed = sum(1 for p in projects.values() if p.deployments is not None)
+    say(f"cloudflare: {len(projects)} Pages projects read ({listed} with deployments)")
+
+
+_STATUS = {"live": "success", "failed": "failure", "canceled": "canceled", "skipped": "skipped"}
+
+
+def _deployment(item: Deployment) -> ObservedDeployment:
+    tag = item.tag
+    stage = item.latest_stage
+    return ObservedDeployment(
+        id=item.id,
+        environment=item.environment,
+        status=_STATUS.get(item.state, "active"),
+        stage=stage.name if stage is not None else "",
+        created_on=_time(item.created_on),
+        site=tag.site if tag is not None else None,
+        version=tag.version if tag is not None else None,
+        commit=(tag.commit or None) if tag is not None else None,
+    )
+
+
+def _about_to_publish(
+    specs: Specs,
+    sites: Sequence[str],
+    ledgers: Mapping[str, SiteLedger],
+    projects: Mapping[str, ObservedProject],
+) -> list[tuple[str, int]]:
+    """(site, version) pairs the planner would build: the ledger disagrees, no deployment."""
+    pending: list[tuple[str, int]] = []
+    for name in sites:
+        spec = specs.sites[name].spec
+        ledger = ledgers.get(name)
+        wanted = [("production", spec.production.version)]
+        if spec.preview is not None:
+            wanted.append(("preview", spec.preview.version))
+        for env, version in wanted:
+            live = ledger.live.get(env) if ledger is not None else None
+            if live is not None and live.version == version:
+                continue
+            if ledger is not None and ledger.versions and version not in ledger.versions:
+                continue  # no snapshot: the planner blocks it as missing_version
+            project = projects.get(spec.pages_project)
+            if (
+                env == "production"
+                and project is not None
+                and any(
+                    d.status == "success" and d.site == name and d.version == version
+                    for d in project.deployments or ()
+                )
+            ):
+                continue  # a rollback, not a build
+            pending.append((name, version))
+    return sorted(set(pending))
+
+
+async def _build_previews(
+    clients: ObserveClients,
+    specs: Specs,
+    pending: Sequence[tuple[str, int]],
+    builds: dict[tuple[str, int], BuildPreview],
+    say: Callable[[str], None],
+) -> None:
+    contents = await LedgerReader(clients.database).content(pending)
+    for site, version in pending:
+        raw = contents.get((site, version))
+        if raw is None:
+            continue  # no snapshot in D1: nothing to build (the planner decides)
+        scripts = tuple(specs.sites[site].spec.scripts)
+        preview = await asyncio.to_thread(_preview, site, version, raw, scripts, clients.assets)
+        if preview is not None:
+            builds[(site, version)] = preview
+    say(f"build: {len(builds)} versions built in memory for the budget check")
+
+
+def _preview(
+    site: str, version: int, raw: str, scripts: tuple[str, ...], assets: AssetStore | None
+) -> BuildPreview | None:
+    """Build one version in memory; None when its assets cannot be checked here."""
+    try:
+        snapshot = parse_snapshot(raw)
+        if snapshot.assets and assets is None:
+            return None  # no asset store configured: the publisher checks at publish time
+        output = build_site(
+            snapshot, site=site, version=version, assets=assets or {}, scripts=scripts
+        )
+    except BuildError as exc:
+        return BuildPreview(
+            site=site,
+            version=version,
+            content_hash=None,
+            js_kb=0,
+            css_kb=0,
+            third_party_scripts=0,
+            error=exc.message,
+        )
+    return BuildPreview(
+        site=site,
+        version=version,
+        content_hash=output.content_hash,
+        js_kb=output.js_kb,
+        css_kb=output.css_kb,
+        third_party_scripts=output.third_party_scripts,
+    )

@@ -1,0 +1,223 @@
+"""The composition root: settings -> clients -> runtime. The one reader of the environment.
+
+Commands call :func:`load_settings` (the only place ``os.environ`` is read), :func:`wall_clock`
+(the only real clock the runtime sees; tests and the demo pass their own ``now``), and build
+what they need here:
+
+- :class:`ReadOnlyWorld`: observers only, for ``reconciler plan`` and every dry run. It
+  constructs no writer at all, so a plan cannot change the world whatever the code below it
+  does; it needs read-only tokens only.
+- :class:`Buckets`: one shared :class:`~reconciler.providers.ratelimit.TokenBucket` per
+  provider and credential, handed to every client of that credential (DESIGN.md section 7).
+
+It calls the adapters' constructors (``providers/*``) and nothing else; no decision is made
+here beyond "is this provider configured".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from reconciler.build.site import AssetStore
+from reconciler.core.observed import Source
+from reconciler.core.render import Rate
+from reconciler.errors import MigrationError
+from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
+from reconciler.providers.evolution import EvolutionClient
+from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.stripe import StripeBilling
+from reconciler.runtime.observe import ObserveClients
+from reconciler.settings import RateBudget, Secret, Settings
+
+__all__ = [
+    "EVOLUTION_BUDGET",
+    "Buckets",
+    "ReadOnlyWorld",
+    "load_settings",
+    "wall_clock",
+]
+
+EVOLUTION_BUDGET = RateBudget(requests=30, period=60.0)
+"""Client-side pacing of the WhatsApp gateway (docs/evolution.md: sends plus a few reads)."""
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``env``, or from the process environment when None.
+
+    Raises:
+        ValueError: a malformed setting (the message names the variable).
+    """
+    return Settings.from_env(os.environ if env is None else env)
+
+
+def wall_clock() -> float:
+    """The real time, epoch seconds: the default ``now`` of commands."""
+    return time.time()
+
+
+class Buckets:
+    """One token bucket per (provider, credential), created on first use and then shared."""
+
+    def __init__(self) -> None:
+        """Start with no bucket."""
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+
+    def get(self, provider: str, credential: Secret, budget: RateBudget) -> TokenBucket:
+        """The bucket of ``credential`` at ``provider``, sized by ``budget`` when first made."""
+        key = (provider, hashlib.sha256(credential.reveal().encode()).hexdigest())
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(capacity=budget.requests, period=budget.period)
+            self._buckets[key] = bucket
+        return bucket
+
+
+class ReadOnlyWorld:
+    """The observers of one command: read-only clients, closed together.
+
+    Use as ``async with ReadOnlyWorld(settings) as world: observe(..., clients=world.clients)``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        buckets: Buckets | None = None,
+        assets: AssetStore | None = None,
+        create_database: bool = False,
+    ) -> None:
+        """Prepare (without connecting) the clients the settings configure.
+
+        Args:
+            settings: where each provider lives and its credentials.
+            buckets: shared token buckets (a new set when None).
+            assets: the asset store for in-memory builds, if one is configured.
+            create_database: allow a missing SQLite file to be created (tests); a plan
+                otherwise refuses, because a missing file means ``reconciler migrate`` never ran.
+
+        Raises:
+            MigrationError: the SQLite D1 file does not exist.
+            ValueError: the D1 REST backend is selected without the Cloudflare settings.
+        """
+        self.settings = settings
+        self.buckets = buckets or Buckets()
+        unconfigured: dict[Source, str] = {}
+        cf_settings = settings.cloudflare
+        self.cloudflare: CloudflareClient | None = None
+        if cf_settings.token and cf_settings.account_id and cf_settings.zone_id:
+            bucket = self.buckets.get("cloudflare", cf_settings.token, cf_settings.rate)
+            self.cloudflare = CloudflareClient(cf_settings, bucket=bucket, lane=Lane.SWEEP)
+        else:
+            reason = (
+                "not configured: set CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and "
+                "CLOUDFLARE_ZONE_ID"
+            )
+            unconfigured[Source.PAGES] = reason
+            unconfigured[Source.HOSTNAMES] = reason
+
+        self.database: Database
+        if settings.d1.backend == "sqlite":
+            path = Path(settings.d1.sqlite_path)
+            if not create_database and not path.exists():
+                raise MigrationError(
+                    f"the D1 SQLite file {path} does not exist: run `reconciler migrate` to "
+                    "create it (or set D1_SQLITE_PATH)"
+                )
+            self.database = SqliteDatabase(path)
+        else:
+            if self.cloudflare is None or not settings.d1.database_id:
+                raise ValueError(
+                    "D1_BACKEND=d1 needs D1_DATABASE_ID and the Cloudflare settings "
+                    "(CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_ZONE_ID)"
+                )
+            self.database = D1HttpDatabase(self.cloudflare, settings.d1.database_id)
+
+        self.stripe: StripeBilling | None = None
+        if settings.stripe.api_key:
+            self.stripe = StripeBilling(settings.stripe)
+        else:
+            unconfigured[Source.STRIPE] = "not configured: set STRIPE_API_KEY"
+
+        evo = settings.evolution
+        self.evolution: EvolutionClient | None = None
+        if evo.base_url and evo.instance:
+            bucket = self.buckets.get("evolution", evo.api_key, EVOLUTION_BUDGET)
+            self.evolution = EvolutionClient(evo, bucket=bucket, lane=Lane.SWEEP)
+        else:
+            unconfigured[Source.WHATSAPP] = (
+                "not configured: set EVOLUTION_API_BASE and EVOLUTION_INSTANCE"
+            )
+
+        self.clients = ObserveClients(
+            database=self.database,
+            cloudflare=self.cloudflare,
+            stripe=self.stripe,
+            evolution=self.evolution,
+            assets=assets,
+            unconfigured=unconfigured,
+        )
+
+    def rates(self) -> dict[str, Rate]:
+        """The request budget per provider, for the plan's cost forecast."""
+        budget = self.settings.cloudflare.rate
+        rates = {
+            "cloudflare": Rate(requests=budget.requests, period=budget.period),
+            "whatsapp": Rate(requests=EVOLUTION_BUDGET.requests, period=EVOLUTION_BUDGET.period),
+        }
+        if self.settings.d1.backend == "d1":  # D1 over REST spends the Cloudflare token
+            rates["d1"] = rates["cloudflare"]
+        return rates
+
+    def requests(self) -> dict[str, int]:
+        """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""
+        counts: dict[str, int] = {}
+        if self.cloudflare is not None:
+            counts["cloudflare"] = sum(self.cloudflare.calls.values())
+        if self.stripe is not None:
+            counts["stripe"] = self.stripe.calls
+        if self.evolution is not None:
+            counts["whatsapp"] = sum(self.evolution.calls.values())
+        return counts
+
+    async def aclose(self) -> None:
+        """Close every client (idempotent enough: each adapter tolerates a second close)."""
+        await self.database.close()
+        if self.cloudflare is not None:
+            await self.cloudflare.aclose()
+        if self.stripe is not None:
+            await self.stripe.aclose()
+        if self.evolution is not None:
+            await self.evolution.aclose()
+
+    async def __aenter__(self) -> ReadOnlyWorld:
+        """Use as an async context manager."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close every client."""
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        """Which providers are wired; never a credential."""
+        wired: list[Any] = [
+            name
+            for name, client in (
+                ("cloudflare", self.cloudflare),
+                ("stripe", self.stripe),
+                ("evolution", self.evolution),
+            )
+            if client is not None
+        ]
+        return f"ReadOnlyWorld(d1={self.settings.d1.backend!r}, providers={wired!r})"
