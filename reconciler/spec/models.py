@@ -231,7 +231,11 @@ E164 = Annotated[
 
 HttpsUrl = Annotated[
     str,
-    Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2048),
+    Field(
+        pattern=r"^https://[^\s/]+(/\S*)?$",
+        max_length=2048,
+        description="An https:// URL; plain http scripts are refused (mixed content).",
+    ),
 ]
 
 
