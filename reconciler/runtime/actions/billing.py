@@ -1,0 +1,322 @@
+"""Billing handlers: runbook 3 (payment failed, dunning), 7 (webhook missed), 8 (WhatsApp).
+
+Called by ``runtime/execute.py`` through :func:`reconciler.runtime.actions.handlers_for` for
+``sync_billing``, ``soft_lock``, ``hard_lock``, ``unlock`` and ``send_dunning``. Calls Stripe
+(read only, :class:`~reconciler.runtime.actions.world.BillingSource`), the Evolution API client
+(``send_text``) and :class:`~reconciler.runtime.records.Records` for ``tenants``,
+``billing_accounts``, ``subscriptions``, ``invoices``, ``dunning_step_logs`` and ``events``.
+
+Locks only set the tenant's access (and audit it); pointing a hard-locked tenant's hostnames at
+the suspension origin, and back on unlock, is done by the ``update_hostname`` actions the
+planner orders after the lock.
+
+Dunning is at most once per (invoice, step). The log row is the guard:
+
+1. Right before the HTTP call the row is ``pending`` with ``attempts + 1`` and no error
+   ("dunning.before-send").
+2. A send that certainly did not happen (gateway disconnected, connection refused, 429)
+   writes the error on the row, which stays ``pending``: safe to send on a later pass.
+3. A send whose outcome is unknown (a timeout, a 5xx, the gateway's library failing) or a
+   process that died between the call and the record leaves a ``pending`` row with attempts,
+   no message id and no error. Such a row is never sent again: it is marked ``failed`` with
+   :data:`INTERRUPTED_SEND`. The Evolution contract has no idempotency key and no message
+   lookup, so "maybe twice" is traded for "maybe never" (docs/actions.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+from reconciler.core.observed import billing_digest
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, ActionKind, JsonValue
+from reconciler.errors import NotFoundError, PermanentError, TransientError
+from reconciler.providers.evolution import (
+    DISCONNECTED_RETRY_AFTER,
+    GatewayDisconnectedError,
+    InvalidNumberError,
+)
+from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.handler import ActionContext
+from reconciler.runtime.records import Records
+
+__all__ = [
+    "INTERRUPTED_SEND",
+    "UNKNOWN_SEND",
+    "AccessHandler",
+    "DunningHandler",
+    "SyncBillingHandler",
+]
+
+INTERRUPTED_SEND = (
+    "outcome of an interrupted send is unknown; not resent so no tenant is messaged twice"
+)
+UNKNOWN_SEND = "outcome of the send is unknown ({error}); not resent so no tenant is messaged twice"
+
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_ACCESS = {
+    ActionKind.SOFT_LOCK: "soft_locked",
+    ActionKind.HARD_LOCK: "hard_locked",
+    ActionKind.UNLOCK: "active",
+}
+
+
+def _strings(value: JsonValue) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+class SyncBillingHandler:
+    """``sync_billing``: re-read one customer from Stripe and mirror it into D1 in one batch."""
+
+    provider: str = "d1"
+
+    def __init__(self, world: World) -> None:
+        """Act through ``world``."""
+        self.world = world
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Copy Stripe's truth for ``action.after["customer"]`` and store its digest."""
+        return await guarded(action, self._sync(action, ctx))
+
+    async def _sync(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        tenant = text_of(after.get("tenant"))
+        customer = text_of(after.get("customer"))
+        stripe = self.world.stripe
+        if stripe is None:
+            return Outcome(action.id, Status.FAILED_PERMANENT, message="Stripe is not configured")
+        found = await stripe.customer_billing([customer])
+        facts = found.get(customer)
+        if facts is None:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"Stripe has no customer {customer} (tenant {tenant})",
+            )
+        still_open = {invoice.id for invoice in facts.open_invoices}
+        closed = []
+        vanished = []
+        for invoice_id in await self.records.mirrored_open_invoices(customer):
+            if invoice_id in still_open:
+                continue
+            try:
+                closed.append(await stripe.invoice(invoice_id))
+            except NotFoundError:
+                vanished.append(invoice_id)
+        digest = billing_digest(facts)
+        await self.records.sync_billing(
+            tenant=tenant,
+            display_name=text_of(after.get("display_name")) or None,
+            policy=text_of(after.get("policy")) or None,
+            phone=text_of(after.get("whatsapp")) or None,
+            facts=facts,
+            closed=closed,
+            vanished=vanished,
+            digest=digest,
+            now=ctx.now(),
+        )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=(
+                f"mirrored {len(facts.subscriptions)} subscriptions and "
+                f"{len(facts.open_invoices)} open invoices of {customer}"
+                + (f"; {len(closed) + len(vanished)} no longer open" if closed or vanished else "")
+            ),
+            data={"digest": digest},
+        )
+
+
+class AccessHandler:
+    """``soft_lock``, ``hard_lock`` and ``unlock``: the tenant's access in D1, audited."""
+
+    provider: str = "d1"
+
+    def __init__(self, world: World, kind: ActionKind) -> None:
+        """Act through ``world`` for actions of ``kind``."""
+        self.world = world
+        self.kind = kind
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Set ``tenants.status`` to the action's access level."""
+        return await guarded(action, self._set(action, ctx))
+
+    async def _set(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        tenant = text_of(after.get("tenant"))
+        access = text_of(after.get("access"), _ACCESS[self.kind])
+        if access != _ACCESS[self.kind] or not tenant:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"{self.kind} handler cannot set access {access!r} on {tenant!r}",
+            )
+        current = await self.records.tenant_access(tenant)
+        if current == access:
+            return Outcome(action.id, Status.UNCHANGED, message=f"{tenant} is already {access}")
+        source = text_of(after.get("source"), "policy")
+        reason = text_of(after.get("reason"))
+        await self.records.set_access(
+            tenant=tenant,
+            access=access,
+            previous=current,
+            reason=reason,
+            source=source,
+            action_id=action.id,
+            now=ctx.now(),
+        )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"{tenant}: {current or 'active'} -> {access} ({source}: {reason})",
+        )
+
+
+class DunningHandler:
+    """``send_dunning``: one WhatsApp text per (invoice, step), at most once."""
+
+    provider: str = "whatsapp"
+
+    def __init__(self, world: World) -> None:
+        """Act through ``world``."""
+        self.world = world
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Send the due step unless its log row says it must not be sent (module rules)."""
+        return await guarded(action, self._send(action, ctx))
+
+    async def _send(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        tenant = text_of(after.get("tenant"))
+        invoice = text_of(after.get("invoice_id"))
+        step = text_of(after.get("step_code"))
+        phone = text_of(after.get("phone"))
+        message = text_of(after.get("message"))
+        records = self.records
+        if not invoice or not step:
+            return Outcome(
+                action.id, Status.FAILED_PERMANENT, message=f"malformed dunning action {after}"
+            )
+
+        row = await records.dunning_row(invoice, step)
+        if row is not None and row.status != "pending":
+            return Outcome(
+                action.id,
+                Status.UNCHANGED,
+                message=f"step {step} of invoice {invoice} is already {row.status}; not resent",
+            )
+        if (
+            row is not None
+            and row.attempts >= 1
+            and row.provider_message_id is None
+            and row.error_message is None
+        ):
+            await records.dunning_failed(
+                invoice_id=invoice,
+                step_code=step,
+                tenant=tenant,
+                error=INTERRUPTED_SEND,
+                response=None,
+                now=ctx.now(),
+            )
+            return Outcome(action.id, Status.FAILED_PERMANENT, message=INTERRUPTED_SEND)
+
+        await records.dunning_skipped(
+            invoice_id=invoice,
+            tenant=tenant,
+            steps=_strings(after.get("superseded")),
+            now=ctx.now(),
+        )
+        if not _E164.match(phone):
+            reason = f"invalid number: {phone!r} is not an E.164 phone number (+ and 7-15 digits)"
+            return await self._fail(action, invoice, step, tenant, reason, ctx)
+        client = self.world.evolution
+        if client is None:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message="the WhatsApp gateway (Evolution API) is not configured",
+            )
+
+        await records.dunning_attempt(
+            invoice_id=invoice,
+            step_code=step,
+            tenant=tenant,
+            phone=phone,
+            message=message,
+            now=ctx.now(),
+        )
+        ctx.checkpoint("dunning.before-send")
+        try:
+            sent = await client.send_text(phone, message)
+        except InvalidNumberError as exc:
+            return await self._fail(action, invoice, step, tenant, f"invalid number: {exc}", ctx)
+        except GatewayDisconnectedError as exc:
+            return await self._defer(action, invoice, step, exc, ctx, DISCONNECTED_RETRY_AFTER)
+        except TransientError as exc:
+            if exc.not_applied:
+                return await self._defer(action, invoice, step, exc, ctx, exc.retry_after)
+            reason = UNKNOWN_SEND.format(error=exc)
+            return await self._fail(action, invoice, step, tenant, reason, ctx)
+        except PermanentError as exc:
+            # refused before sending (auth, unknown instance, malformed): fixable, so it stays
+            # pending with the error and a later pass may send it
+            await records.dunning_deferred(
+                invoice_id=invoice, step_code=step, error=str(exc), now=ctx.now()
+            )
+            return Outcome(action.id, Status.FAILED_PERMANENT, message=str(exc))
+        ctx.checkpoint("dunning.after-send")
+        await records.dunning_sent(
+            invoice_id=invoice,
+            step_code=step,
+            message_id=sent.id,
+            response=sent.raw,
+            now=ctx.now(),
+        )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"sent step {step} of invoice {invoice} (message {sent.id})",
+            data={"provider_message_id": sent.id},
+        )
+
+    async def _fail(
+        self,
+        action: Action,
+        invoice: str,
+        step: str,
+        tenant: str,
+        reason: str,
+        ctx: ActionContext,
+    ) -> Outcome:
+        await self.records.dunning_failed(
+            invoice_id=invoice,
+            step_code=step,
+            tenant=tenant,
+            error=reason,
+            response={"error": reason},
+            now=ctx.now(),
+        )
+        return Outcome(action.id, Status.FAILED_PERMANENT, message=reason)
+
+    async def _defer(
+        self,
+        action: Action,
+        invoice: str,
+        step: str,
+        error: TransientError,
+        ctx: ActionContext,
+        retry_after: float | None,
+    ) -> Outcome:
+        await self.records.dunning_deferred(
+            invoice_id=invoice, step_code=step, error=str(error), now=ctx.now()
+        )
+        return Outcome(
+            action.id,
+            Status.FAILED_TRANSIENT,
+            message=f"not sent, will retry: {error}",
+            retry_after=retry_after,
+        )

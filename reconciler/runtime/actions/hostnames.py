@@ -1,0 +1,266 @@
+"""Custom hostname handlers: runbook 2 (domain stuck in pending) and the hostname side of locks.
+
+Called by ``runtime/execute.py`` through :func:`reconciler.runtime.actions.handlers_for` for
+``create_hostname``, ``update_hostname``, ``retry_validation``, ``recreate_hostname`` and
+``delete_hostname``. Calls the Cloudflare adapter (custom hostnames, purge) and
+:class:`~reconciler.runtime.records.Records` for the ``domains`` row.
+
+Every hostname created here carries the ownership marker
+(:func:`~reconciler.providers.cloudflare_models.ownership_metadata`) plus the site's deletion
+policy under :data:`DELETION_POLICY_KEY`, so a hostname whose site left the specs can still be
+judged (retain or delete) from the zone alone.
+
+Crash safety, per action:
+
+- create: the adapter's create is look-before-resend, and a duplicate (1406) that carries our
+  marker is adopted, so a rerun after "hostname.after-create" returns the same hostname.
+- recreate: delete the recorded id ("hostname.after-delete"; already gone is success), then
+  create. A rerun after the create deletes nothing (the old id is gone) and adopts the new one.
+- update and retry_validation are PATCHes stating final values: repeating one is harmless.
+- delete: already gone is success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, ActionKind, JsonValue
+from reconciler.errors import NotFoundError
+from reconciler.providers.cloudflare_models import CustomHostname, ownership_metadata
+from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.handler import ActionContext
+from reconciler.runtime.records import HostnameFacts, Records
+
+__all__ = ["DELETION_POLICY_KEY", "HostnameHandler", "domain_status", "hostname_metadata"]
+
+DELETION_POLICY_KEY = "deletion-policy"
+"""``custom_metadata`` key holding the site's ``deletion_policy`` at creation time."""
+
+_FAILED_STATUS = frozenset({"moved", "deleted", "blocked", "pending_blocked", "test_failed"})
+_FAILED_SSL = frozenset(
+    {
+        "initializing_timed_out",
+        "validation_timed_out",
+        "issuance_timed_out",
+        "deployment_timed_out",
+        "expired",
+        "deleted",
+    }
+)
+
+
+def domain_status(hostname: CustomHostname, *, suspended: bool = False) -> str:
+    """Cloudflare's status in the ``domains.status`` vocabulary of the runbooks.
+
+    ``active`` (both statuses active), ``failed`` (a failed or timed-out status), ``suspended``
+    (a hard-locked tenant's hostname that is otherwise fine), ``pending_ssl`` (validated,
+    certificate pending) or ``pending_validation``.
+    """
+    if hostname.status in _FAILED_STATUS or hostname.ssl_status in _FAILED_SSL:
+        return "failed"
+    if suspended:
+        return "suspended"
+    if hostname.status == "active" and hostname.ssl_status == "active":
+        return "active"
+    if hostname.status == "active":
+        return "pending_ssl"
+    return "pending_validation"
+
+
+def hostname_metadata(after: Mapping[str, JsonValue]) -> dict[str, str]:
+    """The ``custom_metadata`` of a managed hostname: our marker and the deletion policy."""
+    return ownership_metadata(
+        site=text_of(after.get("site")),
+        tenant=text_of(after.get("tenant")),
+        extra={DELETION_POLICY_KEY: text_of(after.get("deletion_policy"), "retain")},
+    )
+
+
+def _facts(hostname: CustomHostname) -> HostnameFacts:
+    return HostnameFacts(
+        id=hostname.id,
+        status=domain_status(hostname),
+        ssl_status=hostname.ssl_status or None,
+        ssl_method=hostname.ssl_method,
+        origin=hostname.custom_origin_server,
+        verification_token=hostname.ownership_txt_value,
+        verification_errors=hostname.verification_errors + hostname.ssl_validation_errors,
+    )
+
+
+class HostnameHandler:
+    """One handler for the five hostname kinds; ``kind`` picks the steps."""
+
+    provider: str = "cloudflare"
+
+    def __init__(self, world: World, kind: ActionKind) -> None:
+        """Act through ``world`` for actions of ``kind``."""
+        self.world = world
+        self.kind = kind
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Perform the hostname action (see the module docstring for each kind)."""
+        steps = {
+            ActionKind.CREATE_HOSTNAME: self._create,
+            ActionKind.UPDATE_HOSTNAME: self._update,
+            ActionKind.RETRY_VALIDATION: self._retry_validation,
+            ActionKind.RECREATE_HOSTNAME: self._recreate,
+            ActionKind.DELETE_HOSTNAME: self._delete,
+        }
+        if action.kind is not self.kind or not text_of(action.after.get("hostname")):
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"{self.kind} handler cannot perform {action.kind} {action.target}",
+            )
+        return await guarded(action, steps[self.kind](action, ctx))
+
+    async def _record(
+        self,
+        action: Action,
+        found: CustomHostname,
+        ctx: ActionContext,
+        *,
+        restart_clock: bool,
+        recreate_count: int | None = None,
+        retried: bool = False,
+    ) -> None:
+        after = action.after
+        facts = _facts(found)
+        if facts.status != "failed" and after.get("suspended") is True:
+            facts = HostnameFacts(
+                id=facts.id,
+                status="suspended",
+                ssl_status=facts.ssl_status,
+                ssl_method=facts.ssl_method,
+                origin=facts.origin,
+                verification_token=facts.verification_token,
+                verification_errors=facts.verification_errors,
+            )
+        await self.records.record_hostname(
+            hostname=text_of(after.get("hostname")),
+            site=text_of(after.get("site")),
+            tenant=text_of(after.get("tenant")),
+            project=text_of(after.get("project")) or None,
+            facts=facts,
+            now=ctx.now(),
+            restart_clock=restart_clock,
+            recreate_count=recreate_count,
+            retried=retried,
+        )
+
+    async def _create_hostname(self, action: Action, ctx: ActionContext) -> CustomHostname:
+        """Create (or adopt our existing) hostname, then make its origin and metadata right."""
+        after = action.after
+        hostname = text_of(after.get("hostname"))
+        origin = text_of(after.get("origin")) or None
+        metadata = hostname_metadata(after)
+        cf = self.world.cloudflare
+        ctx.progress(f"creating custom hostname {hostname}")
+        made = await cf.create_custom_hostname(
+            hostname,
+            ssl_method=text_of(after.get("ssl_method"), "http"),
+            custom_origin_server=origin,
+            custom_metadata=metadata,
+        )
+        if made.custom_origin_server != origin or dict(made.custom_metadata) != metadata:
+            # adopted after a lost answer or a crash: state the final values
+            made = await cf.edit_custom_hostname(
+                made.id, custom_origin_server=origin, custom_metadata=metadata
+            )
+        ctx.checkpoint("hostname.after-create")
+        return made
+
+    async def _create(self, action: Action, ctx: ActionContext) -> Outcome:
+        made = await self._create_hostname(action, ctx)
+        await self._record(action, made, ctx, restart_clock=True)
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"created {made.hostname} ({made.status}) pointing at "
+            f"{made.custom_origin_server}",
+            data={"id": made.id, "status": made.status},
+        )
+
+    async def _update(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        hostname = text_of(after.get("hostname"))
+        ssl_method = text_of(after.get("ssl_method"), "http")
+        before_method = action.before.get("ssl_method")
+        cf = self.world.cloudflare
+        try:
+            edited = await cf.edit_custom_hostname(
+                text_of(after.get("id")),
+                ssl_method=ssl_method if before_method != ssl_method else None,
+                custom_origin_server=text_of(after.get("origin")) or None,
+                custom_metadata=hostname_metadata(after),
+            )
+        except NotFoundError:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"{hostname} is no longer in the zone; the next plan will create it",
+            )
+        ctx.checkpoint("hostname.after-update")
+        await cf.purge_cache(hosts=[hostname])
+        await self._record(action, edited, ctx, restart_clock=before_method != ssl_method)
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"{hostname} now points at {edited.custom_origin_server}; cache purged",
+            data={"id": edited.id},
+        )
+
+    async def _retry_validation(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        hostname = text_of(after.get("hostname"))
+        try:
+            edited = await self.world.cloudflare.edit_custom_hostname(
+                text_of(after.get("id")), ssl_method=text_of(after.get("ssl_method"), "http")
+            )
+        except NotFoundError:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"{hostname} is no longer in the zone; the next plan will create it",
+            )
+        await self._record(action, edited, ctx, restart_clock=True, retried=True)
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"validation of {hostname} re-triggered ({edited.status}/{edited.ssl_status})",
+            data={"id": edited.id},
+        )
+
+    async def _recreate(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        old = text_of(after.get("id"))
+        count = after.get("recreate_count")
+        if old:
+            ctx.progress(f"deleting custom hostname {after.get('hostname')} ({old})")
+            await self.world.cloudflare.delete_custom_hostname(old)
+        ctx.checkpoint("hostname.after-delete")
+        made = await self._create_hostname(action, ctx)
+        await self._record(
+            action,
+            made,
+            ctx,
+            restart_clock=True,
+            recreate_count=count if isinstance(count, int) else None,
+        )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"recreated {made.hostname} as {made.id} (recreation {count})",
+            data={"id": made.id, "replaced": old},
+        )
+
+    async def _delete(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        hostname = text_of(after.get("hostname"))
+        await self.world.cloudflare.delete_custom_hostname(text_of(after.get("id")))
+        ctx.checkpoint("hostname.after-delete")
+        await self.records.hostname_deleted(hostname, now=ctx.now())
+        return Outcome(action.id, Status.APPLIED, message=f"deleted {hostname}")

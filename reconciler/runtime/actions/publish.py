@@ -1,0 +1,424 @@
+"""Publish and rollback handlers: runbook 1 (publish failed, rollback) and 4 (performance budget).
+
+Called by ``runtime/execute.py`` through :func:`reconciler.runtime.actions.handlers_for` for
+``publish``, ``retry_publish`` and ``rollback`` actions. Calls the builder
+(``build/content.py``, ``build/site.py``), the budget check (``core/budget.py``), the
+Cloudflare adapter (Direct Upload, deployment status, rollback, purge) and
+:class:`~reconciler.runtime.records.Records` for ``publish_versions``, ``sites`` and
+``performance_budgets``.
+
+A publish, step by step (checkpoints in quotes)::
+
+    building row ─▶ content_json ─▶ parse + build (time limit) ─▶ budget ─▶ deploying row
+      ─▶ look for our deployment (resumed or an unfinished row) ─▶ upload  "publish.after-upload"
+      ─▶ poll until live (timeout) ─▶ purge hosts  "publish.after-purge"
+      ─▶ ONE batch: row live + previous live superseded + sites version + budget sizes
+
+Crash safety: the deployment carries a tag with the site, version, a publish id derived from
+the action id, and the build's content hash. A build is deterministic, so a rerun after a
+crash rebuilds the same content hash and, before uploading, lists the project's deployments
+for one with this publish id or this site/version/content that is live or in progress, and
+waits for it instead of uploading again. The unfinished ``building``/``deploying`` row is
+reused, not duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from reconciler.build.content import parse_snapshot
+from reconciler.build.errors import BuildError
+from reconciler.build.site import BuildOutput, build_site
+from reconciler.core.budget import check_budget, describe_violations
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, JsonValue
+from reconciler.errors import NotFoundError
+from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
+from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.handler import ActionContext
+from reconciler.runtime.records import BuildSizes, Records
+
+__all__ = ["PublishHandler", "RollbackHandler", "publish_id_of"]
+
+ENVIRONMENTS = ("production", "preview")
+
+
+def publish_id_of(action: Action) -> str:
+    """The deployment tag's publish id: the first 12 hex digits of the action id."""
+    return action.id[:12]
+
+
+def _hosts(after: Mapping[str, JsonValue]) -> list[str]:
+    value = after.get("hosts")
+    return [h for h in value if isinstance(h, str)] if isinstance(value, list) else []
+
+
+def _scripts(after: Mapping[str, JsonValue]) -> list[str]:
+    value = after.get("scripts")
+    return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
+
+
+def _budget(after: Mapping[str, JsonValue]) -> dict[str, int] | None:
+    value = after.get("budget")
+    if not isinstance(value, dict):
+        return None
+    limits = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+    keys = ("max_js_kb", "max_css_kb", "max_third_party_scripts")
+    return limits if all(k in limits for k in keys) else None
+
+
+def _int(value: JsonValue, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+class _Limits:
+    """A budget mapping seen through ``core.budget.BudgetLimits``."""
+
+    def __init__(self, limits: Mapping[str, int]) -> None:
+        self.max_js_kb = limits["max_js_kb"]
+        self.max_css_kb = limits["max_css_kb"]
+        self.max_third_party_scripts = limits["max_third_party_scripts"]
+
+
+def _sizes(build: BuildOutput) -> BuildSizes:
+    return BuildSizes(
+        js_kb=build.js_kb, css_kb=build.css_kb, third_party_scripts=build.third_party_scripts
+    )
+
+
+def _stage_text(deployment: Deployment) -> str:
+    stage = deployment.failed_stage or deployment.latest_stage
+    if stage is None:
+        return "no stage reported"
+    return f"stage {stage.name} {stage.status}"
+
+
+class PublishHandler:
+    """``publish`` and ``retry_publish``: build, check, upload, wait, purge, record."""
+
+    provider: str = "cloudflare"
+
+    def __init__(self, world: World) -> None:
+        """Act through ``world``."""
+        self.world = world
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Publish ``action.after["version"]`` of the site to its environment."""
+        return await guarded(action, self._publish(action, ctx))
+
+    async def _publish(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        site = text_of(after.get("site"))
+        tenant = text_of(after.get("tenant"), site)
+        project = text_of(after.get("project"), site)
+        env = text_of(after.get("environment"), "production")
+        version = _int(after.get("version"), 0)
+        attempt = _int(after.get("attempt"), 1)
+        commit = text_of(after.get("commit")) or None
+        if env not in ENVIRONMENTS or not site or version < 1:
+            return Outcome(
+                action.id, Status.FAILED_PERMANENT, message=f"malformed publish action {after}"
+            )
+        cf = self.world.cloudflare
+        records = self.records
+
+        if ctx.resumed:
+            done = await self._already_live(project, site, env, version)
+            if done is not None:
+                return Outcome(
+                    action.id,
+                    Status.UNCHANGED,
+                    message=f"version {version} is already live as deployment {done}",
+                    data={"deployment_id": done},
+                )
+
+        unfinished = await records.unfinished_publish(site, env, version)
+        if unfinished is not None:
+            row_id = unfinished.id
+        else:
+            row_id = await records.start_publish(
+                site=site,
+                tenant=tenant,
+                project=project,
+                environment=env,
+                version=version,
+                attempt=attempt,
+                commit=commit,
+                now=ctx.now(),
+            )
+        ctx.progress(f"{site} {env}: building version {version}")
+
+        content = await records.content_json(site, version)
+        if content is None:
+            return await self._failed(
+                action,
+                row_id,
+                f"build failed: version {version} has no content snapshot in site_versions",
+                ctx,
+            )
+        try:
+            snapshot = parse_snapshot(content)
+            build = build_site(
+                snapshot,
+                site=site,
+                version=version,
+                assets=self.world.assets,
+                scripts=_scripts(after),
+                deadline=ctx.now() + self.world.settings.build_time_limit,
+                clock=ctx.now,
+            )
+        except BuildError as exc:
+            return await self._failed(action, row_id, f"build failed: {exc.message}", ctx)
+
+        sizes = _sizes(build)
+        budget = _budget(after) or await records.budget_limits(site)
+        if budget is not None:
+            violations = check_budget(
+                js_kb=build.js_kb,
+                css_kb=build.css_kb,
+                third_party_scripts=build.third_party_scripts,
+                budget=_Limits(budget),
+            )
+            if violations:
+                return await self._failed(
+                    action, row_id, describe_violations(violations), ctx, sizes=sizes
+                )
+
+        await records.publish_deploying(
+            row_id, content_hash=build.content_hash, sizes=sizes, commit=commit
+        )
+        info = await cf.get_project(project)
+        branch = info.production_branch if env == "production" else None
+        branch = branch or (self.world.settings.preview_branch if env == "preview" else "main")
+        tag = DeploymentTag(
+            site=site,
+            version=version,
+            publish=publish_id_of(action),
+            commit=commit or "",
+            branch=branch,
+            content=build.content_hash,
+        )
+
+        deployment: Deployment | None = None
+        if ctx.resumed or unfinished is not None:
+            deployment = await self._find_ours(project, env, tag)
+        if deployment is None:
+            ctx.progress(f"{site} {env}: uploading {len(build.files)} files")
+            deployment = await cf.create_deployment(
+                project,
+                files=build.files,
+                branch=branch,
+                commit_hash=tag.commit,
+                commit_message=tag.commit_message(),
+                manifest=build.manifest,
+                content_types=build.content_types,
+            )
+        ctx.checkpoint("publish.after-upload")
+
+        deployment = await self._wait(project, deployment, ctx)
+        if deployment.state != "live":
+            if deployment.state == "in_progress":
+                problem = (
+                    f"deployment {deployment.id} did not finish within "
+                    f"{self.world.settings.deploy_timeout:g}s ({_stage_text(deployment)})"
+                )
+            else:
+                problem = (
+                    f"deployment {deployment.id} {deployment.state}: {_stage_text(deployment)}"
+                )
+            await records.publish_failed(
+                row_id, problem, now=ctx.now(), deployment_id=deployment.id
+            )
+            return Outcome(
+                action.id,
+                Status.FAILED_TRANSIENT,
+                message=problem,
+                data={"deployment_id": deployment.id},
+            )
+
+        hosts = _hosts(after)
+        if hosts:
+            ctx.progress(f"{site} {env}: purging {len(hosts)} hosts")
+            await cf.purge_cache(hosts=hosts)
+        ctx.checkpoint("publish.after-purge")
+
+        await records.publish_live(
+            row_id,
+            site=site,
+            environment=env,
+            version=version,
+            deployment_id=deployment.id,
+            url=deployment.url,
+            now=ctx.now(),
+            sizes=sizes,
+            budget=budget,
+        )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"version {version} live as deployment {deployment.id}",
+            data={
+                "deployment_id": deployment.id,
+                "url": deployment.url,
+                "content_hash": build.content_hash,
+                "js_kb": build.js_kb,
+                "css_kb": build.css_kb,
+            },
+        )
+
+    async def _failed(
+        self,
+        action: Action,
+        row_id: int,
+        message: str,
+        ctx: ActionContext,
+        *,
+        sizes: BuildSizes | None = None,
+    ) -> Outcome:
+        """Record a build or budget failure; the same input fails the same way (permanent)."""
+        await self.records.publish_failed(row_id, message, now=ctx.now(), sizes=sizes)
+        return Outcome(action.id, Status.FAILED_PERMANENT, message=message)
+
+    async def _already_live(self, project: str, site: str, env: str, version: int) -> str | None:
+        """The deployment id when a previous run finished this publish (D1 live + Pages live)."""
+        live = await self.records.live_publish(site, env)
+        if live is None or live.version != version or live.deployment_id is None:
+            return None
+        try:
+            found = await self.world.cloudflare.get_deployment(project, live.deployment_id)
+        except NotFoundError:
+            return None
+        return found.id if found.state == "live" else None
+
+    async def _find_ours(self, project: str, env: str, tag: DeploymentTag) -> Deployment | None:
+        """The newest deployment of this publish (or this exact content) not failed."""
+        found = await self.world.cloudflare.list_deployments(
+            project, env="production" if env == "production" else "preview"
+        )
+        matches = []
+        for deployment in found:
+            mine = deployment.tag
+            if mine is None or deployment.state not in ("live", "in_progress"):
+                continue
+            same_publish = mine.publish == tag.publish
+            same_content = (
+                mine.site == tag.site
+                and mine.version == tag.version
+                and mine.content == tag.content[:12]
+            )
+            if same_publish or same_content:
+                matches.append(deployment)
+        if not matches:
+            return None
+        return max(matches, key=lambda d: (d.created_on, d.id))
+
+    async def _wait(self, project: str, deployment: Deployment, ctx: ActionContext) -> Deployment:
+        """Poll until the deployment is no longer in progress, or the timeout passes."""
+        settings = self.world.settings
+        deadline = ctx.now() + settings.deploy_timeout
+        while deployment.state == "in_progress" and ctx.now() < deadline:
+            await self.world.sleep(settings.deploy_poll_interval)
+            deployment = await self.world.cloudflare.get_deployment(project, deployment.id)
+        return deployment
+
+
+class RollbackHandler:
+    """``rollback``: point production at an existing deployment, purge, record; never rebuild."""
+
+    provider: str = "cloudflare"
+
+    def __init__(self, world: World) -> None:
+        """Act through ``world``."""
+        self.world = world
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Roll production back to ``action.after["deployment_id"]``."""
+        return await guarded(action, self._rollback(action, ctx))
+
+    async def _rollback(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        site = text_of(after.get("site"))
+        tenant = text_of(after.get("tenant"), site)
+        project = text_of(after.get("project"), site)
+        env = text_of(after.get("environment"), "production")
+        version = _int(after.get("version"), 0)
+        target = text_of(after.get("deployment_id"))
+        commit = text_of(after.get("commit")) or None
+        if env != "production" or not target or not site:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"a rollback needs a production deployment id, got {after}",
+            )
+        cf = self.world.cloudflare
+
+        if ctx.resumed:
+            live = await self.records.live_publish(site, env)
+            serving = (await cf.get_project(project)).canonical_deployment
+            if (
+                live is not None
+                and live.deployment_id == target
+                and serving is not None
+                and serving.id == target
+            ):
+                return Outcome(
+                    action.id,
+                    Status.UNCHANGED,
+                    message=f"production already serves deployment {target}",
+                    data={"deployment_id": target},
+                )
+
+        ctx.progress(f"{site}: rolling production back to deployment {target}")
+        try:
+            deployment = await cf.rollback_deployment(project, target)
+        except NotFoundError:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=(
+                    f"deployment {target} of version {version} is gone; the next plan will "
+                    "rebuild and publish the version instead"
+                ),
+            )
+        ctx.checkpoint("rollback.after-rollback")
+
+        deadline = ctx.now() + self.world.settings.rollback_timeout
+        while True:
+            serving = (await cf.get_project(project)).canonical_deployment
+            if serving is not None and serving.id == target:
+                break
+            if ctx.now() >= deadline:
+                return Outcome(
+                    action.id,
+                    Status.FAILED_TRANSIENT,
+                    message=(
+                        f"production did not switch to deployment {target} within "
+                        f"{self.world.settings.rollback_timeout:g}s"
+                    ),
+                )
+            await self.world.sleep(self.world.settings.deploy_poll_interval)
+
+        hosts = _hosts(after)
+        if hosts:
+            await cf.purge_cache(hosts=hosts)
+        ctx.checkpoint("rollback.after-purge")
+        await self.records.record_rollback(
+            site=site,
+            tenant=tenant,
+            project=project,
+            environment=env,
+            version=version,
+            deployment_id=target,
+            url=deployment.url,
+            commit=commit,
+            now=ctx.now(),
+            budget=_budget(after),
+        )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"production rolled back to deployment {target} (version {version})",
+            data={"deployment_id": target, "url": deployment.url},
+        )

@@ -1,0 +1,100 @@
+"""What the action handlers act on: the clients, the database, the knobs, and one error rule.
+
+``wiring.py`` builds one :class:`World` per process (``reconciler apply``, the daemon, the
+sandbox) and passes it to :func:`reconciler.runtime.actions.handlers_for`; every handler in
+``runtime/actions/`` reads its clients from it. Nothing here performs I/O itself.
+
+:func:`guarded` is the second rule of the handler contract (``runtime/handler.py``): a provider
+failure comes back as an :class:`~reconciler.core.outcome.Outcome`, never as an exception;
+anything that is not a :class:`~reconciler.errors.ProviderError` is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reconciler.build.site import AssetStore
+from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, JsonValue
+from reconciler.errors import PermanentError, TransientError
+from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.d1 import Database
+from reconciler.providers.evolution import EvolutionClient
+
+__all__ = ["ActionSettings", "BillingSource", "World", "guarded", "text_of"]
+
+
+class BillingSource(Protocol):
+    """The two Stripe reads the billing sync needs (``providers/stripe.StripeBilling``)."""
+
+    async def customer_billing(self, customer_ids: Sequence[str]) -> dict[str, CustomerBilling]:
+        """Subscriptions and open invoices per customer; an unknown customer is left out."""
+        ...
+
+    async def invoice(self, invoice_id: str) -> Invoice:
+        """One invoice, whatever its status (``NotFoundError`` when Stripe has none)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSettings:
+    """Time limits and names the handlers use; defaults suit production."""
+
+    build_time_limit: float = 60.0  # seconds a build may take (runbook 1: build timeout)
+    deploy_timeout: float = 600.0  # seconds a Pages deployment may take to become live
+    deploy_poll_interval: float = 3.0  # seconds between deployment status polls
+    rollback_timeout: float = 60.0  # seconds for production to point at a rollback target
+    preview_branch: str = "preview"  # the branch preview deployments are uploaded on
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """The clients and settings every handler acts through.
+
+    Attributes:
+        cloudflare: Pages, custom hostnames and cache purge.
+        db: D1 (the app tables the runbooks query, and the ledger).
+        stripe: read-only Stripe; None when billing is not configured (sync fails permanently).
+        evolution: the WhatsApp gateway; None when not configured (dunning fails permanently).
+        assets: asset bytes by key for builds (R2 in production, a dict in the sandbox).
+        settings: time limits and branch names.
+        sleep: how the handlers wait between polls (the sandbox advances its virtual clock).
+    """
+
+    cloudflare: CloudflareClient
+    db: Database
+    stripe: BillingSource | None = None
+    evolution: EvolutionClient | None = None
+    assets: Mapping[str, bytes] | AssetStore = field(default_factory=dict)
+    settings: ActionSettings = field(default_factory=ActionSettings)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+def text_of(value: JsonValue, default: str = "") -> str:
+    """A string field of ``action.after`` (the planner writes them; absent reads as default)."""
+    return value if isinstance(value, str) else default
+
+
+async def guarded(action: Action, work: Awaitable[Outcome]) -> Outcome:
+    """Await a handler's work, turning provider failures into outcomes.
+
+    Args:
+        action: the action being performed (for the outcome's id).
+        work: the handler's coroutine.
+
+    Returns:
+        The work's outcome; ``FAILED_TRANSIENT`` (with the error's ``retry_after``) for a
+        :class:`TransientError`; ``FAILED_PERMANENT`` for a :class:`PermanentError`.
+    """
+    try:
+        return await work
+    except TransientError as exc:
+        return Outcome(
+            action.id, Status.FAILED_TRANSIENT, message=str(exc), retry_after=exc.retry_after
+        )
+    except PermanentError as exc:
+        return Outcome(action.id, Status.FAILED_PERMANENT, message=str(exc))
