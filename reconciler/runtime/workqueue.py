@@ -1,0 +1,394 @@
+"""The daemon's work queue: resource keys waiting to be reconciled, by lane and readiness time.
+
+Called by the daemon loop (``runtime/loop.py``): Git diffs, webhooks and sweeps ``add`` keys
+("Site/acme-home", "Tenant/acme", "Hostname/www.acme.com", "Sweep/hostnames"); workers ``get``
+a key, reconcile it, report ``success`` or ``failure`` and then call ``done``. Deadlines found
+while reconciling (a validation timeout, the next dunning day, a lock threshold) come back as
+``wake_at`` timers. It calls nothing but the injected clock and sleep; lanes are the shared
+:class:`~reconciler.providers.ratelimit.Lane` priorities (urgent, change, sweep).
+
+Rules (controller-runtime's workqueue semantics, plus per-resource failure memory):
+
+1. De-duplication: a key is queued at most once. Adding a queued key keeps one entry at the
+   higher-priority lane and the earlier readiness time. Timers are adds with a time: a key with
+   a timer at t=100 that is added for now is reconciled now, and that pass re-derives its
+   deadlines (the loop calls ``wake_at`` again).
+2. Exclusivity: a key handed out by ``get`` is never handed out again before ``done(key)``.
+   An add (or timer) for a key being processed is remembered and queued on ``done``.
+3. Order: ``get`` returns the ready key of the highest-priority lane; within a lane, the one
+   ready earliest (then first added). Keys not yet ready wait in one heap: no polling, many
+   timers cost a heap entry each.
+4. Failures: a transient failure re-queues the key after an exponential, fully jittered delay
+   (base 1 s, cap 5 min) that is never shorter than the error's ``retry_after``. A permanent
+   failure re-queues nothing: the key waits for the next change or sweep. After
+   ``max_failures`` consecutive failures of either kind the key is *stuck*: it keeps its last
+   error, sweep-lane adds are dropped, and only an urgent or change add (or ``success``)
+   releases it. ``success`` forgets every failure.
+5. Time is the injected ``clock`` (epoch seconds by default, so timers take absolute
+   deadlines from specs and invoices) and waiting is the injected ``sleep``: tests run in
+   virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from reconciler.errors import PermanentError, TransientError
+from reconciler.providers.ratelimit import Lane
+
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
+    "MAX_FAILURES",
+    "LaneLike",
+    "QueueShutDown",
+    "WorkQueue",
+    "as_lane",
+]
+
+BACKOFF_BASE = 1.0
+"""Seconds of the first retry window (the jittered delay lies in [0, base))."""
+BACKOFF_CAP = 300.0
+"""Largest retry window in seconds (5 minutes), before a server's ``retry_after``."""
+MAX_FAILURES = 5
+"""Consecutive failures after which a key is stuck until a change arrives."""
+
+LaneLike = Lane | str
+"""A lane, or its name ("urgent", "change", "sweep"; core's ``plan.Lane`` values match)."""
+
+
+def as_lane(value: LaneLike) -> Lane:
+    """The :class:`Lane` named by ``value``.
+
+    Raises:
+        ValueError: an unknown lane name.
+    """
+    if isinstance(value, Lane):
+        return value
+    try:
+        return Lane[str(value).upper()]
+    except KeyError as exc:
+        raise ValueError(f"unknown lane {value!r}; expected urgent, change or sweep") from exc
+
+
+class QueueShutDown(Exception):  # named like asyncio.QueueShutDown (Python 3.13)
+    """Raised by :meth:`WorkQueue.get` once the queue is shut down."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    lane: Lane
+    ready_at: float
+    version: int
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    error: BaseException
+
+
+class WorkQueue:
+    """De-duplicating, prioritised, delayed queue of resource keys (module rules 1-5)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        base: float = BACKOFF_BASE,
+        cap: float = BACKOFF_CAP,
+        max_failures: int = MAX_FAILURES,
+    ) -> None:
+        """Create an empty queue.
+
+        Args:
+            clock: current time in seconds; timers and ``after`` delays are on this clock.
+            sleep: waits that many seconds of ``clock`` time (``asyncio.sleep`` by default).
+            rng: uniform random numbers in [0, 1) for the backoff jitter.
+            base: first backoff window in seconds.
+            cap: largest backoff window in seconds.
+            max_failures: consecutive failures that make a key stuck.
+        """
+        if base <= 0 or cap < base or max_failures < 1:
+            raise ValueError("need 0 < base <= cap and max_failures >= 1")
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._base = base
+        self._cap = cap
+        self._max_failures = max_failures
+        self._entries: dict[str, _Entry] = {}
+        # Lazy-deletion heaps: an item whose version is not its entry's current one is stale.
+        self._waiting: list[tuple[float, int, str, int]] = []  # (ready_at, seq, key, version)
+        self._ready: dict[Lane, list[tuple[float, int, str, int]]] = {lane: [] for lane in Lane}
+        self._sequence = itertools.count()
+        self._versions = itertools.count(1)
+        self._processing: dict[str, Lane] = {}
+        self._dirty: dict[str, tuple[Lane, float]] = {}  # adds that arrived while processing
+        self._retry: dict[str, tuple[Lane, float]] = {}  # backoff re-queues pending done()
+        self._failures: dict[str, _Failures] = {}
+        self._stuck: dict[str, BaseException] = {}
+        self._depth: dict[Lane, int] = dict.fromkeys(Lane, 0)
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self.dropped = 0  # sweep adds ignored because their key was stuck
+
+    # ---------------------------------------------------------------- adding
+
+    def add(self, key: str, lane: LaneLike = Lane.CHANGE, *, after: float = 0.0) -> None:
+        """Queue ``key`` to be ready ``after`` seconds from now (rules 1, 2 and 4)."""
+        self._add(key, as_lane(lane), self._clock() + max(0.0, after))
+
+    def wake_at(self, key: str, when: float, lane: LaneLike = Lane.CHANGE) -> None:
+        """Queue ``key`` to be ready at clock time ``when`` (a deadline), without polling."""
+        self._add(key, as_lane(lane), when)
+
+    def _add(self, key: str, lane: Lane, ready_at: float) -> None:
+        if self._closed:
+            return
+        if key in self._processing:
+            self._dirty[key] = _merge(self._dirty.get(key), lane, ready_at)
+            return
+        if key in self._stuck:
+            if lane is Lane.SWEEP:
+                self.dropped += 1
+                return
+            self._release(key)
+        self._enqueue(key, lane, ready_at)
+
+    def _enqueue(self, key: str, lane: Lane, ready_at: float) -> None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            if lane >= entry.lane and ready_at >= entry.ready_at:
+                return
+            self._depth[entry.lane] -= 1
+            entry.lane = min(entry.lane, lane)
+            entry.ready_at = min(entry.ready_at, ready_at)
+            entry.version = next(self._versions)
+        else:
+            entry = _Entry(lane, ready_at, next(self._versions))
+            self._entries[key] = entry
+        self._depth[entry.lane] += 1
+        heapq.heappush(self._waiting, (entry.ready_at, next(self._sequence), key, entry.version))
+        self._wakeup.set()
+
+    # ---------------------------------------------------------------- taking
+
+    async def get(self) -> str:
+        """Wait for and return the next ready key, marking it as being processed.
+
+        Raises:
+            QueueShutDown: the queue was shut down (at once, or while waiting).
+        """
+        while True:
+            if self._closed:
+                raise QueueShutDown("the work queue is shut down")
+            key = self._pop_ready()
+            if key is not None:
+                return key
+            # NB: clearing right after a failed pop, with no await in between, means an add
+            # can never be missed: anything added earlier would have been popped just now.
+            self._wakeup.clear()
+            await self._wait(self._next_ready_at())
+
+    def get_nowait(self) -> str | None:
+        """The next ready key, or None when nothing is ready now."""
+        return None if self._closed else self._pop_ready()
+
+    def _pop_ready(self) -> str | None:
+        now = self._clock()
+        while self._waiting and self._waiting[0][0] <= now:
+            item = heapq.heappop(self._waiting)
+            entry = self._entries.get(item[2])
+            if entry is not None and entry.version == item[3]:
+                heapq.heappush(self._ready[entry.lane], item)
+        for lane in Lane:
+            heap = self._ready[lane]
+            while heap:
+                _, _, key, version = heapq.heappop(heap)
+                entry = self._entries.get(key)
+                if entry is None or entry.version != version:
+                    continue
+                del self._entries[key]
+                self._depth[entry.lane] -= 1
+                self._processing[key] = entry.lane
+                return key
+        return None
+
+    def _next_ready_at(self) -> float | None:
+        while self._waiting:
+            ready_at, _, key, version = self._waiting[0]
+            entry = self._entries.get(key)
+            if entry is not None and entry.version == version:
+                return ready_at
+            heapq.heappop(self._waiting)
+        return None
+
+    async def _wait(self, deadline: float | None) -> None:
+        """Wait until something is added, or until ``deadline`` on the clock."""
+        waiter = asyncio.ensure_future(self._wakeup.wait())
+        if deadline is None:
+            try:
+                await waiter
+            finally:
+                waiter.cancel()
+            return
+        timer = asyncio.ensure_future(self._sleep(max(0.0, deadline - self._clock())))
+        try:
+            await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            timer.cancel()
+
+    def done(self, key: str) -> None:
+        """Release ``key`` after processing; queue what arrived meanwhile and any retry."""
+        if self._processing.pop(key, None) is None:
+            return
+        dirty = self._dirty.pop(key, None)
+        retry = self._retry.pop(key, None)
+        if dirty is not None:
+            if key in self._stuck and dirty[0] is not Lane.SWEEP:
+                self._release(key)
+            if key not in self._stuck:
+                self._enqueue(key, *dirty)
+            else:
+                self.dropped += 1
+        if retry is not None and key not in self._stuck:
+            self._enqueue(key, *retry)
+        self._wakeup.set()
+
+    # ---------------------------------------------------------------- outcomes
+
+    def success(self, key: str) -> None:
+        """Forget every failure of ``key`` (and release it if it was stuck)."""
+        self._failures.pop(key, None)
+        self._stuck.pop(key, None)
+
+    def failure(self, key: str, error: BaseException, *, now: float | None = None) -> float | None:
+        """Record a failed reconcile of ``key`` and decide when it is tried again (rule 4).
+
+        Args:
+            key: the resource that failed.
+            error: what failed; ``TransientError.retry_after`` is honoured, a
+                ``PermanentError`` re-queues nothing. Other exceptions count as transient.
+            now: the time of the failure (default: the clock).
+
+        Returns:
+            Seconds until the retry, or None when nothing was re-queued (a permanent error or a
+            key that is now stuck).
+        """
+        when = self._clock() if now is None else now
+        record = self._failures.get(key)
+        count = 1 if record is None else record.count + 1
+        self._failures[key] = _Failures(count, error)
+        if count >= self._max_failures:
+            self._stuck[key] = error
+            self._retry.pop(key, None)
+            self._remove(key)
+            return None
+        if isinstance(error, PermanentError):
+            return None
+        delay = self.backoff(count, error)
+        lane = self._processing.get(key)
+        if lane is not None:
+            self._retry[key] = _merge(self._retry.get(key), lane, when + delay)
+        else:
+            entry = self._entries.get(key)
+            self._enqueue(key, entry.lane if entry else Lane.CHANGE, when + delay)
+        return delay
+
+    def backoff(self, attempt: int, error: BaseException | None = None) -> float:
+        """The jittered delay before retry number ``attempt`` (1-based) after ``error``.
+
+        Full jitter: uniform in ``[0, min(cap, base * 2 ** (attempt - 1)))``, then raised to the
+        error's ``retry_after`` when that is longer (a server hint is never cut short).
+        """
+        window = min(self._cap, self._base * 2.0 ** max(0, attempt - 1))
+        delay = window * self._rng()
+        if isinstance(error, TransientError) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return delay
+
+    def failures(self, key: str) -> int:
+        """Consecutive failures of ``key`` since its last success."""
+        record = self._failures.get(key)
+        return 0 if record is None else record.count
+
+    def last_error(self, key: str) -> BaseException | None:
+        """The most recent failure of ``key`` since its last success, if any."""
+        record = self._failures.get(key)
+        return None if record is None else record.error
+
+    def stuck(self, key: str) -> BaseException | None:
+        """The last error of ``key`` when it is stuck, else None."""
+        return self._stuck.get(key)
+
+    def stuck_keys(self) -> list[str]:
+        """Every stuck key, sorted."""
+        return sorted(self._stuck)
+
+    def _release(self, key: str) -> None:
+        self._stuck.pop(key, None)
+        self._failures.pop(key, None)
+
+    def _remove(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._depth[entry.lane] -= 1
+
+    # ---------------------------------------------------------------- introspection
+
+    def depth(self, lane: LaneLike) -> int:
+        """Keys queued in ``lane``, ready or waiting for their time (not those in process)."""
+        return self._depth[as_lane(lane)]
+
+    def __len__(self) -> int:
+        """Keys queued in every lane."""
+        return len(self._entries)
+
+    def is_queued(self, key: str) -> bool:
+        """True when ``key`` waits in the queue (not while it is being processed)."""
+        return key in self._entries
+
+    def is_processing(self, key: str) -> bool:
+        """True between ``get`` returning ``key`` and ``done(key)``."""
+        return key in self._processing
+
+    def ready_at(self, key: str) -> float | None:
+        """When a queued ``key`` becomes ready, or None when it is not queued."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.ready_at
+
+    def lane_of(self, key: str) -> Lane | None:
+        """The lane of a queued ``key``, or None when it is not queued."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.lane
+
+    @property
+    def processing(self) -> frozenset[str]:
+        """Keys handed out and not yet done."""
+        return frozenset(self._processing)
+
+    @property
+    def is_shut_down(self) -> bool:
+        """True after :meth:`shutdown`."""
+        return self._closed
+
+    def shutdown(self) -> None:
+        """Stop handing out keys: waiting and future ``get`` calls raise ``QueueShutDown``."""
+        self._closed = True
+        self._wakeup.set()
+
+
+def _merge(current: tuple[Lane, float] | None, lane: Lane, ready_at: float) -> tuple[Lane, float]:
+    if current is None:
+        return lane, ready_at
+    return min(current[0], lane), min(current[1], ready_at)
