@@ -11,6 +11,7 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from conftest import CONTENT, PROJECT, Checkpoints, Crash, Rig, make_action
 
 from reconciler.core.outcome import Status
@@ -171,12 +172,8 @@ async def test_a_publish_resumed_after_the_upload_finds_its_deployment_and_uploa
     await seed(rig, {1: CONTENT})
     action = publish_action(1)
     crash = Checkpoints(crash_at="publish.after-upload")
-    try:
+    with pytest.raises(Crash):
         await rig.run(action, checkpoints=crash)
-    except Crash:
-        pass
-    else:
-        raise AssertionError("the checkpoint did not crash")
     assert [r["status"] for r in await publish_rows(rig)] == ["deploying"]
 
     outcome = await rig.run(action, resumed=True)

@@ -1,0 +1,185 @@
+"""Custom hostname handlers against the Cloudflare simulator and a migrated D1 (runbook 2).
+
+Create, update (origin switch + purge), retry validation, recreate and delete, each reading
+back the zone (the simulator's state and call log) and the ``domains`` row; the resumed cases
+crash at a checkpoint and run the same action again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import PROJECT, Checkpoints, Crash, Rig, make_action
+
+from reconciler.core.outcome import Status
+from reconciler.core.plan import ActionKind, JsonValue
+from reconciler.providers.cloudflare_models import MANAGED_BY, MANAGED_BY_KEY
+from reconciler.runtime.actions import DELETION_POLICY_KEY
+
+HOST = "www.acmebakery.test"
+ORIGIN = "acme-home.pages.dev"
+SUSPENDED = "suspended.sitebuilder.test"
+
+
+def after(**more: JsonValue) -> dict[str, JsonValue]:
+    base: dict[str, JsonValue] = {
+        "hostname": HOST,
+        "site": PROJECT,
+        "tenant": "acme",
+        "ssl_method": "http",
+        "origin": ORIGIN,
+        "suspended": False,
+        "deletion_policy": "delete",
+        "project": PROJECT,
+    }
+    base.update(more)
+    return base
+
+
+def action(kind: ActionKind, **more: JsonValue) -> Any:
+    return make_action(kind, f"Hostname/{HOST}", after(**more))
+
+
+async def domain(rig: Rig) -> dict[str, Any]:
+    rows = await rig.rows("SELECT * FROM domains WHERE domain = ?", (HOST,))
+    assert len(rows) == 1
+    return rows[0]
+
+
+def in_zone(rig: Rig) -> list[dict[str, Any]]:
+    store = rig.cf.sim.hostnames
+    now = rig.cf.clock.now()
+    return [store.to_json(h, now) for h in store.by_id.values() if h.hostname == HOST]
+
+
+def posts(rig: Rig) -> int:
+    return sum(
+        1
+        for c in rig.cf.calls()
+        if c["method"] == "POST" and c["route"] == "/zones/{zone_id}/custom_hostnames"
+    )
+
+
+async def create(rig: Rig) -> str:
+    outcome = await rig.run(action(ActionKind.CREATE_HOSTNAME))
+    assert outcome.status is Status.APPLIED, outcome.message
+    return str(outcome.data["id"])
+
+
+async def test_a_created_hostname_carries_our_marker_and_origin_and_gets_a_domains_row(
+    rig: Rig,
+) -> None:
+    checkpoints = Checkpoints()
+    outcome = await rig.run(action(ActionKind.CREATE_HOSTNAME), checkpoints=checkpoints)
+
+    assert outcome.status is Status.APPLIED
+    [made] = in_zone(rig)
+    assert made["custom_origin_server"] == ORIGIN
+    assert made["custom_metadata"][MANAGED_BY_KEY] == MANAGED_BY
+    assert made["custom_metadata"]["site"] == PROJECT
+    assert made["custom_metadata"][DELETION_POLICY_KEY] == "delete"
+    row = await domain(rig)
+    assert row["custom_hostname_id"] == made["id"] == outcome.data["id"]
+    assert row["status"] == "pending_validation"
+    assert row["site_id"] == PROJECT and row["status_since"] is not None
+    assert checkpoints.passed == ["hostname.after-create"]
+
+
+async def test_a_create_resumed_after_the_create_adopts_the_hostname_instead_of_duplicating(
+    rig: Rig,
+) -> None:
+    make = action(ActionKind.CREATE_HOSTNAME)
+    with pytest.raises(Crash):
+        await rig.run(make, checkpoints=Checkpoints(crash_at="hostname.after-create"))
+    assert await rig.rows("SELECT * FROM domains") == []
+
+    outcome = await rig.run(make, resumed=True)
+
+    assert outcome.status is Status.APPLIED
+    assert len(in_zone(rig)) == 1
+    assert (await domain(rig))["custom_hostname_id"] == in_zone(rig)[0]["id"]
+
+
+async def test_an_update_switches_the_origin_keeps_the_marker_and_purges_the_host(
+    rig: Rig,
+) -> None:
+    hostname_id = await create(rig)
+    outcome = await rig.run(
+        action(ActionKind.UPDATE_HOSTNAME, id=hostname_id, origin=SUSPENDED, suspended=True),
+    )
+    assert outcome.status is Status.APPLIED, outcome.message
+    [made] = in_zone(rig)
+    assert made["custom_origin_server"] == SUSPENDED
+    assert made["custom_metadata"][MANAGED_BY_KEY] == MANAGED_BY
+    assert rig.cf.sim.purges[-1] == {
+        "at": rig.cf.sim.purges[-1]["at"],
+        "kind": "hosts",
+        "items": [HOST],
+    }
+    row = await domain(rig)
+    assert row["custom_origin_server"] == SUSPENDED and row["status"] == "suspended"
+
+
+async def test_retrying_validation_patches_the_same_ssl_and_restarts_the_clock(rig: Rig) -> None:
+    hostname_id = await create(rig)
+    first = await domain(rig)
+    rig.cf.clock.advance(2 * 86400)
+
+    outcome = await rig.run(action(ActionKind.RETRY_VALIDATION, id=hostname_id))
+
+    assert outcome.status is Status.APPLIED
+    patches = [c for c in rig.cf.calls() if c["method"] == "PATCH"]
+    assert [p["request_json"] for p in patches] == [{"ssl": {"method": "http", "type": "dv"}}]
+    row = await domain(rig)
+    assert row["retry_count"] == 1
+    assert row["status_since"] > first["status_since"]
+
+
+async def test_a_recreate_replaces_the_hostname_and_counts_the_recreation(rig: Rig) -> None:
+    old = await create(rig)
+    outcome = await rig.run(action(ActionKind.RECREATE_HOSTNAME, id=old, recreate_count=1))
+    assert outcome.status is Status.APPLIED
+    [made] = in_zone(rig)
+    assert made["id"] != old
+    row = await domain(rig)
+    assert row["custom_hostname_id"] == made["id"] and row["recreate_count"] == 1
+
+
+async def test_a_recreate_resumed_after_the_delete_creates_exactly_one_hostname(
+    rig: Rig,
+) -> None:
+    old = await create(rig)
+    recreate = action(ActionKind.RECREATE_HOSTNAME, id=old, recreate_count=1)
+    with pytest.raises(Crash):
+        await rig.run(recreate, checkpoints=Checkpoints(crash_at="hostname.after-delete"))
+    assert in_zone(rig) == []
+
+    outcome = await rig.run(recreate, resumed=True)
+    assert outcome.status is Status.APPLIED
+    assert len(in_zone(rig)) == 1
+
+    again = await rig.run(recreate, resumed=True)  # a crash after the create: adopted again
+    assert again.status is Status.APPLIED
+    assert len(in_zone(rig)) == 1
+    assert posts(rig) == 3  # the first create, the recreate's, and one answered "duplicate"
+    assert (await domain(rig))["recreate_count"] == 1
+
+
+async def test_a_delete_removes_the_hostname_and_marks_the_row_deleted_even_when_repeated(
+    rig: Rig,
+) -> None:
+    hostname_id = await create(rig)
+    remove = make_action(
+        ActionKind.DELETE_HOSTNAME,
+        f"Hostname/{HOST}",
+        {"id": hostname_id, "hostname": HOST, "site": PROJECT},
+    )
+    outcome = await rig.run(remove)
+    assert outcome.status is Status.APPLIED
+    assert in_zone(rig) == []
+    row = await domain(rig)
+    assert row["status"] == "deleted" and row["custom_hostname_id"] is None
+
+    again = await rig.run(remove, resumed=True)
+    assert again.status is Status.APPLIED
