@@ -1,0 +1,175 @@
+"""Benchmark: planning a 10,000-site, ~15,000-domain fleet against a converged sandbox.
+
+Run with ``make bench`` (all benchmarks) or ``python -m bench.bench_plan [--sites N]``.
+Generates a fleet (``bench/fleetgen.py``), commits it to a temporary Git repository, starts the
+sandbox (Cloudflare and Evolution simulators; no localstripe: a fake Stripe that knows every
+customer stands in), and seeds the converged state directly (``bench/converged.py``). Then:
+
+1. a full no-op plan: observe through the wiring's read-only clients, derive, plan. Printed:
+   Cloudflare requests (target at most 320), wall time under the production budget
+   (1,200 requests per 300 s, the token bucket's 10% burst then its steady rate), and wall time
+   with the budget lifted (what the simulator and the client cost by themselves);
+2. a PR plan of a one-site version bump, through ``reconciler plan --base --head`` in process:
+   Cloudflare requests (target at most 5) and wall time (both sides' specs loaded from Git);
+3. derive + plan on in-memory inputs (the observation of step 1): seconds (target under 1 s).
+
+Returns 1 when a target is missed; otherwise 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from bench import converged, fleetgen
+from reconciler.cli import main as cli_main
+from reconciler.core.desired import derive
+from reconciler.core.observed import Observed
+from reconciler.core.plan import build_plan
+from reconciler.runtime.observe import observe
+from reconciler.sandbox.world import Sandbox
+from reconciler.spec.load import Specs, load_directory
+from reconciler.wiring import ReadOnlyWorld, load_settings
+
+FULL_TARGET = 320
+PR_TARGET = 5
+PURE_TARGET = 1.0
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+async def _full_plan(world: Sandbox, specs: Specs, rate: str) -> tuple[int, float, Observed]:
+    env = {**world.settings_env(), "CLOUDFLARE_RATE_LIMIT": rate}
+    customers = [t.spec.stripe.customer for t in specs.tenants.values()]
+    started = time.perf_counter()
+    async with ReadOnlyWorld(load_settings(env)) as readers:
+        clients = replace(readers.clients, stripe=converged.FakeStripe(customers), unconfigured={})
+        observed = await observe(specs, clients=clients, now=world.clock.now())
+        requests = readers.requests().get("cloudflare", 0)
+    plan = build_plan(derive(specs, observed.billing, now=observed.at), observed)
+    wall = time.perf_counter() - started
+    if not plan.is_empty or observed.incomplete:
+        raise RuntimeError(f"the converged world is not a no-op: {plan.summary_counts()}")
+    return requests, wall, observed
+
+
+def run(sites: int, seed: int) -> int:
+    """Generate, seed, plan; print every figure; 0 when every target is met."""
+    with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
+        repo = Path(tmp) / "fleet"
+        started = time.perf_counter()
+        fleet = fleetgen.generate(repo / "specs", sites, seed)
+        _git(repo, "init", "-q", "-b", "main")
+        _git(repo, "add", "specs")
+        _git(repo, "commit", "-q", "-m", "Generated fleet")
+        base = _git(repo, "rev-parse", "HEAD")
+        specs = load_directory(repo / "specs")
+        print(
+            f"fleet: {fleet.sites} sites, {fleet.domains} domains, {fleet.tenants} tenants "
+            f"(generated, committed and loaded in {time.perf_counter() - started:.1f} s)"
+        )
+        with Sandbox(with_stripe=False, state_dir=Path(tmp) / "sandbox") as world:
+            sim = world.cloudflare
+            started = time.perf_counter()
+            converged.converge(sim, sim.d1_path, specs)
+            print(f"converged sandbox seeded in {time.perf_counter() - started:.1f} s")
+
+            sim.clear_calls()
+            requests, wall, observed = asyncio.run(_full_plan(world, specs, "1200/300"))
+            logged = sim.summary()
+            print(
+                f"full no-op plan (budget 1200/300 s): {requests} Cloudflare requests "
+                f"(target <= {FULL_TARGET}); simulator logged {logged['calls']}: "
+                f"{logged['by_route']}; wall {wall:.1f} s"
+            )
+            sim.clear_calls()
+            unbounded, free_wall, _ = asyncio.run(_full_plan(world, specs, "1000000/1"))
+            print(f"full no-op plan (budget lifted): {unbounded} requests, wall {free_wall:.1f} s")
+
+            started = time.perf_counter()
+            plan = build_plan(derive(specs, observed.billing, now=observed.at), observed)
+            pure = time.perf_counter() - started
+            print(
+                f"derive + plan in memory ({len(specs.sites)} sites, {len(observed.hostnames)} "
+                f"hostnames): {pure:.3f} s (target < {PURE_TARGET:g} s), "
+                f"{len(plan.actions)} actions"
+            )
+
+            name, site = next(
+                (n, s) for n, s in sorted(specs.sites.items()) if len(s.spec.domains) >= 2
+            )
+            path = repo / "specs" / "sites" / f"{name}.yaml"
+            old = site.spec.production.version
+            text = path.read_text(encoding="utf-8")
+            path.write_text(
+                text.replace(f"version: {old}\n", f"version: {old + 1}\n", 1), encoding="utf-8"
+            )
+            _git(repo, "commit", "-q", "-am", f"Bump {name} to {old + 1}")
+            head = _git(repo, "rev-parse", "HEAD")
+            sim.clear_calls()
+            args = ["plan", "--repo", str(repo), "--base", base, "--head", head]
+            args += ["--format", "json", "--now", str(world.clock.now())]
+            output = io.StringIO()
+            started = time.perf_counter()
+            with _environment(world.settings_env()), contextlib.redirect_stdout(output):
+                code = cli_main(args)
+            pr_wall = time.perf_counter() - started
+            pr_calls = sim.summary()
+            print(
+                f"PR plan of a one-site bump ({name}: {old} -> {old + 1}, "
+                f"{len(site.spec.domains)} domains): exit {code}, {pr_calls['calls']} Cloudflare "
+                f"requests (target <= {PR_TARGET}): {pr_calls['by_route']}; wall {pr_wall:.1f} s"
+            )
+            print(f"  command: reconciler {' '.join(args)}")
+
+    ok = requests <= FULL_TARGET and pr_calls["calls"] <= PR_TARGET and pure < PURE_TARGET
+    if not ok:
+        print("UNEXPECTED: a target was missed")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``--sites``/``--seed`` and run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv if argv is not None else [])
+    print(f"command: python -m bench.bench_plan --sites {args.sites} --seed {args.seed}")
+    return run(args.sites, args.seed)
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
