@@ -1,0 +1,223 @@
+"""The daemon's Prometheus metrics, in a registry of its own.
+
+Who calls it: the daemon loop (passes, queue depth, resources, drift, convergence time, leader),
+the provider call path (API calls, errors, 429s), the breakers (``breaker_state``) and
+``runtime/server.py`` (webhook requests; ``GET /metrics`` serves :meth:`Metrics.render`). What
+it calls: ``prometheus_client`` only. Each :class:`Metrics` owns a fresh
+``CollectorRegistry`` (never the process-global one), so two daemons in one test process, or
+one test after another, never share counters.
+
+Every metric is named ``reconciler_<name>``; docs/daemon.md lists them with their labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from reconciler.errors import NotFoundError, PermanentError, ProviderError, TransientError
+
+__all__ = ["CONTENT_TYPE", "NAMESPACE", "Metrics", "error_kind"]
+
+NAMESPACE = "reconciler"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The ``Content-Type`` of :meth:`Metrics.render`'s output (Prometheus text format 0.0.4)."""
+
+PASS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+CONVERGE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+
+
+def error_kind(error: BaseException) -> str:
+    """Classify a failed call for ``api_errors_total{kind}``.
+
+    Returns:
+        ``rate_limited`` (a 429), ``transient``, ``not_found``, ``permanent`` or ``other``
+        (not a provider error at all: a bug).
+    """
+    if isinstance(error, TransientError):
+        return "rate_limited" if error.status == 429 else "transient"
+    if isinstance(error, NotFoundError):
+        return "not_found"
+    if isinstance(error, PermanentError):
+        return "permanent"
+    return "other"
+
+
+class Metrics:
+    """Every metric the daemon exports, with one plain method per update."""
+
+    def __init__(self) -> None:
+        """Create the registry and register every metric (all start at zero or empty)."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.passes = Counter(
+            "passes",
+            "Reconciliation passes finished, by result (ok or error).",
+            ["result"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.pass_duration = Histogram(
+            "pass_duration_seconds",
+            "Wall time of one reconciliation pass.",
+            namespace=NAMESPACE,
+            buckets=PASS_BUCKETS,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "queue_depth",
+            "Resources waiting in the work queue, by priority lane.",
+            ["lane"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.api_calls = Counter(
+            "api_calls",
+            "Calls to external APIs, by provider and HTTP status ('error' when none came back).",
+            ["provider", "status"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.api_errors = Counter(
+            "api_errors",
+            "Failed external API calls, by provider and kind "
+            "(transient, rate_limited, permanent, not_found, other).",
+            ["provider", "kind"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "rate_limited",
+            "HTTP 429 answers received, by provider.",
+            ["provider"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "breaker_state",
+            "Circuit breaker state by provider: 0 closed, 1 half-open, 2 open.",
+            ["provider"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.resources = Gauge(
+            "resources",
+            "Resources by condition type and status (True, False, Unknown).",
+            ["condition", "status"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.drift_age = Gauge(
+            "drift_age_seconds",
+            "Age of the oldest unresolved drift (0 when the world matches the specs).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.commit_to_converged = Histogram(
+            "commit_to_converged_seconds",
+            "Time from a specs commit being seen to the world converged on it.",
+            namespace=NAMESPACE,
+            buckets=CONVERGE_BUCKETS,
+            registry=registry,
+        )
+        self.webhook_requests = Counter(
+            "webhook_requests",
+            "Webhook requests by source (git, stripe) and result (accepted, rejected reason).",
+            ["source", "result"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.leader = Gauge(
+            "leader",
+            "1 while this process holds the leader lease, 0 while it stands by.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+    # ------------------------------------------------------------------ loop
+
+    def pass_finished(self, duration: float, *, ok: bool = True) -> None:
+        """Count one pass and observe its duration.
+
+        Args:
+            duration: seconds the pass took.
+            ok: false when the pass ended in an error.
+        """
+        self.passes.labels(result="ok" if ok else "error").inc()
+        self.pass_duration.observe(duration)
+
+    def set_queue_depth(self, lane: str, depth: int) -> None:
+        """Set how many resources wait in ``lane``."""
+        self.queue_depth.labels(lane=lane).set(depth)
+
+    def set_resources(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace the resource counts: ``{(condition, status): count}``.
+
+        Combinations absent from ``counts`` disappear from the output, so a condition no
+        resource carries any more does not linger with a stale value.
+        """
+        self.resources.clear()
+        for (condition, status), count in sorted(counts.items()):
+            self.resources.labels(condition=condition, status=status).set(count)
+
+    def set_drift_age(self, seconds: float) -> None:
+        """Set the age of the oldest unresolved drift (0 for none)."""
+        self.drift_age.set(max(0.0, seconds))
+
+    def observe_converged(self, seconds: float) -> None:
+        """Observe the time from a commit being seen to the world converged on it."""
+        self.commit_to_converged.observe(max(0.0, seconds))
+
+    def set_leader(self, leader: bool) -> None:
+        """Set whether this process is the leader."""
+        self.leader.set(1 if leader else 0)
+
+    # ------------------------------------------------------------------ providers
+
+    def api_call(self, provider: str, status: int | str) -> None:
+        """Count one API call by its HTTP status; a 429 is also counted as rate-limited.
+
+        Args:
+            provider: ``cloudflare``, ``stripe``, ``d1``, ``whatsapp`` ...
+            status: the HTTP status, or a word (``error``, ``timeout``) when none came back.
+        """
+        self.api_calls.labels(provider=provider, status=str(status)).inc()
+        if str(status) == "429":
+            self.rate_limited.labels(provider=provider).inc()
+
+    def api_error(self, provider: str, error: BaseException) -> None:
+        """Count one failed API call by kind (see :func:`error_kind`).
+
+        The ``provider`` label is the one given, not ``error.provider``, so callers choose
+        one vocabulary for every metric.
+        """
+        self.api_errors.labels(provider=provider, kind=error_kind(error)).inc()
+
+    def provider_failure(self, error: ProviderError) -> None:
+        """Count a failed call from the error alone: its provider, status and kind."""
+        self.api_call(error.provider, error.status if error.status is not None else "error")
+        self.api_error(error.provider, error)
+
+    def set_breaker_state(self, provider: str, state: int) -> None:
+        """Set a provider's breaker state (0 closed, 1 half-open, 2 open)."""
+        self.breaker_state.labels(provider=provider).set(int(state))
+
+    # ------------------------------------------------------------------ webhooks
+
+    def webhook(self, source: str, result: str) -> None:
+        """Count one webhook request by source and result (``accepted``, ``bad_signature``...)."""
+        self.webhook_requests.labels(source=source, result=result).inc()
+
+    # ------------------------------------------------------------------ output
+
+    def render(self) -> bytes:
+        """Every metric in the Prometheus text exposition format (see :data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)

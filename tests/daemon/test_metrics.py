@@ -1,0 +1,128 @@
+"""The daemon's metrics: a private registry, one method per update, Prometheus text out."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from reconciler.errors import NotFoundError, PermanentError, TransientError
+from reconciler.runtime.breaker import Breakers, BreakerState
+from reconciler.runtime.metrics import CONTENT_TYPE, Metrics, error_kind
+
+EXPECTED_NAMES = {
+    "reconciler_passes_total",
+    "reconciler_pass_duration_seconds",
+    "reconciler_queue_depth",
+    "reconciler_api_calls_total",
+    "reconciler_api_errors_total",
+    "reconciler_rate_limited_total",
+    "reconciler_breaker_state",
+    "reconciler_resources",
+    "reconciler_drift_age_seconds",
+    "reconciler_commit_to_converged_seconds",
+    "reconciler_webhook_requests_total",
+    "reconciler_leader",
+}
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the rendered text, keyed by name and sorted labels."""
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def filled() -> Metrics:
+    metrics = Metrics()
+    metrics.pass_finished(1.5)
+    metrics.pass_finished(0.2, ok=False)
+    metrics.set_queue_depth("urgent", 3)
+    metrics.set_queue_depth("sweep", 40)
+    metrics.api_call("cloudflare", 200)
+    metrics.api_call("cloudflare", 429)
+    metrics.api_error("cloudflare", TransientError("cloudflare", "slow down", status=429))
+    metrics.provider_failure(TransientError("stripe", "timed out"))
+    metrics.set_breaker_state("whatsapp", BreakerState.OPEN)
+    metrics.set_resources({("Ready", "True"): 7, ("Stuck", "True"): 1})
+    metrics.set_drift_age(90)
+    metrics.observe_converged(1.2)
+    metrics.webhook("git", "accepted")
+    metrics.webhook("stripe", "bad_signature")
+    metrics.set_leader(True)
+    return metrics
+
+
+def test_rendered_text_names_every_metric_of_the_issue() -> None:
+    text = filled().render().decode()
+    for name in EXPECTED_NAMES:
+        assert name in text, name
+    assert CONTENT_TYPE.startswith("text/plain")
+
+
+def test_updates_show_up_with_their_labels_and_values() -> None:
+    found = samples(filled())
+    assert found[("reconciler_passes_total", (("result", "ok"),))] == 1
+    assert found[("reconciler_passes_total", (("result", "error"),))] == 1
+    assert found[("reconciler_pass_duration_seconds_count", ())] == 2
+    assert found[("reconciler_pass_duration_seconds_sum", ())] == pytest.approx(1.7)
+    assert found[("reconciler_queue_depth", (("lane", "sweep"),))] == 40
+    assert found[("reconciler_api_calls_total", (("provider", "cloudflare"), ("status", "429")))]
+    assert found[("reconciler_api_calls_total", (("provider", "stripe"), ("status", "error")))]
+    assert found[("reconciler_rate_limited_total", (("provider", "cloudflare"),))] == 1
+    assert (
+        found[
+            ("reconciler_api_errors_total", (("kind", "rate_limited"), ("provider", "cloudflare")))
+        ]
+        == 1
+    )
+    assert found[("reconciler_api_errors_total", (("kind", "transient"), ("provider", "stripe")))]
+    assert found[("reconciler_breaker_state", (("provider", "whatsapp"),))] == 2
+    assert found[("reconciler_resources", (("condition", "Ready"), ("status", "True")))] == 7
+    assert found[("reconciler_drift_age_seconds", ())] == 90
+    assert found[("reconciler_commit_to_converged_seconds_count", ())] == 1
+    assert found[("reconciler_webhook_requests_total", (("result", "accepted"), ("source", "git")))]
+    assert found[("reconciler_leader", ())] == 1
+
+
+def test_resource_counts_are_replaced_not_accumulated() -> None:
+    metrics = filled()
+    metrics.set_resources({("Ready", "False"): 2})
+    found = samples(metrics)
+    assert found[("reconciler_resources", (("condition", "Ready"), ("status", "False")))] == 2
+    assert ("reconciler_resources", (("condition", "Ready"), ("status", "True"))) not in found
+    assert ("reconciler_resources", (("condition", "Stuck"), ("status", "True"))) not in found
+
+
+def test_two_metrics_objects_never_share_values_nor_the_global_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.set_leader(True)
+    first.api_call("d1", 200)
+    assert samples(second)[("reconciler_leader", ())] == 0
+    assert not any(name.startswith("reconciler_") for name in REGISTRY._names_to_collectors)
+
+
+def test_breaker_changes_can_drive_the_gauge() -> None:
+    metrics = Metrics()
+    now = [0.0]
+    breakers = Breakers(
+        clock=lambda: now[0], failure_threshold=1, on_change=metrics.set_breaker_state
+    )
+    breakers.record_failure(TransientError("evolution", "gateway down"))
+    assert samples(metrics)[("reconciler_breaker_state", (("provider", "whatsapp"),))] == 2
+
+
+def test_error_kinds_separate_429_transient_and_permanent_failures() -> None:
+    assert error_kind(TransientError("cloudflare", "x", status=429)) == "rate_limited"
+    assert error_kind(TransientError("cloudflare", "x", status=503)) == "transient"
+    assert error_kind(NotFoundError("stripe", "x", status=404)) == "not_found"
+    assert error_kind(PermanentError("stripe", "x", status=400)) == "permanent"
+    assert error_kind(KeyError("x")) == "other"
+
+
+def test_negative_ages_are_clamped_to_zero() -> None:
+    metrics = Metrics()
+    metrics.set_drift_age(-5)
+    assert samples(metrics)[("reconciler_drift_age_seconds", ())] == 0
