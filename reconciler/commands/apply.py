@@ -1,0 +1,306 @@
+"""``reconciler apply``: plan exactly like ``reconciler plan``, confirm, execute, report.
+
+Registered by ``cli.py``. Planning goes through ``commands/plan.py``'s own functions (the same
+loading, read-only wiring, observation and planning: one code path); a saved plan is read by
+:func:`reconciler.core.plan_json.plan_from_json` and checked against a fresh observation.
+Execution builds writer clients, the handlers of ``runtime/actions/``
+(:func:`reconciler.runtime.actions.handlers_for`) and the intent journal, and calls
+:func:`reconciler.runtime.execute.execute`; the report is rendered by
+``core/report_render.py``. docs/apply.md is the operator's guide.
+
+Rules:
+
+1. Never half-apply on bad input: invalid specs, unreadable settings, a stale, edited or
+   malformed saved plan, or a refused confirmation all stop before the first action.
+2. Confirmation is asked on a terminal unless ``--yes``; without a terminal and without
+   ``--yes`` the command refuses (exit 1), so no script applies by accident.
+3. Exit codes: 0 every action applied or unchanged (or nothing to do); 1 an error, a declined
+   confirmation, or any action that failed or was blocked by a failed dependency; 3 actions
+   blocked by policy and nothing else failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from reconciler.commands import plan as plan_command
+from reconciler.core.outcome import Report, Status
+from reconciler.core.plan import ActionKind, Plan
+from reconciler.core.plan_json import plan_from_json
+from reconciler.core.render import Rate, plan_to_json, render_text
+from reconciler.core.report_render import (
+    progress_line,
+    render_report_text,
+    report_to_json,
+)
+from reconciler.errors import LoadError, PlanError, SpecError, StalePlanError
+from reconciler.runtime.actions import World, handlers_for
+from reconciler.runtime.checkpoints import CRASH_ENV, checkpoints_from_spec
+from reconciler.runtime.execute import DEFAULT_LIMITS, Progress, execute
+from reconciler.runtime.handler import Checkpoints, Handler
+from reconciler.runtime.journal import Journal
+from reconciler.wiring import ReadOnlyWorld, load_settings, wall_clock
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_BLOCKED = 3
+
+_FAILED = (Status.FAILED_TRANSIENT, Status.FAILED_PERMANENT, Status.STUCK, Status.BLOCKED)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``apply`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "apply",
+        help="plan, confirm, and change the world to match the specs",
+        description="Plan exactly like `reconciler plan`, ask for confirmation (unless --yes), "
+        "then execute the actions with an intent journal in D1. Exit 0 all applied, 1 error "
+        "or a failed action, 3 blocked by policy.",
+    )
+    parser.add_argument(
+        "--specs",
+        default="specs",
+        metavar="DIR",
+        help="specs directory; with --repo, the directory inside the repository (default: specs)",
+    )
+    parser.add_argument("--repo", type=Path, help="read the specs from this Git repository")
+    parser.add_argument(
+        "--ref",
+        help="commit, branch or tag to read with --repo (default: HEAD, or the saved plan's "
+        "commit with --plan)",
+    )
+    parser.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        dest="saved_plan",
+        help="apply a plan saved by `reconciler plan --format json`; refused when the world "
+        "changed since",
+    )
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--format", choices=("text", "json"), default="text", dest="output")
+    parser.add_argument(
+        "--allow-mass-deletion",
+        action="store_true",
+        help="let hostname deletions exceed the blast-radius cap",
+    )
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
+    # commands/plan.py's loader reads these; apply has no PR mode.
+    parser.set_defaults(handler=run, base=None, head=None, out=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan, confirm, execute and report; return the exit code.
+
+    Raises:
+        StalePlanError: the saved plan no longer matches the observed world.
+        PlanError: the saved plan is malformed or edited, or an action kind has no handler.
+    """
+    if args.ref is not None and args.repo is None:
+        print("error: --ref needs --repo", file=sys.stderr)
+        return EXIT_ERROR
+    saved = _read_saved(args.saved_plan) if args.saved_plan is not None else None
+    if saved is not None and args.repo is not None and args.ref is None and saved.revision:
+        args.ref = saved.revision  # observe what the plan was made from
+    try:
+        loaded = plan_command._load(args)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem.render())
+        count = len(exc.problems)
+        print(
+            f"{args.specs.rstrip('/')}/ is invalid: {count} problem{'s' if count != 1 else ''}; "
+            "nothing was applied",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        settings = load_settings()
+        reader = ReadOnlyWorld(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    start = wall_clock()
+    base = args.now if args.now is not None else start
+
+    def now() -> float:
+        return base + (wall_clock() - start)  # flows from --now, so timeouts still expire
+
+    say = _status(sys.stderr)
+    fresh = asyncio.run(
+        plan_command._plan(reader, loaded, now=base, allow=args.allow_mass_deletion, progress=say)
+    )
+    rates = reader.rates()
+    plan = fresh if saved is None else _check_fresh(saved, fresh)
+
+    if args.output == "text":
+        sys.stdout.write(render_text(plan, rates=rates, color=_color(args)))
+        sys.stdout.flush()
+    if not plan.actions:
+        return _finish(args, Report(plan=plan, outcomes=()), rates)
+    if not args.yes and not _confirm(len(plan.actions)):
+        return EXIT_ERROR
+
+    writers = ReadOnlyWorld(settings)
+    report = asyncio.run(_execute(plan, writers, now=now, checkpoint=_checkpoints()))
+    return _finish(args, report, rates)
+
+
+def _read_saved(path: Path) -> Plan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanError(f"cannot read the saved plan {path}: {exc.strerror}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from exc
+    try:
+        return plan_from_json(document)
+    except PlanError as exc:
+        raise PlanError(f"{path}: {exc}") from exc
+
+
+def _check_fresh(saved: Plan, fresh: Plan) -> Plan:
+    """The saved plan when the world still looks as it did; StalePlanError otherwise."""
+    if saved.revision and fresh.revision and saved.revision != fresh.revision:
+        raise StalePlanError(
+            f"the saved plan was made from specs at {saved.revision[:12]}, but the specs "
+            f"are now at {fresh.revision[:12]}; run `reconciler plan` again"
+        )
+    if saved.observed_digest != fresh.observed_digest:
+        raise StalePlanError(
+            "the saved plan is stale: the world changed since it was made (planned against "
+            f"{saved.observed_digest[:19]}…, observed now {fresh.observed_digest[:19]}…); "
+            "run `reconciler plan` again"
+        )
+    return saved
+
+
+def _confirm(count: int) -> bool:
+    """Ask on a terminal; refuse without one (rule 2)."""
+    if not sys.stdin.isatty():
+        print(
+            "error: refusing to apply without confirmation: stdin is not a terminal; "
+            "pass --yes to apply non-interactively",
+            file=sys.stderr,
+        )
+        return False
+    print(f"Apply these {count} actions? [y/N] ", end="", file=sys.stderr, flush=True)
+    try:
+        answer = sys.stdin.readline().strip().lower()
+    except (OSError, UnicodeDecodeError):
+        answer = ""
+    if answer in ("y", "yes"):
+        return True
+    print("Apply cancelled: nothing was changed.", file=sys.stderr)
+    return False
+
+
+def _checkpoints() -> Checkpoints:
+    # Test-only fault injection (runtime/checkpoints.py); belongs in wiring.py.
+    return checkpoints_from_spec(os.environ.get(CRASH_ENV))
+
+
+def build_handlers(world: ReadOnlyWorld) -> Mapping[ActionKind, Handler]:
+    """The real handlers, acting through ``world``'s clients.
+
+    Raises:
+        PlanError: Cloudflare is not configured (every handler needs it).
+    """
+    if world.cloudflare is None:
+        raise PlanError(
+            "apply needs Cloudflare: set CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and "
+            "CLOUDFLARE_ZONE_ID"
+        )
+    acting = World(
+        cloudflare=world.cloudflare,
+        db=world.database,
+        stripe=world.stripe,
+        evolution=world.evolution,
+    )
+    return handlers_for(acting)
+
+
+async def _execute(
+    plan: Plan, world: ReadOnlyWorld, *, now: Callable[[], float], checkpoint: Checkpoints
+) -> Report:
+    async with world:
+        handlers = build_handlers(world)
+        return await execute(
+            plan,
+            handlers=handlers,
+            journal=Journal(world.database, now=now),
+            limits=DEFAULT_LIMITS,
+            now=now,
+            checkpoint=checkpoint,
+            progress=_progress(sys.stderr),
+        )
+
+
+def _progress(stream: TextIO) -> Callable[[Progress], None]:
+    def show(step: Progress) -> None:
+        if step.outcome is None:
+            return
+        line = progress_line(
+            index=step.index,
+            total=step.total,
+            action=step.action,
+            outcome=step.outcome,
+            seconds=step.seconds,
+        )
+        print(line, file=stream, flush=True)
+
+    return show
+
+
+def _status(stream: TextIO) -> Callable[[str], None]:
+    if not stream.isatty():
+        return lambda _line: None
+
+    def say(line: str) -> None:
+        print(f"… {line}", file=stream, flush=True)
+
+    return say
+
+
+def _finish(args: argparse.Namespace, report: Report, rates: Mapping[str, Rate]) -> int:
+    if args.output == "json":
+        document = report_to_json(report)
+        document["plan"] = plan_to_json(report.plan, rates=rates)
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    else:
+        if report.outcomes:
+            sys.stdout.write("\n")
+        sys.stdout.write(render_report_text(report, color=_color(args)))
+    sys.stdout.flush()
+    return exit_code(report)
+
+
+def exit_code(report: Report) -> int:
+    """1 when any action failed or was blocked by a failure, else 3 when policy blocked some,
+    else 0."""
+    if any(outcome.status in _FAILED for outcome in report.outcomes):
+        return EXIT_ERROR
+    if report.plan.blocked:
+        return EXIT_BLOCKED
+    return EXIT_OK
+
+
+def _color(args: argparse.Namespace) -> bool:
+    if args.color == "always":
+        return True
+    if args.color == "never":
+        return False
+    return sys.stdout.isatty()

@@ -1,0 +1,199 @@
+"""``reconciler apply`` in process against the sandbox, with fake handlers (not the real ones).
+
+The sandbox (Cloudflare and Evolution simulators, D1 as a SQLite file; no localstripe) is
+converged to the example fleet, then one hostname is deleted so the plan has one action.
+``build_handlers`` in ``commands/apply.py`` is replaced by fakes that record their calls.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from execute_support import FakeHandler, handlers_for, rows
+from plan_support import EXAMPLE_SPECS, converged, example_specs
+
+from reconciler.cli import main
+from reconciler.commands import apply as apply_command
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action
+from reconciler.runtime.handler import ActionContext
+from reconciler.sandbox.world import Sandbox, projects_from_specs
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """A sandbox converged to the example fleet, its settings in the environment."""
+    with Sandbox(with_stripe=False, projects=projects_from_specs(EXAMPLE_SPECS)) as sandbox:
+        for name, value in sandbox.settings_env().items():
+            monkeypatch.setenv(name, value)
+        for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "RECONCILER_CRASH_AT"):
+            monkeypatch.delenv(name, raising=False)
+        converged.converge(sandbox.cloudflare, sandbox.cloudflare.d1_path, example_specs())
+        yield sandbox
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeHandler:
+    handler = FakeHandler("cloudflare")
+    monkeypatch.setattr(apply_command, "build_handlers", lambda world: handlers_for(handler))
+    return handler
+
+
+def drift(world: Sandbox, hostname: str = "shop.acmebakery.com") -> None:
+    sim = world.cloudflare
+    sim.hostnames.delete(sim.hostnames.by_name[hostname])
+
+
+def apply(world: Sandbox, *args: str) -> int:
+    return main(["apply", "--now", str(world.clock.now()), "--specs", str(EXAMPLE_SPECS), *args])
+
+
+def intents(world: Sandbox) -> list[dict[str, object]]:
+    return rows(world.cloudflare.d1_path, "SELECT * FROM intents")
+
+
+def test_apply_with_yes_executes_the_plan_and_journals_it(
+    world: Sandbox, fake: FakeHandler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drift(world)
+    assert apply(world, "--yes", "--color", "never") == 0
+    captured = capsys.readouterr()
+    assert len(fake.calls) == 1
+    assert "Apply: 1 applied." in captured.out
+    assert "[1/1] create hostname shop.acmebakery.com ... applied" in captured.err
+    [row] = intents(world)
+    assert row["target"] == "Hostname/shop.acmebakery.com"
+    assert row["state"] == "done"
+
+
+def test_apply_without_yes_on_a_non_terminal_refuses_and_changes_nothing(
+    world: Sandbox,
+    fake: FakeHandler,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    drift(world)
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))  # not a terminal, even if it says y
+    assert apply(world) == 1
+    assert "pass --yes" in capsys.readouterr().err
+    assert fake.calls == []
+    assert intents(world) == []
+
+
+def test_a_terminal_answer_other_than_yes_cancels(
+    world: Sandbox,
+    fake: FakeHandler,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    drift(world)
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    assert apply(world) == 1
+    err = capsys.readouterr().err
+    assert "Apply these 1 actions? [y/N]" in err
+    assert "Apply cancelled" in err
+    assert fake.calls == []
+
+
+def test_a_converged_world_applies_nothing_and_asks_nothing(
+    world: Sandbox, fake: FakeHandler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply(world) == 0  # no --yes needed: there is nothing to confirm
+    assert "nothing to do" in capsys.readouterr().out
+    assert fake.calls == []
+
+
+def test_the_json_report_parses_and_carries_the_plan(
+    world: Sandbox, fake: FakeHandler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drift(world)
+    assert apply(world, "--yes", "--format", "json") == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["format_version"] == "1"
+    assert document["ok"] is True
+    assert [o["status"] for o in document["outcomes"]] == ["applied"]
+    assert document["plan"]["order"] == [document["outcomes"][0]["action_id"]]
+
+
+def test_a_saved_plan_is_applied_when_the_world_is_unchanged(
+    world: Sandbox, fake: FakeHandler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drift(world)
+    saved = tmp_path / "plan.json"
+    now = str(world.clock.now())
+    assert main(["plan", "--now", now, "--specs", str(EXAMPLE_SPECS), "--format", "json",
+                 "--out", str(saved)]) == 2  # fmt: skip
+    planned = json.loads(saved.read_text())
+    assert apply(world, "--plan", str(saved), "--yes") == 0
+    assert [action_id for action_id, _ in fake.calls] == planned["order"]
+
+
+def test_a_stale_saved_plan_is_refused_and_nothing_runs(
+    world: Sandbox, fake: FakeHandler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drift(world)
+    saved = tmp_path / "plan.json"
+    now = str(world.clock.now())
+    assert main(["plan", "--now", now, "--specs", str(EXAMPLE_SPECS), "--format", "json",
+                 "--out", str(saved)]) == 2  # fmt: skip
+    drift(world, "www.acmebakery.com")  # the world moves after the plan was saved
+    assert apply(world, "--plan", str(saved), "--yes") == 1
+    err = capsys.readouterr().err
+    assert "stale" in err
+    assert "run `reconciler plan` again" in err
+    assert fake.calls == []
+    assert intents(world) == []
+
+
+def test_an_edited_saved_plan_is_refused(
+    world: Sandbox, fake: FakeHandler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drift(world)
+    saved = tmp_path / "plan.json"
+    now = str(world.clock.now())
+    assert main(["plan", "--now", now, "--specs", str(EXAMPLE_SPECS), "--format", "json",
+                 "--out", str(saved)]) == 2  # fmt: skip
+    document = json.loads(saved.read_text())
+    section = document["changes"] or document["drift"]
+    section[0]["after"]["origin"] = "evil.example.com"
+    saved.write_text(json.dumps(document))
+    assert apply(world, "--plan", str(saved), "--yes") == 1
+    assert "does not match" in capsys.readouterr().err
+    assert fake.calls == []
+
+
+def test_a_failed_action_exits_1(
+    world: Sandbox, fake: FakeHandler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def fail(action: Action, ctx: ActionContext) -> Outcome:
+        return Outcome(action.id, Status.FAILED_PERMANENT, "hostname refused")
+
+    fake.behaviour = fail
+    drift(world)
+    assert apply(world, "--yes", "--color", "never") == 1
+    out = capsys.readouterr().out
+    assert "Needs attention:" in out
+    assert "hostname refused" in out
+
+
+def test_invalid_specs_apply_nothing(
+    world: Sandbox, fake: FakeHandler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = tmp_path / "specs"
+    shutil.copytree(EXAMPLE_SPECS, specs)
+    site = specs / "sites" / "acme-home.yaml"
+    site.write_text(site.read_text().replace("tenant: acme", "tenant: nobody"))
+    drift(world)
+    code = main(["apply", "--now", str(world.clock.now()), "--specs", str(specs), "--yes"])
+    assert code == 1
+    assert "nothing was applied" in capsys.readouterr().err
+    assert fake.calls == []
