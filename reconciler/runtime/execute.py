@@ -47,7 +47,7 @@ from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Action, ActionKind, Lane, Plan
 from reconciler.errors import PermanentError, PlanError, ProviderError, TransientError
 from reconciler.runtime.handler import ActionContext, Checkpoints, Handler, no_checkpoints
-from reconciler.runtime.journal import IntentState, Journal, Prior, outcome_from_json
+from reconciler.runtime.journal import Journal, Prior, outcome_from_json
 
 __all__ = ["DEFAULT_LIMITS", "Progress", "execute"]
 
@@ -238,12 +238,13 @@ async def _perform(run: _Run, action: Action) -> Outcome:
         )
     )
     try:
-        prior = await run.journal.prior(action.id)
-        skip = _already_done(action, prior, run.plan)
-        if skip is not None:
+        prior = await run.journal.begin(
+            action, revision=run.plan.revision, planned_at=run.plan.planned_at
+        )
+        if prior is not None and prior.is_current(run.plan.planned_at):
+            skip = _already_done(action, prior)
             _finish(run, action, skip, seconds=run.monotonic() - started)
             return skip
-        await run.journal.begin(action, revision=run.plan.revision, prior=prior)
     except ProviderError as exc:
         outcome = _provider_outcome(action, exc, prefix="could not write the intent: ")
         _finish(run, action, outcome, seconds=run.monotonic() - started)
@@ -278,19 +279,14 @@ async def _perform(run: _Run, action: Action) -> Outcome:
     return outcome
 
 
-def _already_done(action: Action, prior: Prior | None, plan: Plan) -> Outcome | None:
-    """UNCHANGED when a done intent finished after this plan's world was observed (rule 5)."""
-    if prior is None or prior.state is not IntentState.DONE:
-        return None
-    if prior.finished_at is None or prior.finished_at < plan.planned_at:
-        return None
+def _already_done(action: Action, prior: Prior) -> Outcome:
+    """UNCHANGED, with the data the earlier success recorded (rule 5)."""
     stored = outcome_from_json(action.id, prior.outcome or {})
-    data = stored.data if stored is not None else {}
     return Outcome(
         action_id=action.id,
         status=Status.UNCHANGED,
         message="already done by an earlier run (intent journal)",
-        data=data,
+        data=stored.data if stored is not None else {},
     )
 
 

@@ -12,12 +12,16 @@ Rules:
 2. An existing row says what an earlier run left behind, and :meth:`Journal.begin` reports it
    as a :class:`Prior`: ``pending`` means the process died between intent and outcome (the
    side effect may or may not have happened); ``failed`` means an earlier attempt failed;
-   ``done`` means the same action already succeeded. A ``failed`` row, and a ``done`` row the
-   executor decided to redo, are reset to ``pending`` for the new attempt.
+   ``done`` means the same action already succeeded. A ``done`` row finished at or after the
+   plan's observation is *current*: nothing is written and the action is not run again. A
+   ``failed`` row, and a ``done`` row older than the observation, are reset to ``pending`` for
+   the new attempt; a ``pending`` row is kept as it is.
 3. ``events`` is append-only: each start and each finish adds a row (``action.started``,
    ``action.resumed``, ``action.retried``, ``action.redone``, then ``action.<status>`` or
    ``action.crashed``), so the history of every attempt survives the intent row's reuse.
-4. The row update and its event are one batch: both or neither.
+4. The row update and its event are one batch: both or neither. :meth:`Journal.begin` reads
+   the earlier row and writes the new one in that same batch (one D1 request per begin, one
+   per finish), so the decision in rule 2 is made on the row it replaces.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from enum import StrEnum
 
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action, JsonValue
-from reconciler.providers.d1 import Database, SqlValue, Statement
+from reconciler.providers.d1 import Database, Row, SqlValue, Statement
 
 __all__ = ["IntentState", "Journal", "Prior", "outcome_from_json", "outcome_to_json"]
 
@@ -51,15 +55,37 @@ class Prior:
     finished_at: float | None
     outcome: Mapping[str, JsonValue] | None
 
+    def is_current(self, planned_at: float) -> bool:
+        """Done at or after ``planned_at``: the plan is behind the journal (rule 2)."""
+        return (
+            self.state is IntentState.DONE
+            and self.finished_at is not None
+            and self.finished_at >= planned_at
+        )
+
 
 _SELECT = "SELECT state, created_at, finished_at, outcome FROM intents WHERE action_id = ?"
-_INSERT = (
-    "INSERT INTO intents (action_id, kind, target, payload, state, commit_sha, created_at) "
-    "VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+
+# Rule 2 in SQL; keep in step with Prior.is_current. Parameters: action_id, planned_at.
+_IS_CURRENT = (
+    "EXISTS (SELECT 1 FROM intents WHERE action_id = ? AND state = 'done' AND finished_at >= ?)"
 )
-_RESTART = (
-    "UPDATE intents SET state = 'pending', payload = ?, commit_sha = ?, created_at = ?, "
-    "finished_at = NULL, outcome = NULL WHERE action_id = ?"
+_START_EVENT = (
+    "INSERT INTO events (at, kind, resource, action_id, message, data) "
+    "SELECT ?, 'action.' || verb, ?, ?, verb, "
+    "json_object('kind', ?, 'commit', ?, 'prior_state', prior) "
+    "FROM (SELECT prior, CASE prior WHEN 'pending' THEN 'resumed' WHEN 'failed' THEN 'retried' "
+    "WHEN 'done' THEN 'redone' ELSE 'started' END AS verb "
+    "FROM (SELECT (SELECT state FROM intents WHERE action_id = ?) AS prior)) "
+    f"WHERE NOT {_IS_CURRENT}"
+)
+_UPSERT = (
+    "INSERT INTO intents (action_id, kind, target, payload, state, commit_sha, created_at) "
+    "VALUES (?, ?, ?, ?, 'pending', ?, ?) "
+    "ON CONFLICT (action_id) DO UPDATE SET state = 'pending', payload = excluded.payload, "
+    "commit_sha = excluded.commit_sha, created_at = excluded.created_at, finished_at = NULL, "
+    "outcome = NULL "
+    "WHERE intents.state = 'failed' OR (intents.state = 'done' AND intents.finished_at < ?)"
 )
 _FINISH = (
     "UPDATE intents SET state = ?, finished_at = ?, outcome = ? "
@@ -68,13 +94,6 @@ _FINISH = (
 _EVENT = (
     "INSERT INTO events (at, kind, resource, action_id, message, data) VALUES (?, ?, ?, ?, ?, ?)"
 )
-
-_START_EVENT: Mapping[IntentState | None, str] = {
-    None: "action.started",
-    IntentState.PENDING: "action.resumed",
-    IntentState.FAILED: "action.retried",
-    IntentState.DONE: "action.redone",
-}
 
 
 def _dumps(value: object) -> str:
@@ -109,6 +128,22 @@ def outcome_from_json(action_id: str, stored: Mapping[str, JsonValue]) -> Outcom
     )
 
 
+def _prior(rows: list[Row]) -> Prior | None:
+    if not rows:
+        return None
+    row = rows[0]
+    stored = row["outcome"]
+    outcome = json.loads(stored) if isinstance(stored, str) else None
+    finished = row["finished_at"]
+    created = row["created_at"]
+    return Prior(
+        state=IntentState(str(row["state"])),
+        created_at=float(created) if isinstance(created, int | float) else 0.0,
+        finished_at=float(finished) if isinstance(finished, int | float) else None,
+        outcome=outcome if isinstance(outcome, dict) else None,
+    )
+
+
 class Journal:
     """Reads and writes the intent journal and its events on one database."""
 
@@ -124,50 +159,39 @@ class Journal:
 
     async def prior(self, action_id: str) -> Prior | None:
         """The intent row an earlier run left for ``action_id``, if any."""
-        rows = await self._db.query(_SELECT, (action_id,))
-        if not rows:
-            return None
-        row = rows[0]
-        stored = row["outcome"]
-        outcome = json.loads(stored) if isinstance(stored, str) else None
-        finished = row["finished_at"]
-        created = row["created_at"]
-        return Prior(
-            state=IntentState(str(row["state"])),
-            created_at=float(created) if isinstance(created, int | float) else 0.0,
-            finished_at=float(finished) if isinstance(finished, int | float) else None,
-            outcome=outcome if isinstance(outcome, dict) else None,
-        )
+        return _prior(await self._db.query(_SELECT, (action_id,)))
 
-    async def begin(self, action: Action, *, revision: str | None, prior: Prior | None) -> None:
-        """Write the pending intent for ``action`` (and its start event) before its side effect.
+    async def begin(
+        self, action: Action, *, revision: str | None, planned_at: float
+    ) -> Prior | None:
+        """Write the pending intent for ``action`` before its side effect, in one batch.
 
         Args:
             action: the action about to run.
             revision: the specs commit the plan was made from (``intents.commit_sha``).
-            prior: what :meth:`prior` returned; a pending row is kept as it is, a failed or
-                done row is reset to pending for this new attempt, no row is inserted.
+            planned_at: when the plan's world was observed (rule 2).
+
+        Returns:
+            The row an earlier run left, as it was before this call, or None. When it
+            :meth:`~Prior.is_current`, nothing was written and the action must not run.
 
         Raises:
             ProviderError: the database could not be written; the handler must not run.
         """
         at = self._now()
         payload = _dumps(dict(action.after))
-        statements: list[Statement] = []
-        if prior is None:
-            statements.append(
+        kind = action.kind.value
+        event: tuple[SqlValue, ...] = (at, action.target, action.id, kind, revision, action.id)
+        results = await self._db.batch(
+            [
+                Statement(_SELECT, (action.id,)),
+                Statement(_START_EVENT, (*event, action.id, planned_at)),
                 Statement(
-                    _INSERT, (action.id, action.kind.value, action.target, payload, revision, at)
-                )
-            )
-        elif prior.state is not IntentState.PENDING:
-            statements.append(Statement(_RESTART, (payload, revision, at, action.id)))
-        kind = _START_EVENT[prior.state if prior is not None else None]
-        data: dict[str, JsonValue] = {"kind": action.kind.value, "commit": revision}
-        if prior is not None:
-            data["prior_state"] = prior.state.value
-        statements.append(self._event(at, kind, action, kind.partition(".")[2], data))
-        await self._db.batch(statements)
+                    _UPSERT, (action.id, kind, action.target, payload, revision, at, planned_at)
+                ),
+            ]
+        )
+        return _prior(list(results[0].rows))
 
     async def finish(self, action: Action, outcome: Outcome) -> None:
         """Record the outcome: state ``done`` when it succeeded, ``failed`` otherwise.

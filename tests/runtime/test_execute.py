@@ -226,7 +226,7 @@ async def test_a_pending_intent_left_by_a_crash_resumes_with_the_resumed_flag(
     path, db = ledger
     journal = journal_on(db)
     create = action(ActionKind.CREATE_HOSTNAME, "www.acme.com")
-    await journal.begin(create, revision=None, prior=None)  # an earlier run died here
+    await journal.begin(create, revision=None, planned_at=NOW)  # an earlier run died here
     handler = FakeHandler("cloudflare")
 
     report = await execute(
@@ -244,7 +244,7 @@ async def test_a_done_intent_finished_after_the_observation_is_unchanged_without
     clock = Clock(NOW + 10)
     journal = journal_on(db, clock)
     send = action(ActionKind.SEND_DUNNING, "in_1")
-    await journal.begin(send, revision=None, prior=None)
+    await journal.begin(send, revision=None, planned_at=NOW)
     await journal.finish(send, Outcome(send.id, Status.APPLIED, data={"message_id": "m-1"}))
     handler = FakeHandler("whatsapp")
 
@@ -264,7 +264,7 @@ async def test_a_done_intent_older_than_the_observation_runs_again_looking_first
     clock = Clock(NOW - 3600)
     journal = journal_on(db, clock)
     lock = action(ActionKind.HARD_LOCK, "acme")
-    await journal.begin(lock, revision=None, prior=None)
+    await journal.begin(lock, revision=None, planned_at=NOW)
     await journal.finish(lock, Outcome(lock.id, Status.APPLIED))
     clock.value = NOW + 1
     handler = FakeHandler("d1")
@@ -281,7 +281,7 @@ async def test_a_failed_intent_is_attempted_again(ledger: tuple[Path, SqliteData
     path, db = ledger
     journal = journal_on(db)
     publish = action(ActionKind.PUBLISH, "acme-home")
-    await journal.begin(publish, revision=None, prior=None)
+    await journal.begin(publish, revision=None, planned_at=NOW)
     await journal.finish(publish, Outcome(publish.id, Status.FAILED_TRANSIENT, "timeout"))
     handler = FakeHandler("cloudflare")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from execute_support import Clock, action, events, intent, migrated_db, rows
+from execute_support import NOW, Clock, action, events, intent, migrated_db, rows
 
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import ActionKind
@@ -36,7 +36,7 @@ async def test_begin_writes_a_pending_intent_with_the_payload_and_commit(
     publish = action(ActionKind.PUBLISH, "acme-home")
 
     assert await journal.prior(publish.id) is None
-    await journal.begin(publish, revision="abc123", prior=None)
+    await journal.begin(publish, revision="abc123", planned_at=NOW)
 
     row = intent(path, publish.id)
     assert row is not None
@@ -57,7 +57,7 @@ async def test_finish_marks_done_and_stores_the_outcome(
     clock = Clock()
     journal = Journal(db, now=clock)
     publish = action(ActionKind.PUBLISH, "acme-home")
-    await journal.begin(publish, revision=None, prior=None)
+    await journal.begin(publish, revision=None, planned_at=NOW)
     clock.value += 5
     outcome = Outcome(publish.id, Status.APPLIED, "deployed", data={"deployment_id": "d-1"})
     await journal.finish(publish, outcome)
@@ -80,13 +80,13 @@ async def test_a_failed_intent_is_reset_to_pending_for_a_new_attempt_and_history
     path, db = ledger
     journal = Journal(db, now=Clock())
     create = action(ActionKind.CREATE_HOSTNAME, "www.acme.com")
-    await journal.begin(create, revision=None, prior=None)
+    await journal.begin(create, revision=None, planned_at=NOW)
     await journal.finish(create, Outcome(create.id, Status.FAILED_TRANSIENT, "cloudflare: 503"))
     prior = await journal.prior(create.id)
     assert prior is not None
     assert prior.state is IntentState.FAILED
 
-    await journal.begin(create, revision=None, prior=prior)
+    await journal.begin(create, revision=None, planned_at=NOW)
 
     row = intent(path, create.id)
     assert row is not None
@@ -107,18 +107,61 @@ async def test_a_pending_intent_is_resumed_without_rewriting_the_row(
     clock = Clock()
     journal = Journal(db, now=clock)
     lock = action(ActionKind.HARD_LOCK, "acme")
-    await journal.begin(lock, revision=None, prior=None)
+    await journal.begin(lock, revision=None, planned_at=NOW)
     clock.value += 60
     prior = await journal.prior(lock.id)
     assert prior is not None
     assert prior.state is IntentState.PENDING
 
-    await journal.begin(lock, revision=None, prior=prior)
+    returned = await journal.begin(lock, revision=None, planned_at=NOW)
 
+    assert returned == prior  # begin reports the row as it was before
     row = intent(path, lock.id)
     assert row is not None
     assert row["created_at"] == clock.value - 60
     assert events(path, lock.id) == ["action.started", "action.resumed"]
+
+
+async def test_a_done_intent_newer_than_the_observation_is_current_and_left_untouched(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    clock = Clock(NOW + 5)
+    journal = Journal(db, now=clock)
+    send = action(ActionKind.SEND_DUNNING, "in_1")
+    await journal.begin(send, revision=None, planned_at=NOW)
+    await journal.finish(send, Outcome(send.id, Status.APPLIED))
+    before = intent(path, send.id)
+
+    prior = await journal.begin(send, revision=None, planned_at=NOW)
+
+    assert prior is not None
+    assert prior.is_current(NOW)
+    assert intent(path, send.id) == before
+    assert events(path, send.id) == ["action.started", "action.applied"]
+
+
+async def test_a_done_intent_older_than_the_observation_is_reset_for_a_redo(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    clock = Clock(NOW - 100)
+    journal = Journal(db, now=clock)
+    lock = action(ActionKind.HARD_LOCK, "acme")
+    await journal.begin(lock, revision=None, planned_at=NOW - 200)
+    await journal.finish(lock, Outcome(lock.id, Status.APPLIED))
+    clock.value = NOW + 1
+
+    prior = await journal.begin(lock, revision="c0ffee", planned_at=NOW)
+
+    assert prior is not None
+    assert not prior.is_current(NOW)
+    row = intent(path, lock.id)
+    assert row is not None
+    assert (row["state"], row["commit_sha"], row["created_at"]) == ("pending", "c0ffee", NOW + 1)
+    assert events(path, lock.id) == ["action.started", "action.applied", "action.redone"]
+    data = rows(path, "SELECT data FROM events WHERE kind = 'action.redone'")[0]["data"]
+    assert '"prior_state":"done"' in data
 
 
 async def test_crash_records_the_error_as_a_failed_intent(
@@ -127,7 +170,7 @@ async def test_crash_records_the_error_as_a_failed_intent(
     path, db = ledger
     journal = Journal(db, now=Clock())
     sync = action(ActionKind.SYNC_BILLING, "acme")
-    await journal.begin(sync, revision=None, prior=None)
+    await journal.begin(sync, revision=None, planned_at=NOW)
     await journal.crash(sync, KeyError("invoice_id"))
 
     row = intent(path, sync.id)
@@ -142,7 +185,7 @@ async def test_events_cannot_be_updated(ledger: tuple[Path, SqliteDatabase]) -> 
     path, db = ledger
     journal = Journal(db, now=Clock())
     sync = action(ActionKind.SYNC_BILLING, "acme")
-    await journal.begin(sync, revision=None, prior=None)
+    await journal.begin(sync, revision=None, planned_at=NOW)
     with pytest.raises(Exception, match="append-only"):
         await db.execute("UPDATE events SET message = 'rewritten'")
     assert rows(path, "SELECT message FROM events")[0]["message"] == "started"
@@ -158,7 +201,7 @@ async def test_a_database_outage_while_beginning_is_a_transient_error() -> None:
 
     journal = Journal(DownDatabase(), now=Clock())  # type: ignore[arg-type]
     with pytest.raises(TransientError):
-        await journal.begin(action(ActionKind.UNLOCK, "acme"), revision=None, prior=None)
+        await journal.begin(action(ActionKind.UNLOCK, "acme"), revision=None, planned_at=NOW)
 
 
 def test_outcomes_round_trip_through_their_stored_json() -> None:
