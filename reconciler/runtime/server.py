@@ -1,0 +1,476 @@
+"""The daemon's HTTP side: health, readiness, metrics, and the Git and Stripe webhooks.
+
+Who calls it: the daemon wiring builds the app with :func:`create_app` (passing the loop's
+health and readiness probes, the metrics, and the two callbacks that enqueue work) and serves it
+with :class:`EndpointServer`, a uvicorn server running as a task in the daemon's own event loop
+(not a thread), so handlers and the reconciler share one loop and need no locks. What it calls:
+Starlette for routing, the injected callbacks, ``hmac`` for GitHub signatures, and the injected
+Stripe verifier (``StripeBilling.verify_webhook``) for Stripe's.
+
+Endpoints (docs/daemon.md has examples):
+
+=============================  ================================================================
+``GET /healthz``               200 with JSON details while the loop is alive, else 503
+``GET /readyz``                200 once the lease state is known and specs are loaded, else 503
+``GET /metrics``               Prometheus text format
+``POST /webhooks/git``         GitHub-style push; 202 when queued (see the rules below)
+``POST /webhooks/billing/stripe``  a signed Stripe event; 200 when queued
+=============================  ================================================================
+
+Rules for the webhooks:
+
+1. Bodies are read incrementally with a cap (``max_body``); a declared or actual size over it
+   is 413 without buffering the rest.
+2. Git: ``X-Hub-Signature-256: sha256=<hex>`` must be the HMAC-SHA256 of the raw body under the
+   Git webhook secret, compared in constant time; missing, malformed or wrong is 401 (and so is
+   every request while no secret is configured). Then ``X-GitHub-Event``: ``ping`` is 200,
+   anything but ``push`` is 202 ignored. ``X-GitHub-Delivery`` ids of accepted pushes are kept
+   in a bounded LRU and a repeat is 409. The body must be JSON with ``ref``, ``before``,
+   ``after`` and ``repository``, else 400.
+3. Stripe: the ``Stripe-Signature`` header and body go to the verifier, which checks the
+   signature and the timestamp tolerance (the replay window); its ``PermanentError`` is 400.
+4. Webhooks are hints. A push only tells the loop to fetch the branch (the loop reads the
+   remote, not ``after``); a Stripe event only asks for one customer's billing to be re-read
+   from the API. Handlers only enqueue: they return as soon as the callback has.
+5. Every rejection is logged on ``reconciler.webhooks`` as one JSON object (source, reason,
+   status; never a secret, a signature or the body), counted in ``webhook_requests_total``,
+   and changes nothing: no callback runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import re
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconciler.errors import PermanentError
+from reconciler.providers.stripe import WebhookEvent
+from reconciler.runtime.metrics import CONTENT_TYPE, Metrics
+from reconciler.settings import Secret
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "EndpointServer",
+    "GitPush",
+    "HealthReport",
+    "create_app",
+]
+
+DEFAULT_MAX_BODY = 1024 * 1024
+"""Largest webhook body accepted, in bytes (GitHub caps payloads at 25 MB; pushes are small)."""
+
+DEFAULT_DELIVERY_MEMORY = 10_000
+"""How many Git delivery ids are remembered to refuse replays."""
+
+logger = logging.getLogger("reconciler.webhooks")
+
+_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+_DELIVERY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+_SIGNATURE_PREFIX = "sha256="
+
+
+@dataclass(frozen=True, slots=True)
+class GitPush:
+    """A verified push notification: which ref moved, from what to what (hints only)."""
+
+    ref: str
+    before: str
+    after: str
+    delivery: str
+    repository: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The loop's liveness: ``ok`` decides the status, ``details`` go in the JSON body."""
+
+    ok: bool
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Rejected(Exception):
+    """A webhook request refused; carries the HTTP status and a machine reason."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class _DeliveryLog:
+    """The most recent accepted delivery ids, oldest forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def claim(self, delivery: str) -> bool:
+        """Record ``delivery``; false when it was already recorded (a replay)."""
+        if delivery in self._ids:
+            self._ids.move_to_end(delivery)
+            return False
+        self._ids[delivery] = None
+        while len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def forget(self, delivery: str) -> None:
+        """Drop ``delivery`` so a retry of a request that failed on our side is accepted."""
+        self._ids.pop(delivery, None)
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(
+    *,
+    metrics: Metrics,
+    health: Callable[[], HealthReport],
+    ready: Callable[[], bool],
+    on_git_push: Callable[[GitPush], Awaitable[None]],
+    on_stripe_event: Callable[[WebhookEvent], Awaitable[None]],
+    git_secret: Secret,
+    stripe_verifier: Callable[[bytes, str], WebhookEvent],
+    max_body: int = DEFAULT_MAX_BODY,
+    delivery_memory: int = DEFAULT_DELIVERY_MEMORY,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """Build the daemon's ASGI app.
+
+    Args:
+        metrics: where webhook results are counted and ``/metrics`` reads from.
+        health: the loop's liveness probe (must not block).
+        ready: whether the daemon is ready (lease state known, specs loaded).
+        on_git_push: enqueues a fetch of the followed branch; called once per accepted push.
+        on_stripe_event: enqueues a re-read of the event's customer; called once per event.
+        git_secret: the HMAC secret shared with the Git host.
+        stripe_verifier: ``(raw body, Stripe-Signature) -> WebhookEvent``, raising
+            ``PermanentError`` for a bad signature, a stale timestamp or a malformed event
+            (``StripeBilling.verify_webhook``).
+        max_body: largest webhook body accepted, in bytes.
+        delivery_memory: how many Git delivery ids to remember against replays.
+        clock: epoch seconds, stamped on webhook log records.
+
+    Returns:
+        The Starlette application.
+    """
+    if max_body < 1 or delivery_memory < 1:
+        raise ValueError("max_body and delivery_memory must be positive")
+    deliveries = _DeliveryLog(delivery_memory)
+
+    def log(level: int, source: str, outcome: str, **fields: Any) -> None:
+        entry = {"at": round(clock(), 3), "event": f"webhook.{outcome}", "source": source}
+        entry.update(fields)
+        logger.log(level, json.dumps(entry, sort_keys=True), extra={"webhook": entry})
+
+    def reject(source: str, request: Request, rejected: _Rejected, **fields: Any) -> Response:
+        metrics.webhook(source, rejected.reason)
+        log(
+            logging.WARNING,
+            source,
+            "rejected",
+            reason=rejected.reason,
+            status=rejected.status,
+            message=rejected.message,
+            remote=request.client.host if request.client else "",
+            **fields,
+        )
+        return JSONResponse(
+            {"error": rejected.reason, "message": rejected.message}, status_code=rejected.status
+        )
+
+    async def healthz(request: Request) -> Response:
+        try:
+            report = health()
+        except Exception as exc:  # a broken probe means an unhealthy daemon, not a 500
+            logger.exception("health probe failed")
+            return JSONResponse(
+                {"status": "unhealthy", "error": type(exc).__name__}, status_code=503
+            )
+        body = {"status": "ok" if report.ok else "unhealthy", "details": dict(report.details)}
+        return JSONResponse(body, status_code=200 if report.ok else 503)
+
+    async def readyz(request: Request) -> Response:
+        try:
+            is_ready = ready()
+        except Exception:
+            logger.exception("readiness probe failed")
+            is_ready = False
+        return JSONResponse(
+            {"status": "ready" if is_ready else "not ready"}, status_code=200 if is_ready else 503
+        )
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def git_webhook(request: Request) -> Response:
+        delivery = request.headers.get("x-github-delivery", "")
+        safe_delivery = delivery if _DELIVERY.match(delivery) else ""
+        try:
+            body = await _read_body(request, max_body)
+            _verify_github_signature(git_secret, body, request.headers.get("x-hub-signature-256"))
+            event = request.headers.get("x-github-event", "")
+            if not event:
+                raise _Rejected(400, "missing_event", "X-GitHub-Event header is required")
+            if event == "ping":
+                metrics.webhook("git", "ping")
+                log(logging.INFO, "git", "ping", delivery=safe_delivery)
+                return JSONResponse({"status": "pong"})
+            if event != "push":
+                metrics.webhook("git", "ignored")
+                log(logging.INFO, "git", "ignored", delivery=safe_delivery, type=event[:50])
+                return JSONResponse({"status": "ignored", "event": event[:50]}, status_code=202)
+            if not safe_delivery:
+                raise _Rejected(400, "missing_delivery", "X-GitHub-Delivery header is required")
+            push = _parse_push(body, safe_delivery)
+            if not deliveries.claim(safe_delivery):
+                raise _Rejected(409, "replayed_delivery", "this delivery was already accepted")
+        except _Rejected as rejected:
+            return reject("git", request, rejected, delivery=safe_delivery)
+        try:
+            await on_git_push(push)
+        except Exception:
+            deliveries.forget(safe_delivery)
+            metrics.webhook("git", "error")
+            logger.exception("git push handler failed", extra={"delivery": safe_delivery})
+            return JSONResponse({"error": "internal"}, status_code=500)
+        metrics.webhook("git", "accepted")
+        log(logging.INFO, "git", "accepted", delivery=safe_delivery, ref=push.ref[:200])
+        return JSONResponse({"status": "queued"}, status_code=202)
+
+    async def stripe_webhook(request: Request) -> Response:
+        try:
+            body = await _read_body(request, max_body)
+            header = request.headers.get("stripe-signature", "")
+            if not header:
+                raise _Rejected(400, "missing_signature", "Stripe-Signature header is required")
+            try:
+                event = stripe_verifier(body, header)
+            except PermanentError as exc:
+                raise _Rejected(400, _stripe_reason(str(exc)), str(exc)[:300]) from exc
+        except _Rejected as rejected:
+            return reject("stripe", request, rejected)
+        try:
+            await on_stripe_event(event)
+        except Exception:
+            metrics.webhook("stripe", "error")
+            logger.exception("stripe event handler failed", extra={"stripe_event": event.id})
+            return JSONResponse({"error": "internal"}, status_code=500)
+        metrics.webhook("stripe", "accepted")
+        log(logging.INFO, "stripe", "accepted", id=event.id, type=event.type)
+        return JSONResponse({"received": True})
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/webhooks/git", git_webhook, methods=["POST"]),
+            Route("/webhooks/billing/stripe", stripe_webhook, methods=["POST"]),
+        ]
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Read the body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise _Rejected(400, "bad_content_length", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise _Rejected(413, "too_large", f"body over {limit} bytes")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise _Rejected(413, "too_large", f"body over {limit} bytes")
+    return bytes(received)
+
+
+def _verify_github_signature(secret: Secret, body: bytes, header: str | None) -> None:
+    if not secret:
+        raise _Rejected(401, "not_configured", "no Git webhook secret is configured")
+    if not header:
+        raise _Rejected(401, "missing_signature", "X-Hub-Signature-256 header is required")
+    if not header.startswith(_SIGNATURE_PREFIX):
+        raise _Rejected(401, "bad_signature", "signature must look like sha256=<hex>")
+    given = header[len(_SIGNATURE_PREFIX) :].strip().lower().encode("latin-1", "replace")
+    expected = hmac.new(secret.reveal().encode(), body, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(expected, given):
+        raise _Rejected(401, "bad_signature", "signature does not match the body")
+
+
+def _parse_push(body: bytes, delivery: str) -> GitPush:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Rejected(400, "malformed_json", "body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise _Rejected(400, "malformed_payload", "body must be a JSON object")
+    ref = payload.get("ref")
+    if not isinstance(ref, str) or not ref.startswith("refs/"):
+        raise _Rejected(400, "malformed_payload", "ref must be a string like refs/heads/main")
+    shas = {name: payload.get(name) for name in ("before", "after")}
+    for name, value in shas.items():
+        if not isinstance(value, str) or not _SHA.match(value):
+            raise _Rejected(400, "malformed_payload", f"{name} must be a hex commit id")
+    repository = payload.get("repository")
+    if not isinstance(repository, dict):
+        raise _Rejected(400, "malformed_payload", "repository must be an object")
+    full_name = repository.get("full_name")
+    return GitPush(
+        ref=ref,
+        before=str(shas["before"]),
+        after=str(shas["after"]),
+        delivery=delivery,
+        repository=full_name if isinstance(full_name, str) else "",
+    )
+
+
+def _stripe_reason(message: str) -> str:
+    lowered = message.lower()
+    if "tolerance" in lowered or "timestamp" in lowered:
+        return "stale_timestamp"
+    if "no webhook secret" in lowered:
+        return "not_configured"
+    if "not a stripe event" in lowered or "lacks" in lowered:
+        return "malformed_event"
+    return "bad_signature"
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class _LoopServer(uvicorn.Server):
+    """uvicorn that leaves signals to the daemon and announces when it listens."""
+
+    def __init__(self, config: uvicorn.Config, started: asyncio.Event) -> None:
+        super().__init__(config)
+        self._started_event = started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The daemon owns SIGTERM/SIGINT (graceful stop); uvicorn must not take them.
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._started_event.set()
+
+
+class EndpointServer:
+    """Serve an ASGI app with uvicorn as a task of the current event loop.
+
+    Usage::
+
+        server = EndpointServer(app, host="0.0.0.0", port=8080)
+        port = await server.start()     # returns once the socket accepts connections
+        ...
+        await server.stop()              # finishes in-flight requests, then closes
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        graceful_timeout: float = 5.0,
+    ) -> None:
+        """Prepare to serve ``app`` on ``host:port`` (port 0 picks a free port).
+
+        Args:
+            app: the ASGI app (from :func:`create_app`).
+            host: address to bind (``0.0.0.0`` or ``::`` for every interface).
+            port: TCP port; 0 for any free one (read :attr:`port` after :meth:`start`).
+            graceful_timeout: seconds :meth:`stop` lets in-flight requests finish.
+        """
+        self._app = app
+        self.host = host
+        self.port = port
+        self._graceful_timeout = graceful_timeout
+        self.started = asyncio.Event()
+        self._server: _LoopServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def serve(self) -> None:
+        """Bind, serve until :meth:`stop`, then close; sets :attr:`started` once listening.
+
+        Raises:
+            OSError: the address could not be bound.
+        """
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+        # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections.
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            self.port = int(sock.getsockname()[1])
+            config = uvicorn.Config(
+                self._app,
+                lifespan="off",
+                access_log=False,
+                log_config=None,
+                timeout_graceful_shutdown=int(max(1, self._graceful_timeout)),
+            )
+            self._server = _LoopServer(config, self.started)
+            await self._server.serve(sockets=[sock])
+        finally:
+            sock.close()
+
+    async def start(self, *, startup_timeout: float = 30.0) -> int:
+        """Run :meth:`serve` as a task and wait until it listens.
+
+        Args:
+            startup_timeout: seconds to wait for the socket to accept connections.
+
+        Returns:
+            The bound port.
+
+        Raises:
+            OSError: the address could not be bound.
+            TimeoutError: the server did not start within ``startup_timeout`` seconds.
+        """
+        if self._task is None:
+            self._task = asyncio.create_task(self.serve(), name="http-endpoints")
+        waiter = asyncio.create_task(self.started.wait())
+        try:
+            await asyncio.wait(
+                {self._task, waiter}, timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        if self._task.done():
+            self._task.result()  # raises the bind error, if that is what ended it
+            raise RuntimeError("the HTTP server stopped before it started")
+        if not self.started.is_set():
+            raise TimeoutError(f"the HTTP server did not start within {startup_timeout} s")
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting connections, let in-flight requests finish, and wait for the end."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task
