@@ -18,10 +18,17 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 import stripe
+from starlette.applications import Starlette
 
 from reconciler.providers.stripe import StripeBilling, WebhookEvent
 from reconciler.runtime.metrics import Metrics
-from reconciler.runtime.server import EndpointServer, GitPush, HealthReport, create_app
+from reconciler.runtime.server import (
+    DEFAULT_MAX_BODY,
+    EndpointServer,
+    GitPush,
+    HealthReport,
+    create_app,
+)
 from reconciler.settings import Secret, StripeSettings
 
 GIT_SECRET = "git-" + secrets.token_hex(12)
@@ -72,7 +79,14 @@ async def billing() -> AsyncIterator[StripeBilling]:
         yield adapter
 
 
-def build_app(daemon: Daemon, metrics: Metrics, billing: StripeBilling, **kwargs: object):  # type: ignore[no-untyped-def]
+def build_app(
+    daemon: Daemon,
+    metrics: Metrics,
+    billing: StripeBilling,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
+    delivery_memory: int = 10_000,
+) -> Starlette:
     return create_app(
         metrics=metrics,
         health=daemon.health,
@@ -81,7 +95,8 @@ def build_app(daemon: Daemon, metrics: Metrics, billing: StripeBilling, **kwargs
         on_stripe_event=daemon.on_stripe_event,
         git_secret=Secret(GIT_SECRET),
         stripe_verifier=billing.verify_webhook,
-        **kwargs,  # type: ignore[arg-type]
+        max_body=max_body,
+        delivery_memory=delivery_memory,
     )
 
 
@@ -146,7 +161,9 @@ def stripe_payload(created: int | None = None, customer: str = "cus_42") -> str:
     )
 
 
-def stripe_headers(payload: str, *, timestamp: int | None = None, secret: str = STRIPE_SECRET):  # type: ignore[no-untyped-def]
+def stripe_headers(
+    payload: str, *, timestamp: int | None = None, secret: str = STRIPE_SECRET
+) -> dict[str, str]:
     header = stripe.WebhookSignature.generate_signature_header(
         payload, secret, timestamp=timestamp if timestamp is not None else int(time.time())
     )
