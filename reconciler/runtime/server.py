@@ -431,6 +431,7 @@ class EndpointServer:
                 lifespan="off",
                 access_log=False,
                 log_config=None,
+                server_header=False,
                 timeout_graceful_shutdown=int(max(1, self._graceful_timeout)),
             )
             self._server = _LoopServer(config, self.started)
