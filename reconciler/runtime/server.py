@@ -470,8 +470,14 @@ class EndpointServer:
 
     async def stop(self) -> None:
         """Stop accepting connections, let in-flight requests finish, and wait for the end."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            task, self._task = self._task, None
-            await task
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        if self._server is None:
+            # The task has not run yet (it sets _server before its first await): cancel it.
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return
+        self._server.should_exit = True
+        await task

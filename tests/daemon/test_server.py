@@ -627,3 +627,11 @@ async def test_starting_on_a_port_in_use_raises_instead_of_hanging(billing: Stri
             await second.start()
     finally:
         await first.stop()
+
+
+async def test_stopping_a_server_that_never_started_returns_at_once(
+    billing: StripeBilling,
+) -> None:
+    server = EndpointServer(build_app(Daemon(), Metrics(), billing))
+    await server.stop()
+    assert not server.started.is_set()
