@@ -32,10 +32,11 @@ from typing import Any, TextIO
 
 from reconciler.commands import plan as plan_command
 from reconciler.core.outcome import Report, Status
-from reconciler.core.plan import ActionKind, Plan
+from reconciler.core.plan import Action, ActionKind, Plan
 from reconciler.core.plan_json import plan_from_json
 from reconciler.core.render import Rate, plan_to_json, render_text
 from reconciler.core.report_render import (
+    action_label,
     progress_line,
     render_report_text,
     report_to_json,
@@ -246,6 +247,7 @@ async def _execute(
             now=now,
             checkpoint=checkpoint,
             progress=_progress(sys.stderr),
+            handler_progress=_notes(sys.stderr),
         )
 
 
@@ -263,6 +265,17 @@ def _progress(stream: TextIO) -> Callable[[Progress], None]:
         print(line, file=stream, flush=True)
 
     return show
+
+
+def _notes(stream: TextIO) -> Callable[[Action, str], None]:
+    """Handlers' own progress (``uploading 12 files``), on a terminal only."""
+    if not stream.isatty():
+        return lambda _action, _message: None
+
+    def note(action: Action, message: str) -> None:
+        print(f"      {action_label(action)}: {message}", file=stream, flush=True)
+
+    return note
 
 
 def _status(stream: TextIO) -> Callable[[str], None]:

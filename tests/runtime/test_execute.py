@@ -24,7 +24,7 @@ from execute_support import (
 
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action, ActionKind, Lane
-from reconciler.core.report_render import render_report_json, render_report_text
+from reconciler.core.report_render import progress_line, render_report_json, render_report_text
 from reconciler.errors import NotFoundError, PlanError, TransientError
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.checkpoints import CRASH_EXIT_CODE, CrashingCheckpoints
@@ -532,3 +532,13 @@ async def test_a_run_killed_after_the_side_effect_resumes_with_the_intent_pendin
     assert handler.calls == [(send.id, True)]  # the handler is told to look before sending
     assert report.ok
     assert events(path, send.id) == ["action.started", "action.resumed", "action.applied"]
+
+
+def test_a_progress_line_names_the_action_its_outcome_and_its_time() -> None:
+    publish = action(ActionKind.PUBLISH, "acme-home", after={"version": 13})
+    done = Outcome(publish.id, Status.APPLIED)
+    line = progress_line(index=3, total=12, action=publish, outcome=done, seconds=4.21)
+    assert line == "[3/12] publish acme-home production v13 ... applied (4.2s)"
+    failed = Outcome(publish.id, Status.FAILED_PERMANENT, "send to +5511912345678 refused")
+    line = progress_line(index=4, total=12, action=publish, outcome=failed, seconds=1.0)
+    assert line.endswith("failed_permanent: send to +55119••••5678 refused")
