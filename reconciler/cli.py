@@ -21,7 +21,15 @@ EXIT_CHANGES = 2
 EXIT_BLOCKED = 3
 
 # Subcommand modules under reconciler/commands/, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("validate", "plan", "apply", "schemas", "migrate", "sandbox")
+COMMANDS: tuple[str, ...] = (
+    "validate",
+    "plan",
+    "apply",
+    "status",
+    "schemas",
+    "migrate",
+    "sandbox",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
