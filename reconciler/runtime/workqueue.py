@@ -22,8 +22,9 @@ Rules (controller-runtime's workqueue semantics, plus per-resource failure memor
    (base 1 s, cap 5 min) that is never shorter than the error's ``retry_after``. A permanent
    failure re-queues nothing: the key waits for the next change or sweep. After
    ``max_failures`` consecutive failures of either kind the key is *stuck*: it keeps its last
-   error, sweep-lane adds are dropped, and only an urgent or change add (or ``success``)
-   releases it. ``success`` forgets every failure.
+   error, sweep-lane adds and timers are dropped, and only an urgent or change add (or
+   ``success``) releases it, even one that arrived while the last attempt was failing.
+   ``success`` forgets every failure.
 5. Time is the injected ``clock`` (epoch seconds by default, so timers take absolute
    deadlines from specs and invoices) and waiting is the injected ``sleep``: tests run in
    virtual time.
@@ -132,7 +133,8 @@ class WorkQueue:
         self._sequence = itertools.count()
         self._versions = itertools.count(1)
         self._processing: dict[str, Lane] = {}
-        self._dirty: dict[str, tuple[Lane, float]] = {}  # adds that arrived while processing
+        # Adds that arrived while processing: (lane, ready_at, whether it releases a stuck key).
+        self._dirty: dict[str, tuple[Lane, float, bool]] = {}
         self._retry: dict[str, tuple[Lane, float]] = {}  # backoff re-queues pending done()
         self._failures: dict[str, _Failures] = {}
         self._stuck: dict[str, BaseException] = {}
@@ -145,20 +147,26 @@ class WorkQueue:
 
     def add(self, key: str, lane: LaneLike = Lane.CHANGE, *, after: float = 0.0) -> None:
         """Queue ``key`` to be ready ``after`` seconds from now (rules 1, 2 and 4)."""
-        self._add(key, as_lane(lane), self._clock() + max(0.0, after))
+        chosen = as_lane(lane)
+        self._add(key, chosen, self._clock() + max(0.0, after), releases=chosen is not Lane.SWEEP)
 
     def wake_at(self, key: str, when: float, lane: LaneLike = Lane.CHANGE) -> None:
-        """Queue ``key`` to be ready at clock time ``when`` (a deadline), without polling."""
-        self._add(key, as_lane(lane), when)
+        """Queue ``key`` to be ready at clock time ``when`` (a deadline), without polling.
 
-    def _add(self, key: str, lane: Lane, ready_at: float) -> None:
+        A timer never releases a stuck key (rule 4): only a change does.
+        """
+        self._add(key, as_lane(lane), when, releases=False)
+
+    def _add(self, key: str, lane: Lane, ready_at: float, *, releases: bool) -> None:
         if self._closed:
             return
         if key in self._processing:
-            self._dirty[key] = _merge(self._dirty.get(key), lane, ready_at)
+            previous = self._dirty.get(key)
+            merged = _merge(None if previous is None else previous[:2], lane, ready_at)
+            self._dirty[key] = (*merged, releases or (previous is not None and previous[2]))
             return
         if key in self._stuck:
-            if lane is Lane.SWEEP:
+            if not releases:
                 self.dropped += 1
                 return
             self._release(key)
@@ -255,12 +263,13 @@ class WorkQueue:
         dirty = self._dirty.pop(key, None)
         retry = self._retry.pop(key, None)
         if dirty is not None:
-            if key in self._stuck and dirty[0] is not Lane.SWEEP:
+            lane, ready_at, releases = dirty
+            if key in self._stuck and releases:
                 self._release(key)
-            if key not in self._stuck:
-                self._enqueue(key, *dirty)
-            else:
+            if key in self._stuck:
                 self.dropped += 1
+            else:
+                self._enqueue(key, lane, ready_at)
         if retry is not None and key not in self._stuck:
             self._enqueue(key, *retry)
         self._wakeup.set()

@@ -325,3 +325,18 @@ async def test_shutdown_wakes_waiting_getters_and_refuses_new_work() -> None:
     assert len(queue) == 0
     with pytest.raises(QueueShutDown):
         await queue.get()
+
+
+async def test_timers_never_release_a_stuck_key() -> None:
+    vt = VirtualTime()
+    queue = make_queue(vt, max_failures=1)
+    queue.add("Hostname/x")
+    await queue.get()
+    queue.wake_at("Hostname/x", vt.now + 3_600)  # the reconcile set its validation deadline
+    assert queue.failure("Hostname/x", PermanentError("cloudflare", "blocked")) is None
+    queue.done("Hostname/x")
+    assert queue.stuck("Hostname/x") is not None
+    assert not queue.is_queued("Hostname/x")
+    queue.wake_at("Hostname/x", vt.now + 60)
+    assert not queue.is_queued("Hostname/x")
+    assert queue.dropped == 2
