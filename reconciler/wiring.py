@@ -7,8 +7,22 @@ what they need here:
 - :class:`ReadOnlyWorld`: observers only, for ``reconciler plan`` and every dry run. It
   constructs no writer at all, so a plan cannot change the world whatever the code below it
   does; it needs read-only tokens only.
+- :class:`WriterWorld`: the write-capable clients of ``reconciler apply`` (and the daemon):
+  Cloudflare and Evolution in the ``CHANGE`` lane, Stripe (still read-only: the reconciler
+  never charges), the D1 database, the actions'
+  :class:`~reconciler.runtime.actions.world.World`, its handlers and the checkpoints.
 - :class:`Buckets`: one shared :class:`~reconciler.providers.ratelimit.TokenBucket` per
   provider and credential, handed to every client of that credential (DESIGN.md section 7).
+
+Two test-and-sandbox knobs are read here and nowhere else:
+
+- ``RECONCILER_CRASH_AT`` (:data:`~reconciler.runtime.checkpoints.CRASH_ENV`): named crash
+  points for the crash tests (:func:`load_checkpoints`); unset in production.
+- ``RECONCILER_SANDBOX_CONTROL`` (:data:`SANDBOX_CONTROL_ENV`): the sandbox's control root
+  (``http://127.0.0.1:<port>/__sandbox``). When set, the handlers' waits between deployment
+  polls advance the sandbox's virtual clock instead of sleeping (:func:`load_sleep`), so a
+  publish in the demo, the scenario tests and the benchmarks takes milliseconds, not the
+  fifteen simulated seconds of a deployment. Unset in production.
 
 It calls the adapters' constructors (``providers/*``) and nothing else; no decision is made
 here beyond "is this provider configured".
@@ -16,33 +30,49 @@ here beyond "is this provider configured".
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
+
 from reconciler.build.site import AssetStore
 from reconciler.core.observed import Source
+from reconciler.core.plan import ActionKind
 from reconciler.core.render import Rate
-from reconciler.errors import MigrationError
+from reconciler.errors import MigrationError, TransientError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.stripe import StripeBilling
+from reconciler.runtime.actions import ActionSettings, World, handlers_for
+from reconciler.runtime.checkpoints import CRASH_ENV, checkpoints_from_spec
+from reconciler.runtime.handler import Checkpoints, Handler
 from reconciler.runtime.observe import ObserveClients
 from reconciler.settings import RateBudget, Secret, Settings
 
 __all__ = [
     "EVOLUTION_BUDGET",
+    "SANDBOX_CONTROL_ENV",
     "Buckets",
     "ReadOnlyWorld",
+    "WriterWorld",
+    "load_checkpoints",
     "load_settings",
+    "load_sleep",
     "wall_clock",
 ]
+
+SANDBOX_CONTROL_ENV = "RECONCILER_SANDBOX_CONTROL"
+"""The sandbox control root; when set, handler waits advance the virtual clock (tests, demo)."""
+
+Sleep = Callable[[float], Awaitable[None]]
 
 EVOLUTION_BUDGET = RateBudget(requests=30, period=60.0)
 """Client-side pacing of the WhatsApp gateway (docs/evolution.md: sends plus a few reads)."""
@@ -60,6 +90,65 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def wall_clock() -> float:
     """The real time, epoch seconds: the default ``now`` of commands."""
     return time.time()
+
+
+def load_checkpoints(env: Mapping[str, str] | None = None) -> Checkpoints:
+    """The crash points of ``RECONCILER_CRASH_AT`` (tests only); no-ops when unset.
+
+    Raises:
+        ValueError: the variable is set but malformed.
+    """
+    source = os.environ if env is None else env
+    return checkpoints_from_spec(source.get(CRASH_ENV))
+
+
+def load_sleep(env: Mapping[str, str] | None = None) -> Sleep:
+    """How handlers wait: :func:`asyncio.sleep`, or the sandbox's virtual clock when
+    ``RECONCILER_SANDBOX_CONTROL`` names a sandbox control root."""
+    source = os.environ if env is None else env
+    control = source.get(SANDBOX_CONTROL_ENV, "").rstrip("/")
+    if not control:
+        return asyncio.sleep
+    return _VirtualSleep(control)
+
+
+class _VirtualSleep:
+    """Waits that move the sandbox's virtual clock forward instead of passing real time."""
+
+    def __init__(self, control: str) -> None:
+        self.control = control
+
+    async def __call__(self, seconds: float) -> None:
+        if seconds > 0:
+            try:
+                async with httpx.AsyncClient(timeout=10.0) as http:
+                    answer = await http.post(f"{self.control}/clock", json={"seconds": seconds})
+            except httpx.TransportError as exc:
+                raise TransientError("sandbox", f"clock control unreachable: {exc}") from exc
+            if answer.status_code != 200:
+                raise TransientError("sandbox", f"clock control answered HTTP {answer.status_code}")
+        await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"VirtualSleep({self.control!r})"
+
+
+def _database(settings: Settings, cloudflare: CloudflareClient | None, create: bool) -> Database:
+    """The D1 backend the settings select (shared by both worlds)."""
+    if settings.d1.backend == "sqlite":
+        path = Path(settings.d1.sqlite_path)
+        if not create and not path.exists():
+            raise MigrationError(
+                f"the D1 SQLite file {path} does not exist: run `reconciler migrate` to "
+                "create it (or set D1_SQLITE_PATH)"
+            )
+        return SqliteDatabase(path)
+    if cloudflare is None or not settings.d1.database_id:
+        raise ValueError(
+            "D1_BACKEND=d1 needs D1_DATABASE_ID and the Cloudflare settings "
+            "(CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_ZONE_ID)"
+        )
+    return D1HttpDatabase(cloudflare, settings.d1.database_id)
 
 
 class Buckets:
@@ -122,22 +211,7 @@ class ReadOnlyWorld:
             unconfigured[Source.PAGES] = reason
             unconfigured[Source.HOSTNAMES] = reason
 
-        self.database: Database
-        if settings.d1.backend == "sqlite":
-            path = Path(settings.d1.sqlite_path)
-            if not create_database and not path.exists():
-                raise MigrationError(
-                    f"the D1 SQLite file {path} does not exist: run `reconciler migrate` to "
-                    "create it (or set D1_SQLITE_PATH)"
-                )
-            self.database = SqliteDatabase(path)
-        else:
-            if self.cloudflare is None or not settings.d1.database_id:
-                raise ValueError(
-                    "D1_BACKEND=d1 needs D1_DATABASE_ID and the Cloudflare settings "
-                    "(CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_ZONE_ID)"
-                )
-            self.database = D1HttpDatabase(self.cloudflare, settings.d1.database_id)
+        self.database: Database = _database(settings, self.cloudflare, create_database)
 
         self.stripe: StripeBilling | None = None
         if settings.stripe.api_key:
@@ -221,3 +295,125 @@ class ReadOnlyWorld:
             if client is not None
         ]
         return f"ReadOnlyWorld(d1={self.settings.d1.backend!r}, providers={wired!r})"
+
+
+class WriterWorld:
+    """The writers of one ``apply``: write-capable clients, the handlers, the checkpoints.
+
+    Use as::
+
+        async with WriterWorld(settings, buckets=buckets) as writers:
+            report = await execute(plan, handlers=writers.handlers(),
+                                   journal=Journal(writers.database, now=now),
+                                   checkpoint=writers.checkpoints, now=now)
+
+    Cloudflare and Evolution requests go in the ``CHANGE`` lane of the shared buckets (the
+    observers of the same command use ``SWEEP``), so a pass's writes are served before its
+    drift reads. Stripe stays read-only: the handlers only read billing facts.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        buckets: Buckets | None = None,
+        assets: Mapping[str, bytes] | AssetStore | None = None,
+        action_settings: ActionSettings | None = None,
+        checkpoints: Checkpoints | None = None,
+        sleep: Sleep | None = None,
+        create_database: bool = False,
+    ) -> None:
+        """Prepare (without connecting) the writers the settings configure.
+
+        Args:
+            settings: where each provider lives and its credentials.
+            buckets: shared token buckets (pass the observers' set; a new set when None).
+            assets: asset bytes for builds (an empty store when None).
+            action_settings: the handlers' time limits (production defaults when None).
+            checkpoints: crash points; from ``RECONCILER_CRASH_AT`` when None
+                (:func:`load_checkpoints`).
+            sleep: how handlers wait between polls; from ``RECONCILER_SANDBOX_CONTROL`` when
+                None (:func:`load_sleep`).
+            create_database: allow a missing SQLite file to be created (tests).
+
+        Raises:
+            ValueError: Cloudflare is not configured (every handler needs it), the D1 REST
+                backend lacks its settings, or ``RECONCILER_CRASH_AT`` is malformed.
+            MigrationError: the SQLite D1 file does not exist.
+        """
+        self.settings = settings
+        self.buckets = buckets or Buckets()
+        cf_settings = settings.cloudflare
+        if not (cf_settings.token and cf_settings.account_id and cf_settings.zone_id):
+            raise ValueError(
+                "apply needs Cloudflare: set CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and "
+                "CLOUDFLARE_ZONE_ID"
+            )
+        self.checkpoints: Checkpoints = (
+            checkpoints if checkpoints is not None else load_checkpoints()
+        )
+        self.sleep: Sleep = sleep if sleep is not None else load_sleep()
+        bucket = self.buckets.get("cloudflare", cf_settings.token, cf_settings.rate)
+        self.cloudflare = CloudflareClient(cf_settings, bucket=bucket, lane=Lane.CHANGE)
+        self.database: Database = _database(settings, self.cloudflare, create_database)
+        self.stripe: StripeBilling | None = (
+            StripeBilling(settings.stripe) if settings.stripe.api_key else None
+        )
+        evo = settings.evolution
+        self.evolution: EvolutionClient | None = None
+        if evo.base_url and evo.instance:
+            evo_bucket = self.buckets.get("evolution", evo.api_key, EVOLUTION_BUDGET)
+            self.evolution = EvolutionClient(evo, bucket=evo_bucket, lane=Lane.CHANGE)
+        self.world = World(
+            cloudflare=self.cloudflare,
+            db=self.database,
+            stripe=self.stripe,
+            evolution=self.evolution,
+            assets=assets if assets is not None else {},
+            settings=action_settings or ActionSettings(),
+            sleep=self.sleep,
+        )
+
+    def handlers(self) -> Mapping[ActionKind, Handler]:
+        """One handler per action kind, acting through :attr:`world`."""
+        return handlers_for(self.world)
+
+    def requests(self) -> dict[str, int]:
+        """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""
+        counts = {"cloudflare": sum(self.cloudflare.calls.values())}
+        if self.stripe is not None:
+            counts["stripe"] = self.stripe.calls
+        if self.evolution is not None:
+            counts["whatsapp"] = sum(self.evolution.calls.values())
+        return counts
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        await self.database.close()
+        await self.cloudflare.aclose()
+        if self.stripe is not None:
+            await self.stripe.aclose()
+        if self.evolution is not None:
+            await self.evolution.aclose()
+
+    async def __aenter__(self) -> WriterWorld:
+        """Use as an async context manager."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close every client."""
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        """Which providers are wired; never a credential."""
+        wired = ["cloudflare"]
+        if self.stripe is not None:
+            wired.append("stripe")
+        if self.evolution is not None:
+            wired.append("evolution")
+        return f"WriterWorld(d1={self.settings.d1.backend!r}, providers={wired!r})"

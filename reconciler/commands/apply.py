@@ -1,11 +1,12 @@
 """``reconciler apply``: plan exactly like ``reconciler plan``, confirm, execute, report.
 
-Registered by ``cli.py``. Planning goes through ``commands/plan.py``'s own functions (the same
-loading, read-only wiring, observation and planning: one code path); a saved plan is read by
-:func:`reconciler.core.plan_json.plan_from_json` and checked against a fresh observation.
-Execution builds writer clients, the handlers of ``runtime/actions/``
-(:func:`reconciler.runtime.actions.handlers_for`) and the intent journal, and calls
-:func:`reconciler.runtime.execute.execute`; the report is rendered by
+Registered by ``cli.py``. Planning goes through ``commands/plan.py``'s own functions
+(:func:`~reconciler.commands.plan.load_specs`, :func:`~reconciler.commands.plan.make_plan`:
+the same loading, read-only wiring, observation and planning: one code path); a saved plan is
+read by :func:`reconciler.core.plan_json.plan_from_json` and checked against a fresh
+observation. Execution takes the writers, handlers and checkpoints from
+:class:`reconciler.wiring.WriterWorld` (sharing the observers' token buckets), writes the
+intent journal and calls :func:`reconciler.runtime.execute.execute`; the report is rendered by
 ``core/report_render.py``. docs/apply.md is the operator's guide.
 
 Rules:
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 from reconciler.commands import plan as plan_command
 from reconciler.core.outcome import Report, Status
-from reconciler.core.plan import Action, ActionKind, Plan
+from reconciler.core.plan import Action, Plan
 from reconciler.core.plan_json import plan_from_json
 from reconciler.core.render import Rate, plan_to_json, render_text
 from reconciler.core.report_render import (
@@ -42,12 +42,9 @@ from reconciler.core.report_render import (
     report_to_json,
 )
 from reconciler.errors import LoadError, PlanError, SpecError, StalePlanError
-from reconciler.runtime.actions import World, handlers_for
-from reconciler.runtime.checkpoints import CRASH_ENV, checkpoints_from_spec
 from reconciler.runtime.execute import DEFAULT_LIMITS, Progress, execute
-from reconciler.runtime.handler import Checkpoints, Handler
 from reconciler.runtime.journal import Journal
-from reconciler.wiring import ReadOnlyWorld, load_settings, wall_clock
+from reconciler.wiring import Buckets, ReadOnlyWorld, WriterWorld, load_settings, wall_clock
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -112,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if saved is not None and args.repo is not None and args.ref is None and saved.revision:
         args.ref = saved.revision  # observe what the plan was made from
     try:
-        loaded = plan_command._load(args)
+        loaded = plan_command.load_specs(args)
     except SpecError as exc:
         for problem in exc.problems:
             print(problem.render())
@@ -126,9 +123,10 @@ def run(args: argparse.Namespace) -> int:
     except LoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    buckets = Buckets()  # observers and writers share one budget per credential
     try:
         settings = load_settings()
-        reader = ReadOnlyWorld(settings)
+        reader = ReadOnlyWorld(settings, buckets=buckets)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -140,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
 
     say = _status(sys.stderr)
     fresh = asyncio.run(
-        plan_command._plan(reader, loaded, now=base, allow=args.allow_mass_deletion, progress=say)
+        plan_command.make_plan(
+            reader, loaded, now=base, allow=args.allow_mass_deletion, progress=say
+        )
     )
     rates = reader.rates()
     plan = fresh if saved is None else _check_fresh(saved, fresh)
@@ -150,11 +150,14 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     if not plan.actions:
         return _finish(args, Report(plan=plan, outcomes=()), rates)
+    try:
+        writers = WriterWorld(settings, buckets=buckets)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if not args.yes and not _confirm(len(plan.actions)):
         return EXIT_ERROR
-
-    writers = ReadOnlyWorld(settings)
-    report = asyncio.run(_execute(plan, writers, now=now, checkpoint=_checkpoints()))
+    report = asyncio.run(_execute(plan, writers, now=now))
     return _finish(args, report, rates)
 
 
@@ -209,43 +212,15 @@ def _confirm(count: int) -> bool:
     return False
 
 
-def _checkpoints() -> Checkpoints:
-    # Test-only fault injection (runtime/checkpoints.py); belongs in wiring.py.
-    return checkpoints_from_spec(os.environ.get(CRASH_ENV))
-
-
-def build_handlers(world: ReadOnlyWorld) -> Mapping[ActionKind, Handler]:
-    """The real handlers, acting through ``world``'s clients.
-
-    Raises:
-        PlanError: Cloudflare is not configured (every handler needs it).
-    """
-    if world.cloudflare is None:
-        raise PlanError(
-            "apply needs Cloudflare: set CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and "
-            "CLOUDFLARE_ZONE_ID"
-        )
-    acting = World(
-        cloudflare=world.cloudflare,
-        db=world.database,
-        stripe=world.stripe,
-        evolution=world.evolution,
-    )
-    return handlers_for(acting)
-
-
-async def _execute(
-    plan: Plan, world: ReadOnlyWorld, *, now: Callable[[], float], checkpoint: Checkpoints
-) -> Report:
-    async with world:
-        handlers = build_handlers(world)
+async def _execute(plan: Plan, writers: WriterWorld, *, now: Callable[[], float]) -> Report:
+    async with writers:
         return await execute(
             plan,
-            handlers=handlers,
-            journal=Journal(world.database, now=now),
+            handlers=writers.handlers(),
+            journal=Journal(writers.database, now=now),
             limits=DEFAULT_LIMITS,
             now=now,
-            checkpoint=checkpoint,
+            checkpoint=writers.checkpoints,
             progress=_progress(sys.stderr),
             handler_progress=_notes(sys.stderr),
         )

@@ -72,7 +72,9 @@ def register(subparsers: Any) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Loaded:
+class Loaded:
+    """The specs to plan, and the pull request they come from in PR mode (else None)."""
+
     specs: Specs
     pull: prmode.PullRequest | None
 
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     progress = _progress(sys.stderr)
     try:
-        loaded = _load(args)
+        loaded = load_specs(args)
     except SpecError as exc:
         for problem in exc.problems:
             print(problem.render())
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     plan = asyncio.run(
-        _plan(world, loaded, now=now, allow=args.allow_mass_deletion, progress=progress)
+        make_plan(world, loaded, now=now, allow=args.allow_mass_deletion, progress=progress)
     )
     rates = world.rates()
     if args.output == "json":
@@ -142,24 +144,46 @@ def exit_code(plan: Plan) -> int:
     return EXIT_OK
 
 
-def _load(args: argparse.Namespace) -> _Loaded:
+def load_specs(args: argparse.Namespace) -> Loaded:
+    """The specs ``args`` name: PR mode (``base``/``head``), a Git commit, or a directory.
+
+    ``args`` needs ``specs``, ``repo``, ``ref``, ``base`` and ``head`` (``apply`` sets the last
+    two to None).
+
+    Raises:
+        SpecError: the specs are invalid (every problem, located).
+        LoadError: the repository, commit or directory cannot be read.
+    """
     if args.base is not None:
         repo = args.repo if args.repo is not None else Path()
         pull = prmode.load_pull_request(repo, args.base, args.head, args.specs)
-        return _Loaded(specs=pull.head, pull=pull)
+        return Loaded(specs=pull.head, pull=pull)
     if args.repo is not None:
-        return _Loaded(specs=load_git(args.repo, args.ref or "HEAD", args.specs), pull=None)
-    return _Loaded(specs=load_directory(Path(args.specs)), pull=None)
+        return Loaded(specs=load_git(args.repo, args.ref or "HEAD", args.specs), pull=None)
+    return Loaded(specs=load_directory(Path(args.specs)), pull=None)
 
 
-async def _plan(
+async def make_plan(
     world: ReadOnlyWorld,
-    loaded: _Loaded,
+    loaded: Loaded,
     *,
     now: float,
     allow: bool,
     progress: Callable[[str], None],
 ) -> Plan:
+    """Observe the world read-only through ``world`` (closed after), derive and plan.
+
+    Args:
+        world: the observers; closed when the observation is done.
+        loaded: the specs (and the pull request in PR mode, which scopes the observation and
+            annotates the plan).
+        now: the clock for derive and the plan, epoch seconds.
+        allow: lift the blast-radius cap on hostname deletions.
+        progress: where progress lines go.
+
+    Returns:
+        The plan (pure: same specs, observation and ``now``, same plan).
+    """
     settings = PlanSettings(allow_mass_deletion=allow)
     pull = loaded.pull
     async with world:

@@ -2,7 +2,7 @@
 
 The sandbox (Cloudflare and Evolution simulators, D1 as a SQLite file; no localstripe) is
 converged to the example fleet, then one hostname is deleted so the plan has one action.
-``build_handlers`` in ``commands/apply.py`` is replaced by fakes that record their calls.
+``WriterWorld.handlers`` (``reconciler/wiring.py``) is replaced by fakes that record their calls.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from execute_support import FakeHandler, handlers_for, rows
 from plan_support import EXAMPLE_SPECS, converged, example_specs
 
 from reconciler.cli import main
-from reconciler.commands import apply as apply_command
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action
 from reconciler.runtime.handler import ActionContext
 from reconciler.sandbox.world import Sandbox, projects_from_specs
+from reconciler.wiring import WriterWorld
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeHandler:
     handler = FakeHandler("cloudflare")
-    monkeypatch.setattr(apply_command, "build_handlers", lambda world: handlers_for(handler))
+    monkeypatch.setattr(WriterWorld, "handlers", lambda self: handlers_for(handler))
     return handler
 
 
