@@ -7,6 +7,9 @@ another terminal does not work because the command keeps running: copy the lines
 from ``--env-file``), then serves until SIGINT or SIGTERM and stops everything.
 
 The tokens printed are fakes that only this sandbox accepts; a comment line says so.
+With ``--seed`` it also seeds the world for the specs (:func:`reconciler.sandbox.seed.seed_world`:
+D1 sites and content snapshots, projects, DNS, localstripe customers) and prints, as comment
+lines, the Stripe ids localstripe chose for each tenant.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from reconciler.errors import LoadError, SpecError
+from reconciler.sandbox.seed import seed_world
 from reconciler.sandbox.world import Sandbox, projects_from_specs
+from reconciler.spec.load import Specs, load_directory
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -62,6 +68,19 @@ def register(subparsers: Any) -> None:
         help="D1_BACKEND to print: the SQLite file directly, or the simulated D1 REST API",
     )
     up.add_argument("--env-file", metavar="PATH", help="also write the export lines to PATH")
+    up.add_argument(
+        "--seed",
+        action="store_true",
+        help="seed the world for the specs as the site editor and billing would have: D1 sites "
+        "and content snapshots, DNS pointed, localstripe customers (see docs/demo.md)",
+    )
+    up.add_argument(
+        "--unpointed",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="with --seed: leave this hostname's DNS unpointed (repeatable)",
+    )
     up.set_defaults(handler=run_up)
     parser.set_defaults(handler=_usage(parser))
 
@@ -89,6 +108,17 @@ def run_up(args: argparse.Namespace) -> int:
     """Start the sandbox, print its settings, and serve until SIGINT/SIGTERM."""
     specs = Path(args.specs)
     projects = projects_from_specs(specs) if specs.is_dir() else []
+    fleet: Specs | None = None
+    if args.seed:
+        try:
+            fleet = load_directory(specs)
+        except SpecError as exc:
+            for problem in exc.problems:
+                print(problem.render(), file=sys.stderr)
+            return EXIT_ERROR
+        except LoadError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -104,6 +134,8 @@ def run_up(args: argparse.Namespace) -> int:
             d1_backend=args.d1,
         ) as world:
             lines = export_lines(world.settings_env(), control_url=world.control_url)
+            if fleet is not None:
+                lines.extend(_seed_lines(world, fleet, args.unpointed))
             text = "\n".join(lines) + "\n"
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -117,3 +149,18 @@ def run_up(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
+
+
+def _seed_lines(world: Sandbox, fleet: Specs, unpointed: list[str]) -> list[str]:
+    """Seed ``world`` and describe it in comment lines (the Stripe ids to put in the specs)."""
+    seeded = seed_world(world, fleet, unpointed=unpointed)
+    lines = [
+        f"# seeded: {len(seeded.versions)} sites with content snapshots, "
+        f"{len(seeded.pointed)} hostnames pointed, {len(seeded.unpointed)} left unpointed"
+    ]
+    lines.extend(
+        f"# stripe: tenant {name} is customer {ids.customer}, subscription {ids.subscription} "
+        "(localstripe chose these ids; put them in the tenant's spec)"
+        for name, ids in sorted(seeded.stripe.items())
+    )
+    return lines

@@ -1,0 +1,323 @@
+"""Seed a sandbox for a fleet the way the site editor and billing would have, before any apply.
+
+Used by the demo (``reconciler/demo.py``), ``reconciler sandbox up --seed``, the runbook
+scenario tests, the crash tests and ``bench/bench_publish.py``. Unlike
+``bench/converged.py`` (which fakes the world *after* an apply), this leaves the world
+*before* one: nothing is published, no custom hostname exists, D1 has no ledger rows. What it
+writes, for every ``Site`` (and ``Tenant``) of a :class:`~reconciler.spec.load.Specs`:
+
+- D1 (the SQLite file behind the simulated database, with :mod:`sqlite3`; migrated first when
+  ``d1_migrations`` is missing): a ``tenants`` row (active) per tenant, a ``sites`` row per site
+  (no version live yet), and ``site_versions`` content snapshots for versions
+  ``1 .. max(production, preview) + 2``, so a version bump of one or two has content to build.
+  The snapshots are small and deterministic (a hero, a text, a WhatsApp contact form to the
+  tenant's number, a footer; the version number in the text, so each version has its own
+  content hash), valid per ``build/content.py`` (checked here), and reference no media asset:
+  builds need no asset store.
+- The Cloudflare simulator: every Pages project the sites name (``ensure_projects``), and the
+  sandbox DNS of every declared hostname pointed at the zone's CNAME target, so hostnames the
+  reconciler creates validate; hostnames in ``unpointed`` are left without a record (runbook 2,
+  "domain stuck pending").
+- localstripe, when the sandbox runs it: per tenant a customer (metadata ``tenant``) with a
+  paying card and an active monthly subscription.
+
+localstripe chooses its own ids (``cus_…``, ``sub_…``; a create call accepts no ``id``), so the
+tenant specs' ids cannot be matched. :func:`seed_world` returns the ids it got
+(:attr:`Seeded.stripe`); callers then point the specs at them: :func:`write_stripe_ids`
+rewrites the ids in a *working copy* of the spec files (what the demo does, before committing
+the copy to Git), :func:`with_stripe_ids` returns an in-memory :class:`Specs` with them.
+Without localstripe the specs' ids stay as they are and Stripe is simply not configured.
+
+Nothing here calls the sandbox's HTTP APIs, so seeding leaves no trace in the call logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.build.content import parse_snapshot
+from reconciler.providers.d1 import SqliteDatabase
+from reconciler.runtime.migrate import migrate
+from reconciler.sandbox.world import Sandbox
+from reconciler.spec.load import Specs
+from reconciler.spec.models import Site, Tenant, normalize_hostname
+
+__all__ = [
+    "EXTRA_VERSIONS",
+    "MIGRATIONS",
+    "Seeded",
+    "StripeIds",
+    "seed_world",
+    "snapshot_for",
+    "with_stripe_ids",
+    "write_stripe_ids",
+]
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+"""The repository's D1 migrations (wrangler convention)."""
+
+EXTRA_VERSIONS = 2
+"""Snapshots seeded beyond the highest version a site's spec names."""
+
+
+@dataclass(frozen=True, slots=True)
+class StripeIds:
+    """What localstripe created for one tenant."""
+
+    customer: str
+    subscription: str
+    invoice: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """What :func:`seed_world` wrote.
+
+    Attributes:
+        versions: per site, the highest content version seeded (1 .. that number exist).
+        projects: the Pages projects that exist now.
+        pointed: hostnames whose sandbox DNS points at the zone (normalized, sorted).
+        unpointed: declared hostnames left without DNS (normalized, sorted).
+        stripe: per tenant, the localstripe ids; empty when the sandbox runs no localstripe.
+    """
+
+    versions: Mapping[str, int]
+    projects: tuple[str, ...]
+    pointed: tuple[str, ...]
+    unpointed: tuple[str, ...]
+    stripe: Mapping[str, StripeIds]
+
+
+def snapshot_for(site: str, version: int, *, title: str, phone: str) -> dict[str, Any]:
+    """The deterministic content snapshot of ``site`` at ``version`` (valid, no assets).
+
+    Args:
+        site: the site's name.
+        version: the content version (appears in the text, so each version hashes apart).
+        title: the page title (the tenant's display name).
+        phone: the E.164 number the contact form sends to over WhatsApp.
+    """
+    return {
+        "format": 1,
+        "lang": "en",
+        "pages": [
+            {
+                "path": "/",
+                "title": title,
+                "blocks": [
+                    {"type": "hero", "heading": title, "subheading": f"Welcome to {site}"},
+                    {"type": "text", "text": f"This is version {version} of {site}."},
+                    {
+                        "type": "contact_form",
+                        "fields": [
+                            {"name": "name", "label": "Your name", "required": True},
+                            {"name": "message", "label": "Message", "kind": "textarea"},
+                        ],
+                        "submit_label": "Send",
+                        "target": "whatsapp",
+                        "recipient": phone,
+                    },
+                    {"type": "footer", "text": f"{title} (v{version})"},
+                ],
+            }
+        ],
+        "assets": [],
+    }
+
+
+def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = ()) -> Seeded:
+    """Seed ``sandbox`` for ``specs`` as the editor and billing would have (see module doc).
+
+    Safe to call on a started sandbox whose D1 is empty or only migrated; synchronous, and
+    usable from inside a running event loop (the migration runs on a worker thread).
+
+    Args:
+        sandbox: a started :class:`~reconciler.sandbox.world.Sandbox`.
+        specs: the fleet to seed for.
+        unpointed: hostnames (any case, IDNA or Unicode) whose DNS is left unpointed.
+
+    Returns:
+        What was written, including the localstripe ids to put into the specs.
+
+    Raises:
+        ValueError: a name in ``unpointed`` is not declared by any site.
+        BuildError: a snapshot this module makes does not validate (a bug).
+    """
+    sim = sandbox.cloudflare
+    path = sim.d1_path
+    _migrate_if_needed(path)
+    leave = {normalize_hostname(name) for name in unpointed}
+    declared = {d.canonical for s in specs.sites.values() for d in s.spec.domains}
+    unknown = sorted(leave - declared)
+    if unknown:
+        raise ValueError(f"unpointed names hostnames no site declares: {', '.join(unknown)}")
+
+    versions = _seed_d1(path, specs, stamp=_iso(sandbox.clock.now()))
+    projects = sorted({site.spec.pages_project for site in specs.sites.values()})
+    sim.ensure_projects(projects)
+    for hostname in sorted(declared - leave):
+        sim.point_dns(hostname)
+    stripe = _seed_stripe(sandbox, specs) if sandbox.stripe is not None else {}
+    return Seeded(
+        versions=versions,
+        projects=tuple(projects),
+        pointed=tuple(sorted(declared - leave)),
+        unpointed=tuple(sorted(leave)),
+        stripe=stripe,
+    )
+
+
+def with_stripe_ids(specs: Specs, ids: Mapping[str, StripeIds]) -> Specs:
+    """``specs`` with each tenant in ``ids`` pointing at its localstripe customer and
+    subscription (source locations kept)."""
+    tenants: dict[str, Tenant] = dict(specs.tenants)
+    for name, found in ids.items():
+        tenant = tenants[name]
+        stripe = tenant.spec.stripe.model_copy(
+            update={"customer": found.customer, "subscription": found.subscription}
+        )
+        spec = tenant.spec.model_copy(update={"stripe": stripe})
+        tenants[name] = tenant.model_copy(update={"spec": spec})
+    return dataclasses.replace(specs, tenants=tenants)
+
+
+def write_stripe_ids(directory: Path, specs: Specs, ids: Mapping[str, StripeIds]) -> list[Path]:
+    """Rewrite the tenants' Stripe ids in the spec files of a working copy.
+
+    Every exact occurrence of a tenant's old customer and subscription id (as a whole word) in
+    the YAML files under ``directory`` is replaced by the localstripe id. Use it on a copy,
+    never on the repository's ``specs/``.
+
+    Args:
+        directory: the working copy's specs directory.
+        specs: the specs loaded from it (for the old ids).
+        ids: per tenant, the new ids (:attr:`Seeded.stripe`).
+
+    Returns:
+        The files changed, sorted.
+
+    Raises:
+        ValueError: two tenants share an old id, so a textual rewrite would be ambiguous.
+    """
+    replacements: dict[str, str] = {}
+    for name, found in sorted(ids.items()):
+        ref = specs.tenants[name].spec.stripe
+        pairs = [(ref.customer, found.customer)]
+        if ref.subscription is not None:
+            pairs.append((ref.subscription, found.subscription))
+        for old, new in pairs:
+            if old in replacements and replacements[old] != new:
+                raise ValueError(f"two tenants use the Stripe id {old}: cannot rewrite it")
+            replacements[old] = new
+    if not replacements:
+        return []
+    pattern = re.compile(
+        r"(?<![A-Za-z0-9_])("
+        + "|".join(re.escape(k) for k in sorted(replacements, key=len, reverse=True))
+        + r")(?![A-Za-z0-9_])"
+    )
+    changed: list[Path] = []
+    for path in sorted(directory.rglob("*.y*ml")):
+        text = path.read_text(encoding="utf-8")
+        new_text = pattern.sub(lambda m: replacements[m.group(1)], text)
+        if new_text != text:
+            path.write_text(new_text, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+# ---- internals ----------------------------------------------------------------------------------
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _migrate_if_needed(path: Path) -> None:
+    connection = sqlite3.connect(path)
+    try:
+        found = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'd1_migrations'"
+        ).fetchone()
+    finally:
+        connection.close()
+    if found is not None:
+        return
+
+    async def run() -> None:
+        async with SqliteDatabase(path) as db:
+            await migrate(db, MIGRATIONS)
+
+    # A worker thread has no running loop, so this works from sync and async callers alike.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed-migrate") as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+def _highest(site: Site) -> int:
+    preview = site.spec.preview.version if site.spec.preview is not None else 0
+    return max(site.spec.production.version, preview) + EXTRA_VERSIONS
+
+
+def _seed_d1(path: Path, specs: Specs, *, stamp: str) -> dict[str, int]:
+    tenants = [
+        (name, t.spec.display_name, t.spec.policy, t.spec.whatsapp, stamp, stamp, stamp)
+        for name, t in sorted(specs.tenants.items())
+    ]
+    sites = []
+    snapshots = []
+    versions: dict[str, int] = {}
+    for name, site in sorted(specs.sites.items()):
+        spec = site.spec
+        tenant = specs.tenants[spec.tenant].spec
+        sites.append((name, spec.tenant, name, spec.pages_project, stamp, stamp))
+        versions[name] = _highest(site)
+        for version in range(1, versions[name] + 1):
+            content = snapshot_for(name, version, title=tenant.display_name, phone=tenant.whatsapp)
+            text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+            parse_snapshot(text)  # BuildError if this module makes an invalid snapshot
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            snapshots.append((name, version, text, digest, "site-editor", stamp))
+    connection = sqlite3.connect(path)
+    try:
+        with connection:
+            connection.executemany(
+                "INSERT INTO tenants (id, name, status, billing_policy, whatsapp_phone, "
+                "status_changed_at, created_at, updated_at) VALUES (?, ?, 'active', ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO NOTHING",
+                tenants,
+            )
+            connection.executemany(
+                "INSERT INTO sites (id, tenant_id, name, pages_project, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                sites,
+            )
+            connection.executemany(
+                "INSERT INTO site_versions (site_id, version_number, content_json, content_hash, "
+                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(site_id, version_number) DO NOTHING",
+                snapshots,
+            )
+    finally:
+        connection.close()
+    return versions
+
+
+def _seed_stripe(sandbox: Sandbox, specs: Specs) -> dict[str, StripeIds]:
+    stripe = sandbox.stripe
+    ids: dict[str, StripeIds] = {}
+    for name, tenant in sorted(specs.tenants.items()):
+        customer = stripe.create_customer(name=tenant.spec.display_name, metadata={"tenant": name})
+        seeded = stripe.subscribe(customer, metadata={"tenant": name})
+        ids[name] = StripeIds(customer=customer, subscription=seeded.id, invoice=seeded.invoice)
+    return ids
