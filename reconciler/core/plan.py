@@ -832,6 +832,26 @@ class _Builder:
                     ),
                     source=source,
                 )
+                if gap is None and now - have.status_since > want.validation_timeout:
+                    # Stuck waits on the customer's DNS; re-check it once per timeout (one
+                    # PATCH, nothing deleted) so the hostname recovers once the DNS is right.
+                    after = _hostname_after(site, want, origin)
+                    after["id"] = have.id
+                    self.add(
+                        ActionKind.RETRY_VALIDATION,
+                        target,
+                        tenant=site.tenant,
+                        site=site.name,
+                        before=_hostname_before(have),
+                        after=after,
+                        reason=(
+                            f"stuck for {(now - have.status_since) / 3600:.1f} h: re-trigger "
+                            "validation once per validation timeout, so it recovers as soon as "
+                            "the customer's DNS is right"
+                        ),
+                        source=source,
+                        cause=Cause.DRIFT,
+                    )
                 return
             if gap is not None:
                 self.block(
