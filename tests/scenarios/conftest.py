@@ -3,10 +3,11 @@
 ``scenario_sandbox`` (session) starts the whole :class:`~reconciler.sandbox.world.Sandbox`
 once: the Cloudflare and Evolution simulators on loopback and localstripe as a separate process
 (slow to start, so shared). ``world`` (function) resets it: the Cloudflare simulator back to its
-initial state with an empty D1 file, migrated again; deployments that finish in no virtual time
-(so a publish never waits on a real clock); the Evolution simulator back to an open instance
-and empty logs; localstripe's store flushed; the shared clock frozen, so only the scenario moves
-time. The sandbox's settings are put in the environment for the in-process CLI.
+initial state with an empty D1 file, migrated again; ``RECONCILER_SANDBOX_CONTROL`` set, so the
+handlers' waits for a deployment advance the virtual clock instead of sleeping; the Evolution
+simulator back to an open instance and empty logs; localstripe's store flushed; the shared
+clock frozen, so only the scenario moves time. The sandbox's settings are put in the
+environment for the in-process CLI.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.migrate import migrate
 from reconciler.sandbox.localstripe import LocalStripeError
 from reconciler.sandbox.world import Sandbox
+from reconciler.wiring import SANDBOX_CONTROL_ENV
 
 _CLEARED = ("RECONCILER_CRASH_AT",)
 
@@ -57,12 +59,12 @@ def world(
     sandbox.clock.freeze()
     cloudflare = sandbox.cloudflare
     cloudflare.reset()
-    cloudflare.configure(stage_seconds=0.0)
     sandbox.evolution.reset()
     sandbox.stripe.flush()
     _migrate(cloudflare.d1_path)
     for name, value in sandbox.settings_env().items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv(SANDBOX_CONTROL_ENV, sandbox.control_url)
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
     yield Scenario(sandbox=sandbox, fleet=Fleet(root=tmp_path / "specs"))

@@ -9,7 +9,8 @@ CLI's exit code and output.
 
 :class:`Scenario` is what the ``world`` fixture (``conftest.py``) hands each test. Specs are
 written by :class:`Fleet` into a per-test directory; the Stripe customer ids come from
-localstripe (it draws its own ids), so a tenant's customer is created before its spec.
+localstripe (it draws its own ids): the world is seeded with
+:func:`reconciler.sandbox.seed.seed_world` and the specs then point at the customers it made.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from typing import Any
 import yaml
 
 from reconciler.cli import main
+from reconciler.sandbox.seed import seed_world
 from reconciler.sandbox.world import Sandbox
+from reconciler.spec.load import load_directory
 
 DAY = 86400.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -205,18 +208,37 @@ class Scenario:
 
     # ---- setting the scene -------------------------------------------------------------------
 
-    def customer(self, tenant: str, *, failing: bool = False) -> Billing:
-        """A localstripe customer with a monthly subscription, for ``tenant``.
+    def seed(self, *, unpointed: Iterable[str] = ()) -> dict[str, Billing]:
+        """Seed the declared fleet with :func:`reconciler.sandbox.seed.seed_world`.
 
-        With ``failing`` the first payment is declined: the subscription is ``incomplete`` and
-        its invoice stays ``open``, aged from the virtual now (localstripe has no clock).
+        D1 gets tenants, sites and content versions, Cloudflare the Pages projects and the
+        DNS of every domain but ``unpointed``, localstripe a paying customer per tenant; the
+        specs are then pointed at the customers localstripe created.
         """
+        specs = load_directory(self.fleet.write())
+        seeded = seed_world(self.sandbox, specs, unpointed=tuple(unpointed))
+        billing: dict[str, Billing] = {}
+        for tenant, ids in seeded.stripe.items():
+            self.fleet.tenants[tenant]["stripe"] = {
+                "customer": ids.customer,
+                "subscription": ids.subscription,
+            }
+            billing[tenant] = Billing(ids.customer, ids.subscription, ids.invoice)
+        return billing
+
+    def fail_payment(self, billing: Billing) -> Billing:
+        """The next payment of ``billing``'s subscription is declined: a new ``open`` invoice
+        (aged from the virtual now: localstripe has no clock) and a ``past_due`` subscription."""
         local = self.sandbox.stripe
-        customer = local.create_customer(name=tenant, metadata={"tenant": tenant})
-        seeded = local.subscribe_failing(customer) if failing else local.subscribe(customer)
-        if failing and seeded.invoice is not None:
-            local.backdate_invoice(seeded.invoice, self.now())
-        return Billing(customer=customer, subscription=seeded.id, invoice=seeded.invoice)
+        seeded = local.make_past_due(billing.subscription)
+        assert seeded.invoice is not None and seeded.invoice != billing.invoice
+        local.backdate_invoice(seeded.invoice, self.now())
+        return Billing(billing.customer, billing.subscription, seeded.invoice)
+
+    def pay(self, billing: Billing) -> None:
+        """The tenant pays its open invoice in Stripe (no webhook is delivered anywhere)."""
+        assert billing.invoice is not None
+        assert self.sandbox.stripe.pay_invoice(billing.invoice) == "paid"
 
     def tenant_with_site(
         self,
@@ -227,23 +249,17 @@ class Scenario:
         domains: Iterable[str] = ("www.acme.test",),
         failing: bool = False,
         phone: str = PHONE,
-        content: str | None = None,
         pointed: bool = True,
     ) -> Billing:
-        """Declare a tenant (with a Stripe customer) and its site; the site's world is ready.
+        """Declare one tenant and its site, seed the world for them (:meth:`seed`).
 
-        The Pages project exists, content ``version`` is in ``site_versions`` and, when
-        ``pointed``, the customer's DNS points every domain at the zone's SaaS target.
+        With ``failing`` the tenant's latest payment is declined (:meth:`fail_payment`).
         """
-        billing = self.customer(tenant, failing=failing)
-        self.fleet.tenant(tenant, customer=billing.customer, phone=phone)
+        domains = list(domains)
+        self.fleet.tenant(tenant, customer="cus_unseeded", phone=phone)
         self.fleet.site(site, tenant=tenant, version=version, domains=domains)
-        self.sandbox.ensure_projects([site])
-        self.put_content(site, version, content if content is not None else snapshot())
-        if pointed:
-            for hostname in domains:
-                self.sandbox.cloudflare.point_dns(hostname)
-        return billing
+        billing = self.seed(unpointed=() if pointed else domains)[tenant]
+        return self.fail_payment(billing) if failing else billing
 
     def settle(self) -> Run:
         """Apply, let the hostnames validate (ten virtual minutes), and apply until quiet."""
@@ -321,11 +337,21 @@ class Scenario:
         messages: list[dict[str, Any]] = self.sandbox.evolution.messages_since(0)
         return messages
 
-    def hostname(self, name: str) -> Any:
-        """The simulator's custom hostname record named ``name``."""
+    def hostname(self, name: str) -> dict[str, Any] | None:
+        """The simulator's custom hostname named ``name`` as the API shows it now, or None."""
         sim = self.sandbox.cloudflare
         with sim.lock:
-            return sim.hostnames.by_name[name]
+            found = sim.hostnames.by_name.get(name)
+            if found is None:
+                return None
+            shown: dict[str, Any] = sim.hostnames.to_json(sim.hostnames.by_id[found], self.now())
+            return shown
+
+    def hostnames(self) -> list[str]:
+        """Every custom hostname in the simulated zone (duplicates would show twice)."""
+        sim = self.sandbox.cloudflare
+        with sim.lock:
+            return sorted(h.hostname for h in sim.hostnames.by_id.values())
 
     def deployments(self, project: str) -> list[Any]:
         """The simulator's deployments of a Pages project, oldest first."""
