@@ -11,6 +11,9 @@ what they need here:
   Cloudflare and Evolution in the ``CHANGE`` lane, Stripe (still read-only: the reconciler
   never charges), the D1 database, the actions'
   :class:`~reconciler.runtime.actions.world.World`, its handlers and the checkpoints.
+- :class:`DaemonWorld`: both of the above for ``reconciler run``, every client guarded by the
+  provider's circuit breaker and the writers fenced by the leader lease, plus the loop's parts
+  (Git follower, lease, status store, journal, metrics, HTTP endpoints).
 - :class:`Buckets`: one shared :class:`~reconciler.providers.ratelimit.TokenBucket` per
   provider and credential, handed to every client of that credential (DESIGN.md section 7).
 
@@ -45,7 +48,7 @@ from reconciler.build.site import AssetStore
 from reconciler.core.observed import Source
 from reconciler.core.plan import ActionKind
 from reconciler.core.render import Rate
-from reconciler.errors import MigrationError, TransientError
+from reconciler.errors import MigrationError, PermanentError, TransientError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.providers.evolution import EvolutionClient
@@ -61,6 +64,7 @@ __all__ = [
     "EVOLUTION_BUDGET",
     "SANDBOX_CONTROL_ENV",
     "Buckets",
+    "DaemonWorld",
     "ReadOnlyWorld",
     "WriterWorld",
     "load_checkpoints",
@@ -417,3 +421,200 @@ class WriterWorld:
         if self.evolution is not None:
             wired.append("evolution")
         return f"WriterWorld(d1={self.settings.d1.backend!r}, providers={wired!r})"
+
+
+class DaemonWorld:
+    """Everything ``reconciler run`` needs: observers, fenced writers and the loop's parts.
+
+    Use as::
+
+        async with DaemonWorld(settings, repo_url=url, branch="main", workdir=path) as world:
+            code = await Daemon(world.parts, loop_settings).run()
+
+    Built on :class:`ReadOnlyWorld` (observers, ``SWEEP`` lane) and :class:`WriterWorld`
+    (writers, ``CHANGE`` lane), sharing one set of token buckets. Every client is wrapped by
+    :func:`reconciler.runtime.loop.guarded_client`: the provider's circuit breaker and the API
+    metrics see each call, and every writer (and the journal and status writes through the
+    fenced D1) calls ``lease.ensure()`` first, so nothing is written once the lease is lost.
+    The lease itself uses the unfenced database.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        repo_url: str,
+        branch: str,
+        workdir: Path,
+        specs_subdir: str = "specs",
+        listen: tuple[str, int] | None = None,
+        holder: str | None = None,
+        lease_ttl: float = 15.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+        action_settings: ActionSettings | None = None,
+        handler_sleep: Sleep | None = None,
+        create_database: bool = False,
+    ) -> None:
+        """Prepare (without connecting) the daemon's clients and parts.
+
+        Args:
+            settings: where each provider lives and its credentials.
+            repo_url: the Git remote to follow (credentials in it are masked in logs).
+            branch: the branch to follow.
+            workdir: the daemon's own directory (the bare repository lives in ``repo``).
+            specs_subdir: the specs directory inside the repository.
+            listen: ``(host, port)`` for the HTTP endpoints (port 0: any free port); None
+                serves nothing.
+            holder: this process's lease holder id (default: host, pid and a random part).
+            lease_ttl: seconds a lease lasts after each renewal.
+            clock: epoch seconds for the loop, lease, breakers and status.
+            sleep: how the loop waits (polls, sweeps, standby).
+            action_settings: the handlers' time limits.
+            handler_sleep: how handlers wait between polls (see :class:`WriterWorld`).
+            create_database: allow a missing SQLite file to be created (tests).
+
+        Raises:
+            ValueError: Cloudflare is not configured, or a setting is malformed.
+            MigrationError: the SQLite D1 file does not exist.
+        """
+        # NB: imported here, not at the top: ``plan`` and ``apply`` import this module and
+        # need neither the loop nor the HTTP server (uvicorn, starlette).
+        from reconciler.runtime.breaker import Breakers
+        from reconciler.runtime.gitfollow import GitFollower
+        from reconciler.runtime.journal import Journal
+        from reconciler.runtime.lease import LeaderLease, default_holder
+        from reconciler.runtime.loop import DaemonParts, guarded_client
+        from reconciler.runtime.metrics import Metrics
+        from reconciler.runtime.server import EndpointServer, create_app
+        from reconciler.runtime.status import StatusStore
+
+        self.settings = settings
+        self.buckets = Buckets()
+        self.metrics = Metrics()
+        metrics = self.metrics
+        self.breakers = Breakers(
+            clock=clock, on_change=lambda name, state: metrics.set_breaker_state(name, state)
+        )
+        self.readers = ReadOnlyWorld(
+            settings, buckets=self.buckets, create_database=create_database
+        )
+        self.writers = WriterWorld(
+            settings,
+            buckets=self.buckets,
+            action_settings=action_settings,
+            sleep=handler_sleep,
+            create_database=create_database,
+        )
+        self.lease = LeaderLease(
+            self.writers.database,
+            holder=holder or default_holder(),
+            ttl=lease_ttl,
+            clock=clock,
+            sleep=sleep,
+        )
+        breakers = self.breakers
+
+        def reader(target: Any, provider: str) -> Any:
+            if target is None:
+                return None
+            return guarded_client(target, provider=provider, breakers=breakers, metrics=metrics)
+
+        def writer(target: Any, provider: str) -> Any:
+            if target is None:
+                return None
+            return guarded_client(
+                target,
+                provider=provider,
+                breakers=breakers,
+                metrics=metrics,
+                fence=self.lease.ensure,
+            )
+
+        read = self.readers.clients
+        observe_clients = ObserveClients(
+            database=reader(read.database, "d1"),
+            cloudflare=reader(read.cloudflare, "cloudflare"),
+            stripe=reader(read.stripe, "stripe"),
+            evolution=reader(read.evolution, "whatsapp"),
+            assets=read.assets,
+            unconfigured=read.unconfigured,
+        )
+        fenced_db: Database = writer(self.writers.database, "d1")
+        acting = self.writers.world
+        world = World(
+            cloudflare=writer(acting.cloudflare, "cloudflare"),
+            db=fenced_db,
+            stripe=reader(acting.stripe, "stripe"),
+            evolution=writer(acting.evolution, "whatsapp"),
+            assets=acting.assets,
+            settings=acting.settings,
+            sleep=acting.sleep,
+        )
+        follower = GitFollower(
+            workdir / "repo", repo_url, branch, specs_subdir=specs_subdir, clock=clock, sleep=sleep
+        )
+        self.parts = DaemonParts(
+            follower=follower,
+            lease=self.lease,
+            status=StatusStore(fenced_db, clock),
+            metrics=metrics,
+            breakers=breakers,
+            observe_clients=observe_clients,
+            handlers=handlers_for(world),
+            journal=Journal(fenced_db, now=clock),
+            clock=clock,
+            sleep=sleep,
+        )
+        self._listen = listen
+        self._create_app = create_app
+        self._server_type = EndpointServer
+
+    def serve(self, daemon: Any) -> None:
+        """Attach the HTTP endpoints, wired to ``daemon``'s probes and webhook handlers.
+
+        Args:
+            daemon: the :class:`reconciler.runtime.loop.Daemon` built on :attr:`parts`.
+        """
+        if self._listen is None:
+            return
+        stripe = self.writers.stripe
+        verify = stripe.verify_webhook if stripe is not None else _no_stripe_verifier
+        app = self._create_app(
+            metrics=self.metrics,
+            health=daemon.health,
+            ready=daemon.ready,
+            on_git_push=daemon.on_git_push,
+            on_stripe_event=daemon.on_stripe_event,
+            git_secret=self.settings.git_webhook_secret,
+            stripe_verifier=verify,
+        )
+        host, port = self._listen
+        self.parts.server = self._server_type(app, host=host, port=port)
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        await self.readers.aclose()
+        await self.writers.aclose()
+
+    async def __aenter__(self) -> DaemonWorld:
+        """Use as an async context manager."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close every client."""
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        """The worlds it wraps; never a credential."""
+        return f"DaemonWorld({self.readers!r}, {self.writers!r})"
+
+
+def _no_stripe_verifier(payload: bytes, signature: str) -> Any:
+    """The Stripe webhook verifier when Stripe is not configured: every event is refused."""
+    raise PermanentError("stripe", "webhook rejected: no webhook secret is configured")
