@@ -541,6 +541,7 @@ class DaemonWorld:
             unconfigured=read.unconfigured,
         )
         fenced_db: Database = writer(self.writers.database, "d1")
+        self.database = fenced_db  # every daemon write to D1 (journal, status) goes through it
         acting = self.writers.world
         world = World(
             cloudflare=writer(acting.cloudflare, "cloudflare"),
