@@ -436,11 +436,18 @@ class _Builder:
             depends = (
                 [self.billing_actions[tenant.name]] if tenant.name in self.billing_actions else []
             )
+            # Earlier steps already logged (sent, failed, skipped) are not superseded again.
+            unsent = [
+                code
+                for code in due.superseded
+                if (logged := self.observed.dunning.get((due.invoice_id, code))) is None
+                or logged.status == "pending"
+            ]
             skipped = ""
-            if due.superseded:
-                steps = ", ".join(due.superseded)
-                noun = "step" if len(due.superseded) == 1 else "steps"
-                verb = "was" if len(due.superseded) == 1 else "were"
+            if unsent:
+                steps = ", ".join(unsent)
+                noun = "step" if len(unsent) == 1 else "steps"
+                verb = "was" if len(unsent) == 1 else "were"
                 skipped = (
                     f"; the earlier {noun} {steps} {verb} never sent and will be recorded as "
                     "skipped, so the tenant gets one message, not several"
@@ -457,7 +464,7 @@ class _Builder:
                     "step_code": due.step_code,
                     "phone": due.phone,
                     "message": due.message,
-                    "superseded": list(due.superseded),
+                    "superseded": list[JsonValue](unsent),
                 },
                 reason=(
                     f"dunning step {due.step_code} (day {due.day} of the schedule) is due for "

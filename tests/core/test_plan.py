@@ -290,6 +290,24 @@ def test_a_dunning_step_already_logged_is_never_planned_again() -> None:
     assert plan_for(world).is_empty
 
 
+def test_an_earlier_step_already_sent_is_not_reported_as_superseded() -> None:
+    facts = billing(invoice("cus_acme", days=4))
+    world = converged_world(
+        billing=facts,
+        billing_mirror={"cus_acme": billing_digest(facts["cus_acme"])},
+        tenants={"acme": TenantRecord(name="acme", access="soft_locked")},
+        dunning={
+            ("in_cus_acme", "FAIL_IMMEDIATE"): DunningRecord(
+                "in_cus_acme", "FAIL_IMMEDIATE", "sent"
+            )
+        },
+    )
+    [send] = plan_for(world).actions
+    assert send.after["step_code"] == "D3"
+    assert send.after["superseded"] == []
+    assert "never sent" not in send.reason
+
+
 def test_hard_lock_points_hostnames_at_the_suspension_origin_after_the_lock() -> None:
     world = converged_world(billing=billing(invoice("cus_acme", days=15)))
     plan = plan_for(world)
