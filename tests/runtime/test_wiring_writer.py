@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import CloudflareSandbox
 
 from reconciler.core.plan import ActionKind
 from reconciler.providers.ratelimit import Lane
@@ -25,7 +25,7 @@ from reconciler.wiring import (
 )
 
 
-def sandbox_settings(cf: CloudflareSandbox, path: Path) -> dict[str, str]:
+def sandbox_settings(cf: Any, path: Path) -> dict[str, str]:
     return {
         "CLOUDFLARE_API_BASE": cf.base_url,
         "CLOUDFLARE_API_TOKEN": cf.token,
@@ -46,7 +46,7 @@ def test_without_a_sandbox_control_root_handlers_sleep_for_real() -> None:
     assert load_sleep({}) is asyncio.sleep
 
 
-async def test_the_sandbox_sleep_advances_the_virtual_clock(cf: CloudflareSandbox) -> None:
+async def test_the_sandbox_sleep_advances_the_virtual_clock(cf: Any) -> None:
     sleep = load_sleep({SANDBOX_CONTROL_ENV: cf.control_url})
     before = cf.clock.now()
     await sleep(3600)
@@ -54,7 +54,7 @@ async def test_the_sandbox_sleep_advances_the_virtual_clock(cf: CloudflareSandbo
 
 
 async def test_the_writer_world_writes_in_the_change_lane_and_has_every_handler(
-    cf: CloudflareSandbox, tmp_path: Path
+    cf: Any, tmp_path: Path
 ) -> None:
     settings = load_settings(sandbox_settings(cf, tmp_path / "d1.sqlite"))
     buckets = Buckets()
