@@ -1,0 +1,196 @@
+"""Benchmark: publishing a 100-site fleet from scratch in the sandbox, through plan + execute.
+
+Run with ``make bench`` (all benchmarks) or
+``python -m bench.bench_publish [--sites N] [--seed S] [--d1 d1|sqlite] [--budget]``.
+Generates a fleet (``bench/fleetgen.py``), starts the sandbox (Cloudflare and Evolution
+simulators; no localstripe, so billing is simply not configured and nothing is billed),
+migrates D1 and seeds it as the site editor would have (:func:`reconciler.sandbox.seed.seed_world`:
+sites, content snapshots, Pages projects, DNS pointed). Then it runs the real command,
+``reconciler apply --yes`` in process: load, observe, plan, execute every publish (build,
+direct upload, wait for the deployment, purge, record) and every custom hostname creation,
+with the intent journal in D1. The waits between deployment polls advance the sandbox's
+virtual clock (``RECONCILER_SANDBOX_CONTROL``), so the figure is the reconciler's own cost.
+
+By default D1 is reached over the simulated REST API (``--d1 d1``), as in production, so its
+queries are counted and spend the Cloudflare token; ``--d1 sqlite`` uses the file directly.
+The client-side budget is lifted unless ``--budget``: then the production budget applies
+(1,200 requests per 300 s, shared by Cloudflare and D1 over REST) and the run takes minutes.
+The time the budget would impose is printed either way (the token bucket's 10% burst, then
+its steady rate).
+
+Printed: total wall time, the apply's own wall time, API calls per provider (from the
+simulators' call logs) in total and per site, and the command. A second ``apply`` must find
+nothing to do. Returns 1 when the apply fails or does not converge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import fleetgen
+from reconciler.cli import main as cli_main
+from reconciler.sandbox.seed import MIGRATIONS, seed_world
+from reconciler.sandbox.world import Sandbox
+from reconciler.spec.load import load_directory
+from reconciler.wiring import SANDBOX_CONTROL_ENV
+
+BUDGET = (1200, 300.0)  # Cloudflare: requests per period, per token
+LIFTED = "1000000/300"
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    """``reconciler *argv`` in process, output captured."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        code = cli_main(argv)
+    return code, buffer.getvalue()
+
+
+def _family(call: dict[str, Any]) -> str:
+    """Which part of Cloudflare a logged call used."""
+    route = str(call.get("route") or call.get("path") or "")
+    if "/d1/" in route:
+        return "d1"
+    if "/pages/assets" in route:
+        return "pages assets (JWT)"  # authorised by the upload JWT, not the API token
+    if route.endswith("/upload-token"):
+        return "pages upload token"
+    if "/pages/" in route:
+        return "pages deployments"
+    if "custom_hostnames" in route:
+        return "custom hostnames"
+    if "purge_cache" in route:
+        return "cache purge"
+    return "other"
+
+
+def _budget_seconds(requests: int) -> float:
+    """Seconds the production token bucket needs for ``requests`` (burst, then steady)."""
+    capacity, period = BUDGET
+    burst = capacity // 10
+    steady = (capacity - burst) / period
+    return max(0.0, (requests - burst) / steady)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate, seed, apply, apply again; print the figures; 0 when the fleet converged."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--d1", choices=("d1", "sqlite"), default="d1")
+    parser.add_argument("--budget", action="store_true", help="apply the production budget")
+    args = parser.parse_args([] if argv is None else argv)
+    command = (
+        f"python -m bench.bench_publish --sites {args.sites} --seed {args.seed} --d1 {args.d1}"
+    )
+    command += " --budget" if args.budget else ""
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
+        root = Path(tmp) / "specs"
+        fleet = fleetgen.generate(root, args.sites, args.seed)
+        specs = load_directory(root)
+        sim_limit = {} if args.budget else {"rate_limit_requests": 10**9}
+        with Sandbox(
+            state_dir=Path(tmp) / "sandbox",
+            with_stripe=False,
+            d1_backend=args.d1,
+            cloudflare=sim_limit,
+        ) as world:
+            env = {**world.settings_env(), SANDBOX_CONTROL_ENV: world.control_url}
+            if not args.budget:
+                env["CLOUDFLARE_RATE_LIMIT"] = LIFTED
+            with _environment(env):
+                code, out = _run(["migrate", "--dir", str(MIGRATIONS)])
+                if code != 0:
+                    print(out)
+                    return 1
+                seeded = seed_world(world, specs)
+                sim = world.cloudflare
+                sim.clear_calls()
+                evo_before = len(world.evolution.calls_since(0)) if world.evolution else 0
+                prepared = time.perf_counter() - started
+                apply_started = time.perf_counter()
+                code, out = _run(["apply", "--yes", "--specs", str(root),
+                                  "--now", repr(world.clock.now())])  # fmt: skip
+                apply_wall = time.perf_counter() - apply_started
+                calls = sim.calls_since(0)
+                evo_calls = (len(world.evolution.calls_since(0)) if world.evolution else 0) - (
+                    evo_before
+                )
+                summary = next((line for line in out.splitlines() if line.startswith("Apply:")), "")
+                if code != 0:
+                    print(out[-4000:])
+                    print(f"UNEXPECTED: apply exited {code}")
+                    return 1
+                sim.clear_calls()
+                again, again_out = _run(["apply", "--yes", "--specs", str(root),
+                                         "--now", repr(world.clock.now())])  # fmt: skip
+                second = len(sim.calls_since(0))
+                live = sum(
+                    1 for project in seeded.projects if sim.pages.projects[project].deployments
+                )
+    total_wall = time.perf_counter() - started
+
+    families = Counter(_family(call) for call in calls)
+    cloudflare = sum(n for family, n in families.items() if family != "d1")
+    d1 = families.get("d1", 0)
+    statuses = Counter(int(call["status"]) for call in calls)
+    sites = fleet.sites
+    print(
+        f"fleet: {fleet.sites} sites, {fleet.domains} domains, {fleet.tenants} tenants "
+        f"(seed {args.seed}); D1 over {'REST' if args.d1 == 'd1' else 'the SQLite file'}"
+    )
+    print(f"  {summary}  {live} of {len(seeded.projects)} projects have a deployment")
+    print(
+        f"  publish from scratch: apply wall {apply_wall:.1f} s; total wall {total_wall:.1f} s "
+        f"(generate, sandbox, migrate, seed: {prepared:.1f} s)"
+    )
+    print(
+        f"  API calls: Cloudflare {cloudflare} ({cloudflare / sites:.1f} per site), "
+        f"D1 {d1} ({d1 / sites:.1f} per site), WhatsApp {evo_calls}, Stripe 0 "
+        f"(not configured); HTTP statuses {dict(sorted(statuses.items()))}"
+    )
+    for family, count in sorted(families.items()):
+        print(f"    {family:<18} {count:6d}  {count / sites:6.2f} per site")
+    token = cloudflare + d1 - families.get("pages assets (JWT)", 0)
+    print(
+        f"  under the production budget ({BUDGET[0]} per {BUDGET[1]:.0f} s per token, "
+        f"{'measured' if args.budget else 'lifted here'}): {token} requests on the token need "
+        f"at least {_budget_seconds(token):.0f} s"
+    )
+    print(f"  second apply: exit {again}, {second} Cloudflare/D1 requests (reads only)")
+    print(f"  command: {command}")
+    if again != 0 or ("nothing to do" not in again_out and "No changes" not in again_out):
+        print("UNEXPECTED: the second apply still had work")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
