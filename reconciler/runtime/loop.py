@@ -718,19 +718,19 @@ class Daemon:
             )
         except MigrationError as exc:
             failed: dict[str, BaseException] = {key: PermanentError("d1", str(exc))}
-            self._fail(key, failed, lane)
+            self._fail(key, failed)
             parts.metrics.pass_finished(parts.clock() - started, ok=False)
             log.error("pass failed", extra={"key": key, "error": str(exc)})
             return self._record(PassResult(key, reading, None, failed, parts.clock() - started))
         except PlanError as exc:
             failed = {key: PermanentError("plan", str(exc))}
-            self._fail(key, failed, lane)
+            self._fail(key, failed)
             parts.metrics.pass_finished(parts.clock() - started, ok=False)
             log.error("pass failed", extra={"key": key, "error": str(exc)})
             return self._record(PassResult(key, reading, None, failed, parts.clock() - started))
         now = parts.clock()
         failed = self._failures(key, observed, report)
-        self._fail(key, failed, lane)
+        self._fail(key, failed)
         self._succeed(key, specs, observed, report, failed)
         await self._write_conditions(key, specs, observed, report, reading, now)
         self._set_timers(key, specs, observed, reading, now)
@@ -910,7 +910,7 @@ class Daemon:
                     delay = max(delay, retry_at - self.parts.clock())
         return delay
 
-    def _fail(self, key: str, failed: Mapping[str, BaseException], lane: Lane) -> None:
+    def _fail(self, key: str, failed: Mapping[str, BaseException]) -> None:
         for owner, error in sorted(failed.items()):
             retry = self.queue.failure(owner, error)
             stuck = self.queue.stuck(owner) is not None
