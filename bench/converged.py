@@ -190,8 +190,9 @@ def seed_d1(path: Path, specs: Specs, *, stripe_known: bool = True) -> None:
                 publishes,
             )
             connection.executemany(
-                "INSERT INTO domains (id, site_id, tenant_id, domain, status, ssl_method, "
-                "custom_origin_server, status_since) VALUES (?, ?, ?, ?, 'active', ?, ?, ?)",
+                "INSERT INTO domains (id, site_id, tenant_id, domain, status, ssl_status, "
+                "ssl_method, custom_origin_server, status_since) "
+                "VALUES (?, ?, ?, ?, 'active', 'active', ?, ?, ?)",
                 domains,
             )
     finally:

@@ -429,6 +429,11 @@ class Story:
         self.expect(self.plan() == 2, "the first plan should have changes (exit 2)")
         print()
         self.apply(skip_plan=True)
+        self.advance(60, "a minute later, the new hostnames' certificates are issued")
+        print("D1 domains still records them as Cloudflare answered the creates; the next pass")
+        print("copies their status, so runbook 2's domains query reads what Cloudflare shows:")
+        print()
+        self.apply()
         print()
         self.expect(self.plan() == 0, "the plan after apply should show no change")
         live = self.query("SELECT COUNT(*) FROM publish_versions WHERE status = 'live'")[0][0]
@@ -591,6 +596,8 @@ class Story:
         found = self.hostname(STUCK_HOSTNAME) or {}
         print(f"Cloudflare: {STUCK_HOSTNAME} is {found.get('status')}, certificate "
               f"{(found.get('ssl') or {}).get('status')}")  # fmt: skip
+        print()
+        self.apply()  # D1 domains catches up: the hostname is recorded active
         print()
         self.expect(self.plan() == 0, "the plan after recovery should show no change")
         self.expect(found.get("status") == "active", f"{STUCK_HOSTNAME} did not recover")

@@ -100,6 +100,52 @@ class ObservedHostname:
     status_since: float  # when the current status began, from D1 (else created_at)
     recreate_count: int = 0
     verification_errors: tuple[str, ...] = ()
+    # The D1 ``domains`` row as recorded (None: no row); the planner records what differs.
+    recorded_status: str | None = None  # domains vocabulary: see :func:`domain_status`
+    recorded_ssl_status: str | None = None
+
+
+# Cloudflare statuses (contract §4.4, §4.5) that mean the hostname failed or timed out.
+FAILED_HOSTNAME_STATUS = frozenset(
+    {"moved", "deleted", "blocked", "pending_blocked", "test_failed"}
+)
+FAILED_SSL_STATUS = frozenset(
+    {
+        "initializing_timed_out",
+        "validation_timed_out",
+        "issuance_timed_out",
+        "deployment_timed_out",
+        "expired",
+        "deleted",
+    }
+)
+
+
+def domain_status(status: str, ssl_status: str | None, *, suspended: bool = False) -> str:
+    """Cloudflare's statuses in the ``domains.status`` vocabulary of the runbooks.
+
+    ``migrations/0001`` documents ``pending_validation | pending_ssl | active | failed |
+    suspended | deleted``; ``deleted`` is written only when the reconciler deletes a hostname.
+
+    Args:
+        status: the custom hostname's ``status``.
+        ssl_status: its ``ssl.status`` (None or empty when Cloudflare gave none).
+        suspended: the tenant is hard-locked (the hostname serves the suspension origin).
+
+    Returns:
+        ``failed`` (a failed or timed-out status, even when suspended), ``suspended``,
+        ``active`` (both statuses active), ``pending_ssl`` (validated, certificate pending)
+        or ``pending_validation``.
+    """
+    if status in FAILED_HOSTNAME_STATUS or (ssl_status or "") in FAILED_SSL_STATUS:
+        return "failed"
+    if suspended:
+        return "suspended"
+    if status == "active" and ssl_status == "active":
+        return "active"
+    if status == "active":
+        return "pending_ssl"
+    return "pending_validation"
 
 
 @dataclass(frozen=True, slots=True)

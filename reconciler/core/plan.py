@@ -20,6 +20,12 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
 6. Actions are ordered by dependencies, then by lane (rollbacks and unlocks first), tenant,
    site, kind and target. Action ids hash (kind, target, after): stable across re-plans and
    used as the idempotency key of the intent journal.
+7. D1 mirrors what the world shows. A declared, owned hostname with no other action this pass
+   whose ``domains`` row records another status than Cloudflare shows (in the ``domains``
+   vocabulary, :func:`~reconciler.core.observed.domain_status`) gets a ``record_hostname``
+   (D1 only; it writes the certificate status and errors too, but a certificate stage alone
+   does not trigger one). It compares what is recorded with what is seen, so a converged
+   world plans nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from reconciler.core.observed import (
     ObservedProject,
     Source,
     billing_digest,
+    domain_status,
 )
 from reconciler.core.policy import AccessDecision, BlastRadius, deletion_blocked, format_amount
 from reconciler.spec.models import Access, Kind
@@ -73,6 +80,7 @@ class ActionKind(StrEnum):
     SOFT_LOCK = "soft_lock"
     HARD_LOCK = "hard_lock"
     SEND_DUNNING = "send_dunning"
+    RECORD_HOSTNAME = "record_hostname"
 
 
 class Cause(StrEnum):
@@ -114,6 +122,7 @@ SUMMARY_WORDS: Mapping[ActionKind, str] = {
     ActionKind.UNLOCK: "unlock",
     ActionKind.SEND_DUNNING: "message",
     ActionKind.SYNC_BILLING: "sync",
+    ActionKind.RECORD_HOSTNAME: "record",
 }
 SUMMARY_ORDER = (
     "publish",
@@ -127,6 +136,7 @@ SUMMARY_ORDER = (
     "unlock",
     "message",
     "sync",
+    "record",
 )
 
 # Predicted API calls per action and provider (the cost forecast). Publishing uploads in
@@ -146,6 +156,7 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.UNLOCK: {"d1": 2},
     ActionKind.SEND_DUNNING: {"whatsapp": 2, "d1": 2},
     ActionKind.SYNC_BILLING: {"d1": 1},
+    ActionKind.RECORD_HOSTNAME: {"d1": 1},
 }
 
 
@@ -768,6 +779,54 @@ class _Builder:
         self.plan_deletions(deletions, gap)
 
     def plan_hostname(self, site: DesiredSite, want: DesiredHostname, gap: str | None) -> None:
+        planned = len(self.actions)
+        self.plan_hostname_change(site, want, gap)
+        if len(self.actions) == planned:
+            self.plan_hostname_record(site, want)
+
+    def plan_hostname_record(self, site: DesiredSite, want: DesiredHostname) -> None:
+        """Rule 7: copy the status Cloudflare shows into the hostname's D1 ``domains`` row."""
+        have = self.observed.hostnames.get(want.hostname)
+        if (
+            have is None
+            or not have.owned
+            or have.site != site.name
+            or have.recorded_status is None  # no row: the hostname actions write it
+            or self.incomplete(Source.D1) is not None
+        ):
+            return
+        status = domain_status(have.status, have.ssl_status, suspended=want.suspended)
+        if status == have.recorded_status:
+            return  # a certificate stage alone is not worth a write (the next record has it)
+        recorded = f"{have.recorded_status} (certificate {have.recorded_ssl_status or 'none'})"
+        shown = f"{status} (status {have.status}, certificate {have.ssl_status or 'none'})"
+        self.add(
+            ActionKind.RECORD_HOSTNAME,
+            f"Hostname/{want.hostname}",
+            tenant=site.tenant,
+            site=site.name,
+            before={"status": have.recorded_status, "ssl_status": have.recorded_ssl_status},
+            after={
+                "hostname": want.hostname,
+                "site": site.name,
+                "tenant": site.tenant,
+                "id": have.id,
+                "status": status,
+                "ssl_status": have.ssl_status,
+                "verification_errors": list[JsonValue](have.verification_errors),
+                "verification_token": None,
+            },
+            reason=(
+                f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
+                "domains table reads what Cloudflare shows"
+            ),
+            source=self.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname"),
+            cause=Cause.DRIFT,
+        )
+
+    def plan_hostname_change(
+        self, site: DesiredSite, want: DesiredHostname, gap: str | None
+    ) -> None:
         target = f"Hostname/{want.hostname}"
         source = self.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
         have = self.observed.hostnames.get(want.hostname)

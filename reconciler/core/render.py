@@ -54,6 +54,7 @@ _SYMBOL: Mapping[ActionKind, str] = {
     ActionKind.UNLOCK: "✓",
     ActionKind.SEND_DUNNING: "@",
     ActionKind.SYNC_BILLING: "=",
+    ActionKind.RECORD_HOSTNAME: "=",
 }
 
 _COLOUR: Mapping[str, str] = {
@@ -219,6 +220,11 @@ def _describe(action: Action) -> str:
         return (
             f"send dunning step {after.get('step_code')} of invoice {after.get('invoice_id')} "
             f"to {after.get('phone')} on WhatsApp"
+        )
+    if kind is ActionKind.RECORD_HOSTNAME:
+        return (
+            f"record hostname {after.get('hostname')} as {after.get('status')} "
+            f"(was {action.before.get('status')})"
         )
     return "sync billing mirror from Stripe"
 

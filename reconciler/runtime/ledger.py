@@ -31,6 +31,10 @@ from reconciler.providers.d1 import Database, SqlError, SqlValue, param_chunks, 
 __all__ = ["DomainRow", "LedgerReader", "LedgerSnapshot", "epoch"]
 
 _NOT_MIGRATED = ("no such table", "no such column")
+_DOMAIN_QUERY = (
+    "SELECT domain, site_id, status, ssl_status, status_since, updated_at, recreate_count, "
+    "custom_origin_server FROM domains"
+)
 
 
 def epoch(value: SqlValue) -> float | None:
@@ -60,6 +64,8 @@ class DomainRow:
     status_since: float | None
     recreate_count: int
     origin: str | None  # custom_origin_server as last recorded
+    status: str | None = None  # domains.status: pending_validation | ... | deleted
+    ssl_status: str | None = None  # Cloudflare's ssl.status as last recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +138,7 @@ class LedgerReader:
             "SELECT site_id, version_number FROM site_versions", "site_id", sites
         )
         domain_rows = await self._rows(
-            "SELECT domain, site_id, status_since, updated_at, recreate_count, "
-            "custom_origin_server FROM domains",
+            _DOMAIN_QUERY,
             "site_id",
             sites,
         )
@@ -142,8 +147,7 @@ class LedgerReader:
             extra = [h for h in hostnames if h not in seen]
             if extra:
                 domain_rows += await self._rows(
-                    "SELECT domain, site_id, status_since, updated_at, recreate_count, "
-                    "custom_origin_server FROM domains",
+                    _DOMAIN_QUERY,
                     "domain",
                     extra,
                 )
@@ -170,6 +174,8 @@ class LedgerReader:
                     status_since=epoch(row["status_since"]),
                     recreate_count=int(row["recreate_count"] or 0),
                     origin=_text(row["custom_origin_server"]),
+                    status=_text(row["status"]),
+                    ssl_status=_text(row["ssl_status"]),
                 )
                 for row in domain_rows
             },

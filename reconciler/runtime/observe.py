@@ -363,6 +363,8 @@ def _hostnames(
             status_since=since,
             recreate_count=row.recreate_count if row is not None else 0,
             verification_errors=tuple(item.verification_errors) + item.ssl_validation_errors,
+            recorded_status=row.status if row is not None else None,
+            recorded_ssl_status=row.ssl_status if row is not None else None,
         )
     return result
 

@@ -593,6 +593,44 @@ class Records:
         )
         await self.db.batch(statements)
 
+    async def mirror_hostname_status(
+        self,
+        hostname: str,
+        *,
+        status: str,
+        ssl_status: str | None,
+        verification_errors: Sequence[str],
+        verification_token: str | None,
+        now: float,
+    ) -> bool:
+        """Copy the status Cloudflare shows into the ``domains`` row of ``hostname``.
+
+        ``status_since`` moves to now only when ``status`` changes (a new certificate stage
+        alone keeps the clock the planner's timeouts count from); ``verification_token`` is
+        kept when None.
+
+        Returns:
+            Whether a row was there to update (False: no row; the hostname actions write it).
+        """
+        result = await self.db.execute(
+            "UPDATE domains SET status_since = CASE WHEN status IS NOT ? OR status_since IS NULL "
+            "THEN ? ELSE status_since END, status = ?, ssl_status = ?, verification_errors = ?, "
+            "verification_token = COALESCE(?, verification_token), last_checked_at = ?, "
+            "updated_at = ? WHERE domain = ?",
+            (
+                status,
+                iso(now),
+                status,
+                ssl_status,
+                _json(list(verification_errors)),
+                verification_token,
+                iso(now),
+                iso(now),
+                hostname,
+            ),
+        )
+        return result.changes > 0
+
     async def hostname_deleted(self, hostname: str, *, now: float) -> None:
         """The hostname is gone from the zone: ``status = 'deleted'``, its id cleared."""
         await self.db.execute(

@@ -1,7 +1,9 @@
 """A second ``reconciler apply`` on a converged world makes no write call.
 
 The crash world of ``conftest.py`` is converged by one ``apply`` (a subprocess, like every
-run here); a minute of virtual time later a second ``apply --yes`` runs. From the simulators'
+run here) and, ten virtual minutes later when the new hostnames have validated, one more that
+records their status in D1 ``domains``; a minute of virtual time later a second ``apply
+--yes`` on the converged world runs. From the simulators'
 call logs and a dump of D1 taken before and after it, the second run:
 
 - sent only GETs to Cloudflare (D1 is the local SQLite file here, so no D1 query goes over
@@ -26,6 +28,11 @@ def converged(crash_world: CrashWorld) -> CrashWorld:
     crash_world.reset()
     first = crash_world.apply()
     assert first.code == 0, first.describe()
+    # The hostnames it created validate within minutes; the next pass records their status
+    # in D1 domains (record_hostname). Only then does D1 mirror the world.
+    crash_world.sandbox.clock.advance(600)
+    recorded = crash_world.apply()
+    assert recorded.code == 0, recorded.describe()
     crash_world.sandbox.clock.advance(60)
     check = crash_world.plan()
     assert check.code == 0, check.describe()

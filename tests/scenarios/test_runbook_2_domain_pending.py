@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from scenario_support import DAY, Scenario
 
+from reconciler.core.observed import domain_status
+
 HOST = "www.acme.test"
 
 
@@ -18,6 +20,12 @@ def _status(world: Scenario) -> tuple[str, str]:
     shown = world.hostname(HOST)
     assert shown is not None
     return str(shown["status"]), str(shown["ssl"]["status"])
+
+
+def _mirrored(world: Scenario) -> bool:
+    """Whether the domains row reads what Cloudflare shows (runbook 2's query)."""
+    status, ssl_status = _status(world)
+    return world.domain(HOST)["status"] == domain_status(status, ssl_status)
 
 
 def test_an_unpointed_domain_is_retried_recreated_then_stuck_and_recovers_once_pointed(
@@ -68,6 +76,10 @@ def test_an_unpointed_domain_is_retried_recreated_then_stuck_and_recovers_once_p
     assert world.domain(HOST)["recreate_count"] == 2
     # While stuck, validation is re-triggered once per timeout (a PATCH; nothing deleted).
     assert f"retry validation {HOST} ... applied" in run.err
+    # Between re-checks the domains row keeps mirroring what Cloudflare shows.
+    world.advance(2 * 3600)
+    world.apply()
+    assert _mirrored(world), (world.domain(HOST), _status(world))
 
     # The customer fixes the DNS the Stuck condition names; a re-check validates it.
     world.sandbox.cloudflare.point_dns(HOST)
@@ -75,8 +87,9 @@ def test_an_unpointed_domain_is_retried_recreated_then_stuck_and_recovers_once_p
     assert world.apply().code in (0, 3)
     world.advance(60)
     assert _status(world) == ("active", "active")
-    assert "nothing to do" in world.apply().out
+    assert "nothing to do" in world.converge().out
     row = world.domain(HOST)
+    assert (row["status"], row["ssl_status"]) == ("active", "active")
     assert row["custom_hostname_id"] == world.hostname(HOST)["id"]  # type: ignore[index]
     assert row["recreate_count"] == 2
     assert world.hostnames() == [HOST]
@@ -85,8 +98,13 @@ def test_an_unpointed_domain_is_retried_recreated_then_stuck_and_recovers_once_p
 def test_a_pointed_domain_validates_without_any_retry(world: Scenario) -> None:
     world.tenant_with_site(domains=[HOST], pointed=True)
     assert world.apply().code == 0
+    assert world.domain(HOST)["status"] != "active"  # recorded as Cloudflare answered the create
     world.advance(600)
     assert _status(world) == ("active", "active")
+    run = world.apply()
+    assert f"record hostname {HOST} ... applied" in run.err, run.out
+    row = world.domain(HOST)
+    assert (row["status"], row["ssl_status"]) == ("active", "active")
     assert "nothing to do" in world.apply().out
     assert world.domain(HOST)["retry_count"] == 0
     assert world.domain(HOST)["recreate_count"] == 0

@@ -15,7 +15,11 @@ from types import MappingProxyType
 
 from reconciler.core.plan import ActionKind
 from reconciler.runtime.actions.billing import AccessHandler, DunningHandler, SyncBillingHandler
-from reconciler.runtime.actions.hostnames import DELETION_POLICY_KEY, HostnameHandler
+from reconciler.runtime.actions.hostnames import (
+    DELETION_POLICY_KEY,
+    HostnameHandler,
+    RecordHostnameHandler,
+)
 from reconciler.runtime.actions.publish import PublishHandler, RollbackHandler
 from reconciler.runtime.actions.world import ActionSettings, BillingSource, World
 from reconciler.runtime.handler import Handler
@@ -45,6 +49,7 @@ def handlers_for(world: World) -> Mapping[ActionKind, Handler]:
         ActionKind.ROLLBACK: RollbackHandler(world),
         ActionKind.SYNC_BILLING: SyncBillingHandler(world),
         ActionKind.SEND_DUNNING: DunningHandler(world),
+        ActionKind.RECORD_HOSTNAME: RecordHostnameHandler(world),
     }
     for kind in (
         ActionKind.CREATE_HOSTNAME,

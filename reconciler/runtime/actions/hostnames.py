@@ -2,8 +2,9 @@
 
 Called by ``runtime/execute.py`` through :func:`reconciler.runtime.actions.handlers_for` for
 ``create_hostname``, ``update_hostname``, ``retry_validation``, ``recreate_hostname`` and
-``delete_hostname``. Calls the Cloudflare adapter (custom hostnames, purge) and
-:class:`~reconciler.runtime.records.Records` for the ``domains`` row.
+``delete_hostname``, and ``record_hostname`` (D1 only: the status Cloudflare showed when the
+plan was made, copied into ``domains``). Calls the Cloudflare adapter (custom hostnames, purge)
+and :class:`~reconciler.runtime.records.Records` for the ``domains`` row.
 
 Every hostname created here carries the ownership marker
 (:func:`~reconciler.providers.cloudflare_models.ownership_metadata`) plus the site's deletion
@@ -18,12 +19,14 @@ Crash safety, per action:
   create. A rerun after the create deletes nothing (the old id is gone) and adopts the new one.
 - update and retry_validation are PATCHes stating final values: repeating one is harmless.
 - delete: already gone is success.
+- record_hostname: an UPDATE stating final values; repeating it changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from reconciler.core.observed import domain_status as core_domain_status
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action, ActionKind, JsonValue
 from reconciler.errors import NotFoundError
@@ -32,22 +35,16 @@ from reconciler.runtime.actions.world import World, guarded, text_of
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import HostnameFacts, Records
 
-__all__ = ["DELETION_POLICY_KEY", "HostnameHandler", "domain_status", "hostname_metadata"]
+__all__ = [
+    "DELETION_POLICY_KEY",
+    "HostnameHandler",
+    "RecordHostnameHandler",
+    "domain_status",
+    "hostname_metadata",
+]
 
 DELETION_POLICY_KEY = "deletion-policy"
 """``custom_metadata`` key holding the site's ``deletion_policy`` at creation time."""
-
-_FAILED_STATUS = frozenset({"moved", "deleted", "blocked", "pending_blocked", "test_failed"})
-_FAILED_SSL = frozenset(
-    {
-        "initializing_timed_out",
-        "validation_timed_out",
-        "issuance_timed_out",
-        "deployment_timed_out",
-        "expired",
-        "deleted",
-    }
-)
 
 
 def domain_status(hostname: CustomHostname, *, suspended: bool = False) -> str:
@@ -55,17 +52,10 @@ def domain_status(hostname: CustomHostname, *, suspended: bool = False) -> str:
 
     ``active`` (both statuses active), ``failed`` (a failed or timed-out status), ``suspended``
     (a hard-locked tenant's hostname that is otherwise fine), ``pending_ssl`` (validated,
-    certificate pending) or ``pending_validation``.
+    certificate pending) or ``pending_validation`` (see
+    :func:`reconciler.core.observed.domain_status`, which the planner compares with).
     """
-    if hostname.status in _FAILED_STATUS or hostname.ssl_status in _FAILED_SSL:
-        return "failed"
-    if suspended:
-        return "suspended"
-    if hostname.status == "active" and hostname.ssl_status == "active":
-        return "active"
-    if hostname.status == "active":
-        return "pending_ssl"
-    return "pending_validation"
+    return core_domain_status(hostname.status, hostname.ssl_status or None, suspended=suspended)
 
 
 def hostname_metadata(after: Mapping[str, JsonValue]) -> dict[str, str]:
@@ -264,3 +254,51 @@ class HostnameHandler:
         ctx.checkpoint("hostname.after-delete")
         await self.records.hostname_deleted(hostname, now=ctx.now())
         return Outcome(action.id, Status.APPLIED, message=f"deleted {hostname}")
+
+
+class RecordHostnameHandler:
+    """``record_hostname``: copy the observed status into ``domains`` (no Cloudflare call)."""
+
+    provider: str = "d1"
+
+    def __init__(self, world: World) -> None:
+        """Write through ``world.db``."""
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Write ``after``'s status, certificate status and errors to the ``domains`` row."""
+        return await guarded(action, self._record(action, ctx))
+
+    async def _record(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        hostname = text_of(after.get("hostname"))
+        status = text_of(after.get("status"))
+        if action.kind is not ActionKind.RECORD_HOSTNAME or not hostname or not status:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"record_hostname handler cannot perform {action.kind} {action.target}",
+            )
+        errors = after.get("verification_errors")
+        ssl_status = text_of(after.get("ssl_status")) or None
+        found = await self.records.mirror_hostname_status(
+            hostname,
+            status=status,
+            ssl_status=ssl_status,
+            verification_errors=[e for e in errors if isinstance(e, str)]
+            if isinstance(errors, list)
+            else [],
+            verification_token=text_of(after.get("verification_token")) or None,
+            now=ctx.now(),
+        )
+        if not found:
+            return Outcome(
+                action.id,
+                Status.UNCHANGED,
+                message=f"{hostname} has no domains row any more; nothing to record",
+            )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"recorded {hostname} as {status} (certificate {ssl_status or 'none'})",
+        )
