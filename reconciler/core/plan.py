@@ -24,8 +24,11 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
    whose ``domains`` row records another status than Cloudflare shows (in the ``domains``
    vocabulary, :func:`~reconciler.core.observed.domain_status`) gets a ``record_hostname``
    (D1 only; it writes the certificate status and errors too, but a certificate stage alone
-   does not trigger one). It compares what is recorded with what is seen, so a converged
-   world plans nothing.
+   does not trigger one). A publish blocked by its in-memory build (gate
+   ``build`` or ``budget``) gets a ``record_publish_failure`` writing one ``failed``
+   ``publish_versions`` row, unless the latest row of that version already records the same
+   failure. Both compare what is recorded with what is seen, so a converged world plans
+   nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from enum import StrEnum
 from graphlib import TopologicalSorter
 from typing import TypeAlias
 
-from reconciler.core.budget import BudgetMetric, check_budget
+from reconciler.core.budget import BudgetMetric, check_budget, describe_violations
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite, DesiredTenant
 from reconciler.core.facts import Invoice
 from reconciler.core.observed import (
@@ -81,6 +84,7 @@ class ActionKind(StrEnum):
     HARD_LOCK = "hard_lock"
     SEND_DUNNING = "send_dunning"
     RECORD_HOSTNAME = "record_hostname"
+    RECORD_PUBLISH_FAILURE = "record_publish_failure"
 
 
 class Cause(StrEnum):
@@ -123,6 +127,7 @@ SUMMARY_WORDS: Mapping[ActionKind, str] = {
     ActionKind.SEND_DUNNING: "message",
     ActionKind.SYNC_BILLING: "sync",
     ActionKind.RECORD_HOSTNAME: "record",
+    ActionKind.RECORD_PUBLISH_FAILURE: "record",
 }
 SUMMARY_ORDER = (
     "publish",
@@ -157,6 +162,7 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.SEND_DUNNING: {"whatsapp": 2, "d1": 2},
     ActionKind.SYNC_BILLING: {"d1": 1},
     ActionKind.RECORD_HOSTNAME: {"d1": 1},
+    ActionKind.RECORD_PUBLISH_FAILURE: {"d1": 1},
 }
 
 
@@ -586,10 +592,20 @@ class _Builder:
                 )
                 return
 
+        build = self.observed.builds.get((site.name, version))
         kind = ActionKind.PUBLISH
         attempts = 1
-        if latest is not None and latest.version == version and latest.status == "failed":
-            if latest.attempts >= self.settings.max_publish_attempts:
+        failed = latest if latest is not None and latest.version == version else None
+        if failed is not None and failed.status != "failed":
+            failed = None
+        budget_decides = (
+            failed is not None
+            and build is not None
+            and build.error is None
+            and (failed.error_message or "").startswith(BUDGET_FAILURE_PREFIX)
+        )
+        if failed is not None and not budget_decides:
+            if failed.attempts >= self.settings.max_publish_attempts:
                 self.block(
                     ActionKind.RETRY_PUBLISH,
                     target,
@@ -597,15 +613,15 @@ class _Builder:
                     site=site.name,
                     gate="stuck",
                     reason=(
-                        f"publishing version {version} failed {latest.attempts} times, last "
-                        f"error: {latest.error_message or 'unknown'}; fix the content and bump "
+                        f"publishing version {version} failed {failed.attempts} times, last "
+                        f"error: {failed.error_message or 'unknown'}; fix the content and bump "
                         "the version, or set it back"
                     ),
                     source=source,
                 )
                 return
             kind = ActionKind.RETRY_PUBLISH
-            attempts = latest.attempts + 1
+            attempts = failed.attempts + 1
         if not site.publish_allowed:
             self.block(
                 kind,
@@ -631,7 +647,6 @@ class _Builder:
                 source=source,
             )
             return
-        build = self.observed.builds.get((site.name, version))
         if build is not None and build.error is not None:
             self.block(
                 kind,
@@ -641,6 +656,9 @@ class _Builder:
                 gate="build",
                 reason=f"version {version} does not build: {build.error}",
                 source=source,
+            )
+            self.record_publish_failure(
+                site, env, version, build, BUILD_FAILURE_PREFIX + build.error, source
             )
             return
         if build is not None:
@@ -665,8 +683,11 @@ class _Builder:
                     ),
                     source=source,
                 )
+                self.record_publish_failure(
+                    site, env, version, build, describe_violations(violations), source
+                )
                 return
-        retry = f" (attempt {attempts}, last error: {latest.error_message})" if latest else ""
+        retry = f" (attempt {attempts}, last error: {failed.error_message})" if failed else ""
         reason = (
             f"{env} is {was}; the spec asks for version {version}, which has no deployment "
             f"yet: build and publish it{retry if kind is ActionKind.RETRY_PUBLISH else ''}"
@@ -703,6 +724,59 @@ class _Builder:
             before=before,
             after=after,
             reason=reason,
+            source=source,
+            cause=Cause.CHANGE,
+        )
+
+    def record_publish_failure(
+        self,
+        site: DesiredSite,
+        env: str,
+        version: int,
+        build: BuildPreview,
+        error: str,
+        source: str | None,
+    ) -> None:
+        """Rule 7: one ``failed`` publish_versions row for a publish its build blocks."""
+        ledger = self.observed.ledger.get(site.name)
+        latest = ledger.latest.get(env) if ledger is not None else None
+        if (
+            latest is not None
+            and latest.version == version
+            and latest.status == "failed"
+            and latest.error_message == error
+        ):
+            return  # already recorded
+        after: dict[str, JsonValue] = {
+            "site": site.name,
+            "tenant": site.tenant,
+            "project": site.pages_project,
+            "environment": env,
+            "version": version,
+            "commit": self.desired.revision,
+            "content_hash": build.content_hash,
+            "error_message": error,
+        }
+        if build.error is None:
+            after["sizes"] = {
+                "js_kb": build.js_kb,
+                "css_kb": build.css_kb,
+                "third_party_scripts": build.third_party_scripts,
+            }
+        self.add(
+            ActionKind.RECORD_PUBLISH_FAILURE,
+            f"Site/{site.name}:{env}",
+            tenant=site.tenant,
+            site=site.name,
+            before={
+                "version": latest.version if latest is not None else None,
+                "status": latest.status if latest is not None else None,
+            },
+            after=after,
+            reason=(
+                f"the publish of version {version} is blocked by its build; record it as "
+                "failed in publish_versions with the error, where runbook 1 looks"
+            ),
             source=source,
             cause=Cause.CHANGE,
         )
@@ -1176,6 +1250,12 @@ def _failed(have: ObservedHostname) -> bool:
 
 def _pending(have: ObservedHostname) -> bool:
     return have.status in _PENDING_STATUS or (have.ssl_status or "") in _PENDING_SSL
+
+
+BUILD_FAILURE_PREFIX = "build failed: "
+"""How ``publish_versions.error_message`` starts when the content did not build."""
+BUDGET_FAILURE_PREFIX = "performance budget exceeded: "
+"""How it starts when the build was over its budget (``core.budget.describe_violations``)."""
 
 
 def _dns_instructions(want: DesiredHostname, have: ObservedHostname) -> str:

@@ -55,6 +55,7 @@ _SYMBOL: Mapping[ActionKind, str] = {
     ActionKind.SEND_DUNNING: "@",
     ActionKind.SYNC_BILLING: "=",
     ActionKind.RECORD_HOSTNAME: "=",
+    ActionKind.RECORD_PUBLISH_FAILURE: "=",
 }
 
 _COLOUR: Mapping[str, str] = {
@@ -225,6 +226,11 @@ def _describe(action: Action) -> str:
         return (
             f"record hostname {after.get('hostname')} as {after.get('status')} "
             f"(was {action.before.get('status')})"
+        )
+    if kind is ActionKind.RECORD_PUBLISH_FAILURE:
+        return (
+            f"record the publish of {after.get('environment')} version {after.get('version')} "
+            "as failed"
         )
     return "sync billing mirror from Stripe"
 

@@ -83,6 +83,7 @@ _FAILURE_REASONS: Mapping[ActionKind, str] = {
     ActionKind.SOFT_LOCK: "LockFailed",
     ActionKind.HARD_LOCK: "LockFailed",
     ActionKind.UNLOCK: "UnlockFailed",
+    ActionKind.RECORD_PUBLISH_FAILURE: "PublishFailed",
 }
 
 

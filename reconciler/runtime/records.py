@@ -291,6 +291,58 @@ class Records:
             ),
         )
 
+    async def latest_publish(self, site: str, environment: str) -> PublishRow | None:
+        """The newest ``publish_versions`` row of a site and environment, if any."""
+        rows = await self.db.query(
+            f"SELECT {_PUBLISH_COLUMNS} FROM publish_versions "
+            "WHERE site_id = ? AND environment = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+            (site, environment),
+        )
+        return _publish_row(rows[0]) if rows else None
+
+    async def record_publish_failure(
+        self,
+        *,
+        site: str,
+        tenant: str,
+        project: str,
+        environment: str,
+        version: int,
+        commit: str | None,
+        content_hash: str | None,
+        error_message: str,
+        sizes: BuildSizes | None,
+        now: float,
+    ) -> None:
+        """One batch: the tenant and site rows if missing, and one ``failed`` publish row.
+
+        For a publish the planner blocked because its in-memory build failed or was over
+        budget: nothing was uploaded, so the row has no deployment.
+        """
+        statements = self._ensure_site(site, tenant, project, now, update=False)
+        statements.append(
+            Statement(
+                "INSERT INTO publish_versions (site_id, version_number, environment, status, "
+                "content_hash, commit_sha, attempts, js_kb, css_kb, third_party_scripts, "
+                "error_message, created_at, completed_at) "
+                "VALUES (?, ?, ?, 'failed', ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                (
+                    site,
+                    version,
+                    environment,
+                    content_hash,
+                    commit,
+                    sizes.js_kb if sizes else None,
+                    sizes.css_kb if sizes else None,
+                    sizes.third_party_scripts if sizes else None,
+                    error_message,
+                    iso(now),
+                    iso(now),
+                ),
+            )
+        )
+        await self.db.batch(statements)
+
     def _went_live(
         self,
         *,

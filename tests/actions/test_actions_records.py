@@ -1,8 +1,9 @@
-"""The D1-only ``record_hostname`` handler.
+"""The D1-only record handlers: ``record_hostname`` and ``record_publish_failure``.
 
 Against a migrated SQLite D1 (the Cloudflare simulator is there but must see no call): the
 hostname's ``domains`` row takes the status the plan observed, with ``status_since`` moved
-only when the status changes.
+only when the status changes; a publish blocked by its build gets exactly one ``failed``
+``publish_versions`` row, however often the action is repeated.
 """
 
 from __future__ import annotations
@@ -98,3 +99,59 @@ async def test_a_record_for_a_hostname_without_a_row_changes_nothing(rig: Rig) -
     outcome = await rig.run(record("active", "active"))
     assert outcome.status is Status.UNCHANGED
     assert await rig.rows("SELECT * FROM domains") == []
+
+
+def failure(error: str, **more: JsonValue) -> Any:
+    after: dict[str, JsonValue] = {
+        "site": PROJECT,
+        "tenant": "acme",
+        "project": PROJECT,
+        "environment": "production",
+        "version": 3,
+        "commit": "c0ffee",
+        "content_hash": None,
+        "error_message": error,
+    }
+    after.update(more)
+    return make_action(ActionKind.RECORD_PUBLISH_FAILURE, f"Site/{PROJECT}:production", after)
+
+
+async def test_a_blocked_build_is_recorded_once_as_a_failed_publish(rig: Rig) -> None:
+    action = failure("build failed: invalid content: pages[0].blocks[1] (image): alt: missing")
+    outcome = await rig.run(action)
+    assert outcome.status is Status.APPLIED, outcome.message
+    again = await rig.run(action, resumed=True)
+    assert again.status is Status.UNCHANGED
+    rows = await rig.rows("SELECT * FROM publish_versions")
+    assert len(rows) == 1
+    [found] = rows
+    assert found["status"] == "failed" and found["version_number"] == 3
+    assert found["error_message"].startswith("build failed: invalid content")
+    assert found["deployment_id"] is None and found["commit_sha"] == "c0ffee"
+    assert found["completed_at"] == iso(rig.cf.clock.now())
+    [site] = await rig.rows("SELECT * FROM sites WHERE id = ?", (PROJECT,))
+    assert site["tenant_id"] == "acme"
+
+
+async def test_an_over_budget_build_is_recorded_with_its_sizes(rig: Rig) -> None:
+    sizes: dict[str, JsonValue] = {"js_kb": 312, "css_kb": 10, "third_party_scripts": 4}
+    action = failure(
+        "performance budget exceeded: JS 312 KB is over the budget of 100 KB",
+        content_hash="abc",
+        sizes=sizes,
+    )
+    assert (await rig.run(action)).status is Status.APPLIED
+    [found] = await rig.rows("SELECT * FROM publish_versions")
+    assert (found["js_kb"], found["css_kb"], found["third_party_scripts"]) == (312, 10, 4)
+    assert found["content_hash"] == "abc"
+
+
+async def test_a_different_error_for_the_same_version_is_recorded_as_a_new_row(rig: Rig) -> None:
+    await rig.run(failure("build failed: missing asset a.png"))
+    rig.cf.clock.advance(60)
+    assert (await rig.run(failure("build failed: missing asset b.png"))).status is Status.APPLIED
+    rows = await rig.rows("SELECT error_message FROM publish_versions ORDER BY id")
+    assert [r["error_message"] for r in rows] == [
+        "build failed: missing asset a.png",
+        "build failed: missing asset b.png",
+    ]

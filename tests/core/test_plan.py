@@ -148,7 +148,8 @@ def test_rule_5_a_publish_over_budget_is_blocked_with_the_numbers() -> None:
         }
     )
     plan = plan_for(world, version=3)
-    assert plan.actions == ()
+    # Nothing is published; the only action records the failure in D1 (rule 7).
+    assert [a.kind for a in plan.actions] == [ActionKind.RECORD_PUBLISH_FAILURE]
     assert plan.blocked[0].gate == "budget"
     assert "312" in plan.blocked[0].reason and "100" in plan.blocked[0].reason
 

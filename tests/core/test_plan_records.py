@@ -1,17 +1,18 @@
-"""Rule 7 of core/plan.py: D1 ``domains`` mirrors the status Cloudflare shows.
+"""Rule 7 of core/plan.py: D1 mirrors what the world shows.
 
 Literal inputs only, like test_plan.py: a hostname whose ``domains`` row lags behind
-Cloudflare gets a D1-only ``record_hostname``; one whose row agrees gets nothing.
+Cloudflare gets a D1-only ``record_hostname``; a publish its in-memory build blocks gets one
+``record_publish_failure`` (and none once the ledger holds it).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import DAY, NOW, hostname
+from core_builders import DAY, NOW, hostname, ledger
 from test_plan import converged_world, plan_for
 
-from reconciler.core.observed import Source, domain_status
+from reconciler.core.observed import BuildPreview, PublishRecord, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, Lane, Plan
 
 
@@ -27,6 +28,29 @@ def lagging(**changes: object) -> dict[str, object]:
         recorded_ssl_status="initializing",
     )
     return {"hostnames": {"www.acme-home.com": replace(have, **changes)}}
+
+
+def failed_row(error: str, *, version: int = 3, attempts: int = 1) -> PublishRecord:
+    return PublishRecord(
+        site="acme-home",
+        environment="production",
+        version=version,
+        status="failed",
+        deployment_id=None,
+        attempts=attempts,
+        error_message=error,
+        created_at=NOW - 60,
+    )
+
+
+def with_latest(row: PublishRecord) -> dict[str, object]:
+    return {
+        "ledger": {
+            "acme-home": ledger(
+                live=2, deployment_id="dep-2", latest=row, versions=frozenset({1, 2, 3})
+            )
+        }
+    }
 
 
 # --- domains.status mirrors Cloudflare -------------------------------------------------------
@@ -106,3 +130,80 @@ def test_the_record_action_is_stable_across_replans() -> None:
     first = plan_for(converged_world(**lagging()))
     second = plan_for(converged_world(**lagging()))
     assert [a.id for a in first.actions] == [a.id for a in second.actions]
+
+
+# --- a build the plan blocks is recorded in publish_versions --------------------------------
+
+BROKEN = BuildPreview(
+    "acme-home",
+    3,
+    None,
+    js_kb=0,
+    css_kb=0,
+    third_party_scripts=0,
+    error="invalid content: pages[0].blocks[1] (image): alt: Field required",
+)
+HEAVY = BuildPreview("acme-home", 3, "hash3", js_kb=312, css_kb=10, third_party_scripts=0)
+
+
+def test_a_build_failure_is_blocked_and_recorded_once_as_a_failed_publish() -> None:
+    plan = plan_for(converged_world(builds={("acme-home", 3): BROKEN}), version=3)
+    assert [(b.gate, b.kind) for b in plan.blocked] == [("build", ActionKind.PUBLISH)]
+    assert "alt: Field required" in plan.blocked[0].reason
+    [action] = plan.actions
+    assert action.kind is ActionKind.RECORD_PUBLISH_FAILURE
+    assert action.target == "Site/acme-home:production"
+    assert action.calls == {"d1": 1}
+    assert action.after["version"] == 3 and action.after["environment"] == "production"
+    assert action.after["error_message"] == "build failed: " + str(BROKEN.error)
+    assert "sizes" not in action.after
+
+
+def test_a_recorded_build_failure_blocks_without_retrying_or_recording_again() -> None:
+    world = converged_world(
+        builds={("acme-home", 3): BROKEN},
+        **with_latest(failed_row("build failed: " + str(BROKEN.error))),
+    )
+    plan = plan_for(world, version=3)
+    assert plan.actions == ()
+    assert [b.gate for b in plan.blocked] == ["build"]
+    assert "alt: Field required" in plan.blocked[0].reason
+
+
+def test_an_over_budget_build_is_recorded_with_its_sizes_and_the_budget_message() -> None:
+    plan = plan_for(converged_world(builds={("acme-home", 3): HEAVY}), version=3)
+    [after] = records(plan, ActionKind.RECORD_PUBLISH_FAILURE)
+    assert str(after["error_message"]).startswith("performance budget exceeded: JS 312 KB")
+    assert after["sizes"] == {"js_kb": 312, "css_kb": 10, "third_party_scripts": 0}
+    assert after["content_hash"] == "hash3"
+
+
+def test_a_recorded_budget_failure_is_not_a_retry_and_plans_nothing_more() -> None:
+    first = plan_for(converged_world(builds={("acme-home", 3): HEAVY}), version=3)
+    [after] = records(first, ActionKind.RECORD_PUBLISH_FAILURE)
+    world = converged_world(
+        builds={("acme-home", 3): HEAVY},
+        **with_latest(failed_row(str(after["error_message"]))),
+    )
+    plan = plan_for(world, version=3)
+    assert plan.actions == ()
+    assert [(b.gate, b.kind) for b in plan.blocked] == [("budget", ActionKind.PUBLISH)]
+
+
+def test_a_budget_failure_publishes_once_the_build_fits_again() -> None:
+    fits = replace(HEAVY, js_kb=90)
+    world = converged_world(
+        builds={("acme-home", 3): fits},
+        **with_latest(failed_row("performance budget exceeded: JS 312 KB is over", attempts=3)),
+    )
+    plan = plan_for(world, version=3)
+    assert [a.kind for a in plan.actions] == [ActionKind.PUBLISH]
+    assert plan.actions[0].after["attempt"] == 1
+
+
+def test_a_changed_build_error_is_recorded_again() -> None:
+    world = converged_world(
+        builds={("acme-home", 3): replace(HEAVY, js_kb=400)},
+        **with_latest(failed_row("performance budget exceeded: JS 312 KB is over the budget")),
+    )
+    assert len(records(plan_for(world, version=3), ActionKind.RECORD_PUBLISH_FAILURE)) == 1

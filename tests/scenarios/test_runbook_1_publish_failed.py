@@ -61,6 +61,16 @@ def test_malformed_blocks_are_refused_before_upload_and_a_fixed_version_converge
     assert uploads(world.cf_calls(mark)) == []
     assert world.live_deployment("acme-home").id == live_before
     assert _live_version(world) == 1
+    # Runbook 1's query shows it: a failed row with the validation error, written once.
+    failed = world.publishes("acme-home")[-1]
+    assert (failed["version_number"], failed["status"]) == (2, "failed")
+    assert failed["error_message"] == (
+        "build failed: invalid content: pages[0].blocks[0] (image): alt: Field required"
+    )
+    rows = world.publishes("acme-home")
+    again = world.apply()
+    assert again.code == 3 and "to record" not in again.out
+    assert world.publishes("acme-home") == rows
 
     # Runbook action: fix the data and publish again (here: a new version with valid blocks).
     world.put_content("acme-home", 3, snapshot(title="Fixed"))

@@ -43,7 +43,18 @@ def test_a_version_over_the_budget_is_blocked_with_its_sizes_and_nothing_is_uplo
     assert uploads(world.cf_calls(mark)) == []
     assert [c for c in world.cf_calls(mark) if c["method"] != "GET"] == []
     assert world.live_deployment("acme-home").id == live_before
-    assert world.publishes("acme-home") == rows_before
+    # Runbook 4's query shows the refusal: one failed row with the sizes, nothing uploaded.
+    rows = world.publishes("acme-home")
+    assert rows[: len(rows_before)] == rows_before
+    [failed] = rows[len(rows_before) :]
+    assert (failed["version_number"], failed["status"]) == (2, "failed")
+    assert failed["error_message"].startswith("performance budget exceeded: ")
+    assert "4 third-party scripts are over the budget of 3" in failed["error_message"]
+    assert failed["third_party_scripts"] == 4 and failed["deployment_id"] is None
+    # Recorded once: the next apply is still blocked and writes nothing.
+    again = world.apply()
+    assert again.code == 3 and "to record" not in again.out
+    assert world.publishes("acme-home") == rows
 
     # The hotfix: the same page without the heavy widgets, as version 3.
     world.put_content("acme-home", 3, snapshot({"type": "hero", "heading": "Lighter"}))

@@ -20,7 +20,11 @@ from reconciler.runtime.actions.hostnames import (
     HostnameHandler,
     RecordHostnameHandler,
 )
-from reconciler.runtime.actions.publish import PublishHandler, RollbackHandler
+from reconciler.runtime.actions.publish import (
+    PublishHandler,
+    RecordPublishFailureHandler,
+    RollbackHandler,
+)
 from reconciler.runtime.actions.world import ActionSettings, BillingSource, World
 from reconciler.runtime.handler import Handler
 
@@ -50,6 +54,7 @@ def handlers_for(world: World) -> Mapping[ActionKind, Handler]:
         ActionKind.SYNC_BILLING: SyncBillingHandler(world),
         ActionKind.SEND_DUNNING: DunningHandler(world),
         ActionKind.RECORD_HOSTNAME: RecordHostnameHandler(world),
+        ActionKind.RECORD_PUBLISH_FAILURE: RecordPublishFailureHandler(world),
     }
     for kind in (
         ActionKind.CREATE_HOSTNAME,

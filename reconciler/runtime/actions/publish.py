@@ -31,14 +31,14 @@ from reconciler.build.errors import BuildError
 from reconciler.build.site import BuildOutput, build_site
 from reconciler.core.budget import check_budget, describe_violations
 from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, JsonValue
+from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action, ActionKind, JsonValue
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
 from reconciler.runtime.actions.world import World, guarded, text_of
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, Records
 
-__all__ = ["PublishHandler", "RollbackHandler", "publish_id_of"]
+__all__ = ["PublishHandler", "RecordPublishFailureHandler", "RollbackHandler", "publish_id_of"]
 
 ENVIRONMENTS = ("production", "preview")
 
@@ -154,7 +154,7 @@ class PublishHandler:
             return await self._failed(
                 action,
                 row_id,
-                f"build failed: version {version} has no content snapshot in site_versions",
+                f"{BUILD_FAILURE_PREFIX}version {version} has no content snapshot in site_versions",
                 ctx,
             )
         try:
@@ -169,7 +169,7 @@ class PublishHandler:
                 clock=ctx.now,
             )
         except BuildError as exc:
-            return await self._failed(action, row_id, f"build failed: {exc.message}", ctx)
+            return await self._failed(action, row_id, BUILD_FAILURE_PREFIX + exc.message, ctx)
 
         sizes = _sizes(build)
         budget = _budget(after) or await records.budget_limits(site)
@@ -421,4 +421,80 @@ class RollbackHandler:
             Status.APPLIED,
             message=f"production rolled back to deployment {target} (version {version})",
             data={"deployment_id": target, "url": deployment.url},
+        )
+
+
+class RecordPublishFailureHandler:
+    """``record_publish_failure``: one ``failed`` publish row for a publish its build blocked.
+
+    The planner blocked the publish (gate ``build`` or ``budget``), so nothing is built or
+    uploaded here: the row records the plan's error where runbook 1 tells operators to look.
+    Idempotent: when the newest row of the site and environment already records this version
+    as failed with the same error, nothing is written (``unchanged``).
+    """
+
+    provider: str = "d1"
+
+    def __init__(self, world: World) -> None:
+        """Write through ``world.db``."""
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Insert the ``failed`` row unless it is already there."""
+        return await guarded(action, self._record(action, ctx))
+
+    async def _record(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        site = text_of(after.get("site"))
+        env = text_of(after.get("environment"), "production")
+        version = _int(after.get("version"), 0)
+        error = text_of(after.get("error_message"))
+        if (
+            action.kind is not ActionKind.RECORD_PUBLISH_FAILURE
+            or env not in ENVIRONMENTS
+            or not site
+            or version < 1
+            or not error
+        ):
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"malformed record_publish_failure action {dict(after)}",
+            )
+        latest = await self.records.latest_publish(site, env)
+        if (
+            latest is not None
+            and latest.version == version
+            and latest.status == "failed"
+            and latest.error_message == error
+        ):
+            return Outcome(
+                action.id,
+                Status.UNCHANGED,
+                message=f"version {version} is already recorded as failed",
+            )
+        sizes_value = after.get("sizes")
+        sizes = None
+        if isinstance(sizes_value, dict):
+            sizes = BuildSizes(
+                js_kb=_int(sizes_value.get("js_kb"), 0),
+                css_kb=_int(sizes_value.get("css_kb"), 0),
+                third_party_scripts=_int(sizes_value.get("third_party_scripts"), 0),
+            )
+        await self.records.record_publish_failure(
+            site=site,
+            tenant=text_of(after.get("tenant"), site),
+            project=text_of(after.get("project"), site),
+            environment=env,
+            version=version,
+            commit=text_of(after.get("commit")) or None,
+            content_hash=text_of(after.get("content_hash")) or None,
+            error_message=error,
+            sizes=sizes,
+            now=ctx.now(),
+        )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"recorded version {version} of {site} {env} as failed: {error}",
         )
