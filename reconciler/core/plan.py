@@ -29,6 +29,9 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
    ``publish_versions`` row, unless the latest row of that version already records the same
    failure. Both compare what is recorded with what is seen, so a converged world plans
    nothing.
+8. A publish whose latest attempt of the same version failed to build (``build failed: ...``)
+   is blocked at once (gate ``build``): the same snapshot fails the same way, so it is never
+   retried until the version changes. Deployment failures are retried up to the cap.
 """
 
 from __future__ import annotations
@@ -598,6 +601,23 @@ class _Builder:
         failed = latest if latest is not None and latest.version == version else None
         if failed is not None and failed.status != "failed":
             failed = None
+        if failed is not None and is_permanent_build_failure(failed.error_message):
+            # Rule 8: the same snapshot fails the same way; wait for a new version.
+            self.block(
+                kind,
+                target,
+                tenant=site.tenant,
+                site=site.name,
+                gate="build",
+                reason=(
+                    f"version {version} does not build: "
+                    f"{_without_prefix(failed.error_message or '')}; it is not retried (the "
+                    "same content fails the same way): fix the content and publish a new "
+                    "version"
+                ),
+                source=source,
+            )
+            return
         budget_decides = (
             failed is not None
             and build is not None
@@ -1256,6 +1276,22 @@ BUILD_FAILURE_PREFIX = "build failed: "
 """How ``publish_versions.error_message`` starts when the content did not build."""
 BUDGET_FAILURE_PREFIX = "performance budget exceeded: "
 """How it starts when the build was over its budget (``core.budget.describe_violations``)."""
+_NO_SNAPSHOT = "has no content snapshot"
+
+
+def is_permanent_build_failure(error_message: str | None) -> bool:
+    """Whether a failed publish's error is a build failure that a retry would repeat.
+
+    Invalid content, a missing asset, an unsafe script or a build timeout fail the same way
+    for the same snapshot. A missing snapshot is left to the ``missing_version`` gate (the
+    editor may still write it); budget and deployment failures are not build failures.
+    """
+    text = error_message or ""
+    return text.startswith(BUILD_FAILURE_PREFIX) and _NO_SNAPSHOT not in text
+
+
+def _without_prefix(error_message: str) -> str:
+    return error_message.removeprefix(BUILD_FAILURE_PREFIX)
 
 
 def _dns_instructions(want: DesiredHostname, have: ObservedHostname) -> str:

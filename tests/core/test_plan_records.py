@@ -1,8 +1,9 @@
-"""Rule 7 of core/plan.py: D1 mirrors what the world shows.
+"""Rules 7 and 8 of core/plan.py: D1 mirrors what the world shows; build failures are final.
 
 Literal inputs only, like test_plan.py: a hostname whose ``domains`` row lags behind
 Cloudflare gets a D1-only ``record_hostname``; a publish its in-memory build blocks gets one
-``record_publish_failure`` (and none once the ledger holds it).
+``record_publish_failure`` (and none once the ledger holds it); a publish whose last attempt
+failed to build is blocked at once instead of retried, while deployment failures still are.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from core_builders import DAY, NOW, hostname, ledger
 from test_plan import converged_world, plan_for
 
 from reconciler.core.observed import BuildPreview, PublishRecord, Source, domain_status
-from reconciler.core.plan import ActionKind, Cause, Lane, Plan
+from reconciler.core.plan import (
+    ActionKind,
+    Cause,
+    Lane,
+    Plan,
+    is_permanent_build_failure,
+)
 
 
 def records(plan: Plan, kind: ActionKind) -> list[dict[str, object]]:
@@ -207,3 +214,50 @@ def test_a_changed_build_error_is_recorded_again() -> None:
         **with_latest(failed_row("performance budget exceeded: JS 312 KB is over the budget")),
     )
     assert len(records(plan_for(world, version=3), ActionKind.RECORD_PUBLISH_FAILURE)) == 1
+
+
+# --- permanent build failures are not retried ------------------------------------------------
+
+
+def test_a_publish_that_failed_to_build_is_blocked_at_once_not_retried() -> None:
+    world = converged_world(**with_latest(failed_row("build failed: missing asset img/logo.png")))
+    plan = plan_for(world, version=3)
+    assert plan.actions == ()
+    [blocked] = plan.blocked
+    assert blocked.gate == "build" and blocked.kind is ActionKind.PUBLISH
+    assert "missing asset img/logo.png" in blocked.reason
+    assert "build failed: build failed" not in blocked.reason
+
+
+def test_a_new_version_after_a_build_failure_is_published() -> None:
+    world = converged_world(
+        **with_latest(failed_row("build failed: missing asset img/logo.png", version=2))
+    )
+    world = replace(
+        world,
+        ledger={
+            "acme-home": replace(world.ledger["acme-home"], live={}, versions=frozenset({1, 2, 3}))
+        },
+    )
+    plan = plan_for(world, version=3)
+    assert [a.kind for a in plan.actions] == [ActionKind.PUBLISH]
+
+
+def test_a_deployment_failure_is_still_retried_up_to_the_cap() -> None:
+    error = "deployment d1 failure: stage build failure"
+    retried = plan_for(converged_world(**with_latest(failed_row(error))), version=3)
+    assert [a.kind for a in retried.actions] == [ActionKind.RETRY_PUBLISH]
+    assert retried.actions[0].after["attempt"] == 2
+    capped = plan_for(converged_world(**with_latest(failed_row(error, attempts=3))), version=3)
+    assert capped.actions == () and [b.gate for b in capped.blocked] == ["stuck"]
+
+
+def test_which_errors_are_permanent_build_failures() -> None:
+    assert is_permanent_build_failure("build failed: invalid content: pages[0]: bad")
+    assert is_permanent_build_failure("build failed: build exceeded its time limit of 60s")
+    assert not is_permanent_build_failure(
+        "build failed: version 3 has no content snapshot in site_versions"
+    )
+    assert not is_permanent_build_failure("performance budget exceeded: JS 312 KB is over")
+    assert not is_permanent_build_failure("deployment d1 failure: stage build failure")
+    assert not is_permanent_build_failure(None)

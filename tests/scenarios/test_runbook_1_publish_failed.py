@@ -101,6 +101,18 @@ def test_an_asset_missing_from_the_store_fails_the_publish_with_the_error_record
     assert uploads(world.cf_calls(mark)) == []
     assert _live_version(world) == 1
 
+    # The same snapshot fails the same way: blocked at once, not retried.
+    rows = world.publishes("acme-home")
+    mark = world.cf_seq()
+    run = world.apply("--format", "json")
+    assert run.code == 3, run.out
+    [blocked] = run.json()["plan"]["blocked"]
+    assert blocked["gate"] == "build"
+    assert "missing asset: 'img/shop.jpg' not found in the asset store" in blocked["reason"]
+    assert run.json()["plan"]["changes"] == []
+    assert uploads(world.cf_calls(mark)) == []
+    assert world.publishes("acme-home") == rows
+
     world.put_content("acme-home", 3, snapshot(title="Without the photo"))
     world.fleet.sites["acme-home"]["production"] = {"version": 3}
     assert world.apply().code == 0
