@@ -154,37 +154,46 @@ async def execute(
     ready: list[Action] = []
     running: dict[asyncio.Task[Outcome], Action] = {}
     bug: BaseException | None = None
-    while sorter.is_active() and bug is None:
-        ready.extend(by_id[action_id] for action_id in sorter.get_ready())
-        ready.sort(key=lambda a: (0 if a.lane is Lane.URGENT else 1, position[a.id]))
-        progressed = False
-        for action in list(ready):
-            failed_dep = _failed_dependency(action, by_id, run.outcomes)
-            if failed_dep is not None:
+    try:
+        while sorter.is_active() and bug is None:
+            ready.extend(by_id[action_id] for action_id in sorter.get_ready())
+            ready.sort(key=lambda a: (0 if a.lane is Lane.URGENT else 1, position[a.id]))
+            progressed = False
+            for action in list(ready):
+                failed_dep = _failed_dependency(action, by_id, run.outcomes)
+                if failed_dep is not None:
+                    ready.remove(action)
+                    _finish(run, action, _blocked(action, failed_dep, run.outcomes), seconds=0.0)
+                    sorter.done(action.id)
+                    progressed = True
+                    continue
+                provider = handlers[action.kind].provider
+                if run.in_flight.get(provider, 0) >= max(1, limits.get(provider, 1)):
+                    continue
                 ready.remove(action)
-                _finish(run, action, _blocked(action, failed_dep, run.outcomes), seconds=0.0)
-                sorter.done(action.id)
+                run.in_flight[provider] = run.in_flight.get(provider, 0) + 1
+                running[asyncio.create_task(_perform(run, action))] = action
                 progressed = True
-                continue
-            provider = handlers[action.kind].provider
-            if run.in_flight.get(provider, 0) >= max(1, limits.get(provider, 1)):
-                continue
-            ready.remove(action)
-            run.in_flight[provider] = run.in_flight.get(provider, 0) + 1
-            running[asyncio.create_task(_perform(run, action))] = action
-            progressed = True
-        if progressed and not running:
-            continue  # only blocks were settled: new actions may be ready now
-        if not running:
-            break  # defensive: nothing ready, nothing running (graphlib forbids it)
-        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            action = running.pop(task)
-            run.in_flight[handlers[action.kind].provider] -= 1
-            sorter.done(action.id)
-            error = task.exception()
-            if error is not None:
-                bug = bug or error
+            if progressed and not running:
+                continue  # only blocks were settled: new actions may be ready now
+            if not running:
+                break  # defensive: nothing ready, nothing running (graphlib forbids it)
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                action = running.pop(task)
+                run.in_flight[handlers[action.kind].provider] -= 1
+                sorter.done(action.id)
+                error = task.exception()
+                if error is not None:
+                    bug = bug or error
+    except asyncio.CancelledError:
+        # The pass itself is cancelled (stop, lost lease): its actions must not outlive it.
+        # Cancel them and wait, so nothing keeps calling providers in the background; their
+        # intents stay pending and the next pass looks before acting.
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        raise
     if bug is not None:
         if running:
             await asyncio.wait(running)

@@ -542,3 +542,45 @@ def test_a_progress_line_names_the_action_its_outcome_and_its_time() -> None:
     failed = Outcome(publish.id, Status.FAILED_PERMANENT, "send to +5511912345678 refused")
     line = progress_line(index=4, total=12, action=publish, outcome=failed, seconds=1.0)
     assert line.endswith("failed_permanent: send to +55119••••5678 refused")
+
+
+# --- a cancelled pass takes its actions with it --------------------------------------------
+
+
+async def test_cancelling_a_pass_cancels_its_running_actions_and_leaves_intents_pending(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    started: list[str] = []
+    both_started = asyncio.Event()
+    cancelled: list[str] = []
+
+    async def hang(action: Action, ctx: ActionContext) -> Outcome:
+        started.append(action.id)
+        if len(started) == 2:
+            both_started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(action.id)
+            raise
+        return Outcome(action_id=action.id, status=Status.APPLIED)
+
+    handler = FakeHandler(behaviour=hang)
+    first = action(ActionKind.CREATE_HOSTNAME, "www.acme.com")
+    second = action(ActionKind.CREATE_HOSTNAME, "shop.acme.com")
+    task = asyncio.create_task(
+        execute(
+            plan_of(first, second),
+            handlers=handlers_for(handler),
+            journal=journal_on(db),
+            now=Clock(),
+        )
+    )
+    await asyncio.wait_for(both_started.wait(), timeout=30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(cancelled) == sorted([first.id, second.id])
+    assert handler.in_flight == 0
+    assert intent(path, first.id)["state"] == "pending"
