@@ -22,7 +22,14 @@ Environment variables (all optional; defaults point at the local sandbox's usual
 ``EVOLUTION_API_KEY``            ``apikey`` header value
 ``EVOLUTION_INSTANCE``           instance name
 ``GIT_WEBHOOK_SECRET``           HMAC secret for push webhooks
+``DNS_RESOLVER``                 ``system`` (default: the host's resolvers), ``sandbox`` or ``off``
+``DNS_CNAME_TARGET``             the SaaS zone's CNAME target customers point their hostnames at
+``DNS_TIMEOUT``                  seconds one DNS lookup may take (default ``2``)
+``RECONCILER_SANDBOX_CONTROL``   the sandbox's control root (``DNS_RESOLVER=sandbox`` asks it)
 ===============================  ==============================================================
+
+DNS is looked up only for custom hostnames that are stuck or past their validation timeout,
+so the Stuck condition can name the record the customer must fix (``providers/dns.py``).
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ class Secret:
 DEFAULT_CLOUDFLARE_BASE = "https://api.cloudflare.com/client/v4"
 DEFAULT_STRIPE_BASE = "https://api.stripe.com"
 DEFAULT_SQLITE_PATH = "reconciler.sqlite"
+SANDBOX_CONTROL_ENV = "RECONCILER_SANDBOX_CONTROL"
+"""The sandbox's control root (``http://127.0.0.1:<port>/__sandbox``); unset in production."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,42 @@ class EvolutionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsSettings:
+    """Which DNS the observer asks about stuck hostnames, and what it expects to find."""
+
+    resolver: Literal["system", "sandbox", "off"] = "system"
+    cname_target: str = ""  # e.g. customers.sitebuilder.example; "" when not configured
+    timeout: float = 2.0
+    sandbox_control: str = ""  # the sandbox control root, for ``resolver == "sandbox"``
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DnsSettings:
+        """Read ``DNS_RESOLVER``, ``DNS_CNAME_TARGET``, ``DNS_TIMEOUT`` and the control root."""
+        resolver = env.get("DNS_RESOLVER", "system")
+        if resolver not in ("system", "sandbox", "off"):
+            raise ValueError(f"DNS_RESOLVER must be 'system', 'sandbox' or 'off', not {resolver!r}")
+        control = env.get(SANDBOX_CONTROL_ENV, "").rstrip("/")
+        if resolver == "sandbox" and not control:
+            raise ValueError(f"DNS_RESOLVER=sandbox needs {SANDBOX_CONTROL_ENV}")
+        try:
+            timeout = float(env.get("DNS_TIMEOUT", "2"))
+        except ValueError as exc:
+            raise ValueError("DNS_TIMEOUT must be a number of seconds") from exc
+        if timeout <= 0:
+            raise ValueError("DNS_TIMEOUT must be positive")
+        return cls(
+            resolver="sandbox"
+            if resolver == "sandbox"
+            else "off"
+            if resolver == "off"
+            else "system",
+            cname_target=env.get("DNS_CNAME_TARGET", "").strip().rstrip(".").lower(),
+            timeout=timeout,
+            sandbox_control=control,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the wiring needs to build clients."""
 
@@ -136,6 +181,7 @@ class Settings:
     stripe: StripeSettings = field(default_factory=StripeSettings)
     evolution: EvolutionSettings = field(default_factory=EvolutionSettings)
     git_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    dns: DnsSettings = field(default_factory=DnsSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -167,4 +213,5 @@ class Settings:
                 instance=env.get("EVOLUTION_INSTANCE", ""),
             ),
             git_webhook_secret=Secret(env.get("GIT_WEBHOOK_SECRET", "")),
+            dns=DnsSettings.from_env(env),
         )

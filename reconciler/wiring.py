@@ -25,7 +25,11 @@ Two test-and-sandbox knobs are read here and nowhere else:
   (``http://127.0.0.1:<port>/__sandbox``). When set, the handlers' waits between deployment
   polls advance the sandbox's virtual clock instead of sleeping (:func:`load_sleep`), so a
   publish in the demo, the scenario tests and the benchmarks takes milliseconds, not the
-  fifteen simulated seconds of a deployment. Unset in production.
+  fifteen simulated seconds of a deployment; ``DNS_RESOLVER=sandbox`` reads the sandbox DNS
+  there. ``Sandbox.settings_env()`` sets both. Unset in production.
+
+The observers' DNS resolver (:func:`load_resolver`) follows ``DNS_RESOLVER``: the host's
+resolvers (``system``, the default), the sandbox DNS, or none (``off``).
 
 It calls the adapters' constructors (``providers/*``) and nothing else; no decision is made
 here beyond "is this provider configured".
@@ -51,6 +55,7 @@ from reconciler.core.render import Rate
 from reconciler.errors import MigrationError, PermanentError, TransientError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
+from reconciler.providers.dns import Resolver, SandboxResolver, SystemResolver
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.stripe import StripeBilling
@@ -58,7 +63,7 @@ from reconciler.runtime.actions import ActionSettings, World, handlers_for
 from reconciler.runtime.checkpoints import CRASH_ENV, checkpoints_from_spec
 from reconciler.runtime.handler import Checkpoints, Handler
 from reconciler.runtime.observe import ObserveClients
-from reconciler.settings import RateBudget, Secret, Settings
+from reconciler.settings import SANDBOX_CONTROL_ENV, RateBudget, Secret, Settings
 
 __all__ = [
     "EVOLUTION_BUDGET",
@@ -68,13 +73,11 @@ __all__ = [
     "ReadOnlyWorld",
     "WriterWorld",
     "load_checkpoints",
+    "load_resolver",
     "load_settings",
     "load_sleep",
     "wall_clock",
 ]
-
-SANDBOX_CONTROL_ENV = "RECONCILER_SANDBOX_CONTROL"
-"""The sandbox control root; when set, handler waits advance the virtual clock (tests, demo)."""
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -114,6 +117,21 @@ def load_sleep(env: Mapping[str, str] | None = None) -> Sleep:
     if not control:
         return asyncio.sleep
     return _VirtualSleep(control)
+
+
+def load_resolver(settings: Settings) -> Resolver | None:
+    """The DNS resolver the observers ask about stuck hostnames (``DNS_RESOLVER``).
+
+    Returns:
+        A :class:`SystemResolver` (``system``), a :class:`SandboxResolver` on the sandbox's
+        control root (``sandbox``), or None (``off``: no DNS check).
+    """
+    dns = settings.dns
+    if dns.resolver == "off":
+        return None
+    if dns.resolver == "sandbox":
+        return SandboxResolver(dns.sandbox_control)
+    return SystemResolver(timeout=dns.timeout)
 
 
 class _VirtualSleep:
@@ -185,6 +203,7 @@ class ReadOnlyWorld:
         buckets: Buckets | None = None,
         assets: AssetStore | None = None,
         create_database: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
         """Prepare (without connecting) the clients the settings configure.
 
@@ -192,6 +211,8 @@ class ReadOnlyWorld:
             settings: where each provider lives and its credentials.
             buckets: shared token buckets (a new set when None).
             assets: the asset store for in-memory builds, if one is configured.
+            resolver: the DNS resolver for stuck hostnames; from ``DNS_RESOLVER`` when None
+                (:func:`load_resolver`).
             create_database: allow a missing SQLite file to be created (tests); a plan
                 otherwise refuses, because a missing file means ``reconciler migrate`` never ran.
 
@@ -233,6 +254,7 @@ class ReadOnlyWorld:
                 "not configured: set EVOLUTION_API_BASE and EVOLUTION_INSTANCE"
             )
 
+        self.resolver = resolver if resolver is not None else load_resolver(settings)
         self.clients = ObserveClients(
             database=self.database,
             cloudflare=self.cloudflare,
@@ -240,6 +262,8 @@ class ReadOnlyWorld:
             evolution=self.evolution,
             assets=assets,
             unconfigured=unconfigured,
+            dns=self.resolver,
+            cname_target=settings.dns.cname_target or None,
         )
 
     def rates(self) -> dict[str, Rate]:
@@ -539,6 +563,8 @@ class DaemonWorld:
             evolution=reader(read.evolution, "whatsapp"),
             assets=read.assets,
             unconfigured=read.unconfigured,
+            dns=read.dns,
+            cname_target=read.cname_target,
         )
         fenced_db: Database = writer(self.writers.database, "d1")
         self.database = fenced_db  # every daemon write to D1 (journal, status) goes through it

@@ -103,6 +103,15 @@ class ObservedHostname:
     # The D1 ``domains`` row as recorded (None: no row); the planner records what differs.
     recorded_status: str | None = None  # domains vocabulary: see :func:`domain_status`
     recorded_ssl_status: str | None = None
+    # Ownership verification (``ownership_verification``): the TXT record a txt-method
+    # hostname needs, ``_cf-custom-hostname.<host>`` and its value.
+    txt_name: str | None = None
+    txt_value: str | None = None
+    # What a DNS lookup found, for hostnames stuck or past their validation timeout only
+    # (``dns_checked`` False: not looked up this pass, or the lookup failed).
+    dns_checked: bool = False
+    dns_cname: str | None = None  # the hostname's CNAME target (first hop), None: no CNAME
+    dns_txt: tuple[str, ...] = ()  # the TXT values at ``txt_name``
 
 
 # Cloudflare statuses (contract §4.4, §4.5) that mean the hostname failed or timed out.
@@ -199,6 +208,7 @@ class Observed:
     builds: Mapping[tuple[str, int], BuildPreview] = field(default_factory=dict)
     incomplete: Mapping[Source, str] = field(default_factory=dict)  # source -> why
     scope: frozenset[str] | None = None  # sites observed (PR mode); None = the whole fleet
+    cname_target: str | None = None  # the SaaS target the DNS checks compared with, if known
 
     def is_complete(self, source: Source) -> bool:
         """Whether ``source`` was read in full this time."""

@@ -908,7 +908,7 @@ class _Builder:
                 "status": status,
                 "ssl_status": have.ssl_status,
                 "verification_errors": list[JsonValue](have.verification_errors),
-                "verification_token": None,
+                "verification_token": have.txt_value,
             },
             reason=(
                 f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
@@ -988,7 +988,8 @@ class _Builder:
                     reason=(
                         f"status {have.status}/{have.ssl_status} after {have.recreate_count} "
                         f"recreations (max {want.max_recreates}); the customer must point "
-                        f"{want.hostname} at the SaaS target: " + _dns_instructions(want, have)
+                        f"{want.hostname} at the SaaS target: "
+                        + _dns_instructions(want, have, self.observed.cname_target)
                     ),
                     source=source,
                 )
@@ -1091,6 +1092,11 @@ class _Builder:
                     f"pending for {hours:.1f} h, over the validation timeout of "
                     f"{want.validation_timeout / 3600:g} h: re-trigger validation with the same "
                     "ssl settings"
+                )
+                + (
+                    f"; DNS check: {finding}"
+                    if (finding := _dns_finding(want, have, self.observed.cname_target))
+                    else ""
                 ),
                 source=source,
                 cause=Cause.DRIFT,
@@ -1294,20 +1300,51 @@ def _without_prefix(error_message: str) -> str:
     return error_message.removeprefix(BUILD_FAILURE_PREFIX)
 
 
-def _dns_instructions(want: DesiredHostname, have: ObservedHostname) -> str:
-    method = want.ssl_method
+def _dns_instructions(want: DesiredHostname, have: ObservedHostname, target: str | None) -> str:
+    """The records the customer must set, and what a DNS check found (issue 5, item 4)."""
     errors = (
         f" (Cloudflare says: {'; '.join(have.verification_errors)})"
         if have.verification_errors
         else ""
     )
-    if method == "txt":
-        return (
-            f"a CNAME record for {want.hostname} to the zone's SaaS target and the TXT record "
-            f"_cf-custom-hostname.{want.hostname} shown in the hostname's ownership "
-            f"verification{errors}"
-        )
-    return f"a CNAME record for {want.hostname} to the zone's SaaS target{errors}"
+    expected = target or "the zone's SaaS target"
+    records = f"a CNAME record for {want.hostname} to {expected}"
+    if want.ssl_method == "txt":
+        if have.txt_name and have.txt_value:
+            records += f' and the TXT record {have.txt_name} = "{have.txt_value}"'
+        else:
+            records += (
+                f" and the TXT record _cf-custom-hostname.{want.hostname} shown in the "
+                "hostname's ownership verification"
+            )
+    finding = _dns_finding(want, have, target)
+    return records + errors + (f"; DNS check: {finding}" if finding else "")
+
+
+def _dns_finding(want: DesiredHostname, have: ObservedHostname, target: str | None) -> str:
+    """What the observer's DNS lookup found, in words; ``""`` when DNS was not checked."""
+    if not have.dns_checked:
+        return ""
+    host = want.hostname
+    expected = target or "the zone's SaaS target"
+    if have.dns_cname is None:
+        found = [f"{host} has no CNAME (expected a CNAME to {expected})"]
+    elif target is None:
+        found = [f"{host}'s CNAME points to {have.dns_cname}; it must reach {expected}"]
+    elif have.dns_cname != target:
+        found = [f"{host}'s CNAME points to {have.dns_cname}, expected {target}"]
+    else:
+        found = [f"{host}'s CNAME points to {target} as expected"]
+    if want.ssl_method == "txt" and have.txt_name and have.txt_value:
+        name, value = have.txt_name, have.txt_value
+        if value in have.dns_txt:
+            found.append(f"TXT {name} holds the expected value")
+        elif have.dns_txt:
+            held = ", ".join(f'"{v}"' for v in have.dns_txt)
+            found.append(f'TXT {name} holds {held}, expected "{value}"')
+        else:
+            found.append(f'TXT {name} is missing (expected "{value}")')
+    return "; ".join(found)
 
 
 def _owed(invoices: Iterable[Invoice]) -> str:

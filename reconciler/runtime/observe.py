@@ -16,6 +16,11 @@ Rules (DESIGN.md section 7):
    subdomain). ``list_deployments`` is read only where a version is to change or production
    serves a deployment the ledger does not record. Last, in-memory builds of the versions about
    to be published (no successful deployment of them exists) for the budget gate.
+   DNS (``providers/dns.py``) is asked only about declared, owned hostnames that are stuck
+   (failed after ``max_recreates``) or still pending past ``validation_timeout``, at most
+   ``ObserveLimits.dns_checks`` per pass: their CNAME, and for txt validation the TXT record
+   of the ownership verification. A failed lookup leaves the hostname unchecked; it never
+   makes a reading incomplete.
 2. A provider whose reading fails (a ``ProviderError``, a timeout) is recorded in
    ``Observed.incomplete`` with the reason and the other providers carry on; the planner then
    makes no create and no delete that depends on it. A provider that is not configured is
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol, TypeVar
 
@@ -44,10 +49,12 @@ from reconciler.core.observed import (
     ObservedProject,
     SiteLedger,
     Source,
+    domain_status,
 )
 from reconciler.errors import MigrationError, NotFoundError, ProviderError
 from reconciler.providers.cloudflare_models import CustomHostname, Deployment, PagesProject
 from reconciler.providers.d1 import Database
+from reconciler.providers.dns import Resolver
 from reconciler.runtime.ledger import DomainRow, LedgerReader, LedgerSnapshot
 from reconciler.spec.load import Specs
 from reconciler.spec.models import normalize_hostname
@@ -106,7 +113,9 @@ class GatewayReader(Protocol):
 class ObserveClients:
     """Read-only clients for one observation; None where a provider is not configured.
 
-    ``unconfigured`` says why a missing client is missing (the setting to set).
+    ``unconfigured`` says why a missing client is missing (the setting to set). ``dns`` looks
+    up stuck hostnames (None: no DNS check); ``cname_target`` is the SaaS zone's CNAME target
+    the customers' records must reach (None: not configured).
     """
 
     database: Database
@@ -115,6 +124,8 @@ class ObserveClients:
     evolution: GatewayReader | None
     assets: AssetStore | None = None
     unconfigured: Mapping[Source, str] = field(default_factory=dict)
+    dns: Resolver | None = None
+    cname_target: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +138,9 @@ class ObserveLimits:
     whatsapp: float = 30.0
     pages: float = 300.0
     pages_concurrency: int = 8
+    dns: float = 30.0  # all DNS lookups of one pass
+    dns_checks: int = 20  # hostnames looked up per pass, at most
+    dns_concurrency: int = 4
 
 
 @dataclass(slots=True)
@@ -241,6 +255,11 @@ async def observe(
         readings.hostnames or [], domain_rows, lookups if scoped else None
     )
 
+    if clients.dns is not None and ledger is not None:
+        late = _dns_candidates(specs, sites, observed_hostnames, now, limits.dns_checks)
+        if late:
+            await _check_dns(clients.dns, late, observed_hostnames, limits, say)
+
     projects: dict[str, ObservedProject] = {}
     if clients.cloudflare is not None and ledger is not None:
         needs = _pages_needed(
@@ -283,6 +302,7 @@ async def observe(
         builds=dict(sorted(builds.items())),
         incomplete=dict(sorted(readings.incomplete.items())),
         scope=frozenset(scope) if scope is not None else None,
+        cname_target=clients.cname_target or None,
     )
 
 
@@ -365,8 +385,80 @@ def _hostnames(
             verification_errors=tuple(item.verification_errors) + item.ssl_validation_errors,
             recorded_status=row.status if row is not None else None,
             recorded_ssl_status=row.ssl_status if row is not None else None,
+            txt_name=_canonical(item.ownership_txt_name) if item.ownership_txt_name else None,
+            txt_value=item.ownership_txt_value,
         )
     return result
+
+
+def _dns_candidates(
+    specs: Specs,
+    sites: Sequence[str],
+    hostnames: Mapping[str, ObservedHostname],
+    now: float,
+    limit: int,
+) -> list[str]:
+    """Declared, owned hostnames stuck or pending past their validation timeout (rule 1)."""
+    found: list[str] = []
+    for name in sites:
+        spec = specs.sites[name].spec
+        tenant = specs.tenants.get(spec.tenant)
+        policy = specs.policies.get(tenant.spec.policy) if tenant is not None else None
+        if policy is None:
+            continue
+        timing = policy.spec.domains
+        for domain in spec.domains:
+            have = hostnames.get(domain.canonical)
+            if have is None or not have.owned:
+                continue
+            status = domain_status(have.status, have.ssl_status)
+            if status == "failed":
+                late = have.recreate_count >= timing.max_recreates
+            else:
+                late = status != "active" and (
+                    now - have.status_since >= timing.validation_timeout.total_seconds()
+                )
+            if late:
+                found.append(domain.canonical)
+    return sorted(set(found))[: max(limit, 0)]
+
+
+async def _check_dns(
+    resolver: Resolver,
+    names: Sequence[str],
+    hostnames: dict[str, ObservedHostname],
+    limits: ObserveLimits,
+    say: Callable[[str], None],
+) -> None:
+    """Look up each name's CNAME (and TXT for txt validation); record what was found."""
+    gate = asyncio.Semaphore(max(limits.dns_concurrency, 1))
+    failures: list[str] = []
+
+    async def one(name: str) -> None:
+        have = hostnames[name]
+        async with gate:
+            try:
+                cname = await resolver.cname(name)
+                txt: list[str] = []
+                if have.ssl_method == "txt" and have.txt_name:
+                    txt = await resolver.txt(have.txt_name)
+            except ProviderError as exc:
+                failures.append(f"{name}: {exc}")
+                return
+        hostnames[name] = replace(
+            have, dns_checked=True, dns_cname=cname, dns_txt=tuple(sorted(txt))
+        )
+
+    try:
+        async with asyncio.timeout(limits.dns):
+            await asyncio.gather(*(one(name) for name in names))
+    except TimeoutError:
+        failures.append(f"no answer within {limits.dns:g} s")
+    checked = sum(1 for name in names if hostnames[name].dns_checked)
+    say(
+        f"dns: {checked} of {len(names)} stuck or late hostnames looked up"
+        + (f" ({'; '.join(failures[:3])})" if failures else "")
+    )
 
 
 @dataclass(frozen=True, slots=True)

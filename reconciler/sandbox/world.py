@@ -26,6 +26,7 @@ from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.cloudflare import API_ROOT, CloudflareConfig, CloudflareSim, create_app
 from reconciler.sandbox.dns import SandboxDNS
 from reconciler.sandbox.host import ServerHost
+from reconciler.settings import SANDBOX_CONTROL_ENV
 
 EVOLUTION_INSTANCE = "sitebuilder"
 
@@ -200,7 +201,10 @@ class Sandbox:
     def settings_env(self) -> dict[str, str]:
         """The environment variables of :mod:`reconciler.settings` that select this world.
 
-        Stripe and Evolution variables are left out when those parts do not run.
+        Stripe and Evolution variables are left out when those parts do not run. The control
+        root (``RECONCILER_SANDBOX_CONTROL``) makes handler waits advance the virtual clock
+        (``wiring.load_sleep``) and lets ``DNS_RESOLVER=sandbox`` read the sandbox DNS;
+        ``DNS_CNAME_TARGET`` is the zone's CNAME target the simulator validates against.
         """
         cfg = self.cloudflare_config
         env = {
@@ -209,6 +213,9 @@ class Sandbox:
             "CLOUDFLARE_ACCOUNT_ID": cfg.account_id,
             "CLOUDFLARE_ZONE_ID": cfg.zone_id,
             "D1_BACKEND": self._d1_backend,
+            SANDBOX_CONTROL_ENV: self.control_url,
+            "DNS_RESOLVER": "sandbox",
+            "DNS_CNAME_TARGET": cfg.cname_target,
         }
         if self._d1_backend == "d1":
             env["D1_DATABASE_ID"] = cfg.database_id

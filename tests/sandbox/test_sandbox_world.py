@@ -119,6 +119,7 @@ def test_the_full_world_sets_every_setting_and_stops_cleanly(tmp_path: Path) -> 
     world = Sandbox(state_dir=tmp_path, projects=["acme-home"])
     with world:
         env = world.settings_env()
+        control = world.control_url
         stripe = httpx.get(
             env["STRIPE_API_BASE"] + "/v1/customers", auth=(env["STRIPE_API_KEY"], "")
         )
@@ -139,7 +140,13 @@ def test_the_full_world_sets_every_setting_and_stops_cleanly(tmp_path: Path) -> 
         "EVOLUTION_API_BASE",
         "EVOLUTION_API_KEY",
         "EVOLUTION_INSTANCE",
+        "RECONCILER_SANDBOX_CONTROL",
+        "DNS_RESOLVER",
+        "DNS_CNAME_TARGET",
     }
+    assert env["RECONCILER_SANDBOX_CONTROL"] == control
+    assert env["DNS_RESOLVER"] == "sandbox"
+    assert env["DNS_CNAME_TARGET"] == world.cloudflare_config.cname_target
     assert stripe.status_code == 200
     assert evolution.status_code == 200
     assert world.stripe is None and world.evolution_url is None

@@ -69,7 +69,10 @@ def test_an_unpointed_domain_is_retried_recreated_then_stuck_and_recovers_once_p
     assert blocked["gate"] == "stuck"
     assert blocked["target"] == f"Hostname/{HOST}"
     assert "after 2 recreations (max 2)" in blocked["reason"]
-    assert f"a CNAME record for {HOST} to the zone's SaaS target" in blocked["reason"]
+    target = world.sandbox.cloudflare_config.cname_target
+    assert f"a CNAME record for {HOST} to {target}" in blocked["reason"]
+    # The sandbox DNS was looked up (DNS_RESOLVER=sandbox): the reason says what is wrong.
+    assert f"DNS check: {HOST} has no CNAME (expected a CNAME to {target})" in blocked["reason"]
     assert "does not CNAME to this zone" in blocked["reason"]
     deletes = [c for c in world.cf_calls(mark) if c["method"] in ("DELETE", "POST")]
     assert [c for c in deletes if "custom_hostnames" in c["path"]] == []  # no more recreations
