@@ -12,11 +12,14 @@ Rules:
    the days past due of its oldest open invoice (``policy.desired_access``).
 4. Dunning steps due are computed per open invoice (``policy.dunning_due``); the planner removes
    those already in the D1 log.
+5. A scoped derive (``scope`` = site names) computes only those sites, their tenants and the
+   ``tenants`` named besides, each exactly as the whole-fleet derive would: its cost follows
+   the scope, not the fleet (a daemon pass for one tenant derives that tenant's sites only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,13 +84,18 @@ class DesiredTenant:
 
 @dataclass(frozen=True, slots=True)
 class Desired:
-    """Everything the world should look like at ``now`` for the specs at ``revision``."""
+    """Everything the world should look like at ``now`` for the specs at ``revision``.
+
+    ``scope`` is None when every site and tenant of the specs was derived; otherwise the site
+    names a scoped derive was asked for (``sites`` holds those the specs still declare).
+    """
 
     sites: Mapping[str, DesiredSite]
     tenants: Mapping[str, DesiredTenant]
     revision: str | None
     now: float
     specs: Specs
+    scope: frozenset[str] | None = None
 
     def location(self, kind: Kind, name: str, field: str = "") -> SourceLocation | None:
         """Where in the specs a document (or one of its fields) was written, if known."""
@@ -97,8 +105,15 @@ class Desired:
             return None
 
 
-def derive(specs: Specs, billing: Mapping[str, CustomerBilling], *, now: float) -> Desired:
-    """Compute the desired facts of the whole fleet.
+def derive(
+    specs: Specs,
+    billing: Mapping[str, CustomerBilling],
+    *,
+    now: float,
+    scope: Collection[str] | None = None,
+    tenants: Collection[str] = (),
+) -> Desired:
+    """Compute the desired facts of the whole fleet, or of the part ``scope`` names.
 
     Args:
         specs: the validated specs of one commit.
@@ -106,69 +121,106 @@ def derive(specs: Specs, billing: Mapping[str, CustomerBilling], *, now: float) 
             having no open invoice (the caller marks Stripe incomplete when reading failed,
             and the planner then makes no billing decision for it).
         now: the injected clock, epoch seconds.
+        scope: site names to derive (None: the whole fleet). Their tenants are derived too;
+            names the specs no longer declare are skipped (module rule 5).
+        tenants: in a scoped derive, tenant names to derive besides the scoped sites' own
+            (a tenant without sites); names the specs do not declare are skipped.
+
+    Returns:
+        The desired facts; for every site and tenant it holds, the same facts the
+        whole-fleet derive gives.
     """
-    tenants: dict[str, DesiredTenant] = {}
-    for name, tenant in sorted(specs.tenants.items()):
-        policy: BillingPolicySpec = specs.policies[tenant.spec.policy].spec
-        facts = billing.get(tenant.spec.stripe.customer)
-        invoices = facts.open_invoices if facts is not None else ()
-        decision = desired_access(
-            override=tenant.spec.access,
-            override_reason=tenant.spec.access_reason,
-            policy=policy,
-            open_invoices=invoices,
-            now=now,
-        )
-        due: tuple[DunningDue, ...] = ()
-        if tenant.spec.access is Access.AUTO:
-            due = dunning_due(
-                policy=policy,
-                open_invoices=invoices,
-                tenant_name=tenant.spec.display_name,
-                phone=tenant.spec.whatsapp,
-                now=now,
-            )
-        tenants[name] = DesiredTenant(
-            name=name,
-            display_name=tenant.spec.display_name,
-            policy=tenant.spec.policy,
-            customer=tenant.spec.stripe.customer,
-            whatsapp=tenant.spec.whatsapp,
-            access=decision,
-            oldest_open_invoice=decision.invoice,
-            dunning=due,
-        )
+    if scope is None:
+        site_names = sorted(specs.sites)
+        tenant_names = sorted(specs.tenants)
+    else:
+        site_names = sorted(name for name in set(scope) if name in specs.sites)
+        wanted = {specs.sites[name].spec.tenant for name in site_names}
+        wanted.update(name for name in tenants if name in specs.tenants)
+        tenant_names = sorted(wanted)
+
+    derived: dict[str, DesiredTenant] = {}
+    for name in tenant_names:
+        derived[name] = _tenant(specs, name, billing, now)
 
     sites: dict[str, DesiredSite] = {}
-    for name, site in sorted(specs.sites.items()):
-        owner = tenants[site.spec.tenant]
-        policy = specs.policies[owner.policy].spec
-        hard_locked = owner.access.level is Access.HARD_LOCKED
-        hostnames = tuple(
-            DesiredHostname(
-                hostname=domain.canonical,
-                site=name,
-                tenant=site.spec.tenant,
-                ssl_method=domain.ssl.method.value,
-                suspended=hard_locked,
-                suspension_origin=policy.suspension_origin,
-                validation_timeout=policy.domains.validation_timeout.total_seconds(),
-                ssl_timeout=policy.domains.ssl_timeout.total_seconds(),
-                max_recreates=policy.domains.max_recreates,
-                index=index,
-            )
-            for index, domain in enumerate(site.spec.domains)
+    for name in site_names:
+        sites[name] = _site(specs, name, derived[specs.sites[name].spec.tenant])
+    return Desired(
+        sites=sites,
+        tenants=derived,
+        revision=specs.revision,
+        now=now,
+        specs=specs,
+        scope=frozenset(scope) if scope is not None else None,
+    )
+
+
+def _tenant(
+    specs: Specs, name: str, billing: Mapping[str, CustomerBilling], now: float
+) -> DesiredTenant:
+    """One tenant's desired access and dunning (module rules 3 and 4)."""
+    tenant = specs.tenants[name]
+    policy: BillingPolicySpec = specs.policies[tenant.spec.policy].spec
+    facts = billing.get(tenant.spec.stripe.customer)
+    invoices = facts.open_invoices if facts is not None else ()
+    decision = desired_access(
+        override=tenant.spec.access,
+        override_reason=tenant.spec.access_reason,
+        policy=policy,
+        open_invoices=invoices,
+        now=now,
+    )
+    due: tuple[DunningDue, ...] = ()
+    if tenant.spec.access is Access.AUTO:
+        due = dunning_due(
+            policy=policy,
+            open_invoices=invoices,
+            tenant_name=tenant.spec.display_name,
+            phone=tenant.spec.whatsapp,
+            now=now,
         )
-        sites[name] = DesiredSite(
-            name=name,
+    return DesiredTenant(
+        name=name,
+        display_name=tenant.spec.display_name,
+        policy=tenant.spec.policy,
+        customer=tenant.spec.stripe.customer,
+        whatsapp=tenant.spec.whatsapp,
+        access=decision,
+        oldest_open_invoice=decision.invoice,
+        dunning=due,
+    )
+
+
+def _site(specs: Specs, name: str, owner: DesiredTenant) -> DesiredSite:
+    """One site's desired versions and hostnames, given its tenant's desired facts."""
+    site = specs.sites[name]
+    policy = specs.policies[owner.policy].spec
+    hard_locked = owner.access.level is Access.HARD_LOCKED
+    hostnames = tuple(
+        DesiredHostname(
+            hostname=domain.canonical,
+            site=name,
             tenant=site.spec.tenant,
-            pages_project=site.spec.pages_project,
-            production=site.spec.production.version,
-            preview=site.spec.preview.version if site.spec.preview is not None else None,
-            hostnames=hostnames,
-            scripts=tuple(site.spec.scripts),
-            deletion_policy=site.spec.deletion_policy.value,
-            budget=policy.performance_budget,
-            publish_allowed=not hard_locked,
+            ssl_method=domain.ssl.method.value,
+            suspended=hard_locked,
+            suspension_origin=policy.suspension_origin,
+            validation_timeout=policy.domains.validation_timeout.total_seconds(),
+            ssl_timeout=policy.domains.ssl_timeout.total_seconds(),
+            max_recreates=policy.domains.max_recreates,
+            index=index,
         )
-    return Desired(sites=sites, tenants=tenants, revision=specs.revision, now=now, specs=specs)
+        for index, domain in enumerate(site.spec.domains)
+    )
+    return DesiredSite(
+        name=name,
+        tenant=site.spec.tenant,
+        pages_project=site.spec.pages_project,
+        production=site.spec.production.version,
+        preview=site.spec.preview.version if site.spec.preview is not None else None,
+        hostnames=hostnames,
+        scripts=tuple(site.spec.scripts),
+        deletion_policy=site.spec.deletion_policy.value,
+        budget=policy.performance_budget,
+        publish_allowed=not hard_locked,
+    )
