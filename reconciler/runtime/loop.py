@@ -24,7 +24,9 @@ Rules (docs/daemon.md, "The loop", explains them for operators):
    ``sweep`` lane; the billing sweep queues every tenant, spread over its period.
 3. A pass for one key is observe (scoped to the key's sites) + derive + plan + execute, then
    conditions, metrics and timers. Passes of keys that share a tenant never overlap, and a
-   sweep runs alone, so no action is ever run twice at once.
+   sweep runs alone, so no action is ever run twice at once. A pass costs what its scope
+   costs, not what the fleet costs: it derives once, only the key's sites and tenants
+   (``derive(..., scope=...)``), and the planner, the conditions and the timers reuse it.
 4. What a pass reads depends on the key: a billing-sweep tenant pass reads D1, Stripe and the
    gateway but not Cloudflare, and becomes a full pass when it finds a lock or unlock to do;
    the hostname sweep reads Cloudflare and D1 but not Stripe (so it decides nothing about
@@ -37,6 +39,10 @@ Rules (docs/daemon.md, "The loop", explains them for operators):
 6. Breakers: a key whose essential provider's breaker is open is put back until the breaker's
    ``retry_at`` without counting a failure; a non-essential provider with an open breaker is
    simply not read (rule 4), and the tenant is looked at again when the breaker half-opens.
+   The WhatsApp gateway's connection state is read only when a message could be sent: after
+   the first plan, when a tenant in scope has a dunning step due and not logged (then the
+   pass plans again with the state). An ``open`` answer is reused for ``gateway_ttl``
+   seconds; any other answer is not, so a reconnected gateway is seen at the next read.
 7. Deadlines found in a pass (a validation timeout, the next dunning day or lock threshold)
    become :meth:`WorkQueue.wake_at` timers: no polling.
 8. Stop: :meth:`Daemon.stop` (SIGTERM/SIGINT) stops taking work; passes in flight get
@@ -52,12 +58,13 @@ import contextlib
 import inspect
 import logging
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
-from reconciler.core.desired import derive
+from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import ActionKind, Plan, PlanSettings, build_plan
@@ -139,6 +146,8 @@ class LoopSettings:
     backoff_cap: float = 300.0  # largest retry window
     max_failures: int = 8  # consecutive failures before a resource is stuck
     reread_after: float = 60.0  # when to look again at a tenant whose billing was unreadable
+    gateway_ttl: float = 60.0  # how long an "open" WhatsApp connection state is believed
+    gateway_timeout: float = 30.0  # one read of the WhatsApp connection state, at most
     lease_poll: float | None = None  # standby poll period (default: the lease's ttl / 3)
 
 
@@ -323,6 +332,7 @@ _OPTIONAL: Mapping[Reading, tuple[str, ...]] = {
     Reading.BILLING_ONLY: ("stripe", "whatsapp"),
 }
 _ESCALATE = frozenset({ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK})
+_GATEWAY_DEFERRED = f"{SKIPPED_PREFIX}: the gateway is read only when a message is due"
 
 
 class Daemon:
@@ -348,6 +358,10 @@ class Daemon:
         self._converging: dict[str, tuple[float, set[str]]] = {}
         self._drift_since: dict[str, float] = {}
         self._conditions: dict[tuple[str, str], str] = {}
+        self._condition_counts: dict[tuple[str, str], int] = {}
+        self._tenant_sites: tuple[Specs, Mapping[str, frozenset[str]]] | None = None
+        self._gateway_open_at: float | None = None  # when the gateway last answered "open"
+        self._gateway_lock = asyncio.Lock()
         self._alive = False
         self.converged: dict[str, float] = {}  # commit -> seconds from seen to converged
 
@@ -708,7 +722,7 @@ class Daemon:
             self.queue.add(key, lane, after=wait)
             return self._record(PassResult(key, reading, None, {}, parts.clock() - started))
         try:
-            observed, plan, reading = await self._plan(key, specs, reading)
+            observed, desired, plan, reading = await self._plan(key, specs, reading)
             report = await execute(
                 plan,
                 handlers=parts.handlers,
@@ -732,8 +746,8 @@ class Daemon:
         failed = self._failures(key, observed, report)
         self._fail(key, failed)
         self._succeed(key, specs, observed, report, failed)
-        await self._write_conditions(key, specs, observed, report, reading, now)
-        self._set_timers(key, specs, observed, reading, now)
+        await self._write_conditions(key, specs, desired, observed, report, reading, now)
+        self._set_timers(key, specs, desired, observed, reading, now)
         self._track_drift(key, plan, failed, now)
         duration = parts.clock() - started
         parts.metrics.pass_finished(duration, ok=not failed)
@@ -794,30 +808,80 @@ class Daemon:
                     skipped.setdefault(
                         source, f"{SKIPPED_PREFIX}: the {provider} circuit breaker is open"
                     )
-        if not skipped:
-            return clients
+        if clients.evolution is not None:
+            # Read later, and only when a message could be sent (module rule 6).
+            skipped.setdefault(Source.WHATSAPP, _GATEWAY_DEFERRED)
         return replace(
             clients,
             cloudflare=None if Source.HOSTNAMES in skipped else clients.cloudflare,
             stripe=None if Source.STRIPE in skipped else clients.stripe,
-            evolution=None if Source.WHATSAPP in skipped else clients.evolution,
+            evolution=None,
             unconfigured={**clients.unconfigured, **skipped},
         )
 
     async def _plan(
         self, key: str, specs: Specs, reading: Reading
-    ) -> tuple[Observed, Plan, Reading]:
+    ) -> tuple[Observed, Desired, Plan, Reading]:
+        """Observe, derive (once, the key's scope only) and plan (module rules 3, 4 and 6)."""
         scope, hostnames = self._scope(key, specs)
         now = self.parts.clock()
         observed = await observe(
             specs, clients=self._clients(reading), now=now, scope=scope, hostnames=hostnames
         )
-        desired = derive(specs, observed.billing, now=now)
+        kind, _, name = key.partition("/")
+        desired = derive(
+            specs,
+            observed.billing,
+            now=now,
+            scope=scope,
+            tenants=(name,) if kind == "Tenant" else (),
+        )
         plan = build_plan(desired, observed, self.parts.plan_settings)
         if reading is Reading.BILLING_ONLY and any(a.kind in _ESCALATE for a in plan.actions):
             # A lock or unlock re-points hostnames too: do it all in one full pass.
             return await self._plan(key, specs, Reading.FULL)
-        return observed, plan, reading
+        if observed.incomplete.get(Source.WHATSAPP) == _GATEWAY_DEFERRED and _sends_due(
+            desired, observed
+        ):
+            gap = await self._gateway_gap()
+            incomplete: dict[Source, str] = {
+                s: r for s, r in observed.incomplete.items() if s is not Source.WHATSAPP
+            }
+            if gap is not None:
+                incomplete[Source.WHATSAPP] = gap
+            observed = replace(observed, incomplete=dict(sorted(incomplete.items())))
+            plan = build_plan(desired, observed, self.parts.plan_settings)
+        return observed, desired, plan, reading
+
+    async def _gateway_gap(self) -> str | None:
+        """Why no message can go out now (None: the gateway is open; module rule 6).
+
+        An ``open`` answer is reused for ``gateway_ttl`` seconds: a gateway that drops within
+        that window refuses the send with "Connection Closed", which the dunning handler
+        defers (the step stays pending), exactly as when it drops between a read and a send.
+        Any other answer, a failure or a timeout, is not reused.
+        """
+        gateway = self.parts.observe_clients.evolution
+        if gateway is None:
+            return "the WhatsApp gateway is not configured"
+        async with self._gateway_lock:
+            started = self.parts.clock()
+            opened = self._gateway_open_at
+            if opened is not None and 0 <= started - opened < self.settings.gateway_ttl:
+                return None
+            self._gateway_open_at = None
+            try:
+                async with asyncio.timeout(self.settings.gateway_timeout):
+                    state = await gateway.connection_state()
+            except ProviderError as exc:
+                return str(exc)
+            except TimeoutError:
+                return f"no answer within {self.settings.gateway_timeout:g} s"
+            text = str(getattr(state, "value", "close"))
+            if text != "open":
+                return f"instance {gateway.instance} is {text}"
+            self._gateway_open_at = started
+            return None
 
     def _scope(self, key: str, specs: Specs) -> tuple[frozenset[str] | None, frozenset[str]]:
         kind, _, name = key.partition("/")
@@ -834,9 +898,19 @@ class Daemon:
                 removed = frozenset(old - new)
             return frozenset({name}), removed
         if kind == "Tenant":
-            sites = frozenset(n for n, s in specs.sites.items() if s.spec.tenant == name)
-            return sites, frozenset()
+            return self._sites_of(specs, name), frozenset()
         return None, frozenset()
+
+    def _sites_of(self, specs: Specs, tenant: str) -> frozenset[str]:
+        """The tenant's sites, from an index built once per specs (not a walk per pass)."""
+        cached = self._tenant_sites
+        if cached is None or cached[0] is not specs:
+            index: dict[str, set[str]] = defaultdict(set)
+            for site_name, site in specs.sites.items():
+                index[site.spec.tenant].add(site_name)
+            cached = (specs, {t: frozenset(names) for t, names in index.items()})
+            self._tenant_sites = cached
+        return cached[1].get(tenant, frozenset())
 
     def _coverage(self, key: str, specs: Specs, reading: Reading) -> tuple[set[str], set[str]]:
         kind, _, name = key.partition("/")
@@ -847,7 +921,7 @@ class Daemon:
             )
             return {name} if name in specs.sites else set(), tenants
         if kind == "Tenant":
-            sites = {n for n, s in specs.sites.items() if s.spec.tenant == name}
+            sites = set(self._sites_of(specs, name))
             return (sites if reading is not Reading.BILLING_ONLY else set()), {name}
         tenants = set(specs.tenants) if reading is not Reading.NO_BILLING else set()
         return set(specs.sites), tenants
@@ -949,6 +1023,7 @@ class Daemon:
         self,
         key: str,
         specs: Specs,
+        desired: Desired,
         observed: Observed,
         report: Report,
         reading: Reading,
@@ -964,7 +1039,6 @@ class Daemon:
             error = self.queue.stuck(f"Tenant/{name}")
             if error is not None:
                 stuck[f"Tenant/{name}"] = str(error)
-        desired = derive(specs, observed.billing, now=observed.at)
         updates = conditions_for(
             desired=desired,
             observed=observed,
@@ -976,18 +1050,28 @@ class Daemon:
             await self.parts.status.set_many(updates)
         except ProviderError as exc:
             log.warning("conditions not written", extra={"key": key, "error": str(exc)})
+        counts = self._condition_counts
         for update in updates:
-            self._conditions[(update.resource, update.condition)] = status_text(update.status)
-        counts: dict[tuple[str, str], int] = {}
-        for (_, condition), status in self._conditions.items():
-            counts[(condition, status)] = counts.get((condition, status), 0) + 1
+            status = status_text(update.status)
+            before = self._conditions.get((update.resource, update.condition))
+            if before == status:
+                continue
+            self._conditions[(update.resource, update.condition)] = status
+            if before is not None:
+                counts[(update.condition, before)] -= 1
+            counts[(update.condition, status)] = counts.get((update.condition, status), 0) + 1
         self.parts.metrics.set_resources(counts)
 
     def _set_timers(
-        self, key: str, specs: Specs, observed: Observed, reading: Reading, now: float
+        self,
+        key: str,
+        specs: Specs,
+        desired: Desired,
+        observed: Observed,
+        reading: Reading,
+        now: float,
     ) -> None:
         sites, tenants = self._coverage(key, specs, reading)
-        desired = derive(specs, observed.billing, now=now)
         if observed.is_complete(Source.HOSTNAMES):
             for name in sites:
                 site = desired.sites.get(name)
@@ -1042,6 +1126,16 @@ class Daemon:
     def _publish_depth(self) -> None:
         for lane in Lane:
             self.parts.metrics.set_queue_depth(lane.name.lower(), self.queue.depth(lane))
+
+
+def _sends_due(desired: Desired, observed: Observed) -> bool:
+    """A derived tenant has a dunning step due whose log row does not say it went out."""
+    for tenant in desired.tenants.values():
+        for due in tenant.dunning:
+            record = observed.dunning.get((due.invoice_id, due.step_code))
+            if record is None or record.status == "pending":
+                return True
+    return False
 
 
 def _owner(target: str, site: str | None, tenant: str | None) -> str:
