@@ -1,10 +1,11 @@
 """Benchmark: a daemon following a converged 10,000-site fleet at rest; costs per hour.
 
 Run with ``make bench`` (all benchmarks) or ``python -m bench.bench_daemon [--sites N]
-[--idle SECONDS] [--billing-sample N]``. Generates a fleet (``bench/fleetgen.py``), commits it
-to a temporary Git repository the daemon follows, starts the sandbox (Cloudflare and Evolution
-simulators in this process; no localstripe: ``bench/converged.py``'s fake Stripe that knows
-every customer, guarded like the real client) and seeds the converged state
+[--idle SECONDS] [--billing-sample N] [--site-sample N]``. Generates a fleet
+(``bench/fleetgen.py``), commits it to a temporary Git repository the daemon follows, starts
+the sandbox (Cloudflare and Evolution simulators in this process; no localstripe:
+``bench/converged.py``'s fake Stripe that knows every customer, guarded like the real client)
+and seeds the converged state
 (``bench/converged.py``). Then one :class:`~reconciler.runtime.loop.Daemon`, built by
 :class:`~reconciler.wiring.DaemonWorld` with the production :class:`LoopSettings` and the
 production Cloudflare budget (1,200 requests per 300 s), runs in real time through:
@@ -14,7 +15,14 @@ production Cloudflare budget (1,200 requests per 300 s), runs in real time throu
 2. **rest** (``--idle`` seconds): nothing is due; lease renewals, Git polls (every 60 s);
 3. **hostname sweep**: ``Sweep/hostnames``, queued by hand (it is due every 600 s);
 4. **billing sample** (``--billing-sample`` tenants): the billing sweep's per-tenant passes,
-   queued by hand (the sweep queues every tenant once per 3,600 s).
+   queued by hand (the sweep queues every tenant once per 3,600 s);
+5. **site sample** (``--site-sample`` sites): ``Site/<name>`` passes as a commit queues them
+   (event-driven, so not part of the per-hour projection).
+
+A scoped pass must cost what its scope costs, not what the fleet costs: the CPU of each billing
+and site pass is printed (mean, median, max), with the cores the billing sweep needs (its CPU
+per hour / 3,600) and the longest pass (how long it held the event loop, against the lease's
+local deadline).
 
 A full sweep cycle (6 h) cannot be shown in bounded real time, so the per-hour figures are
 computed from the schedule and the measured cost of each kind of pass: per hour, the rest
@@ -101,13 +109,15 @@ def rss_mib() -> float:
 
 @dataclass
 class Phase:
-    """What one phase cost."""
+    """What one phase cost; ``pass_cpu`` is the CPU of each pass (timed per pass)."""
 
     name: str
     wall: float
     cpu: float
     calls: dict[str, int]
     passes: int
+    pass_cpu: list[float] = field(default_factory=list)
+    pass_wall: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -152,6 +162,37 @@ async def _measure(
     )
 
 
+async def _each(
+    name: str, meter: Meter, daemon: Daemon, keys: list[str], lane: Lane, limit: float
+) -> Phase:
+    """One pass per key, one at a time, each timed on its own (CPU and wall)."""
+    calls, cpu, passes = meter.calls(), daemon_cpu(), len(daemon.passes)
+    started = time.monotonic()
+    per_cpu: list[float] = []
+    per_wall: list[float] = []
+    for key in keys:
+        count = sum(1 for p in daemon.passes if p.key == key)
+        before_cpu, before_wall = daemon_cpu(), time.monotonic()
+        daemon.queue.add(key, lane)
+        done = _done(daemon, key, count + 1)
+        while not done() and time.monotonic() - started < limit:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        if not done():
+            raise RuntimeError(f"{name}: {key} not finished within {limit:g} s")
+        per_cpu.append(daemon_cpu() - before_cpu)
+        per_wall.append(time.monotonic() - before_wall)
+    after = meter.calls()
+    return Phase(
+        name=name,
+        wall=time.monotonic() - started,
+        cpu=daemon_cpu() - cpu,
+        calls={p: after.get(p, 0) - calls.get(p, 0) for p in sorted(after)},
+        passes=len(daemon.passes) - passes,
+        pass_cpu=per_cpu,
+        pass_wall=per_wall,
+    )
+
+
 def _done(daemon: Daemon, key: str, count: int) -> Callable[[], bool]:
     def check() -> bool:
         return (
@@ -164,7 +205,13 @@ def _done(daemon: Daemon, key: str, count: int) -> Callable[[], bool]:
 
 
 async def _run(
-    sandbox: Sandbox, specs: Specs, repo: Path, workdir: Path, idle: float, sample: int
+    sandbox: Sandbox,
+    specs: Specs,
+    repo: Path,
+    workdir: Path,
+    idle: float,
+    sample: int,
+    site_sample: int,
 ) -> tuple[list[Phase], Meter, dict[str, float], list[str]]:
     env = sandbox.settings_env()
     loop_settings = LoopSettings()  # production periods and budget
@@ -214,15 +261,25 @@ async def _run(
         phases.append(
             await _measure("hostname sweep", meter, daemon, _done(daemon, SWEEP_HOSTNAMES, 1), 900)
         )
-        tenants = sorted(specs.tenants)[:sample]
-        for name in tenants:
-            daemon.queue.add(f"Tenant/{name}", Lane.SWEEP)
+        tenants = _spread(sorted(specs.tenants), sample)
         phases.append(
-            await _measure(
+            await _each(
                 f"billing passes ({len(tenants)} tenants)",
                 meter,
                 daemon,
-                lambda: all(_done(daemon, f"Tenant/{n}", 1)() for n in tenants),
+                [f"Tenant/{n}" for n in tenants],
+                Lane.SWEEP,
+                600,
+            )
+        )
+        sites = _spread(sorted(specs.sites), site_sample)
+        phases.append(
+            await _each(
+                f"site passes ({len(sites)} sites)",
+                meter,
+                daemon,
+                [f"Site/{n}" for n in sites],
+                Lane.CHANGE,
                 600,
             )
         )
@@ -245,8 +302,16 @@ async def _run(
     return phases, meter, memory, problems
 
 
+def _spread(names: list[str], count: int) -> list[str]:
+    """``count`` names spread evenly over ``names`` (not just the first few)."""
+    if count <= 0 or not names:
+        return []
+    step = max(1, len(names) // count)
+    return names[::step][:count]
+
+
 def _per_hour(phases: list[Phase], tenants: int, sample: int) -> tuple[float, dict[str, float]]:
-    full, rest, sweep, billing = phases
+    full, rest, sweep, billing = phases[:4]
     per_second = {p: n / rest.wall for p, n in rest.calls.items()}
     cpu = rest.cpu / rest.wall * HOUR + 6 * sweep.cpu + full.cpu / 6
     calls: dict[str, float] = {}
@@ -263,7 +328,17 @@ def _per_hour(phases: list[Phase], tenants: int, sample: int) -> tuple[float, di
     return cpu, calls
 
 
-def run(sites: int, seed: int, idle: float, sample: int) -> int:
+def _pass_figures(phase: Phase) -> str:
+    if not phase.pass_cpu:
+        return "no passes"
+    ms = [c * 1000 for c in phase.pass_cpu]
+    return (
+        f"CPU per pass mean {statistics.mean(ms):.1f} ms, median {statistics.median(ms):.1f} ms, "
+        f"max {max(ms):.1f} ms; longest pass {max(phase.pass_wall) * 1000:.0f} ms wall"
+    )
+
+
+def run(sites: int, seed: int, idle: float, sample: int, site_sample: int = 0) -> int:
     """Generate, seed, run the daemon through its phases; print every figure."""
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         repo = Path(tmp) / "fleet"
@@ -283,7 +358,7 @@ def run(sites: int, seed: int, idle: float, sample: int) -> int:
             print(f"converged sandbox seeded in {time.perf_counter() - started:.1f} s")
             world.cloudflare.clear_calls()
             phases, _, memory, problems = asyncio.run(
-                _run(world, specs, repo, Path(tmp) / "daemon", idle, sample)
+                _run(world, specs, repo, Path(tmp) / "daemon", idle, sample, site_sample)
             )
             routes = world.cloudflare.summary()["by_route"]
 
@@ -294,6 +369,8 @@ def run(sites: int, seed: int, idle: float, sample: int) -> int:
             f"  {phase.name}: wall {phase.wall:.1f} s, daemon CPU {phase.cpu:.2f} s, "
             f"{phase.passes} passes, calls: {calls}"
         )
+    for phase in phases[3:]:
+        print(f"  {phase.name}: {_pass_figures(phase)}")
     print(f"  Cloudflare calls by route over the run: {routes}")
     print(f"  Cloudflare client budget: callers waited {memory['waited_cloudflare']:.1f} s in all")
     print(
@@ -312,6 +389,14 @@ def run(sites: int, seed: int, idle: float, sample: int) -> int:
         "billing sweep of every tenant every hour) and the measured passes:"
     )
     print(f"  daemon CPU: {cpu:.0f} s per hour ({cpu / HOUR * 100:.1f} % of one core)")
+    billing = phases[3]
+    if billing.pass_cpu:
+        sweep_cpu = statistics.mean(billing.pass_cpu) * len(specs.tenants)
+        print(
+            f"  billing sweep: {len(specs.tenants):,} tenant passes x "
+            f"{statistics.mean(billing.pass_cpu) * 1000:.1f} ms = {sweep_cpu:.0f} CPU s per hour "
+            f"({sweep_cpu / HOUR:.3f} cores)"
+        )
     print(
         "  API calls: "
         + ", ".join(f"{p} {n:,.0f}" for p, n in sorted(hourly.items()))
@@ -338,14 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds at rest to measure")
     parser.add_argument(
-        "--billing-sample", type=int, default=4, help="tenant billing passes to measure"
+        "--billing-sample", type=int, default=50, help="tenant billing passes to measure"
     )
+    parser.add_argument("--site-sample", type=int, default=20, help="site passes to measure")
     args = parser.parse_args(argv if argv is not None else [])
     print(
         f"command: python -m bench.bench_daemon --sites {args.sites} --seed {args.seed} "
-        f"--idle {args.idle:g} --billing-sample {args.billing_sample}"
+        f"--idle {args.idle:g} --billing-sample {args.billing_sample} "
+        f"--site-sample {args.site_sample}"
     )
-    return run(args.sites, args.seed, args.idle, args.billing_sample)
+    return run(args.sites, args.seed, args.idle, args.billing_sample, args.site_sample)
 
 
 if __name__ == "__main__":
