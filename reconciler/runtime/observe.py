@@ -187,7 +187,10 @@ async def observe(
     """
     limits = limits or ObserveLimits()
     say = progress or (lambda _line: None)
-    sites = sorted(specs.sites) if scope is None else sorted(set(scope) & set(specs.sites))
+    # A scoped observation looks up its own names only: no set of every site per pass.
+    sites = (
+        sorted(specs.sites) if scope is None else sorted(s for s in set(scope) if s in specs.sites)
+    )
     scoped = scope is not None
     tenant_names = sorted({specs.sites[s].spec.tenant for s in sites}) if scoped else None
     tenants = tenant_names if tenant_names is not None else sorted(specs.tenants)
