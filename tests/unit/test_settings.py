@@ -2,7 +2,9 @@ from reconciler.settings import RateBudget, Secret, Settings
 
 
 def test_secrets_are_never_shown_by_repr_or_str() -> None:
-    settings = Settings.from_env({"CLOUDFLARE_API_TOKEN": "cf-very-secret", "STRIPE_API_KEY": "sk_x"})
+    settings = Settings.from_env(
+        {"CLOUDFLARE_API_TOKEN": "cf-very-secret", "STRIPE_API_KEY": "sk_x"}
+    )
     assert "cf-very-secret" not in repr(settings)
     assert "sk_x" not in str(settings)
     assert settings.cloudflare.token.reveal() == "cf-very-secret"
