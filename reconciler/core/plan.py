@@ -1188,12 +1188,13 @@ class _Builder:
         return tuple(ordered)
 
 
-def _sort_key(action: Action) -> tuple[int, str, str, int, str]:
+def _sort_key(action: Action) -> tuple[int, str, str, int, bool, str]:
     return (
         0 if action.lane is Lane.URGENT else 1,
         action.tenant or "",
         action.site or "",
         _KIND_ORDER[action.kind],
+        action.target.endswith(":preview"),  # production before preview
         action.target,
     )
 
