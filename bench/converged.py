@@ -9,7 +9,7 @@ D1 SQLite file with :mod:`sqlite3` after :func:`reconciler.runtime.migrate.migra
   pointed at the zone, and the virtual clock advanced until it is active;
 - D1: ``tenants`` active, ``sites``, ``billing_accounts`` with the billing mirror digest of a
   customer without invoices, ``site_versions`` and a live ``publish_versions`` row per site and
-  environment at the desired version, ``domains`` rows.
+  environment at the desired version, ``domains`` rows (with the zone's custom hostname ids).
 
 :class:`FakeStripe` answers ``customer_billing`` like ``StripeBilling`` for customers without
 invoices, counting calls, so benchmarks and tests need no localstripe.
@@ -68,20 +68,39 @@ def migrate_file(path: Path) -> None:
     asyncio.run(run())
 
 
-def seed_cloudflare(sim: CloudflareSim, specs: Specs) -> None:
-    """Projects and owned, DNS-pointed hostnames for every site (advance the clock after)."""
+def seed_cloudflare(sim: CloudflareSim, specs: Specs) -> dict[str, str]:
+    """Projects and owned, DNS-pointed hostnames for every site (advance the clock after).
+
+    Returns the custom hostname id of every hostname, by name.
+    """
     sim.ensure_projects(sorted({site.spec.pages_project for site in specs.sites.values()}))
+    ids: dict[str, str] = {}
     for name, site in sorted(specs.sites.items()):
         marker = ownership_metadata(site=name, tenant=site.spec.tenant)
         origin = f"{site.spec.pages_project}.pages.dev"
         for domain in site.spec.domains:
             sim.point_dns(domain.canonical)
-            sim.add_hostname(
+            made = sim.add_hostname(
                 domain.canonical,
                 ssl_method=domain.ssl.method.value,
                 custom_origin_server=origin,
                 custom_metadata=marker,
             )
+            ids[domain.canonical] = str(made["id"])
+    return ids
+
+
+def record_hostname_ids(path: Path, ids: Mapping[str, str]) -> None:
+    """Write each hostname's Cloudflare id into its ``domains`` row, as an apply would have."""
+    connection = sqlite3.connect(path)
+    try:
+        with connection:
+            connection.executemany(
+                "UPDATE domains SET custom_hostname_id = ? WHERE domain = ?",
+                [(ident, name) for name, ident in ids.items()],
+            )
+    finally:
+        connection.close()
 
 
 def seed_deployment(sim: CloudflareSim, project: str, *, site: str, version: int) -> str:
@@ -203,5 +222,5 @@ def converge(sim: CloudflareSim, path: Path, specs: Specs) -> None:
     """Migrate ``path``, seed D1 and the simulator, and let the hostnames become active."""
     migrate_file(path)
     seed_d1(path, specs)
-    seed_cloudflare(sim, specs)
+    record_hostname_ids(path, seed_cloudflare(sim, specs))
     sim.clock.advance(600)

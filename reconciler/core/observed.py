@@ -100,9 +100,13 @@ class ObservedHostname:
     status_since: float  # when the current status began, from D1 (else created_at)
     recreate_count: int = 0
     verification_errors: tuple[str, ...] = ()
-    # The D1 ``domains`` row as recorded (None: no row); the planner records what differs.
+    # The D1 ``domains`` row as recorded; ``recorded_status`` None means there is no row
+    # (the column is NOT NULL). The planner records what differs (plan.py rule 7).
     recorded_status: str | None = None  # domains vocabulary: see :func:`domain_status`
     recorded_ssl_status: str | None = None
+    recorded_id: str | None = None  # domains.custom_hostname_id
+    recorded_origin: str | None = None  # domains.custom_origin_server
+    recorded_site: str | None = None  # domains.site_id
     # Ownership verification (``ownership_verification``): the TXT record a txt-method
     # hostname needs, ``_cf-custom-hostname.<host>`` and its value.
     txt_name: str | None = None
@@ -112,6 +116,25 @@ class ObservedHostname:
     dns_checked: bool = False
     dns_cname: str | None = None  # the hostname's CNAME target (first hop), None: no CNAME
     dns_txt: tuple[str, ...] = ()  # the TXT values at ``txt_name``
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """A D1 ``domains`` row not marked ``deleted`` whose hostname the listing did not show.
+
+    The observer keeps only rows the custom hostname listing covered (the whole zone, or the
+    names a scoped observation looked up) and succeeded for; the planner marks the row
+    ``deleted`` when no spec declares the hostname (rule 7), or counts a recreation when a
+    declared one must be created again (its recorded hostname vanished).
+    """
+
+    hostname: str  # canonical
+    site: str
+    tenant: str | None
+    status: str  # domains vocabulary, never ``deleted``
+    custom_hostname_id: str | None
+    origin: str | None
+    recreate_count: int = 0
 
 
 # Cloudflare statuses (contract §4.4, §4.5) that mean the hostname failed or timed out.
@@ -201,6 +224,8 @@ class Observed:
     ledger: Mapping[str, SiteLedger] = field(default_factory=dict)  # by site
     hostnames: Mapping[str, ObservedHostname] = field(default_factory=dict)  # by hostname
     known_domains: frozenset[str] = frozenset()  # hostnames with a D1 ``domains`` row
+    # ``domains`` rows (not ``deleted``) of hostnames the complete listing did not show.
+    unlisted_domains: Mapping[str, DomainRecord] = field(default_factory=dict)
     tenants: Mapping[str, TenantRecord] = field(default_factory=dict)
     dunning: Mapping[tuple[str, str], DunningRecord] = field(default_factory=dict)
     billing: Mapping[str, CustomerBilling] = field(default_factory=dict)  # by customer

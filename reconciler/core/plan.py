@@ -21,10 +21,14 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
    site, kind and target. Action ids hash (kind, target, after): stable across re-plans and
    used as the idempotency key of the intent journal.
 7. D1 mirrors what the world shows. A declared, owned hostname with no other action this pass
-   whose ``domains`` row records another status than Cloudflare shows (in the ``domains``
-   vocabulary, :func:`~reconciler.core.observed.domain_status`) gets a ``record_hostname``
-   (D1 only; it writes the certificate status and errors too, but a certificate stage alone
-   does not trigger one). A publish blocked by its in-memory build (gate
+   whose ``domains`` row is missing, or records another status than Cloudflare shows (in the
+   ``domains`` vocabulary, :func:`~reconciler.core.observed.domain_status`), another
+   ``custom_hostname_id``, origin or site, gets a ``record_hostname`` (D1 only; it writes the
+   certificate status and errors too, but a certificate stage alone does not trigger one).
+   A row not marked ``deleted`` whose hostname a complete listing no longer shows and no
+   spec declares gets a ``record_hostname`` with status ``deleted``; a declared one is
+   created again, counted as a recreation when the row records the id it had (a run killed
+   between a recreation's delete and its create). A publish blocked by its in-memory build (gate
    ``build`` or ``budget``) gets a ``record_publish_failure`` writing one ``failed``
    ``publish_versions`` row, unless the latest row of that version already records the same
    failure. Both compare what is recorded with what is seen, so a converged world plans
@@ -839,6 +843,11 @@ class _Builder:
                 for name, have in self.observed.hostnames.items()
                 if name not in claimed and (scope is None or have.site in scope)
             }
+            unclaimed |= {
+                name
+                for name, row in self.observed.unlisted_domains.items()
+                if name not in claimed and (scope is None or row.site in scope)
+            }
             claimed |= _declared(self.desired, unclaimed)
         deletions: list[tuple[ObservedHostname, str | None]] = []
         for name, observed in sorted(self.observed.hostnames.items()):
@@ -880,6 +889,32 @@ class _Builder:
                 continue
             deletions.append((observed, why))
         self.plan_deletions(deletions, gap)
+        if gap is None and self.incomplete(Source.D1) is None:
+            self.plan_deleted_records(claimed)
+
+    def plan_deleted_records(self, claimed: set[str]) -> None:
+        """Rule 7: mark ``deleted`` the rows of hostnames gone from the zone that no spec keeps."""
+        scope = self.observed.scope
+        for name, row in sorted(self.observed.unlisted_domains.items()):
+            if name in claimed or (scope is not None and row.site not in scope):
+                continue  # declared: created again, and that create records the row
+            recorded = row.status + (
+                f", id {row.custom_hostname_id}" if row.custom_hostname_id else ""
+            )
+            self.add(
+                ActionKind.RECORD_HOSTNAME,
+                f"Hostname/{name}",
+                tenant=row.tenant,
+                site=row.site,
+                before={"status": row.status, "id": row.custom_hostname_id, "origin": row.origin},
+                after={"hostname": name, "site": row.site, "status": "deleted"},
+                reason=(
+                    f"gone from the zone and in no spec, but D1 domains still records it "
+                    f"({recorded}): mark it deleted"
+                ),
+                source=None,
+                cause=Cause.DRIFT,
+            )
 
     def plan_hostname(self, site: DesiredSite, want: DesiredHostname, gap: str | None) -> None:
         planned = len(self.actions)
@@ -888,32 +923,58 @@ class _Builder:
             self.plan_hostname_record(site, want)
 
     def plan_hostname_record(self, site: DesiredSite, want: DesiredHostname) -> None:
-        """Rule 7: copy the status Cloudflare shows into the hostname's D1 ``domains`` row."""
+        """Rule 7: copy what Cloudflare shows into the hostname's D1 ``domains`` row."""
         have = self.observed.hostnames.get(want.hostname)
         if (
             have is None
             or not have.owned
             or have.site != site.name
-            or have.recorded_status is None  # no row: the hostname actions write it
             or self.incomplete(Source.D1) is not None
         ):
             return
         status = domain_status(have.status, have.ssl_status, suspended=want.suspended)
-        if status == have.recorded_status:
-            return  # a certificate stage alone is not worth a write (the next record has it)
-        recorded = f"{have.recorded_status} (certificate {have.recorded_ssl_status or 'none'})"
+        if have.recorded_status is None:
+            recorded = "no row"
+        else:
+            differs = []
+            if status != have.recorded_status:
+                # a certificate stage alone is not worth a write (the next record has it)
+                differs.append(
+                    f"{have.recorded_status} (certificate {have.recorded_ssl_status or 'none'})"
+                )
+            if have.recorded_id != have.id:
+                differs.append(f"id {have.recorded_id or 'none'}")
+            if have.recorded_origin != have.origin:
+                differs.append(f"origin {have.recorded_origin or 'none'}")
+            if have.recorded_site != site.name:
+                differs.append(f"site {have.recorded_site or 'none'}")
+            if not differs:
+                return
+            recorded = ", ".join(differs)
         shown = f"{status} (status {have.status}, certificate {have.ssl_status or 'none'})"
+        if recorded == "no row" or have.recorded_id != have.id:
+            shown += f", id {have.id}"
+        if recorded == "no row" or have.recorded_origin != have.origin:
+            shown += f", origin {have.origin or 'none'}"
         self.add(
             ActionKind.RECORD_HOSTNAME,
             f"Hostname/{want.hostname}",
             tenant=site.tenant,
             site=site.name,
-            before={"status": have.recorded_status, "ssl_status": have.recorded_ssl_status},
+            before={
+                "status": have.recorded_status,
+                "ssl_status": have.recorded_ssl_status,
+                "id": have.recorded_id,
+                "origin": have.recorded_origin,
+            },
             after={
                 "hostname": want.hostname,
                 "site": site.name,
                 "tenant": site.tenant,
+                "project": site.pages_project,
                 "id": have.id,
+                "origin": have.origin,
+                "ssl_method": have.ssl_method or want.ssl_method,
                 "status": status,
                 "ssl_status": have.ssl_status,
                 "verification_errors": list[JsonValue](have.verification_errors),
@@ -950,13 +1011,24 @@ class _Builder:
                     source=source,
                 )
                 return
+            after = _hostname_after(site, want, origin)
+            vanished = self.observed.unlisted_domains.get(want.hostname)
+            again = ""
+            if vanished is not None and vanished.custom_hostname_id:
+                # Recorded as created but gone (a recreation killed between its delete and
+                # its create, or deleted outside the reconciler): count it as a recreation.
+                after["recreate_count"] = vanished.recreate_count + 1
+                again = (
+                    f"; D1 domains records it as {vanished.custom_hostname_id}, gone from the "
+                    f"zone: recreation {vanished.recreate_count + 1} of {want.max_recreates}"
+                )
             self.add(
                 ActionKind.CREATE_HOSTNAME,
                 target,
                 tenant=site.tenant,
                 site=site.name,
                 before={},
-                after=_hostname_after(site, want, origin),
+                after=after,
                 reason=(
                     f"listed by site {site.name} but not in the zone: create it, with its "
                     f"certificate validated by {want.ssl_method.upper()}"
@@ -965,7 +1037,8 @@ class _Builder:
                     "; it points at the suspension origin while the tenant is hard-locked"
                     if want.suspended
                     else ""
-                ),
+                )
+                + again,
                 source=source,
                 cause=Cause.DRIFT if want.hostname in self.observed.known_domains else Cause.CHANGE,
                 depends_on=lock_deps,

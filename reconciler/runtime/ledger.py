@@ -32,8 +32,8 @@ __all__ = ["DomainRow", "LedgerReader", "LedgerSnapshot", "epoch"]
 
 _NOT_MIGRATED = ("no such table", "no such column")
 _DOMAIN_QUERY = (
-    "SELECT domain, site_id, status, ssl_status, status_since, updated_at, recreate_count, "
-    "custom_origin_server FROM domains"
+    "SELECT domain, site_id, tenant_id, status, ssl_status, status_since, updated_at, "
+    "recreate_count, custom_origin_server, custom_hostname_id FROM domains"
 )
 
 
@@ -66,6 +66,8 @@ class DomainRow:
     origin: str | None  # custom_origin_server as last recorded
     status: str | None = None  # domains.status: pending_validation | ... | deleted
     ssl_status: str | None = None  # Cloudflare's ssl.status as last recorded
+    custom_hostname_id: str | None = None  # the Cloudflare id as last recorded
+    tenant: str | None = None  # domains.tenant_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,8 @@ class LedgerReader:
                     origin=_text(row["custom_origin_server"]),
                     status=_text(row["status"]),
                     ssl_status=_text(row["ssl_status"]),
+                    custom_hostname_id=_text(row["custom_hostname_id"]),
+                    tenant=_text(row["tenant_id"]),
                 )
                 for row in domain_rows
             },

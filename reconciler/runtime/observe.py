@@ -43,6 +43,7 @@ from reconciler.build.site import AssetStore, build_site
 from reconciler.core.facts import CustomerBilling
 from reconciler.core.observed import (
     BuildPreview,
+    DomainRecord,
     Observed,
     ObservedDeployment,
     ObservedHostname,
@@ -257,6 +258,10 @@ async def observe(
     observed_hostnames = _hostnames(
         readings.hostnames or [], domain_rows, lookups if scoped else None
     )
+    listed = readings.hostnames is not None and Source.HOSTNAMES not in readings.incomplete
+    unlisted = (
+        _unlisted(domain_rows, observed_hostnames, lookups if scoped else None) if listed else {}
+    )
 
     if clients.dns is not None and ledger is not None:
         late = _dns_candidates(specs, sites, observed_hostnames, now, limits.dns_checks)
@@ -298,6 +303,7 @@ async def observe(
         ledger=dict(ledger.sites) if ledger is not None else {},
         hostnames=dict(sorted(observed_hostnames.items())),
         known_domains=frozenset(domain_rows),
+        unlisted_domains=unlisted,
         tenants=dict(ledger.tenants) if ledger is not None else {},
         dunning=dict(ledger.dunning) if ledger is not None else {},
         billing=dict(sorted(readings.billing.items())),
@@ -388,10 +394,41 @@ def _hostnames(
             verification_errors=tuple(item.verification_errors) + item.ssl_validation_errors,
             recorded_status=row.status if row is not None else None,
             recorded_ssl_status=row.ssl_status if row is not None else None,
+            recorded_id=row.custom_hostname_id if row is not None else None,
+            recorded_origin=row.origin if row is not None else None,
+            recorded_site=row.site if row is not None else None,
             txt_name=_canonical(item.ownership_txt_name) if item.ownership_txt_name else None,
             txt_value=item.ownership_txt_value,
         )
     return result
+
+
+def _unlisted(
+    domains: Mapping[str, DomainRow],
+    hostnames: Mapping[str, ObservedHostname],
+    lookups: Sequence[str] | None,
+) -> dict[str, DomainRecord]:
+    """``domains`` rows not marked deleted whose hostname a successful listing did not show.
+
+    A scoped observation looked up ``lookups`` only: a row of another name was not covered.
+    """
+    covered = set(lookups) if lookups is not None else None
+    return {
+        name: DomainRecord(
+            hostname=name,
+            site=row.site,
+            tenant=row.tenant,
+            status=row.status,
+            custom_hostname_id=row.custom_hostname_id,
+            origin=row.origin,
+            recreate_count=row.recreate_count,
+        )
+        for name, row in sorted(domains.items())
+        if row.status is not None
+        and row.status != "deleted"
+        and name not in hostnames
+        and (covered is None or name in covered)
+    }
 
 
 def _dns_candidates(

@@ -645,51 +645,86 @@ class Records:
         )
         await self.db.batch(statements)
 
-    async def mirror_hostname_status(
+    async def mirror_hostname(
         self,
-        hostname: str,
         *,
-        status: str,
-        ssl_status: str | None,
-        verification_errors: Sequence[str],
-        verification_token: str | None,
+        hostname: str,
+        site: str,
+        tenant: str,
+        project: str | None,
+        facts: HostnameFacts,
         now: float,
-    ) -> bool:
-        """Copy the status Cloudflare shows into the ``domains`` row of ``hostname``.
+    ) -> None:
+        """Make the ``domains`` row of ``hostname`` say what Cloudflare shows (D1 only).
 
-        ``status_since`` moves to now only when ``status`` changes (a new certificate stage
-        alone keeps the clock the planner's timeouts count from); ``verification_token`` is
-        kept when None.
+        Creates the row when it is missing (with a ``sites`` row if needed), else updates it:
+        site, tenant, status, certificate status, ssl method, id, origin and errors.
+        ``status_since`` moves to now only when the status changes (a certificate stage alone
+        keeps the clock the planner's timeouts count from); ``verification_token`` is kept when
+        the facts carry none; ``recreate_count`` and ``retry_count`` are left alone.
+
+        Args:
+            hostname: the canonical hostname (``domains.domain``).
+            site: the owning site.
+            tenant: the owning tenant.
+            project: the site's Pages project, for a ``sites`` row created here.
+            facts: what Cloudflare showed when the plan was made.
+            now: the injected clock.
+        """
+        statements = self._ensure_site(site, tenant, project, now, update=False)
+        statements.append(
+            Statement(
+                "INSERT INTO domains (id, site_id, tenant_id, domain, status, ssl_status, "
+                "ssl_method, custom_hostname_id, custom_origin_server, verification_token, "
+                "verification_errors, status_since, last_checked_at, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(domain) DO UPDATE SET site_id = excluded.site_id, "
+                "tenant_id = excluded.tenant_id, "
+                "status_since = CASE WHEN domains.status IS NOT excluded.status "
+                "OR domains.status_since IS NULL THEN excluded.status_since "
+                "ELSE domains.status_since END, "
+                "status = excluded.status, ssl_status = excluded.ssl_status, "
+                "ssl_method = excluded.ssl_method, "
+                "custom_hostname_id = excluded.custom_hostname_id, "
+                "custom_origin_server = excluded.custom_origin_server, "
+                "verification_token = COALESCE(excluded.verification_token, "
+                "domains.verification_token), "
+                "verification_errors = excluded.verification_errors, "
+                "last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
+                (
+                    hostname,
+                    site,
+                    tenant,
+                    hostname,
+                    facts.status,
+                    facts.ssl_status,
+                    facts.ssl_method if facts.ssl_method in ("http", "txt", "email") else "http",
+                    facts.id,
+                    facts.origin,
+                    facts.verification_token,
+                    _json(list(facts.verification_errors)),
+                    iso(now),
+                    iso(now),
+                    iso(now),
+                    iso(now),
+                ),
+            )
+        )
+        await self.db.batch(statements)
+
+    async def hostname_deleted(self, hostname: str, *, now: float) -> bool:
+        """The hostname is gone from the zone: ``status = 'deleted'``, its id cleared.
 
         Returns:
-            Whether a row was there to update (False: no row; the hostname actions write it).
+            Whether a row changed (False: no row, or it was already marked ``deleted``).
         """
         result = await self.db.execute(
-            "UPDATE domains SET status_since = CASE WHEN status IS NOT ? OR status_since IS NULL "
-            "THEN ? ELSE status_since END, status = ?, ssl_status = ?, verification_errors = ?, "
-            "verification_token = COALESCE(?, verification_token), last_checked_at = ?, "
-            "updated_at = ? WHERE domain = ?",
-            (
-                status,
-                iso(now),
-                status,
-                ssl_status,
-                _json(list(verification_errors)),
-                verification_token,
-                iso(now),
-                iso(now),
-                hostname,
-            ),
-        )
-        return result.changes > 0
-
-    async def hostname_deleted(self, hostname: str, *, now: float) -> None:
-        """The hostname is gone from the zone: ``status = 'deleted'``, its id cleared."""
-        await self.db.execute(
             "UPDATE domains SET status = 'deleted', ssl_status = NULL, custom_hostname_id = NULL, "
-            "status_since = ?, last_checked_at = ?, updated_at = ? WHERE domain = ?",
+            "status_since = ?, last_checked_at = ?, updated_at = ? "
+            "WHERE domain = ? AND status != 'deleted'",
             (iso(now), iso(now), iso(now), hostname),
         )
+        return result.changes > 0
 
     # ------------------------------------------------------------------ tenant access
 

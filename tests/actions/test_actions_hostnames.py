@@ -166,6 +166,23 @@ async def test_a_recreate_resumed_after_the_delete_creates_exactly_one_hostname(
     assert (await domain(rig))["recreate_count"] == 1
 
 
+async def test_a_recreate_killed_after_its_delete_is_counted_by_the_create_that_follows(
+    rig: Rig,
+) -> None:
+    old = await create(rig)
+    recreate = action(ActionKind.RECREATE_HOSTNAME, id=old, recreate_count=1)
+    with pytest.raises(Crash):
+        await rig.run(recreate, checkpoints=Checkpoints(crash_at="hostname.after-delete"))
+    # the next plan sees the hostname missing and its row holding the old id: a create that
+    # carries the recreation (core/plan.py rule 7)
+    outcome = await rig.run(action(ActionKind.CREATE_HOSTNAME, recreate_count=1))
+    assert outcome.status is Status.APPLIED, outcome.message
+    [made] = in_zone(rig)
+    row = await domain(rig)
+    assert row["custom_hostname_id"] == made["id"] != old
+    assert row["recreate_count"] == 1
+
+
 async def test_a_delete_removes_the_hostname_and_marks_the_row_deleted_even_when_repeated(
     rig: Rig,
 ) -> None:

@@ -1,9 +1,10 @@
 """The D1-only record handlers: ``record_hostname`` and ``record_publish_failure``.
 
 Against a migrated SQLite D1 (the Cloudflare simulator is there but must see no call): the
-hostname's ``domains`` row takes the status the plan observed, with ``status_since`` moved
-only when the status changes; a publish blocked by its build gets exactly one ``failed``
-``publish_versions`` row, however often the action is repeated.
+hostname's ``domains`` row takes the status, id and origin the plan observed (created when
+missing), with ``status_since`` moved only when the status changes, or is marked
+``deleted``; a publish blocked by its build gets exactly one ``failed`` ``publish_versions``
+row, however often the action is repeated.
 """
 
 from __future__ import annotations
@@ -95,9 +96,72 @@ async def test_repeating_a_record_leaves_the_same_row(rig: Rig) -> None:
     }
 
 
-async def test_a_record_for_a_hostname_without_a_row_changes_nothing(rig: Rig) -> None:
-    outcome = await rig.run(record("active", "active"))
-    assert outcome.status is Status.UNCHANGED
+async def test_a_record_for_a_hostname_without_a_row_creates_it_from_after(rig: Rig) -> None:
+    # no tenants, sites or domains row: a create killed before its D1 write on a fresh D1
+    calls = len(rig.cf.calls())
+    outcome = await rig.run(
+        record(
+            "pending_ssl",
+            "pending_validation",
+            project=PROJECT,
+            origin="acme-home.pages.dev",
+            ssl_method="txt",
+            verification_token="token-9",
+        )
+    )
+    assert outcome.status is Status.APPLIED, outcome.message
+    found = await row(rig)
+    assert found["site_id"] == PROJECT and found["tenant_id"] == "acme"
+    assert found["status"] == "pending_ssl" and found["ssl_status"] == "pending_validation"
+    assert found["custom_hostname_id"] == "cf-1"
+    assert found["custom_origin_server"] == "acme-home.pages.dev"
+    assert found["ssl_method"] == "txt" and found["verification_token"] == "token-9"
+    assert found["status_since"] == iso(rig.cf.clock.now())
+    assert found["recreate_count"] == 0
+    [site] = await rig.rows("SELECT * FROM sites WHERE id = ?", (PROJECT,))
+    assert site["pages_project"] == PROJECT and site["tenant_id"] == "acme"
+    assert len(rig.cf.calls()) == calls, "a record action must not call Cloudflare"
+
+
+async def test_a_record_replaces_a_stale_id_and_origin_and_keeps_the_counters(rig: Rig) -> None:
+    await seed_domain(rig, status="active")
+    await rig.db.execute(
+        "UPDATE domains SET recreate_count = 1, retry_count = 2, "
+        "custom_origin_server = 'elsewhere.pages.dev' WHERE domain = ?",
+        (HOST,),
+    )
+    outcome = await rig.run(record("active", "active", id="cf-2", origin="acme-home.pages.dev"))
+    assert outcome.status is Status.APPLIED
+    found = await row(rig)
+    assert found["custom_hostname_id"] == "cf-2"
+    assert found["custom_origin_server"] == "acme-home.pages.dev"
+    assert found["recreate_count"] == 1 and found["retry_count"] == 2
+    assert found["status_since"] == "2026-01-01T00:00:00Z"  # same status: the clock stays
+
+
+async def test_a_deleted_record_marks_the_row_deleted_once(rig: Rig) -> None:
+    await seed_domain(rig, status="active")
+    calls = len(rig.cf.calls())
+    mark = make_action(
+        ActionKind.RECORD_HOSTNAME,
+        f"Hostname/{HOST}",
+        {"hostname": HOST, "site": PROJECT, "status": "deleted"},
+    )
+    outcome = await rig.run(mark)
+    assert outcome.status is Status.APPLIED, outcome.message
+    found = await row(rig)
+    assert found["status"] == "deleted" and found["custom_hostname_id"] is None
+    assert found["status_since"] == iso(rig.cf.clock.now())
+    rig.cf.clock.advance(30)
+    again = await rig.run(mark, resumed=True)
+    assert again.status is Status.UNCHANGED
+    assert (await row(rig))["status_since"] == found["status_since"]
+    assert len(rig.cf.calls()) == calls, "a record action must not call Cloudflare"
+
+
+async def test_a_record_without_the_row_facts_is_refused(rig: Rig) -> None:
+    outcome = await rig.run(record("active", "active", site=None))
+    assert outcome.status is Status.FAILED_PERMANENT
     assert await rig.rows("SELECT * FROM domains") == []
 
 

@@ -12,11 +12,13 @@ from reconciler.core.observed import (
     ObservedProject,
     PublishRecord,
     SiteLedger,
+    domain_status,
 )
 from reconciler.spec.load import SourceFile, Specs, load_files
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
+SUSPENSION_ORIGIN = "suspended.sitebuilder.example"  # the POLICY's suspension_origin
 
 POLICY = """\
 apiVersion: sitebuilder/v1
@@ -189,7 +191,15 @@ def hostname(
     since: float = NOW - DAY,
     recreates: int = 0,
     deletion_policy: str | None = "retain",
+    recorded: bool | None = None,
 ) -> ObservedHostname:
+    """An observed custom hostname; owned ones come with a D1 ``domains`` row that agrees.
+
+    ``recorded`` False leaves the hostname without a row (default: a row when ``owned``); the
+    row records the suspension status when the origin is the policy's suspension origin.
+    """
+    row = owned if recorded is None else recorded
+    suspended = origin == SUSPENSION_ORIGIN
     return ObservedHostname(
         id=f"id-{name}",
         hostname=name,
@@ -204,6 +214,11 @@ def hostname(
         created_at=since,
         status_since=since,
         recreate_count=recreates,
+        recorded_status=domain_status(status, ssl_status, suspended=suspended) if row else None,
+        recorded_ssl_status=ssl_status if row else None,
+        recorded_id=f"id-{name}" if row else None,
+        recorded_origin=origin if row else None,
+        recorded_site=site if row else None,
     )
 
 

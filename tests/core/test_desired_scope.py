@@ -13,7 +13,7 @@ from core_builders import NOW, hostname, invoice, ledger, site_yaml, specs_from,
 
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling
-from reconciler.core.observed import Observed, TenantRecord, billing_digest
+from reconciler.core.observed import DomainRecord, Observed, TenantRecord, billing_digest
 from reconciler.core.plan import ActionKind, build_plan
 from reconciler.spec.load import Specs
 from reconciler.spec.models import Access
@@ -175,6 +175,38 @@ def test_a_hostname_removed_from_a_scoped_site_is_still_deleted_by_its_scoped_pa
     assert scoped == build_plan(derive(specs, facts, now=NOW), observed)
     deletes = [a.target for a in scoped.actions if a.kind is ActionKind.DELETE_HOSTNAME]
     assert deletes == ["Hostname/old.acme-home.com"]
+
+
+def unlisted(name: str) -> DomainRecord:
+    """A ``domains`` row of acme-home that the zone no longer shows."""
+    return DomainRecord(
+        hostname=name,
+        site="acme-home",
+        tenant="acme",
+        status="active",
+        custom_hostname_id=f"id-{name}",
+        origin="acme-home.pages.dev",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "marked"), [("moved.example.com", False), ("old.acme-home.com", True)]
+)
+def test_a_scoped_pass_marks_deleted_only_rows_no_site_of_the_specs_declares(
+    name: str, marked: bool
+) -> None:
+    # moved.example.com is declared by beta-home, outside the scope: its row is not marked
+    specs, facts = fleet(), billing()
+    scope = {"acme-home"}
+    observed = scoped_world(scope, unlisted_domains={name: unlisted(name)})
+    scoped = build_plan(derive(specs, facts, now=NOW, scope=scope), observed)
+    assert scoped == build_plan(derive(specs, facts, now=NOW), observed)
+    records = [
+        (a.target, a.after["status"])
+        for a in scoped.actions
+        if a.kind is ActionKind.RECORD_HOSTNAME
+    ]
+    assert records == ([(f"Hostname/{name}", "deleted")] if marked else [])
 
 
 def test_a_scoped_derive_narrower_than_the_observation_is_refused() -> None:

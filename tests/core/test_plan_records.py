@@ -1,9 +1,12 @@
 """Rules 7 and 8 of core/plan.py: D1 mirrors what the world shows; build failures are final.
 
 Literal inputs only, like test_plan.py: a hostname whose ``domains`` row lags behind
-Cloudflare gets a D1-only ``record_hostname``; a publish its in-memory build blocks gets one
-``record_publish_failure`` (and none once the ledger holds it); a publish whose last attempt
-failed to build is blocked at once instead of retried, while deployment failures still are.
+Cloudflare (status, id, origin or site), or has no row, gets a D1-only ``record_hostname``;
+the row of a hostname gone from a completely listed zone is marked ``deleted`` (a declared one
+is created again, counted as a recreation when the row holds its old id); a publish its
+in-memory build blocks gets one ``record_publish_failure`` (and none once the ledger holds
+it); a publish whose last attempt failed to build is blocked at once instead of retried, while
+deployment failures still are.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ from dataclasses import replace
 from core_builders import DAY, NOW, hostname, ledger
 from test_plan import converged_world, plan_for
 
-from reconciler.core.observed import BuildPreview, PublishRecord, Source, domain_status
+from reconciler.core.observed import (
+    BuildPreview,
+    DomainRecord,
+    PublishRecord,
+    Source,
+    domain_status,
+)
 from reconciler.core.plan import (
     ActionKind,
     Cause,
@@ -79,7 +88,12 @@ def test_a_hostname_that_went_active_between_passes_gets_its_status_recorded() -
     assert action.kind is ActionKind.RECORD_HOSTNAME
     assert action.target == "Hostname/www.acme-home.com"
     assert action.after["status"] == "active" and action.after["ssl_status"] == "active"
-    assert action.before == {"status": "pending_validation", "ssl_status": "initializing"}
+    assert action.before == {
+        "status": "pending_validation",
+        "ssl_status": "initializing",
+        "id": "id-www.acme-home.com",
+        "origin": "acme-home.pages.dev",
+    }
     assert action.cause is Cause.DRIFT and action.lane is Lane.CHANGE
     assert action.calls == {"d1": 1}
     assert plan.summary_counts()["record"] == 1
@@ -91,9 +105,124 @@ def test_a_recorded_status_that_matches_plans_nothing() -> None:
     assert plan_for(world).is_empty
 
 
-def test_a_hostname_without_a_domains_row_is_not_recorded_by_the_mirror() -> None:
-    world = converged_world(**lagging(recorded_status=None, recorded_ssl_status=None))
-    assert plan_for(world).is_empty
+def test_a_hostname_without_a_domains_row_gets_one_with_everything_the_row_needs() -> None:
+    # a run killed between the create call and its D1 write left the zone right, D1 rowless
+    world = converged_world(
+        hostnames={"www.acme-home.com": hostname("www.acme-home.com", recorded=False)}
+    )
+    plan = plan_for(world)
+    [action] = plan.actions
+    assert action.kind is ActionKind.RECORD_HOSTNAME and action.calls == {"d1": 1}
+    assert action.after == {
+        "hostname": "www.acme-home.com",
+        "site": "acme-home",
+        "tenant": "acme",
+        "project": "acme-home",
+        "id": "id-www.acme-home.com",
+        "origin": "acme-home.pages.dev",
+        "ssl_method": "http",
+        "status": "active",
+        "ssl_status": "active",
+        "verification_errors": [],
+        "verification_token": None,
+    }
+    assert "no row" in action.reason and "id-www.acme-home.com" in action.reason
+
+
+def test_a_row_that_keeps_the_id_of_a_recreated_hostname_is_recorded() -> None:
+    plan = plan_for(converged_world(**lagging(recorded_status="active", recorded_id="id-old")))
+    [after] = records(plan, ActionKind.RECORD_HOSTNAME)
+    assert after["id"] == "id-www.acme-home.com"
+    [action] = plan.actions
+    assert action.before["id"] == "id-old" and "id id-old" in action.reason
+
+
+def test_a_row_that_keeps_the_origin_from_before_an_update_is_recorded() -> None:
+    world = converged_world(
+        **lagging(recorded_status="active", recorded_origin="elsewhere.pages.dev")
+    )
+    [action] = plan_for(world).actions
+    assert action.kind is ActionKind.RECORD_HOSTNAME
+    assert action.after["origin"] == "acme-home.pages.dev"
+    assert "origin elsewhere.pages.dev" in action.reason
+
+
+def test_a_row_still_naming_the_site_a_hostname_moved_from_is_recorded() -> None:
+    world = converged_world(**lagging(recorded_status="active", recorded_site="old-site"))
+    [after] = records(plan_for(world), ActionKind.RECORD_HOSTNAME)
+    assert after["site"] == "acme-home"
+
+
+def test_an_unowned_hostname_without_a_row_is_not_recorded() -> None:
+    world = converged_world(
+        hostnames={"www.acme-home.com": hostname("www.acme-home.com", owned=False)}
+    )
+    assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
+
+
+def gone(name: str, **changes: object) -> dict[str, object]:
+    """A ``domains`` row (active, with an id) of ``name``, which the zone no longer shows."""
+    row = DomainRecord(
+        hostname=name,
+        site="acme-home",
+        tenant="acme",
+        status="active",
+        custom_hostname_id=f"id-{name}",
+        origin="acme-home.pages.dev",
+    )
+    return {"unlisted_domains": {name: replace(row, **changes)}}
+
+
+def test_the_row_of_a_hostname_deleted_from_the_zone_is_marked_deleted() -> None:
+    # a run killed between the delete call and its D1 write
+    plan = plan_for(converged_world(**gone("old.acme-home.com")))
+    [action] = plan.actions
+    assert action.kind is ActionKind.RECORD_HOSTNAME and action.calls == {"d1": 1}
+    assert action.target == "Hostname/old.acme-home.com"
+    assert action.after == {
+        "hostname": "old.acme-home.com",
+        "site": "acme-home",
+        "status": "deleted",
+    }
+    assert action.before["status"] == "active" and action.tenant == "acme"
+    assert action.cause is Cause.DRIFT
+    assert "gone from the zone" in action.reason
+
+
+def test_no_row_is_marked_deleted_on_a_partial_hostname_listing() -> None:
+    world = converged_world(**gone("old.acme-home.com"), incomplete={Source.HOSTNAMES: "HTTP 503"})
+    assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
+
+
+def test_no_row_is_marked_deleted_while_d1_is_unreadable() -> None:
+    world = converged_world(**gone("old.acme-home.com"), incomplete={Source.D1: "HTTP 503"})
+    assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
+
+
+def test_a_scoped_plan_leaves_the_rows_of_other_sites_alone() -> None:
+    world = converged_world(
+        **gone("www.other.com", site="other-site"), scope=frozenset({"acme-home"})
+    )
+    assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
+
+
+def test_a_declared_hostname_gone_from_the_zone_is_created_and_counted_as_a_recreation() -> None:
+    # a run killed between a recreation's delete and its create: the row keeps the old id
+    world = converged_world(hostnames={}, **gone("www.acme-home.com", recreate_count=1))
+    [action] = plan_for(world).actions
+    assert action.kind is ActionKind.CREATE_HOSTNAME
+    assert action.after["recreate_count"] == 2
+    assert "recreation 2 of 2" in action.reason
+
+
+def test_a_declared_hostname_whose_row_has_no_id_is_a_plain_create() -> None:
+    world = converged_world(
+        hostnames={},
+        **gone("www.acme-home.com", custom_hostname_id=None, status="pending_validation"),
+    )
+    [action] = plan_for(world).actions
+    assert action.kind is ActionKind.CREATE_HOSTNAME
+    assert "recreate_count" not in action.after
 
 
 def test_a_certificate_stage_change_alone_is_not_worth_a_write() -> None:

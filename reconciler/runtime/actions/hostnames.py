@@ -2,8 +2,9 @@
 
 Called by ``runtime/execute.py`` through :func:`reconciler.runtime.actions.handlers_for` for
 ``create_hostname``, ``update_hostname``, ``retry_validation``, ``recreate_hostname`` and
-``delete_hostname``, and ``record_hostname`` (D1 only: the status Cloudflare showed when the
-plan was made, copied into ``domains``). Calls the Cloudflare adapter (custom hostnames, purge)
+``delete_hostname``, and ``record_hostname`` (D1 only: what Cloudflare showed when the plan was
+made, copied into ``domains``, creating a missing row, or marking ``deleted`` the row of a
+hostname gone from the zone). Calls the Cloudflare adapter (custom hostnames, purge)
 and :class:`~reconciler.runtime.records.Records` for the ``domains`` row.
 
 Every hostname created here carries the ownership marker
@@ -14,12 +15,15 @@ judged (retain or delete) from the zone alone.
 Crash safety, per action:
 
 - create: the adapter's create is look-before-resend, and a duplicate (1406) that carries our
-  marker is adopted, so a rerun after "hostname.after-create" returns the same hostname.
+  marker is adopted, so a rerun after "hostname.after-create" returns the same hostname. A
+  kill before the ``domains`` write is repaired by the next plan's ``record_hostname``.
 - recreate: delete the recorded id ("hostname.after-delete"; already gone is success), then
   create. A rerun after the create deletes nothing (the old id is gone) and adopts the new one.
 - update and retry_validation are PATCHes stating final values: repeating one is harmless.
-- delete: already gone is success.
-- record_hostname: an UPDATE stating final values; repeating it changes nothing.
+- delete: already gone is success; a kill before the row is marked ``deleted`` is repaired
+  by the next plan's ``record_hostname`` (status ``deleted``).
+- record_hostname: an upsert (or the ``deleted`` mark) stating final values; repeating it
+  changes nothing.
 """
 
 from __future__ import annotations
@@ -165,7 +169,14 @@ class HostnameHandler:
 
     async def _create(self, action: Action, ctx: ActionContext) -> Outcome:
         made = await self._create_hostname(action, ctx)
-        await self._record(action, made, ctx, restart_clock=True)
+        count = action.after.get("recreate_count")  # set when it recreates a vanished one
+        await self._record(
+            action,
+            made,
+            ctx,
+            restart_clock=True,
+            recreate_count=count if isinstance(count, int) else None,
+        )
         return Outcome(
             action.id,
             Status.APPLIED,
@@ -257,7 +268,7 @@ class HostnameHandler:
 
 
 class RecordHostnameHandler:
-    """``record_hostname``: copy the observed status into ``domains`` (no Cloudflare call)."""
+    """``record_hostname``: copy the observed hostname into ``domains`` (no Cloudflare call)."""
 
     provider: str = "d1"
 
@@ -266,39 +277,58 @@ class RecordHostnameHandler:
         self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Write ``after``'s status, certificate status and errors to the ``domains`` row."""
+        """Upsert the ``domains`` row from ``after``, or mark it deleted (status ``deleted``)."""
         return await guarded(action, self._record(action, ctx))
 
     async def _record(self, action: Action, ctx: ActionContext) -> Outcome:
         after = action.after
         hostname = text_of(after.get("hostname"))
         status = text_of(after.get("status"))
-        if action.kind is not ActionKind.RECORD_HOSTNAME or not hostname or not status:
+        site = text_of(after.get("site"))
+        tenant = text_of(after.get("tenant"))
+        hostname_id = text_of(after.get("id"))
+        if (
+            action.kind is not ActionKind.RECORD_HOSTNAME
+            or not hostname
+            or not status
+            or (status != "deleted" and not (site and tenant and hostname_id))
+        ):
             return Outcome(
                 action.id,
                 Status.FAILED_PERMANENT,
                 message=f"record_hostname handler cannot perform {action.kind} {action.target}",
             )
+        if status == "deleted":
+            if not await self.records.hostname_deleted(hostname, now=ctx.now()):
+                return Outcome(
+                    action.id,
+                    Status.UNCHANGED,
+                    message=f"{hostname} has no domains row left to mark deleted",
+                )
+            return Outcome(action.id, Status.APPLIED, message=f"recorded {hostname} as deleted")
         errors = after.get("verification_errors")
         ssl_status = text_of(after.get("ssl_status")) or None
-        found = await self.records.mirror_hostname_status(
-            hostname,
-            status=status,
-            ssl_status=ssl_status,
-            verification_errors=[e for e in errors if isinstance(e, str)]
-            if isinstance(errors, list)
-            else [],
-            verification_token=text_of(after.get("verification_token")) or None,
+        await self.records.mirror_hostname(
+            hostname=hostname,
+            site=site,
+            tenant=tenant,
+            project=text_of(after.get("project")) or None,
+            facts=HostnameFacts(
+                id=hostname_id,
+                status=status,
+                ssl_status=ssl_status,
+                ssl_method=text_of(after.get("ssl_method"), "http"),
+                origin=text_of(after.get("origin")) or None,
+                verification_token=text_of(after.get("verification_token")) or None,
+                verification_errors=tuple(e for e in errors if isinstance(e, str))
+                if isinstance(errors, list)
+                else (),
+            ),
             now=ctx.now(),
         )
-        if not found:
-            return Outcome(
-                action.id,
-                Status.UNCHANGED,
-                message=f"{hostname} has no domains row any more; nothing to record",
-            )
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"recorded {hostname} as {status} (certificate {ssl_status or 'none'})",
+            message=f"recorded {hostname} as {status} (certificate {ssl_status or 'none'}, "
+            f"id {hostname_id})",
         )
