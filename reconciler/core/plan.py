@@ -25,8 +25,9 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
    ``domains`` vocabulary, :func:`~reconciler.core.observed.domain_status`), another
    ``custom_hostname_id``, origin or site, gets a ``record_hostname`` (D1 only; it writes the
    certificate status and errors too, but a certificate stage alone does not trigger one).
-   A row not marked ``deleted`` whose hostname a complete listing no longer shows and no
-   spec declares gets a ``record_hostname`` with status ``deleted``; a declared one is
+   A row not marked ``deleted`` that records a custom hostname id the complete listing no
+   longer shows, of a hostname no spec declares, gets a ``record_hostname`` with status
+   ``deleted``; a declared one is
    created again, counted as a recreation when the row records the id it had (a run killed
    between a recreation's delete and its create). A publish blocked by its in-memory build (gate
    ``build`` or ``budget``) gets a ``record_publish_failure`` writing one ``failed``
@@ -893,14 +894,18 @@ class _Builder:
             self.plan_deleted_records(claimed)
 
     def plan_deleted_records(self, claimed: set[str]) -> None:
-        """Rule 7: mark ``deleted`` the rows of hostnames gone from the zone that no spec keeps."""
+        """Rule 7: mark ``deleted`` the rows of hostnames gone from the zone that no spec keeps.
+
+        Only rows that record a custom hostname id: a row without one never named a hostname
+        in the zone (the app may write a row before the reconciler creates the hostname).
+        """
         scope = self.observed.scope
         for name, row in sorted(self.observed.unlisted_domains.items()):
             if name in claimed or (scope is not None and row.site not in scope):
                 continue  # declared: created again, and that create records the row
-            recorded = row.status + (
-                f", id {row.custom_hostname_id}" if row.custom_hostname_id else ""
-            )
+            if not row.custom_hostname_id:
+                continue
+            recorded = f"{row.status}, id {row.custom_hostname_id}"
             self.add(
                 ActionKind.RECORD_HOSTNAME,
                 f"Hostname/{name}",

@@ -189,6 +189,14 @@ def test_the_row_of_a_hostname_deleted_from_the_zone_is_marked_deleted() -> None
     assert "gone from the zone" in action.reason
 
 
+def test_a_row_that_never_recorded_an_id_is_not_marked_deleted() -> None:
+    # written before any hostname existed (by the app): it never named one in the zone
+    world = converged_world(
+        **gone("old.acme-home.com", custom_hostname_id=None, status="pending_validation")
+    )
+    assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
+
+
 def test_no_row_is_marked_deleted_on_a_partial_hostname_listing() -> None:
     world = converged_world(**gone("old.acme-home.com"), incomplete={Source.HOSTNAMES: "HTTP 503"})
     assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
