@@ -829,14 +829,23 @@ class Daemon:
             specs, clients=self._clients(reading), now=now, scope=scope, hostnames=hostnames
         )
         kind, _, name = key.partition("/")
-        desired = derive(
-            specs,
-            observed.billing,
-            now=now,
-            scope=scope,
-            tenants=(name,) if kind == "Tenant" else (),
-        )
-        plan = build_plan(desired, observed, self.parts.plan_settings)
+
+        def think() -> tuple[Desired, Plan]:
+            desired = derive(
+                specs,
+                observed.billing,
+                now=now,
+                scope=scope,
+                tenants=(name,) if kind == "Tenant" else (),
+            )
+            return desired, build_plan(desired, observed, self.parts.plan_settings)
+
+        if scope is None:
+            # A whole-fleet derive + plan takes seconds of CPU on a large fleet: run it off the
+            # event loop so lease renewals, webhooks and health checks keep being served.
+            desired, plan = await asyncio.to_thread(think)
+        else:
+            desired, plan = think()  # milliseconds: proportional to the scope
         if reading is Reading.BILLING_ONLY and any(a.kind in _ESCALATE for a in plan.actions):
             # A lock or unlock re-points hostnames too: do it all in one full pass.
             return await self._plan(key, specs, Reading.FULL)
