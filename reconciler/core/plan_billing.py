@@ -1,0 +1,203 @@
+"""plan_billing: the planner's tenant area: billing sync, access locks and dunning messages.
+
+Called by :func:`reconciler.core.plan.build_plan` once per tenant in scope (before the sites,
+so hostname actions can depend on a tenant's lock). Fills a
+:class:`~reconciler.core.plan_builder.PlanBuilder` with ``sync_billing``, ``unlock`` /
+``soft_lock`` / ``hard_lock`` and ``send_dunning`` actions; calls ``core.observed`` and
+``core.policy`` for digests and amounts. Pure.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from reconciler.core.desired import DesiredTenant
+from reconciler.core.facts import Invoice
+from reconciler.core.observed import Source, billing_digest
+from reconciler.core.plan import ActionKind, Cause, JsonValue
+from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.policy import AccessDecision, format_amount
+from reconciler.spec.models import Access, Kind
+
+
+def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
+    """Plan a tenant's billing mirror, access level and due dunning steps, in that order.
+
+    Args:
+        builder: The collector of this plan.
+        tenant: The derived tenant, one of whose sites is in scope.
+    """
+    target = f"Tenant/{tenant.name}"
+    stripe_gap = builder.incomplete(Source.STRIPE)
+    d1_gap = builder.incomplete(Source.D1)
+    facts = builder.observed.billing.get(tenant.customer)
+    if d1_gap is not None:
+        builder.note(target, tenant=tenant.name, site=None, category="waiting", reason=d1_gap)
+        return
+    if stripe_gap is None and facts is not None:
+        digest = billing_digest(facts)
+        mirrored = builder.observed.billing_mirror.get(tenant.customer)
+        if mirrored != digest:
+            owed = _owed(facts.open_invoices)
+            state = "has no copy of" if mirrored is None else "has an outdated copy of"
+            builder.billing_actions[tenant.name] = builder.add(
+                ActionKind.SYNC_BILLING,
+                target,
+                tenant=tenant.name,
+                site=None,
+                before={"mirror": mirrored},
+                after={
+                    "tenant": tenant.name,
+                    "customer": tenant.customer,
+                    "digest": digest,
+                    "display_name": tenant.display_name,
+                    "policy": tenant.policy,
+                    "whatsapp": tenant.whatsapp,
+                },
+                reason=(
+                    f"D1 {state} the Stripe billing of customer {tenant.customer}; Stripe "
+                    f"shows {owed}: copy it (read from Stripe, so a missed webhook does "
+                    "not matter)"
+                ),
+                source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
+                cause=Cause.DRIFT,
+            )
+    _plan_access(builder, tenant, stripe_gap)
+    _plan_dunning(builder, tenant, stripe_gap)
+
+
+def _plan_access(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | None) -> None:
+    target = f"Tenant/{tenant.name}"
+    decision = tenant.access
+    record = builder.observed.tenants.get(tenant.name)
+    current = record.access if record is not None else Access.ACTIVE.value
+    if decision.level.value == current:
+        return
+    if decision.source == "policy" and stripe_gap is not None:
+        builder.note(
+            target,
+            tenant=tenant.name,
+            site=None,
+            category="waiting",
+            reason=f"access not re-evaluated: {stripe_gap}",
+        )
+        return
+    kind = {
+        Access.ACTIVE: ActionKind.UNLOCK,
+        Access.SOFT_LOCKED: ActionKind.SOFT_LOCK,
+        Access.HARD_LOCKED: ActionKind.HARD_LOCK,
+    }[decision.level]
+    field_path = "spec.access" if decision.source == "override" else "spec.policy"
+    depends = (
+        [builder.billing_actions[tenant.name]] if tenant.name in builder.billing_actions else []
+    )
+    action_id = builder.add(
+        kind,
+        target,
+        tenant=tenant.name,
+        site=None,
+        before={"access": current},
+        after={
+            "tenant": tenant.name,
+            "access": decision.level.value,
+            "source": decision.source,
+            "reason": decision.reason,
+        },
+        reason=_access_reason(decision, current),
+        source=builder.source(Kind.TENANT, tenant.name, field_path),
+        cause=Cause.CHANGE,
+        depends_on=depends,
+    )
+    builder.tenant_actions[tenant.name].append(action_id)
+
+
+def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | None) -> None:
+    if not tenant.dunning:
+        return
+    whatsapp_gap = builder.incomplete(Source.WHATSAPP)
+    for due in tenant.dunning:
+        target = f"Invoice/{due.invoice_id}:{due.step_code}"
+        record = builder.observed.dunning.get((due.invoice_id, due.step_code))
+        if record is not None and record.status != "pending":
+            continue  # sent, failed for good, or skipped: at most once per (invoice, step)
+        if stripe_gap is not None:
+            continue  # derive saw no invoices it can trust; nothing is due
+        if whatsapp_gap is not None:
+            builder.note(
+                target,
+                tenant=tenant.name,
+                site=None,
+                category="waiting",
+                reason=f"dunning step {due.step_code} is due but waits: {whatsapp_gap}",
+            )
+            continue
+        depends = (
+            [builder.billing_actions[tenant.name]] if tenant.name in builder.billing_actions else []
+        )
+        # Earlier steps already logged (sent, failed, skipped) are not superseded again.
+        unsent = [
+            code
+            for code in due.superseded
+            if (logged := builder.observed.dunning.get((due.invoice_id, code))) is None
+            or logged.status == "pending"
+        ]
+        skipped = ""
+        if unsent:
+            steps = ", ".join(unsent)
+            noun = "step" if len(unsent) == 1 else "steps"
+            verb = "was" if len(unsent) == 1 else "were"
+            skipped = (
+                f"; the earlier {noun} {steps} {verb} never sent and will be recorded as "
+                "skipped, so the tenant gets one message, not several"
+            )
+        builder.add(
+            ActionKind.SEND_DUNNING,
+            target,
+            tenant=tenant.name,
+            site=None,
+            before={"status": record.status if record is not None else None},
+            after={
+                "tenant": tenant.name,
+                "invoice_id": due.invoice_id,
+                "step_code": due.step_code,
+                "phone": due.phone,
+                "message": due.message,
+                "superseded": list[JsonValue](unsent),
+            },
+            reason=(
+                f"dunning step {due.step_code} (day {due.day} of the schedule) is due for "
+                f"invoice {due.invoice_id} and has not been sent{skipped}"
+            ),
+            source=builder.source(Kind.TENANT, tenant.name, "spec.whatsapp"),
+            cause=Cause.CHANGE,
+            depends_on=depends,
+        )
+
+
+def _owed(invoices: Iterable[Invoice]) -> str:
+    """``"1 open invoice (29.00 USD)"``, ``"2 open invoices (29.00 USD, 10.00 EUR)"``."""
+    owing = [i for i in invoices if i.status == "open" and i.amount_due > 0]
+    if not owing:
+        return "no open invoice"
+    totals: dict[str, int] = defaultdict(int)
+    for item in owing:
+        totals[item.currency] += item.amount_due
+    amounts = ", ".join(format_amount(amount, cur) for cur, amount in sorted(totals.items()))
+    return f"{len(owing)} open invoice{'s' if len(owing) != 1 else ''} ({amounts})"
+
+
+def _access_reason(decision: AccessDecision, current: str) -> str:
+    """Why a tenant's access changes, with the amount owed and what the change does."""
+    reason = decision.reason
+    invoice = decision.invoice
+    if invoice is not None and invoice.id in reason:
+        amount = format_amount(invoice.amount_due, invoice.currency)
+        reason = reason.replace(invoice.id, f"{invoice.id} ({amount})", 1)
+    if decision.source == "policy" and decision.level is Access.ACTIVE:
+        reason = "no invoice is open any more (paid or voided)"
+    if decision.level is Access.HARD_LOCKED:
+        reason += "; publishes stop and the tenant's hostnames serve the suspension origin"
+    elif current == Access.HARD_LOCKED.value:
+        reason += "; the tenant's hostnames serve its sites again"
+    return reason

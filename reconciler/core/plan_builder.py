@@ -1,0 +1,181 @@
+"""plan_builder: the collector the planner fills while walking the fleet, then orders.
+
+Called by :func:`reconciler.core.plan.build_plan`, which creates one :class:`PlanBuilder` per
+plan and hands it to the per-area planners (``plan_billing``, ``plan_sites``,
+``plan_hostnames``). Calls nothing but the plan types of ``reconciler.core.plan``; pure like
+the rest of the core.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from graphlib import TopologicalSorter
+
+from reconciler.core.desired import Desired
+from reconciler.core.observed import Observed, Source
+from reconciler.core.plan import (
+    _CALLS,
+    _KIND_ORDER,
+    UNREADABLE,
+    Action,
+    ActionKind,
+    Blocked,
+    Cause,
+    JsonValue,
+    Lane,
+    Note,
+    PlanSettings,
+    action_identity,
+)
+from reconciler.spec.models import Kind
+
+
+class PlanBuilder:
+    """Collects actions, blocks and notes while walking the fleet; then orders them."""
+
+    def __init__(self, desired: Desired, observed: Observed, settings: PlanSettings) -> None:
+        self.desired = desired
+        self.observed = observed
+        self.settings = settings
+        self.actions: list[Action] = []
+        self.blocked: list[Blocked] = []
+        self.notes: list[Note] = []
+        self.tenant_actions: dict[str, list[str]] = defaultdict(list)  # tenant -> lock action ids
+        self.billing_actions: dict[str, str] = {}  # tenant -> sync_billing action id
+
+    def source(self, kind: Kind, name: str, fieldpath: str = "") -> str | None:
+        """``"specs/sites/acme.yaml:14:7"`` for a spec field, or None when it has no location."""
+        location = self.desired.location(kind, name, fieldpath)
+        if location is None:
+            return None
+        return f"{location.path}:{location.line}:{location.column}"
+
+    def add(
+        self,
+        kind: ActionKind,
+        target: str,
+        *,
+        tenant: str | None,
+        site: str | None,
+        before: Mapping[str, JsonValue],
+        after: Mapping[str, JsonValue],
+        reason: str,
+        source: str | None,
+        cause: Cause,
+        depends_on: Iterable[str] = (),
+    ) -> str:
+        """Add an action and return its id (rule 6: a hash of kind, target and ``after``)."""
+        action_id = action_identity(kind, target, after)
+        lane = Lane.URGENT if kind in (ActionKind.ROLLBACK, ActionKind.UNLOCK) else Lane.CHANGE
+        self.actions.append(
+            Action(
+                id=action_id,
+                kind=kind,
+                target=target,
+                tenant=tenant,
+                site=site,
+                before=dict(before),
+                after=dict(after),
+                reason=reason,
+                source=source,
+                cause=cause,
+                lane=lane,
+                depends_on=tuple(sorted(set(depends_on))),
+                calls=dict(_CALLS[kind]),
+            )
+        )
+        return action_id
+
+    def block(
+        self,
+        kind: ActionKind,
+        target: str,
+        *,
+        tenant: str | None,
+        site: str | None,
+        gate: str,
+        reason: str,
+        source: str | None,
+    ) -> None:
+        """Record an action a gate forbids, with the reason a human must act on."""
+        self.blocked.append(
+            Blocked(
+                kind=kind,
+                target=target,
+                tenant=tenant,
+                site=site,
+                gate=gate,
+                reason=reason,
+                source=source,
+            )
+        )
+
+    def blocker(
+        self, target: str, *, tenant: str | None, site: str | None, source: str | None
+    ) -> Blocker:
+        """A :class:`Blocker` for ``target``: its tenant, site and source given once."""
+        return Blocker(self, target, tenant, site, source)
+
+    def note(
+        self, target: str, *, tenant: str | None, site: str | None, category: str, reason: str
+    ) -> None:
+        """Record something deliberately not done (unmanaged, retained, waiting)."""
+        self.notes.append(
+            Note(target=target, tenant=tenant, site=site, category=category, reason=reason)
+        )
+
+    def incomplete(self, source: Source) -> str | None:
+        """Why ``source`` could not be read this pass, in words; None when it was read."""
+        reason = self.observed.incomplete.get(source)
+        return None if reason is None else f"{UNREADABLE[source]} ({reason})"
+
+    def ordered(self) -> tuple[Action, ...]:
+        """The actions in dependency order, ties broken by lane, tenant, site, kind, target."""
+        by_id = {action.id: action for action in self.actions}
+        sorter: TopologicalSorter[str] = TopologicalSorter()
+        for action in self.actions:
+            sorter.add(action.id, *(dep for dep in action.depends_on if dep in by_id))
+        sorter.prepare()
+        ordered: list[Action] = []
+        while sorter.is_active():
+            ready = sorted((by_id[i] for i in sorter.get_ready()), key=_sort_key)
+            for action in ready:
+                ordered.append(action)
+                sorter.done(action.id)
+        return tuple(ordered)
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """Blocks actions on one target whose tenant, site and source are bound once."""
+
+    builder: PlanBuilder
+    target: str
+    tenant: str | None
+    site: str | None
+    source: str | None
+
+    def __call__(self, kind: ActionKind, *, gate: str, reason: str) -> None:
+        """Block ``kind`` on the bound target behind ``gate`` with ``reason``."""
+        self.builder.block(
+            kind,
+            self.target,
+            tenant=self.tenant,
+            site=self.site,
+            gate=gate,
+            reason=reason,
+            source=self.source,
+        )
+
+
+def _sort_key(action: Action) -> tuple[int, str, str, int, bool, str]:
+    return (
+        0 if action.lane is Lane.URGENT else 1,
+        action.tenant or "",
+        action.site or "",
+        _KIND_ORDER[action.kind],
+        action.target.endswith(":preview"),  # production before preview
+        action.target,
+    )

@@ -1,0 +1,560 @@
+"""plan_hostnames: the planner's hostname area: create, update, retry, recreate, delete, record.
+
+Called by :func:`reconciler.core.plan.build_plan` once per plan, after the tenants and sites
+(rules 2, 3, 5 and 7 of ``core.plan``). Fills a :class:`~reconciler.core.plan_builder.PlanBuilder`
+with custom hostname actions and their D1 ``domains`` records, notes unmanaged and retained
+hostnames, and caps deletions by the blast radius (``core.policy.deletion_blocked``). Pure.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
+from reconciler.core.observed import ObservedHostname, Source, domain_status
+from reconciler.core.plan import ActionKind, Cause, JsonValue
+from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.policy import deletion_blocked
+from reconciler.spec.models import Kind
+
+
+def _origin_for(
+    builder: PlanBuilder,
+    site: DesiredSite,
+    hostname: DesiredHostname,
+    have: ObservedHostname | None,
+) -> str:
+    """The origin a hostname should point at.
+
+    The Pages project's real subdomain when the project was read this pass; otherwise what
+    an existing hostname already points at (unless that is the suspension origin), so a
+    pass that did not read Pages never invents a change; else the conventional name.
+    """
+    if hostname.suspended:
+        return hostname.suspension_origin
+    project = builder.observed.projects.get(site.pages_project)
+    if project is not None:
+        return project.subdomain
+    if have is not None and have.origin and have.origin != hostname.suspension_origin:
+        return have.origin
+    return f"{site.pages_project}.pages.dev"
+
+
+def plan_hostnames(builder: PlanBuilder) -> None:
+    """Plan every declared hostname in scope, then the undeclared ones and their D1 rows.
+
+    Args:
+        builder: The collector of this plan, after tenants and sites (lock dependencies).
+    """
+    gap = builder.incomplete(Source.HOSTNAMES)
+    claimed: set[str] = set()
+    scope = builder.observed.scope
+    for site in builder.desired.sites.values():
+        for hostname in site.hostnames:
+            claimed.add(hostname.hostname)
+            if scope is not None and site.name not in scope:
+                continue
+            _plan_hostname(builder, site, hostname, gap)
+    if builder.desired.scope is not None:
+        # A scoped derive holds the scoped sites only: a hostname none of them declares
+        # may still be declared by another site (moved there), so ask the specs.
+        unclaimed = {
+            name
+            for name, have in builder.observed.hostnames.items()
+            if name not in claimed and (scope is None or have.site in scope)
+        }
+        unclaimed |= {
+            name
+            for name, row in builder.observed.unlisted_domains.items()
+            if name not in claimed and (scope is None or row.site in scope)
+        }
+        claimed |= _declared(builder.desired, unclaimed)
+    deletions: list[tuple[ObservedHostname, str | None]] = []
+    for name, observed in sorted(builder.observed.hostnames.items()):
+        if name in claimed:
+            continue
+        target = f"Hostname/{name}"
+        if scope is not None and observed.site not in scope:
+            continue
+        if not observed.owned:
+            builder.note(
+                target,
+                tenant=None,
+                site=None,
+                category="unmanaged",
+                reason=(
+                    "in the zone but in no spec, and without our ownership marker: left "
+                    "alone, never deleted"
+                ),
+            )
+            continue
+        owner = builder.desired.sites.get(observed.site or "")
+        policy = owner.deletion_policy if owner is not None else observed.deletion_policy
+        why = (
+            f"removed from site {observed.site}"
+            if owner is not None
+            else f"site {observed.site} is no longer in the specs"
+        )
+        if policy != "delete":
+            builder.note(
+                target,
+                tenant=observed.tenant,
+                site=observed.site,
+                category="retained",
+                reason=(
+                    f"{why}; kept because its deletion_policy is retain (delete it by hand, "
+                    "or set deletion_policy: delete)"
+                ),
+            )
+            continue
+        deletions.append((observed, why))
+    _plan_deletions(builder, deletions, gap)
+    if gap is None and builder.incomplete(Source.D1) is None:
+        _plan_deleted_records(builder, claimed)
+
+
+def _plan_deleted_records(builder: PlanBuilder, claimed: set[str]) -> None:
+    """Rule 7: mark ``deleted`` the rows of hostnames gone from the zone that no spec keeps.
+
+    Only rows that record a custom hostname id: a row without one never named a hostname
+    in the zone (the app may write a row before the reconciler creates the hostname).
+    """
+    scope = builder.observed.scope
+    for name, row in sorted(builder.observed.unlisted_domains.items()):
+        if name in claimed or (scope is not None and row.site not in scope):
+            continue  # declared: created again, and that create records the row
+        if not row.custom_hostname_id:
+            continue
+        recorded = f"{row.status}, id {row.custom_hostname_id}"
+        builder.add(
+            ActionKind.RECORD_HOSTNAME,
+            f"Hostname/{name}",
+            tenant=row.tenant,
+            site=row.site,
+            before={"status": row.status, "id": row.custom_hostname_id, "origin": row.origin},
+            after={"hostname": name, "site": row.site, "status": "deleted"},
+            reason=(
+                f"gone from the zone and in no spec, but D1 domains still records it "
+                f"({recorded}): mark it deleted"
+            ),
+            source=None,
+            cause=Cause.DRIFT,
+        )
+
+
+def _plan_hostname(
+    builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None
+) -> None:
+    planned = len(builder.actions)
+    _plan_hostname_change(builder, site, want, gap)
+    if len(builder.actions) == planned:
+        _plan_hostname_record(builder, site, want)
+
+
+def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname) -> None:
+    """Rule 7: copy what Cloudflare shows into the hostname's D1 ``domains`` row."""
+    have = builder.observed.hostnames.get(want.hostname)
+    if (
+        have is None
+        or not have.owned
+        or have.site != site.name
+        or builder.incomplete(Source.D1) is not None
+    ):
+        return
+    status = domain_status(have.status, have.ssl_status, suspended=want.suspended)
+    if have.recorded_status is None:
+        recorded = "no row"
+    else:
+        differs = []
+        if status != have.recorded_status:
+            # a certificate stage alone is not worth a write (the next record has it)
+            differs.append(
+                f"{have.recorded_status} (certificate {have.recorded_ssl_status or 'none'})"
+            )
+        if have.recorded_id != have.id:
+            differs.append(f"id {have.recorded_id or 'none'}")
+        if have.recorded_origin != have.origin:
+            differs.append(f"origin {have.recorded_origin or 'none'}")
+        if have.recorded_site != site.name:
+            differs.append(f"site {have.recorded_site or 'none'}")
+        if not differs:
+            return
+        recorded = ", ".join(differs)
+    shown = f"{status} (status {have.status}, certificate {have.ssl_status or 'none'})"
+    if recorded == "no row" or have.recorded_id != have.id:
+        shown += f", id {have.id}"
+    if recorded == "no row" or have.recorded_origin != have.origin:
+        shown += f", origin {have.origin or 'none'}"
+    builder.add(
+        ActionKind.RECORD_HOSTNAME,
+        f"Hostname/{want.hostname}",
+        tenant=site.tenant,
+        site=site.name,
+        before={
+            "status": have.recorded_status,
+            "ssl_status": have.recorded_ssl_status,
+            "id": have.recorded_id,
+            "origin": have.recorded_origin,
+        },
+        after={
+            "hostname": want.hostname,
+            "site": site.name,
+            "tenant": site.tenant,
+            "project": site.pages_project,
+            "id": have.id,
+            "origin": have.origin,
+            "ssl_method": have.ssl_method or want.ssl_method,
+            "status": status,
+            "ssl_status": have.ssl_status,
+            "verification_errors": list[JsonValue](have.verification_errors),
+            "verification_token": have.txt_value,
+        },
+        reason=(
+            f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
+            "domains table reads what Cloudflare shows"
+        ),
+        source=builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname"),
+        cause=Cause.DRIFT,
+    )
+
+
+def _plan_hostname_change(
+    builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None
+) -> None:
+    target = f"Hostname/{want.hostname}"
+    source = builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
+    block = builder.blocker(target, tenant=site.tenant, site=site.name, source=source)
+    have = builder.observed.hostnames.get(want.hostname)
+    origin = _origin_for(builder, site, want, have)
+    lock_deps = builder.tenant_actions.get(site.tenant, [])
+    if have is None:
+        if gap is not None:
+            block(
+                ActionKind.CREATE_HOSTNAME,
+                gate="incomplete",
+                reason=(
+                    f"not seen in the zone, but {gap}: nothing is created until the "
+                    "listing succeeds"
+                ),
+            )
+            return
+        after = _hostname_after(site, want, origin)
+        vanished = builder.observed.unlisted_domains.get(want.hostname)
+        again = ""
+        if vanished is not None and vanished.custom_hostname_id:
+            # Recorded as created but gone (a recreation killed between its delete and
+            # its create, or deleted outside the reconciler): count it as a recreation.
+            after["recreate_count"] = vanished.recreate_count + 1
+            again = (
+                f"; D1 domains records it as {vanished.custom_hostname_id}, gone from the "
+                f"zone: recreation {vanished.recreate_count + 1} of {want.max_recreates}"
+            )
+        builder.add(
+            ActionKind.CREATE_HOSTNAME,
+            target,
+            tenant=site.tenant,
+            site=site.name,
+            before={},
+            after=after,
+            reason=(
+                f"listed by site {site.name} but not in the zone: create it, with its "
+                f"certificate validated by {want.ssl_method.upper()}"
+            )
+            + (
+                "; it points at the suspension origin while the tenant is hard-locked"
+                if want.suspended
+                else ""
+            )
+            + again,
+            source=source,
+            cause=Cause.DRIFT if want.hostname in builder.observed.known_domains else Cause.CHANGE,
+            depends_on=lock_deps,
+        )
+        return
+    if not have.owned:
+        block(
+            ActionKind.CREATE_HOSTNAME,
+            gate="conflict",
+            reason=(
+                "already in the zone without our ownership marker (made by hand or by "
+                "another tool); delete it or add the marker to adopt it"
+            ),
+        )
+        return
+    now = builder.desired.now
+    if _failed(have):
+        if have.recreate_count >= want.max_recreates:
+            block(
+                ActionKind.RECREATE_HOSTNAME,
+                gate="stuck",
+                reason=(
+                    f"status {have.status}/{have.ssl_status} after {have.recreate_count} "
+                    f"recreations (max {want.max_recreates}); the customer must point "
+                    f"{want.hostname} at the SaaS target: "
+                    + _dns_instructions(want, have, builder.observed.cname_target)
+                ),
+            )
+            if gap is None and now - have.status_since > want.validation_timeout:
+                # Stuck waits on the customer's DNS; re-check it once per timeout (one
+                # PATCH, nothing deleted) so the hostname recovers once the DNS is right.
+                after = _hostname_after(site, want, origin, have.id)
+                builder.add(
+                    ActionKind.RETRY_VALIDATION,
+                    target,
+                    tenant=site.tenant,
+                    site=site.name,
+                    before=_hostname_before(have),
+                    after=after,
+                    reason=(
+                        f"stuck for {(now - have.status_since) / 3600:.1f} h: re-trigger "
+                        "validation once per validation timeout, so it recovers as soon as "
+                        "the customer's DNS is right"
+                    ),
+                    source=source,
+                    cause=Cause.DRIFT,
+                )
+            return
+        if gap is not None:
+            block(
+                ActionKind.RECREATE_HOSTNAME,
+                gate="incomplete",
+                reason=f"failed ({have.status}/{have.ssl_status}) but {gap}",
+            )
+            return
+        after = _hostname_after(site, want, origin, have.id)
+        after["recreate_count"] = have.recreate_count + 1
+        builder.add(
+            ActionKind.RECREATE_HOSTNAME,
+            target,
+            tenant=site.tenant,
+            site=site.name,
+            before=_hostname_before(have),
+            after=after,
+            reason=(
+                f"status {have.status}, certificate {have.ssl_status}: delete and create "
+                f"again (recreation {have.recreate_count + 1} of {want.max_recreates})"
+            ),
+            source=source,
+            cause=Cause.DRIFT,
+            depends_on=lock_deps,
+        )
+        return
+    if (
+        have.origin != origin
+        or (have.ssl_method or "http") != want.ssl_method
+        or have.site != site.name
+    ):
+        changes = []
+        if have.origin != origin:
+            if want.suspended:
+                why = "tenant hard-locked: serve the suspension origin"
+            elif have.origin == want.suspension_origin:
+                why = "tenant no longer hard-locked: serve the site again"
+            else:
+                why = "serve the site's Pages project"
+            changes.append(f"origin {have.origin} -> {origin} ({why})")
+        if (have.ssl_method or "http") != want.ssl_method:
+            changes.append(f"ssl method {have.ssl_method} -> {want.ssl_method}")
+        if have.site != site.name:
+            changes.append(f"moves from site {have.site} to {site.name}")
+        after = _hostname_after(site, want, origin, have.id)
+        builder.add(
+            ActionKind.UPDATE_HOSTNAME,
+            target,
+            tenant=site.tenant,
+            site=site.name,
+            before=_hostname_before(have),
+            after=after,
+            reason="; ".join(changes),
+            source=source,
+            cause=Cause.CHANGE if lock_deps or have.site != site.name else Cause.DRIFT,
+            depends_on=lock_deps,
+        )
+        return
+    if _pending(have) and now - have.status_since >= want.validation_timeout:
+        after = _hostname_after(site, want, origin, have.id)
+        hours = (now - have.status_since) / 3600
+        builder.add(
+            ActionKind.RETRY_VALIDATION,
+            target,
+            tenant=site.tenant,
+            site=site.name,
+            before=_hostname_before(have),
+            after=after,
+            reason=(
+                f"pending for {hours:.1f} h, over the validation timeout of "
+                f"{want.validation_timeout / 3600:g} h: re-trigger validation with the same "
+                "ssl settings"
+            )
+            + (
+                f"; DNS check: {finding}"
+                if (finding := _dns_finding(want, have, builder.observed.cname_target))
+                else ""
+            ),
+            source=source,
+            cause=Cause.DRIFT,
+        )
+
+
+def _plan_deletions(
+    builder: PlanBuilder, deletions: list[tuple[ObservedHostname, str | None]], gap: str | None
+) -> None:
+    if not deletions:
+        return
+    totals: dict[str, int] = defaultdict(int)
+    for observed in builder.observed.hostnames.values():
+        if observed.owned and observed.tenant:
+            totals[observed.tenant] += 1
+    per_tenant: dict[str, tuple[int, int]] = {}
+    for observed, _ in deletions:
+        tenant = observed.tenant or "(none)"
+        count, _total = per_tenant.get(tenant, (0, totals.get(tenant, 0)))
+        per_tenant[tenant] = (count + 1, max(totals.get(tenant, 0), count + 1))
+    cap = deletion_blocked(
+        deletions=len(deletions),
+        tenant_deletions=per_tenant,
+        limits=builder.settings.blast_radius,
+    )
+    for observed, why in deletions:
+        target = f"Hostname/{observed.hostname}"
+        block = builder.blocker(target, tenant=observed.tenant, site=observed.site, source=None)
+        if gap is not None:
+            block(
+                ActionKind.DELETE_HOSTNAME,
+                gate="incomplete",
+                reason=f"{why}, but {gap}: nothing is deleted until the listing succeeds",
+            )
+            continue
+        if cap is not None and not builder.settings.allow_mass_deletion:
+            block(
+                ActionKind.DELETE_HOSTNAME,
+                gate="blast_radius",
+                reason=(
+                    f"{why}; {cap}: nothing is deleted unless the plan is re-run with "
+                    "--allow-mass-deletion"
+                ),
+            )
+            continue
+        builder.add(
+            ActionKind.DELETE_HOSTNAME,
+            target,
+            tenant=observed.tenant,
+            site=observed.site,
+            before=_hostname_before(observed),
+            after={"id": observed.id, "hostname": observed.hostname, "site": observed.site},
+            reason=(f"{why} and its deletion_policy is delete; it carries our ownership marker"),
+            source=None,
+            cause=Cause.CHANGE,
+        )
+
+
+def _declared(desired: Desired, names: set[str]) -> set[str]:
+    """Those of ``names`` some site of the specs declares (walks the specs only if asked)."""
+    if not names:
+        return set()
+    return {
+        domain.canonical
+        for site in desired.specs.sites.values()
+        for domain in site.spec.domains
+        if domain.canonical in names
+    }
+
+
+def _hostname_after(
+    site: DesiredSite, want: DesiredHostname, origin: str, existing_id: str | None = None
+) -> dict[str, JsonValue]:
+    """The executor's input for a hostname; ``existing_id`` (last key) names the one in the zone."""
+    after: dict[str, JsonValue] = {
+        "hostname": want.hostname,
+        "site": site.name,
+        "tenant": site.tenant,
+        "ssl_method": want.ssl_method,
+        "origin": origin,
+        "suspended": want.suspended,
+        "deletion_policy": site.deletion_policy,
+        "project": site.pages_project,  # the sites row a domains row belongs to
+    }
+    if existing_id is not None:
+        after["id"] = existing_id
+    return after
+
+
+def _hostname_before(have: ObservedHostname) -> dict[str, JsonValue]:
+    return {
+        "id": have.id,
+        "status": have.status,
+        "ssl_status": have.ssl_status,
+        "ssl_method": have.ssl_method,
+        "origin": have.origin,
+        "site": have.site,
+    }
+
+
+_FAILED_STATUS = frozenset({"moved", "deleted", "blocked", "pending_blocked", "test_failed"})
+_FAILED_SSL = frozenset(
+    {
+        "initializing_timed_out",
+        "validation_timed_out",
+        "issuance_timed_out",
+        "deployment_timed_out",
+        "expired",
+        "deleted",
+    }
+)
+_PENDING_STATUS = frozenset({"pending", "test_pending", "pending_provisioned"})
+_PENDING_SSL = frozenset({"initializing", "pending_validation", "pending_issuance"})
+
+
+def _failed(have: ObservedHostname) -> bool:
+    return have.status in _FAILED_STATUS or (have.ssl_status or "") in _FAILED_SSL
+
+
+def _pending(have: ObservedHostname) -> bool:
+    return have.status in _PENDING_STATUS or (have.ssl_status or "") in _PENDING_SSL
+
+
+def _dns_instructions(want: DesiredHostname, have: ObservedHostname, target: str | None) -> str:
+    """The records the customer must set, and what a DNS check found (issue 5, item 4)."""
+    errors = (
+        f" (Cloudflare says: {'; '.join(have.verification_errors)})"
+        if have.verification_errors
+        else ""
+    )
+    expected = target or "the zone's SaaS target"
+    records = f"a CNAME record for {want.hostname} to {expected}"
+    if want.ssl_method == "txt":
+        if have.txt_name and have.txt_value:
+            records += f' and the TXT record {have.txt_name} = "{have.txt_value}"'
+        else:
+            records += (
+                f" and the TXT record _cf-custom-hostname.{want.hostname} shown in the "
+                "hostname's ownership verification"
+            )
+    finding = _dns_finding(want, have, target)
+    return records + errors + (f"; DNS check: {finding}" if finding else "")
+
+
+def _dns_finding(want: DesiredHostname, have: ObservedHostname, target: str | None) -> str:
+    """What the observer's DNS lookup found, in words; ``""`` when DNS was not checked."""
+    if not have.dns_checked:
+        return ""
+    host = want.hostname
+    expected = target or "the zone's SaaS target"
+    if have.dns_cname is None:
+        found = [f"{host} has no CNAME (expected a CNAME to {expected})"]
+    elif target is None:
+        found = [f"{host}'s CNAME points to {have.dns_cname}; it must reach {expected}"]
+    elif have.dns_cname != target:
+        found = [f"{host}'s CNAME points to {have.dns_cname}, expected {target}"]
+    else:
+        found = [f"{host}'s CNAME points to {target} as expected"]
+    if want.ssl_method == "txt" and have.txt_name and have.txt_value:
+        name, value = have.txt_name, have.txt_value
+        if value in have.dns_txt:
+            found.append(f"TXT {name} holds the expected value")
+        elif have.dns_txt:
+            held = ", ".join(f'"{v}"' for v in have.dns_txt)
+            found.append(f'TXT {name} holds {held}, expected "{value}"')
+        else:
+            found.append(f'TXT {name} is missing (expected "{value}")')
+    return "; ".join(found)
