@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import PROJECT, Checkpoints, Crash, Rig, make_action
+from actions_support import PROJECT, Checkpoints, Crash, Rig, make_action
 
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue

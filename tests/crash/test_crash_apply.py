@@ -35,7 +35,7 @@ import re
 from collections import Counter
 
 import pytest
-from conftest import DECLARED, CrashWorld
+from crash_support import DECLARED, CrashWorld
 
 from reconciler.runtime.actions.billing import INTERRUPTED_SEND
 from reconciler.runtime.checkpoints import CRASH_EXIT_CODE

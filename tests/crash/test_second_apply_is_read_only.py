@@ -17,7 +17,7 @@ call logs and a dump of D1 taken before and after it, the second run:
 from __future__ import annotations
 
 import pytest
-from conftest import APP_TABLES, CrashWorld, Run
+from crash_support import APP_TABLES, CrashWorld, Run
 
 LEDGER = ("intents", "events")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conftest import DaemonFactory, Fleet, Running, wait_for
+from daemon_loop_support import DaemonFactory, Fleet, Running, wait_for
 
 from reconciler.runtime.loop import LoopSettings
 
