@@ -661,7 +661,9 @@ class Records:
         site, tenant, status, certificate status, ssl method, id, origin and errors.
         ``status_since`` moves to now only when the status changes (a certificate stage alone
         keeps the clock the planner's timeouts count from); ``verification_token`` is kept when
-        the facts carry none; ``recreate_count`` and ``retry_count`` are left alone.
+        the facts carry none; ``retry_count`` is left alone. ``recreate_count`` grows by one
+        when the zone shows another id than the one recorded: a recreation whose record was
+        lost to a crash (its create went through, its D1 write did not), counted like any other.
 
         Args:
             hostname: the canonical hostname (``domains.domain``).
@@ -685,6 +687,10 @@ class Records:
                 "ELSE domains.status_since END, "
                 "status = excluded.status, ssl_status = excluded.ssl_status, "
                 "ssl_method = excluded.ssl_method, "
+                "recreate_count = CASE WHEN domains.custom_hostname_id IS NOT NULL "
+                "AND domains.custom_hostname_id IS NOT excluded.custom_hostname_id "
+                "AND domains.status IS NOT 'deleted' "
+                "THEN domains.recreate_count + 1 ELSE domains.recreate_count END, "
                 "custom_hostname_id = excluded.custom_hostname_id, "
                 "custom_origin_server = excluded.custom_origin_server, "
                 "verification_token = COALESCE(excluded.verification_token, "

@@ -123,7 +123,9 @@ async def test_a_record_for_a_hostname_without_a_row_creates_it_from_after(rig: 
     assert len(rig.cf.calls()) == calls, "a record action must not call Cloudflare"
 
 
-async def test_a_record_replaces_a_stale_id_and_origin_and_keeps_the_counters(rig: Rig) -> None:
+async def test_a_record_replaces_a_stale_id_and_counts_the_recreation_whose_record_was_lost(
+    rig: Rig,
+) -> None:
     await seed_domain(rig, status="active")
     await rig.db.execute(
         "UPDATE domains SET recreate_count = 1, retry_count = 2, "
@@ -135,8 +137,15 @@ async def test_a_record_replaces_a_stale_id_and_origin_and_keeps_the_counters(ri
     found = await row(rig)
     assert found["custom_hostname_id"] == "cf-2"
     assert found["custom_origin_server"] == "acme-home.pages.dev"
-    assert found["recreate_count"] == 1 and found["retry_count"] == 2
+    # the zone holds another id than the recorded one: a recreation happened (its own record
+    # was lost to a crash), so it is counted; retries are not touched
+    assert found["recreate_count"] == 2 and found["retry_count"] == 2
     assert found["status_since"] == "2026-01-01T00:00:00Z"  # same status: the clock stays
+    await rig.db.execute(
+        "UPDATE domains SET custom_origin_server = 'elsewhere.pages.dev' WHERE domain = ?", (HOST,)
+    )
+    await rig.run(record("active", "active", id="cf-2", origin="acme-home.pages.dev"))
+    assert (await row(rig))["recreate_count"] == 2  # same id, only the origin: not a recreation
 
 
 async def test_a_deleted_record_marks_the_row_deleted_once(rig: Rig) -> None:
