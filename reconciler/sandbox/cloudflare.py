@@ -55,8 +55,9 @@ from reconciler.sandbox.cloudflare_hostnames import (
     Lifecycle,
 )
 from reconciler.sandbox.cloudflare_pages import Behaviour, PagesStore
+from reconciler.sandbox.control import bad_request, read_json, shared_routes
 from reconciler.sandbox.dns import SandboxDNS
-from reconciler.sandbox.faults import FaultDecision, FaultPlan, FaultRule
+from reconciler.sandbox.faults import FaultDecision, FaultPlan
 
 API_ROOT = "/client/v4"
 AUTH_ERROR = 10000
@@ -946,39 +947,6 @@ def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]
 
 
 def _control_routes(sim: CloudflareSim) -> list[Route]:
-    async def clock(request: Request) -> Response:
-        if request.method == "POST":
-            body = await _json(request)
-            seconds = body.get("seconds") if isinstance(body, dict) else None
-            if not isinstance(seconds, int | float) or seconds < 0:
-                return _bad('body must be {"seconds": <non-negative number>}')
-            sim.clock.advance(float(seconds))
-        now = sim.clock.now()
-        return JSONResponse({"now": now, "iso": iso(now)})
-
-    async def reset(request: Request) -> Response:
-        sim.reset()
-        return JSONResponse({"reset": True})
-
-    async def faults(request: Request) -> Response:
-        if request.method == "DELETE":
-            sim.faults.clear()
-        elif request.method == "POST":
-            body = await _json(request)
-            if not isinstance(body, dict):
-                return _bad("body must be a JSON object")
-            raw_rules = body.get("rules", [body] if "rules" not in body else [])
-            seed = body.get("seed", 0)
-            try:
-                rules = [
-                    FaultRule.from_json({k: v for k, v in r.items() if k != "seed"})
-                    for r in raw_rules
-                ]
-            except (TypeError, ValueError, AttributeError) as exc:
-                return _bad(str(exc))
-            sim.faults.set(rules, seed=int(seed))
-        return JSONResponse({"seed": sim.faults.seed, "rules": sim.faults.rules()})
-
     async def dns(request: Request) -> Response:
         name = request.path_params.get("name")
         if name is None:
@@ -990,15 +958,15 @@ def _control_routes(sim: CloudflareSim) -> list[Route]:
             if record is None:
                 return JSONResponse({"error": "no such record"}, status_code=404)
             return JSONResponse(record.as_json())
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
-            return _bad('body must be {"cname"?: str, "txt"?: [str]}')
+            return bad_request('body must be {"cname"?: str, "txt"?: [str]}')
         cname = body.get("cname")
         if body.get("target") == "cname_target":
             cname = sim.config.cname_target
         txt = body.get("txt", [])
         if (cname is not None and not isinstance(cname, str)) or not isinstance(txt, list):
-            return _bad("cname must be a string and txt a list of strings")
+            return bad_request("cname must be a string and txt a list of strings")
         return JSONResponse(sim.dns.put(name, cname=cname, txt=[str(t) for t in txt]).as_json())
 
     async def hostname_behaviour(request: Request) -> Response:
@@ -1006,18 +974,18 @@ def _control_routes(sim: CloudflareSim) -> list[Route]:
         if request.method == "DELETE":
             sim.set_hostname_behaviour(name, None)
             return JSONResponse({"hostname": name, "mode": "normal"})
-        body = await _json(request)
+        body = await read_json(request)
         try:
             behaviour = HostnameBehaviour.from_json(body if isinstance(body, dict) else {})
         except ValueError as exc:
-            return _bad(str(exc))
+            return bad_request(str(exc))
         sim.set_hostname_behaviour(name, behaviour)
         return JSONResponse({"hostname": name, **asdict(behaviour)})
 
     async def deployment_behaviour(request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
-            return _bad("body must be a JSON object")
+            return bad_request("body must be a JSON object")
         try:
             behaviour = Behaviour.from_json(body)
             sim.set_deployment_behaviour(
@@ -1027,7 +995,7 @@ def _control_routes(sim: CloudflareSim) -> list[Route]:
                 times=int(body.get("times", 1)),
             )
         except (ValueError, KeyError) as exc:
-            return _bad(str(exc), status=404 if isinstance(exc, KeyError) else 400)
+            return bad_request(str(exc), status=404 if isinstance(exc, KeyError) else 400)
         return JSONResponse({"mode": behaviour.mode, "stage": behaviour.stage})
 
     async def projects(request: Request) -> Response:
@@ -1035,29 +1003,16 @@ def _control_routes(sim: CloudflareSim) -> list[Route]:
             with sim.lock:
                 names = sorted(sim.pages.projects)
             return JSONResponse({"projects": names})
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            return _bad('body must be {"name": str, "production_branch"?: str}')
+            return bad_request('body must be {"name": str, "production_branch"?: str}')
         try:
             project = sim.create_project(
                 body["name"], production_branch=str(body.get("production_branch", "main"))
             )
         except ValueError as exc:
-            return _bad(str(exc), status=409)
+            return bad_request(str(exc), status=409)
         return JSONResponse(project, status_code=201)
-
-    async def calls(request: Request) -> Response:
-        if request.method == "DELETE":
-            sim.clear_calls()
-            return JSONResponse({"cleared": True})
-        try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            return _bad("since must be an integer")
-        return JSONResponse({"calls": sim.calls_since(since)})
-
-    async def summary(request: Request) -> Response:
-        return JSONResponse(sim.summary())
 
     async def config(request: Request) -> Response:
         cfg = asdict(sim.config)
@@ -1065,9 +1020,14 @@ def _control_routes(sim: CloudflareSim) -> list[Route]:
         return JSONResponse(cfg)
 
     return [
-        Route("/__sandbox/clock", clock, methods=["GET", "POST"]),
-        Route("/__sandbox/reset", reset, methods=["POST"]),
-        Route("/__sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+        *shared_routes(
+            clock=sim.clock,
+            faults=sim.faults,
+            reset=sim.reset,
+            calls_since=sim.calls_since,
+            clear_calls=sim.clear_calls,
+            summary=sim.summary,
+        ),
         Route("/__sandbox/dns", dns, methods=["GET"]),
         Route("/__sandbox/dns/{name}", dns, methods=["GET", "PUT", "DELETE"]),
         Route(
@@ -1077,24 +1037,8 @@ def _control_routes(sim: CloudflareSim) -> list[Route]:
         ),
         Route("/__sandbox/deployments/behaviour", deployment_behaviour, methods=["POST"]),
         Route("/__sandbox/projects", projects, methods=["GET", "POST"]),
-        Route("/__sandbox/calls", calls, methods=["GET", "DELETE"]),
-        Route("/__sandbox/summary", summary, methods=["GET"]),
         Route("/__sandbox/config", config, methods=["GET"]),
     ]
-
-
-async def _json(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-def _bad(message: str, *, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def create_app(

@@ -47,7 +47,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.faults import FaultDecision, FaultPlan, FaultRule
+from reconciler.sandbox.control import bad_request, read_json, shared_routes
+from reconciler.sandbox.faults import FaultDecision, FaultPlan
 
 DEFAULT_INSTANCE = "sitebuilder"
 CONNECTION_CLOSED = "Connection Closed"
@@ -795,25 +796,12 @@ def _api_endpoint(state: EvolutionState) -> Callable[[Request], Awaitable[Respon
 
 
 def _control_routes(state: EvolutionState) -> list[Route]:
-    async def clock(request: Request) -> Response:
-        if request.method == "POST":
-            body = await _json(request)
-            seconds = body.get("seconds") if isinstance(body, dict) else None
-            if not isinstance(seconds, int | float) or seconds < 0:
-                return _bad('body must be {"seconds": <non-negative number>}')
-            state.clock.advance(float(seconds))
-        return JSONResponse({"now": state.clock.now()})
-
-    async def reset(request: Request) -> Response:
-        state.reset()
-        return JSONResponse({"reset": True})
-
     async def instances(request: Request) -> Response:
         if request.method == "POST":
-            body = await _json(request)
+            body = await read_json(request)
             name = body.get("name") if isinstance(body, dict) else None
             if not isinstance(name, str) or not name:
-                return _bad('body must be {"name": str}')
+                return bad_request('body must be {"name": str}')
             return JSONResponse(state.add_instance(name).as_json(), status_code=201)
         with state.lock:
             listed = [i.as_json() for _, i in sorted(state.instances.items())]
@@ -824,24 +812,24 @@ def _control_routes(state: EvolutionState) -> list[Route]:
         if request.method == "DELETE":
             return JSONResponse({"deleted": state.remove_instance(name)})
         if request.method == "PUT":
-            body = await _json(request)
+            body = await read_json(request)
             wanted = body.get("state") if isinstance(body, dict) else None
             stale = body.get("stale", False) if isinstance(body, dict) else False
             mode = next((m for m in MODES if m == wanted), None)
             if mode is None:
-                return _bad(f"state must be one of {', '.join(MODES)}")
+                return bad_request(f"state must be one of {', '.join(MODES)}")
             try:
                 changed = state.set_state(name, mode, stale=bool(stale))
             except KeyError:
-                return _bad(f"no instance {name!r}", status=404)
+                return bad_request(f"no instance {name!r}", status=404)
             except ValueError as exc:
-                return _bad(str(exc))
+                return bad_request(str(exc))
             return JSONResponse(changed.as_json())
         with state.lock:
             found = state.instances.get(name)
             view = found.as_json() if found is not None else None
         if view is None:
-            return _bad(f"no instance {name!r}", status=404)
+            return bad_request(f"no instance {name!r}", status=404)
         return JSONResponse(view)
 
     async def numbers(request: Request) -> Response:
@@ -849,43 +837,25 @@ def _control_routes(state: EvolutionState) -> list[Route]:
             with state.lock:
                 state.not_on_whatsapp.clear()
         elif request.method == "POST":
-            body = await _json(request)
+            body = await read_json(request)
             listed = body.get("numbers") if isinstance(body, dict) else None
             if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
-                return _bad('body must be {"numbers": [str], "exists"?: bool}')
+                return bad_request('body must be {"numbers": [str], "exists"?: bool}')
             state.set_on_whatsapp(listed, exists=bool(body.get("exists", False)))
         with state.lock:
             return JSONResponse({"not_on_whatsapp": sorted(state.not_on_whatsapp)})
-
-    async def faults(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.faults.clear()
-        elif request.method == "POST":
-            body = await _json(request)
-            if not isinstance(body, dict):
-                return _bad("body must be a JSON object")
-            raw_rules = body.get("rules", [body] if "rules" not in body else [])
-            try:
-                rules = [
-                    FaultRule.from_json({k: v for k, v in r.items() if k != "seed"})
-                    for r in raw_rules
-                ]
-            except (TypeError, ValueError, AttributeError) as exc:
-                return _bad(str(exc))
-            state.faults.set(rules, seed=int(body.get("seed", 0)))
-        return JSONResponse({"seed": state.faults.seed, "rules": state.faults.rules()})
 
     async def send_failures(request: Request) -> Response:
         if request.method == "DELETE":
             with state.lock:
                 state.send_failures.clear()
         else:
-            body = await _json(request)
+            body = await read_json(request)
             if not isinstance(body, dict) or not isinstance(body.get("message"), str):
-                return _bad('body must be {"message": str, "times"?: int, "applied"?: bool}')
+                return bad_request('body must be {"message": str, "times"?: int, "applied"?: bool}')
             times = body.get("times", 1)
             if not isinstance(times, int) or times < 1:
-                return _bad("times must be a positive integer")
+                return bad_request("times must be a positive integer")
             state.queue_send_failure(
                 SendFailure(body["message"], times=times, applied=bool(body.get("applied")))
             )
@@ -898,10 +868,10 @@ def _control_routes(state: EvolutionState) -> list[Route]:
 
     async def config(request: Request) -> Response:
         if request.method == "PUT":
-            body = await _json(request)
+            body = await read_json(request)
             variant = body.get("connection_closed_body") if isinstance(body, dict) else None
             if variant not in ("string", "array"):
-                return _bad('body must be {"connection_closed_body": "string" | "array"}')
+                return bad_request('body must be {"connection_closed_body": "string" | "array"}')
             with state.lock:
                 state.connection_closed_body = variant
         return JSONResponse({"connection_closed_body": state.connection_closed_body})
@@ -912,33 +882,24 @@ def _control_routes(state: EvolutionState) -> list[Route]:
             return JSONResponse({"cleared": True})
         since = _since(request)
         if since is None:
-            return _bad("since must be an integer")
+            return bad_request("since must be an integer")
         return JSONResponse({"messages": state.messages_since(since)})
 
-    async def calls(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.clear_calls()
-            return JSONResponse({"cleared": True})
-        since = _since(request)
-        if since is None:
-            return _bad("since must be an integer")
-        return JSONResponse({"calls": state.calls_since(since)})
-
-    async def summary(request: Request) -> Response:
-        return JSONResponse(state.summary())
-
     return [
-        Route("/__sandbox/clock", clock, methods=["GET", "POST"]),
-        Route("/__sandbox/reset", reset, methods=["POST"]),
+        *shared_routes(
+            clock=state.clock,
+            faults=state.faults,
+            reset=state.reset,
+            calls_since=state.calls_since,
+            clear_calls=state.clear_calls,
+            summary=state.summary,
+        ),
         Route("/__sandbox/instances", instances, methods=["GET", "POST"]),
         Route("/__sandbox/instances/{name}", instance, methods=["GET", "PUT", "DELETE"]),
         Route("/__sandbox/numbers", numbers, methods=["GET", "POST", "DELETE"]),
-        Route("/__sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/__sandbox/send-failures", send_failures, methods=["GET", "POST", "DELETE"]),
         Route("/__sandbox/config", config, methods=["GET", "PUT"]),
         Route("/__sandbox/messages", messages, methods=["GET", "DELETE"]),
-        Route("/__sandbox/calls", calls, methods=["GET", "DELETE"]),
-        Route("/__sandbox/summary", summary, methods=["GET"]),
     ]
 
 
@@ -947,20 +908,6 @@ def _since(request: Request) -> int | None:
         return int(request.query_params.get("since", "0"))
     except ValueError:
         return None
-
-
-async def _json(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-def _bad(message: str, *, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def create_app(
