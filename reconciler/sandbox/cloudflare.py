@@ -55,7 +55,7 @@ from reconciler.sandbox.cloudflare_hostnames import (
     Lifecycle,
 )
 from reconciler.sandbox.cloudflare_pages import Behaviour, PagesStore
-from reconciler.sandbox.control import bad_request, read_json, shared_routes
+from reconciler.sandbox.control import bad_request, call_counts, read_json, shared_routes
 from reconciler.sandbox.dns import SandboxDNS
 from reconciler.sandbox.faults import FaultDecision, FaultPlan
 
@@ -338,16 +338,9 @@ class CloudflareSim:
 
     def summary(self) -> dict[str, Any]:
         """Counts of logged calls by ``METHOD path-template`` and by status."""
-        by_route: collections.Counter[str] = collections.Counter()
-        by_status: collections.Counter[str] = collections.Counter()
         with self.lock:
-            for call in self.calls:
-                by_route[f"{call['method']} {call['route']}"] += 1
-                by_status[str(call["status"])] += 1
             return {
-                "calls": len(self.calls),
-                "by_route": dict(sorted(by_route.items())),
-                "by_status": dict(sorted(by_status.items())),
+                **call_counts(self.calls),
                 "hostnames": len(self.hostnames.by_id),
                 "projects": len(self.pages.projects),
                 "purges": len(self.purges),

@@ -7,6 +7,7 @@ Control endpoints need no authentication: the simulators only listen on loopback
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,20 @@ async def read_json(request: Request) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def call_counts(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A call log counted: total, by ``METHOD route`` and by status (for ``/summary``)."""
+    by_route: collections.Counter[str] = collections.Counter()
+    by_status: collections.Counter[str] = collections.Counter()
+    for call in calls:
+        by_route[f"{call['method']} {call['route']}"] += 1
+        by_status[str(call["status"])] += 1
+    return {
+        "calls": len(calls),
+        "by_route": dict(sorted(by_route.items())),
+        "by_status": dict(sorted(by_status.items())),
+    }
 
 
 def bad_request(message: str, *, status: int = 400) -> JSONResponse:

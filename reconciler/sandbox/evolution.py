@@ -47,7 +47,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.control import bad_request, read_json, shared_routes
+from reconciler.sandbox.control import bad_request, call_counts, read_json, shared_routes
 from reconciler.sandbox.faults import FaultDecision, FaultPlan
 
 DEFAULT_INSTANCE = "sitebuilder"
@@ -382,16 +382,9 @@ class EvolutionState:
 
     def summary(self) -> dict[str, Any]:
         """Counts of logged calls by ``METHOD route`` and status, and of messages sent."""
-        by_route: collections.Counter[str] = collections.Counter()
-        by_status: collections.Counter[str] = collections.Counter()
         with self.lock:
-            for call in self.calls:
-                by_route[f"{call['method']} {call['route']}"] += 1
-                by_status[str(call["status"])] += 1
             return {
-                "calls": len(self.calls),
-                "by_route": dict(sorted(by_route.items())),
-                "by_status": dict(sorted(by_status.items())),
+                **call_counts(self.calls),
                 "messages": len(self.messages),
                 "instances": {n: i.mode for n, i in sorted(self.instances.items())},
             }
