@@ -31,11 +31,21 @@ async def test_an_open_cloudflare_breaker_puts_work_back_without_counting_a_fail
         fleet.commit("acme-home: publish version 13")
         assert (await running.push_webhook(fleet)).status_code == 202
         queue = running.daemon.queue
-        await wait_for(lambda: queue.is_queued("Site/acme-home"), what="the key put back")
+        retry_at = breaker.retry_at
+        assert retry_at is not None
+
+        def put_back() -> bool:
+            # The commit first queues the key ready now; the pass then sees the open breaker
+            # and puts it back until the breaker's retry time. Wait for the second.
+            ready_at = queue.ready_at("Site/acme-home")
+            return (
+                queue.is_queued("Site/acme-home")
+                and ready_at is not None
+                and (ready_at >= retry_at - 0.5)
+            )
+
+        await wait_for(put_back, what="the key put back until the breaker half-opens")
         assert queue.failures("Site/acme-home") == 0  # paused, not failed
-        ready_at = queue.ready_at("Site/acme-home")
-        assert ready_at is not None and breaker.retry_at is not None
-        assert ready_at >= breaker.retry_at - 0.5
         assert fleet.live_version("acme-home") == 12  # nothing done while the breaker is open
         metrics = running.world.metrics.render().decode()
         assert 'reconciler_breaker_state{provider="cloudflare"} 2.0' in metrics
