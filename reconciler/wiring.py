@@ -406,6 +406,26 @@ class WriterWorld:
         """One handler per action kind, acting through :attr:`world`."""
         return handlers_for(self.world)
 
+    def fence(self, check: Callable[[], object]) -> Database:
+        """Fence every writer of :attr:`world` with ``check`` (``lease.ensure``); return the
+        fenced database for the journal. :attr:`database` itself stays unfenced: the lease
+        is kept through it."""
+        from reconciler.runtime.lease import fenced_client
+
+        acting = self.world
+        evolution = acting.evolution
+        fenced_db: Database = fenced_client(self.database, check)
+        self.world = World(
+            cloudflare=fenced_client(acting.cloudflare, check),
+            db=fenced_db,
+            stripe=acting.stripe,
+            evolution=fenced_client(evolution, check) if evolution is not None else None,
+            assets=acting.assets,
+            settings=acting.settings,
+            sleep=acting.sleep,
+        )
+        return fenced_db
+
     def requests(self) -> dict[str, int]:
         """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""
         counts = {"cloudflare": sum(self.cloudflare.calls.values())}
