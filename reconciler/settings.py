@@ -185,6 +185,17 @@ class Settings:
     dns: DnsSettings = field(default_factory=DnsSettings)
     plan_key: Secret = field(default_factory=lambda: Secret(""))
 
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every credential these settings hold (registered for redaction by the wiring)."""
+        return (
+            self.cloudflare.token,
+            self.stripe.api_key,
+            self.stripe.webhook_secret,
+            self.evolution.api_key,
+            self.git_webhook_secret,
+            self.plan_key,
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from environment variables (see the module docstring)."""

@@ -59,6 +59,7 @@ from reconciler.providers.dns import Resolver, SandboxResolver, SystemResolver
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.stripe import StripeBilling
+from reconciler.redact import register
 from reconciler.runtime.actions import ActionSettings, World, handlers_for
 from reconciler.runtime.checkpoints import CRASH_ENV, checkpoints_from_spec
 from reconciler.runtime.handler import Checkpoints, Handler
@@ -88,10 +89,15 @@ EVOLUTION_BUDGET = RateBudget(requests=30, period=60.0)
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``env``, or from the process environment when None.
 
+    Every credential in them is registered for redaction (``reconciler/redact.py``), so no
+    output can show it.
+
     Raises:
         ValueError: a malformed setting (the message names the variable).
     """
-    return Settings.from_env(os.environ if env is None else env)
+    settings = Settings.from_env(os.environ if env is None else env)
+    register(secret.reveal() for secret in settings.secrets())
+    return settings
 
 
 def wall_clock() -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from reconciler.core.plan import Plan, PlanSettings, build_plan
 from reconciler.core.plan_json import signed_json
 from reconciler.core.render import Rate, plan_to_json, render_json, render_markdown, render_text
 from reconciler.errors import LoadError, SpecError
+from reconciler.redact import redact
 from reconciler.runtime import prmode
 from reconciler.runtime.observe import observe
 from reconciler.settings import Secret
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = render_text(plan, rates=rates, color=_color(args))
     if args.out is not None:
-        args.out.write_text(text, encoding="utf-8")
+        args.out.write_text(redact(text), encoding="utf-8")  # stdout is redacted by cli.py
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -147,7 +149,8 @@ def _signed(plan: Plan, rates: Mapping[str, Rate], key: Secret, *, saving: bool)
     is printed unsigned, with a warning that ``apply --plan`` will refuse it.
     """
     if key:
-        return signed_json(plan_to_json(plan, rates=rates), key.reveal())
+        clean = json.loads(redact(json.dumps(plan_to_json(plan, rates=rates))))
+        return signed_json(clean, key.reveal())  # signed as saved: redacted first
     if saving:
         print(
             "error: refusing to save an unsigned plan: set RECONCILER_PLAN_KEY (a secret only "

@@ -30,9 +30,10 @@ One request goes through these steps, in order::
    cut off past its lease's local deadline therefore sends nothing more, even mid-retry; the
    check raises (``LeaseLostError``), which is never retried.
 
-Secrets (tokens) passed as ``secrets`` are scrubbed from every error message this module
-builds, and :class:`HttpApi`'s ``repr`` shows neither headers nor tokens. ``calls`` counts the
-requests actually sent, by ``"METHOD /path/{template}"``, for benchmarks and plan cost.
+Secrets (tokens) passed as ``secrets`` are registered with ``reconciler/redact.py`` and masked
+in every error message (and every other output), and :class:`HttpApi`'s ``repr`` shows neither
+headers nor tokens. ``calls`` counts the requests actually sent, by
+``"METHOD /path/{template}"``, for benchmarks and plan cost.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ import httpx
 from reconciler.errors import PermanentError, ProviderError, TransientError
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.retry import RetryPolicy, with_retries
+from reconciler.redact import redact, register
 
 __all__ = [
     "DEFAULT_RATE_LIMIT_PAUSE",
@@ -206,6 +208,7 @@ class HttpApi:
         self.calls: Counter[str] = Counter()
         self._check = check
         self._secrets = tuple(s for s in secrets if s)
+        register(self._secrets)
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
         self._client = httpx.AsyncClient(
@@ -238,10 +241,9 @@ class HttpApi:
         await self.aclose()
 
     def scrub(self, text: str) -> str:
-        """``text`` with every configured secret replaced by ``***``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """``text`` redacted (``reconciler/redact.py``): every configured secret, this
+        client's included, and anything shaped like a credential, replaced by ``***``."""
+        return redact(text)
 
     async def send(self, call: Call, *, retry: RetryPolicy | None = None) -> httpx.Response:
         """Send ``call`` with retries; return the successful response.
