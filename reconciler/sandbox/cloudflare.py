@@ -52,9 +52,13 @@ from reconciler.sandbox.cloudflare_common import (
     success,
 )
 from reconciler.sandbox.cloudflare_d1 import D1Store
+from reconciler.sandbox.cloudflare_edge import edge_routes, not_found
 from reconciler.sandbox.cloudflare_hostnames import (
+    BAD_JSON,
+    BAD_JSON_MESSAGE,
     CHECK_OFFSETS,
     HostnameBehaviour,
+    HostnamePolicy,
     HostnameStore,
     Lifecycle,
 )
@@ -87,6 +91,21 @@ SERVER_ERRORS: tuple[tuple[str, int, str], ...] = (
 LOGGED_HEADERS = ("retry-after", "ratelimit", "ratelimit-policy")
 
 
+TRANSITIONAL_ENTITLEMENTS: dict[str, Any] = {
+    "entitled_custom_metadata": True,
+    "entitled_custom_origin": True,
+    "custom_origin_outside_zone": True,
+    "refuse_reserved_tlds": False,
+}
+"""What the sandbox world and the shared test simulator opt into, explicitly, for now.
+
+The simulator's defaults are an ordinary account (ROUTING.md §1). While the reconciler's client
+still sends ``custom_metadata`` and ``custom_origin_server`` and older tests name hostnames
+under ``.test``, :class:`~reconciler.sandbox.world.Sandbox` and ``tests/conftest.py`` apply
+these overrides; issue 11's client change empties this mapping (and its uses go away).
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class CloudflareConfig:
     """Identity and behaviour knobs of one simulated Cloudflare account and SaaS zone.
@@ -114,6 +133,14 @@ class CloudflareConfig:
     purge_max_files: int = 100
     hostname_statuses: str = "docs"  # "docs": POST 201, PATCH 202; "schema": always 200
     hostname_delete_body: str = "envelope"  # or "bare": {"id": ...} without the envelope
+    # What the account is entitled to (ROUTING.md §1): an ordinary account by default.
+    entitled_custom_metadata: bool = False
+    entitled_custom_origin: bool = False
+    custom_origin_outside_zone: bool = False  # even entitled, the origin must be in zone DNS
+    refuse_reserved_tlds: bool = True
+    # After a rollback, the project's canonical_deployment is the rollback target ("live") or
+    # the most recently created production deployment ("latest"): unconfirmed (CONTRACT.md §9).
+    canonical_after_rollback: str = "live"
     retry_creates_new: bool = True
     upload_jwt_ttl: float = 300.0
     seed: int = 0
@@ -130,6 +157,16 @@ class CloudflareConfig:
             seed=seed,
         )
         return replace(base, **overrides)
+
+
+def _policy(cfg: CloudflareConfig) -> HostnamePolicy:
+    return HostnamePolicy(
+        zone=cfg.zone_name,
+        custom_metadata=cfg.entitled_custom_metadata,
+        custom_origin=cfg.entitled_custom_origin,
+        origin_outside_zone=cfg.custom_origin_outside_zone,
+        refuse_reserved_tlds=cfg.refuse_reserved_tlds,
+    )
 
 
 @dataclass(slots=True)
@@ -168,7 +205,10 @@ class CloudflareSim:
         now = self.clock.now()
         self.ids = IdSource(cfg.seed)
         self.pages = PagesStore(
-            self.ids, stage_seconds=cfg.stage_seconds, upload_jwt_ttl=cfg.upload_jwt_ttl
+            self.ids,
+            stage_seconds=cfg.stage_seconds,
+            upload_jwt_ttl=cfg.upload_jwt_ttl,
+            canonical_after_rollback=cfg.canonical_after_rollback,
         )
         self.fallback: dict[str, Any] | None = {
             "origin": cfg.fallback_origin,
@@ -186,6 +226,7 @@ class CloudflareSim:
                 validation_window=cfg.validation_window,
             ),
             targets={cfg.cname_target, cfg.fallback_origin},
+            policy=_policy(cfg),
         )
         self.d1 = D1Store(self.d1_dir)
         self.d1.create(cfg.database_id, cfg.database_name, now)
@@ -229,6 +270,8 @@ class CloudflareSim:
             lifecycle.ssl_initializing_seconds = cfg.ssl_initializing_seconds
             lifecycle.ssl_issuance_seconds = cfg.ssl_issuance_seconds
             lifecycle.validation_window = cfg.validation_window
+            self.hostnames.policy = _policy(cfg)
+            self.pages.canonical_after_rollback = cfg.canonical_after_rollback
             return cfg
 
     def add_hostname(
@@ -434,6 +477,20 @@ def _zone(sim: CloudflareSim, call: Call) -> None:
         raise no_route(call.path)
 
 
+def _list_projects(sim: CloudflareSim, call: Call) -> Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    page, per_page = page_params(
+        call.query, default_per_page=10, min_per_page=1, max_per_page=100, clamp=True
+    )
+    projects = list(sim.pages.projects.values())
+    chunk = projects[(page - 1) * per_page : page * per_page]
+    info = result_info(
+        page=page, per_page=per_page, count=len(chunk), total=len(projects), total_pages=True
+    )
+    return Outcome(200, success([sim.pages.project_json(p, now) for p in chunk], info))
+
+
 def _get_project(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     now = sim.clock.now()
@@ -524,7 +581,7 @@ def _assets(sim: CloudflareSim, call: Call) -> Outcome:
         return Outcome(200, success([h for h in hashes if h not in project.assets]))
     if not isinstance(body, list) or not all(isinstance(i, dict) and "key" in i for i in body):
         raise ApiError(400, 8000096, "Expected a list of {key, value, metadata, base64}.")
-    project.assets.update(str(item["key"]) for item in body)
+    sim.pages.store_assets(project, body)
     return Outcome(200, success({"successful_key_count": len(body), "unsuccessful_keys": []}))
 
 
@@ -552,6 +609,8 @@ def _list_hostnames(sim: CloudflareSim, call: Call) -> Outcome:
 
 def _create_hostname(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
+    if call.json_error:
+        raise ApiError(400, BAD_JSON, BAD_JSON_MESSAGE)
     now = sim.clock.now()
     h = sim.hostnames.create(call.json, now)
     return Outcome(_hostname_status(sim, 201), success(sim.hostnames.to_json(h, now)))
@@ -566,6 +625,8 @@ def _get_hostname(sim: CloudflareSim, call: Call) -> Outcome:
 
 def _edit_hostname(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
+    if call.json_error:
+        raise ApiError(400, BAD_JSON, BAD_JSON_MESSAGE)
     now = sim.clock.now()
     h = sim.hostnames.edit(call.params["hostname"], call.json, now)
     return Outcome(_hostname_status(sim, 202), success(sim.hostnames.to_json(h, now)))
@@ -682,6 +743,7 @@ _ZONE = r"/zones/(?P<zone_id>[^/]+)"
 _D1 = _ACC + r"/d1/database"
 
 _ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
+    ("GET", _ACC + "/pages/projects", "/accounts/{account_id}/pages/projects", _list_projects),
     ("GET", _PROJ, "/accounts/{account_id}/pages/projects/{project_name}", _get_project),
     (
         "GET",
@@ -823,7 +885,8 @@ def _respond(outcome: Outcome) -> Response:
 def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         raw = await request.body()
-        path = "/" + request.path_params["path"]
+        # scope["path"], not the path parameter: Starlette's "$" would drop a trailing "\n".
+        path = request.scope["path"][len(API_ROOT) :] or "/"
         content_type = request.headers.get("content-type", "")
         parsed: Any = None
         form: dict[str, str] | None = None
@@ -1021,10 +1084,12 @@ def create_app(
     sim = CloudflareSim(clock=clock, config=config, dns=dns, d1_dir=d1_dir)
     routes = [
         *_control_routes(sim),
+        *edge_routes(sim),
         Route(
             API_ROOT + "/{path:path}",
             _api_endpoint(sim),
             methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         ),
     ]
-    return Starlette(routes=routes), sim
+    handlers = {404: not_found, 405: not_found}
+    return Starlette(routes=routes, exception_handlers=handlers), sim

@@ -23,7 +23,13 @@ from typing import Any, Literal
 import yaml
 
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.cloudflare import API_ROOT, CloudflareConfig, CloudflareSim, create_app
+from reconciler.sandbox.cloudflare import (
+    API_ROOT,
+    TRANSITIONAL_ENTITLEMENTS,
+    CloudflareConfig,
+    CloudflareSim,
+    create_app,
+)
 from reconciler.sandbox.dns import SandboxDNS
 from reconciler.sandbox.host import ServerHost
 from reconciler.settings import SANDBOX_CONTROL_ENV
@@ -82,7 +88,8 @@ class Sandbox:
         self._with_stripe = with_stripe
         self._with_evolution = with_evolution
         self._d1_backend = d1_backend
-        self.cloudflare_config = CloudflareConfig.generate(seed=seed, **(cloudflare or {}))
+        overrides = {**TRANSITIONAL_ENTITLEMENTS, **(cloudflare or {})}
+        self.cloudflare_config = CloudflareConfig.generate(seed=seed, **overrides)
         self.cloudflare_config = replace(
             self.cloudflare_config,
             projects=tuple(dict.fromkeys([*self.cloudflare_config.projects, *projects])),
