@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,11 @@ METADATA_TOO_LARGE = 10027  # sandbox's choice
 VALUE_TOO_LARGE = 10028  # sandbox's choice
 TOO_MANY_PAIRS = 10029  # sandbox's choice
 BAD_EXPIRATION = 10032  # sandbox's choice
+
+
+_VERSIONS = itertools.count(1)
+"""Namespace versions never repeat in a process, not even across simulator resets, so a Worker
+host that copied a version never mistakes a fresh namespace for the one it copied."""
 
 
 @dataclass(slots=True)
@@ -104,7 +110,7 @@ class KVStore:
             raise ApiError(
                 400, DUPLICATE_TITLE, "a namespace with this account ID and title already exists"
             )
-        namespace = Namespace(id=self._ids.hex32(), title=title)
+        namespace = Namespace(id=self._ids.hex32(), title=title, version=next(_VERSIONS))
         self.namespaces[namespace.id] = namespace
         return namespace
 
@@ -118,7 +124,7 @@ class KVStore:
     def put(self, namespace: Namespace, key: str, entry: Entry) -> None:
         """Store one entry (limits checked by the caller)."""
         namespace.entries[key] = entry
-        namespace.version += 1
+        touch(namespace)
 
     def export(self, namespace: Namespace, now: float) -> dict[str, Any]:
         """Every live entry as text, with the version (what the Worker host copies)."""
@@ -135,6 +141,11 @@ class KVStore:
                 for key, entry in sorted(namespace.live(now).items())
             },
         }
+
+
+def touch(namespace: Namespace) -> None:
+    """Give ``namespace`` a new version after a write or delete."""
+    namespace.version = next(_VERSIONS)
 
 
 # ---- validation -----------------------------------------------------------------------------
@@ -328,7 +339,7 @@ def bulk_write(sim: CloudflareSim, call: Call) -> Outcome:
     pairs = [_bulk_entry(item, now) for item in body]
     for key, entry in pairs:
         namespace.entries[key] = entry
-    namespace.version += 1
+    touch(namespace)
     return Outcome(200, success({"successful_key_count": len(pairs), "unsuccessful_keys": []}))
 
 
@@ -338,7 +349,7 @@ def bulk_delete(sim: CloudflareSim, call: Call) -> Outcome:
     keys = _key_list(call.json, MAX_BULK_PAIRS, "bulk delete")
     for key in keys:
         namespace.entries.pop(key, None)
-    namespace.version += 1
+    touch(namespace)
     return Outcome(200, success({"successful_key_count": len(keys), "unsuccessful_keys": []}))
 
 
@@ -426,7 +437,7 @@ def delete_value(sim: CloudflareSim, call: Call) -> Outcome:
     namespace = _namespace(sim, call)
     key = _key_param(call)
     namespace.entries.pop(key, None)
-    namespace.version += 1
+    touch(namespace)
     return Outcome(200, success({}))
 
 
