@@ -2,7 +2,8 @@
 
 Exit codes follow terraform's ``-detailed-exitcode``: 0 nothing to do (or valid), 1 error,
 2 changes pending, 3 blocked by policy. Errors from :mod:`reconciler.errors` become a clear
-message on stderr and exit 1; anything else is a bug and keeps its traceback.
+message on stderr and exit 1; anything else is a bug and keeps its traceback. Everything a
+command prints on stdout and stderr passes through ``reconciler/redact.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
+from reconciler.redact import RedactingStream
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(stdout), RedactingStream(stderr)
     try:
         code: int = handler(args)
     except ReconcilerError as exc:
@@ -64,4 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
     return code
