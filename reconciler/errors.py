@@ -8,6 +8,7 @@
     ├── MigrationError     a D1 migration failed, was edited after being applied, or is partial
     ├── PlanError          dependency cycle, unknown kind; never retried
     ├── StalePlanError     a saved plan no longer matches the observed world; re-plan
+    ├── UnreadableError    a provider could not be read (or refused the credentials): no plan
     └── ProviderError      a call to an external system failed (provider name kept)
         ├── TransientError     retry later: network, timeout, 5xx, 429 (``retry_after`` seconds)
         └── PermanentError     retrying the same call cannot help: validation, auth, not found
@@ -83,6 +84,19 @@ class PlanError(ReconcilerError):
 
 class StalePlanError(ReconcilerError):
     """A saved plan was made against a world that has changed since."""
+
+
+class UnreadableError(ReconcilerError):
+    """A provider could not be read, so no honest plan exists; one line per provider.
+
+    Raised by ``plan`` and ``apply`` after observing: a plan made without a provider's
+    reading would say "No changes" or block everything for the wrong reason.
+    """
+
+    def __init__(self, lines: list[str]) -> None:
+        """Keep one line per unreadable provider, each naming it and its endpoint."""
+        self.lines = tuple(lines)
+        super().__init__("\nerror: ".join(self.lines))
 
 
 class ProviderError(ReconcilerError):

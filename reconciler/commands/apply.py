@@ -18,8 +18,10 @@ Rules:
 2. Confirmation is asked on a terminal unless ``--yes``; without a terminal and without
    ``--yes`` the command refuses (exit 1), so no script applies by accident.
 3. Exit codes: 0 every action applied or unchanged (or nothing to do); 1 an error, a declined
-   confirmation, or any action that failed or was blocked by a failed dependency; 3 actions
-   blocked by policy and nothing else failing.
+   confirmation, any action that failed or was blocked by a failed dependency, or a provider
+   that could not be read (what the healthy providers allow is still applied, runbook 6, and
+   stderr names each unreadable provider and its endpoint on one line); 3 actions blocked by
+   policy and nothing else failing.
 4. A saved plan runs only when signed with the operator's key, and only as the actions a fresh
    plan (every policy gate and the ownership rule evaluated now) contains: a forged, stale or
    no longer allowed action refuses the whole plan with the reason.
@@ -49,7 +51,7 @@ from reconciler.core.report_render import (
     render_report_text,
     report_to_json,
 )
-from reconciler.errors import LoadError, PlanError, SpecError, StalePlanError
+from reconciler.errors import LoadError, PlanError, SpecError, StalePlanError, UnreadableError
 from reconciler.runtime.execute import DEFAULT_LIMITS, Progress, execute
 from reconciler.runtime.journal import Journal
 from reconciler.runtime.lease import LeaderLease, default_holder, exclusive
@@ -143,10 +145,16 @@ def run(args: argparse.Namespace) -> int:
     def now() -> float:
         return base + (wall_clock() - start)  # flows from --now, so timeouts still expire
 
-    say = _status(sys.stderr)
+    say = plan_command.progress_printer(sys.stderr, "apply")
+    unread: list[UnreadableError] = []
     fresh = asyncio.run(
         plan_command.make_plan(
-            reader, loaded, now=base, allow=args.allow_mass_deletion, progress=say
+            reader,
+            loaded,
+            now=base,
+            allow=args.allow_mass_deletion,
+            progress=say,
+            unreadable=unread.append,
         )
     )
     rates = reader.rates()
@@ -156,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(plan, rates=rates, color=_color(args)))
         sys.stdout.flush()
     if not plan.actions:
-        return _finish(args, Report(plan=plan, outcomes=()), rates)
+        return _unread_exit(unread, _finish(args, Report(plan=plan, outcomes=()), rates))
     try:
         writers = WriterWorld(settings, buckets=buckets)
     except ValueError as exc:
@@ -165,7 +173,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.yes and not _confirm(len(plan.actions)):
         return EXIT_ERROR
     report = asyncio.run(_execute(plan, writers, now=now))
-    return _finish(args, report, rates)
+    return _unread_exit(unread, _finish(args, report, rates))
+
+
+def _unread_exit(unread: list[UnreadableError], code: int) -> int:
+    """Exit 1 after a pass that could not read a provider, naming it (rule 3)."""
+    for error in unread:
+        for line in error.lines:
+            print(f"error: {line}", file=sys.stderr)
+    return EXIT_ERROR if unread else code
 
 
 def _load(args: argparse.Namespace) -> plan_command.Loaded | None:
@@ -279,24 +295,13 @@ def _progress(stream: TextIO) -> Callable[[Progress], None]:
 
 
 def _notes(stream: TextIO) -> Callable[[Action, str], None]:
-    """Handlers' own progress (``uploading 12 files``), on a terminal only."""
-    if not stream.isatty():
-        return lambda _action, _message: None
+    """Handlers' own progress (``uploading 12 files``): indented on a terminal, plain elsewhere."""
+    indent = "      " if stream.isatty() else "apply: "
 
     def note(action: Action, message: str) -> None:
-        print(f"      {action_label(action)}: {message}", file=stream, flush=True)
+        print(f"{indent}{action_label(action)}: {message}", file=stream, flush=True)
 
     return note
-
-
-def _status(stream: TextIO) -> Callable[[str], None]:
-    if not stream.isatty():
-        return lambda _line: None
-
-    def say(line: str) -> None:
-        print(f"… {line}", file=stream, flush=True)
-
-    return say
 
 
 def _finish(args: argparse.Namespace, report: Report, rates: Mapping[str, Rate]) -> int:
@@ -325,6 +330,6 @@ def exit_code(report: Report) -> int:
 def _color(args: argparse.Namespace) -> bool:
     if args.color == "always":
         return True
-    if args.color == "never":
+    if args.color == "never" or plan_command.no_color():
         return False
     return sys.stdout.isatty()
