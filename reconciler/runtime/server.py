@@ -44,10 +44,10 @@ daemon:
    (10, answered 408); else it is closed. Idle keep-alive connections close after 5 s.
 7. At most ``max_connections`` connections are open at once (128, and never more than a
    quarter of the process's open-files limit, so the loop, D1, Git and the provider clients
-   always have descriptors). A connection over the cap evicts the oldest connection that has
-   not yet sent a complete request; when every open connection is busy with a request, the
-   newcomer is closed. A flood of slow connections therefore never starves ``/healthz``: a
-   probe sends its request at once and is never the oldest idle connection.
+   always have descriptors). Connections over the cap evict the oldest connections that have
+   not sent a complete request, once the newcomers' first bytes are read; over twice the cap,
+   at once. A flood of slow connections therefore never starves ``/healthz``: a probe sends
+   its request at once and is busy, never idle, when the flood is cut back.
 8. ``accept()`` failures (out of descriptors) and the event loop's other socket errors are
    logged at most once per ``log_interval`` seconds (10), with the count of those suppressed.
 """
@@ -392,25 +392,42 @@ def _stripe_reason(message: str) -> str:
 
 @dataclass
 class _Guard:
-    """The server's connection bookkeeping (rules 6 and 7), shared by its protocol instances."""
+    """The server's connection bookkeeping (rules 6 and 7), shared by its protocol instances.
+
+    Over ``max_connections``, the oldest idle connections are evicted a moment later
+    (:data:`_ENFORCE_DELAY`), once the newcomers' first bytes have been read, so a prompt
+    client (a probe) is already busy, not idle, when the flood is cut back. Over twice the cap
+    they are evicted at once, which bounds the descriptors a flood can hold.
+    """
 
     max_connections: int
     header_timeout: float
     open: set[_GuardedH11] = field(default_factory=set)
     idle: dict[_GuardedH11, None] = field(default_factory=dict)  # insertion order: oldest first
     evicted: int = 0
+    _pending: asyncio.TimerHandle | None = None
 
-    def admit(self, newcomer: _GuardedH11) -> bool:
-        """Make room for ``newcomer``; False when it must be closed instead."""
+    def admit(self, newcomer: _GuardedH11, loop: asyncio.AbstractEventLoop) -> None:
+        """Count ``newcomer`` in, and cut the idle connections back to the cap."""
         self.open.add(newcomer)
-        if len(self.open) <= self.max_connections:
-            return True
-        for victim in self.idle:
-            if victim is not newcomer:
-                self.evicted += 1
-                victim.close_slow()
-                return True
-        return False
+        if len(self.open) > 2 * self.max_connections:
+            self.enforce(self.max_connections * 2)
+        if len(self.open) > self.max_connections and self._pending is None:
+            self._pending = loop.call_later(_ENFORCE_DELAY, self.enforce)
+
+    def enforce(self, limit: int | None = None) -> None:
+        """Evict the oldest idle connections until at most ``limit`` (the cap) are open."""
+        if limit is None:
+            self._pending = None
+            limit = self.max_connections
+        while len(self.open) > limit and self.idle:
+            victim = next(iter(self.idle))
+            self.evicted += 1
+            victim.close_slow()
+
+
+_ENFORCE_DELAY = 0.05
+"""Seconds between a connection over the cap and the eviction it causes (see :class:`_Guard`)."""
 
 
 class _GuardedH11(H11Protocol):
@@ -422,8 +439,7 @@ class _GuardedH11(H11Protocol):
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
         self._wait_for_request()
-        if not self.guard.admit(self):
-            self.close_slow()
+        self.guard.admit(self, self.loop)
 
     def _wait_for_request(self) -> None:
         self.guard.idle[self] = None
@@ -600,7 +616,7 @@ class EndpointServer:
                 log_config=None,
                 server_header=False,
                 timeout_keep_alive=5,
-                backlog=256,
+                backlog=64,  # accept() takes at most this many per loop turn
                 timeout_graceful_shutdown=int(max(1, self._graceful_timeout)),
             )
             self._server = _LoopServer(config, self.started)
