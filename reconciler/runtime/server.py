@@ -178,6 +178,7 @@ def create_app(
     delivery_memory: int = DEFAULT_DELIVERY_MEMORY,
     clock: Callable[[], float] = time.time,
     body_timeout: float = 10.0,
+    before_metrics: Callable[[], object] | None = None,
 ) -> Starlette:
     """Build the daemon's ASGI app.
 
@@ -195,6 +196,8 @@ def create_app(
         delivery_memory: how many Git delivery ids to remember against replays.
         clock: epoch seconds, stamped on webhook log records.
         body_timeout: seconds a webhook body may take to arrive (rule 6; 408 after).
+        before_metrics: called before each ``/metrics`` answer (the wiring refreshes the
+            breakers there, so the gauge shows an open breaker's half-open turn on time).
 
     Returns:
         The Starlette application.
@@ -244,6 +247,8 @@ def create_app(
         )
 
     async def metrics_endpoint(request: Request) -> Response:
+        if before_metrics is not None:
+            before_metrics()
         text = redact(metrics.render().decode())
         return Response(text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
