@@ -28,7 +28,10 @@ Rules for the webhooks:
    in a bounded LRU and a repeat is 409. The body must be JSON with ``ref``, ``before``,
    ``after`` and ``repository``, else 400.
 3. Stripe: the ``Stripe-Signature`` header and body go to the verifier, which checks the
-   signature and the timestamp tolerance (the replay window); its ``PermanentError`` is 400.
+   signature and the timestamp tolerance both ways (the replay window; a timestamp too far in
+   the future is refused too); its ``PermanentError`` is 400. Event ids of accepted events are
+   kept in a bounded LRU: the same event again is answered 200 (Stripe retries anything else)
+   and queues nothing.
 4. Webhooks are hints. A push only tells the loop to fetch the branch (the loop reads the
    remote, not ``after``); a Stripe event only asks for one customer's billing to be re-read
    from the API. Handlers only enqueue: they return as soon as the callback has.
@@ -205,6 +208,7 @@ def create_app(
     if max_body < 1 or delivery_memory < 1:
         raise ValueError("max_body and delivery_memory must be positive")
     deliveries = _DeliveryLog(delivery_memory)
+    stripe_events = _DeliveryLog(delivery_memory)
 
     def log(level: int, source: str, outcome: str, **fields: Any) -> None:
         entry = {"at": round(clock(), 3), "event": f"webhook.{outcome}", "source": source}
@@ -299,9 +303,15 @@ def create_app(
                 raise _Rejected(400, _stripe_reason(str(exc)), str(exc)[:300]) from exc
         except _Rejected as rejected:
             return reject("stripe", request, rejected)
+        if not stripe_events.claim(event.id):
+            # Stripe retries until it gets a 2xx: answer one, and do nothing again (rule 3).
+            metrics.webhook("stripe", "duplicate")
+            log(logging.INFO, "stripe", "duplicate", id=event.id, type=event.type)
+            return _Json({"received": True, "duplicate": True})
         try:
             await on_stripe_event(event)
         except Exception:
+            stripe_events.forget(event.id)
             metrics.webhook("stripe", "error")
             logger.exception("stripe event handler failed", extra={"stripe_event": event.id})
             return _Json({"error": "internal"}, status_code=500)
