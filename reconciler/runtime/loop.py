@@ -487,10 +487,17 @@ class Daemon:
             if not await self._wait_for_lease():
                 raise LeaseLostError("stopped before the lease was acquired")
             self.role = "leader"
-            head = await self.parts.follower.fetch()
-            self._install(await asyncio.to_thread(self.parts.follower.specs_at, head))
-            self.queue = self._new_queue()
-            return await self._pass(SWEEP_ALL, Reading.FULL)
+            # Renewed beside the pass, as a leader's term is: a whole-fleet pass can outlast
+            # the lease's local deadline (ttl - margin), and every write is fenced by it.
+            renew = asyncio.create_task(self.parts.lease.maintain(), name="lease")
+            try:
+                head = await self.parts.follower.fetch()
+                self._install(await asyncio.to_thread(self.parts.follower.specs_at, head))
+                self.queue = self._new_queue()
+                return await self._pass(SWEEP_ALL, Reading.FULL)
+            finally:
+                renew.cancel()
+                await asyncio.gather(renew, return_exceptions=True)
         finally:
             self.role = "stopping"
             await self.parts.lease.release()
