@@ -354,7 +354,11 @@ def bulk_delete(sim: CloudflareSim, call: Call) -> Outcome:
 
 
 def bulk_get(sim: CloudflareSim, call: Call) -> Outcome:
-    """``POST …/bulk/get`` with ``{keys: [...≤100], type?: text|json, withMetadata?}``."""
+    """``POST …/bulk/get`` with ``{keys: [...≤100], type?: text|json, withMetadata?}``.
+
+    A key that does not exist is left out of ``values``, or ``null`` with metadata: the SDK's
+    two result types (which of them Cloudflare uses for a plain get is unconfirmed; a client
+    should read absent and null alike)."""
     namespace = _namespace(sim, call)
     body = call.json if isinstance(call.json, dict) else {}
     keys = _key_list(body.get("keys"), MAX_BULK_GET, "bulk get")
@@ -367,7 +371,8 @@ def bulk_get(sim: CloudflareSim, call: Call) -> Outcome:
     for key in keys:
         entry = live.get(key)
         if entry is None:
-            values[key] = None
+            if with_metadata:  # the SDK types a missing key as null only with metadata
+                values[key] = None
             continue
         text = entry.value.decode("utf-8", errors="replace")
         value: Any = text
