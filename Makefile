@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 NPM    ?= $(shell command -v npm)
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install node demo test check lint typecheck schemas bench lock sandbox clean
+.PHONY: install node demo test check lint typecheck imports schemas bench lock sandbox clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy reconciler
 
-check: lint typecheck test
+imports: install
+	$(BIN)/lint-imports --no-cache
+
+check: lint typecheck imports test
 
 schemas: install
 	$(BIN)/reconciler schemas --out schemas
