@@ -77,6 +77,7 @@ RATE_LIMITED = 971
 RATE_LIMIT_MESSAGE = "Please wait and consider throttling your request speed"
 PURGE_INVALID = 1012
 FALLBACK_NOT_FOUND = 1551
+FALLBACK_NOT_IN_ZONE = 1552  # sandbox's choice: the fallback origin must be a record of the zone
 # 5xx bodies by path family (CONTRACT.md §1.3): Pages 8000000, D1 7500, zones 1500.
 SERVER_ERRORS: tuple[tuple[str, int, str], ...] = (
     (
@@ -648,6 +649,15 @@ def _fallback(sim: CloudflareSim, call: Call) -> Outcome:
         origin = body.get("origin") if isinstance(body, dict) else None
         if not isinstance(origin, str) or not origin or len(origin) > 255:
             raise ApiError(400, 1415, "origin must be a hostname of at most 255 characters.")
+        zone = sim.config.zone_name
+        name = origin.strip().rstrip(".").lower()
+        if not name.endswith("." + zone):
+            raise ApiError(
+                400,
+                FALLBACK_NOT_IN_ZONE,
+                f"The fallback origin must be a proxied record of the zone {zone} (for a Worker, "
+                f"an originless one such as service.{zone} AAAA 100::); {name} is not.",
+            )
         created = sim.fallback["created_at"] if sim.fallback else iso(now)
         sim.fallback = {
             "origin": origin.lower(),

@@ -5,7 +5,8 @@ Called by :mod:`reconciler.sandbox.cloudflare` (its lock held) for
 (``cloudflare/types/kv/…``: ``Namespace``, ``Key``, ``KeyBulkUpdateResponse``, the bulk get
 results) and the limits of ``contracts/cloudflare/ROUTING.md`` §3: keys at most 512 bytes,
 metadata at most 1,024 bytes serialized, values at most 25 MiB, at most 10,000 pairs per bulk
-write or delete and 100 keys per bulk get, ``expiration_ttl`` at least 60 seconds.
+write or delete (and the whole request under 100 MB), 100 keys per bulk get,
+``expiration_ttl`` at least 60 seconds.
 
 Codes: 10009 key not found, 10013 namespace not found, 10014 duplicate title, 10041 a binding's
 namespace missing are Cloudflare's (seen in wrangler output); the limit codes are the sandbox's
@@ -42,6 +43,7 @@ MAX_METADATA_BYTES = 1024
 MAX_VALUE_BYTES = 25 * 1024 * 1024
 MAX_BULK_PAIRS = 10_000
 MAX_BULK_GET = 100
+MAX_BULK_BYTES = 100 * 1000 * 1000
 MIN_TTL = 60
 LIST_DEFAULT_LIMIT = 1000
 LIST_MIN_LIMIT = 10
@@ -326,6 +328,10 @@ def bulk_write(sim: CloudflareSim, call: Call) -> Outcome:
     """``PUT …/bulk``: up to 10,000 ``{key, value, base64?, expiration?, expiration_ttl?,
     metadata?}``; all pairs are checked before any is written."""
     namespace = _namespace(sim, call)
+    if len(call.body) > MAX_BULK_BYTES:
+        raise ApiError(
+            413, TOO_MANY_PAIRS, f"bulk requests must be under {MAX_BULK_BYTES} bytes in total"
+        )
     body = call.json
     if not isinstance(body, list):
         raise ApiError(400, BAD_REQUEST, "The body must be an array of key-value pairs.")

@@ -211,3 +211,9 @@ def test_a_new_upload_of_the_worker_is_what_runs_next(world: Any, edge: WorkerdH
     with world.client() as http:
         _upload_worker(http, world, other)
     assert (first, edge.visit(HOST).text) == ("<h1>Acme v1</h1>", "maintenance")
+
+
+def test_without_node_the_reason_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.sandbox.workerd.shutil.which", lambda name: None)
+    reason = unavailable_reason()
+    assert reason is not None and "node is not installed" in reason
