@@ -50,10 +50,10 @@ from reconciler.sandbox.cloudflare_common import (
 )
 from reconciler.sandbox.cloudflare_d1 import D1Store
 from reconciler.sandbox.cloudflare_edge import edge_routes, not_found
+from reconciler.sandbox.cloudflare_hostname_rules import HostnamePolicy
 from reconciler.sandbox.cloudflare_hostnames import (
     CHECK_OFFSETS,
     HostnameBehaviour,
-    HostnamePolicy,
     HostnameStore,
     Lifecycle,
 )

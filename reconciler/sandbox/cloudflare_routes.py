@@ -25,7 +25,7 @@ from reconciler.sandbox.cloudflare_common import (
     result_info,
     success,
 )
-from reconciler.sandbox.cloudflare_hostnames import BAD_JSON, BAD_JSON_MESSAGE
+from reconciler.sandbox.cloudflare_hostname_rules import BAD_JSON, BAD_JSON_MESSAGE
 from reconciler.sandbox.cloudflare_kv import ROUTE_SPECS as KV_ROUTES
 from reconciler.sandbox.cloudflare_workers import ROUTE_SPECS as WORKER_ROUTES
 
