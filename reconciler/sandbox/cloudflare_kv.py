@@ -87,12 +87,14 @@ class Namespace:
         return {"id": self.id, "title": self.title, "supports_url_encoding": True}
 
     def live(self, now: float) -> dict[str, Entry]:
-        """Entries not expired at ``now`` (expired ones are dropped)."""
+        """Entries not expired at ``now`` (expired ones are dropped: a change, so a new version)."""
         gone = [
             k for k, e in self.entries.items() if e.expiration is not None and e.expiration <= now
         ]
         for key in gone:
             del self.entries[key]
+        if gone:
+            self.version = next(_VERSIONS)
         return self.entries
 
 

@@ -217,3 +217,17 @@ def test_without_node_the_reason_says_so(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr("reconciler.sandbox.workerd.shutil.which", lambda name: None)
     reason = unavailable_reason()
     assert reason is not None and "node is not installed" in reason
+
+
+def test_an_entry_that_expires_on_the_virtual_clock_stops_routing(
+    world: Any, edge: WorkerdHost
+) -> None:
+    entry = {"action": "serve", "project": "acme-home"}
+    with world.client() as http:
+        http.put(
+            f"/accounts/{world.account_id}/storage/kv/namespaces/{world.namespace_id}/bulk",
+            json=[{"key": HOST, "value": json.dumps(entry), "expiration_ttl": 60}],
+        ).raise_for_status()
+    before = edge.visit(HOST).status_code
+    world.clock.advance(61)
+    assert (before, edge.visit(HOST).status_code) == (200, 404)
