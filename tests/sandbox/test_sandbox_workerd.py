@@ -181,8 +181,11 @@ def test_each_kv_write_through_the_rest_api_is_seen_by_the_next_request(
 
 
 def test_an_unreadable_entry_is_a_502_not_someone_elses_site(world: Any, edge: WorkerdHost) -> None:
-    _route(world, {HOST: "not json"})
-    assert edge.visit(HOST).status_code == 502
+    answers = []
+    for entry in ("not json", {"action": "serve", "project": "../acme-shop"}, {"action": "x"}):
+        _route(world, {HOST: entry})
+        answers.append(edge.visit(HOST).status_code)
+    assert answers == [502, 502, 502]
 
 
 def test_a_hostname_that_is_not_active_is_not_served(world: Any, edge: WorkerdHost) -> None:
