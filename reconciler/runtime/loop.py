@@ -471,10 +471,16 @@ class Daemon:
             if not await self._wait_for_lease():
                 raise LeaseLostError("stopped before the lease was acquired")
             self.role = "leader"
-            head = await self.parts.follower.fetch()
-            self._install(await asyncio.to_thread(self.parts.follower.specs_at, head))
-            self.queue = self._new_queue()
-            return await self._pass(SWEEP_ALL, Reading.FULL)
+            # Renewed beside the pass, as in run(): a pass longer than the ttl must not find
+            # its own writes fenced off by the lease's local deadline.
+            maintain = asyncio.create_task(self.parts.lease.maintain(), name="lease")
+            try:
+                head = await self.parts.follower.fetch()
+                self._install(await asyncio.to_thread(self.parts.follower.specs_at, head))
+                self.queue = self._new_queue()
+                return await self._pass(SWEEP_ALL, Reading.FULL)
+            finally:
+                await _cancel(maintain)
         finally:
             self.role = "stopping"
             await self.parts.lease.release()
