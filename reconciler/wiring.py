@@ -643,6 +643,7 @@ class DaemonWorld:
             on_stripe_event=daemon.on_stripe_event,
             git_secret=self.settings.git_webhook_secret,
             stripe_verifier=verify,
+            before_metrics=self.breakers.states,
         )
         host, port = self._listen
         self.parts.server = self._server_type(app, host=host, port=port)
