@@ -611,6 +611,7 @@ class DaemonWorld:
             metrics=self.metrics,
             health=daemon.health,
             ready=daemon.ready,
+            readiness=daemon.readiness,
             on_git_push=daemon.on_git_push,
             on_stripe_event=daemon.on_stripe_event,
             git_secret=self.settings.git_webhook_secret,

@@ -22,16 +22,18 @@ import gc
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, PlanSettings, build_plan
+from reconciler.core.policy import APPROVAL_TRAILER
 from reconciler.core.render import render_json, render_markdown, render_text
 from reconciler.errors import LoadError, SpecError, UnreadableError
 from reconciler.runtime import prmode
+from reconciler.runtime.approvals import CommitApprovals, read_approvals
 from reconciler.runtime.observe import observe
 from reconciler.settings import Settings
 from reconciler.spec.load import Specs, load_directory, load_git
@@ -78,10 +80,12 @@ def register(subparsers: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """The specs to plan, and the pull request they come from in PR mode (else None)."""
+    """The specs to plan, the pull request they come from in PR mode (else None), and the
+    deletions their commits approve (``Approve-Deletion`` trailers; none for a directory)."""
 
     specs: Specs
     pull: prmode.PullRequest | None
+    approvals: CommitApprovals = field(default_factory=lambda: CommitApprovals({}, ()))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,9 +166,12 @@ def load_specs(args: argparse.Namespace) -> Loaded:
     if args.base is not None:
         repo = args.repo if args.repo is not None else Path()
         pull = prmode.load_pull_request(repo, args.base, args.head, args.specs)
-        return Loaded(specs=pull.head, pull=pull)
+        approvals = read_approvals(repo, f"{args.base}..{args.head}")
+        return Loaded(specs=pull.head, pull=pull, approvals=approvals)
     if args.repo is not None:
-        return Loaded(specs=load_git(args.repo, args.ref or "HEAD", args.specs), pull=None)
+        ref = args.ref or "HEAD"
+        specs = load_git(args.repo, ref, args.specs)
+        return Loaded(specs=specs, pull=None, approvals=read_approvals(args.repo, f"-1 {ref}"))
     return Loaded(specs=load_directory(Path(args.specs)), pull=None)
 
 
@@ -196,7 +203,9 @@ async def make_plan(
         UnreadableError: a provider's reading failed (network, 5xx, refused credentials)
             and no ``unreadable`` callback was given.
     """
-    settings = PlanSettings(allow_mass_deletion=allow)
+    settings = PlanSettings(allow_mass_deletion=allow, approved_deletions=loaded.approvals.approved)
+    for value in loaded.approvals.ignored:
+        progress(f"ignored {APPROVAL_TRAILER}: {value}: name Site/<name> or Hostname/<name>")
     pull = loaded.pull
     async with world:
         if pull is not None:

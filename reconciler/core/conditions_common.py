@@ -44,6 +44,7 @@ class Condition(StrEnum):
     PAYMENT_CURRENT = "PaymentCurrent"  # a tenant has no invoice past due
     WITHIN_BUDGET = "WithinBudget"  # a site's build fits its performance budget
     STUCK = "Stuck"  # retries gave up; a human must act (last_error says why)
+    SPECS_VALID = "SpecsValid"  # the followed branch's head has valid specs (Source/<branch>)
 
 
 def parse_condition(name: str) -> str:
@@ -132,6 +133,7 @@ class Verdicts:
 
 
 def verdicts_of(report: Report) -> Verdicts:
+    """Index the report by resource key: failed, blocked and applied actions (rule 2)."""
     verdicts = Verdicts()
     by_id = {action.id: action for action in report.plan.actions}
     for outcome in report.outcomes:
@@ -149,6 +151,14 @@ def verdicts_of(report: Report) -> Verdicts:
                 verdicts.succeeded[key] = outcome
     for blocked in report.plan.blocked:
         verdicts.blocked.setdefault(resource_key(blocked.target), blocked)
+    # A site is not Synced while a change to one of its hostnames is blocked or failed: its
+    # own verdicts (above) come first.
+    for blocked in report.plan.blocked:
+        if blocked.site is not None and blocked.target.startswith("Hostname/"):
+            verdicts.blocked.setdefault(f"Site/{blocked.site}", blocked)
+    for key, (action, outcome) in list(verdicts.failed.items()):
+        if action.site is not None and key.startswith("Hostname/"):
+            verdicts.failed.setdefault(f"Site/{action.site}", (action, outcome))
     return verdicts
 
 

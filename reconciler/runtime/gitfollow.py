@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import LoadError, PermanentError, SpecError, TransientError
+from reconciler.runtime.approvals import CommitApprovals, read_approvals
 from reconciler.runtime.prmode import changed_scope
 from reconciler.spec.load import SPEC_SUFFIXES, Specs, declared_name, load_git, parse_documents
 from reconciler.spec.models import Kind
@@ -253,6 +254,31 @@ class GitFollower:
             while len(self._specs) > _SPECS_CACHE:
                 self._specs.popitem(last=False)
         return specs
+
+    def approvals(self, old_sha: str | None, new_sha: str) -> CommitApprovals:
+        """The ``Approve-Deletion`` trailers of the commits after ``old_sha`` up to
+        ``new_sha`` (``new_sha`` alone when ``old_sha`` is None or unknown; blocking git)."""
+        if old_sha is not None:
+            try:
+                return read_approvals(self.repo_dir, f"{old_sha}..{new_sha}")
+            except LoadError:
+                pass  # the old commit is gone (a force push): the new head alone
+        return read_approvals(self.repo_dir, f"-1 {new_sha}")
+
+    def committed_at(self, sha: str) -> float | None:
+        """The committer date of ``sha``, epoch seconds (None when git cannot say; blocking)."""
+        import git
+
+        try:
+            repository = self._repository()
+        except LoadError:
+            return None
+        try:
+            return float(repository.commit(sha).committed_date)
+        except (git.GitCommandError, ValueError):
+            return None
+        finally:
+            repository.close()
 
     def changed(self, old_sha: str | None, new_sha: str) -> ChangeSet:
         """What changed between two commits (module rule 4; blocking git and YAML work).

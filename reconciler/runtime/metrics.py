@@ -12,15 +12,18 @@ Every metric is named ``reconciler_<name>``; docs/daemon.md lists them with thei
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     generate_latest,
+)
+from prometheus_client import (
+    Counter as PromCounter,
 )
 
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, TransientError
@@ -51,6 +54,46 @@ def error_kind(error: BaseException) -> str:
     return "other"
 
 
+class ResourceTally:
+    """The last known status and reason of every (resource, condition), for the gauges.
+
+    The loop feeds it each pass's condition updates and the resources that are gone;
+    :meth:`Metrics.set_tally` turns it into ``resources``, ``blocked_resources`` (``Synced``
+    False, by reason) and ``stuck_resources`` (``Stuck`` True, by reason).
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._rows: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def record(self, resource: str, condition: str, status: str, reason: str) -> None:
+        """Remember one condition's status (``True``/``False``/``Unknown``) and reason."""
+        self._rows[(resource, condition)] = (status, reason)
+
+    def drop(self, resources: Iterable[str]) -> None:
+        """Forget every condition of ``resources`` (they left the specs and the world)."""
+        gone = set(resources)
+        for key in [key for key in self._rows if key[0] in gone]:
+            del self._rows[key]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Resources by (condition, status)."""
+        return dict(Counter((condition, status) for (_, condition), (status, _) in self._items()))
+
+    def by_reason(self, condition: str, status: str) -> dict[str, int]:
+        """Resources whose ``condition`` has ``status``, by reason."""
+        return dict(
+            Counter(
+                reason
+                for (_, name), (value, reason) in self._items()
+                if name == condition and value == status
+            )
+        )
+
+    def _items(self) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+        return list(self._rows.items())
+
+
 class Metrics:
     """Every metric the daemon exports, with one plain method per update."""
 
@@ -58,7 +101,7 @@ class Metrics:
         """Create the registry and register every metric (all start at zero or empty)."""
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.passes = Counter(
+        self.passes = PromCounter(
             "passes",
             "Reconciliation passes finished, by result (ok or error).",
             ["result"],
@@ -79,14 +122,14 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
-        self.api_calls = Counter(
+        self.api_calls = PromCounter(
             "api_calls",
             "Calls to external APIs, by provider and HTTP status ('error' when none came back).",
             ["provider", "status"],
             namespace=NAMESPACE,
             registry=registry,
         )
-        self.api_errors = Counter(
+        self.api_errors = PromCounter(
             "api_errors",
             "Failed external API calls, by provider and kind "
             "(transient, rate_limited, permanent, not_found, other).",
@@ -94,7 +137,7 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
-        self.rate_limited = Counter(
+        self.rate_limited = PromCounter(
             "rate_limited",
             "HTTP 429 answers received, by provider.",
             ["provider"],
@@ -115,6 +158,33 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.blocked_resources = Gauge(
+            "blocked_resources",
+            "Resources not Synced, by reason (BlastRadius, WaitingForReading, PublishFailed...).",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.stuck_resources = Gauge(
+            "stuck_resources",
+            "Resources Stuck (a human must act), by reason (RetriesExhausted, RecreateLimit...).",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.specs_valid = Gauge(
+            "specs_valid",
+            "1 while the followed branch's head has valid specs, 0 while it is refused (the "
+            "last good commit is still served).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.specs_problems = Gauge(
+            "specs_problems",
+            "Problems in the specs at the followed branch's head (0 when valid).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.drift_age = Gauge(
             "drift_age_seconds",
             "Age of the oldest unresolved drift (0 when the world matches the specs).",
@@ -128,7 +198,7 @@ class Metrics:
             buckets=CONVERGE_BUCKETS,
             registry=registry,
         )
-        self.webhook_requests = Counter(
+        self.webhook_requests = PromCounter(
             "webhook_requests",
             "Webhook requests by source (git, stripe) and result (accepted, rejected reason).",
             ["source", "result"],
@@ -167,6 +237,21 @@ class Metrics:
         self.resources.clear()
         for (condition, status), count in sorted(counts.items()):
             self.resources.labels(condition=condition, status=status).set(count)
+
+    def set_tally(self, tally: ResourceTally) -> None:
+        """Publish the resource gauges from ``tally``, stale label sets removed."""
+        self.set_resources(tally.counts())
+        self.blocked_resources.clear()
+        for reason, count in sorted(tally.by_reason("Synced", "False").items()):
+            self.blocked_resources.labels(reason=reason).set(count)
+        self.stuck_resources.clear()
+        for reason, count in sorted(tally.by_reason("Stuck", "True").items()):
+            self.stuck_resources.labels(reason=reason).set(count)
+
+    def set_source(self, *, valid: bool, problems: int) -> None:
+        """Whether the followed head's specs are valid, and how many problems they have."""
+        self.specs_valid.set(1 if valid else 0)
+        self.specs_problems.set(problems)
 
     def set_drift_age(self, seconds: float) -> None:
         """Set the age of the oldest unresolved drift (0 for none)."""

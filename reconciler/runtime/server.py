@@ -151,6 +151,7 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     delivery_memory: int = DEFAULT_DELIVERY_MEMORY,
     clock: Callable[[], float] = time.time,
+    readiness: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Starlette:
     """Build the daemon's ASGI app.
 
@@ -167,6 +168,8 @@ def create_app(
         max_body: largest webhook body accepted, in bytes.
         delivery_memory: how many Git delivery ids to remember against replays.
         clock: epoch seconds, stamped on webhook log records.
+        readiness: details for ``/readyz``'s body (the commit served, an invalid head's
+            problems); none when omitted.
 
     Returns:
         The Starlette application.
@@ -213,9 +216,13 @@ def create_app(
         except Exception:
             logger.exception("readiness probe failed")
             is_ready = False
-        return JSONResponse(
-            {"status": "ready" if is_ready else "not ready"}, status_code=200 if is_ready else 503
-        )
+        body: dict[str, Any] = {"status": "ready" if is_ready else "not ready"}
+        if readiness is not None:
+            try:
+                body["details"] = dict(readiness())
+            except Exception:
+                logger.exception("readiness details failed")
+        return JSONResponse(body, status_code=200 if is_ready else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), headers={"Content-Type": CONTENT_TYPE})

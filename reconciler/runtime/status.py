@@ -20,6 +20,8 @@ Rules:
    Call :meth:`StatusStore.forget` after another writer may have written (a new lease).
 4. Messages and errors pass through :func:`reconciler.runtime.logging.redact` before they are
    stored: a token that reached an error message never reaches the table.
+5. A resource that left both the specs and the world is removed (:meth:`StatusStore.remove`),
+   so ``reconciler status`` and the gauges stop showing it.
 """
 
 from __future__ import annotations
@@ -304,6 +306,43 @@ class StatusStore:
                 raise missing from exc
             raise
         return [_row(row) for row in rows]
+
+    async def resources(self) -> frozenset[str]:
+        """Every resource key the table holds (for a full pass's pruning, rule 5).
+
+        Raises:
+            MigrationError: the status table does not exist yet.
+        """
+        try:
+            rows = await self._db.query("SELECT DISTINCT resource FROM resource_status", [])
+        except SqlError as exc:
+            missing = _missing_schema(exc)
+            if missing is not None:
+                raise missing from exc
+            raise
+        return frozenset(str(row["resource"]) for row in rows)
+
+    async def remove(self, resources: Iterable[str]) -> int:
+        """Delete every condition of ``resources`` (gone from the specs and the world, rule 5).
+
+        Returns:
+            How many resources were asked to be removed.
+        """
+        names = sorted(set(resources))
+        for start in range(0, len(names), BATCH_ROWS):
+            chunk = names[start : start + BATCH_ROWS]
+            marks = ", ".join("?" for _ in chunk)
+            await self._db.batch(
+                [
+                    Statement(
+                        f"DELETE FROM resource_status WHERE resource IN ({marks})", tuple(chunk)
+                    )
+                ]
+            )
+        removed = set(names)
+        for key in [key for key in self._written if key[0] in removed]:
+            del self._written[key]
+        return len(names)
 
     async def get(self, resource: str, condition: str) -> ResourceStatus | None:
         """One stored condition, or None."""
