@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.core.desired import derive
+from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, PlanSettings, build_plan
 from reconciler.core.policy import APPROVAL_TRAILER
@@ -175,6 +175,15 @@ def load_specs(args: argparse.Namespace) -> Loaded:
     return Loaded(specs=load_directory(Path(args.specs)), pull=None)
 
 
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One plan and what it was made from."""
+
+    desired: Desired
+    observed: Observed
+    plan: Plan
+
+
 async def make_plan(
     world: ReadOnlyWorld,
     loaded: Loaded,
@@ -184,6 +193,22 @@ async def make_plan(
     progress: Callable[[str], None],
     unreadable: Callable[[UnreadableError], None] | None = None,
 ) -> Plan:
+    """:func:`make_pass`, the plan only."""
+    made = await make_pass(
+        world, loaded, now=now, allow=allow, progress=progress, unreadable=unreadable
+    )
+    return made.plan
+
+
+async def make_pass(
+    world: ReadOnlyWorld,
+    loaded: Loaded,
+    *,
+    now: float,
+    allow: bool,
+    progress: Callable[[str], None],
+    unreadable: Callable[[UnreadableError], None] | None = None,
+) -> Pass:
     """Observe the world read-only through ``world`` (closed after), derive and plan.
 
     Args:
@@ -197,7 +222,8 @@ async def make_plan(
             with what the healthy providers allow (runbook 6) and exits 1 afterwards.
 
     Returns:
-        The plan (pure: same specs, observation and ``now``, same plan).
+        The desired facts, the observation and the plan (pure: same specs, observation and
+        ``now``, same plan); ``apply`` computes the resources' conditions from all three.
 
     Raises:
         UnreadableError: a provider's reading failed (network, 5xx, refused credentials)
@@ -227,9 +253,10 @@ async def make_plan(
     desired = derive(loaded.specs, observed.billing, now=now)
     plan = build_plan(desired, observed, settings)
     if pull is None:
-        return plan
+        return Pass(desired=desired, observed=observed, plan=plan)
     base = prmode.base_desired(derive(pull.base, observed.billing, now=now), desired.revision)
-    return prmode.annotate(plan, build_plan(base, observed, settings), pull.reverts)
+    annotated = prmode.annotate(plan, build_plan(base, observed, settings), pull.reverts)
+    return Pass(desired=desired, observed=observed, plan=annotated)
 
 
 PROVIDERS: dict[Source, str] = {

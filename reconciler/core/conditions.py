@@ -220,7 +220,9 @@ def _tenant(
     elif observed.is_complete(Source.STRIPE):
         result.append(_payment(tenant, scope))
         result.append(synced(key, verdicts, converged="billing and access match", **scope))
-    result.append(stuck(key, verdicts, coverage, **scope))
+    flag = stuck(key, verdicts, coverage, **scope)
+    if flag is not None:
+        result.append(flag)
     return result
 
 

@@ -120,6 +120,9 @@ class Coverage:
     sites: frozenset[str] = frozenset()
     tenants: frozenset[str] = frozenset()
     stuck: Mapping[str, str] = field(default_factory=dict)
+    # False when no work queue stands behind the pass (``reconciler apply``): ``Stuck`` is then
+    # stated only when the planner's own gate says so, never cleared on the queue's behalf.
+    queue: bool = True
 
 
 @dataclass(slots=True)
@@ -268,7 +271,7 @@ def stuck(
     commit: str | None,
     tenant: str | None,
     site: str | None,
-) -> ConditionUpdate:
+) -> ConditionUpdate | None:
     error = coverage.stuck.get(key)
     if error is not None:
         return update(
@@ -296,6 +299,8 @@ def stuck(
             site=site,
             error=blocked.reason,
         )
+    if not coverage.queue:
+        return None  # the daemon's queue knows; apply does not
     return update(
         key,
         Condition.STUCK,

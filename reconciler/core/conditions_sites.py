@@ -75,7 +75,9 @@ def site_conditions(
     budget = _within_budget(site, observed, verdicts, key, scope)
     if budget is not None:
         result.append(budget)
-    result.append(stuck(key, verdicts, coverage, **scope))
+    flag = stuck(key, verdicts, coverage, **scope)
+    if flag is not None:
+        result.append(flag)
     return result
 
 

@@ -1,7 +1,8 @@
 """Resource conditions kept in D1: what each site, hostname and tenant looks like right now.
 
 Called by the daemon loop (``runtime/loop.py``), which derives the conditions of every resource
-it reconciled and writes them with :meth:`StatusStore.set_many`, and by ``reconciler status``
+it reconciled and writes them with :meth:`StatusStore.set_many`, by ``reconciler apply``
+(:func:`record_pass`, so ``status`` is right whichever path acted), and by ``reconciler status``
 (``commands/status.py``), which reads them with :meth:`StatusStore.list`. It calls the
 :class:`~reconciler.providers.d1.Database` it is given and the injected clock; the table is
 ``resource_status`` (migrations 0002 and 0004).
@@ -32,12 +33,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.core.conditions import conditions_for, gone_resources
 from reconciler.core.conditions_common import (
     Condition,
     ConditionUpdate,
+    Coverage,
     parse_condition,
     status_text,
 )
+from reconciler.core.desired import Desired
+from reconciler.core.observed import Observed
+from reconciler.core.outcome import Report
 from reconciler.errors import MigrationError
 from reconciler.providers.d1 import Database, SqlError, SqlValue, Statement
 from reconciler.runtime.logging import redact
@@ -49,6 +55,7 @@ __all__ = [
     "ResourceStatus",
     "StatusStore",
     "parse_condition",
+    "record_pass",
     "status_text",
 ]
 
@@ -368,3 +375,41 @@ def _row(row: dict[str, SqlValue]) -> ResourceStatus:
         tenant=_text(row["tenant"]),
         site=_text(row["site"]),
     )
+
+
+async def record_pass(
+    store: StatusStore,
+    *,
+    desired: Desired,
+    observed: Observed,
+    report: Report,
+    now: float,
+) -> tuple[int, int]:
+    """Record the conditions of a pass made outside the daemon (``reconciler apply``).
+
+    Every site and tenant the plan covered gets its conditions, from the same pure core the
+    daemon uses (``core/conditions.py``), except ``Stuck``, which only the daemon's work queue
+    knows (``Coverage.queue`` False). On a whole-fleet pass, resources that left the specs and
+    the world are removed (module rule 5).
+
+    Returns:
+        (rows written, resources removed).
+
+    Raises:
+        MigrationError: the status table does not exist yet.
+    """
+    scope = observed.scope
+    sites = frozenset(desired.sites) if scope is None else frozenset(scope) & set(desired.sites)
+    tenants = frozenset(desired.sites[name].tenant for name in sites) | (
+        frozenset(desired.tenants) if scope is None else frozenset()
+    )
+    coverage = Coverage(sites=sites, tenants=tenants, queue=False)
+    updates = conditions_for(
+        desired=desired, observed=observed, report=report, coverage=coverage, now=now
+    )
+    written = await store.set_many(updates)
+    stored = await store.resources() if scope is None else None
+    gone = gone_resources(desired=desired, report=report, removed_sites=(), stored=stored)
+    if gone:
+        await store.remove(gone)
+    return written, len(gone)
