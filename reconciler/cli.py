@@ -5,7 +5,8 @@ Exit codes follow terraform's ``-detailed-exitcode``: 0 nothing to do (or valid)
 1 too, never argparse's 2, which would read as "changes pending". Errors from
 :mod:`reconciler.errors` and from the operating system (a port in use, a file that cannot be
 written) become one clear line on stderr and exit 1; a closed pipe (``reconciler status |
-head``) ends quietly. Anything else is a bug and keeps its traceback.
+head``) ends quietly. Anything else is a bug and keeps its traceback. Everything a command
+prints on stdout and stderr passes through ``reconciler/redact.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import NoReturn
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
+from reconciler.redact import RedactingStream
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -73,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(stdout), RedactingStream(stderr)
     try:
         code: int = handler(args)
         sys.stdout.flush()
@@ -88,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
     return code
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.redact import redact
+
 
 class ReconcilerError(Exception):
     """Root of every error the reconciler raises on purpose."""
@@ -101,10 +103,14 @@ class ProviderError(ReconcilerError):
     """A call to an external system failed."""
 
     def __init__(self, provider: str, message: str, *, status: int | None = None) -> None:
-        """Record which provider failed, and the HTTP status when there was one."""
+        """Record which provider failed, and the HTTP status when there was one.
+
+        The message is redacted here, once (``reconciler/redact.py``): a provider's error body
+        may echo a credential, and every output built from this error inherits the mask.
+        """
         self.provider = provider
         self.status = status
-        super().__init__(f"{provider}: {message}")
+        super().__init__(redact(f"{provider}: {message}"))
 
 
 class TransientError(ProviderError):

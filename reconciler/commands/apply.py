@@ -3,11 +3,13 @@
 Registered by ``cli.py``. Planning goes through ``commands/plan.py``'s own functions
 (:func:`~reconciler.commands.plan.load_specs`, :func:`~reconciler.commands.plan.make_plan`:
 the same loading, read-only wiring, observation and planning: one code path); a saved plan is
-read by :func:`reconciler.core.plan_json.plan_from_json` and checked against a fresh
-observation. Execution takes the writers, handlers and checkpoints from
-:class:`reconciler.wiring.WriterWorld` (sharing the observers' token buckets), writes the
-intent journal and calls :func:`reconciler.runtime.execute.execute`; the report is rendered by
-``core/report_render.py``. docs/apply.md is the operator's guide.
+verified (:func:`~reconciler.core.plan_json.verify_signature`: signed with
+``RECONCILER_PLAN_KEY``), read by :func:`reconciler.core.plan_json.plan_from_json`, checked
+against a fresh observation, and replaced by the fresh plan's own actions
+(:func:`~reconciler.core.plan_json.approved_plan`). Execution takes the writers, handlers and
+checkpoints from :class:`reconciler.wiring.WriterWorld` (sharing the observers' token
+buckets), writes the intent journal and calls :func:`reconciler.runtime.execute.execute`;
+the report is rendered by ``core/report_render.py``. docs/apply.md is the operator's guide.
 
 Rules:
 
@@ -20,7 +22,13 @@ Rules:
    that could not be read (what the healthy providers allow is still applied, runbook 6, and
    stderr names each unreadable provider and its endpoint on one line); 3 actions blocked by
    policy and nothing else failing.
-4. Conditions are recorded after every apply, from the same core as the daemon's
+4. A saved plan runs only when signed with the operator's key, and only as the actions a fresh
+   plan (every policy gate and the ownership rule evaluated now) contains: a forged, stale or
+   no longer allowed action refuses the whole plan with the reason.
+5. One writer per world: execution holds the daemon's leader lease
+   (:func:`reconciler.runtime.lease.exclusive`), or refuses naming its holder; every write is
+   fenced by it, right before each request leaves.
+6. Conditions are recorded after every apply, from the same core as the daemon's
    (:func:`reconciler.runtime.status.record_pass`), so ``reconciler status`` is right whichever
    path acted; a status that cannot be written is a warning, never a failed apply.
 """
@@ -38,7 +46,7 @@ from typing import Any, TextIO
 from reconciler.commands import plan as plan_command
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import Action, Plan
-from reconciler.core.plan_json import plan_from_json
+from reconciler.core.plan_json import approved_plan, plan_from_json, verify_signature
 from reconciler.core.render import Rate, plan_to_json, render_text
 from reconciler.core.report_render import (
     action_label,
@@ -57,9 +65,13 @@ from reconciler.errors import (
 )
 from reconciler.runtime.execute import DEFAULT_LIMITS, Progress, execute
 from reconciler.runtime.journal import Journal
+from reconciler.runtime.lease import LeaderLease, default_holder, exclusive
 from reconciler.runtime.status import StatusStore, record_pass
 from reconciler.settings import Settings
 from reconciler.wiring import Buckets, ReadOnlyWorld, WriterWorld, load_settings, wall_clock
+
+APPLY_LEASE_TTL = 30.0
+"""Seconds apply's lease lasts per renewal (renewed every ttl/3 while it executes)."""
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -115,32 +127,26 @@ def run(args: argparse.Namespace) -> int:
 
     Raises:
         StalePlanError: the saved plan no longer matches the observed world.
-        PlanError: the saved plan is malformed or edited, or an action kind has no handler.
+        PlanError: the saved plan is unsigned, forged, malformed or edited, a saved action is
+            one a fresh plan refuses, or an action kind has no handler.
+        LeaseHeldError: a daemon (or another apply) holds the leader lease.
     """
     if args.ref is not None and args.repo is None:
         print("error: --ref needs --repo", file=sys.stderr)
         return EXIT_ERROR
-    saved = _read_saved(args.saved_plan) if args.saved_plan is not None else None
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    saved = _read_saved(args.saved_plan, settings) if args.saved_plan is not None else None
     if saved is not None and args.repo is not None and args.ref is None and saved.revision:
         args.ref = saved.revision  # observe what the plan was made from
-    try:
-        loaded = plan_command.load_specs(args)
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(problem.render())
-        count = len(exc.problems)
-        print(
-            f"{args.specs.rstrip('/')}/ is invalid: {count} problem{'s' if count != 1 else ''}; "
-            "nothing was applied",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    except LoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return EXIT_ERROR
     buckets = Buckets()  # observers and writers share one budget per credential
     try:
-        settings = load_settings()
         reader = ReadOnlyWorld(settings, buckets=buckets)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -165,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     )
     fresh = made.plan
     rates = reader.rates()
-    plan = fresh if saved is None else _check_fresh(saved, fresh)
+    plan = fresh if saved is None else approved_plan(saved, _check_fresh(saved, fresh))
 
     if args.output == "text":
         sys.stdout.write(render_text(plan, rates=rates, color=_color(args)))
@@ -228,7 +234,31 @@ def _unread_exit(unread: list[UnreadableError], code: int) -> int:
     return EXIT_ERROR if unread else code
 
 
-def _read_saved(path: Path) -> Plan:
+def _load(args: argparse.Namespace) -> plan_command.Loaded | None:
+    """The specs, or None after printing why they cannot be applied."""
+    try:
+        return plan_command.load_specs(args)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem.render())
+        count = len(exc.problems)
+        print(
+            f"{args.specs.rstrip('/')}/ is invalid: {count} problem{'s' if count != 1 else ''}; "
+            "nothing was applied",
+            file=sys.stderr,
+        )
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    return None
+
+
+def _read_saved(path: Path, settings: Settings) -> Plan:
+    """The saved plan at ``path``, once its signature is verified (core/plan_json.py rule 5)."""
+    if not settings.plan_key:
+        raise PlanError(
+            "apply --plan needs RECONCILER_PLAN_KEY, the key the plan was signed with; "
+            "nothing was applied"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -238,13 +268,14 @@ def _read_saved(path: Path) -> Plan:
     except json.JSONDecodeError as exc:
         raise PlanError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from exc
     try:
+        verify_signature(document, settings.plan_key.reveal())
         return plan_from_json(document)
     except PlanError as exc:
         raise PlanError(f"{path}: {exc}") from exc
 
 
 def _check_fresh(saved: Plan, fresh: Plan) -> Plan:
-    """The saved plan when the world still looks as it did; StalePlanError otherwise."""
+    """The fresh plan when the world still looks as it did; StalePlanError otherwise."""
     if saved.revision and fresh.revision and saved.revision != fresh.revision:
         raise StalePlanError(
             f"the saved plan was made from specs at {saved.revision[:12]}, but the specs "
@@ -256,7 +287,7 @@ def _check_fresh(saved: Plan, fresh: Plan) -> Plan:
             f"{saved.observed_digest[:19]}…, observed now {fresh.observed_digest[:19]}…); "
             "run `reconciler plan` again"
         )
-    return saved
+    return fresh
 
 
 def _confirm(count: int) -> bool:
@@ -282,19 +313,24 @@ def _confirm(count: int) -> bool:
 async def _execute(
     plan: Plan, writers: WriterWorld, *, now: Callable[[], float], made: plan_command.Pass
 ) -> Report:
+    """Execute under the leader lease (refused while a daemon leads), every write fenced;
+    then record the conditions (rule 6)."""
     async with writers:
-        report = await execute(
-            plan,
-            handlers=writers.handlers(),
-            journal=Journal(writers.database, now=now),
-            limits=DEFAULT_LIMITS,
-            now=now,
-            checkpoint=writers.checkpoints,
-            progress=_progress(sys.stderr),
-            handler_progress=_notes(sys.stderr),
-        )
-        await _record(made, report, writers, now)
-        return report
+        lease = LeaderLease(writers.database, holder=default_holder("apply"), ttl=APPLY_LEASE_TTL)
+        async with exclusive(lease, verb="apply"):
+            journal_db = writers.fence(lease.ensure)
+            report = await execute(
+                plan,
+                handlers=writers.handlers(),
+                journal=Journal(journal_db, now=now),
+                limits=DEFAULT_LIMITS,
+                now=now,
+                checkpoint=writers.checkpoints,
+                progress=_progress(sys.stderr),
+                handler_progress=_notes(sys.stderr),
+            )
+            await _record(made, report, writers, now)
+            return report
 
 
 def _progress(stream: TextIO) -> Callable[[Progress], None]:

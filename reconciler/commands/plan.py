@@ -19,9 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,13 +30,15 @@ from typing import Any, TextIO
 from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, PlanSettings, build_plan
+from reconciler.core.plan_json import signed_json
 from reconciler.core.policy import APPROVAL_TRAILER
-from reconciler.core.render import render_json, render_markdown, render_text
+from reconciler.core.render import Rate, plan_to_json, render_json, render_markdown, render_text
 from reconciler.errors import LoadError, SpecError, UnreadableError
+from reconciler.redact import redact
 from reconciler.runtime import prmode
 from reconciler.runtime.approvals import CommitApprovals, read_approvals
 from reconciler.runtime.observe import observe
-from reconciler.settings import Settings
+from reconciler.settings import Secret, Settings
 from reconciler.spec.load import Specs, load_directory, load_git
 from reconciler.wiring import ReadOnlyWorld, load_settings, wall_clock
 
@@ -131,17 +134,44 @@ def run(args: argparse.Namespace) -> int:
     )
     rates = world.rates()
     if args.output == "json":
-        text = render_json(plan, rates=rates)
+        signed = _signed(plan, rates, settings.plan_key, saving=args.out is not None)
+        if signed is None:
+            return EXIT_ERROR
+        text = signed
     elif args.output == "markdown":
         text = render_markdown(plan, rates=rates)
     else:
         text = render_text(plan, rates=rates, color=_color(args))
     if args.out is not None:
-        args.out.write_text(text, encoding="utf-8")
+        args.out.write_text(redact(text), encoding="utf-8")  # stdout is redacted by cli.py
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
     return exit_code(plan)
+
+
+def _signed(plan: Plan, rates: Mapping[str, Rate], key: Secret, *, saving: bool) -> str | None:
+    """The JSON plan, signed with ``RECONCILER_PLAN_KEY`` (core/plan_json.py rule 5).
+
+    Without a key a plan is not saved (``--out``: None, after an error on stderr); on stdout it
+    is printed unsigned, with a warning that ``apply --plan`` will refuse it.
+    """
+    if key:
+        clean = json.loads(redact(json.dumps(plan_to_json(plan, rates=rates))))
+        return signed_json(clean, key.reveal())  # signed as saved: redacted first
+    if saving:
+        print(
+            "error: refusing to save an unsigned plan: set RECONCILER_PLAN_KEY (a secret only "
+            "the operators hold); `apply --plan` applies signed plans only",
+            file=sys.stderr,
+        )
+        return None
+    print(
+        "warning: RECONCILER_PLAN_KEY is not set: this plan is unsigned and `apply --plan` "
+        "will refuse it",
+        file=sys.stderr,
+    )
+    return render_json(plan, rates=rates)
 
 
 def exit_code(plan: Plan) -> int:

@@ -197,7 +197,7 @@ class DunningRecord:
 
     invoice_id: str
     step_code: str
-    status: str  # pending | sent | failed | skipped
+    status: str  # pending | sent | failed | skipped | unknown
     error_message: str | None = None
 
 

@@ -98,6 +98,7 @@ from reconciler.errors import (
     SpecError,
     TransientError,
 )
+from reconciler.providers.http import fencing
 from reconciler.providers.ratelimit import Lane
 from reconciler.providers.stripe import WebhookEvent
 from reconciler.runtime.approvals import ApprovalLedger
@@ -236,7 +237,8 @@ class _Guarded:
             if self._breaker is not None:
                 self._breaker.check()
             try:
-                result = await attribute(*args, **kwargs)
+                with fencing(self._fence):  # and again before each request leaves
+                    result = await attribute(*args, **kwargs)
             except ProviderError as exc:
                 if self._breaker is not None:
                     self._breaker.record_failure(exc)
