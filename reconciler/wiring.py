@@ -607,7 +607,13 @@ class DaemonWorld:
             sleep=acting.sleep,
         )
         follower = GitFollower(
-            workdir / "repo", repo_url, branch, specs_subdir=specs_subdir, clock=clock, sleep=sleep
+            workdir / "repo",
+            repo_url,
+            branch,
+            specs_subdir=specs_subdir,
+            clock=clock,
+            sleep=sleep,
+            on_fetch=metrics.git_fetch,
         )
         self.parts = DaemonParts(
             follower=follower,

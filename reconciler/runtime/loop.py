@@ -391,6 +391,7 @@ class Daemon:
             base=self.settings.backoff_base,
             cap=max(self.settings.backoff_cap, self.settings.backoff_base),
             max_failures=self.settings.max_failures,
+            observer=self.parts.metrics.workqueue,
         )
 
     # ----------------------------------------------------------------- probes and webhooks

@@ -190,7 +190,9 @@ def create_app(
     def log(level: int, source: str, outcome: str, **fields: Any) -> None:
         entry = {"at": round(clock(), 3), "event": f"webhook.{outcome}", "source": source}
         entry.update(fields)
-        logger.log(level, json.dumps(entry, sort_keys=True), extra={"webhook": entry})
+        # The message is plain text; the fields travel as one JSON object, never as JSON
+        # inside the message (one encoding per line).
+        logger.log(level, f"webhook {source} {outcome}", extra={"webhook": entry})
 
     def reject(source: str, request: Request, rejected: _Rejected, **fields: Any) -> Response:
         metrics.webhook(source, rejected.reason)
