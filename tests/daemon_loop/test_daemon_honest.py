@@ -61,8 +61,11 @@ async def test_a_blocked_deletion_is_not_synced_then_approved_in_git_and_applied
             row = synced(fleet, key)
             assert row is not None and row["reason"] == "BlastRadius", row
             assert "Approve-Deletion: Site/acme-home" in str(row["message"])
-        metrics = running.world.metrics.render().decode()
-        assert 'reconciler_blocked_resources{reason="BlastRadius"} 3.0' in metrics
+        counted = 'reconciler_blocked_resources{reason="BlastRadius"} 3.0'
+        # The gauges follow the rows within the same pass: wait for the pass to publish them.
+        await wait_for(
+            lambda: counted in running.world.metrics.render().decode(), what="the gauges"
+        )
         warnings = [r for r in caplog.records if r.getMessage() == "resources not synced"]
         assert warnings and "BlastRadius" in str(getattr(warnings[-1], "resources", ""))
         await wait_for(lambda: not running.daemon.queue.processing, what="the passes to finish")
@@ -87,8 +90,10 @@ async def test_a_blocked_deletion_is_not_synced_then_approved_in_git_and_applied
             assert synced(fleet, key) is None  # gone from the specs and the world
         site = synced(fleet, "Site/acme-home")
         assert site is not None and site["status"] == "True", site
-        metrics = running.world.metrics.render().decode()
-        assert 'reconciler_blocked_resources{reason="BlastRadius"}' not in metrics
+        await wait_for(
+            lambda: "BlastRadius" not in running.world.metrics.render().decode(),
+            what="the gauges to drop the deletions",
+        )
 
 
 async def test_an_invalid_head_is_a_condition_of_the_source_and_the_last_good_commit_stays(
