@@ -372,7 +372,7 @@ class Daemon:
         self._lease_lost = asyncio.Event()
         self._locks = _TenantLocks()
         self._full: set[str] = set()
-        self._converging: dict[str, tuple[float, set[str]]] = {}
+        self._converging: dict[str, tuple[float, float, set[str]]] = {}  # seen, committed, keys
         self._drift_since: dict[str, float] = {}
         self._tally = ResourceTally()
         self._commit_order: dict[str, int] = {}
@@ -637,9 +637,9 @@ class Daemon:
         # Measured from the commit's own time, so poll delay counts (module rule 9).
         start = committed if committed is not None and committed <= seen else seen
         if keys:
-            self._converging[new] = (start, set(keys))
+            self._converging[new] = (seen, start, set(keys))
         else:
-            self._converged(new, start)
+            self._converged(new, seen, start)
 
     async def _approvals(self, previous: Specs | None, new: str, specs: Specs) -> list[str]:
         """Read the new commits' ``Approve-Deletion`` trailers; return the new approvals."""
@@ -1221,13 +1221,13 @@ class Daemon:
         nothing blocked (module rule 9); a newer commit converging supersedes older ones."""
         if failed or plan.blocked:
             return
-        for commit, (seen, outstanding) in list(self._converging.items()):
+        for commit, (seen, start, outstanding) in list(self._converging.items()):
             outstanding.discard(key)
             if key == SWEEP_ALL:
                 outstanding.clear()
             if not outstanding:
                 del self._converging[commit]
-                self._converged(commit, seen)
+                self._converged(commit, seen, start)
                 self._supersede(commit)
 
     def _supersede(self, commit: str) -> None:
@@ -1237,11 +1237,22 @@ class Daemon:
             if self._commit_order.get(older, 0) < self._commit_order.get(commit, 0):
                 del self._converging[older]
 
-    def _converged(self, commit: str, seen: float) -> None:
-        seconds = max(0.0, self.parts.clock() - seen)
+    def _converged(self, commit: str, seen: float, committed: float) -> None:
+        """Report ``commit`` converged: ``converged`` keeps the seconds since it was seen, the
+        metric the seconds since its committer date (poll delay included, rule 9)."""
+        now = self.parts.clock()
+        seconds = max(0.0, now - seen)
         self.converged[commit] = seconds
-        self.parts.metrics.observe_converged(seconds)
-        log.info("commit converged", extra={"commit": commit, "seconds": round(seconds, 3)})
+        since_commit = max(0.0, now - committed)
+        self.parts.metrics.observe_converged(since_commit)
+        log.info(
+            "commit converged",
+            extra={
+                "commit": commit,
+                "seconds": round(seconds, 3),
+                "since_commit_s": round(since_commit, 3),
+            },
+        )
 
     def _publish_depth(self) -> None:
         for lane in Lane:

@@ -131,3 +131,31 @@ async def test_an_invalid_head_is_a_condition_of_the_source_and_the_last_good_co
         metrics = running.world.metrics.render().decode()
         assert "reconciler_specs_valid 0.0" in metrics
         assert running.daemon.specs is not None and running.daemon.specs.revision == good
+
+
+def _converged_sum(running: Running) -> float:
+    for line in running.world.metrics.render().decode().splitlines():
+        if line.startswith("reconciler_commit_to_converged_seconds_sum"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_commit_to_converged_counts_from_the_commits_own_time(
+    fleet: Fleet, start_daemon: DaemonFactory
+) -> None:
+    async with start_daemon(interval=3600.0) as running:
+        await converged_start(running, fleet)
+        await wait_for(lambda: _converged_sum(running) > 0, what="the first commit's figure")
+        before = _converged_sum(running)
+        fleet.edit(SITE_FILE, "production: {version: 12}", "production: {version: 13}")
+        fleet.repo.git.add("-A")
+        # Committed ten minutes before the daemon hears of it (a slow CI, a missed webhook).
+        stamp = f"@{int(fleet.sandbox.clock.now()) - 600} +0000"
+        fleet.repo.git.commit(
+            "-q", "-m", "acme-home: publish version 13", env={"GIT_COMMITTER_DATE": stamp}
+        )
+        commit = fleet.push()
+        assert (await running.push_webhook(fleet)).status_code == 202
+        await wait_for(lambda: commit in running.daemon.converged, within=60.0, what="v13")
+        assert running.daemon.converged[commit] < 60.0  # seconds since it was seen
+        assert _converged_sum(running) - before >= 600.0  # seconds since it was committed
