@@ -109,9 +109,16 @@ def declared(desired: Desired) -> set[str]:
 
 def _undeclared(desired: Desired, verdicts: Verdicts, commit: str | None) -> list[ConditionUpdate]:
     """``Synced=False`` for blocked or failed resources the specs no longer declare (rule 4)."""
+    candidates = sorted(
+        key
+        for key in set(verdicts.blocked) | set(verdicts.failed)
+        if key.startswith(("Site/", "Hostname/"))
+    )
+    if not candidates:
+        return []
     known = declared(desired) if desired.scope is None else None
     result: list[ConditionUpdate] = []
-    for key in sorted(set(verdicts.blocked) | set(verdicts.failed)):
+    for key in candidates:
         kind, _, name = key.partition("/")
         if kind not in ("Site", "Hostname") or _is_declared(desired, known, kind, name):
             continue
