@@ -15,8 +15,9 @@ Rules:
 1. Only what the pass covered is reported: a site's conditions when the site was in scope,
    its hostnames' DNS and certificate conditions only when custom hostnames were listed, a
    tenant's ``PaymentCurrent`` only when Stripe was read. A reading that failed gives
-   ``Unknown``, never a guess; a reading the pass deliberately skipped gives nothing at all, so
-   an earlier answer stands.
+   ``Unknown`` for what it would have told (``Ready``, ``DNSConfigured``, ``PaymentCurrent``),
+   never a guess, and ``Synced=False``: the resource's change waits on that reading. A
+   reading the pass deliberately skipped gives nothing at all, so an earlier answer stands.
 2. ``Synced`` is False while an action for the resource failed, is blocked, or (after the
    observation, for hostnames) is still settling; the first failure's message is the last
    error. An action that was applied makes ``Synced`` True: the world now matches the specs at
@@ -217,7 +218,7 @@ def _tenant(
             update(
                 key,
                 Condition.SYNCED,
-                None,
+                False,  # the tenant's billing decisions wait on the reading
                 "BillingUnknown",
                 f"{source.value} could not be read",
                 error=error,

@@ -140,6 +140,8 @@ def test_an_unreadable_hostname_listing_gives_unknown_not_a_guess() -> None:
     dns = found[("Hostname/acmebakery.com", "DNSConfigured")]
     assert dns.status is None
     assert dns.last_error == "HTTP 500"
+    synced = found[("Hostname/acmebakery.com", "Synced")]  # waiting on the reading
+    assert (synced.status, synced.reason) == (False, "Unlisted")
 
 
 def test_a_failed_billing_sync_makes_the_tenant_unsynced_with_the_error_as_last_error() -> None:
