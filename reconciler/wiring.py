@@ -607,7 +607,13 @@ class DaemonWorld:
             sleep=acting.sleep,
         )
         follower = GitFollower(
-            workdir / "repo", repo_url, branch, specs_subdir=specs_subdir, clock=clock, sleep=sleep
+            workdir / "repo",
+            repo_url,
+            branch,
+            specs_subdir=specs_subdir,
+            clock=clock,
+            sleep=sleep,
+            on_fetch=metrics.git_fetch,
         )
         self.parts = DaemonParts(
             follower=follower,
@@ -639,6 +645,7 @@ class DaemonWorld:
             metrics=self.metrics,
             health=daemon.health,
             ready=daemon.ready,
+            readiness=daemon.readiness,
             on_git_push=daemon.on_git_push,
             on_stripe_event=daemon.on_stripe_event,
             git_secret=self.settings.git_webhook_secret,
