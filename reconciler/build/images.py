@@ -14,7 +14,9 @@ Layout in the deployment: ``assets/img/<sha256[:16]>/<width>.<avif|webp>`` for v
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html import escape
 from typing import Protocol
@@ -157,9 +159,9 @@ def prepare_media(
     Raises:
         BuildError: missing, corrupt, wrong type, oversized or unsafe media, located.
     """
-    media = PreparedMedia()
+    originals: list[tuple[Asset, bytes]] = []
     absent: list[str] = []
-    for asset in snapshot.assets:
+    for asset in snapshot.assets:  # every original read and checked before any encoding
         check()
         if asset.key in shown and not _is_image(asset.content_type):
             raise BuildError(
@@ -170,22 +172,49 @@ def prepare_media(
         data = _read(asset, store)
         if data is None:
             absent.append(asset.key)
-            continue
-        if absent:
-            continue  # a missing asset fails the build: encode nothing more
-        if asset.content_type in RASTER_TYPES:
-            _add_raster(
-                media, optimise(asset.key, data, asset.content_type, cache=cache, settings=settings)
-            )
         else:
-            _add_file(media, asset, data)
+            originals.append((asset, data))
     if absent:
         names = ", ".join(repr(key) for key in absent)
         raise BuildError(
             f"missing asset{'s' if len(absent) > 1 else ''}: {names} not found in the asset store",
             reason=BuildFailure.MISSING_ASSET,
         )
+    optimised = _optimise_all(originals, cache, settings, check)
+    media = PreparedMedia()
+    for asset, data in originals:
+        image = optimised.get(asset.key)
+        if image is not None:
+            _add_raster(media, image)
+        else:
+            _add_file(media, asset, data)
     return media
+
+
+def _optimise_all(
+    originals: list[tuple[Asset, bytes]],
+    cache: VariantCache | None,
+    settings: EncoderSettings,
+    check: Callable[[], None],
+) -> dict[str, OptimisedImage]:
+    """Every raster original optimised, several at once (Pillow encodes outside the GIL).
+
+    The first failure in asset order is raised, so the message does not depend on timing.
+    """
+    rasters = [(a, d) for a, d in originals if a.content_type in RASTER_TYPES]
+    if not rasters:
+        return {}
+    workers = max(1, min(len(rasters), os.cpu_count() or 1, 4))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode") as pool:
+        futures = [
+            pool.submit(optimise, a.key, d, a.content_type, cache=cache, settings=settings)
+            for a, d in rasters
+        ]
+        results: dict[str, OptimisedImage] = {}
+        for (asset, _), future in zip(rasters, futures, strict=True):
+            results[asset.key] = future.result()
+            check()
+    return results
 
 
 def _is_image(content_type: str) -> bool:

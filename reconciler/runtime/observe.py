@@ -39,7 +39,10 @@ from typing import Literal, Protocol, TypeVar
 
 from reconciler.build.content import parse_snapshot
 from reconciler.build.errors import BuildError
+from reconciler.build.identity import builder_fingerprint
+from reconciler.build.media import ReadOnlyCache, VariantCache
 from reconciler.build.site import AssetStore, build_site
+from reconciler.core.budget import MediaWeight
 from reconciler.core.facts import CustomerBilling
 from reconciler.core.observed import (
     BuildPreview,
@@ -127,6 +130,8 @@ class ObserveClients:
     unconfigured: Mapping[Source, str] = field(default_factory=dict)
     dns: Resolver | None = None
     cname_target: str | None = None
+    variants: VariantCache | None = None  # read through, never written (a plan is read-only)
+    builder: str = field(default_factory=builder_fingerprint)  # for build identities
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +317,7 @@ async def observe(
         incomplete=dict(sorted(readings.incomplete.items())),
         scope=frozenset(scope) if scope is not None else None,
         cname_target=clients.cname_target or None,
+        builder=clients.builder,
     )
 
 
@@ -609,6 +615,7 @@ def _deployment(item: Deployment) -> ObservedDeployment:
         site=tag.site if tag is not None else None,
         version=tag.version if tag is not None else None,
         commit=(tag.commit or None) if tag is not None else None,
+        build=(tag.build or None) if tag is not None else None,
     )
 
 
@@ -659,22 +666,39 @@ async def _build_previews(
         if raw is None:
             continue  # no snapshot in D1: nothing to build (the planner decides)
         scripts = tuple(specs.sites[site].spec.scripts)
-        preview = await asyncio.to_thread(_preview, site, version, raw, scripts, clients.assets)
+        variants = ReadOnlyCache(clients.variants) if clients.variants is not None else None
+        preview = await asyncio.to_thread(
+            _preview, site, version, raw, scripts, clients.assets, variants
+        )
         if preview is not None:
             builds[(site, version)] = preview
     say(f"build: {len(builds)} versions built in memory for the budget check")
 
 
 def _preview(
-    site: str, version: int, raw: str, scripts: tuple[str, ...], assets: AssetStore | None
+    site: str,
+    version: int,
+    raw: str,
+    scripts: tuple[str, ...],
+    assets: AssetStore | None,
+    variants: VariantCache | None,
 ) -> BuildPreview | None:
-    """Build one version in memory; None when its assets cannot be checked here."""
+    """Build one version in memory; None when its assets cannot be checked here.
+
+    Variants come from the cache where they are; the others are encoded in memory and
+    dropped (the publisher encodes and caches them), so a plan writes nothing anywhere.
+    """
     try:
         snapshot = parse_snapshot(raw)
         if snapshot.assets and assets is None:
             return None  # no asset store configured: the publisher checks at publish time
         output = build_site(
-            snapshot, site=site, version=version, assets=assets or {}, scripts=scripts
+            snapshot,
+            site=site,
+            version=version,
+            assets=assets or {},
+            scripts=scripts,
+            variants=variants,
         )
     except BuildError as exc:
         return BuildPreview(
@@ -693,4 +717,10 @@ def _preview(
         js_kb=output.js_kb,
         css_kb=output.css_kb,
         third_party_scripts=output.third_party_scripts,
+        media=MediaWeight(
+            image_kb=output.image_kb,
+            largest_image=output.largest_image,
+            page_weight_kb=output.page_weight_kb,
+            heaviest_page=output.heaviest_page,
+        ),
     )

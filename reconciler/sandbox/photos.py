@@ -67,7 +67,7 @@ def make_photo(
             exif[EXIF_ORIENTATION] = orientation
         image.save(out, format="JPEG", quality=92, exif=exif.tobytes())
     elif fmt == "png":
-        image.save(out, format="PNG", optimize=False)
+        image.save(out, format="PNG", compress_level=1)
     else:
         image.save(out, format="WEBP", quality=92)
     return out.getvalue()
