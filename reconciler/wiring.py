@@ -186,7 +186,9 @@ class Buckets:
         key = (provider, hashlib.sha256(credential.reveal().encode()).hexdigest())
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = TokenBucket(capacity=budget.requests, period=budget.period)
+            bucket = TokenBucket(
+                capacity=budget.requests, period=budget.period, margin=budget.margin
+            )
             self._buckets[key] = bucket
         return bucket
 
