@@ -525,6 +525,27 @@ class Records:
         )
         await self.db.batch(statements)
 
+    async def _earlier_build(
+        self, deployment_id: str
+    ) -> tuple[Mapping[str, SqlValue], BuildSizes | None]:
+        """The newest row of ``deployment_id``: its columns, and its sizes when it has them."""
+        earlier = await self.db.query(
+            "SELECT content_hash, js_kb, css_kb, third_party_scripts, image_kb, page_weight_kb, "
+            "build_identity, build_inputs FROM publish_versions "
+            "WHERE deployment_id = ? ORDER BY id DESC LIMIT 1",
+            (deployment_id,),
+        )
+        known = earlier[0] if earlier else {}
+        if known.get("js_kb") is None or known.get("css_kb") is None:
+            return known, None
+        return known, BuildSizes(
+            js_kb=_int(known["js_kb"]),
+            css_kb=_int(known["css_kb"]),
+            third_party_scripts=_int(known.get("third_party_scripts")),
+            image_kb=_int(known.get("image_kb")),
+            page_weight_kb=_int(known.get("page_weight_kb")),
+        )
+
     async def record_rollback(
         self,
         *,
@@ -540,22 +561,7 @@ class Records:
         budget: Mapping[str, int] | None = None,
     ) -> None:
         """One batch: a new ``live`` row for ``deployment_id``, superseding the live one."""
-        earlier = await self.db.query(
-            "SELECT content_hash, js_kb, css_kb, third_party_scripts, image_kb, page_weight_kb, "
-            "build_identity, build_inputs FROM publish_versions "
-            "WHERE deployment_id = ? ORDER BY id DESC LIMIT 1",
-            (deployment_id,),
-        )
-        known = earlier[0] if earlier else {}
-        sizes = None
-        if known.get("js_kb") is not None and known.get("css_kb") is not None:
-            sizes = BuildSizes(
-                js_kb=_int(known["js_kb"]),
-                css_kb=_int(known["css_kb"]),
-                third_party_scripts=_int(known.get("third_party_scripts")),
-                image_kb=_int(known.get("image_kb")),
-                page_weight_kb=_int(known.get("page_weight_kb")),
-            )
+        known, sizes = await self._earlier_build(deployment_id)
         went_live = self._went_live(
             site=site,
             environment=environment,
