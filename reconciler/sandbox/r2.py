@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -61,6 +61,7 @@ class LocalR2:
         self._port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._admin: Any = None  # one R2Store for bucket creation and resets (a client is slow)
         self.access_key_id = "sandbox-r2-" + secrets.token_hex(6)
         self.secret_access_key = secrets.token_hex(20)
 
@@ -160,6 +161,7 @@ class LocalR2:
 
     def _spawn(self, port: int) -> None:
         self._port = port
+        self._admin = None
         self._log = tempfile.TemporaryFile(prefix="moto-", suffix=".log")  # noqa: SIM115
         self._process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self._host, "-p", str(port)],
@@ -193,7 +195,9 @@ class LocalR2:
     def _create_bucket(self) -> None:
         from reconciler.providers.r2 import R2Store
 
-        R2Store(self.settings()).create_bucket()
+        if self._admin is None:
+            self._admin = R2Store(self.settings())
+        self._admin.create_bucket()
 
     def _reap(self) -> None:
         process, self._process = self._process, None
