@@ -19,6 +19,7 @@ it from other threads while the server runs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import email.parser
 import email.policy
@@ -546,6 +547,10 @@ def _assets(sim: CloudflareSim, call: _Call) -> _Outcome:
     if not isinstance(body, list) or not all(isinstance(i, dict) and "key" in i for i in body):
         raise ApiError(400, 8000096, "Expected a list of {key, value, metadata, base64}.")
     project.assets.update(str(item["key"]) for item in body)
+    for item in body:  # kept so tests can read what a deployment serves (Project.served)
+        value = item.get("value")
+        if isinstance(value, str) and item.get("base64") is True:
+            project.blobs[str(item["key"])] = base64.b64decode(value)
     return _Outcome(200, success({"successful_key_count": len(body), "unsuccessful_keys": []}))
 
 

@@ -154,6 +154,17 @@ class Project:
     default_behaviour: Behaviour = NORMAL
     upload_jwts: dict[str, float] = field(default_factory=dict)
     assets: set[str] = field(default_factory=set)
+    blobs: dict[str, bytes] = field(default_factory=dict)  # uploaded bytes by asset hash
+
+    def served(self, path: str, now: float, *, deployment_id: str | None = None) -> bytes | None:
+        """The bytes a deployment (production's live one by default) serves at ``path``.
+
+        ``path`` is a manifest key (``/index.html``, ``/assets/img/…``); None when the
+        deployment has no such file or its bytes were never uploaded.
+        """
+        dep = self.deployments.get(deployment_id) if deployment_id else self.live(now)
+        digest = dep.manifest.get(path) if dep is not None else None
+        return self.blobs.get(digest) if digest is not None else None
 
     @property
     def subdomain(self) -> str:
