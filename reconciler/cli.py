@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "schemas",
     "migrate",
     "sandbox",
+    "optimize",
 )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Protocol
 
-from reconciler.build.content import Asset, ContentSnapshot
+from reconciler.build.content import Asset, ContentSnapshot, GalleryBlock, HeroBlock, ImageBlock
 from reconciler.build.errors import BuildError, BuildFailure
 from reconciler.build.media import (
     RASTER_TYPES,
@@ -57,6 +57,8 @@ class PreparedImage:
     webp: tuple[tuple[str, int], ...] = ()
     weight: int = 0  # bytes a visitor fetches at most for it (its largest WebP, or the SVG)
     largest_file: int = 0  # its largest single file, any format
+    avif_weight: int = 0  # its largest AVIF (what a current browser fetches at full width)
+    original_bytes: int = 0  # the original in R2
 
 
 @dataclass(slots=True)
@@ -70,6 +72,29 @@ class PreparedMedia:
     variant_bytes: int = 0  # every variant together
     encoded: int = 0  # images encoded in this build
     cached: int = 0  # images whose variants came from the cache
+
+
+def asset_references(snapshot: ContentSnapshot) -> list[tuple[str, str]]:
+    """Every (asset key, the block that shows it) in page and block order."""
+    refs: list[tuple[str, str]] = []
+    for p, page in enumerate(snapshot.pages):
+        for b, block in enumerate(page.blocks):
+            where = f"pages[{p}].blocks[{b}] ({block.type})"
+            if isinstance(block, HeroBlock) and block.image is not None:
+                refs.append((block.image, where))
+            elif isinstance(block, ImageBlock):
+                refs.append((block.asset, where))
+            elif isinstance(block, GalleryBlock):
+                refs.extend((image.asset, where) for image in block.images)
+    return refs
+
+
+def shown_images(snapshot: ContentSnapshot) -> dict[str, str]:
+    """Asset key -> the first block that shows it as an image."""
+    shown: dict[str, str] = {}
+    for key, where in asset_references(snapshot):
+        shown.setdefault(key, where)
+    return shown
 
 
 def _variant_path(image: OptimisedImage, fmt: str, width: int) -> str:
@@ -111,6 +136,8 @@ def _add_raster(media: PreparedMedia, image: OptimisedImage) -> None:
         webp=tuple(("/" + _variant_path(image, "webp", v.width), v.width) for v in webp),
         weight=len(webp[-1].data),
         largest_file=max(len(v.data) for v in image.variants),
+        avif_weight=max((len(v.data) for v in image.of("avif")), default=0),
+        original_bytes=image.original_bytes,
     )
     media.original_bytes += image.original_bytes
     media.variant_bytes += image.variant_bytes

@@ -59,8 +59,10 @@ from reconciler.build.images import (
     AssetStore,
     PreparedImage,
     PreparedMedia,
+    asset_references,
     picture,
     prepare_media,
+    shown_images,
 )
 from reconciler.build.media import EncoderSettings, VariantCache
 
@@ -234,25 +236,10 @@ def _page_file(path: str) -> str:
     return "index.html" if path == "/" else f"{path.strip('/')}/index.html"
 
 
-def _asset_references(snapshot: ContentSnapshot) -> list[tuple[str, str]]:
-    """Every (asset key, where it is named) in page and block order."""
-    refs: list[tuple[str, str]] = []
-    for p, page in enumerate(snapshot.pages):
-        for b, block in enumerate(page.blocks):
-            where = f"pages[{p}].blocks[{b}] ({block.type})"
-            if isinstance(block, HeroBlock) and block.image is not None:
-                refs.append((block.image, where))
-            elif isinstance(block, ImageBlock):
-                refs.append((block.asset, where))
-            elif isinstance(block, GalleryBlock):
-                refs.extend((image.asset, where) for image in block.images)
-    return refs
-
-
 def _check_references(snapshot: ContentSnapshot) -> None:
     declared = {asset.key for asset in snapshot.assets}
     missing: dict[str, str] = {}
-    for key, where in _asset_references(snapshot):
+    for key, where in asset_references(snapshot):
         if key not in declared and key not in missing:
             missing[key] = where
     if missing:
@@ -490,14 +477,6 @@ def _versioned(path: str, data: bytes) -> str:
     return f"/{path}?v={hashlib.sha256(data).hexdigest()[:8]}"
 
 
-def _shown_images(snapshot: ContentSnapshot) -> dict[str, str]:
-    """Asset key -> the first block that shows it as an image."""
-    shown: dict[str, str] = {}
-    for key, where in _asset_references(snapshot):
-        shown.setdefault(key, where)
-    return shown
-
-
 @dataclass(slots=True)
 class _Rendered:
     """The pages of a build and what the budget needs from them."""
@@ -601,7 +580,7 @@ def build_site(
     media = prepare_media(
         snapshot,
         assets,
-        shown=_shown_images(snapshot),
+        shown=shown_images(snapshot),
         cache=variants,
         settings=encoder or EncoderSettings(),
         check=timer.check,
