@@ -14,8 +14,8 @@ Rules this module keeps:
    and its bytes under ``max_original_bytes``. A file Pillow cannot decode fails as corrupt.
 2. EXIF orientation is applied (``ImageOps.exif_transpose``); every other piece of metadata
    (EXIF, GPS, ICC, XMP, comments) is dropped: variants carry pixels only.
-3. Widths: each of ``EncoderSettings.widths`` smaller than the original, plus the original
-   width when it is smaller than the largest; never upscaled. Each width in AVIF and WebP.
+3. Widths: each of ``EncoderSettings.widths`` smaller than the original, plus the largest of
+   them capped at the original's width; never upscaled. Each width in AVIF and WebP.
    Animated images keep their first frame.
 4. A process keeps the images it optimised lately in memory (``_Memo``, bounded by bytes), so
    a plan's in-memory builds and the publish that follows encode each original once; the
@@ -187,10 +187,12 @@ _LABEL = {
 
 
 def _widths(original: int, wanted: Sequence[int]) -> tuple[int, ...]:
-    smaller = [w for w in sorted(set(wanted)) if w < original]
-    if not wanted or original < max(wanted):
-        smaller.append(original)
-    return tuple(sorted(set(smaller)))
+    """Each wanted width below the original, then the largest wanted one capped at it."""
+    if not wanted:
+        return (original,)
+    smaller = {w for w in wanted if w < original}
+    smaller.add(min(original, max(wanted)))
+    return tuple(sorted(smaller))
 
 
 def _decode(key: str, data: bytes, content_type: str, settings: EncoderSettings) -> Image.Image:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BuildInputs", "describe_changes", "inputs_from_json"]
+__all__ = ["BuildInputs", "describe_changes", "inputs_from_json", "is_stale", "wanted_inputs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,26 @@ def inputs_from_json(text: str | None) -> BuildInputs | None:
     return BuildInputs(
         site=site, version=version, content=content, scripts=tuple(scripts), builder=builder
     )
+
+
+def wanted_inputs(
+    site: str, version: int, content: str | None, scripts: tuple[str, ...], builder: str
+) -> BuildInputs | None:
+    """The inputs a build of ``version`` would have now; None when one of them is unknown."""
+    if not builder or content is None:
+        return None
+    return BuildInputs(
+        site=site, version=version, content=content, scripts=scripts, builder=builder
+    )
+
+
+def is_stale(recorded: str | None, wanted: BuildInputs | None) -> bool:
+    """True when a recorded identity is known to differ from the one wanted now.
+
+    A row without an identity (written before identities existed) or inputs not all known
+    (no content digest, no builder fingerprint) are never stale: the version alone decides.
+    """
+    return recorded is not None and wanted is not None and recorded != wanted.identity
 
 
 def _short(digest: str) -> str:

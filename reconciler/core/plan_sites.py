@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from reconciler.core.budget import BudgetMetric, check_budget, describe_violations
 from reconciler.core.desired import DesiredSite
-from reconciler.core.identity import BuildInputs, describe_changes
+from reconciler.core.identity import BuildInputs, describe_changes, is_stale, wanted_inputs
 from reconciler.core.observed import (
     BuildPreview,
     ObservedDeployment,
@@ -393,23 +393,14 @@ def _rollback_after(
 
 def _wanted_inputs(builder: PlanBuilder, site: DesiredSite, version: int) -> BuildInputs | None:
     """The inputs a build of ``version`` would have now; None when not all are known."""
-    fingerprint = builder.observed.builder
     ledger = builder.observed.ledger.get(site.name)
     content = ledger.content_digests.get(version) if ledger is not None else None
-    if not fingerprint or content is None:
-        return None
-    return BuildInputs(
-        site=site.name,
-        version=version,
-        content=content,
-        scripts=tuple(site.scripts),
-        builder=fingerprint,
-    )
+    return wanted_inputs(site.name, version, content, tuple(site.scripts), builder.observed.builder)
 
 
 def _stale(live: PublishRecord, wanted: BuildInputs | None) -> str | None:
     """Why the live build is not the one wanted now; None when it is (or cannot be told)."""
-    if wanted is None or live.build_identity is None or live.build_identity == wanted.identity:
+    if wanted is None or not is_stale(live.build_identity, wanted):
         return None
     if live.build_inputs is None:
         return "its recorded build identity differs"
@@ -426,11 +417,7 @@ def _failure_outdated(
     failed: PublishRecord, wanted: BuildInputs | None, build: BuildPreview | None
 ) -> bool:
     """A recorded failure that no longer says anything about the build wanted now."""
-    if (
-        wanted is not None
-        and failed.build_identity is not None
-        and failed.build_identity != wanted.identity
-    ):
+    if is_stale(failed.build_identity, wanted):
         return True  # fixed in place, or scripts/builder changed since
     return (
         build is not None

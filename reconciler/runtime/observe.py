@@ -44,6 +44,7 @@ from reconciler.build.media import ReadOnlyCache, VariantCache
 from reconciler.build.site import AssetStore, build_site
 from reconciler.core.budget import MediaWeight
 from reconciler.core.facts import CustomerBilling
+from reconciler.core.identity import is_stale, wanted_inputs
 from reconciler.core.observed import (
     BuildPreview,
     DomainRecord,
@@ -61,7 +62,7 @@ from reconciler.providers.d1 import Database
 from reconciler.providers.dns import Resolver
 from reconciler.runtime.ledger import DomainRow, LedgerReader, LedgerSnapshot
 from reconciler.spec.load import Specs
-from reconciler.spec.models import normalize_hostname
+from reconciler.spec.models import SiteSpec, normalize_hostname
 
 __all__ = [
     "BillingReader",
@@ -282,6 +283,7 @@ async def observe(
             observed_hostnames,
             domain_rows,
             hostnames_complete=Source.HOSTNAMES not in readings.incomplete,
+            builder=clients.builder,
         )
         if needs:
             await _guard(
@@ -293,7 +295,7 @@ async def observe(
 
     builds: dict[tuple[str, int], BuildPreview] = {}
     if ledger is not None and Source.PAGES not in readings.incomplete:
-        pending = _about_to_publish(specs, sites, ledger.sites, projects)
+        pending = _about_to_publish(specs, sites, ledger.sites, projects, clients.builder)
         if pending:
             await _guard(
                 readings,
@@ -516,6 +518,31 @@ class _PagesNeed:
     deployments: bool
 
 
+def _wanted_versions(spec: SiteSpec) -> list[tuple[str, int]]:
+    wanted = [("production", spec.production.version)]
+    if spec.preview is not None:
+        wanted.append(("preview", spec.preview.version))
+    return wanted
+
+
+def _differs(
+    site: str,
+    scripts: Sequence[str],
+    ledger: SiteLedger | None,
+    env: str,
+    version: int,
+    builder: str,
+) -> bool:
+    """The live publish is not this version, or its build identity is stale (core/identity)."""
+    live = ledger.live.get(env) if ledger is not None else None
+    if live is None or live.version != version:
+        return True
+    content = ledger.content_digests.get(version) if ledger is not None else None
+    return is_stale(
+        live.build_identity, wanted_inputs(site, version, content, tuple(scripts), builder)
+    )
+
+
 def _pages_needed(
     specs: Specs,
     sites: Sequence[str],
@@ -524,6 +551,7 @@ def _pages_needed(
     domains: Mapping[str, DomainRow],
     *,
     hostnames_complete: bool,
+    builder: str = "",
 ) -> list[_PagesNeed]:
     """The sites whose Pages project must be read this pass (module rule 1)."""
     suspension = {p.spec.suspension_origin for p in specs.policies.values()}
@@ -531,14 +559,10 @@ def _pages_needed(
     for name in sites:
         spec = specs.sites[name].spec
         ledger = ledgers.get(name)
-        live = ledger.live if ledger is not None else {}
-        production = live.get("production")
-        versions_differ = production is None or production.version != spec.production.version
-        if spec.preview is not None:
-            preview = live.get("preview")
-            versions_differ = versions_differ or (
-                preview is None or preview.version != spec.preview.version
-            )
+        versions_differ = any(
+            _differs(name, spec.scripts, ledger, env, version, builder)
+            for env, version in _wanted_versions(spec)
+        )
         origin_needed = False
         for domain in spec.domains:
             have = hostnames.get(domain.canonical)
@@ -624,24 +648,24 @@ def _about_to_publish(
     sites: Sequence[str],
     ledgers: Mapping[str, SiteLedger],
     projects: Mapping[str, ObservedProject],
+    builder: str = "",
 ) -> list[tuple[str, int]]:
     """(site, version) pairs the planner would build: the ledger disagrees, no deployment."""
     pending: list[tuple[str, int]] = []
     for name in sites:
         spec = specs.sites[name].spec
         ledger = ledgers.get(name)
-        wanted = [("production", spec.production.version)]
-        if spec.preview is not None:
-            wanted.append(("preview", spec.preview.version))
-        for env, version in wanted:
-            live = ledger.live.get(env) if ledger is not None else None
-            if live is not None and live.version == version:
+        for env, version in _wanted_versions(spec):
+            if not _differs(name, spec.scripts, ledger, env, version, builder):
                 continue
             if ledger is not None and ledger.versions and version not in ledger.versions:
                 continue  # no snapshot: the planner blocks it as missing_version
             project = projects.get(spec.pages_project)
+            live = ledger.live.get(env) if ledger is not None else None
+            stale = live is not None and live.version == version  # live, but other inputs
             if (
                 env == "production"
+                and not stale
                 and project is not None
                 and any(
                     d.status == "success" and d.site == name and d.version == version

@@ -42,7 +42,7 @@ def _draw(width: int, height: int, seed: int) -> Image.Image:
         shade = tuple(rng.randrange(0, 256) for _ in range(3))
         draw.rectangle((x0, horizon - h, x0 + w, horizon), fill=shade)
     grain = Image.frombytes("L", (width, height), rng.randbytes(width * height)).convert("RGB")
-    return Image.blend(sky, grain, 0.08)
+    return Image.blend(sky, grain, 0.05)
 
 
 def make_photo(

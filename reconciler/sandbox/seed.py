@@ -108,8 +108,8 @@ def site_photos(site: str) -> tuple[SeedPhoto, ...]:
     own = int(hashlib.sha256(site.encode()).hexdigest()[:6], 16)
     return (
         SeedPhoto(f"{site}/hero.jpg", 1600, 1000, "jpeg", own),
-        SeedPhoto(f"{site}/shop.png", 960, 720, "png", own + 1),
-        SeedPhoto("stock/bread.webp", 800, 600, "webp", 7),
+        SeedPhoto(f"{site}/shop.png", 800, 600, "png", own + 1),
+        SeedPhoto("stock/bread.webp", 640, 480, "webp", 7),
         SeedPhoto("stock/baker.jpg", 800, 600, "jpeg", 8, orientation=6),  # shown 600x800
     )
 
