@@ -41,7 +41,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -222,7 +222,13 @@ def _plain_snapshot(site: str, version: int, *, title: str, phone: str) -> dict[
     }
 
 
-def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = ()) -> Seeded:
+def seed_world(
+    sandbox: Sandbox,
+    specs: Specs,
+    *,
+    unpointed: Collection[str] = (),
+    photos: Callable[[str], tuple[SeedPhoto, ...]] | None = None,
+) -> Seeded:
     """Seed ``sandbox`` for ``specs`` as the editor and billing would have (see module doc).
 
     Safe to call on a started sandbox whose D1 is empty or only migrated; synchronous, and
@@ -232,6 +238,8 @@ def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = (
         sandbox: a started :class:`~reconciler.sandbox.world.Sandbox`.
         specs: the fleet to seed for.
         unpointed: hostnames (any case, IDNA or Unicode) whose DNS is left unpointed.
+        photos: the photos of a site (:func:`site_photos` when None; a benchmark passes
+            smaller ones). Used only when the sandbox runs R2.
 
     Returns:
         What was written, including the localstripe ids to put into the specs.
@@ -249,8 +257,8 @@ def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = (
     if unknown:
         raise ValueError(f"unpointed names hostnames no site declares: {', '.join(unknown)}")
 
-    photos = _seed_r2(sandbox, specs) if sandbox.r2 is not None else {}
-    versions = _seed_d1(path, specs, stamp=_iso(sandbox.clock.now()), photos=photos)
+    drawn = _seed_r2(sandbox, specs, photos or site_photos) if sandbox.r2 is not None else {}
+    versions = _seed_d1(path, specs, stamp=_iso(sandbox.clock.now()), photos=drawn)
     projects = sorted({site.spec.pages_project for site in specs.sites.values()})
     sim.ensure_projects(projects)
     for hostname in sorted(declared - leave):
@@ -262,7 +270,7 @@ def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = (
         pointed=tuple(sorted(declared - leave)),
         unpointed=tuple(sorted(leave)),
         stripe=stripe,
-        media={key: len(data) for by_key in photos.values() for key, (_, data) in by_key.items()},
+        media={key: len(data) for by_key in drawn.values() for key, (_, data) in by_key.items()},
     )
 
 
@@ -357,7 +365,9 @@ def _highest(site: Site) -> int:
     return max(site.spec.production.version, preview) + EXTRA_VERSIONS
 
 
-def _seed_r2(sandbox: Sandbox, specs: Specs) -> dict[str, dict[str, tuple[SeedPhoto, bytes]]]:
+def _seed_r2(
+    sandbox: Sandbox, specs: Specs, choose: Callable[[str], tuple[SeedPhoto, ...]]
+) -> dict[str, dict[str, tuple[SeedPhoto, bytes]]]:
     """Draw every site's photos and upload them to the sandbox R2 (each key once)."""
     from reconciler.providers.r2 import R2Store
 
@@ -366,7 +376,7 @@ def _seed_r2(sandbox: Sandbox, specs: Specs) -> dict[str, dict[str, tuple[SeedPh
     photos: dict[str, dict[str, tuple[SeedPhoto, bytes]]] = {}
     for name in sorted(specs.sites):
         photos[name] = {}
-        for photo in site_photos(name):
+        for photo in choose(name):
             if photo.key not in drawn:
                 drawn[photo.key] = photo_bytes(photo)
                 store.put(photo.key, drawn[photo.key], content_type=photo.content_type)
