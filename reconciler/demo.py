@@ -647,7 +647,10 @@ class Story:
         )
 
     def _file(self, project: str, path: str) -> bytes | None:
-        return self.sandbox.cloudflare.pages.projects[project].served(path, self.clock.now())
+        """What Pages serves for ``project`` at ``path`` (None for a 404)."""
+        pages = self.sandbox.cloudflare.pages
+        status, body, _ = pages.serve(pages.projects[project], path, self.clock.now())
+        return body if status == 200 else None
 
     def _page(self, project: str, path: str = "/index.html") -> str:
         found = self._file(project, path)

@@ -23,6 +23,7 @@ Environment variables (all optional; defaults point at the local sandbox's usual
 ``EVOLUTION_API_KEY``            ``apikey`` header value
 ``EVOLUTION_INSTANCE``           instance name
 ``GIT_WEBHOOK_SECRET``           HMAC secret for push webhooks
+``RECONCILER_PLAN_KEY``          HMAC key signing saved plans (``plan --out``, ``apply --plan``)
 ``DNS_RESOLVER``                 ``system`` (default: the host's resolvers), ``sandbox`` or ``off``
 ``DNS_CNAME_TARGET``             the SaaS zone's CNAME target customers point their hostnames at
 ``DNS_TIMEOUT``                  seconds one DNS lookup may take (default ``2``)
@@ -222,7 +223,21 @@ class Settings:
     evolution: EvolutionSettings = field(default_factory=EvolutionSettings)
     git_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     dns: DnsSettings = field(default_factory=DnsSettings)
+    plan_key: Secret = field(default_factory=lambda: Secret(""))
     r2: R2Settings = field(default_factory=R2Settings)
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every credential these settings hold (registered for redaction by the wiring)."""
+        return (
+            self.cloudflare.token,
+            self.stripe.api_key,
+            self.stripe.webhook_secret,
+            self.evolution.api_key,
+            self.git_webhook_secret,
+            self.plan_key,
+            self.r2.access_key_id,
+            self.r2.secret_access_key,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -258,5 +273,6 @@ class Settings:
             ),
             git_webhook_secret=Secret(env.get("GIT_WEBHOOK_SECRET", "")),
             dns=DnsSettings.from_env(env),
+            plan_key=Secret(env.get("RECONCILER_PLAN_KEY", "")),
             r2=R2Settings.from_env(env),
         )

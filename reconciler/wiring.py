@@ -60,6 +60,7 @@ from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.r2 import R2Store
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.stripe import StripeBilling
+from reconciler.redact import register
 from reconciler.runtime.actions import ActionSettings, World, handlers_for
 from reconciler.runtime.checkpoints import CRASH_ENV, checkpoints_from_spec
 from reconciler.runtime.handler import Checkpoints, Handler
@@ -89,10 +90,15 @@ EVOLUTION_BUDGET = RateBudget(requests=30, period=60.0)
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``env``, or from the process environment when None.
 
+    Every credential in them is registered for redaction (``reconciler/redact.py``), so no
+    output can show it.
+
     Raises:
         ValueError: a malformed setting (the message names the variable).
     """
-    return Settings.from_env(os.environ if env is None else env)
+    settings = Settings.from_env(os.environ if env is None else env)
+    register(secret.reveal() for secret in settings.secrets())
+    return settings
 
 
 def wall_clock() -> float:
@@ -421,6 +427,26 @@ class WriterWorld:
     def handlers(self) -> Mapping[ActionKind, Handler]:
         """One handler per action kind, acting through :attr:`world`."""
         return handlers_for(self.world)
+
+    def fence(self, check: Callable[[], object]) -> Database:
+        """Fence every writer of :attr:`world` with ``check`` (``lease.ensure``); return the
+        fenced database for the journal. :attr:`database` itself stays unfenced: the lease
+        is kept through it."""
+        from reconciler.runtime.lease import fenced_client
+
+        acting = self.world
+        evolution = acting.evolution
+        fenced_db: Database = fenced_client(self.database, check)
+        self.world = World(
+            cloudflare=fenced_client(acting.cloudflare, check),
+            db=fenced_db,
+            stripe=acting.stripe,
+            evolution=fenced_client(evolution, check) if evolution is not None else None,
+            assets=acting.assets,
+            settings=acting.settings,
+            sleep=acting.sleep,
+        )
+        return fenced_db
 
     def requests(self) -> dict[str, int]:
         """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""

@@ -1,7 +1,7 @@
 """Publishing real media: originals from R2 (moto), variants cached beside them, <picture> served.
 
 The publish handler against the Cloudflare simulator, a migrated D1 and moto as R2. The page
-the deployment serves is read back from the simulator's stored files (``Project.served``), so
+the deployment serves is read back from the simulator's stored files (``PagesStore.serve``), so
 "the <picture> sources exist in the deployment" is checked on what Pages would serve, not on
 the builder's output. Hostile or missing media fails the publish, located, with nothing
 uploaded; an unreachable R2 is a transient failure, retried, never recorded as a build failure.
@@ -113,13 +113,15 @@ def publish(version: int, *, scripts: tuple[str, ...] = (), budget: Any = None) 
 
 
 def served(rig: Rig, path: str) -> bytes | None:
-    project = rig.cf.sim.pages.projects[PROJECT]
-    return project.served(path, rig.cf.clock.now())
+    """What the live deployment serves at ``path`` (None for a 404)."""
+    pages = rig.cf.sim.pages
+    status, body, _ = pages.serve(pages.projects[PROJECT], path, rig.cf.clock.now())
+    return body if status == 200 else None
 
 
 def uploaded_files(rig: Rig) -> int:
     """Files whose bytes reached the simulated Pages (the upload calls' items)."""
-    return len(rig.cf.sim.pages.projects[PROJECT].blobs)
+    return len(rig.cf.sim.pages.projects[PROJECT].asset_bodies)
 
 
 async def test_the_served_page_has_pictures_whose_avif_and_webp_files_are_deployed(
@@ -171,7 +173,7 @@ async def test_a_republish_encodes_nothing_and_uploads_only_what_pages_lacks(
     assert (await media.run(publish(1))).status is Status.APPLIED
     cached = store.writes
     assert uploaded_files(media) >= 8  # 4 variants of each image, the pages, CSS, JS
-    media.cf.sim.pages.projects[PROJECT].blobs.clear()  # count what the next upload sends
+    media.cf.sim.pages.projects[PROJECT].asset_bodies.clear()  # count what the next upload sends
     forget_optimised()  # as after a restart: only R2 remembers the variants
     again = await media.run(publish(1, scripts=("https://cdn.example.com/a.js",)))
     assert again.status is Status.APPLIED, again.message

@@ -228,7 +228,7 @@ async def test_a_duplicate_create_adopts_ours_and_refuses_someone_elses(
 async def test_an_invalid_hostname_is_a_permanent_validation_error(
     client: CloudflareClient,
 ) -> None:
-    with pytest.raises(PermanentError, match="1408") as caught:
+    with pytest.raises(PermanentError, match="1407") as caught:
         await client.create_custom_hostname("192.0.2.1", ssl_method="http")
     assert caught.value.status == 400
 
