@@ -23,7 +23,9 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any
 
+from reconciler.core.budget import MediaWeight
 from reconciler.core.facts import CustomerBilling
+from reconciler.core.identity import BuildInputs
 
 
 class Source(StrEnum):
@@ -48,6 +50,7 @@ class ObservedDeployment:
     site: str | None = None  # from our tag; None for deployments we did not make
     version: int | None = None
     commit: str | None = None
+    build: str | None = None  # first 12 hex digits of the build identity, from our tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,8 @@ class PublishRecord:
     attempts: int
     error_message: str | None
     created_at: float
+    build_identity: str | None = None  # None for rows written before builds had an identity
+    build_inputs: BuildInputs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ class SiteLedger:
     live: Mapping[str, PublishRecord] = field(default_factory=dict)  # environment -> row
     latest: Mapping[str, PublishRecord] = field(default_factory=dict)  # newest row per env
     versions: frozenset[int] = frozenset()  # site_versions that exist (content snapshots)
+    # sha256 of each version's content_json (site_versions.content_hash), where known.
+    content_digests: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +222,7 @@ class BuildPreview:
     css_kb: int
     third_party_scripts: int
     error: str | None = None
+    media: MediaWeight = field(default_factory=MediaWeight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,9 @@ class Observed:
     unreadable: frozenset[Source] = frozenset()
     scope: frozenset[str] | None = None  # sites observed (PR mode); None = the whole fleet
     cname_target: str | None = None  # the SaaS target the DNS checks compared with, if known
+    # The builder's fingerprint (build/identity.py); "" when unknown, and then no build
+    # identity is compared (a plan from core tests, or an observer that builds nothing).
+    builder: str = ""
 
     def is_complete(self, source: Source) -> bool:
         """Whether ``source`` was read in full this time."""

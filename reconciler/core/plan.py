@@ -21,8 +21,11 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
 4. Rolling back to an existing successful deployment of the desired version is preferred to a
    rebuild; a rebuild happens only when no such deployment exists.
 5. Policy gates block actions with a reason: a hard-locked tenant gets no publish; a publish
-   whose in-memory build fails or is over its performance budget is blocked; more hostname
-   deletions than the blast-radius cap block every deletion unless explicitly allowed.
+   whose in-memory build fails or is over its performance budget is blocked; hostname
+   deletions over the blast-radius cap (``core.policy.deletion_blocked``: one site with its own
+   few hostnames is not a mass deletion) block every deletion that is not approved, by name
+   in ``PlanSettings.approved_deletions`` (a Git commit trailer) or wholesale by
+   ``allow_mass_deletion``.
 6. Actions are ordered by dependencies, then by lane (rollbacks and unlocks first), tenant,
    site, kind and target. Action ids hash (kind, target, after): stable across re-plans and
    used as the idempotency key of the intent journal.
@@ -217,6 +220,9 @@ class PlanSettings:
 
     blast_radius: BlastRadius = field(default_factory=BlastRadius)
     allow_mass_deletion: bool = False
+    # Deletions approved over the cap: ``Site/<name>`` or ``Hostname/<name>`` -> where the
+    # approval was given ("commit 1a2b3c4d5e6f (Remove acme-shop)"), shown in the plan.
+    approved_deletions: Mapping[str, str] = field(default_factory=dict)
     max_publish_attempts: int = 3
 
 

@@ -182,6 +182,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
     body_timeout: float = 10.0,
     before_metrics: Callable[[], object] | None = None,
+    readiness: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Starlette:
     """Build the daemon's ASGI app.
 
@@ -201,6 +202,8 @@ def create_app(
         body_timeout: seconds a webhook body may take to arrive (rule 6; 408 after).
         before_metrics: called before each ``/metrics`` answer (the wiring refreshes the
             breakers there, so the gauge shows an open breaker's half-open turn on time).
+        readiness: details for ``/readyz``'s body (the commit served, an invalid head's
+            problems); none when omitted.
 
     Returns:
         The Starlette application.
@@ -213,7 +216,9 @@ def create_app(
     def log(level: int, source: str, outcome: str, **fields: Any) -> None:
         entry = {"at": round(clock(), 3), "event": f"webhook.{outcome}", "source": source}
         entry.update(fields)
-        logger.log(level, json.dumps(entry, sort_keys=True), extra={"webhook": entry})
+        # The message is plain text; the fields travel as one JSON object, never as JSON
+        # inside the message (one encoding per line).
+        logger.log(level, f"webhook {source} {outcome}", extra={"webhook": entry})
 
     def reject(source: str, request: Request, rejected: _Rejected, **fields: Any) -> Response:
         metrics.webhook(source, rejected.reason)
@@ -246,9 +251,13 @@ def create_app(
         except Exception:
             logger.exception("readiness probe failed")
             is_ready = False
-        return _Json(
-            {"status": "ready" if is_ready else "not ready"}, status_code=200 if is_ready else 503
-        )
+        body: dict[str, Any] = {"status": "ready" if is_ready else "not ready"}
+        if readiness is not None:
+            try:
+                body["details"] = dict(readiness())
+            except Exception:
+                logger.exception("readiness details failed")
+        return _Json(body, status_code=200 if is_ready else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
         if before_metrics is not None:

@@ -181,7 +181,8 @@ def rejections(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
     found = []
     for record in caplog.records:
         if record.name == "reconciler.webhooks" and record.levelno == logging.WARNING:
-            entry = json.loads(record.getMessage())
+            entry = dict(record.webhook)  # type: ignore[attr-defined]
+            assert record.getMessage() == f"webhook {entry['source']} rejected"
             if entry["event"] == "webhook.rejected":
                 found.append(entry)
     return found
@@ -506,7 +507,9 @@ async def test_rejection_logs_carry_no_secret_signature_or_body(
         content=payload,
         headers=stripe_headers(payload, secret="whsec_wrong"),
     )
-    text = "\n".join(record.getMessage() for record in webhook_logs.records)
+    text = "\n".join(
+        f"{record.getMessage()} {getattr(record, 'webhook', '')}" for record in webhook_logs.records
+    )
     assert len(rejections(webhook_logs)) == 2
     for forbidden in (GIT_SECRET, STRIPE_SECRET, wrong[7:], "BODY-MARKER-7", "evt_daemon_1"):
         assert forbidden not in text
