@@ -385,7 +385,7 @@ class Daemon:
         self.converged: dict[str, float] = {}  # commit -> seconds from seen to converged
 
     def _new_queue(self) -> WorkQueue:
-        return WorkQueue(
+        queue = WorkQueue(
             clock=self.parts.clock,
             sleep=self.parts.sleep,
             base=self.settings.backoff_base,
@@ -393,6 +393,8 @@ class Daemon:
             max_failures=self.settings.max_failures,
             observer=self.parts.metrics.workqueue,
         )
+        self.parts.metrics.workqueue.watch(queue.running)
+        return queue
 
     # ----------------------------------------------------------------- probes and webhooks
 
