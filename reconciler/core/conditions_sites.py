@@ -171,6 +171,7 @@ def _within_budget(
             css_kb=build.css_kb,
             third_party_scripts=build.third_party_scripts,
             budget=site.budget,
+            media=build.media,
         )
         ok = not violations
         return update(

@@ -40,6 +40,10 @@ Rules (docs/daemon.md, "The loop", explains them for operators):
 6. Breakers: a key whose essential provider's breaker is open is put back until the breaker's
    ``retry_at`` without counting a failure; a non-essential provider with an open breaker is
    simply not read (rule 4), and the tenant is looked at again when the breaker half-opens.
+   Work that failed in an outage is never left to a sweep: when a breaker opens, every
+   resource whose last failure was transient (stuck ones included) is queued for the breaker's
+   ``retry_at``, so its pass is the probe; when the breaker closes, they are queued at once.
+   Failing again, they back off as usual.
    The WhatsApp gateway's connection state is read only when a message could be sent: after
    the first plan, when a tenant in scope has a dunning step due and not logged (then the
    pass plans again with the state). An ``open`` answer is reused for ``gateway_ttl``
@@ -383,6 +387,18 @@ class Daemon:
         self._gateway_lock = asyncio.Lock()
         self._alive = False
         self.converged: dict[str, float] = {}  # commit -> seconds from seen to converged
+        parts.breakers.subscribe(self._breaker_changed)
+
+    def _breaker_changed(self, provider: str, state: BreakerState) -> None:
+        """Rule 6: failed work waits for the probe when a breaker opens, runs when it closes."""
+        if state is BreakerState.HALF_OPEN:
+            return
+        wait = 0.0
+        if state is BreakerState.OPEN:
+            retry_at = self.parts.breakers[provider].retry_at
+            wait = 0.0 if retry_at is None else max(0.0, retry_at - self.parts.clock())
+        for key in self.queue.retryable():
+            self.queue.add(key, Lane.CHANGE, after=wait)
 
     def _new_queue(self) -> WorkQueue:
         queue = WorkQueue(
@@ -497,12 +513,18 @@ class Daemon:
             if not await self._wait_for_lease():
                 raise LeaseLostError("stopped before the lease was acquired")
             self.role = "leader"
-            head = await self.parts.follower.fetch()
-            specs = await asyncio.to_thread(self.parts.follower.specs_at, head)
-            await self._approvals(None, head, specs)
-            self._install(specs)
-            self.queue = self._new_queue()
-            return await self._pass(SWEEP_ALL, Reading.FULL)
+            # Renewed beside the pass, as in run(): a pass longer than the ttl must not find
+            # its own writes fenced off by the lease's local deadline.
+            maintain = asyncio.create_task(self.parts.lease.maintain(), name="lease")
+            try:
+                head = await self.parts.follower.fetch()
+                specs = await asyncio.to_thread(self.parts.follower.specs_at, head)
+                await self._approvals(None, head, specs)
+                self._install(specs)
+                self.queue = self._new_queue()
+                return await self._pass(SWEEP_ALL, Reading.FULL)
+            finally:
+                await _cancel(maintain)
         finally:
             self.role = "stopping"
             await self.parts.lease.release()

@@ -370,6 +370,15 @@ class WorkQueue:
         record = self._failures.get(key)
         return None if record is None else record.error
 
+    def retryable(self) -> list[str]:
+        """Keys whose last failure was not permanent, stuck ones included, sorted (the loop
+        retries them when a circuit breaker lets calls through again)."""
+        return sorted(
+            key
+            for key, record in self._failures.items()
+            if not isinstance(record.error, PermanentError)
+        )
+
     def stuck(self, key: str) -> BaseException | None:
         """The last error of ``key`` when it is stuck, else None."""
         return self._stuck.get(key)

@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -235,3 +236,21 @@ def test_a_lease_left_by_a_killed_apply_on_this_host_is_taken_over(
     [lease] = rows(world.cloudflare.d1_path, "SELECT * FROM leases")
     assert lease["fencing_token"] == 2  # a new term
     assert lease["expires_at"] == 0  # released when apply finished
+
+
+def test_a_pages_project_no_site_claims_is_shown_unmanaged_by_plan(
+    world: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection = sqlite3.connect(world.cloudflare.d1_path)
+    with connection:
+        connection.execute(
+            "INSERT INTO sites (id, tenant_id, name, pages_project) "
+            "VALUES ('ghost', 'acme', 'Ghost', 'ghost-project')"
+        )
+    connection.close()
+    code = main(["plan", "--now", str(world.clock.now()), "--specs", str(EXAMPLE_SPECS),
+                 "--color", "never"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0  # a note, not a change
+    assert "PagesProject/ghost-project" in out
+    assert "site ghost, which no spec declares" in out
