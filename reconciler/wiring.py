@@ -623,7 +623,13 @@ class DaemonWorld:
             sleep=acting.sleep,
         )
         follower = GitFollower(
-            workdir / "repo", repo_url, branch, specs_subdir=specs_subdir, clock=clock, sleep=sleep
+            workdir / "repo",
+            repo_url,
+            branch,
+            specs_subdir=specs_subdir,
+            clock=clock,
+            sleep=sleep,
+            on_fetch=metrics.git_fetch,
         )
         self.parts = DaemonParts(
             follower=follower,
@@ -655,10 +661,12 @@ class DaemonWorld:
             metrics=self.metrics,
             health=daemon.health,
             ready=daemon.ready,
+            readiness=daemon.readiness,
             on_git_push=daemon.on_git_push,
             on_stripe_event=daemon.on_stripe_event,
             git_secret=self.settings.git_webhook_secret,
             stripe_verifier=verify,
+            before_metrics=self.breakers.states,
         )
         host, port = self._listen
         self.parts.server = self._server_type(app, host=host, port=port)

@@ -241,6 +241,8 @@ class Observed:
     billing: Mapping[str, CustomerBilling] = field(default_factory=dict)  # by customer
     billing_mirror: Mapping[str, str] = field(default_factory=dict)  # customer -> digest in D1
     builds: Mapping[tuple[str, int], BuildPreview] = field(default_factory=dict)
+    # D1 ``sites`` rows of sites no spec declares (whole-fleet reads): site -> Pages project.
+    unclaimed_projects: Mapping[str, str] = field(default_factory=dict)
     incomplete: Mapping[Source, str] = field(default_factory=dict)  # source -> why
     # Those of ``incomplete`` whose reading failed (an error or no answer), as opposed to a
     # provider not configured, skipped on purpose, or read and found disconnected. Derived
@@ -261,13 +263,16 @@ class Observed:
         payload = {
             name: _keyed(getattr(self, name))
             for name in _field_names(self) or ()
-            if name not in _UNDIGESTED
+            if name not in _UNDIGESTED and (name not in _DIGESTED_WHEN_SET or getattr(self, name))
         }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 _UNDIGESTED = frozenset({"at", "unreadable"})
+# Facts added after digests were first saved: digested only when present, so the digest of a
+# world without them (every saved plan, every golden file) is unchanged.
+_DIGESTED_WHEN_SET = frozenset({"unclaimed_projects"})
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 

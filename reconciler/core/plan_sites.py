@@ -40,6 +40,25 @@ from reconciler.core.plan_builder import PlanBuilder
 from reconciler.spec.models import Kind
 
 
+def note_unclaimed_projects(builder: PlanBuilder) -> None:
+    """A Pages project that D1 records for a site no spec declares, and that no Site of the
+    specs claims, is noted ``unmanaged`` (plan rule 3): left alone, never deleted."""
+    claimed = {site.pages_project for site in builder.desired.sites.values()}
+    for site, project in sorted(builder.observed.unclaimed_projects.items()):
+        if project in claimed:
+            continue  # another site took it over
+        builder.note(
+            f"PagesProject/{project}",
+            tenant=None,
+            site=None,
+            category="unmanaged",
+            reason=(
+                f"D1 records it for site {site}, which no spec declares, and no Site claims "
+                "it: left alone, never deleted or published to"
+            ),
+        )
+
+
 def plan_site(builder: PlanBuilder, site: DesiredSite) -> None:
     """Plan a site's production, then its preview, environment.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from reconciler.core.identity import inputs_from_json
@@ -81,6 +81,7 @@ class LedgerSnapshot:
     tenants: dict[str, TenantRecord]
     dunning: dict[tuple[str, str], DunningRecord]
     mirror: dict[str, str]  # Stripe customer -> billing digest stored at the last sync
+    projects: dict[str, str] = field(default_factory=dict)  # site -> Pages project (full reads)
 
 
 class LedgerReader:
@@ -174,6 +175,13 @@ class LedgerReader:
             "provider_customer_id",
             customers,
         )
+        # Our record of every site's Pages project, read on whole-fleet reads only: it names
+        # the projects no Site of the specs claims any more (shown as unmanaged).
+        project_rows = (
+            await self._rows("SELECT id, pages_project FROM sites", None, None)
+            if sites is None
+            else []
+        )
         return LedgerSnapshot(
             sites=_site_ledgers(publishes, versions),
             domains={
@@ -212,6 +220,7 @@ class LedgerReader:
                 for row in mirror_rows
                 if row["mirror_digest"] is not None
             },
+            projects={str(row["id"]): str(row["pages_project"]) for row in project_rows},
         )
 
     async def content(self, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:

@@ -317,12 +317,21 @@ async def observe(
         billing=dict(sorted(readings.billing.items())),
         billing_mirror=dict(ledger.mirror) if ledger is not None else {},
         builds=dict(sorted(builds.items())),
+        unclaimed_projects=_unclaimed_projects(specs, ledger),
         incomplete=dict(sorted(readings.incomplete.items())),
         unreadable=frozenset(readings.unreadable),
         scope=frozenset(scope) if scope is not None else None,
         cname_target=clients.cname_target or None,
         builder=clients.builder,
     )
+
+
+def _unclaimed_projects(specs: Specs, ledger: LedgerSnapshot | None) -> dict[str, str]:
+    """D1's ``sites`` rows of sites the specs no longer declare: site -> Pages project."""
+    if ledger is None:
+        return {}
+    recorded = sorted(ledger.projects.items())
+    return {site: project for site, project in recorded if site not in specs.sites}
 
 
 async def _guard(

@@ -1,4 +1,4 @@
--- Migration number: 0005
+-- Migration number: 0006
 -- Builds follow every input, and image weight is part of the performance budget (docs/build.md).
 -- publish_versions.build_identity is the SHA-256 of build_inputs (canonical JSON: site, version,
 -- content digest, scripts, builder fingerprint); the deployment's tag carries its first 12 hex
