@@ -50,21 +50,13 @@ class RollbackHandler:
             )
         cf = self.world.cloudflare
 
-        if ctx.resumed:
-            live = await self.records.live_publish(site, env)
-            serving = (await cf.get_project(project)).canonical_deployment
-            if (
-                live is not None
-                and live.deployment_id == target
-                and serving is not None
-                and serving.id == target
-            ):
-                return Outcome(
-                    action.id,
-                    Status.UNCHANGED,
-                    message=f"production already serves deployment {target}",
-                    data={"deployment_id": target},
-                )
+        if ctx.resumed and await self._already_done(site, env, project, target):
+            return Outcome(
+                action.id,
+                Status.UNCHANGED,
+                message=f"production already serves deployment {target}",
+                data={"deployment_id": target},
+            )
 
         ctx.progress(f"{site}: rolling production back to deployment {target}")
         try:
@@ -80,21 +72,15 @@ class RollbackHandler:
             )
         ctx.checkpoint("rollback.after-rollback")
 
-        deadline = ctx.now() + self.world.settings.rollback_timeout
-        while True:
-            serving = (await cf.get_project(project)).canonical_deployment
-            if serving is not None and serving.id == target:
-                break
-            if ctx.now() >= deadline:
-                return Outcome(
-                    action.id,
-                    Status.FAILED_TRANSIENT,
-                    message=(
-                        f"production did not switch to deployment {target} within "
-                        f"{self.world.settings.rollback_timeout:g}s"
-                    ),
-                )
-            await self.world.sleep(self.world.settings.deploy_poll_interval)
+        if not await self._switched(project, target, ctx):
+            return Outcome(
+                action.id,
+                Status.FAILED_TRANSIENT,
+                message=(
+                    f"production did not switch to deployment {target} within "
+                    f"{self.world.settings.rollback_timeout:g}s"
+                ),
+            )
 
         hosts = hosts_of(after)
         if hosts:
@@ -118,3 +104,25 @@ class RollbackHandler:
             message=f"production rolled back to deployment {target} (version {version})",
             data={"deployment_id": target, "url": deployment.url},
         )
+
+    async def _already_done(self, site: str, env: str, project: str, target: str) -> bool:
+        """A resumed rollback whose effect is there: D1 records it live and Pages serves it."""
+        live = await self.records.live_publish(site, env)
+        serving = (await self.world.cloudflare.get_project(project)).canonical_deployment
+        return (
+            live is not None
+            and live.deployment_id == target
+            and serving is not None
+            and serving.id == target
+        )
+
+    async def _switched(self, project: str, target: str, ctx: ActionContext) -> bool:
+        """Poll until production serves ``target``; False when the rollback timeout passes."""
+        deadline = ctx.now() + self.world.settings.rollback_timeout
+        while True:
+            serving = (await self.world.cloudflare.get_project(project)).canonical_deployment
+            if serving is not None and serving.id == target:
+                return True
+            if ctx.now() >= deadline:
+                return False
+            await self.world.sleep(self.world.settings.deploy_poll_interval)
