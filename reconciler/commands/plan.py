@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.core.desired import derive
-from reconciler.core.plan import Plan, PlanSettings, build_plan
+from reconciler.core.plan import Plan, build_plan
 from reconciler.core.render import render_json, render_markdown, render_text
 from reconciler.errors import LoadError, SpecError
 from reconciler.runtime import prmode
@@ -184,7 +184,7 @@ async def make_plan(
     Returns:
         The plan (pure: same specs, observation and ``now``, same plan).
     """
-    settings = PlanSettings(allow_mass_deletion=allow)
+    settings = world.plan_settings(allow_mass_deletion=allow)
     pull = loaded.pull
     async with world:
         if pull is not None:

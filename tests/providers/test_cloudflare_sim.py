@@ -219,7 +219,7 @@ async def test_a_duplicate_create_adopts_ours_and_refuses_someone_elses(
         "ours.customer.test", ssl_method="http", custom_metadata=marker
     )
     assert adopted.id == ours["id"]
-    with pytest.raises(PermanentError, match="not managed by us"):
+    with pytest.raises(PermanentError, match="our records do not say we created it"):
         await client.create_custom_hostname(
             "theirs.customer.test", ssl_method="http", custom_metadata=marker
         )

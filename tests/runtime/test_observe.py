@@ -70,8 +70,12 @@ async def test_a_converged_world_is_observed_complete_and_plans_nothing(
     }
     assert all(h.owned and h.status == "active" for h in observed.hostnames.values())
     assert plan.is_empty, render_text(plan, rates=RATES)
-    # Only the hostname listing: the ledger agrees, so no Pages project is read.
-    assert cf_routes(converged_world) == ["GET /zones/{zone_id}/custom_hostnames"]
+    # Only the hostname and routing-table listings: the ledger agrees, so no Pages project is
+    # read (the namespace id is configured, so it is not looked up by title).
+    assert sorted(cf_routes(converged_world)) == [
+        "GET /accounts/{account_id}/storage/kv/namespaces/{namespace_id}/keys",
+        "GET /zones/{zone_id}/custom_hostnames",
+    ]
 
 
 async def test_a_version_bump_reads_pages_for_that_site_only_and_builds_it_in_memory(
