@@ -85,6 +85,7 @@ async def test_a_created_hostname_carries_no_origin_and_no_metadata_and_gets_a_d
 
 
 async def test_on_an_entitled_account_a_created_hostname_carries_our_marker(rig: Rig) -> None:
+    rig.cf.sim.configure(entitled_custom_metadata=True)  # reset by the next test's fixture
     entitled = rig.with_routing(RoutingConfig(custom_metadata=True))
     outcome = await entitled.run(action(ActionKind.CREATE_HOSTNAME))
     assert outcome.status is Status.APPLIED, outcome.message

@@ -14,7 +14,6 @@ from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import ActionKind, Plan, build_plan
 from reconciler.core.render import Rate, render_text
 from reconciler.errors import MigrationError
-from reconciler.providers.cloudflare_models import ownership_metadata
 from reconciler.runtime.observe import observe
 from reconciler.sandbox.faults import FaultRule
 from reconciler.sandbox.world import Sandbox, projects_from_specs
@@ -107,13 +106,7 @@ async def test_no_create_and_no_delete_when_the_hostname_listing_fails(
     sim = converged_world.cloudflare
     gone = sim.hostnames.by_name["www.acmebakery.com"]
     sim.hostnames.delete(gone)
-    sim.add_hostname(
-        "old.acmebakery.com",
-        custom_origin_server="acme-home.pages.dev",
-        custom_metadata=ownership_metadata(
-            site="retired", tenant="acme", extra={"deletion-policy": "delete"}
-        ),
-    )
+    sim.add_hostname("old.acmebakery.com")
     sim.faults.set([FaultRule(path_prefix="/zones", error_rate=1.0, error_status=503)])
     observed, plan = await observe_and_plan(converged_world, specs)
     assert Source.HOSTNAMES in observed.incomplete
