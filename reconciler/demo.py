@@ -41,6 +41,7 @@ from typing import Any
 import git
 
 from reconciler.cli import main as cli_main
+from reconciler.core.routing import ROUTE_SUSPEND, parse_route
 from reconciler.errors import LoadError, SpecError
 from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.seed import MIGRATIONS, Seeded, seed_world, write_stripe_ids
@@ -333,11 +334,23 @@ class Story:
             print(f"    {message['text']}")
         return found
 
+    def route(self, name: str) -> str:
+        """The routing-table entry of ``name`` in words: ``serve <site>``, ``suspend``, ``none``."""
+        sim = self.sandbox.cloudflare
+        with sim.lock:
+            for namespace in sim.kv.namespaces.values():
+                stored = namespace.entries.get(name)
+                if stored is not None:
+                    entry = parse_route(stored.value.decode("utf-8", "replace"))
+                    if entry is not None:
+                        return "suspend" if entry.action == ROUTE_SUSPEND else f"serve {entry.site}"
+        return "none"
+
     def show_hostnames(self, site: str) -> None:
-        """Print each hostname of ``site`` with its status and origin."""
+        """Print each hostname of ``site`` with its status and its routing-table entry."""
         for name in self.hostnames_of(site):
             found = self.hostname(name) or {}
-            print(f"    {name}: {found.get('status')}, origin {found.get('custom_origin_server')}")
+            print(f"    {name}: {found.get('status')}, routing table: {self.route(name)}")
 
     # ---- Git ----------------------------------------------------------------------------------
 
@@ -521,11 +534,10 @@ class Story:
         for site in with_domains:
             print(f"  hostnames of {site}:")
             self.show_hostnames(site)
-        suspension = policy.suspension_origin
         for site in with_domains:
             for name in self.hostnames_of(site):
-                origin = (self.hostname(name) or {}).get("custom_origin_server")
-                self.expect(origin == suspension, f"{name} is not suspended ({origin})")
+                routed = self.route(name)
+                self.expect(routed == "suspend", f"{name} is not suspended ({routed})")
 
         self.advance(2 * HOUR, "the tenant pays")
         status = local.pay_invoice(invoice)
@@ -538,10 +550,9 @@ class Story:
             self.show_hostnames(site)
         self.expect(self.access(BILLING_TENANT) == "active", "the tenant was not unlocked")
         for site in with_domains:
-            project = self.specs.sites[site].spec.pages_project
             for name in self.hostnames_of(site):
-                origin = (self.hostname(name) or {}).get("custom_origin_server")
-                self.expect(origin == f"{project}.pages.dev", f"{name} was not restored")
+                routed = self.route(name)
+                self.expect(routed == f"serve {site}", f"{name} was not restored ({routed})")
         logged = self.query(
             "SELECT step_code FROM dunning_step_logs WHERE invoice_id = ? AND status = 'sent' "
             "ORDER BY id",

@@ -198,12 +198,20 @@ def _add(builder: PlanBuilder, tenant: str, routes: _TenantRoutes) -> None:
         },
         reason=_reason(routes, requests),
         source=None,
-        cause=Cause.CHANGE if builder.tenant_actions.get(tenant) else Cause.DRIFT,
+        cause=_cause(builder, tenant, routes),
         depends_on=depends,
     )
     for name in routes.put:
         builder.route_writes[name] = action_id
     builder.route_records.update(routes.records)
+
+
+def _cause(builder: PlanBuilder, tenant: str, routes: _TenantRoutes) -> Cause:
+    """A change when a lock or a new hostname asks for it; drift when the table moved."""
+    known = builder.observed.known_domains
+    if builder.tenant_actions.get(tenant) or any(name not in known for name in routes.put):
+        return Cause.CHANGE
+    return Cause.DRIFT
 
 
 def _reason(routes: _TenantRoutes, requests: int) -> str:

@@ -31,7 +31,8 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
         assert f"== Chapter {number}:" in out
     assert out.count(">> Converged:") == 7
     # Chapter 3: plan, apply, and a second plan with nothing to do.
-    assert "Apply: 19 applied." in out
+    # 19 actions, the routing table's namespace and one routing write per tenant with domains
+    assert "Apply: 23 applied." in out
     assert "No changes. The world matches the specs." in out
     # Chapters 4 and 5: the bump is published, the revert rolls back without a build.
     assert "publish production version 13" in out
@@ -42,7 +43,7 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     # Chapter 6: dunning, locks as the clock advances, payment and unlock.
     assert "soft lock tenant (active -> soft_locked)" in out
     assert "hard lock tenant (soft_locked -> hard_locked)" in out
-    assert "lumenstudio.photo: active, origin suspended.sitebuilder.app" in out
+    assert "lumenstudio.photo: active, routing table: suspend" in out
     assert "unlock tenant (hard_locked -> active)" in out
     assert "dunning sent once each: D0, D3, D7, D21" in out
     assert out.count("WhatsApp gateway (simulator) sent to +34612345678:") == 4
