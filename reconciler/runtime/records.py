@@ -918,16 +918,21 @@ class Records:
         error: str,
         response: Mapping[str, Any] | None,
         now: float,
+        status: str = "failed",
     ) -> None:
-        """The step failed for good: ``failed`` with the reason (never retried)."""
+        """The step ended without a send: ``failed`` with the reason (never retried), or
+        ``unknown`` when it may have been sent (never resent, not even by hand: no runbook
+        query for ``failed`` rows picks it up)."""
+        if status not in ("failed", "unknown"):
+            raise ValueError(f"a finished unsent step is failed or unknown, not {status!r}")
         statements = self._ensure_invoice(invoice_id, tenant, now)
         statements.append(
             Statement(
                 "INSERT INTO dunning_step_logs (invoice_id, subscription_id, tenant_id, "
                 "step_code, status, error_message, provider_response, created_at, updated_at) "
-                "VALUES (?, (SELECT subscription_id FROM invoices WHERE id = ?), ?, ?, 'failed', "
-                "?, ?, ?, ?) ON CONFLICT(invoice_id, step_code) DO UPDATE SET status = 'failed', "
-                "error_message = excluded.error_message, "
+                "VALUES (?, (SELECT subscription_id FROM invoices WHERE id = ?), ?, ?, ?, "
+                "?, ?, ?, ?) ON CONFLICT(invoice_id, step_code) DO UPDATE SET "
+                "status = excluded.status, error_message = excluded.error_message, "
                 "provider_response = COALESCE(excluded.provider_response, "
                 "dunning_step_logs.provider_response), updated_at = excluded.updated_at",
                 (
@@ -935,6 +940,7 @@ class Records:
                     invoice_id,
                     tenant,
                     step_code,
+                    status,
                     error,
                     _json(dict(response)) if response is not None else None,
                     iso(now),

@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
 
+from reconciler.sandbox.workerd import unavailable_reason
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.settings import Settings
 
@@ -72,6 +74,8 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
             str(tmp_path / "state"),
             "--specs",
             str(REPO / "specs"),
+            "--env-file",
+            str(tmp_path / "sandbox.env"),
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -86,7 +90,7 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
-            if line.startswith("export D1_SQLITE_PATH"):
+            if line.startswith("# visitors"):
                 break
         done.set()
 
@@ -95,24 +99,48 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
         reader.start()
         try:
             assert done.wait(120), "sandbox up printed no settings within 120 s"
-            exports = dict(
-                line.removeprefix("export ").split("=", 1)
-                for line in lines
-                if line.startswith("export ")
-            )
+            # stdout passes through the CLI's redaction (tokens show as ***): read the file.
+            exports = _exports(tmp_path / "sandbox.env")
             answer = httpx.get(
                 f"{exports['CLOUDFLARE_API_BASE']}/accounts/{exports['CLOUDFLARE_ACCOUNT_ID']}"
                 "/pages/projects/acme-home",
                 headers={"Authorization": f"Bearer {exports['CLOUDFLARE_API_TOKEN']}"},
             )
+            edge = _edge_answer(lines)
         finally:
             process.send_signal(signal.SIGINT)
             reader.join(60)
             _, err = process.communicate(timeout=60)
     assert any("fakes" in line for line in lines if line.startswith("#"))
     assert answer.status_code == 200
+    if unavailable_reason() is None:  # the Worker host runs: no hostname is served yet
+        assert edge is not None and edge.headers["x-sandbox-edge"] == "not-served"
     assert process.returncode == 0, err
     assert "sandbox stopped" in err
+
+
+def _exports(env_file: Path) -> dict[str, str]:
+    """The ``export`` lines of ``--env-file``, once written (it follows stdout)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = env_file.read_text() if env_file.is_file() else ""
+        if "CLOUDFLARE_API_BASE" in text and text.endswith("\n"):
+            break
+        time.sleep(0.05)
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in text.splitlines()
+        if line.startswith("export ")
+    )
+
+
+def _edge_answer(lines: list[str]) -> httpx.Response | None:
+    """A visitor's request to the edge URL that ``sandbox up`` printed (None when not running)."""
+    for line in lines:
+        if line.startswith("# visitors (") and "http://" in line:
+            url = line.split(": ", 1)[1].split("/ ", 1)[0]
+            return httpx.get(url + "/", headers={"Host": "www.acmebakery.com"}, timeout=30)
+    return None
 
 
 def test_the_full_world_sets_every_setting_and_stops_cleanly(tmp_path: Path) -> None:
