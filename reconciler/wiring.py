@@ -165,7 +165,7 @@ class _VirtualSleep:
         return f"VirtualSleep({self.control!r})"
 
 
-DISPATCH_WORKER = Path(__file__).resolve().parent.parent / "workers" / "dispatch" / "worker.js"
+DISPATCH_WORKER = Path(__file__).resolve().parent.parent / "workers" / "dispatch" / "index.js"
 """The dispatch Worker module shipped in the repository (``ROUTING_WORKER_SOURCE`` overrides)."""
 
 
@@ -504,6 +504,7 @@ class WriterWorld:
             assets=acting.assets,
             settings=acting.settings,
             sleep=acting.sleep,
+            routing=acting.routing,
         )
         return fenced_db
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from core_builders import (
     DAY,
     NOW,
@@ -388,3 +390,38 @@ def test_unlock_and_rollback_come_before_publishes_and_creates() -> None:
     plan = plan_for(world, version=3, domains=["www.acme-home.com", "b.acme-home.com"])
     assert plan.actions[0].kind is ActionKind.UNLOCK
     assert DAY > 0
+
+
+def _rolled_back_world(newest_at: float) -> Observed:
+    """D1 records a rollback to dep-2 at NOW - DAY; Pages calls dep-3 canonical."""
+    recorded = replace(
+        ledger(live=2, deployment_id="dep-2", versions=frozenset({1, 2, 3})).live["production"],
+        created_at=NOW - DAY,
+    )
+    deployments = (
+        deployment("dep-2", version=2, at=NOW - 3 * DAY),
+        deployment("dep-3", version=3, at=newest_at),
+    )
+    return converged_world(
+        projects={"acme-home": project(serving="dep-3", deployments=deployments)},
+        ledger={
+            "acme-home": replace(
+                ledger(live=2, deployment_id="dep-2", versions=frozenset({1, 2, 3})),
+                live={"production": recorded},
+                latest={"production": recorded},
+            )
+        },
+    )
+
+
+def test_canonical_on_the_newest_deployment_made_before_our_rollback_is_the_latest_reading() -> (
+    None
+):
+    # canonical_deployment read as "the most recent production deployment" (CONTRACT.md §9)
+    assert plan_for(_rolled_back_world(NOW - 2 * DAY)).is_empty
+
+
+def test_a_deployment_made_after_our_rollback_record_is_still_drift() -> None:
+    plan = plan_for(_rolled_back_world(NOW - 60))
+    assert kinds(plan) == [("rollback", "Site/acme-home:production")]
+    assert plan.actions[0].after["deployment_id"] == "dep-2"

@@ -389,6 +389,11 @@ class RollbackHandler:
             serving = (await cf.get_project(project)).canonical_deployment
             if serving is not None and serving.id == target:
                 break
+            if serving is not None and _newer(serving, deployment) and deployment.id == target:
+                # canonical_deployment read as "the most recent production deployment": it
+                # stays on the newer one after a rollback (CONTRACT.md §9 item 3); the answer
+                # named the target, so production is on it (core/plan_sites.canonical_is_latest)
+                break
             if ctx.now() >= deadline:
                 return Outcome(
                     action.id,
@@ -498,3 +503,8 @@ class RecordPublishFailureHandler:
             Status.APPLIED,
             message=f"recorded version {version} of {site} {env} as failed: {error}",
         )
+
+
+def _newer(serving: Deployment, target: Deployment) -> bool:
+    """Whether ``serving`` was created after ``target`` (ISO-8601 times compare as text)."""
+    return bool(serving.created_on and target.created_on) and serving.created_on > target.created_on
