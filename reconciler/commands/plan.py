@@ -259,6 +259,8 @@ PROVIDERS: dict[Source, str] = {
     Source.D1: "d1",
     Source.STRIPE: "stripe",
     Source.WHATSAPP: "whatsapp",
+    Source.ROUTES: "cloudflare",
+    Source.PLATFORM: "cloudflare",
 }
 """The provider (as errors and metrics name it) behind each reading."""
 

@@ -86,6 +86,7 @@ def _plan_puts(
     observed = builder.observed
     scope = observed.scope
     declared: set[str] = set()
+    waiting: set[str] = set()  # tenants with an entry to write once the table can be read
     for site in builder.desired.sites.values():
         for want in site.hostnames:
             declared.add(want.hostname)
@@ -98,6 +99,7 @@ def _plan_puts(
                 continue  # the create is blocked anyway
             if routes_gap is not None:
                 builder.route_blocked[want.hostname] = routes_gap
+                waiting.add(site.tenant)
                 continue
             entry = desired_entry(site, want)
             current = observed.routes.get(want.hostname)
@@ -112,7 +114,7 @@ def _plan_puts(
                 if status != have.recorded_status:
                     routes.records[want.hostname] = status
     if routes_gap is not None:
-        _block_writes(builder, routes_gap)
+        _block_writes(builder, routes_gap, waiting)
     return declared
 
 
@@ -164,8 +166,8 @@ def _declared_anywhere(builder: PlanBuilder, names: set[str]) -> set[str]:
     }
 
 
-def _block_writes(builder: PlanBuilder, gap: str) -> None:
-    for tenant in sorted({site.tenant for site in builder.desired.sites.values()}):
+def _block_writes(builder: PlanBuilder, gap: str, tenants: set[str]) -> None:
+    for tenant in sorted(tenants):
         builder.block(
             ActionKind.WRITE_ROUTES,
             f"Routes/{tenant}",

@@ -33,6 +33,8 @@ from reconciler.providers.cloudflare import (
     new_publish_id,
     ownership_metadata,
 )
+from reconciler.providers.cloudflare_kv import KvClient, KvPair
+from reconciler.providers.cloudflare_workers import WorkersClient
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.sandbox.cloudflare_pages import Behaviour
@@ -110,8 +112,36 @@ def assert_conforms(checker: OpenAPIChecker, calls: list[dict[str, Any]]) -> Non
 # ---------------------------------------------------------------------------------------------
 
 
+def entitled(cf: Any) -> None:
+    """An account entitled to custom metadata and origins (the ``cf`` fixture resets it)."""
+    cf.sim.configure(
+        entitled_custom_metadata=True, entitled_custom_origin=True, custom_origin_outside_zone=True
+    )
+
+
+async def drive_routing(cf: Any, client: CloudflareClient) -> None:
+    """Every KV and Workers adapter method the routing table and the platform use."""
+    kv, workers = KvClient(client), WorkersClient(client)
+    namespace = await kv.create_namespace("sitebuilder-routes")
+    assert await kv.create_namespace("sitebuilder-routes") == namespace  # looked up, not made
+    entry = {"action": "serve", "project": "acme-home", "site": "acme-home", "tenant": "acme"}
+    await kv.bulk_put(namespace, [KvPair("www.acmebakery.com", json.dumps(entry), entry)])
+    assert [k.name for k in await kv.list_keys(namespace)] == ["www.acmebakery.com"]
+    assert (await kv.bulk_get(namespace, ["www.acmebakery.com"]))["www.acmebakery.com"]
+    await kv.bulk_delete(namespace, ["www.acmebakery.com"])
+    source = b"export default { async fetch() { return new Response('ok'); } };\n"
+    await workers.deploy_script("dispatch", source=source, namespace_id=namespace, version="v1")
+    settings = await workers.script_settings("dispatch")
+    assert settings is not None and settings.version == "v1"
+    route = await workers.create_route("*/*", "dispatch")
+    await workers.update_route(route.id, "*/*", "dispatch")
+    await workers.set_fallback_origin(f"service.{cf.config.zone_name}")
+    assert await workers.fallback_origin() is not None
+
+
 def drive_simulator_by_hand(cf: Any) -> None:
     """Call every endpoint once or more with valid requests, plus the documented failures."""
+    entitled(cf)  # the shapes of custom_metadata and custom_origin_server are checked too
     project = f"/accounts/{cf.account_id}/pages/projects/acme-home"
     zone = f"/zones/{cf.zone_id}"
     database = f"/accounts/{cf.account_id}/d1/database/{cf.database_id}"
@@ -296,6 +326,7 @@ async def publish(client: CloudflareClient, version: int) -> Deployment:
 
 async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
     """Every CloudflareClient method, plus the documented failures it must survive."""
+    entitled(cf)  # the adapter can send both fields where an account allows them
     project = "acme-home"
     stage_time = 10 * cf.config.stage_seconds
 
