@@ -219,3 +219,18 @@ async def test_a_delete_removes_the_hostname_and_marks_the_row_deleted_even_when
 
     again = await rig.run(remove, resumed=True)
     assert again.status is Status.APPLIED
+
+
+async def test_a_hostname_the_zone_refuses_fails_permanently_with_cloudflares_reason(
+    rig: Rig,
+) -> None:
+    rig.cf.sim.configure(refuse_reserved_tlds=True)  # as Cloudflare does (ROUTING.md §1)
+    refused = make_action(
+        ActionKind.CREATE_HOSTNAME,
+        "Hostname/www.acmebakery.test",
+        after(hostname="www.acmebakery.test"),
+    )
+    outcome = await rig.run(refused)
+    assert outcome.status is Status.FAILED_PERMANENT
+    assert "1409" in outcome.message
+    assert await rig.rows("SELECT * FROM domains") == []
