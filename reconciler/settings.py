@@ -38,6 +38,11 @@ Environment variables (all optional; defaults point at the local sandbox's usual
                                  the repository)
 ``CLOUDFLARE_CUSTOM_METADATA``   ``on`` when the account is entitled to custom hostname
                                  metadata (default ``off``: never sent)
+``R2_ENDPOINT``                  R2's S3 endpoint, ``https://<account id>.r2.cloudflarestorage.com``
+``R2_BUCKET``                    the media bucket (originals and cached variants)
+``R2_ACCESS_KEY_ID``             an R2 API token's access key id
+``R2_SECRET_ACCESS_KEY``         its secret access key
+``R2_REGION``                    the signing region (default ``auto``, what R2 expects)
 ===============================  ==============================================================
 
 docs/routing.md explains the routing settings and what the account needs.
@@ -227,6 +232,33 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class R2Settings:
+    """How to reach the R2 media bucket through its S3-compatible API (``providers/r2.py``)."""
+
+    endpoint: str = ""
+    bucket: str = ""
+    access_key_id: Secret = field(default_factory=lambda: Secret(""))
+    secret_access_key: Secret = field(default_factory=lambda: Secret(""))
+    region: str = "auto"
+
+    @property
+    def configured(self) -> bool:
+        """True when an endpoint, a bucket and both keys are set."""
+        return bool(self.endpoint and self.bucket and self.access_key_id and self.secret_access_key)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> R2Settings:
+        """Read the ``R2_*`` variables."""
+        return cls(
+            endpoint=env.get("R2_ENDPOINT", "").rstrip("/"),
+            bucket=env.get("R2_BUCKET", ""),
+            access_key_id=Secret(env.get("R2_ACCESS_KEY_ID", "")),
+            secret_access_key=Secret(env.get("R2_SECRET_ACCESS_KEY", "")),
+            region=env.get("R2_REGION", "auto") or "auto",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the wiring needs to build clients."""
 
@@ -238,6 +270,7 @@ class Settings:
     dns: DnsSettings = field(default_factory=DnsSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     plan_key: Secret = field(default_factory=lambda: Secret(""))
+    r2: R2Settings = field(default_factory=R2Settings)
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every credential these settings hold (registered for redaction by the wiring)."""
@@ -248,6 +281,8 @@ class Settings:
             self.evolution.api_key,
             self.git_webhook_secret,
             self.plan_key,
+            self.r2.access_key_id,
+            self.r2.secret_access_key,
         )
 
     @classmethod
@@ -286,4 +321,5 @@ class Settings:
             dns=DnsSettings.from_env(env),
             routing=RoutingSettings.from_env(env),
             plan_key=Secret(env.get("RECONCILER_PLAN_KEY", "")),
+            r2=R2Settings.from_env(env),
         )

@@ -476,37 +476,42 @@ def _respond(outcome: Outcome) -> Response:
     return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
 
+def _read_call(request: Request, raw: bytes, path: str) -> Call:
+    """The request as the handlers see it: its JSON, form or multipart parts parsed once."""
+    content_type = request.headers.get("content-type", "")
+    parsed: Any = None
+    form: dict[str, str] | None = None
+    files: list[str] = []
+    parts: tuple[Part, ...] = ()
+    json_error = False
+    if content_type.startswith("multipart/form-data"):
+        form, files, parts = parse_multipart(content_type, raw)
+    elif raw and not content_type.startswith(("application/octet-stream", "text/plain")):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            json_error = True
+    return Call(
+        method=request.method,
+        path=path,
+        params={},
+        query=dict(request.query_params),
+        json=parsed,
+        form=form,
+        files=files,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=raw,
+        parts=parts,
+        json_error=json_error,
+    )
+
+
 def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         raw = await request.body()
         # scope["path"], not the path parameter: Starlette's "$" would drop a trailing "\n".
         path = request.scope["path"][len(API_ROOT) :] or "/"
-        content_type = request.headers.get("content-type", "")
-        parsed: Any = None
-        form: dict[str, str] | None = None
-        files: list[str] = []
-        parts: tuple[Part, ...] = ()
-        json_error = False
-        if content_type.startswith("multipart/form-data"):
-            form, files, parts = parse_multipart(content_type, raw)
-        elif raw and not content_type.startswith(("application/octet-stream", "text/plain")):
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                json_error = True
-        call = Call(
-            method=request.method,
-            path=path,
-            params={},
-            query=dict(request.query_params),
-            json=parsed,
-            form=form,
-            files=files,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=raw,
-            parts=parts,
-            json_error=json_error,
-        )
+        call = _read_call(request, raw, path)
         found = sim.route(call.method, path)
         template = found[2] if found else path
         is_assets = path.startswith("/pages/assets/")

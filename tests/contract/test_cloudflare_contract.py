@@ -33,8 +33,6 @@ from reconciler.providers.cloudflare import (
     new_publish_id,
     ownership_metadata,
 )
-from reconciler.providers.cloudflare_kv import KvClient, KvPair
-from reconciler.providers.cloudflare_workers import WorkersClient
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.sandbox.cloudflare_pages import Behaviour
@@ -71,6 +69,14 @@ REQUIRED_OPERATIONS: frozenset[str] = frozenset(
 """Every endpoint the reconciler calls (DESIGN §3; issue 3 item 1)."""
 
 REQUIRED_ERROR_STATUSES = frozenset({400, 404, 429})
+
+ORDINARY_ACCOUNT = {
+    "entitled_custom_metadata": False,
+    "entitled_custom_origin": False,
+    "custom_origin_outside_zone": False,
+    "refuse_reserved_tlds": True,
+}
+"""The simulator's defaults, set explicitly: the exchanges are those of an ordinary account."""
 
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 
@@ -112,36 +118,9 @@ def assert_conforms(checker: OpenAPIChecker, calls: list[dict[str, Any]]) -> Non
 # ---------------------------------------------------------------------------------------------
 
 
-def entitled(cf: Any) -> None:
-    """An account entitled to custom metadata and origins (the ``cf`` fixture resets it)."""
-    cf.sim.configure(
-        entitled_custom_metadata=True, entitled_custom_origin=True, custom_origin_outside_zone=True
-    )
-
-
-async def drive_routing(cf: Any, client: CloudflareClient) -> None:
-    """Every KV and Workers adapter method the routing table and the platform use."""
-    kv, workers = KvClient(client), WorkersClient(client)
-    namespace = await kv.create_namespace("sitebuilder-routes")
-    assert await kv.create_namespace("sitebuilder-routes") == namespace  # looked up, not made
-    entry = {"action": "serve", "project": "acme-home", "site": "acme-home", "tenant": "acme"}
-    await kv.bulk_put(namespace, [KvPair("www.acmebakery.com", json.dumps(entry), entry)])
-    assert [k.name for k in await kv.list_keys(namespace)] == ["www.acmebakery.com"]
-    assert (await kv.bulk_get(namespace, ["www.acmebakery.com"]))["www.acmebakery.com"]
-    await kv.bulk_delete(namespace, ["www.acmebakery.com"])
-    source = b"export default { async fetch() { return new Response('ok'); } };\n"
-    await workers.deploy_script("dispatch", source=source, namespace_id=namespace, version="v1")
-    settings = await workers.script_settings("dispatch")
-    assert settings is not None and settings.version == "v1"
-    route = await workers.create_route("*/*", "dispatch")
-    await workers.update_route(route.id, "*/*", "dispatch")
-    await workers.set_fallback_origin(f"service.{cf.config.zone_name}")
-    assert await workers.fallback_origin() is not None
-
-
 def drive_simulator_by_hand(cf: Any) -> None:
     """Call every endpoint once or more with valid requests, plus the documented failures."""
-    entitled(cf)  # the shapes of custom_metadata and custom_origin_server are checked too
+    cf.sim.configure(**ORDINARY_ACCOUNT)
     project = f"/accounts/{cf.account_id}/pages/projects/acme-home"
     zone = f"/zones/{cf.zone_id}"
     database = f"/accounts/{cf.account_id}/d1/database/{cf.database_id}"
@@ -190,17 +169,15 @@ def drive_simulator_by_hand(cf: Any) -> None:
         made = http.post(
             zone + "/custom_hostnames",
             json={
-                "hostname": "www.acmebakery.test",
+                "hostname": "www.acmebakery.com",
                 "ssl": {"method": "txt", "type": "dv"},
-                "custom_origin_server": "acme-home.pages.dev",
-                "custom_metadata": {"managed-by": "sitebuilder-reconciler"},
             },
         )
         assert made.status_code in (200, 201), made.text
         hostname_id = made.json()["result"]["id"]
         duplicate = http.post(
             zone + "/custom_hostnames",
-            json={"hostname": "www.acmebakery.test", "ssl": {"method": "txt", "type": "dv"}},
+            json={"hostname": "www.acmebakery.com", "ssl": {"method": "txt", "type": "dv"}},
         )
         assert duplicate.status_code >= 400
         invalid = http.post(
@@ -209,9 +186,9 @@ def drive_simulator_by_hand(cf: Any) -> None:
         )
         assert invalid.status_code == 400
         http.get(zone + "/custom_hostnames", params={"page": 1, "per_page": 50})
-        http.get(zone + "/custom_hostnames", params={"hostname": "www.acmebakery.test"})
+        http.get(zone + "/custom_hostnames", params={"hostname": "www.acmebakery.com"})
         http.get(zone + f"/custom_hostnames/{hostname_id}")
-        cf.sim.point_dns("www.acmebakery.test")
+        cf.sim.point_dns("www.acmebakery.com")
         cf.clock.advance(3600)
         http.get(zone + f"/custom_hostnames/{hostname_id}")
         http.patch(
@@ -220,9 +197,9 @@ def drive_simulator_by_hand(cf: Any) -> None:
         http.delete(zone + f"/custom_hostnames/{hostname_id}")
         assert http.get(zone + f"/custom_hostnames/{hostname_id}").status_code == 404
 
-        http.post(zone + "/purge_cache", json={"hosts": ["www.acmebakery.test"]})
-        http.post(zone + "/purge_cache", json={"prefixes": ["www.acmebakery.test/menu"]})
-        http.post(zone + "/purge_cache", json={"files": ["https://www.acmebakery.test/a.css"]})
+        http.post(zone + "/purge_cache", json={"hosts": ["www.acmebakery.com"]})
+        http.post(zone + "/purge_cache", json={"prefixes": ["www.acmebakery.com/menu"]})
+        http.post(zone + "/purge_cache", json={"files": ["https://www.acmebakery.com/a.css"]})
 
         http.post(
             database + "/query",
@@ -326,7 +303,7 @@ async def publish(client: CloudflareClient, version: int) -> Deployment:
 
 async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
     """Every CloudflareClient method, plus the documented failures it must survive."""
-    entitled(cf)  # the adapter can send both fields where an account allows them
+    cf.sim.configure(**ORDINARY_ACCOUNT)
     project = "acme-home"
     stage_time = 10 * cf.config.stage_seconds
 
@@ -354,30 +331,25 @@ async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
 
     # Custom hostnames: create, paginated list, filter, get, edit (retrigger, origin), delete.
     for index in range(12):
-        cf.sim.add_hostname(
-            f"shop{index}.acme-customers.test", custom_origin_server="acme-shop.pages.dev"
-        )
-    marker = ownership_metadata(site="acme-home", tenant="acme")
-    made = await client.create_custom_hostname(
-        "www.acmebakery.test",
-        ssl_method="txt",
-        custom_origin_server="acme-home.pages.dev",
-        custom_metadata=marker,
-    )
+        cf.sim.add_hostname(f"shop{index}.acme-customers.com")
+    made = await client.create_custom_hostname("www.acmebakery.com", ssl_method="txt")
     listed = await client.list_custom_hostnames(per_page=5)
     assert len(listed) == 13
-    found = await client.list_custom_hostnames(hostname="www.acmebakery.test")
+    found = await client.list_custom_hostnames(hostname="www.acmebakery.com")
     assert [h.id for h in found] == [made.id]
     await client.get_custom_hostname(made.id)
-    cf.sim.point_dns("www.acmebakery.test")
+    cf.sim.point_dns("www.acmebakery.com")
     cf.clock.advance(3600)
     await client.get_custom_hostname(made.id)
     await client.edit_custom_hostname(made.id, ssl_method="txt")
-    await client.edit_custom_hostname(
-        made.id,
-        custom_origin_server="suspended.sitebuilder-sandbox.test",
-        custom_metadata={**marker, "access": "hard_locked"},
+    # Custom metadata, for an account entitled to it (an optional setting, never required).
+    cf.sim.configure(entitled_custom_metadata=True)
+    marker = ownership_metadata(site="acme-home", tenant="acme")
+    tagged = await client.create_custom_hostname(
+        "shop.acmebakery.com", ssl_method="http", custom_metadata=marker
     )
+    await client.edit_custom_hostname(tagged.id, custom_metadata={**marker, "note": "kept"})
+    cf.sim.configure(entitled_custom_metadata=False)
     await client.delete_custom_hostname(made.id)
     await client.delete_custom_hostname(made.id)  # already gone: 404, treated as done
     with pytest.raises(NotFoundError):
@@ -387,9 +359,9 @@ async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
 
     # Cache purge by hosts, prefixes and files (chunked by 2).
     await client.purge_cache(
-        hosts=["www.acmebakery.test", "acmebakery.test", "shop0.acme-customers.test"],
-        prefixes=["www.acmebakery.test/menu"],
-        files=["https://www.acmebakery.test/style.css"],
+        hosts=["www.acmebakery.com", "acmebakery.com", "shop0.acme-customers.com"],
+        prefixes=["www.acmebakery.com/menu"],
+        files=["https://www.acmebakery.com/style.css"],
     )
 
     # D1: DDL, writes with string and non-string values, a read, invalid SQL.
@@ -412,7 +384,7 @@ async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
             ]
         },
     )
-    await client.list_custom_hostnames(hostname="shop0.acme-customers.test")
+    await client.list_custom_hostnames(hostname="shop0.acme-customers.com")
     cf.control("DELETE", "/faults")
 
 
@@ -432,4 +404,4 @@ async def test_every_adapter_exchange_conforms_to_the_contract(
     ]
     pages = {q.get("page") for q in listings if q.get("per_page") == "5"}
     assert {"1", "2", "3"} <= pages, f"hostname list pages asked: {sorted(map(str, pages))}"
-    assert any(q.get("hostname") == "www.acmebakery.test" for q in listings)
+    assert any(q.get("hostname") == "www.acmebakery.com" for q in listings)

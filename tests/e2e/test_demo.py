@@ -27,9 +27,9 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    for number in range(1, 9):
+    for number in range(1, 10):
         assert f"== Chapter {number}:" in out
-    assert out.count(">> Converged:") == 8
+    assert out.count(">> Converged:") == 9
     # The visitor's view through the dispatch Worker in workerd, at each chapter.
     page = "GET https://www.acmebakery.com/ -> 200, the page of acme-home version {}"
     assert out.count(page.format(12)) == 2 and out.count(page.format(13)) == 1
@@ -60,4 +60,10 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     assert "blocked (stuck): recreate hostname order.acmebakery.com" in out
     assert "a CNAME record for order.acmebakery.com" in out
     assert "order.acmebakery.com is active after 3 recreations" in out
+    # Chapter 8: photos from R2 as AVIF/WebP pictures, bytes saved, a script removed.
+    assert re.search(r"R2: \d+ photos \([\d.]+ MB of JPEG, PNG and WebP originals\)", out)
+    assert re.search(r"bytes: [\d,.]+ KB of originals -> [\d,.]+ KB served .* saved", out)
+    assert '<picture><source type="image/avif" srcset="/assets/img/' in out
+    assert re.search(r"Every one of its \d+ AVIF and WebP sources is a file of the deployment", out)
+    assert "scripts changed: removed https://www.googletagmanager.com/gtag/js?id=G-ACME01" in out
     assert not (tmp_path / ".demo").exists() or not any((tmp_path / ".demo").iterdir())
