@@ -909,6 +909,7 @@ class Daemon:
             reason = f"{SKIPPED_PREFIX}: the billing sweep reads no Cloudflare"
             skipped[Source.PAGES] = reason
             skipped[Source.HOSTNAMES] = reason
+            skipped[Source.ROUTES] = reason
         breakers = self.parts.breakers
         for provider, sources in (("stripe", (Source.STRIPE,)), ("whatsapp", (Source.WHATSAPP,))):
             if (
@@ -926,6 +927,8 @@ class Daemon:
         return replace(
             clients,
             cloudflare=None if Source.HOSTNAMES in skipped else clients.cloudflare,
+            kv=None if Source.HOSTNAMES in skipped else clients.kv,  # the table with them
+            workers=None if Source.HOSTNAMES in skipped else clients.workers,
             stripe=None if Source.STRIPE in skipped else clients.stripe,
             evolution=None,
             unconfigured={**clients.unconfigured, **skipped},

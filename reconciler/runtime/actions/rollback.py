@@ -11,6 +11,7 @@ from __future__ import annotations
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action
 from reconciler.errors import NotFoundError
+from reconciler.providers.cloudflare_models import Deployment
 from reconciler.runtime.actions.publish import budget_of, hosts_of, int_of
 from reconciler.runtime.actions.world import World, guarded, text_of
 from reconciler.runtime.handler import ActionContext
@@ -72,7 +73,7 @@ class RollbackHandler:
             )
         ctx.checkpoint("rollback.after-rollback")
 
-        if not await self._switched(project, target, ctx):
+        if not await self._switched(project, target, deployment, ctx):
             return Outcome(
                 action.id,
                 Status.FAILED_TRANSIENT,
@@ -116,13 +117,28 @@ class RollbackHandler:
             and serving.id == target
         )
 
-    async def _switched(self, project: str, target: str, ctx: ActionContext) -> bool:
-        """Poll until production serves ``target``; False when the rollback timeout passes."""
+    async def _switched(
+        self, project: str, target: str, answer: Deployment, ctx: ActionContext
+    ) -> bool:
+        """Poll until production serves ``target``; False when the rollback timeout passes.
+
+        ``canonical_deployment`` has two readings (CONTRACT.md §9 item 3): the deployment that
+        serves, or the most recent production deployment, which stays on the newer one after a
+        rollback. Under the second, the rollback's own ``answer`` naming the target is the proof
+        (``core/plan_sites.canonical_is_latest`` reads observations the same way).
+        """
         deadline = ctx.now() + self.world.settings.rollback_timeout
         while True:
             serving = (await self.world.cloudflare.get_project(project)).canonical_deployment
             if serving is not None and serving.id == target:
                 return True
+            if serving is not None and answer.id == target and _newer(serving, answer):
+                return True
             if ctx.now() >= deadline:
                 return False
             await self.world.sleep(self.world.settings.deploy_poll_interval)
+
+
+def _newer(serving: Deployment, target: Deployment) -> bool:
+    """Whether ``serving`` was created after ``target`` (ISO-8601 times compare as text)."""
+    return bool(serving.created_on and target.created_on) and serving.created_on > target.created_on
