@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed, Source
-from reconciler.core.plan import Plan, PlanSettings, build_plan
+from reconciler.core.plan import Plan, build_plan
 from reconciler.core.plan_json import signed_json
 from reconciler.core.policy import APPROVAL_TRAILER
 from reconciler.core.render import Rate, plan_to_json, render_json, render_markdown, render_text
@@ -259,7 +259,9 @@ async def make_pass(
         UnreadableError: a provider's reading failed (network, 5xx, refused credentials)
             and no ``unreadable`` callback was given.
     """
-    settings = PlanSettings(allow_mass_deletion=allow, approved_deletions=loaded.approvals.approved)
+    settings = world.plan_settings(
+        allow_mass_deletion=allow, approved_deletions=loaded.approvals.approved
+    )
     for value in loaded.approvals.ignored:
         progress(f"ignored {APPROVAL_TRAILER}: {value}: name Site/<name> or Hostname/<name>")
     pull = loaded.pull
@@ -295,6 +297,8 @@ PROVIDERS: dict[Source, str] = {
     Source.D1: "d1",
     Source.STRIPE: "stripe",
     Source.WHATSAPP: "whatsapp",
+    Source.ROUTES: "cloudflare",
+    Source.PLATFORM: "cloudflare",
 }
 """The provider (as errors and metrics name it) behind each reading."""
 

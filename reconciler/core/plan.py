@@ -61,6 +61,7 @@ from typing import TypeAlias
 from reconciler.core.desired import Desired
 from reconciler.core.observed import Observed, Source
 from reconciler.core.policy import BlastRadius
+from reconciler.core.routing import DesiredPlatform
 
 FORMAT_VERSION = "1"
 
@@ -76,9 +77,14 @@ class ActionKind(StrEnum):
 
     ROLLBACK = "rollback"
     UNLOCK = "unlock"
+    CREATE_ROUTES_NAMESPACE = "create_routes_namespace"
+    DEPLOY_WORKER = "deploy_worker"
+    SET_WORKER_ROUTE = "set_worker_route"
+    SET_FALLBACK_ORIGIN = "set_fallback_origin"
     SYNC_BILLING = "sync_billing"
     PUBLISH = "publish"
     RETRY_PUBLISH = "retry_publish"
+    WRITE_ROUTES = "write_routes"
     CREATE_HOSTNAME = "create_hostname"
     UPDATE_HOSTNAME = "update_hostname"
     RETRY_VALIDATION = "retry_validation"
@@ -112,6 +118,8 @@ UNREADABLE: Mapping[Source, str] = {
     Source.D1: "D1 could not be read",
     Source.STRIPE: "Stripe could not be read",
     Source.WHATSAPP: "the WhatsApp gateway could not be reached",
+    Source.ROUTES: "the routing table could not be listed",
+    Source.PLATFORM: "the dispatch Worker platform could not be read",
 }
 
 # Order of kinds within a lane, and the summary word each kind counts under.
@@ -132,8 +140,14 @@ SUMMARY_WORDS: Mapping[ActionKind, str] = {
     ActionKind.SYNC_BILLING: "sync",
     ActionKind.RECORD_HOSTNAME: "record",
     ActionKind.RECORD_PUBLISH_FAILURE: "record",
+    ActionKind.WRITE_ROUTES: "route",
+    ActionKind.CREATE_ROUTES_NAMESPACE: "set up",
+    ActionKind.DEPLOY_WORKER: "set up",
+    ActionKind.SET_WORKER_ROUTE: "set up",
+    ActionKind.SET_FALLBACK_ORIGIN: "set up",
 }
 SUMMARY_ORDER = (
+    "set up",
     "publish",
     "roll back",
     "create",
@@ -141,6 +155,7 @@ SUMMARY_ORDER = (
     "retry",
     "recreate",
     "delete",
+    "route",
     "lock",
     "unlock",
     "message",
@@ -167,6 +182,11 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.SYNC_BILLING: {"d1": 1},
     ActionKind.RECORD_HOSTNAME: {"d1": 1},
     ActionKind.RECORD_PUBLISH_FAILURE: {"d1": 1},
+    ActionKind.WRITE_ROUTES: {"cloudflare": 1, "d1": 1},  # per 10,000 keys
+    ActionKind.CREATE_ROUTES_NAMESPACE: {"cloudflare": 1},
+    ActionKind.DEPLOY_WORKER: {"cloudflare": 1},
+    ActionKind.SET_WORKER_ROUTE: {"cloudflare": 1},
+    ActionKind.SET_FALLBACK_ORIGIN: {"cloudflare": 1},
 }
 
 
@@ -224,6 +244,9 @@ class PlanSettings:
     # approval was given ("commit 1a2b3c4d5e6f (Remove acme-shop)"), shown in the plan.
     approved_deletions: Mapping[str, str] = field(default_factory=dict)
     max_publish_attempts: int = 3
+    routes_namespace: str = "sitebuilder-routes"  # the routing table's KV namespace title
+    platform: DesiredPlatform | None = None  # None: Worker, route, fallback managed by hand
+    custom_metadata: bool = False  # the account is entitled to custom hostname metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +316,8 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     from reconciler.core.plan_billing import plan_tenant
     from reconciler.core.plan_builder import PlanBuilder
     from reconciler.core.plan_hostnames import plan_hostnames
+    from reconciler.core.plan_platform import plan_platform
+    from reconciler.core.plan_routes import plan_routes
     from reconciler.core.plan_sites import note_unclaimed_projects, plan_site
 
     builder = PlanBuilder(desired, observed, settings or PlanSettings())
@@ -304,6 +329,8 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     owners = (
         None if scope is None else {desired.sites[s].tenant for s in scope if s in desired.sites}
     )
+    if scope is None:
+        plan_platform(builder)  # the whole-fleet plan owns the platform; a scoped one does not
     for name, tenant in desired.tenants.items():
         if owners is not None and name not in owners:
             continue
@@ -312,6 +339,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
         if scope is not None and name not in scope:
             continue
         plan_site(builder, site)
+    plan_routes(builder)
     plan_hostnames(builder)
     if scope is None:
         note_unclaimed_projects(builder)

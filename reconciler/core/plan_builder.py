@@ -44,6 +44,11 @@ class PlanBuilder:
         self.notes: list[Note] = []
         self.tenant_actions: dict[str, list[str]] = defaultdict(list)  # tenant -> lock action ids
         self.billing_actions: dict[str, str] = {}  # tenant -> sync_billing action id
+        # Filled by plan_platform and plan_routes before the hostnames are planned:
+        self.platform_actions: dict[ActionKind, str] = {}  # platform kind -> action id
+        self.route_writes: dict[str, str] = {}  # hostname -> write_routes action putting it
+        self.route_records: set[str] = set()  # hostnames whose domains status that action writes
+        self.route_blocked: dict[str, str] = {}  # hostname -> why its entry cannot be written
 
     def source(self, kind: Kind, name: str, fieldpath: str = "") -> str | None:
         """``"specs/sites/acme.yaml:14:7"`` for a spec field, or None when it has no location."""
