@@ -110,11 +110,16 @@ async def test_a_signed_stripe_webhook_for_a_payment_unlocks_that_tenant(
             lambda: fleet.tenant_status("acme") == "active", within=30.0, what="the unlock"
         )
         print(f"\nstripe webhook -> tenant unlocked: {elapsed:.3f} s")
-        [row] = fleet.rows(
-            "SELECT status FROM resource_status WHERE resource = 'Tenant/acme' "
-            "AND condition_type = 'PaymentCurrent'"
-        )
-        assert row["status"] == "True"
+
+        def payment_current() -> bool:
+            # Conditions are written after the pass's actions: wait for the row, not the unlock.
+            rows = fleet.rows(
+                "SELECT status FROM resource_status WHERE resource = 'Tenant/acme' "
+                "AND condition_type = 'PaymentCurrent'"
+            )
+            return [row["status"] for row in rows] == ["True"]
+
+        await wait_for(payment_current, within=30.0, what="PaymentCurrent=True")
 
 
 async def test_bad_webhooks_are_refused_and_queue_nothing(
