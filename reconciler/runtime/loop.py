@@ -401,7 +401,7 @@ class Daemon:
             self.queue.add(key, Lane.CHANGE, after=wait)
 
     def _new_queue(self) -> WorkQueue:
-        return WorkQueue(
+        queue = WorkQueue(
             clock=self.parts.clock,
             sleep=self.parts.sleep,
             base=self.settings.backoff_base,
@@ -409,6 +409,8 @@ class Daemon:
             max_failures=self.settings.max_failures,
             observer=self.parts.metrics.workqueue,
         )
+        self.parts.metrics.workqueue.watch(queue.running)
+        return queue
 
     # ----------------------------------------------------------------- probes and webhooks
 

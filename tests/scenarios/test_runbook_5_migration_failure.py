@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scenario_support import MIGRATIONS, Scenario
 
-NEW = "0005_site_notes.sql"
+NEW = "0007_site_notes.sql"  # after the repository's last migration (0006)
 CREATE = "CREATE TABLE site_notes (id INTEGER PRIMARY KEY, note TEXT);\n"
 BAD = CREATE + "ALTER TABLE sites ADD COLUMN notes TEXT DEFAULT;\n"  # DEFAULT without a value
 GOOD = CREATE + "ALTER TABLE sites ADD COLUMN notes TEXT;\n"

@@ -3,9 +3,10 @@
 ``wiring.py`` builds a :class:`World` (clients, database, settings) and calls
 :func:`handlers_for`; ``runtime/execute.py`` looks each action's handler up in the returned
 mapping and awaits it with an :class:`~reconciler.runtime.handler.ActionContext`. The handlers
-live in ``publish.py`` (publish, retry, rollback), ``hostnames.py`` (custom hostnames),
-``routes.py`` (the routing table and the dispatch Worker platform) and ``billing.py`` (mirror,
-locks, dunning); their D1 writes are in ``runtime/records.py``.
+live in ``publish.py`` (publish, retry), ``rollback.py``, ``publish_record.py`` (a publish
+the plan blocked), ``hostnames.py`` (custom hostnames), ``routes.py`` (the routing table and the
+dispatch Worker platform) and ``billing.py`` (mirror, locks, dunning); their D1 writes are in
+``runtime/records.py``.
 docs/actions.md describes each action, its records and why a crash at any point is safe.
 """
 
@@ -21,11 +22,9 @@ from reconciler.runtime.actions.hostnames import (
     HostnameHandler,
     RecordHostnameHandler,
 )
-from reconciler.runtime.actions.publish import (
-    PublishHandler,
-    RecordPublishFailureHandler,
-    RollbackHandler,
-)
+from reconciler.runtime.actions.publish import PublishHandler
+from reconciler.runtime.actions.publish_record import RecordPublishFailureHandler
+from reconciler.runtime.actions.rollback import RollbackHandler
 from reconciler.runtime.actions.routes import PlatformHandler, RoutesHandler, RoutingTable
 from reconciler.runtime.actions.world import ActionSettings, BillingSource, RoutingConfig, World
 from reconciler.runtime.handler import Handler
