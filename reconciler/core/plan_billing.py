@@ -10,15 +10,15 @@ so hostname actions can depend on a tenant's lock). Fills a
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from reconciler.core.desired import DesiredTenant
 from reconciler.core.facts import Invoice
 from reconciler.core.observed import Source, billing_digest
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.core.policy import AccessDecision, format_amount
-from reconciler.spec.models import Access, Kind
+from reconciler.core.policy import AccessDecision, format_amount, owed_invoices
+from reconciler.spec.models import Access, BillingPolicySpec, Kind
 
 
 def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
@@ -39,7 +39,7 @@ def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
         digest = billing_digest(facts)
         mirrored = builder.observed.billing_mirror.get(tenant.customer)
         if mirrored != digest:
-            owed = _owed(facts.open_invoices)
+            owed = _owed(facts.open_invoices, builder.desired.specs.policies[tenant.policy].spec)
             state = "has no copy of" if mirrored is None else "has an outdated copy of"
             builder.billing_actions[tenant.name] = builder.add(
                 ActionKind.SYNC_BILLING,
@@ -175,16 +175,21 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
         )
 
 
-def _owed(invoices: Iterable[Invoice]) -> str:
-    """``"1 open invoice (29.00 USD)"``, ``"2 open invoices (29.00 USD, 10.00 EUR)"``."""
-    owing = [i for i in invoices if i.status == "open" and i.amount_due > 0]
+def _owed(invoices: Sequence[Invoice], policy: BillingPolicySpec) -> str:
+    """``"1 open invoice (29.00 USD)"``, ``"2 unpaid invoices (29.00 USD, 10.00 EUR)"``.
+
+    Counts what :func:`~reconciler.core.policy.invoice_owed` counts; "unpaid" once one of
+    them is ``uncollectible`` (still owed under the policy).
+    """
+    owing = owed_invoices(invoices, policy)
     if not owing:
         return "no open invoice"
     totals: dict[str, int] = defaultdict(int)
     for item in owing:
         totals[item.currency] += item.amount_due
     amounts = ", ".join(format_amount(amount, cur) for cur, amount in sorted(totals.items()))
-    return f"{len(owing)} open invoice{'s' if len(owing) != 1 else ''} ({amounts})"
+    word = "open" if all(item.status == "open" for item in owing) else "unpaid"
+    return f"{len(owing)} {word} invoice{'s' if len(owing) != 1 else ''} ({amounts})"
 
 
 def _access_reason(decision: AccessDecision, current: str) -> str:

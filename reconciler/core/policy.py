@@ -7,8 +7,11 @@ Rules:
 
 1. Days past due count whole days since the oldest open invoice became overdue
    (``Invoice.overdue_since``: finalisation, else creation), floored.
-2. ``soft_locked`` from ``grace_days`` days past due, ``hard_locked`` from ``hard_lock_days``;
-   an invoice with nothing left to pay does not count.
+2. ``soft_locked`` from ``grace_days`` days past due, ``hard_locked`` from ``hard_lock_days``.
+   Which invoices count is decided once, by :func:`invoice_owed`: an ``open`` one with something
+   left to pay, and an ``uncollectible`` one unless the policy writes those off
+   (``uncollectible: written_off``); ``void``, ``paid`` and ``draft`` ones never. Locks, dunning,
+   timers and the billing reasons all ask it.
 3. A manual override (``access`` other than ``auto``) wins and is reported as such.
 4. Of the dunning steps of one invoice that are due, only the latest is sent; earlier ones that
    were never sent are recorded as skipped (a tenant 40 days late gets one message, not five).
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler.core.facts import Invoice
-from reconciler.spec.models import Access, BillingPolicySpec
+from reconciler.spec.models import Access, BillingPolicySpec, Uncollectible
 
 DAY = 86400.0
 
@@ -56,9 +59,28 @@ def days_past_due(invoice: Invoice, now: float) -> int:
     return max(0, math.floor((now - invoice.overdue_since) / DAY))
 
 
-def _owing(invoices: Sequence[Invoice]) -> list[Invoice]:
+UNSETTLED_STATUSES = frozenset({"open", "uncollectible"})
+"""Invoice statuses that may still be owed: the ones the Stripe adapter keeps for the core."""
+
+
+def invoice_owed(invoice: Invoice, policy: BillingPolicySpec) -> bool:
+    """Whether ``invoice`` is owed under ``policy`` (rule 2): the one place this is decided.
+
+    An ``open`` invoice with something left to pay is owed. An ``uncollectible`` one stays
+    owed (Stripe gave up collecting; the customer still owes it) unless the policy says
+    ``uncollectible: written_off``. ``void`` (cancelled), ``paid`` and ``draft`` never are.
+    """
+    if invoice.amount_due <= 0:
+        return False
+    if invoice.status == "open":
+        return True
+    return invoice.status == "uncollectible" and policy.uncollectible is Uncollectible.OWED
+
+
+def owed_invoices(invoices: Sequence[Invoice], policy: BillingPolicySpec) -> list[Invoice]:
+    """The invoices ``policy`` counts as owed, oldest overdue first."""
     return sorted(
-        (inv for inv in invoices if inv.status == "open" and inv.amount_due > 0),
+        (inv for inv in invoices if invoice_owed(inv, policy)),
         key=lambda inv: (inv.overdue_since, inv.id),
     )
 
@@ -72,7 +94,7 @@ def desired_access(
     now: float,
 ) -> AccessDecision:
     """Decide a tenant's access from its override, or its policy and oldest open invoice."""
-    owing = _owing(open_invoices)
+    owing = owed_invoices(open_invoices, policy)
     oldest = owing[0] if owing else None
     days = days_past_due(oldest, now) if oldest is not None else None
     if override is not Access.AUTO:
@@ -166,7 +188,7 @@ def dunning_due(
     The planner drops a step already in the D1 log; a step is never due twice for one invoice.
     """
     result: list[DunningDue] = []
-    for invoice in _owing(open_invoices):
+    for invoice in owed_invoices(open_invoices, policy):
         days = days_past_due(invoice, now)
         due_steps = [step for step in policy.dunning if step.day <= days]
         if not due_steps:
@@ -193,14 +215,20 @@ def dunning_due(
     return tuple(result)
 
 
-def next_dunning_at(policy: BillingPolicySpec, open_invoices: Sequence[Invoice]) -> float | None:
-    """When the next dunning step or lock threshold of any open invoice falls due (for timers)."""
+def billing_moments(policy: BillingPolicySpec, open_invoices: Sequence[Invoice]) -> list[float]:
+    """Every dunning day and lock threshold of the invoices ``policy`` counts as owed."""
     moments: list[float] = []
-    for invoice in _owing(open_invoices):
+    for invoice in owed_invoices(open_invoices, policy):
         start = invoice.overdue_since
         moments.extend(start + step.day * DAY for step in policy.dunning)
         moments.append(start + policy.grace_days * DAY)
         moments.append(start + policy.hard_lock_days * DAY)
+    return moments
+
+
+def next_dunning_at(policy: BillingPolicySpec, open_invoices: Sequence[Invoice]) -> float | None:
+    """When the next dunning step or lock threshold of any owed invoice falls due (for timers)."""
+    moments = billing_moments(policy, open_invoices)
     return min(moments) if moments else None
 
 

@@ -37,7 +37,7 @@ from reconciler.core.facts import Invoice
 from reconciler.core.observed import Observed, ObservedHostname, Source
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Action, ActionKind, Blocked
-from reconciler.core.policy import DAY
+from reconciler.core.policy import billing_moments
 from reconciler.runtime.status import Condition, ConditionUpdate
 from reconciler.spec.models import Access, BillingPolicySpec
 
@@ -750,13 +750,6 @@ def next_billing_deadline(
     Like :func:`reconciler.core.policy.next_dunning_at`, but only future moments: a timer
     for a moment already past would fire at once and re-plan what the pass just planned.
     """
-    moments: list[float] = []
-    for invoice in open_invoices:
-        if invoice.status != "open" or invoice.amount_due <= 0:
-            continue
-        start = invoice.overdue_since
-        moments.extend(start + step.day * DAY for step in policy.dunning)
-        moments.append(start + policy.grace_days * DAY)
-        moments.append(start + policy.hard_lock_days * DAY)
+    moments = billing_moments(policy, tuple(open_invoices))
     future = [moment for moment in moments if moment > now]
     return min(future) if future else None

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.policy import UNSETTLED_STATUSES
 from reconciler.providers.d1 import Database, SqlValue, Statement
 
 __all__ = [
@@ -128,6 +129,9 @@ class HostnameFacts:
     verification_token: str | None
     verification_errors: tuple[str, ...]
 
+
+# ``('open', 'uncollectible')``: the mirror's "still unsettled" (past_due) test, from the core.
+_UNSETTLED = "(" + ", ".join(f"'{status}'" for status in sorted(UNSETTLED_STATUSES)) + ")"
 
 _PUBLISH_COLUMNS = (
     "id, site_id, environment, version_number, status, deployment_id, attempts, content_hash, "
@@ -753,7 +757,8 @@ class Records:
         """One batch: ``tenants.status`` and its reason, the billing accounts, an audit event."""
         account_status = (
             "CASE WHEN EXISTS (SELECT 1 FROM invoices WHERE invoices.billing_account_id = "
-            "billing_accounts.id AND invoices.status = 'open') THEN 'past_due' ELSE 'active' END"
+            f"billing_accounts.id AND invoices.status IN {_UNSETTLED}) THEN 'past_due' "
+            "ELSE 'active' END"
             if access == "active"
             else "?"
         )
@@ -934,12 +939,12 @@ class Records:
     # ------------------------------------------------------------------ billing mirror
 
     async def mirrored_open_invoices(self, customer: str) -> list[str]:
-        """Invoice ids the mirror holds as ``open`` for ``customer``."""
+        """Invoice ids the mirror holds as unsettled (open or uncollectible) for ``customer``."""
         rows = await self.db.query(
             "SELECT invoices.id AS id FROM invoices JOIN billing_accounts "
             "ON invoices.billing_account_id = billing_accounts.id "
             "WHERE billing_accounts.provider = 'stripe' "
-            "AND billing_accounts.provider_customer_id = ? AND invoices.status = 'open'",
+            f"AND billing_accounts.provider_customer_id = ? AND invoices.status IN {_UNSETTLED}",
             (customer,),
         )
         return [str(row["id"]) for row in rows]
@@ -1052,7 +1057,7 @@ class Records:
                         invoice.attempt_count,
                         invoice.hosted_invoice_url,
                         _opt_iso(invoice.finalized_at),
-                        _opt_iso(invoice.due_date),
+                        iso(invoice.due_at),
                         iso(invoice.overdue_since),
                         paid_at,
                         iso(now),
@@ -1075,7 +1080,7 @@ class Records:
                 "status = CASE WHEN (SELECT status FROM tenants WHERE id = ?) "
                 "IN ('soft_locked', 'hard_locked') THEN (SELECT status FROM tenants WHERE id = ?) "
                 "WHEN EXISTS (SELECT 1 FROM invoices WHERE invoices.billing_account_id = "
-                "billing_accounts.id AND invoices.status = 'open') THEN 'past_due' "
+                f"billing_accounts.id AND invoices.status IN {_UNSETTLED}) THEN 'past_due' "
                 "WHEN status = 'canceled' THEN 'canceled' ELSE 'active' END, updated_at = ? "
                 "WHERE provider = 'stripe' AND provider_customer_id = ?",
                 (digest, now, tenant, tenant, iso(now), customer),

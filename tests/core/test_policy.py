@@ -1,16 +1,20 @@
 """Pure billing policies: access levels, dunning due, message text, blast radius."""
 
+import dataclasses
+
 from core_builders import DAY, NOW, invoice, specs
 
 from reconciler.core.policy import (
+    UNSETTLED_STATUSES,
     BlastRadius,
     days_past_due,
     deletion_blocked,
     desired_access,
     dunning_due,
     format_amount,
+    invoice_owed,
 )
-from reconciler.spec.models import Access
+from reconciler.spec.models import Access, Uncollectible
 
 
 def standard_policy():
@@ -132,3 +136,51 @@ def test_blast_radius_caps_total_and_per_tenant_deletions() -> None:
     assert deletion_blocked(deletions=1, tenant_deletions={"a": (1, 1)}, limits=limits) is None
     reason = deletion_blocked(deletions=3, tenant_deletions={"a": (3, 20)}, limits=limits)
     assert reason is not None and "tenant a" in reason
+
+
+def _with_status(status: str, *, days: float = 20):
+    return dataclasses.replace(invoice("cus_acme", days=days), status=status)
+
+
+def test_an_uncollectible_invoice_stays_owed_by_default_locked_and_dunned() -> None:
+    policy = standard_policy()
+    assert policy.uncollectible is Uncollectible.OWED
+    owed = _with_status("uncollectible")
+    decision = desired_access(
+        override=Access.AUTO, override_reason=None, policy=policy, open_invoices=(owed,), now=NOW
+    )
+    assert decision.level is Access.HARD_LOCKED
+    due = dunning_due(policy=policy, open_invoices=(owed,), tenant_name="Acme", phone="+1", now=NOW)
+    assert [d.invoice_id for d in due] == [owed.id]
+
+
+def test_a_policy_that_writes_off_uncollectible_invoices_unlocks_and_stops_dunning() -> None:
+    policy = standard_policy().model_copy(update={"uncollectible": Uncollectible.WRITTEN_OFF})
+    gone = _with_status("uncollectible")
+    decision = desired_access(
+        override=Access.AUTO, override_reason=None, policy=policy, open_invoices=(gone,), now=NOW
+    )
+    assert decision.level is Access.ACTIVE
+    assert (
+        dunning_due(policy=policy, open_invoices=(gone,), tenant_name="A", phone="+1", now=NOW)
+        == ()
+    )
+
+
+def test_invoice_owed_is_the_one_rule_for_every_status() -> None:
+    owed = standard_policy()
+    off = owed.model_copy(update={"uncollectible": Uncollectible.WRITTEN_OFF})
+    table = {
+        status: (invoice_owed(_with_status(status), owed), invoice_owed(_with_status(status), off))
+        for status in ("draft", "open", "paid", "void", "uncollectible")
+    }
+    assert table == {
+        "draft": (False, False),
+        "open": (True, True),
+        "paid": (False, False),
+        "void": (False, False),
+        "uncollectible": (True, False),
+    }
+    nothing_left = dataclasses.replace(_with_status("uncollectible"), amount_due=0)
+    assert not invoice_owed(nothing_left, owed)
+    assert UNSETTLED_STATUSES == {"open", "uncollectible"}
