@@ -41,6 +41,9 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
 8. A publish whose latest attempt of the same version failed to build (``build failed: ...``)
    is blocked at once (gate ``build``): the same snapshot fails the same way, so it is never
    retried until the version changes. Deployment failures are retried up to the cap.
+9. Levers (``core.levers``, ``PlanSettings.selection``) are forced intents: the area planners
+   turn each into ordinary actions or refuse it with a reason, and a selection narrows the
+   plan to its targets and what they depend on. Without a selection the plan is unchanged.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 from reconciler.core.desired import Desired
+from reconciler.core.levers import Selection, narrow
 from reconciler.core.observed import Observed, Source
 from reconciler.core.policy import BlastRadius
 
@@ -84,6 +88,7 @@ class ActionKind(StrEnum):
     SEND_DUNNING = "send_dunning"
     RECORD_HOSTNAME = "record_hostname"
     RECORD_PUBLISH_FAILURE = "record_publish_failure"
+    PURGE_CACHE = "purge_cache"
 
 
 class Cause(StrEnum):
@@ -127,6 +132,7 @@ SUMMARY_WORDS: Mapping[ActionKind, str] = {
     ActionKind.SYNC_BILLING: "sync",
     ActionKind.RECORD_HOSTNAME: "record",
     ActionKind.RECORD_PUBLISH_FAILURE: "record",
+    ActionKind.PURGE_CACHE: "purge",
 }
 SUMMARY_ORDER = (
     "publish",
@@ -141,6 +147,7 @@ SUMMARY_ORDER = (
     "message",
     "sync",
     "record",
+    "purge",
 )
 
 # Predicted API calls per action and provider (the cost forecast). Publishing uploads in
@@ -162,6 +169,7 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.SYNC_BILLING: {"d1": 1},
     ActionKind.RECORD_HOSTNAME: {"d1": 1},
     ActionKind.RECORD_PUBLISH_FAILURE: {"d1": 1},
+    ActionKind.PURGE_CACHE: {"cloudflare": 1},
 }
 
 
@@ -193,7 +201,7 @@ class Blocked:
     tenant: str | None
     site: str | None
     gate: str  # hard_locked | budget | build | missing_version | missing_project | stuck |
-    #            conflict | blast_radius | incomplete
+    #            conflict | blast_radius | incomplete | refused (a lever the specs forbid)
     reason: str
     source: str | None
 
@@ -205,7 +213,7 @@ class Note:
     target: str
     tenant: str | None
     site: str | None
-    category: str  # unmanaged | retained | waiting
+    category: str  # unmanaged | retained | waiting | unchanged (a lever with nothing to do)
     reason: str
 
 
@@ -216,6 +224,10 @@ class PlanSettings:
     blast_radius: BlastRadius = field(default_factory=BlastRadius)
     allow_mass_deletion: bool = False
     max_publish_attempts: int = 3
+    # A publish stuck on the provider's side (deployment failures, not our content) is tried
+    # again by itself once this long has passed since its last attempt.
+    stuck_cooldown: float = 6 * 3600.0
+    selection: Selection = field(default_factory=Selection)  # --target and the levers
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +317,8 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
             continue
         plan_site(builder, site)
     plan_hostnames(builder)
-    return Plan(
+    builder.refuse_unreached()
+    plan = Plan(
         revision=desired.revision,
         observed_digest=observed.digest(),
         planned_at=desired.now,
@@ -316,3 +329,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
         notes=tuple(sorted(builder.notes, key=lambda n: (n.category, n.tenant or "", n.target))),
         incomplete={source.value: reason for source, reason in sorted(observed.incomplete.items())},
     )
+    selection = builder.settings.selection
+    if not selection.narrowed:
+        return plan
+    return narrow(plan, selection, (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK))

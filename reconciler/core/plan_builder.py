@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
 from reconciler.core.desired import Desired
+from reconciler.core.levers import Lever, LeverKind, levers_on
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import (
     _CALLS,
@@ -44,6 +45,33 @@ class PlanBuilder:
         self.notes: list[Note] = []
         self.tenant_actions: dict[str, list[str]] = defaultdict(list)  # tenant -> lock action ids
         self.billing_actions: dict[str, str] = {}  # tenant -> sync_billing action id
+        self.reached: set[Lever] = set()  # levers an area planner honoured or refused
+
+    def lever(self, target: str, *kinds: LeverKind) -> Lever | None:
+        """The lever of ``kinds`` asked for ``target`` (``core.levers`` rule 1), marked reached."""
+        found = levers_on(self.settings.selection.levers, target, *kinds)
+        if found is not None:
+            self.reached.add(found)
+        return found
+
+    def refuse_unreached(self) -> None:
+        """Refuse every lever no area planner reached: its target is in no spec in scope."""
+        for lever in self.settings.selection.levers:
+            if lever in self.reached:
+                continue
+            self.reached.add(lever)
+            self.block(
+                _LEVER_KINDS[lever.kind],
+                lever.target,
+                tenant=None,
+                site=None,
+                gate="refused",
+                reason=(
+                    f"{lever.target} is not declared in the specs (or has nothing a "
+                    f"{lever.kind.value.replace('_', ' ')} applies to): nothing is done"
+                ),
+                source=None,
+            )
 
     def source(self, kind: Kind, name: str, fieldpath: str = "") -> str | None:
         """``"specs/sites/acme.yaml:14:7"`` for a spec field, or None when it has no location."""
@@ -168,6 +196,18 @@ class Blocker:
             reason=reason,
             source=self.source,
         )
+
+
+_LEVER_KINDS: Mapping[LeverKind, ActionKind] = {
+    LeverKind.PUBLISH: ActionKind.PUBLISH,
+    LeverKind.PURGE: ActionKind.PURGE_CACHE,
+    LeverKind.RETRY_VALIDATION: ActionKind.RETRY_VALIDATION,
+    LeverKind.RECREATE: ActionKind.RECREATE_HOSTNAME,
+    LeverKind.SEND_DUNNING: ActionKind.SEND_DUNNING,
+    LeverKind.SYNC_BILLING: ActionKind.SYNC_BILLING,
+    LeverKind.ENFORCE: ActionKind.SOFT_LOCK,
+    LeverKind.CLEAR_STUCK: ActionKind.RETRY_PUBLISH,
+}
 
 
 def _sort_key(action: Action) -> tuple[int, str, str, int, bool, str]:

@@ -1,9 +1,17 @@
 """plan_sites: the planner's site area: publish, rollback, retry and record a failed publish.
 
-Called by :func:`reconciler.core.plan.build_plan` once per site in scope (rules 4, 5, 7 and 8
-of ``core.plan``). Fills a :class:`~reconciler.core.plan_builder.PlanBuilder` with
-``rollback``, ``publish``, ``retry_publish`` and ``record_publish_failure`` actions, or blocks
-them behind a gate; calls ``core.budget`` to check an in-memory build. Pure.
+Called by :func:`reconciler.core.plan.build_plan` once per site in scope (rules 4, 5, 7, 8 and
+9 of ``core.plan``). Fills a :class:`~reconciler.core.plan_builder.PlanBuilder` with
+``rollback``, ``publish``, ``retry_publish``, ``record_publish_failure`` and (the ``purge``
+lever only) ``purge_cache`` actions, or blocks them behind a gate; calls ``core.budget`` to
+check an in-memory build. Pure.
+
+A publish stuck at the retry cap waits for a change when the failure was ours (the content
+does not build, the budget): those are blocked until the version changes. One that failed
+on the provider's side (deployment failures) is tried again by itself once
+``PlanSettings.stuck_cooldown`` has passed since its last attempt. The ``publish`` lever
+(requeue, or redeploy the live version) and ``clear_stuck`` force one attempt now, through
+the same gates (a hard-locked tenant's publish is refused).
 """
 
 from __future__ import annotations
@@ -12,7 +20,13 @@ from collections.abc import Mapping
 
 from reconciler.core.budget import BudgetMetric, check_budget, describe_violations
 from reconciler.core.desired import DesiredSite
-from reconciler.core.observed import BuildPreview, ObservedDeployment, ObservedProject, Source
+from reconciler.core.levers import Lever, LeverKind
+from reconciler.core.observed import (
+    BuildPreview,
+    ObservedDeployment,
+    ObservedProject,
+    Source,
+)
 from reconciler.core.plan import (
     BUDGET_FAILURE_PREFIX,
     BUILD_FAILURE_PREFIX,
@@ -22,6 +36,13 @@ from reconciler.core.plan import (
     is_permanent_build_failure,
 )
 from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.plan_site_levers import (
+    past_the_cap,
+    plan_purge,
+    plan_redeploy,
+    publish_after,
+    stuck_reason,
+)
 from reconciler.spec.models import Kind
 
 
@@ -35,9 +56,35 @@ def plan_site(builder: PlanBuilder, site: DesiredSite) -> None:
     _plan_environment(builder, site, "production", site.production)
     if site.preview is not None:
         _plan_environment(builder, site, "preview", site.preview)
+    plan_purge(builder, site)
 
 
 def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version: int) -> None:
+    target = f"Site/{site.name}:{env}"
+    lever = builder.lever(target, LeverKind.PUBLISH, LeverKind.CLEAR_STUCK)
+    before = (len(builder.actions), len(builder.blocked), len(builder.notes))
+    _plan_version(builder, site, env, version, lever)
+    if lever is not None and before == (
+        len(builder.actions),
+        len(builder.blocked),
+        len(builder.notes),
+    ):
+        verb = "publish" if lever.kind is LeverKind.PUBLISH else "clear"
+        builder.note(
+            target,
+            tenant=site.tenant,
+            site=site.name,
+            category="unchanged",
+            reason=(
+                f"{env} serves version {version} as the spec asks and nothing is stuck: "
+                f"nothing to {verb}"
+            ),
+        )
+
+
+def _plan_version(
+    builder: PlanBuilder, site: DesiredSite, env: str, version: int, lever: Lever | None
+) -> None:
     target = f"Site/{site.name}:{env}"
     field_path = f"spec.{env}.version"
     source = builder.source(Kind.SITE, site.name, field_path)
@@ -77,10 +124,13 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
         )
         return
 
+    redeploy: str | None = None
     if live is not None and live.version == version:
         serving = project.production_deployment_id
         if env != "production" or serving is None or serving == live.deployment_id:
-            return  # converged
+            if lever is None or lever.kind is not LeverKind.PUBLISH:
+                return  # converged
+            redeploy = live.deployment_id or "unknown"
         if project.deployments is None:
             return  # deployments not listed this pass: no evidence the recorded one is gone
         deployment = _find(project, deployment_id=live.deployment_id)
@@ -101,6 +151,9 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
             )
             return
         # The recorded deployment is gone: fall through to a rebuild.
+    if redeploy is not None:
+        plan_redeploy(builder, site, env, version, redeploy, source)
+        return
 
     before: dict[str, JsonValue] = {
         "version": live.version if live is not None else None,
@@ -133,7 +186,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
     failed = latest if latest is not None and latest.version == version else None
     if failed is not None and failed.status != "failed":
         failed = None
-    if failed is not None and is_permanent_build_failure(failed.error_message):
+    if failed is not None and is_permanent_build_failure(failed.error_message) and lever is None:
         # Rule 8: the same snapshot fails the same way; wait for a new version.
         block(
             kind,
@@ -152,18 +205,13 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
         and build.error is None
         and (failed.error_message or "").startswith(BUDGET_FAILURE_PREFIX)
     )
+    retried = ""
     if failed is not None and not budget_decides:
         if failed.attempts >= builder.settings.max_publish_attempts:
-            block(
-                ActionKind.RETRY_PUBLISH,
-                gate="stuck",
-                reason=(
-                    f"publishing version {version} failed {failed.attempts} times, last "
-                    f"error: {failed.error_message or 'unknown'}; fix the content and bump "
-                    "the version, or set it back"
-                ),
-            )
-            return
+            retried = past_the_cap(builder, failed, lever)
+            if not retried:
+                block(ActionKind.RETRY_PUBLISH, gate="stuck", reason=stuck_reason(builder, failed))
+                return
         kind = ActionKind.RETRY_PUBLISH
         attempts = failed.attempts + 1
     if not site.publish_allowed:
@@ -212,6 +260,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
             )
             return
     retry = f" (attempt {attempts}, last error: {failed.error_message})" if failed else ""
+    retry += retried
     reason = (
         f"{env} is {was}; the spec asks for version {version}, which has no deployment "
         f"yet: build and publish it{retry if kind is ActionKind.RETRY_PUBLISH else ''}"
@@ -221,23 +270,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
             _budget_use(metric, actual, limit)
             for metric, actual, limit in _budget_figures(build, site)
         )
-    after: dict[str, JsonValue] = {
-        "site": site.name,
-        "tenant": site.tenant,
-        "project": site.pages_project,
-        "environment": env,
-        "version": version,
-        "commit": builder.desired.revision,
-        "attempt": attempts,
-        "hosts": [h.hostname for h in site.hostnames],
-        "scripts": list(site.scripts),
-        # The limits the publisher checks the real build against (runbook 4).
-        "budget": {
-            "max_js_kb": site.budget.max_js_kb,
-            "max_css_kb": site.budget.max_css_kb,
-            "max_third_party_scripts": site.budget.max_third_party_scripts,
-        },
-    }
+    after = publish_after(builder, site, env, version, attempts=attempts)
     if build is not None:
         after["content_hash"] = build.content_hash
     builder.add(

@@ -84,6 +84,7 @@ _FAILURE_REASONS: Mapping[ActionKind, str] = {
     ActionKind.HARD_LOCK: "LockFailed",
     ActionKind.UNLOCK: "UnlockFailed",
     ActionKind.RECORD_PUBLISH_FAILURE: "PublishFailed",
+    ActionKind.PURGE_CACHE: "PurgeFailed",
 }
 
 

@@ -3,8 +3,9 @@
 ``wiring.py`` builds a :class:`World` (clients, database, settings) and calls
 :func:`handlers_for`; ``runtime/execute.py`` looks each action's handler up in the returned
 mapping and awaits it with an :class:`~reconciler.runtime.handler.ActionContext`. The handlers
-live in ``publish.py`` (publish, retry, rollback), ``hostnames.py`` (custom hostnames) and
-``billing.py`` (mirror, locks, dunning); their D1 writes are in ``runtime/records.py``.
+live in ``publish.py`` (publish, retry, rollback), ``purge.py`` (a manual purge),
+``hostnames.py`` (custom hostnames) and ``billing.py`` (mirror, locks, dunning); their D1
+writes are in ``runtime/records.py``.
 docs/actions.md describes each action, its records and why a crash at any point is safe.
 """
 
@@ -25,6 +26,7 @@ from reconciler.runtime.actions.publish import (
     RecordPublishFailureHandler,
     RollbackHandler,
 )
+from reconciler.runtime.actions.purge import PurgeHandler
 from reconciler.runtime.actions.world import ActionSettings, BillingSource, World
 from reconciler.runtime.handler import Handler
 
@@ -55,6 +57,7 @@ def handlers_for(world: World) -> Mapping[ActionKind, Handler]:
         ActionKind.SEND_DUNNING: DunningHandler(world),
         ActionKind.RECORD_HOSTNAME: RecordHostnameHandler(world),
         ActionKind.RECORD_PUBLISH_FAILURE: RecordPublishFailureHandler(world),
+        ActionKind.PURGE_CACHE: PurgeHandler(world),
     }
     for kind in (
         ActionKind.CREATE_HOSTNAME,
