@@ -17,9 +17,11 @@ Rules:
    environment), ``Hostname/NAME`` and ``Invoice/ID`` (``Invoice/ID:STEP`` for one dunning
    step). A tenant covers its sites, hostnames and invoices; a site covers its environments
    and hostnames (Terraform's module targeting).
-3. A narrowed plan keeps the actions its targets cover, every action those depend on
-   (transitively), and the hostname origin changes that follow a kept lock (a lock is
-   enforced with them, never half). Blocks and notes are kept when their target is covered.
+3. A narrowed plan keeps the actions its targets cover and exactly what the area planners made
+   for the levers (a ``purge`` lever on a site brings its purge, not the site's pending
+   publish), every action those depend on (transitively), and the hostname origin changes that
+   follow a kept lock (a lock is enforced with them, never half). Blocks and notes are kept
+   when a target covers them or a lever made them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reconciler.core.plan import Action, Plan
+    from reconciler.core.plan import Action, Blocked, Note, Plan
 
 ADDRESS_KINDS = ("Tenant", "Site", "Hostname", "Invoice")
 """The kinds an address may name (rule 2)."""
@@ -113,20 +115,28 @@ def covers(address: str, *, target: str, tenant: str | None, site: str | None) -
     return False
 
 
-def narrow(plan: Plan, selection: Selection, lock_kinds: Iterable[object]) -> Plan:
-    """The part of ``plan`` the selection's addresses cover (rule 3).
+@dataclass(frozen=True, slots=True)
+class Forced:
+    """What the area planners produced for the levers: kept whole by :func:`narrow`."""
+
+    actions: frozenset[str] = frozenset()  # action ids
+    blocked: frozenset[Blocked] = frozenset()
+    notes: frozenset[Note] = frozenset()
+
+
+def narrow(plan: Plan, selection: Selection, forced: Forced, lock_kinds: Iterable[object]) -> Plan:
+    """The part of ``plan`` the targets cover, and what the levers produced (rule 3).
 
     Args:
         plan: the whole plan of the scope.
         selection: the targets and levers of the command.
+        forced: the actions, blocks and notes the area planners made for the levers.
         lock_kinds: the action kinds whose dependents are kept with them (the locks).
     """
-    addresses = selection.addresses()
+    targets = selection.targets
     by_id = {action.id: action for action in plan.actions}
-    keep = {
-        action.id
-        for action in plan.actions
-        if any(_covered(address, action) for address in addresses)
+    keep = set(forced.actions) | {
+        action.id for action in plan.actions if any(_covered(t, action) for t in targets)
     }
     locks = frozenset(lock_kinds)
     keep |= {
@@ -141,18 +151,24 @@ def narrow(plan: Plan, selection: Selection, lock_kinds: Iterable[object]) -> Pl
         blocked=tuple(
             item
             for item in plan.blocked
-            if any(
-                covers(a, target=item.target, tenant=item.tenant, site=item.site) for a in addresses
+            if item in forced.blocked
+            or any(
+                covers(t, target=item.target, tenant=item.tenant, site=item.site) for t in targets
             )
         ),
         notes=tuple(
             note
             for note in plan.notes
-            if any(
-                covers(a, target=note.target, tenant=note.tenant, site=note.site) for a in addresses
+            if note in forced.notes
+            or any(
+                covers(t, target=note.target, tenant=note.tenant, site=note.site) for t in targets
             )
         ),
     )
+
+
+def _any_covers(targets: Sequence[str], target: str, tenant: str | None, site: str | None) -> bool:
+    return any(covers(t, target=target, tenant=tenant, site=site) for t in targets)
 
 
 def _covered(address: str, action: Action) -> bool:

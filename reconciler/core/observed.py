@@ -199,6 +199,8 @@ class DunningRecord:
     step_code: str
     status: str  # pending | sent | failed | skipped
     error_message: str | None = None
+    phone: str | None = None  # the number the last attempt went to (a failed one: why)
+    attempts: int = 0  # sends started; pending with attempts and no error: outcome unknown
 
 
 @dataclass(frozen=True, slots=True)

@@ -332,4 +332,5 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     selection = builder.settings.selection
     if not selection.narrowed:
         return plan
-    return narrow(plan, selection, (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK))
+    locks = (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK)
+    return narrow(plan, selection, builder.forced_result(), locks)

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 
 from reconciler.core.desired import DesiredTenant
 from reconciler.core.facts import Invoice
+from reconciler.core.levers import LeverKind
 from reconciler.core.observed import Source, billing_digest
 from reconciler.core.plan import ActionKind, Cause, JsonValue
+from reconciler.core.plan_billing_levers import plan_dunning_levers
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.core.policy import AccessDecision, format_amount, owed_invoices
+from reconciler.core.policy import AccessDecision, format_amount, owed_invoices, resend_after_fix
 from reconciler.spec.models import Access, BillingPolicySpec, Kind
 
 
@@ -32,39 +34,80 @@ def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
     stripe_gap = builder.incomplete(Source.STRIPE)
     d1_gap = builder.incomplete(Source.D1)
     facts = builder.observed.billing.get(tenant.customer)
+    sync = builder.lever(target, LeverKind.SYNC_BILLING)
+    enforce = builder.lever(target, LeverKind.ENFORCE)
+    mark = builder.mark()
     if d1_gap is not None:
         builder.note(target, tenant=tenant.name, site=None, category="waiting", reason=d1_gap)
+        if sync is not None or enforce is not None:
+            builder.attribute(mark)
+        plan_dunning_levers(builder, tenant)
         return
+    if sync is not None and (stripe_gap is not None or facts is None):
+        builder.block(
+            ActionKind.SYNC_BILLING,
+            target,
+            tenant=tenant.name,
+            site=None,
+            gate="refused",
+            reason=stripe_gap or f"Stripe has no customer {tenant.customer}: nothing to copy",
+            source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
+        )
     if stripe_gap is None and facts is not None:
         digest = billing_digest(facts)
         mirrored = builder.observed.billing_mirror.get(tenant.customer)
-        if mirrored != digest:
+        if mirrored != digest or sync is not None:
             owed = _owed(facts.open_invoices, builder.desired.specs.policies[tenant.policy].spec)
             state = "has no copy of" if mirrored is None else "has an outdated copy of"
+            reason = (
+                f"D1 {state} the Stripe billing of customer {tenant.customer}; Stripe "
+                f"shows {owed}: copy it (read from Stripe, so a missed webhook does "
+                "not matter)"
+            )
+            after: dict[str, JsonValue] = {
+                "tenant": tenant.name,
+                "customer": tenant.customer,
+                "digest": digest,
+                "display_name": tenant.display_name,
+                "policy": tenant.policy,
+                "whatsapp": tenant.whatsapp,
+            }
+            if mirrored == digest:
+                reason = (
+                    "asked by hand (reconciler sync-billing): D1's copy of customer "
+                    f"{tenant.customer} looks current (Stripe shows {owed}); read Stripe and "
+                    "copy subscriptions and invoices again"
+                )
+                after["requested_at"] = builder.desired.now
             builder.billing_actions[tenant.name] = builder.add(
                 ActionKind.SYNC_BILLING,
                 target,
                 tenant=tenant.name,
                 site=None,
                 before={"mirror": mirrored},
-                after={
-                    "tenant": tenant.name,
-                    "customer": tenant.customer,
-                    "digest": digest,
-                    "display_name": tenant.display_name,
-                    "policy": tenant.policy,
-                    "whatsapp": tenant.whatsapp,
-                },
-                reason=(
-                    f"D1 {state} the Stripe billing of customer {tenant.customer}; Stripe "
-                    f"shows {owed}: copy it (read from Stripe, so a missed webhook does "
-                    "not matter)"
-                ),
+                after=after,
+                reason=reason,
                 source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
                 cause=Cause.DRIFT,
             )
+    if sync is not None:
+        builder.attribute(mark)
+    mark = builder.mark()
     _plan_access(builder, tenant, stripe_gap)
+    if enforce is not None and not builder.attribute(mark):
+        builder.note(
+            target,
+            tenant=tenant.name,
+            site=None,
+            category="unchanged",
+            reason=(
+                f"access is {tenant.access.level.value} as the {tenant.access.source} says "
+                f"({tenant.access.reason}): nothing to enforce"
+            ),
+        )
+        builder.attribute(mark)
     _plan_dunning(builder, tenant, stripe_gap)
+    plan_dunning_levers(builder, tenant)
 
 
 def _plan_access(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | None) -> None:
@@ -119,7 +162,12 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
     for due in tenant.dunning:
         target = f"Invoice/{due.invoice_id}:{due.step_code}"
         record = builder.observed.dunning.get((due.invoice_id, due.step_code))
-        if record is not None and record.status != "pending":
+        resend = (
+            record is not None
+            and record.status == "failed"
+            and resend_after_fix(record.error_message, record.phone, due.phone)
+        )
+        if record is not None and record.status != "pending" and not resend:
             continue  # sent, failed for good, or skipped: at most once per (invoice, step)
         if stripe_gap is not None:
             continue  # derive saw no invoices it can trust; nothing is due
@@ -151,23 +199,31 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
                 f"; the earlier {noun} {steps} {verb} never sent and will be recorded as "
                 "skipped, so the tenant gets one message, not several"
             )
+        after: dict[str, JsonValue] = {
+            "tenant": tenant.name,
+            "invoice_id": due.invoice_id,
+            "step_code": due.step_code,
+            "phone": due.phone,
+            "message": due.message,
+            "superseded": list[JsonValue](unsent),
+        }
+        state = "has not been sent"
+        if resend:
+            after["resend"] = True
+            state = (
+                f"failed ({record.error_message if record is not None else ''}); the number "
+                "was corrected in the tenant spec since, so it is sent once more"
+            )
         builder.add(
             ActionKind.SEND_DUNNING,
             target,
             tenant=tenant.name,
             site=None,
             before={"status": record.status if record is not None else None},
-            after={
-                "tenant": tenant.name,
-                "invoice_id": due.invoice_id,
-                "step_code": due.step_code,
-                "phone": due.phone,
-                "message": due.message,
-                "superseded": list[JsonValue](unsent),
-            },
+            after=after,
             reason=(
                 f"dunning step {due.step_code} (day {due.day} of the schedule) is due for "
-                f"invoice {due.invoice_id} and has not been sent{skipped}"
+                f"invoice {due.invoice_id} and {state}{skipped}"
             ),
             source=builder.source(Kind.TENANT, tenant.name, "spec.whatsapp"),
             cause=Cause.CHANGE,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
 from reconciler.core.desired import Desired
-from reconciler.core.levers import Lever, LeverKind, levers_on
+from reconciler.core.levers import Forced, Lever, LeverKind, levers_on
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import (
     _CALLS,
@@ -46,6 +46,29 @@ class PlanBuilder:
         self.tenant_actions: dict[str, list[str]] = defaultdict(list)  # tenant -> lock action ids
         self.billing_actions: dict[str, str] = {}  # tenant -> sync_billing action id
         self.reached: set[Lever] = set()  # levers an area planner honoured or refused
+        self.forced: set[str] = set()  # ids of actions made for a lever
+        self.forced_blocked: set[Blocked] = set()
+        self.forced_notes: set[Note] = set()
+
+    def mark(self) -> tuple[int, int, int]:
+        """Where the collector stands, for :meth:`attribute`."""
+        return (len(self.actions), len(self.blocked), len(self.notes))
+
+    def attribute(self, mark: tuple[int, int, int]) -> bool:
+        """Count what was added since ``mark`` as a lever's; True when anything was."""
+        actions, blocked, notes = mark
+        self.forced.update(action.id for action in self.actions[actions:])
+        self.forced_blocked.update(self.blocked[blocked:])
+        self.forced_notes.update(self.notes[notes:])
+        return mark != self.mark()
+
+    def forced_result(self) -> Forced:
+        """What the levers produced, for :func:`~reconciler.core.levers.narrow`."""
+        return Forced(
+            actions=frozenset(self.forced),
+            blocked=frozenset(self.forced_blocked),
+            notes=frozenset(self.forced_notes),
+        )
 
     def lever(self, target: str, *kinds: LeverKind) -> Lever | None:
         """The lever of ``kinds`` asked for ``target`` (``core.levers`` rule 1), marked reached."""
@@ -54,12 +77,17 @@ class PlanBuilder:
             self.reached.add(found)
         return found
 
+    def reached_on(self, target: str) -> bool:
+        """Whether a lever on exactly ``target`` was reached this plan."""
+        return any(lever.target == target for lever in self.reached)
+
     def refuse_unreached(self) -> None:
         """Refuse every lever no area planner reached: its target is in no spec in scope."""
         for lever in self.settings.selection.levers:
             if lever in self.reached:
                 continue
             self.reached.add(lever)
+            mark = self.mark()
             self.block(
                 _LEVER_KINDS[lever.kind],
                 lever.target,
@@ -72,6 +100,7 @@ class PlanBuilder:
                 ),
                 source=None,
             )
+            self.attribute(mark)
 
     def source(self, kind: Kind, name: str, fieldpath: str = "") -> str | None:
         """``"specs/sites/acme.yaml:14:7"`` for a spec field, or None when it has no location."""

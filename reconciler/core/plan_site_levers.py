@@ -29,6 +29,12 @@ def plan_purge(builder: PlanBuilder, site: DesiredSite) -> None:
     target = f"Site/{site.name}"
     if builder.lever(target, LeverKind.PURGE) is None:
         return
+    mark = builder.mark()
+    _purge(builder, site, target)
+    builder.attribute(mark)
+
+
+def _purge(builder: PlanBuilder, site: DesiredSite, target: str) -> None:
     hosts = [h.hostname for h in site.hostnames]
     if not hosts:
         builder.block(

@@ -62,24 +62,22 @@ def plan_site(builder: PlanBuilder, site: DesiredSite) -> None:
 def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version: int) -> None:
     target = f"Site/{site.name}:{env}"
     lever = builder.lever(target, LeverKind.PUBLISH, LeverKind.CLEAR_STUCK)
-    before = (len(builder.actions), len(builder.blocked), len(builder.notes))
+    mark = builder.mark()
     _plan_version(builder, site, env, version, lever)
-    if lever is not None and before == (
-        len(builder.actions),
-        len(builder.blocked),
-        len(builder.notes),
-    ):
-        verb = "publish" if lever.kind is LeverKind.PUBLISH else "clear"
-        builder.note(
-            target,
-            tenant=site.tenant,
-            site=site.name,
-            category="unchanged",
-            reason=(
-                f"{env} serves version {version} as the spec asks and nothing is stuck: "
-                f"nothing to {verb}"
-            ),
-        )
+    if lever is None or builder.attribute(mark):
+        return
+    verb = "publish" if lever.kind is LeverKind.PUBLISH else "clear"
+    builder.note(
+        target,
+        tenant=site.tenant,
+        site=site.name,
+        category="unchanged",
+        reason=(
+            f"{env} serves version {version} as the spec asks and nothing is stuck: "
+            f"nothing to {verb}"
+        ),
+    )
+    builder.attribute(mark)
 
 
 def _plan_version(
@@ -124,13 +122,12 @@ def _plan_version(
         )
         return
 
-    redeploy: str | None = None
     if live is not None and live.version == version:
         serving = project.production_deployment_id
         if env != "production" or serving is None or serving == live.deployment_id:
-            if lever is None or lever.kind is not LeverKind.PUBLISH:
-                return  # converged
-            redeploy = live.deployment_id or "unknown"
+            if lever is not None and lever.kind is LeverKind.PUBLISH:
+                plan_redeploy(builder, site, env, version, live.deployment_id or "?", source)
+            return  # converged
         if project.deployments is None:
             return  # deployments not listed this pass: no evidence the recorded one is gone
         deployment = _find(project, deployment_id=live.deployment_id)
@@ -151,9 +148,6 @@ def _plan_version(
             )
             return
         # The recorded deployment is gone: fall through to a rebuild.
-    if redeploy is not None:
-        plan_redeploy(builder, site, env, version, redeploy, source)
-        return
 
     before: dict[str, JsonValue] = {
         "version": live.version if live is not None else None,

@@ -15,6 +15,11 @@ Rules:
 3. A manual override (``access`` other than ``auto``) wins and is reported as such.
 4. Of the dunning steps of one invoice that are due, only the latest is sent; earlier ones that
    were never sent are recorded as skipped (a tenant 40 days late gets one message, not five).
+5. A step is never sent twice, and never again when its outcome is unknown. A failed step is
+   sent once more only when its failure certainly sent nothing and its cause is fixed: an
+   invalid number (:data:`INVALID_NUMBER_PREFIX`) that the tenant spec has since corrected
+   (:func:`resend_after_fix`). A gateway that was down leaves the step pending, so it is sent
+   when the gateway is back.
 """
 
 from __future__ import annotations
@@ -230,6 +235,52 @@ def next_dunning_at(policy: BillingPolicySpec, open_invoices: Sequence[Invoice])
     """When the next dunning step or lock threshold of any owed invoice falls due (for timers)."""
     moments = billing_moments(policy, open_invoices)
     return min(moments) if moments else None
+
+
+INVALID_NUMBER_PREFIX = "invalid number: "
+"""How a dunning log's error starts when the number was refused before anything was sent."""
+
+
+def known_unsent(error_message: str | None) -> bool:
+    """Whether a failed step's error says nothing was sent (rule 5): an invalid number."""
+    return (error_message or "").startswith(INVALID_NUMBER_PREFIX)
+
+
+def resend_after_fix(error_message: str | None, failed_phone: str | None, phone: str) -> bool:
+    """Rule 5: a failed step is sent again when its number was invalid and is now another."""
+    return known_unsent(error_message) and failed_phone is not None and failed_phone != phone
+
+
+def dunning_step(
+    *,
+    policy: BillingPolicySpec,
+    invoice: Invoice,
+    step_code: str,
+    tenant_name: str,
+    phone: str,
+    now: float,
+) -> DunningDue | None:
+    """The message of one named step of ``policy`` for ``invoice`` (a manual send), if any."""
+    for step in policy.dunning:
+        if step.code != step_code:
+            continue
+        return DunningDue(
+            invoice_id=invoice.id,
+            step_code=step.code,
+            day=step.day,
+            due_at=invoice.overdue_since + step.day * DAY,
+            phone=phone,
+            message=render_message(
+                policy.templates[step.template],
+                invoice=invoice,
+                policy=policy,
+                tenant_name=tenant_name,
+                step_code=step.code,
+                now=now,
+            ),
+            superseded=(),
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,8 @@ class LedgerReader:
             "SELECT id, status, status_changed_at FROM tenants", "id", tenants
         )
         dunning_rows = await self._rows(
-            "SELECT invoice_id, step_code, status, error_message FROM dunning_step_logs",
+            "SELECT invoice_id, step_code, status, error_message, phone, attempts "
+            "FROM dunning_step_logs",
             "tenant_id",
             tenants,
         )
@@ -197,6 +198,8 @@ class LedgerReader:
                     step_code=str(row["step_code"]),
                     status=str(row["status"]),
                     error_message=_text(row["error_message"]),
+                    phone=_text(row["phone"]),
+                    attempts=int(row["attempts"] or 0),
                 )
                 for row in dunning_rows
             },

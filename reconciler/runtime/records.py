@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.facts import CustomerBilling, Invoice
-from reconciler.core.policy import UNSETTLED_STATUSES
+from reconciler.core.policy import INVALID_NUMBER_PREFIX, UNSETTLED_STATUSES
 from reconciler.providers.d1 import Database, SqlValue, Statement
 
 __all__ = [
@@ -900,15 +900,21 @@ class Records:
         error: str,
         response: Mapping[str, Any] | None,
         now: float,
+        phone: str | None = None,
     ) -> None:
-        """The step failed for good: ``failed`` with the reason (never retried)."""
+        """The step failed: ``failed`` with the reason and the number it was for.
+
+        Sent again only by ``core.policy`` rule 5 (an invalid number since corrected) or a
+        manual lever, never when the outcome is unknown.
+        """
         statements = self._ensure_invoice(invoice_id, tenant, now)
         statements.append(
             Statement(
                 "INSERT INTO dunning_step_logs (invoice_id, subscription_id, tenant_id, "
-                "step_code, status, error_message, provider_response, created_at, updated_at) "
-                "VALUES (?, (SELECT subscription_id FROM invoices WHERE id = ?), ?, ?, 'failed', "
-                "?, ?, ?, ?) ON CONFLICT(invoice_id, step_code) DO UPDATE SET status = 'failed', "
+                "step_code, phone, status, error_message, provider_response, created_at, "
+                "updated_at) VALUES (?, (SELECT subscription_id FROM invoices WHERE id = ?), ?, "
+                "?, ?, 'failed', ?, ?, ?, ?) ON CONFLICT(invoice_id, step_code) DO UPDATE SET "
+                "status = 'failed', phone = COALESCE(excluded.phone, dunning_step_logs.phone), "
                 "error_message = excluded.error_message, "
                 "provider_response = COALESCE(excluded.provider_response, "
                 "dunning_step_logs.provider_response), updated_at = excluded.updated_at",
@@ -917,6 +923,7 @@ class Records:
                     invoice_id,
                     tenant,
                     step_code,
+                    phone,
                     error,
                     _json(dict(response)) if response is not None else None,
                     iso(now),
@@ -925,6 +932,29 @@ class Records:
             )
         )
         await self.db.batch(statements)
+
+    async def dunning_reopen(self, *, invoice_id: str, step_code: str, now: float) -> bool:
+        """A failed step known unsent, or a skipped one, back to ``pending`` for one more send.
+
+        The error is kept (so the row does not read as an interrupted send) until the attempt
+        clears it; a sent row, or one whose outcome is unknown, is never reopened. Returns
+        whether the row was reopened.
+        """
+        before = await self.dunning_row(invoice_id, step_code)
+        await self.db.execute(
+            "UPDATE dunning_step_logs SET status = 'pending', updated_at = ? "
+            "WHERE invoice_id = ? AND step_code = ? AND (status = 'skipped' OR "
+            "(status = 'failed' AND substr(error_message, 1, ?) = ?))",
+            (
+                iso(now),
+                invoice_id,
+                step_code,
+                len(INVALID_NUMBER_PREFIX),
+                INVALID_NUMBER_PREFIX,
+            ),
+        )
+        after = await self.dunning_row(invoice_id, step_code)
+        return before is not None and after is not None and after.status == "pending"
 
     async def dunning_deferred(
         self, *, invoice_id: str, step_code: str, error: str, now: float

@@ -183,4 +183,4 @@ def test_invoice_owed_is_the_one_rule_for_every_status() -> None:
     }
     nothing_left = dataclasses.replace(_with_status("uncollectible"), amount_due=0)
     assert not invoice_owed(nothing_left, owed)
-    assert UNSETTLED_STATUSES == {"open", "uncollectible"}
+    assert {"open", "uncollectible"} == UNSETTLED_STATUSES
