@@ -89,6 +89,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="let hostname deletions exceed the blast-radius cap",
     )
+    plan_command.add_target_option(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
     # commands/plan.py's loader reads these; apply has no PR mode.
@@ -139,7 +140,12 @@ def run(args: argparse.Namespace) -> int:
     say = _status(sys.stderr)
     fresh = asyncio.run(
         plan_command.make_plan(
-            reader, loaded, now=base, allow=args.allow_mass_deletion, progress=say
+            reader,
+            loaded,
+            now=base,
+            allow=args.allow_mass_deletion,
+            progress=say,
+            selection=plan_command.selection_of(args),  # --target, or a verb's levers
         )
     )
     rates = reader.rates()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.core.desired import derive
+from reconciler.core.levers import Selection, parse_address
 from reconciler.core.plan import Plan, PlanSettings, build_plan
 from reconciler.core.render import render_json, render_markdown, render_text
 from reconciler.errors import LoadError, SpecError
@@ -66,9 +67,38 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="let hostname deletions exceed the blast-radius cap",
     )
+    add_target_option(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
+
+
+def add_target_option(parser: argparse.ArgumentParser) -> None:
+    """``--target KIND/NAME`` (repeatable), shared by ``plan`` and ``apply``."""
+    parser.add_argument(
+        "--target",
+        action="append",
+        type=_address,
+        default=[],
+        metavar="KIND/NAME",
+        help="plan only this resource and what it depends on (Tenant/, Site/, Hostname/ or "
+        "Invoice/NAME; repeatable; a tenant covers its sites, a site its hostnames)",
+    )
+
+
+def _address(text: str) -> str:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def selection_of(args: argparse.Namespace) -> Selection:
+    """The ``--target`` addresses and the levers a verb put on ``args`` (``commands/levers``)."""
+    return Selection(
+        targets=tuple(getattr(args, "target", None) or ()),
+        levers=tuple(getattr(args, "levers", None) or ()),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +148,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     plan = asyncio.run(
-        make_plan(world, loaded, now=now, allow=args.allow_mass_deletion, progress=progress)
+        make_plan(
+            world,
+            loaded,
+            now=now,
+            allow=args.allow_mass_deletion,
+            progress=progress,
+            selection=selection_of(args),
+        )
     )
     rates = world.rates()
     if args.output == "json":
@@ -170,6 +207,7 @@ async def make_plan(
     now: float,
     allow: bool,
     progress: Callable[[str], None],
+    selection: Selection | None = None,
 ) -> Plan:
     """Observe the world read-only through ``world`` (closed after), derive and plan.
 
@@ -180,11 +218,13 @@ async def make_plan(
         now: the clock for derive and the plan, epoch seconds.
         allow: lift the blast-radius cap on hostname deletions.
         progress: where progress lines go.
+        selection: ``--target`` addresses and levers (``core.levers``); the whole plan when
+            None.
 
     Returns:
         The plan (pure: same specs, observation and ``now``, same plan).
     """
-    settings = PlanSettings(allow_mass_deletion=allow)
+    settings = PlanSettings(allow_mass_deletion=allow, selection=selection or Selection())
     pull = loaded.pull
     async with world:
         if pull is not None:
