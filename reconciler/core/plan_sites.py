@@ -106,7 +106,10 @@ def _plan_version(
             )
         return
     if project is None and live is not None and live.version == version:
-        return  # the ledger agrees, so Pages was not read this pass (DESIGN.md section 7)
+        # The ledger agrees, so Pages was not read this pass (DESIGN.md section 7).
+        if lever is not None and lever.kind is LeverKind.PUBLISH:
+            plan_redeploy(builder, site, env, version, live.deployment_id or "?", source)
+        return
     if project is None:
         builder.block(
             ActionKind.PUBLISH,
