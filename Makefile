@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test check lint typecheck schemas bench lock sandbox clean
+.PHONY: install demo test check lint typecheck imports schemas bench lock sandbox clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy reconciler
 
-check: lint typecheck test
+imports: install
+	$(BIN)/lint-imports --no-cache
+
+check: lint typecheck imports test
 
 schemas: install
 	$(BIN)/reconciler schemas --out schemas
