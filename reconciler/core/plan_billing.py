@@ -33,7 +33,6 @@ def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
     target = f"Tenant/{tenant.name}"
     stripe_gap = builder.incomplete(Source.STRIPE)
     d1_gap = builder.incomplete(Source.D1)
-    facts = builder.observed.billing.get(tenant.customer)
     sync = builder.lever(target, LeverKind.SYNC_BILLING)
     enforce = builder.lever(target, LeverKind.ENFORCE)
     mark = builder.mark()
@@ -43,53 +42,7 @@ def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
             builder.attribute(mark)
         plan_dunning_levers(builder, tenant)
         return
-    if sync is not None and (stripe_gap is not None or facts is None):
-        builder.block(
-            ActionKind.SYNC_BILLING,
-            target,
-            tenant=tenant.name,
-            site=None,
-            gate="refused",
-            reason=stripe_gap or f"Stripe has no customer {tenant.customer}: nothing to copy",
-            source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
-        )
-    if stripe_gap is None and facts is not None:
-        digest = billing_digest(facts)
-        mirrored = builder.observed.billing_mirror.get(tenant.customer)
-        if mirrored != digest or sync is not None:
-            owed = _owed(facts.open_invoices, builder.desired.specs.policies[tenant.policy].spec)
-            state = "has no copy of" if mirrored is None else "has an outdated copy of"
-            reason = (
-                f"D1 {state} the Stripe billing of customer {tenant.customer}; Stripe "
-                f"shows {owed}: copy it (read from Stripe, so a missed webhook does "
-                "not matter)"
-            )
-            after: dict[str, JsonValue] = {
-                "tenant": tenant.name,
-                "customer": tenant.customer,
-                "digest": digest,
-                "display_name": tenant.display_name,
-                "policy": tenant.policy,
-                "whatsapp": tenant.whatsapp,
-            }
-            if mirrored == digest:
-                reason = (
-                    "asked by hand (reconciler sync-billing): D1's copy of customer "
-                    f"{tenant.customer} looks current (Stripe shows {owed}); read Stripe and "
-                    "copy subscriptions and invoices again"
-                )
-                after["requested_at"] = builder.desired.now
-            builder.billing_actions[tenant.name] = builder.add(
-                ActionKind.SYNC_BILLING,
-                target,
-                tenant=tenant.name,
-                site=None,
-                before={"mirror": mirrored},
-                after=after,
-                reason=reason,
-                source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
-                cause=Cause.DRIFT,
-            )
+    _plan_sync(builder, tenant, stripe_gap, forced=sync is not None)
     if sync is not None:
         builder.attribute(mark)
     mark = builder.mark()
@@ -108,6 +61,64 @@ def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
         builder.attribute(mark)
     _plan_dunning(builder, tenant, stripe_gap)
     plan_dunning_levers(builder, tenant)
+
+
+def _plan_sync(
+    builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | None, *, forced: bool
+) -> None:
+    """The billing mirror: copy Stripe when D1's digest differs, or when a lever asks."""
+    target = f"Tenant/{tenant.name}"
+    facts = builder.observed.billing.get(tenant.customer)
+    source = builder.source(Kind.TENANT, tenant.name, "spec.stripe")
+    if stripe_gap is not None or facts is None:
+        if forced:
+            builder.block(
+                ActionKind.SYNC_BILLING,
+                target,
+                tenant=tenant.name,
+                site=None,
+                gate="refused",
+                reason=stripe_gap or f"Stripe has no customer {tenant.customer}: nothing to copy",
+                source=source,
+            )
+        return
+    digest = billing_digest(facts)
+    mirrored = builder.observed.billing_mirror.get(tenant.customer)
+    if mirrored == digest and not forced:
+        return
+    owed = _owed(facts.open_invoices, builder.desired.specs.policies[tenant.policy].spec)
+    state = "has no copy of" if mirrored is None else "has an outdated copy of"
+    reason = (
+        f"D1 {state} the Stripe billing of customer {tenant.customer}; Stripe "
+        f"shows {owed}: copy it (read from Stripe, so a missed webhook does "
+        "not matter)"
+    )
+    after: dict[str, JsonValue] = {
+        "tenant": tenant.name,
+        "customer": tenant.customer,
+        "digest": digest,
+        "display_name": tenant.display_name,
+        "policy": tenant.policy,
+        "whatsapp": tenant.whatsapp,
+    }
+    if mirrored == digest:
+        reason = (
+            "asked by hand (reconciler sync-billing): D1's copy of customer "
+            f"{tenant.customer} looks current (Stripe shows {owed}); read Stripe and "
+            "copy subscriptions and invoices again"
+        )
+        after["requested_at"] = builder.desired.now
+    builder.billing_actions[tenant.name] = builder.add(
+        ActionKind.SYNC_BILLING,
+        target,
+        tenant=tenant.name,
+        site=None,
+        before={"mirror": mirrored},
+        after=after,
+        reason=reason,
+        source=source,
+        cause=Cause.DRIFT,
+    )
 
 
 def _plan_access(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | None) -> None:

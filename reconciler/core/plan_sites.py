@@ -53,17 +53,17 @@ def plan_site(builder: PlanBuilder, site: DesiredSite) -> None:
         builder: The collector of this plan.
         site: The derived site, in scope.
     """
-    _plan_environment(builder, site, "production", site.production)
+    _plan_env_lever(builder, site, "production", site.production)
     if site.preview is not None:
-        _plan_environment(builder, site, "preview", site.preview)
+        _plan_env_lever(builder, site, "preview", site.preview)
     plan_purge(builder, site)
 
 
-def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version: int) -> None:
+def _plan_env_lever(builder: PlanBuilder, site: DesiredSite, env: str, version: int) -> None:
     target = f"Site/{site.name}:{env}"
     lever = builder.lever(target, LeverKind.PUBLISH, LeverKind.CLEAR_STUCK)
     mark = builder.mark()
-    _plan_version(builder, site, env, version, lever)
+    _plan_environment(builder, site, env, version, lever)
     if lever is None or builder.attribute(mark):
         return
     verb = "publish" if lever.kind is LeverKind.PUBLISH else "clear"
@@ -80,7 +80,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
     builder.attribute(mark)
 
 
-def _plan_version(
+def _plan_environment(
     builder: PlanBuilder, site: DesiredSite, env: str, version: int, lever: Lever | None
 ) -> None:
     target = f"Site/{site.name}:{env}"
