@@ -183,6 +183,8 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
             differs.append(f"origin {have.recorded_origin or 'none'}")
         if have.recorded_site != site.name:
             differs.append(f"site {have.recorded_site or 'none'}")
+        if have.dcv_txt_value and have.recorded_dcv_txt_value != have.dcv_txt_value:
+            differs.append(f"DCV TXT {have.recorded_dcv_txt_value or 'none'}")
         if not differs:
             return
         recorded = ", ".join(differs)
@@ -214,6 +216,7 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
             "ssl_status": have.ssl_status,
             "verification_errors": list[JsonValue](have.verification_errors),
             "verification_token": have.txt_value,
+            **_dcv(have),
         },
         reason=(
             f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
@@ -504,6 +507,13 @@ def _hostname_after(
     if existing_id is not None:
         after["id"] = existing_id
     return after
+
+
+def _dcv(have: ObservedHostname) -> dict[str, JsonValue]:
+    """The DCV TXT record to store in ``domains`` (only when Cloudflare shows one)."""
+    if not have.dcv_txt_value:
+        return {}
+    return {"dcv_txt_name": have.dcv_txt_name, "dcv_txt_value": have.dcv_txt_value}
 
 
 def _hostname_before(have: ObservedHostname) -> dict[str, JsonValue]:

@@ -33,7 +33,7 @@ __all__ = ["DomainRow", "LedgerReader", "LedgerSnapshot", "epoch"]
 _NOT_MIGRATED = ("no such table", "no such column")
 _DOMAIN_QUERY = (
     "SELECT domain, site_id, tenant_id, status, ssl_status, status_since, updated_at, "
-    "recreate_count, custom_origin_server, custom_hostname_id FROM domains"
+    "recreate_count, custom_origin_server, custom_hostname_id, dcv_txt_value FROM domains"
 )
 
 
@@ -68,6 +68,7 @@ class DomainRow:
     ssl_status: str | None = None  # Cloudflare's ssl.status as last recorded
     custom_hostname_id: str | None = None  # the Cloudflare id as last recorded
     tenant: str | None = None  # domains.tenant_id
+    dcv_txt_value: str | None = None  # domains.dcv_txt_value (migration 0005)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,7 @@ class LedgerReader:
                     ssl_status=_text(row["ssl_status"]),
                     custom_hostname_id=_text(row["custom_hostname_id"]),
                     tenant=_text(row["tenant_id"]),
+                    dcv_txt_value=_text(row["dcv_txt_value"]),
                 )
                 for row in domain_rows
             },

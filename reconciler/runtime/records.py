@@ -128,6 +128,8 @@ class HostnameFacts:
     origin: str | None
     verification_token: str | None
     verification_errors: tuple[str, ...]
+    dcv_txt_name: str | None = None  # the certificate's DCV TXT record, when Cloudflare shows it
+    dcv_txt_value: str | None = None
 
 
 # ``('open', 'uncollectible')``: the mirror's "still unsettled" (past_due) test, from the core.
@@ -608,8 +610,8 @@ class Records:
                 "INSERT INTO domains (id, site_id, tenant_id, domain, status, ssl_status, "
                 "ssl_method, custom_hostname_id, custom_origin_server, verification_token, "
                 "verification_errors, recreate_count, retry_count, status_since, "
-                "last_checked_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "last_checked_at, created_at, updated_at, dcv_txt_name, dcv_txt_value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(domain) DO UPDATE SET site_id = excluded.site_id, "
                 "tenant_id = excluded.tenant_id, status = excluded.status, "
                 "ssl_status = excluded.ssl_status, ssl_method = excluded.ssl_method, "
@@ -622,6 +624,7 @@ class Records:
                 "status_since = CASE WHEN ? OR domains.status_since IS NULL "
                 "OR domains.status = 'deleted' THEN excluded.status_since "
                 "ELSE domains.status_since END, "
+                "dcv_txt_name = excluded.dcv_txt_name, dcv_txt_value = excluded.dcv_txt_value, "
                 "last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
                 (
                     hostname,
@@ -641,6 +644,8 @@ class Records:
                     iso(now),
                     iso(now),
                     iso(now),
+                    facts.dcv_txt_name,
+                    facts.dcv_txt_value,
                     recreate_count,
                     1 if retried else 0,
                     1 if restart_clock else 0,
@@ -682,8 +687,9 @@ class Records:
             Statement(
                 "INSERT INTO domains (id, site_id, tenant_id, domain, status, ssl_status, "
                 "ssl_method, custom_hostname_id, custom_origin_server, verification_token, "
-                "verification_errors, status_since, last_checked_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "verification_errors, status_since, last_checked_at, created_at, updated_at, "
+                "dcv_txt_name, dcv_txt_value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(domain) DO UPDATE SET site_id = excluded.site_id, "
                 "tenant_id = excluded.tenant_id, "
                 "status_since = CASE WHEN domains.status IS NOT excluded.status "
@@ -700,6 +706,8 @@ class Records:
                 "verification_token = COALESCE(excluded.verification_token, "
                 "domains.verification_token), "
                 "verification_errors = excluded.verification_errors, "
+                "dcv_txt_name = COALESCE(excluded.dcv_txt_name, domains.dcv_txt_name), "
+                "dcv_txt_value = COALESCE(excluded.dcv_txt_value, domains.dcv_txt_value), "
                 "last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
                 (
                     hostname,
@@ -717,6 +725,8 @@ class Records:
                     iso(now),
                     iso(now),
                     iso(now),
+                    facts.dcv_txt_name,
+                    facts.dcv_txt_value,
                 ),
             )
         )
