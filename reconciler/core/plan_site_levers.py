@@ -5,20 +5,22 @@ Called by ``core/plan_sites.py`` (the site area of :func:`reconciler.core.plan.b
 ``core.levers`` into ``purge_cache`` and ``publish`` actions (or refuse them), and
 :func:`past_the_cap` / :func:`stuck_reason` decide whether a publish at its retry cap is
 tried again (a lever, or the cool-down after a failure on the provider's side) and what its
-Stuck block says. Pure.
+Stuck block says. ``runtime/loop.py`` calls :func:`next_publish_retry` to wake the daemon when
+a cool-down ends. Pure.
 """
 
 from __future__ import annotations
 
 from reconciler.core.desired import DesiredSite
 from reconciler.core.levers import Lever, LeverKind
-from reconciler.core.observed import PublishRecord
+from reconciler.core.observed import PublishRecord, SiteLedger
 from reconciler.core.plan import (
     BUDGET_FAILURE_PREFIX,
     BUILD_FAILURE_PREFIX,
     ActionKind,
     Cause,
     JsonValue,
+    PlanSettings,
 )
 from reconciler.core.plan_builder import PlanBuilder
 from reconciler.spec.models import Kind
@@ -186,3 +188,20 @@ def publish_after(
             "max_third_party_scripts": site.budget.max_third_party_scripts,
         },
     }
+
+
+def next_publish_retry(
+    ledger: SiteLedger | None, *, settings: PlanSettings, now: float
+) -> float | None:
+    """When a publish stuck on the provider's side is next tried by itself (daemon timers)."""
+    if ledger is None:
+        return None
+    moments = [
+        record.created_at + settings.stuck_cooldown
+        for record in ledger.latest.values()
+        if record.status == "failed"
+        and record.attempts >= settings.max_publish_attempts
+        and _provider_fault(record)
+    ]
+    future = [moment for moment in moments if moment > now]
+    return min(future) if future else None

@@ -730,7 +730,7 @@ def _payment(tenant: DesiredTenant, scope: Mapping[str, str | None]) -> Conditio
 def next_validation_deadline(
     hostnames: Iterable[DesiredHostname], observed: Observed, now: float
 ) -> float | None:
-    """The earliest future validation timeout of a pending hostname among ``hostnames``."""
+    """The earliest future validation or certificate (``ssl_timeout``) timeout of ``hostnames``."""
     moments: list[float] = []
     for want in hostnames:
         have = observed.hostnames.get(want.hostname)
@@ -738,6 +738,10 @@ def next_validation_deadline(
             continue
         if have.status in _PENDING_STATUS or (have.ssl_status or "") in _PENDING_SSL:
             moment = have.status_since + want.validation_timeout
+            if moment > now:
+                moments.append(moment)
+        if have.recorded_status == "pending_ssl":  # the planner's ssl_timeout clock
+            moment = have.status_since + want.ssl_timeout
             if moment > now:
                 moments.append(moment)
     return min(moments) if moments else None

@@ -17,6 +17,7 @@ from reconciler.core.facts import CustomerBilling
 from reconciler.core.levers import Lever, LeverKind, Selection, covers, parse_address
 from reconciler.core.observed import Observed, PublishRecord, TenantRecord, billing_digest
 from reconciler.core.plan import ActionKind, Plan, PlanSettings, build_plan
+from reconciler.core.plan_site_levers import next_publish_retry
 
 HOST = "www.acme-home.com"
 PROD = "Site/acme-home:production"
@@ -115,6 +116,16 @@ def test_clear_stuck_retries_a_publish_past_its_cap_now() -> None:
     plan = plan_for(world, version=3, settings=pull(Lever(LeverKind.CLEAR_STUCK, PROD)))
     assert kinds(plan) == [("retry_publish", PROD)]
     assert plan.actions[0].after["attempt"] == 4
+
+
+def test_the_daemon_wakes_when_a_stuck_publishs_cool_down_ends() -> None:
+    stuck = PublishRecord("acme-home", "production", 3, "failed", None, 3, "boom", NOW - 3600)
+    site = replace(converged_world().ledger["acme-home"], latest={"production": stuck})
+    settings = PlanSettings()
+    assert next_publish_retry(site, settings=settings, now=NOW) == NOW + 5 * 3600
+    ours = replace(stuck, error_message="build failed: bad block")
+    ledger_ours = replace(site, latest={"production": ours})
+    assert next_publish_retry(ledger_ours, settings=settings, now=NOW) is None
 
 
 def test_purge_purges_every_host_of_the_site() -> None:
