@@ -3,8 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NPM    ?= $(shell command -v npm)
+NODE_STAMP := node_modules/.installed
 
-.PHONY: install demo test check lint typecheck imports schemas bench lock sandbox clean
+.PHONY: install node demo test check lint typecheck imports schemas bench lock sandbox clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +14,19 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# Miniflare (and the workerd binary it brings) from package-lock.json, for the dispatch Worker.
+# Install scripts are not needed: the workerd binary ships inside its registry package.
+$(NODE_STAMP): package.json package-lock.json
+ifeq ($(NPM),)
+	@echo "note: npm not found: the Worker runtime (miniflare/workerd) is not installed; its tests skip"
+else
+	$(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+endif
+
+node: $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 demo: install
 	$(BIN)/python -m reconciler.demo
@@ -45,4 +59,4 @@ lock: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock.new && mv requirements.lock.new requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .sandbox .demo
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .sandbox .demo

@@ -15,8 +15,8 @@ By default D1 is reached over the simulated REST API (``--d1 d1``), as in produc
 queries are counted and spend the Cloudflare token; ``--d1 sqlite`` uses the file directly.
 The client-side budget is lifted unless ``--budget``: then the production budget applies
 (1,200 requests per 300 s, shared by Cloudflare and D1 over REST) and the run takes minutes.
-The time the budget would impose is printed either way (the token bucket's 10% burst, then
-its steady rate).
+The time the budget would impose is printed either way (the token bucket's burst, then its
+steady rate, as :class:`~reconciler.providers.ratelimit.TokenBucket` sizes them).
 
 Printed: total wall time, the apply's own wall time, API calls per provider (from the
 simulators' call logs) in total and per site, and the command. A second ``apply`` must find
@@ -38,6 +38,7 @@ from typing import Any
 
 from bench import fleetgen
 from reconciler.cli import main as cli_main
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.sandbox.seed import MIGRATIONS, seed_world
 from reconciler.sandbox.world import Sandbox
 from reconciler.spec.load import load_directory
@@ -90,9 +91,8 @@ def _family(call: dict[str, Any]) -> str:
 def _budget_seconds(requests: int) -> float:
     """Seconds the production token bucket needs for ``requests`` (burst, then steady)."""
     capacity, period = BUDGET
-    burst = capacity // 10
-    steady = (capacity - burst) / period
-    return max(0.0, (requests - burst) / steady)
+    bucket = TokenBucket(capacity=capacity, period=period)
+    return max(0.0, (requests - bucket.burst) / bucket.rate)
 
 
 def main(argv: list[str] | None = None) -> int:

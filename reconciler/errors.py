@@ -8,6 +8,7 @@
     ├── MigrationError     a D1 migration failed, was edited after being applied, or is partial
     ├── PlanError          dependency cycle, unknown kind; never retried
     ├── StalePlanError     a saved plan no longer matches the observed world; re-plan
+    ├── UnreadableError    a provider could not be read (or refused the credentials): no plan
     └── ProviderError      a call to an external system failed (provider name kept)
         ├── TransientError     retry later: network, timeout, 5xx, 429 (``retry_after`` seconds)
         └── PermanentError     retrying the same call cannot help: validation, auth, not found
@@ -20,6 +21,8 @@ exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from reconciler.redact import redact
 
 
 class ReconcilerError(Exception):
@@ -83,14 +86,31 @@ class StalePlanError(ReconcilerError):
     """A saved plan was made against a world that has changed since."""
 
 
+class UnreadableError(ReconcilerError):
+    """A provider could not be read, so no honest plan exists; one line per provider.
+
+    Raised by ``plan`` and ``apply`` after observing: a plan made without a provider's
+    reading would say "No changes" or block everything for the wrong reason.
+    """
+
+    def __init__(self, lines: list[str]) -> None:
+        """Keep one line per unreadable provider, each naming it and its endpoint."""
+        self.lines = tuple(lines)
+        super().__init__("\nerror: ".join(self.lines))
+
+
 class ProviderError(ReconcilerError):
     """A call to an external system failed."""
 
     def __init__(self, provider: str, message: str, *, status: int | None = None) -> None:
-        """Record which provider failed, and the HTTP status when there was one."""
+        """Record which provider failed, and the HTTP status when there was one.
+
+        The message is redacted here, once (``reconciler/redact.py``): a provider's error body
+        may echo a credential, and every output built from this error inherits the mask.
+        """
         self.provider = provider
         self.status = status
-        super().__init__(f"{provider}: {message}")
+        super().__init__(redact(f"{provider}: {message}"))
 
 
 class TransientError(ProviderError):

@@ -12,6 +12,7 @@ Environment variables (all optional; defaults point at the local sandbox's usual
 ``CLOUDFLARE_ACCOUNT_ID``        account id (Pages, D1)
 ``CLOUDFLARE_ZONE_ID``           the SaaS zone (custom hostnames, cache purge)
 ``CLOUDFLARE_RATE_LIMIT``        client-side budget, ``requests/seconds`` (default ``1200/300``)
+``CLOUDFLARE_RATE_MARGIN``       share of that budget left to other users of the token (``0.015``)
 ``D1_BACKEND``                   ``sqlite`` (default) or ``d1``
 ``D1_SQLITE_PATH``               SQLite file (default ``reconciler.sqlite``)
 ``D1_DATABASE_ID``               database id for the ``d1`` backend
@@ -22,6 +23,7 @@ Environment variables (all optional; defaults point at the local sandbox's usual
 ``EVOLUTION_API_KEY``            ``apikey`` header value
 ``EVOLUTION_INSTANCE``           instance name
 ``GIT_WEBHOOK_SECRET``           HMAC secret for push webhooks
+``RECONCILER_PLAN_KEY``          HMAC key signing saved plans (``plan --out``, ``apply --plan``)
 ``DNS_RESOLVER``                 ``system`` (default: the host's resolvers), ``sandbox`` or ``off``
 ``DNS_CNAME_TARGET``             the SaaS zone's CNAME target customers point their hostnames at
 ``DNS_TIMEOUT``                  seconds one DNS lookup may take (default ``2``)
@@ -84,10 +86,11 @@ class RateBudget:
 
     requests: int = 1200
     period: float = 300.0
+    margin: float = 0.015  # share of the budget the bucket leaves to other users of the token
 
     @classmethod
-    def parse(cls, text: str) -> RateBudget:
-        """Parse ``"1200/300"`` (requests per seconds)."""
+    def parse(cls, text: str, margin: str = "0.015") -> RateBudget:
+        """Parse ``"1200/300"`` (requests per seconds) and a margin such as ``"0.015"``."""
         try:
             requests_text, period_text = text.split("/", 1)
             budget = cls(requests=int(requests_text), period=float(period_text))
@@ -95,7 +98,13 @@ class RateBudget:
             raise ValueError(f"rate limit {text!r} must look like '1200/300'") from exc
         if budget.requests < 1 or budget.period <= 0:
             raise ValueError(f"rate limit {text!r} must be positive")
-        return budget
+        try:
+            share = float(margin)
+        except ValueError as exc:
+            raise ValueError(f"rate margin {margin!r} must be a share such as 0.015") from exc
+        if not 0.0 <= share < 0.5:
+            raise ValueError(f"rate margin {margin!r} must be from 0 up to 0.5")
+        return cls(requests=budget.requests, period=budget.period, margin=share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +191,18 @@ class Settings:
     evolution: EvolutionSettings = field(default_factory=EvolutionSettings)
     git_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     dns: DnsSettings = field(default_factory=DnsSettings)
+    plan_key: Secret = field(default_factory=lambda: Secret(""))
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every credential these settings hold (registered for redaction by the wiring)."""
+        return (
+            self.cloudflare.token,
+            self.stripe.api_key,
+            self.stripe.webhook_secret,
+            self.evolution.api_key,
+            self.git_webhook_secret,
+            self.plan_key,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -195,7 +216,10 @@ class Settings:
                 token=Secret(env.get("CLOUDFLARE_API_TOKEN", "")),
                 account_id=env.get("CLOUDFLARE_ACCOUNT_ID", ""),
                 zone_id=env.get("CLOUDFLARE_ZONE_ID", ""),
-                rate=RateBudget.parse(env.get("CLOUDFLARE_RATE_LIMIT", "1200/300")),
+                rate=RateBudget.parse(
+                    env.get("CLOUDFLARE_RATE_LIMIT", "1200/300"),
+                    env.get("CLOUDFLARE_RATE_MARGIN", "0.015"),
+                ),
             ),
             d1=D1Settings(
                 backend="d1" if backend == "d1" else "sqlite",
@@ -214,4 +238,5 @@ class Settings:
             ),
             git_webhook_secret=Secret(env.get("GIT_WEBHOOK_SECRET", "")),
             dns=DnsSettings.from_env(env),
+            plan_key=Secret(env.get("RECONCILER_PLAN_KEY", "")),
         )

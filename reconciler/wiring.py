@@ -59,6 +59,7 @@ from reconciler.providers.dns import Resolver, SandboxResolver, SystemResolver
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.stripe import StripeBilling
+from reconciler.redact import register
 from reconciler.runtime.actions import ActionSettings, World, handlers_for
 from reconciler.runtime.checkpoints import CRASH_ENV, checkpoints_from_spec
 from reconciler.runtime.handler import Checkpoints, Handler
@@ -88,10 +89,15 @@ EVOLUTION_BUDGET = RateBudget(requests=30, period=60.0)
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``env``, or from the process environment when None.
 
+    Every credential in them is registered for redaction (``reconciler/redact.py``), so no
+    output can show it.
+
     Raises:
         ValueError: a malformed setting (the message names the variable).
     """
-    return Settings.from_env(os.environ if env is None else env)
+    settings = Settings.from_env(os.environ if env is None else env)
+    register(secret.reveal() for secret in settings.secrets())
+    return settings
 
 
 def wall_clock() -> float:
@@ -185,7 +191,9 @@ class Buckets:
         key = (provider, hashlib.sha256(credential.reveal().encode()).hexdigest())
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = TokenBucket(capacity=budget.requests, period=budget.period)
+            bucket = TokenBucket(
+                capacity=budget.requests, period=budget.period, margin=budget.margin
+            )
             self._buckets[key] = bucket
         return bucket
 
@@ -405,6 +413,26 @@ class WriterWorld:
     def handlers(self) -> Mapping[ActionKind, Handler]:
         """One handler per action kind, acting through :attr:`world`."""
         return handlers_for(self.world)
+
+    def fence(self, check: Callable[[], object]) -> Database:
+        """Fence every writer of :attr:`world` with ``check`` (``lease.ensure``); return the
+        fenced database for the journal. :attr:`database` itself stays unfenced: the lease
+        is kept through it."""
+        from reconciler.runtime.lease import fenced_client
+
+        acting = self.world
+        evolution = acting.evolution
+        fenced_db: Database = fenced_client(self.database, check)
+        self.world = World(
+            cloudflare=fenced_client(acting.cloudflare, check),
+            db=fenced_db,
+            stripe=acting.stripe,
+            evolution=fenced_client(evolution, check) if evolution is not None else None,
+            assets=acting.assets,
+            settings=acting.settings,
+            sleep=acting.sleep,
+        )
+        return fenced_db
 
     def requests(self) -> dict[str, int]:
         """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""

@@ -17,7 +17,13 @@ import httpx
 import pytest
 
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.cloudflare import API_ROOT, CloudflareConfig, CloudflareSim, create_app
+from reconciler.sandbox.cloudflare import (
+    API_ROOT,
+    TRANSITIONAL_ENTITLEMENTS,
+    CloudflareConfig,
+    CloudflareSim,
+    create_app,
+)
 from reconciler.sandbox.host import ServerHost
 
 SIM_PROJECTS = ("acme-home", "acme-shop", "bistro-menu", "lumen")
@@ -108,7 +114,7 @@ class CloudflareSandbox:
 def cloudflare_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudflareSandbox]:
     """One Cloudflare simulator for the whole session (no localstripe)."""
     clock = VirtualClock()
-    config = CloudflareConfig.generate(seed=1, projects=SIM_PROJECTS)
+    config = CloudflareConfig.generate(seed=1, projects=SIM_PROJECTS, **TRANSITIONAL_ENTITLEMENTS)
     app, sim = create_app(clock=clock, config=config, d1_dir=tmp_path_factory.mktemp("cf-d1"))
     host = ServerHost(app, name="cloudflare-test")
     host.start()

@@ -3,11 +3,13 @@
 Registered by ``cli.py``. Planning goes through ``commands/plan.py``'s own functions
 (:func:`~reconciler.commands.plan.load_specs`, :func:`~reconciler.commands.plan.make_plan`:
 the same loading, read-only wiring, observation and planning: one code path); a saved plan is
-read by :func:`reconciler.core.plan_json.plan_from_json` and checked against a fresh
-observation. Execution takes the writers, handlers and checkpoints from
-:class:`reconciler.wiring.WriterWorld` (sharing the observers' token buckets), writes the
-intent journal and calls :func:`reconciler.runtime.execute.execute`; the report is rendered by
-``core/report_render.py``. docs/apply.md is the operator's guide.
+verified (:func:`~reconciler.core.plan_json.verify_signature`: signed with
+``RECONCILER_PLAN_KEY``), read by :func:`reconciler.core.plan_json.plan_from_json`, checked
+against a fresh observation, and replaced by the fresh plan's own actions
+(:func:`~reconciler.core.plan_json.approved_plan`). Execution takes the writers, handlers and
+checkpoints from :class:`reconciler.wiring.WriterWorld` (sharing the observers' token
+buckets), writes the intent journal and calls :func:`reconciler.runtime.execute.execute`;
+the report is rendered by ``core/report_render.py``. docs/apply.md is the operator's guide.
 
 Rules:
 
@@ -16,8 +18,16 @@ Rules:
 2. Confirmation is asked on a terminal unless ``--yes``; without a terminal and without
    ``--yes`` the command refuses (exit 1), so no script applies by accident.
 3. Exit codes: 0 every action applied or unchanged (or nothing to do); 1 an error, a declined
-   confirmation, or any action that failed or was blocked by a failed dependency; 3 actions
-   blocked by policy and nothing else failing.
+   confirmation, any action that failed or was blocked by a failed dependency, or a provider
+   that could not be read (what the healthy providers allow is still applied, runbook 6, and
+   stderr names each unreadable provider and its endpoint on one line); 3 actions blocked by
+   policy and nothing else failing.
+4. A saved plan runs only when signed with the operator's key, and only as the actions a fresh
+   plan (every policy gate and the ownership rule evaluated now) contains: a forged, stale or
+   no longer allowed action refuses the whole plan with the reason.
+5. One writer per world: execution holds the daemon's leader lease
+   (:func:`reconciler.runtime.lease.exclusive`), or refuses naming its holder; every write is
+   fenced by it, right before each request leaves.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from typing import Any, TextIO
 from reconciler.commands import plan as plan_command
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import Action, Plan
-from reconciler.core.plan_json import plan_from_json
+from reconciler.core.plan_json import approved_plan, plan_from_json, verify_signature
 from reconciler.core.render import Rate, plan_to_json, render_text
 from reconciler.core.report_render import (
     action_label,
@@ -41,10 +51,15 @@ from reconciler.core.report_render import (
     render_report_text,
     report_to_json,
 )
-from reconciler.errors import LoadError, PlanError, SpecError, StalePlanError
+from reconciler.errors import LoadError, PlanError, SpecError, StalePlanError, UnreadableError
 from reconciler.runtime.execute import DEFAULT_LIMITS, Progress, execute
 from reconciler.runtime.journal import Journal
+from reconciler.runtime.lease import LeaderLease, default_holder, exclusive
+from reconciler.settings import Settings
 from reconciler.wiring import Buckets, ReadOnlyWorld, WriterWorld, load_settings, wall_clock
+
+APPLY_LEASE_TTL = 30.0
+"""Seconds apply's lease lasts per renewal (renewed every ttl/3 while it executes)."""
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -101,32 +116,26 @@ def run(args: argparse.Namespace) -> int:
 
     Raises:
         StalePlanError: the saved plan no longer matches the observed world.
-        PlanError: the saved plan is malformed or edited, or an action kind has no handler.
+        PlanError: the saved plan is unsigned, forged, malformed or edited, a saved action is
+            one a fresh plan refuses, or an action kind has no handler.
+        LeaseHeldError: a daemon (or another apply) holds the leader lease.
     """
     if args.ref is not None and args.repo is None:
         print("error: --ref needs --repo", file=sys.stderr)
         return EXIT_ERROR
-    saved = _read_saved(args.saved_plan) if args.saved_plan is not None else None
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    saved = _read_saved(args.saved_plan, settings) if args.saved_plan is not None else None
     if saved is not None and args.repo is not None and args.ref is None and saved.revision:
         args.ref = saved.revision  # observe what the plan was made from
-    try:
-        loaded = plan_command.load_specs(args)
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(problem.render())
-        count = len(exc.problems)
-        print(
-            f"{args.specs.rstrip('/')}/ is invalid: {count} problem{'s' if count != 1 else ''}; "
-            "nothing was applied",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    except LoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return EXIT_ERROR
     buckets = Buckets()  # observers and writers share one budget per credential
     try:
-        settings = load_settings()
         reader = ReadOnlyWorld(settings, buckets=buckets)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -137,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     def now() -> float:
         return base + (wall_clock() - start)  # flows from --now, so timeouts still expire
 
-    say = _status(sys.stderr)
+    say = plan_command.progress_printer(sys.stderr, "apply")
+    unread: list[UnreadableError] = []
     fresh = asyncio.run(
         plan_command.make_plan(
             reader,
@@ -146,16 +156,17 @@ def run(args: argparse.Namespace) -> int:
             allow=args.allow_mass_deletion,
             progress=say,
             selection=plan_command.selection_of(args),  # --target, or a verb's levers
+            unreadable=unread.append,
         )
     )
     rates = reader.rates()
-    plan = fresh if saved is None else _check_fresh(saved, fresh)
+    plan = fresh if saved is None else approved_plan(saved, _check_fresh(saved, fresh))
 
     if args.output == "text":
         sys.stdout.write(render_text(plan, rates=rates, color=_color(args)))
         sys.stdout.flush()
     if not plan.actions:
-        return _finish(args, Report(plan=plan, outcomes=()), rates)
+        return _unread_exit(unread, _finish(args, Report(plan=plan, outcomes=()), rates))
     try:
         writers = WriterWorld(settings, buckets=buckets)
     except ValueError as exc:
@@ -164,10 +175,42 @@ def run(args: argparse.Namespace) -> int:
     if not args.yes and not _confirm(len(plan.actions)):
         return EXIT_ERROR
     report = asyncio.run(_execute(plan, writers, now=now))
-    return _finish(args, report, rates)
+    return _unread_exit(unread, _finish(args, report, rates))
 
 
-def _read_saved(path: Path) -> Plan:
+def _unread_exit(unread: list[UnreadableError], code: int) -> int:
+    """Exit 1 after a pass that could not read a provider, naming it (rule 3)."""
+    for error in unread:
+        for line in error.lines:
+            print(f"error: {line}", file=sys.stderr)
+    return EXIT_ERROR if unread else code
+
+
+def _load(args: argparse.Namespace) -> plan_command.Loaded | None:
+    """The specs, or None after printing why they cannot be applied."""
+    try:
+        return plan_command.load_specs(args)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem.render())
+        count = len(exc.problems)
+        print(
+            f"{args.specs.rstrip('/')}/ is invalid: {count} problem{'s' if count != 1 else ''}; "
+            "nothing was applied",
+            file=sys.stderr,
+        )
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    return None
+
+
+def _read_saved(path: Path, settings: Settings) -> Plan:
+    """The saved plan at ``path``, once its signature is verified (core/plan_json.py rule 5)."""
+    if not settings.plan_key:
+        raise PlanError(
+            "apply --plan needs RECONCILER_PLAN_KEY, the key the plan was signed with; "
+            "nothing was applied"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -177,13 +220,14 @@ def _read_saved(path: Path) -> Plan:
     except json.JSONDecodeError as exc:
         raise PlanError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from exc
     try:
+        verify_signature(document, settings.plan_key.reveal())
         return plan_from_json(document)
     except PlanError as exc:
         raise PlanError(f"{path}: {exc}") from exc
 
 
 def _check_fresh(saved: Plan, fresh: Plan) -> Plan:
-    """The saved plan when the world still looks as it did; StalePlanError otherwise."""
+    """The fresh plan when the world still looks as it did; StalePlanError otherwise."""
     if saved.revision and fresh.revision and saved.revision != fresh.revision:
         raise StalePlanError(
             f"the saved plan was made from specs at {saved.revision[:12]}, but the specs "
@@ -195,7 +239,7 @@ def _check_fresh(saved: Plan, fresh: Plan) -> Plan:
             f"{saved.observed_digest[:19]}…, observed now {fresh.observed_digest[:19]}…); "
             "run `reconciler plan` again"
         )
-    return saved
+    return fresh
 
 
 def _confirm(count: int) -> bool:
@@ -219,17 +263,21 @@ def _confirm(count: int) -> bool:
 
 
 async def _execute(plan: Plan, writers: WriterWorld, *, now: Callable[[], float]) -> Report:
+    """Execute under the leader lease (refused while a daemon leads), every write fenced."""
     async with writers:
-        return await execute(
-            plan,
-            handlers=writers.handlers(),
-            journal=Journal(writers.database, now=now),
-            limits=DEFAULT_LIMITS,
-            now=now,
-            checkpoint=writers.checkpoints,
-            progress=_progress(sys.stderr),
-            handler_progress=_notes(sys.stderr),
-        )
+        lease = LeaderLease(writers.database, holder=default_holder("apply"), ttl=APPLY_LEASE_TTL)
+        async with exclusive(lease, verb="apply"):
+            journal_db = writers.fence(lease.ensure)
+            return await execute(
+                plan,
+                handlers=writers.handlers(),
+                journal=Journal(journal_db, now=now),
+                limits=DEFAULT_LIMITS,
+                now=now,
+                checkpoint=writers.checkpoints,
+                progress=_progress(sys.stderr),
+                handler_progress=_notes(sys.stderr),
+            )
 
 
 def _progress(stream: TextIO) -> Callable[[Progress], None]:
@@ -249,24 +297,13 @@ def _progress(stream: TextIO) -> Callable[[Progress], None]:
 
 
 def _notes(stream: TextIO) -> Callable[[Action, str], None]:
-    """Handlers' own progress (``uploading 12 files``), on a terminal only."""
-    if not stream.isatty():
-        return lambda _action, _message: None
+    """Handlers' own progress (``uploading 12 files``): indented on a terminal, plain elsewhere."""
+    indent = "      " if stream.isatty() else "apply: "
 
     def note(action: Action, message: str) -> None:
-        print(f"      {action_label(action)}: {message}", file=stream, flush=True)
+        print(f"{indent}{action_label(action)}: {message}", file=stream, flush=True)
 
     return note
-
-
-def _status(stream: TextIO) -> Callable[[str], None]:
-    if not stream.isatty():
-        return lambda _line: None
-
-    def say(line: str) -> None:
-        print(f"… {line}", file=stream, flush=True)
-
-    return say
 
 
 def _finish(args: argparse.Namespace, report: Report, rates: Mapping[str, Rate]) -> int:
@@ -295,6 +332,6 @@ def exit_code(report: Report) -> int:
 def _color(args: argparse.Namespace) -> bool:
     if args.color == "always":
         return True
-    if args.color == "never":
+    if args.color == "never" or plan_command.no_color():
         return False
     return sys.stdout.isatty()

@@ -6,10 +6,12 @@ in PR mode), :class:`reconciler.wiring.ReadOnlyWorld` (observers only: no writer
 command), :func:`reconciler.runtime.observe.observe`, the pure core (``derive``,
 ``build_plan``) and ``core/render.py``. It decides nothing itself.
 
-Exit codes: 0 no changes, 1 error (bad specs, unreadable settings, an unmigrated database),
-2 changes pending, 3 blocked by policy (wins over 2). Progress lines go to stderr, and only
-when stderr is a terminal. Spec problems are printed exactly as ``reconciler validate`` prints
-them, and nothing is observed.
+Exit codes: 0 no changes, 1 error (bad specs, unreadable settings, an unmigrated database, a
+provider that could not be read or refused the credentials: one line per provider naming its
+endpoint, and no plan), 2 changes pending, 3 blocked by policy (wins over 2). Progress lines go
+to stderr: ``… line`` on a terminal, plain ``plan: line`` otherwise (CI logs). Colour follows
+``--color``; ``auto`` is off when ``NO_COLOR`` is set or stdout is not a terminal. Spec
+problems are printed exactly as ``reconciler validate`` prints them, and nothing is observed.
 """
 
 from __future__ import annotations
@@ -17,19 +19,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.core.desired import derive
 from reconciler.core.levers import Selection, parse_address
+from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, PlanSettings, build_plan
-from reconciler.core.render import render_json, render_markdown, render_text
-from reconciler.errors import LoadError, SpecError
+from reconciler.core.plan_json import signed_json
+from reconciler.core.render import Rate, plan_to_json, render_json, render_markdown, render_text
+from reconciler.errors import LoadError, SpecError, UnreadableError
+from reconciler.redact import redact
 from reconciler.runtime import prmode
 from reconciler.runtime.observe import observe
+from reconciler.settings import Secret, Settings
 from reconciler.spec.load import Specs, load_directory, load_git
 from reconciler.wiring import ReadOnlyWorld, load_settings, wall_clock
 
@@ -117,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ref is not None and args.repo is None:
         print("error: --ref needs --repo", file=sys.stderr)
         return EXIT_ERROR
-    progress = _progress(sys.stderr)
+    progress = progress_printer(sys.stderr)
     try:
         loaded = load_specs(args)
     except SpecError as exc:
@@ -159,17 +167,44 @@ def run(args: argparse.Namespace) -> int:
     )
     rates = world.rates()
     if args.output == "json":
-        text = render_json(plan, rates=rates)
+        signed = _signed(plan, rates, settings.plan_key, saving=args.out is not None)
+        if signed is None:
+            return EXIT_ERROR
+        text = signed
     elif args.output == "markdown":
         text = render_markdown(plan, rates=rates)
     else:
         text = render_text(plan, rates=rates, color=_color(args))
     if args.out is not None:
-        args.out.write_text(text, encoding="utf-8")
+        args.out.write_text(redact(text), encoding="utf-8")  # stdout is redacted by cli.py
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
     return exit_code(plan)
+
+
+def _signed(plan: Plan, rates: Mapping[str, Rate], key: Secret, *, saving: bool) -> str | None:
+    """The JSON plan, signed with ``RECONCILER_PLAN_KEY`` (core/plan_json.py rule 5).
+
+    Without a key a plan is not saved (``--out``: None, after an error on stderr); on stdout it
+    is printed unsigned, with a warning that ``apply --plan`` will refuse it.
+    """
+    if key:
+        clean = json.loads(redact(json.dumps(plan_to_json(plan, rates=rates))))
+        return signed_json(clean, key.reveal())  # signed as saved: redacted first
+    if saving:
+        print(
+            "error: refusing to save an unsigned plan: set RECONCILER_PLAN_KEY (a secret only "
+            "the operators hold); `apply --plan` applies signed plans only",
+            file=sys.stderr,
+        )
+        return None
+    print(
+        "warning: RECONCILER_PLAN_KEY is not set: this plan is unsigned and `apply --plan` "
+        "will refuse it",
+        file=sys.stderr,
+    )
+    return render_json(plan, rates=rates)
 
 
 def exit_code(plan: Plan) -> int:
@@ -208,6 +243,7 @@ async def make_plan(
     allow: bool,
     progress: Callable[[str], None],
     selection: Selection | None = None,
+    unreadable: Callable[[UnreadableError], None] | None = None,
 ) -> Plan:
     """Observe the world read-only through ``world`` (closed after), derive and plan.
 
@@ -220,9 +256,15 @@ async def make_plan(
         progress: where progress lines go.
         selection: ``--target`` addresses and levers (``core.levers``); the whole plan when
             None.
+        unreadable: called with the error instead of raising it, by ``apply``, which goes on
+            with what the healthy providers allow (runbook 6) and exits 1 afterwards.
 
     Returns:
         The plan (pure: same specs, observation and ``now``, same plan).
+
+    Raises:
+        UnreadableError: a provider's reading failed (network, 5xx, refused credentials)
+            and no ``unreadable`` callback was given.
     """
     settings = PlanSettings(allow_mass_deletion=allow, selection=selection or Selection())
     pull = loaded.pull
@@ -237,6 +279,12 @@ async def make_plan(
             hostnames=pull.removed_hostnames if pull is not None else (),
             progress=progress,
         )
+    try:
+        check_readable(observed, world.settings)
+    except UnreadableError as exc:
+        if unreadable is None:
+            raise
+        unreadable(exc)
     desired = derive(loaded.specs, observed.billing, now=now)
     plan = build_plan(desired, observed, settings)
     if pull is None:
@@ -245,19 +293,74 @@ async def make_plan(
     return prmode.annotate(plan, build_plan(base, observed, settings), pull.reverts)
 
 
-def _progress(stream: TextIO) -> Callable[[str], None]:
-    if not stream.isatty():
-        return lambda _line: None
+PROVIDERS: dict[Source, str] = {
+    Source.PAGES: "cloudflare",
+    Source.HOSTNAMES: "cloudflare",
+    Source.D1: "d1",
+    Source.STRIPE: "stripe",
+    Source.WHATSAPP: "whatsapp",
+}
+"""The provider (as errors and metrics name it) behind each reading."""
+
+
+def endpoint(source: Source, settings: Settings) -> str:
+    """Where ``source`` is read from: the API base URL, or the D1 file or database."""
+    if source is Source.D1:
+        if settings.d1.backend == "sqlite":
+            return settings.d1.sqlite_path
+        return f"{settings.cloudflare.base_url} (D1 database {settings.d1.database_id})"
+    if source is Source.STRIPE:
+        return settings.stripe.base_url
+    if source is Source.WHATSAPP:
+        return settings.evolution.base_url
+    return settings.cloudflare.base_url
+
+
+def unreadable_lines(observed: Observed, settings: Settings) -> list[str]:
+    """One line per provider whose reading failed: the provider, its endpoint, the error."""
+    lines: dict[str, str] = {}
+    for source in sorted(observed.unreadable):
+        provider = PROVIDERS[source]
+        if provider in lines:
+            continue
+        reason = observed.incomplete.get(source, "no answer")
+        reason = reason.removeprefix(f"{provider}: ")
+        where = endpoint(source, settings)
+        lines[provider] = f"{provider} could not be read at {where}: {reason}"
+    return list(lines.values())
+
+
+def check_readable(observed: Observed, settings: Settings) -> None:
+    """Refuse to plan on a failed reading (exit 1, never "No changes" or a wall of blocks).
+
+    A provider that is not configured is not a failure: the plan names it as incomplete.
+
+    Raises:
+        UnreadableError: one line per provider that could not be read.
+    """
+    lines = unreadable_lines(observed, settings)
+    if lines:
+        raise UnreadableError(lines)
+
+
+def progress_printer(stream: TextIO, command: str = "plan") -> Callable[[str], None]:
+    """Progress lines: ``… line`` on a terminal, plain ``plan: line`` elsewhere (CI logs)."""
+    tty = stream.isatty()
 
     def say(line: str) -> None:
-        print(f"… {line}", file=stream, flush=True)
+        print(f"… {line}" if tty else f"{command}: {line}", file=stream, flush=True)
 
     return say
+
+
+def no_color() -> bool:
+    """Whether ``NO_COLOR`` (https://no-color.org) is set to a non-empty value."""
+    return bool(os.environ.get("NO_COLOR"))
 
 
 def _color(args: argparse.Namespace) -> bool:
     if args.color == "always":
         return True
-    if args.color == "never" or args.out is not None:
+    if args.color == "never" or args.out is not None or no_color():
         return False
     return sys.stdout.isatty()

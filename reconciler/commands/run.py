@@ -7,13 +7,15 @@ asyncio event loop, with SIGTERM and SIGINT asking for a graceful stop. docs/dae
 operator's guide.
 
 Exit codes: 0 after a graceful stop (and, with ``--once``, when the pass failed nothing);
-1 on bad settings, a bug, or a ``--once`` pass with failures.
+1 on bad settings, an address that cannot be listened on (one line, no traceback), a bug, or
+a ``--once`` pass with failures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
 import sys
@@ -30,6 +32,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 
 log = logging.getLogger("reconciler.run")
+
+_BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
 def register(subparsers: Any) -> None:
@@ -119,7 +123,18 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, MigrationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    return asyncio.run(_main(world, loop_settings, once=args.once))
+    try:
+        return asyncio.run(_main(world, loop_settings, once=args.once))
+    except OSError as exc:
+        if listen is None or exc.errno not in _BIND_ERRORS:
+            raise
+        host, port = listen
+        print(
+            f"error: cannot serve the HTTP endpoints on {host}:{port}: {exc.strerror or exc} "
+            "(choose another with --listen HOST:PORT, or --listen off)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 async def _main(world: DaemonWorld, settings: LoopSettings, *, once: bool) -> int:

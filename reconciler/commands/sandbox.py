@@ -1,7 +1,8 @@
 """``reconciler sandbox up``: run the local world and print the settings that point at it.
 
 Registered by ``cli.py``; builds a :class:`reconciler.sandbox.world.Sandbox` (the Cloudflare and
-Evolution API simulators on loopback, localstripe unless ``--no-stripe``), prints one
+Evolution API simulators on loopback, localstripe unless ``--no-stripe``, the Worker host for
+visitors unless ``--no-workers`` or node is missing), prints one
 ``export VAR=value`` line per setting for a POSIX shell (``eval "$(reconciler sandbox up)"`` in
 another terminal does not work because the command keeps running: copy the lines, or read them
 from ``--env-file``), then serves until SIGINT or SIGTERM and stops everything.
@@ -25,6 +26,7 @@ from typing import Any
 
 from reconciler.errors import LoadError, SpecError
 from reconciler.sandbox.seed import seed_world
+from reconciler.sandbox.workerd import unavailable_reason
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.spec.load import Specs, load_directory
 
@@ -66,6 +68,11 @@ def register(subparsers: Any) -> None:
         choices=("sqlite", "d1"),
         default="sqlite",
         help="D1_BACKEND to print: the SQLite file directly, or the simulated D1 REST API",
+    )
+    up.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="do not start the Worker host (the zone's Worker in workerd, for visitors)",
     )
     up.add_argument("--env-file", metavar="PATH", help="also write the export lines to PATH")
     up.add_argument(
@@ -132,8 +139,10 @@ def run_up(args: argparse.Namespace) -> int:
             with_evolution=not args.no_evolution,
             projects=projects,
             d1_backend=args.d1,
+            with_workers=not args.no_workers and unavailable_reason() is None,
         ) as world:
             lines = export_lines(world.settings_env(), control_url=world.control_url)
+            lines.extend(_edge_lines(world, args.no_workers))
             if fleet is not None:
                 lines.extend(_seed_lines(world, fleet, args.unpointed))
             text = "\n".join(lines) + "\n"
@@ -149,6 +158,18 @@ def run_up(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
+
+
+def _edge_lines(world: Sandbox, disabled: bool) -> list[str]:
+    """Comment lines saying where visitors' requests go (the Worker in workerd), or why not."""
+    if world.edge_url is not None:
+        return [
+            f"# visitors (the zone's Worker in workerd): {world.edge_url}/ with the customer's "
+            f"Host, e.g. curl -H 'Host: www.acmebakery.com' {world.edge_url}/",
+            f"# Pages sites: {world.pages_sites_url}",
+        ]
+    reason = "--no-workers" if disabled else str(unavailable_reason())
+    return [f"# visitors: the Worker host is not running ({reason})"]
 
 
 def _seed_lines(world: Sandbox, fleet: Specs, unpointed: list[str]) -> list[str]:

@@ -202,7 +202,7 @@ class DunningRecord:
 
     invoice_id: str
     step_code: str
-    status: str  # pending | sent | failed | skipped
+    status: str  # pending | sent | failed | skipped | unknown
     error_message: str | None = None
     phone: str | None = None  # the number the last attempt went to (a failed one: why)
     attempts: int = 0  # sends started; pending with attempts and no error: outcome unknown
@@ -241,6 +241,10 @@ class Observed:
     billing_mirror: Mapping[str, str] = field(default_factory=dict)  # customer -> digest in D1
     builds: Mapping[tuple[str, int], BuildPreview] = field(default_factory=dict)
     incomplete: Mapping[Source, str] = field(default_factory=dict)  # source -> why
+    # Those of ``incomplete`` whose reading failed (an error or no answer), as opposed to a
+    # provider not configured, skipped on purpose, or read and found disconnected. Derived
+    # from the same readings as ``incomplete``, so the digest leaves it out.
+    unreadable: frozenset[Source] = frozenset()
     scope: frozenset[str] | None = None  # sites observed (PR mode); None = the whole fleet
     cname_target: str | None = None  # the SaaS target the DNS checks compared with, if known
 
@@ -251,12 +255,15 @@ class Observed:
     def digest(self) -> str:
         """A canonical hash of every observed fact except the observation time."""
         payload = {
-            name: _keyed(getattr(self, name)) for name in _field_names(self) or () if name != "at"
+            name: _keyed(getattr(self, name))
+            for name in _field_names(self) or ()
+            if name not in _UNDIGESTED
         }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+_UNDIGESTED = frozenset({"at", "unreadable"})
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 

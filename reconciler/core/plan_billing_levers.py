@@ -103,7 +103,9 @@ def _log_refusal(record: DunningRecord | None, invoice: str, step: str) -> str |
     what = f"step {step} of invoice {invoice}"
     if record.status == "sent":
         return f"{what} was already sent: a step is never sent twice"
-    unknown = record.status == "pending" and record.attempts > 0 and not record.error_message
+    unknown = record.status == "unknown" or (
+        record.status == "pending" and record.attempts > 0 and not record.error_message
+    )
     if unknown or (record.status == "failed" and not known_unsent(record.error_message)):
         detail = f" ({record.error_message})" if record.error_message else ""
         return (

@@ -13,11 +13,27 @@ Rules:
    ``order`` without its action, or an action missing from ``order``, is refused.
 4. A malformed document raises :class:`PlanError` naming the first bad field, before anything is
    executed.
+5. A saved plan is authenticated: :func:`signed_json` adds ``signature``, an HMAC-SHA256 with the
+   operator's key over the canonical JSON of the whole document (so the specs commit, the
+   observed digest and every action are bound); :func:`verify_signature` refuses a document
+   without one or whose signature does not match, before it is read. The id check of rule 2
+   guards against corruption only: anyone can recompute an id, nobody without the key a
+   signature.
+6. What runs is never the saved document itself: :func:`approved_plan` keeps, from a fresh plan
+   made against a fresh observation, exactly the actions the saved plan lists, and refuses the
+   whole plan (naming the action and the reason) when any saved action is one the fresh plan
+   blocks by a policy gate, plans differently, or does not plan at all (a hostname no spec
+   claims or that we do not own, an origin no spec names). Every policy gate and the ownership
+   rule are therefore re-checked by the planner itself, never restated here.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TypeVar, cast
 
 from reconciler.core.plan import (
@@ -35,6 +51,109 @@ from reconciler.core.plan import (
 from reconciler.errors import PlanError
 
 _E = TypeVar("_E", ActionKind, Cause, Lane)
+
+SIGNATURE_FIELD = "signature"
+_SCHEME = "hmac-sha256:"
+
+
+def _canonical(document: Mapping[str, object]) -> bytes:
+    """The bytes a signature covers: the document without its signature, canonical JSON."""
+    unsigned = {key: value for key, value in document.items() if key != SIGNATURE_FIELD}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signature_of(document: Mapping[str, object], key: str) -> str:
+    """``hmac-sha256:<hex>`` of ``document`` (its ``signature`` field excluded) under ``key``."""
+    if not key:
+        raise PlanError("a saved plan cannot be signed without a key")
+    digest = hmac.new(key.encode(), _canonical(document), hashlib.sha256).hexdigest()
+    return _SCHEME + digest
+
+
+def signed_json(document: Mapping[str, object], key: str) -> str:
+    """``document`` with its ``signature`` (rule 5), as stable, indented text."""
+    signed = dict(document)
+    signed[SIGNATURE_FIELD] = signature_of(document, key)
+    return json.dumps(signed, indent=2, sort_keys=True) + "\n"
+
+
+def verify_signature(document: object, key: str) -> None:
+    """Refuse ``document`` unless it carries a valid signature under ``key`` (rule 5).
+
+    Raises:
+        PlanError: no key, not a JSON object, no signature, or a signature that does not match.
+    """
+    root = _object(document, "the plan")
+    claimed = root.get(SIGNATURE_FIELD)
+    if not isinstance(claimed, str) or not claimed:
+        raise PlanError(
+            "the saved plan is not signed; only a plan saved with `reconciler plan --format json "
+            "--out FILE` under the same RECONCILER_PLAN_KEY can be applied"
+        )
+    if not hmac.compare_digest(claimed, signature_of(root, key)):
+        raise PlanError(
+            "the saved plan's signature does not match: it was edited after it was saved, or "
+            "signed with another RECONCILER_PLAN_KEY; nothing was applied"
+        )
+
+
+def approved_plan(saved: Plan, fresh: Plan) -> Plan:
+    """The fresh plan restricted to the saved plan's actions (rule 6).
+
+    Args:
+        saved: the plan read back from the signed document.
+        fresh: a plan made now, from the same specs, against a fresh observation.
+
+    Returns:
+        ``fresh`` with only the actions ``saved`` lists (in the fresh plan's order).
+
+    Raises:
+        PlanError: a saved action the fresh plan does not contain as it is, or whose
+            dependencies the saved plan does not also contain; the message names the action and
+            the reason.
+    """
+    current = {action.id: action for action in fresh.actions}
+    kept = {action.id for action in saved.actions}
+    for action in saved.actions:
+        reason = _refusal(action, current.get(action.id), fresh)
+        if reason is not None:
+            raise PlanError(
+                f"the saved plan's {action.kind.value} {action.target} is refused: {reason}; "
+                "nothing was applied"
+            )
+        missing = [dep for dep in current[action.id].depends_on if dep not in kept]
+        if missing:
+            raise PlanError(
+                f"the saved plan's {action.kind.value} {action.target} is refused: it depends on "
+                f"action {missing[0]}, which the saved plan leaves out; nothing was applied"
+            )
+    return replace(fresh, actions=tuple(a for a in fresh.actions if a.id in kept))
+
+
+def _what(action: Action) -> tuple[object, ...]:
+    """What an action does and to whom; its reason and cost forecast are prose and figures."""
+    return (action.kind, action.target, action.after, action.before, action.tenant, action.site)
+
+
+def _refusal(action: Action, current: Action | None, fresh: Plan) -> str | None:
+    """Why ``action`` may not run now, or None when the fresh plan calls for it exactly."""
+    if current is not None:
+        if _what(current) == _what(action):
+            return None
+        return "a fresh plan plans it differently (what it changes from, or for whom, differs)"
+    for blocked in fresh.blocked:
+        if blocked.kind is action.kind and blocked.target == action.target:
+            return f"blocked by policy now ({blocked.gate}: {blocked.reason})"
+    same_target = [a for a in fresh.actions if a.target == action.target]
+    if same_target:
+        return (
+            f"a fresh plan does {same_target[0].kind.value} with other values instead: it is not "
+            "what the specs ask for"
+        )
+    return (
+        "a fresh plan made from the specs and the world as observed now does not call for it "
+        "(no spec asks for it, or the object is not ours)"
+    )
 
 
 def plan_from_json(document: object) -> Plan:

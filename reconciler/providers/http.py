@@ -24,22 +24,30 @@ One request goes through these steps, in order::
    and raises the project's error for a failure, or returns for a success.
 5. ``with_retries`` retries transient errors: always for idempotent calls, only when
    ``not_applied`` for the others.
+6. Fencing: inside :func:`fencing` (the daemon's and ``apply``'s writers run every call in
+   one, with ``lease.ensure``), the check runs again immediately before each attempt leaves
+   the process, after the bucket's wait and after every retry's backoff. A leader paused or
+   cut off past its lease's local deadline therefore sends nothing more, even mid-retry; the
+   check raises (``LeaseLostError``), which is never retried.
 
-Secrets (tokens) passed as ``secrets`` are scrubbed from every error message this module
-builds, and :class:`HttpApi`'s ``repr`` shows neither headers nor tokens. ``calls`` counts the
-requests actually sent, by ``"METHOD /path/{template}"``, for benchmarks and plan cost.
+Secrets (tokens) passed as ``secrets`` are registered with ``reconciler/redact.py`` and masked
+in every error message (and every other output), and :class:`HttpApi`'s ``repr`` shows neither
+headers nor tokens. ``calls`` counts the requests actually sent, by
+``"METHOD /path/{template}"``, for benchmarks and plan cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -50,6 +58,7 @@ import httpx
 from reconciler.errors import PermanentError, ProviderError, TransientError
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.retry import RetryPolicy, with_retries
+from reconciler.redact import redact, register
 
 __all__ = [
     "DEFAULT_RATE_LIMIT_PAUSE",
@@ -58,6 +67,7 @@ __all__ = [
     "FormPart",
     "HttpApi",
     "ResponseCheck",
+    "fencing",
     "retry_after_seconds",
 ]
 
@@ -74,6 +84,29 @@ ResponseCheck = Callable[[httpx.Response, "Call"], None]
 
 FormPart = tuple[str, tuple[str | None, bytes, str | None]]
 """One multipart part: ``(name, (filename or None for a text field, bytes, content type))``."""
+
+Fence = Callable[[], object]
+"""Raises when this process may no longer act (``LeaderLease.ensure``)."""
+
+_FENCE: ContextVar[Fence | None] = ContextVar("reconciler_fence", default=None)
+
+
+@contextlib.contextmanager
+def fencing(check: Fence | None) -> Iterator[None]:
+    """Run the block with ``check`` called now and right before every request it sends (rule 6).
+
+    Args:
+        check: the fence (``lease.ensure``); None runs the block unfenced.
+    """
+    if check is None:
+        yield
+        return
+    check()
+    token = _FENCE.set(check)
+    try:
+        yield
+    finally:
+        _FENCE.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +208,7 @@ class HttpApi:
         self.calls: Counter[str] = Counter()
         self._check = check
         self._secrets = tuple(s for s in secrets if s)
+        register(self._secrets)
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
         self._client = httpx.AsyncClient(
@@ -207,10 +241,9 @@ class HttpApi:
         await self.aclose()
 
     def scrub(self, text: str) -> str:
-        """``text`` with every configured secret replaced by ``***``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """``text`` redacted (``reconciler/redact.py``): every configured secret, this
+        client's included, and anything shaped like a credential, replaced by ``***``."""
+        return redact(text)
 
     async def send(self, call: Call, *, retry: RetryPolicy | None = None) -> httpx.Response:
         """Send ``call`` with retries; return the successful response.
@@ -253,6 +286,9 @@ class HttpApi:
             The response that passed the adapter's check.
         """
         await self.bucket.acquire(call.lane if call.lane is not None else self.lane)
+        fence = _FENCE.get()
+        if fence is not None:
+            fence()  # after the wait, right before the request leaves (rule 6)
         self.calls[call.label] += 1
         try:
             response = await self._client.request(

@@ -31,7 +31,6 @@ Obligations (see ``../shared/contracts/stripe/NOTES.md``, section 6, for why eac
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -42,6 +41,7 @@ import stripe
 from reconciler.core.facts import CustomerBilling, Invoice, Subscription
 from reconciler.core.policy import UNSETTLED_STATUSES
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, TransientError
+from reconciler.redact import redact, register
 from reconciler.settings import StripeSettings
 
 PROVIDER = "stripe"
@@ -122,6 +122,7 @@ class StripeBilling:
         self._base_url = settings.base_url.rstrip("/")
         self._api_key = settings.api_key
         self._webhook_secret = settings.webhook_secret
+        register((settings.api_key.reveal(), settings.webhook_secret.reveal()))
         self._concurrency = concurrency
         self._http = _CountingHTTPXClient(self, timeout=timeout)
         self._client = stripe.StripeClient(
@@ -287,9 +288,8 @@ class StripeBilling:
 
 def _scrub(text: str, secret: str) -> str:
     """Remove the API key (and anything shaped like a Stripe secret key) from ``text``."""
-    if secret:
-        text = text.replace(secret, "***")
-    return re.sub(r"\b(sk|rk|whsec)_[A-Za-z0-9_]{6,}", r"\1_***", text)
+    register((secret,))
+    return redact(text)
 
 
 def _header(exc: stripe.StripeError, name: str) -> str | None:

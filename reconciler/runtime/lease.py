@@ -25,23 +25,46 @@ Rules (``migrations/0002_reconciler_ledger.sql`` has the table):
 5. Releasing expires the row (``expires_at = 0``) but keeps it, so the fencing token keeps
    growing and a standby takes over at its next poll.
 
+6. Manual verbs (``apply``) take the same lease through :func:`exclusive`, or refuse with
+   :class:`LeaseHeldError` naming the holder and when its lease ends; nothing is changed then.
+   A holder on this host whose process is gone (a killed ``apply``) is taken over at once with
+   a compare-and-set on its holder and token (a new term), so a rerun after ``kill -9`` need
+   not wait out the ttl. Holders on other hosts are never presumed dead.
+7. While the verb runs, the lease is renewed beside it and every writer goes through
+   :func:`fenced_client`: checked before each call and, through
+   :func:`reconciler.providers.http.fencing`, again right before each HTTP request leaves.
+
 A standby notices a dead leader within ``ttl`` plus one poll interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.providers.d1 import Database, Statement
+from reconciler.providers.http import fencing
 
-__all__ = ["DEFAULT_LEASE_NAME", "LeaderLease", "LeaseLostError", "default_holder"]
+__all__ = [
+    "DEFAULT_LEASE_NAME",
+    "LeaderLease",
+    "LeaseHeldError",
+    "LeaseLostError",
+    "default_holder",
+    "exclusive",
+    "fenced_client",
+]
+
+T = TypeVar("T")
 
 DEFAULT_LEASE_NAME = "reconciler-leader"
 
@@ -72,6 +95,11 @@ _RENEW = """
 UPDATE leases SET expires_at = ?, renewed_at = ?
 WHERE name = ? AND holder = ? AND fencing_token = ? AND expires_at >= ?
 """
+_TAKE_OVER = """
+UPDATE leases SET holder = ?, expires_at = ?, fencing_token = fencing_token + 1,
+    acquired_at = ?, renewed_at = ?
+WHERE name = ? AND holder = ? AND fencing_token = ?
+"""
 _RELEASE = """
 UPDATE leases SET expires_at = 0
 WHERE name = ? AND holder = ? AND fencing_token = ?
@@ -82,9 +110,31 @@ class LeaseLostError(ReconcilerError):
     """This daemon is not (or no longer) the leader; it must not write."""
 
 
-def default_holder() -> str:
-    """A holder id unique to this process: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+class LeaseHeldError(ReconcilerError):
+    """Another process holds the leader lease; a manual verb refuses rather than race it."""
+
+
+def default_holder(role: str = "") -> str:
+    """A holder id unique to this process: ``host:pid:random``, then ``:role`` when given."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{holder}:{role}" if role else holder
+
+
+def process_gone(holder: str) -> bool:
+    """True when ``holder`` names a process on this host that no longer exists (rule 6)."""
+    parts = holder.split(":")
+    if len(parts) < 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class LeaderLease:
@@ -131,6 +181,7 @@ class LeaderLease:
         self._token: int | None = None
         self._deadline = 0.0
         self.last_error: str | None = None
+        self.held_by: tuple[str, float, int] | None = None  # (holder, expires_at, token) seen
 
     # ------------------------------------------------------------------ state
 
@@ -196,9 +247,34 @@ class LeaderLease:
                 )
             self._token = token
             self._deadline = started + self.ttl - self.safety_margin
+            self.held_by = None
             return True
+        if row is not None:
+            held_token, held_until = row["fencing_token"], row["expires_at"]
+            assert isinstance(held_token, int) and isinstance(held_until, int | float)
+            self.held_by = (str(row["holder"]), float(held_until), held_token)
         self._lose("held by another process")
         return False
+
+    async def take_over(self, holder: str, token: int) -> bool:
+        """Take the lease from ``holder`` (a process known to be gone) if it still holds term
+        ``token``; a new term either way it succeeds (rule 6).
+
+        Returns:
+            True when this process now holds the lease.
+        """
+        started = self._clock()
+        result = await self.db.execute(
+            _TAKE_OVER,
+            (self.holder, started + self.ttl, started, started, self.name, holder, token),
+        )
+        if result.changes != 1:
+            return False
+        logger.warning(
+            "lease taken over from a process that is gone",
+            extra={"lease": self.name, "holder": self.holder, "previous": holder},
+        )
+        return await self.try_acquire()
 
     async def renew(self) -> bool:
         """Extend the lease of the current term.
@@ -304,3 +380,74 @@ class LeaderLease:
     def __repr__(self) -> str:
         """Name, holder and whether it leads; never the database."""
         return f"LeaderLease({self.name!r}, holder={self.holder!r}, leader={self.is_leader})"
+
+
+@contextlib.asynccontextmanager
+async def exclusive(
+    lease: LeaderLease,
+    *,
+    verb: str,
+    gone: Callable[[str], bool] = process_gone,
+) -> AsyncIterator[LeaderLease]:
+    """Hold ``lease`` for a manual verb, renewing it beside the work; release it after (rule 6).
+
+    Args:
+        lease: a claim on the daemon's lease (same database and name).
+        verb: what is refused, for the message (``"apply"``).
+        gone: whether a holder's process is known to be gone (injected for tests).
+
+    Raises:
+        LeaseHeldError: another live process holds the lease; nothing was changed.
+        ProviderError: D1 could not be reached to take the lease.
+    """
+    if not await lease.try_acquire():
+        seen = lease.held_by
+        if seen is None or not gone(seen[0]) or not await lease.take_over(seen[0], seen[2]):
+            raise LeaseHeldError(_held_message(lease, verb))
+    renew = asyncio.create_task(lease.maintain(), name=f"{verb}-lease")
+    try:
+        yield lease
+    finally:
+        renew.cancel()
+        await asyncio.gather(renew, return_exceptions=True)
+        await lease.release()
+
+
+def _held_message(lease: LeaderLease, verb: str) -> str:
+    seen = lease.held_by
+    if seen is None:
+        return f"refusing to {verb}: the leader lease {lease.name!r} could not be taken"
+    holder, expires, token = seen
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+    return (
+        f"refusing to {verb}: the leader lease {lease.name!r} is held by {holder} (term "
+        f"{token}, until {until} unless renewed); a daemon is leading: stop it, or let it "
+        "converge the world, then run again; nothing was changed"
+    )
+
+
+class _Fenced:
+    """Proxy: ``fence()`` before every coroutine method, and inside it before each request."""
+
+    def __init__(self, target: object, fence: Callable[[], object]) -> None:
+        self._target = target
+        self._fence = fence
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if name in ("close", "aclose") or not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            with fencing(self._fence):
+                return await attribute(*args, **kwargs)
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"fenced({self._target!r})"
+
+
+def fenced_client(target: T, fence: Callable[[], object]) -> T:
+    """``target`` with every coroutine method fenced by ``fence`` (rule 7); typed as itself."""
+    return cast(T, _Fenced(target, fence))

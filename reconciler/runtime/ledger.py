@@ -68,7 +68,7 @@ class DomainRow:
     ssl_status: str | None = None  # Cloudflare's ssl.status as last recorded
     custom_hostname_id: str | None = None  # the Cloudflare id as last recorded
     tenant: str | None = None  # domains.tenant_id
-    dcv_txt_value: str | None = None  # domains.dcv_txt_value (migration 0005)
+    dcv_txt_value: str | None = None  # domains.dcv_txt_value (migration 0006)
 
 
 @dataclass(frozen=True, slots=True)

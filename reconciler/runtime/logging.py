@@ -13,11 +13,10 @@ A line looks like::
 Rules:
 
 1. Secrets never reach a line. Tokens are injected as ``Secret`` values whose repr hides them,
-   but an error message or a URL could still carry one, so :class:`RedactingFilter` masks what
-   looks like one in the message, the extra fields and the traceback: ``Bearer <token>``,
-   Stripe keys (``sk_``, ``rk_``, ``whsec_``), ``apikey``/``token``/``secret``/``password``
-   values, and the user:password part of URLs. Extra fields whose *name* says secret are masked
-   whole.
+   but an error message or a URL could still carry one, so :class:`RedactingFilter` passes the
+   message, the extra fields and the traceback through :func:`reconciler.redact.redact` (every
+   configured secret, and anything shaped like one). Extra fields whose *name* says secret are
+   masked whole.
 2. Extra fields keep their JSON types; values JSON cannot hold are written as their ``str``.
 """
 
@@ -31,30 +30,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from reconciler.redact import MASK, redact
+
 __all__ = ["MASK", "JsonFormatter", "RedactingFilter", "redact", "setup_logging"]
 
-MASK = "***"
-
-# NB: order matters: "Authorization: Bearer x" is first reduced to "Authorization: Bearer ***"
-# by the Bearer rule, and the key=value rule then masks what is left after the separator.
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), rf"\1 {MASK}"),
-    (re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{4,}"), MASK),
-    (re.compile(r"\bsk_[A-Za-z0-9_]{8,}"), MASK),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]{4,}"), MASK),
-    (
-        re.compile(
-            r"""(?ix)
-            (?<![A-Za-z0-9])((?:x-)?(?:api[-_]?key|apikey|auth[-_]?token|access[-_]?token|token|secret|
-                password|passwd|authorization))
-            (["']?\s*[:=]\s*["']?)
-            (?!\*\*\*)(?:(?:bearer|basic)\s+)?[^\s"',;&}]+
-            """
-        ),
-        rf"\1\2{MASK}",
-    ),
-    (re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@"), rf"\g<scheme>{MASK}@"),
-)
 _SECRET_NAME = re.compile(
     r"(?i)(api[-_]?key|apikey|token|secret|password|passwd|authorization|signature|cookie)"
 )
@@ -64,13 +43,6 @@ _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
     | {"message", "asctime", "taskName"}
 )
-
-
-def redact(text: str) -> str:
-    """``text`` with everything that looks like a credential replaced by ``***`` (rule 1)."""
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _redact_value(name: str, value: Any) -> Any:

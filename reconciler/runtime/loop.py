@@ -6,8 +6,9 @@ the Git follower (``runtime/gitfollow.py``), the work queue (``runtime/workqueue
 leader lease (``runtime/lease.py``), the same pipeline as ``plan`` and ``apply``
 (:func:`~reconciler.runtime.observe.observe`, :func:`~reconciler.core.desired.derive`,
 :func:`~reconciler.core.plan.build_plan`, :func:`~reconciler.runtime.execute.execute`), the
-condition mapping (``runtime/conditions.py``), the status store, the breakers, the metrics and
-the HTTP endpoints (``runtime/server.py``). One asyncio event loop runs all of it.
+pure core's conditions (``core/conditions.py``) and deadlines (``core/deadlines.py``), the
+status store, the breakers, the metrics and the HTTP endpoints (``runtime/server.py``). One
+asyncio event loop runs all of it.
 
 Rules (docs/daemon.md, "The loop", explains them for operators):
 
@@ -64,6 +65,15 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
+from reconciler.core.conditions import conditions_for
+from reconciler.core.conditions_common import (
+    SKIPPED_PREFIX,
+    ConditionUpdate,
+    Coverage,
+    resource_key,
+    status_text,
+)
+from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report, Status
@@ -78,17 +88,10 @@ from reconciler.errors import (
     SpecError,
     TransientError,
 )
+from reconciler.providers.http import fencing
 from reconciler.providers.ratelimit import Lane
 from reconciler.providers.stripe import WebhookEvent
 from reconciler.runtime.breaker import Breakers, BreakerState, CircuitBreaker
-from reconciler.runtime.conditions import (
-    SKIPPED_PREFIX,
-    Coverage,
-    conditions_for,
-    next_billing_deadline,
-    next_validation_deadline,
-    resource_key,
-)
 from reconciler.runtime.execute import DEFAULT_LIMITS, execute
 from reconciler.runtime.gitfollow import ChangeSet, GitFollower
 from reconciler.runtime.handler import Handler
@@ -97,7 +100,7 @@ from reconciler.runtime.lease import LeaderLease, LeaseLostError
 from reconciler.runtime.metrics import Metrics
 from reconciler.runtime.observe import ObserveClients, observe
 from reconciler.runtime.server import EndpointServer, GitPush, HealthReport
-from reconciler.runtime.status import ConditionUpdate, StatusStore, status_text
+from reconciler.runtime.status import StatusStore
 from reconciler.runtime.workqueue import QueueShutDown, WorkQueue
 from reconciler.spec.load import Specs
 from reconciler.spec.models import Access
@@ -222,7 +225,8 @@ class _Guarded:
             if self._breaker is not None:
                 self._breaker.check()
             try:
-                result = await attribute(*args, **kwargs)
+                with fencing(self._fence):  # and again before each request leaves
+                    result = await attribute(*args, **kwargs)
             except ProviderError as exc:
                 if self._breaker is not None:
                     self._breaker.record_failure(exc)

@@ -152,6 +152,7 @@ class _Readings:
     hostnames: list[CustomHostname] | None = None
     billing: dict[str, CustomerBilling] = field(default_factory=dict)
     incomplete: dict[Source, str] = field(default_factory=dict)
+    unreadable: set[Source] = field(default_factory=set)  # failed readings, not skipped ones
     fatal: MigrationError | None = None
 
 
@@ -310,6 +311,7 @@ async def observe(
         billing_mirror=dict(ledger.mirror) if ledger is not None else {},
         builds=dict(sorted(builds.items())),
         incomplete=dict(sorted(readings.incomplete.items())),
+        unreadable=frozenset(readings.unreadable),
         scope=frozenset(scope) if scope is not None else None,
         cname_target=clients.cname_target or None,
     )
@@ -325,9 +327,16 @@ async def _guard(
     except MigrationError as exc:
         readings.fatal = readings.fatal or exc
     except ProviderError as exc:
-        readings.incomplete.setdefault(source, str(exc))
+        _unreadable(readings, source, str(exc))
     except TimeoutError:
-        readings.incomplete.setdefault(source, f"no answer within {seconds:g} s")
+        _unreadable(readings, source, f"no answer within {seconds:g} s")
+
+
+def _unreadable(readings: _Readings, source: Source, reason: str) -> None:
+    """Mark ``source`` incomplete because its reading failed (the first reason stands)."""
+    if source not in readings.incomplete:
+        readings.incomplete[source] = reason
+        readings.unreadable.add(source)
 
 
 async def _all(work: Iterable[Awaitable[T]]) -> list[T]:

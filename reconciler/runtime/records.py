@@ -910,21 +910,26 @@ class Records:
         error: str,
         response: Mapping[str, Any] | None,
         now: float,
+        status: str = "failed",
         phone: str | None = None,
     ) -> None:
-        """The step failed: ``failed`` with the reason and the number it was for.
+        """The step ended without a send: ``failed`` with the reason and the number it was
+        for, or ``unknown`` when it may have been sent (never resent, not even by hand).
 
-        Sent again only by ``core.policy`` rule 5 (an invalid number since corrected) or a
-        manual lever, never when the outcome is unknown.
+        A ``failed`` step is sent again only by ``core.policy`` rule 5 (an invalid number
+        since corrected) or a manual lever (:meth:`dunning_reopen`).
         """
+        if status not in ("failed", "unknown"):
+            raise ValueError(f"a finished unsent step is failed or unknown, not {status!r}")
         statements = self._ensure_invoice(invoice_id, tenant, now)
         statements.append(
             Statement(
                 "INSERT INTO dunning_step_logs (invoice_id, subscription_id, tenant_id, "
                 "step_code, phone, status, error_message, provider_response, created_at, "
                 "updated_at) VALUES (?, (SELECT subscription_id FROM invoices WHERE id = ?), ?, "
-                "?, ?, 'failed', ?, ?, ?, ?) ON CONFLICT(invoice_id, step_code) DO UPDATE SET "
-                "status = 'failed', phone = COALESCE(excluded.phone, dunning_step_logs.phone), "
+                "?, ?, ?, ?, ?, ?, ?) ON CONFLICT(invoice_id, step_code) DO UPDATE SET "
+                "status = excluded.status, "
+                "phone = COALESCE(excluded.phone, dunning_step_logs.phone), "
                 "error_message = excluded.error_message, "
                 "provider_response = COALESCE(excluded.provider_response, "
                 "dunning_step_logs.provider_response), updated_at = excluded.updated_at",
@@ -934,6 +939,7 @@ class Records:
                     tenant,
                     step_code,
                     phone,
+                    status,
                     error,
                     _json(dict(response)) if response is not None else None,
                     iso(now),

@@ -61,6 +61,7 @@ from starlette.routing import Route
 
 from reconciler.errors import PermanentError
 from reconciler.providers.stripe import WebhookEvent
+from reconciler.redact import redact
 from reconciler.runtime.metrics import CONTENT_TYPE, Metrics
 from reconciler.settings import Secret
 
@@ -102,6 +103,14 @@ class HealthReport:
 
     ok: bool
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Json(JSONResponse):
+    """A JSON answer whose rendered body is redacted (``reconciler/redact.py``): a probe's
+    details or a verifier's message can carry provider text."""
+
+    def render(self, content: Any) -> bytes:
+        return redact(super().render(content).decode()).encode()
 
 
 class _Rejected(Exception):
@@ -192,7 +201,7 @@ def create_app(
             remote=request.client.host if request.client else "",
             **fields,
         )
-        return JSONResponse(
+        return _Json(
             {"error": rejected.reason, "message": rejected.message}, status_code=rejected.status
         )
 
@@ -201,11 +210,9 @@ def create_app(
             report = health()
         except Exception as exc:  # a broken probe means an unhealthy daemon, not a 500
             logger.exception("health probe failed")
-            return JSONResponse(
-                {"status": "unhealthy", "error": type(exc).__name__}, status_code=503
-            )
+            return _Json({"status": "unhealthy", "error": type(exc).__name__}, status_code=503)
         body = {"status": "ok" if report.ok else "unhealthy", "details": dict(report.details)}
-        return JSONResponse(body, status_code=200 if report.ok else 503)
+        return _Json(body, status_code=200 if report.ok else 503)
 
     async def readyz(request: Request) -> Response:
         try:
@@ -213,12 +220,13 @@ def create_app(
         except Exception:
             logger.exception("readiness probe failed")
             is_ready = False
-        return JSONResponse(
+        return _Json(
             {"status": "ready" if is_ready else "not ready"}, status_code=200 if is_ready else 503
         )
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        text = redact(metrics.render().decode())
+        return Response(text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def git_webhook(request: Request) -> Response:
         delivery = request.headers.get("x-github-delivery", "")
@@ -232,11 +240,11 @@ def create_app(
             if event == "ping":
                 metrics.webhook("git", "ping")
                 log(logging.INFO, "git", "ping", delivery=safe_delivery)
-                return JSONResponse({"status": "pong"})
+                return _Json({"status": "pong"})
             if event != "push":
                 metrics.webhook("git", "ignored")
                 log(logging.INFO, "git", "ignored", delivery=safe_delivery, type=event[:50])
-                return JSONResponse({"status": "ignored", "event": event[:50]}, status_code=202)
+                return _Json({"status": "ignored", "event": event[:50]}, status_code=202)
             if not safe_delivery:
                 raise _Rejected(400, "missing_delivery", "X-GitHub-Delivery header is required")
             push = _parse_push(body, safe_delivery)
@@ -250,10 +258,10 @@ def create_app(
             deliveries.forget(safe_delivery)
             metrics.webhook("git", "error")
             logger.exception("git push handler failed", extra={"delivery": safe_delivery})
-            return JSONResponse({"error": "internal"}, status_code=500)
+            return _Json({"error": "internal"}, status_code=500)
         metrics.webhook("git", "accepted")
         log(logging.INFO, "git", "accepted", delivery=safe_delivery, ref=push.ref[:200])
-        return JSONResponse({"status": "queued"}, status_code=202)
+        return _Json({"status": "queued"}, status_code=202)
 
     async def stripe_webhook(request: Request) -> Response:
         try:
@@ -272,10 +280,10 @@ def create_app(
         except Exception:
             metrics.webhook("stripe", "error")
             logger.exception("stripe event handler failed", extra={"stripe_event": event.id})
-            return JSONResponse({"error": "internal"}, status_code=500)
+            return _Json({"error": "internal"}, status_code=500)
         metrics.webhook("stripe", "accepted")
         log(logging.INFO, "stripe", "accepted", id=event.id, type=event.type)
-        return JSONResponse({"received": True})
+        return _Json({"received": True})
 
     return Starlette(
         routes=[

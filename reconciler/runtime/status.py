@@ -28,9 +28,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
+from reconciler.core.conditions_common import (
+    Condition,
+    ConditionUpdate,
+    parse_condition,
+    status_text,
+)
 from reconciler.errors import MigrationError
 from reconciler.providers.d1 import Database, SqlError, SqlValue, Statement
 from reconciler.runtime.logging import redact
@@ -51,54 +56,12 @@ MAX_TEXT = 2_000
 """Longest message or error stored, in characters."""
 
 
-class Condition(StrEnum):
-    """Condition types; values are Kubernetes-style CamelCase because users read them as is."""
-
-    SYNCED = "Synced"  # the world matches the specs at observed_commit
-    READY = "Ready"  # serving: deployed, reachable, not suspended
-    DNS_CONFIGURED = "DNSConfigured"  # a hostname's ownership validation passed
-    CERTIFICATE_ISSUED = "CertificateIssued"  # a hostname's certificate is active
-    PAYMENT_CURRENT = "PaymentCurrent"  # a tenant has no invoice past due
-    WITHIN_BUDGET = "WithinBudget"  # a site's build fits its performance budget
-    STUCK = "Stuck"  # retries gave up; a human must act (last_error says why)
-
-
-def parse_condition(name: str) -> str:
-    """The canonical spelling of a condition name typed in any case; unknown names unchanged."""
-    for condition in Condition:
-        if condition.value.lower() == name.lower():
-            return condition.value
-    return name
-
-
-def status_text(status: bool | None) -> str:
-    """``True``, ``False`` or ``Unknown``, as stored."""
-    if status is None:
-        return "Unknown"
-    return "True" if status else "False"
-
-
 def _status_value(text: Any) -> bool | None:
     if text == "True":
         return True
     if text == "False":
         return False
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionUpdate:
-    """One condition of one resource, as the loop derived it."""
-
-    resource: str  # Site/acme-home, Hostname/www.acme.com, Tenant/acme
-    condition: str  # a Condition value
-    status: bool | None  # None is Unknown
-    reason: str  # CamelCase machine reason: Published, ValidationPending, PastDue
-    message: str  # a sentence for people
-    last_error: str | None = None
-    commit: str | None = None  # specs commit the condition reflects
-    tenant: str | None = None
-    site: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

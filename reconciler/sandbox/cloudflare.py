@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import email.parser
-import email.policy
 import json
 import math
 import re
@@ -41,20 +39,34 @@ from starlette.types import Receive, Scope, Send
 from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.cloudflare_common import (
     ApiError,
+    Call,
+    Handler,
     IdSource,
+    Outcome,
+    Part,
     iso,
+    no_route,
     page_params,
+    parse_multipart,
     result_info,
     success,
 )
 from reconciler.sandbox.cloudflare_d1 import D1Store
+from reconciler.sandbox.cloudflare_edge import edge_routes, not_found
 from reconciler.sandbox.cloudflare_hostnames import (
+    BAD_JSON,
+    BAD_JSON_MESSAGE,
     CHECK_OFFSETS,
     HostnameBehaviour,
+    HostnamePolicy,
     HostnameStore,
     Lifecycle,
 )
+from reconciler.sandbox.cloudflare_kv import ROUTE_SPECS as KV_ROUTES
+from reconciler.sandbox.cloudflare_kv import KVStore
 from reconciler.sandbox.cloudflare_pages import Behaviour, PagesStore
+from reconciler.sandbox.cloudflare_workers import ROUTE_SPECS as WORKER_ROUTES
+from reconciler.sandbox.cloudflare_workers import WorkersStore
 from reconciler.sandbox.control import bad_request, call_counts, read_json, shared_routes
 from reconciler.sandbox.dns import SandboxDNS
 from reconciler.sandbox.faults import FaultDecision, FaultPlan
@@ -77,6 +89,21 @@ SERVER_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("/zones/", 1500, "Internal Server Error"),
 )
 LOGGED_HEADERS = ("retry-after", "ratelimit", "ratelimit-policy")
+
+
+TRANSITIONAL_ENTITLEMENTS: dict[str, Any] = {
+    "entitled_custom_metadata": True,
+    "entitled_custom_origin": True,
+    "custom_origin_outside_zone": True,
+    "refuse_reserved_tlds": False,
+}
+"""What the sandbox world and the shared test simulator opt into, explicitly, for now.
+
+The simulator's defaults are an ordinary account (ROUTING.md §1). While the reconciler's client
+still sends ``custom_metadata`` and ``custom_origin_server`` and older tests name hostnames
+under ``.test``, :class:`~reconciler.sandbox.world.Sandbox` and ``tests/conftest.py`` apply
+these overrides; issue 11's client change empties this mapping (and its uses go away).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +133,14 @@ class CloudflareConfig:
     purge_max_files: int = 100
     hostname_statuses: str = "docs"  # "docs": POST 201, PATCH 202; "schema": always 200
     hostname_delete_body: str = "envelope"  # or "bare": {"id": ...} without the envelope
+    # What the account is entitled to (ROUTING.md §1): an ordinary account by default.
+    entitled_custom_metadata: bool = False
+    entitled_custom_origin: bool = False
+    custom_origin_outside_zone: bool = False  # even entitled, the origin must be in zone DNS
+    refuse_reserved_tlds: bool = True
+    # After a rollback, the project's canonical_deployment is the rollback target ("live") or
+    # the most recently created production deployment ("latest"): unconfirmed (CONTRACT.md §9).
+    canonical_after_rollback: str = "live"
     retry_creates_new: bool = True
     upload_jwt_ttl: float = 300.0
     seed: int = 0
@@ -124,32 +159,20 @@ class CloudflareConfig:
         return replace(base, **overrides)
 
 
+def _policy(cfg: CloudflareConfig) -> HostnamePolicy:
+    return HostnamePolicy(
+        zone=cfg.zone_name,
+        custom_metadata=cfg.entitled_custom_metadata,
+        custom_origin=cfg.entitled_custom_origin,
+        origin_outside_zone=cfg.custom_origin_outside_zone,
+        refuse_reserved_tlds=cfg.refuse_reserved_tlds,
+    )
+
+
 @dataclass(slots=True)
 class _RateWindow:
     times: collections.deque[float] = field(default_factory=collections.deque)
     blocked_until: float = 0.0
-
-
-@dataclass(slots=True)
-class _Outcome:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-Handler = Callable[["CloudflareSim", "_Call"], _Outcome]
-
-
-@dataclass(slots=True)
-class _Call:
-    method: str
-    path: str
-    params: dict[str, str]
-    query: dict[str, str]
-    json: Any
-    form: dict[str, str] | None
-    files: list[str]
-    headers: dict[str, str]
 
 
 class CloudflareSim:
@@ -182,7 +205,10 @@ class CloudflareSim:
         now = self.clock.now()
         self.ids = IdSource(cfg.seed)
         self.pages = PagesStore(
-            self.ids, stage_seconds=cfg.stage_seconds, upload_jwt_ttl=cfg.upload_jwt_ttl
+            self.ids,
+            stage_seconds=cfg.stage_seconds,
+            upload_jwt_ttl=cfg.upload_jwt_ttl,
+            canonical_after_rollback=cfg.canonical_after_rollback,
         )
         self.fallback: dict[str, Any] | None = {
             "origin": cfg.fallback_origin,
@@ -200,6 +226,7 @@ class CloudflareSim:
                 validation_window=cfg.validation_window,
             ),
             targets={cfg.cname_target, cfg.fallback_origin},
+            policy=_policy(cfg),
         )
         self.d1 = D1Store(self.d1_dir)
         self.d1.create(cfg.database_id, cfg.database_name, now)
@@ -207,6 +234,8 @@ class CloudflareSim:
         self.seq = 0
         self.rate: dict[str, _RateWindow] = {}
         self.purges: list[dict[str, Any]] = []
+        self.kv = KVStore(self.ids)
+        self.workers = WorkersStore(self.ids)
         for name in cfg.projects:
             self.pages.create_project(name, now)
 
@@ -241,6 +270,8 @@ class CloudflareSim:
             lifecycle.ssl_initializing_seconds = cfg.ssl_initializing_seconds
             lifecycle.ssl_issuance_seconds = cfg.ssl_issuance_seconds
             lifecycle.validation_window = cfg.validation_window
+            self.hostnames.policy = _policy(cfg)
+            self.pages.canonical_after_rollback = cfg.canonical_after_rollback
             return cfg
 
     def add_hostname(
@@ -348,7 +379,7 @@ class CloudflareSim:
 
     # ---- rate limit ---------------------------------------------------------------------------
 
-    def _rate_check(self, token: str, now: float) -> _Outcome | None:
+    def _rate_check(self, token: str, now: float) -> Outcome | None:
         cfg = self.config
         window = self.rate.setdefault(token, _RateWindow())
         while window.times and window.times[0] <= now - cfg.rate_limit_period:
@@ -378,8 +409,8 @@ class CloudflareSim:
         }
 
     @staticmethod
-    def _rate_limited(retry_after: int) -> _Outcome:
-        return _Outcome(
+    def _rate_limited(retry_after: int) -> Outcome:
+        return Outcome(
             429,
             {
                 "success": False,
@@ -400,7 +431,7 @@ class CloudflareSim:
                 return handler, match.groupdict(), template
         return None
 
-    def log(self, call: _Call, template: str, outcome: _Outcome, fault: str | None) -> None:
+    def log(self, call: Call, template: str, outcome: Outcome, fault: str | None) -> None:
         """Append one exchange to the call log (Authorization never stored)."""
         with self.lock:
             self.seq += 1
@@ -426,43 +457,48 @@ class CloudflareSim:
             )
 
 
-def _server_error(path: str, status: int) -> _Outcome:
+def _server_error(path: str, status: int) -> Outcome:
     for prefix, code, message in SERVER_ERRORS:
         if prefix in path:
-            return _Outcome(status, ApiError(status, code, message).body())
-    return _Outcome(status, ApiError(status, 1500, "Internal Server Error").body())
-
-
-def _no_route(path: str) -> ApiError:
-    return ApiError(
-        400,
-        7003,
-        f"Could not route to {path}, perhaps your object identifier is invalid?",
-        (7000, "No route for that URI"),
-    )
+            return Outcome(status, ApiError(status, code, message).body())
+    return Outcome(status, ApiError(status, 1500, "Internal Server Error").body())
 
 
 # ---- handlers ---------------------------------------------------------------------------------
 
 
-def _account(sim: CloudflareSim, call: _Call) -> None:
+def _account(sim: CloudflareSim, call: Call) -> None:
     if call.params.get("account_id") != sim.config.account_id:
-        raise _no_route(call.path)
+        raise no_route(call.path)
 
 
-def _zone(sim: CloudflareSim, call: _Call) -> None:
+def _zone(sim: CloudflareSim, call: Call) -> None:
     if call.params.get("zone_id") != sim.config.zone_id:
-        raise _no_route(call.path)
+        raise no_route(call.path)
 
 
-def _get_project(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _list_projects(sim: CloudflareSim, call: Call) -> Outcome:
+    _account(sim, call)
+    now = sim.clock.now()
+    page, per_page = page_params(
+        call.query, default_per_page=10, min_per_page=1, max_per_page=100, clamp=True
+    )
+    projects = list(sim.pages.projects.values())
+    chunk = projects[(page - 1) * per_page : page * per_page]
+    info = result_info(
+        page=page, per_page=per_page, count=len(chunk), total=len(projects), total_pages=True
+    )
+    return Outcome(200, success([sim.pages.project_json(p, now) for p in chunk], info))
+
+
+def _get_project(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     now = sim.clock.now()
     project = sim.pages.project(call.params["project"])
-    return _Outcome(200, success(sim.pages.project_json(project, now)))
+    return Outcome(200, success(sim.pages.project_json(project, now)))
 
 
-def _list_deployments(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _list_deployments(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     now = sim.clock.now()
     project = sim.pages.project(call.params["project"])
@@ -477,61 +513,61 @@ def _list_deployments(sim: CloudflareSim, call: _Call) -> _Outcome:
     info = result_info(
         page=page, per_page=per_page, count=len(chunk), total=len(deps), total_pages=True
     )
-    return _Outcome(200, success([sim.pages.deployment_json(d, now) for d in chunk], info))
+    return Outcome(200, success([sim.pages.deployment_json(d, now) for d in chunk], info))
 
 
-def _get_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _get_deployment(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     now = sim.clock.now()
     project = sim.pages.project(call.params["project"])
     dep = sim.pages.deployment(project, call.params["deployment"])
-    return _Outcome(200, success(sim.pages.deployment_json(dep, now)))
+    return Outcome(200, success(sim.pages.deployment_json(dep, now)))
 
 
-def _create_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _create_deployment(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     now = sim.clock.now()
     project = sim.pages.project(call.params["project"])
     if call.form is None:
         raise ApiError(400, 8000096, "Expected a multipart/form-data body.")
     dep = sim.pages.create_deployment(project, call.form, call.files, now)
-    return _Outcome(200, success(sim.pages.deployment_json(dep, now)))
+    return Outcome(200, success(sim.pages.deployment_json(dep, now)))
 
 
-def _retry_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _retry_deployment(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     now = sim.clock.now()
     project = sim.pages.project(call.params["project"])
     dep = sim.pages.retry(
         project, call.params["deployment"], now, new_id=sim.config.retry_creates_new
     )
-    return _Outcome(200, success(sim.pages.deployment_json(dep, now)))
+    return Outcome(200, success(sim.pages.deployment_json(dep, now)))
 
 
-def _rollback_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _rollback_deployment(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     now = sim.clock.now()
     project = sim.pages.project(call.params["project"])
     dep = sim.pages.rollback(project, call.params["deployment"], now)
-    return _Outcome(200, success(sim.pages.deployment_json(dep, now)))
+    return Outcome(200, success(sim.pages.deployment_json(dep, now)))
 
 
-def _delete_deployment(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _delete_deployment(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     now = sim.clock.now()
     project = sim.pages.project(call.params["project"])
     force = call.query.get("force", "").lower() == "true"
     sim.pages.delete(project, call.params["deployment"], now, force=force)
-    return _Outcome(200, success(None))
+    return Outcome(200, success(None))
 
 
-def _upload_token(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _upload_token(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     project = sim.pages.project(call.params["project"])
-    return _Outcome(200, success({"jwt": sim.pages.upload_token(project, sim.clock.now())}))
+    return Outcome(200, success({"jwt": sim.pages.upload_token(project, sim.clock.now())}))
 
 
-def _assets(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _assets(sim: CloudflareSim, call: Call) -> Outcome:
     jwt = call.headers.get("authorization", "").removeprefix("Bearer ").strip()
     project = sim.pages.project_for_jwt(jwt, sim.clock.now())
     action = call.params["action"]
@@ -541,19 +577,19 @@ def _assets(sim: CloudflareSim, call: _Call) -> _Outcome:
             raise ApiError(400, 8000096, 'Expected {"hashes": [...]}.')
         hashes = [str(h) for h in body["hashes"]]
         if action == "upsert-hashes":
-            return _Outcome(200, success(None))
-        return _Outcome(200, success([h for h in hashes if h not in project.assets]))
+            return Outcome(200, success(None))
+        return Outcome(200, success([h for h in hashes if h not in project.assets]))
     if not isinstance(body, list) or not all(isinstance(i, dict) and "key" in i for i in body):
         raise ApiError(400, 8000096, "Expected a list of {key, value, metadata, base64}.")
-    project.assets.update(str(item["key"]) for item in body)
-    return _Outcome(200, success({"successful_key_count": len(body), "unsuccessful_keys": []}))
+    sim.pages.store_assets(project, body)
+    return Outcome(200, success({"successful_key_count": len(body), "unsuccessful_keys": []}))
 
 
 def _hostname_status(sim: CloudflareSim, documented: int) -> int:
     return documented if sim.config.hostname_statuses == "docs" else 200
 
 
-def _list_hostnames(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _list_hostnames(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
     now = sim.clock.now()
     page, per_page = page_params(
@@ -568,39 +604,43 @@ def _list_hostnames(sim: CloudflareSim, call: _Call) -> _Outcome:
         total=len(sim.hostnames.by_id),
         total_pages=False,
     )
-    return _Outcome(200, success([sim.hostnames.to_json(h, now) for h in chunk], info))
+    return Outcome(200, success([sim.hostnames.to_json(h, now) for h in chunk], info))
 
 
-def _create_hostname(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _create_hostname(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
+    if call.json_error:
+        raise ApiError(400, BAD_JSON, BAD_JSON_MESSAGE)
     now = sim.clock.now()
     h = sim.hostnames.create(call.json, now)
-    return _Outcome(_hostname_status(sim, 201), success(sim.hostnames.to_json(h, now)))
+    return Outcome(_hostname_status(sim, 201), success(sim.hostnames.to_json(h, now)))
 
 
-def _get_hostname(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _get_hostname(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
     now = sim.clock.now()
     h = sim.hostnames.get(call.params["hostname"])
-    return _Outcome(200, success(sim.hostnames.to_json(h, now)))
+    return Outcome(200, success(sim.hostnames.to_json(h, now)))
 
 
-def _edit_hostname(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _edit_hostname(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
+    if call.json_error:
+        raise ApiError(400, BAD_JSON, BAD_JSON_MESSAGE)
     now = sim.clock.now()
     h = sim.hostnames.edit(call.params["hostname"], call.json, now)
-    return _Outcome(_hostname_status(sim, 202), success(sim.hostnames.to_json(h, now)))
+    return Outcome(_hostname_status(sim, 202), success(sim.hostnames.to_json(h, now)))
 
 
-def _delete_hostname(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _delete_hostname(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
     deleted = sim.hostnames.delete(call.params["hostname"])
     if sim.config.hostname_delete_body == "bare":
-        return _Outcome(200, {"id": deleted})
-    return _Outcome(200, success({"id": deleted}))
+        return Outcome(200, {"id": deleted})
+    return Outcome(200, success({"id": deleted}))
 
 
-def _fallback(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _fallback(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
     now = sim.clock.now()
     if call.method == "PUT":
@@ -617,21 +657,21 @@ def _fallback(sim: CloudflareSim, call: _Call) -> _Outcome:
             "updated_at": iso(now),
         }
         sim.hostnames.targets = {sim.config.cname_target, origin.lower()}
-        return _Outcome(200, success(dict(sim.fallback)))
+        return Outcome(200, success(dict(sim.fallback)))
     if sim.fallback is None:
         raise ApiError(404, FALLBACK_NOT_FOUND, "No fallback origin is set for this zone.")
     if call.method == "DELETE":
         gone = {**sim.fallback, "status": "pending_deletion", "updated_at": iso(now)}
         sim.fallback = None
         sim.hostnames.targets = {sim.config.cname_target}
-        return _Outcome(200, success(gone))
-    return _Outcome(200, success(dict(sim.fallback)))
+        return Outcome(200, success(gone))
+    return Outcome(200, success(dict(sim.fallback)))
 
 
 PURGE_KEYS = ("purge_everything", "files", "tags", "hosts", "prefixes")
 
 
-def _purge(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _purge(sim: CloudflareSim, call: Call) -> Outcome:
     _zone(sim, call)
     body = call.json
     if not isinstance(body, dict):
@@ -665,10 +705,10 @@ def _purge(sim: CloudflareSim, call: _Call) -> _Outcome:
             if not ok or (isinstance(item, str) and not item):
                 raise ApiError(400, PURGE_INVALID, f"Invalid entry in {key}.")
     sim.purges.append({"at": sim.clock.now(), "kind": key, "items": value})
-    return _Outcome(200, success({"id": sim.config.zone_id}))
+    return Outcome(200, success({"id": sim.config.zone_id}))
 
 
-def _d1_list(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _d1_list(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     page, per_page = page_params(
         call.query, default_per_page=1000, min_per_page=10, max_per_page=10000, clamp=False
@@ -680,20 +720,20 @@ def _d1_list(sim: CloudflareSim, call: _Call) -> _Outcome:
     info = result_info(
         page=page, per_page=per_page, count=len(chunk), total=len(dbs), total_pages=False
     )
-    return _Outcome(200, success([sim.d1.summary(d, details=False) for d in chunk], info))
+    return Outcome(200, success([sim.d1.summary(d, details=False) for d in chunk], info))
 
 
-def _d1_get(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _d1_get(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     db = sim.d1.get(call.params["database"])
-    return _Outcome(200, success(sim.d1.summary(db, details=True)))
+    return Outcome(200, success(sim.d1.summary(db, details=True)))
 
 
-def _d1_query(sim: CloudflareSim, call: _Call) -> _Outcome:
+def _d1_query(sim: CloudflareSim, call: Call) -> Outcome:
     _account(sim, call)
     db = sim.d1.get(call.params["database"])
     raw = call.path.endswith("/raw")
-    return _Outcome(200, success(sim.d1.query(db, call.json, raw=raw)))
+    return Outcome(200, success(sim.d1.query(db, call.json, raw=raw)))
 
 
 _ACC = r"/accounts/(?P<account_id>[^/]+)"
@@ -703,6 +743,7 @@ _ZONE = r"/zones/(?P<zone_id>[^/]+)"
 _D1 = _ACC + r"/d1/database"
 
 _ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
+    ("GET", _ACC + "/pages/projects", "/accounts/{account_id}/pages/projects", _list_projects),
     ("GET", _PROJ, "/accounts/{account_id}/pages/projects/{project_name}", _get_project),
     (
         "GET",
@@ -812,34 +853,12 @@ _ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
     ),
 )
 ROUTES = tuple(
-    (method, re.compile(f"^{pattern}/?$"), template, handler)
-    for method, pattern, template, handler in _ROUTE_SPECS
+    (method, re.compile(f"^{pattern}/?\\Z"), template, handler)
+    for method, pattern, template, handler in (*_ROUTE_SPECS, *KV_ROUTES, *WORKER_ROUTES)
 )
 
 
 # ---- HTTP layer ---------------------------------------------------------------------------------
-
-
-def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], list[str]]:
-    """Split a multipart body into text fields and the names of file parts."""
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-    )
-    form: dict[str, str] = {}
-    files: list[str] = []
-    if not message.is_multipart():
-        return form, files
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        if part.get_filename() is not None:
-            files.append(name)
-        else:
-            form[name] = data.decode("utf-8", errors="replace")
-    return form, files
 
 
 class _Dropped(Response):
@@ -855,7 +874,9 @@ class _Dropped(Response):
         )
 
 
-def _respond(outcome: _Outcome) -> Response:
+def _respond(outcome: Outcome) -> Response:
+    if outcome.raw is not None:
+        return Response(outcome.raw, status_code=outcome.status, headers=outcome.headers)
     if outcome.status == 204:
         return Response(status_code=204, headers=outcome.headers)
     return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
@@ -864,19 +885,22 @@ def _respond(outcome: _Outcome) -> Response:
 def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         raw = await request.body()
-        path = "/" + request.path_params["path"]
+        # scope["path"], not the path parameter: Starlette's "$" would drop a trailing "\n".
+        path = request.scope["path"][len(API_ROOT) :] or "/"
         content_type = request.headers.get("content-type", "")
         parsed: Any = None
         form: dict[str, str] | None = None
         files: list[str] = []
+        parts: tuple[Part, ...] = ()
+        json_error = False
         if content_type.startswith("multipart/form-data"):
-            form, files = _parse_multipart(content_type, raw)
-        elif raw:
+            form, files, parts = parse_multipart(content_type, raw)
+        elif raw and not content_type.startswith(("application/octet-stream", "text/plain")):
             try:
                 parsed = json.loads(raw)
             except ValueError:
-                parsed = None
-        call = _Call(
+                json_error = True
+        call = Call(
             method=request.method,
             path=path,
             params={},
@@ -885,6 +909,9 @@ def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]
             form=form,
             files=files,
             headers={k.lower(): v for k, v in request.headers.items()},
+            body=raw,
+            parts=parts,
+            json_error=json_error,
         )
         found = sim.route(call.method, path)
         template = found[2] if found else path
@@ -895,7 +922,7 @@ def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]
         headers: dict[str, str] = {}
         with sim.lock:
             if not is_assets and token != sim.config.token:
-                outcome: _Outcome | None = _Outcome(
+                outcome: Outcome | None = Outcome(
                     401, ApiError(401, AUTH_ERROR, "Authentication error").body()
                 )
             else:
@@ -913,7 +940,7 @@ def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]
                 outcome = _server_error(path, 504)
         if outcome is None:
             if found is None:
-                outcome = _Outcome(400, _no_route(path).body())
+                outcome = Outcome(400, no_route(path).body())
             else:
                 handler, params, _ = found
                 call.params = params
@@ -921,7 +948,9 @@ def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]
                     try:
                         outcome = handler(sim, call)
                     except ApiError as exc:
-                        outcome = _Outcome(exc.status, exc.body())
+                        outcome = Outcome(exc.status, exc.body())
+                    except Exception:  # the envelope, never a plain-text 500 (ROUTING.md §4)
+                        outcome = _server_error(path, 500)
         outcome.headers = {**headers, **outcome.headers}
         fault = None if decision.kind == "none" else decision.kind
         sim.log(call, template, outcome, fault)
@@ -1055,10 +1084,12 @@ def create_app(
     sim = CloudflareSim(clock=clock, config=config, dns=dns, d1_dir=d1_dir)
     routes = [
         *_control_routes(sim),
+        *edge_routes(sim),
         Route(
             API_ROOT + "/{path:path}",
             _api_endpoint(sim),
             methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         ),
     ]
-    return Starlette(routes=routes), sim
+    handlers = {404: not_found, 405: not_found}
+    return Starlette(routes=routes, exception_handlers=handlers), sim

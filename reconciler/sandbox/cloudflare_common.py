@@ -9,8 +9,12 @@ integer error codes, ISO 8601 timestamps with microseconds and ``Z``.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import random
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +32,63 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         """The failure envelope (CONTRACT.md §1.1)."""
         return failure(self.errors)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a route handler answers: HTTP status, JSON body (or raw bytes) and headers."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # when set, sent as is with headers' content-type
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a multipart body."""
+
+    name: str
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Call:
+    """One API request as a handler sees it (path parameters filled in by the router)."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    json: Any
+    form: dict[str, str] | None
+    files: list[str]
+    headers: dict[str, str]
+    body: bytes = b""
+    parts: tuple[Part, ...] = ()
+    json_error: bool = False  # a non-empty, non-multipart body that is not JSON
+
+
+Handler = Callable[[Any, Call], Outcome]
+"""A route handler: ``(sim, call) -> Outcome`` (``sim`` is the running ``CloudflareSim``)."""
+
+
+def no_route(path: str) -> ApiError:
+    """The contract's answer for a path no route serves (400, codes 7003 and 7000)."""
+    return ApiError(
+        400,
+        7003,
+        f"Could not route to {path}, perhaps your object identifier is invalid?",
+        (7000, "No route for that URI"),
+    )
+
+
+def require(value: str | None, expected: str, call: Call) -> None:
+    """Refuse (as an unknown route) a path whose account or zone id is not the simulated one."""
+    if value != expected:
+        raise no_route(call.path)
 
 
 def success(result: Any, result_info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -104,3 +165,30 @@ def result_info(
     if total_pages:
         info["total_pages"] = (total + per_page - 1) // per_page if per_page else 0
     return info
+
+
+def parse_multipart(
+    content_type: str, body: bytes
+) -> tuple[dict[str, str], list[str], tuple[Part, ...]]:
+    """Split a multipart body into text fields, the names of file parts, and every part."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    form: dict[str, str] = {}
+    files: list[str] = []
+    parts: list[Part] = []
+    if not message.is_multipart():
+        return form, files, ()
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        parts.append(Part(name, filename, part.get_content_type(), data))
+        if filename is not None:
+            files.append(name)
+        else:
+            form[name] = data.decode("utf-8", errors="replace")
+    return form, files, tuple(parts)

@@ -6,7 +6,8 @@ hold several statements joined by ``;``, run as one batch (a transaction: a fail
 rolls the whole batch back); ``params`` are bound in order across the statements' ``?``
 placeholders; each statement gets one result ``{results, success, meta}``. The local D1 limits
 are enforced: at most 100 bound parameters per statement and 100,000 bytes per statement.
-Invalid SQL answers HTTP 400 with code 7500 and ``<sqlite message>: SQLITE_ERROR``.
+Invalid SQL answers HTTP 400 with code 7500 and ``<sqlite message>: SQLITE_ERROR``; the body
+may also be ``{"batch": [{sql, params}, …]}`` (the SDK's form), run as one transaction.
 """
 
 from __future__ import annotations
@@ -143,40 +144,49 @@ class D1Store:
         return out
 
     def query(self, db: Database, body: Any, *, raw: bool) -> list[dict[str, Any]]:
-        """Run ``body['sql']`` with ``body['params']`` as one batch; one result per statement."""
-        if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
-            raise ApiError(400, SQL_ERROR, "A 'sql' string is required.")
-        params = body.get("params", [])
-        if not isinstance(params, list):
-            raise ApiError(400, SQL_ERROR, "'params' must be an array.")
-        statements = split_statements(body["sql"])
-        if not statements:
-            raise ApiError(400, SQL_ERROR, "No SQL statements were given: SQLITE_ERROR")
+        """Run ``{sql, params}`` or ``{batch: [{sql, params}, …]}`` as one transaction.
+
+        One result per statement, in order. SQL that SQLite cannot take (a NUL byte, a lone
+        surrogate) is a 400 7500 like any SQL error, never a server error.
+        """
+        groups = _groups(body)
         results: list[dict[str, Any]] = []
         with self._connect(db) as conn:
             conn.execute("BEGIN")
             try:
-                cursor_at = 0
-                for statement in statements:
-                    if len(statement.encode()) > MAX_STATEMENT_BYTES:
-                        raise ApiError(400, SQL_ERROR, "statement too long: SQLITE_TOOBIG")
-                    needed = count_placeholders(statement)
-                    if needed > MAX_PARAMS:
-                        raise ApiError(
-                            400,
-                            SQL_ERROR,
-                            f"too many SQL variables at offset {statement.find('?')}: SQLITE_ERROR",
-                        )
-                    bound = params[cursor_at : cursor_at + needed]
-                    cursor_at += needed
-                    results.append(self._run(conn, statement, bound, raw=raw))
+                for sql, params in groups:
+                    results.extend(self._group(conn, sql, params, raw=raw))
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, ValueError) as exc:
                 conn.execute("ROLLBACK")
-                raise ApiError(400, SQL_ERROR, f"{exc}: {_sqlite_code(exc)}") from exc
+                code = _sqlite_code(exc) if isinstance(exc, sqlite3.Error) else "SQLITE_ERROR"
+                raise ApiError(400, SQL_ERROR, f"{_printable(exc)}: {code}") from exc
             except ApiError:
                 conn.execute("ROLLBACK")
                 raise
+        return results
+
+    def _group(
+        self, conn: sqlite3.Connection, sql: str, params: list[Any], *, raw: bool
+    ) -> list[dict[str, Any]]:
+        statements = split_statements(sql)
+        if not statements:
+            raise ApiError(400, SQL_ERROR, "No SQL statements were given: SQLITE_ERROR")
+        results: list[dict[str, Any]] = []
+        cursor_at = 0
+        for statement in statements:
+            if len(statement.encode("utf-8", "surrogatepass")) > MAX_STATEMENT_BYTES:
+                raise ApiError(400, SQL_ERROR, "statement too long: SQLITE_TOOBIG")
+            needed = count_placeholders(statement)
+            if needed > MAX_PARAMS:
+                raise ApiError(
+                    400,
+                    SQL_ERROR,
+                    f"too many SQL variables at offset {statement.find('?')}: SQLITE_ERROR",
+                )
+            bound = params[cursor_at : cursor_at + needed]
+            cursor_at += needed
+            results.append(self._run(conn, statement, bound, raw=raw))
         return results
 
     def _run(
@@ -219,6 +229,30 @@ class D1Store:
             yield conn
         finally:
             conn.close()
+
+
+def _groups(body: Any) -> list[tuple[str, list[Any]]]:
+    """``[(sql, params)]`` from a query body: one ``{sql, params}`` or a ``batch`` of them."""
+    if isinstance(body, dict) and isinstance(body.get("batch"), list):
+        items = body["batch"]
+        if not items:
+            raise ApiError(400, SQL_ERROR, "The batch is empty: SQLITE_ERROR")
+    else:
+        items = [body]
+    groups: list[tuple[str, list[Any]]] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("sql"), str):
+            raise ApiError(400, SQL_ERROR, "A 'sql' string is required.")
+        params = item.get("params", [])
+        if not isinstance(params, list):
+            raise ApiError(400, SQL_ERROR, "'params' must be an array.")
+        groups.append((item["sql"], params))
+    return groups
+
+
+def _printable(exc: Exception) -> str:
+    """The error text with anything that cannot travel as JSON text escaped."""
+    return str(exc).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _size(conn: sqlite3.Connection) -> int:

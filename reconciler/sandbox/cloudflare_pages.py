@@ -15,6 +15,7 @@ back to.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -154,6 +155,7 @@ class Project:
     default_behaviour: Behaviour = NORMAL
     upload_jwts: dict[str, float] = field(default_factory=dict)
     assets: set[str] = field(default_factory=set)
+    asset_bodies: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     @property
     def subdomain(self) -> str:
@@ -195,14 +197,45 @@ BUILD_CONFIG: dict[str, Any] = {
 }
 
 
+def _deployment_config() -> dict[str, Any]:
+    """One ``deployment_configs`` entry as the SDK's ``DeploymentConfigsProduction`` types it."""
+    return {
+        "always_use_latest_compatibility_date": False,
+        "build_image_major_version": 3,
+        "compatibility_date": "2024-01-01",
+        "compatibility_flags": [],
+        "env_vars": {},
+        "fail_open": True,
+        "usage_model": "standard",
+        "kv_namespaces": {},
+        "d1_databases": {},
+        "r2_buckets": {},
+        "services": {},
+    }
+
+
 class PagesStore:
     """Every Pages project of the simulated account."""
 
-    def __init__(self, ids: IdSource, *, stage_seconds: float, upload_jwt_ttl: float) -> None:
-        """Start with no projects."""
+    def __init__(
+        self,
+        ids: IdSource,
+        *,
+        stage_seconds: float,
+        upload_jwt_ttl: float,
+        canonical_after_rollback: str = "live",
+    ) -> None:
+        """Start with no projects.
+
+        ``canonical_after_rollback``: ``"live"`` makes a project's ``canonical_deployment`` the
+        deployment serving production (a rollback target after a rollback); ``"latest"`` makes
+        it the most recently created successful production deployment, whatever was rolled
+        back to. Which one Cloudflare does is unconfirmed (CONTRACT.md §9 item 3).
+        """
         self._ids = ids
         self.stage_seconds = stage_seconds
         self.upload_jwt_ttl = upload_jwt_ttl
+        self.canonical_after_rollback = canonical_after_rollback
         self.projects: dict[str, Project] = {}
 
     # ---- projects -------------------------------------------------------------------------
@@ -233,10 +266,9 @@ class PagesStore:
 
     def project_json(self, project: Project, now: float) -> dict[str, Any]:
         """The Project object (CONTRACT.md §3.5)."""
-        live = project.live(now)
-        production = [d for d in project.deployments.values() if d.environment == "production"]
-        canonical = live or (production[-1] if production else None)
+        canonical = self.canonical(project, now)
         latest = list(project.deployments.values())[-1] if project.deployments else None
+        script = f"pages-worker--{project.id.replace('-', '')[:20]}"
         return {
             "id": project.id,
             "name": project.name,
@@ -246,12 +278,25 @@ class PagesStore:
             "created_on": iso(project.created),
             "build_config": dict(BUILD_CONFIG),
             "deployment_configs": {
-                "preview": {"compatibility_date": "2024-01-01", "compatibility_flags": []},
-                "production": {"compatibility_date": "2024-01-01", "compatibility_flags": []},
+                "preview": _deployment_config(),
+                "production": _deployment_config(),
             },
+            "framework": "",
+            "framework_version": "",
+            "preview_script_name": f"{script}-preview",
+            "production_script_name": f"{script}-production",
+            "uses_functions": False,
             "canonical_deployment": self.deployment_json(canonical, now) if canonical else None,
             "latest_deployment": self.deployment_json(latest, now) if latest else None,
         }
+
+    def canonical(self, project: Project, now: float) -> Deployment | None:
+        """The project's ``canonical_deployment`` under the configured reading."""
+        production = [d for d in project.deployments.values() if d.environment == "production"]
+        if self.canonical_after_rollback == "latest":
+            done = [d for d in production if d.is_success(now)]
+            return done[-1] if done else (production[-1] if production else None)
+        return project.live(now) or (production[-1] if production else None)
 
     # ---- deployments ----------------------------------------------------------------------
 
@@ -271,6 +316,7 @@ class PagesStore:
             slug = re.sub(r"[^a-z0-9-]", "-", dep.branch.lower())[:28].strip("-") or "preview"
             aliases = [f"https://{slug}.{dep.project}.pages.dev"]
         project = self.projects[dep.project]
+        # No "source": a Direct Upload deployment has no Git source (docs/contracts.md).
         return {
             "id": dep.id,
             "short_id": dep.short_id,
@@ -295,7 +341,7 @@ class PagesStore:
             "build_config": dict(BUILD_CONFIG),
             "env_vars": {},
             "is_skipped": False,
-            "production_branch": project.production_branch,
+            "skip_reason": None,
             "uses_functions": False,
         }
 
@@ -407,6 +453,57 @@ class PagesStore:
 
     # ---- direct-upload assets -----------------------------------------------------------------
 
+    def store_assets(self, project: Project, items: list[dict[str, Any]]) -> None:
+        """Keep uploaded files by hash: ``[{key, value, metadata: {contentType}, base64}]``."""
+        for item in items:
+            key = str(item["key"])
+            value = item.get("value", "")
+            data = b""
+            if isinstance(value, str):
+                data = base64.b64decode(value) if item.get("base64") else value.encode()
+            meta = item.get("metadata")
+            content_type = "application/octet-stream"
+            if isinstance(meta, dict) and isinstance(meta.get("contentType"), str):
+                content_type = meta["contentType"]
+            project.assets.add(key)
+            project.asset_bodies[key] = (data, content_type)
+
+    def serve(
+        self, project: Project, path: str, now: float, deployment_id: str | None = None
+    ) -> tuple[int, bytes, str]:
+        """What ``https://<project>.pages.dev<path>`` answers: ``(status, body, type)``.
+
+        The production deployment that is live serves (or ``deployment_id``'s). Pages' own
+        resolution: the exact file, then ``<path>.html``, then ``<path>/index.html``; an
+        unknown path gets the nearest ``404.html`` with status 404, or, when the site has no
+        ``404.html`` at all, ``/index.html`` with 200 (Pages' single-page-app default).
+        """
+        dep = project.deployments.get(deployment_id) if deployment_id else project.live(now)
+        if dep is None:
+            return 404, b"No deployment is live for this project.", "text/plain"
+        clean = "/" + path.lstrip("/")
+        for candidate in _candidates(clean):
+            found = self._file(project, dep, candidate)
+            if found is not None:
+                return 200, found[0], found[1]
+        parts = [p for p in clean.split("/")[:-1] if p]
+        for depth in range(len(parts), -1, -1):
+            page = "/" + "/".join([*parts[:depth], "404.html"]).lstrip("/")
+            found = self._file(project, dep, page)
+            if found is not None:
+                return 404, found[0], found[1]
+        index = self._file(project, dep, "/index.html")
+        if index is not None:
+            return 200, index[0], index[1]
+        return 404, b"Not found", "text/plain"
+
+    @staticmethod
+    def _file(project: Project, dep: Deployment, path: str) -> tuple[bytes, str] | None:
+        digest = dep.manifest.get(path)
+        if digest is None:
+            return None
+        return project.asset_bodies.get(digest)
+
     def upload_token(self, project: Project, now: float) -> str:
         """A fresh upload JWT for ``project``."""
         jwt = f"sandbox-upload.{self._ids.hex32()}"
@@ -420,6 +517,12 @@ class PagesStore:
             if expires is not None and expires > now:
                 return project
         raise ApiError(401, UPLOAD_JWT_EXPIRED, "Authorization failed: the upload JWT expired.")
+
+
+def _candidates(path: str) -> list[str]:
+    if path.endswith("/"):
+        return [path + "index.html"]
+    return [path, path + ".html", path + "/index.html"]
 
 
 def _parse_manifest(raw: str) -> dict[str, str]:

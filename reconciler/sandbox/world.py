@@ -1,5 +1,8 @@
 """The whole local world: one virtual clock, the Cloudflare and Evolution simulators, localstripe.
 
+With ``with_workers=True`` it also runs the sandbox's edge: the zone's Worker in workerd
+(:mod:`reconciler.sandbox.workerd`), reachable at :attr:`Sandbox.edge_url`.
+
 Used by ``reconciler sandbox up`` (:mod:`reconciler.commands.sandbox`), the demo, the scenario
 tests and the benchmarks. :class:`Sandbox` starts each simulator on its own loopback port
 (:mod:`reconciler.sandbox.host`), starts localstripe as a separate process
@@ -23,7 +26,13 @@ from typing import Any, Literal
 import yaml
 
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.cloudflare import API_ROOT, CloudflareConfig, CloudflareSim, create_app
+from reconciler.sandbox.cloudflare import (
+    API_ROOT,
+    TRANSITIONAL_ENTITLEMENTS,
+    CloudflareConfig,
+    CloudflareSim,
+    create_app,
+)
 from reconciler.sandbox.dns import SandboxDNS
 from reconciler.sandbox.host import ServerHost
 from reconciler.settings import SANDBOX_CONTROL_ENV
@@ -62,6 +71,7 @@ class Sandbox:
         d1_backend: Literal["sqlite", "d1"] = "sqlite",
         clock: VirtualClock | None = None,
         cloudflare: dict[str, Any] | None = None,
+        with_workers: bool = False,
     ) -> None:
         """Configure the world without starting anything.
 
@@ -74,6 +84,8 @@ class Sandbox:
             d1_backend: what ``D1_BACKEND`` the settings select; both see the same SQLite file.
             clock: the shared clock (a new one if None).
             cloudflare: overrides of :class:`CloudflareConfig` fields (e.g. a tiny rate limit).
+            with_workers: start the Worker host (:mod:`reconciler.sandbox.workerd`): visitors'
+                requests run the zone's Worker in workerd (needs node and ``make install``).
         """
         self.clock = clock if clock is not None else VirtualClock()
         self.dns = SandboxDNS(self.clock)
@@ -82,7 +94,8 @@ class Sandbox:
         self._with_stripe = with_stripe
         self._with_evolution = with_evolution
         self._d1_backend = d1_backend
-        self.cloudflare_config = CloudflareConfig.generate(seed=seed, **(cloudflare or {}))
+        overrides = {**TRANSITIONAL_ENTITLEMENTS, **(cloudflare or {})}
+        self.cloudflare_config = CloudflareConfig.generate(seed=seed, **overrides)
         self.cloudflare_config = replace(
             self.cloudflare_config,
             projects=tuple(dict.fromkeys([*self.cloudflare_config.projects, *projects])),
@@ -95,6 +108,8 @@ class Sandbox:
         self.evolution: Any = None
         self._evo_host: ServerHost | None = None
         self.stripe: Any = None
+        self._with_workers = with_workers
+        self.edge: Any = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -119,6 +134,12 @@ class Sandbox:
             d1_dir=self._state_dir / "d1",
         )
         self._cf_host = ServerHost(app, name="cloudflare").start()
+        if self._with_workers:
+            module = importlib.import_module("reconciler.sandbox.workerd")
+            base = self._cf_host.base_url
+            self.edge = module.WorkerdHost(
+                simulator_url=base, pages_origin=base + "/__pages/{project}"
+            ).start()
         if self._with_evolution:
             self._start_evolution()
         if self._with_stripe:
@@ -139,6 +160,9 @@ class Sandbox:
 
     def stop(self) -> None:
         """Stop every part that runs (safe to call twice)."""
+        if self.edge is not None:
+            self.edge.stop()
+            self.edge = None
         if self.stripe is not None:
             self.stripe.stop()
             self.stripe = None
@@ -188,6 +212,18 @@ class Sandbox:
         if self._cf_host is None:
             raise RuntimeError("the sandbox is not started")
         return self._cf_host.base_url + "/__sandbox"
+
+    @property
+    def edge_url(self) -> str | None:
+        """Where visitors' requests go (``Host: <customer hostname>``), or None without it."""
+        return str(self.edge.base_url) if self.edge is not None else None
+
+    @property
+    def pages_sites_url(self) -> str:
+        """The simulated ``https://<project>.pages.dev``, as ``…/__pages/{project}``."""
+        if self._cf_host is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._cf_host.base_url + "/__pages/{project}"
 
     @property
     def evolution_url(self) -> str | None:

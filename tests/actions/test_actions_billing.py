@@ -263,7 +263,7 @@ async def test_a_send_interrupted_before_its_record_is_not_sent_again(rig: Rig) 
     assert outcome.status is Status.FAILED_PERMANENT
     assert outcome.message == INTERRUPTED_SEND
     row = await log_row(rig)
-    assert row["status"] == "failed" and row["error_message"] == INTERRUPTED_SEND
+    assert row["status"] == "unknown" and row["error_message"] == INTERRUPTED_SEND
     assert len(messages(rig)) == 1
 
 
@@ -274,3 +274,25 @@ async def test_a_crash_before_the_send_call_is_also_never_sent_twice(rig: Rig) -
     outcome = await rig.run(dunning_action(), resumed=True)
     assert outcome.status is Status.FAILED_PERMANENT  # unknown to the log: treated as maybe sent
     assert messages(rig) == []
+
+
+async def test_a_send_whose_outcome_is_unknown_is_recorded_unknown_not_failed(rig: Rig) -> None:
+    """A 5xx on the send: it may have gone out, so the row is ``unknown`` (never resent, and
+    not ``failed``, which the runbook's manual resend would pick up)."""
+    from reconciler.sandbox.faults import FaultRule
+
+    await synced(rig, invoice("in_1"))
+    rig.evo.state.faults.set(
+        [FaultRule(path_prefix="/message/sendText", error_rate=1.0, error_status=503)]
+    )
+    outcome = await rig.run(dunning_action())
+    rig.evo.state.faults.clear()
+
+    assert outcome.status is Status.FAILED_PERMANENT
+    assert outcome.message.startswith("outcome of the send is unknown")
+    row = await log_row(rig)
+    assert row["status"] == "unknown"
+    sends = len(rig.evo.state.calls_since(0))
+    again = await rig.run(dunning_action(), resumed=True)
+    assert again.status is Status.UNCHANGED
+    assert len(rig.evo.state.calls_since(0)) == sends  # never sent again

@@ -228,7 +228,7 @@ async def test_a_duplicate_create_adopts_ours_and_refuses_someone_elses(
 async def test_an_invalid_hostname_is_a_permanent_validation_error(
     client: CloudflareClient,
 ) -> None:
-    with pytest.raises(PermanentError, match="1408") as caught:
+    with pytest.raises(PermanentError, match="1407") as caught:
         await client.create_custom_hostname("192.0.2.1", ssl_method="http")
     assert caught.value.status == 400
 
@@ -351,3 +351,26 @@ async def test_a_wrong_token_is_a_permanent_auth_error_that_never_shows_the_toke
     assert caught.value.status == 401
     assert wrong not in str(caught.value)
     assert len(cf.calls()) == 1  # an auth failure is not retried
+
+
+async def test_a_bucket_driven_at_the_simulators_own_limit_never_meets_a_429(cf: Any) -> None:
+    # The simulator counts 120 requests per 30 s of its (frozen) clock; the client's bucket has
+    # the same budget and its waits advance that clock, so the run takes no real time.
+    cf.sim.configure(rate_limit_requests=120, rate_limit_period=30.0, rate_limit_block=30.0)
+    cf.clock.freeze()
+
+    async def sleep(seconds: float) -> None:
+        cf.clock.advance(seconds)
+
+    bucket = TokenBucket(capacity=120, period=30.0, clock=cf.clock.now, sleep=sleep)
+    async with CloudflareClient(
+        settings_for(cf), bucket=bucket, retry=FAST, rng=random.Random(3), sleep=sleep
+    ) as edge:
+        for _ in range(360):  # three budgets worth
+            await edge.get_project(PROJECT)
+    statuses = [call["status"] for call in cf.calls()]
+    assert statuses.count(429) == 0
+    assert len(statuses) == 360
+    stamps = sorted(call["at"] for call in cf.calls())
+    last_window = [s for s in stamps if s > stamps[-1] - 30.0]
+    assert len(last_window) >= 0.95 * 120  # the edge, not a cautious 90 %

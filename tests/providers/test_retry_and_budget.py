@@ -122,3 +122,54 @@ async def test_bucket_pause_blocks_everyone_until_the_deadline() -> None:
     bucket.pause_for(30.0)
     await bucket.acquire()
     assert t.now >= 30.0
+
+
+def busiest_window(stamps: list[float], period: float) -> int:
+    """The most stamps any window ``[t, t + period)`` holds (stamps sorted)."""
+    most, start = 0, 0
+    for end, stamp in enumerate(stamps):
+        while stamps[start] <= stamp - period:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def test_the_default_bucket_runs_cloudflare_budget_at_its_edge_with_a_margin() -> None:
+    bucket = TokenBucket(capacity=1200, period=300)
+    assert bucket.ceiling == 1182  # 18 requests (1.5 %) left to other users of the token
+    assert bucket.burst == 24
+    assert bucket.rate == pytest.approx((1182 - 24) / 300)
+    assert bucket.sustained_share == pytest.approx(0.965)
+
+
+async def test_a_long_run_uses_95_percent_and_no_window_exceeds_the_ceiling() -> None:
+    t = FakeTime()
+    bucket = TokenBucket(capacity=1200, period=300, clock=t.clock, sleep=t.sleep)
+    stamps: list[float] = []
+    for _ in range(6000):  # about 26 minutes of fake time at the edge
+        await bucket.acquire()
+        stamps.append(t.now)
+    assert bucket.ceiling - 1 <= busiest_window(stamps, 300.0) <= bucket.ceiling
+    steady = [s for s in stamps if s >= stamps[-1] - 300.0]
+    assert len(steady) >= 0.95 * 1200
+
+
+def test_the_margin_is_whole_requests_and_a_small_budget_keeps_them_all() -> None:
+    assert TokenBucket(capacity=30, period=60).ceiling == 30  # int(30 * 0.015) == 0
+    assert TokenBucket(capacity=1200, period=300, margin=0.0).ceiling == 1200
+    assert TokenBucket(capacity=1200, period=300, margin=0.1).ceiling == 1080
+    with pytest.raises(ValueError, match="margin"):
+        TokenBucket(capacity=10, period=1, margin=1.0)
+    with pytest.raises(ValueError, match="burst"):
+        TokenBucket(capacity=1200, period=300, burst=1190)
+
+
+async def test_the_pump_makes_progress_on_an_epoch_seconds_clock() -> None:
+    # Float steps near 1.8e9 are ~0.24 us: a wait shorter than that would not move the clock,
+    # and the pump used to spin there for ever.
+    t = FakeTime()
+    t.now = 1_796_431_652.0
+    bucket = TokenBucket(capacity=120, period=30.0, clock=t.clock, sleep=t.sleep)
+    for _ in range(300):
+        await asyncio.wait_for(bucket.acquire(), timeout=5.0)
+    assert bucket.acquired == 300

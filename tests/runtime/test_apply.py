@@ -7,9 +7,13 @@ converged to the example fleet, then one hostname is deleted so the plan has one
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shutil
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +24,9 @@ from plan_support import EXAMPLE_SPECS, converged, example_specs
 from reconciler.cli import main
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action
+from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.handler import ActionContext
+from reconciler.runtime.lease import LeaderLease
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.wiring import WriterWorld
 
@@ -124,53 +130,6 @@ def test_the_json_report_parses_and_carries_the_plan(
     assert document["plan"]["order"] == [document["outcomes"][0]["action_id"]]
 
 
-def test_a_saved_plan_is_applied_when_the_world_is_unchanged(
-    world: Sandbox, fake: FakeHandler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    drift(world)
-    saved = tmp_path / "plan.json"
-    now = str(world.clock.now())
-    assert main(["plan", "--now", now, "--specs", str(EXAMPLE_SPECS), "--format", "json",
-                 "--out", str(saved)]) == 2  # fmt: skip
-    planned = json.loads(saved.read_text())
-    assert apply(world, "--plan", str(saved), "--yes") == 0
-    assert [action_id for action_id, _ in fake.calls] == planned["order"]
-
-
-def test_a_stale_saved_plan_is_refused_and_nothing_runs(
-    world: Sandbox, fake: FakeHandler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    drift(world)
-    saved = tmp_path / "plan.json"
-    now = str(world.clock.now())
-    assert main(["plan", "--now", now, "--specs", str(EXAMPLE_SPECS), "--format", "json",
-                 "--out", str(saved)]) == 2  # fmt: skip
-    drift(world, "www.acmebakery.com")  # the world moves after the plan was saved
-    assert apply(world, "--plan", str(saved), "--yes") == 1
-    err = capsys.readouterr().err
-    assert "stale" in err
-    assert "run `reconciler plan` again" in err
-    assert fake.calls == []
-    assert intents(world) == []
-
-
-def test_an_edited_saved_plan_is_refused(
-    world: Sandbox, fake: FakeHandler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    drift(world)
-    saved = tmp_path / "plan.json"
-    now = str(world.clock.now())
-    assert main(["plan", "--now", now, "--specs", str(EXAMPLE_SPECS), "--format", "json",
-                 "--out", str(saved)]) == 2  # fmt: skip
-    document = json.loads(saved.read_text())
-    section = document["changes"] or document["drift"]
-    section[0]["after"]["origin"] = "evil.example.com"
-    saved.write_text(json.dumps(document))
-    assert apply(world, "--plan", str(saved), "--yes") == 1
-    assert "does not match" in capsys.readouterr().err
-    assert fake.calls == []
-
-
 def test_a_failed_action_exits_1(
     world: Sandbox, fake: FakeHandler, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -197,3 +156,44 @@ def test_invalid_specs_apply_nothing(
     assert code == 1
     assert "nothing was applied" in capsys.readouterr().err
     assert fake.calls == []
+
+
+def _daemon_lease(world: Sandbox, holder: str) -> None:
+    """A daemon's lease, taken through the same table and name a daemon uses."""
+
+    async def take() -> None:
+        db = SqliteDatabase(world.cloudflare.d1_path)
+        try:
+            lease = LeaderLease(db, holder=holder, ttl=600.0)
+            assert await lease.try_acquire()
+        finally:
+            await db.close()
+
+    asyncio.run(take())
+
+
+def test_apply_while_a_daemon_leads_is_refused_naming_the_holder(
+    world: Sandbox, fake: FakeHandler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drift(world)
+    _daemon_lease(world, "daemon-host:4242:abcd1234")
+    assert apply(world, "--yes", "--color", "never") == 1
+    err = capsys.readouterr().err
+    assert "refusing to apply: the leader lease 'reconciler-leader' is held by " in err
+    assert "daemon-host:4242:abcd1234" in err
+    assert fake.calls == []
+    assert intents(world) == []
+
+
+def test_a_lease_left_by_a_killed_apply_on_this_host_is_taken_over(
+    world: Sandbox, fake: FakeHandler
+) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    drift(world)
+    _daemon_lease(world, f"{socket.gethostname()}:{dead.stdout.strip()}:deadbeef:apply")
+    assert apply(world, "--yes", "--color", "never") == 0
+    assert len(fake.calls) == 1
+    [lease] = rows(world.cloudflare.d1_path, "SELECT * FROM leases")
+    assert lease["fencing_token"] == 2  # a new term
+    assert lease["expires_at"] == 0  # released when apply finished

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from reconciler.sandbox.workerd import unavailable_reason
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.settings import Settings
 
@@ -86,7 +87,7 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
-            if line.startswith("export D1_SQLITE_PATH"):
+            if line.startswith("# visitors"):
                 break
         done.set()
 
@@ -105,14 +106,26 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
                 "/pages/projects/acme-home",
                 headers={"Authorization": f"Bearer {exports['CLOUDFLARE_API_TOKEN']}"},
             )
+            edge = _edge_answer(lines)
         finally:
             process.send_signal(signal.SIGINT)
             reader.join(60)
             _, err = process.communicate(timeout=60)
     assert any("fakes" in line for line in lines if line.startswith("#"))
     assert answer.status_code == 200
+    if unavailable_reason() is None:  # the Worker host runs: no hostname is served yet
+        assert edge is not None and edge.headers["x-sandbox-edge"] == "not-served"
     assert process.returncode == 0, err
     assert "sandbox stopped" in err
+
+
+def _edge_answer(lines: list[str]) -> httpx.Response | None:
+    """A visitor's request to the edge URL that ``sandbox up`` printed (None when not running)."""
+    for line in lines:
+        if line.startswith("# visitors (") and "http://" in line:
+            url = line.split(": ", 1)[1].split("/ ", 1)[0]
+            return httpx.get(url + "/", headers={"Host": "www.acmebakery.com"}, timeout=30)
+    return None
 
 
 def test_the_full_world_sets_every_setting_and_stops_cleanly(tmp_path: Path) -> None:

@@ -16,10 +16,12 @@ Dunning is at most once per (invoice, step). The log row is the guard:
    ("dunning.before-send").
 2. A send that certainly did not happen (gateway disconnected, connection refused, 429)
    writes the error on the row, which stays ``pending``: safe to send on a later pass.
-3. A send whose outcome is unknown (a timeout, a 5xx, the gateway's library failing) or a
-   process that died between the call and the record leaves a ``pending`` row with attempts,
-   no message id and no error. Such a row is never sent again: it is marked ``failed`` with
-   :data:`INTERRUPTED_SEND`. The Evolution contract has no idempotency key and no message
+3. A send whose outcome is unknown (a timeout, a 5xx, the gateway's library failing) is marked
+   ``unknown`` with :data:`UNKNOWN_SEND`. A process that died (or lost its lease) between the
+   call and the record leaves a ``pending`` row with attempts, no message id and no error; the
+   next attempt marks it ``unknown`` with :data:`INTERRUPTED_SEND`. An ``unknown`` row is never
+   sent again, and it is not ``failed``: the runbook's manual resend of failed steps must not
+   message a tenant twice. The Evolution contract has no idempotency key and no message
    lookup, so "maybe twice" is traded for "maybe never" (docs/actions.md).
 4. A ``failed`` row is sent again only when the action says ``resend`` (``core.policy`` rule
    5: an invalid number since corrected, or a manual lever) and the row is one nothing was
@@ -230,6 +232,7 @@ class DunningHandler:
                 error=INTERRUPTED_SEND,
                 response=None,
                 now=ctx.now(),
+                status="unknown",
             )
             return Outcome(action.id, Status.FAILED_PERMANENT, message=INTERRUPTED_SEND)
 
@@ -272,7 +275,7 @@ class DunningHandler:
             if exc.not_applied:
                 return await self._defer(action, invoice, step, exc, ctx, exc.retry_after)
             reason = UNKNOWN_SEND.format(error=exc)
-            return await self._fail(action, invoice, step, tenant, reason, ctx)
+            return await self._fail(action, invoice, step, tenant, reason, ctx, status="unknown")
         except PermanentError as exc:
             # refused before sending (auth, unknown instance, malformed): fixable, so it stays
             # pending with the error and a later pass may send it
@@ -303,6 +306,8 @@ class DunningHandler:
         tenant: str,
         reason: str,
         ctx: ActionContext,
+        *,
+        status: str = "failed",
     ) -> Outcome:
         await self.records.dunning_failed(
             invoice_id=invoice,
@@ -311,6 +316,7 @@ class DunningHandler:
             error=reason,
             response={"error": reason},
             now=ctx.now(),
+            status=status,
             phone=text_of(action.after.get("phone")) or None,
         )
         return Outcome(action.id, Status.FAILED_PERMANENT, message=reason)

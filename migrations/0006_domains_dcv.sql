@@ -1,4 +1,4 @@
--- Migration number: 0005
+-- Migration number: 0006
 -- The certificate's DCV TXT record (ssl.validation_records[].txt_name / txt_value): what
 -- runbook 2's `dig _acme-challenge.example.com TXT` is compared with. `verification_token`
 -- keeps the ownership TXT value (_cf-custom-hostname.<host>). NULL until Cloudflare shows one

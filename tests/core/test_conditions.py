@@ -5,19 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from reconciler.core.conditions import conditions_for
+from reconciler.core.conditions_common import SKIPPED_PREFIX, ConditionUpdate, Coverage
+from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.core.observed import Observed, ObservedHostname, PublishRecord, SiteLedger, Source
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Plan, build_plan
-from reconciler.runtime.conditions import (
-    SKIPPED_PREFIX,
-    Coverage,
-    conditions_for,
-    next_billing_deadline,
-    next_validation_deadline,
-)
-from reconciler.runtime.status import ConditionUpdate
 from reconciler.spec.load import Specs, load_directory
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"

@@ -1,0 +1,299 @@
+"""Condition values and the plan's verdicts per resource: the vocabulary every condition uses.
+
+Part of the pure core (no I/O, no clock): :mod:`reconciler.core.conditions` computes each
+resource's conditions with it, ``core/conditions_sites.py`` the site and hostname ones, and
+``runtime/status.py`` stores the :class:`ConditionUpdate` values in D1. docs/status.md lists
+the conditions and their reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from reconciler.core.observed import Observed, Source
+from reconciler.core.outcome import Outcome, Report, Status
+from reconciler.core.plan import Action, ActionKind, Blocked
+
+__all__ = [
+    "GATE_REASONS",
+    "SKIPPED_PREFIX",
+    "Condition",
+    "ConditionUpdate",
+    "Coverage",
+    "Verdicts",
+    "failed_sources",
+    "parse_condition",
+    "resource_key",
+    "status_text",
+    "stuck",
+    "synced",
+    "update",
+    "verdicts_of",
+]
+
+
+class Condition(StrEnum):
+    """Condition types; values are Kubernetes-style CamelCase because users read them as is."""
+
+    SYNCED = "Synced"  # the world matches the specs at observed_commit
+    READY = "Ready"  # serving: deployed, reachable, not suspended
+    DNS_CONFIGURED = "DNSConfigured"  # a hostname's ownership validation passed
+    CERTIFICATE_ISSUED = "CertificateIssued"  # a hostname's certificate is active
+    PAYMENT_CURRENT = "PaymentCurrent"  # a tenant has no invoice past due
+    WITHIN_BUDGET = "WithinBudget"  # a site's build fits its performance budget
+    STUCK = "Stuck"  # retries gave up; a human must act (last_error says why)
+
+
+def parse_condition(name: str) -> str:
+    """The canonical spelling of a condition name typed in any case; unknown names unchanged."""
+    for condition in Condition:
+        if condition.value.lower() == name.lower():
+            return condition.value
+    return name
+
+
+def status_text(status: bool | None) -> str:
+    """``True``, ``False`` or ``Unknown``, as stored."""
+    if status is None:
+        return "Unknown"
+    return "True" if status else "False"
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionUpdate:
+    """One condition of one resource, as the loop derived it."""
+
+    resource: str  # Site/acme-home, Hostname/www.acme.com, Tenant/acme
+    condition: str  # a Condition value
+    status: bool | None  # None is Unknown
+    reason: str  # CamelCase machine reason: Published, ValidationPending, PastDue
+    message: str  # a sentence for people
+    last_error: str | None = None
+    commit: str | None = None  # specs commit the condition reflects
+    tenant: str | None = None
+    site: str | None = None
+
+
+_FAILED_OUTCOMES = (Status.FAILED_TRANSIENT, Status.FAILED_PERMANENT, Status.STUCK)
+GATE_REASONS: Mapping[str, str] = {
+    "hard_locked": "HardLocked",
+    "budget": "OverBudget",
+    "build": "BuildFailed",
+    "missing_version": "MissingVersion",
+    "missing_project": "MissingProject",
+    "stuck": "RetriesExhausted",
+    "conflict": "Conflict",
+    "blast_radius": "BlastRadius",
+    "incomplete": "WaitingForReading",
+}
+FAILURE_REASONS: Mapping[ActionKind, str] = {
+    ActionKind.PUBLISH: "PublishFailed",
+    ActionKind.RETRY_PUBLISH: "PublishFailed",
+    ActionKind.ROLLBACK: "RollbackFailed",
+    ActionKind.SYNC_BILLING: "BillingSyncFailed",
+    ActionKind.SEND_DUNNING: "DunningFailed",
+    ActionKind.SOFT_LOCK: "LockFailed",
+    ActionKind.HARD_LOCK: "LockFailed",
+    ActionKind.UNLOCK: "UnlockFailed",
+    ActionKind.RECORD_PUBLISH_FAILURE: "PublishFailed",
+    ActionKind.PURGE_CACHE: "PurgeFailed",
+}
+
+
+def resource_key(target: str) -> str:
+    """The resource an action target belongs to: ``Site/a:production`` -> ``Site/a``."""
+    if target.startswith("Site/"):
+        return target.split(":", 1)[0]
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Which resources a pass may report on (module rule 1).
+
+    ``sites`` and ``tenants`` are names; ``stuck`` maps a resource key (``Site/a``,
+    ``Tenant/t``) to the last error of a key the work queue gave up on.
+    """
+
+    sites: frozenset[str] = frozenset()
+    tenants: frozenset[str] = frozenset()
+    stuck: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Verdicts:
+    """What the plan and the report say per resource key."""
+
+    failed: dict[str, tuple[Action, Outcome]] = field(default_factory=dict)
+    blocked: dict[str, Blocked] = field(default_factory=dict)
+    applied: dict[str, list[Action]] = field(default_factory=dict)
+    succeeded: dict[str, Outcome] = field(default_factory=dict)
+
+
+def verdicts_of(report: Report) -> Verdicts:
+    verdicts = Verdicts()
+    by_id = {action.id: action for action in report.plan.actions}
+    for outcome in report.outcomes:
+        action = by_id.get(outcome.action_id)
+        if action is None:
+            continue
+        keys = {resource_key(action.target)}
+        if action.kind in (ActionKind.SEND_DUNNING, ActionKind.SYNC_BILLING) and action.tenant:
+            keys.add(f"Tenant/{action.tenant}")
+        for key in keys:
+            if outcome.status in _FAILED_OUTCOMES or outcome.status is Status.BLOCKED:
+                verdicts.failed.setdefault(key, (action, outcome))
+            elif outcome.succeeded:
+                verdicts.applied.setdefault(key, []).append(action)
+                verdicts.succeeded[key] = outcome
+    for blocked in report.plan.blocked:
+        verdicts.blocked.setdefault(resource_key(blocked.target), blocked)
+    return verdicts
+
+
+def failed_sources(observed: Observed) -> set[Source]:
+    """Sources whose reading failed (as opposed to being skipped by the pass on purpose)."""
+    return {
+        source
+        for source, reason in observed.incomplete.items()
+        if not reason.startswith(SKIPPED_PREFIX)
+    }
+
+
+SKIPPED_PREFIX = "not read by this pass"
+"""How the loop marks a provider it deliberately did not read (module rule 1)."""
+
+
+def update(
+    resource: str,
+    condition: Condition,
+    status: bool | None,
+    reason: str,
+    message: str,
+    *,
+    commit: str | None,
+    tenant: str | None,
+    site: str | None,
+    error: str | None = None,
+) -> ConditionUpdate:
+    return ConditionUpdate(
+        resource=resource,
+        condition=condition.value,
+        status=status,
+        reason=reason,
+        message=message,
+        last_error=error,
+        commit=commit,
+        tenant=tenant,
+        site=site,
+    )
+
+
+def synced(
+    key: str,
+    verdicts: Verdicts,
+    *,
+    commit: str | None,
+    tenant: str | None,
+    site: str | None,
+    converged: str,
+) -> ConditionUpdate:
+    failed = verdicts.failed.get(key)
+    if failed is not None:
+        action, outcome = failed
+        reason = "Blocked" if outcome.status is Status.BLOCKED else failure_reason(action.kind)
+        return update(
+            key,
+            Condition.SYNCED,
+            False,
+            reason,
+            f"{action.kind.value} {action.target} {outcome.status.value}",
+            commit=commit,
+            tenant=tenant,
+            site=site,
+            error=outcome.message or outcome.status.value,
+        )
+    blocked = verdicts.blocked.get(key)
+    if blocked is not None:
+        return update(
+            key,
+            Condition.SYNCED,
+            False,
+            GATE_REASONS.get(blocked.gate, "Blocked"),
+            blocked.reason,
+            commit=commit,
+            tenant=tenant,
+            site=site,
+        )
+    applied = verdicts.applied.get(key)
+    if applied:
+        message = "; ".join(f"{a.kind.value} {a.target}" for a in applied) + " done"
+        return update(
+            key,
+            Condition.SYNCED,
+            True,
+            "Applied",
+            message,
+            commit=commit,
+            tenant=tenant,
+            site=site,
+        )
+    return update(
+        key, Condition.SYNCED, True, "Converged", converged, commit=commit, tenant=tenant, site=site
+    )
+
+
+def failure_reason(kind: ActionKind) -> str:
+    if kind in FAILURE_REASONS:
+        return FAILURE_REASONS[kind]
+    return "HostnameFailed"
+
+
+def stuck(
+    key: str,
+    verdicts: Verdicts,
+    coverage: Coverage,
+    *,
+    commit: str | None,
+    tenant: str | None,
+    site: str | None,
+) -> ConditionUpdate:
+    error = coverage.stuck.get(key)
+    if error is not None:
+        return update(
+            key,
+            Condition.STUCK,
+            True,
+            "RetriesExhausted",
+            "the daemon stopped retrying after repeated failures; fix the cause, then push a "
+            "change (or send a webhook) to try again",
+            commit=commit,
+            tenant=tenant,
+            site=site,
+            error=error,
+        )
+    blocked = verdicts.blocked.get(key)
+    if blocked is not None and blocked.gate == "stuck":
+        return update(
+            key,
+            Condition.STUCK,
+            True,
+            "RecreateLimit" if blocked.kind is ActionKind.RECREATE_HOSTNAME else "PublishLimit",
+            blocked.reason,
+            commit=commit,
+            tenant=tenant,
+            site=site,
+            error=blocked.reason,
+        )
+    return update(
+        key,
+        Condition.STUCK,
+        False,
+        "Progressing",
+        "not stuck",
+        commit=commit,
+        tenant=tenant,
+        site=site,
+    )
