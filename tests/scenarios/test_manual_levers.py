@@ -200,3 +200,27 @@ def test_apply_target_changes_only_that_resource(world: Scenario) -> None:
     assert run.code == 0, run.out + run.err
     assert "shop.acme.test" in world.hostnames()
     assert world.publishes("acme-home")[-1]["version_number"] == 1
+
+
+def test_retry_dunning_resends_a_failed_step_once_the_gateway_knows_the_number(
+    world: Scenario,
+) -> None:
+    phone = "+5511912345678"
+    billing = world.tenant_with_site(domains=[HOST], phone=phone)
+    world.settle()
+    world.sandbox.evolution.set_on_whatsapp([phone], exists=False)
+    billing = world.fail_payment(billing)
+    assert world.apply().code == 1
+    [log] = world.dunning_logs()
+    assert log["status"] == "failed"
+
+    world.sandbox.evolution.set_on_whatsapp([phone], exists=True)  # the customer registered it
+    assert "nothing to do" in world.apply().out  # the same number: not retried by itself
+    run = world.lever("retry-dunning", str(billing.invoice), "--step", "D0")
+    assert run.code == 0, run.out + run.err
+    assert "it was failed: invalid number" in run.out
+    [log] = world.dunning_logs()
+    assert log["status"] == "sent"
+    assert len(world.messages()) == 1
+    again = world.lever("retry-dunning", str(billing.invoice), "--step", "D0")
+    assert again.code == 3 and "never sent twice" in again.out
