@@ -173,11 +173,7 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
     for due in tenant.dunning:
         target = f"Invoice/{due.invoice_id}:{due.step_code}"
         record = builder.observed.dunning.get((due.invoice_id, due.step_code))
-        resend = (
-            record is not None
-            and record.status == "failed"
-            and resend_after_fix(record.error_message, record.phone, due.phone)
-        )
+        resend = record is not None and resend_after_fix(record.status, record.phone, due.phone)
         if record is not None and record.status != "pending" and not resend:
             continue  # sent, failed for good, or skipped: at most once per (invoice, step)
         if stripe_gap is not None:

@@ -16,7 +16,7 @@ from reconciler.core.levers import Lever, LeverKind
 from reconciler.core.observed import DunningRecord, Source
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.core.policy import dunning_step, invoice_owed, known_unsent
+from reconciler.core.policy import dunning_step, invoice_owed
 from reconciler.spec.models import Kind
 
 
@@ -106,7 +106,7 @@ def _log_refusal(record: DunningRecord | None, invoice: str, step: str) -> str |
     unknown = record.status == "unknown" or (
         record.status == "pending" and record.attempts > 0 and not record.error_message
     )
-    if unknown or (record.status == "failed" and not known_unsent(record.error_message)):
+    if unknown:
         detail = f" ({record.error_message})" if record.error_message else ""
         return (
             f"the outcome of the last send of {what} is unknown{detail}: it is never sent "

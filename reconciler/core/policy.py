@@ -15,11 +15,10 @@ Rules:
 3. A manual override (``access`` other than ``auto``) wins and is reported as such.
 4. Of the dunning steps of one invoice that are due, only the latest is sent; earlier ones that
    were never sent are recorded as skipped (a tenant 40 days late gets one message, not five).
-5. A step is never sent twice, and never again when its outcome is unknown. A failed step is
-   sent once more only when its failure certainly sent nothing and its cause is fixed: an
-   invalid number (:data:`INVALID_NUMBER_PREFIX`) that the tenant spec has since corrected
-   (:func:`resend_after_fix`). A gateway that was down leaves the step pending, so it is sent
-   when the gateway is back.
+5. A step is never sent twice, and never again when its outcome is ``unknown``. A ``failed``
+   step is one nothing was sent for (its number was refused); it is sent once more when its
+   cause is fixed: the tenant spec names another number (:func:`resend_after_fix`). A gateway
+   that was down leaves the step pending, so it is sent when the gateway is back.
 """
 
 from __future__ import annotations
@@ -241,14 +240,10 @@ INVALID_NUMBER_PREFIX = "invalid number: "
 """How a dunning log's error starts when the number was refused before anything was sent."""
 
 
-def known_unsent(error_message: str | None) -> bool:
-    """Whether a failed step's error says nothing was sent (rule 5): an invalid number."""
-    return (error_message or "").startswith(INVALID_NUMBER_PREFIX)
-
-
-def resend_after_fix(error_message: str | None, failed_phone: str | None, phone: str) -> bool:
-    """Rule 5: a failed step is sent again when its number was invalid and is now another."""
-    return known_unsent(error_message) and failed_phone is not None and failed_phone != phone
+def resend_after_fix(status: str, failed_phone: str | None, phone: str) -> bool:
+    """Rule 5: a ``failed`` step (nothing was sent: the number was refused) is sent again
+    once the tenant spec names another number than the one it failed on."""
+    return status == "failed" and failed_phone is not None and failed_phone != phone
 
 
 def dunning_step(

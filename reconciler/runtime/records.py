@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.facts import CustomerBilling, Invoice
-from reconciler.core.policy import INVALID_NUMBER_PREFIX, UNSETTLED_STATUSES
+from reconciler.core.policy import UNSETTLED_STATUSES
 from reconciler.providers.d1 import Database, SqlValue, Statement
 
 __all__ = [
@@ -950,7 +950,7 @@ class Records:
         await self.db.batch(statements)
 
     async def dunning_reopen(self, *, invoice_id: str, step_code: str, now: float) -> bool:
-        """A failed step known unsent, or a skipped one, back to ``pending`` for one more send.
+        """A ``failed`` step (nothing was sent) or a skipped one back to ``pending``, to send.
 
         The error is kept (so the row does not read as an interrupted send) until the attempt
         clears it; a sent row, or one whose outcome is unknown, is never reopened. Returns
@@ -959,15 +959,8 @@ class Records:
         before = await self.dunning_row(invoice_id, step_code)
         await self.db.execute(
             "UPDATE dunning_step_logs SET status = 'pending', updated_at = ? "
-            "WHERE invoice_id = ? AND step_code = ? AND (status = 'skipped' OR "
-            "(status = 'failed' AND substr(error_message, 1, ?) = ?))",
-            (
-                iso(now),
-                invoice_id,
-                step_code,
-                len(INVALID_NUMBER_PREFIX),
-                INVALID_NUMBER_PREFIX,
-            ),
+            "WHERE invoice_id = ? AND step_code = ? AND status IN ('failed', 'skipped')",
+            (iso(now), invoice_id, step_code),
         )
         after = await self.dunning_row(invoice_id, step_code)
         return before is not None and after is not None and after.status == "pending"

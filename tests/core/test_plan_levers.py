@@ -295,7 +295,7 @@ def test_a_failed_step_is_resent_once_its_number_is_fixed_never_when_unknown() -
     assert "number was corrected" in action.reason
     same = replace(bad, phone="+5511912345678")  # the number it failed on is still the spec's
     assert plan_for(replace(world, dunning={(late.id, "FAIL_IMMEDIATE"): same})).is_empty
-    unknown = replace(bad, error_message="outcome of the send is unknown (timeout)")
+    unknown = replace(bad, status="unknown", error_message="outcome of the send is unknown")
     assert plan_for(replace(world, dunning={(late.id, "FAIL_IMMEDIATE"): unknown})).is_empty
 
 
@@ -303,7 +303,7 @@ def test_retrying_a_step_whose_outcome_is_unknown_is_refused() -> None:
     from reconciler.core.observed import DunningRecord
 
     late = invoice("cus_acme", days=0)
-    unknown = DunningRecord(late.id, "FAIL_IMMEDIATE", "failed", "outcome of the send is unknown")
+    unknown = DunningRecord(late.id, "FAIL_IMMEDIATE", "unknown", "outcome of the send is unknown")
     world = replace(billing_world(late), dunning={(late.id, "FAIL_IMMEDIATE"): unknown})
     lever = Lever(LeverKind.SEND_DUNNING, f"Invoice/{late.id}:FAIL_IMMEDIATE")
     plan = plan_for(world, settings=pull(lever))
