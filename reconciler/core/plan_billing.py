@@ -19,7 +19,13 @@ from reconciler.core.observed import Source, billing_digest
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_billing_levers import plan_dunning_levers
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.core.policy import AccessDecision, format_amount, owed_invoices, resend_after_fix
+from reconciler.core.policy import (
+    AccessDecision,
+    DunningDue,
+    format_amount,
+    owed_invoices,
+    resend_after_fix,
+)
 from reconciler.spec.models import Access, BillingPolicySpec, Kind
 
 
@@ -190,22 +196,7 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
         depends = (
             [builder.billing_actions[tenant.name]] if tenant.name in builder.billing_actions else []
         )
-        # Earlier steps already logged (sent, failed, skipped) are not superseded again.
-        unsent = [
-            code
-            for code in due.superseded
-            if (logged := builder.observed.dunning.get((due.invoice_id, code))) is None
-            or logged.status == "pending"
-        ]
-        skipped = ""
-        if unsent:
-            steps = ", ".join(unsent)
-            noun = "step" if len(unsent) == 1 else "steps"
-            verb = "was" if len(unsent) == 1 else "were"
-            skipped = (
-                f"; the earlier {noun} {steps} {verb} never sent and will be recorded as "
-                "skipped, so the tenant gets one message, not several"
-            )
+        unsent, skipped = _superseded(builder, due)
         after: dict[str, JsonValue] = {
             "tenant": tenant.name,
             "invoice_id": due.invoice_id,
@@ -236,6 +227,26 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
             cause=Cause.CHANGE,
             depends_on=depends,
         )
+
+
+def _superseded(builder: PlanBuilder, due: DunningDue) -> tuple[list[str], str]:
+    """The earlier steps a send records as skipped, and the words that say so (or "")."""
+    # Earlier steps already logged (sent, failed, skipped) are not superseded again.
+    unsent = [
+        code
+        for code in due.superseded
+        if (logged := builder.observed.dunning.get((due.invoice_id, code))) is None
+        or logged.status == "pending"
+    ]
+    if not unsent:
+        return unsent, ""
+    steps = ", ".join(unsent)
+    noun = "step" if len(unsent) == 1 else "steps"
+    verb = "was" if len(unsent) == 1 else "were"
+    return unsent, (
+        f"; the earlier {noun} {steps} {verb} never sent and will be recorded as "
+        "skipped, so the tenant gets one message, not several"
+    )
 
 
 def _owed(invoices: Sequence[Invoice], policy: BillingPolicySpec) -> str:

@@ -63,23 +63,7 @@ def plan_hostname_lever(
         return False
     assert have is not None and before is not None  # _refusal refuses both
     fields = after(have)
-    if lever.kind is LeverKind.RETRY_VALIDATION:
-        kind = ActionKind.RETRY_VALIDATION
-        reason = (
-            f"asked by hand (reconciler retry-validation): {have.status}/"
-            f"{have.ssl_status or 'none'} for {_hours(builder, have)} h; re-trigger "
-            "validation now with the same ssl settings"
-        )
-    else:
-        kind = ActionKind.RECREATE_HOSTNAME
-        count = have.recreate_count + 1
-        fields["recreate_count"] = count
-        past = " (past the cap)" if count > want.max_recreates else ""
-        reason = (
-            f"asked by hand (reconciler {lever.kind.value.replace('_', '-')}): status "
-            f"{have.status}, certificate {have.ssl_status or 'none'}: delete and create again "
-            f"(recreation {count} of {want.max_recreates}{past})"
-        )
+    kind, reason = _forced(builder, lever, want, have, fields)
     builder.add(
         kind,
         target,
@@ -93,6 +77,30 @@ def plan_hostname_lever(
         depends_on=builder.tenant_actions.get(want.tenant, []),
     )
     return True
+
+
+def _forced(
+    builder: PlanBuilder,
+    lever: Lever,
+    want: DesiredHostname,
+    have: ObservedHostname,
+    fields: dict[str, JsonValue],
+) -> tuple[ActionKind, str]:
+    """The action kind a lever asks for and its reason (a recreation counts in ``fields``)."""
+    if lever.kind is LeverKind.RETRY_VALIDATION:
+        return ActionKind.RETRY_VALIDATION, (
+            f"asked by hand (reconciler retry-validation): {have.status}/"
+            f"{have.ssl_status or 'none'} for {_hours(builder, have)} h; re-trigger "
+            "validation now with the same ssl settings"
+        )
+    count = have.recreate_count + 1
+    fields["recreate_count"] = count
+    past = " (past the cap)" if count > want.max_recreates else ""
+    return ActionKind.RECREATE_HOSTNAME, (
+        f"asked by hand (reconciler {lever.kind.value.replace('_', '-')}): status "
+        f"{have.status}, certificate {have.ssl_status or 'none'}: delete and create again "
+        f"(recreation {count} of {want.max_recreates}{past})"
+    )
 
 
 def _refusal(
@@ -161,21 +169,7 @@ def plan_ssl_timeout(
         f"{want.ssl_timeout / 3600:g} h"
     )
     if have.recreate_count >= want.max_recreates:
-        builder.block(
-            ActionKind.RECREATE_HOSTNAME,
-            target,
-            tenant=site.tenant,
-            site=site.name,
-            gate="stuck",
-            reason=(
-                f"{late}, after {have.recreate_count} recreations (max "
-                f"{want.max_recreates}); the hostname is validated, so the customer's DNS is "
-                "not the cause: check Cloudflare's status page or contact Cloudflare support, "
-                f"then `reconciler clear-stuck Hostname/{want.hostname}`"
-                + (f"; DNS check: {dns_finding}" if dns_finding else "")
-            ),
-            source=source,
-        )
+        _ssl_stuck(builder, site, want, have, late, dns_finding, source)
         return True
     fields = after(have)
     fields["recreate_count"] = have.recreate_count + 1
@@ -195,6 +189,33 @@ def plan_ssl_timeout(
         depends_on=builder.tenant_actions.get(site.tenant, []),
     )
     return True
+
+
+def _ssl_stuck(
+    builder: PlanBuilder,
+    site: DesiredSite,
+    want: DesiredHostname,
+    have: ObservedHostname,
+    late: str,
+    dns_finding: str,
+    source: str | None,
+) -> None:
+    """A certificate past ``ssl_timeout`` with every recreation used: Stuck, naming Cloudflare."""
+    builder.block(
+        ActionKind.RECREATE_HOSTNAME,
+        f"Hostname/{want.hostname}",
+        tenant=site.tenant,
+        site=site.name,
+        gate="stuck",
+        reason=(
+            f"{late}, after {have.recreate_count} recreations (max "
+            f"{want.max_recreates}); the hostname is validated, so the customer's DNS is "
+            "not the cause: check Cloudflare's status page or contact Cloudflare support, "
+            f"then `reconciler clear-stuck Hostname/{want.hostname}`"
+            + (f"; DNS check: {dns_finding}" if dns_finding else "")
+        ),
+        source=source,
+    )
 
 
 def _hours(builder: PlanBuilder, have: ObservedHostname) -> str:
