@@ -66,7 +66,8 @@ def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
         )
         builder.attribute(mark)
     _plan_dunning(builder, tenant, stripe_gap)
-    plan_dunning_levers(builder, tenant)
+    if builder.has_levers:
+        plan_dunning_levers(builder, tenant)
 
 
 def _plan_sync(
@@ -75,7 +76,6 @@ def _plan_sync(
     """The billing mirror: copy Stripe when D1's digest differs, or when a lever asks."""
     target = f"Tenant/{tenant.name}"
     facts = builder.observed.billing.get(tenant.customer)
-    source = builder.source(Kind.TENANT, tenant.name, "spec.stripe")
     if stripe_gap is not None or facts is None:
         if forced:
             builder.block(
@@ -85,7 +85,7 @@ def _plan_sync(
                 site=None,
                 gate="refused",
                 reason=stripe_gap or f"Stripe has no customer {tenant.customer}: nothing to copy",
-                source=source,
+                source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
             )
         return
     digest = billing_digest(facts)
@@ -122,7 +122,7 @@ def _plan_sync(
         before={"mirror": mirrored},
         after=after,
         reason=reason,
-        source=source,
+        source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
         cause=Cause.DRIFT,
     )
 

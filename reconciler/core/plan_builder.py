@@ -70,8 +70,15 @@ class PlanBuilder:
             notes=frozenset(self.forced_notes),
         )
 
+    @property
+    def has_levers(self) -> bool:
+        """Whether this plan honours any lever (the area planners skip lever work otherwise)."""
+        return bool(self.settings.selection.levers)
+
     def lever(self, target: str, *kinds: LeverKind) -> Lever | None:
         """The lever of ``kinds`` asked for ``target`` (``core.levers`` rule 1), marked reached."""
+        if not self.settings.selection.levers:
+            return None
         found = levers_on(self.settings.selection.levers, target, *kinds)
         if found is not None:
             self.reached.add(found)

@@ -151,7 +151,7 @@ def _plan_hostname(
     planned = len(builder.actions)
     mark = builder.mark()
     _plan_hostname_change(builder, site, want, gap)
-    if builder.reached_on(f"Hostname/{want.hostname}"):
+    if builder.has_levers and builder.reached_on(f"Hostname/{want.hostname}"):
         builder.attribute(mark)  # everything planned for a hostname a lever names
     if len(builder.actions) == planned:
         _plan_hostname_record(builder, site, want)
@@ -390,15 +390,19 @@ def _plan_hostname_change(
             depends_on=lock_deps,
         )
         return
-    if gap is None and plan_ssl_timeout(
-        builder,
-        site,
-        want,
-        have,
-        after=lambda seen: _hostname_after(site, want, origin, seen.id),
-        before=_hostname_before(have),
-        dns_finding=dns_finding(want, have, builder.observed.cname_target),
-        source=source,
+    if (
+        gap is None
+        and have.recorded_status == "pending_ssl"
+        and plan_ssl_timeout(
+            builder,
+            site,
+            want,
+            have,
+            after=lambda seen: _hostname_after(site, want, origin, seen.id),
+            before=_hostname_before(have),
+            dns_finding=dns_finding(want, have, builder.observed.cname_target),
+            source=source,
+        )
     ):
         return
     if _pending(have) and now - have.status_since >= want.validation_timeout:

@@ -62,9 +62,12 @@ def plan_site(builder: PlanBuilder, site: DesiredSite) -> None:
 def _plan_env_lever(builder: PlanBuilder, site: DesiredSite, env: str, version: int) -> None:
     target = f"Site/{site.name}:{env}"
     lever = builder.lever(target, LeverKind.PUBLISH, LeverKind.CLEAR_STUCK)
+    if lever is None:
+        _plan_environment(builder, site, env, version, None)
+        return
     mark = builder.mark()
     _plan_environment(builder, site, env, version, lever)
-    if lever is None or builder.attribute(mark):
+    if builder.attribute(mark):
         return
     verb = "publish" if lever.kind is LeverKind.PUBLISH else "clear"
     builder.note(
