@@ -38,6 +38,7 @@ COMMANDS: tuple[str, ...] = (
     "schemas",
     "migrate",
     "sandbox",
+    "optimize",
 )
 
 

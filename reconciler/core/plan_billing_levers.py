@@ -70,7 +70,7 @@ def _resolve(
 def _refusal(
     builder: PlanBuilder, tenant: DesiredTenant, invoice: Invoice | None, step: str | None
 ) -> str | None:
-    """Why the step must not be sent now, or None (``core.policy`` rule 5)."""
+    """Why the step must not be sent now, or None (``core.policy`` rule 6)."""
     for source in (Source.D1, Source.STRIPE, Source.WHATSAPP):
         gap = builder.incomplete(source)
         if gap is not None:

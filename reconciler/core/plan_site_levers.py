@@ -122,8 +122,12 @@ def plan_redeploy(
     version: int,
     deployment: str,
     source: str | None,
+    after: dict[str, JsonValue],
 ) -> None:
-    """The ``publish`` lever on a converged environment: deploy the live version again."""
+    """The ``publish`` lever on a converged environment: deploy the live version again.
+
+    ``after`` is the publish handler's input as ``plan_sites`` builds it for any publish.
+    """
     block = builder.blocker(
         f"Site/{site.name}:{env}", tenant=site.tenant, site=site.name, source=source
     )
@@ -145,11 +149,8 @@ def plan_redeploy(
             reason=f"version {version} does not build: {build.error}",
         )
         return
-    after = publish_after(builder, site, env, version, attempts=1)
     after["redeploy_of"] = deployment
     after["requested_at"] = builder.desired.now
-    if build is not None:
-        after["content_hash"] = build.content_hash
     builder.add(
         ActionKind.PUBLISH,
         f"Site/{site.name}:{env}",
@@ -165,29 +166,6 @@ def plan_redeploy(
         source=source,
         cause=Cause.CHANGE,
     )
-
-
-def publish_after(
-    builder: PlanBuilder, site: DesiredSite, env: str, version: int, *, attempts: int
-) -> dict[str, JsonValue]:
-    """The publish handler's input (``runtime/actions/publish.py``)."""
-    return {
-        "site": site.name,
-        "tenant": site.tenant,
-        "project": site.pages_project,
-        "environment": env,
-        "version": version,
-        "commit": builder.desired.revision,
-        "attempt": attempts,
-        "hosts": [h.hostname for h in site.hostnames],
-        "scripts": list(site.scripts),
-        # The limits the publisher checks the real build against (runbook 4).
-        "budget": {
-            "max_js_kb": site.budget.max_js_kb,
-            "max_css_kb": site.budget.max_css_kb,
-            "max_third_party_scripts": site.budget.max_third_party_scripts,
-        },
-    }
 
 
 def next_publish_retry(

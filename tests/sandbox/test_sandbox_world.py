@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -73,6 +74,8 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
             str(tmp_path / "state"),
             "--specs",
             str(REPO / "specs"),
+            "--env-file",
+            str(tmp_path / "sandbox.env"),
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -96,11 +99,10 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
         reader.start()
         try:
             assert done.wait(120), "sandbox up printed no settings within 120 s"
-            exports = dict(
-                line.removeprefix("export ").split("=", 1)
-                for line in lines
-                if line.startswith("export ")
-            )
+            # stdout passes through the CLI's redaction (tokens show as ***): read the file.
+            env_file = tmp_path / "sandbox.env"
+            exports = _exports(env_file)
+            printed = [line for line in lines if line.startswith("export CLOUDFLARE_API_TOKEN")]
             answer = httpx.get(
                 f"{exports['CLOUDFLARE_API_BASE']}/accounts/{exports['CLOUDFLARE_ACCOUNT_ID']}"
                 "/pages/projects/acme-home",
@@ -112,11 +114,29 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
             reader.join(60)
             _, err = process.communicate(timeout=60)
     assert any("fakes" in line for line in lines if line.startswith("#"))
+    assert printed == ["export CLOUDFLARE_API_TOKEN=***"]  # stdout masks even the fakes
+    assert exports["CLOUDFLARE_API_TOKEN"] != "***"
+    assert env_file.stat().st_mode & 0o077 == 0
     assert answer.status_code == 200
     if unavailable_reason() is None:  # the Worker host runs: no hostname is served yet
         assert edge is not None and edge.headers["x-sandbox-edge"] == "not-served"
     assert process.returncode == 0, err
     assert "sandbox stopped" in err
+
+
+def _exports(env_file: Path) -> dict[str, str]:
+    """The ``export`` lines of ``--env-file``, once written (it follows stdout)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = env_file.read_text() if env_file.is_file() else ""
+        if "CLOUDFLARE_API_BASE" in text and text.endswith("\n"):
+            break
+        time.sleep(0.05)
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in text.splitlines()
+        if line.startswith("export ")
+    )
 
 
 def _edge_answer(lines: list[str]) -> httpx.Response | None:

@@ -1,7 +1,7 @@
-"""Migration 0006: the DCV TXT columns of ``domains``, and older dunning rows of unknown outcome.
+"""Migration 0007: the DCV TXT columns of ``domains``, and older dunning rows of unknown outcome.
 
 Before 0005 a send of unknown outcome was recorded ``failed``; ``failed`` now means nothing was
-sent (a refused number), which a corrected number or a manual retry sends again. 0006 turns the
+sent (a refused number), which a corrected number or a manual retry sends again. 0007 turns the
 older rows into ``unknown`` so they are never sent again, and leaves a refused number ``failed``.
 """
 
@@ -33,7 +33,7 @@ def test_older_unknown_sends_become_unknown_and_a_refused_number_stays_failed(
     before = tmp_path / "up-to-0005"
     before.mkdir()
     for file in sorted(MIGRATIONS.glob("*.sql")):
-        if int(file.name[:4]) <= 5:
+        if int(file.name[:4]) <= 6:
             shutil.copy(file, before / file.name)
     database = tmp_path / "d1.sqlite"
     _migrate(database, before)

@@ -1,4 +1,4 @@
--- Migration number: 0006
+-- Migration number: 0007
 -- Two changes: the DCV TXT record in `domains`, and older dunning rows of unknown outcome.
 -- The certificate's DCV TXT record (ssl.validation_records[].txt_name / txt_value): what
 -- runbook 2's `dig _acme-challenge.example.com TXT` is compared with. `verification_token`
