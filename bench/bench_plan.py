@@ -5,6 +5,9 @@ Generates a fleet (``bench/fleetgen.py``), commits it to a temporary Git reposit
 sandbox (Cloudflare and Evolution simulators; no localstripe: a fake Stripe that knows every
 customer stands in), and seeds the converged state directly (``bench/converged.py``). Then:
 
+The routing table's namespace id is configured (``ROUTING_KV_NAMESPACE_ID``, docs/routing.md),
+as a production deployment would, so no plan looks it up by title.
+
 1. a full no-op plan: observe through the wiring's read-only clients, derive, plan. Printed:
    Cloudflare requests (target at most 320), wall time under the production budget
    (1,200 requests per 300 s, the token bucket's 10% burst then its steady rate), and wall time
@@ -72,8 +75,14 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _routing_env(world: Sandbox) -> dict[str, str]:
+    """``ROUTING_KV_NAMESPACE_ID`` of the seeded routing table, as docs/routing.md advises."""
+    found = [ns.id for ns in world.cloudflare.kv.namespaces.values()]
+    return {"ROUTING_KV_NAMESPACE_ID": found[0]} if found else {}
+
+
 async def _full_plan(world: Sandbox, specs: Specs, rate: str) -> tuple[int, float, Observed]:
-    env = {**world.settings_env(), "CLOUDFLARE_RATE_LIMIT": rate}
+    env = {**world.settings_env(), **_routing_env(world), "CLOUDFLARE_RATE_LIMIT": rate}
     customers = [t.spec.stripe.customer for t in specs.tenants.values()]
     started = time.perf_counter()
     async with ReadOnlyWorld(load_settings(env)) as readers:
@@ -152,7 +161,8 @@ def run(sites: int, seed: int) -> int:
             args += ["--format", "json", "--now", str(world.clock.now())]
             output = io.StringIO()
             started = time.perf_counter()
-            with _environment(world.settings_env()), contextlib.redirect_stdout(output):
+            env = {**world.settings_env(), **_routing_env(world)}
+            with _environment(env), contextlib.redirect_stdout(output):
                 code = cli_main(args)
             pr_wall = time.perf_counter() - started
             pr_calls = sim.summary()

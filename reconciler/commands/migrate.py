@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import MigrationError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
+from reconciler.runtime.lease import LeaderLease, default_holder, exclusive
 from reconciler.runtime.migrate import MigrationStatus, migrate, migration_status
 from reconciler.settings import Settings
 
@@ -70,7 +73,12 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         if args.status:
             return _print_status(await migration_status(db, directory), where)
-        report = await migrate(db, directory, progress=_print, dry_run=args.dry_run)
+        report = await migrate(
+            db, directory, progress=_print if args.dry_run else None, dry_run=True
+        )
+        if report.applied and not args.dry_run:
+            async with _leased(db):
+                report = await migrate(db, directory, progress=_print)
     finally:
         await db.close()
         if owner is not None:
@@ -89,6 +97,22 @@ async def _run(args: argparse.Namespace) -> int:
         )
     print(f"database is up to date: {report.total_applied} {noun} applied")
     return EXIT_OK
+
+
+@contextlib.asynccontextmanager
+async def _leased(db: Database) -> AsyncIterator[None]:
+    """Hold the daemon's leader lease while pending migrations change the schema, so no daemon
+    writes into a table being rebuilt (``runtime/lease.py`` rule 6); refuse, naming the holder,
+    while one leads. A database without a ``leases`` table yet needs no lease."""
+    tables = await db.query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", ["leases"]
+    )
+    if not tables:
+        yield
+        return
+    lease = LeaderLease(db, holder=default_holder("migrate"), ttl=60.0)
+    async with exclusive(lease, verb="migrate"):
+        yield
 
 
 def _print(line: str) -> None:

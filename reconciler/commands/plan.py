@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -30,7 +31,7 @@ from typing import Any, TextIO
 from reconciler.core.desired import Desired, derive
 from reconciler.core.levers import Selection, parse_address
 from reconciler.core.observed import Observed, Source
-from reconciler.core.plan import Plan, PlanSettings, build_plan
+from reconciler.core.plan import Plan, build_plan
 from reconciler.core.plan_json import signed_json
 from reconciler.core.policy import APPROVAL_TRAILER
 from reconciler.core.render import Rate, plan_to_json, render_json, render_markdown, render_text
@@ -307,10 +308,11 @@ async def make_pass(
         UnreadableError: a provider's reading failed (network, 5xx, refused credentials)
             and no ``unreadable`` callback was given.
     """
-    settings = PlanSettings(
-        allow_mass_deletion=allow,
-        approved_deletions=loaded.approvals.approved,
-        selection=selection or Selection(),
+    settings = dataclasses.replace(
+        world.plan_settings(
+            allow_mass_deletion=allow, approved_deletions=loaded.approvals.approved
+        ),
+        selection=selection or Selection(),  # --target, or a verb's levers
     )
     for value in loaded.approvals.ignored:
         progress(f"ignored {APPROVAL_TRAILER}: {value}: name Site/<name> or Hostname/<name>")
@@ -348,6 +350,8 @@ PROVIDERS: dict[Source, str] = {
     Source.D1: "d1",
     Source.STRIPE: "stripe",
     Source.WHATSAPP: "whatsapp",
+    Source.ROUTES: "cloudflare",
+    Source.PLATFORM: "cloudflare",
 }
 """The provider (as errors and metrics name it) behind each reading."""
 

@@ -65,6 +65,7 @@ from reconciler.core.desired import Desired
 from reconciler.core.levers import Selection, narrow
 from reconciler.core.observed import Observed, Source
 from reconciler.core.policy import BlastRadius
+from reconciler.core.routing import DesiredPlatform
 
 FORMAT_VERSION = "1"
 
@@ -80,9 +81,14 @@ class ActionKind(StrEnum):
 
     ROLLBACK = "rollback"
     UNLOCK = "unlock"
+    CREATE_ROUTES_NAMESPACE = "create_routes_namespace"
+    DEPLOY_WORKER = "deploy_worker"
+    SET_WORKER_ROUTE = "set_worker_route"
+    SET_FALLBACK_ORIGIN = "set_fallback_origin"
     SYNC_BILLING = "sync_billing"
     PUBLISH = "publish"
     RETRY_PUBLISH = "retry_publish"
+    WRITE_ROUTES = "write_routes"
     CREATE_HOSTNAME = "create_hostname"
     UPDATE_HOSTNAME = "update_hostname"
     RETRY_VALIDATION = "retry_validation"
@@ -117,6 +123,8 @@ UNREADABLE: Mapping[Source, str] = {
     Source.D1: "D1 could not be read",
     Source.STRIPE: "Stripe could not be read",
     Source.WHATSAPP: "the WhatsApp gateway could not be reached",
+    Source.ROUTES: "the routing table could not be listed",
+    Source.PLATFORM: "the dispatch Worker platform could not be read",
 }
 
 # Order of kinds within a lane, and the summary word each kind counts under.
@@ -138,8 +146,14 @@ SUMMARY_WORDS: Mapping[ActionKind, str] = {
     ActionKind.RECORD_HOSTNAME: "record",
     ActionKind.RECORD_PUBLISH_FAILURE: "record",
     ActionKind.PURGE_CACHE: "purge",
+    ActionKind.WRITE_ROUTES: "route",
+    ActionKind.CREATE_ROUTES_NAMESPACE: "set up",
+    ActionKind.DEPLOY_WORKER: "set up",
+    ActionKind.SET_WORKER_ROUTE: "set up",
+    ActionKind.SET_FALLBACK_ORIGIN: "set up",
 }
 SUMMARY_ORDER = (
+    "set up",
     "publish",
     "roll back",
     "create",
@@ -147,6 +161,7 @@ SUMMARY_ORDER = (
     "retry",
     "recreate",
     "delete",
+    "route",
     "lock",
     "unlock",
     "message",
@@ -175,6 +190,11 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.RECORD_HOSTNAME: {"d1": 1},
     ActionKind.RECORD_PUBLISH_FAILURE: {"d1": 1},
     ActionKind.PURGE_CACHE: {"cloudflare": 1},
+    ActionKind.WRITE_ROUTES: {"cloudflare": 1, "d1": 1},  # per 10,000 keys
+    ActionKind.CREATE_ROUTES_NAMESPACE: {"cloudflare": 1},
+    ActionKind.DEPLOY_WORKER: {"cloudflare": 1},
+    ActionKind.SET_WORKER_ROUTE: {"cloudflare": 1},
+    ActionKind.SET_FALLBACK_ORIGIN: {"cloudflare": 1},
 }
 
 
@@ -236,6 +256,9 @@ class PlanSettings:
     # again by itself once this long has passed since its last attempt.
     stuck_cooldown: float = 6 * 3600.0
     selection: Selection = field(default_factory=Selection)  # --target and the levers
+    routes_namespace: str = "sitebuilder-routes"  # the routing table's KV namespace title
+    platform: DesiredPlatform | None = None  # None: Worker, route, fallback managed by hand
+    custom_metadata: bool = False  # the account is entitled to custom hostname metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +328,8 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     from reconciler.core.plan_billing import plan_tenant
     from reconciler.core.plan_builder import PlanBuilder
     from reconciler.core.plan_hostnames import plan_hostnames
+    from reconciler.core.plan_platform import plan_platform
+    from reconciler.core.plan_routes import plan_routes
     from reconciler.core.plan_sites import note_unclaimed_projects, plan_site
 
     builder = PlanBuilder(desired, observed, settings or PlanSettings())
@@ -316,6 +341,8 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     owners = (
         None if scope is None else {desired.sites[s].tenant for s in scope if s in desired.sites}
     )
+    if scope is None:
+        plan_platform(builder)  # the whole-fleet plan owns the platform; a scoped one does not
     for name, tenant in desired.tenants.items():
         if owners is not None and name not in owners:
             continue
@@ -324,6 +351,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
         if scope is not None and name not in scope:
             continue
         plan_site(builder, site)
+    plan_routes(builder)
     plan_hostnames(builder)
     if scope is None:
         note_unclaimed_projects(builder)

@@ -276,7 +276,7 @@ def _access_reason(decision: AccessDecision, current: str) -> str:
     if decision.source == "policy" and decision.level is Access.ACTIVE:
         reason = "no invoice is open any more (paid or voided)"
     if decision.level is Access.HARD_LOCKED:
-        reason += "; publishes stop and the tenant's hostnames serve the suspension origin"
+        reason += "; publishes stop and the tenant's hostnames serve the suspension page"
     elif current == Access.HARD_LOCKED.value:
         reason += "; the tenant's hostnames serve its sites again"
     return reason

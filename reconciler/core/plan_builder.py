@@ -45,6 +45,11 @@ class PlanBuilder:
         self.notes: list[Note] = []
         self.tenant_actions: dict[str, list[str]] = defaultdict(list)  # tenant -> lock action ids
         self.billing_actions: dict[str, str] = {}  # tenant -> sync_billing action id
+        # Filled by plan_platform and plan_routes before the hostnames are planned:
+        self.platform_actions: dict[ActionKind, str] = {}  # platform kind -> action id
+        self.route_writes: dict[str, str] = {}  # hostname -> write_routes action putting it
+        self.route_records: set[str] = set()  # hostnames whose domains status that action writes
+        self.route_blocked: dict[str, str] = {}  # hostname -> why its entry cannot be written
         self.reached: set[Lever] = set()  # levers an area planner honoured or refused
         self.forced: set[str] = set()  # ids of actions made for a lever
         self.forced_blocked: set[Blocked] = set()

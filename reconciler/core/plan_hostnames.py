@@ -21,28 +21,6 @@ from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, delet
 from reconciler.spec.models import Kind
 
 
-def _origin_for(
-    builder: PlanBuilder,
-    site: DesiredSite,
-    hostname: DesiredHostname,
-    have: ObservedHostname | None,
-) -> str:
-    """The origin a hostname should point at.
-
-    The Pages project's real subdomain when the project was read this pass; otherwise what
-    an existing hostname already points at (unless that is the suspension origin), so a
-    pass that did not read Pages never invents a change; else the conventional name.
-    """
-    if hostname.suspended:
-        return hostname.suspension_origin
-    project = builder.observed.projects.get(site.pages_project)
-    if project is not None:
-        return project.subdomain
-    if have is not None and have.origin and have.origin != hostname.suspension_origin:
-        return have.origin
-    return f"{site.pages_project}.pages.dev"
-
-
 def plan_hostnames(builder: PlanBuilder) -> None:
     """Plan every declared hostname in scope, then the undeclared ones and their D1 rows.
 
@@ -86,8 +64,8 @@ def plan_hostnames(builder: PlanBuilder) -> None:
                 site=None,
                 category="unmanaged",
                 reason=(
-                    "in the zone but in no spec, and without our ownership marker: left "
-                    "alone, never deleted"
+                    "in the zone but in no spec, and our records do not say we created it: "
+                    "left alone, never deleted"
                 ),
             )
             continue
@@ -168,6 +146,8 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
     ):
         return
     status = domain_status(have.status, have.ssl_status, suspended=want.suspended)
+    if want.hostname in builder.route_records:
+        status = have.recorded_status or status  # the write_routes action records it
     if have.recorded_status is None:
         recorded = "no row"
     else:
@@ -234,8 +214,20 @@ def _plan_hostname_change(
     source = builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
     block = builder.blocker(target, tenant=site.tenant, site=site.name, source=source)
     have = builder.observed.hostnames.get(want.hostname)
-    origin = _origin_for(builder, site, want, have)
-    lock_deps = builder.tenant_actions.get(site.tenant, [])
+    lock_deps = list(builder.tenant_actions.get(site.tenant, []))
+    route = builder.route_writes.get(want.hostname)
+    if route is not None:
+        lock_deps.append(route)  # plan_routes rule 2: its entry is written first
+    if have is None and want.hostname in builder.route_blocked:
+        block(
+            ActionKind.CREATE_HOSTNAME,
+            gate="incomplete",
+            reason=(
+                f"not seen in the zone, but {builder.route_blocked[want.hostname]}: it is "
+                "created only after its routing entry is written"
+            ),
+        )
+        return
     lever = builder.lever(
         target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
     )
@@ -245,7 +237,7 @@ def _plan_hostname_change(
         want,
         have,
         gap=gap,
-        after=lambda seen: _hostname_after(site, want, origin, seen.id),
+        after=lambda seen: _hostname_after(site, want, seen.id),
         before=_hostname_before(have) if have is not None else None,
         failed=have is not None and _failed(have),
         source=source,
@@ -262,7 +254,7 @@ def _plan_hostname_change(
                 ),
             )
             return
-        after = _hostname_after(site, want, origin)
+        after = _hostname_after(site, want)
         vanished = builder.observed.unlisted_domains.get(want.hostname)
         again = ""
         if vanished is not None and vanished.custom_hostname_id:
@@ -285,7 +277,7 @@ def _plan_hostname_change(
                 f"certificate validated by {want.ssl_method.upper()}"
             )
             + (
-                "; it points at the suspension origin while the tenant is hard-locked"
+                "; its routing entry serves the suspension page while the tenant is hard-locked"
                 if want.suspended
                 else ""
             )
@@ -300,8 +292,9 @@ def _plan_hostname_change(
             ActionKind.CREATE_HOSTNAME,
             gate="conflict",
             reason=(
-                "already in the zone without our ownership marker (made by hand or by "
-                "another tool); delete it or add the marker to adopt it"
+                "already in the zone, and our records (D1 domains, the intent journal) do "
+                "not say we created it (made by hand or by another tool): it is never "
+                "changed, routed or deleted; delete it by hand to let the reconciler create it"
             ),
         )
         return
@@ -316,7 +309,7 @@ def _plan_hostname_change(
             if gap is None and now - have.status_since > want.validation_timeout:
                 # Stuck waits on the customer's DNS; re-check it once per timeout (one
                 # PATCH, nothing deleted) so the hostname recovers once the DNS is right.
-                after = _hostname_after(site, want, origin, have.id)
+                after = _hostname_after(site, want, have.id)
                 builder.add(
                     ActionKind.RETRY_VALIDATION,
                     target,
@@ -340,7 +333,7 @@ def _plan_hostname_change(
                 reason=f"failed ({have.status}/{have.ssl_status}) but {gap}",
             )
             return
-        after = _hostname_after(site, want, origin, have.id)
+        after = _hostname_after(site, want, have.id)
         after["recreate_count"] = have.recreate_count + 1
         builder.add(
             ActionKind.RECREATE_HOSTNAME,
@@ -358,25 +351,14 @@ def _plan_hostname_change(
             depends_on=lock_deps,
         )
         return
-    if (
-        have.origin != origin
-        or (have.ssl_method or "http") != want.ssl_method
-        or have.site != site.name
-    ):
+    moved = builder.settings.custom_metadata and have.site != site.name
+    if (have.ssl_method or "http") != want.ssl_method or moved:
         changes = []
-        if have.origin != origin:
-            if want.suspended:
-                why = "tenant hard-locked: serve the suspension origin"
-            elif have.origin == want.suspension_origin:
-                why = "tenant no longer hard-locked: serve the site again"
-            else:
-                why = "serve the site's Pages project"
-            changes.append(f"origin {have.origin} -> {origin} ({why})")
         if (have.ssl_method or "http") != want.ssl_method:
             changes.append(f"ssl method {have.ssl_method} -> {want.ssl_method}")
-        if have.site != site.name:
-            changes.append(f"moves from site {have.site} to {site.name}")
-        after = _hostname_after(site, want, origin, have.id)
+        if moved:
+            changes.append(f"moves from site {have.site} to {site.name} (its metadata)")
+        after = _hostname_after(site, want, have.id)
         builder.add(
             ActionKind.UPDATE_HOSTNAME,
             target,
@@ -386,7 +368,7 @@ def _plan_hostname_change(
             after=after,
             reason="; ".join(changes),
             source=source,
-            cause=Cause.CHANGE if lock_deps or have.site != site.name else Cause.DRIFT,
+            cause=Cause.CHANGE if have.site != site.name else Cause.DRIFT,
             depends_on=lock_deps,
         )
         return
@@ -398,7 +380,7 @@ def _plan_hostname_change(
             site,
             want,
             have,
-            after=lambda seen: _hostname_after(site, want, origin, seen.id),
+            after=lambda seen: _hostname_after(site, want, seen.id),
             before=_hostname_before(have),
             dns_finding=dns_finding(want, have, builder.observed.cname_target),
             source=source,
@@ -406,7 +388,7 @@ def _plan_hostname_change(
     ):
         return
     if _pending(have) and now - have.status_since >= want.validation_timeout:
-        after = _hostname_after(site, want, origin, have.id)
+        after = _hostname_after(site, want, have.id)
         hours = (now - have.status_since) / 3600
         builder.add(
             ActionKind.RETRY_VALIDATION,
@@ -466,8 +448,16 @@ def _plan_deletions(
             tenant=observed.tenant,
             site=observed.site,
             before=_hostname_before(observed),
-            after={"id": observed.id, "hostname": observed.hostname, "site": observed.site},
-            reason=f"{why} and its deletion_policy is delete; it carries our ownership marker"
+            after={
+                "id": observed.id,
+                "hostname": observed.hostname,
+                "site": observed.site,
+                "route": observed.hostname in builder.observed.routes,
+            },
+            reason=(
+                f"{why} and its deletion_policy is delete; our records say we created it; "
+                "its routing entry goes with it"
+            )
             + approved,
             source=None,
             cause=Cause.CHANGE,
@@ -534,7 +524,7 @@ def _declared(desired: Desired, names: set[str]) -> set[str]:
 
 
 def _hostname_after(
-    site: DesiredSite, want: DesiredHostname, origin: str, existing_id: str | None = None
+    site: DesiredSite, want: DesiredHostname, existing_id: str | None = None
 ) -> dict[str, JsonValue]:
     """The executor's input for a hostname; ``existing_id`` (last key) names the one in the zone."""
     after: dict[str, JsonValue] = {
@@ -542,7 +532,6 @@ def _hostname_after(
         "site": site.name,
         "tenant": site.tenant,
         "ssl_method": want.ssl_method,
-        "origin": origin,
         "suspended": want.suspended,
         "deletion_policy": site.deletion_policy,
         "project": site.pages_project,  # the sites row a domains row belongs to
@@ -565,7 +554,6 @@ def _hostname_before(have: ObservedHostname) -> dict[str, JsonValue]:
         "status": have.status,
         "ssl_status": have.ssl_status,
         "ssl_method": have.ssl_method,
-        "origin": have.origin,
         "site": have.site,
     }
 

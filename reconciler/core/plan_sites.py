@@ -166,6 +166,8 @@ def _plan_environment(
             return  # converged
         if project.deployments is None:
             return  # deployments not listed this pass: no evidence the recorded one is gone
+        if canonical_is_latest(project, live):
+            return  # production is on the recorded rollback target (the "latest" reading)
         deployment = _find(project, deployment_id=live.deployment_id)
         if deployment is not None:
             builder.add(
@@ -385,6 +387,28 @@ def _record_publish_failure(
         ),
         source=source,
         cause=Cause.CHANGE,
+    )
+
+
+def canonical_is_latest(project: ObservedProject, live: PublishRecord) -> bool:
+    """Whether ``canonical_deployment`` differs from the recorded live one only by its reading.
+
+    What ``canonical_deployment`` names after a rollback is unconfirmed (CONTRACT.md §9 item
+    3): the deployment serving production (then it is the rollback target), or the most recent
+    production deployment (then it stays on the newest one). Both are handled: the divergence is
+    the second reading when the canonical deployment is the newest successful production one,
+    it existed before D1 recorded the live deployment (a rollback recorded after it), and the
+    recorded one is still a successful deployment. A deployment made after our record, or a
+    rollback to anything but the newest, stays drift under either reading.
+    """
+    serving = project.production_deployment_id
+    newest = _find(project, env="production")
+    recorded = _find(project, deployment_id=live.deployment_id)
+    return (
+        newest is not None
+        and recorded is not None
+        and newest.id == serving
+        and newest.created_on < live.created_at
     )
 
 

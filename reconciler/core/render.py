@@ -57,6 +57,11 @@ _SYMBOL: Mapping[ActionKind, str] = {
     ActionKind.RECORD_HOSTNAME: "=",
     ActionKind.RECORD_PUBLISH_FAILURE: "=",
     ActionKind.PURGE_CACHE: "~",
+    ActionKind.WRITE_ROUTES: "~",
+    ActionKind.CREATE_ROUTES_NAMESPACE: "+",
+    ActionKind.DEPLOY_WORKER: "~",
+    ActionKind.SET_WORKER_ROUTE: "~",
+    ActionKind.SET_FALLBACK_ORIGIN: "~",
 }
 
 _COLOUR: Mapping[str, str] = {
@@ -196,9 +201,35 @@ def _stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _describe_routing(action: Action) -> str | None:
+    """The routing table and platform kinds (``core/plan_routes.py``, ``plan_platform.py``)."""
+    after = action.after
+    kind = action.kind
+    if kind is ActionKind.WRITE_ROUTES:
+        put, delete = after.get("put"), after.get("delete")
+        puts = len(put) if isinstance(put, dict) else 0
+        deletes = len(delete) if isinstance(delete, list) else 0
+        parts = [f"route {puts} hostname{'s' if puts != 1 else ''}"] if puts else []
+        if deletes:
+            parts.append(f"remove {deletes} routing entr{'ies' if deletes != 1 else 'y'}")
+        return f"{' and '.join(parts)} in the routing table"
+    if kind is ActionKind.CREATE_ROUTES_NAMESPACE:
+        return f"create the routing table's KV namespace {after.get('namespace')}"
+    if kind is ActionKind.DEPLOY_WORKER:
+        return f"deploy the dispatch Worker {after.get('script')}"
+    if kind is ActionKind.SET_WORKER_ROUTE:
+        return f"route {after.get('pattern')} to the Worker {after.get('script')}"
+    if kind is ActionKind.SET_FALLBACK_ORIGIN:
+        return f"set the fallback origin to {after.get('origin')}"
+    return None
+
+
 def _describe(action: Action) -> str:
     after = action.after
     kind = action.kind
+    routing = _describe_routing(action)
+    if routing is not None:
+        return routing
     if kind in (ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH):
         verb = "publish" if kind is ActionKind.PUBLISH else "retry publish of"
         return f"{verb} {after.get('environment')} version {after.get('version')}"
@@ -207,7 +238,7 @@ def _describe(action: Action) -> str:
         env, version = after.get("environment"), after.get("version")
         return f"roll {env} back to version {version} (deployment {deployment})"
     if kind is ActionKind.CREATE_HOSTNAME:
-        return f"create hostname {after.get('hostname')} -> {after.get('origin')}"
+        return f"create hostname {after.get('hostname')}"
     if kind is ActionKind.UPDATE_HOSTNAME:
         return f"update hostname {after.get('hostname')}"
     if kind is ActionKind.RETRY_VALIDATION:

@@ -402,7 +402,7 @@ class Daemon:
             self.queue.add(key, Lane.CHANGE, after=wait)
 
     def _new_queue(self) -> WorkQueue:
-        return WorkQueue(
+        queue = WorkQueue(
             clock=self.parts.clock,
             sleep=self.parts.sleep,
             base=self.settings.backoff_base,
@@ -410,6 +410,8 @@ class Daemon:
             max_failures=self.settings.max_failures,
             observer=self.parts.metrics.workqueue,
         )
+        self.parts.metrics.workqueue.watch(queue.running)
+        return queue
 
     # ----------------------------------------------------------------- probes and webhooks
 
@@ -908,6 +910,7 @@ class Daemon:
             reason = f"{SKIPPED_PREFIX}: the billing sweep reads no Cloudflare"
             skipped[Source.PAGES] = reason
             skipped[Source.HOSTNAMES] = reason
+            skipped[Source.ROUTES] = reason
         breakers = self.parts.breakers
         for provider, sources in (("stripe", (Source.STRIPE,)), ("whatsapp", (Source.WHATSAPP,))):
             if (
@@ -925,6 +928,8 @@ class Daemon:
         return replace(
             clients,
             cloudflare=None if Source.HOSTNAMES in skipped else clients.cloudflare,
+            kv=None if Source.HOSTNAMES in skipped else clients.kv,  # the table with them
+            workers=None if Source.HOSTNAMES in skipped else clients.workers,
             stripe=None if Source.STRIPE in skipped else clients.stripe,
             evolution=None,
             unconfigured={**clients.unconfigured, **skipped},

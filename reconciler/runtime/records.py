@@ -31,7 +31,7 @@ from typing import Any
 
 from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.core.policy import UNSETTLED_STATUSES
-from reconciler.providers.d1 import Database, SqlValue, Statement
+from reconciler.providers.d1 import Database, SqlValue, Statement, param_chunks, placeholders
 
 __all__ = [
     "BuildSizes",
@@ -841,6 +841,29 @@ class Records:
             (iso(now), iso(now), iso(now), hostname),
         )
         return result.changes > 0
+
+    async def domain_statuses(self, statuses: Mapping[str, str], *, now: float) -> None:
+        """Set ``domains.status`` of many hostnames in one batch (a routing-table change).
+
+        One ``UPDATE ... WHERE domain IN (...)`` per status and chunk of names, so a lock of a
+        tenant with 1,000 hostnames is one D1 request. Rows already ``deleted`` are left alone;
+        ``status_since`` restarts only where the status changes.
+        """
+        by_status: dict[str, list[str]] = {}
+        for hostname, status in sorted(statuses.items()):
+            by_status.setdefault(status, []).append(hostname)
+        statements = [
+            Statement(
+                "UPDATE domains SET status_since = CASE WHEN status = ? THEN status_since "
+                "ELSE ? END, status = ?, updated_at = ? "
+                f"WHERE status != 'deleted' AND domain IN ({placeholders(len(chunk))})",
+                (status, iso(now), status, iso(now), *chunk),
+            )
+            for status, names in sorted(by_status.items())
+            for chunk in param_chunks(names, reserved=4)
+        ]
+        if statements:
+            await self.db.batch(statements)
 
     # ------------------------------------------------------------------ tenant access
 

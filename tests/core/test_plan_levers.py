@@ -61,14 +61,16 @@ def test_a_target_keeps_only_its_actions_and_what_they_depend_on() -> None:
     assert kinds(narrowed) == [("create_hostname", f"Hostname/{HOST}")]
 
 
-def test_a_hostname_target_brings_the_lock_it_depends_on() -> None:
+def test_a_target_brings_its_dependencies_and_a_lock_the_routing_write_after_it() -> None:
     facts = CustomerBilling(customer="cus_acme", open_invoices=(invoice("cus_acme", days=20),))
     world = converged_world(billing={"cus_acme": facts}, billing_mirror={"cus_acme": "x"})
-    narrowed = plan_for(world, settings=pull(targets=(f"Hostname/{HOST}",)))
-    assert [a.kind for a in narrowed.actions] == [
+    step = plan_for(world, settings=pull(targets=("Invoice/in_cus_acme:D7",)))
+    assert [a.kind for a in step.actions] == [ActionKind.SYNC_BILLING, ActionKind.SEND_DUNNING]
+    lock = plan_for(world, settings=pull(Lever(LeverKind.ENFORCE, "Tenant/acme")))
+    assert [a.kind for a in lock.actions] == [
         ActionKind.SYNC_BILLING,
         ActionKind.HARD_LOCK,
-        ActionKind.UPDATE_HOSTNAME,
+        ActionKind.WRITE_ROUTES,
     ]
 
 

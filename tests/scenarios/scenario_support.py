@@ -356,6 +356,16 @@ class Scenario:
             shown: dict[str, Any] = sim.hostnames.to_json(sim.hostnames.by_id[found], self.now())
             return shown
 
+    def route(self, name: str) -> dict[str, Any] | None:
+        """The routing-table entry of ``name`` as the dispatch Worker reads it, or None."""
+        sim = self.sandbox.cloudflare
+        with sim.lock:
+            for namespace in sim.kv.namespaces.values():
+                if namespace.title == "sitebuilder-routes" and name in namespace.entries:
+                    entry: dict[str, Any] = json.loads(namespace.entries[name].value)
+                    return entry
+            return None
+
     def hostnames(self) -> list[str]:
         """Every custom hostname in the simulated zone (duplicates would show twice)."""
         sim = self.sandbox.cloudflare
