@@ -90,7 +90,8 @@ class Rate:
         return calls * self.period / self.requests
 
 
-_PHONE = re.compile(r"\+?\d{7,15}")
+# A phone number stands alone: digits inside a word (a commit sha, an id) are not one.
+_PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d{7,15}(?![0-9A-Za-z])")
 
 
 def mask_phone(text: str) -> str:

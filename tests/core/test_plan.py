@@ -501,3 +501,10 @@ def test_an_approval_names_the_deletions_it_lets_through_and_where_it_was_given(
     assert kinds(plan_for(world, settings=by_hostname)) == [
         ("delete_hostname", "Hostname/h0.acme-blog.com")
     ]
+
+
+def test_phone_masking_leaves_commit_shas_whole() -> None:
+    from reconciler.core.render import mask_phone
+
+    text = mask_phone("approved by commit b11057804864; call +5511912345678")
+    assert text == "approved by commit b11057804864; call +55119••••5678"
