@@ -99,6 +99,7 @@ FAILURE_REASONS: Mapping[ActionKind, str] = {
     ActionKind.HARD_LOCK: "LockFailed",
     ActionKind.UNLOCK: "UnlockFailed",
     ActionKind.RECORD_PUBLISH_FAILURE: "PublishFailed",
+    ActionKind.PURGE_CACHE: "PurgeFailed",
 }
 
 

@@ -134,6 +134,11 @@ class ObservedHostname:
     dns_checked: bool = False
     dns_cname: str | None = None  # the hostname's CNAME target (first hop), None: no CNAME
     dns_txt: tuple[str, ...] = ()  # the TXT values at ``txt_name``
+    # The certificate's DCV TXT record (``ssl.validation_records``), as Cloudflare shows it and
+    # as D1 ``domains.dcv_txt_value`` records it (the record runbook 2 digs for).
+    dcv_txt_name: str | None = None
+    dcv_txt_value: str | None = None
+    recorded_dcv_txt_value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +220,8 @@ class DunningRecord:
     step_code: str
     status: str  # pending | sent | failed | skipped | unknown
     error_message: str | None = None
+    phone: str | None = None  # the number the last attempt went to (a failed one: why)
+    attempts: int = 0  # sends started; pending with attempts and no error: outcome unknown
 
 
 @dataclass(frozen=True, slots=True)

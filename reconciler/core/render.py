@@ -56,6 +56,7 @@ _SYMBOL: Mapping[ActionKind, str] = {
     ActionKind.SYNC_BILLING: "=",
     ActionKind.RECORD_HOSTNAME: "=",
     ActionKind.RECORD_PUBLISH_FAILURE: "=",
+    ActionKind.PURGE_CACHE: "~",
     ActionKind.WRITE_ROUTES: "~",
     ActionKind.CREATE_ROUTES_NAMESPACE: "+",
     ActionKind.DEPLOY_WORKER: "~",
@@ -89,7 +90,8 @@ class Rate:
         return calls * self.period / self.requests
 
 
-_PHONE = re.compile(r"\+?\d{7,15}")
+# A phone number stands alone: digits inside a word (a commit sha, an id) are not one.
+_PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d{7,15}(?![0-9A-Za-z])")
 
 
 def mask_phone(text: str) -> str:
@@ -143,6 +145,7 @@ _GATE: Mapping[str, str] = {
     "conflict": "ownership conflict",
     "blast_radius": "blast-radius cap",
     "incomplete": "incomplete reading",
+    "refused": "refused",
 }
 
 
@@ -263,6 +266,10 @@ def _describe(action: Action) -> str:
             f"record the publish of {after.get('environment')} version {after.get('version')} "
             "as failed"
         )
+    if kind is ActionKind.PURGE_CACHE:
+        hosts = after.get("hosts")
+        shown = ", ".join(h for h in hosts if isinstance(h, str)) if isinstance(hosts, list) else ""
+        return f"purge the cache of {after.get('site')} ({shown})"
     return "sync billing mirror from Stripe"
 
 

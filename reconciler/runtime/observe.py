@@ -478,6 +478,7 @@ def _hostnames(
             "deletion_policy"
         )
         since = row.status_since if row is not None and row.status_since is not None else created
+        dcv = item.dcv_txt
         result[name] = ObservedHostname(
             id=item.id,
             hostname=name,
@@ -500,6 +501,9 @@ def _hostnames(
             recorded_site=row.site if row is not None else None,
             txt_name=_canonical(item.ownership_txt_name) if item.ownership_txt_name else None,
             txt_value=item.ownership_txt_value,
+            dcv_txt_name=dcv.txt_name if dcv is not None else None,
+            dcv_txt_value=dcv.txt_value if dcv is not None else None,
+            recorded_dcv_txt_value=row.dcv_txt_value if row is not None else None,
         )
     return result
 

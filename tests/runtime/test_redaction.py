@@ -26,7 +26,7 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.errors import TransientError
-from reconciler.runtime.logging import setup_logging
+from reconciler.runtime.logging import JsonFormatter, RedactingFilter
 from reconciler.runtime.metrics import Metrics
 from reconciler.runtime.server import HealthReport, create_app
 from reconciler.settings import Secret
@@ -191,20 +191,26 @@ def test_an_evolution_error_in_a_log_line_is_masked(env: Path) -> None:
         settings.evolution, bucket=TokenBucket(capacity=10, period=1.0), retry=NO_RETRY
     )
     stream = io.StringIO()
-    handler = setup_logging("INFO", stream=stream)
+    # The daemon's handler (setup_logging's filter and format), on a logger of its own so the
+    # process's logging configuration is left as it was.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("reconciler.test.redaction")
+    logger.addHandler(handler)
 
     async def fail() -> None:
         try:
             await client.send_text("+5511999990000", "hello")
         except TransientError as exc:
-            logging.getLogger("reconciler.test").error("send failed: %s", exc)
+            logger.error("send failed: %s", exc)
         finally:
             await client.aclose()
 
     try:
         asyncio.run(fail())
     finally:
-        logging.getLogger().removeHandler(handler)
+        logger.removeHandler(handler)
     clean(stream.getvalue())
 
 

@@ -190,6 +190,15 @@ class Scenario:
             "--specs", str(specs), *args,
         )  # fmt: skip
 
+    def lever(self, verb: str, *args: str, confirm: bool = True) -> Run:
+        """A manual verb (``reconciler purge acme-home --yes``) on this test's specs at now."""
+        specs = self.fleet.write()
+        yes = ("--yes",) if confirm else ()
+        return self.cli(
+            verb, *args, *yes, "--color", "never", "--now", repr(self.now()),
+            "--specs", str(specs),
+        )  # fmt: skip
+
     def plan(self, *args: str) -> Run:
         """``reconciler plan`` on this test's specs at the virtual now."""
         specs = self.fleet.write()
