@@ -100,6 +100,8 @@ HOSTNAMES = "/zones/{zone_id}/custom_hostnames"
 HOSTNAME = HOSTNAMES + "/{custom_hostname_id}"
 PURGE = "/zones/{zone_id}/purge_cache"
 D1_QUERY = _ACCOUNT + "/d1/database/{database_id}/query"
+D1_BOOKMARK = _ACCOUNT + "/d1/database/{database_id}/time_travel/bookmark"
+D1_RESTORE = _ACCOUNT + "/d1/database/{database_id}/time_travel/restore"
 
 HOSTNAMES_PER_PAGE = 50
 """The largest custom hostname page (CONTRACT.md §4.2: ``per_page`` 5-50)."""
@@ -744,6 +746,29 @@ class CloudflareClient:
         if not isinstance(result, list):
             raise self._malformed(call, "result is not a list")
         return [D1Result.from_json(item) for item in result if isinstance(item, dict)]
+
+    async def d1_bookmark(self, database_id: str) -> str:
+        """``GET .../d1/database/{id}/time_travel/bookmark``: the database's current bookmark."""
+        call = Call("GET", D1_BOOKMARK, self._account(database_id=database_id))
+        bookmark = (await self._object(call)).get("bookmark")
+        if not isinstance(bookmark, str) or not bookmark:
+            raise self._malformed(call, "no bookmark")
+        return bookmark
+
+    async def d1_restore(self, database_id: str, bookmark: str) -> dict[str, Any]:
+        """``POST .../time_travel/restore?bookmark=``: the database back to ``bookmark``.
+
+        Idempotent in effect (the database ends at ``bookmark`` however often it is sent).
+        Returns the answer: ``bookmark`` (after), ``previous_bookmark`` (before), ``message``.
+        """
+        call = Call(
+            "POST",
+            D1_RESTORE,
+            self._account(database_id=database_id),
+            params={"bookmark": bookmark},
+            lane=Lane.URGENT,
+        )
+        return await self._object(call)
 
 
 def _json(response: httpx.Response) -> Any:

@@ -51,7 +51,7 @@ from reconciler.sandbox.cloudflare_common import (
     result_info,
     success,
 )
-from reconciler.sandbox.cloudflare_d1 import D1Store
+from reconciler.sandbox.cloudflare_d1 import TIME_TRAVEL_ROUTES, D1Store
 from reconciler.sandbox.cloudflare_edge import edge_routes, not_found
 from reconciler.sandbox.cloudflare_hostnames import (
     BAD_JSON,
@@ -854,7 +854,12 @@ _ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
 )
 ROUTES = tuple(
     (method, re.compile(f"^{pattern}/?\\Z"), template, handler)
-    for method, pattern, template, handler in (*_ROUTE_SPECS, *KV_ROUTES, *WORKER_ROUTES)
+    for method, pattern, template, handler in (
+        *_ROUTE_SPECS,
+        *KV_ROUTES,
+        *WORKER_ROUTES,
+        *TIME_TRAVEL_ROUTES,
+    )
 )
 
 
