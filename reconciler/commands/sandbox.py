@@ -3,11 +3,13 @@
 Registered by ``cli.py``; builds a :class:`reconciler.sandbox.world.Sandbox` (the Cloudflare and
 Evolution API simulators on loopback, localstripe unless ``--no-stripe``, the Worker host for
 visitors unless ``--no-workers`` or node is missing), prints one
-``export VAR=value`` line per setting for a POSIX shell (``eval "$(reconciler sandbox up)"`` in
-another terminal does not work because the command keeps running: copy the lines, or read them
-from ``--env-file``), then serves until SIGINT or SIGTERM and stops everything.
+``export VAR=value`` line per setting for a POSIX shell, then serves until SIGINT or SIGTERM and
+stops everything.
 
-The tokens printed are fakes that only this sandbox accepts; a comment line says so.
+Like every output, what it prints passes through ``reconciler/redact.py``, so the tokens show as
+``***`` even though they are fakes only this sandbox accepts. The whole set, tokens included, is
+written to an env file (``--env-file``, default ``<state-dir>/env``, mode 0600) that another
+shell sources: ``. .sandbox/env``.
 With ``--seed`` it also seeds the world for the specs (:func:`reconciler.sandbox.seed.seed_world`:
 D1 sites and content snapshots, projects, DNS, localstripe customers) and prints, as comment
 lines, the Stripe ids localstripe chose for each tenant.
@@ -74,7 +76,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="do not start the Worker host (the zone's Worker in workerd, for visitors)",
     )
-    up.add_argument("--env-file", metavar="PATH", help="also write the export lines to PATH")
+    up.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="where to write the export lines with their tokens (default: <state-dir>/env)",
+    )
     up.add_argument(
         "--seed",
         action="store_true",
@@ -146,10 +152,13 @@ def run_up(args: argparse.Namespace) -> int:
             if fleet is not None:
                 lines.extend(_seed_lines(world, fleet, args.unpointed))
             text = "\n".join(lines) + "\n"
+            env_file = Path(args.env_file or Path(args.state_dir) / "env")
+            _write_private(env_file, text)
+            sys.stdout.write(
+                f"# with their tokens (masked below): . {shlex.quote(str(env_file))}\n"
+            )
             sys.stdout.write(text)
             sys.stdout.flush()
-            if args.env_file:
-                Path(args.env_file).write_text(text, encoding="utf-8")
             print("# serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
             while not stop.wait(0.5):
                 pass
@@ -158,6 +167,14 @@ def run_up(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (it holds the sandbox's tokens)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text, encoding="utf-8")
 
 
 def _edge_lines(world: Sandbox, disabled: bool) -> list[str]:

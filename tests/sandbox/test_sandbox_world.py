@@ -96,11 +96,13 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
         reader.start()
         try:
             assert done.wait(120), "sandbox up printed no settings within 120 s"
+            env_file = tmp_path / "state" / "env"
             exports = dict(
                 line.removeprefix("export ").split("=", 1)
-                for line in lines
+                for line in env_file.read_text().splitlines()
                 if line.startswith("export ")
             )
+            printed = [line for line in lines if line.startswith("export CLOUDFLARE_API_TOKEN")]
             answer = httpx.get(
                 f"{exports['CLOUDFLARE_API_BASE']}/accounts/{exports['CLOUDFLARE_ACCOUNT_ID']}"
                 "/pages/projects/acme-home",
@@ -112,6 +114,9 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
             reader.join(60)
             _, err = process.communicate(timeout=60)
     assert any("fakes" in line for line in lines if line.startswith("#"))
+    assert printed == ["export CLOUDFLARE_API_TOKEN=***"]  # stdout masks even the fakes
+    assert exports["CLOUDFLARE_API_TOKEN"] != "***"
+    assert env_file.stat().st_mode & 0o077 == 0
     assert answer.status_code == 200
     if unavailable_reason() is None:  # the Worker host runs: no hostname is served yet
         assert edge is not None and edge.headers["x-sandbox-edge"] == "not-served"

@@ -153,21 +153,24 @@ def clean(text: str) -> None:
 def test_every_plan_format_masks_each_providers_echoed_credential(
     env: Path, output: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(["plan", "--specs", str(SPECS), "--format", output, "--color", "never"])
+    code = main(["plan", "--specs", str(SPECS), "--format", output, "--color", "never"])
     captured = capsys.readouterr()
+    assert code == 1  # no provider could be read: an error, never a plan of "no changes"
     clean(captured.out + captured.err)
     for echo in ECHOES:  # each provider's error path was taken, and masked
-        assert echo in captured.out
+        assert echo in captured.err
 
 
 @pytest.mark.parametrize("output", ["markdown", "json"])
-def test_a_plan_written_to_a_file_is_masked_too(
+def test_a_plan_that_could_not_read_its_providers_writes_no_file_and_masks_its_error(
     env: Path, output: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = env / f"plan.{output}"
-    main(["plan", "--specs", str(SPECS), "--format", output, "--out", str(out)])
-    capsys.readouterr()
-    clean(out.read_text())
+    code = main(["plan", "--specs", str(SPECS), "--format", output, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert not out.exists()  # nothing half-written for a PR bot to post
+    clean(captured.err)
 
 
 @pytest.mark.parametrize("output", ["text", "json"])
