@@ -24,6 +24,7 @@ from operator import attrgetter
 from typing import Any
 
 from reconciler.core.facts import CustomerBilling
+from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 
 
 class Source(StrEnum):
@@ -34,6 +35,7 @@ class Source(StrEnum):
     D1 = "d1"
     STRIPE = "stripe"
     WHATSAPP = "whatsapp"
+    WORKERS = "workers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,8 @@ class Observed:
     unreadable: frozenset[Source] = frozenset()
     scope: frozenset[str] | None = None  # sites observed (PR mode); None = the whole fleet
     cname_target: str | None = None  # the SaaS target the DNS checks compared with, if known
+    workers: Mapping[str, ObservedWorker] = field(default_factory=dict)  # by script name
+    worker_rollouts: Mapping[str, WorkerRollout] = field(default_factory=dict)  # by script
 
     def is_complete(self, source: Source) -> bool:
         """Whether ``source`` was read in full this time."""
@@ -251,12 +255,15 @@ class Observed:
             name: _keyed(getattr(self, name))
             for name in _field_names(self) or ()
             if name not in _UNDIGESTED
+            and not (name in _DIGESTED_WHEN_SET and not getattr(self, name))
         }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 _UNDIGESTED = frozenset({"at", "unreadable"})
+# Fields added later: left out while empty, so a fleet without Workers keeps its digest.
+_DIGESTED_WHEN_SET = frozenset({"workers", "worker_rollouts"})
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 

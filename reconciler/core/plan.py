@@ -84,6 +84,8 @@ class ActionKind(StrEnum):
     SEND_DUNNING = "send_dunning"
     RECORD_HOSTNAME = "record_hostname"
     RECORD_PUBLISH_FAILURE = "record_publish_failure"
+    DEPLOY_WORKER = "deploy_worker"
+    ROLLBACK_WORKER = "rollback_worker"
 
 
 class Cause(StrEnum):
@@ -107,6 +109,7 @@ UNREADABLE: Mapping[Source, str] = {
     Source.D1: "D1 could not be read",
     Source.STRIPE: "Stripe could not be read",
     Source.WHATSAPP: "the WhatsApp gateway could not be reached",
+    Source.WORKERS: "Workers versions and deployments could not be read",
 }
 
 # Order of kinds within a lane, and the summary word each kind counts under.
@@ -127,9 +130,12 @@ SUMMARY_WORDS: Mapping[ActionKind, str] = {
     ActionKind.SYNC_BILLING: "sync",
     ActionKind.RECORD_HOSTNAME: "record",
     ActionKind.RECORD_PUBLISH_FAILURE: "record",
+    ActionKind.DEPLOY_WORKER: "deploy",
+    ActionKind.ROLLBACK_WORKER: "roll back",
 }
 SUMMARY_ORDER = (
     "publish",
+    "deploy",
     "roll back",
     "create",
     "update",
@@ -162,6 +168,9 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.SYNC_BILLING: {"d1": 1},
     ActionKind.RECORD_HOSTNAME: {"d1": 1},
     ActionKind.RECORD_PUBLISH_FAILURE: {"d1": 1},
+    # one deployment, one health GET per step, a deployment back if it fails, the D1 record
+    ActionKind.DEPLOY_WORKER: {"cloudflare": 1, "d1": 1},
+    ActionKind.ROLLBACK_WORKER: {"cloudflare": 1, "d1": 1},
 }
 
 
@@ -193,7 +202,7 @@ class Blocked:
     tenant: str | None
     site: str | None
     gate: str  # hard_locked | budget | build | missing_version | missing_project | stuck |
-    #            conflict | blast_radius | incomplete
+    #            conflict | blast_radius | incomplete | missing_worker | health
     reason: str
     source: str | None
 
@@ -286,6 +295,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     from reconciler.core.plan_builder import PlanBuilder
     from reconciler.core.plan_hostnames import plan_hostnames
     from reconciler.core.plan_sites import plan_site
+    from reconciler.core.plan_workers import plan_workers
 
     builder = PlanBuilder(desired, observed, settings or PlanSettings())
     scope = observed.scope
@@ -305,6 +315,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
             continue
         plan_site(builder, site)
     plan_hostnames(builder)
+    plan_workers(builder)
     return Plan(
         revision=desired.revision,
         observed_digest=observed.digest(),
