@@ -272,6 +272,7 @@ class ReadOnlyWorld:
             unconfigured=unconfigured,
             dns=self.resolver,
             cname_target=settings.dns.cname_target or None,
+            workers=self.cloudflare,
         )
 
     def rates(self) -> dict[str, Rate]:
@@ -593,6 +594,7 @@ class DaemonWorld:
             unconfigured=read.unconfigured,
             dns=read.dns,
             cname_target=read.cname_target,
+            workers=reader(read.workers, "cloudflare"),
         )
         fenced_db: Database = writer(self.writers.database, "d1")
         self.database = fenced_db  # every daemon write to D1 (journal, status) goes through it

@@ -8,7 +8,8 @@ Rules (tests in tests/core/test_plan_workers.py cite them):
    (urgent lane) when the spec's newest version is older than the newest one serving, else
    ``deploy_worker``. Both name existing versions only: a deployment of a version Cloudflare
    already holds, never an upload, so a ``git revert`` of a bump rolls back at once.
-2. A version the spec names that Cloudflare does not hold is blocked (gate ``missing_version``,
+2. A version the spec names that Cloudflare does not hold is blocked (gate
+   ``missing_worker_version``,
    at the spec line): nothing is uploaded, nothing else changes for that Worker.
 3. A script Cloudflare does not show is blocked (gate ``missing_worker``); a Workers reading
    that failed blocks every Worker change (gate ``incomplete``).
@@ -17,6 +18,9 @@ Rules (tests in tests/core/test_plan_workers.py cite them):
    changes (another version, or the revert that makes it agree with what serves).
 5. ``after`` carries the split by version id and number, the split to return to
    (``before``), and the health check, so the executor needs nothing else.
+6. A rollout recorded ``checking`` (a run deployed it and stopped before judging its health
+   check) whose split serves and is still asked for is planned again: the same deployment
+   (harmless, it already serves) and the check, with the recorded split to return to.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ def _plan_one(builder: PlanBuilder, name: str, worker: DesiredWorker) -> None:
         return
     serving = seen.split()
     if serving == worker.split:
+        _check_again(builder, name, worker, seen)
         return
     kind = _kind(worker.split, serving)
     missing = [number for number, _ in worker.split if number not in seen.versions]
@@ -76,7 +81,7 @@ def _plan_one(builder: PlanBuilder, name: str, worker: DesiredWorker) -> None:
         held = ", ".join(str(n) for n in sorted(seen.versions)) or "none"
         block(
             kind,
-            gate="missing_version",
+            gate="missing_worker_version",
             reason=f"version {missing[0]} of {worker.script} does not exist (versions: {held}); "
             "nothing is uploaded: deploy it with wrangler first, or name an existing version",
         )
@@ -99,7 +104,9 @@ def _plan_one(builder: PlanBuilder, name: str, worker: DesiredWorker) -> None:
 def _turned_back(builder: PlanBuilder, worker: DesiredWorker, target: str) -> bool:
     """Rule 4: block a move the health gate already turned back, and say so."""
     rollout = builder.observed.worker_rollouts.get(worker.script)
-    if rollout is None or rollout.version not in {number for number, _ in worker.split}:
+    if rollout is None or rollout.status != "turned_back":
+        return False
+    if rollout.version not in {number for number, _ in worker.split}:
         return False
     source = builder.source(Kind.WORKER, worker.name, "spec.production.version")
     builder.block(
@@ -123,6 +130,33 @@ def _turned_back(builder: PlanBuilder, worker: DesiredWorker, target: str) -> bo
     return True
 
 
+def _check_again(
+    builder: PlanBuilder, name: str, worker: DesiredWorker, seen: ObservedWorker
+) -> None:
+    """Rule 6: a rollout deployed but never judged (the run stopped) is checked again."""
+    rollout = builder.observed.worker_rollouts.get(worker.script)
+    if rollout is None or rollout.status != "checking" or worker.health is None:
+        return
+    numbers = {version_id: number for number, version_id in seen.versions.items()}
+    back: list[JsonValue] = [
+        {"number": numbers.get(v, 0), "percentage": round(p), "version_id": v}
+        for v, p in rollout.return_to
+    ]
+    after: dict[str, JsonValue] = {**_after(worker, seen, None), "return_to": back}
+    builder.add(
+        ActionKind.DEPLOY_WORKER,
+        worker_target(name),
+        tenant=None,
+        site=None,
+        before={"versions": _versions(seen, worker.split)},
+        after=after,
+        reason=f"check {worker.script} {describe(worker.split)} again: a run deployed it and "
+        f"stopped before its health check was judged (GET {worker.health.url})",
+        source=builder.source(Kind.WORKER, name, "spec.production.version"),
+        cause=Cause.DRIFT,
+    )
+
+
 def _versions(seen: ObservedWorker, split: Split) -> list[JsonValue]:
     return [
         {"number": number, "percentage": percentage, "version_id": seen.versions[number]}
@@ -143,6 +177,7 @@ def _after(
         "script": worker.script,
         "versions": _versions(seen, worker.split),
         "return_to": [] if serving is None else _versions(seen, serving),
+        "health": None,
     }
     if worker.health is not None:
         after["health"] = {

@@ -58,13 +58,20 @@ class ObservedWorker:
 
 @dataclass(frozen=True, slots=True)
 class WorkerRollout:
-    """The latest rollout of a Worker that the health gate turned back (D1 ``worker_rollouts``)."""
+    """A Worker's newest rollout when it is not simply live (D1 ``worker_rollouts``).
+
+    ``turned_back``: the health gate returned traffic to ``returned_to``; ``checking``: a run
+    deployed ``version`` and stopped before judging its health check (``return_to`` is the last
+    good split, by version id), so the next pass checks again.
+    """
 
     script: str
-    version: int  # the version that failed its check
+    version: int  # the version of the rollout
     returned_to: str  # the split traffic went back to, in words ("version 2 at 100 %")
     error: str
     at: float
+    status: str = "turned_back"  # turned_back | checking
+    return_to: tuple[tuple[str, float], ...] = ()
 
 
 def desired_worker(name: str, worker: Worker) -> DesiredWorker:

@@ -52,11 +52,13 @@ from reconciler.core.observed import (
     Source,
     domain_status,
 )
+from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 from reconciler.errors import MigrationError, NotFoundError, ProviderError
 from reconciler.providers.cloudflare_models import CustomHostname, Deployment, PagesProject
 from reconciler.providers.d1 import Database
 from reconciler.providers.dns import Resolver
 from reconciler.runtime.ledger import DomainRow, LedgerReader, LedgerSnapshot
+from reconciler.runtime.observe_workers import WorkersReader, read_rollouts, read_workers
 from reconciler.spec.load import Specs
 from reconciler.spec.models import normalize_hostname
 
@@ -127,6 +129,7 @@ class ObserveClients:
     unconfigured: Mapping[Source, str] = field(default_factory=dict)
     dns: Resolver | None = None
     cname_target: str | None = None
+    workers: WorkersReader | None = None  # the platform's Workers (versions, deployments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +301,14 @@ async def observe(
                 _build_previews(clients, specs, pending, builds, say),
             )
 
+    workers, rollouts = await _observe_workers(specs, clients, readings, limits, scoped, say)
+    if readings.fatal is not None:
+        raise readings.fatal
+
     return Observed(
         at=now,
+        workers=workers,
+        worker_rollouts=rollouts,
         projects=dict(sorted(projects.items())),
         ledger=dict(ledger.sites) if ledger is not None else {},
         hostnames=dict(sorted(observed_hostnames.items())),
@@ -315,6 +324,33 @@ async def observe(
         scope=frozenset(scope) if scope is not None else None,
         cname_target=clients.cname_target or None,
     )
+
+
+async def _observe_workers(
+    specs: Specs,
+    clients: ObserveClients,
+    readings: _Readings,
+    limits: ObserveLimits,
+    scoped: bool,
+    say: Callable[[str], None],
+) -> tuple[dict[str, ObservedWorker], dict[str, WorkerRollout]]:
+    """The declared Workers and their rollouts (a scoped observation has none: no tenant's)."""
+    scripts = sorted({worker.spec.script for worker in specs.workers.values()})
+    workers: dict[str, ObservedWorker] = {}
+    rollouts: dict[str, WorkerRollout] = {}
+    if scoped or not scripts:
+        return workers, rollouts
+    if clients.workers is None:
+        readings.incomplete[Source.WORKERS] = "not configured: no Cloudflare client"
+        return workers, rollouts
+
+    async def read(reader: WorkersReader) -> None:
+        workers.update(await read_workers(reader, scripts))
+        rollouts.update(await read_rollouts(clients.database))
+        say(f"cloudflare: {len(workers)} of {len(scripts)} Workers read")
+
+    await _guard(readings, Source.WORKERS, limits.pages, read(clients.workers))
+    return workers, rollouts
 
 
 async def _guard(

@@ -255,6 +255,7 @@ def create_deployment(sim: CloudflareSim, call: Call) -> Outcome:
         store.ids.uuid(), sim.clock.now(), split, message if isinstance(message, str) else None
     )
     script.deployments.append(deployment)
+    script.served = 0  # a new deployment's traffic split starts with its first version
     return Outcome(200, success(deployment.as_json()))
 
 

@@ -46,6 +46,7 @@ def test_rule_1_a_bump_deploys_the_existing_version_with_the_split_to_return_to(
         "script": SCRIPT,
         "versions": [{"number": 3, "percentage": 100, "version_id": "v3-id"}],
         "return_to": [{"number": 2, "percentage": 100, "version_id": "v2-id"}],
+        "health": None,
     }
     assert action.reason == (
         "deploy site-builder-api-production to version 3 at 100 % (serving version 2 at 100 %)"
@@ -77,7 +78,7 @@ def test_rule_2_a_version_cloudflare_does_not_hold_is_blocked_never_uploaded() -
     plan = plan_of(specs(7), world())
     assert not plan.actions  # type: ignore[attr-defined]
     (blocked,) = plan.blocked  # type: ignore[attr-defined]
-    assert blocked.gate == "missing_version"
+    assert blocked.gate == "missing_worker_version"
     assert "version 7 of site-builder-api-production does not exist (versions: 1, 2, 3)" in (
         blocked.reason
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scenario_support import MIGRATIONS, Scenario
 
-NEW = "0005_site_notes.sql"
+NEW = "9001_site_notes.sql"  # after any migration the repository has
 CREATE = "CREATE TABLE site_notes (id INTEGER PRIMARY KEY, note TEXT);\n"
 BAD = CREATE + "ALTER TABLE sites ADD COLUMN notes TEXT DEFAULT;\n"  # DEFAULT without a value
 GOOD = CREATE + "ALTER TABLE sites ADD COLUMN notes TEXT;\n"

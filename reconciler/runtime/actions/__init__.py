@@ -4,7 +4,8 @@
 :func:`handlers_for`; ``runtime/execute.py`` looks each action's handler up in the returned
 mapping and awaits it with an :class:`~reconciler.runtime.handler.ActionContext`. The handlers
 live in ``publish.py`` (publish, retry, rollback), ``hostnames.py`` (custom hostnames) and
-``billing.py`` (mirror, locks, dunning); their D1 writes are in ``runtime/records.py``.
+``billing.py`` (mirror, locks, dunning), ``workers.py`` (the platform's Workers); their D1
+writes are in ``runtime/records.py``.
 docs/actions.md describes each action, its records and why a crash at any point is safe.
 """
 
@@ -25,6 +26,7 @@ from reconciler.runtime.actions.publish import (
     RecordPublishFailureHandler,
     RollbackHandler,
 )
+from reconciler.runtime.actions.workers import WorkerHandler
 from reconciler.runtime.actions.world import ActionSettings, BillingSource, World
 from reconciler.runtime.handler import Handler
 
@@ -66,4 +68,6 @@ def handlers_for(world: World) -> Mapping[ActionKind, Handler]:
         handlers[kind] = HostnameHandler(world, kind)
     for kind in (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK):
         handlers[kind] = AccessHandler(world, kind)
+    for kind in (ActionKind.DEPLOY_WORKER, ActionKind.ROLLBACK_WORKER):
+        handlers[kind] = WorkerHandler(world, kind)
     return MappingProxyType(handlers)

@@ -1,0 +1,126 @@
+"""Runbook 6, "If Deploy Broken: rollback immediately", as desired state (``kind: Worker``).
+
+The sandbox seeds the API Worker ``site-builder-api-production`` with three versions, version 2
+serving; version 3 answers 500 on ``/healthz``. A commit moves the spec to version 3 with a
+health check and a split schedule: ``apply`` serves 10 % of traffic on it, the check fails, and
+traffic goes back to version 2 with no human; the plan then blocks version 3 (gate ``health``)
+with a note until the spec changes, and the revert to version 2 makes the specs agree (nothing
+to do). A rollback is a deployment of an existing version: never an upload.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scenario_support import Scenario
+
+SCRIPT = "site-builder-api-production"
+
+
+def _worker(world: Scenario, version: int, *, steps: list[int] | None = None) -> None:
+    base = world.sandbox.control_url.removesuffix("/__sandbox")
+    world.fleet.workers["api"] = {
+        "script": SCRIPT,
+        "production": {"version": version},
+        "health_check": {
+            "url": f"{base}/__workers/{SCRIPT}/healthz",
+            "expect": [200],
+            "steps": steps or [],
+        },
+    }
+
+
+def _serving(world: Scenario) -> list[tuple[int, float]]:
+    store: Any = world.sandbox.cloudflare.worker_versions
+    script = store.scripts[SCRIPT]
+    numbers = {v.id: v.number for v in script.versions}
+    return [(numbers[v], p) for v, p in script.deployments[-1].split]
+
+
+def _deployments(world: Scenario, since: int) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in world.cf_calls(since)
+        if c["method"] == "POST" and str(c["path"]).endswith("/deployments")
+    ]
+
+
+def _uploads(world: Scenario, since: int) -> list[dict[str, Any]]:
+    return [c for c in world.cf_calls(since) if c["method"] == "PUT" and "/workers/" in c["path"]]
+
+
+def test_a_broken_version_is_turned_back_by_its_health_check_and_the_revert_agrees(
+    world: Scenario,
+) -> None:
+    _worker(world, 2)
+    assert "nothing to do" in world.apply().out  # the spec agrees with what serves
+
+    _worker(world, 3, steps=[10])
+    plan = world.plan()
+    assert plan.code == 2
+    assert "deploy site-builder-api-production to version 3 at 100 %" in plan.out
+    since = world.cf_seq()
+    run = world.apply()
+    assert run.code == 1, run.out + run.err
+    assert "health check failed" in run.out + run.err
+    assert "traffic returned to version 2 at 100 %" in run.out + run.err
+    assert _serving(world) == [(2, 100.0)]
+    splits = [
+        [v["percentage"] for v in c["request_json"]["versions"]] for c in _deployments(world, since)
+    ]
+    assert splits == [[10, 90], [100]]  # the 10 % step failed: straight back, 100 % never tried
+    assert not _uploads(world, since)
+    rows = world.rows("SELECT status, version, returned_to, error FROM worker_rollouts ORDER BY id")
+    assert [r["status"] for r in rows] == ["checking", "turned_back"]
+    row = rows[-1]
+    assert (row["version"], row["returned_to"]) == (3, "version 2 at 100 %")
+    assert "answered 500 (expected 200)" in str(row["error"])
+
+    blocked = world.plan()
+    assert blocked.code == 3
+    assert "version 3 of site-builder-api-production failed its health check" in blocked.out
+    assert "serves version 2 at 100 % since version 3 failed its health check" in blocked.out
+
+    _worker(world, 2)  # git revert of the bump
+    agreed = world.plan()
+    assert agreed.code == 0, agreed.out
+    assert _serving(world) == [(2, 100.0)]
+
+
+def test_moving_back_is_an_immediate_rollback_without_upload(world: Scenario) -> None:
+    world.fleet.workers["api"] = {"script": SCRIPT, "production": {"version": 1}}
+    since = world.cf_seq()
+    run = world.apply()
+    assert run.code == 0, run.out + run.err
+    assert "roll back" in run.out
+    assert _serving(world) == [(1, 100.0)]
+    assert len(_deployments(world, since)) == 1 and not _uploads(world, since)
+    assert "nothing to do" in world.apply().out
+
+
+def test_a_version_that_does_not_exist_is_blocked_at_its_spec_line(world: Scenario) -> None:
+    world.fleet.workers["api"] = {"script": SCRIPT, "production": {"version": 9}}
+    since = world.cf_seq()
+    run = world.apply()
+    assert run.code == 3
+    assert "version 9 of site-builder-api-production does not exist (versions: 1, 2, 3)" in run.out
+    assert "worker-api.yaml:" in run.out
+    assert not _deployments(world, since) and not _uploads(world, since)
+    assert _serving(world) == [(2, 100.0)]
+
+
+def test_a_healthy_version_goes_live_through_its_schedule(world: Scenario) -> None:
+    store: Any = world.sandbox.cloudflare.worker_versions
+    store.scripts[SCRIPT].versions[2].health = 200  # version 3 fixed in place for this test
+    _worker(world, 3, steps=[10, 50])
+    since = world.cf_seq()
+    run = world.apply()
+    assert run.code == 0, run.out + run.err
+    splits = [
+        [v["percentage"] for v in c["request_json"]["versions"]] for c in _deployments(world, since)
+    ]
+    assert splits == [[10, 90], [50, 50], [100]]
+    assert _serving(world) == [(3, 100.0)]
+    (row,) = world.rows("SELECT status FROM worker_rollouts ORDER BY id DESC LIMIT 1")
+    assert row["status"] == "live"
+    assert "nothing to do" in world.apply().out
