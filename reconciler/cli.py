@@ -37,6 +37,7 @@ COMMANDS: tuple[str, ...] = (
     "schemas",
     "migrate",
     "sandbox",
+    "optimize",
 )
 
 

@@ -18,8 +18,10 @@ process, with no account anywhere and nothing beyond 127.0.0.1:
 The chapters: converge from scratch; publish a version bump; ``git revert`` it (a rollback to
 the earlier deployment, no build); a tenant's payment fails (dunning, soft lock, hard lock,
 payment, unlock) as days pass; a domain stuck pending (retry, recreations, Stuck) recovers
-when its DNS is pointed. Each chapter ends with one line saying what converged, read from the
-world itself, and a chapter whose world does not look as told makes the demo exit 1.
+when its DNS is pointed; the sites' photos (originals in R2, moto) are served as AVIF and
+WebP ``<picture>``s, ``optimize-site`` shows the bytes saved, and removing a script from a Site
+republishes it with that as the reason. Each chapter ends with one line saying what converged,
+read from the world itself, and a chapter whose world does not look as told makes the demo exit 1.
 docs/demo.md describes the story.
 """
 
@@ -28,10 +30,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import sqlite3
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -59,6 +63,7 @@ VALIDATION_WINDOW = 36 * HOUR
 (real Cloudflare: about 7 days), so the domain chapter reaches "timed out" in a few steps."""
 
 BUMPED_SITE = "acme-home"
+MEDIA_SITE = "acme-home"  # chapter 8: its photos, and the script removed from its spec
 BILLING_TENANT = "lumen"
 STUCK_SITE = "acme-shop"
 STUCK_HOSTNAME = "order.acmebakery.com"
@@ -370,6 +375,7 @@ class Story:
                 state_dir=self.work / "sandbox",
                 clock=self.clock,
                 cloudflare={"validation_window": VALIDATION_WINDOW},
+                with_r2=True,
             ) as sandbox:
                 self.sandbox = sandbox
                 env = {**sandbox.settings_env(), SANDBOX_CONTROL_ENV: sandbox.control_url}
@@ -379,6 +385,7 @@ class Story:
                     self.version_bump()
                     self.dunning()
                     self.stuck_domain()
+                    self.media()
         finally:
             if self.keep:
                 print(f"\n(kept the working copy and the sandbox state in {self.work})")
@@ -394,6 +401,7 @@ class Story:
         print(f"  Cloudflare API simulator  {sandbox.cloudflare_url}")
         print(f"  Evolution API simulator   {sandbox.evolution_url}")
         print(f"  localstripe               {sandbox.stripe.base_url}")
+        print(f"  R2 (moto, S3 API)         {sandbox.r2.endpoint}")
         print(f"  D1                        {sandbox.cloudflare.d1_path.name} (SQLite)")
         print(f"  virtual time              {_iso(self.clock.now())}")
         print()
@@ -408,6 +416,9 @@ class Story:
         print(f"  D1: {len(self.seeded.versions)} sites with {total} content snapshots")
         print(f"  Cloudflare: {len(self.seeded.projects)} Pages projects, no deployment yet")
         print(f"  DNS: {len(self.seeded.pointed)} customer hostnames pointed at the SaaS target")
+        photos = self.seeded.media
+        print(f"  R2: {len(photos)} photos ({sum(photos.values()) / 1e6:.1f} MB of JPEG, PNG and "
+              "WebP originals) that the content snapshots show")  # fmt: skip
         for tenant, ids in sorted(self.seeded.stripe.items()):
             print(f"  Stripe: {tenant} is customer {ids.customer}, paying (active subscription)")
         shutil.copytree(self.root, self.fleet / "specs")
@@ -605,6 +616,55 @@ class Story:
             f"{STUCK_HOSTNAME} is active after {recreated[0][0] if recreated else 0} "
             "recreations and a Stuck condition, once its DNS was pointed"
         )
+
+    def media(self) -> None:
+        """Chapter 8: the photos as AVIF/WebP <picture>s, and a publish that follows a script."""
+        chapter(8, "Photos from R2, served as AVIF and WebP; a publish that follows every input")
+        site = self.specs.sites[MEDIA_SITE].spec
+        self.cli("optimize-site", MEDIA_SITE, "--specs", str(self.fleet / "specs"), timed=False)
+        html, files = self._served_pictures(site.pages_project)
+        print()
+        print(f"The page Pages serves for {MEDIA_SITE} (first <picture>, wrapped):")
+        for line in html[:3]:
+            print(f"  {line}")
+        self.expect(bool(files), f"{MEDIA_SITE} serves no <picture>")
+        print(f"Every one of its {len(files)} AVIF and WebP sources is a file of the deployment.")
+        print()
+        script = site.scripts[0]
+        self.edit(f"sites/{MEDIA_SITE}.yaml", f"  scripts:\n    - {script}\n", "  scripts: []\n")
+        self.commit(f"{MEDIA_SITE}: remove the Google tag")
+        print()
+        self.expect(self.plan() == 2, "removing a script should plan a publish (exit 2)")
+        print()
+        self.apply(skip_plan=True)
+        page = self._page(site.pages_project)
+        self.expect(script not in page, f"{MEDIA_SITE} still loads {script}")
+        print()
+        self.expect(self.plan() == 0, "the plan after the republish should show no change")
+        converged(
+            f"{MEDIA_SITE} serves <picture>s whose {len(files)} AVIF/WebP files are deployed; "
+            f"removing {script.split('?')[0]} republished the same version without it"
+        )
+
+    def _file(self, project: str, path: str) -> bytes | None:
+        """What Pages serves for ``project`` at ``path`` (None for a 404)."""
+        pages = self.sandbox.cloudflare.pages
+        status, body, _ = pages.serve(pages.projects[project], path, self.clock.now())
+        return body if status == 200 else None
+
+    def _page(self, project: str, path: str = "/index.html") -> str:
+        found = self._file(project, path)
+        return found.decode("utf-8") if found is not None else ""
+
+    def _served_pictures(self, project: str) -> tuple[list[str], list[str]]:
+        """The first <picture> of the served home page, and every source file it checks."""
+        page = self._page(project)
+        pictures = re.findall(r"<picture>.*?</picture>", page)
+        sources = re.findall(r"(/assets/img/[0-9a-f]{16}/[0-9]+\.(?:avif|webp))", page)
+        missing = [url for url in sources if self._file(project, url) is None]
+        self.expect(not missing, f"the deployment lacks {', '.join(missing[:3])}")
+        first = pictures[0] if pictures else ""
+        return textwrap.wrap(first, 96), sorted(set(sources))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,11 @@ Environment variables (all optional; defaults point at the local sandbox's usual
 ``DNS_CNAME_TARGET``             the SaaS zone's CNAME target customers point their hostnames at
 ``DNS_TIMEOUT``                  seconds one DNS lookup may take (default ``2``)
 ``RECONCILER_SANDBOX_CONTROL``   the sandbox's control root (``DNS_RESOLVER=sandbox`` asks it)
+``R2_ENDPOINT``                  R2's S3 endpoint, ``https://<account id>.r2.cloudflarestorage.com``
+``R2_BUCKET``                    the media bucket (originals and cached variants)
+``R2_ACCESS_KEY_ID``             an R2 API token's access key id
+``R2_SECRET_ACCESS_KEY``         its secret access key
+``R2_REGION``                    the signing region (default ``auto``, what R2 expects)
 ===============================  ==============================================================
 
 DNS is looked up only for custom hostnames that are stuck or past their validation timeout,
@@ -182,6 +187,33 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class R2Settings:
+    """How to reach the R2 media bucket through its S3-compatible API (``providers/r2.py``)."""
+
+    endpoint: str = ""
+    bucket: str = ""
+    access_key_id: Secret = field(default_factory=lambda: Secret(""))
+    secret_access_key: Secret = field(default_factory=lambda: Secret(""))
+    region: str = "auto"
+
+    @property
+    def configured(self) -> bool:
+        """True when an endpoint, a bucket and both keys are set."""
+        return bool(self.endpoint and self.bucket and self.access_key_id and self.secret_access_key)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> R2Settings:
+        """Read the ``R2_*`` variables."""
+        return cls(
+            endpoint=env.get("R2_ENDPOINT", "").rstrip("/"),
+            bucket=env.get("R2_BUCKET", ""),
+            access_key_id=Secret(env.get("R2_ACCESS_KEY_ID", "")),
+            secret_access_key=Secret(env.get("R2_SECRET_ACCESS_KEY", "")),
+            region=env.get("R2_REGION", "auto") or "auto",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the wiring needs to build clients."""
 
@@ -192,6 +224,7 @@ class Settings:
     git_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     dns: DnsSettings = field(default_factory=DnsSettings)
     plan_key: Secret = field(default_factory=lambda: Secret(""))
+    r2: R2Settings = field(default_factory=R2Settings)
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every credential these settings hold (registered for redaction by the wiring)."""
@@ -202,6 +235,8 @@ class Settings:
             self.evolution.api_key,
             self.git_webhook_secret,
             self.plan_key,
+            self.r2.access_key_id,
+            self.r2.secret_access_key,
         )
 
     @classmethod
@@ -239,4 +274,5 @@ class Settings:
             git_webhook_secret=Secret(env.get("GIT_WEBHOOK_SECRET", "")),
             dns=DnsSettings.from_env(env),
             plan_key=Secret(env.get("RECONCILER_PLAN_KEY", "")),
+            r2=R2Settings.from_env(env),
         )

@@ -57,6 +57,7 @@ from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.providers.dns import Resolver, SandboxResolver, SystemResolver
 from reconciler.providers.evolution import EvolutionClient
+from reconciler.providers.r2 import R2Store
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.stripe import StripeBilling
 from reconciler.redact import register
@@ -198,6 +199,11 @@ class Buckets:
         return bucket
 
 
+def load_media(settings: Settings) -> R2Store | None:
+    """The R2 media bucket (originals and the variant cache), when ``R2_*`` configure one."""
+    return R2Store(settings.r2) if settings.r2.configured else None
+
+
 class ReadOnlyWorld:
     """The observers of one command: read-only clients, closed together.
 
@@ -218,7 +224,8 @@ class ReadOnlyWorld:
         Args:
             settings: where each provider lives and its credentials.
             buckets: shared token buckets (a new set when None).
-            assets: the asset store for in-memory builds, if one is configured.
+            assets: the asset store for in-memory builds; R2 from ``R2_*`` when None and
+                configured (its variant cache is read, never written: a plan is read-only).
             resolver: the DNS resolver for stuck hostnames; from ``DNS_RESOLVER`` when None
                 (:func:`load_resolver`).
             create_database: allow a missing SQLite file to be created (tests); a plan
@@ -263,6 +270,9 @@ class ReadOnlyWorld:
             )
 
         self.resolver = resolver if resolver is not None else load_resolver(settings)
+        self.media = load_media(settings)
+        if assets is None and self.media is not None:
+            assets = self.media
         self.clients = ObserveClients(
             database=self.database,
             cloudflare=self.cloudflare,
@@ -273,6 +283,7 @@ class ReadOnlyWorld:
             dns=self.resolver,
             cname_target=settings.dns.cname_target or None,
             workers=self.cloudflare,
+            variants=self.media,
         )
 
     def rates(self) -> dict[str, Rate]:
@@ -365,7 +376,8 @@ class WriterWorld:
         Args:
             settings: where each provider lives and its credentials.
             buckets: shared token buckets (pass the observers' set; a new set when None).
-            assets: asset bytes for builds (an empty store when None).
+            assets: asset bytes for builds; R2 from ``R2_*`` when None and configured (it is
+                the variant cache too), else an empty store.
             action_settings: the handlers' time limits (production defaults when None).
             checkpoints: crash points; from ``RECONCILER_CRASH_AT`` when None
                 (:func:`load_checkpoints`).
@@ -401,12 +413,14 @@ class WriterWorld:
         if evo.base_url and evo.instance:
             evo_bucket = self.buckets.get("evolution", evo.api_key, EVOLUTION_BUDGET)
             self.evolution = EvolutionClient(evo, bucket=evo_bucket, lane=Lane.CHANGE)
+        self.media = load_media(settings)
         self.world = World(
             cloudflare=self.cloudflare,
             db=self.database,
             stripe=self.stripe,
             evolution=self.evolution,
-            assets=assets if assets is not None else {},
+            assets=assets if assets is not None else (self.media or {}),
+            variants=self.media,
             settings=action_settings or ActionSettings(),
             sleep=self.sleep,
         )
@@ -595,6 +609,7 @@ class DaemonWorld:
             dns=read.dns,
             cname_target=read.cname_target,
             workers=reader(read.workers, "cloudflare"),
+            variants=read.variants,
         )
         fenced_db: Database = writer(self.writers.database, "d1")
         self.database = fenced_db  # every daemon write to D1 (journal, status) goes through it
@@ -605,11 +620,18 @@ class DaemonWorld:
             stripe=reader(acting.stripe, "stripe"),
             evolution=writer(acting.evolution, "whatsapp"),
             assets=acting.assets,
+            variants=acting.variants,
             settings=acting.settings,
             sleep=acting.sleep,
         )
         follower = GitFollower(
-            workdir / "repo", repo_url, branch, specs_subdir=specs_subdir, clock=clock, sleep=sleep
+            workdir / "repo",
+            repo_url,
+            branch,
+            specs_subdir=specs_subdir,
+            clock=clock,
+            sleep=sleep,
+            on_fetch=metrics.git_fetch,
         )
         self.parts = DaemonParts(
             follower=follower,
@@ -641,10 +663,12 @@ class DaemonWorld:
             metrics=self.metrics,
             health=daemon.health,
             ready=daemon.ready,
+            readiness=daemon.readiness,
             on_git_push=daemon.on_git_push,
             on_stripe_event=daemon.on_stripe_event,
             git_secret=self.settings.git_webhook_secret,
             stripe_verifier=verify,
+            before_metrics=self.breakers.states,
         )
         host, port = self._listen
         self.parts.server = self._server_type(app, host=host, port=port)

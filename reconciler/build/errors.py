@@ -1,7 +1,8 @@
 """The one error a build raises: why a publish failed, in words fit for an operator.
 
 ``build/content.py`` raises it for an invalid content snapshot, ``build/site.py`` for a missing
-or corrupt asset, an unsafe script URL or a build over its time limit. The publisher stores
+or corrupt asset, an unsafe script URL or a build over its time limit, ``build/media.py`` for
+hostile media (undecodable, wrong type, over a limit, an unsafe SVG). The publisher stores
 ``error.message`` in ``publish_versions.error_message`` (runbook 1) and never retries the same
 snapshot: a build is deterministic, so the same input fails the same way.
 """
@@ -20,7 +21,10 @@ class BuildFailure(StrEnum):
 
     INVALID_CONTENT = "invalid_content"  # content_json is malformed or a block is invalid
     MISSING_ASSET = "missing_asset"  # a referenced asset is absent from the asset store
-    CORRUPT_ASSET = "corrupt_asset"  # asset bytes differ from the snapshot's size or sha256
+    CORRUPT_ASSET = "corrupt_asset"  # bytes differ from the snapshot's sha256, or undecodable
+    WRONG_TYPE = "wrong_type"  # the bytes are not the declared content type
+    OVERSIZED_ASSET = "oversized_asset"  # over the byte or pixel limit (decompression bombs)
+    UNSAFE_ASSET = "unsafe_asset"  # an SVG that could run script or load a URL
     UNSAFE_SCRIPT = "unsafe_script"  # a site script is not an https:// URL
     TIMEOUT = "timeout"  # the build exceeded its time limit
 

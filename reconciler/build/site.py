@@ -12,14 +12,19 @@ Rules this module keeps:
 - Every user string is HTML-escaped (``html.escape`` with quotes) where it is written; no user
   string ever lands in a ``<script>`` body or a ``style`` value. Only https:// script URLs are
   loaded; links are limited to https/http/mailto/tel, site paths and anchors by the model.
-- Every asset the snapshot lists is published at ``assets/media/<key>`` and must be present in
-  the asset store with the declared size and SHA-256; a block naming an unlisted asset fails.
+- Every asset the snapshot lists must be present in the asset store with the declared size and
+  SHA-256; a block naming an unlisted asset fails. Raster images are published as WebP and AVIF
+  variants only (``build/images.py``, ``build/media.py``) and shown as ``<picture>`` with
+  ``srcset``/``sizes`` and explicit ``width``/``height``; SVGs and other files byte for byte.
+- No layout shift: every image has its intrinsic size, every embed and the footer reserve their
+  height in the generated stylesheet (one class per embed height, a mobile footer minimum).
 - The build is checked against its deadline between pages, assets and hashes; past it the build
   fails with ``BuildFailure.TIMEOUT`` (the publisher records the message and gives up).
 
 Output layout: ``index.html`` and ``<path>/index.html`` per page, ``404.html``,
 ``assets/site.css``, ``assets/blocks.js`` (only when a page has a contact form or a gallery) and
-``assets/media/<key>`` per asset.
+``assets/img/<sha>/<width>.<avif|webp>`` per image variant, ``assets/media/<key>`` per other
+asset.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from types import MappingProxyType
-from typing import Protocol
 
 from reconciler.build.assethash import pages_asset_hash
 from reconciler.build.content import (
@@ -51,11 +55,20 @@ from reconciler.build.content import (
     Theme,
 )
 from reconciler.build.errors import BuildError, BuildFailure
+from reconciler.build.images import (
+    AssetStore,
+    PreparedImage,
+    PreparedMedia,
+    asset_references,
+    picture,
+    prepare_media,
+    shown_images,
+)
+from reconciler.build.media import EncoderSettings, VariantCache
 
 KB = 1024
 CSS_PATH = "assets/site.css"
 JS_PATH = "assets/blocks.js"
-MEDIA_PREFIX = "assets/media/"
 NOT_FOUND_PATH = "404.html"
 
 _HTTPS_URL_RE = re.compile(HTTPS_URL_PATTERN)
@@ -136,12 +149,13 @@ document.body.appendChild(dialog);dialog.showModal();});});
 """
 
 
-class AssetStore(Protocol):
-    """Where asset bytes come from (R2 in production, a dict in tests and the sandbox)."""
+__all__ = ["AssetStore", "BuildOutput", "build_site", "content_hash", "kilobytes"]
 
-    def get(self, key: str, /) -> bytes | None:
-        """The bytes stored under ``key``, or ``None`` when there is no such object."""
-        ...
+FOOTER_MIN_HEIGHT = "6rem"  # reserved so a late footer never shifts the page (runbook 4, CLS)
+FOOTER_MIN_HEIGHT_MOBILE = "9rem"  # narrow screens wrap the links onto more lines
+HERO_SIZES = "100vw"
+IMAGE_SIZES = "(min-width: 60rem) 58rem, 100vw"
+GALLERY_SIZES = "(min-width: 60rem) 15rem, 50vw"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +175,14 @@ class BuildOutput:
     third_party_script_urls: tuple[str, ...]  # those URLs, sorted
     manifest: Mapping[str, str]
     content_types: Mapping[str, str]  # path -> MIME type, for the asset upload metadata
+    image_kb: int = 0  # the largest image file served (any variant), KiB rounded up
+    largest_image: str = ""  # the asset key of that file
+    page_weight_kb: int = 0  # the heaviest page: HTML + CSS + JS + its images' largest WebP
+    heaviest_page: str = ""  # that page's path
+    media_original_bytes: int = 0  # raster originals as stored in R2
+    media_variant_bytes: int = 0  # every variant published
+    images_encoded: int = 0  # images encoded by this build (0 when all came from the cache)
+    images_cached: int = 0
 
     def manifest_json(self) -> str:
         """The manifest as the compact, key-sorted JSON string the upload form sends."""
@@ -214,29 +236,10 @@ def _page_file(path: str) -> str:
     return "index.html" if path == "/" else f"{path.strip('/')}/index.html"
 
 
-def _media_url(key: str) -> str:
-    return "/" + MEDIA_PREFIX + key
-
-
-def _asset_references(snapshot: ContentSnapshot) -> list[tuple[str, str]]:
-    """Every (asset key, where it is named) in page and block order."""
-    refs: list[tuple[str, str]] = []
-    for p, page in enumerate(snapshot.pages):
-        for b, block in enumerate(page.blocks):
-            where = f"pages[{p}].blocks[{b}] ({block.type})"
-            if isinstance(block, HeroBlock) and block.image is not None:
-                refs.append((block.image, where))
-            elif isinstance(block, ImageBlock):
-                refs.append((block.asset, where))
-            elif isinstance(block, GalleryBlock):
-                refs.extend((image.asset, where) for image in block.images)
-    return refs
-
-
 def _check_references(snapshot: ContentSnapshot) -> None:
     declared = {asset.key for asset in snapshot.assets}
     missing: dict[str, str] = {}
-    for key, where in _asset_references(snapshot):
+    for key, where in asset_references(snapshot):
         if key not in declared and key not in missing:
             missing[key] = where
     if missing:
@@ -249,40 +252,6 @@ def _check_references(snapshot: ContentSnapshot) -> None:
         )
 
 
-def _load_assets(
-    snapshot: ContentSnapshot,
-    store: Mapping[str, bytes] | AssetStore,
-    deadline: _Deadline,
-) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    absent: list[str] = []
-    for asset in snapshot.assets:
-        deadline.check()
-        data = store.get(asset.key)
-        if data is None:
-            absent.append(asset.key)
-            continue
-        if len(data) != asset.bytes:
-            raise BuildError(
-                f"corrupt asset {asset.key!r}: the store holds {len(data)} bytes, "
-                f"the snapshot says {asset.bytes}",
-                reason=BuildFailure.CORRUPT_ASSET,
-            )
-        if hashlib.sha256(data).hexdigest() != asset.sha256:
-            raise BuildError(
-                f"corrupt asset {asset.key!r}: its bytes do not match the snapshot's sha256",
-                reason=BuildFailure.CORRUPT_ASSET,
-            )
-        files[MEDIA_PREFIX + asset.key] = bytes(data)
-    if absent:
-        names = ", ".join(repr(key) for key in absent)
-        raise BuildError(
-            f"missing asset{'s' if len(absent) > 1 else ''}: {names} not found in the asset store",
-            reason=BuildFailure.MISSING_ASSET,
-        )
-    return files
-
-
 def _check_scripts(scripts: Sequence[str]) -> None:
     for url in scripts:
         if not _HTTPS_URL_RE.fullmatch(url):
@@ -292,7 +261,7 @@ def _check_scripts(scripts: Sequence[str]) -> None:
             )
 
 
-def _stylesheet(theme: Theme) -> bytes:
+def _stylesheet(theme: Theme, embed_heights: Sequence[int] = ()) -> bytes:
     colors = {
         name: getattr(theme.colors, name) or default for name, default in _DEFAULT_COLORS.items()
     }
@@ -302,47 +271,68 @@ def _stylesheet(theme: Theme) -> bytes:
     font = _FONT_STACKS[theme.font]
     heading = _FONT_STACKS[theme.heading_font or theme.font]
     root = f":root{{{variables};--font:{font};--heading-font:{heading}}}\n"
-    return (root + _BASE_CSS).encode("utf-8")
+    reserved = "".join(
+        f".embed-h{height}{{min-height:{height}px}}\n" for height in sorted(set(embed_heights))
+    )
+    footer = (
+        f".site-footer{{min-height:{FOOTER_MIN_HEIGHT};contain:layout}}\n"
+        f"@media (max-width:40rem){{.site-footer{{min-height:{FOOTER_MIN_HEIGHT_MOBILE}}}}}\n"
+    )
+    return (root + _BASE_CSS + footer + reserved).encode("utf-8")
 
 
 class _PageWriter:
-    """Renders one page; counts inline CSS so the budget sees it."""
+    """Renders one page; remembers whether it needs the block script and which images it shows."""
 
-    __slots__ = ("inline_css_bytes", "needs_js")
+    __slots__ = ("images", "needs_js", "shown")
 
-    def __init__(self) -> None:
-        self.inline_css_bytes = 0
+    def __init__(self, images: Mapping[str, PreparedImage]) -> None:
+        self.images = images
         self.needs_js = False
+        self.shown: dict[str, PreparedImage] = {}
+
+    def image(self, key: str, *, alt: str, sizes: str, eager: bool, cls: str = "") -> str:
+        prepared = self.images[key]
+        self.shown[key] = prepared
+        return picture(prepared, alt=alt, sizes=sizes, eager=eager, cls=cls)
 
     def block(self, block: Block, index: int) -> str:
+        above_fold = index == 0
         if isinstance(block, HeroBlock):
-            return _hero(block)
+            return _hero(block, self)
         if isinstance(block, TextBlock):
             return _text(block)
         if isinstance(block, ImageBlock):
-            return _image(block)
+            img = self.image(block.asset, alt=block.alt, sizes=IMAGE_SIZES, eager=above_fold)
+            caption = f"<figcaption>{escape(block.caption)}</figcaption>" if block.caption else ""
+            return f'<figure class="image">{img}{caption}</figure>'
         if isinstance(block, GalleryBlock):
             self.needs_js = True
-            return _gallery(block)
+            items = "".join(
+                f'<li><a href="{escape(self.images[image.asset].src)}">'
+                + self.image(image.asset, alt=image.alt, sizes=GALLERY_SIZES, eager=False)
+                + "</a></li>"
+                for image in block.images
+            )
+            return f'<ul class="gallery" data-gallery>{items}</ul>'
         if isinstance(block, ContactFormBlock):
             self.needs_js = True
             return _contact_form(block, index)
         if isinstance(block, EmbedBlock):
-            style = f"min-height:{block.height}px"
-            self.inline_css_bytes += len(style)
             return (
-                f'<div class="embed" style="{style}">'
+                f'<div class="embed embed-h{block.height}">'
                 f'<script src="{escape(block.script_url)}" async></script></div>'
             )
         return _footer(block)
 
 
-def _hero(block: HeroBlock) -> str:
+def _hero(block: HeroBlock, writer: _PageWriter) -> str:
     parts = ['<section class="hero">']
     if block.image is not None:
         parts.append(
-            f'<img class="hero-image" src="{escape(_media_url(block.image))}" '
-            f'alt="{escape(block.image_alt)}">'
+            writer.image(
+                block.image, alt=block.image_alt, sizes=HERO_SIZES, eager=True, cls="hero-image"
+            )
         )
     parts.append(f'<div class="hero-body"><h1>{escape(block.heading)}</h1>')
     if block.subheading:
@@ -391,25 +381,6 @@ def _text(block: TextBlock) -> str:
     flush()
     out.append("</section>")
     return "".join(out)
-
-
-def _image(block: ImageBlock) -> str:
-    img = (
-        f'<img src="{escape(_media_url(block.asset))}" alt="{escape(block.alt)}" '
-        'loading="lazy" decoding="async">'
-    )
-    caption = f"<figcaption>{escape(block.caption)}</figcaption>" if block.caption else ""
-    return f'<figure class="image">{img}{caption}</figure>'
-
-
-def _gallery(block: GalleryBlock) -> str:
-    items = "".join(
-        f'<li><a href="{escape(_media_url(image.asset))}">'
-        f'<img src="{escape(_media_url(image.asset))}" alt="{escape(image.alt)}" '
-        'loading="lazy" decoding="async"></a></li>'
-        for image in block.images
-    )
-    return f'<ul class="gallery" data-gallery>{items}</ul>'
 
 
 _INPUT_TYPES = {"text": "text", "email": "email", "tel": "tel"}
@@ -506,6 +477,67 @@ def _versioned(path: str, data: bytes) -> str:
     return f"/{path}?v={hashlib.sha256(data).hexdigest()[:8]}"
 
 
+@dataclass(slots=True)
+class _Rendered:
+    """The pages of a build and what the budget needs from them."""
+
+    files: dict[str, bytes]
+    any_js: bool = False
+    heaviest_page: str = ""
+    heaviest_bytes: int = 0
+
+
+def _render_pages(
+    snapshot: ContentSnapshot, head: _Head, media: PreparedMedia, css: bytes, timer: _Deadline
+) -> _Rendered:
+    rendered = _Rendered(files={})
+    js_size = len(_BLOCKS_JS.encode("utf-8"))
+    for page in snapshot.pages:
+        timer.check()
+        writer = _PageWriter(media.images)
+        main: list[str] = []
+        footers: list[str] = []
+        if not any(isinstance(block, HeroBlock) for block in page.blocks):
+            main.append(f'<h1 class="page-title">{escape(page.title)}</h1>')
+        for index, block in enumerate(page.blocks):
+            html = writer.block(block, index)
+            (footers if isinstance(block, FooterBlock) else main).append(html)
+        body = _nav(snapshot.pages, page.path) + "<main>" + "".join(main) + "</main>"
+        body += "".join(footers)
+        document = _document(
+            head,
+            title=page.title,
+            description=page.description,
+            body=body,
+            needs_js=writer.needs_js,
+        )
+        rendered.files[_page_file(page.path)] = document
+        rendered.any_js = rendered.any_js or writer.needs_js
+        weight = len(document) + len(css) + (js_size if writer.needs_js else 0)
+        weight += sum(image.weight for image in writer.shown.values())
+        if weight > rendered.heaviest_bytes:
+            rendered.heaviest_bytes, rendered.heaviest_page = weight, page.path
+    home = next(page for page in snapshot.pages if page.path == "/")
+    rendered.files[NOT_FOUND_PATH] = _document(
+        head,
+        title=home.title,
+        description=None,
+        body=_nav(snapshot.pages, None)
+        + '<main><h1 class="page-title">404</h1><p><a href="/">'
+        + escape(home.title)
+        + "</a></p></main>",
+        needs_js=False,
+    )
+    return rendered
+
+
+def _largest_image(media: PreparedMedia) -> tuple[str, int]:
+    if not media.images:
+        return "", 0
+    image = max(media.images.values(), key=lambda i: (i.largest_file, i.key))
+    return image.key, image.largest_file
+
+
 def build_site(
     snapshot: ContentSnapshot,
     *,
@@ -515,6 +547,8 @@ def build_site(
     scripts: Sequence[str] = (),
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    variants: VariantCache | None = None,
+    encoder: EncoderSettings | None = None,
 ) -> BuildOutput:
     """Render a content snapshot into the files of a Pages deployment.
 
@@ -527,28 +561,34 @@ def build_site(
         deadline: the time, on ``clock``'s scale, by which the build must be done; ``None``
             for no limit.
         clock: the clock ``deadline`` is measured on (seconds).
+        variants: the image variant cache (R2); None encodes every image and stores nothing.
+        encoder: the image encoder settings (``build/media.py`` defaults when None).
 
     Returns:
-        The files, their content hash, budget sizes and the Pages manifest.
+        The files, their content hash, budget sizes, media figures and the Pages manifest.
 
     Raises:
         BuildError: a block names an asset the snapshot does not list, an asset is missing
-            from the store or differs from its declared size or SHA-256, a site script is not
+            from the store, differs from its declared size or SHA-256, or is hostile (corrupt,
+            wrong type, over the byte or pixel limit, an unsafe SVG), a site script is not
             https://, or the build passed its deadline.
     """
     timer = _Deadline(deadline, clock)
     timer.check()
     _check_scripts(scripts)
     _check_references(snapshot)
-    files: dict[str, bytes] = _load_assets(snapshot, assets, timer)
-
-    css = _stylesheet(snapshot.theme)
+    media = prepare_media(
+        snapshot,
+        assets,
+        shown=shown_images(snapshot),
+        cache=variants,
+        settings=encoder or EncoderSettings(),
+        check=timer.check,
+    )
     embeds = [
-        block.script_url
-        for page in snapshot.pages
-        for block in page.blocks
-        if isinstance(block, EmbedBlock)
+        block for page in snapshot.pages for block in page.blocks if isinstance(block, EmbedBlock)
     ]
+    css = _stylesheet(snapshot.theme, [block.height for block in embeds])
     head = _Head(
         lang=snapshot.lang,
         generator=f"sitebuilder {site} v{version}",
@@ -556,67 +596,40 @@ def build_site(
         js_href=_versioned(JS_PATH, _BLOCKS_JS.encode("utf-8")),
         scripts=tuple(dict.fromkeys(scripts)),
     )
-
-    inline_css = 0
-    any_js = False
-    for page in snapshot.pages:
-        timer.check()
-        writer = _PageWriter()
-        main: list[str] = []
-        footers: list[str] = []
-        if not any(isinstance(block, HeroBlock) for block in page.blocks):
-            main.append(f'<h1 class="page-title">{escape(page.title)}</h1>')
-        for index, block in enumerate(page.blocks):
-            html = writer.block(block, index)
-            (footers if isinstance(block, FooterBlock) else main).append(html)
-        body = _nav(snapshot.pages, page.path) + "<main>" + "".join(main) + "</main>"
-        body += "".join(footers)
-        files[_page_file(page.path)] = _document(
-            head,
-            title=page.title,
-            description=page.description,
-            body=body,
-            needs_js=writer.needs_js,
-        )
-        inline_css += writer.inline_css_bytes
-        any_js = any_js or writer.needs_js
-
-    home = next(page for page in snapshot.pages if page.path == "/")
-    files[NOT_FOUND_PATH] = _document(
-        head,
-        title=home.title,
-        description=None,
-        body=_nav(snapshot.pages, None)
-        + '<main><h1 class="page-title">404</h1><p><a href="/">'
-        + escape(home.title)
-        + "</a></p></main>",
-        needs_js=False,
-    )
-    files[CSS_PATH] = css
+    rendered = _render_pages(snapshot, head, media, css, timer)
+    files = {**media.files, **rendered.files, CSS_PATH: css}
     js_bytes = 0
-    if any_js:
+    if rendered.any_js:
         files[JS_PATH] = _BLOCKS_JS.encode("utf-8")
         js_bytes = len(files[JS_PATH])
 
     ordered = {path: files[path] for path in sorted(files)}
-    declared_types = {MEDIA_PREFIX + asset.key: asset.content_type for asset in snapshot.assets}
     content_types: dict[str, str] = {}
     manifest: dict[str, str] = {}
     for path, data in ordered.items():
         timer.check()
         manifest["/" + path] = pages_asset_hash(data, path)
         extension = path.rsplit(".", 1)[-1]
-        content_types[path] = declared_types.get(path) or _CONTENT_TYPES[extension]
+        content_types[path] = media.content_types.get(path) or _CONTENT_TYPES[extension]
     timer.check()
 
-    external = sorted(set(scripts) | set(embeds))
+    external = sorted(set(scripts) | {block.script_url for block in embeds})
+    largest_key, largest_bytes = _largest_image(media)
     return BuildOutput(
         files=MappingProxyType(ordered),
         content_hash=content_hash(ordered),
         js_kb=kilobytes(js_bytes),
-        css_kb=kilobytes(len(css) + inline_css),
+        css_kb=kilobytes(len(css)),
         third_party_scripts=len(external),
         third_party_script_urls=tuple(external),
         manifest=MappingProxyType(manifest),
         content_types=MappingProxyType(content_types),
+        image_kb=kilobytes(largest_bytes),
+        largest_image=largest_key,
+        page_weight_kb=kilobytes(rendered.heaviest_bytes),
+        heaviest_page=rendered.heaviest_page,
+        media_original_bytes=media.original_bytes,
+        media_variant_bytes=media.variant_bytes,
+        images_encoded=media.encoded,
+        images_cached=media.cached,
     )

@@ -28,6 +28,9 @@ Rules:
 5. One writer per world: execution holds the daemon's leader lease
    (:func:`reconciler.runtime.lease.exclusive`), or refuses naming its holder; every write is
    fenced by it, right before each request leaves.
+6. Conditions are recorded after every apply, from the same core as the daemon's
+   (:func:`reconciler.runtime.status.record_pass`), so ``reconciler status`` is right whichever
+   path acted; a status that cannot be written is a warning, never a failed apply.
 """
 
 from __future__ import annotations
@@ -51,10 +54,19 @@ from reconciler.core.report_render import (
     render_report_text,
     report_to_json,
 )
-from reconciler.errors import LoadError, PlanError, SpecError, StalePlanError, UnreadableError
+from reconciler.errors import (
+    LoadError,
+    MigrationError,
+    PlanError,
+    ProviderError,
+    SpecError,
+    StalePlanError,
+    UnreadableError,
+)
 from reconciler.runtime.execute import DEFAULT_LIMITS, Progress, execute
 from reconciler.runtime.journal import Journal
 from reconciler.runtime.lease import LeaderLease, default_holder, exclusive
+from reconciler.runtime.status import StatusStore, record_pass
 from reconciler.settings import Settings
 from reconciler.wiring import Buckets, ReadOnlyWorld, WriterWorld, load_settings, wall_clock
 
@@ -147,8 +159,8 @@ def run(args: argparse.Namespace) -> int:
 
     say = plan_command.progress_printer(sys.stderr, "apply")
     unread: list[UnreadableError] = []
-    fresh = asyncio.run(
-        plan_command.make_plan(
+    made = asyncio.run(
+        plan_command.make_pass(
             reader,
             loaded,
             now=base,
@@ -157,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
             unreadable=unread.append,
         )
     )
+    fresh = made.plan
     rates = reader.rates()
     plan = fresh if saved is None else approved_plan(saved, _check_fresh(saved, fresh))
 
@@ -164,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(plan, rates=rates, color=_color(args)))
         sys.stdout.flush()
     if not plan.actions:
-        return _unread_exit(unread, _finish(args, Report(plan=plan, outcomes=()), rates))
+        report = Report(plan=plan, outcomes=())
+        _record_quietly(made, report, settings, buckets, now)
+        return _unread_exit(unread, _finish(args, report, rates))
     try:
         writers = WriterWorld(settings, buckets=buckets)
     except ValueError as exc:
@@ -172,8 +187,43 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if not args.yes and not _confirm(len(plan.actions)):
         return EXIT_ERROR
-    report = asyncio.run(_execute(plan, writers, now=now))
+    report = asyncio.run(_execute(plan, writers, now=now, made=made))
     return _unread_exit(unread, _finish(args, report, rates))
+
+
+def _record_quietly(
+    made: plan_command.Pass,
+    report: Report,
+    settings: Settings,
+    buckets: Buckets,
+    now: Callable[[], float],
+) -> None:
+    """Record the conditions of a pass with nothing to do (rule 4); a writer that cannot be
+    built only costs the status, with a warning."""
+    try:
+        writers = WriterWorld(settings, buckets=buckets)
+    except ValueError as exc:
+        print(f"warning: conditions not recorded: {exc}", file=sys.stderr)
+        return
+
+    async def record() -> None:
+        async with writers:
+            await _record(made, report, writers, now)
+
+    asyncio.run(record())
+
+
+async def _record(
+    made: plan_command.Pass, report: Report, writers: WriterWorld, now: Callable[[], float]
+) -> None:
+    """Write every covered resource's conditions, so ``status`` is right after an apply."""
+    store = StatusStore(writers.database, now)
+    try:
+        await record_pass(
+            store, desired=made.desired, observed=made.observed, report=report, now=now()
+        )
+    except (ProviderError, MigrationError) as exc:
+        print(f"warning: conditions not recorded: {exc}", file=sys.stderr)
 
 
 def _unread_exit(unread: list[UnreadableError], code: int) -> int:
@@ -260,13 +310,16 @@ def _confirm(count: int) -> bool:
     return False
 
 
-async def _execute(plan: Plan, writers: WriterWorld, *, now: Callable[[], float]) -> Report:
-    """Execute under the leader lease (refused while a daemon leads), every write fenced."""
+async def _execute(
+    plan: Plan, writers: WriterWorld, *, now: Callable[[], float], made: plan_command.Pass
+) -> Report:
+    """Execute under the leader lease (refused while a daemon leads), every write fenced;
+    then record the conditions (rule 6)."""
     async with writers:
         lease = LeaderLease(writers.database, holder=default_holder("apply"), ttl=APPLY_LEASE_TTL)
         async with exclusive(lease, verb="apply"):
             journal_db = writers.fence(lease.ensure)
-            return await execute(
+            report = await execute(
                 plan,
                 handlers=writers.handlers(),
                 journal=Journal(journal_db, now=now),
@@ -276,6 +329,8 @@ async def _execute(plan: Plan, writers: WriterWorld, *, now: Callable[[], float]
                 progress=_progress(sys.stderr),
                 handler_progress=_notes(sys.stderr),
             )
+            await _record(made, report, writers, now)
+            return report
 
 
 def _progress(stream: TextIO) -> Callable[[Progress], None]:

@@ -23,18 +23,20 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.core.desired import derive
+from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, PlanSettings, build_plan
 from reconciler.core.plan_json import signed_json
+from reconciler.core.policy import APPROVAL_TRAILER
 from reconciler.core.render import Rate, plan_to_json, render_json, render_markdown, render_text
 from reconciler.errors import LoadError, SpecError, UnreadableError
 from reconciler.redact import redact
 from reconciler.runtime import prmode
+from reconciler.runtime.approvals import CommitApprovals, read_approvals
 from reconciler.runtime.observe import observe
 from reconciler.settings import Secret, Settings
 from reconciler.spec.load import Specs, load_directory, load_git
@@ -81,10 +83,12 @@ def register(subparsers: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """The specs to plan, and the pull request they come from in PR mode (else None)."""
+    """The specs to plan, the pull request they come from in PR mode (else None), and the
+    deletions their commits approve (``Approve-Deletion`` trailers; none for a directory)."""
 
     specs: Specs
     pull: prmode.PullRequest | None
+    approvals: CommitApprovals = field(default_factory=lambda: CommitApprovals({}, ()))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,10 +196,22 @@ def load_specs(args: argparse.Namespace) -> Loaded:
     if args.base is not None:
         repo = args.repo if args.repo is not None else Path()
         pull = prmode.load_pull_request(repo, args.base, args.head, args.specs)
-        return Loaded(specs=pull.head, pull=pull)
+        approvals = read_approvals(repo, f"{args.base}..{args.head}")
+        return Loaded(specs=pull.head, pull=pull, approvals=approvals)
     if args.repo is not None:
-        return Loaded(specs=load_git(args.repo, args.ref or "HEAD", args.specs), pull=None)
+        ref = args.ref or "HEAD"
+        specs = load_git(args.repo, ref, args.specs)
+        return Loaded(specs=specs, pull=None, approvals=read_approvals(args.repo, f"-1 {ref}"))
     return Loaded(specs=load_directory(Path(args.specs)), pull=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One plan and what it was made from."""
+
+    desired: Desired
+    observed: Observed
+    plan: Plan
 
 
 async def make_plan(
@@ -207,6 +223,22 @@ async def make_plan(
     progress: Callable[[str], None],
     unreadable: Callable[[UnreadableError], None] | None = None,
 ) -> Plan:
+    """:func:`make_pass`, the plan only."""
+    made = await make_pass(
+        world, loaded, now=now, allow=allow, progress=progress, unreadable=unreadable
+    )
+    return made.plan
+
+
+async def make_pass(
+    world: ReadOnlyWorld,
+    loaded: Loaded,
+    *,
+    now: float,
+    allow: bool,
+    progress: Callable[[str], None],
+    unreadable: Callable[[UnreadableError], None] | None = None,
+) -> Pass:
     """Observe the world read-only through ``world`` (closed after), derive and plan.
 
     Args:
@@ -220,13 +252,16 @@ async def make_plan(
             with what the healthy providers allow (runbook 6) and exits 1 afterwards.
 
     Returns:
-        The plan (pure: same specs, observation and ``now``, same plan).
+        The desired facts, the observation and the plan (pure: same specs, observation and
+        ``now``, same plan); ``apply`` computes the resources' conditions from all three.
 
     Raises:
         UnreadableError: a provider's reading failed (network, 5xx, refused credentials)
             and no ``unreadable`` callback was given.
     """
-    settings = PlanSettings(allow_mass_deletion=allow)
+    settings = PlanSettings(allow_mass_deletion=allow, approved_deletions=loaded.approvals.approved)
+    for value in loaded.approvals.ignored:
+        progress(f"ignored {APPROVAL_TRAILER}: {value}: name Site/<name> or Hostname/<name>")
     pull = loaded.pull
     async with world:
         if pull is not None:
@@ -248,9 +283,10 @@ async def make_plan(
     desired = derive(loaded.specs, observed.billing, now=now)
     plan = build_plan(desired, observed, settings)
     if pull is None:
-        return plan
+        return Pass(desired=desired, observed=observed, plan=plan)
     base = prmode.base_desired(derive(pull.base, observed.billing, now=now), desired.revision)
-    return prmode.annotate(plan, build_plan(base, observed, settings), pull.reverts)
+    annotated = prmode.annotate(plan, build_plan(base, observed, settings), pull.reverts)
+    return Pass(desired=desired, observed=observed, plan=annotated)
 
 
 PROVIDERS: dict[Source, str] = {

@@ -1,8 +1,8 @@
 """``reconciler sandbox up``: run the local world and print the settings that point at it.
 
 Registered by ``cli.py``; builds a :class:`reconciler.sandbox.world.Sandbox` (the Cloudflare and
-Evolution API simulators on loopback, localstripe unless ``--no-stripe``, the Worker host for
-visitors unless ``--no-workers`` or node is missing), prints one
+Evolution API simulators on loopback, localstripe unless ``--no-stripe``, moto as R2 unless
+``--no-r2``, the Worker host for visitors unless ``--no-workers`` or node is missing), prints one
 ``export VAR=value`` line per setting for a POSIX shell, then serves until SIGINT or SIGTERM and
 stops everything.
 
@@ -56,6 +56,7 @@ def register(subparsers: Any) -> None:
         help="where the simulated D1 database files live (default: .sandbox)",
     )
     up.add_argument("--no-stripe", action="store_true", help="do not start localstripe")
+    up.add_argument("--no-r2", action="store_true", help="do not start moto as the R2 media bucket")
     up.add_argument(
         "--no-evolution", action="store_true", help="do not start the Evolution API simulator"
     )
@@ -145,6 +146,7 @@ def run_up(args: argparse.Namespace) -> int:
             with_evolution=not args.no_evolution,
             projects=projects,
             d1_backend=args.d1,
+            with_r2=not args.no_r2,
             with_workers=not args.no_workers and unavailable_reason() is None,
         ) as world:
             lines = export_lines(world.settings_env(), control_url=world.control_url)

@@ -6,8 +6,10 @@ fails the publish with :func:`describe_violations` as ``publish_versions.error_m
 (runbook 4). The planner may call it too, to show a blocked publish in a plan.
 
 The budget is taken through the :class:`BudgetLimits` protocol, so core does not import the
-pydantic spec models: any object with ``max_js_kb``, ``max_css_kb`` and
-``max_third_party_scripts`` fits, ``PerformanceBudget`` included.
+pydantic spec models: any object with ``max_js_kb``, ``max_css_kb``,
+``max_third_party_scripts``, ``max_image_kb`` and ``max_page_weight_kb`` fits,
+``PerformanceBudget`` included. Image and page-weight violations name their culprit (the asset
+key, the page path) so the plan and ``publish_versions.error_message`` say what to fix.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ class BudgetLimits(Protocol):
         """Most distinct third-party script URLs allowed."""
         ...
 
+    @property
+    def max_image_kb(self) -> int:
+        """Largest image file (any variant) a page may serve, in KiB."""
+        ...
+
+    @property
+    def max_page_weight_kb(self) -> int:
+        """Heaviest page allowed (HTML, CSS, JS and its images), in KiB."""
+        ...
+
 
 class BudgetMetric(StrEnum):
     """What a budget limits."""
@@ -42,6 +54,8 @@ class BudgetMetric(StrEnum):
     JS_KB = "js_kb"
     CSS_KB = "css_kb"
     THIRD_PARTY_SCRIPTS = "third_party_scripts"
+    IMAGE_KB = "image_kb"
+    PAGE_WEIGHT_KB = "page_weight_kb"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +68,25 @@ class BudgetViolation:
     message: str  # e.g. "JS 312 KB is over the budget of 250 KB"
 
 
+@dataclass(frozen=True, slots=True)
+class MediaWeight:
+    """A build's image figures and their culprits (``BuildOutput`` / ``BuildPreview``)."""
+
+    image_kb: int = 0  # the largest image file served, KiB rounded up
+    largest_image: str = ""  # its asset key
+    page_weight_kb: int = 0  # the heaviest page, KiB rounded up
+    heaviest_page: str = ""  # its path
+
+
 def check_budget(
-    *, js_kb: int, css_kb: int, third_party_scripts: int, budget: BudgetLimits
+    *,
+    js_kb: int,
+    css_kb: int,
+    third_party_scripts: int,
+    budget: BudgetLimits,
+    media: MediaWeight | None = None,
 ) -> tuple[BudgetViolation, ...]:
-    """Every limit the sizes go over, in the order JS, CSS, third-party scripts.
+    """Every limit the sizes go over, in the order JS, CSS, third-party scripts, image, page.
 
     A size equal to its limit is within the budget.
 
@@ -66,6 +95,7 @@ def check_budget(
         css_kb: first-party CSS of the build, KiB rounded up.
         third_party_scripts: distinct external script URLs the site loads.
         budget: the limits.
+        media: the build's image figures (None: a build without images).
 
     Returns:
         The violations; empty when the build is within budget.
@@ -103,7 +133,38 @@ def check_budget(
                 ),
             )
         )
+    if media is not None:
+        violations.extend(_media_violations(media, budget))
     return tuple(violations)
+
+
+def _media_violations(media: MediaWeight, budget: BudgetLimits) -> list[BudgetViolation]:
+    found: list[BudgetViolation] = []
+    if media.image_kb > budget.max_image_kb:
+        found.append(
+            BudgetViolation(
+                metric=BudgetMetric.IMAGE_KB,
+                actual=media.image_kb,
+                limit=budget.max_image_kb,
+                message=(
+                    f"image {media.largest_image!r} is {media.image_kb} KB, over the budget "
+                    f"of {budget.max_image_kb} KB per image"
+                ),
+            )
+        )
+    if media.page_weight_kb > budget.max_page_weight_kb:
+        found.append(
+            BudgetViolation(
+                metric=BudgetMetric.PAGE_WEIGHT_KB,
+                actual=media.page_weight_kb,
+                limit=budget.max_page_weight_kb,
+                message=(
+                    f"page {media.heaviest_page} weighs {media.page_weight_kb} KB, over the "
+                    f"budget of {budget.max_page_weight_kb} KB"
+                ),
+            )
+        )
+    return found
 
 
 def describe_violations(violations: tuple[BudgetViolation, ...]) -> str:

@@ -15,8 +15,9 @@ Rules:
 1. Only what the pass covered is reported: a site's conditions when the site was in scope,
    its hostnames' DNS and certificate conditions only when custom hostnames were listed, a
    tenant's ``PaymentCurrent`` only when Stripe was read. A reading that failed gives
-   ``Unknown``, never a guess; a reading the pass deliberately skipped gives nothing at all, so
-   an earlier answer stands.
+   ``Unknown`` for what it would have told (``Ready``, ``DNSConfigured``, ``PaymentCurrent``),
+   never a guess, and ``Synced=False``: the resource's change waits on that reading. A
+   reading the pass deliberately skipped gives nothing at all, so an earlier answer stands.
 2. ``Synced`` is False while an action for the resource failed, is blocked, or (after the
    observation, for hostnames) is still settling; the first failure's message is the last
    error. An action that was applied makes ``Synced`` True: the world now matches the specs at
@@ -24,11 +25,19 @@ Rules:
 3. ``Stuck`` is True when the work queue gave up on the resource (``stuck``) or when the
    planner blocked it with the ``stuck`` gate (publish attempts or hostname recreations used
    up); the message says what a human must do.
+4. A resource the specs no longer declare still gets ``Synced=False`` while a change to it is
+   blocked or failed (a removed site's hostname deletion held by the blast-radius cap): the
+   specs ask for it to be gone and it is not. A site is not Synced while a change to one of
+   its hostnames is blocked or failed.
+5. A resource that left the specs and the world leaves the status too
+   (:func:`gone_resources`): a hostname whose deletion was applied; a removed site the pass
+   covered with nothing of it left blocked or failed; on a full pass, any stored resource
+   the specs no longer declare and nothing blocks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from reconciler.core.conditions_common import (
     Condition,
@@ -45,9 +54,10 @@ from reconciler.core.conditions_sites import hostname_conditions, site_condition
 from reconciler.core.desired import Desired, DesiredTenant
 from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report
+from reconciler.core.plan import ActionKind
 from reconciler.spec.models import Access
 
-__all__ = ["conditions_for"]
+__all__ = ["conditions_for", "declared", "gone_resources"]
 
 
 def conditions_for(
@@ -85,7 +95,98 @@ def conditions_for(
         tenant = desired.tenants.get(name)
         if tenant is not None:
             updates.extend(_tenant(tenant, observed, verdicts, coverage, commit))
+    updates.extend(_undeclared(desired, verdicts, commit))
     return updates
+
+
+def declared(desired: Desired) -> set[str]:
+    """Resource keys the specs declare: every site, its hostnames, every tenant."""
+    keys = {f"Tenant/{name}" for name in desired.tenants}
+    for site in desired.sites.values():
+        keys.add(f"Site/{site.name}")
+        keys.update(f"Hostname/{hostname.hostname}" for hostname in site.hostnames)
+    return keys
+
+
+def _undeclared(desired: Desired, verdicts: Verdicts, commit: str | None) -> list[ConditionUpdate]:
+    """``Synced=False`` for blocked or failed resources the specs no longer declare (rule 4)."""
+    candidates = sorted(
+        key
+        for key in set(verdicts.blocked) | set(verdicts.failed)
+        if key.startswith(("Site/", "Hostname/"))
+    )
+    if not candidates:
+        return []
+    known = declared(desired) if desired.scope is None else None
+    result: list[ConditionUpdate] = []
+    for key in candidates:
+        kind, _, name = key.partition("/")
+        if kind not in ("Site", "Hostname") or _is_declared(desired, known, kind, name):
+            continue
+        blocked = verdicts.blocked.get(key)
+        if blocked is not None:
+            tenant, site = blocked.tenant, blocked.site
+        else:
+            action = verdicts.failed[key][0]
+            tenant, site = action.tenant, action.site
+        result.append(
+            synced(
+                key,
+                verdicts,
+                commit=commit,
+                tenant=tenant,
+                site=site,
+                converged="removed from the specs",
+            )
+        )
+    return result
+
+
+def _is_declared(desired: Desired, known: set[str] | None, kind: str, name: str) -> bool:
+    if kind == "Site":
+        return name in desired.sites
+    if known is not None:
+        return f"{kind}/{name}" in known
+    return any(
+        hostname.hostname == name for site in desired.sites.values() for hostname in site.hostnames
+    )
+
+
+def gone_resources(
+    *,
+    desired: Desired,
+    report: Report,
+    removed_sites: Collection[str],
+    stored: Collection[str] | None = None,
+) -> set[str]:
+    """Resources whose status rows should go: they left the specs and the world (rule 5).
+
+    Args:
+        desired: the desired facts of the pass.
+        report: the plan and outcomes of the pass.
+        removed_sites: sites the pass covered that the specs no longer declare.
+        stored: on a full pass, every resource key the status table holds (None otherwise).
+
+    Returns:
+        Resource keys to forget (never one with a change still blocked or failed).
+    """
+    verdicts = verdicts_of(report)
+    held = set(verdicts.blocked) | set(verdicts.failed)
+    gone = {
+        key
+        for key, actions in verdicts.applied.items()
+        if key.startswith("Hostname/")
+        and any(action.kind is ActionKind.DELETE_HOSTNAME for action in actions)
+        and key not in held
+    }
+    gone.update(f"Site/{name}" for name in removed_sites if name not in desired.sites)
+    if stored is not None:
+        keep = declared(desired)
+        gone.update(key for key in stored if key.startswith(_PRUNED) and key not in keep)
+    return {key for key in gone if key not in held}
+
+
+_PRUNED = ("Site/", "Hostname/", "Tenant/")
 
 
 def _tenant(
@@ -117,7 +218,7 @@ def _tenant(
             update(
                 key,
                 Condition.SYNCED,
-                None,
+                False,  # the tenant's billing decisions wait on the reading
                 "BillingUnknown",
                 f"{source.value} could not be read",
                 error=error,
@@ -127,7 +228,9 @@ def _tenant(
     elif observed.is_complete(Source.STRIPE):
         result.append(_payment(tenant, scope))
         result.append(synced(key, verdicts, converged="billing and access match", **scope))
-    result.append(stuck(key, verdicts, coverage, **scope))
+    flag = stuck(key, verdicts, coverage, **scope)
+    if flag is not None:
+        result.append(flag)
     return result
 
 

@@ -44,6 +44,7 @@ class Condition(StrEnum):
     PAYMENT_CURRENT = "PaymentCurrent"  # a tenant has no invoice past due
     WITHIN_BUDGET = "WithinBudget"  # a site's build fits its performance budget
     STUCK = "Stuck"  # retries gave up; a human must act (last_error says why)
+    SPECS_VALID = "SpecsValid"  # the followed branch's head has valid specs (Source/<branch>)
 
 
 def parse_condition(name: str) -> str:
@@ -119,6 +120,9 @@ class Coverage:
     sites: frozenset[str] = frozenset()
     tenants: frozenset[str] = frozenset()
     stuck: Mapping[str, str] = field(default_factory=dict)
+    # False when no work queue stands behind the pass (``reconciler apply``): ``Stuck`` is then
+    # stated only when the planner's own gate says so, never cleared on the queue's behalf.
+    queue: bool = True
 
 
 @dataclass(slots=True)
@@ -132,6 +136,7 @@ class Verdicts:
 
 
 def verdicts_of(report: Report) -> Verdicts:
+    """Index the report by resource key: failed, blocked and applied actions (rule 2)."""
     verdicts = Verdicts()
     by_id = {action.id: action for action in report.plan.actions}
     for outcome in report.outcomes:
@@ -149,6 +154,14 @@ def verdicts_of(report: Report) -> Verdicts:
                 verdicts.succeeded[key] = outcome
     for blocked in report.plan.blocked:
         verdicts.blocked.setdefault(resource_key(blocked.target), blocked)
+    # A site is not Synced while a change to one of its hostnames is blocked or failed: its
+    # own verdicts (above) come first.
+    for blocked in report.plan.blocked:
+        if blocked.site is not None and blocked.target.startswith("Hostname/"):
+            verdicts.blocked.setdefault(f"Site/{blocked.site}", blocked)
+    for key, (action, outcome) in list(verdicts.failed.items()):
+        if action.site is not None and key.startswith("Hostname/"):
+            verdicts.failed.setdefault(f"Site/{action.site}", (action, outcome))
     return verdicts
 
 
@@ -258,7 +271,7 @@ def stuck(
     commit: str | None,
     tenant: str | None,
     site: str | None,
-) -> ConditionUpdate:
+) -> ConditionUpdate | None:
     error = coverage.stuck.get(key)
     if error is not None:
         return update(
@@ -286,6 +299,8 @@ def stuck(
             site=site,
             error=blocked.reason,
         )
+    if not coverage.queue:
+        return None  # the daemon's queue knows; apply does not
     return update(
         key,
         Condition.STUCK,

@@ -50,12 +50,13 @@ def site_conditions(
     result: list[ConditionUpdate] = []
     if Source.D1 in failed_sources(observed):
         error = observed.incomplete[Source.D1]
-        for condition in (Condition.SYNCED, Condition.READY):
+        # Not Synced (the change waits on the reading); Ready is not known.
+        for condition, status in ((Condition.SYNCED, False), (Condition.READY, None)):
             result.append(
                 update(
                     key,
                     condition,
-                    None,
+                    status,
                     "D1Unreadable",
                     "D1 could not be read",
                     **scope,
@@ -75,7 +76,9 @@ def site_conditions(
     budget = _within_budget(site, observed, verdicts, key, scope)
     if budget is not None:
         result.append(budget)
-    result.append(stuck(key, verdicts, coverage, **scope))
+    flag = stuck(key, verdicts, coverage, **scope)
+    if flag is not None:
+        result.append(flag)
     return result
 
 
@@ -168,6 +171,7 @@ def _within_budget(
             css_kb=build.css_kb,
             third_party_scripts=build.third_party_scripts,
             budget=site.budget,
+            media=build.media,
         )
         ok = not violations
         return update(
@@ -213,13 +217,17 @@ def hostname_conditions(
             update(
                 key,
                 condition,
-                None,
+                status,
                 "Unlisted",
                 "custom hostnames could not be listed",
                 error=error,
                 **scope,
             )
-            for condition in (Condition.DNS_CONFIGURED, Condition.CERTIFICATE_ISSUED)
+            for condition, status in (
+                (Condition.SYNCED, False),  # waiting on the reading: not Synced
+                (Condition.DNS_CONFIGURED, None),
+                (Condition.CERTIFICATE_ISSUED, None),
+            )
         ]
     have = observed.hostnames.get(want.hostname)
     result = [synced(key, verdicts, converged="matches the specs", **scope)]

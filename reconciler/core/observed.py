@@ -23,7 +23,9 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any
 
+from reconciler.core.budget import MediaWeight
 from reconciler.core.facts import CustomerBilling
+from reconciler.core.identity import BuildInputs
 from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 
 
@@ -50,6 +52,7 @@ class ObservedDeployment:
     site: str | None = None  # from our tag; None for deployments we did not make
     version: int | None = None
     commit: str | None = None
+    build: str | None = None  # first 12 hex digits of the build identity, from our tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class PublishRecord:
     attempts: int
     error_message: str | None
     created_at: float
+    build_identity: str | None = None  # None for rows written before builds had an identity
+    build_inputs: BuildInputs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,8 @@ class SiteLedger:
     live: Mapping[str, PublishRecord] = field(default_factory=dict)  # environment -> row
     latest: Mapping[str, PublishRecord] = field(default_factory=dict)  # newest row per env
     versions: frozenset[int] = frozenset()  # site_versions that exist (content snapshots)
+    # sha256 of each version's content_json (site_versions.content_hash), where known.
+    content_digests: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +224,7 @@ class BuildPreview:
     css_kb: int
     third_party_scripts: int
     error: str | None = None
+    media: MediaWeight = field(default_factory=MediaWeight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +243,8 @@ class Observed:
     billing: Mapping[str, CustomerBilling] = field(default_factory=dict)  # by customer
     billing_mirror: Mapping[str, str] = field(default_factory=dict)  # customer -> digest in D1
     builds: Mapping[tuple[str, int], BuildPreview] = field(default_factory=dict)
+    # D1 ``sites`` rows of sites no spec declares (whole-fleet reads): site -> Pages project.
+    unclaimed_projects: Mapping[str, str] = field(default_factory=dict)
     incomplete: Mapping[Source, str] = field(default_factory=dict)  # source -> why
     # Those of ``incomplete`` whose reading failed (an error or no answer), as opposed to a
     # provider not configured, skipped on purpose, or read and found disconnected. Derived
@@ -244,6 +254,9 @@ class Observed:
     cname_target: str | None = None  # the SaaS target the DNS checks compared with, if known
     workers: Mapping[str, ObservedWorker] = field(default_factory=dict)  # by script name
     worker_rollouts: Mapping[str, WorkerRollout] = field(default_factory=dict)  # by script
+    # The builder's fingerprint (build/identity.py); "" when unknown, and then no build
+    # identity is compared (a plan from core tests, or an observer that builds nothing).
+    builder: str = ""
 
     def is_complete(self, source: Source) -> bool:
         """Whether ``source`` was read in full this time."""
@@ -254,16 +267,16 @@ class Observed:
         payload = {
             name: _keyed(getattr(self, name))
             for name in _field_names(self) or ()
-            if name not in _UNDIGESTED
-            and not (name in _DIGESTED_WHEN_SET and not getattr(self, name))
+            if name not in _UNDIGESTED and (name not in _DIGESTED_WHEN_SET or getattr(self, name))
         }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 _UNDIGESTED = frozenset({"at", "unreadable"})
-# Fields added later: left out while empty, so a fleet without Workers keeps its digest.
-_DIGESTED_WHEN_SET = frozenset({"workers", "worker_rollouts"})
+# Facts added after digests were first saved: digested only when present, so the digest of a
+# world without them (every saved plan, every golden file) is unchanged.
+_DIGESTED_WHEN_SET = frozenset({"unclaimed_projects", "workers", "worker_rollouts"})
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 

@@ -15,12 +15,17 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
    partial (deletes) or stale (creates could duplicate). Such actions become ``Blocked`` with
    the reading's error as the reason.
 3. Only owned hostnames (our ownership marker) are deleted or changed. Others that no spec
-   claims are ``unmanaged`` notes; others that a spec claims are ``Blocked`` conflicts.
+   claims are ``unmanaged`` notes; others that a spec claims are ``Blocked`` conflicts. A Pages
+   project D1 records for a site no spec declares, and that no Site claims, is an
+   ``unmanaged`` note too: never deleted, never published to.
 4. Rolling back to an existing successful deployment of the desired version is preferred to a
    rebuild; a rebuild happens only when no such deployment exists.
 5. Policy gates block actions with a reason: a hard-locked tenant gets no publish; a publish
-   whose in-memory build fails or is over its performance budget is blocked; more hostname
-   deletions than the blast-radius cap block every deletion unless explicitly allowed.
+   whose in-memory build fails or is over its performance budget is blocked; hostname
+   deletions over the blast-radius cap (``core.policy.deletion_blocked``: one site with its own
+   few hostnames is not a mass deletion) block every deletion that is not approved, by name
+   in ``PlanSettings.approved_deletions`` (a Git commit trailer) or wholesale by
+   ``allow_mass_deletion``.
 6. Actions are ordered by dependencies, then by lane (rollbacks and unlocks first), tenant,
    site, kind and target. Action ids hash (kind, target, after): stable across re-plans and
    used as the idempotency key of the intent journal.
@@ -224,6 +229,9 @@ class PlanSettings:
 
     blast_radius: BlastRadius = field(default_factory=BlastRadius)
     allow_mass_deletion: bool = False
+    # Deletions approved over the cap: ``Site/<name>`` or ``Hostname/<name>`` -> where the
+    # approval was given ("commit 1a2b3c4d5e6f (Remove acme-shop)"), shown in the plan.
+    approved_deletions: Mapping[str, str] = field(default_factory=dict)
     max_publish_attempts: int = 3
 
 
@@ -294,7 +302,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     from reconciler.core.plan_billing import plan_tenant
     from reconciler.core.plan_builder import PlanBuilder
     from reconciler.core.plan_hostnames import plan_hostnames
-    from reconciler.core.plan_sites import plan_site
+    from reconciler.core.plan_sites import note_unclaimed_projects, plan_site
     from reconciler.core.plan_workers import plan_workers
 
     builder = PlanBuilder(desired, observed, settings or PlanSettings())
@@ -316,6 +324,8 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
         plan_site(builder, site)
     plan_hostnames(builder)
     plan_workers(builder)
+    if scope is None:
+        note_unclaimed_projects(builder)
     return Plan(
         revision=desired.revision,
         observed_digest=observed.digest(),

@@ -14,7 +14,7 @@ from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
 from reconciler.core.observed import ObservedHostname, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.core.policy import deletion_blocked
+from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, deletion_blocked
 from reconciler.spec.models import Kind
 
 
@@ -401,19 +401,10 @@ def _plan_deletions(
 ) -> None:
     if not deletions:
         return
-    totals: dict[str, int] = defaultdict(int)
-    for observed in builder.observed.hostnames.values():
-        if observed.owned and observed.tenant:
-            totals[observed.tenant] += 1
-    per_tenant: dict[str, tuple[int, int]] = {}
-    for observed, _ in deletions:
-        tenant = observed.tenant or "(none)"
-        count, _total = per_tenant.get(tenant, (0, totals.get(tenant, 0)))
-        per_tenant[tenant] = (count + 1, max(totals.get(tenant, 0), count + 1))
     cap = deletion_blocked(
-        deletions=len(deletions),
-        tenant_deletions=per_tenant,
-        limits=builder.settings.blast_radius,
+        [_deletion(builder, observed) for observed, _ in deletions],
+        _tenant_sizes(builder),
+        builder.settings.blast_radius,
     )
     for observed, why in deletions:
         target = f"Hostname/{observed.hostname}"
@@ -425,16 +416,16 @@ def _plan_deletions(
                 reason=f"{why}, but {gap}: nothing is deleted until the listing succeeds",
             )
             continue
-        if cap is not None and not builder.settings.allow_mass_deletion:
+        approval = _approval(builder, observed)
+        if cap is not None and not builder.settings.allow_mass_deletion and approval is None:
             block(
                 ActionKind.DELETE_HOSTNAME,
                 gate="blast_radius",
-                reason=(
-                    f"{why}; {cap}: nothing is deleted unless the plan is re-run with "
-                    "--allow-mass-deletion"
-                ),
+                reason=f"{why}; {cap}: nothing is deleted without an approval: "
+                + approval_hint(target, observed.site),
             )
             continue
+        approved = f"; {cap}, approved by {approval}" if cap is not None and approval else ""
         builder.add(
             ActionKind.DELETE_HOSTNAME,
             target,
@@ -442,10 +433,58 @@ def _plan_deletions(
             site=observed.site,
             before=_hostname_before(observed),
             after={"id": observed.id, "hostname": observed.hostname, "site": observed.site},
-            reason=(f"{why} and its deletion_policy is delete; it carries our ownership marker"),
+            reason=f"{why} and its deletion_policy is delete; it carries our ownership marker"
+            + approved,
             source=None,
             cause=Cause.CHANGE,
         )
+
+
+def approval_hint(target: str, site: str | None) -> str:
+    """How a human approves a deletion over the cap (docs/plan.md, "Deletion safety")."""
+    if site is not None:
+        names = (
+            f"`{APPROVAL_TRAILER}: Site/{site}` (or one `{APPROVAL_TRAILER}: Hostname/<name>` "
+            "per hostname)"
+        )
+    else:
+        names = f"`{APPROVAL_TRAILER}: {target}`"
+    return f"a commit trailer {names}, or --allow-mass-deletion"
+
+
+def _approval(builder: PlanBuilder, observed: ObservedHostname) -> str | None:
+    approvals = builder.settings.approved_deletions
+    found = approvals.get(f"Hostname/{observed.hostname}")
+    if found is None and observed.site is not None:
+        found = approvals.get(f"Site/{observed.site}")
+    return found
+
+
+def _deletion(builder: PlanBuilder, observed: ObservedHostname) -> Deletion:
+    site = observed.site
+    return Deletion(
+        hostname=observed.hostname,
+        tenant=observed.tenant or "(none)",
+        site=site,
+        site_removed=site is not None and site not in builder.desired.sites,
+    )
+
+
+def _tenant_sizes(builder: PlanBuilder) -> dict[str, TenantSize]:
+    """Each tenant's sites (in the specs, or removed but still owning hostnames) and hostnames."""
+    sites: dict[str, set[str]] = defaultdict(set)
+    hostnames: dict[str, int] = defaultdict(int)
+    for site in builder.desired.sites.values():
+        sites[site.tenant].add(site.name)
+    for observed in builder.observed.hostnames.values():
+        if observed.owned and observed.tenant:
+            hostnames[observed.tenant] += 1
+            if observed.site is not None:
+                sites[observed.tenant].add(observed.site)
+    return {
+        tenant: TenantSize(sites=len(sites.get(tenant, ())), hostnames=hostnames.get(tenant, 0))
+        for tenant in set(sites) | set(hostnames)
+    }
 
 
 def _declared(desired: Desired, names: set[str]) -> set[str]:

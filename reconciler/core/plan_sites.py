@@ -3,7 +3,15 @@
 Called by :func:`reconciler.core.plan.build_plan` once per site in scope (rules 4, 5, 7 and 8
 of ``core.plan``). Fills a :class:`~reconciler.core.plan_builder.PlanBuilder` with
 ``rollback``, ``publish``, ``retry_publish`` and ``record_publish_failure`` actions, or blocks
-them behind a gate; calls ``core.budget`` to check an in-memory build. Pure.
+them behind a gate; calls ``core.budget`` to check an in-memory build and ``core.identity``
+to compare the build wanted now with the one live (or last failed). Pure.
+
+Build identity (``core/identity.py``): a live version whose recorded identity differs from the
+identity a build would have now (content edited in place, scripts, builder or encoder changed)
+is republished, with the changed inputs as the reason; a failure recorded for other inputs
+than today's does not block (a version fixed in place is rebuilt), and neither does a build
+failure whose in-memory build now succeeds (the missing object was uploaded to R2). Rows or
+deployments without an identity (made before it existed) are compared by version alone.
 """
 
 from __future__ import annotations
@@ -12,7 +20,14 @@ from collections.abc import Mapping
 
 from reconciler.core.budget import BudgetMetric, check_budget, describe_violations
 from reconciler.core.desired import DesiredSite
-from reconciler.core.observed import BuildPreview, ObservedDeployment, ObservedProject, Source
+from reconciler.core.identity import BuildInputs, describe_changes, is_stale, wanted_inputs
+from reconciler.core.observed import (
+    BuildPreview,
+    ObservedDeployment,
+    ObservedProject,
+    PublishRecord,
+    Source,
+)
 from reconciler.core.plan import (
     BUDGET_FAILURE_PREFIX,
     BUILD_FAILURE_PREFIX,
@@ -23,6 +38,25 @@ from reconciler.core.plan import (
 )
 from reconciler.core.plan_builder import PlanBuilder
 from reconciler.spec.models import Kind
+
+
+def note_unclaimed_projects(builder: PlanBuilder) -> None:
+    """A Pages project that D1 records for a site no spec declares, and that no Site of the
+    specs claims, is noted ``unmanaged`` (plan rule 3): left alone, never deleted."""
+    claimed = {site.pages_project for site in builder.desired.sites.values()}
+    for site, project in sorted(builder.observed.unclaimed_projects.items()):
+        if project in claimed:
+            continue  # another site took it over
+        builder.note(
+            f"PagesProject/{project}",
+            tenant=None,
+            site=None,
+            category="unmanaged",
+            reason=(
+                f"D1 records it for site {site}, which no spec declares, and no Site claims "
+                "it: left alone, never deleted or published to"
+            ),
+        )
 
 
 def plan_site(builder: PlanBuilder, site: DesiredSite) -> None:
@@ -51,6 +85,8 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
     live = ledger.live.get(env) if ledger is not None else None
     latest = ledger.latest.get(env) if ledger is not None else None
     project = builder.observed.projects.get(site.pages_project)
+    wanted = _wanted_inputs(builder, site, version)
+    stale = _stale(live, wanted) if live is not None and live.version == version else None
 
     if pages_gap is not None:
         if live is None or live.version != version:
@@ -60,7 +96,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
                 reason=f"version {version} is wanted but {pages_gap}",
             )
         return
-    if project is None and live is not None and live.version == version:
+    if project is None and live is not None and live.version == version and stale is None:
         return  # the ledger agrees, so Pages was not read this pass (DESIGN.md section 7)
     if project is None:
         builder.block(
@@ -77,7 +113,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
         )
         return
 
-    if live is not None and live.version == version:
+    if live is not None and live.version == version and stale is None:
         serving = project.production_deployment_id
         if env != "production" or serving is None or serving == live.deployment_id:
             return  # converged
@@ -109,7 +145,14 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
     was = f"at version {live.version}" if live is not None else "not published yet"
     policy = builder.desired.tenants[site.tenant].policy
     if env == "production":
-        candidate = _find(project, site=site.name, version=version, env=env)
+        candidate = _find(
+            project,
+            site=site.name,
+            version=version,
+            env=env,
+            build=_build_tag(wanted),
+            untagged=stale is None,
+        )
         if candidate is not None:
             builder.add(
                 ActionKind.ROLLBACK,
@@ -133,6 +176,8 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
     failed = latest if latest is not None and latest.version == version else None
     if failed is not None and failed.status != "failed":
         failed = None
+    if failed is not None and _failure_outdated(failed, wanted, build):
+        failed = None  # failed for other inputs (or the store now serves what was missing)
     if failed is not None and is_permanent_build_failure(failed.error_message):
         # Rule 8: the same snapshot fails the same way; wait for a new version.
         block(
@@ -195,6 +240,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
             css_kb=build.css_kb,
             third_party_scripts=build.third_party_scripts,
             budget=site.budget,
+            media=build.media,
         )
         if violations:
             block(
@@ -203,7 +249,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
                 reason=(
                     f"the in-memory build of version {version} is over the performance budget "
                     f"of policy {policy}: "
-                    + ", ".join(_budget_use(v.metric, v.actual, v.limit) for v in violations)
+                    + ", ".join(_budget_use(v.metric, v.actual, v.limit, build) for v in violations)
                     + "; nothing is uploaded. Make the site lighter or raise the budget"
                 ),
             )
@@ -216,9 +262,12 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
         f"{env} is {was}; the spec asks for version {version}, which has no deployment "
         f"yet: build and publish it{retry if kind is ActionKind.RETRY_PUBLISH else ''}"
     )
+    if stale is not None:
+        reason = f"{env} is at version {version}, but its build inputs changed: {stale}; rebuild"
+        reason += " and publish it"
     if build is not None:
         reason += ". The in-memory build is within the performance budget: " + ", ".join(
-            _budget_use(metric, actual, limit)
+            _budget_use(metric, actual, limit, build)
             for metric, actual, limit in _budget_figures(build, site)
         )
     after: dict[str, JsonValue] = {
@@ -232,14 +281,12 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
         "hosts": [h.hostname for h in site.hostnames],
         "scripts": list(site.scripts),
         # The limits the publisher checks the real build against (runbook 4).
-        "budget": {
-            "max_js_kb": site.budget.max_js_kb,
-            "max_css_kb": site.budget.max_css_kb,
-            "max_third_party_scripts": site.budget.max_third_party_scripts,
-        },
+        "budget": _budget_after(site),
     }
     if build is not None:
         after["content_hash"] = build.content_hash
+    if wanted is not None:
+        after["build_identity"] = wanted.identity
     builder.add(
         kind,
         target,
@@ -270,6 +317,7 @@ def _record_publish_failure(
         and latest.version == version
         and latest.status == "failed"
         and latest.error_message == error
+        and not _failure_outdated(latest, _wanted_inputs(builder, site, version), None)
     ):
         return  # already recorded
     after: dict[str, JsonValue] = {
@@ -282,11 +330,17 @@ def _record_publish_failure(
         "content_hash": build.content_hash,
         "error_message": error,
     }
+    wanted = _wanted_inputs(builder, site, version)
+    if wanted is not None:
+        after["build_identity"] = wanted.identity
+        after["build_inputs"] = wanted.to_json()
     if build.error is None:
         after["sizes"] = {
             "js_kb": build.js_kb,
             "css_kb": build.css_kb,
             "third_party_scripts": build.third_party_scripts,
+            "image_kb": build.media.image_kb,
+            "page_weight_kb": build.media.page_weight_kb,
         }
     builder.add(
         ActionKind.RECORD_PUBLISH_FAILURE,
@@ -314,8 +368,14 @@ def _find(
     site: str | None = None,
     version: int | None = None,
     env: str | None = None,
+    build: str | None = None,
+    untagged: bool = True,
 ) -> ObservedDeployment | None:
-    """The newest successful deployment matching the filters, if the deployments were read."""
+    """The newest successful deployment matching the filters, if the deployments were read.
+
+    ``build`` (12 hex digits of an identity) rules out deployments tagged with another build;
+    ``untagged=False`` rules out deployments without a build tag too (the live one is stale).
+    """
     matches = [
         d
         for d in project.deployments or ()
@@ -324,6 +384,7 @@ def _find(
         and (site is None or d.site == site)
         and (version is None or d.version == version)
         and (env is None or d.environment == env)
+        and (build is None or d.build == build or (d.build is None and untagged))
     ]
     if not matches:
         return None
@@ -349,6 +410,52 @@ def _rollback_after(
     }
 
 
+def _wanted_inputs(builder: PlanBuilder, site: DesiredSite, version: int) -> BuildInputs | None:
+    """The inputs a build of ``version`` would have now; None when not all are known."""
+    ledger = builder.observed.ledger.get(site.name)
+    content = ledger.content_digests.get(version) if ledger is not None else None
+    return wanted_inputs(site.name, version, content, tuple(site.scripts), builder.observed.builder)
+
+
+def _stale(live: PublishRecord, wanted: BuildInputs | None) -> str | None:
+    """Why the live build is not the one wanted now; None when it is (or cannot be told)."""
+    if wanted is None or not is_stale(live.build_identity, wanted):
+        return None
+    if live.build_inputs is None:
+        return "its recorded build identity differs"
+    changes = describe_changes(live.build_inputs, wanted)
+    return "; ".join(changes) if changes else "its recorded build identity differs"
+
+
+def _build_tag(wanted: BuildInputs | None) -> str | None:
+    """The ``build`` filter for rollback candidates (see ``_find``)."""
+    return wanted.identity[:12] if wanted is not None else None
+
+
+def _failure_outdated(
+    failed: PublishRecord, wanted: BuildInputs | None, build: BuildPreview | None
+) -> bool:
+    """A recorded failure that no longer says anything about the build wanted now."""
+    if is_stale(failed.build_identity, wanted):
+        return True  # fixed in place, or scripts/builder changed since
+    return (
+        build is not None
+        and build.error is None
+        and is_permanent_build_failure(failed.error_message)
+    )
+
+
+def _budget_after(site: DesiredSite) -> dict[str, JsonValue]:
+    budget = site.budget
+    return {
+        "max_js_kb": budget.max_js_kb,
+        "max_css_kb": budget.max_css_kb,
+        "max_third_party_scripts": budget.max_third_party_scripts,
+        "max_image_kb": budget.max_image_kb,
+        "max_page_weight_kb": budget.max_page_weight_kb,
+    }
+
+
 def _without_prefix(error_message: str) -> str:
     return error_message.removeprefix(BUILD_FAILURE_PREFIX)
 
@@ -357,13 +464,22 @@ _BUDGET_UNITS: Mapping[BudgetMetric, tuple[str, str]] = {
     BudgetMetric.JS_KB: ("JS", " KB"),
     BudgetMetric.CSS_KB: ("CSS", " KB"),
     BudgetMetric.THIRD_PARTY_SCRIPTS: ("third-party scripts", ""),
+    BudgetMetric.IMAGE_KB: ("largest image", " KB"),
+    BudgetMetric.PAGE_WEIGHT_KB: ("heaviest page", " KB"),
 }
 
 
-def _budget_use(metric: BudgetMetric, actual: int, limit: int) -> str:
-    """``"JS 312 KB of 100 KB"``, ``"third-party scripts 3 of 2"``."""
+def _budget_use(
+    metric: BudgetMetric, actual: int, limit: int, build: BuildPreview | None = None
+) -> str:
+    """``"JS 312 KB of 100 KB"``, ``"largest image 612 KB of 500 KB (img/hero.jpg)"``."""
     label, unit = _BUDGET_UNITS[metric]
-    return f"{label} {actual}{unit} of {limit}{unit}"
+    culprit = ""
+    if build is not None and metric is BudgetMetric.IMAGE_KB and build.media.largest_image:
+        culprit = f" ({build.media.largest_image})"
+    if build is not None and metric is BudgetMetric.PAGE_WEIGHT_KB and build.media.heaviest_page:
+        culprit = f" (page {build.media.heaviest_page})"
+    return f"{label} {actual}{unit} of {limit}{unit}{culprit}"
 
 
 def _budget_figures(build: BuildPreview, site: DesiredSite) -> list[tuple[BudgetMetric, int, int]]:
@@ -376,4 +492,12 @@ def _budget_figures(build: BuildPreview, site: DesiredSite) -> list[tuple[Budget
             build.third_party_scripts,
             budget.max_third_party_scripts,
         ),
+    ] + [
+        # Shown once measured: a build without images has no image figure to show.
+        (metric, actual, limit)
+        for metric, actual, limit in (
+            (BudgetMetric.IMAGE_KB, build.media.image_kb, budget.max_image_kb),
+            (BudgetMetric.PAGE_WEIGHT_KB, build.media.page_weight_kb, budget.max_page_weight_kb),
+        )
+        if actual > 0
     ]

@@ -12,12 +12,15 @@ Rules:
 3. A manual override (``access`` other than ``auto``) wins and is reported as such.
 4. Of the dunning steps of one invoice that are due, only the latest is sent; earlier ones that
    were never sent are recorded as skipped (a tenant 40 days late gets one message, not five).
+5. Deletions are judged by what they remove, not by a bare count: removing one site with its
+   own few hostnames is not a mass event, removing a tenth of a tenant's sites or hostnames
+   (or more than ten hostnames in one plan) is, and needs an approval (docs/plan.md).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -204,29 +207,85 @@ def next_dunning_at(policy: BillingPolicySpec, open_invoices: Sequence[Invoice])
     return min(moments) if moments else None
 
 
+APPROVAL_TRAILER = "Approve-Deletion"
+"""The Git commit trailer that approves a deletion over the cap: ``Approve-Deletion: Site/x``."""
+
+
 @dataclass(frozen=True, slots=True)
 class BlastRadius:
-    """The most hostnames one plan may delete without an explicit allowance."""
+    """How many hostname deletions one plan may make without an approval (rule 5).
+
+    ``max_deletions`` caps the hostnames of a whole plan, whatever they belong to.
+    ``max_fraction`` caps, per tenant, both the sites removed whole and the hostnames removed
+    from sites that stay; each allowance is at least one. A removed site with at most
+    ``max_site_hostnames`` hostnames counts as one site removal, not as that many hostnames.
+    """
 
     max_deletions: int = 10
-    max_fraction: float = 0.10  # of one tenant's hostnames
+    max_fraction: float = 0.10
+    max_site_hostnames: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """One hostname a plan would delete, and whether its whole site left the specs."""
+
+    hostname: str
+    tenant: str
+    site: str | None
+    site_removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSize:
+    """What a tenant has, to judge what share of it a plan removes: sites and hostnames."""
+
+    sites: int
+    hostnames: int
 
 
 def deletion_blocked(
-    *, deletions: int, tenant_deletions: dict[str, tuple[int, int]], limits: BlastRadius
+    deletions: Sequence[Deletion], sizes: Mapping[str, TenantSize], limits: BlastRadius
 ) -> str | None:
-    """Explain why a plan's hostname deletions exceed the blast-radius cap, or return None.
+    """Explain why a plan's hostname deletions are a mass deletion, or return None (rule 5).
 
-    ``tenant_deletions`` maps a tenant to (hostnames to delete, hostnames it has in total).
-    A tenant's own cap is the larger of one hostname and ``max_fraction`` of its hostnames, so
-    a tenant with a single domain can still remove it.
+    Three caps, checked in order:
+
+    1. the plan deletes more than ``max_deletions`` hostnames;
+    2. a tenant loses more whole sites than ``max_fraction`` of its sites (at least one): a
+       removed site with at most ``max_site_hostnames`` hostnames is one site removal, so a
+       small tenant can remove a site and its own few domains;
+    3. a tenant loses more hostnames of the sites it keeps (and of removed sites too large to
+       count as one removal) than ``max_fraction`` of its hostnames (at least one).
     """
-    if deletions > limits.max_deletions:
+    if len(deletions) > limits.max_deletions:
         return (
-            f"{deletions} hostname deletions exceed the blast-radius cap of "
+            f"{len(deletions)} hostname deletions exceed the blast-radius cap of "
             f"{limits.max_deletions} per plan"
         )
-    for tenant, (count, total) in sorted(tenant_deletions.items()):
+    per_site: dict[tuple[str, str | None], int] = {}
+    for deletion in deletions:
+        key = (deletion.tenant, deletion.site if deletion.site_removed else None)
+        per_site[key] = per_site.get(key, 0) + 1
+    removed_sites: dict[str, int] = {}
+    loose: dict[str, int] = {}
+    for (tenant, site), count in per_site.items():
+        if site is not None and count <= limits.max_site_hostnames:
+            removed_sites[tenant] = removed_sites.get(tenant, 0) + 1
+        else:
+            loose[tenant] = loose.get(tenant, 0) + count
+    for tenant in sorted(set(removed_sites) | set(loose)):
+        size = sizes.get(tenant, TenantSize(sites=0, hostnames=0))
+        sites = removed_sites.get(tenant, 0)
+        allowed_sites = max(1, math.floor(max(size.sites, sites) * limits.max_fraction))
+        if sites > allowed_sites:
+            return (
+                f"tenant {tenant}: {sites} of its {max(size.sites, sites)} sites would be "
+                f"removed with their hostnames, over the cap of {limits.max_fraction:.0%} "
+                f"({allowed_sites})"
+            )
+        count = loose.get(tenant, 0)
+        total = max(size.hostnames, count)
         allowed = max(1, math.floor(total * limits.max_fraction))
         if count > allowed:
             return (

@@ -27,11 +27,12 @@ Tags of Pages deployments (Direct Upload, CONTRACT.md §3.4)
     - ``commit_message``: one line of space-separated ``key=value`` tokens after a fixed
       prefix, values without spaces::
 
-        sitebuilder-reconciler: site=acme-home version=12 publish=5f0c2d9e81aa content=9b1e04c2d3f7
+        sitebuilder-reconciler: site=acme-home version=12 publish=5f0c2d9e81aa build=41d07a9c3be2
 
       ``publish`` is a fresh random id per publish attempt, so the adapter can recognise *its*
       deployment after a create whose answer was lost; ``content`` (optional) is the first 12
-      hex digits of the build's content hash.
+      hex digits of the build's content hash; ``build`` (optional) the first 12 of its build
+      identity (``core/identity.py``: content snapshot, scripts, builder and encoder).
 
     :meth:`DeploymentTag.commit_message` writes it; :attr:`Deployment.tag` parses it back
     (None for deployments the reconciler did not make).
@@ -142,6 +143,7 @@ class DeploymentTag:
     commit: str = ""
     branch: str = ""
     content: str = ""
+    build: str = ""  # the build identity (core/identity.py); 12 hex digits go in the message
 
     def commit_message(self) -> str:
         """The one-line ``commit_message`` form field (see the module docstring).
@@ -152,6 +154,8 @@ class DeploymentTag:
         tokens = [("site", self.site), ("version", str(self.version)), ("publish", self.publish)]
         if self.content:
             tokens.append(("content", self.content[:12]))
+        if self.build:
+            tokens.append(("build", self.build[:12]))
         for key, value in tokens:
             if not _TOKEN.match(value):
                 raise ValueError(f"deployment tag {key}={value!r} must be a non-empty token")
@@ -181,6 +185,7 @@ class DeploymentTag:
             commit=commit_hash,
             branch=branch,
             content=fields.get("content", ""),
+            build=fields.get("build", ""),
         )
 
 

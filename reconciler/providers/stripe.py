@@ -29,6 +29,7 @@ Obligations (see ``../shared/contracts/stripe/NOTES.md``, section 6, for why eac
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -196,15 +197,17 @@ class StripeBilling:
         return _invoice_from(found.to_dict())
 
     def verify_webhook(
-        self, payload: bytes, sig_header: str, *, tolerance: int = 300
+        self, payload: bytes, sig_header: str, *, tolerance: int = 300, now: float | None = None
     ) -> WebhookEvent:
         """Verify a webhook's ``Stripe-Signature`` against the raw body and summarise it.
 
         Args:
             payload: the raw request body, exactly as received.
             sig_header: the ``Stripe-Signature`` header value.
-            tolerance: the oldest signature timestamp accepted, in seconds (replay window);
-                must be positive.
+            tolerance: how far the signature timestamp may be from now, in seconds, in the
+                past (the replay window) and in the future (a forged or skewed clock); must be
+                positive.
+            now: the current time, epoch seconds (default: the system clock).
 
         Returns:
             The event's id, type, customer, creation time and object.
@@ -226,6 +229,7 @@ class StripeBilling:
             raise PermanentError(PROVIDER, f"webhook rejected: {exc.user_message}") from exc
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, thin events
             raise PermanentError(PROVIDER, "webhook rejected: body is not a Stripe event") from exc
+        _check_not_in_future(sig_header, tolerance, time.time() if now is None else now)
         try:
             return _event_from(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -281,6 +285,29 @@ class StripeBilling:
         if status == 404:
             return NotFoundError(PROVIDER, message, status=status)
         return PermanentError(PROVIDER, message, status=status)
+
+
+def _check_not_in_future(sig_header: str, tolerance: int, now: float) -> None:
+    """Refuse a signature timestamp more than ``tolerance`` seconds ahead of ``now``.
+
+    The SDK bounds only the past (``timestamp < now - tolerance``); a timestamp ahead of the
+    clock would otherwise stretch the replay window by however far ahead it is.
+    """
+    stamps = [
+        part.partition("=")[2].strip()
+        for part in sig_header.split(",")
+        if part.strip().startswith("t=")
+    ]
+    try:
+        stamp = int(stamps[0])
+    except (IndexError, ValueError):
+        raise PermanentError(PROVIDER, "webhook rejected: no signature timestamp") from None
+    if stamp > now + tolerance:
+        raise PermanentError(
+            PROVIDER,
+            f"webhook rejected: timestamp {stamp - now:.0f} s in the future, outside the "
+            f"tolerance of {tolerance} s",
+        )
 
 
 def _scrub(text: str, secret: str) -> str:

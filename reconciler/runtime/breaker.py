@@ -289,6 +289,7 @@ class Breakers:
             max_open_for: see :class:`CircuitBreaker`.
             probe_timeout: see :class:`CircuitBreaker`.
         """
+        self._listeners: list[StateListener] = [] if on_change is None else [on_change]
         self._breakers = {
             name: CircuitBreaker(
                 name,
@@ -298,10 +299,19 @@ class Breakers:
                 max_open_for=max_open_for,
                 probe_timeout=probe_timeout,
                 clock=clock,
-                on_change=on_change,
+                on_change=self._changed,
             )
             for name in providers
         }
+
+    def subscribe(self, listener: StateListener) -> None:
+        """Also call ``listener`` with ``(provider, new_state)`` on every state change (the
+        loop retries failed work when a breaker lets calls through again)."""
+        self._listeners.append(listener)
+
+    def _changed(self, provider: str, state: BreakerState) -> None:
+        for listener in list(self._listeners):
+            listener(provider, state)
 
     def __getitem__(self, provider: str) -> CircuitBreaker:
         """The breaker for ``provider`` (aliases such as ``evolution`` resolve first).
@@ -331,5 +341,9 @@ class Breakers:
             self[error.provider].record_failure(error)
 
     def states(self) -> dict[str, BreakerState]:
-        """Each provider's current state (what the ``breaker_state`` gauge exports)."""
+        """Each provider's current state (what the ``breaker_state`` gauge exports).
+
+        Reading refreshes: an open breaker whose period is over turns half-open here, and its
+        listeners (the gauge) hear of it, so a scrape never shows a stale "open".
+        """
         return {name: breaker.state for name, breaker in self._breakers.items()}

@@ -36,9 +36,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.errors import LoadError, PermanentError, SpecError, TransientError
+from reconciler.runtime.approvals import CommitApprovals, read_approvals
 from reconciler.runtime.prmode import changed_scope
 from reconciler.spec.load import SPEC_SUFFIXES, Specs, declared_name, load_git, parse_documents
 from reconciler.spec.models import Kind
@@ -52,6 +53,13 @@ _log = logging.getLogger(__name__)
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 OnNewCommit = Callable[[str | None, str], Awaitable[None]]
+
+
+class FetchObserver(Protocol):
+    """Hears of every fetch (``Metrics.git_fetch``)."""
+
+    def __call__(self, seconds: float, *, ok: bool, at: float) -> None:
+        """One fetch took ``seconds`` and worked (``ok``) at clock time ``at``."""
 
 
 def mask_url(text: str) -> str:
@@ -93,6 +101,7 @@ class GitFollower:
         specs_subdir: str = "specs",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_fetch: FetchObserver | None = None,
     ) -> None:
         """Prepare (without touching disk or network) to follow ``branch``.
 
@@ -103,6 +112,8 @@ class GitFollower:
             specs_subdir: the specs directory inside the repository.
             clock: time of the last fetch, for readiness and metrics.
             sleep: waits the poll interval (``asyncio.sleep``; tests pass a virtual one).
+            on_fetch: told of every fetch: its wall time, whether it worked, and the clock
+                time (``Metrics.git_fetch``).
         """
         self.repo_dir = Path(repo_dir)
         self.remote_url = remote_url
@@ -117,6 +128,7 @@ class GitFollower:
         self.fetched_at: float | None = None  # clock time of the last successful fetch
         self.last_error: Exception | None = None  # the last fetch failure, cleared on success
         self.fetches = 0  # fetch attempts, for metrics
+        self._on_fetch = on_fetch
 
     @property
     def remote(self) -> str:
@@ -133,11 +145,16 @@ class GitFollower:
             PermanentError: the branch does not exist at the remote, or git is missing.
         """
         self.fetches += 1
+        started = time.monotonic()
         try:
             sha = await asyncio.to_thread(self.fetch_blocking)
         except (TransientError, PermanentError) as exc:
             self.last_error = exc
+            if self._on_fetch is not None:
+                self._on_fetch(time.monotonic() - started, ok=False, at=self._clock())
             raise
+        if self._on_fetch is not None:
+            self._on_fetch(time.monotonic() - started, ok=True, at=self._clock())
         self.head = sha
         self.fetched_at = self._clock()
         self.last_error = None
@@ -253,6 +270,31 @@ class GitFollower:
             while len(self._specs) > _SPECS_CACHE:
                 self._specs.popitem(last=False)
         return specs
+
+    def approvals(self, old_sha: str | None, new_sha: str) -> CommitApprovals:
+        """The ``Approve-Deletion`` trailers of the commits after ``old_sha`` up to
+        ``new_sha`` (``new_sha`` alone when ``old_sha`` is None or unknown; blocking git)."""
+        if old_sha is not None:
+            try:
+                return read_approvals(self.repo_dir, f"{old_sha}..{new_sha}")
+            except LoadError:
+                pass  # the old commit is gone (a force push): the new head alone
+        return read_approvals(self.repo_dir, f"-1 {new_sha}")
+
+    def committed_at(self, sha: str) -> float | None:
+        """The committer date of ``sha``, epoch seconds (None when git cannot say; blocking)."""
+        import git
+
+        try:
+            repository = self._repository()
+        except LoadError:
+            return None
+        try:
+            return float(repository.commit(sha).committed_date)
+        except (git.GitCommandError, ValueError):
+            return None
+        finally:
+            repository.close()
 
     def changed(self, old_sha: str | None, new_sha: str) -> ChangeSet:
         """What changed between two commits (module rule 4; blocking git and YAML work).

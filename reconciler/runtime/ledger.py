@@ -19,11 +19,13 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from reconciler.core.identity import inputs_from_json
 from reconciler.core.observed import DunningRecord, PublishRecord, SiteLedger, TenantRecord
 from reconciler.errors import MigrationError
 from reconciler.providers.d1 import Database, SqlError, SqlValue, param_chunks, placeholders
@@ -79,6 +81,7 @@ class LedgerSnapshot:
     tenants: dict[str, TenantRecord]
     dunning: dict[tuple[str, str], DunningRecord]
     mirror: dict[str, str]  # Stripe customer -> billing digest stored at the last sync
+    projects: dict[str, str] = field(default_factory=dict)  # site -> Pages project (full reads)
 
 
 class LedgerReader:
@@ -132,12 +135,17 @@ class LedgerReader:
         """
         publishes = await self._rows(
             "SELECT site_id, version_number, environment, status, deployment_id, attempts, "
-            "error_message, created_at, id FROM publish_versions",
+            "error_message, created_at, id, build_identity, build_inputs FROM publish_versions",
             "site_id",
             sites,
         )
+        # The content digest is the editor's content_hash column; content_json is read only
+        # where that column is NULL (then hashed here), so a pass never reads every snapshot.
         versions = await self._rows(
-            "SELECT site_id, version_number FROM site_versions", "site_id", sites
+            "SELECT site_id, version_number, content_hash, CASE WHEN content_hash IS NULL "
+            "THEN content_json END AS content_json FROM site_versions",
+            "site_id",
+            sites,
         )
         domain_rows = await self._rows(
             _DOMAIN_QUERY,
@@ -166,6 +174,13 @@ class LedgerReader:
             "WHERE provider = 'stripe' AND provider_customer_id IS NOT NULL",
             "provider_customer_id",
             customers,
+        )
+        # Our record of every site's Pages project, read on whole-fleet reads only: it names
+        # the projects no Site of the specs claims any more (shown as unmanaged).
+        project_rows = (
+            await self._rows("SELECT id, pages_project FROM sites", None, None)
+            if sites is None
+            else []
         )
         return LedgerSnapshot(
             sites=_site_ledgers(publishes, versions),
@@ -205,6 +220,7 @@ class LedgerReader:
                 for row in mirror_rows
                 if row["mirror_digest"] is not None
             },
+            projects={str(row["id"]): str(row["pages_project"]) for row in project_rows},
         )
 
     async def content(self, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
@@ -228,6 +244,15 @@ class LedgerReader:
         return found
 
 
+def content_digest(column: str | None, content_json: str | None) -> str | None:
+    """A version's content digest: its ``content_hash`` column, else the SHA-256 of its JSON."""
+    if column:
+        return column.lower()
+    if content_json is not None:
+        return hashlib.sha256(content_json.encode("utf-8")).hexdigest()
+    return None
+
+
 def _text(value: SqlValue) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -247,6 +272,8 @@ def _site_ledgers(
             attempts=int(row["attempts"] or 0),
             error_message=_text(row["error_message"]),
             created_at=epoch(row["created_at"]) or 0.0,
+            build_identity=_text(row["build_identity"]),
+            build_inputs=inputs_from_json(_text(row["build_inputs"])),
         )
         if record.status == "live":
             live[record.site][record.environment] = record
@@ -255,8 +282,13 @@ def _site_ledgers(
         if newest is None or order > newest[0]:
             latest[record.site][record.environment] = (order, record)
     known: dict[str, set[int]] = defaultdict(set)
+    digests: dict[str, dict[int, str]] = defaultdict(dict)
     for row in versions:
-        known[str(row["site_id"])].add(int(row["version_number"] or 0))
+        number = int(row["version_number"] or 0)
+        known[str(row["site_id"])].add(number)
+        digest = content_digest(_text(row["content_hash"]), _text(row["content_json"]))
+        if digest is not None:
+            digests[str(row["site_id"])][number] = digest
     names = set(live) | set(latest) | set(known)
     return {
         name: SiteLedger(
@@ -264,6 +296,7 @@ def _site_ledgers(
             live=dict(sorted(live.get(name, {}).items())),
             latest={env: rec for env, (_, rec) in sorted(latest.get(name, {}).items())},
             versions=frozenset(known.get(name, set())),
+            content_digests=dict(sorted(digests.get(name, {}).items())),
         )
         for name in sorted(names)
     }

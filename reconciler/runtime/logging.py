@@ -18,6 +18,12 @@ Rules:
    configured secret, and anything shaped like one). Extra fields whose *name* says secret are
    masked whole.
 2. Extra fields keep their JSON types; values JSON cannot hold are written as their ``str``.
+3. One JSON object per line, for machines: no ANSI colour codes anywhere in it (uvicorn's
+   ``color_message`` field is dropped, escape sequences are stripped from every string), and
+   the message is text, never JSON inside JSON.
+4. Third-party libraries' request logs (httpx, httpcore, uvicorn and its access log, GitPython,
+   stripe, asyncio) are kept at WARNING unless the daemon runs at DEBUG: at INFO they were
+   most of the volume and none of the signal.
 """
 
 from __future__ import annotations
@@ -32,11 +38,33 @@ from typing import IO, Any
 
 from reconciler.redact import MASK, redact
 
-__all__ = ["MASK", "JsonFormatter", "RedactingFilter", "redact", "setup_logging"]
+__all__ = [
+    "MASK",
+    "THIRD_PARTY",
+    "JsonFormatter",
+    "RedactingFilter",
+    "redact",
+    "setup_logging",
+]
 
 _SECRET_NAME = re.compile(
     r"(?i)(api[-_]?key|apikey|token|secret|password|passwd|authorization|signature|cookie)"
 )
+
+THIRD_PARTY = (
+    "httpx",
+    "httpcore",
+    "uvicorn",
+    "uvicorn.access",
+    "uvicorn.error",
+    "git",
+    "stripe",
+    "asyncio",
+)
+"""Loggers held at WARNING unless the daemon logs at DEBUG (rule 4)."""
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_DROPPED = frozenset({"color_message"})  # uvicorn's coloured copy of the message (rule 3)
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(
@@ -45,11 +73,16 @@ _STANDARD = frozenset(
 )
 
 
+def _plain(text: str) -> str:
+    """``text`` without ANSI escape sequences (rule 3)."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
+
+
 def _redact_value(name: str, value: Any) -> Any:
     if _SECRET_NAME.search(name) and value is not None:
         return MASK
     if isinstance(value, str):
-        return redact(value)
+        return _plain(redact(value))
     if isinstance(value, Mapping):
         return {str(k): _redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -89,10 +122,10 @@ class JsonFormatter(logging.Formatter):
             "ts": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": _plain(redact(record.getMessage())),
         }
         for name, value in record.__dict__.items():
-            if name not in _STANDARD and name not in line:
+            if name not in _STANDARD and name not in line and name not in _DROPPED:
                 line[name] = _redact_value(name, value)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -107,7 +140,8 @@ def setup_logging(level: int | str = "INFO", stream: IO[str] | None = None) -> l
     """Send every log record to ``stream`` (stderr by default) as redacted JSON lines.
 
     Replaces a handler installed by an earlier call, so calling it twice does not duplicate
-    lines; other handlers on the root logger are left alone.
+    lines; other handlers on the root logger are left alone. Third-party loggers are held at
+    WARNING unless ``level`` is DEBUG (rule 4).
 
     Args:
         level: the root logger's level, a name (``"debug"``) or a number.
@@ -127,4 +161,7 @@ def setup_logging(level: int | str = "INFO", stream: IO[str] | None = None) -> l
     handler._reconciler_json = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    quiet = root.getEffectiveLevel() > logging.DEBUG
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
     return handler

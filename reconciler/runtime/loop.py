@@ -40,6 +40,10 @@ Rules (docs/daemon.md, "The loop", explains them for operators):
 6. Breakers: a key whose essential provider's breaker is open is put back until the breaker's
    ``retry_at`` without counting a failure; a non-essential provider with an open breaker is
    simply not read (rule 4), and the tenant is looked at again when the breaker half-opens.
+   Work that failed in an outage is never left to a sweep: when a breaker opens, every
+   resource whose last failure was transient (stuck ones included) is queued for the breaker's
+   ``retry_at``, so its pass is the probe; when the breaker closes, they are queued at once.
+   Failing again, they back off as usual.
    The WhatsApp gateway's connection state is read only when a message could be sent: after
    the first plan, when a tenant in scope has a dunning step due and not logged (then the
    pass plans again with the state). An ``open`` answer is reused for ``gateway_ttl``
@@ -50,6 +54,16 @@ Rules (docs/daemon.md, "The loop", explains them for operators):
    ``grace`` seconds to finish, then are cancelled (an action cut short keeps its pending
    intent in the journal, and the next leader resumes it); the lease is released. A bug (an
    exception that is not a translated provider error) stops the daemon with exit code 1.
+9. Converged means converged: a commit is reported converged (log, ``converged``, the
+   ``commit_to_converged_seconds`` metric, measured from the commit's committer date) only
+   once every key it queued had a pass with nothing failed and nothing blocked. Every pass
+   that leaves a resource ``Synced=False`` logs it at WARNING with the reason, and the
+   ``blocked_resources``/``stuck_resources`` gauges count them by reason. Resources that
+   left the specs and the world leave the status and the gauges.
+10. Deletions over the blast-radius cap go ahead only when a followed commit approves them
+   by name (``Approve-Deletion: Site/<name>`` trailer, ``runtime/approvals.py``); a new
+   approval queues the hostname sweep. An invalid head commit is a condition of the source
+   (``runtime/source.py``): the last good commit keeps being served.
 """
 
 from __future__ import annotations
@@ -65,9 +79,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
-from reconciler.core.conditions import conditions_for
+from reconciler.core.conditions import conditions_for, gone_resources
 from reconciler.core.conditions_common import (
     SKIPPED_PREFIX,
+    Condition,
     ConditionUpdate,
     Coverage,
     resource_key,
@@ -90,15 +105,17 @@ from reconciler.errors import (
 from reconciler.providers.http import fencing
 from reconciler.providers.ratelimit import Lane
 from reconciler.providers.stripe import WebhookEvent
+from reconciler.runtime.approvals import ApprovalLedger
 from reconciler.runtime.breaker import Breakers, BreakerState, CircuitBreaker
 from reconciler.runtime.execute import DEFAULT_LIMITS, execute
 from reconciler.runtime.gitfollow import ChangeSet, GitFollower
 from reconciler.runtime.handler import Handler
 from reconciler.runtime.journal import Journal
 from reconciler.runtime.lease import LeaderLease, LeaseLostError
-from reconciler.runtime.metrics import Metrics
+from reconciler.runtime.metrics import Metrics, ResourceTally
 from reconciler.runtime.observe import ObserveClients, observe
 from reconciler.runtime.server import EndpointServer, GitPush, HealthReport
+from reconciler.runtime.source import SourceState
 from reconciler.runtime.status import StatusStore
 from reconciler.runtime.workqueue import QueueShutDown, WorkQueue
 from reconciler.spec.load import Specs
@@ -359,15 +376,29 @@ class Daemon:
         self._lease_lost = asyncio.Event()
         self._locks = _TenantLocks()
         self._full: set[str] = set()
-        self._converging: dict[str, tuple[float, set[str]]] = {}
+        self._converging: dict[str, tuple[float, float, set[str]]] = {}  # seen, committed, keys
         self._drift_since: dict[str, float] = {}
-        self._conditions: dict[tuple[str, str], str] = {}
-        self._condition_counts: dict[tuple[str, str], int] = {}
+        self._tally = ResourceTally()
+        self._commit_order: dict[str, int] = {}
+        self.source = SourceState(branch=parts.follower.branch)
+        self.approvals = ApprovalLedger()
         self._tenant_sites: tuple[Specs, Mapping[str, frozenset[str]]] | None = None
         self._gateway_open_at: float | None = None  # when the gateway last answered "open"
         self._gateway_lock = asyncio.Lock()
         self._alive = False
         self.converged: dict[str, float] = {}  # commit -> seconds from seen to converged
+        parts.breakers.subscribe(self._breaker_changed)
+
+    def _breaker_changed(self, provider: str, state: BreakerState) -> None:
+        """Rule 6: failed work waits for the probe when a breaker opens, runs when it closes."""
+        if state is BreakerState.HALF_OPEN:
+            return
+        wait = 0.0
+        if state is BreakerState.OPEN:
+            retry_at = self.parts.breakers[provider].retry_at
+            wait = 0.0 if retry_at is None else max(0.0, retry_at - self.parts.clock())
+        for key in self.queue.retryable():
+            self.queue.add(key, Lane.CHANGE, after=wait)
 
     def _new_queue(self) -> WorkQueue:
         return WorkQueue(
@@ -376,6 +407,7 @@ class Daemon:
             base=self.settings.backoff_base,
             cap=max(self.settings.backoff_cap, self.settings.backoff_base),
             max_failures=self.settings.max_failures,
+            observer=self.parts.metrics.workqueue,
         )
 
     # ----------------------------------------------------------------- probes and webhooks
@@ -397,6 +429,14 @@ class Daemon:
         if self.crashed is not None:
             details["error"] = type(self.crashed).__name__
         return HealthReport(ok=self._alive and self.crashed is None, details=details)
+
+    def readiness(self) -> dict[str, Any]:
+        """The details ``/readyz`` shows: role, the commit served, and the source's validity."""
+        return {
+            "role": self.role,
+            "commit": self.specs.revision if self.specs is not None else None,
+            "source": self.source.readiness(),
+        }
 
     def ready(self) -> bool:
         """Readiness for ``/readyz``: a standby once the lease state is known; a leader once
@@ -471,10 +511,18 @@ class Daemon:
             if not await self._wait_for_lease():
                 raise LeaseLostError("stopped before the lease was acquired")
             self.role = "leader"
-            head = await self.parts.follower.fetch()
-            self._install(await asyncio.to_thread(self.parts.follower.specs_at, head))
-            self.queue = self._new_queue()
-            return await self._pass(SWEEP_ALL, Reading.FULL)
+            # Renewed beside the pass, as in run(): a pass longer than the ttl must not find
+            # its own writes fenced off by the lease's local deadline.
+            maintain = asyncio.create_task(self.parts.lease.maintain(), name="lease")
+            try:
+                head = await self.parts.follower.fetch()
+                specs = await asyncio.to_thread(self.parts.follower.specs_at, head)
+                await self._approvals(None, head, specs)
+                self._install(specs)
+                self.queue = self._new_queue()
+                return await self._pass(SWEEP_ALL, Reading.FULL)
+            finally:
+                await _cancel(maintain)
         finally:
             self.role = "stopping"
             await self.parts.lease.release()
@@ -583,13 +631,11 @@ class Daemon:
     async def _on_new_commit(self, old: str | None, new: str) -> None:
         follower = self.parts.follower
         seen = self.parts.clock()
+        committed = await asyncio.to_thread(follower.committed_at, new)
         try:
             specs = await asyncio.to_thread(follower.specs_at, new)
         except (SpecError, LoadError) as exc:
-            log.error(
-                "the specs at the new commit are invalid; still reconciling the last good commit",
-                extra={"commit": new, "error": str(exc)},
-            )
+            await self._refuse(new, exc)
             return
         previous = self.specs
         changes = (
@@ -597,16 +643,76 @@ class Daemon:
             if previous is None or previous.revision is None
             else await asyncio.to_thread(follower.changed, previous.revision, new)
         )
+        approved = await self._approvals(previous, new, specs)
         self._install(specs)
+        await self._write_source(self.source.accept(new))
         keys = self._queue_changes(changes, previous, specs)
+        if approved and SWEEP_ALL not in keys:
+            # An approval changes what the planner may do: look at every hostname again.
+            self.queue.add(SWEEP_HOSTNAMES, Lane.CHANGE)
+            keys.append(SWEEP_HOSTNAMES)
         log.info(
             "new commit queued",
             extra={"commit": new, "keys": keys[:50], "all": changes.all, "count": len(keys)},
         )
+        self._commit_order[new] = len(self._commit_order)
+        # Measured from the commit's own time, so poll delay counts (module rule 9).
+        start = committed if committed is not None and committed <= seen else seen
         if keys:
-            self._converging[new] = (seen, set(keys))
+            self._converging[new] = (seen, start, set(keys))
         else:
-            self._converged(new, seen)
+            self._converged(new, seen, start)
+
+    async def _approvals(self, previous: Specs | None, new: str, specs: Specs) -> list[str]:
+        """Read the new commits' ``Approve-Deletion`` trailers; return the new approvals."""
+        since = previous.revision if previous is not None else None
+        try:
+            found = await asyncio.to_thread(self.parts.follower.approvals, since, new)
+        except LoadError as exc:
+            log.warning("approvals not read", extra={"commit": new, "error": str(exc)})
+            return []
+        for value in found.ignored:
+            log.warning(
+                "approval ignored: name Site/<name> or Hostname/<name>", extra={"value": value}
+            )
+        self.approvals.prune(specs)
+        added = self.approvals.add(found)
+        if added:
+            log.info(
+                "deletions approved in Git",
+                extra={"commit": new, "approved": {k: found.approved[k] for k in added}},
+            )
+        return added
+
+    async def _refuse(self, commit: str, error: Exception) -> None:
+        """An invalid head: a condition of the source; the last good commit stays served."""
+        update = self.source.refuse(commit, error)
+        log.error(
+            "the specs at the new commit are invalid; still reconciling the last good commit",
+            extra={
+                "commit": commit,
+                "serving": self.source.serving,
+                "error": str(error),
+                "problems": list(self.source.problems),
+            },
+        )
+        await self._write_source(update)
+
+    async def _write_source(self, update: ConditionUpdate) -> None:
+        self.parts.metrics.set_source(valid=self.source.valid, problems=self.source.count)
+        try:
+            await self.parts.status.set_many([update])
+        except ProviderError as exc:
+            log.warning("source condition not written", extra={"error": str(exc)})
+
+    def plan_settings(self) -> PlanSettings:
+        """The planner's settings with the deletions approved in Git (module rule 10)."""
+        base = self.parts.plan_settings
+        if not self.approvals.approved:
+            return base
+        return replace(
+            base, approved_deletions={**base.approved_deletions, **self.approvals.approved}
+        )
 
     def _queue_changes(self, changes: ChangeSet, old: Specs | None, new: Specs) -> list[str]:
         if changes.all:
@@ -770,7 +876,7 @@ class Daemon:
             },
         )
         result = self._record(PassResult(key, reading, report, failed, duration))
-        self._note_convergence(key, failed)
+        self._note_convergence(key, failed, plan)
         return result
 
     def _record(self, result: PassResult) -> PassResult:
@@ -842,7 +948,7 @@ class Daemon:
                 scope=scope,
                 tenants=(name,) if kind == "Tenant" else (),
             )
-            return desired, build_plan(desired, observed, self.parts.plan_settings)
+            return desired, build_plan(desired, observed, self.plan_settings())
 
         if scope is None:
             # A whole-fleet derive + plan takes seconds of CPU on a large fleet: run it off the
@@ -863,7 +969,7 @@ class Daemon:
             if gap is not None:
                 incomplete[Source.WHATSAPP] = gap
             observed = replace(observed, incomplete=dict(sorted(incomplete.items())))
-            plan = build_plan(desired, observed, self.parts.plan_settings)
+            plan = build_plan(desired, observed, self.plan_settings())
         return observed, desired, plan, reading
 
     async def _gateway_gap(self) -> str | None:
@@ -1064,19 +1170,29 @@ class Daemon:
         updates = await asyncio.to_thread(compute) if len(sites) > 100 else compute()
         try:
             await self.parts.status.set_many(updates)
+            gone = await self._gone(key, specs, desired, report)
         except ProviderError as exc:
             log.warning("conditions not written", extra={"key": key, "error": str(exc)})
-        counts = self._condition_counts
+            gone = set()
+        tally = self._tally
         for update in updates:
-            status = status_text(update.status)
-            before = self._conditions.get((update.resource, update.condition))
-            if before == status:
-                continue
-            self._conditions[(update.resource, update.condition)] = status
-            if before is not None:
-                counts[(update.condition, before)] -= 1
-            counts[(update.condition, status)] = counts.get((update.condition, status), 0) + 1
-        self.parts.metrics.set_resources(counts)
+            tally.record(
+                update.resource, update.condition, status_text(update.status), update.reason
+            )
+        tally.drop(gone)
+        self.parts.metrics.set_tally(tally)
+        _warn_unsynced(key, updates)
+
+    async def _gone(self, key: str, specs: Specs, desired: Desired, report: Report) -> set[str]:
+        """Resources that left the specs and the world: their rows go (core rule 5)."""
+        kind, _, name = key.partition("/")
+        removed = {name} if kind == "Site" and name not in specs.sites else set()
+        stored = await self.parts.status.resources() if key == SWEEP_ALL else None
+        gone = gone_resources(desired=desired, report=report, removed_sites=removed, stored=stored)
+        if gone:
+            await self.parts.status.remove(gone)
+            log.info("resources left the status", extra={"key": key, "resources": sorted(gone)})
+        return gone
 
     def _set_timers(
         self,
@@ -1122,26 +1238,66 @@ class Daemon:
         oldest = min(self._drift_since.values(), default=now)
         self.parts.metrics.set_drift_age(now - oldest)
 
-    def _note_convergence(self, key: str, failed: Mapping[str, BaseException]) -> None:
-        if failed:
+    def _note_convergence(self, key: str, failed: Mapping[str, BaseException], plan: Plan) -> None:
+        """A commit converges once every key it queued has had a pass with nothing failed and
+        nothing blocked (module rule 9); a newer commit converging supersedes older ones."""
+        if failed or plan.blocked:
             return
-        for commit, (seen, outstanding) in list(self._converging.items()):
+        for commit, (seen, start, outstanding) in list(self._converging.items()):
             outstanding.discard(key)
             if key == SWEEP_ALL:
                 outstanding.clear()
             if not outstanding:
                 del self._converging[commit]
-                self._converged(commit, seen)
+                self._converged(commit, seen, start)
+                self._supersede(commit)
 
-    def _converged(self, commit: str, seen: float) -> None:
-        seconds = max(0.0, self.parts.clock() - seen)
+    def _supersede(self, commit: str) -> None:
+        """Stop waiting for commits older than ``commit``: its specs replaced theirs."""
+        order = list(self._converging)
+        for older in order:
+            if self._commit_order.get(older, 0) < self._commit_order.get(commit, 0):
+                del self._converging[older]
+
+    def _converged(self, commit: str, seen: float, committed: float) -> None:
+        """Report ``commit`` converged: ``converged`` keeps the seconds since it was seen, the
+        metric the seconds since its committer date (poll delay included, rule 9)."""
+        now = self.parts.clock()
+        seconds = max(0.0, now - seen)
         self.converged[commit] = seconds
-        self.parts.metrics.observe_converged(seconds)
-        log.info("commit converged", extra={"commit": commit, "seconds": round(seconds, 3)})
+        since_commit = max(0.0, now - committed)
+        self.parts.metrics.observe_converged(since_commit)
+        log.info(
+            "commit converged",
+            extra={
+                "commit": commit,
+                "seconds": round(seconds, 3),
+                "since_commit_s": round(since_commit, 3),
+            },
+        )
 
     def _publish_depth(self) -> None:
         for lane in Lane:
             self.parts.metrics.set_queue_depth(lane.name.lower(), self.queue.depth(lane))
+
+
+def _warn_unsynced(key: str, updates: list[ConditionUpdate]) -> None:
+    """One WARNING per pass that leaves resources not Synced, with each one's reason."""
+    unsynced = [
+        update
+        for update in updates
+        if update.condition == Condition.SYNCED.value and update.status is False
+    ]
+    if not unsynced:
+        return
+    log.warning(
+        "resources not synced",
+        extra={
+            "key": key,
+            "count": len(unsynced),
+            "resources": {u.resource: f"{u.reason}: {u.message}" for u in unsynced[:20]},
+        },
+    )
 
 
 def _sends_due(desired: Desired, observed: Observed) -> bool:

@@ -7,22 +7,33 @@ it calls: ``prometheus_client`` only. Each :class:`Metrics` owns a fresh
 ``CollectorRegistry`` (never the process-global one), so two daemons in one test process, or
 one test after another, never share counters.
 
-Every metric is named ``reconciler_<name>``; docs/daemon.md lists them with their labels.
+Every metric of the daemon is named ``reconciler_<name>``; the work queue's follow
+controller-runtime (``workqueue_adds_total``, ``workqueue_retries_total``,
+``workqueue_depth``, ``workqueue_queue_duration_seconds``, ``workqueue_work_duration_seconds``,
+label ``name``), and the process ones every Prometheus client exports (``process_*``,
+``python_info``). docs/daemon.md lists them with their labels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import platform
+from collections import Counter
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
+from prometheus_client import (
+    Counter as PromCounter,
+)
 
+from reconciler import __version__
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, TransientError
 
 __all__ = ["CONTENT_TYPE", "NAMESPACE", "Metrics", "error_kind"]
@@ -32,6 +43,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The ``Content-Type`` of :meth:`Metrics.render`'s output (Prometheus text format 0.0.4)."""
 
 PASS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+QUEUE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
 CONVERGE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
 
@@ -51,6 +63,104 @@ def error_kind(error: BaseException) -> str:
     return "other"
 
 
+class ResourceTally:
+    """The last known status and reason of every (resource, condition), for the gauges.
+
+    The loop feeds it each pass's condition updates and the resources that are gone;
+    :meth:`Metrics.set_tally` turns it into ``resources``, ``blocked_resources`` (``Synced``
+    False, by reason) and ``stuck_resources`` (``Stuck`` True, by reason).
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._rows: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def record(self, resource: str, condition: str, status: str, reason: str) -> None:
+        """Remember one condition's status (``True``/``False``/``Unknown``) and reason."""
+        self._rows[(resource, condition)] = (status, reason)
+
+    def drop(self, resources: Iterable[str]) -> None:
+        """Forget every condition of ``resources`` (they left the specs and the world)."""
+        gone = set(resources)
+        for key in [key for key in self._rows if key[0] in gone]:
+            del self._rows[key]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Resources by (condition, status)."""
+        return dict(Counter((condition, status) for (_, condition), (status, _) in self._items()))
+
+    def by_reason(self, condition: str, status: str) -> dict[str, int]:
+        """Resources whose ``condition`` has ``status``, by reason."""
+        return dict(
+            Counter(
+                reason
+                for (_, name), (value, reason) in self._items()
+                if name == condition and value == status
+            )
+        )
+
+    def _items(self) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+        return list(self._rows.items())
+
+
+class WorkQueueMetrics:
+    """The work queue's metrics in controller-runtime's names (``workqueue_*``, label
+    ``name``), fed by :class:`reconciler.runtime.workqueue.WorkQueue` as its observer."""
+
+    def __init__(self, registry: CollectorRegistry, name: str = "reconciler") -> None:
+        """Register the workqueue metrics in ``registry`` for the queue called ``name``."""
+        self.name = name
+        self.adds = PromCounter(
+            "workqueue_adds",
+            "Total number of adds handled by workqueue.",
+            ["name"],
+            registry=registry,
+        )
+        self.retries = PromCounter(
+            "workqueue_retries",
+            "Total number of retries handled by workqueue.",
+            ["name"],
+            registry=registry,
+        )
+        self.depth = Gauge(
+            "workqueue_depth", "Current depth of workqueue.", ["name"], registry=registry
+        )
+        self.queue_duration = Histogram(
+            "workqueue_queue_duration_seconds",
+            "How long in seconds an item stays in workqueue before being requested.",
+            ["name"],
+            buckets=QUEUE_BUCKETS,
+            registry=registry,
+        )
+        self.work_duration = Histogram(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from workqueue takes.",
+            ["name"],
+            buckets=QUEUE_BUCKETS,
+            registry=registry,
+        )
+        for metric in (self.adds, self.retries, self.depth):
+            metric.labels(name=name)
+
+    def added(self, depth: int) -> None:
+        """A key was queued."""
+        self.adds.labels(name=self.name).inc()
+        self.depth.labels(name=self.name).set(depth)
+
+    def taken(self, depth: int, waited: float) -> None:
+        """A key was handed out after ``waited`` seconds in the queue."""
+        self.depth.labels(name=self.name).set(depth)
+        self.queue_duration.labels(name=self.name).observe(waited)
+
+    def finished(self, seconds: float) -> None:
+        """A key's pass took ``seconds``."""
+        self.work_duration.labels(name=self.name).observe(seconds)
+
+    def retried(self) -> None:
+        """A failed key was re-queued with backoff."""
+        self.retries.labels(name=self.name).inc()
+
+
 class Metrics:
     """Every metric the daemon exports, with one plain method per update."""
 
@@ -58,7 +168,40 @@ class Metrics:
         """Create the registry and register every metric (all start at zero or empty)."""
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.passes = Counter(
+        # process_* (CPU, memory, open files, start time) and python_info, as every
+        # Prometheus client exports them.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        self.build_info = Gauge(
+            "build_info",
+            "Always 1; the labels say which reconciler and Python run.",
+            ["version", "python"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
+        self.workqueue = WorkQueueMetrics(registry)
+        self.git_fetches = PromCounter(
+            "git_fetches",
+            "Fetches of the followed branch, by result (ok, error).",
+            ["result"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.git_fetch_duration = Histogram(
+            "git_fetch_duration_seconds",
+            "Wall time of one fetch of the followed branch.",
+            namespace=NAMESPACE,
+            buckets=PASS_BUCKETS,
+            registry=registry,
+        )
+        self.git_last_fetch = Gauge(
+            "git_last_successful_fetch_timestamp_seconds",
+            "When the followed branch was last fetched successfully (epoch seconds).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.passes = PromCounter(
             "passes",
             "Reconciliation passes finished, by result (ok or error).",
             ["result"],
@@ -79,14 +222,14 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
-        self.api_calls = Counter(
+        self.api_calls = PromCounter(
             "api_calls",
             "Calls to external APIs, by provider and HTTP status ('error' when none came back).",
             ["provider", "status"],
             namespace=NAMESPACE,
             registry=registry,
         )
-        self.api_errors = Counter(
+        self.api_errors = PromCounter(
             "api_errors",
             "Failed external API calls, by provider and kind "
             "(transient, rate_limited, permanent, not_found, other).",
@@ -94,7 +237,7 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
-        self.rate_limited = Counter(
+        self.rate_limited = PromCounter(
             "rate_limited",
             "HTTP 429 answers received, by provider.",
             ["provider"],
@@ -115,6 +258,33 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.blocked_resources = Gauge(
+            "blocked_resources",
+            "Resources not Synced, by reason (BlastRadius, WaitingForReading, PublishFailed...).",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.stuck_resources = Gauge(
+            "stuck_resources",
+            "Resources Stuck (a human must act), by reason (RetriesExhausted, RecreateLimit...).",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.specs_valid = Gauge(
+            "specs_valid",
+            "1 while the followed branch's head has valid specs, 0 while it is refused (the "
+            "last good commit is still served).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.specs_problems = Gauge(
+            "specs_problems",
+            "Problems in the specs at the followed branch's head (0 when valid).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.drift_age = Gauge(
             "drift_age_seconds",
             "Age of the oldest unresolved drift (0 when the world matches the specs).",
@@ -123,12 +293,12 @@ class Metrics:
         )
         self.commit_to_converged = Histogram(
             "commit_to_converged_seconds",
-            "Time from a specs commit being seen to the world converged on it.",
+            "Time from a specs commit (its committer date) to the world converged on it.",
             namespace=NAMESPACE,
             buckets=CONVERGE_BUCKETS,
             registry=registry,
         )
-        self.webhook_requests = Counter(
+        self.webhook_requests = PromCounter(
             "webhook_requests",
             "Webhook requests by source (git, stripe) and result (accepted, rejected reason).",
             ["source", "result"],
@@ -168,6 +338,21 @@ class Metrics:
         for (condition, status), count in sorted(counts.items()):
             self.resources.labels(condition=condition, status=status).set(count)
 
+    def set_tally(self, tally: ResourceTally) -> None:
+        """Publish the resource gauges from ``tally``, stale label sets removed."""
+        self.set_resources(tally.counts())
+        self.blocked_resources.clear()
+        for reason, count in sorted(tally.by_reason("Synced", "False").items()):
+            self.blocked_resources.labels(reason=reason).set(count)
+        self.stuck_resources.clear()
+        for reason, count in sorted(tally.by_reason("Stuck", "True").items()):
+            self.stuck_resources.labels(reason=reason).set(count)
+
+    def set_source(self, *, valid: bool, problems: int) -> None:
+        """Whether the followed head's specs are valid, and how many problems they have."""
+        self.specs_valid.set(1 if valid else 0)
+        self.specs_problems.set(problems)
+
     def set_drift_age(self, seconds: float) -> None:
         """Set the age of the oldest unresolved drift (0 for none)."""
         self.drift_age.set(max(0.0, seconds))
@@ -175,6 +360,13 @@ class Metrics:
     def observe_converged(self, seconds: float) -> None:
         """Observe the time from a commit being seen to the world converged on it."""
         self.commit_to_converged.observe(max(0.0, seconds))
+
+    def git_fetch(self, seconds: float, *, ok: bool, at: float) -> None:
+        """Count one fetch of the followed branch and observe how long it took."""
+        self.git_fetches.labels(result="ok" if ok else "error").inc()
+        self.git_fetch_duration.observe(max(0.0, seconds))
+        if ok:
+            self.git_last_fetch.set(at)
 
     def set_leader(self, leader: bool) -> None:
         """Set whether this process is the leader."""

@@ -39,8 +39,12 @@ from typing import Literal, Protocol, TypeVar
 
 from reconciler.build.content import parse_snapshot
 from reconciler.build.errors import BuildError
+from reconciler.build.identity import builder_fingerprint
+from reconciler.build.media import ReadOnlyCache, VariantCache
 from reconciler.build.site import AssetStore, build_site
+from reconciler.core.budget import MediaWeight
 from reconciler.core.facts import CustomerBilling
+from reconciler.core.identity import is_stale, wanted_inputs
 from reconciler.core.observed import (
     BuildPreview,
     DomainRecord,
@@ -60,7 +64,7 @@ from reconciler.providers.dns import Resolver
 from reconciler.runtime.ledger import DomainRow, LedgerReader, LedgerSnapshot
 from reconciler.runtime.observe_workers import WorkersReader, read_rollouts, read_workers
 from reconciler.spec.load import Specs
-from reconciler.spec.models import normalize_hostname
+from reconciler.spec.models import SiteSpec, normalize_hostname
 
 __all__ = [
     "BillingReader",
@@ -130,6 +134,8 @@ class ObserveClients:
     dns: Resolver | None = None
     cname_target: str | None = None
     workers: WorkersReader | None = None  # the platform's Workers (versions, deployments)
+    variants: VariantCache | None = None  # read through, never written (a plan is read-only)
+    builder: str = field(default_factory=builder_fingerprint)  # for build identities
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +287,7 @@ async def observe(
             observed_hostnames,
             domain_rows,
             hostnames_complete=Source.HOSTNAMES not in readings.incomplete,
+            builder=clients.builder,
         )
         if needs:
             await _guard(
@@ -292,7 +299,7 @@ async def observe(
 
     builds: dict[tuple[str, int], BuildPreview] = {}
     if ledger is not None and Source.PAGES not in readings.incomplete:
-        pending = _about_to_publish(specs, sites, ledger.sites, projects)
+        pending = _about_to_publish(specs, sites, ledger.sites, projects, clients.builder)
         if pending:
             await _guard(
                 readings,
@@ -319,11 +326,21 @@ async def observe(
         billing=dict(sorted(readings.billing.items())),
         billing_mirror=dict(ledger.mirror) if ledger is not None else {},
         builds=dict(sorted(builds.items())),
+        unclaimed_projects=_unclaimed_projects(specs, ledger),
         incomplete=dict(sorted(readings.incomplete.items())),
         unreadable=frozenset(readings.unreadable),
         scope=frozenset(scope) if scope is not None else None,
         cname_target=clients.cname_target or None,
+        builder=clients.builder,
     )
+
+
+def _unclaimed_projects(specs: Specs, ledger: LedgerSnapshot | None) -> dict[str, str]:
+    """D1's ``sites`` rows of sites the specs no longer declare: site -> Pages project."""
+    if ledger is None:
+        return {}
+    recorded = sorted(ledger.projects.items())
+    return {site: project for site, project in recorded if site not in specs.sites}
 
 
 async def _observe_workers(
@@ -555,6 +572,31 @@ class _PagesNeed:
     deployments: bool
 
 
+def _wanted_versions(spec: SiteSpec) -> list[tuple[str, int]]:
+    wanted = [("production", spec.production.version)]
+    if spec.preview is not None:
+        wanted.append(("preview", spec.preview.version))
+    return wanted
+
+
+def _differs(
+    site: str,
+    scripts: Sequence[str],
+    ledger: SiteLedger | None,
+    env: str,
+    version: int,
+    builder: str,
+) -> bool:
+    """The live publish is not this version, or its build identity is stale (core/identity)."""
+    live = ledger.live.get(env) if ledger is not None else None
+    if live is None or live.version != version:
+        return True
+    content = ledger.content_digests.get(version) if ledger is not None else None
+    return is_stale(
+        live.build_identity, wanted_inputs(site, version, content, tuple(scripts), builder)
+    )
+
+
 def _pages_needed(
     specs: Specs,
     sites: Sequence[str],
@@ -563,6 +605,7 @@ def _pages_needed(
     domains: Mapping[str, DomainRow],
     *,
     hostnames_complete: bool,
+    builder: str = "",
 ) -> list[_PagesNeed]:
     """The sites whose Pages project must be read this pass (module rule 1)."""
     suspension = {p.spec.suspension_origin for p in specs.policies.values()}
@@ -570,14 +613,10 @@ def _pages_needed(
     for name in sites:
         spec = specs.sites[name].spec
         ledger = ledgers.get(name)
-        live = ledger.live if ledger is not None else {}
-        production = live.get("production")
-        versions_differ = production is None or production.version != spec.production.version
-        if spec.preview is not None:
-            preview = live.get("preview")
-            versions_differ = versions_differ or (
-                preview is None or preview.version != spec.preview.version
-            )
+        versions_differ = any(
+            _differs(name, spec.scripts, ledger, env, version, builder)
+            for env, version in _wanted_versions(spec)
+        )
         origin_needed = False
         for domain in spec.domains:
             have = hostnames.get(domain.canonical)
@@ -654,6 +693,7 @@ def _deployment(item: Deployment) -> ObservedDeployment:
         site=tag.site if tag is not None else None,
         version=tag.version if tag is not None else None,
         commit=(tag.commit or None) if tag is not None else None,
+        build=(tag.build or None) if tag is not None else None,
     )
 
 
@@ -662,24 +702,24 @@ def _about_to_publish(
     sites: Sequence[str],
     ledgers: Mapping[str, SiteLedger],
     projects: Mapping[str, ObservedProject],
+    builder: str = "",
 ) -> list[tuple[str, int]]:
     """(site, version) pairs the planner would build: the ledger disagrees, no deployment."""
     pending: list[tuple[str, int]] = []
     for name in sites:
         spec = specs.sites[name].spec
         ledger = ledgers.get(name)
-        wanted = [("production", spec.production.version)]
-        if spec.preview is not None:
-            wanted.append(("preview", spec.preview.version))
-        for env, version in wanted:
-            live = ledger.live.get(env) if ledger is not None else None
-            if live is not None and live.version == version:
+        for env, version in _wanted_versions(spec):
+            if not _differs(name, spec.scripts, ledger, env, version, builder):
                 continue
             if ledger is not None and ledger.versions and version not in ledger.versions:
                 continue  # no snapshot: the planner blocks it as missing_version
             project = projects.get(spec.pages_project)
+            live = ledger.live.get(env) if ledger is not None else None
+            stale = live is not None and live.version == version  # live, but other inputs
             if (
                 env == "production"
+                and not stale
                 and project is not None
                 and any(
                     d.status == "success" and d.site == name and d.version == version
@@ -704,22 +744,39 @@ async def _build_previews(
         if raw is None:
             continue  # no snapshot in D1: nothing to build (the planner decides)
         scripts = tuple(specs.sites[site].spec.scripts)
-        preview = await asyncio.to_thread(_preview, site, version, raw, scripts, clients.assets)
+        variants = ReadOnlyCache(clients.variants) if clients.variants is not None else None
+        preview = await asyncio.to_thread(
+            _preview, site, version, raw, scripts, clients.assets, variants
+        )
         if preview is not None:
             builds[(site, version)] = preview
     say(f"build: {len(builds)} versions built in memory for the budget check")
 
 
 def _preview(
-    site: str, version: int, raw: str, scripts: tuple[str, ...], assets: AssetStore | None
+    site: str,
+    version: int,
+    raw: str,
+    scripts: tuple[str, ...],
+    assets: AssetStore | None,
+    variants: VariantCache | None,
 ) -> BuildPreview | None:
-    """Build one version in memory; None when its assets cannot be checked here."""
+    """Build one version in memory; None when its assets cannot be checked here.
+
+    Variants come from the cache where they are; the others are encoded in memory and
+    dropped (the publisher encodes and caches them), so a plan writes nothing anywhere.
+    """
     try:
         snapshot = parse_snapshot(raw)
         if snapshot.assets and assets is None:
             return None  # no asset store configured: the publisher checks at publish time
         output = build_site(
-            snapshot, site=site, version=version, assets=assets or {}, scripts=scripts
+            snapshot,
+            site=site,
+            version=version,
+            assets=assets or {},
+            scripts=scripts,
+            variants=variants,
         )
     except BuildError as exc:
         return BuildPreview(
@@ -738,4 +795,10 @@ def _preview(
         js_kb=output.js_kb,
         css_kb=output.css_kb,
         third_party_scripts=output.third_party_scripts,
+        media=MediaWeight(
+            image_kb=output.image_kb,
+            largest_image=output.largest_image,
+            page_weight_kb=output.page_weight_kb,
+            heaviest_page=output.heaviest_page,
+        ),
     )

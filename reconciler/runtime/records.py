@@ -75,6 +75,8 @@ class BuildSizes:
     js_kb: int
     css_kb: int
     third_party_scripts: int
+    image_kb: int = 0  # the largest image file served
+    page_weight_kb: int = 0  # the heaviest page
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,30 @@ _PUBLISH_COLUMNS = (
     "id, site_id, environment, version_number, status, deployment_id, attempts, content_hash, "
     "error_message"
 )
+
+
+def _media_budget(site: str, sizes: BuildSizes, limits: Mapping[str, int]) -> Statement:
+    """``performance_budgets``' image columns: limits, current figures, and ``exceeded``."""
+    return Statement(
+        "UPDATE performance_budgets SET "
+        "max_image_kb = COALESCE(?, max_image_kb), "
+        "max_page_weight_kb = COALESCE(?, max_page_weight_kb), "
+        "current_image_kb = ?, current_page_weight_kb = ?, "
+        "status = CASE WHEN ? > COALESCE(?, max_image_kb, 1e18) "
+        "OR ? > COALESCE(?, max_page_weight_kb, 1e18) THEN 'exceeded' ELSE status END "
+        "WHERE site_id = ?",
+        (
+            limits.get("max_image_kb"),
+            limits.get("max_page_weight_kb"),
+            sizes.image_kb,
+            sizes.page_weight_kb,
+            sizes.image_kb,
+            limits.get("max_image_kb"),
+            sizes.page_weight_kb,
+            limits.get("max_page_weight_kb"),
+            site,
+        ),
+    )
 
 
 def _publish_row(row: Mapping[str, SqlValue]) -> PublishRow:
@@ -230,15 +256,30 @@ class Records:
         attempt: int,
         commit: str | None,
         now: float,
+        build_identity: str | None = None,
+        build_inputs: str | None = None,
     ) -> int:
-        """Upsert the tenant and site rows and insert a ``building`` row; return its id."""
+        """Upsert the tenant and site rows and insert a ``building`` row; return its id.
+
+        ``build_identity`` and ``build_inputs`` (``core/identity.py``) say which inputs this
+        attempt builds, so a failure blocks only as long as the inputs stay the same.
+        """
         statements = self._ensure_site(site, tenant, project, now, update=True)
         statements.append(
             Statement(
                 "INSERT INTO publish_versions (site_id, version_number, environment, status, "
-                "commit_sha, attempts, created_at) VALUES (?, ?, ?, 'building', ?, ?, ?) "
-                "RETURNING id",
-                (site, version, environment, commit, attempt, iso(now)),
+                "commit_sha, attempts, created_at, build_identity, build_inputs) "
+                "VALUES (?, ?, ?, 'building', ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    site,
+                    version,
+                    environment,
+                    commit,
+                    attempt,
+                    iso(now),
+                    build_identity,
+                    build_inputs,
+                ),
             )
         )
         results = await self.db.batch(statements)
@@ -248,19 +289,31 @@ class Records:
         return inserted.last_row_id
 
     async def publish_deploying(
-        self, row_id: int, *, content_hash: str, sizes: BuildSizes, commit: str | None
+        self,
+        row_id: int,
+        *,
+        content_hash: str,
+        sizes: BuildSizes,
+        commit: str | None,
+        build_identity: str | None = None,
+        build_inputs: str | None = None,
     ) -> None:
-        """The build passed: ``deploying``, with its content hash and sizes."""
+        """The build passed: ``deploying``, with its content hash, sizes and build identity."""
         await self.db.execute(
             "UPDATE publish_versions SET status = 'deploying', content_hash = ?, js_kb = ?, "
-            "css_kb = ?, third_party_scripts = ?, commit_sha = COALESCE(?, commit_sha), "
-            "error_message = NULL WHERE id = ?",
+            "css_kb = ?, third_party_scripts = ?, image_kb = ?, page_weight_kb = ?, "
+            "commit_sha = COALESCE(?, commit_sha), build_identity = COALESCE(?, build_identity), "
+            "build_inputs = COALESCE(?, build_inputs), error_message = NULL WHERE id = ?",
             (
                 content_hash,
                 sizes.js_kb,
                 sizes.css_kb,
                 sizes.third_party_scripts,
+                sizes.image_kb,
+                sizes.page_weight_kb,
                 commit,
+                build_identity,
+                build_inputs,
                 row_id,
             ),
         )
@@ -273,12 +326,20 @@ class Records:
         now: float,
         sizes: BuildSizes | None = None,
         deployment_id: str | None = None,
+        build_identity: str | None = None,
+        build_inputs: str | None = None,
     ) -> None:
         """The attempt failed: ``failed`` with ``error_message`` (runbook 1 reads it)."""
+        if build_identity is not None:
+            await self.db.execute(
+                "UPDATE publish_versions SET build_identity = ?, build_inputs = ? WHERE id = ?",
+                (build_identity, build_inputs, row_id),
+            )
         await self.db.execute(
             "UPDATE publish_versions SET status = 'failed', error_message = ?, completed_at = ?, "
             "js_kb = COALESCE(?, js_kb), css_kb = COALESCE(?, css_kb), "
             "third_party_scripts = COALESCE(?, third_party_scripts), "
+            "image_kb = COALESCE(?, image_kb), page_weight_kb = COALESCE(?, page_weight_kb), "
             "deployment_id = COALESCE(?, deployment_id) WHERE id = ?",
             (
                 message,
@@ -286,6 +347,8 @@ class Records:
                 sizes.js_kb if sizes else None,
                 sizes.css_kb if sizes else None,
                 sizes.third_party_scripts if sizes else None,
+                sizes.image_kb if sizes else None,
+                sizes.page_weight_kb if sizes else None,
                 deployment_id,
                 row_id,
             ),
@@ -313,6 +376,8 @@ class Records:
         error_message: str,
         sizes: BuildSizes | None,
         now: float,
+        build_identity: str | None = None,
+        build_inputs: str | None = None,
     ) -> None:
         """One batch: the tenant and site rows if missing, and one ``failed`` publish row.
 
@@ -324,8 +389,9 @@ class Records:
             Statement(
                 "INSERT INTO publish_versions (site_id, version_number, environment, status, "
                 "content_hash, commit_sha, attempts, js_kb, css_kb, third_party_scripts, "
-                "error_message, created_at, completed_at) "
-                "VALUES (?, ?, ?, 'failed', ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                "image_kb, page_weight_kb, error_message, created_at, completed_at, "
+                "build_identity, build_inputs) "
+                "VALUES (?, ?, ?, 'failed', ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     site,
                     version,
@@ -335,9 +401,13 @@ class Records:
                     sizes.js_kb if sizes else None,
                     sizes.css_kb if sizes else None,
                     sizes.third_party_scripts if sizes else None,
+                    sizes.image_kb if sizes else None,
+                    sizes.page_weight_kb if sizes else None,
                     error_message,
                     iso(now),
                     iso(now),
+                    build_identity,
+                    build_inputs,
                 ),
             )
         )
@@ -419,6 +489,7 @@ class Records:
                     ),
                 )
             )
+            statements.append(_media_budget(site, sizes, limits))
         return statements
 
     async def publish_live(
@@ -454,6 +525,27 @@ class Records:
         )
         await self.db.batch(statements)
 
+    async def _earlier_build(
+        self, deployment_id: str
+    ) -> tuple[Mapping[str, SqlValue], BuildSizes | None]:
+        """The newest row of ``deployment_id``: its columns, and its sizes when it has them."""
+        earlier = await self.db.query(
+            "SELECT content_hash, js_kb, css_kb, third_party_scripts, image_kb, page_weight_kb, "
+            "build_identity, build_inputs FROM publish_versions "
+            "WHERE deployment_id = ? ORDER BY id DESC LIMIT 1",
+            (deployment_id,),
+        )
+        known = earlier[0] if earlier else {}
+        if known.get("js_kb") is None or known.get("css_kb") is None:
+            return known, None
+        return known, BuildSizes(
+            js_kb=_int(known["js_kb"]),
+            css_kb=_int(known["css_kb"]),
+            third_party_scripts=_int(known.get("third_party_scripts")),
+            image_kb=_int(known.get("image_kb")),
+            page_weight_kb=_int(known.get("page_weight_kb")),
+        )
+
     async def record_rollback(
         self,
         *,
@@ -469,19 +561,7 @@ class Records:
         budget: Mapping[str, int] | None = None,
     ) -> None:
         """One batch: a new ``live`` row for ``deployment_id``, superseding the live one."""
-        earlier = await self.db.query(
-            "SELECT content_hash, js_kb, css_kb, third_party_scripts FROM publish_versions "
-            "WHERE deployment_id = ? ORDER BY id DESC LIMIT 1",
-            (deployment_id,),
-        )
-        known = earlier[0] if earlier else {}
-        sizes = None
-        if known.get("js_kb") is not None and known.get("css_kb") is not None:
-            sizes = BuildSizes(
-                js_kb=_int(known["js_kb"]),
-                css_kb=_int(known["css_kb"]),
-                third_party_scripts=_int(known.get("third_party_scripts")),
-            )
+        known, sizes = await self._earlier_build(deployment_id)
         went_live = self._went_live(
             site=site,
             environment=environment,
@@ -510,8 +590,9 @@ class Records:
             Statement(
                 "INSERT INTO publish_versions (site_id, version_number, environment, status, "
                 "deployment_id, deployment_url, content_hash, commit_sha, attempts, js_kb, "
-                "css_kb, third_party_scripts, created_at, completed_at) "
-                "VALUES (?, ?, ?, 'live', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                "css_kb, third_party_scripts, created_at, completed_at, image_kb, page_weight_kb, "
+                "build_identity, build_inputs) "
+                "VALUES (?, ?, ?, 'live', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     site,
                     version,
@@ -525,11 +606,26 @@ class Records:
                     sizes.third_party_scripts if sizes else None,
                     iso(now),
                     iso(now),
+                    sizes.image_kb if sizes else None,
+                    sizes.page_weight_kb if sizes else None,
+                    _str(known.get("build_identity")),
+                    _str(known.get("build_inputs")),
                 ),
             )
         )
         statements += went_live[1:]  # the site's version, the budget's sizes
         await self.db.batch(statements)
+
+    async def version_content(self, site: str, version: int) -> tuple[str, str | None] | None:
+        """``(content_json, content_hash)`` of a version, or None when there is no snapshot."""
+        rows = await self.db.query(
+            "SELECT content_json, content_hash FROM site_versions WHERE site_id = ? "
+            "AND version_number = ?",
+            (site, version),
+        )
+        if not rows or _str(rows[0]["content_json"]) is None:
+            return None
+        return str(rows[0]["content_json"]), _str(rows[0]["content_hash"])
 
     async def content_json(self, site: str, version: int) -> str | None:
         """``site_versions.content_json`` of a version, or None when there is no snapshot."""

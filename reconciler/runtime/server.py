@@ -28,13 +28,31 @@ Rules for the webhooks:
    in a bounded LRU and a repeat is 409. The body must be JSON with ``ref``, ``before``,
    ``after`` and ``repository``, else 400.
 3. Stripe: the ``Stripe-Signature`` header and body go to the verifier, which checks the
-   signature and the timestamp tolerance (the replay window); its ``PermanentError`` is 400.
+   signature and the timestamp tolerance both ways (the replay window; a timestamp too far in
+   the future is refused too); its ``PermanentError`` is 400. Event ids of accepted events are
+   kept in a bounded LRU: the same event again is answered 200 (Stripe retries anything else)
+   and queues nothing.
 4. Webhooks are hints. A push only tells the loop to fetch the branch (the loop reads the
    remote, not ``after``); a Stripe event only asks for one customer's billing to be re-read
    from the API. Handlers only enqueue: they return as soon as the callback has.
 5. Every rejection is logged on ``reconciler.webhooks`` as one JSON object (source, reason,
    status; never a secret, a signature or the body), counted in ``webhook_requests_total``,
    and changes nothing: no callback runs.
+
+Rules for the server (:class:`EndpointServer`), so that nothing a client does can stop the
+daemon:
+
+6. A connection must deliver its request's headers within ``header_timeout`` seconds (10) of
+   connecting or of its previous response, and a webhook body within ``body_timeout`` seconds
+   (10, answered 408); else it is closed. Idle keep-alive connections close after 5 s.
+7. At most ``max_connections`` connections are open at once (128, and never more than a
+   quarter of the process's open-files limit, so the loop, D1, Git and the provider clients
+   always have descriptors). Connections over the cap evict the oldest connections that have
+   not sent a complete request, once the newcomers' first bytes are read; over twice the cap,
+   at once. A flood of slow connections therefore never starves ``/healthz``: a probe sends
+   its request at once and is busy, never idle, when the flood is cut back.
+8. ``accept()`` failures (out of descriptors) and the event loop's other socket errors are
+   logged at most once per ``log_interval`` seconds (10), with the count of those suppressed.
 """
 
 from __future__ import annotations
@@ -45,6 +63,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import socket
 import time
@@ -58,6 +77,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from reconciler.errors import PermanentError
 from reconciler.providers.stripe import WebhookEvent
@@ -160,6 +180,9 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     delivery_memory: int = DEFAULT_DELIVERY_MEMORY,
     clock: Callable[[], float] = time.time,
+    body_timeout: float = 10.0,
+    before_metrics: Callable[[], object] | None = None,
+    readiness: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Starlette:
     """Build the daemon's ASGI app.
 
@@ -176,6 +199,11 @@ def create_app(
         max_body: largest webhook body accepted, in bytes.
         delivery_memory: how many Git delivery ids to remember against replays.
         clock: epoch seconds, stamped on webhook log records.
+        body_timeout: seconds a webhook body may take to arrive (rule 6; 408 after).
+        before_metrics: called before each ``/metrics`` answer (the wiring refreshes the
+            breakers there, so the gauge shows an open breaker's half-open turn on time).
+        readiness: details for ``/readyz``'s body (the commit served, an invalid head's
+            problems); none when omitted.
 
     Returns:
         The Starlette application.
@@ -183,11 +211,14 @@ def create_app(
     if max_body < 1 or delivery_memory < 1:
         raise ValueError("max_body and delivery_memory must be positive")
     deliveries = _DeliveryLog(delivery_memory)
+    stripe_events = _DeliveryLog(delivery_memory)
 
     def log(level: int, source: str, outcome: str, **fields: Any) -> None:
         entry = {"at": round(clock(), 3), "event": f"webhook.{outcome}", "source": source}
         entry.update(fields)
-        logger.log(level, json.dumps(entry, sort_keys=True), extra={"webhook": entry})
+        # The message is plain text; the fields travel as one JSON object, never as JSON
+        # inside the message (one encoding per line).
+        logger.log(level, f"webhook {source} {outcome}", extra={"webhook": entry})
 
     def reject(source: str, request: Request, rejected: _Rejected, **fields: Any) -> Response:
         metrics.webhook(source, rejected.reason)
@@ -220,11 +251,17 @@ def create_app(
         except Exception:
             logger.exception("readiness probe failed")
             is_ready = False
-        return _Json(
-            {"status": "ready" if is_ready else "not ready"}, status_code=200 if is_ready else 503
-        )
+        body: dict[str, Any] = {"status": "ready" if is_ready else "not ready"}
+        if readiness is not None:
+            try:
+                body["details"] = dict(readiness())
+            except Exception:
+                logger.exception("readiness details failed")
+        return _Json(body, status_code=200 if is_ready else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
+        if before_metrics is not None:
+            before_metrics()
         text = redact(metrics.render().decode())
         return Response(text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -232,7 +269,7 @@ def create_app(
         delivery = request.headers.get("x-github-delivery", "")
         safe_delivery = delivery if _DELIVERY.match(delivery) else ""
         try:
-            body = await _read_body(request, max_body)
+            body = await _read_body(request, max_body, body_timeout)
             _verify_github_signature(git_secret, body, request.headers.get("x-hub-signature-256"))
             event = request.headers.get("x-github-event", "")
             if not event:
@@ -265,7 +302,7 @@ def create_app(
 
     async def stripe_webhook(request: Request) -> Response:
         try:
-            body = await _read_body(request, max_body)
+            body = await _read_body(request, max_body, body_timeout)
             header = request.headers.get("stripe-signature", "")
             if not header:
                 raise _Rejected(400, "missing_signature", "Stripe-Signature header is required")
@@ -275,9 +312,15 @@ def create_app(
                 raise _Rejected(400, _stripe_reason(str(exc)), str(exc)[:300]) from exc
         except _Rejected as rejected:
             return reject("stripe", request, rejected)
+        if not stripe_events.claim(event.id):
+            # Stripe retries until it gets a 2xx: answer one, and do nothing again (rule 3).
+            metrics.webhook("stripe", "duplicate")
+            log(logging.INFO, "stripe", "duplicate", id=event.id, type=event.type)
+            return _Json({"received": True, "duplicate": True})
         try:
             await on_stripe_event(event)
         except Exception:
+            stripe_events.forget(event.id)
             metrics.webhook("stripe", "error")
             logger.exception("stripe event handler failed", extra={"stripe_event": event.id})
             return _Json({"error": "internal"}, status_code=500)
@@ -296,8 +339,9 @@ def create_app(
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
+async def _read_body(request: Request, limit: int, within: float) -> bytes:
+    """Read the body, refusing (413) as soon as it is known to exceed ``limit`` bytes, and
+    (408) when it takes longer than ``within`` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -305,10 +349,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise _Rejected(413, "too_large", f"body over {limit} bytes")
     received = bytearray()
-    async for chunk in request.stream():
-        received += chunk
-        if len(received) > limit:
-            raise _Rejected(413, "too_large", f"body over {limit} bytes")
+    try:
+        async with asyncio.timeout(within):
+            async for chunk in request.stream():
+                received += chunk
+                if len(received) > limit:
+                    raise _Rejected(413, "too_large", f"body over {limit} bytes")
+    except TimeoutError:
+        raise _Rejected(408, "slow_body", f"body not received within {within:g} s") from None
     return bytes(received)
 
 
@@ -366,6 +414,146 @@ def _stripe_reason(message: str) -> str:
 # --------------------------------------------------------------------------- the server
 
 
+@dataclass
+class _Guard:
+    """The server's connection bookkeeping (rules 6 and 7), shared by its protocol instances.
+
+    Over ``max_connections``, the oldest idle connections are evicted a moment later
+    (:data:`_ENFORCE_DELAY`), once the newcomers' first bytes have been read, so a prompt
+    client (a probe) is already busy, not idle, when the flood is cut back. Over twice the cap
+    they are evicted at once, which bounds the descriptors a flood can hold.
+    """
+
+    max_connections: int
+    header_timeout: float
+    open: set[_GuardedH11] = field(default_factory=set)
+    idle: dict[_GuardedH11, None] = field(default_factory=dict)  # insertion order: oldest first
+    evicted: int = 0
+    _pending: asyncio.TimerHandle | None = None
+
+    def admit(self, newcomer: _GuardedH11, loop: asyncio.AbstractEventLoop) -> None:
+        """Count ``newcomer`` in, and cut the idle connections back to the cap."""
+        self.open.add(newcomer)
+        if len(self.open) > 2 * self.max_connections:
+            self.enforce(self.max_connections * 2)
+        if len(self.open) > self.max_connections and self._pending is None:
+            self._pending = loop.call_later(_ENFORCE_DELAY, self.enforce)
+
+    def enforce(self, limit: int | None = None) -> None:
+        """Evict the oldest idle connections until at most ``limit`` (the cap) are open."""
+        if limit is None:
+            self._pending = None
+            limit = self.max_connections
+        while len(self.open) > limit and self.idle:
+            victim = next(iter(self.idle))
+            self.evicted += 1
+            victim.close_slow()
+
+
+_ENFORCE_DELAY = 0.05
+"""Seconds between a connection over the cap and the eviction it causes (see :class:`_Guard`)."""
+
+
+class _GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a header deadline and the connection cap (rules 6, 7)."""
+
+    guard: _Guard  # set on the subclass :meth:`EndpointServer.serve` makes
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._wait_for_request()
+        self.guard.admit(self, self.loop)
+
+    def _wait_for_request(self) -> None:
+        self.guard.idle[self] = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.guard.header_timeout, self.close_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        started = self.cycle is not None and not self.cycle.response_complete
+        if started and self in self.guard.idle:  # its headers are complete: no longer idle
+            del self.guard.idle[self]
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._wait_for_request()
+
+    def close_slow(self) -> None:
+        """Drop this connection now (too slow, or evicted by a newer one)."""
+        self._forget()
+        self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+        super().connection_lost(exc)
+
+    def _forget(self) -> None:
+        self.guard.open.discard(self)
+        self.guard.idle.pop(self, None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+
+class _QuietLoopErrors:
+    """The event loop's exception handler for the server's lifetime: socket errors (accept()
+    out of descriptors, above all) at most once per ``interval`` seconds (rule 8)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._previous = loop.get_exception_handler()
+        self._last = -math.inf
+        self.suppressed = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        if "socket" not in message and "accept" not in message:
+            self._forward(context)
+            return
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self.suppressed += 1
+            return
+        self._last = now
+        logger.error(
+            "server socket error (%s); %d similar errors suppressed since the last one",
+            message,
+            self.suppressed,
+            extra={"error": repr(context.get("exception")), "suppressed": self.suppressed},
+        )
+        self.suppressed = 0
+
+    def _forward(self, context: dict[str, Any]) -> None:
+        if self._previous is not None:
+            self._previous(self._loop, context)
+        else:
+            self._loop.default_exception_handler(context)
+
+    def restore(self) -> None:
+        self._loop.set_exception_handler(self._previous)
+
+
+def connection_cap(requested: int) -> int:
+    """``requested``, but at most a quarter of the soft open-files limit (rule 7), at least 4."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return requested
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return requested
+    return max(4, min(requested, soft // 4))
+
+
 class _LoopServer(uvicorn.Server):
     """uvicorn that leaves signals to the daemon and announces when it listens."""
 
@@ -402,6 +590,9 @@ class EndpointServer:
         host: str = "127.0.0.1",
         port: int = 0,
         graceful_timeout: float = 5.0,
+        max_connections: int = 128,
+        header_timeout: float = 10.0,
+        log_interval: float = 10.0,
     ) -> None:
         """Prepare to serve ``app`` on ``host:port`` (port 0 picks a free port).
 
@@ -410,11 +601,17 @@ class EndpointServer:
             host: address to bind (``0.0.0.0`` or ``::`` for every interface).
             port: TCP port; 0 for any free one (read :attr:`port` after :meth:`start`).
             graceful_timeout: seconds :meth:`stop` lets in-flight requests finish.
+            max_connections: connections open at once (rule 7; lowered to a quarter of the
+                open-files limit).
+            header_timeout: seconds a connection may take to send its request headers.
+            log_interval: least seconds between two logged socket errors (rule 8).
         """
         self._app = app
         self.host = host
         self.port = port
         self._graceful_timeout = graceful_timeout
+        self.guard = _Guard(connection_cap(max_connections), header_timeout)
+        self._log_interval = log_interval
         self.started = asyncio.Event()
         self._server: _LoopServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -434,16 +631,26 @@ class EndpointServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
             self.port = int(sock.getsockname()[1])
+            protocol = type("GuardedH11", (_GuardedH11,), {"guard": self.guard})
             config = uvicorn.Config(
                 self._app,
+                http=protocol,
                 lifespan="off",
                 access_log=False,
                 log_config=None,
                 server_header=False,
+                timeout_keep_alive=5,
+                backlog=64,  # accept() takes at most this many per loop turn
                 timeout_graceful_shutdown=int(max(1, self._graceful_timeout)),
             )
             self._server = _LoopServer(config, self.started)
-            await self._server.serve(sockets=[sock])
+            loop = asyncio.get_running_loop()
+            quiet = _QuietLoopErrors(loop, self._log_interval)
+            loop.set_exception_handler(quiet)
+            try:
+                await self._server.serve(sockets=[sock])
+            finally:
+                quiet.restore()
         finally:
             sock.close()
 

@@ -1,7 +1,8 @@
 """Resource conditions kept in D1: what each site, hostname and tenant looks like right now.
 
 Called by the daemon loop (``runtime/loop.py``), which derives the conditions of every resource
-it reconciled and writes them with :meth:`StatusStore.set_many`, and by ``reconciler status``
+it reconciled and writes them with :meth:`StatusStore.set_many`, by ``reconciler apply``
+(:func:`record_pass`, so ``status`` is right whichever path acted), and by ``reconciler status``
 (``commands/status.py``), which reads them with :meth:`StatusStore.list`. It calls the
 :class:`~reconciler.providers.d1.Database` it is given and the injected clock; the table is
 ``resource_status`` (migrations 0002 and 0004).
@@ -20,6 +21,8 @@ Rules:
    Call :meth:`StatusStore.forget` after another writer may have written (a new lease).
 4. Messages and errors pass through :func:`reconciler.runtime.logging.redact` before they are
    stored: a token that reached an error message never reaches the table.
+5. A resource that left both the specs and the world is removed (:meth:`StatusStore.remove`),
+   so ``reconciler status`` and the gauges stop showing it.
 """
 
 from __future__ import annotations
@@ -30,12 +33,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.core.conditions import conditions_for, gone_resources
 from reconciler.core.conditions_common import (
     Condition,
     ConditionUpdate,
+    Coverage,
     parse_condition,
     status_text,
 )
+from reconciler.core.desired import Desired
+from reconciler.core.observed import Observed
+from reconciler.core.outcome import Report
 from reconciler.errors import MigrationError
 from reconciler.providers.d1 import Database, SqlError, SqlValue, Statement
 from reconciler.runtime.logging import redact
@@ -47,6 +55,7 @@ __all__ = [
     "ResourceStatus",
     "StatusStore",
     "parse_condition",
+    "record_pass",
     "status_text",
 ]
 
@@ -305,6 +314,43 @@ class StatusStore:
             raise
         return [_row(row) for row in rows]
 
+    async def resources(self) -> frozenset[str]:
+        """Every resource key the table holds (for a full pass's pruning, rule 5).
+
+        Raises:
+            MigrationError: the status table does not exist yet.
+        """
+        try:
+            rows = await self._db.query("SELECT DISTINCT resource FROM resource_status", [])
+        except SqlError as exc:
+            missing = _missing_schema(exc)
+            if missing is not None:
+                raise missing from exc
+            raise
+        return frozenset(str(row["resource"]) for row in rows)
+
+    async def remove(self, resources: Iterable[str]) -> int:
+        """Delete every condition of ``resources`` (gone from the specs and the world, rule 5).
+
+        Returns:
+            How many resources were asked to be removed.
+        """
+        names = sorted(set(resources))
+        for start in range(0, len(names), BATCH_ROWS):
+            chunk = names[start : start + BATCH_ROWS]
+            marks = ", ".join("?" for _ in chunk)
+            await self._db.batch(
+                [
+                    Statement(
+                        f"DELETE FROM resource_status WHERE resource IN ({marks})", tuple(chunk)
+                    )
+                ]
+            )
+        removed = set(names)
+        for key in [key for key in self._written if key[0] in removed]:
+            del self._written[key]
+        return len(names)
+
     async def get(self, resource: str, condition: str) -> ResourceStatus | None:
         """One stored condition, or None."""
         found = await self.list(resource=resource, condition=condition)
@@ -329,3 +375,41 @@ def _row(row: dict[str, SqlValue]) -> ResourceStatus:
         tenant=_text(row["tenant"]),
         site=_text(row["site"]),
     )
+
+
+async def record_pass(
+    store: StatusStore,
+    *,
+    desired: Desired,
+    observed: Observed,
+    report: Report,
+    now: float,
+) -> tuple[int, int]:
+    """Record the conditions of a pass made outside the daemon (``reconciler apply``).
+
+    Every site and tenant the plan covered gets its conditions, from the same pure core the
+    daemon uses (``core/conditions.py``), except ``Stuck``, which only the daemon's work queue
+    knows (``Coverage.queue`` False). On a whole-fleet pass, resources that left the specs and
+    the world are removed (module rule 5).
+
+    Returns:
+        (rows written, resources removed).
+
+    Raises:
+        MigrationError: the status table does not exist yet.
+    """
+    scope = observed.scope
+    sites = frozenset(desired.sites) if scope is None else frozenset(scope) & set(desired.sites)
+    tenants = frozenset(desired.sites[name].tenant for name in sites) | (
+        frozenset(desired.tenants) if scope is None else frozenset()
+    )
+    coverage = Coverage(sites=sites, tenants=tenants, queue=False)
+    updates = conditions_for(
+        desired=desired, observed=observed, report=report, coverage=coverage, now=now
+    )
+    written = await store.set_many(updates)
+    stored = await store.resources() if scope is None else None
+    gone = gone_resources(desired=desired, report=report, removed_sites=(), stored=stored)
+    if gone:
+        await store.remove(gone)
+    return written, len(gone)

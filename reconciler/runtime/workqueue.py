@@ -28,6 +28,8 @@ Rules (controller-runtime's workqueue semantics, plus per-resource failure memor
 5. Time is the injected ``clock`` (epoch seconds by default, so timers take absolute
    deadlines from specs and invoices) and waiting is the injected ``sleep``: tests run in
    virtual time.
+6. An optional :class:`QueueObserver` hears of every add, hand-out, release and retry: the
+   ``workqueue_*`` metrics in controller-runtime's names (``runtime/metrics.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.ratelimit import Lane
@@ -48,6 +51,7 @@ __all__ = [
     "BACKOFF_CAP",
     "MAX_FAILURES",
     "LaneLike",
+    "QueueObserver",
     "QueueShutDown",
     "WorkQueue",
     "as_lane",
@@ -76,6 +80,22 @@ def as_lane(value: LaneLike) -> Lane:
         return Lane[str(value).upper()]
     except KeyError as exc:
         raise ValueError(f"unknown lane {value!r}; expected urgent, change or sweep") from exc
+
+
+class QueueObserver(Protocol):
+    """What the queue reports for metrics (controller-runtime's workqueue metrics)."""
+
+    def added(self, depth: int) -> None:
+        """A key was queued (not merged into one already queued); ``depth`` is the new size."""
+
+    def taken(self, depth: int, waited: float) -> None:
+        """A key was handed out after ``waited`` seconds ready in the queue."""
+
+    def finished(self, seconds: float) -> None:
+        """A key handed out ``seconds`` ago was released with ``done``."""
+
+    def retried(self) -> None:
+        """A failed key was re-queued with backoff."""
 
 
 class QueueShutDown(Exception):  # named like asyncio.QueueShutDown (Python 3.13)
@@ -107,6 +127,7 @@ class WorkQueue:
         base: float = BACKOFF_BASE,
         cap: float = BACKOFF_CAP,
         max_failures: int = MAX_FAILURES,
+        observer: QueueObserver | None = None,
     ) -> None:
         """Create an empty queue.
 
@@ -117,6 +138,7 @@ class WorkQueue:
             base: first backoff window in seconds.
             cap: largest backoff window in seconds.
             max_failures: consecutive failures that make a key stuck.
+            observer: told of adds, hand-outs, releases and retries (the metrics).
         """
         if base <= 0 or cap < base or max_failures < 1:
             raise ValueError("need 0 < base <= cap and max_failures >= 1")
@@ -142,6 +164,8 @@ class WorkQueue:
         self._wakeup = asyncio.Event()
         self._closed = False
         self.dropped = 0  # sweep adds ignored because their key was stuck
+        self._observer = observer
+        self._started: dict[str, float] = {}  # key -> clock time it was handed out
 
     # ---------------------------------------------------------------- adding
 
@@ -184,6 +208,8 @@ class WorkQueue:
         else:
             entry = _Entry(lane, ready_at, next(self._versions))
             self._entries[key] = entry
+            if self._observer is not None:
+                self._observer.added(len(self._entries))
         self._depth[entry.lane] += 1
         heapq.heappush(self._waiting, (entry.ready_at, next(self._sequence), key, entry.version))
         self._wakeup.set()
@@ -228,6 +254,9 @@ class WorkQueue:
                 del self._entries[key]
                 self._depth[entry.lane] -= 1
                 self._processing[key] = entry.lane
+                self._started[key] = now
+                if self._observer is not None:
+                    self._observer.taken(len(self._entries), max(0.0, now - entry.ready_at))
                 return key
         return None
 
@@ -260,6 +289,9 @@ class WorkQueue:
         """Release ``key`` after processing; queue what arrived meanwhile and any retry."""
         if self._processing.pop(key, None) is None:
             return
+        started = self._started.pop(key, None)
+        if self._observer is not None and started is not None:
+            self._observer.finished(max(0.0, self._clock() - started))
         dirty = self._dirty.pop(key, None)
         retry = self._retry.pop(key, None)
         if dirty is not None:
@@ -306,6 +338,8 @@ class WorkQueue:
         if isinstance(error, PermanentError):
             return None
         delay = self.backoff(count, error)
+        if self._observer is not None:
+            self._observer.retried()
         lane = self._processing.get(key)
         if lane is not None:
             self._retry[key] = _merge(self._retry.get(key), lane, when + delay)
@@ -335,6 +369,15 @@ class WorkQueue:
         """The most recent failure of ``key`` since its last success, if any."""
         record = self._failures.get(key)
         return None if record is None else record.error
+
+    def retryable(self) -> list[str]:
+        """Keys whose last failure was not permanent, stuck ones included, sorted (the loop
+        retries them when a circuit breaker lets calls through again)."""
+        return sorted(
+            key
+            for key, record in self._failures.items()
+            if not isinstance(record.error, PermanentError)
+        )
 
     def stuck(self, key: str) -> BaseException | None:
         """The last error of ``key`` when it is stuck, else None."""

@@ -10,10 +10,11 @@ Every API request goes through one pipeline: authentication (Bearer token, else 
 10000), the per-token rate limit (``rate_limit_requests`` per ``rate_limit_period`` seconds of
 virtual time; exceeding it answers 429 code 971 and blocks the token for
 ``rate_limit_block`` seconds), the fault plan (:mod:`reconciler.sandbox.faults`), the route's
-handler (Pages: :mod:`~reconciler.sandbox.cloudflare_pages`, custom hostnames:
-:mod:`~reconciler.sandbox.cloudflare_hostnames`, D1: :mod:`~reconciler.sandbox.cloudflare_d1`,
-cache purge here), then the call log. State is guarded by one lock, so tests may read or drive
-it from other threads while the server runs.
+handler (the route table and the Pages, custom hostname, purge and D1 handlers:
+:mod:`~reconciler.sandbox.cloudflare_routes`; Workers KV: :mod:`~reconciler.sandbox.cloudflare_kv`;
+Workers: :mod:`~reconciler.sandbox.cloudflare_workers`), then the call log. State is guarded by
+one lock, so tests may read or drive it from other threads while the server runs. Visitors'
+views (Pages sites, the edge) are in :mod:`~reconciler.sandbox.cloudflare_edge`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import asyncio
 import collections
 import json
 import math
-import re
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable
@@ -46,31 +46,21 @@ from reconciler.sandbox.cloudflare_common import (
     Part,
     iso,
     no_route,
-    page_params,
     parse_multipart,
-    result_info,
-    success,
 )
-from reconciler.sandbox.cloudflare_d1 import TIME_TRAVEL_ROUTES, D1Store
+from reconciler.sandbox.cloudflare_d1 import D1Store
 from reconciler.sandbox.cloudflare_edge import edge_routes, not_found
+from reconciler.sandbox.cloudflare_hostname_rules import HostnamePolicy
 from reconciler.sandbox.cloudflare_hostnames import (
-    BAD_JSON,
-    BAD_JSON_MESSAGE,
     CHECK_OFFSETS,
     HostnameBehaviour,
-    HostnamePolicy,
     HostnameStore,
     Lifecycle,
 )
-from reconciler.sandbox.cloudflare_kv import ROUTE_SPECS as KV_ROUTES
 from reconciler.sandbox.cloudflare_kv import KVStore
 from reconciler.sandbox.cloudflare_pages import Behaviour, PagesStore
-from reconciler.sandbox.cloudflare_worker_versions import (
-    VERSION_ROUTES,
-    VersionsStore,
-    worker_routes,
-)
-from reconciler.sandbox.cloudflare_workers import ROUTE_SPECS as WORKER_ROUTES
+from reconciler.sandbox.cloudflare_routes import ROUTES
+from reconciler.sandbox.cloudflare_worker_versions import VersionsStore, worker_routes
 from reconciler.sandbox.cloudflare_workers import WorkersStore
 from reconciler.sandbox.control import bad_request, call_counts, read_json, shared_routes
 from reconciler.sandbox.dns import SandboxDNS
@@ -80,8 +70,6 @@ API_ROOT = "/client/v4"
 AUTH_ERROR = 10000
 RATE_LIMITED = 971
 RATE_LIMIT_MESSAGE = "Please wait and consider throttling your request speed"
-PURGE_INVALID = 1012
-FALLBACK_NOT_FOUND = 1551
 # 5xx bodies by path family (CONTRACT.md §1.3): Pages 8000000, D1 7500, zones 1500.
 SERVER_ERRORS: tuple[tuple[str, int, str], ...] = (
     (
@@ -470,406 +458,6 @@ def _server_error(path: str, status: int) -> Outcome:
     return Outcome(status, ApiError(status, 1500, "Internal Server Error").body())
 
 
-# ---- handlers ---------------------------------------------------------------------------------
-
-
-def _account(sim: CloudflareSim, call: Call) -> None:
-    if call.params.get("account_id") != sim.config.account_id:
-        raise no_route(call.path)
-
-
-def _zone(sim: CloudflareSim, call: Call) -> None:
-    if call.params.get("zone_id") != sim.config.zone_id:
-        raise no_route(call.path)
-
-
-def _list_projects(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    now = sim.clock.now()
-    page, per_page = page_params(
-        call.query, default_per_page=10, min_per_page=1, max_per_page=100, clamp=True
-    )
-    projects = list(sim.pages.projects.values())
-    chunk = projects[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(projects), total_pages=True
-    )
-    return Outcome(200, success([sim.pages.project_json(p, now) for p in chunk], info))
-
-
-def _get_project(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    now = sim.clock.now()
-    project = sim.pages.project(call.params["project"])
-    return Outcome(200, success(sim.pages.project_json(project, now)))
-
-
-def _list_deployments(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    now = sim.clock.now()
-    project = sim.pages.project(call.params["project"])
-    env = call.query.get("env")
-    if env not in (None, "production", "preview"):
-        raise ApiError(400, 8000096, "env must be production or preview.")
-    page, per_page = page_params(
-        call.query, default_per_page=25, min_per_page=1, max_per_page=25, clamp=True
-    )
-    deps = sim.pages.list_deployments(project, env, now)
-    chunk = deps[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(deps), total_pages=True
-    )
-    return Outcome(200, success([sim.pages.deployment_json(d, now) for d in chunk], info))
-
-
-def _get_deployment(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    now = sim.clock.now()
-    project = sim.pages.project(call.params["project"])
-    dep = sim.pages.deployment(project, call.params["deployment"])
-    return Outcome(200, success(sim.pages.deployment_json(dep, now)))
-
-
-def _create_deployment(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    now = sim.clock.now()
-    project = sim.pages.project(call.params["project"])
-    if call.form is None:
-        raise ApiError(400, 8000096, "Expected a multipart/form-data body.")
-    dep = sim.pages.create_deployment(project, call.form, call.files, now)
-    return Outcome(200, success(sim.pages.deployment_json(dep, now)))
-
-
-def _retry_deployment(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    now = sim.clock.now()
-    project = sim.pages.project(call.params["project"])
-    dep = sim.pages.retry(
-        project, call.params["deployment"], now, new_id=sim.config.retry_creates_new
-    )
-    return Outcome(200, success(sim.pages.deployment_json(dep, now)))
-
-
-def _rollback_deployment(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    now = sim.clock.now()
-    project = sim.pages.project(call.params["project"])
-    dep = sim.pages.rollback(project, call.params["deployment"], now)
-    return Outcome(200, success(sim.pages.deployment_json(dep, now)))
-
-
-def _delete_deployment(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    now = sim.clock.now()
-    project = sim.pages.project(call.params["project"])
-    force = call.query.get("force", "").lower() == "true"
-    sim.pages.delete(project, call.params["deployment"], now, force=force)
-    return Outcome(200, success(None))
-
-
-def _upload_token(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    project = sim.pages.project(call.params["project"])
-    return Outcome(200, success({"jwt": sim.pages.upload_token(project, sim.clock.now())}))
-
-
-def _assets(sim: CloudflareSim, call: Call) -> Outcome:
-    jwt = call.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    project = sim.pages.project_for_jwt(jwt, sim.clock.now())
-    action = call.params["action"]
-    body = call.json
-    if action in ("check-missing", "upsert-hashes"):
-        if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
-            raise ApiError(400, 8000096, 'Expected {"hashes": [...]}.')
-        hashes = [str(h) for h in body["hashes"]]
-        if action == "upsert-hashes":
-            return Outcome(200, success(None))
-        return Outcome(200, success([h for h in hashes if h not in project.assets]))
-    if not isinstance(body, list) or not all(isinstance(i, dict) and "key" in i for i in body):
-        raise ApiError(400, 8000096, "Expected a list of {key, value, metadata, base64}.")
-    sim.pages.store_assets(project, body)
-    return Outcome(200, success({"successful_key_count": len(body), "unsuccessful_keys": []}))
-
-
-def _hostname_status(sim: CloudflareSim, documented: int) -> int:
-    return documented if sim.config.hostname_statuses == "docs" else 200
-
-
-def _list_hostnames(sim: CloudflareSim, call: Call) -> Outcome:
-    _zone(sim, call)
-    now = sim.clock.now()
-    page, per_page = page_params(
-        call.query, default_per_page=20, min_per_page=5, max_per_page=50, clamp=False
-    )
-    items = sim.hostnames.listing(call.query, now)
-    chunk = items[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page,
-        per_page=per_page,
-        count=len(chunk),
-        total=len(sim.hostnames.by_id),
-        total_pages=False,
-    )
-    return Outcome(200, success([sim.hostnames.to_json(h, now) for h in chunk], info))
-
-
-def _create_hostname(sim: CloudflareSim, call: Call) -> Outcome:
-    _zone(sim, call)
-    if call.json_error:
-        raise ApiError(400, BAD_JSON, BAD_JSON_MESSAGE)
-    now = sim.clock.now()
-    h = sim.hostnames.create(call.json, now)
-    return Outcome(_hostname_status(sim, 201), success(sim.hostnames.to_json(h, now)))
-
-
-def _get_hostname(sim: CloudflareSim, call: Call) -> Outcome:
-    _zone(sim, call)
-    now = sim.clock.now()
-    h = sim.hostnames.get(call.params["hostname"])
-    return Outcome(200, success(sim.hostnames.to_json(h, now)))
-
-
-def _edit_hostname(sim: CloudflareSim, call: Call) -> Outcome:
-    _zone(sim, call)
-    if call.json_error:
-        raise ApiError(400, BAD_JSON, BAD_JSON_MESSAGE)
-    now = sim.clock.now()
-    h = sim.hostnames.edit(call.params["hostname"], call.json, now)
-    return Outcome(_hostname_status(sim, 202), success(sim.hostnames.to_json(h, now)))
-
-
-def _delete_hostname(sim: CloudflareSim, call: Call) -> Outcome:
-    _zone(sim, call)
-    deleted = sim.hostnames.delete(call.params["hostname"])
-    if sim.config.hostname_delete_body == "bare":
-        return Outcome(200, {"id": deleted})
-    return Outcome(200, success({"id": deleted}))
-
-
-def _fallback(sim: CloudflareSim, call: Call) -> Outcome:
-    _zone(sim, call)
-    now = sim.clock.now()
-    if call.method == "PUT":
-        body = call.json
-        origin = body.get("origin") if isinstance(body, dict) else None
-        if not isinstance(origin, str) or not origin or len(origin) > 255:
-            raise ApiError(400, 1415, "origin must be a hostname of at most 255 characters.")
-        created = sim.fallback["created_at"] if sim.fallback else iso(now)
-        sim.fallback = {
-            "origin": origin.lower(),
-            "status": "active",
-            "errors": [],
-            "created_at": created,
-            "updated_at": iso(now),
-        }
-        sim.hostnames.targets = {sim.config.cname_target, origin.lower()}
-        return Outcome(200, success(dict(sim.fallback)))
-    if sim.fallback is None:
-        raise ApiError(404, FALLBACK_NOT_FOUND, "No fallback origin is set for this zone.")
-    if call.method == "DELETE":
-        gone = {**sim.fallback, "status": "pending_deletion", "updated_at": iso(now)}
-        sim.fallback = None
-        sim.hostnames.targets = {sim.config.cname_target}
-        return Outcome(200, success(gone))
-    return Outcome(200, success(dict(sim.fallback)))
-
-
-PURGE_KEYS = ("purge_everything", "files", "tags", "hosts", "prefixes")
-
-
-def _purge(sim: CloudflareSim, call: Call) -> Outcome:
-    _zone(sim, call)
-    body = call.json
-    if not isinstance(body, dict):
-        raise ApiError(400, PURGE_INVALID, "Request body must be a JSON object.")
-    keys = [k for k in PURGE_KEYS if k in body]
-    if len(keys) != 1 or set(body) - set(PURGE_KEYS):
-        raise ApiError(
-            400,
-            PURGE_INVALID,
-            "Exactly one of purge_everything, files, tags, hosts or prefixes is required.",
-        )
-    key = keys[0]
-    value = body[key]
-    if key == "purge_everything":
-        if value is not True:
-            raise ApiError(400, PURGE_INVALID, "purge_everything must be true.")
-    else:
-        if not isinstance(value, list) or not value:
-            raise ApiError(400, PURGE_INVALID, f"{key} must be a non-empty array.")
-        limit = sim.config.purge_max_files if key == "files" else sim.config.purge_max_items
-        if len(value) > limit:
-            raise ApiError(
-                400,
-                PURGE_INVALID,
-                f"Too many {key} in one request: at most {limit} are allowed.",
-            )
-        for item in value:
-            ok = isinstance(item, str) or (
-                key == "files" and isinstance(item, dict) and isinstance(item.get("url"), str)
-            )
-            if not ok or (isinstance(item, str) and not item):
-                raise ApiError(400, PURGE_INVALID, f"Invalid entry in {key}.")
-    sim.purges.append({"at": sim.clock.now(), "kind": key, "items": value})
-    return Outcome(200, success({"id": sim.config.zone_id}))
-
-
-def _d1_list(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    page, per_page = page_params(
-        call.query, default_per_page=1000, min_per_page=10, max_per_page=10000, clamp=False
-    )
-    dbs = list(sim.d1.databases.values())
-    if "name" in call.query:
-        dbs = [d for d in dbs if call.query["name"] in d.name]
-    chunk = dbs[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(dbs), total_pages=False
-    )
-    return Outcome(200, success([sim.d1.summary(d, details=False) for d in chunk], info))
-
-
-def _d1_get(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    db = sim.d1.get(call.params["database"])
-    return Outcome(200, success(sim.d1.summary(db, details=True)))
-
-
-def _d1_query(sim: CloudflareSim, call: Call) -> Outcome:
-    _account(sim, call)
-    db = sim.d1.get(call.params["database"])
-    raw = call.path.endswith("/raw")
-    return Outcome(200, success(sim.d1.query(db, call.json, raw=raw)))
-
-
-_ACC = r"/accounts/(?P<account_id>[^/]+)"
-_PROJ = _ACC + r"/pages/projects/(?P<project>[^/]+)"
-_DEP = _PROJ + r"/deployments/(?P<deployment>[^/]+)"
-_ZONE = r"/zones/(?P<zone_id>[^/]+)"
-_D1 = _ACC + r"/d1/database"
-
-_ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
-    ("GET", _ACC + "/pages/projects", "/accounts/{account_id}/pages/projects", _list_projects),
-    ("GET", _PROJ, "/accounts/{account_id}/pages/projects/{project_name}", _get_project),
-    (
-        "GET",
-        _PROJ + "/deployments",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments",
-        _list_deployments,
-    ),
-    (
-        "POST",
-        _PROJ + "/deployments",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments",
-        _create_deployment,
-    ),
-    (
-        "GET",
-        _DEP,
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}",
-        _get_deployment,
-    ),
-    (
-        "DELETE",
-        _DEP,
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}",
-        _delete_deployment,
-    ),
-    (
-        "POST",
-        _DEP + "/retry",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}/retry",
-        _retry_deployment,
-    ),
-    (
-        "POST",
-        _DEP + "/rollback",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}/rollback",
-        _rollback_deployment,
-    ),
-    (
-        "GET",
-        _PROJ + "/upload-token",
-        "/accounts/{account_id}/pages/projects/{project_name}/upload-token",
-        _upload_token,
-    ),
-    (
-        "POST",
-        r"/pages/assets/(?P<action>check-missing|upload|upsert-hashes)",
-        "/pages/assets/{action}",
-        _assets,
-    ),
-    (
-        "GET",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    (
-        "PUT",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    (
-        "DELETE",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    ("GET", _ZONE + "/custom_hostnames", "/zones/{zone_id}/custom_hostnames", _list_hostnames),
-    ("POST", _ZONE + "/custom_hostnames", "/zones/{zone_id}/custom_hostnames", _create_hostname),
-    (
-        "GET",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _get_hostname,
-    ),
-    (
-        "PATCH",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _edit_hostname,
-    ),
-    (
-        "DELETE",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _delete_hostname,
-    ),
-    ("POST", _ZONE + "/purge_cache", "/zones/{zone_id}/purge_cache", _purge),
-    ("GET", _D1, "/accounts/{account_id}/d1/database", _d1_list),
-    (
-        "GET",
-        _D1 + r"/(?P<database>[^/]+)",
-        "/accounts/{account_id}/d1/database/{database_id}",
-        _d1_get,
-    ),
-    (
-        "POST",
-        _D1 + r"/(?P<database>[^/]+)/query",
-        "/accounts/{account_id}/d1/database/{database_id}/query",
-        _d1_query,
-    ),
-    (
-        "POST",
-        _D1 + r"/(?P<database>[^/]+)/raw",
-        "/accounts/{account_id}/d1/database/{database_id}/raw",
-        _d1_query,
-    ),
-)
-ROUTES = tuple(
-    (method, re.compile(f"^{pattern}/?\\Z"), template, handler)
-    for method, pattern, template, handler in (
-        *_ROUTE_SPECS,
-        *KV_ROUTES,
-        *WORKER_ROUTES,
-        *TIME_TRAVEL_ROUTES,
-        *VERSION_ROUTES,
-    )
-)
-
-
 # ---- HTTP layer ---------------------------------------------------------------------------------
 
 
@@ -894,37 +482,42 @@ def _respond(outcome: Outcome) -> Response:
     return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
 
+def _read_call(request: Request, raw: bytes, path: str) -> Call:
+    """The request as the handlers see it: its JSON, form or multipart parts parsed once."""
+    content_type = request.headers.get("content-type", "")
+    parsed: Any = None
+    form: dict[str, str] | None = None
+    files: list[str] = []
+    parts: tuple[Part, ...] = ()
+    json_error = False
+    if content_type.startswith("multipart/form-data"):
+        form, files, parts = parse_multipart(content_type, raw)
+    elif raw and not content_type.startswith(("application/octet-stream", "text/plain")):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            json_error = True
+    return Call(
+        method=request.method,
+        path=path,
+        params={},
+        query=dict(request.query_params),
+        json=parsed,
+        form=form,
+        files=files,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=raw,
+        parts=parts,
+        json_error=json_error,
+    )
+
+
 def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         raw = await request.body()
         # scope["path"], not the path parameter: Starlette's "$" would drop a trailing "\n".
         path = request.scope["path"][len(API_ROOT) :] or "/"
-        content_type = request.headers.get("content-type", "")
-        parsed: Any = None
-        form: dict[str, str] | None = None
-        files: list[str] = []
-        parts: tuple[Part, ...] = ()
-        json_error = False
-        if content_type.startswith("multipart/form-data"):
-            form, files, parts = parse_multipart(content_type, raw)
-        elif raw and not content_type.startswith(("application/octet-stream", "text/plain")):
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                json_error = True
-        call = Call(
-            method=request.method,
-            path=path,
-            params={},
-            query=dict(request.query_params),
-            json=parsed,
-            form=form,
-            files=files,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=raw,
-            parts=parts,
-            json_error=json_error,
-        )
+        call = _read_call(request, raw, path)
         found = sim.route(call.method, path)
         template = found[2] if found else path
         is_assets = path.startswith("/pages/assets/")

@@ -231,9 +231,12 @@ class D1Store:
         rows = cursor.fetchall()
         columns = [d[0] for d in cursor.description] if cursor.description else []
         changes = conn.total_changes - before
+        duration = round((time.perf_counter() - started) * 1000, 3)
         meta = {
-            "served_by": "sandbox.d1",
-            "duration": round((time.perf_counter() - started) * 1000, 3),
+            "served_by_region": "WEUR",
+            "served_by_primary": True,
+            "timings": {"sql_duration_ms": duration},
+            "duration": duration,
             "changes": changes,
             "last_row_id": cursor.lastrowid or 0,
             "changed_db": changes > 0,

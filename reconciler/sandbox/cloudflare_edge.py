@@ -65,6 +65,8 @@ def edge_decision(sim: CloudflareSim, host: str, path: str) -> dict[str, Any]:
             for binding in script.bindings:
                 if binding["type"] == "kv_namespace":
                     namespace = sim.kv.namespaces.get(binding["namespace_id"])
+                    if namespace is not None:
+                        namespace.live(sim.clock.now())  # expiry moves the version too
                     kv[binding["name"]] = {
                         "id": binding["namespace_id"],
                         "version": namespace.version if namespace is not None else -1,

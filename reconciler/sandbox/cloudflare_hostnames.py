@@ -1,7 +1,8 @@
 """Custom hostname state of the Cloudflare simulator (Cloudflare for SaaS), and its lifecycle.
 
 Called by :mod:`reconciler.sandbox.cloudflare` with the simulator's lock held; reads the
-sandbox DNS (:mod:`reconciler.sandbox.dns`). Shapes and codes follow
+sandbox DNS (:mod:`reconciler.sandbox.dns`); what a request may hold is checked first by
+:mod:`reconciler.sandbox.cloudflare_hostname_rules`. Shapes and codes follow
 ``contracts/cloudflare/CONTRACT.md`` §4.
 
 Lifecycle (evaluated lazily whenever a hostname is read, from the virtual time ``now``):
@@ -26,13 +27,20 @@ Lifecycle (evaluated lazily whenever a hostname is read, from the virtual time `
 from __future__ import annotations
 
 import bisect
-import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.sandbox.cloudflare_common import ApiError, IdSource, iso
+from reconciler.sandbox.cloudflare_hostname_rules import (
+    BAD_JSON,
+    BAD_JSON_MESSAGE,
+    HostnamePolicy,
+    check_optional,
+    valid_hostname,
+    valid_ssl,
+)
 from reconciler.sandbox.dns import SandboxDNS
 
 HOSTNAME_STATUSES = [
@@ -76,36 +84,15 @@ SSL_STATUSES = [
     "backup_issued",
     "holding_deployment",
 ]
-SSL_METHODS = ("http", "txt", "email")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-RESERVED_TLDS = ("test", "example", "invalid", "localhost")
-PROHIBITED_SUFFIXES = ("example.com", "example.net", "example.org")
 NOT_CNAMED = "custom hostname does not CNAME to this zone."
-
-# Codes from contracts/cloudflare/CONTRACT.md §1.3.
+# Codes from contracts/cloudflare/CONTRACT.md §1.3 (validation codes: cloudflare_hostname_rules).
 DUPLICATE = 1406
 NOT_FOUND = 1436
 INVALID_ID = 1435
 MODIFY_HOSTNAME = 1439
-BAD_METHOD = 1432
-BAD_TYPE = 1433
-METHOD_AND_TYPE = 1440
 ID_WITH_FILTERS = 1438
 BAD_CONTAIN = 1437
-# From Cloudflare's status-codes page for custom hostnames (ROUTING.md §1).
-BAD_JSON = 1400
-METADATA_NOT_ENCODABLE = 1401
-HOSTNAME_INVALID = 1407  # too long, an IP address, special characters, a leading/trailing "-"
-HOSTNAME_NOT_ASCII = 1408
-HOSTNAME_RESERVED_TLD = 1409  # test, example, invalid, localhost
-HOSTNAME_UNPARSABLE = 1410  # no registrable domain (publicsuffix)
-HOSTNAME_PROHIBITED = 1411  # example.com, example.net, example.org
-BAD_ORIGIN = 1415
-# Not on the status-codes page: the sandbox's choices inside the documented 1415-1421 range.
-METADATA_NOT_ENTITLED = 1413
-ORIGIN_NOT_ENTITLED = 1420
-ORIGIN_NOT_IN_ZONE = 1421
 
 
 def _check_offsets() -> list[float]:
@@ -174,23 +161,6 @@ class Lifecycle:
     ssl_initializing_seconds: float = 2.0
     ssl_issuance_seconds: float = 5.0
     validation_window: float = CHECK_OFFSETS[-1]
-
-
-@dataclass(slots=True)
-class HostnamePolicy:
-    """What the simulated account may ask for (ROUTING.md §1); an ordinary account by default.
-
-    ``zone`` is the SaaS zone's name: a ``custom_origin_server`` must be a name of the zone that
-    has a DNS record (or the zone's CNAME target / fallback origin), and only when
-    ``custom_origin`` is entitled (and anywhere when ``origin_outside_zone``, the reading of
-    third-party docs); ``custom_metadata`` only when ``custom_metadata`` is.
-    """
-
-    zone: str = ""
-    custom_metadata: bool = False
-    custom_origin: bool = False
-    origin_outside_zone: bool = False
-    refuse_reserved_tlds: bool = True
 
 
 @dataclass(slots=True)
@@ -347,9 +317,11 @@ class HostnameStore:
         """Create a hostname from the POST body (CONTRACT.md §4.1); refused whole or made whole."""
         if not isinstance(body, dict):
             raise ApiError(400, BAD_JSON, BAD_JSON_MESSAGE)
-        name = _valid_hostname(body.get("hostname"), self.policy.refuse_reserved_tlds)
-        ssl = _valid_ssl(body.get("ssl", {"method": "http", "type": "dv"}))
-        self._check_optional(body, wildcard=bool(ssl.get("wildcard")))
+        name = valid_hostname(body.get("hostname"), self.policy.refuse_reserved_tlds)
+        ssl = valid_ssl(body.get("ssl", {"method": "http", "type": "dv"}))
+        check_optional(
+            self.policy, body, wildcard=bool(ssl.get("wildcard")), in_zone_dns=self._in_zone_dns
+        )
         if name in self.by_name:
             raise ApiError(409, DUPLICATE, "Duplicate custom hostname found.")
         h = Hostname(
@@ -374,8 +346,13 @@ class HostnameStore:
             raise ApiError(400, BAD_JSON, BAD_JSON_MESSAGE)
         if "hostname" in body and body["hostname"] != h.hostname:
             raise ApiError(409, MODIFY_HOSTNAME, "Modifying the custom hostname is not supported.")
-        ssl = _valid_ssl(body["ssl"]) if "ssl" in body else None
-        self._check_optional(body, wildcard=bool((ssl or h.ssl).get("wildcard")))
+        ssl = valid_ssl(body["ssl"]) if "ssl" in body else None
+        check_optional(
+            self.policy,
+            body,
+            wildcard=bool((ssl or h.ssl).get("wildcard")),
+            in_zone_dns=self._in_zone_dns,
+        )
         if ssl is not None:
             if ssl.get("method") != h.method:
                 h.dcv_token = self.ids.hex32()
@@ -386,54 +363,9 @@ class HostnameStore:
         _apply_optional(h, body)
         return h
 
-    def _check_optional(self, body: dict[str, Any], *, wildcard: bool) -> None:
-        """Refuse what the account is not entitled to, before anything changes."""
-        meta = body.get("custom_metadata")
-        if meta is not None:
-            if not self.policy.custom_metadata:
-                raise ApiError(
-                    403,
-                    METADATA_NOT_ENTITLED,
-                    "No custom metadata access has been allocated for this zone. "
-                    "Contact your account team to enable Custom Metadata.",
-                )
-            if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-                raise ApiError(400, METADATA_NOT_ENCODABLE, METADATA_MESSAGE)
-            if wildcard:
-                raise ApiError(
-                    400, 1412, "Custom metadata for wildcard custom hostnames is not supported."
-                )
-        origin = body.get("custom_origin_server")
-        if origin is not None:
-            if not isinstance(origin, str) or not origin.strip():
-                raise ApiError(400, BAD_ORIGIN, "Invalid custom origin hostname.")
-            if not self.policy.custom_origin:
-                raise ApiError(
-                    403,
-                    ORIGIN_NOT_ENTITLED,
-                    "Custom origin servers are not enabled for this zone. "
-                    "Contact your account team for the Custom Origin Server entitlement.",
-                )
-            self._check_origin(origin)
-
-    def _check_origin(self, origin: str) -> None:
-        name = origin.strip().rstrip(".").lower()
-        if not name.isascii():
-            raise ApiError(
-                400, 1416, "Custom origin hostnames with non-ASCII characters are not supported."
-            )
-        if _is_ip(name) or len(name) > 255:
-            raise ApiError(400, BAD_ORIGIN, "Invalid custom origin hostname.")
-        zone = self.policy.zone
-        in_zone = bool(zone) and (name == zone or name.endswith("." + zone))
-        has_record = name in self.targets or self.dns.get(name) is not None
-        if not (in_zone and has_record) and not self.policy.origin_outside_zone:
-            raise ApiError(
-                400,
-                ORIGIN_NOT_IN_ZONE,
-                f"The custom origin server {name} is not a hostname in this zone's DNS: it "
-                "must have a proxied A, AAAA or CNAME record in the zone.",
-            )
+    def _in_zone_dns(self, name: str) -> bool:
+        """Whether ``name`` has a record: the zone's targets or a sandbox DNS entry."""
+        return name in self.targets or self.dns.get(name) is not None
 
     def delete(self, hostname_id: str) -> str:
         """Delete a hostname; return its id."""
@@ -496,80 +428,6 @@ class HostnameStore:
         if query.get("direction") == "desc":
             items.reverse()
         return items
-
-
-BAD_JSON_MESSAGE = "Unable to decode the JSON request body. Check your input and try again."
-METADATA_MESSAGE = "Unable to encode the Custom Metadata as JSON. Check your input and try again."
-INVALID_MESSAGE = (
-    "Invalid custom hostname. Custom hostnames have to be smaller than 256 characters in "
-    "length, cannot be IP addresses, cannot contain any special characters and cannot begin "
-    "or end with a '-' character."
-)
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def _valid_hostname(value: Any, refuse_reserved: bool = True) -> str:
-    """The hostname lower-cased, or Cloudflare's 1407-1411 refusal (ROUTING.md §1)."""
-    if not isinstance(value, str) or not value.strip():
-        raise ApiError(400, HOSTNAME_INVALID, INVALID_MESSAGE)
-    name = value.strip().rstrip(".").lower()
-    if not name.isascii():
-        raise ApiError(
-            400,
-            HOSTNAME_NOT_ASCII,
-            "Custom hostnames with non-ASCII characters are not supported. Check your input "
-            "and try again.",
-        )
-    if len(name) > 255 or _is_ip(name):
-        raise ApiError(400, HOSTNAME_INVALID, INVALID_MESSAGE)
-    labels = name.split(".")
-    wildcard = labels[0] == "*"
-    if not all(LABEL_RE.match(lb) for lb in labels[1 if wildcard else 0 :]):
-        raise ApiError(400, HOSTNAME_INVALID, INVALID_MESSAGE)
-    if refuse_reserved and labels[-1] in RESERVED_TLDS:
-        raise ApiError(
-            400,
-            HOSTNAME_RESERVED_TLD,
-            "Reserved top domain custom hostnames, such as 'test', 'example', 'invalid' or "
-            "'localhost', is not supported. Check your input and try again.",
-        )
-    if len(labels) < 2 or (wildcard and len(labels) < 3):
-        raise ApiError(
-            400,
-            HOSTNAME_UNPARSABLE,
-            f"Unable to parse custom hostname - publicsuffix: cannot derive eTLD+1 for domain "
-            f"{name}. Check your input and try again.",
-        )
-    if any(name == s or name.endswith("." + s) for s in PROHIBITED_SUFFIXES):
-        raise ApiError(
-            400,
-            HOSTNAME_PROHIBITED,
-            "Custom hostnames ending in example.com, example.net, or example.org are "
-            "prohibited. Check your input and try again.",
-        )
-    return name
-
-
-def _valid_ssl(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ApiError(400, METHOD_AND_TYPE, "ssl must be an object with method and type.")
-    if value and ("method" not in value or "type" not in value):
-        raise ApiError(400, METHOD_AND_TYPE, "Both ssl.type and ssl.method are required.")
-    ssl = dict(value) if value else {"method": "http", "type": "dv"}
-    if ssl["method"] not in SSL_METHODS:
-        raise ApiError(400, BAD_METHOD, "The validation method must be http, email or txt.")
-    if ssl["type"] != "dv":
-        raise ApiError(400, BAD_TYPE, "The certificate type must be dv.")
-    if ssl.get("wildcard") and ssl["method"] == "http":
-        raise ApiError(400, BAD_METHOD, "Wildcard hostnames cannot use HTTP validation.")
-    return ssl
 
 
 def _apply_optional(h: Hostname, body: dict[str, Any]) -> None:

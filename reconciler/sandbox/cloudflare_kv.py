@@ -5,7 +5,8 @@ Called by :mod:`reconciler.sandbox.cloudflare` (its lock held) for
 (``cloudflare/types/kv/…``: ``Namespace``, ``Key``, ``KeyBulkUpdateResponse``, the bulk get
 results) and the limits of ``contracts/cloudflare/ROUTING.md`` §3: keys at most 512 bytes,
 metadata at most 1,024 bytes serialized, values at most 25 MiB, at most 10,000 pairs per bulk
-write or delete and 100 keys per bulk get, ``expiration_ttl`` at least 60 seconds.
+write or delete (and the whole request under 100 MB), 100 keys per bulk get,
+``expiration_ttl`` at least 60 seconds.
 
 Codes: 10009 key not found, 10013 namespace not found, 10014 duplicate title, 10041 a binding's
 namespace missing are Cloudflare's (seen in wrangler output); the limit codes are the sandbox's
@@ -42,6 +43,7 @@ MAX_METADATA_BYTES = 1024
 MAX_VALUE_BYTES = 25 * 1024 * 1024
 MAX_BULK_PAIRS = 10_000
 MAX_BULK_GET = 100
+MAX_BULK_BYTES = 100 * 1000 * 1000
 MIN_TTL = 60
 LIST_DEFAULT_LIMIT = 1000
 LIST_MIN_LIMIT = 10
@@ -85,12 +87,14 @@ class Namespace:
         return {"id": self.id, "title": self.title, "supports_url_encoding": True}
 
     def live(self, now: float) -> dict[str, Entry]:
-        """Entries not expired at ``now`` (expired ones are dropped)."""
+        """Entries not expired at ``now`` (expired ones are dropped: a change, so a new version)."""
         gone = [
             k for k, e in self.entries.items() if e.expiration is not None and e.expiration <= now
         ]
         for key in gone:
             del self.entries[key]
+        if gone:
+            self.version = next(_VERSIONS)
         return self.entries
 
 
@@ -326,6 +330,10 @@ def bulk_write(sim: CloudflareSim, call: Call) -> Outcome:
     """``PUT …/bulk``: up to 10,000 ``{key, value, base64?, expiration?, expiration_ttl?,
     metadata?}``; all pairs are checked before any is written."""
     namespace = _namespace(sim, call)
+    if len(call.body) > MAX_BULK_BYTES:
+        raise ApiError(
+            413, TOO_MANY_PAIRS, f"bulk requests must be under {MAX_BULK_BYTES} bytes in total"
+        )
     body = call.json
     if not isinstance(body, list):
         raise ApiError(400, BAD_REQUEST, "The body must be an array of key-value pairs.")
@@ -354,7 +362,11 @@ def bulk_delete(sim: CloudflareSim, call: Call) -> Outcome:
 
 
 def bulk_get(sim: CloudflareSim, call: Call) -> Outcome:
-    """``POST …/bulk/get`` with ``{keys: [...≤100], type?: text|json, withMetadata?}``."""
+    """``POST …/bulk/get`` with ``{keys: [...≤100], type?: text|json, withMetadata?}``.
+
+    A key that does not exist is left out of ``values``, or ``null`` with metadata: the SDK's
+    two result types (which of them Cloudflare uses for a plain get is unconfirmed; a client
+    should read absent and null alike)."""
     namespace = _namespace(sim, call)
     body = call.json if isinstance(call.json, dict) else {}
     keys = _key_list(body.get("keys"), MAX_BULK_GET, "bulk get")
@@ -367,7 +379,8 @@ def bulk_get(sim: CloudflareSim, call: Call) -> Outcome:
     for key in keys:
         entry = live.get(key)
         if entry is None:
-            values[key] = None
+            if with_metadata:  # the SDK types a missing key as null only with metadata
+                values[key] = None
             continue
         text = entry.value.decode("utf-8", errors="replace")
         value: Any = text

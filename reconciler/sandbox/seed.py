@@ -12,8 +12,10 @@ writes, for every ``Site`` (and ``Tenant``) of a :class:`~reconciler.spec.load.S
   ``1 .. max(production, preview) + 2``, so a version bump of one or two has content to build.
   The snapshots are small and deterministic (a hero, a text, a WhatsApp contact form to the
   tenant's number, a footer; the version number in the text, so each version has its own
-  content hash), valid per ``build/content.py`` (checked here), and reference no media asset:
-  builds need no asset store.
+  content hash), valid per ``build/content.py`` (checked here). When the sandbox runs R2
+  (moto), they show real photos too (:func:`site_photos`: a JPEG hero, a PNG, a WebP and a
+  JPEG whose EXIF says "rotate", of several sizes, drawn by ``sandbox/photos.py``), uploaded
+  to the bucket here; without R2 they reference no media and builds need no asset store.
 - The Cloudflare simulator: every Pages project the sites name (``ensure_projects``), and the
   sandbox DNS of every declared hostname pointed at the zone's CNAME target, so hostnames the
   reconciler creates validate; hostnames in ``unpointed`` are left without a record (runbook 2,
@@ -39,7 +41,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +51,7 @@ from typing import Any
 from reconciler.build.content import parse_snapshot
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.migrate import migrate
+from reconciler.sandbox.photos import FORMATS, make_photo
 from reconciler.sandbox.world import Sandbox
 from reconciler.spec.load import Specs
 from reconciler.spec.models import Site, Tenant, normalize_hostname
@@ -56,9 +59,12 @@ from reconciler.spec.models import Site, Tenant, normalize_hostname
 __all__ = [
     "EXTRA_VERSIONS",
     "MIGRATIONS",
+    "SeedPhoto",
     "Seeded",
     "StripeIds",
+    "photo_bytes",
     "seed_world",
+    "site_photos",
     "snapshot_for",
     "with_stripe_ids",
     "write_stripe_ids",
@@ -81,6 +87,41 @@ class StripeIds:
 
 
 @dataclass(frozen=True, slots=True)
+class SeedPhoto:
+    """One photo the seed draws and uploads to the sandbox R2."""
+
+    key: str
+    width: int  # as stored (before EXIF orientation)
+    height: int
+    fmt: str  # jpeg | png | webp
+    seed: int
+    orientation: int | None = None
+
+    @property
+    def content_type(self) -> str:
+        """The MIME type the snapshot declares."""
+        return FORMATS[self.fmt]
+
+
+def site_photos(site: str) -> tuple[SeedPhoto, ...]:
+    """The photos of ``site``'s content: two of its own, two shared stock photos."""
+    own = int(hashlib.sha256(site.encode()).hexdigest()[:6], 16)
+    return (
+        SeedPhoto(f"{site}/hero.jpg", 1600, 1000, "jpeg", own),
+        SeedPhoto(f"{site}/shop.png", 800, 600, "png", own + 1),
+        SeedPhoto("stock/bread.webp", 640, 480, "webp", 7),
+        SeedPhoto("stock/baker.jpg", 800, 600, "jpeg", 8, orientation=6),  # shown 600x800
+    )
+
+
+def photo_bytes(photo: SeedPhoto) -> bytes:
+    """The file of ``photo`` (deterministic)."""
+    return make_photo(
+        photo.width, photo.height, fmt=photo.fmt, seed=photo.seed, orientation=photo.orientation
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Seeded:
     """What :func:`seed_world` wrote.
 
@@ -90,6 +131,7 @@ class Seeded:
         pointed: hostnames whose sandbox DNS points at the zone (normalized, sorted).
         unpointed: declared hostnames left without DNS (normalized, sorted).
         stripe: per tenant, the localstripe ids; empty when the sandbox runs no localstripe.
+        media: the photo keys uploaded to the sandbox R2 and their sizes; empty without R2.
     """
 
     versions: Mapping[str, int]
@@ -97,17 +139,61 @@ class Seeded:
     pointed: tuple[str, ...]
     unpointed: tuple[str, ...]
     stripe: Mapping[str, StripeIds]
+    media: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
-def snapshot_for(site: str, version: int, *, title: str, phone: str) -> dict[str, Any]:
-    """The deterministic content snapshot of ``site`` at ``version`` (valid, no assets).
+def _media_blocks(photos: Mapping[str, tuple[SeedPhoto, bytes]]) -> list[dict[str, Any]]:
+    keys = list(photos)
+    blocks: list[dict[str, Any]] = []
+    if len(keys) > 1:
+        blocks.append({"type": "image", "asset": keys[1], "alt": "Inside the shop"})
+    if len(keys) > 2:
+        blocks.append(
+            {"type": "gallery", "images": [{"asset": k, "alt": "A photo"} for k in keys[2:]]}
+        )
+    return blocks
+
+
+def _asset_entries(photos: Mapping[str, tuple[SeedPhoto, bytes]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": key,
+            "content_type": photo.content_type,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        for key, (photo, data) in photos.items()
+    ]
+
+
+def snapshot_for(
+    site: str,
+    version: int,
+    *,
+    title: str,
+    phone: str,
+    photos: Mapping[str, tuple[SeedPhoto, bytes]] | None = None,
+) -> dict[str, Any]:
+    """The deterministic content snapshot of ``site`` at ``version`` (valid).
 
     Args:
         site: the site's name.
         version: the content version (appears in the text, so each version hashes apart).
         title: the page title (the tenant's display name).
         phone: the E.164 number the contact form sends to over WhatsApp.
+        photos: key -> (photo, bytes) to show (hero, an image, a gallery); None: no media.
     """
+    snapshot = _plain_snapshot(site, version, title=title, phone=phone)
+    if photos:
+        blocks = snapshot["pages"][0]["blocks"]
+        hero = next(iter(photos))
+        blocks[0].update({"image": hero, "image_alt": f"{title}, from the street"})
+        blocks[2:2] = _media_blocks(photos)
+        snapshot["assets"] = _asset_entries(photos)
+    return snapshot
+
+
+def _plain_snapshot(site: str, version: int, *, title: str, phone: str) -> dict[str, Any]:
     return {
         "format": 1,
         "lang": "en",
@@ -136,7 +222,13 @@ def snapshot_for(site: str, version: int, *, title: str, phone: str) -> dict[str
     }
 
 
-def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = ()) -> Seeded:
+def seed_world(
+    sandbox: Sandbox,
+    specs: Specs,
+    *,
+    unpointed: Collection[str] = (),
+    photos: Callable[[str], tuple[SeedPhoto, ...]] | None = None,
+) -> Seeded:
     """Seed ``sandbox`` for ``specs`` as the editor and billing would have (see module doc).
 
     Safe to call on a started sandbox whose D1 is empty or only migrated; synchronous, and
@@ -146,6 +238,8 @@ def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = (
         sandbox: a started :class:`~reconciler.sandbox.world.Sandbox`.
         specs: the fleet to seed for.
         unpointed: hostnames (any case, IDNA or Unicode) whose DNS is left unpointed.
+        photos: the photos of a site (:func:`site_photos` when None; a benchmark passes
+            smaller ones). Used only when the sandbox runs R2.
 
     Returns:
         What was written, including the localstripe ids to put into the specs.
@@ -163,7 +257,8 @@ def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = (
     if unknown:
         raise ValueError(f"unpointed names hostnames no site declares: {', '.join(unknown)}")
 
-    versions = _seed_d1(path, specs, stamp=_iso(sandbox.clock.now()))
+    drawn = _seed_r2(sandbox, specs, photos or site_photos) if sandbox.r2 is not None else {}
+    versions = _seed_d1(path, specs, stamp=_iso(sandbox.clock.now()), photos=drawn)
     projects = sorted({site.spec.pages_project for site in specs.sites.values()})
     sim.ensure_projects(projects)
     for hostname in sorted(declared - leave):
@@ -175,6 +270,7 @@ def seed_world(sandbox: Sandbox, specs: Specs, *, unpointed: Collection[str] = (
         pointed=tuple(sorted(declared - leave)),
         unpointed=tuple(sorted(leave)),
         stripe=stripe,
+        media={key: len(data) for by_key in drawn.values() for key, (_, data) in by_key.items()},
     )
 
 
@@ -269,7 +365,32 @@ def _highest(site: Site) -> int:
     return max(site.spec.production.version, preview) + EXTRA_VERSIONS
 
 
-def _seed_d1(path: Path, specs: Specs, *, stamp: str) -> dict[str, int]:
+def _seed_r2(
+    sandbox: Sandbox, specs: Specs, choose: Callable[[str], tuple[SeedPhoto, ...]]
+) -> dict[str, dict[str, tuple[SeedPhoto, bytes]]]:
+    """Draw every site's photos and upload them to the sandbox R2 (each key once)."""
+    from reconciler.providers.r2 import R2Store
+
+    store = R2Store(sandbox.r2.settings())
+    drawn: dict[str, bytes] = {}
+    photos: dict[str, dict[str, tuple[SeedPhoto, bytes]]] = {}
+    for name in sorted(specs.sites):
+        photos[name] = {}
+        for photo in choose(name):
+            if photo.key not in drawn:
+                drawn[photo.key] = photo_bytes(photo)
+                store.put(photo.key, drawn[photo.key], content_type=photo.content_type)
+            photos[name][photo.key] = (photo, drawn[photo.key])
+    return photos
+
+
+def _seed_d1(
+    path: Path,
+    specs: Specs,
+    *,
+    stamp: str,
+    photos: Mapping[str, Mapping[str, tuple[SeedPhoto, bytes]]],
+) -> dict[str, int]:
     tenants = [
         (name, t.spec.display_name, t.spec.policy, t.spec.whatsapp, stamp, stamp, stamp)
         for name, t in sorted(specs.tenants.items())
@@ -283,7 +404,13 @@ def _seed_d1(path: Path, specs: Specs, *, stamp: str) -> dict[str, int]:
         sites.append((name, spec.tenant, name, spec.pages_project, stamp, stamp))
         versions[name] = _highest(site)
         for version in range(1, versions[name] + 1):
-            content = snapshot_for(name, version, title=tenant.display_name, phone=tenant.whatsapp)
+            content = snapshot_for(
+                name,
+                version,
+                title=tenant.display_name,
+                phone=tenant.whatsapp,
+                photos=photos.get(name),
+            )
             text = json.dumps(content, sort_keys=True, separators=(",", ":"))
             parse_snapshot(text)  # BuildError if this module makes an invalid snapshot
             digest = hashlib.sha256(text.encode()).hexdigest()

@@ -6,7 +6,9 @@ With ``with_workers=True`` it also runs the sandbox's edge: the zone's Worker in
 Used by ``reconciler sandbox up`` (:mod:`reconciler.commands.sandbox`), the demo, the scenario
 tests and the benchmarks. :class:`Sandbox` starts each simulator on its own loopback port
 (:mod:`reconciler.sandbox.host`), starts localstripe as a separate process
-(:mod:`reconciler.sandbox.localstripe`) unless told not to, and gives the environment variables
+(:mod:`reconciler.sandbox.localstripe`) unless told not to, moto in server mode as R2
+(:mod:`reconciler.sandbox.r2`) when asked (``with_r2``: ``sandbox up`` and the demo do; tests opt
+in, as it is a process start), and gives the environment variables
 of :mod:`reconciler.settings` that point the reconciler at all of it
 (:meth:`Sandbox.settings_env`). Every simulator shares the one :class:`VirtualClock`, so
 advancing it makes time pass for the whole world.
@@ -71,6 +73,7 @@ class Sandbox:
         d1_backend: Literal["sqlite", "d1"] = "sqlite",
         clock: VirtualClock | None = None,
         cloudflare: dict[str, Any] | None = None,
+        with_r2: bool = False,
         with_workers: bool = False,
     ) -> None:
         """Configure the world without starting anything.
@@ -84,6 +87,7 @@ class Sandbox:
             d1_backend: what ``D1_BACKEND`` the settings select; both see the same SQLite file.
             clock: the shared clock (a new one if None).
             cloudflare: overrides of :class:`CloudflareConfig` fields (e.g. a tiny rate limit).
+            with_r2: start moto as the R2 media bucket (a separate process).
             with_workers: start the Worker host (:mod:`reconciler.sandbox.workerd`): visitors'
                 requests run the zone's Worker in workerd (needs node and ``make install``).
         """
@@ -108,6 +112,8 @@ class Sandbox:
         self.evolution: Any = None
         self._evo_host: ServerHost | None = None
         self.stripe: Any = None
+        self._with_r2 = with_r2
+        self.r2: Any = None  # a started sandbox.r2.LocalR2 when with_r2
         self._with_workers = with_workers
         self.edge: Any = None
 
@@ -146,6 +152,9 @@ class Sandbox:
             module = importlib.import_module("reconciler.sandbox.localstripe")
             self.stripe = module.LocalStripe(api_key="sk_test_sandbox_" + secrets.token_hex(8))
             self.stripe.start()
+        if self._with_r2:
+            module = importlib.import_module("reconciler.sandbox.r2")
+            self.r2 = module.LocalR2().start()
 
     def _start_evolution(self) -> None:
         try:
@@ -166,6 +175,9 @@ class Sandbox:
         if self.stripe is not None:
             self.stripe.stop()
             self.stripe = None
+        if self.r2 is not None:
+            self.r2.stop()
+            self.r2 = None
         if self._evo_host is not None:
             self._evo_host.stop()
             self._evo_host = None
@@ -261,6 +273,8 @@ class Sandbox:
             env["STRIPE_API_BASE"] = str(self.stripe.base_url)
             env["STRIPE_API_KEY"] = str(self.stripe.api_key)
             env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret
+        if self.r2 is not None:
+            env.update(self.r2.env())
         if self._evo_host is not None:
             env["EVOLUTION_API_BASE"] = self._evo_host.base_url
             env["EVOLUTION_API_KEY"] = self.evolution_api_key

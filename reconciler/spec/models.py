@@ -428,6 +428,16 @@ class PerformanceBudget(Strict):
     max_js_kb: int = Field(ge=0)
     max_css_kb: int = Field(ge=0)
     max_third_party_scripts: int = Field(ge=0)
+    max_image_kb: int = Field(
+        default=500,
+        ge=1,
+        description="Largest image file a page may serve (any WebP or AVIF variant), in KB.",
+    )
+    max_page_weight_kb: int = Field(
+        default=2000,
+        ge=1,
+        description="Heaviest page: HTML, CSS, JS and its images' largest variants, in KB.",
+    )
 
 
 class DomainTiming(Strict):

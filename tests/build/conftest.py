@@ -1,7 +1,7 @@
 """Shared sample content for the build tests: a small valid snapshot and its asset bytes.
 
 Called by: pytest, for the modules in ``tests/build/``.
-Calls: nothing but ``hashlib``; each test copies and edits the sample it gets.
+Calls: ``sandbox/photos.py`` for real (tiny) image files; each test copies and edits the sample.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-LOGO = bytes(range(256)) * 8  # 2 KiB, not valid PNG but the builder never decodes images
-PHOTO = b"photo-bytes" * 100
+from reconciler.sandbox.photos import make_photo
+
+LOGO = make_photo(48, 48, fmt="png", seed=1)  # tiny, so every test stays fast
+PHOTO = make_photo(96, 64, fmt="jpeg", seed=2)
 
 
 def asset_entry(key: str, data: bytes, content_type: str = "image/png") -> dict[str, Any]:

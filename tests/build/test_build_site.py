@@ -72,18 +72,25 @@ def test_the_build_lays_out_pages_styles_scripts_and_assets(
     sample: dict[str, Any], assets: dict[str, bytes]
 ) -> None:
     output = _build(sample, assets)
-    assert list(output.files) == [
-        "404.html",
-        "assets/blocks.js",
-        "assets/media/img/logo.png",
-        "assets/media/img/shop.jpg",
-        "assets/site.css",
-        "contact/index.html",
-        "index.html",
-    ]
-    assert output.files["assets/media/img/logo.png"] == assets["img/logo.png"]
+    logo = hashlib.sha256(assets["img/logo.png"]).hexdigest()[:16]
+    shop = hashlib.sha256(assets["img/shop.jpg"]).hexdigest()[:16]
+    # Raster originals are never published: their WebP and AVIF variants are, by content hash.
+    assert sorted(output.files) == sorted(
+        [
+            "404.html",
+            "assets/blocks.js",
+            f"assets/img/{logo}/48.avif",
+            f"assets/img/{logo}/48.webp",
+            f"assets/img/{shop}/96.avif",
+            f"assets/img/{shop}/96.webp",
+            "assets/site.css",
+            "contact/index.html",
+            "index.html",
+        ]
+    )
+    assert output.files[f"assets/img/{logo}/48.webp"].startswith(b"RIFF")
     assert output.content_types["index.html"] == "text/html; charset=utf-8"
-    assert output.content_types["assets/media/img/shop.jpg"] == "image/jpeg"
+    assert output.content_types[f"assets/img/{shop}/96.avif"] == "image/avif"
     assert output.content_types["assets/blocks.js"].startswith("application/javascript")
     home = output.files["index.html"].decode("utf-8")
     assert home.startswith('<!doctype html>\n<html lang="en">')
@@ -162,20 +169,25 @@ def test_any_store_with_get_serves_assets(sample: dict[str, Any], assets: dict[s
         clock=lambda: 0.0,
     )
     assert store.asked == ["img/logo.png", "img/shop.jpg"]
-    assert output.files["assets/media/img/shop.jpg"] == assets["img/shop.jpg"]
+    shop = hashlib.sha256(assets["img/shop.jpg"]).hexdigest()[:16]
+    assert f"assets/img/{shop}/96.webp" in output.files
 
 
 @pytest.mark.parametrize(
     ("replacement", "expected"),
     [
-        (b"tampered!!" * 110, "corrupt asset 'img/shop.jpg': its bytes do not match"),
+        (None, "corrupt asset 'img/shop.jpg': its bytes do not match"),
         (b"short", "corrupt asset 'img/shop.jpg': the store holds 5 bytes, the snapshot says"),
     ],
 )
 def test_asset_bytes_that_differ_from_the_snapshot_fail_as_corrupt(
-    sample: dict[str, Any], assets: dict[str, bytes], replacement: bytes, expected: str
+    sample: dict[str, Any], assets: dict[str, bytes], replacement: bytes | None, expected: str
 ) -> None:
-    assets["img/shop.jpg"] = replacement
+    original = assets["img/shop.jpg"]
+    # None: the same length with one byte flipped (a hash mismatch, not a size mismatch).
+    assets["img/shop.jpg"] = (
+        replacement if replacement is not None else original[:-1] + bytes([original[-1] ^ 1])
+    )
     with pytest.raises(BuildError) as caught:
         _build(sample, assets)
     assert caught.value.reason is BuildFailure.CORRUPT_ASSET

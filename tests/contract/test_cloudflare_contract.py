@@ -70,6 +70,14 @@ REQUIRED_OPERATIONS: frozenset[str] = frozenset(
 
 REQUIRED_ERROR_STATUSES = frozenset({400, 404, 429})
 
+ORDINARY_ACCOUNT = {
+    "entitled_custom_metadata": False,
+    "entitled_custom_origin": False,
+    "custom_origin_outside_zone": False,
+    "refuse_reserved_tlds": True,
+}
+"""The simulator's defaults, set explicitly: the exchanges are those of an ordinary account."""
+
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -112,6 +120,7 @@ def assert_conforms(checker: OpenAPIChecker, calls: list[dict[str, Any]]) -> Non
 
 def drive_simulator_by_hand(cf: Any) -> None:
     """Call every endpoint once or more with valid requests, plus the documented failures."""
+    cf.sim.configure(**ORDINARY_ACCOUNT)
     project = f"/accounts/{cf.account_id}/pages/projects/acme-home"
     zone = f"/zones/{cf.zone_id}"
     database = f"/accounts/{cf.account_id}/d1/database/{cf.database_id}"
@@ -160,17 +169,15 @@ def drive_simulator_by_hand(cf: Any) -> None:
         made = http.post(
             zone + "/custom_hostnames",
             json={
-                "hostname": "www.acmebakery.test",
+                "hostname": "www.acmebakery.com",
                 "ssl": {"method": "txt", "type": "dv"},
-                "custom_origin_server": "acme-home.pages.dev",
-                "custom_metadata": {"managed-by": "sitebuilder-reconciler"},
             },
         )
         assert made.status_code in (200, 201), made.text
         hostname_id = made.json()["result"]["id"]
         duplicate = http.post(
             zone + "/custom_hostnames",
-            json={"hostname": "www.acmebakery.test", "ssl": {"method": "txt", "type": "dv"}},
+            json={"hostname": "www.acmebakery.com", "ssl": {"method": "txt", "type": "dv"}},
         )
         assert duplicate.status_code >= 400
         invalid = http.post(
@@ -179,9 +186,9 @@ def drive_simulator_by_hand(cf: Any) -> None:
         )
         assert invalid.status_code == 400
         http.get(zone + "/custom_hostnames", params={"page": 1, "per_page": 50})
-        http.get(zone + "/custom_hostnames", params={"hostname": "www.acmebakery.test"})
+        http.get(zone + "/custom_hostnames", params={"hostname": "www.acmebakery.com"})
         http.get(zone + f"/custom_hostnames/{hostname_id}")
-        cf.sim.point_dns("www.acmebakery.test")
+        cf.sim.point_dns("www.acmebakery.com")
         cf.clock.advance(3600)
         http.get(zone + f"/custom_hostnames/{hostname_id}")
         http.patch(
@@ -190,9 +197,9 @@ def drive_simulator_by_hand(cf: Any) -> None:
         http.delete(zone + f"/custom_hostnames/{hostname_id}")
         assert http.get(zone + f"/custom_hostnames/{hostname_id}").status_code == 404
 
-        http.post(zone + "/purge_cache", json={"hosts": ["www.acmebakery.test"]})
-        http.post(zone + "/purge_cache", json={"prefixes": ["www.acmebakery.test/menu"]})
-        http.post(zone + "/purge_cache", json={"files": ["https://www.acmebakery.test/a.css"]})
+        http.post(zone + "/purge_cache", json={"hosts": ["www.acmebakery.com"]})
+        http.post(zone + "/purge_cache", json={"prefixes": ["www.acmebakery.com/menu"]})
+        http.post(zone + "/purge_cache", json={"files": ["https://www.acmebakery.com/a.css"]})
 
         http.post(
             database + "/query",
@@ -296,6 +303,7 @@ async def publish(client: CloudflareClient, version: int) -> Deployment:
 
 async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
     """Every CloudflareClient method, plus the documented failures it must survive."""
+    cf.sim.configure(**ORDINARY_ACCOUNT)
     project = "acme-home"
     stage_time = 10 * cf.config.stage_seconds
 
@@ -323,30 +331,25 @@ async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
 
     # Custom hostnames: create, paginated list, filter, get, edit (retrigger, origin), delete.
     for index in range(12):
-        cf.sim.add_hostname(
-            f"shop{index}.acme-customers.test", custom_origin_server="acme-shop.pages.dev"
-        )
-    marker = ownership_metadata(site="acme-home", tenant="acme")
-    made = await client.create_custom_hostname(
-        "www.acmebakery.test",
-        ssl_method="txt",
-        custom_origin_server="acme-home.pages.dev",
-        custom_metadata=marker,
-    )
+        cf.sim.add_hostname(f"shop{index}.acme-customers.com")
+    made = await client.create_custom_hostname("www.acmebakery.com", ssl_method="txt")
     listed = await client.list_custom_hostnames(per_page=5)
     assert len(listed) == 13
-    found = await client.list_custom_hostnames(hostname="www.acmebakery.test")
+    found = await client.list_custom_hostnames(hostname="www.acmebakery.com")
     assert [h.id for h in found] == [made.id]
     await client.get_custom_hostname(made.id)
-    cf.sim.point_dns("www.acmebakery.test")
+    cf.sim.point_dns("www.acmebakery.com")
     cf.clock.advance(3600)
     await client.get_custom_hostname(made.id)
     await client.edit_custom_hostname(made.id, ssl_method="txt")
-    await client.edit_custom_hostname(
-        made.id,
-        custom_origin_server="suspended.sitebuilder-sandbox.test",
-        custom_metadata={**marker, "access": "hard_locked"},
+    # Custom metadata, for an account entitled to it (an optional setting, never required).
+    cf.sim.configure(entitled_custom_metadata=True)
+    marker = ownership_metadata(site="acme-home", tenant="acme")
+    tagged = await client.create_custom_hostname(
+        "shop.acmebakery.com", ssl_method="http", custom_metadata=marker
     )
+    await client.edit_custom_hostname(tagged.id, custom_metadata={**marker, "note": "kept"})
+    cf.sim.configure(entitled_custom_metadata=False)
     await client.delete_custom_hostname(made.id)
     await client.delete_custom_hostname(made.id)  # already gone: 404, treated as done
     with pytest.raises(NotFoundError):
@@ -356,9 +359,9 @@ async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
 
     # Cache purge by hosts, prefixes and files (chunked by 2).
     await client.purge_cache(
-        hosts=["www.acmebakery.test", "acmebakery.test", "shop0.acme-customers.test"],
-        prefixes=["www.acmebakery.test/menu"],
-        files=["https://www.acmebakery.test/style.css"],
+        hosts=["www.acmebakery.com", "acmebakery.com", "shop0.acme-customers.com"],
+        prefixes=["www.acmebakery.com/menu"],
+        files=["https://www.acmebakery.com/style.css"],
     )
 
     # D1: DDL, writes with string and non-string values, a read, invalid SQL.
@@ -381,7 +384,7 @@ async def drive_adapter(cf: Any, client: CloudflareClient) -> None:
             ]
         },
     )
-    await client.list_custom_hostnames(hostname="shop0.acme-customers.test")
+    await client.list_custom_hostnames(hostname="shop0.acme-customers.com")
     cf.control("DELETE", "/faults")
 
 
@@ -401,4 +404,4 @@ async def test_every_adapter_exchange_conforms_to_the_contract(
     ]
     pages = {q.get("page") for q in listings if q.get("per_page") == "5"}
     assert {"1", "2", "3"} <= pages, f"hostname list pages asked: {sorted(map(str, pages))}"
-    assert any(q.get("hostname") == "www.acmebakery.test" for q in listings)
+    assert any(q.get("hostname") == "www.acmebakery.com" for q in listings)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from reconciler.core.conditions import conditions_for
+from core_builders import NOW as CORE_NOW
+from core_builders import specs as core_specs
+
+from reconciler.core.conditions import conditions_for, gone_resources
 from reconciler.core.conditions_common import SKIPPED_PREFIX, ConditionUpdate, Coverage
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import derive
@@ -137,6 +140,8 @@ def test_an_unreadable_hostname_listing_gives_unknown_not_a_guess() -> None:
     dns = found[("Hostname/acmebakery.com", "DNSConfigured")]
     assert dns.status is None
     assert dns.last_error == "HTTP 500"
+    synced = found[("Hostname/acmebakery.com", "Synced")]  # waiting on the reading
+    assert (synced.status, synced.reason) == (False, "Unlisted")
 
 
 def test_a_failed_billing_sync_makes_the_tenant_unsynced_with_the_error_as_last_error() -> None:
@@ -209,3 +214,57 @@ def test_the_next_validation_deadline_is_a_pending_hostnames_timeout() -> None:
     )
     moment = next_validation_deadline(desired.sites["acme-home"].hostnames, observed, NOW)
     assert moment == NOW - 3600 + 24 * 3600
+
+
+# --- blocked, undeclared and gone resources (issue 12) ----------------------------------------
+
+
+def _blocked_removal() -> tuple[Observed, Report, object]:
+    """acme-home keeps www; two hostnames of a removed, large site are blocked by the cap."""
+    from core_builders import hostname
+
+    names = [f"h{i}.acme-shop.com" for i in range(7)]
+    observed = Observed(
+        at=CORE_NOW,
+        hostnames={
+            "www.acme-home.com": hostname("www.acme-home.com"),
+            **{
+                n: hostname(
+                    n, site="acme-shop", origin="acme-shop.pages.dev", deletion_policy="delete"
+                )
+                for n in names
+            },
+        },
+    )
+    desired = derive(core_specs(sites={"acme-home": {}}), {}, now=CORE_NOW)
+    plan = build_plan(desired, observed)
+    return observed, Report(plan=plan, outcomes=()), desired
+
+
+def test_a_blocked_deletion_of_an_undeclared_hostname_is_not_synced() -> None:
+    observed, report, desired = _blocked_removal()
+    assert "blast_radius" in {b.gate for b in report.plan.blocked}
+    updates = conditions_for(
+        desired=desired,
+        observed=observed,
+        report=report,
+        coverage=Coverage(sites=frozenset({"acme-home"})),
+        now=NOW,
+    )
+    synced = {u.resource: u for u in updates if u.condition == "Synced"}
+    row = synced["Hostname/h0.acme-shop.com"]
+    assert (row.status, row.reason, row.site) == (False, "BlastRadius", "acme-shop")
+    assert synced["Site/acme-shop"].status is False  # removed, and its deletions are held
+
+
+def test_gone_resources_are_applied_deletions_and_undeclared_rows_on_a_full_pass() -> None:
+    _, report, desired = _blocked_removal()
+    stored = {"Site/acme-home", "Site/old-site", "Hostname/h0.acme-shop.com", "Tenant/gone"}
+    gone = gone_resources(
+        desired=desired,
+        report=report,
+        removed_sites=("acme-shop",),
+        stored=stored,
+    )
+    # Held (blocked) resources stay; what is neither declared nor held goes.
+    assert gone == {"Site/old-site", "Tenant/gone"}

@@ -371,3 +371,53 @@ def test_unlock_and_rollback_come_before_publishes_and_creates() -> None:
     plan = plan_for(world, version=3, domains=["www.acme-home.com", "b.acme-home.com"])
     assert plan.actions[0].kind is ActionKind.UNLOCK
     assert DAY > 0
+
+
+def _removed_site_world(sites: dict[str, int]) -> Observed:
+    """acme-home kept; each of ``sites`` removed from the specs with that many owned hostnames."""
+    hostnames = {"www.acme-home.com": hostname("www.acme-home.com")}
+    for site, count in sites.items():
+        for index in range(count):
+            name = f"h{index}.{site}.com"
+            hostnames[name] = hostname(
+                name, site=site, origin=f"{site}.pages.dev", deletion_policy="delete"
+            )
+    return converged_world(hostnames=hostnames)
+
+
+def test_removing_one_small_site_with_its_own_hostnames_is_not_a_mass_deletion() -> None:
+    # Before: 2 of the tenant's 3 hostnames is over 10% (minimum 1), so it was blocked.
+    plan = plan_for(_removed_site_world({"acme-shop": 2}))
+    assert plan.blocked == ()
+    assert kinds(plan) == [
+        ("delete_hostname", "Hostname/h0.acme-shop.com"),
+        ("delete_hostname", "Hostname/h1.acme-shop.com"),
+    ]
+
+
+def test_removing_most_of_a_tenants_sites_or_a_large_site_is_still_a_mass_deletion() -> None:
+    two_sites = plan_for(_removed_site_world({"acme-shop": 1, "acme-blog": 1}))
+    assert two_sites.actions == ()
+    assert {b.gate for b in two_sites.blocked} == {"blast_radius"}
+    assert "2 of its 3 sites would be removed" in two_sites.blocked[0].reason
+    large = plan_for(_removed_site_world({"acme-shop": 7}))  # over max_site_hostnames (5)
+    assert large.actions == ()
+    assert "7 of its 8 hostnames would be deleted" in large.blocked[0].reason
+    assert "`Approve-Deletion: Site/acme-shop`" in large.blocked[0].reason
+
+
+def test_an_approval_names_the_deletions_it_lets_through_and_where_it_was_given() -> None:
+    world = _removed_site_world({"acme-shop": 1, "acme-blog": 1})
+    approved = PlanSettings(
+        approved_deletions={"Site/acme-shop": "commit 1a2b3c4d5e6f (Remove acme-shop)"}
+    )
+    plan = plan_for(world, settings=approved)
+    assert kinds(plan) == [("delete_hostname", "Hostname/h0.acme-shop.com")]
+    assert plan.actions[0].reason.endswith("approved by commit 1a2b3c4d5e6f (Remove acme-shop)")
+    assert [b.target for b in plan.blocked] == ["Hostname/h0.acme-blog.com"]
+    by_hostname = PlanSettings(
+        approved_deletions={"Hostname/h0.acme-blog.com": "commit 2b3c (Remove acme-blog)"}
+    )
+    assert kinds(plan_for(world, settings=by_hostname)) == [
+        ("delete_hostname", "Hostname/h0.acme-blog.com")
+    ]

@@ -318,7 +318,13 @@ def test_an_over_budget_build_is_recorded_with_its_sizes_and_the_budget_message(
     plan = plan_for(converged_world(builds={("acme-home", 3): HEAVY}), version=3)
     [after] = records(plan, ActionKind.RECORD_PUBLISH_FAILURE)
     assert str(after["error_message"]).startswith("performance budget exceeded: JS 312 KB")
-    assert after["sizes"] == {"js_kb": 312, "css_kb": 10, "third_party_scripts": 0}
+    assert after["sizes"] == {
+        "js_kb": 312,
+        "css_kb": 10,
+        "third_party_scripts": 0,
+        "image_kb": 0,
+        "page_weight_kb": 0,
+    }
     assert after["content_hash"] == "hash3"
 
 

@@ -4,6 +4,8 @@ from core_builders import DAY, NOW, invoice, specs
 
 from reconciler.core.policy import (
     BlastRadius,
+    Deletion,
+    TenantSize,
     days_past_due,
     deletion_blocked,
     desired_access,
@@ -126,9 +128,27 @@ def test_amounts_respect_zero_decimal_currencies() -> None:
     assert format_amount(1999, "jpy") == "1999 JPY"
 
 
+def _gone(count: int, *, site: str | None = "shop", removed: bool = False) -> list[Deletion]:
+    return [Deletion(f"h{i}.example", "a", site, removed) for i in range(count)]
+
+
 def test_blast_radius_caps_total_and_per_tenant_deletions() -> None:
     limits = BlastRadius(max_deletions=10, max_fraction=0.10)
-    assert deletion_blocked(deletions=11, tenant_deletions={}, limits=limits) is not None
-    assert deletion_blocked(deletions=1, tenant_deletions={"a": (1, 1)}, limits=limits) is None
-    reason = deletion_blocked(deletions=3, tenant_deletions={"a": (3, 20)}, limits=limits)
-    assert reason is not None and "tenant a" in reason
+    sizes = {"a": TenantSize(sites=2, hostnames=20)}
+    assert deletion_blocked(_gone(11), sizes, limits) is not None
+    assert deletion_blocked(_gone(1), {"a": TenantSize(1, 1)}, limits) is None
+    reason = deletion_blocked(_gone(3), sizes, limits)
+    assert reason is not None and "tenant a: 3 of its 20 hostnames" in reason
+
+
+def test_a_removed_site_with_few_hostnames_counts_as_one_site_removal() -> None:
+    limits = BlastRadius(max_deletions=10, max_fraction=0.10, max_site_hostnames=5)
+    small = {"a": TenantSize(sites=2, hostnames=3)}
+    assert deletion_blocked(_gone(2, removed=True), small, limits) is None
+    assert deletion_blocked(_gone(2, removed=False), small, limits) is not None  # site kept
+    large = deletion_blocked(_gone(6, removed=True), {"a": TenantSize(2, 8)}, limits)
+    assert large is not None and "6 of its 8 hostnames" in large
+    two = _gone(1, site="shop", removed=True) + _gone(1, site="blog", removed=True)
+    reason = deletion_blocked(two, {"a": TenantSize(sites=3, hostnames=3)}, limits)
+    assert reason is not None and "2 of its 3 sites would be removed" in reason
+    assert deletion_blocked(two, {"a": TenantSize(sites=20, hostnames=20)}, limits) is None

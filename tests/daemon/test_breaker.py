@@ -251,3 +251,21 @@ def test_failures_of_unguarded_providers_are_ignored() -> None:
     breakers.record_failure(RuntimeError("boom"))
     assert set(breakers.states().values()) == {BreakerState.CLOSED}
     assert "git" not in breakers
+
+
+def test_every_subscriber_hears_each_change_and_a_read_turns_open_into_half_open() -> None:
+    """The gauge tells the truth: reading the states (as each /metrics scrape does) moves an
+    open breaker whose period is over to half-open, and every listener hears it."""
+    clock = FakeClock()
+    gauge: list[tuple[str, BreakerState]] = []
+    loop: list[tuple[str, BreakerState]] = []
+    breakers = Breakers(clock=clock, on_change=lambda n, s: gauge.append((n, s)), open_for=30)
+    breakers.subscribe(lambda n, s: loop.append((n, s)))
+    for _ in range(5):
+        breakers.record_failure(transient())
+    assert gauge == loop == [("cloudflare", BreakerState.OPEN)]
+    clock.advance(31)
+    assert breakers.states()["cloudflare"] is BreakerState.HALF_OPEN
+    assert gauge[-1] == loop[-1] == ("cloudflare", BreakerState.HALF_OPEN)
+    breakers["cloudflare"].record_success()
+    assert gauge[-1] == loop[-1] == ("cloudflare", BreakerState.CLOSED)

@@ -126,3 +126,35 @@ def test_negative_ages_are_clamped_to_zero() -> None:
     metrics = Metrics()
     metrics.set_drift_age(-5)
     assert samples(metrics)[("reconciler_drift_age_seconds", ())] == 0
+
+
+def test_process_build_git_and_workqueue_metrics_use_the_usual_names() -> None:
+    from reconciler.runtime.workqueue import WorkQueue
+
+    metrics = Metrics()
+    now = [100.0]
+    queue = WorkQueue(clock=lambda: now[0], observer=metrics.workqueue)
+    queue.add("Site/a")
+    queue.add("Site/a")  # de-duplicated: one add
+    now[0] = 102.0
+    key = queue.get_nowait()
+    assert key == "Site/a"
+    queue.failure(key, RuntimeError("boom"))
+    now[0] = 103.0
+    queue.done(key)
+    metrics.git_fetch(0.25, ok=True, at=1_700_000_000.0)
+    metrics.git_fetch(1.0, ok=False, at=1_700_000_060.0)
+    text = metrics.render().decode()
+    for line in (
+        'workqueue_adds_total{name="reconciler"} 2.0',  # the add and the backoff re-queue
+        'workqueue_retries_total{name="reconciler"} 1.0',
+        'workqueue_queue_duration_seconds_sum{name="reconciler"} 2.0',
+        'workqueue_work_duration_seconds_sum{name="reconciler"} 1.0',
+        'reconciler_git_fetches_total{result="ok"} 1.0',
+        'reconciler_git_fetches_total{result="error"} 1.0',
+        "reconciler_git_last_successful_fetch_timestamp_seconds 1.7e+09",
+    ):
+        assert line in text, line
+    assert "workqueue_depth{" in text
+    assert "process_cpu_seconds_total" in text or "process_start_time_seconds" in text
+    assert 'reconciler_build_info{python="' in text

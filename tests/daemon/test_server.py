@@ -181,7 +181,8 @@ def rejections(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
     found = []
     for record in caplog.records:
         if record.name == "reconciler.webhooks" and record.levelno == logging.WARNING:
-            entry = json.loads(record.getMessage())
+            entry = dict(record.webhook)  # type: ignore[attr-defined]
+            assert record.getMessage() == f"webhook {entry['source']} rejected"
             if entry["event"] == "webhook.rejected":
                 found.append(entry)
     return found
@@ -506,7 +507,9 @@ async def test_rejection_logs_carry_no_secret_signature_or_body(
         content=payload,
         headers=stripe_headers(payload, secret="whsec_wrong"),
     )
-    text = "\n".join(record.getMessage() for record in webhook_logs.records)
+    text = "\n".join(
+        f"{record.getMessage()} {getattr(record, 'webhook', '')}" for record in webhook_logs.records
+    )
     assert len(rejections(webhook_logs)) == 2
     for forbidden in (GIT_SECRET, STRIPE_SECRET, wrong[7:], "BODY-MARKER-7", "evt_daemon_1"):
         assert forbidden not in text
@@ -635,3 +638,29 @@ async def test_stopping_a_server_that_never_started_returns_at_once(
     server = EndpointServer(build_app(Daemon(), Metrics(), billing))
     await server.stop()
     assert not server.started.is_set()
+
+
+async def test_the_same_signed_stripe_event_500_times_queues_one_re_read(harness: Harness) -> None:
+    """The issue: one signed event sent 500 times in its window triggered 22 passes."""
+    payload = stripe_payload(customer="cus_42")
+    for _ in range(500):
+        response = await harness.client.post(
+            "/webhooks/billing/stripe", content=payload, headers=stripe_headers(payload)
+        )
+        assert response.status_code == 200  # Stripe retries anything else
+    assert len(harness.daemon.events) == 1
+    assert webhook_count(harness.metrics, "stripe", "accepted") == 1
+    assert webhook_count(harness.metrics, "stripe", "duplicate") == 499
+
+
+async def test_a_stripe_event_stamped_in_the_future_is_400(harness: Harness) -> None:
+    ahead = int(time.time()) + 3600
+    payload = stripe_payload(created=ahead)
+    response = await harness.client.post(
+        "/webhooks/billing/stripe",
+        content=payload,
+        headers=stripe_headers(payload, timestamp=ahead),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "stale_timestamp"
+    assert harness.daemon.events == []

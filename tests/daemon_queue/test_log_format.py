@@ -104,3 +104,41 @@ def test_secrets_in_messages_extras_and_tracebacks_never_reach_a_line(
     assert parsed[0]["token"] == "***"
     assert parsed[1]["request"] == {"headers": {"Authorization": "***"}}
     assert "RuntimeError" in str(parsed[2]["exc"])
+
+
+def test_third_party_request_logs_are_held_at_warning_unless_debugging() -> None:
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    try:
+        setup_logging("info", stream)
+        logging.getLogger("httpx").info('HTTP Request: GET http://x "HTTP/1.1 200 OK"')
+        logging.getLogger("uvicorn.access").info("127.0.0.1 - GET /metrics 200")
+        logging.getLogger("httpx").warning("a real problem")
+        logging.getLogger("reconciler.runtime.loop").info("pass finished")
+        assert [line["msg"] for line in lines(stream)] == ["a real problem", "pass finished"]
+        setup_logging("debug", stream)
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.DEBUG
+    finally:
+        for handler in list(root.handlers):
+            if getattr(handler, "_reconciler_json", False):
+                root.removeHandler(handler)
+        root.setLevel(level)
+        for name in ("httpx", "uvicorn.access"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_a_line_carries_no_ansi_codes_and_no_json_inside_the_message(
+    capture: io.StringIO,
+) -> None:
+    logging.getLogger("uvicorn.error").warning(
+        "Started server process [%d]",
+        42,
+        extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]", "note": "\x1b[1mx"},
+    )
+    raw = capture.getvalue()
+    assert "\x1b" not in raw and "\\u001b" not in raw
+    [line] = lines(capture)
+    assert line["msg"] == "Started server process [42]"
+    assert "color_message" not in line
+    assert line["note"] == "x"

@@ -27,9 +27,9 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    for number in range(1, 8):
+    for number in range(1, 9):
         assert f"== Chapter {number}:" in out
-    assert out.count(">> Converged:") == 7
+    assert out.count(">> Converged:") == 8
     # Chapter 3: plan, apply, and a second plan with nothing to do.
     assert "Apply: 19 applied." in out
     assert "No changes. The world matches the specs." in out
@@ -52,4 +52,10 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     assert "blocked (stuck): recreate hostname order.acmebakery.com" in out
     assert "a CNAME record for order.acmebakery.com" in out
     assert "order.acmebakery.com is active after 3 recreations" in out
+    # Chapter 8: photos from R2 as AVIF/WebP pictures, bytes saved, a script removed.
+    assert re.search(r"R2: \d+ photos \([\d.]+ MB of JPEG, PNG and WebP originals\)", out)
+    assert re.search(r"bytes: [\d,.]+ KB of originals -> [\d,.]+ KB served .* saved", out)
+    assert '<picture><source type="image/avif" srcset="/assets/img/' in out
+    assert re.search(r"Every one of its \d+ AVIF and WebP sources is a file of the deployment", out)
+    assert "scripts changed: removed https://www.googletagmanager.com/gtag/js?id=G-ACME01" in out
     assert not (tmp_path / ".demo").exists() or not any((tmp_path / ".demo").iterdir())

@@ -235,3 +235,36 @@ def test_pr_mode_recognises_a_hand_made_revert_from_history(
     assert plan(world, "--repo", str(repo), "--base", bumped, "--head", head) == 2
     out = capsys.readouterr().out
     assert f"reverts {bumped[:7]} (Bump acme-home to 13)" in out
+
+
+ACME_DOMAINS = """  domains:
+    - hostname: www.acmebakery.com
+    - hostname: acmebakery.com
+      ssl: {method: txt}
+"""
+
+
+def test_pr_mode_names_the_commit_trailer_that_approves_a_deletion_over_the_cap(
+    world: Sandbox, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    converge(world, repo / "specs")
+    base = git(repo, "rev-parse", "HEAD")
+    site = repo / "specs" / "sites" / "acme-home.yaml"
+    text = site.read_text().replace("deletion_policy: retain", "deletion_policy: delete")
+    site.write_text(text.replace(ACME_DOMAINS, "  domains: []\n"))
+    git(repo, "commit", "-q", "-am", "acme-home: drop its domains")
+    args = ("--repo", str(repo), "--base", base, "--head", "HEAD", "--format", "markdown")
+    assert plan(world, *args) == 3  # two of the tenant's three hostnames: over the cap
+    assert "`Approve-Deletion: Site/acme-home`" in capsys.readouterr().out
+    git(
+        repo,
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "Approve removing acme-home's domains\n\nApprove-Deletion: Site/acme-home",
+    )
+    approver = git(repo, "rev-parse", "HEAD")[:12]
+    assert plan(world, *args) == 2
+    comment = capsys.readouterr().out
+    assert f"approved by commit {approver} (Approve removing acme-home's domains)" in comment

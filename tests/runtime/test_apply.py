@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -158,6 +159,44 @@ def test_invalid_specs_apply_nothing(
     assert fake.calls == []
 
 
+def statuses(world: Sandbox, resource: str) -> dict[str, tuple[str, str]]:
+    found = rows(
+        world.cloudflare.d1_path,
+        "SELECT condition_type, status, reason FROM resource_status WHERE resource = ?",
+        (resource,),
+    )
+    return {str(r["condition_type"]): (str(r["status"]), str(r["reason"])) for r in found}
+
+
+def test_apply_records_conditions_so_status_is_right_without_the_daemon(
+    world: Sandbox, fake: FakeHandler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drift(world)
+    assert apply(world, "--yes", "--color", "never") == 0
+    assert statuses(world, "Hostname/shop.acmebakery.com")["Synced"] == ("True", "Applied")
+    assert statuses(world, "Site/acme-home")["Synced"][0] == "True"
+    assert "Stuck" not in statuses(world, "Site/acme-home")  # only the daemon's queue knows
+    capsys.readouterr()
+    assert main(["status", "--format", "json", "--site", "acme-shop"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert {row["resource"] for row in shown} >= {"Site/acme-shop", "Hostname/shop.acmebakery.com"}
+
+
+def test_a_resource_the_specs_no_longer_declare_leaves_the_status(
+    world: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = tmp_path / "specs"
+    shutil.copytree(EXAMPLE_SPECS, specs)
+    assert main(["apply", "--now", str(world.clock.now()), "--specs", str(specs), "--yes"]) == 0
+    assert statuses(world, "Hostname/shop.acmebakery.com")  # recorded while declared
+    (specs / "sites" / "acme-shop.yaml").unlink()  # its hostname is retained (no marker)
+    code = main(["apply", "--now", str(world.clock.now()), "--specs", str(specs), "--yes"])
+    assert code == 0, capsys.readouterr()
+    assert statuses(world, "Hostname/shop.acmebakery.com") == {}
+    assert statuses(world, "Site/acme-shop") == {}
+    assert statuses(world, "Site/acme-home")["Synced"][0] == "True"
+
+
 def _daemon_lease(world: Sandbox, holder: str) -> None:
     """A daemon's lease, taken through the same table and name a daemon uses."""
 
@@ -197,3 +236,21 @@ def test_a_lease_left_by_a_killed_apply_on_this_host_is_taken_over(
     [lease] = rows(world.cloudflare.d1_path, "SELECT * FROM leases")
     assert lease["fencing_token"] == 2  # a new term
     assert lease["expires_at"] == 0  # released when apply finished
+
+
+def test_a_pages_project_no_site_claims_is_shown_unmanaged_by_plan(
+    world: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection = sqlite3.connect(world.cloudflare.d1_path)
+    with connection:
+        connection.execute(
+            "INSERT INTO sites (id, tenant_id, name, pages_project) "
+            "VALUES ('ghost', 'acme', 'Ghost', 'ghost-project')"
+        )
+    connection.close()
+    code = main(["plan", "--now", str(world.clock.now()), "--specs", str(EXAMPLE_SPECS),
+                 "--color", "never"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0  # a note, not a change
+    assert "PagesProject/ghost-project" in out
+    assert "site ghost, which no spec declares" in out

@@ -337,3 +337,17 @@ def test_canonical_deployment_after_a_rollback_follows_the_configured_reading(
         project = http.get(_project(cf)).json()["result"]
     assert project["canonical_deployment"]["id"] == ids[canonical]
     assert _site(cf, "/").text == "v1"
+
+
+def test_the_fallback_origin_must_be_a_name_of_the_zone(cf: Any) -> None:
+    zone = cf.config.zone_name
+    with cf.client() as http:
+        outside = http.put(
+            _hostnames(cf, "/fallback_origin"), json={"origin": "acme-home.pages.dev"}
+        )
+        inside = http.put(_hostnames(cf, "/fallback_origin"), json={"origin": f"service.{zone}"})
+        now = http.get(_hostnames(cf, "/fallback_origin")).json()["result"]
+    assert outside.status_code == 400
+    assert outside.json()["errors"][0]["code"] == 1552
+    assert inside.status_code == 200
+    assert now["origin"] == f"service.{zone}"

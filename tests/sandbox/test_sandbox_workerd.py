@@ -181,8 +181,11 @@ def test_each_kv_write_through_the_rest_api_is_seen_by_the_next_request(
 
 
 def test_an_unreadable_entry_is_a_502_not_someone_elses_site(world: Any, edge: WorkerdHost) -> None:
-    _route(world, {HOST: "not json"})
-    assert edge.visit(HOST).status_code == 502
+    answers = []
+    for entry in ("not json", {"action": "serve", "project": "../acme-shop"}, {"action": "x"}):
+        _route(world, {HOST: entry})
+        answers.append(edge.visit(HOST).status_code)
+    assert answers == [502, 502, 502]
 
 
 def test_a_hostname_that_is_not_active_is_not_served(world: Any, edge: WorkerdHost) -> None:
@@ -211,3 +214,23 @@ def test_a_new_upload_of_the_worker_is_what_runs_next(world: Any, edge: WorkerdH
     with world.client() as http:
         _upload_worker(http, world, other)
     assert (first, edge.visit(HOST).text) == ("<h1>Acme v1</h1>", "maintenance")
+
+
+def test_without_node_the_reason_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.sandbox.workerd.shutil.which", lambda name: None)
+    reason = unavailable_reason()
+    assert reason is not None and "node is not installed" in reason
+
+
+def test_an_entry_that_expires_on_the_virtual_clock_stops_routing(
+    world: Any, edge: WorkerdHost
+) -> None:
+    entry = {"action": "serve", "project": "acme-home"}
+    with world.client() as http:
+        http.put(
+            f"/accounts/{world.account_id}/storage/kv/namespaces/{world.namespace_id}/bulk",
+            json=[{"key": HOST, "value": json.dumps(entry), "expiration_ttl": 60}],
+        ).raise_for_status()
+    before = edge.visit(HOST).status_code
+    world.clock.advance(61)
+    assert (before, edge.visit(HOST).status_code) == (200, 404)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -73,6 +74,8 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
             str(tmp_path / "state"),
             "--specs",
             str(REPO / "specs"),
+            "--env-file",
+            str(tmp_path / "sandbox.env"),
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -96,12 +99,9 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
         reader.start()
         try:
             assert done.wait(120), "sandbox up printed no settings within 120 s"
-            env_file = tmp_path / "state" / "env"
-            exports = dict(
-                line.removeprefix("export ").split("=", 1)
-                for line in env_file.read_text().splitlines()
-                if line.startswith("export ")
-            )
+            # stdout passes through the CLI's redaction (tokens show as ***): read the file.
+            env_file = tmp_path / "sandbox.env"
+            exports = _exports(env_file)
             printed = [line for line in lines if line.startswith("export CLOUDFLARE_API_TOKEN")]
             answer = httpx.get(
                 f"{exports['CLOUDFLARE_API_BASE']}/accounts/{exports['CLOUDFLARE_ACCOUNT_ID']}"
@@ -122,6 +122,21 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
         assert edge is not None and edge.headers["x-sandbox-edge"] == "not-served"
     assert process.returncode == 0, err
     assert "sandbox stopped" in err
+
+
+def _exports(env_file: Path) -> dict[str, str]:
+    """The ``export`` lines of ``--env-file``, once written (it follows stdout)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = env_file.read_text() if env_file.is_file() else ""
+        if "CLOUDFLARE_API_BASE" in text and text.endswith("\n"):
+            break
+        time.sleep(0.05)
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in text.splitlines()
+        if line.startswith("export ")
+    )
 
 
 def _edge_answer(lines: list[str]) -> httpx.Response | None:

@@ -180,3 +180,21 @@ def test_localstripe_delivers_events_the_adapter_verifies(
 
     assert event.type == "customer.created"
     assert event.object_type == "customer"
+
+
+def test_a_timestamp_in_the_future_beyond_the_tolerance_is_rejected(
+    verifier: StripeBilling,
+) -> None:
+    """The SDK bounds only the past; a future stamp would stretch the replay window."""
+    future = int(time.time()) + 301
+    payload = invoice_paid_event(created=future)
+    header = stripe.WebhookSignature.generate_signature_header(
+        payload, WEBHOOK_SECRET, timestamp=future
+    )
+    with pytest.raises(PermanentError, match="in the future, outside the tolerance"):
+        verifier.verify_webhook(payload.encode(), header, tolerance=300)
+    near = int(time.time()) + 200  # a little clock skew is fine
+    header = stripe.WebhookSignature.generate_signature_header(
+        payload, WEBHOOK_SECRET, timestamp=near
+    )
+    assert verifier.verify_webhook(payload.encode(), header, tolerance=300).id == "evt_1"

@@ -14,6 +14,14 @@ A publish, step by step (checkpoints in quotes)::
       ─▶ poll until live (timeout) ─▶ purge hosts  "publish.after-purge"
       ─▶ ONE batch: row live + previous live superseded + sites version + budget sizes
 
+Build identity (``core/identity.py``): the publisher digests the inputs it builds from (the
+SHA-256 of the ``content_json`` it read, which must equal the row's ``content_hash``; the Site's
+scripts; the builder and encoder fingerprint), records them on the publish row and tags the
+deployment with the identity, so the planner can tell a live build from the one wanted now.
+Images are optimised on a worker thread (``build/media.py``); their variants are cached in R2
+beside the originals, so a republish encodes nothing, and the Direct Upload sends only the
+files Pages reports missing.
+
 Crash safety: the deployment carries a tag with the site, version, a publish id derived from
 the action id, and the build's content hash. A build is deterministic, so a rerun after a
 crash rebuilds the same content hash and, before uploading, lists the project's deployments
@@ -24,12 +32,16 @@ reused, not duplicated.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Mapping
 
 from reconciler.build.content import parse_snapshot
-from reconciler.build.errors import BuildError
+from reconciler.build.errors import BuildError, BuildFailure
+from reconciler.build.identity import builder_fingerprint
 from reconciler.build.site import BuildOutput, build_site
-from reconciler.core.budget import check_budget, describe_violations
+from reconciler.core.budget import MediaWeight, check_budget, describe_violations
+from reconciler.core.identity import BuildInputs
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action, ActionKind, JsonValue
 from reconciler.errors import NotFoundError
@@ -71,6 +83,9 @@ def _int(value: JsonValue, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+_UNLIMITED = 2**62  # a plan from before image limits existed: no image limit to check
+
+
 class _Limits:
     """A budget mapping seen through ``core.budget.BudgetLimits``."""
 
@@ -78,11 +93,52 @@ class _Limits:
         self.max_js_kb = limits["max_js_kb"]
         self.max_css_kb = limits["max_css_kb"]
         self.max_third_party_scripts = limits["max_third_party_scripts"]
+        self.max_image_kb = limits.get("max_image_kb", _UNLIMITED)
+        self.max_page_weight_kb = limits.get("max_page_weight_kb", _UNLIMITED)
 
 
 def _sizes(build: BuildOutput) -> BuildSizes:
     return BuildSizes(
-        js_kb=build.js_kb, css_kb=build.css_kb, third_party_scripts=build.third_party_scripts
+        js_kb=build.js_kb,
+        css_kb=build.css_kb,
+        third_party_scripts=build.third_party_scripts,
+        image_kb=build.image_kb,
+        page_weight_kb=build.page_weight_kb,
+    )
+
+
+def _media(build: BuildOutput) -> MediaWeight:
+    return MediaWeight(
+        image_kb=build.image_kb,
+        largest_image=build.largest_image,
+        page_weight_kb=build.page_weight_kb,
+        heaviest_page=build.heaviest_page,
+    )
+
+
+def _inputs(
+    site: str, version: int, content: str, column: str | None, scripts: list[str]
+) -> BuildInputs:
+    """The inputs of this build; the row's content_hash must be the digest of its JSON.
+
+    Raises:
+        BuildError: ``site_versions.content_hash`` disagrees with ``content_json`` (the editor
+            wrote one without the other); building would record an identity the planner
+            never sees, and republish forever.
+    """
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+    if column is not None and column.lower() != digest:
+        raise BuildError(
+            f"site_versions.content_hash of version {version} ({column[:12]}) is not the "
+            f"sha256 of its content_json ({digest[:12]}); the editor must write both together",
+            reason=BuildFailure.INVALID_CONTENT,
+        )
+    return BuildInputs(
+        site=site,
+        version=version,
+        content=digest,
+        scripts=tuple(scripts),
+        builder=builder_fingerprint(),
     )
 
 
@@ -149,27 +205,34 @@ class PublishHandler:
             )
         ctx.progress(f"{site} {env}: building version {version}")
 
-        content = await records.content_json(site, version)
-        if content is None:
+        stored = await records.version_content(site, version)
+        if stored is None:
             return await self._failed(
                 action,
                 row_id,
                 f"{BUILD_FAILURE_PREFIX}version {version} has no content snapshot in site_versions",
                 ctx,
             )
+        content, column = stored
+        inputs: BuildInputs | None = None
         try:
-            snapshot = parse_snapshot(content)
-            build = build_site(
-                snapshot,
+            inputs = _inputs(site, version, content, column, _scripts(after))
+            ctx.progress(f"{site} {env}: building version {version} (images on a worker thread)")
+            build = await asyncio.to_thread(
+                build_site,
+                parse_snapshot(content),
                 site=site,
                 version=version,
                 assets=self.world.assets,
                 scripts=_scripts(after),
                 deadline=ctx.now() + self.world.settings.build_time_limit,
                 clock=ctx.now,
+                variants=self.world.variants,
             )
         except BuildError as exc:
-            return await self._failed(action, row_id, BUILD_FAILURE_PREFIX + exc.message, ctx)
+            return await self._failed(
+                action, row_id, BUILD_FAILURE_PREFIX + exc.message, ctx, inputs=inputs
+            )
 
         sizes = _sizes(build)
         budget = _budget(after) or await records.budget_limits(site)
@@ -179,14 +242,20 @@ class PublishHandler:
                 css_kb=build.css_kb,
                 third_party_scripts=build.third_party_scripts,
                 budget=_Limits(budget),
+                media=_media(build),
             )
             if violations:
                 return await self._failed(
-                    action, row_id, describe_violations(violations), ctx, sizes=sizes
+                    action, row_id, describe_violations(violations), ctx, sizes=sizes, inputs=inputs
                 )
 
         await records.publish_deploying(
-            row_id, content_hash=build.content_hash, sizes=sizes, commit=commit
+            row_id,
+            content_hash=build.content_hash,
+            sizes=sizes,
+            commit=commit,
+            build_identity=inputs.identity,
+            build_inputs=inputs.to_json(),
         )
         info = await cf.get_project(project)
         branch = info.production_branch if env == "production" else None
@@ -198,6 +267,7 @@ class PublishHandler:
             commit=commit or "",
             branch=branch,
             content=build.content_hash,
+            build=inputs.identity,
         )
 
         deployment: Deployment | None = None
@@ -264,6 +334,11 @@ class PublishHandler:
                 "content_hash": build.content_hash,
                 "js_kb": build.js_kb,
                 "css_kb": build.css_kb,
+                "build_identity": inputs.identity,
+                "images_encoded": build.images_encoded,
+                "images_cached": build.images_cached,
+                "media_original_bytes": build.media_original_bytes,
+                "media_variant_bytes": build.media_variant_bytes,
             },
         )
 
@@ -275,9 +350,21 @@ class PublishHandler:
         ctx: ActionContext,
         *,
         sizes: BuildSizes | None = None,
+        inputs: BuildInputs | None = None,
     ) -> Outcome:
-        """Record a build or budget failure; the same input fails the same way (permanent)."""
-        await self.records.publish_failed(row_id, message, now=ctx.now(), sizes=sizes)
+        """Record a build or budget failure; the same input fails the same way (permanent).
+
+        The failure is recorded with the build identity it happened under, so the planner
+        retries once any input changes (a version fixed in place, a script removed).
+        """
+        await self.records.publish_failed(
+            row_id,
+            message,
+            now=ctx.now(),
+            sizes=sizes,
+            build_identity=inputs.identity if inputs is not None else None,
+            build_inputs=inputs.to_json() if inputs is not None else None,
+        )
         return Outcome(action.id, Status.FAILED_PERMANENT, message=message)
 
     async def _already_live(self, project: str, site: str, env: str, version: int) -> str | None:
@@ -306,6 +393,7 @@ class PublishHandler:
                 mine.site == tag.site
                 and mine.version == tag.version
                 and mine.content == tag.content[:12]
+                and mine.build == tag.build[:12]
             )
             if same_publish or same_content:
                 matches.append(deployment)
@@ -480,6 +568,8 @@ class RecordPublishFailureHandler:
                 js_kb=_int(sizes_value.get("js_kb"), 0),
                 css_kb=_int(sizes_value.get("css_kb"), 0),
                 third_party_scripts=_int(sizes_value.get("third_party_scripts"), 0),
+                image_kb=_int(sizes_value.get("image_kb"), 0),
+                page_weight_kb=_int(sizes_value.get("page_weight_kb"), 0),
             )
         await self.records.record_publish_failure(
             site=site,
@@ -492,6 +582,8 @@ class RecordPublishFailureHandler:
             error_message=error,
             sizes=sizes,
             now=ctx.now(),
+            build_identity=text_of(after.get("build_identity")) or None,
+            build_inputs=text_of(after.get("build_inputs")) or None,
         )
         return Outcome(
             action.id,

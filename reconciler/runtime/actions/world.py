@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from reconciler.build.media import VariantCache
 from reconciler.build.site import AssetStore
 from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.core.outcome import Outcome, Status
@@ -61,6 +62,7 @@ class World:
         stripe: read-only Stripe; None when billing is not configured (sync fails permanently).
         evolution: the WhatsApp gateway; None when not configured (dunning fails permanently).
         assets: asset bytes by key for builds (R2 in production, a dict in the sandbox).
+        variants: the image variant cache (R2 beside the originals); None encodes every build.
         settings: time limits and branch names.
         sleep: how the handlers wait between polls (the sandbox advances its virtual clock).
     """
@@ -70,6 +72,7 @@ class World:
     stripe: BillingSource | None = None
     evolution: EvolutionClient | None = None
     assets: Mapping[str, bytes] | AssetStore = field(default_factory=dict)
+    variants: VariantCache | None = None
     settings: ActionSettings = field(default_factory=ActionSettings)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
