@@ -20,7 +20,9 @@ Rules (tests in tests/core/test_plan_workers.py cite them):
    (``before``), and the health check, so the executor needs nothing else.
 6. A rollout recorded ``checking`` (a run deployed it and stopped before judging its health
    check) whose split serves and is still asked for is planned again: the same deployment
-   (harmless, it already serves) and the check, with the recorded split to return to.
+   (harmless, it already serves) and the check, with the recorded split to return to; one
+   stopped part-way through its schedule returns to that recorded split too, not to the
+   partial split it left serving.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def _plan_one(builder: PlanBuilder, name: str, worker: DesiredWorker) -> None:
         tenant=None,
         site=None,
         before=_before(seen, serving),
-        after=_after(worker, seen, serving),
+        after=_unjudged(builder, worker, seen) or _after(worker, seen, serving),
         reason=_reason(kind, worker, serving),
         source=source,
         cause=Cause.CHANGE,
@@ -130,6 +132,23 @@ def _turned_back(builder: PlanBuilder, worker: DesiredWorker, target: str) -> bo
     return True
 
 
+def _unjudged(
+    builder: PlanBuilder, worker: DesiredWorker, seen: ObservedWorker
+) -> dict[str, JsonValue] | None:
+    """Rule 6: after a run stopped mid-rollout, return to the split it recorded as last good."""
+    rollout = builder.observed.worker_rollouts.get(worker.script)
+    if rollout is None or rollout.status != "checking" or not rollout.return_to:
+        return None
+    if rollout.version not in {number for number, _ in worker.split}:
+        return None
+    numbers = {version_id: number for number, version_id in seen.versions.items()}
+    back: list[JsonValue] = [
+        {"number": numbers.get(v, 0), "percentage": round(p), "version_id": v}
+        for v, p in rollout.return_to
+    ]
+    return {**_after(worker, seen, None), "return_to": back}
+
+
 def _check_again(
     builder: PlanBuilder, name: str, worker: DesiredWorker, seen: ObservedWorker
 ) -> None:
@@ -137,12 +156,9 @@ def _check_again(
     rollout = builder.observed.worker_rollouts.get(worker.script)
     if rollout is None or rollout.status != "checking" or worker.health is None:
         return
-    numbers = {version_id: number for number, version_id in seen.versions.items()}
-    back: list[JsonValue] = [
-        {"number": numbers.get(v, 0), "percentage": round(p), "version_id": v}
-        for v, p in rollout.return_to
-    ]
-    after: dict[str, JsonValue] = {**_after(worker, seen, None), "return_to": back}
+    after = _unjudged(builder, worker, seen)
+    if after is None:
+        return
     builder.add(
         ActionKind.DEPLOY_WORKER,
         worker_target(name),

@@ -10,9 +10,15 @@ to do). A rollback is a deployment of an existing version: never an upload.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
+import pytest
 from scenario_support import Scenario
+
+from reconciler.runtime.checkpoints import CRASH_ENV, CRASH_EXIT_CODE
 
 SCRIPT = "site-builder-api-production"
 
@@ -124,3 +130,45 @@ def test_a_healthy_version_goes_live_through_its_schedule(world: Scenario) -> No
     (row,) = world.rows("SELECT status FROM worker_rollouts ORDER BY id DESC LIMIT 1")
     assert row["status"] == "live"
     assert "nothing to do" in world.apply().out
+
+
+def _apply_killed_at(world: Scenario, point: str) -> subprocess.CompletedProcess[str]:
+    """``reconciler apply`` in its own process, killed at ``point`` (tests/crash's mechanism)."""
+    specs = world.fleet.write()
+    env = {**os.environ, CRASH_ENV: point}
+    args = ["apply", "--yes", "--color", "never", "--now", repr(world.now()), "--specs"]
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args, str(specs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "execute.after-intent:1",  # before anything served changed
+        "worker.after-deploy:1",  # version 3 takes 10 %, never judged
+        "worker.after-turn-back:1",  # back on version 2, not yet recorded
+        "execute.before-finish:1",  # all done but the journal's outcome
+    ],
+)
+def test_a_run_killed_mid_rollout_ends_on_the_last_good_version(
+    world: Scenario, point: str
+) -> None:
+    _worker(world, 3, steps=[10])
+    killed = _apply_killed_at(world, point)
+    assert killed.returncode == CRASH_EXIT_CODE, killed.stdout + killed.stderr
+
+    run = world.apply()  # the next pass finishes the job: check, then turn back (or blocks)
+
+    assert run.code in (1, 3), run.out + run.err
+    assert _serving(world) == [(2, 100.0)]
+    statuses = [r["status"] for r in world.rows("SELECT status FROM worker_rollouts ORDER BY id")]
+    assert statuses[-1] == "turned_back"
+    plan = world.plan()
+    assert plan.code == 3  # blocked (health) until the spec changes
+    assert "failed its health check" in plan.out
