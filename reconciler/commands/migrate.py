@@ -34,6 +34,7 @@ from reconciler.runtime.migrate import MigrationStatus, migrate, migration_statu
 from reconciler.runtime.restore import plan_restore, render_plan, restore
 from reconciler.runtime.restore_points import RestorePoint, read_restore_points
 from reconciler.settings import Settings
+from reconciler.wiring import load_checkpoints
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -97,7 +98,12 @@ async def _run(args: argparse.Namespace) -> int:
         if args.restore_before is not None or args.restore_to is not None:
             return await _restore(db, points, where, args)
         report = await migrate(
-            db, directory, progress=_print, dry_run=args.dry_run, restore_points=points
+            db,
+            directory,
+            progress=_print,
+            dry_run=args.dry_run,
+            restore_points=points,
+            checkpoint=load_checkpoints(),
         )
     finally:
         await db.close()

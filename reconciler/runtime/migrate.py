@@ -519,6 +519,7 @@ async def migrate(
     progress: Callable[[str], None] | None = None,
     dry_run: bool = False,
     restore_points: RestorePoints | None = None,
+    checkpoint: Callable[[str], None] | None = None,
 ) -> MigrateReport:
     """Apply pending migrations, each with its bookkeeping rows in one atomic batch.
 
@@ -529,6 +530,8 @@ async def migrate(
         dry_run: check everything and report what would be applied, writing nothing.
         restore_points: when given, a restore point is taken and recorded before each
             migration is applied.
+        checkpoint: named crash points for tests (``migrate.after-restore-point``,
+            ``migrate.after-apply``).
 
     Returns:
         What was applied, what already was, and which wrangler-applied migrations were adopted.
@@ -576,8 +579,10 @@ async def migrate(
             statements += count
             continue
         bookmark = await _take_restore_point(restore_points, migration.name, say)
+        (checkpoint or _no_checkpoint)("migrate.after-restore-point")
         say(f"applying {where} ({count} statement{'s' if count != 1 else ''})")
         await _apply_one(db, migration, where, restore_points, bookmark)
+        (checkpoint or _no_checkpoint)("migrate.after-apply")
         if bookmark is not None:
             points.append((migration.name, bookmark))
         say(f"applied {where}")
@@ -591,6 +596,10 @@ async def migrate(
         statements=statements,
         restore_points=tuple(points),
     )
+
+
+def _no_checkpoint(name: str) -> None:
+    """Production's checkpoints: nothing happens."""
 
 
 async def _take_restore_point(
