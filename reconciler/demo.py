@@ -45,6 +45,7 @@ from typing import Any
 import git
 
 from reconciler.cli import main as cli_main
+from reconciler.demo_platform import api_worker_chapter, restore_point_chapter
 from reconciler.errors import LoadError, SpecError
 from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.seed import MIGRATIONS, Seeded, seed_world, write_stripe_ids
@@ -386,6 +387,8 @@ class Story:
                     self.dunning()
                     self.stuck_domain()
                     self.media()
+                    api_worker_chapter(self, 9, chapter, converged)
+                    restore_point_chapter(self, 10, chapter, converged)
         finally:
             if self.keep:
                 print(f"\n(kept the working copy and the sandbox state in {self.work})")

@@ -133,3 +133,27 @@ def test_bad_worker_specs_are_located_errors(extra: str, field: str) -> None:
     (problem,) = caught.value.problems
     assert (problem.path, problem.subject) == ("specs/workers/api.yaml", "Worker/api")
     assert problem.field.endswith(field)
+
+
+def test_a_turned_back_worker_reports_synced_false_rolled_back_until_the_spec_moves() -> None:
+    from reconciler.core.conditions import conditions_for
+    from reconciler.core.conditions_common import Coverage
+    from reconciler.core.outcome import Report
+
+    rollout = WorkerRollout(SCRIPT, 3, "version 2 at 100 %", "GET /healthz answered 500", NOW)
+    observed = world(worker_rollouts={SCRIPT: rollout})
+
+    def synced(version: int) -> object:
+        desired = derive(specs(version), {}, now=NOW)  # type: ignore[arg-type]
+        report = Report(build_plan(desired, observed), ())
+        updates = conditions_for(
+            desired=desired, observed=observed, report=report, coverage=Coverage(), now=NOW
+        )
+        (found,) = [u for u in updates if u.resource == "Worker/api" and u.condition == "Synced"]
+        return found
+
+    held = synced(3)
+    assert (held.status, held.reason) == (False, "RolledBack")  # type: ignore[attr-defined]
+    assert "traffic went back to version 2 at 100 %" in held.message  # type: ignore[attr-defined]
+    agreed = synced(2)  # the revert
+    assert agreed.status is True  # type: ignore[attr-defined]

@@ -27,9 +27,9 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    for number in range(1, 9):
+    for number in range(1, 11):
         assert f"== Chapter {number}:" in out
-    assert out.count(">> Converged:") == 8
+    assert out.count(">> Converged:") == 10
     # Chapter 3: plan, apply, and a second plan with nothing to do.
     assert "Apply: 19 applied." in out
     assert "No changes. The world matches the specs." in out
@@ -58,4 +58,11 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     assert '<picture><source type="image/avif" srcset="/assets/img/' in out
     assert re.search(r"Every one of its \d+ AVIF and WebP sources is a file of the deployment", out)
     assert "scripts changed: removed https://www.googletagmanager.com/gtag/js?id=G-ACME01" in out
+    # Chapter 9: the API Worker's broken version turned back by its health check, then reverted.
+    assert "answered 500 (expected 200); traffic returned to version 2 at 100 %" in out
+    assert "x blocked (health check failed): deploy worker api" in out
+    assert "$ git revert --no-edit HEAD" in out
+    # Chapter 10: a migration applied, then undone to its restore point.
+    assert "restore point before 9001_tenant_plans.sql: " in out
+    assert "migrations undone (1):\n    9001_tenant_plans.sql" in out
     assert not (tmp_path / ".demo").exists() or not any((tmp_path / ".demo").iterdir())
