@@ -254,6 +254,7 @@ class Observed:
     cname_target: str | None = None  # the SaaS target the DNS checks compared with, if known
     workers: Mapping[str, ObservedWorker] = field(default_factory=dict)  # by script name
     worker_rollouts: Mapping[str, WorkerRollout] = field(default_factory=dict)  # by script
+    worker_scripts: frozenset[str] = frozenset()  # scripts looked up (found or not)
     # The builder's fingerprint (build/identity.py); "" when unknown, and then no build
     # identity is compared (a plan from core tests, or an observer that builds nothing).
     builder: str = ""
@@ -276,7 +277,9 @@ class Observed:
 _UNDIGESTED = frozenset({"at", "unreadable"})
 # Facts added after digests were first saved: digested only when present, so the digest of a
 # world without them (every saved plan, every golden file) is unchanged.
-_DIGESTED_WHEN_SET = frozenset({"unclaimed_projects", "workers", "worker_rollouts"})
+_DIGESTED_WHEN_SET = frozenset(
+    {"unclaimed_projects", "workers", "worker_rollouts", "worker_scripts"}
+)
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 

@@ -18,6 +18,8 @@ Rules (tests in tests/core/test_plan_workers.py cite them):
    changes (another version, or the revert that makes it agree with what serves).
 5. ``after`` carries the split by version id and number, the split to return to
    (``before``), and the health check, so the executor needs nothing else.
+7. A scoped observation (PR mode) reads only the Workers the PR changes; the others are not
+   planned at all.
 6. A rollout recorded ``checking`` (a run deployed it and stopped before judging its health
    check) whose split serves and is still asked for is planned again: the same deployment
    (harmless, it already serves) and the check, with the recorded split to return to; one
@@ -62,7 +64,10 @@ def _plan_one(builder: PlanBuilder, name: str, worker: DesiredWorker) -> None:
     source = builder.source(Kind.WORKER, name, "spec.production.version")
     block = builder.blocker(target, tenant=None, site=None, source=source)
     unreadable = builder.incomplete(Source.WORKERS)
-    seen = builder.observed.workers.get(worker.script)
+    observed = builder.observed
+    if observed.scope is not None and worker.script not in observed.worker_scripts:
+        return  # rule 7: a PR that does not touch this Worker did not look at it
+    seen = observed.workers.get(worker.script)
     if seen is None:
         if unreadable is not None:
             block(ActionKind.DEPLOY_WORKER, gate="incomplete", reason=unreadable)

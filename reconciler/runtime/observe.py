@@ -172,6 +172,7 @@ async def observe(
     now: float,
     scope: Collection[str] | None = None,
     hostnames: Collection[str] = (),
+    workers: Collection[str] = (),
     limits: ObserveLimits | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Observed:
@@ -187,6 +188,8 @@ async def observe(
             decides about their hostnames.
         hostnames: in a scoped observation, hostnames to look up besides those the scoped
             sites declare (domains a change removed, for deletion decisions).
+        workers: in a scoped observation, the Worker scripts to read (those a PR changes);
+            a whole-fleet observation reads every declared one.
         limits: timeouts and concurrency.
         progress: called with a short line as each provider finishes.
 
@@ -308,14 +311,20 @@ async def observe(
                 _build_previews(clients, specs, pending, builds, say),
             )
 
-    workers, rollouts = await _observe_workers(specs, clients, readings, limits, scoped, say)
+    scripts = (
+        sorted(set(workers))
+        if scoped
+        else sorted({worker.spec.script for worker in specs.workers.values()})
+    )
+    found, rollouts = await _observe_workers(scripts, clients, readings, limits, say)
     if readings.fatal is not None:
         raise readings.fatal
 
     return Observed(
         at=now,
-        workers=workers,
+        workers=found,
         worker_rollouts=rollouts,
+        worker_scripts=frozenset(scripts),
         projects=dict(sorted(projects.items())),
         ledger=dict(ledger.sites) if ledger is not None else {},
         hostnames=dict(sorted(observed_hostnames.items())),
@@ -344,18 +353,16 @@ def _unclaimed_projects(specs: Specs, ledger: LedgerSnapshot | None) -> dict[str
 
 
 async def _observe_workers(
-    specs: Specs,
+    scripts: list[str],
     clients: ObserveClients,
     readings: _Readings,
     limits: ObserveLimits,
-    scoped: bool,
     say: Callable[[str], None],
 ) -> tuple[dict[str, ObservedWorker], dict[str, WorkerRollout]]:
-    """The declared Workers and their rollouts (a scoped observation has none: no tenant's)."""
-    scripts = sorted({worker.spec.script for worker in specs.workers.values()})
+    """The Workers ``scripts`` name, and their rollouts."""
     workers: dict[str, ObservedWorker] = {}
     rollouts: dict[str, WorkerRollout] = {}
-    if scoped or not scripts:
+    if not scripts:
         return workers, rollouts
     if clients.workers is None:
         readings.incomplete[Source.WORKERS] = "not configured: no Cloudflare client"

@@ -11,8 +11,10 @@ to do). A rollback is a deployment of an existing version: never an upload.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,3 +174,38 @@ def test_a_run_killed_mid_rollout_ends_on_the_last_good_version(
     plan = world.plan()
     assert plan.code == 3  # blocked (health) until the spec changes
     assert "failed its health check" in plan.out
+
+
+def test_a_pr_that_reverts_a_bump_is_a_rollback_annotated_with_the_reverted_commit(
+    world: Scenario, tmp_path: Path
+) -> None:
+    import git
+
+    repo_dir = tmp_path / "fleet"
+    repository = git.Repo.init(repo_dir)
+    specs_dir = repo_dir / "specs"
+
+    def commit(version: int, message: str) -> str:
+        world.fleet.workers["api"] = {"script": SCRIPT, "production": {"version": version}}
+        shutil.copytree(world.fleet.write(), specs_dir, dirs_exist_ok=True)
+        repository.git.add("--all")
+        repository.index.commit(message)
+        return repository.head.commit.hexsha
+
+    commit(1, "Pin the API Worker to version 1")
+    bump = commit(2, "API Worker: version 2")
+    assert world.apply().code in (0, 2)  # version 2 serves already: nothing to do
+    repository.git.revert("--no-edit", "HEAD")
+    run = world.cli(
+        "plan", "--repo", str(repo_dir), "--base", "HEAD~1", "--head", "HEAD",
+        "--now", repr(world.now()), "--color", "never",
+    )  # fmt: skip
+    assert run.code == 2, run.out + run.err
+    assert "< roll back Worker site-builder-api-production: version 1 at 100 %" in run.out
+    assert f"[reverts {bump[:7]} (API Worker: version 2)]" in run.out
+    untouched = world.cli(
+        "plan", "--repo", str(repo_dir), "--base", "HEAD", "--head", "HEAD",
+        "--now", repr(world.now()), "--color", "never",
+    )  # fmt: skip
+    assert "Worker" not in untouched.out  # a PR that does not touch the Worker does not read it
+    repository.close()
