@@ -469,6 +469,8 @@ def render_markdown(
     for tenant, sites in _group(plan).items():
         for site, (actions, blocked) in sites.items():
             title = f"{tenant} / {site}" if site else f"{tenant} (tenant)"
+            if tenant == _PLATFORM:
+                title = "Platform Workers"
             marks = ", ".join(
                 part
                 for part in (

@@ -157,3 +157,11 @@ def test_a_turned_back_worker_reports_synced_false_rolled_back_until_the_spec_mo
     assert "traffic went back to version 2 at 100 %" in held.message  # type: ignore[attr-defined]
     agreed = synced(2)  # the revert
     assert agreed.status is True  # type: ignore[attr-defined]
+
+
+def test_the_pr_comment_shows_workers_under_the_platform() -> None:
+    from reconciler.core.render import render_markdown
+
+    text = render_markdown(plan_of(specs(1), world()), rates={})  # type: ignore[arg-type]
+    assert "<b>Platform Workers</b>: 1 change" in text
+    assert "| < | roll back Worker site-builder-api-production: version 1 at 100 % |" in text
