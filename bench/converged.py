@@ -5,8 +5,9 @@ Used by ``bench/bench_plan.py`` (10,000 sites) and the plan tests (``tests/runti
 D1 SQLite file with :mod:`sqlite3` after :func:`reconciler.runtime.migrate.migrate`:
 
 - every Pages project the sites name;
-- every declared hostname, owned (our marker), pointing at its project's subdomain, its DNS
-  pointed at the zone, and the virtual clock advanced until it is active;
+- every declared hostname, created as an apply on an ordinary account does (no origin, no
+  metadata), its DNS pointed at the zone, and the virtual clock advanced until it is active;
+- the routing table's KV namespace with one ``serve`` entry per hostname (docs/routing.md);
 - D1: ``tenants`` active, ``sites``, ``billing_accounts`` with the billing mirror digest of a
   customer without invoices, ``site_versions`` and a live ``publish_versions`` row per site and
   environment at the desired version, ``domains`` rows (with the zone's custom hostname ids).
@@ -25,10 +26,12 @@ from pathlib import Path
 
 from reconciler.core.facts import CustomerBilling
 from reconciler.core.observed import billing_digest
-from reconciler.providers.cloudflare_models import DeploymentTag, ownership_metadata
+from reconciler.core.routing import ROUTE_SERVE, RouteEntry
+from reconciler.providers.cloudflare_models import DeploymentTag
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.migrate import migrate
 from reconciler.sandbox.cloudflare import CloudflareSim
+from reconciler.sandbox.cloudflare_kv import Entry
 from reconciler.spec.load import Specs
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
@@ -37,6 +40,7 @@ SNAPSHOT = {
     "pages": [{"path": "/", "title": "Home", "blocks": [{"type": "hero", "heading": "Hello"}]}],
 }
 STAMP = "2026-01-01T00:00:00Z"
+ROUTES_NAMESPACE = "sitebuilder-routes"  # RoutingSettings' default title
 
 
 class FakeStripe:
@@ -69,24 +73,26 @@ def migrate_file(path: Path) -> None:
 
 
 def seed_cloudflare(sim: CloudflareSim, specs: Specs) -> dict[str, str]:
-    """Projects and owned, DNS-pointed hostnames for every site (advance the clock after).
+    """Projects, DNS-pointed hostnames and their routing entries (advance the clock after).
 
     Returns the custom hostname id of every hostname, by name.
     """
     sim.ensure_projects(sorted({site.spec.pages_project for site in specs.sites.values()}))
+    namespace = sim.kv.create(ROUTES_NAMESPACE)
     ids: dict[str, str] = {}
     for name, site in sorted(specs.sites.items()):
-        marker = ownership_metadata(site=name, tenant=site.spec.tenant)
-        origin = f"{site.spec.pages_project}.pages.dev"
+        entry = RouteEntry(
+            action=ROUTE_SERVE, tenant=site.spec.tenant, site=name, project=site.spec.pages_project
+        )
         for domain in site.spec.domains:
             sim.point_dns(domain.canonical)
-            made = sim.add_hostname(
-                domain.canonical,
-                ssl_method=domain.ssl.method.value,
-                custom_origin_server=origin,
-                custom_metadata=marker,
-            )
+            made = sim.add_hostname(domain.canonical, ssl_method=domain.ssl.method.value)
             ids[domain.canonical] = str(made["id"])
+            sim.kv.put(
+                namespace,
+                domain.canonical,
+                Entry(value=entry.value().encode(), metadata=entry.as_json()),
+            )
     return ids
 
 
@@ -176,7 +182,6 @@ def seed_d1(path: Path, specs: Specs, *, stripe_known: bool = True) -> None:
                     spec.tenant,
                     domain.canonical,
                     domain.ssl.method.value,
-                    f"{spec.pages_project}.pages.dev",
                     STAMP,
                 )
             )
@@ -210,8 +215,8 @@ def seed_d1(path: Path, specs: Specs, *, stripe_known: bool = True) -> None:
             )
             connection.executemany(
                 "INSERT INTO domains (id, site_id, tenant_id, domain, status, ssl_status, "
-                "ssl_method, custom_origin_server, status_since) "
-                "VALUES (?, ?, ?, ?, 'active', 'active', ?, ?, ?)",
+                "ssl_method, status_since) "
+                "VALUES (?, ?, ?, ?, 'active', 'active', ?, ?)",
                 domains,
             )
     finally:

@@ -45,7 +45,9 @@ from typing import Any
 import git
 
 from reconciler.cli import main as cli_main
+from reconciler.core.routing import ROUTE_SUSPEND, parse_route
 from reconciler.demo_platform import api_worker_chapter, restore_point_chapter
+from reconciler.demo_visit import visit
 from reconciler.errors import LoadError, SpecError
 from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.seed import MIGRATIONS, Seeded, seed_world, write_stripe_ids
@@ -68,6 +70,8 @@ MEDIA_SITE = "acme-home"  # chapter 8: its photos, and the script removed from i
 BILLING_TENANT = "lumen"
 STUCK_SITE = "acme-shop"
 STUCK_HOSTNAME = "order.acmebakery.com"
+VISITED = "www.acmebakery.com"  # the visitor of chapters 3 to 5
+DELETED_HOSTNAME = "shop.acmebakery.com"  # removed in chapter 8
 
 
 def summarize(specs: Specs) -> str:
@@ -339,11 +343,35 @@ class Story:
             print(f"    {message['text']}")
         return found
 
+    def route(self, name: str) -> str:
+        """The routing-table entry of ``name`` in words: ``serve <site>``, ``suspend``, ``none``."""
+        sim = self.sandbox.cloudflare
+        with sim.lock:
+            for namespace in sim.kv.namespaces.values():
+                stored = namespace.entries.get(name)
+                if stored is not None:
+                    entry = parse_route(stored.value.decode("utf-8", "replace"))
+                    if entry is not None:
+                        return "suspend" if entry.action == ROUTE_SUSPEND else f"serve {entry.site}"
+        return "none"
+
+    def visit(
+        self, hostname: str, kind: str, *, site: str | None = None, version: int | None = None
+    ) -> None:
+        """Fetch the page a visitor gets through the Worker; stop unless it is the one told."""
+        seen = visit(self.sandbox.edge, hostname)
+        print(f"Visitor: {seen.line()}")
+        wanted = (kind, site, version) if kind == "site" else (kind, None, None)
+        self.expect(
+            (seen.kind, seen.site, seen.version) == wanted,
+            f"{hostname} answers {seen.line()}, not {kind} {site or ''} {version or ''}",
+        )
+
     def show_hostnames(self, site: str) -> None:
-        """Print each hostname of ``site`` with its status and origin."""
+        """Print each hostname of ``site`` with its status and its routing-table entry."""
         for name in self.hostnames_of(site):
             found = self.hostname(name) or {}
-            print(f"    {name}: {found.get('status')}, origin {found.get('custom_origin_server')}")
+            print(f"    {name}: {found.get('status')}, routing table: {self.route(name)}")
 
     # ---- Git ----------------------------------------------------------------------------------
 
@@ -376,10 +404,17 @@ class Story:
                 state_dir=self.work / "sandbox",
                 clock=self.clock,
                 cloudflare={"validation_window": VALIDATION_WINDOW},
+                with_workers=True,
                 with_r2=True,
             ) as sandbox:
                 self.sandbox = sandbox
-                env = {**sandbox.settings_env(), SANDBOX_CONTROL_ENV: sandbox.control_url}
+                env = {
+                    **sandbox.settings_env(),
+                    SANDBOX_CONTROL_ENV: sandbox.control_url,
+                    # the dispatch Worker, its namespace, route and fallback origin are
+                    # desired state (docs/routing.md): the first apply sets them up
+                    "ROUTING_FALLBACK_ORIGIN": sandbox.cloudflare_config.fallback_origin,
+                }
                 with _environment(env):
                     self.world()
                     self.first_converge()
@@ -387,8 +422,9 @@ class Story:
                     self.dunning()
                     self.stuck_domain()
                     self.media()
-                    api_worker_chapter(self, 9, chapter, converged)
-                    restore_point_chapter(self, 10, chapter, converged)
+                    self.deletion()
+                    api_worker_chapter(self, 10, chapter, converged)
+                    restore_point_chapter(self, 11, chapter, converged)
         finally:
             if self.keep:
                 print(f"\n(kept the working copy and the sandbox state in {self.work})")
@@ -454,6 +490,9 @@ class Story:
         names = [d.canonical for s in self.specs.sites.values() for d in s.spec.domains]
         active = sum(1 for n in names if (self.hostname(n) or {}).get("status") == "active")
         self.expect(active == len(names), f"only {active} of {len(names)} hostnames are active")
+        print()
+        home = self.specs.sites[BUMPED_SITE].spec
+        self.visit(VISITED, "site", site=BUMPED_SITE, version=home.production.version)
         converged(
             f"{live} deployments live ({self.deployments()} in Pages), {active} custom "
             "hostnames active, billing mirrored; a second plan has nothing to do"
@@ -472,6 +511,8 @@ class Story:
         self.apply()
         deployment, version = self.canonical(site.pages_project)
         self.expect(version == new, f"production of {BUMPED_SITE} serves version {version}")
+        print()
+        self.visit(VISITED, "site", site=BUMPED_SITE, version=new)
         before = self.deployments()
         converged(
             f"{BUMPED_SITE} production serves version {new} (deployment {deployment[:8]}); "
@@ -491,6 +532,8 @@ class Story:
         after = self.deployments()
         self.expect(version == old, f"production of {BUMPED_SITE} serves version {version}")
         self.expect(after == before, f"the rollback made new deployments ({before} -> {after})")
+        print()
+        self.visit(VISITED, "site", site=BUMPED_SITE, version=old)
         converged(
             f"{BUMPED_SITE} production is back on version {old}'s own deployment "
             f"{deployment[:8]}; still {after} deployments in Pages (no new build)"
@@ -535,11 +578,11 @@ class Story:
         for site in with_domains:
             print(f"  hostnames of {site}:")
             self.show_hostnames(site)
-        suspension = policy.suspension_origin
         for site in with_domains:
             for name in self.hostnames_of(site):
-                origin = (self.hostname(name) or {}).get("custom_origin_server")
-                self.expect(origin == suspension, f"{name} is not suspended ({origin})")
+                routed = self.route(name)
+                self.expect(routed == "suspend", f"{name} is not suspended ({routed})")
+                self.visit(name, "suspended")
 
         self.advance(2 * HOUR, "the tenant pays")
         status = local.pay_invoice(invoice)
@@ -552,10 +595,11 @@ class Story:
             self.show_hostnames(site)
         self.expect(self.access(BILLING_TENANT) == "active", "the tenant was not unlocked")
         for site in with_domains:
-            project = self.specs.sites[site].spec.pages_project
+            version = self.specs.sites[site].spec.production.version
             for name in self.hostnames_of(site):
-                origin = (self.hostname(name) or {}).get("custom_origin_server")
-                self.expect(origin == f"{project}.pages.dev", f"{name} was not restored")
+                routed = self.route(name)
+                self.expect(routed == f"serve {site}", f"{name} was not restored ({routed})")
+                self.visit(name, "site", site=site, version=version)
         logged = self.query(
             "SELECT step_code FROM dunning_step_logs WHERE invoice_id = ? AND status = 'sent' "
             "ORDER BY id",
@@ -668,6 +712,29 @@ class Story:
         self.expect(not missing, f"the deployment lacks {', '.join(missing[:3])}")
         first = pictures[0] if pictures else ""
         return textwrap.wrap(first, 96), sorted(set(sources))
+
+    def deletion(self) -> None:
+        """Chapter 9: a hostname removed from a site whose deletion_policy is delete."""
+        chapter(9, "A domain removed: deleted, and not found")
+        self.visit(DELETED_HOSTNAME, "site", site=STUCK_SITE,
+                   version=self.specs.sites[STUCK_SITE].spec.production.version)  # fmt: skip
+        self.edit(
+            f"sites/{STUCK_SITE}.yaml",
+            f"    - hostname: {DELETED_HOSTNAME}\n      ssl: {{method: http}}\n",
+            "",
+        )
+        self.commit(f"{STUCK_SITE}: remove {DELETED_HOSTNAME}")
+        print()
+        self.apply()
+        self.expect(self.hostname(DELETED_HOSTNAME) is None, f"{DELETED_HOSTNAME} is still there")
+        print()
+        self.visit(DELETED_HOSTNAME, "gone")
+        self.expect(self.route(DELETED_HOSTNAME) == "none", "its routing entry is still there")
+        self.expect(self.plan() == 0, "the plan after the deletion should show no change")
+        converged(
+            f"{DELETED_HOSTNAME} is gone from the zone and from the routing table: visitors get "
+            "not-found (on Cloudflare's edge within about a minute)"
+        )
 
 
 if __name__ == "__main__":

@@ -28,12 +28,24 @@ Environment variables (all optional; defaults point at the local sandbox's usual
 ``DNS_CNAME_TARGET``             the SaaS zone's CNAME target customers point their hostnames at
 ``DNS_TIMEOUT``                  seconds one DNS lookup may take (default ``2``)
 ``RECONCILER_SANDBOX_CONTROL``   the sandbox's control root (``DNS_RESOLVER=sandbox`` asks it)
+``ROUTING_KV_NAMESPACE``         the routing table's KV namespace title (``sitebuilder-routes``)
+``ROUTING_KV_NAMESPACE_ID``      its id, when known: saves the lookup by title on every pass
+``ROUTING_WORKER``               the dispatch Worker's script name (``sitebuilder-dispatch``)
+``ROUTING_WORKER_ROUTE``         its zone route pattern (default ``*/*``)
+``ROUTING_FALLBACK_ORIGIN``      the zone's originless fallback origin; setting it declares the
+                                 platform (Worker, namespace, route, fallback) as desired state
+``ROUTING_WORKER_SOURCE``        the Worker module to deploy (default: ``workers/dispatch`` of
+                                 the repository)
+``CLOUDFLARE_CUSTOM_METADATA``   ``on`` when the account is entitled to custom hostname
+                                 metadata (default ``off``: never sent)
 ``R2_ENDPOINT``                  R2's S3 endpoint, ``https://<account id>.r2.cloudflarestorage.com``
 ``R2_BUCKET``                    the media bucket (originals and cached variants)
 ``R2_ACCESS_KEY_ID``             an R2 API token's access key id
 ``R2_SECRET_ACCESS_KEY``         its secret access key
 ``R2_REGION``                    the signing region (default ``auto``, what R2 expects)
 ===============================  ==============================================================
+
+docs/routing.md explains the routing settings and what the account needs.
 
 DNS is looked up only for custom hostnames that are stuck or past their validation timeout,
 so the Stuck condition can name the record the customer must fix (``providers/dns.py``).
@@ -187,6 +199,39 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """The dispatch Worker platform (docs/routing.md) and the account's entitlements."""
+
+    namespace: str = "sitebuilder-routes"
+    namespace_id: str = ""  # "" : looked up by title
+    worker: str = "sitebuilder-dispatch"
+    route_pattern: str = "*/*"
+    fallback_origin: str = ""  # "" : the platform is not declared (managed by hand)
+    worker_source: str = ""  # "" : the repository's workers/dispatch module
+    custom_metadata: bool = False  # the account may send custom_metadata on hostnames
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RoutingSettings:
+        """Read the ``ROUTING_*`` variables and ``CLOUDFLARE_CUSTOM_METADATA``."""
+        flag = env.get("CLOUDFLARE_CUSTOM_METADATA", "off").strip().lower()
+        if flag not in ("on", "off"):
+            raise ValueError(f"CLOUDFLARE_CUSTOM_METADATA must be 'on' or 'off', not {flag!r}")
+        namespace = env.get("ROUTING_KV_NAMESPACE", "sitebuilder-routes").strip()
+        worker = env.get("ROUTING_WORKER", "sitebuilder-dispatch").strip()
+        if not namespace or not worker:
+            raise ValueError("ROUTING_KV_NAMESPACE and ROUTING_WORKER must not be empty")
+        return cls(
+            namespace=namespace,
+            namespace_id=env.get("ROUTING_KV_NAMESPACE_ID", "").strip(),
+            worker=worker,
+            route_pattern=env.get("ROUTING_WORKER_ROUTE", "*/*").strip() or "*/*",
+            fallback_origin=env.get("ROUTING_FALLBACK_ORIGIN", "").strip().rstrip(".").lower(),
+            worker_source=env.get("ROUTING_WORKER_SOURCE", "").strip(),
+            custom_metadata=flag == "on",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class R2Settings:
     """How to reach the R2 media bucket through its S3-compatible API (``providers/r2.py``)."""
 
@@ -223,6 +268,7 @@ class Settings:
     evolution: EvolutionSettings = field(default_factory=EvolutionSettings)
     git_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     dns: DnsSettings = field(default_factory=DnsSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     plan_key: Secret = field(default_factory=lambda: Secret(""))
     r2: R2Settings = field(default_factory=R2Settings)
 
@@ -273,6 +319,7 @@ class Settings:
             ),
             git_webhook_secret=Secret(env.get("GIT_WEBHOOK_SECRET", "")),
             dns=DnsSettings.from_env(env),
+            routing=RoutingSettings.from_env(env),
             plan_key=Secret(env.get("RECONCILER_PLAN_KEY", "")),
             r2=R2Settings.from_env(env),
         )

@@ -50,10 +50,13 @@ import httpx
 
 from reconciler.build.site import AssetStore
 from reconciler.core.observed import Source
-from reconciler.core.plan import ActionKind
+from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.core.render import Rate
+from reconciler.core.routing import DesiredPlatform
 from reconciler.errors import MigrationError, PermanentError, TransientError
 from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.cloudflare_kv import KvClient
+from reconciler.providers.cloudflare_workers import WorkersClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.providers.dns import Resolver, SandboxResolver, SystemResolver
 from reconciler.providers.evolution import EvolutionClient
@@ -61,10 +64,11 @@ from reconciler.providers.r2 import R2Store
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.stripe import StripeBilling
 from reconciler.redact import register
-from reconciler.runtime.actions import ActionSettings, World, handlers_for
+from reconciler.runtime.actions import ActionSettings, RoutingConfig, World, handlers_for
 from reconciler.runtime.checkpoints import CRASH_ENV, checkpoints_from_spec
 from reconciler.runtime.handler import Checkpoints, Handler
 from reconciler.runtime.observe import ObserveClients
+from reconciler.runtime.observe_routes import RoutingTarget
 from reconciler.settings import SANDBOX_CONTROL_ENV, RateBudget, Secret, Settings
 
 __all__ = [
@@ -160,6 +164,71 @@ class _VirtualSleep:
 
     def __repr__(self) -> str:
         return f"VirtualSleep({self.control!r})"
+
+
+DISPATCH_WORKER = Path(__file__).resolve().parent.parent / "workers" / "dispatch" / "index.js"
+"""The dispatch Worker module shipped in the repository (``ROUTING_WORKER_SOURCE`` overrides)."""
+
+
+def worker_source(settings: Settings) -> bytes | None:
+    """The dispatch Worker module's bytes, or None when the file does not exist."""
+    path = Path(settings.routing.worker_source) if settings.routing.worker_source else None
+    try:
+        return (path or DISPATCH_WORKER).read_bytes()
+    except OSError:
+        return None
+
+
+def routing_config(settings: Settings) -> RoutingConfig:
+    """What the handlers need of the routing settings (docs/routing.md)."""
+    routing = settings.routing
+    return RoutingConfig(
+        namespace=routing.namespace,
+        namespace_id=routing.namespace_id or None,
+        worker=routing.worker,
+        route_pattern=routing.route_pattern,
+        worker_source=worker_source(settings),
+        custom_metadata=routing.custom_metadata,
+    )
+
+
+def plan_settings(
+    settings: Settings,
+    *,
+    allow_mass_deletion: bool = False,
+    approved_deletions: Mapping[str, str] | None = None,
+) -> PlanSettings:
+    """The planner's knobs: the declared platform (when ``ROUTING_FALLBACK_ORIGIN`` is set and
+    the Worker's source is found) and the custom metadata entitlement."""
+    routing = settings.routing
+    source = worker_source(settings)
+    platform = None
+    if routing.fallback_origin and source is not None:
+        platform = DesiredPlatform(
+            script=routing.worker,
+            script_hash="sha256:" + hashlib.sha256(source).hexdigest(),
+            namespace=routing.namespace,
+            route_pattern=routing.route_pattern,
+            fallback_origin=routing.fallback_origin,
+        )
+    return PlanSettings(
+        allow_mass_deletion=allow_mass_deletion,
+        approved_deletions=dict(approved_deletions or {}),
+        routes_namespace=routing.namespace,
+        platform=platform,
+        custom_metadata=routing.custom_metadata,
+    )
+
+
+def _routing_target(settings: Settings) -> RoutingTarget:
+    routing = settings.routing
+    return RoutingTarget(
+        namespace=routing.namespace,
+        worker=routing.worker,
+        route_pattern=routing.route_pattern,
+        declared=bool(routing.fallback_origin),
+        namespace_id=routing.namespace_id or None,
+    )
 
 
 def _database(settings: Settings, cloudflare: CloudflareClient | None, create: bool) -> Database:
@@ -270,6 +339,8 @@ class ReadOnlyWorld:
             )
 
         self.resolver = resolver if resolver is not None else load_resolver(settings)
+        self.kv = KvClient(self.cloudflare) if self.cloudflare is not None else None
+        self.workers = WorkersClient(self.cloudflare) if self.cloudflare is not None else None
         self.media = load_media(settings)
         if assets is None and self.media is not None:
             assets = self.media
@@ -282,8 +353,24 @@ class ReadOnlyWorld:
             unconfigured=unconfigured,
             dns=self.resolver,
             cname_target=settings.dns.cname_target or None,
-            workers=self.cloudflare,
+            kv=self.kv,
+            workers=self.workers,
+            routing=_routing_target(settings),
+            worker_versions=self.cloudflare,
             variants=self.media,
+        )
+
+    def plan_settings(
+        self,
+        *,
+        allow_mass_deletion: bool = False,
+        approved_deletions: Mapping[str, str] | None = None,
+    ) -> PlanSettings:
+        """The planner's knobs for these settings (:func:`plan_settings`)."""
+        return plan_settings(
+            self.settings,
+            allow_mass_deletion=allow_mass_deletion,
+            approved_deletions=approved_deletions,
         )
 
     def rates(self) -> dict[str, Rate]:
@@ -423,6 +510,7 @@ class WriterWorld:
             variants=self.media,
             settings=action_settings or ActionSettings(),
             sleep=self.sleep,
+            routing=routing_config(settings),
         )
 
     def handlers(self) -> Mapping[ActionKind, Handler]:
@@ -446,6 +534,7 @@ class WriterWorld:
             assets=acting.assets,
             settings=acting.settings,
             sleep=acting.sleep,
+            routing=acting.routing,
         )
         return fenced_db
 
@@ -608,7 +697,10 @@ class DaemonWorld:
             unconfigured=read.unconfigured,
             dns=read.dns,
             cname_target=read.cname_target,
+            kv=reader(read.kv, "cloudflare"),
             workers=reader(read.workers, "cloudflare"),
+            routing=read.routing,
+            worker_versions=reader(read.worker_versions, "cloudflare"),
             variants=read.variants,
         )
         fenced_db: Database = writer(self.writers.database, "d1")
@@ -623,6 +715,7 @@ class DaemonWorld:
             variants=acting.variants,
             settings=acting.settings,
             sleep=acting.sleep,
+            routing=acting.routing,
         )
         follower = GitFollower(
             workdir / "repo",
@@ -644,6 +737,7 @@ class DaemonWorld:
             journal=Journal(fenced_db, now=clock),
             clock=clock,
             sleep=sleep,
+            plan_settings=plan_settings(settings),
         )
         self._listen = listen
         self._create_app = create_app

@@ -33,7 +33,6 @@ LONG_FUNCTIONS = frozenset(
         "sandbox/cloudflare.py:_control_routes",
         "providers/cloudflare.py:create_deployment",
         "runtime/metrics.py:__init__",
-        "runtime/actions/publish.py:_rollback",
         "runtime/migrate.py:migrate",
     }
 )

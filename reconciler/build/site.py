@@ -2,8 +2,10 @@
 
 The publisher calls :func:`build_site` with a snapshot from ``build/content.py``, the site's
 asset bytes and its third-party scripts; it uploads ``BuildOutput.files`` with
-``BuildOutput.manifest`` and hands the sizes to ``core/budget.py``. It calls ``build/assethash.py``
-for the manifest hashes and nothing else: no I/O, no clock but the injected one.
+``BuildOutput.manifest`` and hands the sizes to ``core/budget.py``. It calls ``build/images.py``
+for the media (originals from the asset store, variants from the cache or encoded),
+``build/blocks.py`` and ``build/styles.py`` for the HTML of plain blocks and the stylesheet,
+and ``build/assethash.py`` for the manifest hashes; no clock but the injected one.
 
 Rules this module keeps:
 
@@ -40,6 +42,7 @@ from html import escape
 from types import MappingProxyType
 
 from reconciler.build.assethash import pages_asset_hash
+from reconciler.build.blocks import contact_form_html, footer_html, nav_html, text_html
 from reconciler.build.content import (
     HTTPS_URL_PATTERN,
     Block,
@@ -50,9 +53,7 @@ from reconciler.build.content import (
     GalleryBlock,
     HeroBlock,
     ImageBlock,
-    Page,
     TextBlock,
-    Theme,
 )
 from reconciler.build.errors import BuildError, BuildFailure
 from reconciler.build.images import (
@@ -65,6 +66,7 @@ from reconciler.build.images import (
     shown_images,
 )
 from reconciler.build.media import EncoderSettings, VariantCache
+from reconciler.build.styles import BLOCKS_JS, stylesheet
 
 KB = 1024
 CSS_PATH = "assets/site.css"
@@ -79,80 +81,8 @@ _CONTENT_TYPES = {
     "js": "application/javascript; charset=utf-8",
 }
 
-_FONT_STACKS = {
-    "system": 'system-ui,-apple-system,"Segoe UI",Roboto,sans-serif',
-    "sans-serif": '"Helvetica Neue",Arial,sans-serif',
-    "serif": 'Georgia,"Times New Roman",serif',
-    "monospace": "ui-monospace,Menlo,Consolas,monospace",
-}
-
-_DEFAULT_COLORS = {
-    "primary": "#1f6feb",
-    "background": "#ffffff",
-    "text": "#1f2328",
-    "accent": "#d97706",
-}
-
-_BASE_CSS = """\
-*,*::before,*::after{box-sizing:border-box}
-body{margin:0;font-family:var(--font);color:var(--text);background:var(--background);\
-line-height:1.6}
-h1,h2,h3{font-family:var(--heading-font);line-height:1.2}
-img{max-width:100%;height:auto}
-a{color:var(--primary)}
-main,.site-header nav,.site-footer{max-width:60rem;margin:0 auto;padding:0 1rem}
-.site-header nav ul{display:flex;flex-wrap:wrap;gap:1rem;list-style:none;margin:0;\
-padding:1rem 0}
-.site-header a[aria-current]{font-weight:700;text-decoration:none}
-.hero{display:grid;gap:1rem;padding:2rem 0}
-.hero .lead{font-size:1.25rem}
-.button,.contact button{display:inline-block;padding:.6rem 1.2rem;border:0;border-radius:.4rem;\
-background:var(--primary);color:var(--background);font:inherit;text-decoration:none;\
-cursor:pointer}
-figure{margin:1.5rem 0}
-figcaption{font-size:.9rem;opacity:.8}
-.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(10rem,1fr));gap:.5rem;\
-list-style:none;padding:0}
-.gallery img{display:block;width:100%;aspect-ratio:1;object-fit:cover}
-.lightbox{padding:0;border:0;max-width:95vw;max-height:95vh}
-.lightbox::backdrop{background:rgba(0,0,0,.8)}
-.contact{display:grid;gap:.75rem;max-width:32rem}
-.contact label{display:block;font-weight:600}
-.contact input,.contact textarea{width:100%;padding:.5rem;font:inherit;border:1px solid;\
-border-radius:.3rem}
-.embed{margin:1.5rem 0}
-.site-footer{padding:2rem 1rem;border-top:1px solid var(--accent)}
-.site-footer ul{display:flex;flex-wrap:wrap;gap:1rem;list-style:none;padding:0}
-"""
-
-# The first-party script: contact forms open WhatsApp or the mail client with the visitor's
-# text; gallery links open in a <dialog>. Without JavaScript both still work (form action,
-# plain links). It reads only data-* attributes the builder wrote, never user HTML.
-_BLOCKS_JS = """\
-(function(){"use strict";
-document.querySelectorAll("form[data-contact]").forEach(function(form){
-form.addEventListener("submit",function(ev){ev.preventDefault();var lines=[];
-Array.prototype.forEach.call(form.elements,function(el){if(!el.name||!el.value)return;
-var label=form.querySelector('label[for="'+el.id+'"]');
-lines.push((label?label.textContent:el.name)+": "+el.value);});
-var text=encodeURIComponent(lines.join("\\n"));var to=form.getAttribute("data-recipient");
-window.location.href=form.getAttribute("data-contact")==="whatsapp"?
-"https://wa.me/"+to.replace(/\\D/g,"")+"?text="+text:"mailto:"+to+"?body="+text;});});
-document.querySelectorAll("[data-gallery] a").forEach(function(link){
-link.addEventListener("click",function(ev){if(typeof HTMLDialogElement!=="function")return;
-ev.preventDefault();var dialog=document.createElement("dialog");dialog.className="lightbox";
-var img=document.createElement("img");var thumb=link.querySelector("img");img.src=link.href;
-img.alt=thumb?thumb.alt:"";dialog.appendChild(img);
-dialog.addEventListener("click",function(){dialog.close();dialog.remove();});
-document.body.appendChild(dialog);dialog.showModal();});});
-})();
-"""
-
-
 __all__ = ["AssetStore", "BuildOutput", "build_site", "content_hash", "kilobytes"]
 
-FOOTER_MIN_HEIGHT = "6rem"  # reserved so a late footer never shifts the page (runbook 4, CLS)
-FOOTER_MIN_HEIGHT_MOBILE = "9rem"  # narrow screens wrap the links onto more lines
 HERO_SIZES = "100vw"
 IMAGE_SIZES = "(min-width: 60rem) 58rem, 100vw"
 GALLERY_SIZES = "(min-width: 60rem) 15rem, 50vw"
@@ -261,26 +191,6 @@ def _check_scripts(scripts: Sequence[str]) -> None:
             )
 
 
-def _stylesheet(theme: Theme, embed_heights: Sequence[int] = ()) -> bytes:
-    colors = {
-        name: getattr(theme.colors, name) or default for name, default in _DEFAULT_COLORS.items()
-    }
-    # Values are pattern-checked (#rrggbb, a fixed font name), so nothing user-written but a
-    # validated colour reaches the CSS.
-    variables = ";".join(f"--{name}:{value}" for name, value in colors.items())
-    font = _FONT_STACKS[theme.font]
-    heading = _FONT_STACKS[theme.heading_font or theme.font]
-    root = f":root{{{variables};--font:{font};--heading-font:{heading}}}\n"
-    reserved = "".join(
-        f".embed-h{height}{{min-height:{height}px}}\n" for height in sorted(set(embed_heights))
-    )
-    footer = (
-        f".site-footer{{min-height:{FOOTER_MIN_HEIGHT};contain:layout}}\n"
-        f"@media (max-width:40rem){{.site-footer{{min-height:{FOOTER_MIN_HEIGHT_MOBILE}}}}}\n"
-    )
-    return (root + _BASE_CSS + footer + reserved).encode("utf-8")
-
-
 class _PageWriter:
     """Renders one page; remembers whether it needs the block script and which images it shows."""
 
@@ -301,7 +211,7 @@ class _PageWriter:
         if isinstance(block, HeroBlock):
             return _hero(block, self)
         if isinstance(block, TextBlock):
-            return _text(block)
+            return text_html(block)
         if isinstance(block, ImageBlock):
             img = self.image(block.asset, alt=block.alt, sizes=IMAGE_SIZES, eager=above_fold)
             caption = f"<figcaption>{escape(block.caption)}</figcaption>" if block.caption else ""
@@ -317,13 +227,13 @@ class _PageWriter:
             return f'<ul class="gallery" data-gallery>{items}</ul>'
         if isinstance(block, ContactFormBlock):
             self.needs_js = True
-            return _contact_form(block, index)
+            return contact_form_html(block, index)
         if isinstance(block, EmbedBlock):
             return (
                 f'<div class="embed embed-h{block.height}">'
                 f'<script src="{escape(block.script_url)}" async></script></div>'
             )
-        return _footer(block)
+        return footer_html(block)
 
 
 def _hero(block: HeroBlock, writer: _PageWriter) -> str:
@@ -343,100 +253,6 @@ def _hero(block: HeroBlock, writer: _PageWriter) -> str:
         )
     parts.append("</div></section>")
     return "".join(parts)
-
-
-def _text(block: TextBlock) -> str:
-    """Markdown-ish text: ``## `` headings, ``- `` lists, blank-line paragraphs, <br> lines."""
-    out: list[str] = ['<section class="text">']
-    paragraph: list[str] = []
-    items: list[str] = []
-
-    def flush() -> None:
-        if paragraph:
-            out.append("<p>" + "<br>".join(paragraph) + "</p>")
-            paragraph.clear()
-        if items:
-            out.append("<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
-            items.clear()
-
-    for raw_line in block.text.splitlines():
-        line = raw_line.strip()
-        if not line:
-            flush()
-        elif line.startswith("### "):
-            flush()
-            out.append(f"<h3>{escape(line[4:].strip())}</h3>")
-        elif line.startswith(("## ", "# ")):
-            flush()
-            out.append(f"<h2>{escape(line.lstrip('#').strip())}</h2>")
-        elif line.startswith(("- ", "* ")):
-            if paragraph:
-                out.append("<p>" + "<br>".join(paragraph) + "</p>")
-                paragraph.clear()
-            items.append(escape(line[2:].strip()))
-        else:
-            if items:
-                flush()
-            paragraph.append(escape(line))
-    flush()
-    out.append("</section>")
-    return "".join(out)
-
-
-_INPUT_TYPES = {"text": "text", "email": "email", "tel": "tel"}
-
-
-def _contact_form(block: ContactFormBlock, index: int) -> str:
-    recipient = escape(block.recipient)
-    if block.target == "whatsapp":
-        digits = "".join(ch for ch in block.recipient if ch.isdigit())
-        opening = (
-            f'<form class="contact" data-contact="whatsapp" data-recipient="{recipient}" '
-            f'action="https://wa.me/{digits}" method="get">'
-        )
-    else:
-        opening = (
-            f'<form class="contact" data-contact="email" data-recipient="{recipient}" '
-            f'action="mailto:{recipient}" method="post" enctype="text/plain">'
-        )
-    parts = [opening]
-    for form_field in block.fields:
-        ident = escape(f"b{index}-{form_field.name}")
-        name = escape(form_field.name)
-        required = " required" if form_field.required else ""
-        label = f'<label for="{ident}">{escape(form_field.label)}</label>'
-        if form_field.kind == "textarea":
-            control = f'<textarea id="{ident}" name="{name}" rows="5"{required}></textarea>'
-        else:
-            kind = _INPUT_TYPES[form_field.kind]
-            control = f'<input id="{ident}" name="{name}" type="{kind}"{required}>'
-        parts.append(f"<p>{label}{control}</p>")
-    parts.append(f'<button type="submit">{escape(block.submit_label)}</button></form>')
-    return "".join(parts)
-
-
-def _footer(block: FooterBlock) -> str:
-    parts = ['<footer class="site-footer">']
-    if block.text:
-        parts.append(f"<p>{escape(block.text)}</p>")
-    if block.links:
-        links = "".join(
-            f'<li><a href="{escape(link.url)}">{escape(link.label)}</a></li>'
-            for link in block.links
-        )
-        parts.append(f"<ul>{links}</ul>")
-    parts.append("</footer>")
-    return "".join(parts)
-
-
-def _nav(pages: Sequence[Page], current: str | None) -> str:
-    if len(pages) < 2:
-        return ""
-    items = []
-    for page in pages:
-        here = ' aria-current="page"' if page.path == current else ""
-        items.append(f'<li><a href="{escape(page.path)}"{here}>{escape(page.title)}</a></li>')
-    return f'<header class="site-header"><nav><ul>{"".join(items)}</ul></nav></header>'
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,7 +307,7 @@ def _render_pages(
     snapshot: ContentSnapshot, head: _Head, media: PreparedMedia, css: bytes, timer: _Deadline
 ) -> _Rendered:
     rendered = _Rendered(files={})
-    js_size = len(_BLOCKS_JS.encode("utf-8"))
+    js_size = len(BLOCKS_JS.encode("utf-8"))
     for page in snapshot.pages:
         timer.check()
         writer = _PageWriter(media.images)
@@ -502,7 +318,7 @@ def _render_pages(
         for index, block in enumerate(page.blocks):
             html = writer.block(block, index)
             (footers if isinstance(block, FooterBlock) else main).append(html)
-        body = _nav(snapshot.pages, page.path) + "<main>" + "".join(main) + "</main>"
+        body = nav_html(snapshot.pages, page.path) + "<main>" + "".join(main) + "</main>"
         body += "".join(footers)
         document = _document(
             head,
@@ -522,7 +338,7 @@ def _render_pages(
         head,
         title=home.title,
         description=None,
-        body=_nav(snapshot.pages, None)
+        body=nav_html(snapshot.pages, None)
         + '<main><h1 class="page-title">404</h1><p><a href="/">'
         + escape(home.title)
         + "</a></p></main>",
@@ -588,19 +404,19 @@ def build_site(
     embeds = [
         block for page in snapshot.pages for block in page.blocks if isinstance(block, EmbedBlock)
     ]
-    css = _stylesheet(snapshot.theme, [block.height for block in embeds])
+    css = stylesheet(snapshot.theme, [block.height for block in embeds])
     head = _Head(
         lang=snapshot.lang,
         generator=f"sitebuilder {site} v{version}",
         css_href=_versioned(CSS_PATH, css),
-        js_href=_versioned(JS_PATH, _BLOCKS_JS.encode("utf-8")),
+        js_href=_versioned(JS_PATH, BLOCKS_JS.encode("utf-8")),
         scripts=tuple(dict.fromkeys(scripts)),
     )
     rendered = _render_pages(snapshot, head, media, css, timer)
     files = {**media.files, **rendered.files, CSS_PATH: css}
     js_bytes = 0
     if rendered.any_js:
-        files[JS_PATH] = _BLOCKS_JS.encode("utf-8")
+        files[JS_PATH] = BLOCKS_JS.encode("utf-8")
         js_bytes = len(files[JS_PATH])
 
     ordered = {path: files[path] for path in sorted(files)}

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from reconciler.errors import MigrationError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.providers.d1_restore import RestorePoints, SqliteSnapshots, TimeTravel
+from reconciler.runtime.lease import LeaderLease, default_holder, exclusive
 from reconciler.runtime.migrate import MigrationStatus, migrate, migration_status
 from reconciler.runtime.restore import plan_restore, render_plan, restore
 from reconciler.runtime.restore_points import RestorePoint, read_restore_points
@@ -98,13 +101,17 @@ async def _run(args: argparse.Namespace) -> int:
         if args.restore_before is not None or args.restore_to is not None:
             return await _restore(db, points, where, args)
         report = await migrate(
-            db,
-            directory,
-            progress=_print,
-            dry_run=args.dry_run,
-            restore_points=points,
-            checkpoint=load_checkpoints(),
+            db, directory, progress=_print if args.dry_run else None, dry_run=True
         )
+        if report.applied and not args.dry_run:
+            async with _leased(db):
+                report = await migrate(
+                    db,
+                    directory,
+                    progress=_print,
+                    restore_points=points,
+                    checkpoint=load_checkpoints(),
+                )
     finally:
         await db.close()
         if owner is not None:
@@ -125,6 +132,22 @@ async def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.asynccontextmanager
+async def _leased(db: Database) -> AsyncIterator[None]:
+    """Hold the daemon's leader lease while pending migrations change the schema, so no daemon
+    writes into a table being rebuilt (``runtime/lease.py`` rule 6); refuse, naming the holder,
+    while one leads. A database without a ``leases`` table yet needs no lease."""
+    tables = await db.query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", ["leases"]
+    )
+    if not tables:
+        yield
+        return
+    lease = LeaderLease(db, holder=default_holder("migrate"), ttl=60.0)
+    async with exclusive(lease, verb="migrate"):
+        yield
+
+
 def _print(line: str) -> None:
     print(line, flush=True)
 
@@ -141,7 +164,8 @@ async def _restore(
     if not args.yes and not _confirmed():
         print("not restored", file=sys.stderr)
         return EXIT_ERROR
-    done = await restore(points, plan)
+    async with _leased(db):  # no daemon writes while the database is put back
+        done = await restore(points, plan, db)
     print(f"restored {where} to {done.bookmark}" + (f": {done.message}" if done.message else ""))
     if done.previous_bookmark:
         print(f"to undo this restore: reconciler migrate --restore-to {done.previous_bookmark}")

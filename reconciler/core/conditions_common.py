@@ -102,8 +102,9 @@ FAILURE_REASONS: Mapping[ActionKind, str] = {
     ActionKind.HARD_LOCK: "LockFailed",
     ActionKind.UNLOCK: "UnlockFailed",
     ActionKind.RECORD_PUBLISH_FAILURE: "PublishFailed",
-    ActionKind.DEPLOY_WORKER: "WorkerDeployFailed",
-    ActionKind.ROLLBACK_WORKER: "WorkerRollbackFailed",
+    ActionKind.DEPLOY_WORKER_VERSION: "WorkerDeployFailed",
+    ActionKind.ROLLBACK_WORKER_VERSION: "WorkerRollbackFailed",
+    ActionKind.PURGE_CACHE: "PurgeFailed",
 }
 
 

@@ -45,7 +45,7 @@ class DesiredHostname:
     site: str
     tenant: str
     ssl_method: str  # http | txt
-    suspended: bool  # the tenant is hard-locked: serve the suspension origin
+    suspended: bool  # the tenant is hard-locked: its routing entry serves the suspension page
     suspension_origin: str
     validation_timeout: float  # seconds
     ssl_timeout: float  # seconds

@@ -10,7 +10,13 @@ Rules:
 1. A provider whose reading failed is named in ``incomplete`` with the reason; the planner makes
    no create and no delete that depends on it.
 2. Hostnames are canonical, as in ``Desired``.
-3. ``owned`` means the object carries our ownership marker; nothing else is ever deleted.
+3. ``owned`` means our own records say we created the hostname: the D1 ``domains`` row
+   records its custom hostname id, or the intent journal holds our create of it (a run killed
+   between the create and the record), or, on an account entitled to custom metadata, it
+   carries our ownership marker. Nothing else is ever deleted or changed.
+4. ``routes`` is the dispatch Worker's routing table (``core/routing.py``) as listed, and
+   ``platform`` what the account shows of the Worker, its KV namespace, route and fallback
+   origin (None: not read).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 from reconciler.core.budget import MediaWeight
 from reconciler.core.facts import CustomerBilling
 from reconciler.core.identity import BuildInputs
+from reconciler.core.routing import ObservedPlatform, RouteEntry
 from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 
 
@@ -38,6 +45,8 @@ class Source(StrEnum):
     STRIPE = "stripe"
     WHATSAPP = "whatsapp"
     WORKERS = "workers"
+    ROUTES = "routes"  # the routing table (KV keys)
+    PLATFORM = "platform"  # the dispatch Worker, its namespace, route and fallback origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +112,8 @@ class ObservedHostname:
     ssl_status: str | None  # contract §4.5
     ssl_method: str | None
     origin: str | None  # custom_origin_server
-    owned: bool  # carries our ownership marker
-    site: str | None  # from the marker
+    owned: bool  # our records say we created it (module rule 3)
+    site: str | None  # from our records (or the marker)
     tenant: str | None
     deletion_policy: str | None  # recorded in the marker at creation time
     created_at: float
@@ -127,6 +136,11 @@ class ObservedHostname:
     dns_checked: bool = False
     dns_cname: str | None = None  # the hostname's CNAME target (first hop), None: no CNAME
     dns_txt: tuple[str, ...] = ()  # the TXT values at ``txt_name``
+    # The certificate's DCV TXT record (``ssl.validation_records``), as Cloudflare shows it and
+    # as D1 ``domains.dcv_txt_value`` records it (the record runbook 2 digs for).
+    dcv_txt_name: str | None = None
+    dcv_txt_value: str | None = None
+    recorded_dcv_txt_value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +187,7 @@ def domain_status(status: str, ssl_status: str | None, *, suspended: bool = Fals
     Args:
         status: the custom hostname's ``status``.
         ssl_status: its ``ssl.status`` (None or empty when Cloudflare gave none).
-        suspended: the tenant is hard-locked (the hostname serves the suspension origin).
+        suspended: the tenant is hard-locked (the hostname serves the suspension page).
 
     Returns:
         ``failed`` (a failed or timed-out status, even when suspended), ``suspended``,
@@ -208,6 +222,8 @@ class DunningRecord:
     step_code: str
     status: str  # pending | sent | failed | skipped | unknown
     error_message: str | None = None
+    phone: str | None = None  # the number the last attempt went to (a failed one: why)
+    attempts: int = 0  # sends started; pending with attempts and no error: outcome unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +271,8 @@ class Observed:
     workers: Mapping[str, ObservedWorker] = field(default_factory=dict)  # by script name
     worker_rollouts: Mapping[str, WorkerRollout] = field(default_factory=dict)  # by script
     worker_scripts: frozenset[str] = frozenset()  # scripts looked up (found or not)
+    routes: Mapping[str, RouteEntry] = field(default_factory=dict)  # hostname -> entry
+    platform: ObservedPlatform | None = None
     # The builder's fingerprint (build/identity.py); "" when unknown, and then no build
     # identity is compared (a plan from core tests, or an observer that builds nothing).
     builder: str = ""

@@ -11,33 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
+from reconciler.core.hostname_dns import dns_finding, stuck_reason
+from reconciler.core.levers import LeverKind
 from reconciler.core.observed import ObservedHostname, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.plan_hostname_levers import plan_hostname_lever, plan_ssl_timeout
 from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, deletion_blocked
 from reconciler.spec.models import Kind
-
-
-def _origin_for(
-    builder: PlanBuilder,
-    site: DesiredSite,
-    hostname: DesiredHostname,
-    have: ObservedHostname | None,
-) -> str:
-    """The origin a hostname should point at.
-
-    The Pages project's real subdomain when the project was read this pass; otherwise what
-    an existing hostname already points at (unless that is the suspension origin), so a
-    pass that did not read Pages never invents a change; else the conventional name.
-    """
-    if hostname.suspended:
-        return hostname.suspension_origin
-    project = builder.observed.projects.get(site.pages_project)
-    if project is not None:
-        return project.subdomain
-    if have is not None and have.origin and have.origin != hostname.suspension_origin:
-        return have.origin
-    return f"{site.pages_project}.pages.dev"
 
 
 def plan_hostnames(builder: PlanBuilder) -> None:
@@ -83,8 +64,8 @@ def plan_hostnames(builder: PlanBuilder) -> None:
                 site=None,
                 category="unmanaged",
                 reason=(
-                    "in the zone but in no spec, and without our ownership marker: left "
-                    "alone, never deleted"
+                    "in the zone but in no spec, and our records do not say we created it: "
+                    "left alone, never deleted"
                 ),
             )
             continue
@@ -146,7 +127,10 @@ def _plan_hostname(
     builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None
 ) -> None:
     planned = len(builder.actions)
+    mark = builder.mark()
     _plan_hostname_change(builder, site, want, gap)
+    if builder.has_levers and builder.reached_on(f"Hostname/{want.hostname}"):
+        builder.attribute(mark)  # everything planned for a hostname a lever names
     if len(builder.actions) == planned:
         _plan_hostname_record(builder, site, want)
 
@@ -162,6 +146,8 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
     ):
         return
     status = domain_status(have.status, have.ssl_status, suspended=want.suspended)
+    if want.hostname in builder.route_records:
+        status = have.recorded_status or status  # the write_routes action records it
     if have.recorded_status is None:
         recorded = "no row"
     else:
@@ -177,6 +163,8 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
             differs.append(f"origin {have.recorded_origin or 'none'}")
         if have.recorded_site != site.name:
             differs.append(f"site {have.recorded_site or 'none'}")
+        if have.dcv_txt_value and have.recorded_dcv_txt_value != have.dcv_txt_value:
+            differs.append(f"DCV TXT {have.recorded_dcv_txt_value or 'none'}")
         if not differs:
             return
         recorded = ", ".join(differs)
@@ -208,6 +196,7 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
             "ssl_status": have.ssl_status,
             "verification_errors": list[JsonValue](have.verification_errors),
             "verification_token": have.txt_value,
+            **_dcv(have),
         },
         reason=(
             f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
@@ -225,8 +214,35 @@ def _plan_hostname_change(
     source = builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
     block = builder.blocker(target, tenant=site.tenant, site=site.name, source=source)
     have = builder.observed.hostnames.get(want.hostname)
-    origin = _origin_for(builder, site, want, have)
-    lock_deps = builder.tenant_actions.get(site.tenant, [])
+    lock_deps = list(builder.tenant_actions.get(site.tenant, []))
+    route = builder.route_writes.get(want.hostname)
+    if route is not None:
+        lock_deps.append(route)  # plan_routes rule 2: its entry is written first
+    if have is None and want.hostname in builder.route_blocked:
+        block(
+            ActionKind.CREATE_HOSTNAME,
+            gate="incomplete",
+            reason=(
+                f"not seen in the zone, but {builder.route_blocked[want.hostname]}: it is "
+                "created only after its routing entry is written"
+            ),
+        )
+        return
+    lever = builder.lever(
+        target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
+    )
+    if lever is not None and plan_hostname_lever(
+        builder,
+        lever,
+        want,
+        have,
+        gap=gap,
+        after=lambda seen: _hostname_after(site, want, seen.id),
+        before=_hostname_before(have) if have is not None else None,
+        failed=have is not None and _failed(have),
+        source=source,
+    ):
+        return
     if have is None:
         if gap is not None:
             block(
@@ -238,7 +254,7 @@ def _plan_hostname_change(
                 ),
             )
             return
-        after = _hostname_after(site, want, origin)
+        after = _hostname_after(site, want)
         vanished = builder.observed.unlisted_domains.get(want.hostname)
         again = ""
         if vanished is not None and vanished.custom_hostname_id:
@@ -261,7 +277,7 @@ def _plan_hostname_change(
                 f"certificate validated by {want.ssl_method.upper()}"
             )
             + (
-                "; it points at the suspension origin while the tenant is hard-locked"
+                "; its routing entry serves the suspension page while the tenant is hard-locked"
                 if want.suspended
                 else ""
             )
@@ -276,8 +292,9 @@ def _plan_hostname_change(
             ActionKind.CREATE_HOSTNAME,
             gate="conflict",
             reason=(
-                "already in the zone without our ownership marker (made by hand or by "
-                "another tool); delete it or add the marker to adopt it"
+                "already in the zone, and our records (D1 domains, the intent journal) do "
+                "not say we created it (made by hand or by another tool): it is never "
+                "changed, routed or deleted; delete it by hand to let the reconciler create it"
             ),
         )
         return
@@ -287,17 +304,12 @@ def _plan_hostname_change(
             block(
                 ActionKind.RECREATE_HOSTNAME,
                 gate="stuck",
-                reason=(
-                    f"status {have.status}/{have.ssl_status} after {have.recreate_count} "
-                    f"recreations (max {want.max_recreates}); the customer must point "
-                    f"{want.hostname} at the SaaS target: "
-                    + _dns_instructions(want, have, builder.observed.cname_target)
-                ),
+                reason=stuck_reason(want, have, builder.observed.cname_target),
             )
             if gap is None and now - have.status_since > want.validation_timeout:
                 # Stuck waits on the customer's DNS; re-check it once per timeout (one
                 # PATCH, nothing deleted) so the hostname recovers once the DNS is right.
-                after = _hostname_after(site, want, origin, have.id)
+                after = _hostname_after(site, want, have.id)
                 builder.add(
                     ActionKind.RETRY_VALIDATION,
                     target,
@@ -321,7 +333,7 @@ def _plan_hostname_change(
                 reason=f"failed ({have.status}/{have.ssl_status}) but {gap}",
             )
             return
-        after = _hostname_after(site, want, origin, have.id)
+        after = _hostname_after(site, want, have.id)
         after["recreate_count"] = have.recreate_count + 1
         builder.add(
             ActionKind.RECREATE_HOSTNAME,
@@ -339,25 +351,14 @@ def _plan_hostname_change(
             depends_on=lock_deps,
         )
         return
-    if (
-        have.origin != origin
-        or (have.ssl_method or "http") != want.ssl_method
-        or have.site != site.name
-    ):
+    moved = builder.settings.custom_metadata and have.site != site.name
+    if (have.ssl_method or "http") != want.ssl_method or moved:
         changes = []
-        if have.origin != origin:
-            if want.suspended:
-                why = "tenant hard-locked: serve the suspension origin"
-            elif have.origin == want.suspension_origin:
-                why = "tenant no longer hard-locked: serve the site again"
-            else:
-                why = "serve the site's Pages project"
-            changes.append(f"origin {have.origin} -> {origin} ({why})")
         if (have.ssl_method or "http") != want.ssl_method:
             changes.append(f"ssl method {have.ssl_method} -> {want.ssl_method}")
-        if have.site != site.name:
-            changes.append(f"moves from site {have.site} to {site.name}")
-        after = _hostname_after(site, want, origin, have.id)
+        if moved:
+            changes.append(f"moves from site {have.site} to {site.name} (its metadata)")
+        after = _hostname_after(site, want, have.id)
         builder.add(
             ActionKind.UPDATE_HOSTNAME,
             target,
@@ -367,12 +368,27 @@ def _plan_hostname_change(
             after=after,
             reason="; ".join(changes),
             source=source,
-            cause=Cause.CHANGE if lock_deps or have.site != site.name else Cause.DRIFT,
+            cause=Cause.CHANGE if have.site != site.name else Cause.DRIFT,
             depends_on=lock_deps,
         )
         return
+    if (
+        gap is None
+        and have.recorded_status == "pending_ssl"
+        and plan_ssl_timeout(
+            builder,
+            site,
+            want,
+            have,
+            after=lambda seen: _hostname_after(site, want, seen.id),
+            before=_hostname_before(have),
+            dns_finding=dns_finding(want, have, builder.observed.cname_target),
+            source=source,
+        )
+    ):
+        return
     if _pending(have) and now - have.status_since >= want.validation_timeout:
-        after = _hostname_after(site, want, origin, have.id)
+        after = _hostname_after(site, want, have.id)
         hours = (now - have.status_since) / 3600
         builder.add(
             ActionKind.RETRY_VALIDATION,
@@ -388,7 +404,7 @@ def _plan_hostname_change(
             )
             + (
                 f"; DNS check: {finding}"
-                if (finding := _dns_finding(want, have, builder.observed.cname_target))
+                if (finding := dns_finding(want, have, builder.observed.cname_target))
                 else ""
             ),
             source=source,
@@ -432,8 +448,16 @@ def _plan_deletions(
             tenant=observed.tenant,
             site=observed.site,
             before=_hostname_before(observed),
-            after={"id": observed.id, "hostname": observed.hostname, "site": observed.site},
-            reason=f"{why} and its deletion_policy is delete; it carries our ownership marker"
+            after={
+                "id": observed.id,
+                "hostname": observed.hostname,
+                "site": observed.site,
+                "route": observed.hostname in builder.observed.routes,
+            },
+            reason=(
+                f"{why} and its deletion_policy is delete; our records say we created it; "
+                "its routing entry goes with it"
+            )
             + approved,
             source=None,
             cause=Cause.CHANGE,
@@ -500,7 +524,7 @@ def _declared(desired: Desired, names: set[str]) -> set[str]:
 
 
 def _hostname_after(
-    site: DesiredSite, want: DesiredHostname, origin: str, existing_id: str | None = None
+    site: DesiredSite, want: DesiredHostname, existing_id: str | None = None
 ) -> dict[str, JsonValue]:
     """The executor's input for a hostname; ``existing_id`` (last key) names the one in the zone."""
     after: dict[str, JsonValue] = {
@@ -508,7 +532,6 @@ def _hostname_after(
         "site": site.name,
         "tenant": site.tenant,
         "ssl_method": want.ssl_method,
-        "origin": origin,
         "suspended": want.suspended,
         "deletion_policy": site.deletion_policy,
         "project": site.pages_project,  # the sites row a domains row belongs to
@@ -518,13 +541,19 @@ def _hostname_after(
     return after
 
 
+def _dcv(have: ObservedHostname) -> dict[str, JsonValue]:
+    """The DCV TXT record to store in ``domains`` (only when Cloudflare shows one)."""
+    if not have.dcv_txt_value:
+        return {}
+    return {"dcv_txt_name": have.dcv_txt_name, "dcv_txt_value": have.dcv_txt_value}
+
+
 def _hostname_before(have: ObservedHostname) -> dict[str, JsonValue]:
     return {
         "id": have.id,
         "status": have.status,
         "ssl_status": have.ssl_status,
         "ssl_method": have.ssl_method,
-        "origin": have.origin,
         "site": have.site,
     }
 
@@ -550,50 +579,3 @@ def _failed(have: ObservedHostname) -> bool:
 
 def _pending(have: ObservedHostname) -> bool:
     return have.status in _PENDING_STATUS or (have.ssl_status or "") in _PENDING_SSL
-
-
-def _dns_instructions(want: DesiredHostname, have: ObservedHostname, target: str | None) -> str:
-    """The records the customer must set, and what a DNS check found (issue 5, item 4)."""
-    errors = (
-        f" (Cloudflare says: {'; '.join(have.verification_errors)})"
-        if have.verification_errors
-        else ""
-    )
-    expected = target or "the zone's SaaS target"
-    records = f"a CNAME record for {want.hostname} to {expected}"
-    if want.ssl_method == "txt":
-        if have.txt_name and have.txt_value:
-            records += f' and the TXT record {have.txt_name} = "{have.txt_value}"'
-        else:
-            records += (
-                f" and the TXT record _cf-custom-hostname.{want.hostname} shown in the "
-                "hostname's ownership verification"
-            )
-    finding = _dns_finding(want, have, target)
-    return records + errors + (f"; DNS check: {finding}" if finding else "")
-
-
-def _dns_finding(want: DesiredHostname, have: ObservedHostname, target: str | None) -> str:
-    """What the observer's DNS lookup found, in words; ``""`` when DNS was not checked."""
-    if not have.dns_checked:
-        return ""
-    host = want.hostname
-    expected = target or "the zone's SaaS target"
-    if have.dns_cname is None:
-        found = [f"{host} has no CNAME (expected a CNAME to {expected})"]
-    elif target is None:
-        found = [f"{host}'s CNAME points to {have.dns_cname}; it must reach {expected}"]
-    elif have.dns_cname != target:
-        found = [f"{host}'s CNAME points to {have.dns_cname}, expected {target}"]
-    else:
-        found = [f"{host}'s CNAME points to {target} as expected"]
-    if want.ssl_method == "txt" and have.txt_name and have.txt_value:
-        name, value = have.txt_name, have.txt_value
-        if value in have.dns_txt:
-            found.append(f"TXT {name} holds the expected value")
-        elif have.dns_txt:
-            held = ", ".join(f'"{v}"' for v in have.dns_txt)
-            found.append(f'TXT {name} holds {held}, expected "{value}"')
-        else:
-            found.append(f'TXT {name} is missing (expected "{value}")')
-    return "; ".join(found)

@@ -4,9 +4,9 @@ Called by :func:`reconciler.core.plan.build_plan`; fills the :class:`PlanBuilder
 
 Rules (tests in tests/core/test_plan_workers.py cite them):
 
-1. A Worker whose serving split differs from the spec's gets one action: ``rollback_worker``
+1. A Worker whose serving split differs from the spec's gets one action: ``rollback_worker_version``
    (urgent lane) when the spec's newest version is older than the newest one serving, else
-   ``deploy_worker``. Both name existing versions only: a deployment of a version Cloudflare
+   ``deploy_worker_version``. Both name existing versions only: a deployment of a version Cloudflare
    already holds, never an upload, so a ``git revert`` of a bump rolls back at once.
 2. A version the spec names that Cloudflare does not hold is blocked (gate
    ``missing_worker_version``,
@@ -51,11 +51,13 @@ def plan_workers(builder: PlanBuilder) -> None:
 
 def _kind(desired: Split, serving: Split | None) -> ActionKind:
     if serving is None:
-        return ActionKind.DEPLOY_WORKER
+        return ActionKind.DEPLOY_WORKER_VERSION
     newest_wanted = max(number for number, _ in desired)
     newest_serving = max(number for number, _ in serving)
     return (
-        ActionKind.ROLLBACK_WORKER if newest_wanted < newest_serving else ActionKind.DEPLOY_WORKER
+        ActionKind.ROLLBACK_WORKER_VERSION
+        if newest_wanted < newest_serving
+        else ActionKind.DEPLOY_WORKER_VERSION
     )
 
 
@@ -70,10 +72,10 @@ def _plan_one(builder: PlanBuilder, name: str, worker: DesiredWorker) -> None:
     seen = observed.workers.get(worker.script)
     if seen is None:
         if unreadable is not None:
-            block(ActionKind.DEPLOY_WORKER, gate="incomplete", reason=unreadable)
+            block(ActionKind.DEPLOY_WORKER_VERSION, gate="incomplete", reason=unreadable)
         else:
             block(
-                ActionKind.DEPLOY_WORKER,
+                ActionKind.DEPLOY_WORKER_VERSION,
                 gate="missing_worker",
                 reason=f"Worker script {worker.script} does not exist on the account",
             )
@@ -117,7 +119,7 @@ def _turned_back(builder: PlanBuilder, worker: DesiredWorker, target: str) -> bo
         return False
     source = builder.source(Kind.WORKER, worker.name, "spec.production.version")
     builder.block(
-        ActionKind.DEPLOY_WORKER,
+        ActionKind.DEPLOY_WORKER_VERSION,
         target,
         tenant=None,
         site=None,
@@ -165,7 +167,7 @@ def _check_again(
     if after is None:
         return
     builder.add(
-        ActionKind.DEPLOY_WORKER,
+        ActionKind.DEPLOY_WORKER_VERSION,
         worker_target(name),
         tenant=None,
         site=None,
@@ -211,6 +213,6 @@ def _after(
 
 def _reason(kind: ActionKind, worker: DesiredWorker, serving: Split | None) -> str:
     now = "an unknown version" if serving is None else describe(serving)
-    verb = "roll back" if kind is ActionKind.ROLLBACK_WORKER else "deploy"
+    verb = "roll back" if kind is ActionKind.ROLLBACK_WORKER_VERSION else "deploy"
     gate = "" if worker.health is None else f", checked by GET {worker.health.url}"
     return f"{verb} {worker.script} to {describe(worker.split)} (serving {now}){gate}"

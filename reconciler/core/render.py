@@ -56,8 +56,14 @@ _SYMBOL: Mapping[ActionKind, str] = {
     ActionKind.SYNC_BILLING: "=",
     ActionKind.RECORD_HOSTNAME: "=",
     ActionKind.RECORD_PUBLISH_FAILURE: "=",
-    ActionKind.DEPLOY_WORKER: "+",
-    ActionKind.ROLLBACK_WORKER: "<",
+    ActionKind.PURGE_CACHE: "~",
+    ActionKind.WRITE_ROUTES: "~",
+    ActionKind.CREATE_ROUTES_NAMESPACE: "+",
+    ActionKind.DEPLOY_WORKER: "~",
+    ActionKind.SET_WORKER_ROUTE: "~",
+    ActionKind.SET_FALLBACK_ORIGIN: "~",
+    ActionKind.DEPLOY_WORKER_VERSION: "+",
+    ActionKind.ROLLBACK_WORKER_VERSION: "<",
 }
 
 _COLOUR: Mapping[str, str] = {
@@ -86,7 +92,8 @@ class Rate:
         return calls * self.period / self.requests
 
 
-_PHONE = re.compile(r"\+?\d{7,15}")
+# A phone number stands alone: digits inside a word (a commit sha, an id) are not one.
+_PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d{7,15}(?![0-9A-Za-z])")
 
 
 def mask_phone(text: str) -> str:
@@ -140,6 +147,7 @@ _GATE: Mapping[str, str] = {
     "conflict": "ownership conflict",
     "blast_radius": "blast-radius cap",
     "incomplete": "incomplete reading",
+    "refused": "refused",
     "missing_worker": "missing Worker",
     "missing_worker_version": "missing Worker version",
     "health": "health check failed",
@@ -199,9 +207,35 @@ def _stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _describe_routing(action: Action) -> str | None:
+    """The routing table and platform kinds (``core/plan_routes.py``, ``plan_platform.py``)."""
+    after = action.after
+    kind = action.kind
+    if kind is ActionKind.WRITE_ROUTES:
+        put, delete = after.get("put"), after.get("delete")
+        puts = len(put) if isinstance(put, dict) else 0
+        deletes = len(delete) if isinstance(delete, list) else 0
+        parts = [f"route {puts} hostname{'s' if puts != 1 else ''}"] if puts else []
+        if deletes:
+            parts.append(f"remove {deletes} routing entr{'ies' if deletes != 1 else 'y'}")
+        return f"{' and '.join(parts)} in the routing table"
+    if kind is ActionKind.CREATE_ROUTES_NAMESPACE:
+        return f"create the routing table's KV namespace {after.get('namespace')}"
+    if kind is ActionKind.DEPLOY_WORKER:
+        return f"deploy the dispatch Worker {after.get('script')}"
+    if kind is ActionKind.SET_WORKER_ROUTE:
+        return f"route {after.get('pattern')} to the Worker {after.get('script')}"
+    if kind is ActionKind.SET_FALLBACK_ORIGIN:
+        return f"set the fallback origin to {after.get('origin')}"
+    return None
+
+
 def _describe(action: Action) -> str:
     after = action.after
     kind = action.kind
+    routing = _describe_routing(action)
+    if routing is not None:
+        return routing
     if kind in (ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH):
         verb = "publish" if kind is ActionKind.PUBLISH else "retry publish of"
         return f"{verb} {after.get('environment')} version {after.get('version')}"
@@ -210,7 +244,7 @@ def _describe(action: Action) -> str:
         env, version = after.get("environment"), after.get("version")
         return f"roll {env} back to version {version} (deployment {deployment})"
     if kind is ActionKind.CREATE_HOSTNAME:
-        return f"create hostname {after.get('hostname')} -> {after.get('origin')}"
+        return f"create hostname {after.get('hostname')}"
     if kind is ActionKind.UPDATE_HOSTNAME:
         return f"update hostname {after.get('hostname')}"
     if kind is ActionKind.RETRY_VALIDATION:
@@ -232,13 +266,17 @@ def _describe(action: Action) -> str:
             f"record hostname {after.get('hostname')} as {after.get('status')} "
             f"(was {action.before.get('status')})"
         )
-    if kind in (ActionKind.DEPLOY_WORKER, ActionKind.ROLLBACK_WORKER):
+    if kind in (ActionKind.DEPLOY_WORKER_VERSION, ActionKind.ROLLBACK_WORKER_VERSION):
         return _describe_worker(action)
     if kind is ActionKind.RECORD_PUBLISH_FAILURE:
         return (
             f"record the publish of {after.get('environment')} version {after.get('version')} "
             "as failed"
         )
+    if kind is ActionKind.PURGE_CACHE:
+        hosts = after.get("hosts")
+        shown = ", ".join(h for h in hosts if isinstance(h, str)) if isinstance(hosts, list) else ""
+        return f"purge the cache of {after.get('site')} ({shown})"
     return "sync billing mirror from Stripe"
 
 
@@ -250,7 +288,7 @@ def _describe_worker(action: Action) -> str:
         for item in (versions if isinstance(versions, list) else [])
         if isinstance(item, dict)
     ]
-    verb = "deploy" if action.kind is ActionKind.DEPLOY_WORKER else "roll back"
+    verb = "deploy" if action.kind is ActionKind.DEPLOY_WORKER_VERSION else "roll back"
     return f"{verb} Worker {action.after['script']}: {' and '.join(parts)}"
 
 

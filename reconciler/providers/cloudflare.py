@@ -226,6 +226,18 @@ class CloudflareClient:
         response = await self._api.send(call)
         return _result_of(response)
 
+    async def send(self, call: Call) -> httpx.Response:
+        """Send one call through the shared plumbing (bucket, retries, error mapping).
+
+        For the sibling adapters of this account and zone (``cloudflare_kv.py``,
+        ``cloudflare_workers.py``): one token, one bucket, one call counter.
+        """
+        return await self._api.send(call)
+
+    async def result(self, call: Call) -> Any:
+        """Send one call and return its ``result`` (see :meth:`send`)."""
+        return await self._result(call)
+
     def _malformed(self, call: Call, what: str) -> PermanentError:
         return PermanentError(PROVIDER, f"{call.label}: unexpected answer: {what}")
 
@@ -614,19 +626,23 @@ class CloudflareClient:
         ssl_method: str,
         custom_origin_server: str | None = None,
         custom_metadata: Mapping[str, str] | None = None,
+        adopt: Callable[[CustomHostname], bool] | None = None,
     ) -> CustomHostname:
         """``POST /zones/{z}/custom_hostnames`` with ``ssl: {method, type: "dv"}``.
 
         Not idempotent: after an unknown outcome the hostname is looked up by name before the
-        create is sent again. A duplicate (1406) is resolved the same way: the existing hostname
-        is returned when its ``custom_metadata`` carries the ownership marker (callers compare
-        ``owner.site``), otherwise a ``PermanentError`` says it belongs to someone else.
+        create is sent again, and one found then is the one this call created (the caller saw
+        it absent). A duplicate (1406) is returned only when ``adopt`` accepts it (the caller's
+        records say it is ours; by default: it carries the ownership marker), otherwise a
+        ``PermanentError`` says it belongs to someone else.
 
         Args:
-            hostname: the customer's hostname.
+            hostname: the customer's hostname (an A-label).
             ssl_method: ``http``, ``txt`` or ``email``.
-            custom_origin_server: where traffic goes (the project's ``pages.dev`` host).
-            custom_metadata: ``ownership_metadata(site=..., tenant=...)``.
+            custom_origin_server: only on accounts entitled to it; the reconciler routes
+                through the dispatch Worker and sends none (docs/routing.md).
+            custom_metadata: only on accounts entitled to it (``CLOUDFLARE_CUSTOM_METADATA``).
+            adopt: decides whether an existing hostname of that name is ours.
         """
         body: dict[str, Any] = {"hostname": hostname, "ssl": {"method": ssl_method, "type": "dv"}}
         if custom_origin_server is not None:
@@ -634,24 +650,21 @@ class CloudflareClient:
         if custom_metadata is not None:
             body["custom_metadata"] = dict(custom_metadata)
         call = Call("POST", HOSTNAMES, self._zone(), json=body, idempotent=False)
+        ours = adopt if adopt is not None else (lambda found: found.owner is not None)
 
         async def find() -> CustomHostname | None:
-            found = await self._find_hostname(hostname)
-            if found is not None and found.owner is None:
-                raise PermanentError(
-                    PROVIDER, f"custom hostname {hostname} exists and is not managed by us"
-                )
-            return found
+            return await self._find_hostname(hostname)
 
         try:
             return await self._create_or_find(call, CustomHostname.from_json, find)
         except DuplicateHostnameError as exc:
             existing = await self._find_hostname(hostname)
-            if existing is not None and existing.owner is not None:
+            if existing is not None and ours(existing):
                 return existing
             raise PermanentError(
                 PROVIDER,
-                f"custom hostname {hostname} already exists and is not managed by us",
+                f"custom hostname {hostname} already exists and our records do not say we "
+                "created it",
                 status=exc.status,
             ) from exc
 

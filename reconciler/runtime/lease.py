@@ -370,8 +370,10 @@ class LeaderLease:
 
     def _lose(self, why: str) -> None:
         if self._token is not None:
-            logger.warning(
-                "lease lost",
+            # Giving the lease up on purpose is routine; losing it is what an operator must see.
+            logger.log(
+                logging.INFO if why == "released" else logging.WARNING,
+                "lease released" if why == "released" else "lease lost",
                 extra={"lease": self.name, "holder": self.holder, "reason": why},
             )
         self._token = None

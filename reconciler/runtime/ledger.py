@@ -20,6 +20,7 @@ Rules:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +34,14 @@ from reconciler.providers.d1 import Database, SqlError, SqlValue, param_chunks, 
 __all__ = ["DomainRow", "LedgerReader", "LedgerSnapshot", "epoch"]
 
 _NOT_MIGRATED = ("no such table", "no such column")
+_CREATING_QUERY = (
+    "SELECT target, payload FROM intents WHERE kind IN ('create_hostname', 'recreate_hostname') "
+    "AND (state = 'pending' OR (state = 'failed' "
+    "AND json_extract(outcome, '$.status') = 'failed_transient'))"
+)
 _DOMAIN_QUERY = (
     "SELECT domain, site_id, tenant_id, status, ssl_status, status_since, updated_at, "
-    "recreate_count, custom_origin_server, custom_hostname_id FROM domains"
+    "recreate_count, custom_origin_server, custom_hostname_id, dcv_txt_value FROM domains"
 )
 
 
@@ -70,6 +76,7 @@ class DomainRow:
     ssl_status: str | None = None  # Cloudflare's ssl.status as last recorded
     custom_hostname_id: str | None = None  # the Cloudflare id as last recorded
     tenant: str | None = None  # domains.tenant_id
+    dcv_txt_value: str | None = None  # domains.dcv_txt_value (migration 0007)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,10 @@ class LedgerSnapshot:
     tenants: dict[str, TenantRecord]
     dunning: dict[tuple[str, str], DunningRecord]
     mirror: dict[str, str]  # Stripe customer -> billing digest stored at the last sync
+    # hostname -> (site, tenant) of our creates the journal holds unfinished: pending (the
+    # process died mid-create) or failed with an unknown outcome. Evidence of ownership for a
+    # hostname whose domains row does not record its id yet (core/observed.py rule 3).
+    creating: dict[str, tuple[str, str]] = field(default_factory=dict)
     projects: dict[str, str] = field(default_factory=dict)  # site -> Pages project (full reads)
 
 
@@ -165,10 +176,12 @@ class LedgerReader:
             "SELECT id, status, status_changed_at FROM tenants", "id", tenants
         )
         dunning_rows = await self._rows(
-            "SELECT invoice_id, step_code, status, error_message FROM dunning_step_logs",
+            "SELECT invoice_id, step_code, status, error_message, phone, attempts "
+            "FROM dunning_step_logs",
             "tenant_id",
             tenants,
         )
+        creating = await self._creating(hostnames if sites is not None else None, domain_rows)
         mirror_rows = await self._rows(
             "SELECT provider_customer_id, mirror_digest FROM billing_accounts "
             "WHERE provider = 'stripe' AND provider_customer_id IS NOT NULL",
@@ -195,6 +208,7 @@ class LedgerReader:
                     ssl_status=_text(row["ssl_status"]),
                     custom_hostname_id=_text(row["custom_hostname_id"]),
                     tenant=_text(row["tenant_id"]),
+                    dcv_txt_value=_text(row["dcv_txt_value"]),
                 )
                 for row in domain_rows
             },
@@ -212,6 +226,8 @@ class LedgerReader:
                     step_code=str(row["step_code"]),
                     status=str(row["status"]),
                     error_message=_text(row["error_message"]),
+                    phone=_text(row["phone"]),
+                    attempts=int(row["attempts"] or 0),
                 )
                 for row in dunning_rows
             },
@@ -220,8 +236,32 @@ class LedgerReader:
                 for row in mirror_rows
                 if row["mirror_digest"] is not None
             },
+            creating=creating,
             projects={str(row["id"]): str(row["pages_project"]) for row in project_rows},
         )
+
+    async def _creating(
+        self, hostnames: Collection[str] | None, domain_rows: list[dict[str, SqlValue]]
+    ) -> dict[str, tuple[str, str]]:
+        """Hostnames the journal shows us creating, unfinished (see ``LedgerSnapshot``)."""
+        names = set(hostnames) if hostnames is not None else None
+        if names is not None:
+            names |= {str(row["domain"]) for row in domain_rows}
+        rows = await self._rows(
+            _CREATING_QUERY, "target", {f"Hostname/{n}" for n in names} if names else names
+        )
+        found: dict[str, tuple[str, str]] = {}
+        for row in rows:
+            try:
+                payload = json.loads(str(row["payload"]))
+            except ValueError:
+                continue
+            if not isinstance(payload, dict):
+                continue
+            name, site, tenant = payload.get("hostname"), payload.get("site"), payload.get("tenant")
+            if isinstance(name, str) and isinstance(site, str) and isinstance(tenant, str):
+                found[name] = (site, tenant)
+        return found
 
     async def content(self, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """``site_versions.content_json`` for each (site, version) pair that has one.

@@ -93,6 +93,7 @@ from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import ActionKind, Plan, PlanSettings, build_plan
+from reconciler.core.plan_site_levers import next_publish_retry
 from reconciler.errors import (
     LoadError,
     MigrationError,
@@ -401,7 +402,7 @@ class Daemon:
             self.queue.add(key, Lane.CHANGE, after=wait)
 
     def _new_queue(self) -> WorkQueue:
-        return WorkQueue(
+        queue = WorkQueue(
             clock=self.parts.clock,
             sleep=self.parts.sleep,
             base=self.settings.backoff_base,
@@ -409,6 +410,8 @@ class Daemon:
             max_failures=self.settings.max_failures,
             observer=self.parts.metrics.workqueue,
         )
+        self.parts.metrics.workqueue.watch(queue.running)
+        return queue
 
     # ----------------------------------------------------------------- probes and webhooks
 
@@ -907,6 +910,7 @@ class Daemon:
             reason = f"{SKIPPED_PREFIX}: the billing sweep reads no Cloudflare"
             skipped[Source.PAGES] = reason
             skipped[Source.HOSTNAMES] = reason
+            skipped[Source.ROUTES] = reason
         breakers = self.parts.breakers
         for provider, sources in (("stripe", (Source.STRIPE,)), ("whatsapp", (Source.WHATSAPP,))):
             if (
@@ -924,6 +928,8 @@ class Daemon:
         return replace(
             clients,
             cloudflare=None if Source.HOSTNAMES in skipped else clients.cloudflare,
+            kv=None if Source.HOSTNAMES in skipped else clients.kv,  # the table with them
+            workers=None if Source.HOSTNAMES in skipped else clients.workers,
             stripe=None if Source.STRIPE in skipped else clients.stripe,
             evolution=None,
             unconfigured={**clients.unconfigured, **skipped},
@@ -1212,6 +1218,13 @@ class Daemon:
                 moment = next_validation_deadline(site.hostnames, observed, now)
                 if moment is not None:
                     self.queue.wake_at(f"Site/{name}", moment)
+        if observed.is_complete(Source.D1):
+            for name in sites:  # a publish stuck on Cloudflare's side retries after a cool-down
+                retry = next_publish_retry(
+                    observed.ledger.get(name), settings=self.parts.plan_settings, now=now
+                )
+                if retry is not None:
+                    self.queue.wake_at(f"Site/{name}", retry)
         if observed.is_complete(Source.STRIPE):
             for name in tenants:
                 tenant = specs.tenants.get(name)

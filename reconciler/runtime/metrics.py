@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -139,8 +139,27 @@ class WorkQueueMetrics:
             buckets=QUEUE_BUCKETS,
             registry=registry,
         )
+        self.unfinished = Gauge(
+            "workqueue_unfinished_work_seconds",
+            "How many seconds of work has been done that is in progress and hasn't been "
+            "observed by work_duration.",
+            ["name"],
+            registry=registry,
+        )
+        self.longest = Gauge(
+            "workqueue_longest_running_processor_seconds",
+            "How many seconds has the longest running processor for workqueue been running.",
+            ["name"],
+            registry=registry,
+        )
         for metric in (self.adds, self.retries, self.depth):
             metric.labels(name=name)
+        self.watch(list)
+
+    def watch(self, running: Callable[[], list[float]]) -> None:
+        """Read work in progress from ``running`` (``WorkQueue.running``) at each scrape."""
+        self.unfinished.labels(name=self.name).set_function(lambda: sum(running()))
+        self.longest.labels(name=self.name).set_function(lambda: max(running(), default=0.0))
 
     def added(self, depth: int) -> None:
         """A key was queued."""

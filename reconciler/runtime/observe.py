@@ -56,12 +56,21 @@ from reconciler.core.observed import (
     Source,
     domain_status,
 )
+from reconciler.core.routing import ObservedPlatform
 from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 from reconciler.errors import MigrationError, NotFoundError, ProviderError
 from reconciler.providers.cloudflare_models import CustomHostname, Deployment, PagesProject
 from reconciler.providers.d1 import Database
 from reconciler.providers.dns import Resolver
 from reconciler.runtime.ledger import DomainRow, LedgerReader, LedgerSnapshot
+from reconciler.runtime.observe_routes import (
+    KvReader,
+    PlatformReader,
+    RoutingReading,
+    RoutingTarget,
+    read_platform,
+    read_routes,
+)
 from reconciler.runtime.observe_workers import WorkersReader, read_rollouts, read_workers
 from reconciler.spec.load import Specs
 from reconciler.spec.models import SiteSpec, normalize_hostname
@@ -133,7 +142,10 @@ class ObserveClients:
     unconfigured: Mapping[Source, str] = field(default_factory=dict)
     dns: Resolver | None = None
     cname_target: str | None = None
-    workers: WorkersReader | None = None  # the platform's Workers (versions, deployments)
+    kv: KvReader | None = None  # the routing table (None: routing not configured)
+    workers: PlatformReader | None = None  # the dispatch Worker platform
+    routing: RoutingTarget | None = None
+    worker_versions: WorkersReader | None = None  # the platform's Workers: versions
     variants: VariantCache | None = None  # read through, never written (a plan is read-only)
     builder: str = field(default_factory=builder_fingerprint)  # for build identities
 
@@ -159,6 +171,8 @@ class _Readings:
 
     ledger: LedgerSnapshot | None = None
     hostnames: list[CustomHostname] | None = None
+    routing: RoutingReading | None = None
+    platform: ObservedPlatform | None = None
     billing: dict[str, CustomerBilling] = field(default_factory=dict)
     incomplete: dict[Source, str] = field(default_factory=dict)
     unreadable: set[Source] = field(default_factory=set)  # failed readings, not skipped ones
@@ -237,6 +251,26 @@ async def observe(
             readings.hostnames = [h for group in found for h in group]
         say(f"cloudflare: {len(readings.hostnames)} custom hostnames listed")
 
+    async def read_routing(kv: KvReader, target: RoutingTarget) -> None:
+        readings.routing = await read_routes(kv, target, lookups if scoped else None)
+        say(f"cloudflare: {len(readings.routing.routes)} routing entries listed")
+        if target.declared and clients.workers is not None:
+            await _guard(
+                readings,
+                Source.PLATFORM,
+                limits.hostnames,
+                _platform(readings, clients.workers, target),
+            )
+        else:  # the namespace is all the plan manages (plan_platform)
+            readings.platform = ObservedPlatform(
+                namespace_id=readings.routing.namespace_id,
+                script_hash=None,
+                script_namespace=None,
+                route_id=None,
+                route_script=None,
+                fallback_origin=None,
+            )
+
     async def read_stripe(stripe: BillingReader) -> None:
         readings.billing = await stripe.customer_billing(customers)
         say(f"stripe: billing of {len(readings.billing)} of {len(customers)} customers read")
@@ -255,6 +289,17 @@ async def observe(
                     readings, Source.HOSTNAMES, limits.hostnames, read_hostnames(clients.cloudflare)
                 )
             )
+        if clients.kv is not None and clients.routing is not None:
+            group.create_task(
+                _guard(
+                    readings,
+                    Source.ROUTES,
+                    limits.hostnames,
+                    read_routing(clients.kv, clients.routing),
+                )
+            )
+        else:
+            readings.incomplete.setdefault(Source.ROUTES, "not configured")
         if clients.stripe is not None and customers:
             group.create_task(
                 _guard(readings, Source.STRIPE, limits.stripe, read_stripe(clients.stripe))
@@ -269,7 +314,10 @@ async def observe(
     ledger = readings.ledger
     domain_rows = ledger.domains if ledger is not None else {}
     observed_hostnames = _hostnames(
-        readings.hostnames or [], domain_rows, lookups if scoped else None
+        readings.hostnames or [],
+        domain_rows,
+        lookups if scoped else None,
+        ledger.creating if ledger is not None else {},
     )
     listed = readings.hostnames is not None and Source.HOSTNAMES not in readings.incomplete
     unlisted = (
@@ -340,8 +388,15 @@ async def observe(
         unreadable=frozenset(readings.unreadable),
         scope=frozenset(scope) if scope is not None else None,
         cname_target=clients.cname_target or None,
+        routes=readings.routing.routes if readings.routing is not None else {},
+        platform=readings.platform,
         builder=clients.builder,
     )
+
+
+async def _platform(readings: _Readings, workers: PlatformReader, target: RoutingTarget) -> None:
+    namespace = readings.routing.namespace_id if readings.routing is not None else None
+    readings.platform = await read_platform(workers, target, namespace)
 
 
 def _unclaimed_projects(specs: Specs, ledger: LedgerSnapshot | None) -> dict[str, str]:
@@ -364,7 +419,7 @@ async def _observe_workers(
     rollouts: dict[str, WorkerRollout] = {}
     if not scripts:
         return workers, rollouts
-    if clients.workers is None:
+    if clients.worker_versions is None:
         readings.incomplete[Source.WORKERS] = "not configured: no Cloudflare client"
         return workers, rollouts
 
@@ -373,7 +428,7 @@ async def _observe_workers(
         rollouts.update(await read_rollouts(clients.database))
         say(f"cloudflare: {len(workers)} of {len(scripts)} Workers read")
 
-    await _guard(readings, Source.WORKERS, limits.pages, read(clients.workers))
+    await _guard(readings, Source.WORKERS, limits.pages, read(clients.worker_versions))
     return workers, rollouts
 
 
@@ -427,10 +482,30 @@ def _time(text: str) -> float:
     return parsed.timestamp()
 
 
+def _owner(
+    item: CustomHostname, row: DomainRow | None, creating: Mapping[str, tuple[str, str]]
+) -> tuple[str, str | None] | None:
+    """(site, tenant) when our records say we created ``item`` (``core/observed.py`` rule 3).
+
+    The ``domains`` row recording this very id; else, unless the row says we deleted that
+    hostname, an unfinished create of it in the journal; else our marker (entitled accounts).
+    """
+    name = _canonical(item.hostname)
+    if row is not None and row.custom_hostname_id == item.id:
+        return row.site, row.tenant
+    if name in creating and (row is None or row.status != "deleted"):
+        return creating[name]
+    marker = item.owner
+    if marker is not None and marker.site:
+        return marker.site, marker.tenant or None
+    return None
+
+
 def _hostnames(
     listed: Iterable[CustomHostname],
     domains: Mapping[str, DomainRow],
     lookups: Sequence[str] | None,
+    creating: Mapping[str, tuple[str, str]],
 ) -> dict[str, ObservedHostname]:
     """Custom hostnames as observed facts, joined with their D1 ``domains`` rows."""
     wanted = set(lookups) if lookups is not None else None
@@ -439,13 +514,14 @@ def _hostnames(
         name = _canonical(item.hostname)
         if wanted is not None and name not in wanted:
             continue  # a filtered list may match more loosely than the exact name
-        owner = item.owner
         row = domains.get(name)
+        owner = _owner(item, row, creating)
         created = _time(item.created_at)
         policy = item.custom_metadata.get("deletion-policy") or item.custom_metadata.get(
             "deletion_policy"
         )
         since = row.status_since if row is not None and row.status_since is not None else created
+        dcv = item.dcv_txt
         result[name] = ObservedHostname(
             id=item.id,
             hostname=name,
@@ -454,8 +530,8 @@ def _hostnames(
             ssl_method=item.ssl_method or None,
             origin=item.custom_origin_server,
             owned=owner is not None,
-            site=(owner.site or None) if owner is not None else None,
-            tenant=(owner.tenant or None) if owner is not None else None,
+            site=owner[0] if owner is not None else None,
+            tenant=owner[1] if owner is not None else None,
             deletion_policy=policy if policy in ("retain", "delete") else None,
             created_at=created,
             status_since=since,
@@ -468,6 +544,9 @@ def _hostnames(
             recorded_site=row.site if row is not None else None,
             txt_name=_canonical(item.ownership_txt_name) if item.ownership_txt_name else None,
             txt_value=item.ownership_txt_value,
+            dcv_txt_name=dcv.txt_name if dcv is not None else None,
+            dcv_txt_value=dcv.txt_value if dcv is not None else None,
+            recorded_dcv_txt_value=row.dcv_txt_value if row is not None else None,
         )
     return result
 

@@ -56,14 +56,14 @@ async def read_rollouts(db: Database) -> Mapping[str, WorkerRollout]:
     """Scripts whose newest rollout the health gate turned back, or was left unchecked.
 
     Raises:
-        MigrationError: the database lacks ``worker_rollouts`` (migration 0007).
+        MigrationError: the database lacks ``worker_rollouts`` (migration 0008).
     """
     try:
         rows = await db.query(_NEWEST)
     except SqlError as exc:
         if "no such table" in str(exc):
             raise MigrationError(
-                "D1 has no worker_rollouts table: run `reconciler migrate` (migration 0007)"
+                "D1 has no worker_rollouts table: run `reconciler migrate` (migration 0008)"
             ) from exc
         raise
     return {

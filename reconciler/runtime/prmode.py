@@ -55,7 +55,7 @@ HISTORY_DEPTH = 50
 
 _REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
 _SITE_ACTIONS = (ActionKind.ROLLBACK, ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH)
-_WORKER_ACTIONS = (ActionKind.ROLLBACK_WORKER, ActionKind.DEPLOY_WORKER)
+_WORKER_ACTIONS = (ActionKind.ROLLBACK_WORKER_VERSION, ActionKind.DEPLOY_WORKER_VERSION)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from reconciler.errors import MigrationError
-from reconciler.providers.d1 import Database
+from reconciler.providers.d1 import Database, SqlValue, Statement
 from reconciler.providers.d1_restore import Restored, RestorePoints
 from reconciler.runtime.restore_points import RestorePoint, read_restore_points
 
@@ -154,6 +154,31 @@ def render_plan(plan: RestorePlan, where: str) -> list[str]:
     return lines
 
 
-async def restore(points: RestorePoints, plan: RestorePlan) -> Restored:
-    """Carry out ``plan``: the whole database back to its bookmark."""
-    return await points.restore(plan.bookmark)
+async def restore(points: RestorePoints, plan: RestorePlan, db: Database) -> Restored:
+    """Carry out ``plan``: the whole database back to its bookmark, but for the leader lease.
+
+    The ``leases`` table says which live process leads now (``runtime/lease.py``); a restore
+    point taken while a migration held it would otherwise bring back a lease of a process that
+    is gone. Its rows are read before the restore and written back after it.
+    """
+    leases = await _leases(db)
+    done = await points.restore(plan.bookmark)
+    if leases is not None:
+        statements = [Statement("DELETE FROM leases")]
+        for row in leases:
+            names = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            statements.append(
+                Statement(f"INSERT INTO leases ({names}) VALUES ({marks})", tuple(row.values()))
+            )
+        await db.batch(statements)
+    return done
+
+
+async def _leases(db: Database) -> list[dict[str, SqlValue]] | None:
+    present = await db.query(
+        "SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = 'leases'"
+    )
+    if not present:
+        return None
+    return [dict(row) for row in await db.query("SELECT * FROM leases")]

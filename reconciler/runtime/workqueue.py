@@ -398,6 +398,11 @@ class WorkQueue:
 
     # ---------------------------------------------------------------- introspection
 
+    def running(self) -> list[float]:
+        """Seconds each key handed out and not yet ``done`` has been processed so far."""
+        now = self._clock()
+        return [max(0.0, now - started) for started in self._started.values()]
+
     def depth(self, lane: LaneLike) -> int:
         """Keys queued in ``lane``, ready or waiting for their time (not those in process)."""
         return self._depth[as_lane(lane)]

@@ -85,17 +85,13 @@ LOGGED_HEADERS = ("retry-after", "ratelimit", "ratelimit-policy")
 
 
 TRANSITIONAL_ENTITLEMENTS: dict[str, Any] = {
-    "entitled_custom_metadata": True,
-    "entitled_custom_origin": True,
-    "custom_origin_outside_zone": True,
     "refuse_reserved_tlds": False,
 }
 """What the sandbox world and the shared test simulator opt into, explicitly, for now.
 
-The simulator's defaults are an ordinary account (ROUTING.md §1). While the reconciler's client
-still sends ``custom_metadata`` and ``custom_origin_server`` and older tests name hostnames
-under ``.test``, :class:`~reconciler.sandbox.world.Sandbox` and ``tests/conftest.py`` apply
-these overrides; issue 11's client change empties this mapping (and its uses go away).
+The simulator's defaults are an ordinary account (ROUTING.md §1), and the reconciler sends
+neither ``custom_metadata`` nor ``custom_origin_server`` on one (docs/routing.md), so only the
+reserved-TLD refusal stays off: older tests name hostnames under ``.test``.
 """
 
 

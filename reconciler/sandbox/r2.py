@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import httpx
 
+from reconciler.redact import register
 from reconciler.sandbox.localstripe import _free_port
 from reconciler.settings import R2Settings, Secret
 
@@ -64,6 +65,8 @@ class LocalR2:
         self._admin: Any = None  # one R2Store for bucket creation and resets (a client is slow)
         self.access_key_id = "sandbox-r2-" + secrets.token_hex(6)
         self.secret_access_key = secrets.token_hex(20)
+        # Fakes, but masked like every credential (``sandbox up`` writes them to its env file).
+        register((self.access_key_id, self.secret_access_key))
 
     def __repr__(self) -> str:
         """Address and state; never the keys."""

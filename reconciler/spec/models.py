@@ -448,6 +448,13 @@ class DomainTiming(Strict):
     max_recreates: int = Field(default=3, ge=0, le=20)
 
 
+class Uncollectible(StrEnum):
+    """How an invoice Stripe marks ``uncollectible`` counts (docs/stripe.md, "What is owed")."""
+
+    OWED = "owed"  # still owed: the tenant stays locked and dunned until paid or voided
+    WRITTEN_OFF = "written_off"  # written off like a void invoice: unlocks, dunning stops
+
+
 class BillingPolicySpec(Strict):
     """Billing rules shared by many tenants: locks, dunning, budgets and domain timing."""
 
@@ -460,6 +467,11 @@ class BillingPolicySpec(Strict):
     performance_budget: PerformanceBudget
     domains: DomainTiming = Field(default_factory=DomainTiming)
     suspension_origin: Hostname
+    uncollectible: Uncollectible = Field(
+        default=Uncollectible.OWED,
+        description="owed (default): an uncollectible invoice keeps the tenant locked and "
+        "dunned until it is paid or voided; written_off: it counts like a void one.",
+    )
 
     def checks(self) -> list[FieldCheck]:
         """Cross-field findings: lock order, dunning order and codes, templates and variables."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from reconciler.providers.d1 import SqliteDatabase
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
-from reconciler.runtime.actions import ActionSettings, World, handlers_for
+from reconciler.runtime.actions import ActionSettings, RoutingConfig, World, handlers_for
 from reconciler.runtime.handler import ActionContext, Handler
 from reconciler.runtime.migrate import migrate
 from reconciler.sandbox.clock import VirtualClock
@@ -174,6 +174,11 @@ class Rig:
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return await self.db.query(sql, params)
+
+    def with_routing(self, routing: RoutingConfig) -> Rig:
+        """The same rig acting with other routing settings (entitlements, Worker source)."""
+        world = replace(self.world, routing=routing)
+        return Rig(world, handlers_for(world), self.cf, self.evo, self.stripe, self.db)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Custom hostname handlers against the Cloudflare simulator and a migrated D1 (runbook 2).
 
-Create, update (origin switch + purge), retry validation, recreate and delete, each reading
-back the zone (the simulator's state and call log) and the ``domains`` row; the resumed cases
-crash at a checkpoint and run the same action again.
+Create, update (ssl method), retry validation, recreate and delete, each reading back the zone
+(the simulator's state and call log), the routing table and the ``domains`` row; the resumed
+cases crash at a checkpoint and run the same action again. Hostnames carry no origin, and
+custom metadata only on an entitled account (docs/routing.md).
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from actions_support import PROJECT, Checkpoints, Crash, Rig, make_action
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue
 from reconciler.providers.cloudflare_models import MANAGED_BY, MANAGED_BY_KEY
-from reconciler.runtime.actions import DELETION_POLICY_KEY
+from reconciler.runtime.actions import DELETION_POLICY_KEY, RoutingConfig
 
-HOST = "www.acmebakery.test"
-ORIGIN = "acme-home.pages.dev"
-SUSPENDED = "suspended.sitebuilder.test"
+HOST = "www.acmebakery.com"
 
 
 def after(**more: JsonValue) -> dict[str, JsonValue]:
@@ -28,7 +27,6 @@ def after(**more: JsonValue) -> dict[str, JsonValue]:
         "site": PROJECT,
         "tenant": "acme",
         "ssl_method": "http",
-        "origin": ORIGIN,
         "suspended": False,
         "deletion_policy": "delete",
         "project": PROJECT,
@@ -67,23 +65,35 @@ async def create(rig: Rig) -> str:
     return str(outcome.data["id"])
 
 
-async def test_a_created_hostname_carries_our_marker_and_origin_and_gets_a_domains_row(
+async def test_a_created_hostname_carries_no_origin_and_no_metadata_and_gets_a_domains_row(
     rig: Rig,
 ) -> None:
     checkpoints = Checkpoints()
     outcome = await rig.run(action(ActionKind.CREATE_HOSTNAME), checkpoints=checkpoints)
 
-    assert outcome.status is Status.APPLIED
+    assert outcome.status is Status.APPLIED, outcome.message
     [made] = in_zone(rig)
-    assert made["custom_origin_server"] == ORIGIN
-    assert made["custom_metadata"][MANAGED_BY_KEY] == MANAGED_BY
-    assert made["custom_metadata"]["site"] == PROJECT
-    assert made["custom_metadata"][DELETION_POLICY_KEY] == "delete"
+    assert not made.get("custom_origin_server")
+    assert not made.get("custom_metadata")
+    [post] = [c for c in rig.cf.calls() if c["method"] == "POST"]
+    assert post["request_json"] == {"hostname": HOST, "ssl": {"method": "http", "type": "dv"}}
     row = await domain(rig)
     assert row["custom_hostname_id"] == made["id"] == outcome.data["id"]
     assert row["status"] == "pending_validation"
     assert row["site_id"] == PROJECT and row["status_since"] is not None
     assert checkpoints.passed == ["hostname.after-create"]
+
+
+async def test_on_an_entitled_account_a_created_hostname_carries_our_marker(rig: Rig) -> None:
+    rig.cf.sim.configure(entitled_custom_metadata=True)  # reset by the next test's fixture
+    entitled = rig.with_routing(RoutingConfig(custom_metadata=True))
+    outcome = await entitled.run(action(ActionKind.CREATE_HOSTNAME))
+    assert outcome.status is Status.APPLIED, outcome.message
+    [made] = in_zone(rig)
+    assert made["custom_metadata"][MANAGED_BY_KEY] == MANAGED_BY
+    assert made["custom_metadata"]["site"] == PROJECT
+    assert made["custom_metadata"][DELETION_POLICY_KEY] == "delete"
+    assert not made.get("custom_origin_server")
 
 
 async def test_a_create_resumed_after_the_create_adopts_the_hostname_instead_of_duplicating(
@@ -101,24 +111,33 @@ async def test_a_create_resumed_after_the_create_adopts_the_hostname_instead_of_
     assert (await domain(rig))["custom_hostname_id"] == in_zone(rig)[0]["id"]
 
 
-async def test_an_update_switches_the_origin_keeps_the_marker_and_purges_the_host(
+async def test_a_create_meeting_someone_elses_hostname_fails_and_records_nothing(
     rig: Rig,
 ) -> None:
+    rig.cf.sim.add_hostname(HOST)  # made by hand in the zone, between the plan and the apply
+    outcome = await rig.run(action(ActionKind.CREATE_HOSTNAME))
+    assert outcome.status is Status.FAILED_PERMANENT
+    assert "our records do not say we created it" in outcome.message
+    assert await rig.rows("SELECT * FROM domains") == []
+    assert len(in_zone(rig)) == 1
+
+
+async def test_an_update_changes_the_ssl_method_without_origin_or_metadata(rig: Rig) -> None:
     hostname_id = await create(rig)
     outcome = await rig.run(
-        action(ActionKind.UPDATE_HOSTNAME, id=hostname_id, origin=SUSPENDED, suspended=True),
+        make_action(
+            ActionKind.UPDATE_HOSTNAME,
+            f"Hostname/{HOST}",
+            after(id=hostname_id, ssl_method="txt"),
+            before={"ssl_method": "http"},
+        )
     )
     assert outcome.status is Status.APPLIED, outcome.message
+    [patch] = [c for c in rig.cf.calls() if c["method"] == "PATCH"]
+    assert patch["request_json"] == {"ssl": {"method": "txt", "type": "dv"}}
     [made] = in_zone(rig)
-    assert made["custom_origin_server"] == SUSPENDED
-    assert made["custom_metadata"][MANAGED_BY_KEY] == MANAGED_BY
-    assert rig.cf.sim.purges[-1] == {
-        "at": rig.cf.sim.purges[-1]["at"],
-        "kind": "hosts",
-        "items": [HOST],
-    }
-    row = await domain(rig)
-    assert row["custom_origin_server"] == SUSPENDED and row["status"] == "suspended"
+    assert not made.get("custom_origin_server")
+    assert not rig.cf.sim.purges
 
 
 async def test_retrying_validation_patches_the_same_ssl_and_restarts_the_clock(rig: Rig) -> None:
@@ -200,3 +219,18 @@ async def test_a_delete_removes_the_hostname_and_marks_the_row_deleted_even_when
 
     again = await rig.run(remove, resumed=True)
     assert again.status is Status.APPLIED
+
+
+async def test_a_hostname_the_zone_refuses_fails_permanently_with_cloudflares_reason(
+    rig: Rig,
+) -> None:
+    rig.cf.sim.configure(refuse_reserved_tlds=True)  # as Cloudflare does (ROUTING.md §1)
+    refused = make_action(
+        ActionKind.CREATE_HOSTNAME,
+        "Hostname/www.acmebakery.test",
+        after(hostname="www.acmebakery.test"),
+    )
+    outcome = await rig.run(refused)
+    assert outcome.status is Status.FAILED_PERMANENT
+    assert "1409" in outcome.message
+    assert await rig.rows("SELECT * FROM domains") == []

@@ -28,7 +28,6 @@ import git
 import httpx
 import pytest
 
-from reconciler.providers.cloudflare_models import owner_of
 from reconciler.runtime.actions import ActionSettings
 from reconciler.runtime.loop import Daemon, LoopSettings
 from reconciler.sandbox.seed import Seeded
@@ -129,12 +128,16 @@ class ChaosWorld:
         }
         problems: list[str] = []
         seen: dict[str, int] = defaultdict(int)
+        recorded = {
+            row["domain"]: (row["custom_hostname_id"], row["site_id"])
+            for row in self.rows("SELECT domain, custom_hostname_id, site_id FROM domains")
+        }
         for host in self.hostnames():
             name = host["hostname"]
             seen[name] += 1
-            marker = owner_of(host.get("custom_metadata"))
-            if marker is None or marker.site != declared.get(name):
-                problems.append(f"{name}: not owned by its site ({host.get('custom_metadata')})")
+            # ours: D1 domains records this id for its site (docs/routing.md "Ownership")
+            if recorded.get(name) != (host["id"], declared.get(name)):
+                problems.append(f"{name}: not owned by its site ({recorded.get(name)})")
             if host["status"] != "active" or host["ssl"]["status"] != "active":
                 problems.append(f"{name}: {host['status']}/{host['ssl']['status']}")
         problems += [f"{n}: {count} hostnames" for n, count in seen.items() if count > 1]

@@ -14,6 +14,7 @@ from reconciler.core.observed import (
     SiteLedger,
     domain_status,
 )
+from reconciler.core.routing import ROUTE_SERVE, ROUTE_SUSPEND, RouteEntry
 from reconciler.spec.load import SourceFile, Specs, load_files
 
 DAY = 86400.0
@@ -187,19 +188,20 @@ def hostname(
     owned: bool = True,
     status: str = "active",
     ssl_status: str = "active",
-    origin: str | None = "acme-home.pages.dev",
+    origin: str | None = None,
     since: float = NOW - DAY,
     recreates: int = 0,
     deletion_policy: str | None = "retain",
     recorded: bool | None = None,
+    locked: bool = False,
 ) -> ObservedHostname:
     """An observed custom hostname; owned ones come with a D1 ``domains`` row that agrees.
 
     ``recorded`` False leaves the hostname without a row (default: a row when ``owned``); the
-    row records the suspension status when the origin is the policy's suspension origin.
+    row records the suspension status when ``locked`` (its tenant is hard-locked).
     """
     row = owned if recorded is None else recorded
-    suspended = origin == SUSPENSION_ORIGIN
+    suspended = locked or origin == SUSPENSION_ORIGIN
     return ObservedHostname(
         id=f"id-{name}",
         hostname=name,
@@ -220,6 +222,19 @@ def hostname(
         recorded_origin=origin if row else None,
         recorded_site=site if row else None,
     )
+
+
+def served(
+    *names: str, site: str = "acme-home", tenant: str = "acme", project: str | None = None
+) -> dict[str, RouteEntry]:
+    """Routing-table entries serving ``site`` (its Pages project) for each hostname."""
+    entry = RouteEntry(action=ROUTE_SERVE, tenant=tenant, site=site, project=project or site)
+    return dict.fromkeys(names, entry)
+
+
+def suspended(*names: str, tenant: str = "acme") -> dict[str, RouteEntry]:
+    """Routing-table entries serving the suspension page for each hostname."""
+    return dict.fromkeys(names, RouteEntry(action=ROUTE_SUSPEND, tenant=tenant))
 
 
 # --- richer literal specs (golden scenarios) ------------------------------------------------

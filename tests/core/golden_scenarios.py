@@ -25,8 +25,10 @@ from core_builders import (
     hostname,
     invoice,
     project,
+    served,
     site_yaml,
     specs_from,
+    suspended,
     tenant_yaml,
 )
 
@@ -46,6 +48,7 @@ from reconciler.core.observed import (
 )
 from reconciler.core.plan import Plan, PlanSettings, build_plan
 from reconciler.core.render import Rate
+from reconciler.core.routing import RouteEntry
 from reconciler.spec.load import Specs
 
 REVISION = "3f9c2b7e1d4a6c8b0e2f4a6c8d0b2e4f6a8c0d2e"
@@ -86,6 +89,7 @@ class SiteWorld:
     project: ObservedProject
     ledger: SiteLedger | None
     hostnames: tuple[ObservedHostname, ...]
+    routes: Mapping[str, RouteEntry]
 
 
 def site_world(
@@ -101,9 +105,11 @@ def site_world(
     """A site serving version ``live`` from its own deployment, older versions still deployed.
 
     ``deployed`` lists the versions with a successful production deployment (default 1..live);
-    ``hosts`` its active, owned custom hostnames (default ``www.<name>.com``), pointing at
-    ``origin`` (default the project's pages.dev host).
+    ``hosts`` its active, owned custom hostnames (default ``www.<name>.com``), each routed to
+    the site by the routing table, or to the suspension page when ``origin`` is the policy's
+    suspension origin (the tenant is hard-locked).
     """
+    locked = origin == SUSPENDED
     deployed = deployed if deployed is not None else tuple(range(1, (live or 0) + 1))
     hosts = hosts if hosts is not None else (f"www.{name}.com",)
     deployments = tuple(
@@ -135,15 +141,12 @@ def site_world(
         project=project(name, serving=serving, deployments=deployments),
         ledger=ledger,
         hostnames=tuple(
-            hostname(
-                h,
-                site=name,
-                tenant=tenant,
-                origin=origin or f"{name}.pages.dev",
-                since=NOW - 20 * DAY,
-            )
+            hostname(h, site=name, tenant=tenant, since=NOW - 20 * DAY, locked=locked)
             for h in hosts
         ),
+        routes=suspended(*hosts, tenant=tenant)
+        if locked
+        else served(*hosts, site=name, tenant=tenant),
     )
 
 
@@ -172,6 +175,7 @@ def world(
         "projects": {s.project.name: s.project for s in sites},
         "ledger": {s.ledger.site: s.ledger for s in sites if s.ledger is not None},
         "hostnames": dict(sorted(hostnames.items())),
+        "routes": dict(sorted((k, v) for s in sites for k, v in s.routes.items())),
         "tenants": {name: TenantRecord(name=name, access=a) for name, a in access.items()},
         "billing": dict(billing),
         "billing_mirror": dict(mirror),

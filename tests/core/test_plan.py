@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from core_builders import (
     DAY,
     NOW,
@@ -11,7 +13,9 @@ from core_builders import (
     invoice,
     ledger,
     project,
+    served,
     specs,
+    suspended,
 )
 
 from reconciler.core.desired import derive
@@ -40,6 +44,7 @@ def converged_world(**overrides: object) -> Observed:
             "acme-home": ledger(live=2, deployment_id="dep-2", versions=frozenset({1, 2, 3}))
         },
         "hostnames": {"www.acme-home.com": hostname("www.acme-home.com")},
+        "routes": served("www.acme-home.com"),
         "tenants": {"acme": TenantRecord(name="acme", access="active")},
         "billing": {"cus_acme": facts},
         "billing_mirror": {"cus_acme": billing_digest(facts)},
@@ -167,7 +172,7 @@ def test_a_failed_publish_is_retried_then_marked_stuck() -> None:
     plan = plan_for(world, version=3)
     assert kinds(plan) == [("retry_publish", "Site/acme-home:production")]
     assert plan.actions[0].after["attempt"] == 2
-    stuck = PublishRecord("acme-home", "production", 3, "failed", None, 3, "boom", 0.0)
+    stuck = PublishRecord("acme-home", "production", 3, "failed", None, 3, "boom", NOW - 3600)
     world = converged_world(
         ledger={"acme-home": ledger(live=2, deployment_id="dep-2", latest=stuck)}
     )
@@ -176,10 +181,50 @@ def test_a_failed_publish_is_retried_then_marked_stuck() -> None:
     assert plan.blocked[0].gate == "stuck" and "boom" in plan.blocked[0].reason
 
 
-def test_a_new_domain_is_created_pointing_at_the_pages_project() -> None:
+def test_a_publish_stuck_on_the_providers_side_is_retried_by_itself_after_the_cool_down() -> None:
+    def plan_after(hours: float, error: str):
+        stuck = PublishRecord(
+            "acme-home", "production", 3, "failed", None, 3, error, NOW - hours * 3600
+        )
+        world = converged_world(
+            ledger={"acme-home": ledger(live=2, deployment_id="dep-2", latest=stuck)}
+        )
+        return plan_for(world, version=3)
+
+    deployment = "deployment d-1 failure: build stage failed"
+    waiting = plan_after(5, deployment)
+    assert waiting.actions == ()
+    assert "Cloudflare's side" in waiting.blocked[0].reason
+    assert "in 1.0 h" in waiting.blocked[0].reason
+    assert "reconciler clear-stuck Site/acme-home:production" in waiting.blocked[0].reason
+    retried = plan_after(6, deployment)
+    assert kinds(retried) == [("retry_publish", "Site/acme-home:production")]
+    assert retried.actions[0].after["attempt"] == 4
+    assert "cool-down of 6 h" in retried.actions[0].reason
+    # Ours (over the budget): it waits for a change, however long.
+    ours = plan_after(100, "performance budget exceeded: JS 400 KB of 300 KB")
+    assert ours.actions == () and ours.blocked[0].gate == "stuck"
+    assert "bump the version" in ours.blocked[0].reason
+
+
+def test_a_new_domain_is_routed_first_then_created_without_an_origin() -> None:
     plan = plan_for(converged_world(), domains=["www.acme-home.com", "Shop.Acme-Home.com."])
-    assert kinds(plan) == [("create_hostname", "Hostname/shop.acme-home.com")]
-    assert plan.actions[0].after["origin"] == "acme-home.pages.dev"
+    assert kinds(plan) == [
+        ("write_routes", "Routes/acme"),
+        ("create_hostname", "Hostname/shop.acme-home.com"),
+    ]
+    write, create = plan.actions
+    assert write.after["put"] == {
+        "shop.acme-home.com": {
+            "action": "serve",
+            "project": "acme-home",
+            "site": "acme-home",
+            "tenant": "acme",
+        }
+    }
+    assert write.id in create.depends_on
+    assert "origin" not in create.after
+    assert "within about 60 s" in write.reason
 
 
 def test_rule_2_no_create_and_no_delete_when_hostnames_could_not_be_read() -> None:
@@ -309,30 +354,30 @@ def test_an_earlier_step_already_sent_is_not_reported_as_superseded() -> None:
     assert "never sent" not in send.reason
 
 
-def test_hard_lock_points_hostnames_at_the_suspension_origin_after_the_lock() -> None:
+def test_hard_lock_routes_hostnames_to_the_suspension_page_and_touches_no_hostname() -> None:
     world = converged_world(billing=billing(invoice("cus_acme", days=15)))
     plan = plan_for(world)
     by_kind = {a.kind: a for a in plan.actions}
-    update = by_kind[ActionKind.UPDATE_HOSTNAME]
-    assert update.after["origin"] == "suspended.sitebuilder.example"
-    assert by_kind[ActionKind.HARD_LOCK].id in update.depends_on
-    ordered = [a.kind for a in plan.actions]
-    assert ordered.index(ActionKind.HARD_LOCK) < ordered.index(ActionKind.UPDATE_HOSTNAME)
+    assert ActionKind.UPDATE_HOSTNAME not in by_kind
+    write = by_kind[ActionKind.WRITE_ROUTES]
+    assert write.after["put"] == {"www.acme-home.com": {"action": "suspend", "tenant": "acme"}}
+    assert write.after["records"] == {"www.acme-home.com": "suspended"}
+    assert by_kind[ActionKind.HARD_LOCK].id in write.depends_on
+    assert not any(a.kind is ActionKind.RECORD_HOSTNAME for a in plan.actions)
 
 
 def test_a_paid_tenant_still_locked_is_unlocked_first_and_hostnames_restored() -> None:
     world = converged_world(
         tenants={"acme": TenantRecord(name="acme", access="hard_locked")},
-        hostnames={
-            "www.acme-home.com": hostname(
-                "www.acme-home.com", origin="suspended.sitebuilder.example"
-            )
-        },
+        hostnames={"www.acme-home.com": hostname("www.acme-home.com", locked=True)},
+        routes=suspended("www.acme-home.com"),
     )
     plan = plan_for(world)
-    assert plan.actions[0].kind is ActionKind.UNLOCK
-    assert plan.actions[1].kind is ActionKind.UPDATE_HOSTNAME
-    assert plan.actions[1].after["origin"] == "acme-home.pages.dev"
+    assert [a.kind for a in plan.actions] == [ActionKind.UNLOCK, ActionKind.WRITE_ROUTES]
+    write = plan.actions[1]
+    entry = served("www.acme-home.com")["www.acme-home.com"]
+    assert write.after["put"] == {"www.acme-home.com": entry.as_json()}
+    assert write.after["records"] == {"www.acme-home.com": "active"}
 
 
 def test_no_billing_decision_when_stripe_could_not_be_read() -> None:
@@ -360,7 +405,7 @@ def test_the_gateway_being_down_leaves_dunning_waiting() -> None:
 
 def test_cost_forecast_counts_calls_per_provider() -> None:
     plan = plan_for(converged_world(), version=3, domains=["www.acme-home.com", "a.acme-home.com"])
-    assert plan.calls()["cloudflare"] == 8 + 1
+    assert plan.calls()["cloudflare"] == 8 + 1 + 1  # publish, create, one routing write
     assert set(plan.calls()) == {"cloudflare", "d1"}
 
 
@@ -371,6 +416,41 @@ def test_unlock_and_rollback_come_before_publishes_and_creates() -> None:
     plan = plan_for(world, version=3, domains=["www.acme-home.com", "b.acme-home.com"])
     assert plan.actions[0].kind is ActionKind.UNLOCK
     assert DAY > 0
+
+
+def _rolled_back_world(newest_at: float) -> Observed:
+    """D1 records a rollback to dep-2 at NOW - DAY; Pages calls dep-3 canonical."""
+    recorded = replace(
+        ledger(live=2, deployment_id="dep-2", versions=frozenset({1, 2, 3})).live["production"],
+        created_at=NOW - DAY,
+    )
+    deployments = (
+        deployment("dep-2", version=2, at=NOW - 3 * DAY),
+        deployment("dep-3", version=3, at=newest_at),
+    )
+    return converged_world(
+        projects={"acme-home": project(serving="dep-3", deployments=deployments)},
+        ledger={
+            "acme-home": replace(
+                ledger(live=2, deployment_id="dep-2", versions=frozenset({1, 2, 3})),
+                live={"production": recorded},
+                latest={"production": recorded},
+            )
+        },
+    )
+
+
+def test_canonical_on_the_newest_deployment_made_before_our_rollback_is_the_latest_reading() -> (
+    None
+):
+    # canonical_deployment read as "the most recent production deployment" (CONTRACT.md §9)
+    assert plan_for(_rolled_back_world(NOW - 2 * DAY)).is_empty
+
+
+def test_a_deployment_made_after_our_rollback_record_is_still_drift() -> None:
+    plan = plan_for(_rolled_back_world(NOW - 60))
+    assert kinds(plan) == [("rollback", "Site/acme-home:production")]
+    assert plan.actions[0].after["deployment_id"] == "dep-2"
 
 
 def _removed_site_world(sites: dict[str, int]) -> Observed:
@@ -421,3 +501,10 @@ def test_an_approval_names_the_deletions_it_lets_through_and_where_it_was_given(
     assert kinds(plan_for(world, settings=by_hostname)) == [
         ("delete_hostname", "Hostname/h0.acme-blog.com")
     ]
+
+
+def test_phone_masking_leaves_commit_shas_whole() -> None:
+    from reconciler.core.render import mask_phone
+
+    text = mask_phone("approved by commit b11057804864; call +5511912345678")
+    assert text == "approved by commit b11057804864; call +55119••••5678"

@@ -92,7 +92,7 @@ def test_a_hostname_that_went_active_between_passes_gets_its_status_recorded() -
         "status": "pending_validation",
         "ssl_status": "initializing",
         "id": "id-www.acme-home.com",
-        "origin": "acme-home.pages.dev",
+        "origin": None,
     }
     assert action.cause is Cause.DRIFT and action.lane is Lane.CHANGE
     assert action.calls == {"d1": 1}
@@ -119,7 +119,7 @@ def test_a_hostname_without_a_domains_row_gets_one_with_everything_the_row_needs
         "tenant": "acme",
         "project": "acme-home",
         "id": "id-www.acme-home.com",
-        "origin": "acme-home.pages.dev",
+        "origin": None,
         "ssl_method": "http",
         "status": "active",
         "ssl_status": "active",
@@ -137,13 +137,14 @@ def test_a_row_that_keeps_the_id_of_a_recreated_hostname_is_recorded() -> None:
     assert action.before["id"] == "id-old" and "id id-old" in action.reason
 
 
-def test_a_row_that_keeps_the_origin_from_before_an_update_is_recorded() -> None:
+def test_a_row_that_keeps_an_origin_from_before_routing_is_recorded_without_one() -> None:
+    # rows written when hostnames carried custom_origin_server: the zone now shows none
     world = converged_world(
         **lagging(recorded_status="active", recorded_origin="elsewhere.pages.dev")
     )
     [action] = plan_for(world).actions
     assert action.kind is ActionKind.RECORD_HOSTNAME
-    assert action.after["origin"] == "acme-home.pages.dev"
+    assert action.after["origin"] is None
     assert "origin elsewhere.pages.dev" in action.reason
 
 
@@ -235,7 +236,12 @@ def test_a_declared_hostname_whose_row_has_no_id_is_a_plain_create() -> None:
 
 def test_a_certificate_stage_change_alone_is_not_worth_a_write() -> None:
     world = converged_world(
-        **lagging(status="active", ssl_status="pending_deployment", recorded_status="pending_ssl")
+        **lagging(
+            status="active",
+            ssl_status="pending_deployment",
+            recorded_status="pending_ssl",
+            status_since=NOW - 3600,  # within the ssl timeout
+        )
     )
     assert plan_for(world).is_empty
 

@@ -41,7 +41,7 @@ def plan_of(specs_: object, observed: Observed) -> object:
 def test_rule_1_a_bump_deploys_the_existing_version_with_the_split_to_return_to() -> None:
     plan = plan_of(specs(3), world())
     (action,) = plan.actions  # type: ignore[attr-defined]
-    assert action.kind is ActionKind.DEPLOY_WORKER and action.target == "Worker/api"
+    assert action.kind is ActionKind.DEPLOY_WORKER_VERSION and action.target == "Worker/api"
     assert action.after == {
         "script": SCRIPT,
         "versions": [{"number": 3, "percentage": 100, "version_id": "v3-id"}],
@@ -58,7 +58,7 @@ def test_rule_1_a_bump_deploys_the_existing_version_with_the_split_to_return_to(
 def test_rule_1_moving_back_is_an_urgent_rollback_and_agreement_plans_nothing() -> None:
     plan = plan_of(specs(1), world())
     (action,) = plan.actions  # type: ignore[attr-defined]
-    assert action.kind is ActionKind.ROLLBACK_WORKER and action.lane is Lane.URGENT
+    assert action.kind is ActionKind.ROLLBACK_WORKER_VERSION and action.lane is Lane.URGENT
     assert plan_of(specs(2), world()).is_empty  # type: ignore[attr-defined]
 
 

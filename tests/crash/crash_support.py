@@ -14,17 +14,19 @@ The starting state needs, in one apply (about a dozen actions):
 
 - tenant ``alpha``: an open invoice created today (dunning step ``D0`` due), its site
   ``alpha-home`` never published (a production publish of v1 and a preview publish of v2),
-  ``www.alpha.test`` missing from the zone (create) and ``shop.alpha.test`` ours but pointing
-  at the wrong origin (update);
+  ``www.alpha.test`` missing from the zone (its routing entry written, then the create) and
+  ``shop.alpha.test`` ours but routed to the wrong site by the routing table (a routing write);
 - tenant ``bravo``: an open invoice four days old (step ``D3`` due, ``D0`` superseded), its
   site ``bravo-home`` live at v2 in D1 and Pages while the spec asks for v1, whose successful
   deployment still exists (rollback), ``www.bravo.test`` failed (validation timed out a week
-  ago: recreate) and ``old.bravo.test`` ours but no longer in the spec (delete);
+  ago: recreate) and ``old.bravo.test`` ours but no longer in the spec (delete, and its
+  routing entry removed);
 - both tenants' billing not yet mirrored in D1 (two billing syncs).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -37,9 +39,9 @@ from typing import Any
 
 import pytest
 
-from reconciler.providers.cloudflare_models import DeploymentTag, owner_of, ownership_metadata
-from reconciler.runtime.actions.hostnames import DELETION_POLICY_KEY
+from reconciler.providers.cloudflare_models import DeploymentTag
 from reconciler.runtime.checkpoints import CRASH_ENV
+from reconciler.sandbox.cloudflare_kv import Entry
 from reconciler.sandbox.localstripe import LocalStripe, LocalStripeError
 from reconciler.sandbox.seed import Seeded, seed_world, write_stripe_ids
 from reconciler.sandbox.world import Sandbox
@@ -53,6 +55,23 @@ ALPHA_PHONE = "+5511912345678"
 BRAVO_PHONE = "+14155550123"
 PROJECTS = ("alpha-home", "bravo-home")
 DECLARED = ("www.alpha.test", "shop.alpha.test", "www.bravo.test")
+ROUTES_NAMESPACE = "sitebuilder-routes"
+BRAVO = {"action": "serve", "project": "bravo-home", "site": "bravo-home", "tenant": "bravo"}
+SERVED = {  # what every declared hostname must be routed to once converged
+    "www.alpha.test": {
+        "action": "serve",
+        "project": "alpha-home",
+        "site": "alpha-home",
+        "tenant": "alpha",
+    },
+    "shop.alpha.test": {
+        "action": "serve",
+        "project": "alpha-home",
+        "site": "alpha-home",
+        "tenant": "alpha",
+    },
+    "www.bravo.test": BRAVO,
+}
 UNPOINTED = ("www.bravo.test",)  # its customer never set DNS: validation times out
 # Tables a converged second apply must leave byte-for-byte alone.
 APP_TABLES = (
@@ -168,29 +187,21 @@ class CrashWorld:
     def _seed_zone(self) -> None:
         sim = self.sandbox.cloudflare
         clock = self.sandbox.clock
-        alpha = ownership_metadata(
-            site="alpha-home", tenant="alpha", extra={DELETION_POLICY_KEY: "delete"}
-        )
-        bravo = ownership_metadata(
-            site="bravo-home", tenant="bravo", extra={DELETION_POLICY_KEY: "delete"}
-        )
-        # update: ours, DNS right (seed_world pointed it), but pointing somewhere else
-        sim.add_hostname(
-            "shop.alpha.test", custom_origin_server="elsewhere.pages.dev", custom_metadata=alpha
-        )
+        # hostnames as an ordinary account holds them: no origin, no metadata; ours by D1
+        # routing drift: ours, DNS right (seed_world pointed it), but routed to bravo's site
+        sim.add_hostname("shop.alpha.test")
         # recreate: ours, DNS never pointed, created a week ago: validation timed out
-        made = sim.add_hostname(
-            "www.bravo.test", custom_origin_server="bravo-home.pages.dev", custom_metadata=bravo
-        )
+        made = sim.add_hostname("www.bravo.test")
         with sim.lock:
             stale = sim.hostnames.by_id[made["id"]]
             stale.created -= 8 * DAY
             stale.anchor -= 8 * DAY
         # delete: ours, in the zone, no longer in the spec (seed_world points declared names)
         sim.point_dns("old.bravo.test")
-        sim.add_hostname(
-            "old.bravo.test", custom_origin_server="bravo-home.pages.dev", custom_metadata=bravo
-        )
+        sim.add_hostname("old.bravo.test")
+        table = sim.kv.create(ROUTES_NAMESPACE)
+        for name in ("shop.alpha.test", "www.bravo.test", "old.bravo.test"):
+            sim.kv.put(table, name, Entry(value=json.dumps(BRAVO).encode(), metadata=BRAVO))
         # rollback: v1 and v2 deployed, v2 live in Pages and in D1, the spec wants v1
         deployments = {}
         for version in (1, 2):
@@ -202,16 +213,15 @@ class CrashWorld:
         try:
             with connection:
                 # what earlier passes recorded about the hostnames already in the zone
-                for name, site, tenant, status, origin in (
-                    ("shop.alpha.test", "alpha-home", "alpha", "active", "elsewhere.pages.dev"),
-                    ("www.bravo.test", "bravo-home", "bravo", "failed", "bravo-home.pages.dev"),
-                    ("old.bravo.test", "bravo-home", "bravo", "active", "bravo-home.pages.dev"),
+                for name, site, tenant, status in (
+                    ("shop.alpha.test", "alpha-home", "alpha", "active"),
+                    ("www.bravo.test", "bravo-home", "bravo", "failed"),
+                    ("old.bravo.test", "bravo-home", "bravo", "active"),
                 ):
                     connection.execute(
                         "INSERT INTO domains (id, site_id, tenant_id, domain, status, "
-                        "custom_hostname_id, custom_origin_server, status_since) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (f"dom_{name}", site, tenant, name, status, ids[name], origin, since),
+                        "custom_hostname_id, status_since) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (f"dom_{name}", site, tenant, name, status, ids[name], since),
                     )
                 for version, status in ((1, "superseded"), (2, "live")):
                     connection.execute(
@@ -293,18 +303,31 @@ class CrashWorld:
         return found
 
     def hostnames(self) -> list[SimHostname]:
-        """Every custom hostname in the simulator's zone."""
+        """Every custom hostname in the simulator's zone; ``owned``: D1 records its id."""
+        recorded = {
+            row["domain"]: row["custom_hostname_id"]
+            for row in self.rows("SELECT domain, custom_hostname_id FROM domains")
+        }
         sim = self.sandbox.cloudflare
         with sim.lock:
             return [
                 SimHostname(
                     id=h.id,
                     hostname=h.hostname,
-                    owned=owner_of(h.custom_metadata) is not None,
+                    owned=recorded.get(h.hostname) == h.id,
                     origin=h.custom_origin_server,
                 )
                 for h in sim.hostnames.by_id.values()
             ]
+
+    def routes(self) -> dict[str, dict[str, Any]]:
+        """The routing table as the dispatch Worker reads it: hostname -> entry."""
+        sim = self.sandbox.cloudflare
+        with sim.lock:
+            for namespace in sim.kv.namespaces.values():
+                if namespace.title == ROUTES_NAMESPACE:
+                    return {k: json.loads(e.value) for k, e in namespace.entries.items()}
+        return {}
 
 
 @dataclass(frozen=True)

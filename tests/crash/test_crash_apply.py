@@ -11,8 +11,10 @@ fault until it exits 0 (at most three runs) and checks the world:
   the record) is ``failed`` with the "not resent" reason and was sent at most once: the
   documented at-most-once trade-off (docs/crash-safety.md);
 - custom hostnames: exactly the declared names, each ours, one per name, each recorded in
-  ``domains`` with the id and origin the zone has; the one removed from the spec is gone and
-  its row marked ``deleted``;
+  ``domains`` with the id the zone has, none carrying an origin; the one removed from the spec
+  is gone and its row marked ``deleted``;
+- the routing table: every declared hostname routed to its own site, and no entry for the
+  removed one, whatever the kill (between a hostname call and its routing-table write too);
 - Pages: every deployment is recorded in ``publish_versions`` or is production's live one,
   at most one successful deployment per (site, environment, version) was uploaded, and no
   ``publish_versions`` row is left ``building`` or ``deploying``;
@@ -23,9 +25,9 @@ After the restarts, ten virtual minutes pass and one more ``apply`` records the 
 hostnames reached in ``domains`` (``record_hostname``, D1 only) before the final plan.
 
 The world needs 11 actions, so a full run passes 37 checkpoints: ``execute.after-intent`` and
-``execute.before-finish`` 11 times each, two publishes, one rollback, a create, an update, a
-recreate (a delete and a create), a delete and two dunning sends. ``ALL_FIRE`` lists the points
-every case must reach; ``NEVER`` one that a single run never reaches (exit 0 expected).
+``execute.before-finish`` 11 times each, two publishes, one rollback, a routing-table write, a
+create, a recreate (a delete and a create), a delete and two dunning sends. ``ALL_FIRE`` lists
+the points every case must reach; ``NEVER`` one that a single run never reaches (exit 0).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import re
 from collections import Counter
 
 import pytest
-from crash_support import DECLARED, CrashWorld
+from crash_support import DECLARED, SERVED, CrashWorld
 
 from reconciler.runtime.actions.billing import INTERRUPTED_SEND
 from reconciler.runtime.checkpoints import CRASH_EXIT_CODE
@@ -59,7 +61,7 @@ ALL_FIRE = (
     "rollback.after-purge:1",
     "hostname.after-create:1",
     "hostname.after-create:2",
-    "hostname.after-update:1",
+    "routes.after-write:1",
     "hostname.after-delete:1",
     "hostname.after-delete:2",
     "dunning.before-send:1",
@@ -131,7 +133,7 @@ def test_at_least_twenty_kill_points_fired() -> None:
     fired = {point: name for point, name in FIRED.items() if name}
     assert len(fired) >= 20, FIRED
     names = set(fired.values())
-    for prefix in ("publish.", "hostname.", "dunning.", "rollback.", "execute."):
+    for prefix in ("publish.", "hostname.", "routes.", "dunning.", "rollback.", "execute."):
         assert any(name.startswith(prefix) for name in names), (prefix, FIRED)
     # the trade-off is visible but bounded: a kill loses at most the one send in flight
     assert all(len(steps) <= 1 for steps in LOST.values()), LOST
@@ -195,8 +197,10 @@ def check_hostnames(world: CrashWorld, history: str) -> None:
         row = rows.get(here.hostname)
         assert row is not None, (here, history)
         assert row["custom_hostname_id"] == here.id, (here, row, history)
-        assert row["custom_origin_server"] == here.origin, (here, row, history)
+        assert here.origin is None and row["custom_origin_server"] is None, (here, row)
     assert rows["old.bravo.test"]["status"] == "deleted", (rows["old.bravo.test"], history)
+    # no hostname served by the wrong site, and nothing left for the deleted one
+    assert world.routes() == SERVED, (world.routes(), history)
 
 
 def check_deployments(world: CrashWorld, history: str) -> None:
@@ -258,22 +262,18 @@ def settled(world: CrashWorld, kind: str, after: dict[str, object]) -> bool:
         # by a later plan's record_hostname.
         zone = {h.hostname: h for h in world.hostnames()}
         here = zone.get(str(after["hostname"]))
-        rows = world.rows(
-            "SELECT custom_hostname_id, custom_origin_server FROM domains WHERE domain = ?",
-            (after["hostname"],),
-        )
-        return (
-            here is not None
-            and here.owned
-            and here.origin == after["origin"]
-            and bool(rows)
-            and rows[0]["custom_hostname_id"] == here.id
-            and rows[0]["custom_origin_server"] == here.origin
-        )
+        return here is not None and here.owned
+    if kind == "write_routes":
+        table = world.routes()
+        put = after["put"]
+        removed = after["delete"]
+        assert isinstance(put, dict) and isinstance(removed, list)
+        return all(table.get(k) == v for k, v in put.items()) and not set(removed) & set(table)
     if kind == "delete_hostname":
         rows = world.rows("SELECT status FROM domains WHERE domain = ?", (after["hostname"],))
         gone = all(h.hostname != after["hostname"] for h in world.hostnames())
-        return gone and all(row["status"] == "deleted" for row in rows)
+        unrouted = after["hostname"] not in world.routes()
+        return gone and unrouted and all(row["status"] == "deleted" for row in rows)
     if kind == "send_dunning":
         rows = world.rows(
             "SELECT status FROM dunning_step_logs WHERE invoice_id = ? AND step_code = ?",
@@ -293,7 +293,7 @@ def settled(world: CrashWorld, kind: str, after: dict[str, object]) -> bool:
     "point",
     [
         "hostname.after-create:1",
-        "hostname.after-update:1",
+        "routes.after-write:1",
         "hostname.after-delete:1",
         "hostname.after-delete:2",
     ],
@@ -315,8 +315,8 @@ def test_the_domains_record_catches_up_after_a_kill_between_call_and_record(
         row = recorded.get(name)
         assert row is not None, f"{name} is in the zone but has no domains row"
         assert row["custom_hostname_id"] == zone[name].id, (name, row, zone[name])
-        assert row["custom_origin_server"] == zone[name].origin, (name, row, zone[name])
     assert recorded["old.bravo.test"]["status"] == "deleted", recorded["old.bravo.test"]
+    assert world.routes() == SERVED, world.routes()
     # the recreation of www.bravo.test is counted once, even when killed between its
     # delete and its create (the next run's create carries the count)
     assert recorded["www.bravo.test"]["recreate_count"] == 1, recorded["www.bravo.test"]

@@ -114,7 +114,11 @@ def test_failing_statement_leaves_the_database_as_before_that_migration(
     assert code == 1
     assert f"error: {migrations_copy / '9003_partial.sql'}: no such table: nonexistent_table" in err
     assert "statement 3" in err
-    assert dump(db) == before  # no audit table, no tenant row, no bookkeeping row, no 0004
+    # no audit table, no tenant row, no bookkeeping row, no 0004; only the (released) lease
+    # migrate held while it tried
+    assert [line for line in dump(db) if '"leases"' not in line] == [
+        line for line in before if '"leases"' not in line
+    ]
     assert "after_failure" not in tables(db)
 
 
@@ -395,3 +399,29 @@ def test_d1_backend_without_database_id_is_a_clear_error(
     code, _, err = run_cli(capsys, "--dir", str(migrations_copy))
     assert code == 1
     assert "D1_DATABASE_ID" in err
+
+
+def test_migrate_while_a_daemon_leads_is_refused_naming_the_holder(
+    tmp_path: Path, migrations_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pending migrations rebuild tables a leading daemon writes to: one writer at a time."""
+    import asyncio
+
+    from reconciler.providers.d1 import SqliteDatabase
+    from reconciler.runtime.lease import LeaderLease
+
+    db = tmp_path / "leased.sqlite"
+    assert run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))[0] == 0
+
+    async def lead() -> None:
+        async with SqliteDatabase(db) as database:
+            assert await LeaderLease(database, holder="daemon-a:77:cafe", ttl=600).try_acquire()
+
+    asyncio.run(lead())
+    (migrations_copy / "9001_more.sql").write_text("CREATE TABLE more (id INTEGER);\n")
+    code, _, err = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy))
+    assert code == 1
+    assert "refusing to migrate: the leader lease 'reconciler-leader' is held by daemon-a" in err
+    assert "more" not in tables(db)
+    code, out, _ = run_cli(capsys, "--database", str(db), "--dir", str(migrations_copy), "--status")
+    assert "9001_more.sql" in out  # still pending; status needs no lease

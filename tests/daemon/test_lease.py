@@ -311,3 +311,27 @@ async def test_the_lease_works_the_same_through_the_d1_rest_backend(db_path: Pat
     finally:
         api_a.connection.close()
         api_b.connection.close()
+
+
+async def test_a_release_is_logged_as_routine_and_a_loss_as_a_warning(
+    two_dbs: tuple[SqliteDatabase, SqliteDatabase], caplog: pytest.LogCaptureFixture
+) -> None:
+    def ends() -> list[tuple[str, str]]:
+        return [
+            (r.levelname, r.getMessage())
+            for r in caplog.records
+            if r.getMessage() in ("lease released", "lease lost")
+        ]
+
+    clock = FakeClock()
+    a, b = pair(two_dbs, clock, ttl=10.0)
+    caplog.set_level("INFO", logger="reconciler.lease")
+    assert await a.try_acquire()
+    await a.release()  # apply's end, a daemon's graceful stop
+    assert ends() == [("INFO", "lease released")]
+    caplog.clear()
+    assert await a.try_acquire()
+    clock.advance(11.0)  # a stalls past its ttl; b takes the lease over
+    assert await b.try_acquire()
+    assert not await a.renew()
+    assert ends() == [("WARNING", "lease lost")]

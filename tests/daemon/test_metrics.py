@@ -139,6 +139,12 @@ def test_process_build_git_and_workqueue_metrics_use_the_usual_names() -> None:
     now[0] = 102.0
     key = queue.get_nowait()
     assert key == "Site/a"
+    metrics.workqueue.watch(queue.running)
+    now[0] = 102.5
+    running = metrics.render().decode()
+    assert 'workqueue_longest_running_processor_seconds{name="reconciler"} 0.5' in running
+    assert 'workqueue_unfinished_work_seconds{name="reconciler"} 0.5' in running
+    now[0] = 102.0
     queue.failure(key, RuntimeError("boom"))
     now[0] = 103.0
     queue.done(key)

@@ -1,4 +1,4 @@
-"""The HTTP server against hostile clients (runtime/server.py rules 6-8), in process, loopback.
+"""The HTTP server against hostile clients (runtime/endpoint.py), in process, loopback.
 
 Slow connections send part of a request and then nothing. The server must evict or time them
 out, keep its connection count under the cap, and answer ``/healthz`` all along.
@@ -16,8 +16,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from reconciler.runtime.endpoint import EndpointServer, _QuietLoopErrors
 from reconciler.runtime.metrics import Metrics
-from reconciler.runtime.server import EndpointServer, HealthReport, _QuietLoopErrors, create_app
+from reconciler.runtime.server import HealthReport, create_app
 from reconciler.settings import Secret
 
 SECRET = "git-secret-for-the-flood-test"
@@ -69,7 +70,7 @@ async def test_healthz_answers_under_a_flood_of_slow_connections(server: Endpoin
             assert answer.status_code == 200
             assert answer.json()["status"] == "ok"
             flood.append(await slow(server.port))
-    await asyncio.sleep(0.5)  # the deferred eviction runs (runtime/server.py, _Guard)
+    await asyncio.sleep(0.5)  # the deferred eviction runs (runtime/endpoint.py, _Guard)
     assert len(server.guard.open) <= server.guard.max_connections
     assert server.guard.evicted >= 60 - server.guard.max_connections
     for _, writer in flood:
@@ -110,7 +111,7 @@ def test_socket_errors_are_logged_at_most_once_per_interval(
     loop = asyncio.new_event_loop()
     try:
         quiet = _QuietLoopErrors(loop, interval=3600.0)
-        caplog.set_level(logging.ERROR, logger="reconciler.webhooks")
+        caplog.set_level(logging.ERROR, logger="reconciler.server")
         for _ in range(10_000):
             quiet(loop, {"message": "socket.accept() out of system resource"})
         assert len(caplog.records) == 1

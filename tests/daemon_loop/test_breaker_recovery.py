@@ -41,16 +41,18 @@ async def test_work_failed_in_an_outage_runs_when_the_breaker_closes(
         fleet.edit(SITE_FILE, "production: {version: 12}", "production: {version: 13}")
         fleet.commit("acme-home: publish version 13")
         assert (await running.push_webhook(fleet)).status_code == 202
-        await wait_for(
-            lambda: queue.stuck("Site/acme-home") is not None,
-            within=60.0,
-            what="the site to go stuck in the outage",
-        )
+
+        def long_outage() -> bool:
+            return breaker.trips >= 4 and queue.failures("Site/acme-home") >= 1
+
+        # Four failed probes in a row: the site has failed max_failures times by then (it was
+        # stuck at least once; the old loop left it stuck until a sweep).
+        await wait_for(long_outage, within=90.0, what="a long outage")
 
         fleet.sandbox.cloudflare.faults.clear()  # Cloudflare is back
         await wait_for(
             lambda: fleet.live_version("acme-home") == 13,
-            within=20.0,
+            within=30.0,
             what="the failed publish to be retried once the breaker closed",
         )
         await wait_for(lambda: breaker.state is BreakerState.CLOSED, what="the breaker to close")

@@ -91,7 +91,10 @@ async def test_a_blocked_deletion_is_not_synced_then_approved_in_git_and_applied
         site = synced(fleet, "Site/acme-home")
         assert site is not None and site["status"] == "True", site
         await wait_for(
-            lambda: "BlastRadius" not in running.world.metrics.render().decode(),
+            lambda: (
+                'blocked_resources{reason="BlastRadius"}'
+                not in running.world.metrics.render().decode()
+            ),
             what="the gauges to drop the deletions",
         )
 

@@ -27,11 +27,19 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    for number in range(1, 11):
+    for number in range(1, 12):
         assert f"== Chapter {number}:" in out
-    assert out.count(">> Converged:") == 10
+    assert out.count(">> Converged:") == 11
+    # The visitor's view through the dispatch Worker in workerd, at each chapter.
+    page = "GET https://www.acmebakery.com/ -> 200, the page of acme-home version {}"
+    assert out.count(page.format(12)) == 2 and out.count(page.format(13)) == 1
+    suspended = "GET https://www.lumenstudio.photo/ -> 503, the suspension page"
+    assert suspended in out
+    assert "GET https://www.lumenstudio.photo/ -> 200, the page of lumen-portfolio" in out
+    assert "GET https://shop.acmebakery.com/ -> 530, not found" in out
     # Chapter 3: plan, apply, and a second plan with nothing to do.
-    assert "Apply: 19 applied." in out
+    # 19 actions, the platform (namespace, Worker, route) and one routing write per tenant
+    assert "Apply: 25 applied." in out
     assert "No changes. The world matches the specs." in out
     # Chapters 4 and 5: the bump is published, the revert rolls back without a build.
     assert "publish production version 13" in out
@@ -42,7 +50,7 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     # Chapter 6: dunning, locks as the clock advances, payment and unlock.
     assert "soft lock tenant (active -> soft_locked)" in out
     assert "hard lock tenant (soft_locked -> hard_locked)" in out
-    assert "lumenstudio.photo: active, origin suspended.sitebuilder.app" in out
+    assert "lumenstudio.photo: active, routing table: suspend" in out
     assert "unlock tenant (hard_locked -> active)" in out
     assert "dunning sent once each: D0, D3, D7, D21" in out
     assert out.count("WhatsApp gateway (simulator) sent to +34612345678:") == 4
@@ -60,7 +68,7 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     assert "scripts changed: removed https://www.googletagmanager.com/gtag/js?id=G-ACME01" in out
     # Chapter 9: the API Worker's broken version turned back by its health check, then reverted.
     assert "answered 500 (expected 200); traffic returned to version 2 at 100 %" in out
-    assert "x blocked (health check failed): deploy worker api" in out
+    assert "x blocked (health check failed): deploy worker version api" in out
     assert "$ git revert --no-edit HEAD" in out
     # Chapter 10: a migration applied, then undone to its restore point.
     assert "restore point before 9001_tenant_plans.sql: " in out

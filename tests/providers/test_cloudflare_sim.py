@@ -151,7 +151,15 @@ async def test_rolling_back_to_a_deployment_that_never_succeeded_is_permanent(
 # --------------------------------------------------------------------------- custom hostnames
 
 
+def entitled(cf: Any) -> None:
+    """An account with custom metadata and custom origins (the ``cf`` fixture resets it)."""
+    cf.sim.configure(
+        entitled_custom_metadata=True, entitled_custom_origin=True, custom_origin_outside_zone=True
+    )
+
+
 async def test_custom_hostname_create_get_edit_delete(cf: Any, client: CloudflareClient) -> None:
+    entitled(cf)  # the adapter can still send both fields where the account allows them
     marker = ownership_metadata(site=PROJECT, tenant="acme")
     created = await client.create_custom_hostname(
         "www.acmebakery.test",
@@ -212,6 +220,7 @@ async def test_the_hostname_filter_returns_just_that_hostname(
 async def test_a_duplicate_create_adopts_ours_and_refuses_someone_elses(
     cf: Any, client: CloudflareClient
 ) -> None:
+    entitled(cf)
     marker = ownership_metadata(site=PROJECT, tenant="acme")
     ours = cf.sim.add_hostname("ours.customer.test", custom_metadata=marker)
     cf.sim.add_hostname("theirs.customer.test", custom_metadata={"customer_id": "7"})
@@ -219,7 +228,7 @@ async def test_a_duplicate_create_adopts_ours_and_refuses_someone_elses(
         "ours.customer.test", ssl_method="http", custom_metadata=marker
     )
     assert adopted.id == ours["id"]
-    with pytest.raises(PermanentError, match="not managed by us"):
+    with pytest.raises(PermanentError, match="our records do not say we created it"):
         await client.create_custom_hostname(
             "theirs.customer.test", ssl_method="http", custom_metadata=marker
         )
@@ -327,6 +336,7 @@ async def test_a_create_whose_answer_was_lost_is_found_and_not_sent_twice(cf: An
             ]
         },
     )
+    entitled(cf)
     marker = ownership_metadata(site=PROJECT, tenant="acme")
     async with CloudflareClient(
         settings_for(cf), bucket=roomy_bucket(), retry=FAST, timeout=0.5

@@ -492,7 +492,7 @@ async def test_a_duplicate_hostname_is_adopted_only_when_it_carries_our_marker()
         )
         assert adopted.owner is not None
         listed["metadata"] = {"customer_id": "42"}
-        with pytest.raises(PermanentError, match="not managed by us"):
+        with pytest.raises(PermanentError, match="our records do not say we created it"):
             await client.create_custom_hostname(
                 "www.acme.test", ssl_method="http", custom_metadata=marker
             )

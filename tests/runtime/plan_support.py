@@ -13,11 +13,14 @@ from pathlib import Path
 from types import ModuleType
 
 from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.cloudflare_kv import KvClient
+from reconciler.providers.cloudflare_workers import WorkersClient
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.retry import NO_RETRY
 from reconciler.runtime.observe import ObserveClients
+from reconciler.runtime.observe_routes import RoutingTarget
 from reconciler.sandbox.world import Sandbox
 from reconciler.settings import Settings
 from reconciler.spec.load import Specs, load_directory
@@ -58,11 +61,24 @@ def clients(world: Sandbox, *, stripe: object | None) -> ObserveClients:
     evolution = EvolutionClient(
         settings.evolution, bucket=TokenBucket(capacity=1000, period=1.0), retry=NO_RETRY
     )
+    routing = settings.routing
+    known = [
+        ns.id for ns in world.cloudflare.kv.namespaces.values() if ns.title == routing.namespace
+    ]
     return ObserveClients(
         database=SqliteDatabase(settings.d1.sqlite_path),
         cloudflare=cloudflare,
         stripe=stripe,  # type: ignore[arg-type]
         evolution=evolution,
+        kv=KvClient(cloudflare),
+        workers=WorkersClient(cloudflare),
+        routing=RoutingTarget(
+            namespace=routing.namespace,
+            worker=routing.worker,
+            route_pattern=routing.route_pattern,
+            declared=bool(routing.fallback_origin),
+            namespace_id=known[0] if known else None,  # as ROUTING_KV_NAMESPACE_ID would
+        ),
     )
 
 

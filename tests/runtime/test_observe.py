@@ -14,7 +14,6 @@ from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import ActionKind, Plan, build_plan
 from reconciler.core.render import Rate, render_text
 from reconciler.errors import MigrationError
-from reconciler.providers.cloudflare_models import ownership_metadata
 from reconciler.runtime.observe import observe
 from reconciler.sandbox.faults import FaultRule
 from reconciler.sandbox.world import Sandbox, projects_from_specs
@@ -70,8 +69,12 @@ async def test_a_converged_world_is_observed_complete_and_plans_nothing(
     }
     assert all(h.owned and h.status == "active" for h in observed.hostnames.values())
     assert plan.is_empty, render_text(plan, rates=RATES)
-    # Only the hostname listing: the ledger agrees, so no Pages project is read.
-    assert cf_routes(converged_world) == ["GET /zones/{zone_id}/custom_hostnames"]
+    # Only the hostname and routing-table listings: the ledger agrees, so no Pages project is
+    # read (the namespace id is configured, so it is not looked up by title).
+    assert sorted(cf_routes(converged_world)) == [
+        "GET /accounts/{account_id}/storage/kv/namespaces/{namespace_id}/keys",
+        "GET /zones/{zone_id}/custom_hostnames",
+    ]
 
 
 async def test_a_version_bump_reads_pages_for_that_site_only_and_builds_it_in_memory(
@@ -103,13 +106,7 @@ async def test_no_create_and_no_delete_when_the_hostname_listing_fails(
     sim = converged_world.cloudflare
     gone = sim.hostnames.by_name["www.acmebakery.com"]
     sim.hostnames.delete(gone)
-    sim.add_hostname(
-        "old.acmebakery.com",
-        custom_origin_server="acme-home.pages.dev",
-        custom_metadata=ownership_metadata(
-            site="retired", tenant="acme", extra={"deletion-policy": "delete"}
-        ),
-    )
+    sim.add_hostname("old.acmebakery.com")
     sim.faults.set([FaultRule(path_prefix="/zones", error_rate=1.0, error_status=503)])
     observed, plan = await observe_and_plan(converged_world, specs)
     assert Source.HOSTNAMES in observed.incomplete

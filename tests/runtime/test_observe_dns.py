@@ -18,7 +18,6 @@ from plan_support import EXAMPLE_SPECS, clients, close, converged, example_specs
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed
 from reconciler.core.plan import ActionKind, Plan, build_plan
-from reconciler.providers.cloudflare_models import ownership_metadata
 from reconciler.providers.dns import Resolver, SandboxResolver
 from reconciler.runtime.observe import ObserveLimits, observe
 from reconciler.sandbox.world import Sandbox, projects_from_specs
@@ -40,13 +39,7 @@ def world(specs: Specs) -> Iterator[Sandbox]:
         converged.converge(sim, sim.d1_path, specs)
         sim.hostnames.delete(sim.hostnames.by_name[HOST])
         sim.dns.delete(HOST)
-        made = sim.add_hostname(
-            HOST,
-            custom_origin_server="acme-home.pages.dev",
-            custom_metadata=ownership_metadata(
-                site="acme-home", tenant="acme", extra={"deletion-policy": "retain"}
-            ),
-        )
+        made = sim.add_hostname(HOST)  # ours: its domains row records the id below
         connection = sqlite3.connect(sim.d1_path)
         with connection:
             connection.execute(

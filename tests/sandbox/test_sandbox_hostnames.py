@@ -126,6 +126,9 @@ def test_a_bad_validation_method_is_refused_with_1432(cf: Any) -> None:
 
 
 def test_create_returns_ownership_and_metadata_as_sent(cf: Any) -> None:
+    cf.sim.configure(
+        entitled_custom_metadata=True, entitled_custom_origin=True, custom_origin_outside_zone=True
+    )
     with cf.client() as http:
         made = _create(
             http,
@@ -243,6 +246,7 @@ def test_an_active_hostname_whose_cname_is_removed_becomes_moved_until_patched(c
 
 
 def test_patch_changes_origin_and_refuses_a_new_hostname(cf: Any) -> None:
+    cf.sim.configure(entitled_custom_origin=True, custom_origin_outside_zone=True)
     made = cf.sim.add_hostname("edit.acme.net", custom_origin_server="a.pages.dev")
     with cf.client() as http:
         moved = http.patch(

@@ -192,6 +192,15 @@ class Scenario:
             "--specs", str(specs), *args,
         )  # fmt: skip
 
+    def lever(self, verb: str, *args: str, confirm: bool = True) -> Run:
+        """A manual verb (``reconciler purge acme-home --yes``) on this test's specs at now."""
+        specs = self.fleet.write()
+        yes = ("--yes",) if confirm else ()
+        return self.cli(
+            verb, *args, *yes, "--color", "never", "--now", repr(self.now()),
+            "--specs", str(specs),
+        )  # fmt: skip
+
     def plan(self, *args: str) -> Run:
         """``reconciler plan`` on this test's specs at the virtual now."""
         specs = self.fleet.write()
@@ -348,6 +357,16 @@ class Scenario:
                 return None
             shown: dict[str, Any] = sim.hostnames.to_json(sim.hostnames.by_id[found], self.now())
             return shown
+
+    def route(self, name: str) -> dict[str, Any] | None:
+        """The routing-table entry of ``name`` as the dispatch Worker reads it, or None."""
+        sim = self.sandbox.cloudflare
+        with sim.lock:
+            for namespace in sim.kv.namespaces.values():
+                if namespace.title == "sitebuilder-routes" and name in namespace.entries:
+                    entry: dict[str, Any] = json.loads(namespace.entries[name].value)
+                    return entry
+            return None
 
     def hostnames(self) -> list[str]:
         """Every custom hostname in the simulated zone (duplicates would show twice)."""

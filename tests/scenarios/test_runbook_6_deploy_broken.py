@@ -60,6 +60,7 @@ def _uploads(world: Scenario, since: int) -> list[dict[str, Any]]:
 def test_a_broken_version_is_turned_back_by_its_health_check_and_the_revert_agrees(
     world: Scenario,
 ) -> None:
+    world.converge()  # the routing platform's own set-up, so what follows is the Worker's alone
     _worker(world, 2)
     assert "nothing to do" in world.apply().out  # the spec agrees with what serves
 
@@ -96,6 +97,7 @@ def test_a_broken_version_is_turned_back_by_its_health_check_and_the_revert_agre
 
 
 def test_moving_back_is_an_immediate_rollback_without_upload(world: Scenario) -> None:
+    world.converge()
     world.fleet.workers["api"] = {"script": SCRIPT, "production": {"version": 1}}
     since = world.cf_seq()
     run = world.apply()
@@ -107,6 +109,7 @@ def test_moving_back_is_an_immediate_rollback_without_upload(world: Scenario) ->
 
 
 def test_a_version_that_does_not_exist_is_blocked_at_its_spec_line(world: Scenario) -> None:
+    world.converge()
     world.fleet.workers["api"] = {"script": SCRIPT, "production": {"version": 9}}
     since = world.cf_seq()
     run = world.apply()
@@ -120,6 +123,7 @@ def test_a_version_that_does_not_exist_is_blocked_at_its_spec_line(world: Scenar
 def test_a_healthy_version_goes_live_through_its_schedule(world: Scenario) -> None:
     store: Any = world.sandbox.cloudflare.worker_versions
     store.scripts[SCRIPT].versions[2].health = 200  # version 3 fixed in place for this test
+    world.converge()
     _worker(world, 3, steps=[10, 50])
     since = world.cf_seq()
     run = world.apply()
@@ -161,6 +165,7 @@ def _apply_killed_at(world: Scenario, point: str) -> subprocess.CompletedProcess
 def test_a_run_killed_mid_rollout_ends_on_the_last_good_version(
     world: Scenario, point: str
 ) -> None:
+    world.converge()
     _worker(world, 3, steps=[10])
     killed = _apply_killed_at(world, point)
     assert killed.returncode == CRASH_EXIT_CODE, killed.stdout + killed.stderr
@@ -192,6 +197,7 @@ def test_a_pr_that_reverts_a_bump_is_a_rollback_annotated_with_the_reverted_comm
         repository.index.commit(message)
         return repository.head.commit.hexsha
 
+    world.converge()
     commit(1, "Pin the API Worker to version 1")
     bump = commit(2, "API Worker: version 2")
     assert world.apply().code in (0, 2)  # version 2 serves already: nothing to do

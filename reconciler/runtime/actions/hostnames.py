@@ -1,27 +1,35 @@
-"""Custom hostname handlers: runbook 2 (domain stuck in pending) and the hostname side of locks.
+"""Custom hostname handlers: runbook 2 (domain stuck in pending), creates, recreates, deletes.
 
 Called by ``runtime/execute.py`` through :func:`reconciler.runtime.actions.handlers_for` for
 ``create_hostname``, ``update_hostname``, ``retry_validation``, ``recreate_hostname`` and
 ``delete_hostname``, and ``record_hostname`` (D1 only: what Cloudflare showed when the plan was
 made, copied into ``domains``, creating a missing row, or marking ``deleted`` the row of a
-hostname gone from the zone). Calls the Cloudflare adapter (custom hostnames, purge)
-and :class:`~reconciler.runtime.records.Records` for the ``domains`` row.
+hostname gone from the zone). Calls the Cloudflare adapter (custom hostnames), the routing
+table (``runtime/actions/routes.py``, on delete) and :class:`~reconciler.runtime.records.Records`
+for the ``domains`` row.
 
-Every hostname created here carries the ownership marker
-(:func:`~reconciler.providers.cloudflare_models.ownership_metadata`) plus the site's deletion
-policy under :data:`DELETION_POLICY_KEY`, so a hostname whose site left the specs can still be
-judged (retain or delete) from the zone alone.
+Hostnames carry no ``custom_origin_server``: the dispatch Worker routes them by the routing
+table (docs/routing.md), whose entry ``write_routes`` wrote before the create. Ownership is what
+our records say: the ``domains`` row records the id at create. Only on an account entitled to
+custom metadata (``RoutingConfig.custom_metadata``) does a hostname also carry the ownership
+marker (:func:`~reconciler.providers.cloudflare_models.ownership_metadata`) plus the site's
+deletion policy under :data:`DELETION_POLICY_KEY`; otherwise no request carries
+``custom_metadata``.
 
 Crash safety, per action:
 
-- create: the adapter's create is look-before-resend, and a duplicate (1406) that carries our
-  marker is adopted, so a rerun after "hostname.after-create" returns the same hostname. A
-  kill before the ``domains`` write is repaired by the next plan's ``record_hostname``.
+- create: the adapter's create is look-before-resend, and a duplicate (1406) is adopted only
+  when this action was left pending by an earlier run (``ctx.resumed``) or carries our marker,
+  so a rerun after "hostname.after-create" returns the same hostname. A kill before the
+  ``domains`` write leaves the journal's pending intent, which the next observation takes as
+  ours (``runtime/ledger.py``), so its ``record_hostname`` repairs the row.
 - recreate: delete the recorded id ("hostname.after-delete"; already gone is success), then
   create. A rerun after the create deletes nothing (the old id is gone) and adopts the new one.
 - update and retry_validation are PATCHes stating final values: repeating one is harmless.
-- delete: already gone is success; a kill before the row is marked ``deleted`` is repaired
-  by the next plan's ``record_hostname`` (status ``deleted``).
+- delete: already gone is success; then its routing entry is removed ("hostname.after-delete"
+  sits between: a kill there leaves an entry for a hostname no longer in the zone, which no
+  visitor reaches and the next plan removes); a kill before the row is marked ``deleted`` is
+  repaired by the next plan's ``record_hostname`` (status ``deleted``).
 - record_hostname: an upsert (or the ``deleted`` mark) stating final values; repeating it
   changes nothing.
 """
@@ -35,6 +43,7 @@ from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action, ActionKind, JsonValue
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import CustomHostname, ownership_metadata
+from reconciler.runtime.actions.routes import RoutingTable
 from reconciler.runtime.actions.world import World, guarded, text_of
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import HostnameFacts, Records
@@ -80,6 +89,8 @@ def _facts(hostname: CustomHostname) -> HostnameFacts:
         origin=hostname.custom_origin_server,
         verification_token=hostname.ownership_txt_value,
         verification_errors=hostname.verification_errors + hostname.ssl_validation_errors,
+        dcv_txt_name=hostname.dcv_txt.txt_name if hostname.dcv_txt is not None else None,
+        dcv_txt_value=hostname.dcv_txt.txt_value if hostname.dcv_txt is not None else None,
     )
 
 
@@ -88,11 +99,12 @@ class HostnameHandler:
 
     provider: str = "cloudflare"
 
-    def __init__(self, world: World, kind: ActionKind) -> None:
-        """Act through ``world`` for actions of ``kind``."""
+    def __init__(self, world: World, kind: ActionKind, table: RoutingTable | None = None) -> None:
+        """Act through ``world`` (and ``table`` for routing entries) for actions of ``kind``."""
         self.world = world
         self.kind = kind
         self.records = Records(world.db)
+        self.table = table if table is not None else RoutingTable(world)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Perform the hostname action (see the module docstring for each kind)."""
@@ -132,6 +144,8 @@ class HostnameHandler:
                 origin=facts.origin,
                 verification_token=facts.verification_token,
                 verification_errors=facts.verification_errors,
+                dcv_txt_name=facts.dcv_txt_name,
+                dcv_txt_value=facts.dcv_txt_value,
             )
         await self.records.record_hostname(
             hostname=text_of(after.get("hostname")),
@@ -145,25 +159,31 @@ class HostnameHandler:
             retried=retried,
         )
 
+    def _metadata(self, after: Mapping[str, JsonValue]) -> dict[str, str] | None:
+        """Our marker on entitled accounts only; None (nothing sent) otherwise."""
+        return hostname_metadata(after) if self.world.routing.custom_metadata else None
+
     async def _create_hostname(self, action: Action, ctx: ActionContext) -> CustomHostname:
-        """Create (or adopt our existing) hostname, then make its origin and metadata right."""
+        """Create (or adopt our own existing) hostname; no origin, metadata only if entitled."""
         after = action.after
         hostname = text_of(after.get("hostname"))
-        origin = text_of(after.get("origin")) or None
-        metadata = hostname_metadata(after)
+        metadata = self._metadata(after)
         cf = self.world.cloudflare
+
+        def ours(found: CustomHostname) -> bool:
+            # the plan saw it absent; an earlier run of this very action may have made it
+            return ctx.resumed or found.owner is not None
+
         ctx.progress(f"creating custom hostname {hostname}")
         made = await cf.create_custom_hostname(
             hostname,
             ssl_method=text_of(after.get("ssl_method"), "http"),
-            custom_origin_server=origin,
             custom_metadata=metadata,
+            adopt=ours,
         )
-        if made.custom_origin_server != origin or dict(made.custom_metadata) != metadata:
+        if metadata is not None and dict(made.custom_metadata) != metadata:
             # adopted after a lost answer or a crash: state the final values
-            made = await cf.edit_custom_hostname(
-                made.id, custom_origin_server=origin, custom_metadata=metadata
-            )
+            made = await cf.edit_custom_hostname(made.id, custom_metadata=metadata)
         ctx.checkpoint("hostname.after-create")
         return made
 
@@ -180,8 +200,7 @@ class HostnameHandler:
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"created {made.hostname} ({made.status}) pointing at "
-            f"{made.custom_origin_server}",
+            message=f"created {made.hostname} ({made.status}); the dispatch Worker routes it",
             data={"id": made.id, "status": made.status},
         )
 
@@ -190,13 +209,14 @@ class HostnameHandler:
         hostname = text_of(after.get("hostname"))
         ssl_method = text_of(after.get("ssl_method"), "http")
         before_method = action.before.get("ssl_method")
-        cf = self.world.cloudflare
+        metadata = self._metadata(after)
+        if before_method == ssl_method and metadata is None:
+            return Outcome(action.id, Status.UNCHANGED, message=f"{hostname}: nothing to change")
         try:
-            edited = await cf.edit_custom_hostname(
+            edited = await self.world.cloudflare.edit_custom_hostname(
                 text_of(after.get("id")),
                 ssl_method=ssl_method if before_method != ssl_method else None,
-                custom_origin_server=text_of(after.get("origin")) or None,
-                custom_metadata=hostname_metadata(after),
+                custom_metadata=metadata,
             )
         except NotFoundError:
             return Outcome(
@@ -205,12 +225,11 @@ class HostnameHandler:
                 message=f"{hostname} is no longer in the zone; the next plan will create it",
             )
         ctx.checkpoint("hostname.after-update")
-        await cf.purge_cache(hosts=[hostname])
         await self._record(action, edited, ctx, restart_clock=before_method != ssl_method)
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"{hostname} now points at {edited.custom_origin_server}; cache purged",
+            message=f"{hostname} updated (ssl method {edited.ssl_method})",
             data={"id": edited.id},
         )
 
@@ -263,8 +282,20 @@ class HostnameHandler:
         hostname = text_of(after.get("hostname"))
         await self.world.cloudflare.delete_custom_hostname(text_of(after.get("id")))
         ctx.checkpoint("hostname.after-delete")
+        routed = after.get("route") is True
+        if routed:
+            await self.table.remove([hostname])
         await self.records.hostname_deleted(hostname, now=ctx.now())
-        return Outcome(action.id, Status.APPLIED, message=f"deleted {hostname}")
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"deleted {hostname}"
+            + (
+                "; its routing entry removed (not found at the edge within about 60 s)"
+                if routed
+                else ""
+            ),
+        )
 
 
 class RecordHostnameHandler:
@@ -320,6 +351,8 @@ class RecordHostnameHandler:
                 ssl_method=text_of(after.get("ssl_method"), "http"),
                 origin=text_of(after.get("origin")) or None,
                 verification_token=text_of(after.get("verification_token")) or None,
+                dcv_txt_name=text_of(after.get("dcv_txt_name")) or None,
+                dcv_txt_value=text_of(after.get("dcv_txt_value")) or None,
                 verification_errors=tuple(e for e in errors if isinstance(e, str))
                 if isinstance(errors, list)
                 else (),

@@ -1,7 +1,8 @@
-"""Publish and rollback handlers: runbook 1 (publish failed, rollback) and 4 (performance budget).
+"""The publish handler: runbook 1 (publish failed) and 4 (performance budget, images).
 
 Called by ``runtime/execute.py`` through :func:`reconciler.runtime.actions.handlers_for` for
-``publish``, ``retry_publish`` and ``rollback`` actions. Calls the builder
+``publish`` and ``retry_publish`` actions (``rollback.py`` rolls back, ``publish_record.py``
+records a publish the planner blocked). Calls the builder
 (``build/content.py``, ``build/site.py``), the budget check (``core/budget.py``), the
 Cloudflare adapter (Direct Upload, deployment status, rollback, purge) and
 :class:`~reconciler.runtime.records.Records` for ``publish_versions``, ``sites`` and
@@ -43,14 +44,14 @@ from reconciler.build.site import BuildOutput, build_site
 from reconciler.core.budget import MediaWeight, check_budget, describe_violations
 from reconciler.core.identity import BuildInputs
 from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action, ActionKind, JsonValue
+from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action, JsonValue
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
 from reconciler.runtime.actions.world import World, guarded, text_of
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, Records
 
-__all__ = ["PublishHandler", "RecordPublishFailureHandler", "RollbackHandler", "publish_id_of"]
+__all__ = ["ENVIRONMENTS", "PublishHandler", "budget_of", "hosts_of", "int_of", "publish_id_of"]
 
 ENVIRONMENTS = ("production", "preview")
 
@@ -60,7 +61,7 @@ def publish_id_of(action: Action) -> str:
     return action.id[:12]
 
 
-def _hosts(after: Mapping[str, JsonValue]) -> list[str]:
+def hosts_of(after: Mapping[str, JsonValue]) -> list[str]:
     value = after.get("hosts")
     return [h for h in value if isinstance(h, str)] if isinstance(value, list) else []
 
@@ -70,7 +71,7 @@ def _scripts(after: Mapping[str, JsonValue]) -> list[str]:
     return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
 
 
-def _budget(after: Mapping[str, JsonValue]) -> dict[str, int] | None:
+def budget_of(after: Mapping[str, JsonValue]) -> dict[str, int] | None:
     value = after.get("budget")
     if not isinstance(value, dict):
         return None
@@ -79,7 +80,7 @@ def _budget(after: Mapping[str, JsonValue]) -> dict[str, int] | None:
     return limits if all(k in limits for k in keys) else None
 
 
-def _int(value: JsonValue, default: int) -> int:
+def int_of(value: JsonValue, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
@@ -169,8 +170,8 @@ class PublishHandler:
         tenant = text_of(after.get("tenant"), site)
         project = text_of(after.get("project"), site)
         env = text_of(after.get("environment"), "production")
-        version = _int(after.get("version"), 0)
-        attempt = _int(after.get("attempt"), 1)
+        version = int_of(after.get("version"), 0)
+        attempt = int_of(after.get("attempt"), 1)
         commit = text_of(after.get("commit")) or None
         if env not in ENVIRONMENTS or not site or version < 1:
             return Outcome(
@@ -235,7 +236,7 @@ class PublishHandler:
             )
 
         sizes = _sizes(build)
-        budget = _budget(after) or await records.budget_limits(site)
+        budget = budget_of(after) or await records.budget_limits(site)
         if budget is not None:
             violations = check_budget(
                 js_kb=build.js_kb,
@@ -307,7 +308,7 @@ class PublishHandler:
                 data={"deployment_id": deployment.id},
             )
 
-        hosts = _hosts(after)
+        hosts = hosts_of(after)
         if hosts:
             ctx.progress(f"{site} {env}: purging {len(hosts)} hosts")
             await cf.purge_cache(hosts=hosts)
@@ -409,184 +410,3 @@ class PublishHandler:
             await self.world.sleep(settings.deploy_poll_interval)
             deployment = await self.world.cloudflare.get_deployment(project, deployment.id)
         return deployment
-
-
-class RollbackHandler:
-    """``rollback``: point production at an existing deployment, purge, record; never rebuild."""
-
-    provider: str = "cloudflare"
-
-    def __init__(self, world: World) -> None:
-        """Act through ``world``."""
-        self.world = world
-        self.records = Records(world.db)
-
-    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Roll production back to ``action.after["deployment_id"]``."""
-        return await guarded(action, self._rollback(action, ctx))
-
-    async def _rollback(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        site = text_of(after.get("site"))
-        tenant = text_of(after.get("tenant"), site)
-        project = text_of(after.get("project"), site)
-        env = text_of(after.get("environment"), "production")
-        version = _int(after.get("version"), 0)
-        target = text_of(after.get("deployment_id"))
-        commit = text_of(after.get("commit")) or None
-        if env != "production" or not target or not site:
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"a rollback needs a production deployment id, got {after}",
-            )
-        cf = self.world.cloudflare
-
-        if ctx.resumed:
-            live = await self.records.live_publish(site, env)
-            serving = (await cf.get_project(project)).canonical_deployment
-            if (
-                live is not None
-                and live.deployment_id == target
-                and serving is not None
-                and serving.id == target
-            ):
-                return Outcome(
-                    action.id,
-                    Status.UNCHANGED,
-                    message=f"production already serves deployment {target}",
-                    data={"deployment_id": target},
-                )
-
-        ctx.progress(f"{site}: rolling production back to deployment {target}")
-        try:
-            deployment = await cf.rollback_deployment(project, target)
-        except NotFoundError:
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=(
-                    f"deployment {target} of version {version} is gone; the next plan will "
-                    "rebuild and publish the version instead"
-                ),
-            )
-        ctx.checkpoint("rollback.after-rollback")
-
-        deadline = ctx.now() + self.world.settings.rollback_timeout
-        while True:
-            serving = (await cf.get_project(project)).canonical_deployment
-            if serving is not None and serving.id == target:
-                break
-            if ctx.now() >= deadline:
-                return Outcome(
-                    action.id,
-                    Status.FAILED_TRANSIENT,
-                    message=(
-                        f"production did not switch to deployment {target} within "
-                        f"{self.world.settings.rollback_timeout:g}s"
-                    ),
-                )
-            await self.world.sleep(self.world.settings.deploy_poll_interval)
-
-        hosts = _hosts(after)
-        if hosts:
-            await cf.purge_cache(hosts=hosts)
-        ctx.checkpoint("rollback.after-purge")
-        await self.records.record_rollback(
-            site=site,
-            tenant=tenant,
-            project=project,
-            environment=env,
-            version=version,
-            deployment_id=target,
-            url=deployment.url,
-            commit=commit,
-            now=ctx.now(),
-            budget=_budget(after),
-        )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"production rolled back to deployment {target} (version {version})",
-            data={"deployment_id": target, "url": deployment.url},
-        )
-
-
-class RecordPublishFailureHandler:
-    """``record_publish_failure``: one ``failed`` publish row for a publish its build blocked.
-
-    The planner blocked the publish (gate ``build`` or ``budget``), so nothing is built or
-    uploaded here: the row records the plan's error where runbook 1 tells operators to look.
-    Idempotent: when the newest row of the site and environment already records this version
-    as failed with the same error, nothing is written (``unchanged``).
-    """
-
-    provider: str = "d1"
-
-    def __init__(self, world: World) -> None:
-        """Write through ``world.db``."""
-        self.records = Records(world.db)
-
-    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Insert the ``failed`` row unless it is already there."""
-        return await guarded(action, self._record(action, ctx))
-
-    async def _record(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        site = text_of(after.get("site"))
-        env = text_of(after.get("environment"), "production")
-        version = _int(after.get("version"), 0)
-        error = text_of(after.get("error_message"))
-        if (
-            action.kind is not ActionKind.RECORD_PUBLISH_FAILURE
-            or env not in ENVIRONMENTS
-            or not site
-            or version < 1
-            or not error
-        ):
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"malformed record_publish_failure action {dict(after)}",
-            )
-        latest = await self.records.latest_publish(site, env)
-        if (
-            latest is not None
-            and latest.version == version
-            and latest.status == "failed"
-            and latest.error_message == error
-        ):
-            return Outcome(
-                action.id,
-                Status.UNCHANGED,
-                message=f"version {version} is already recorded as failed",
-            )
-        sizes_value = after.get("sizes")
-        sizes = None
-        if isinstance(sizes_value, dict):
-            sizes = BuildSizes(
-                js_kb=_int(sizes_value.get("js_kb"), 0),
-                css_kb=_int(sizes_value.get("css_kb"), 0),
-                third_party_scripts=_int(sizes_value.get("third_party_scripts"), 0),
-                image_kb=_int(sizes_value.get("image_kb"), 0),
-                page_weight_kb=_int(sizes_value.get("page_weight_kb"), 0),
-            )
-        await self.records.record_publish_failure(
-            site=site,
-            tenant=text_of(after.get("tenant"), site),
-            project=text_of(after.get("project"), site),
-            environment=env,
-            version=version,
-            commit=text_of(after.get("commit")) or None,
-            content_hash=text_of(after.get("content_hash")) or None,
-            error_message=error,
-            sizes=sizes,
-            now=ctx.now(),
-            build_identity=text_of(after.get("build_identity")) or None,
-            build_inputs=text_of(after.get("build_inputs")) or None,
-        )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"recorded version {version} of {site} {env} as failed: {error}",
-        )

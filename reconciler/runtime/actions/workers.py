@@ -1,14 +1,15 @@
 """The Worker handler: deploy an existing version of one of the platform's Workers, health-gated.
 
-Registered by ``runtime/actions/__init__.py`` for ``deploy_worker`` and ``rollback_worker``;
-called by ``runtime/execute.py``. Reads only ``action.after`` (``core/plan_workers.py``): the
-split to serve (version ids), the split to return to, and the health check. Never uploads code.
+Registered by ``runtime/actions/__init__.py`` for ``deploy_worker_version`` and
+``rollback_worker_version``; called by ``runtime/execute.py``. Reads only ``action.after``
+(``core/plan_workers.py``): the split to serve (version ids), the split to return to, and the
+health check. Never uploads code.
 
 Steps (runbook 6, "Deploy Broken: rollback immediately", without a human):
 
 1. With a health check, a ``checking`` row goes to D1 ``worker_rollouts`` first (with the split
    to return to), so a run killed after the deployment is checked again on the next pass.
-2. A ``deploy_worker`` with a health check and a split schedule (``steps``) serves the new
+2. A ``deploy_worker_version`` with a health check and a split schedule (``steps``) serves the new
    version at each step's percentage, checking each; then the whole split asked for.
 3. The check GETs the URL :data:`PROBES` times; any status outside ``expect`` (or no answer)
    fails it. On failure traffic goes back to the split it replaced at once, the row becomes
@@ -91,7 +92,7 @@ def _words(entries: list[_Entry]) -> str:
 
 
 class WorkerHandler:
-    """``deploy_worker`` and ``rollback_worker`` (module docstring)."""
+    """``deploy_worker_version`` and ``rollback_worker_version`` (module docstring)."""
 
     provider = "cloudflare"
 
@@ -132,7 +133,7 @@ class WorkerHandler:
         self, target: list[_Entry], back: list[_Entry], check: _Check | None
     ) -> list[list[_Entry]]:
         """The splits to serve in order: the schedule's steps, then the split asked for."""
-        if check is None or self._kind is not ActionKind.DEPLOY_WORKER or len(target) != 1:
+        if check is None or self._kind is not ActionKind.DEPLOY_WORKER_VERSION or len(target) != 1:
             return [target]
         old = [entry for entry in back if entry.version_id != target[0].version_id]
         if len(old) != 1:

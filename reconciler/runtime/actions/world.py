@@ -26,7 +26,7 @@ from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import Database
 from reconciler.providers.evolution import EvolutionClient
 
-__all__ = ["ActionSettings", "BillingSource", "World", "guarded", "text_of"]
+__all__ = ["ActionSettings", "BillingSource", "RoutingConfig", "World", "guarded", "text_of"]
 
 
 class BillingSource(Protocol):
@@ -53,6 +53,23 @@ class ActionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """The routing platform the handlers act on (``settings.RoutingSettings``; docs/routing.md).
+
+    ``worker_source`` is the dispatch Worker module to deploy (None: no source was found, so a
+    ``deploy_worker`` fails permanently); ``custom_metadata``: the account is entitled to
+    custom hostname metadata (off by default: no request carries it).
+    """
+
+    namespace: str = "sitebuilder-routes"
+    namespace_id: str | None = None  # known from settings: no lookup by title
+    worker: str = "sitebuilder-dispatch"
+    route_pattern: str = "*/*"
+    worker_source: bytes | None = None
+    custom_metadata: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class World:
     """The clients and settings every handler acts through.
 
@@ -64,6 +81,7 @@ class World:
         assets: asset bytes by key for builds (R2 in production, a dict in the sandbox).
         variants: the image variant cache (R2 beside the originals); None encodes every build.
         settings: time limits and branch names.
+        routing: the routing table's namespace, the dispatch Worker and entitlements.
         sleep: how the handlers wait between polls (the sandbox advances its virtual clock).
     """
 
@@ -75,6 +93,7 @@ class World:
     variants: VariantCache | None = None
     settings: ActionSettings = field(default_factory=ActionSettings)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
 
 def text_of(value: JsonValue, default: str = "") -> str:

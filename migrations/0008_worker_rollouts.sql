@@ -1,4 +1,4 @@
--- Migration number: 0007
+-- Migration number: 0008
 -- Every rollout of one of the platform's own Workers (kind: Worker) that the reconciler made:
 -- the version it moved to, the split, and how the health check judged it. The newest row per
 -- script decides: `checking` means a run deployed and stopped before its health check was

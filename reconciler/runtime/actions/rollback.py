@@ -1,0 +1,144 @@
+"""The rollback handler: point production at an existing deployment (runbook 1, git revert).
+
+Called by ``runtime/execute.py`` through :func:`reconciler.runtime.actions.handlers_for` for
+``rollback`` actions; calls the Cloudflare adapter (Pages rollback, project, purge) and
+:class:`~reconciler.runtime.records.Records`. It never builds: when the target deployment is
+gone the outcome says so and the next plan rebuilds the version instead.
+"""
+
+from __future__ import annotations
+
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action
+from reconciler.errors import NotFoundError
+from reconciler.providers.cloudflare_models import Deployment
+from reconciler.runtime.actions.publish import budget_of, hosts_of, int_of
+from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.handler import ActionContext
+from reconciler.runtime.records import Records
+
+__all__ = ["RollbackHandler"]
+
+
+class RollbackHandler:
+    """``rollback``: point production at an existing deployment, purge, record; never rebuild."""
+
+    provider: str = "cloudflare"
+
+    def __init__(self, world: World) -> None:
+        """Act through ``world``."""
+        self.world = world
+        self.records = Records(world.db)
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Roll production back to ``action.after["deployment_id"]``."""
+        return await guarded(action, self._rollback(action, ctx))
+
+    async def _rollback(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        site = text_of(after.get("site"))
+        tenant = text_of(after.get("tenant"), site)
+        project = text_of(after.get("project"), site)
+        env = text_of(after.get("environment"), "production")
+        version = int_of(after.get("version"), 0)
+        target = text_of(after.get("deployment_id"))
+        commit = text_of(after.get("commit")) or None
+        if env != "production" or not target or not site:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=f"a rollback needs a production deployment id, got {after}",
+            )
+        cf = self.world.cloudflare
+
+        if ctx.resumed and await self._already_done(site, env, project, target):
+            return Outcome(
+                action.id,
+                Status.UNCHANGED,
+                message=f"production already serves deployment {target}",
+                data={"deployment_id": target},
+            )
+
+        ctx.progress(f"{site}: rolling production back to deployment {target}")
+        try:
+            deployment = await cf.rollback_deployment(project, target)
+        except NotFoundError:
+            return Outcome(
+                action.id,
+                Status.FAILED_PERMANENT,
+                message=(
+                    f"deployment {target} of version {version} is gone; the next plan will "
+                    "rebuild and publish the version instead"
+                ),
+            )
+        ctx.checkpoint("rollback.after-rollback")
+
+        if not await self._switched(project, target, deployment, ctx):
+            return Outcome(
+                action.id,
+                Status.FAILED_TRANSIENT,
+                message=(
+                    f"production did not switch to deployment {target} within "
+                    f"{self.world.settings.rollback_timeout:g}s"
+                ),
+            )
+
+        hosts = hosts_of(after)
+        if hosts:
+            await cf.purge_cache(hosts=hosts)
+        ctx.checkpoint("rollback.after-purge")
+        await self.records.record_rollback(
+            site=site,
+            tenant=tenant,
+            project=project,
+            environment=env,
+            version=version,
+            deployment_id=target,
+            url=deployment.url,
+            commit=commit,
+            now=ctx.now(),
+            budget=budget_of(after),
+        )
+        return Outcome(
+            action.id,
+            Status.APPLIED,
+            message=f"production rolled back to deployment {target} (version {version})",
+            data={"deployment_id": target, "url": deployment.url},
+        )
+
+    async def _already_done(self, site: str, env: str, project: str, target: str) -> bool:
+        """A resumed rollback whose effect is there: D1 records it live and Pages serves it."""
+        live = await self.records.live_publish(site, env)
+        serving = (await self.world.cloudflare.get_project(project)).canonical_deployment
+        return (
+            live is not None
+            and live.deployment_id == target
+            and serving is not None
+            and serving.id == target
+        )
+
+    async def _switched(
+        self, project: str, target: str, answer: Deployment, ctx: ActionContext
+    ) -> bool:
+        """Poll until production serves ``target``; False when the rollback timeout passes.
+
+        ``canonical_deployment`` has two readings (CONTRACT.md §9 item 3): the deployment that
+        serves, or the most recent production deployment, which stays on the newer one after a
+        rollback. Under the second, the rollback's own ``answer`` naming the target is the proof
+        (``core/plan_sites.canonical_is_latest`` reads observations the same way).
+        """
+        deadline = ctx.now() + self.world.settings.rollback_timeout
+        while True:
+            serving = (await self.world.cloudflare.get_project(project)).canonical_deployment
+            if serving is not None and serving.id == target:
+                return True
+            if serving is not None and answer.id == target and _newer(serving, answer):
+                return True
+            if ctx.now() >= deadline:
+                return False
+            await self.world.sleep(self.world.settings.deploy_poll_interval)
+
+
+def _newer(serving: Deployment, target: Deployment) -> bool:
+    """Whether ``serving`` was created after ``target`` (ISO-8601 times compare as text)."""
+    return bool(serving.created_on and target.created_on) and serving.created_on > target.created_on
