@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "validate",
     "plan",
     "apply",
+    "levers",  # the runbooks' manual verbs: publish, purge, retry-validation, recreate, ...
     "run",
     "status",
     "schemas",

@@ -116,6 +116,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="let hostname deletions exceed the blast-radius cap",
     )
+    plan_command.add_target_option(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
     # commands/plan.py's loader reads these; apply has no PR mode.
@@ -166,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             now=base,
             allow=args.allow_mass_deletion,
             progress=say,
+            selection=plan_command.selection_of(args),  # --target, or a verb's levers
             unreadable=unread.append,
         )
     )
@@ -216,7 +218,13 @@ def _record_quietly(
 async def _record(
     made: plan_command.Pass, report: Report, writers: WriterWorld, now: Callable[[], float]
 ) -> None:
-    """Write every covered resource's conditions, so ``status`` is right after an apply."""
+    """Write every covered resource's conditions, so ``status`` is right after an apply.
+
+    A plan narrowed by ``--target`` or a verb's lever records none: it leaves other work out,
+    so it cannot tell which resources converged (the next whole pass records them).
+    """
+    if made.narrowed:
+        return
     store = StatusStore(writers.database, now)
     try:
         await record_pass(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.core.desired import Desired, derive
+from reconciler.core.levers import Selection, parse_address
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, build_plan
 from reconciler.core.plan_json import signed_json
@@ -76,9 +78,38 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="let hostname deletions exceed the blast-radius cap",
     )
+    add_target_option(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
+
+
+def add_target_option(parser: argparse.ArgumentParser) -> None:
+    """``--target KIND/NAME`` (repeatable), shared by ``plan`` and ``apply``."""
+    parser.add_argument(
+        "--target",
+        action="append",
+        type=_address,
+        default=[],
+        metavar="KIND/NAME",
+        help="plan only this resource and what it depends on (Tenant/, Site/, Hostname/ or "
+        "Invoice/NAME; repeatable; a tenant covers its sites, a site its hostnames)",
+    )
+
+
+def _address(text: str) -> str:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def selection_of(args: argparse.Namespace) -> Selection:
+    """The ``--target`` addresses and the levers a verb put on ``args`` (``commands/levers``)."""
+    return Selection(
+        targets=tuple(getattr(args, "target", None) or ()),
+        levers=tuple(getattr(args, "levers", None) or ()),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +161,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     plan = asyncio.run(
-        make_plan(world, loaded, now=now, allow=args.allow_mass_deletion, progress=progress)
+        make_plan(
+            world,
+            loaded,
+            now=now,
+            allow=args.allow_mass_deletion,
+            progress=progress,
+            selection=selection_of(args),
+        )
     )
     rates = world.rates()
     if args.output == "json":
@@ -212,6 +250,7 @@ class Pass:
     desired: Desired
     observed: Observed
     plan: Plan
+    narrowed: bool = False  # cut down by --target or a lever (core.levers): not the whole plan
 
 
 async def make_plan(
@@ -221,11 +260,18 @@ async def make_plan(
     now: float,
     allow: bool,
     progress: Callable[[str], None],
+    selection: Selection | None = None,
     unreadable: Callable[[UnreadableError], None] | None = None,
 ) -> Plan:
     """:func:`make_pass`, the plan only."""
     made = await make_pass(
-        world, loaded, now=now, allow=allow, progress=progress, unreadable=unreadable
+        world,
+        loaded,
+        now=now,
+        allow=allow,
+        progress=progress,
+        selection=selection,
+        unreadable=unreadable,
     )
     return made.plan
 
@@ -237,6 +283,7 @@ async def make_pass(
     now: float,
     allow: bool,
     progress: Callable[[str], None],
+    selection: Selection | None = None,
     unreadable: Callable[[UnreadableError], None] | None = None,
 ) -> Pass:
     """Observe the world read-only through ``world`` (closed after), derive and plan.
@@ -248,6 +295,8 @@ async def make_pass(
         now: the clock for derive and the plan, epoch seconds.
         allow: lift the blast-radius cap on hostname deletions.
         progress: where progress lines go.
+        selection: ``--target`` addresses and levers (``core.levers``); the whole plan when
+            None.
         unreadable: called with the error instead of raising it, by ``apply``, which goes on
             with what the healthy providers allow (runbook 6) and exits 1 afterwards.
 
@@ -259,8 +308,11 @@ async def make_pass(
         UnreadableError: a provider's reading failed (network, 5xx, refused credentials)
             and no ``unreadable`` callback was given.
     """
-    settings = world.plan_settings(
-        allow_mass_deletion=allow, approved_deletions=loaded.approvals.approved
+    settings = dataclasses.replace(
+        world.plan_settings(
+            allow_mass_deletion=allow, approved_deletions=loaded.approvals.approved
+        ),
+        selection=selection or Selection(),  # --target, or a verb's levers
     )
     for value in loaded.approvals.ignored:
         progress(f"ignored {APPROVAL_TRAILER}: {value}: name Site/<name> or Hostname/<name>")
@@ -274,6 +326,7 @@ async def make_pass(
             now=now,
             scope=pull.scope if pull is not None else None,
             hostnames=pull.removed_hostnames if pull is not None else (),
+            workers=pull.workers if pull is not None else (),
             progress=progress,
         )
     try:
@@ -284,11 +337,14 @@ async def make_pass(
         unreadable(exc)
     desired = derive(loaded.specs, observed.billing, now=now)
     plan = build_plan(desired, observed, settings)
+    narrowed = settings.selection.narrowed
     if pull is None:
-        return Pass(desired=desired, observed=observed, plan=plan)
+        return Pass(desired=desired, observed=observed, plan=plan, narrowed=narrowed)
     base = prmode.base_desired(derive(pull.base, observed.billing, now=now), desired.revision)
-    annotated = prmode.annotate(plan, build_plan(base, observed, settings), pull.reverts)
-    return Pass(desired=desired, observed=observed, plan=annotated)
+    annotated = prmode.annotate(
+        plan, build_plan(base, observed, settings), pull.reverts, pull.worker_reverts
+    )
+    return Pass(desired=desired, observed=observed, plan=annotated, narrowed=narrowed)
 
 
 PROVIDERS: dict[Source, str] = {

@@ -1,8 +1,9 @@
 """Deadlines: the next moment the planner would decide differently with nothing changed.
 
 Part of the pure core; the daemon loop turns them into work-queue timers
-(``WorkQueue.wake_at``) so that nothing polls: a pending hostname's validation timeout, and the
-next dunning day or lock threshold of a tenant's open invoices.
+(``WorkQueue.wake_at``) so that nothing polls: a pending hostname's validation timeout (and a
+validated one's ``ssl_timeout``), and the next dunning day or lock threshold of a tenant's
+owed invoices (``core.policy.invoice_owed``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from reconciler.core.conditions_sites import PENDING_SSL, PENDING_STATUS
 from reconciler.core.desired import DesiredHostname
 from reconciler.core.facts import Invoice
 from reconciler.core.observed import Observed
-from reconciler.core.policy import DAY
+from reconciler.core.policy import billing_moments
 from reconciler.spec.models import BillingPolicySpec
 
 __all__ = ["next_billing_deadline", "next_validation_deadline"]
@@ -22,7 +23,7 @@ __all__ = ["next_billing_deadline", "next_validation_deadline"]
 def next_validation_deadline(
     hostnames: Iterable[DesiredHostname], observed: Observed, now: float
 ) -> float | None:
-    """The earliest future validation timeout of a pending hostname among ``hostnames``."""
+    """The earliest future validation or certificate (``ssl_timeout``) timeout of ``hostnames``."""
     moments: list[float] = []
     for want in hostnames:
         have = observed.hostnames.get(want.hostname)
@@ -30,6 +31,10 @@ def next_validation_deadline(
             continue
         if have.status in PENDING_STATUS or (have.ssl_status or "") in PENDING_SSL:
             moment = have.status_since + want.validation_timeout
+            if moment > now:
+                moments.append(moment)
+        if have.recorded_status == "pending_ssl":  # the planner's ssl_timeout clock
+            moment = have.status_since + want.ssl_timeout
             if moment > now:
                 moments.append(moment)
     return min(moments) if moments else None
@@ -43,13 +48,6 @@ def next_billing_deadline(
     Like :func:`reconciler.core.policy.next_dunning_at`, but only future moments: a timer
     for a moment already past would fire at once and re-plan what the pass just planned.
     """
-    moments: list[float] = []
-    for invoice in open_invoices:
-        if invoice.status != "open" or invoice.amount_due <= 0:
-            continue
-        start = invoice.overdue_since
-        moments.extend(start + step.day * DAY for step in policy.dunning)
-        moments.append(start + policy.grace_days * DAY)
-        moments.append(start + policy.hard_lock_days * DAY)
+    moments = billing_moments(policy, tuple(open_invoices))
     future = [moment for moment in moments if moment > now]
     return min(future) if future else None

@@ -30,6 +30,13 @@ class Invoice:
         """When the clock for days past due starts: finalisation, else creation."""
         return self.finalized_at if self.finalized_at is not None else self.created
 
+    @property
+    def due_at(self) -> float:
+        """When payment is due: Stripe's ``due_date`` when it gives one (``send_invoice``
+        collection), else the moment days past due count from (a charged invoice is due when
+        it is finalised); what D1 ``invoices.due_at`` records."""
+        return self.due_date if self.due_date is not None else self.overdue_since
+
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
@@ -48,4 +55,6 @@ class CustomerBilling:
 
     customer: str
     subscriptions: tuple[Subscription, ...] = ()
+    # Every invoice Stripe shows as open or uncollectible (``core.policy.UNSETTLED_STATUSES``);
+    # whether one is owed is ``core.policy.invoice_owed``'s decision, per policy.
     open_invoices: tuple[Invoice, ...] = field(default=())

@@ -46,6 +46,9 @@ Rules (numbered, h11-style; tests in tests/core/ cite them):
 8. A publish whose latest attempt of the same version failed to build (``build failed: ...``)
    is blocked at once (gate ``build``): the same snapshot fails the same way, so it is never
    retried until the version changes. Deployment failures are retried up to the cap.
+9. Levers (``core.levers``, ``PlanSettings.selection``) are forced intents: the area planners
+   turn each into ordinary actions or refuse it with a reason, and a selection narrows the
+   plan to its targets and what they depend on. Without a selection the plan is unchanged.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 from reconciler.core.desired import Desired
+from reconciler.core.levers import Selection, narrow
 from reconciler.core.observed import Observed, Source
 from reconciler.core.policy import BlastRadius
 from reconciler.core.routing import DesiredPlatform
@@ -95,6 +99,9 @@ class ActionKind(StrEnum):
     SEND_DUNNING = "send_dunning"
     RECORD_HOSTNAME = "record_hostname"
     RECORD_PUBLISH_FAILURE = "record_publish_failure"
+    PURGE_CACHE = "purge_cache"
+    DEPLOY_WORKER_VERSION = "deploy_worker_version"
+    ROLLBACK_WORKER_VERSION = "rollback_worker_version"
 
 
 class Cause(StrEnum):
@@ -120,6 +127,7 @@ UNREADABLE: Mapping[Source, str] = {
     Source.WHATSAPP: "the WhatsApp gateway could not be reached",
     Source.ROUTES: "the routing table could not be listed",
     Source.PLATFORM: "the dispatch Worker platform could not be read",
+    Source.WORKERS: "Workers versions and deployments could not be read",
 }
 
 # Order of kinds within a lane, and the summary word each kind counts under.
@@ -140,15 +148,19 @@ SUMMARY_WORDS: Mapping[ActionKind, str] = {
     ActionKind.SYNC_BILLING: "sync",
     ActionKind.RECORD_HOSTNAME: "record",
     ActionKind.RECORD_PUBLISH_FAILURE: "record",
+    ActionKind.PURGE_CACHE: "purge",
     ActionKind.WRITE_ROUTES: "route",
     ActionKind.CREATE_ROUTES_NAMESPACE: "set up",
     ActionKind.DEPLOY_WORKER: "set up",
     ActionKind.SET_WORKER_ROUTE: "set up",
     ActionKind.SET_FALLBACK_ORIGIN: "set up",
+    ActionKind.DEPLOY_WORKER_VERSION: "deploy",
+    ActionKind.ROLLBACK_WORKER_VERSION: "roll back",
 }
 SUMMARY_ORDER = (
     "set up",
     "publish",
+    "deploy",
     "roll back",
     "create",
     "update",
@@ -161,6 +173,7 @@ SUMMARY_ORDER = (
     "message",
     "sync",
     "record",
+    "purge",
 )
 
 # Predicted API calls per action and provider (the cost forecast). Publishing uploads in
@@ -182,11 +195,15 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.SYNC_BILLING: {"d1": 1},
     ActionKind.RECORD_HOSTNAME: {"d1": 1},
     ActionKind.RECORD_PUBLISH_FAILURE: {"d1": 1},
+    ActionKind.PURGE_CACHE: {"cloudflare": 1},
     ActionKind.WRITE_ROUTES: {"cloudflare": 1, "d1": 1},  # per 10,000 keys
     ActionKind.CREATE_ROUTES_NAMESPACE: {"cloudflare": 1},
     ActionKind.DEPLOY_WORKER: {"cloudflare": 1},
     ActionKind.SET_WORKER_ROUTE: {"cloudflare": 1},
     ActionKind.SET_FALLBACK_ORIGIN: {"cloudflare": 1},
+    # one deployment, one health GET per step, a deployment back if it fails, the D1 record
+    ActionKind.DEPLOY_WORKER_VERSION: {"cloudflare": 1, "d1": 1},
+    ActionKind.ROLLBACK_WORKER_VERSION: {"cloudflare": 1, "d1": 1},
 }
 
 
@@ -218,7 +235,8 @@ class Blocked:
     tenant: str | None
     site: str | None
     gate: str  # hard_locked | budget | build | missing_version | missing_project | stuck |
-    #            conflict | blast_radius | incomplete
+    #            conflict | blast_radius | incomplete | refused (a lever the specs forbid) |
+    #            missing_worker | missing_worker_version | health
     reason: str
     source: str | None
 
@@ -230,7 +248,7 @@ class Note:
     target: str
     tenant: str | None
     site: str | None
-    category: str  # unmanaged | retained | waiting
+    category: str  # unmanaged | retained | waiting | unchanged (a lever with nothing to do)
     reason: str
 
 
@@ -244,6 +262,10 @@ class PlanSettings:
     # approval was given ("commit 1a2b3c4d5e6f (Remove acme-shop)"), shown in the plan.
     approved_deletions: Mapping[str, str] = field(default_factory=dict)
     max_publish_attempts: int = 3
+    # A publish stuck on the provider's side (deployment failures, not our content) is tried
+    # again by itself once this long has passed since its last attempt.
+    stuck_cooldown: float = 6 * 3600.0
+    selection: Selection = field(default_factory=Selection)  # --target and the levers
     routes_namespace: str = "sitebuilder-routes"  # the routing table's KV namespace title
     platform: DesiredPlatform | None = None  # None: Worker, route, fallback managed by hand
     custom_metadata: bool = False  # the account is entitled to custom hostname metadata
@@ -319,6 +341,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     from reconciler.core.plan_platform import plan_platform
     from reconciler.core.plan_routes import plan_routes
     from reconciler.core.plan_sites import note_unclaimed_projects, plan_site
+    from reconciler.core.plan_workers import plan_workers
 
     builder = PlanBuilder(desired, observed, settings or PlanSettings())
     scope = observed.scope
@@ -341,9 +364,11 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
         plan_site(builder, site)
     plan_routes(builder)
     plan_hostnames(builder)
+    plan_workers(builder)
     if scope is None:
         note_unclaimed_projects(builder)
-    return Plan(
+    builder.refuse_unreached()
+    plan = Plan(
         revision=desired.revision,
         observed_digest=observed.digest(),
         planned_at=desired.now,
@@ -354,3 +379,8 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
         notes=tuple(sorted(builder.notes, key=lambda n: (n.category, n.tenant or "", n.target))),
         incomplete={source.value: reason for source, reason in sorted(observed.incomplete.items())},
     )
+    selection = builder.settings.selection
+    if not selection.narrowed:
+        return plan
+    locks = (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK)
+    return narrow(plan, selection, builder.forced_result(), locks)

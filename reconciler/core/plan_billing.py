@@ -10,15 +10,23 @@ so hostname actions can depend on a tenant's lock). Fills a
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from reconciler.core.desired import DesiredTenant
 from reconciler.core.facts import Invoice
+from reconciler.core.levers import LeverKind
 from reconciler.core.observed import Source, billing_digest
 from reconciler.core.plan import ActionKind, Cause, JsonValue
+from reconciler.core.plan_billing_levers import plan_dunning_levers
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.core.policy import AccessDecision, format_amount
-from reconciler.spec.models import Access, Kind
+from reconciler.core.policy import (
+    AccessDecision,
+    DunningDue,
+    format_amount,
+    owed_invoices,
+    resend_after_fix,
+)
+from reconciler.spec.models import Access, BillingPolicySpec, Kind
 
 
 def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
@@ -31,40 +39,92 @@ def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
     target = f"Tenant/{tenant.name}"
     stripe_gap = builder.incomplete(Source.STRIPE)
     d1_gap = builder.incomplete(Source.D1)
-    facts = builder.observed.billing.get(tenant.customer)
+    sync = builder.lever(target, LeverKind.SYNC_BILLING)
+    enforce = builder.lever(target, LeverKind.ENFORCE)
+    mark = builder.mark()
     if d1_gap is not None:
         builder.note(target, tenant=tenant.name, site=None, category="waiting", reason=d1_gap)
+        if sync is not None or enforce is not None:
+            builder.attribute(mark)
+        plan_dunning_levers(builder, tenant)
         return
-    if stripe_gap is None and facts is not None:
-        digest = billing_digest(facts)
-        mirrored = builder.observed.billing_mirror.get(tenant.customer)
-        if mirrored != digest:
-            owed = _owed(facts.open_invoices)
-            state = "has no copy of" if mirrored is None else "has an outdated copy of"
-            builder.billing_actions[tenant.name] = builder.add(
+    _plan_sync(builder, tenant, stripe_gap, forced=sync is not None)
+    if sync is not None:
+        builder.attribute(mark)
+    mark = builder.mark()
+    _plan_access(builder, tenant, stripe_gap)
+    if enforce is not None and not builder.attribute(mark):
+        builder.note(
+            target,
+            tenant=tenant.name,
+            site=None,
+            category="unchanged",
+            reason=(
+                f"access is {tenant.access.level.value} as the {tenant.access.source} says "
+                f"({tenant.access.reason}): nothing to enforce"
+            ),
+        )
+        builder.attribute(mark)
+    _plan_dunning(builder, tenant, stripe_gap)
+    if builder.has_levers:
+        plan_dunning_levers(builder, tenant)
+
+
+def _plan_sync(
+    builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | None, *, forced: bool
+) -> None:
+    """The billing mirror: copy Stripe when D1's digest differs, or when a lever asks."""
+    target = f"Tenant/{tenant.name}"
+    facts = builder.observed.billing.get(tenant.customer)
+    if stripe_gap is not None or facts is None:
+        if forced:
+            builder.block(
                 ActionKind.SYNC_BILLING,
                 target,
                 tenant=tenant.name,
                 site=None,
-                before={"mirror": mirrored},
-                after={
-                    "tenant": tenant.name,
-                    "customer": tenant.customer,
-                    "digest": digest,
-                    "display_name": tenant.display_name,
-                    "policy": tenant.policy,
-                    "whatsapp": tenant.whatsapp,
-                },
-                reason=(
-                    f"D1 {state} the Stripe billing of customer {tenant.customer}; Stripe "
-                    f"shows {owed}: copy it (read from Stripe, so a missed webhook does "
-                    "not matter)"
-                ),
+                gate="refused",
+                reason=stripe_gap or f"Stripe has no customer {tenant.customer}: nothing to copy",
                 source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
-                cause=Cause.DRIFT,
             )
-    _plan_access(builder, tenant, stripe_gap)
-    _plan_dunning(builder, tenant, stripe_gap)
+        return
+    digest = billing_digest(facts)
+    mirrored = builder.observed.billing_mirror.get(tenant.customer)
+    if mirrored == digest and not forced:
+        return
+    owed = _owed(facts.open_invoices, builder.desired.specs.policies[tenant.policy].spec)
+    state = "has no copy of" if mirrored is None else "has an outdated copy of"
+    reason = (
+        f"D1 {state} the Stripe billing of customer {tenant.customer}; Stripe "
+        f"shows {owed}: copy it (read from Stripe, so a missed webhook does "
+        "not matter)"
+    )
+    after: dict[str, JsonValue] = {
+        "tenant": tenant.name,
+        "customer": tenant.customer,
+        "digest": digest,
+        "display_name": tenant.display_name,
+        "policy": tenant.policy,
+        "whatsapp": tenant.whatsapp,
+    }
+    if mirrored == digest:
+        reason = (
+            "asked by hand (reconciler sync-billing): D1's copy of customer "
+            f"{tenant.customer} looks current (Stripe shows {owed}); read Stripe and "
+            "copy subscriptions and invoices again"
+        )
+        after["requested_at"] = builder.desired.now
+    builder.billing_actions[tenant.name] = builder.add(
+        ActionKind.SYNC_BILLING,
+        target,
+        tenant=tenant.name,
+        site=None,
+        before={"mirror": mirrored},
+        after=after,
+        reason=reason,
+        source=builder.source(Kind.TENANT, tenant.name, "spec.stripe"),
+        cause=Cause.DRIFT,
+    )
 
 
 def _plan_access(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | None) -> None:
@@ -119,7 +179,8 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
     for due in tenant.dunning:
         target = f"Invoice/{due.invoice_id}:{due.step_code}"
         record = builder.observed.dunning.get((due.invoice_id, due.step_code))
-        if record is not None and record.status != "pending":
+        resend = record is not None and resend_after_fix(record.status, record.phone, due.phone)
+        if record is not None and record.status != "pending" and not resend:
             continue  # sent, failed for good, or skipped: at most once per (invoice, step)
         if stripe_gap is not None:
             continue  # derive saw no invoices it can trust; nothing is due
@@ -135,21 +196,21 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
         depends = (
             [builder.billing_actions[tenant.name]] if tenant.name in builder.billing_actions else []
         )
-        # Earlier steps already logged (sent, failed, skipped) are not superseded again.
-        unsent = [
-            code
-            for code in due.superseded
-            if (logged := builder.observed.dunning.get((due.invoice_id, code))) is None
-            or logged.status == "pending"
-        ]
-        skipped = ""
-        if unsent:
-            steps = ", ".join(unsent)
-            noun = "step" if len(unsent) == 1 else "steps"
-            verb = "was" if len(unsent) == 1 else "were"
-            skipped = (
-                f"; the earlier {noun} {steps} {verb} never sent and will be recorded as "
-                "skipped, so the tenant gets one message, not several"
+        unsent, skipped = _superseded(builder, due)
+        after: dict[str, JsonValue] = {
+            "tenant": tenant.name,
+            "invoice_id": due.invoice_id,
+            "step_code": due.step_code,
+            "phone": due.phone,
+            "message": due.message,
+            "superseded": list[JsonValue](unsent),
+        }
+        state = "has not been sent"
+        if resend:
+            after["resend"] = True
+            state = (
+                f"failed ({record.error_message if record is not None else ''}); the number "
+                "was corrected in the tenant spec since, so it is sent once more"
             )
         builder.add(
             ActionKind.SEND_DUNNING,
@@ -157,17 +218,10 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
             tenant=tenant.name,
             site=None,
             before={"status": record.status if record is not None else None},
-            after={
-                "tenant": tenant.name,
-                "invoice_id": due.invoice_id,
-                "step_code": due.step_code,
-                "phone": due.phone,
-                "message": due.message,
-                "superseded": list[JsonValue](unsent),
-            },
+            after=after,
             reason=(
                 f"dunning step {due.step_code} (day {due.day} of the schedule) is due for "
-                f"invoice {due.invoice_id} and has not been sent{skipped}"
+                f"invoice {due.invoice_id} and {state}{skipped}"
             ),
             source=builder.source(Kind.TENANT, tenant.name, "spec.whatsapp"),
             cause=Cause.CHANGE,
@@ -175,16 +229,41 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
         )
 
 
-def _owed(invoices: Iterable[Invoice]) -> str:
-    """``"1 open invoice (29.00 USD)"``, ``"2 open invoices (29.00 USD, 10.00 EUR)"``."""
-    owing = [i for i in invoices if i.status == "open" and i.amount_due > 0]
+def _superseded(builder: PlanBuilder, due: DunningDue) -> tuple[list[str], str]:
+    """The earlier steps a send records as skipped, and the words that say so (or "")."""
+    # Earlier steps already logged (sent, failed, skipped) are not superseded again.
+    unsent = [
+        code
+        for code in due.superseded
+        if (logged := builder.observed.dunning.get((due.invoice_id, code))) is None
+        or logged.status == "pending"
+    ]
+    if not unsent:
+        return unsent, ""
+    steps = ", ".join(unsent)
+    noun = "step" if len(unsent) == 1 else "steps"
+    verb = "was" if len(unsent) == 1 else "were"
+    return unsent, (
+        f"; the earlier {noun} {steps} {verb} never sent and will be recorded as "
+        "skipped, so the tenant gets one message, not several"
+    )
+
+
+def _owed(invoices: Sequence[Invoice], policy: BillingPolicySpec) -> str:
+    """``"1 open invoice (29.00 USD)"``, ``"2 unpaid invoices (29.00 USD, 10.00 EUR)"``.
+
+    Counts what :func:`~reconciler.core.policy.invoice_owed` counts; "unpaid" once one of
+    them is ``uncollectible`` (still owed under the policy).
+    """
+    owing = owed_invoices(invoices, policy)
     if not owing:
         return "no open invoice"
     totals: dict[str, int] = defaultdict(int)
     for item in owing:
         totals[item.currency] += item.amount_due
     amounts = ", ".join(format_amount(amount, cur) for cur, amount in sorted(totals.items()))
-    return f"{len(owing)} open invoice{'s' if len(owing) != 1 else ''} ({amounts})"
+    word = "open" if all(item.status == "open" for item in owing) else "unpaid"
+    return f"{len(owing)} {word} invoice{'s' if len(owing) != 1 else ''} ({amounts})"
 
 
 def _access_reason(decision: AccessDecision, current: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
 from reconciler.core.desired import Desired
+from reconciler.core.levers import Forced, Lever, LeverKind, levers_on
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import (
     _CALLS,
@@ -49,6 +50,69 @@ class PlanBuilder:
         self.route_writes: dict[str, str] = {}  # hostname -> write_routes action putting it
         self.route_records: set[str] = set()  # hostnames whose domains status that action writes
         self.route_blocked: dict[str, str] = {}  # hostname -> why its entry cannot be written
+        self.reached: set[Lever] = set()  # levers an area planner honoured or refused
+        self.forced: set[str] = set()  # ids of actions made for a lever
+        self.forced_blocked: set[Blocked] = set()
+        self.forced_notes: set[Note] = set()
+
+    def mark(self) -> tuple[int, int, int]:
+        """Where the collector stands, for :meth:`attribute`."""
+        return (len(self.actions), len(self.blocked), len(self.notes))
+
+    def attribute(self, mark: tuple[int, int, int]) -> bool:
+        """Count what was added since ``mark`` as a lever's; True when anything was."""
+        actions, blocked, notes = mark
+        self.forced.update(action.id for action in self.actions[actions:])
+        self.forced_blocked.update(self.blocked[blocked:])
+        self.forced_notes.update(self.notes[notes:])
+        return mark != self.mark()
+
+    def forced_result(self) -> Forced:
+        """What the levers produced, for :func:`~reconciler.core.levers.narrow`."""
+        return Forced(
+            actions=frozenset(self.forced),
+            blocked=frozenset(self.forced_blocked),
+            notes=frozenset(self.forced_notes),
+        )
+
+    @property
+    def has_levers(self) -> bool:
+        """Whether this plan honours any lever (the area planners skip lever work otherwise)."""
+        return bool(self.settings.selection.levers)
+
+    def lever(self, target: str, *kinds: LeverKind) -> Lever | None:
+        """The lever of ``kinds`` asked for ``target`` (``core.levers`` rule 1), marked reached."""
+        if not self.settings.selection.levers:
+            return None
+        found = levers_on(self.settings.selection.levers, target, *kinds)
+        if found is not None:
+            self.reached.add(found)
+        return found
+
+    def reached_on(self, target: str) -> bool:
+        """Whether a lever on exactly ``target`` was reached this plan."""
+        return any(lever.target == target for lever in self.reached)
+
+    def refuse_unreached(self) -> None:
+        """Refuse every lever no area planner reached: its target is in no spec in scope."""
+        for lever in self.settings.selection.levers:
+            if lever in self.reached:
+                continue
+            self.reached.add(lever)
+            mark = self.mark()
+            self.block(
+                _LEVER_KINDS[lever.kind],
+                lever.target,
+                tenant=None,
+                site=None,
+                gate="refused",
+                reason=(
+                    f"{lever.target} is not declared in the specs (or has nothing a "
+                    f"{lever.kind.value.replace('_', ' ')} applies to): nothing is done"
+                ),
+                source=None,
+            )
+            self.attribute(mark)
 
     def source(self, kind: Kind, name: str, fieldpath: str = "") -> str | None:
         """``"specs/sites/acme.yaml:14:7"`` for a spec field, or None when it has no location."""
@@ -73,7 +137,8 @@ class PlanBuilder:
     ) -> str:
         """Add an action and return its id (rule 6: a hash of kind, target and ``after``)."""
         action_id = action_identity(kind, target, after)
-        lane = Lane.URGENT if kind in (ActionKind.ROLLBACK, ActionKind.UNLOCK) else Lane.CHANGE
+        urgent = (ActionKind.ROLLBACK, ActionKind.UNLOCK, ActionKind.ROLLBACK_WORKER_VERSION)
+        lane = Lane.URGENT if kind in urgent else Lane.CHANGE
         self.actions.append(
             Action(
                 id=action_id,
@@ -173,6 +238,18 @@ class Blocker:
             reason=reason,
             source=self.source,
         )
+
+
+_LEVER_KINDS: Mapping[LeverKind, ActionKind] = {
+    LeverKind.PUBLISH: ActionKind.PUBLISH,
+    LeverKind.PURGE: ActionKind.PURGE_CACHE,
+    LeverKind.RETRY_VALIDATION: ActionKind.RETRY_VALIDATION,
+    LeverKind.RECREATE: ActionKind.RECREATE_HOSTNAME,
+    LeverKind.SEND_DUNNING: ActionKind.SEND_DUNNING,
+    LeverKind.SYNC_BILLING: ActionKind.SYNC_BILLING,
+    LeverKind.ENFORCE: ActionKind.SOFT_LOCK,
+    LeverKind.CLEAR_STUCK: ActionKind.RETRY_PUBLISH,
+}
 
 
 def _sort_key(action: Action) -> tuple[int, str, str, int, bool, str]:

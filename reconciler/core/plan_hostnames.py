@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
+from reconciler.core.hostname_dns import dns_finding, stuck_reason
+from reconciler.core.levers import LeverKind
 from reconciler.core.observed import ObservedHostname, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.plan_hostname_levers import plan_hostname_lever, plan_ssl_timeout
 from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, deletion_blocked
 from reconciler.spec.models import Kind
 
@@ -124,7 +127,10 @@ def _plan_hostname(
     builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None
 ) -> None:
     planned = len(builder.actions)
+    mark = builder.mark()
     _plan_hostname_change(builder, site, want, gap)
+    if builder.has_levers and builder.reached_on(f"Hostname/{want.hostname}"):
+        builder.attribute(mark)  # everything planned for a hostname a lever names
     if len(builder.actions) == planned:
         _plan_hostname_record(builder, site, want)
 
@@ -157,6 +163,8 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
             differs.append(f"origin {have.recorded_origin or 'none'}")
         if have.recorded_site != site.name:
             differs.append(f"site {have.recorded_site or 'none'}")
+        if have.dcv_txt_value and have.recorded_dcv_txt_value != have.dcv_txt_value:
+            differs.append(f"DCV TXT {have.recorded_dcv_txt_value or 'none'}")
         if not differs:
             return
         recorded = ", ".join(differs)
@@ -188,6 +196,7 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
             "ssl_status": have.ssl_status,
             "verification_errors": list[JsonValue](have.verification_errors),
             "verification_token": have.txt_value,
+            **_dcv(have),
         },
         reason=(
             f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
@@ -218,6 +227,21 @@ def _plan_hostname_change(
                 "created only after its routing entry is written"
             ),
         )
+        return
+    lever = builder.lever(
+        target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
+    )
+    if lever is not None and plan_hostname_lever(
+        builder,
+        lever,
+        want,
+        have,
+        gap=gap,
+        after=lambda seen: _hostname_after(site, want, seen.id),
+        before=_hostname_before(have) if have is not None else None,
+        failed=have is not None and _failed(have),
+        source=source,
+    ):
         return
     if have is None:
         if gap is not None:
@@ -280,12 +304,7 @@ def _plan_hostname_change(
             block(
                 ActionKind.RECREATE_HOSTNAME,
                 gate="stuck",
-                reason=(
-                    f"status {have.status}/{have.ssl_status} after {have.recreate_count} "
-                    f"recreations (max {want.max_recreates}); the customer must point "
-                    f"{want.hostname} at the SaaS target: "
-                    + _dns_instructions(want, have, builder.observed.cname_target)
-                ),
+                reason=stuck_reason(want, have, builder.observed.cname_target),
             )
             if gap is None and now - have.status_since > want.validation_timeout:
                 # Stuck waits on the customer's DNS; re-check it once per timeout (one
@@ -353,6 +372,21 @@ def _plan_hostname_change(
             depends_on=lock_deps,
         )
         return
+    if (
+        gap is None
+        and have.recorded_status == "pending_ssl"
+        and plan_ssl_timeout(
+            builder,
+            site,
+            want,
+            have,
+            after=lambda seen: _hostname_after(site, want, seen.id),
+            before=_hostname_before(have),
+            dns_finding=dns_finding(want, have, builder.observed.cname_target),
+            source=source,
+        )
+    ):
+        return
     if _pending(have) and now - have.status_since >= want.validation_timeout:
         after = _hostname_after(site, want, have.id)
         hours = (now - have.status_since) / 3600
@@ -370,7 +404,7 @@ def _plan_hostname_change(
             )
             + (
                 f"; DNS check: {finding}"
-                if (finding := _dns_finding(want, have, builder.observed.cname_target))
+                if (finding := dns_finding(want, have, builder.observed.cname_target))
                 else ""
             ),
             source=source,
@@ -507,6 +541,13 @@ def _hostname_after(
     return after
 
 
+def _dcv(have: ObservedHostname) -> dict[str, JsonValue]:
+    """The DCV TXT record to store in ``domains`` (only when Cloudflare shows one)."""
+    if not have.dcv_txt_value:
+        return {}
+    return {"dcv_txt_name": have.dcv_txt_name, "dcv_txt_value": have.dcv_txt_value}
+
+
 def _hostname_before(have: ObservedHostname) -> dict[str, JsonValue]:
     return {
         "id": have.id,
@@ -538,50 +579,3 @@ def _failed(have: ObservedHostname) -> bool:
 
 def _pending(have: ObservedHostname) -> bool:
     return have.status in _PENDING_STATUS or (have.ssl_status or "") in _PENDING_SSL
-
-
-def _dns_instructions(want: DesiredHostname, have: ObservedHostname, target: str | None) -> str:
-    """The records the customer must set, and what a DNS check found (issue 5, item 4)."""
-    errors = (
-        f" (Cloudflare says: {'; '.join(have.verification_errors)})"
-        if have.verification_errors
-        else ""
-    )
-    expected = target or "the zone's SaaS target"
-    records = f"a CNAME record for {want.hostname} to {expected}"
-    if want.ssl_method == "txt":
-        if have.txt_name and have.txt_value:
-            records += f' and the TXT record {have.txt_name} = "{have.txt_value}"'
-        else:
-            records += (
-                f" and the TXT record _cf-custom-hostname.{want.hostname} shown in the "
-                "hostname's ownership verification"
-            )
-    finding = _dns_finding(want, have, target)
-    return records + errors + (f"; DNS check: {finding}" if finding else "")
-
-
-def _dns_finding(want: DesiredHostname, have: ObservedHostname, target: str | None) -> str:
-    """What the observer's DNS lookup found, in words; ``""`` when DNS was not checked."""
-    if not have.dns_checked:
-        return ""
-    host = want.hostname
-    expected = target or "the zone's SaaS target"
-    if have.dns_cname is None:
-        found = [f"{host} has no CNAME (expected a CNAME to {expected})"]
-    elif target is None:
-        found = [f"{host}'s CNAME points to {have.dns_cname}; it must reach {expected}"]
-    elif have.dns_cname != target:
-        found = [f"{host}'s CNAME points to {have.dns_cname}, expected {target}"]
-    else:
-        found = [f"{host}'s CNAME points to {target} as expected"]
-    if want.ssl_method == "txt" and have.txt_name and have.txt_value:
-        name, value = have.txt_name, have.txt_value
-        if value in have.dns_txt:
-            found.append(f"TXT {name} holds the expected value")
-        elif have.dns_txt:
-            held = ", ".join(f'"{v}"' for v in have.dns_txt)
-            found.append(f'TXT {name} holds {held}, expected "{value}"')
-        else:
-            found.append(f'TXT {name} is missing (expected "{value}")')
-    return "; ".join(found)

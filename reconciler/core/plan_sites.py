@@ -1,10 +1,11 @@
 """plan_sites: the planner's site area: publish, rollback, retry and record a failed publish.
 
-Called by :func:`reconciler.core.plan.build_plan` once per site in scope (rules 4, 5, 7 and 8
-of ``core.plan``). Fills a :class:`~reconciler.core.plan_builder.PlanBuilder` with
-``rollback``, ``publish``, ``retry_publish`` and ``record_publish_failure`` actions, or blocks
-them behind a gate; calls ``core.budget`` to check an in-memory build and ``core.identity``
-to compare the build wanted now with the one live (or last failed). Pure.
+Called by :func:`reconciler.core.plan.build_plan` once per site in scope (rules 4, 5, 7, 8 and
+9 of ``core.plan``). Fills a :class:`~reconciler.core.plan_builder.PlanBuilder` with
+``rollback``, ``publish``, ``retry_publish``, ``record_publish_failure`` and (the ``purge``
+lever only) ``purge_cache`` actions, or blocks them behind a gate; calls ``core.budget`` to
+check an in-memory build and ``core.identity`` to compare the build wanted now with the one
+live (or last failed). Pure.
 
 Build identity (``core/identity.py``): a live version whose recorded identity differs from the
 identity a build would have now (content edited in place, scripts, builder or encoder changed)
@@ -12,6 +13,13 @@ is republished, with the changed inputs as the reason; a failure recorded for ot
 than today's does not block (a version fixed in place is rebuilt), and neither does a build
 failure whose in-memory build now succeeds (the missing object was uploaded to R2). Rows or
 deployments without an identity (made before it existed) are compared by version alone.
+
+A publish stuck at the retry cap waits for a change when the failure was ours (the content
+does not build, the budget): those are blocked until the version changes. One that failed
+on the provider's side (deployment failures) is tried again by itself once
+``PlanSettings.stuck_cooldown`` has passed since its last attempt. The ``publish`` lever
+(requeue, or redeploy the live version) and ``clear_stuck`` force one attempt now, through
+the same gates (a hard-locked tenant's publish is refused).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from collections.abc import Mapping
 from reconciler.core.budget import BudgetMetric, check_budget, describe_violations
 from reconciler.core.desired import DesiredSite
 from reconciler.core.identity import BuildInputs, describe_changes, is_stale, wanted_inputs
+from reconciler.core.levers import Lever, LeverKind
 from reconciler.core.observed import (
     BuildPreview,
     ObservedDeployment,
@@ -37,6 +46,12 @@ from reconciler.core.plan import (
     is_permanent_build_failure,
 )
 from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.plan_site_levers import (
+    past_the_cap,
+    plan_purge,
+    plan_redeploy,
+    stuck_reason,
+)
 from reconciler.spec.models import Kind
 
 
@@ -66,12 +81,39 @@ def plan_site(builder: PlanBuilder, site: DesiredSite) -> None:
         builder: The collector of this plan.
         site: The derived site, in scope.
     """
-    _plan_environment(builder, site, "production", site.production)
+    _plan_env_lever(builder, site, "production", site.production)
     if site.preview is not None:
-        _plan_environment(builder, site, "preview", site.preview)
+        _plan_env_lever(builder, site, "preview", site.preview)
+    plan_purge(builder, site)
 
 
-def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version: int) -> None:
+def _plan_env_lever(builder: PlanBuilder, site: DesiredSite, env: str, version: int) -> None:
+    target = f"Site/{site.name}:{env}"
+    lever = builder.lever(target, LeverKind.PUBLISH, LeverKind.CLEAR_STUCK)
+    if lever is None:
+        _plan_environment(builder, site, env, version, None)
+        return
+    mark = builder.mark()
+    _plan_environment(builder, site, env, version, lever)
+    if builder.attribute(mark):
+        return
+    verb = "publish" if lever.kind is LeverKind.PUBLISH else "clear"
+    builder.note(
+        target,
+        tenant=site.tenant,
+        site=site.name,
+        category="unchanged",
+        reason=(
+            f"{env} serves version {version} as the spec asks and nothing is stuck: "
+            f"nothing to {verb}"
+        ),
+    )
+    builder.attribute(mark)
+
+
+def _plan_environment(
+    builder: PlanBuilder, site: DesiredSite, env: str, version: int, lever: Lever | None
+) -> None:
     target = f"Site/{site.name}:{env}"
     field_path = f"spec.{env}.version"
     source = builder.source(Kind.SITE, site.name, field_path)
@@ -97,7 +139,10 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
             )
         return
     if project is None and live is not None and live.version == version and stale is None:
-        return  # the ledger agrees, so Pages was not read this pass (DESIGN.md section 7)
+        # The ledger agrees, so Pages was not read this pass (DESIGN.md section 7).
+        if lever is not None and lever.kind is LeverKind.PUBLISH:
+            _redeploy(builder, site, env, version, live, source, wanted)
+        return
     if project is None:
         builder.block(
             ActionKind.PUBLISH,
@@ -116,6 +161,8 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
     if live is not None and live.version == version and stale is None:
         serving = project.production_deployment_id
         if env != "production" or serving is None or serving == live.deployment_id:
+            if lever is not None and lever.kind is LeverKind.PUBLISH:
+                _redeploy(builder, site, env, version, live, source, wanted)
             return  # converged
         if project.deployments is None:
             return  # deployments not listed this pass: no evidence the recorded one is gone
@@ -180,7 +227,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
         failed = None
     if failed is not None and _failure_outdated(failed, wanted, build):
         failed = None  # failed for other inputs (or the store now serves what was missing)
-    if failed is not None and is_permanent_build_failure(failed.error_message):
+    if failed is not None and is_permanent_build_failure(failed.error_message) and lever is None:
         # Rule 8: the same snapshot fails the same way; wait for a new version.
         block(
             kind,
@@ -199,18 +246,13 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
         and build.error is None
         and (failed.error_message or "").startswith(BUDGET_FAILURE_PREFIX)
     )
+    retried = ""
     if failed is not None and not budget_decides:
         if failed.attempts >= builder.settings.max_publish_attempts:
-            block(
-                ActionKind.RETRY_PUBLISH,
-                gate="stuck",
-                reason=(
-                    f"publishing version {version} failed {failed.attempts} times, last "
-                    f"error: {failed.error_message or 'unknown'}; fix the content and bump "
-                    "the version, or set it back"
-                ),
-            )
-            return
+            retried = past_the_cap(builder, failed, lever)
+            if not retried:
+                block(ActionKind.RETRY_PUBLISH, gate="stuck", reason=stuck_reason(builder, failed))
+                return
         kind = ActionKind.RETRY_PUBLISH
         attempts = failed.attempts + 1
     if not site.publish_allowed:
@@ -260,6 +302,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
             )
             return
     retry = f" (attempt {attempts}, last error: {failed.error_message})" if failed else ""
+    retry += retried
     reason = (
         f"{env} is {was}; the spec asks for version {version}, which has no deployment "
         f"yet: build and publish it{retry if kind is ActionKind.RETRY_PUBLISH else ''}"
@@ -272,23 +315,7 @@ def _plan_environment(builder: PlanBuilder, site: DesiredSite, env: str, version
             _budget_use(metric, actual, limit, build)
             for metric, actual, limit in _budget_figures(build, site)
         )
-    after: dict[str, JsonValue] = {
-        "site": site.name,
-        "tenant": site.tenant,
-        "project": site.pages_project,
-        "environment": env,
-        "version": version,
-        "commit": builder.desired.revision,
-        "attempt": attempts,
-        "hosts": [h.hostname for h in site.hostnames],
-        "scripts": list(site.scripts),
-        # The limits the publisher checks the real build against (runbook 4).
-        "budget": _budget_after(site),
-    }
-    if build is not None:
-        after["content_hash"] = build.content_hash
-    if wanted is not None:
-        after["build_identity"] = wanted.identity
+    after = _publish_after(builder, site, env, version, attempts, build, wanted)
     builder.add(
         kind,
         target,
@@ -467,6 +494,51 @@ def _failure_outdated(
         and build.error is None
         and is_permanent_build_failure(failed.error_message)
     )
+
+
+def _redeploy(
+    builder: PlanBuilder,
+    site: DesiredSite,
+    env: str,
+    version: int,
+    live: PublishRecord,
+    source: str | None,
+    wanted: BuildInputs | None,
+) -> None:
+    """The ``publish`` lever on a converged environment (``plan_site_levers.plan_redeploy``)."""
+    build = builder.observed.builds.get((site.name, version))
+    after = _publish_after(builder, site, env, version, 1, build, wanted)
+    plan_redeploy(builder, site, env, version, live.deployment_id or "?", source, after)
+
+
+def _publish_after(
+    builder: PlanBuilder,
+    site: DesiredSite,
+    env: str,
+    version: int,
+    attempts: int,
+    build: BuildPreview | None,
+    wanted: BuildInputs | None,
+) -> dict[str, JsonValue]:
+    """The publish handler's input (``runtime/actions/publish.py``)."""
+    after: dict[str, JsonValue] = {
+        "site": site.name,
+        "tenant": site.tenant,
+        "project": site.pages_project,
+        "environment": env,
+        "version": version,
+        "commit": builder.desired.revision,
+        "attempt": attempts,
+        "hosts": [h.hostname for h in site.hostnames],
+        "scripts": list(site.scripts),
+        # The limits the publisher checks the real build against (runbook 4).
+        "budget": _budget_after(site),
+    }
+    if build is not None:
+        after["content_hash"] = build.content_hash
+    if wanted is not None:
+        after["build_identity"] = wanted.identity
+    return after
 
 
 def _budget_after(site: DesiredSite) -> dict[str, JsonValue]:

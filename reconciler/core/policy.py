@@ -7,14 +7,21 @@ Rules:
 
 1. Days past due count whole days since the oldest open invoice became overdue
    (``Invoice.overdue_since``: finalisation, else creation), floored.
-2. ``soft_locked`` from ``grace_days`` days past due, ``hard_locked`` from ``hard_lock_days``;
-   an invoice with nothing left to pay does not count.
+2. ``soft_locked`` from ``grace_days`` days past due, ``hard_locked`` from ``hard_lock_days``.
+   Which invoices count is decided once, by :func:`invoice_owed`: an ``open`` one with something
+   left to pay, and an ``uncollectible`` one unless the policy writes those off
+   (``uncollectible: written_off``); ``void``, ``paid`` and ``draft`` ones never. Locks, dunning,
+   timers and the billing reasons all ask it.
 3. A manual override (``access`` other than ``auto``) wins and is reported as such.
 4. Of the dunning steps of one invoice that are due, only the latest is sent; earlier ones that
    were never sent are recorded as skipped (a tenant 40 days late gets one message, not five).
 5. Deletions are judged by what they remove, not by a bare count: removing one site with its
    own few hostnames is not a mass event, removing a tenth of a tenant's sites or hostnames
    (or more than ten hostnames in one plan) is, and needs an approval (docs/plan.md).
+6. A step is never sent twice, and never again when its outcome is ``unknown``. A ``failed``
+   step is one nothing was sent for (its number was refused); it is sent once more when its
+   cause is fixed: the tenant spec names another number (:func:`resend_after_fix`). A gateway
+   that was down leaves the step pending, so it is sent when the gateway is back.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler.core.facts import Invoice
-from reconciler.spec.models import Access, BillingPolicySpec
+from reconciler.spec.models import Access, BillingPolicySpec, Uncollectible
 
 DAY = 86400.0
 
@@ -59,9 +66,28 @@ def days_past_due(invoice: Invoice, now: float) -> int:
     return max(0, math.floor((now - invoice.overdue_since) / DAY))
 
 
-def _owing(invoices: Sequence[Invoice]) -> list[Invoice]:
+UNSETTLED_STATUSES = frozenset({"open", "uncollectible"})
+"""Invoice statuses that may still be owed: the ones the Stripe adapter keeps for the core."""
+
+
+def invoice_owed(invoice: Invoice, policy: BillingPolicySpec) -> bool:
+    """Whether ``invoice`` is owed under ``policy`` (rule 2): the one place this is decided.
+
+    An ``open`` invoice with something left to pay is owed. An ``uncollectible`` one stays
+    owed (Stripe gave up collecting; the customer still owes it) unless the policy says
+    ``uncollectible: written_off``. ``void`` (cancelled), ``paid`` and ``draft`` never are.
+    """
+    if invoice.amount_due <= 0:
+        return False
+    if invoice.status == "open":
+        return True
+    return invoice.status == "uncollectible" and policy.uncollectible is Uncollectible.OWED
+
+
+def owed_invoices(invoices: Sequence[Invoice], policy: BillingPolicySpec) -> list[Invoice]:
+    """The invoices ``policy`` counts as owed, oldest overdue first."""
     return sorted(
-        (inv for inv in invoices if inv.status == "open" and inv.amount_due > 0),
+        (inv for inv in invoices if invoice_owed(inv, policy)),
         key=lambda inv: (inv.overdue_since, inv.id),
     )
 
@@ -75,7 +101,7 @@ def desired_access(
     now: float,
 ) -> AccessDecision:
     """Decide a tenant's access from its override, or its policy and oldest open invoice."""
-    owing = _owing(open_invoices)
+    owing = owed_invoices(open_invoices, policy)
     oldest = owing[0] if owing else None
     days = days_past_due(oldest, now) if oldest is not None else None
     if override is not Access.AUTO:
@@ -169,7 +195,7 @@ def dunning_due(
     The planner drops a step already in the D1 log; a step is never due twice for one invoice.
     """
     result: list[DunningDue] = []
-    for invoice in _owing(open_invoices):
+    for invoice in owed_invoices(open_invoices, policy):
         days = days_past_due(invoice, now)
         due_steps = [step for step in policy.dunning if step.day <= days]
         if not due_steps:
@@ -196,15 +222,63 @@ def dunning_due(
     return tuple(result)
 
 
-def next_dunning_at(policy: BillingPolicySpec, open_invoices: Sequence[Invoice]) -> float | None:
-    """When the next dunning step or lock threshold of any open invoice falls due (for timers)."""
+def billing_moments(policy: BillingPolicySpec, open_invoices: Sequence[Invoice]) -> list[float]:
+    """Every dunning day and lock threshold of the invoices ``policy`` counts as owed."""
     moments: list[float] = []
-    for invoice in _owing(open_invoices):
+    for invoice in owed_invoices(open_invoices, policy):
         start = invoice.overdue_since
         moments.extend(start + step.day * DAY for step in policy.dunning)
         moments.append(start + policy.grace_days * DAY)
         moments.append(start + policy.hard_lock_days * DAY)
+    return moments
+
+
+def next_dunning_at(policy: BillingPolicySpec, open_invoices: Sequence[Invoice]) -> float | None:
+    """When the next dunning step or lock threshold of any owed invoice falls due (for timers)."""
+    moments = billing_moments(policy, open_invoices)
     return min(moments) if moments else None
+
+
+INVALID_NUMBER_PREFIX = "invalid number: "
+"""How a dunning log's error starts when the number was refused before anything was sent."""
+
+
+def resend_after_fix(status: str, failed_phone: str | None, phone: str) -> bool:
+    """Rule 6: a ``failed`` step (nothing was sent: the number was refused) is sent again
+    once the tenant spec names another number than the one it failed on."""
+    return status == "failed" and failed_phone is not None and failed_phone != phone
+
+
+def dunning_step(
+    *,
+    policy: BillingPolicySpec,
+    invoice: Invoice,
+    step_code: str,
+    tenant_name: str,
+    phone: str,
+    now: float,
+) -> DunningDue | None:
+    """The message of one named step of ``policy`` for ``invoice`` (a manual send), if any."""
+    for step in policy.dunning:
+        if step.code != step_code:
+            continue
+        return DunningDue(
+            invoice_id=invoice.id,
+            step_code=step.code,
+            day=step.day,
+            due_at=invoice.overdue_since + step.day * DAY,
+            phone=phone,
+            message=render_message(
+                policy.templates[step.template],
+                invoice=invoice,
+                policy=policy,
+                tenant_name=tenant_name,
+                step_code=step.code,
+                now=now,
+            ),
+            superseded=(),
+        )
+    return None
 
 
 APPROVAL_TRAILER = "Approve-Deletion"

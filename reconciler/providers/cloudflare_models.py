@@ -412,6 +412,11 @@ class CustomHostname:
         )
 
     @property
+    def dcv_txt(self) -> ValidationRecord | None:
+        """The certificate's DCV TXT record (the first validation record with a TXT value)."""
+        return next((r for r in self.validation_records if r.txt_name and r.txt_value), None)
+
+    @property
     def owner(self) -> OwnershipMarker | None:
         """The ownership marker in ``custom_metadata``; None when the hostname is not ours."""
         return owner_of(self.custom_metadata)

@@ -9,8 +9,10 @@ Obligations (see ``../shared/contracts/stripe/NOTES.md``, section 6, for why eac
 
 1. Read only. The adapter has no write method: it never creates charges, pays, voids or edits
    anything in Stripe.
-2. One code path for real Stripe and localstripe: open invoices are found by listing a customer's
-   invoices and filtering ``status == "open"`` here (no ``status=`` filter on the list call);
+2. One code path for real Stripe and localstripe: unsettled invoices are found by listing a
+   customer's invoices and keeping ``open`` and ``uncollectible`` ones here
+   (``core.policy.UNSETTLED_STATUSES``; whether they are owed is ``core.policy.invoice_owed``'s
+   decision; no ``status=`` filter on the list call);
    paging uses only ``limit`` + ``starting_after`` (``auto_paging_iter``); an invoice's
    subscription comes from ``parent.subscription_details.subscription`` with the legacy
    top-level ``subscription`` as fallback; a subscription's period end from its first item,
@@ -38,6 +40,7 @@ from typing import Any
 import stripe
 
 from reconciler.core.facts import CustomerBilling, Invoice, Subscription
+from reconciler.core.policy import UNSETTLED_STATUSES
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, TransientError
 from reconciler.redact import redact, register
 from reconciler.settings import StripeSettings
@@ -248,7 +251,7 @@ class StripeBilling:
                 {"customer": customer, "limit": PAGE_SIZE}
             )
             async for found in invoice_page.auto_paging_iter():
-                if found.status == "open":
+                if found.status in UNSETTLED_STATUSES:
                     open_invoices.append(_invoice_from(found.to_dict()))
         except stripe.StripeError as exc:
             raise self._translate(exc, f"reading billing of customer {customer}") from exc

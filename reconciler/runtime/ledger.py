@@ -41,7 +41,7 @@ _CREATING_QUERY = (
 )
 _DOMAIN_QUERY = (
     "SELECT domain, site_id, tenant_id, status, ssl_status, status_since, updated_at, "
-    "recreate_count, custom_origin_server, custom_hostname_id FROM domains"
+    "recreate_count, custom_origin_server, custom_hostname_id, dcv_txt_value FROM domains"
 )
 
 
@@ -76,6 +76,7 @@ class DomainRow:
     ssl_status: str | None = None  # Cloudflare's ssl.status as last recorded
     custom_hostname_id: str | None = None  # the Cloudflare id as last recorded
     tenant: str | None = None  # domains.tenant_id
+    dcv_txt_value: str | None = None  # domains.dcv_txt_value (migration 0007)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,8 @@ class LedgerReader:
             "SELECT id, status, status_changed_at FROM tenants", "id", tenants
         )
         dunning_rows = await self._rows(
-            "SELECT invoice_id, step_code, status, error_message FROM dunning_step_logs",
+            "SELECT invoice_id, step_code, status, error_message, phone, attempts "
+            "FROM dunning_step_logs",
             "tenant_id",
             tenants,
         )
@@ -206,6 +208,7 @@ class LedgerReader:
                     ssl_status=_text(row["ssl_status"]),
                     custom_hostname_id=_text(row["custom_hostname_id"]),
                     tenant=_text(row["tenant_id"]),
+                    dcv_txt_value=_text(row["dcv_txt_value"]),
                 )
                 for row in domain_rows
             },
@@ -223,6 +226,8 @@ class LedgerReader:
                     step_code=str(row["step_code"]),
                     status=str(row["status"]),
                     error_message=_text(row["error_message"]),
+                    phone=_text(row["phone"]),
+                    attempts=int(row["attempts"] or 0),
                 )
                 for row in dunning_rows
             },

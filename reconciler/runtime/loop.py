@@ -93,6 +93,7 @@ from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import ActionKind, Plan, PlanSettings, build_plan
+from reconciler.core.plan_site_levers import next_publish_retry
 from reconciler.errors import (
     LoadError,
     MigrationError,
@@ -1217,6 +1218,13 @@ class Daemon:
                 moment = next_validation_deadline(site.hostnames, observed, now)
                 if moment is not None:
                     self.queue.wake_at(f"Site/{name}", moment)
+        if observed.is_complete(Source.D1):
+            for name in sites:  # a publish stuck on Cloudflare's side retries after a cool-down
+                retry = next_publish_retry(
+                    observed.ledger.get(name), settings=self.parts.plan_settings, now=now
+                )
+                if retry is not None:
+                    self.queue.wake_at(f"Site/{name}", retry)
         if observed.is_complete(Source.STRIPE):
             for name in tenants:
                 tenant = specs.tenants.get(name)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.policy import UNSETTLED_STATUSES
 from reconciler.providers.d1 import Database, SqlValue, Statement, param_chunks, placeholders
 
 __all__ = [
@@ -129,7 +130,12 @@ class HostnameFacts:
     origin: str | None
     verification_token: str | None
     verification_errors: tuple[str, ...]
+    dcv_txt_name: str | None = None  # the certificate's DCV TXT record, when Cloudflare shows it
+    dcv_txt_value: str | None = None
 
+
+# ``('open', 'uncollectible')``: the mirror's "still unsettled" (past_due) test, from the core.
+_UNSETTLED = "(" + ", ".join(f"'{status}'" for status in sorted(UNSETTLED_STATUSES)) + ")"
 
 _PUBLISH_COLUMNS = (
     "id, site_id, environment, version_number, status, deployment_id, attempts, content_hash, "
@@ -700,8 +706,8 @@ class Records:
                 "INSERT INTO domains (id, site_id, tenant_id, domain, status, ssl_status, "
                 "ssl_method, custom_hostname_id, custom_origin_server, verification_token, "
                 "verification_errors, recreate_count, retry_count, status_since, "
-                "last_checked_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "last_checked_at, created_at, updated_at, dcv_txt_name, dcv_txt_value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(domain) DO UPDATE SET site_id = excluded.site_id, "
                 "tenant_id = excluded.tenant_id, status = excluded.status, "
                 "ssl_status = excluded.ssl_status, ssl_method = excluded.ssl_method, "
@@ -714,6 +720,7 @@ class Records:
                 "status_since = CASE WHEN ? OR domains.status_since IS NULL "
                 "OR domains.status = 'deleted' THEN excluded.status_since "
                 "ELSE domains.status_since END, "
+                "dcv_txt_name = excluded.dcv_txt_name, dcv_txt_value = excluded.dcv_txt_value, "
                 "last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
                 (
                     hostname,
@@ -733,6 +740,8 @@ class Records:
                     iso(now),
                     iso(now),
                     iso(now),
+                    facts.dcv_txt_name,
+                    facts.dcv_txt_value,
                     recreate_count,
                     1 if retried else 0,
                     1 if restart_clock else 0,
@@ -774,8 +783,9 @@ class Records:
             Statement(
                 "INSERT INTO domains (id, site_id, tenant_id, domain, status, ssl_status, "
                 "ssl_method, custom_hostname_id, custom_origin_server, verification_token, "
-                "verification_errors, status_since, last_checked_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "verification_errors, status_since, last_checked_at, created_at, updated_at, "
+                "dcv_txt_name, dcv_txt_value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(domain) DO UPDATE SET site_id = excluded.site_id, "
                 "tenant_id = excluded.tenant_id, "
                 "status_since = CASE WHEN domains.status IS NOT excluded.status "
@@ -792,6 +802,8 @@ class Records:
                 "verification_token = COALESCE(excluded.verification_token, "
                 "domains.verification_token), "
                 "verification_errors = excluded.verification_errors, "
+                "dcv_txt_name = COALESCE(excluded.dcv_txt_name, domains.dcv_txt_name), "
+                "dcv_txt_value = COALESCE(excluded.dcv_txt_value, domains.dcv_txt_value), "
                 "last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
                 (
                     hostname,
@@ -809,6 +821,8 @@ class Records:
                     iso(now),
                     iso(now),
                     iso(now),
+                    facts.dcv_txt_name,
+                    facts.dcv_txt_value,
                 ),
             )
         )
@@ -872,7 +886,8 @@ class Records:
         """One batch: ``tenants.status`` and its reason, the billing accounts, an audit event."""
         account_status = (
             "CASE WHEN EXISTS (SELECT 1 FROM invoices WHERE invoices.billing_account_id = "
-            "billing_accounts.id AND invoices.status = 'open') THEN 'past_due' ELSE 'active' END"
+            f"billing_accounts.id AND invoices.status IN {_UNSETTLED}) THEN 'past_due' "
+            "ELSE 'active' END"
             if access == "active"
             else "?"
         )
@@ -1015,20 +1030,26 @@ class Records:
         response: Mapping[str, Any] | None,
         now: float,
         status: str = "failed",
+        phone: str | None = None,
     ) -> None:
-        """The step ended without a send: ``failed`` with the reason (never retried), or
-        ``unknown`` when it may have been sent (never resent, not even by hand: no runbook
-        query for ``failed`` rows picks it up)."""
+        """The step ended without a send: ``failed`` with the reason and the number it was
+        for, or ``unknown`` when it may have been sent (never resent, not even by hand).
+
+        A ``failed`` step is sent again only by ``core.policy`` rule 6 (an invalid number
+        since corrected) or a manual lever (:meth:`dunning_reopen`).
+        """
         if status not in ("failed", "unknown"):
             raise ValueError(f"a finished unsent step is failed or unknown, not {status!r}")
         statements = self._ensure_invoice(invoice_id, tenant, now)
         statements.append(
             Statement(
                 "INSERT INTO dunning_step_logs (invoice_id, subscription_id, tenant_id, "
-                "step_code, status, error_message, provider_response, created_at, updated_at) "
-                "VALUES (?, (SELECT subscription_id FROM invoices WHERE id = ?), ?, ?, ?, "
-                "?, ?, ?, ?) ON CONFLICT(invoice_id, step_code) DO UPDATE SET "
-                "status = excluded.status, error_message = excluded.error_message, "
+                "step_code, phone, status, error_message, provider_response, created_at, "
+                "updated_at) VALUES (?, (SELECT subscription_id FROM invoices WHERE id = ?), ?, "
+                "?, ?, ?, ?, ?, ?, ?) ON CONFLICT(invoice_id, step_code) DO UPDATE SET "
+                "status = excluded.status, "
+                "phone = COALESCE(excluded.phone, dunning_step_logs.phone), "
+                "error_message = excluded.error_message, "
                 "provider_response = COALESCE(excluded.provider_response, "
                 "dunning_step_logs.provider_response), updated_at = excluded.updated_at",
                 (
@@ -1036,6 +1057,7 @@ class Records:
                     invoice_id,
                     tenant,
                     step_code,
+                    phone,
                     status,
                     error,
                     _json(dict(response)) if response is not None else None,
@@ -1045,6 +1067,22 @@ class Records:
             )
         )
         await self.db.batch(statements)
+
+    async def dunning_reopen(self, *, invoice_id: str, step_code: str, now: float) -> bool:
+        """A ``failed`` step (nothing was sent) or a skipped one back to ``pending``, to send.
+
+        The error is kept (so the row does not read as an interrupted send) until the attempt
+        clears it; a sent row, or one whose outcome is unknown, is never reopened. Returns
+        whether the row was reopened.
+        """
+        before = await self.dunning_row(invoice_id, step_code)
+        await self.db.execute(
+            "UPDATE dunning_step_logs SET status = 'pending', updated_at = ? "
+            "WHERE invoice_id = ? AND step_code = ? AND status IN ('failed', 'skipped')",
+            (iso(now), invoice_id, step_code),
+        )
+        after = await self.dunning_row(invoice_id, step_code)
+        return before is not None and after is not None and after.status == "pending"
 
     async def dunning_deferred(
         self, *, invoice_id: str, step_code: str, error: str, now: float
@@ -1059,12 +1097,12 @@ class Records:
     # ------------------------------------------------------------------ billing mirror
 
     async def mirrored_open_invoices(self, customer: str) -> list[str]:
-        """Invoice ids the mirror holds as ``open`` for ``customer``."""
+        """Invoice ids the mirror holds as unsettled (open or uncollectible) for ``customer``."""
         rows = await self.db.query(
             "SELECT invoices.id AS id FROM invoices JOIN billing_accounts "
             "ON invoices.billing_account_id = billing_accounts.id "
             "WHERE billing_accounts.provider = 'stripe' "
-            "AND billing_accounts.provider_customer_id = ? AND invoices.status = 'open'",
+            f"AND billing_accounts.provider_customer_id = ? AND invoices.status IN {_UNSETTLED}",
             (customer,),
         )
         return [str(row["id"]) for row in rows]
@@ -1177,7 +1215,7 @@ class Records:
                         invoice.attempt_count,
                         invoice.hosted_invoice_url,
                         _opt_iso(invoice.finalized_at),
-                        _opt_iso(invoice.due_date),
+                        iso(invoice.due_at),
                         iso(invoice.overdue_since),
                         paid_at,
                         iso(now),
@@ -1200,7 +1238,7 @@ class Records:
                 "status = CASE WHEN (SELECT status FROM tenants WHERE id = ?) "
                 "IN ('soft_locked', 'hard_locked') THEN (SELECT status FROM tenants WHERE id = ?) "
                 "WHEN EXISTS (SELECT 1 FROM invoices WHERE invoices.billing_account_id = "
-                "billing_accounts.id AND invoices.status = 'open') THEN 'past_due' "
+                f"billing_accounts.id AND invoices.status IN {_UNSETTLED}) THEN 'past_due' "
                 "WHEN status = 'canceled' THEN 'canceled' ELSE 'active' END, updated_at = ? "
                 "WHERE provider = 'stripe' AND provider_customer_id = ?",
                 (digest, now, tenant, tenant, iso(now), customer),

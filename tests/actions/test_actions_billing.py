@@ -127,6 +127,7 @@ async def test_the_billing_sync_mirrors_stripe_and_stores_the_digest_the_planner
     [row] = await rig.rows("SELECT * FROM invoices")
     assert row["status"] == "open" and row["subscription_id"] == "sub_acme"
     assert row["first_failed_at"] == "2023-11-14T22:14:20Z"  # finalized_at, day 0 of dunning
+    assert row["due_at"] == "2023-11-14T22:14:20Z"  # no due_date: due when finalised
     [sub] = await rig.rows("SELECT status FROM subscriptions")
     assert sub["status"] == "past_due"
 

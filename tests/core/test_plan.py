@@ -172,13 +172,39 @@ def test_a_failed_publish_is_retried_then_marked_stuck() -> None:
     plan = plan_for(world, version=3)
     assert kinds(plan) == [("retry_publish", "Site/acme-home:production")]
     assert plan.actions[0].after["attempt"] == 2
-    stuck = PublishRecord("acme-home", "production", 3, "failed", None, 3, "boom", 0.0)
+    stuck = PublishRecord("acme-home", "production", 3, "failed", None, 3, "boom", NOW - 3600)
     world = converged_world(
         ledger={"acme-home": ledger(live=2, deployment_id="dep-2", latest=stuck)}
     )
     plan = plan_for(world, version=3)
     assert plan.actions == ()
     assert plan.blocked[0].gate == "stuck" and "boom" in plan.blocked[0].reason
+
+
+def test_a_publish_stuck_on_the_providers_side_is_retried_by_itself_after_the_cool_down() -> None:
+    def plan_after(hours: float, error: str):
+        stuck = PublishRecord(
+            "acme-home", "production", 3, "failed", None, 3, error, NOW - hours * 3600
+        )
+        world = converged_world(
+            ledger={"acme-home": ledger(live=2, deployment_id="dep-2", latest=stuck)}
+        )
+        return plan_for(world, version=3)
+
+    deployment = "deployment d-1 failure: build stage failed"
+    waiting = plan_after(5, deployment)
+    assert waiting.actions == ()
+    assert "Cloudflare's side" in waiting.blocked[0].reason
+    assert "in 1.0 h" in waiting.blocked[0].reason
+    assert "reconciler clear-stuck Site/acme-home:production" in waiting.blocked[0].reason
+    retried = plan_after(6, deployment)
+    assert kinds(retried) == [("retry_publish", "Site/acme-home:production")]
+    assert retried.actions[0].after["attempt"] == 4
+    assert "cool-down of 6 h" in retried.actions[0].reason
+    # Ours (over the budget): it waits for a change, however long.
+    ours = plan_after(100, "performance budget exceeded: JS 400 KB of 300 KB")
+    assert ours.actions == () and ours.blocked[0].gate == "stuck"
+    assert "bump the version" in ours.blocked[0].reason
 
 
 def test_a_new_domain_is_routed_first_then_created_without_an_origin() -> None:
@@ -475,3 +501,10 @@ def test_an_approval_names_the_deletions_it_lets_through_and_where_it_was_given(
     assert kinds(plan_for(world, settings=by_hostname)) == [
         ("delete_hostname", "Hostname/h0.acme-blog.com")
     ]
+
+
+def test_phone_masking_leaves_commit_shas_whole() -> None:
+    from reconciler.core.render import mask_phone
+
+    text = mask_phone("approved by commit b11057804864; call +5511912345678")
+    assert text == "approved by commit b11057804864; call +55119••••5678"

@@ -236,7 +236,12 @@ def test_a_declared_hostname_whose_row_has_no_id_is_a_plain_create() -> None:
 
 def test_a_certificate_stage_change_alone_is_not_worth_a_write() -> None:
     world = converged_world(
-        **lagging(status="active", ssl_status="pending_deployment", recorded_status="pending_ssl")
+        **lagging(
+            status="active",
+            ssl_status="pending_deployment",
+            recorded_status="pending_ssl",
+            status_since=NOW - 3600,  # within the ssl timeout
+        )
     )
     assert plan_for(world).is_empty
 

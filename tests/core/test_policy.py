@@ -1,8 +1,11 @@
 """Pure billing policies: access levels, dunning due, message text, blast radius."""
 
+import dataclasses
+
 from core_builders import DAY, NOW, invoice, specs
 
 from reconciler.core.policy import (
+    UNSETTLED_STATUSES,
     BlastRadius,
     Deletion,
     TenantSize,
@@ -11,8 +14,9 @@ from reconciler.core.policy import (
     desired_access,
     dunning_due,
     format_amount,
+    invoice_owed,
 )
-from reconciler.spec.models import Access
+from reconciler.spec.models import Access, Uncollectible
 
 
 def standard_policy():
@@ -152,3 +156,51 @@ def test_a_removed_site_with_few_hostnames_counts_as_one_site_removal() -> None:
     reason = deletion_blocked(two, {"a": TenantSize(sites=3, hostnames=3)}, limits)
     assert reason is not None and "2 of its 3 sites would be removed" in reason
     assert deletion_blocked(two, {"a": TenantSize(sites=20, hostnames=20)}, limits) is None
+
+
+def _with_status(status: str, *, days: float = 20):
+    return dataclasses.replace(invoice("cus_acme", days=days), status=status)
+
+
+def test_an_uncollectible_invoice_stays_owed_by_default_locked_and_dunned() -> None:
+    policy = standard_policy()
+    assert policy.uncollectible is Uncollectible.OWED
+    owed = _with_status("uncollectible")
+    decision = desired_access(
+        override=Access.AUTO, override_reason=None, policy=policy, open_invoices=(owed,), now=NOW
+    )
+    assert decision.level is Access.HARD_LOCKED
+    due = dunning_due(policy=policy, open_invoices=(owed,), tenant_name="Acme", phone="+1", now=NOW)
+    assert [d.invoice_id for d in due] == [owed.id]
+
+
+def test_a_policy_that_writes_off_uncollectible_invoices_unlocks_and_stops_dunning() -> None:
+    policy = standard_policy().model_copy(update={"uncollectible": Uncollectible.WRITTEN_OFF})
+    gone = _with_status("uncollectible")
+    decision = desired_access(
+        override=Access.AUTO, override_reason=None, policy=policy, open_invoices=(gone,), now=NOW
+    )
+    assert decision.level is Access.ACTIVE
+    assert (
+        dunning_due(policy=policy, open_invoices=(gone,), tenant_name="A", phone="+1", now=NOW)
+        == ()
+    )
+
+
+def test_invoice_owed_is_the_one_rule_for_every_status() -> None:
+    owed = standard_policy()
+    off = owed.model_copy(update={"uncollectible": Uncollectible.WRITTEN_OFF})
+    table = {
+        status: (invoice_owed(_with_status(status), owed), invoice_owed(_with_status(status), off))
+        for status in ("draft", "open", "paid", "void", "uncollectible")
+    }
+    assert table == {
+        "draft": (False, False),
+        "open": (True, True),
+        "paid": (False, False),
+        "void": (False, False),
+        "uncollectible": (True, False),
+    }
+    nothing_left = dataclasses.replace(_with_status("uncollectible"), amount_due=0)
+    assert not invoice_owed(nothing_left, owed)
+    assert {"open", "uncollectible"} == UNSETTLED_STATUSES

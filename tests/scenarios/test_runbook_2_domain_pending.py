@@ -111,3 +111,20 @@ def test_a_pointed_domain_validates_without_any_retry(world: Scenario) -> None:
     assert "nothing to do" in world.apply().out
     assert world.domain(HOST)["retry_count"] == 0
     assert world.domain(HOST)["recreate_count"] == 0
+
+
+def test_the_dcv_txt_record_an_operator_digs_for_is_stored_in_domains(world: Scenario) -> None:
+    world.sandbox.cloudflare.configure(validation_window=2 * DAY)
+    world.tenant_with_site(domains=[HOST], pointed=False)
+    world.fleet.sites["acme-home"]["domains"] = [{"hostname": HOST, "ssl": {"method": "txt"}}]
+    assert world.apply().code == 0
+    world.advance(600)
+    world.apply()
+    shown = world.hostname(HOST)
+    assert shown is not None
+    [record] = shown["ssl"]["validation_records"]
+    row = world.domain(HOST)
+    # runbook 2: `dig _acme-challenge.<host> TXT` is compared with what domains records
+    assert row["dcv_txt_name"] == record["txt_name"] == f"_acme-challenge.{HOST}"
+    assert row["dcv_txt_value"] == record["txt_value"]
+    assert row["verification_token"] == shown["ownership_verification"]["value"]

@@ -53,6 +53,9 @@ def test_a_declined_payment_is_dunned_once_per_step_locked_then_unlocked_when_pa
     assert run.code == 0, run.out
     [invoice] = world.rows("SELECT * FROM invoices WHERE provider_invoice_id = ?", billing.invoice)
     assert invoice["status"] == "open"
+    # due_at is filled (the runbook's query orders by it): a charged invoice is due when it
+    # is finalised, day 0 of the dunning schedule.
+    assert invoice["due_at"] is not None and invoice["due_at"] == invoice["first_failed_at"]
     assert _sent(world) == [("D0", "sent")]
     [message] = world.messages()
     assert billing.invoice in message["text"]

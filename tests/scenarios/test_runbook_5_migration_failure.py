@@ -13,7 +13,8 @@ from pathlib import Path
 
 from scenario_support import MIGRATIONS, Scenario
 
-NEW = "0007_site_notes.sql"  # after the repository's last migration (0006)
+# numbered after the repository's own migrations, whatever their count
+NEW = f"{max(int(m.name[:4]) for m in MIGRATIONS.glob('*.sql')) + 1:04d}_site_notes.sql"
 CREATE = "CREATE TABLE site_notes (id INTEGER PRIMARY KEY, note TEXT);\n"
 BAD = CREATE + "ALTER TABLE sites ADD COLUMN notes TEXT DEFAULT;\n"  # DEFAULT without a value
 GOOD = CREATE + "ALTER TABLE sites ADD COLUMN notes TEXT;\n"

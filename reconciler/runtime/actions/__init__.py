@@ -4,9 +4,9 @@
 :func:`handlers_for`; ``runtime/execute.py`` looks each action's handler up in the returned
 mapping and awaits it with an :class:`~reconciler.runtime.handler.ActionContext`. The handlers
 live in ``publish.py`` (publish, retry), ``rollback.py``, ``publish_record.py`` (a publish
-the plan blocked), ``hostnames.py`` (custom hostnames), ``routes.py`` (the routing table and the
-dispatch Worker platform) and ``billing.py`` (mirror, locks, dunning); their D1 writes are in
-``runtime/records.py``.
+the plan blocked), ``purge.py`` (a manual purge), ``hostnames.py`` (custom hostnames),
+``routes.py`` (the routing table and the dispatch Worker platform) and ``billing.py`` (mirror,
+locks, dunning); their D1 writes are in ``runtime/records.py``.
 docs/actions.md describes each action, its records and why a crash at any point is safe.
 """
 
@@ -24,8 +24,10 @@ from reconciler.runtime.actions.hostnames import (
 )
 from reconciler.runtime.actions.publish import PublishHandler
 from reconciler.runtime.actions.publish_record import RecordPublishFailureHandler
+from reconciler.runtime.actions.purge import PurgeHandler
 from reconciler.runtime.actions.rollback import RollbackHandler
 from reconciler.runtime.actions.routes import PlatformHandler, RoutesHandler, RoutingTable
+from reconciler.runtime.actions.workers import WorkerHandler
 from reconciler.runtime.actions.world import ActionSettings, BillingSource, RoutingConfig, World
 from reconciler.runtime.handler import Handler
 
@@ -58,6 +60,7 @@ def handlers_for(world: World) -> Mapping[ActionKind, Handler]:
         ActionKind.SEND_DUNNING: DunningHandler(world),
         ActionKind.RECORD_HOSTNAME: RecordHostnameHandler(world),
         ActionKind.RECORD_PUBLISH_FAILURE: RecordPublishFailureHandler(world),
+        ActionKind.PURGE_CACHE: PurgeHandler(world),
         ActionKind.WRITE_ROUTES: RoutesHandler(world, table),
     }
     for kind in (
@@ -77,4 +80,6 @@ def handlers_for(world: World) -> Mapping[ActionKind, Handler]:
         handlers[kind] = HostnameHandler(world, kind, table)
     for kind in (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK):
         handlers[kind] = AccessHandler(world, kind)
+    for kind in (ActionKind.DEPLOY_WORKER_VERSION, ActionKind.ROLLBACK_WORKER_VERSION):
+        handlers[kind] = WorkerHandler(world, kind)
     return MappingProxyType(handlers)

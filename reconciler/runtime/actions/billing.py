@@ -23,6 +23,10 @@ Dunning is at most once per (invoice, step). The log row is the guard:
    sent again, and it is not ``failed``: the runbook's manual resend of failed steps must not
    message a tenant twice. The Evolution contract has no idempotency key and no message
    lookup, so "maybe twice" is traded for "maybe never" (docs/actions.md).
+4. A ``failed`` row is sent again only when the action says ``resend`` (``core.policy`` rule
+   5: an invalid number since corrected, or a manual lever) and the row is one nothing was
+   sent for (an invalid number, or ``skipped``): :meth:`Records.dunning_reopen` puts it back
+   to ``pending`` first. A ``sent`` row, or one whose outcome is unknown, is never reopened.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import re
 from reconciler.core.observed import billing_digest
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action, ActionKind, JsonValue
+from reconciler.core.policy import INVALID_NUMBER_PREFIX
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.providers.evolution import (
     DISCONNECTED_RETRY_AFTER,
@@ -205,12 +210,16 @@ class DunningHandler:
 
         row = await records.dunning_row(invoice, step)
         if row is not None and row.status != "pending":
-            return Outcome(
-                action.id,
-                Status.UNCHANGED,
-                message=f"step {step} of invoice {invoice} is already {row.status}; not resent",
+            reopened = after.get("resend") is True and await records.dunning_reopen(
+                invoice_id=invoice, step_code=step, now=ctx.now()
             )
-        if (
+            if not reopened:
+                return Outcome(
+                    action.id,
+                    Status.UNCHANGED,
+                    message=f"step {step} of invoice {invoice} is already {row.status}; not resent",
+                )
+        elif (
             row is not None
             and row.attempts >= 1
             and row.provider_message_id is None
@@ -234,7 +243,9 @@ class DunningHandler:
             now=ctx.now(),
         )
         if not _E164.match(phone):
-            reason = f"invalid number: {phone!r} is not an E.164 phone number (+ and 7-15 digits)"
+            reason = (
+                f"{INVALID_NUMBER_PREFIX}{phone!r} is not an E.164 phone number (+ and 7-15 digits)"
+            )
             return await self._fail(action, invoice, step, tenant, reason, ctx)
         client = self.world.evolution
         if client is None:
@@ -256,7 +267,8 @@ class DunningHandler:
         try:
             sent = await client.send_text(phone, message)
         except InvalidNumberError as exc:
-            return await self._fail(action, invoice, step, tenant, f"invalid number: {exc}", ctx)
+            reason = f"{INVALID_NUMBER_PREFIX}{exc}"
+            return await self._fail(action, invoice, step, tenant, reason, ctx)
         except GatewayDisconnectedError as exc:
             return await self._defer(action, invoice, step, exc, ctx, DISCONNECTED_RETRY_AFTER)
         except TransientError as exc:
@@ -305,6 +317,7 @@ class DunningHandler:
             response={"error": reason},
             now=ctx.now(),
             status=status,
+            phone=text_of(action.after.get("phone")) or None,
         )
         return Outcome(action.id, Status.FAILED_PERMANENT, message=reason)
 

@@ -89,6 +89,8 @@ def _facts(hostname: CustomHostname) -> HostnameFacts:
         origin=hostname.custom_origin_server,
         verification_token=hostname.ownership_txt_value,
         verification_errors=hostname.verification_errors + hostname.ssl_validation_errors,
+        dcv_txt_name=hostname.dcv_txt.txt_name if hostname.dcv_txt is not None else None,
+        dcv_txt_value=hostname.dcv_txt.txt_value if hostname.dcv_txt is not None else None,
     )
 
 
@@ -142,6 +144,8 @@ class HostnameHandler:
                 origin=facts.origin,
                 verification_token=facts.verification_token,
                 verification_errors=facts.verification_errors,
+                dcv_txt_name=facts.dcv_txt_name,
+                dcv_txt_value=facts.dcv_txt_value,
             )
         await self.records.record_hostname(
             hostname=text_of(after.get("hostname")),
@@ -347,6 +351,8 @@ class RecordHostnameHandler:
                 ssl_method=text_of(after.get("ssl_method"), "http"),
                 origin=text_of(after.get("origin")) or None,
                 verification_token=text_of(after.get("verification_token")) or None,
+                dcv_txt_name=text_of(after.get("dcv_txt_name")) or None,
+                dcv_txt_value=text_of(after.get("dcv_txt_value")) or None,
                 verification_errors=tuple(e for e in errors if isinstance(e, str))
                 if isinstance(errors, list)
                 else (),
