@@ -46,6 +46,7 @@ import git
 
 from reconciler.cli import main as cli_main
 from reconciler.core.routing import ROUTE_SUSPEND, parse_route
+from reconciler.demo_platform import api_worker_chapter, restore_point_chapter
 from reconciler.demo_visit import visit
 from reconciler.errors import LoadError, SpecError
 from reconciler.sandbox.clock import VirtualClock
@@ -422,6 +423,8 @@ class Story:
                     self.stuck_domain()
                     self.media()
                     self.deletion()
+                    api_worker_chapter(self, 10, chapter, converged)
+                    restore_point_chapter(self, 11, chapter, converged)
         finally:
             if self.keep:
                 print(f"\n(kept the working copy and the sandbox state in {self.work})")

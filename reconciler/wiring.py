@@ -356,6 +356,7 @@ class ReadOnlyWorld:
             kv=self.kv,
             workers=self.workers,
             routing=_routing_target(settings),
+            worker_versions=self.cloudflare,
             variants=self.media,
         )
 
@@ -699,6 +700,7 @@ class DaemonWorld:
             kv=reader(read.kv, "cloudflare"),
             workers=reader(read.workers, "cloudflare"),
             routing=read.routing,
+            worker_versions=reader(read.worker_versions, "cloudflare"),
             variants=read.variants,
         )
         fenced_db: Database = writer(self.writers.database, "d1")

@@ -6,9 +6,15 @@ opens that SQLite file; without it the D1 settings from the environment decide
 (``D1_BACKEND=sqlite`` uses ``D1_SQLITE_PATH``; ``D1_BACKEND=d1`` uses the Cloudflare client
 from ``providers/cloudflare.py`` with ``D1_DATABASE_ID``).
 
-Exit codes: 0 applied, or nothing to do; 1 error (the message names the file and the SQL error,
-or the inconsistency found); with ``--dry-run``, 2 when migrations are pending; with
-``--status``, 1 when the history has a problem that would block ``migrate``.
+Before each migration a restore point is taken (a D1 Time Travel bookmark, or a snapshot of the
+SQLite file) and kept with the migration's record; ``--restore-before NNNN`` (or
+``--restore-to BOOKMARK``) prints what a restore would undo and, once confirmed (or ``--yes``),
+puts the whole database back there (``runtime/restore.py``).
+
+Exit codes: 0 applied, restored, or nothing to do; 1 error (the message names the file and the
+SQL error, or the inconsistency found; a restore not confirmed); with ``--dry-run``, 2 when
+migrations are pending; with ``--status``, 1 when the history has a problem that would block
+``migrate``.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ from typing import Any
 from reconciler.errors import MigrationError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
+from reconciler.providers.d1_restore import RestorePoints, SqliteSnapshots, TimeTravel
 from reconciler.runtime.lease import LeaderLease, default_holder, exclusive
 from reconciler.runtime.migrate import MigrationStatus, migrate, migration_status
+from reconciler.runtime.restore import plan_restore, render_plan, restore
+from reconciler.runtime.restore_points import RestorePoint, read_restore_points
 from reconciler.settings import Settings
+from reconciler.wiring import load_checkpoints
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -59,6 +69,20 @@ def register(subparsers: Any) -> None:
     mode.add_argument(
         "--dry-run", action="store_true", help="check and show what would be applied; write nothing"
     )
+    mode.add_argument(
+        "--restore-before",
+        metavar="NNNN",
+        help="restore the whole database to the point taken before migration NNNN "
+        "(prints what is undone and asks first)",
+    )
+    mode.add_argument(
+        "--restore-to",
+        metavar="BOOKMARK",
+        help="restore the whole database to a bookmark a migrate run printed",
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="restore without asking (the plan is still printed)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -69,16 +93,25 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
-    db, where, owner = _open(args.database)
+    db, where, owner, points = _open(args.database)
     try:
         if args.status:
-            return _print_status(await migration_status(db, directory), where)
+            statuses = await migration_status(db, directory)
+            return _print_status(statuses, await read_restore_points(db), where)
+        if args.restore_before is not None or args.restore_to is not None:
+            return await _restore(db, points, where, args)
         report = await migrate(
             db, directory, progress=_print if args.dry_run else None, dry_run=True
         )
         if report.applied and not args.dry_run:
             async with _leased(db):
-                report = await migrate(db, directory, progress=_print)
+                report = await migrate(
+                    db,
+                    directory,
+                    progress=_print,
+                    restore_points=points,
+                    checkpoint=load_checkpoints(),
+                )
     finally:
         await db.close()
         if owner is not None:
@@ -119,7 +152,38 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
-def _print_status(statuses: list[MigrationStatus], where: str) -> int:
+async def _restore(
+    db: Database, points: RestorePoints | None, where: str, args: argparse.Namespace
+) -> int:
+    """Print the restore plan, ask (unless ``--yes``), restore, and say how to undo it."""
+    if points is None:
+        raise MigrationError(f"{where} has no restore points (an in-memory database)")
+    plan = await plan_restore(db, before=args.restore_before, bookmark=args.restore_to)
+    for line in render_plan(plan, where):
+        print(line)
+    if not args.yes and not _confirmed():
+        print("not restored", file=sys.stderr)
+        return EXIT_ERROR
+    async with _leased(db):  # no daemon writes while the database is put back
+        done = await restore(points, plan, db)
+    print(f"restored {where} to {done.bookmark}" + (f": {done.message}" if done.message else ""))
+    if done.previous_bookmark:
+        print(f"to undo this restore: reconciler migrate --restore-to {done.previous_bookmark}")
+    return EXIT_OK
+
+
+def _confirmed() -> bool:
+    """Ask on a terminal; refuse (with a hint) when nobody can answer."""
+    if not sys.stdin.isatty():
+        print("error: confirm with --yes (standard input is not a terminal)", file=sys.stderr)
+        return False
+    answer = input("restore? type 'yes' to go on: ")
+    return answer.strip().lower() == "yes"
+
+
+def _print_status(
+    statuses: list[MigrationStatus], points: dict[str, RestorePoint], where: str
+) -> int:
     print(f"migrations for {where}:")
     if not statuses:
         print("  (none)")
@@ -130,6 +194,8 @@ def _print_status(statuses: list[MigrationStatus], where: str) -> int:
             line += f"  at {status.applied_at}"
         if status.detail:
             line += f"  ({status.detail})"
+        if status.name in points:
+            line += f"  restore point before: {points[status.name].bookmark}"
         print(line)
     problems = [status for status in statuses if status.is_problem]
     if problems:
@@ -142,18 +208,32 @@ def _print_status(statuses: list[MigrationStatus], where: str) -> int:
     return EXIT_OK
 
 
-def _open(path: str | None) -> tuple[Database, str, CloudflareClient | None]:
+_Opened = tuple[Database, str, CloudflareClient | None, RestorePoints | None]
+
+
+def _open(path: str | None) -> _Opened:
     """Pick the backend: an explicit file, else the environment's D1 settings."""
     if path is not None:
-        return SqliteDatabase(path), path, None
+        return _sqlite(path)
     try:
         settings = Settings.from_env(os.environ)
     except ValueError as exc:
         raise MigrationError(str(exc)) from exc
     if settings.d1.backend == "sqlite":
-        return SqliteDatabase(settings.d1.sqlite_path), settings.d1.sqlite_path, None
+        return _sqlite(settings.d1.sqlite_path)
     if not settings.d1.database_id:
         raise MigrationError("D1_BACKEND=d1 needs D1_DATABASE_ID")
     client = CloudflareClient(settings.cloudflare)
     database = D1HttpDatabase(client, settings.d1.database_id)
-    return database, f"D1 database {settings.d1.database_id}", client
+    points = TimeTravel(client, settings.d1.database_id)
+    return database, f"D1 database {settings.d1.database_id}", client, points
+
+
+def _sqlite(path: str) -> _Opened:
+    """A SQLite file, with file snapshots as its restore points (none for ``:memory:``)."""
+    db = SqliteDatabase(path)
+    try:
+        points: RestorePoints | None = SqliteSnapshots(db)
+    except MigrationError:
+        points = None
+    return db, path, None, points

@@ -326,6 +326,7 @@ async def make_pass(
             now=now,
             scope=pull.scope if pull is not None else None,
             hostnames=pull.removed_hostnames if pull is not None else (),
+            workers=pull.workers if pull is not None else (),
             progress=progress,
         )
     try:
@@ -340,7 +341,9 @@ async def make_pass(
     if pull is None:
         return Pass(desired=desired, observed=observed, plan=plan, narrowed=narrowed)
     base = prmode.base_desired(derive(pull.base, observed.billing, now=now), desired.revision)
-    annotated = prmode.annotate(plan, build_plan(base, observed, settings), pull.reverts)
+    annotated = prmode.annotate(
+        plan, build_plan(base, observed, settings), pull.reverts, pull.worker_reverts
+    )
     return Pass(desired=desired, observed=observed, plan=annotated, narrowed=narrowed)
 
 

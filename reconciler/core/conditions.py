@@ -55,6 +55,7 @@ from reconciler.core.desired import Desired, DesiredTenant
 from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report
 from reconciler.core.plan import ActionKind
+from reconciler.core.worker_facts import describe
 from reconciler.spec.models import Access
 
 __all__ = ["conditions_for", "declared", "gone_resources"]
@@ -96,12 +97,19 @@ def conditions_for(
         if tenant is not None:
             updates.extend(_tenant(tenant, observed, verdicts, coverage, commit))
     updates.extend(_undeclared(desired, verdicts, commit))
+    for name, worker in desired.workers.items():  # whole-fleet passes only
+        converged = f"{worker.script} serves {describe(worker.split)}"
+        updates.append(
+            synced(f"Worker/{name}", verdicts, commit=commit, tenant=None, site=None,
+                   converged=converged)
+        )  # fmt: skip
     return updates
 
 
 def declared(desired: Desired) -> set[str]:
-    """Resource keys the specs declare: every site, its hostnames, every tenant."""
+    """Resource keys the specs declare: every site, its hostnames, every tenant, every Worker."""
     keys = {f"Tenant/{name}" for name in desired.tenants}
+    keys.update(f"Worker/{name}" for name in desired.workers)
     for site in desired.sites.values():
         keys.add(f"Site/{site.name}")
         keys.update(f"Hostname/{hostname.hostname}" for hostname in site.hostnames)

@@ -88,6 +88,9 @@ GATE_REASONS: Mapping[str, str] = {
     "conflict": "Conflict",
     "blast_radius": "BlastRadius",
     "incomplete": "WaitingForReading",
+    "missing_worker": "MissingWorker",
+    "missing_worker_version": "MissingWorkerVersion",
+    "health": "RolledBack",  # the health gate returned traffic to the last good version
 }
 FAILURE_REASONS: Mapping[ActionKind, str] = {
     ActionKind.PUBLISH: "PublishFailed",
@@ -99,6 +102,8 @@ FAILURE_REASONS: Mapping[ActionKind, str] = {
     ActionKind.HARD_LOCK: "LockFailed",
     ActionKind.UNLOCK: "UnlockFailed",
     ActionKind.RECORD_PUBLISH_FAILURE: "PublishFailed",
+    ActionKind.DEPLOY_WORKER_VERSION: "WorkerDeployFailed",
+    ActionKind.ROLLBACK_WORKER_VERSION: "WorkerRollbackFailed",
     ActionKind.PURGE_CACHE: "PurgeFailed",
 }
 

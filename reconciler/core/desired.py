@@ -20,7 +20,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from reconciler.core.facts import CustomerBilling, Invoice
@@ -30,6 +30,7 @@ from reconciler.core.policy import (
     desired_access,
     dunning_due,
 )
+from reconciler.core.worker_facts import DesiredWorker, desired_worker
 from reconciler.spec.models import Access, BillingPolicySpec, Kind, PerformanceBudget
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Desired:
     now: float
     specs: Specs
     scope: frozenset[str] | None = None
+    workers: Mapping[str, DesiredWorker] = field(default_factory=dict)  # by metadata.name
 
     def location(self, kind: Kind, name: str, field: str = "") -> SourceLocation | None:
         """Where in the specs a document (or one of its fields) was written, if known."""
@@ -153,6 +155,12 @@ def derive(
         now=now,
         specs=specs,
         scope=frozenset(scope) if scope is not None else None,
+        # The platform's Workers belong to no tenant: a whole-fleet derive carries them.
+        workers={
+            name: desired_worker(name, worker)
+            for name, worker in specs.workers.items()
+            if scope is None
+        },
     )
 
 

@@ -33,6 +33,7 @@ from reconciler.core.budget import MediaWeight
 from reconciler.core.facts import CustomerBilling
 from reconciler.core.identity import BuildInputs
 from reconciler.core.routing import ObservedPlatform, RouteEntry
+from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 
 
 class Source(StrEnum):
@@ -43,6 +44,7 @@ class Source(StrEnum):
     D1 = "d1"
     STRIPE = "stripe"
     WHATSAPP = "whatsapp"
+    WORKERS = "workers"
     ROUTES = "routes"  # the routing table (KV keys)
     PLATFORM = "platform"  # the dispatch Worker, its namespace, route and fallback origin
 
@@ -266,6 +268,9 @@ class Observed:
     unreadable: frozenset[Source] = frozenset()
     scope: frozenset[str] | None = None  # sites observed (PR mode); None = the whole fleet
     cname_target: str | None = None  # the SaaS target the DNS checks compared with, if known
+    workers: Mapping[str, ObservedWorker] = field(default_factory=dict)  # by script name
+    worker_rollouts: Mapping[str, WorkerRollout] = field(default_factory=dict)  # by script
+    worker_scripts: frozenset[str] = frozenset()  # scripts looked up (found or not)
     routes: Mapping[str, RouteEntry] = field(default_factory=dict)  # hostname -> entry
     platform: ObservedPlatform | None = None
     # The builder's fingerprint (build/identity.py); "" when unknown, and then no build
@@ -290,7 +295,9 @@ class Observed:
 _UNDIGESTED = frozenset({"at", "unreadable"})
 # Facts added after digests were first saved: digested only when present, so the digest of a
 # world without them (every saved plan, every golden file) is unchanged.
-_DIGESTED_WHEN_SET = frozenset({"unclaimed_projects"})
+_DIGESTED_WHEN_SET = frozenset(
+    {"unclaimed_projects", "workers", "worker_rollouts", "worker_scripts"}
+)
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 

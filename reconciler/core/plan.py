@@ -100,6 +100,8 @@ class ActionKind(StrEnum):
     RECORD_HOSTNAME = "record_hostname"
     RECORD_PUBLISH_FAILURE = "record_publish_failure"
     PURGE_CACHE = "purge_cache"
+    DEPLOY_WORKER_VERSION = "deploy_worker_version"
+    ROLLBACK_WORKER_VERSION = "rollback_worker_version"
 
 
 class Cause(StrEnum):
@@ -125,6 +127,7 @@ UNREADABLE: Mapping[Source, str] = {
     Source.WHATSAPP: "the WhatsApp gateway could not be reached",
     Source.ROUTES: "the routing table could not be listed",
     Source.PLATFORM: "the dispatch Worker platform could not be read",
+    Source.WORKERS: "Workers versions and deployments could not be read",
 }
 
 # Order of kinds within a lane, and the summary word each kind counts under.
@@ -151,10 +154,13 @@ SUMMARY_WORDS: Mapping[ActionKind, str] = {
     ActionKind.DEPLOY_WORKER: "set up",
     ActionKind.SET_WORKER_ROUTE: "set up",
     ActionKind.SET_FALLBACK_ORIGIN: "set up",
+    ActionKind.DEPLOY_WORKER_VERSION: "deploy",
+    ActionKind.ROLLBACK_WORKER_VERSION: "roll back",
 }
 SUMMARY_ORDER = (
     "set up",
     "publish",
+    "deploy",
     "roll back",
     "create",
     "update",
@@ -195,6 +201,9 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.DEPLOY_WORKER: {"cloudflare": 1},
     ActionKind.SET_WORKER_ROUTE: {"cloudflare": 1},
     ActionKind.SET_FALLBACK_ORIGIN: {"cloudflare": 1},
+    # one deployment, one health GET per step, a deployment back if it fails, the D1 record
+    ActionKind.DEPLOY_WORKER_VERSION: {"cloudflare": 1, "d1": 1},
+    ActionKind.ROLLBACK_WORKER_VERSION: {"cloudflare": 1, "d1": 1},
 }
 
 
@@ -226,7 +235,8 @@ class Blocked:
     tenant: str | None
     site: str | None
     gate: str  # hard_locked | budget | build | missing_version | missing_project | stuck |
-    #            conflict | blast_radius | incomplete | refused (a lever the specs forbid)
+    #            conflict | blast_radius | incomplete | refused (a lever the specs forbid) |
+    #            missing_worker | missing_worker_version | health
     reason: str
     source: str | None
 
@@ -331,6 +341,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     from reconciler.core.plan_platform import plan_platform
     from reconciler.core.plan_routes import plan_routes
     from reconciler.core.plan_sites import note_unclaimed_projects, plan_site
+    from reconciler.core.plan_workers import plan_workers
 
     builder = PlanBuilder(desired, observed, settings or PlanSettings())
     scope = observed.scope
@@ -353,6 +364,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
         plan_site(builder, site)
     plan_routes(builder)
     plan_hostnames(builder)
+    plan_workers(builder)
     if scope is None:
         note_unclaimed_projects(builder)
     builder.refuse_unreached()

@@ -137,7 +137,8 @@ class PlanBuilder:
     ) -> str:
         """Add an action and return its id (rule 6: a hash of kind, target and ``after``)."""
         action_id = action_identity(kind, target, after)
-        lane = Lane.URGENT if kind in (ActionKind.ROLLBACK, ActionKind.UNLOCK) else Lane.CHANGE
+        urgent = (ActionKind.ROLLBACK, ActionKind.UNLOCK, ActionKind.ROLLBACK_WORKER_VERSION)
+        lane = Lane.URGENT if kind in urgent else Lane.CHANGE
         self.actions.append(
             Action(
                 id=action_id,

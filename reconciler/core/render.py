@@ -62,6 +62,8 @@ _SYMBOL: Mapping[ActionKind, str] = {
     ActionKind.DEPLOY_WORKER: "~",
     ActionKind.SET_WORKER_ROUTE: "~",
     ActionKind.SET_FALLBACK_ORIGIN: "~",
+    ActionKind.DEPLOY_WORKER_VERSION: "+",
+    ActionKind.ROLLBACK_WORKER_VERSION: "<",
 }
 
 _COLOUR: Mapping[str, str] = {
@@ -146,6 +148,9 @@ _GATE: Mapping[str, str] = {
     "blast_radius": "blast-radius cap",
     "incomplete": "incomplete reading",
     "refused": "refused",
+    "missing_worker": "missing Worker",
+    "missing_worker_version": "missing Worker version",
+    "health": "health check failed",
 }
 
 
@@ -261,6 +266,8 @@ def _describe(action: Action) -> str:
             f"record hostname {after.get('hostname')} as {after.get('status')} "
             f"(was {action.before.get('status')})"
         )
+    if kind in (ActionKind.DEPLOY_WORKER_VERSION, ActionKind.ROLLBACK_WORKER_VERSION):
+        return _describe_worker(action)
     if kind is ActionKind.RECORD_PUBLISH_FAILURE:
         return (
             f"record the publish of {after.get('environment')} version {after.get('version')} "
@@ -273,18 +280,44 @@ def _describe(action: Action) -> str:
     return "sync billing mirror from Stripe"
 
 
+def _describe_worker(action: Action) -> str:
+    """``deploy Worker site-builder-api-production: version 3 at 100 %``."""
+    versions = action.after["versions"]
+    parts = [
+        f"version {item['number']} at {item['percentage']} %"
+        for item in (versions if isinstance(versions, list) else [])
+        if isinstance(item, dict)
+    ]
+    verb = "deploy" if action.kind is ActionKind.DEPLOY_WORKER_VERSION else "roll back"
+    return f"{verb} Worker {action.after['script']}: {' and '.join(parts)}"
+
+
 def _group(
     plan: Plan,
 ) -> dict[str, dict[str, tuple[list[Action], list[Blocked]]]]:
     """tenant -> site ("" for tenant-level) -> (actions, blocked), sorted."""
     groups: dict[str, dict[str, tuple[list[Action], list[Blocked]]]] = defaultdict(dict)
     for action in plan.actions:
-        bucket = groups[action.tenant or "(no tenant)"].setdefault(action.site or "", ([], []))
+        bucket = groups[_owner(action.tenant, action.target)].setdefault(
+            action.site or "", ([], [])
+        )
         bucket[0].append(action)
     for blocked in plan.blocked:
-        bucket = groups[blocked.tenant or "(no tenant)"].setdefault(blocked.site or "", ([], []))
+        bucket = groups[_owner(blocked.tenant, blocked.target)].setdefault(
+            blocked.site or "", ([], [])
+        )
         bucket[1].append(blocked)
     return {t: dict(sorted(sites.items())) for t, sites in sorted(groups.items())}
+
+
+_PLATFORM = "(the platform's Workers)"
+
+
+def _owner(tenant: str | None, target: str) -> str:
+    """The group an item is shown under: its tenant, or the platform for Workers."""
+    if tenant is None and target.startswith("Worker/"):
+        return _PLATFORM
+    return tenant or "(no tenant)"
 
 
 # --- text --------------------------------------------------------------------------------
@@ -313,7 +346,7 @@ def render_text(plan: Plan, *, rates: Mapping[str, Rate], color: bool = False) -
         )
     for tenant, sites in _group(plan).items():
         lines.append("")
-        lines.append(f"Tenant {tenant}")
+        lines.append("Platform Workers" if tenant == _PLATFORM else f"Tenant {tenant}")
         for site, (actions, blocked) in sites.items():
             indent = "  "
             if site:
@@ -474,6 +507,8 @@ def render_markdown(
     for tenant, sites in _group(plan).items():
         for site, (actions, blocked) in sites.items():
             title = f"{tenant} / {site}" if site else f"{tenant} (tenant)"
+            if tenant == _PLATFORM:
+                title = "Platform Workers"
             marks = ", ".join(
                 part
                 for part in (

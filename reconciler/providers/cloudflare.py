@@ -100,6 +100,11 @@ HOSTNAMES = "/zones/{zone_id}/custom_hostnames"
 HOSTNAME = HOSTNAMES + "/{custom_hostname_id}"
 PURGE = "/zones/{zone_id}/purge_cache"
 D1_QUERY = _ACCOUNT + "/d1/database/{database_id}/query"
+WORKER = _ACCOUNT + "/workers/scripts/{script_name}"
+WORKER_VERSIONS = WORKER + "/versions"
+WORKER_DEPLOYMENTS = WORKER + "/deployments"
+D1_BOOKMARK = _ACCOUNT + "/d1/database/{database_id}/time_travel/bookmark"
+D1_RESTORE = _ACCOUNT + "/d1/database/{database_id}/time_travel/restore"
 
 HOSTNAMES_PER_PAGE = 50
 """The largest custom hostname page (CONTRACT.md §4.2: ``per_page`` 5-50)."""
@@ -757,6 +762,81 @@ class CloudflareClient:
         if not isinstance(result, list):
             raise self._malformed(call, "result is not a list")
         return [D1Result.from_json(item) for item in result if isinstance(item, dict)]
+
+    async def worker_versions(self, script: str) -> dict[int, str]:
+        """``GET .../workers/scripts/{name}/versions?deployable=true``: number -> version id."""
+        call = Call(
+            "GET",
+            WORKER_VERSIONS,
+            self._account(script_name=script),
+            params={"deployable": "true"},
+            lane=Lane.SWEEP,
+        )
+        items = (await self._object(call)).get("items")
+        if not isinstance(items, list):
+            raise self._malformed(call, "no items")
+        versions: dict[int, str] = {}
+        for item in items:
+            number, version_id = item.get("number"), item.get("id")
+            if isinstance(number, int | float) and isinstance(version_id, str):
+                versions[int(number)] = version_id
+        return versions
+
+    async def worker_serving(self, script: str) -> tuple[tuple[str, float], ...]:
+        """``GET .../deployments``: the newest deployment's ``(version id, percentage)``."""
+        call = Call("GET", WORKER_DEPLOYMENTS, self._account(script_name=script), lane=Lane.SWEEP)
+        deployments = (await self._object(call)).get("deployments")
+        if not isinstance(deployments, list):
+            raise self._malformed(call, "no deployments")
+        if not deployments:
+            return ()
+        return tuple(
+            (str(item["version_id"]), float(item["percentage"]))
+            for item in deployments[0].get("versions", [])
+        )
+
+    async def deploy_worker(
+        self, script: str, versions: Sequence[tuple[str, float]], message: str
+    ) -> str:
+        """``POST .../deployments``: serve ``versions`` (id, percentage); the deployment id.
+
+        Idempotent in effect: deploying the same split twice serves the same split.
+        """
+        call = Call(
+            "POST",
+            WORKER_DEPLOYMENTS,
+            self._account(script_name=script),
+            json={
+                "strategy": "percentage",
+                "versions": [{"version_id": v, "percentage": p} for v, p in versions],
+                "annotations": {"workers/message": message[:100]},
+            },
+            lane=Lane.URGENT,
+        )
+        return str((await self._object(call)).get("id", ""))
+
+    async def d1_bookmark(self, database_id: str) -> str:
+        """``GET .../d1/database/{id}/time_travel/bookmark``: the database's current bookmark."""
+        call = Call("GET", D1_BOOKMARK, self._account(database_id=database_id))
+        bookmark = (await self._object(call)).get("bookmark")
+        if not isinstance(bookmark, str) or not bookmark:
+            raise self._malformed(call, "no bookmark")
+        return bookmark
+
+    async def d1_restore(self, database_id: str, bookmark: str) -> dict[str, Any]:
+        """``POST .../time_travel/restore?bookmark=``: the database back to ``bookmark``.
+
+        Idempotent in effect (the database ends at ``bookmark`` however often it is sent).
+        Returns the answer: ``bookmark`` (after), ``previous_bookmark`` (before), ``message``.
+        """
+        call = Call(
+            "POST",
+            D1_RESTORE,
+            self._account(database_id=database_id),
+            params={"bookmark": bookmark},
+            lane=Lane.URGENT,
+        )
+        return await self._object(call)
 
 
 def _json(response: httpx.Response) -> Any:

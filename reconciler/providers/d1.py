@@ -688,6 +688,41 @@ class SqliteDatabase:
 
         return await self._run(work)
 
+    async def snapshot(self, target: str | Path) -> None:
+        """Copy the whole database into the file ``target`` (SQLite's online backup).
+
+        Queued on the worker thread like every statement, so no batch is half in the copy.
+        """
+        destination = str(target)
+
+        def work(connection: sqlite3.Connection) -> None:
+            copy = sqlite3.connect(destination)
+            try:
+                connection.backup(copy)
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            finally:
+                copy.close()
+
+        await self._run(work)
+
+    async def restore_from(self, source: str | Path) -> None:
+        """Replace the whole database with the file ``source`` (a :meth:`snapshot`)."""
+        origin = str(source)
+
+        def work(connection: sqlite3.Connection) -> None:
+            if not Path(origin).is_file():
+                raise SqlError(f"no snapshot file {origin}")
+            copy = sqlite3.connect(f"file:{origin}?mode=ro", uri=True)
+            try:
+                copy.backup(connection)
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            finally:
+                copy.close()
+
+        await self._run(work)
+
     async def close(self) -> None:
         """Close the connection and stop the worker thread (idempotent)."""
         if self._closed:

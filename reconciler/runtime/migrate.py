@@ -19,7 +19,11 @@ Rules (``contracts/d1/NOTES.md`` §2; docs/d1.md explains them for operators):
       EXISTS``) or columns it adds already exist although its row is absent;
    d. a pending migration is numbered below one already applied (wrangler would apply it out
       of order).
-4. Like wrangler, one leading ``BEGIN TRANSACTION;`` and ``COMMIT;`` are stripped (``sqlite3
+4. With a :class:`~reconciler.providers.d1_restore.RestorePoints` (the CLI always passes one), a
+   restore point (a D1 Time Travel bookmark, or a file snapshot on SQLite) is taken before each
+   migration and kept in ``reconciler_restore_points`` (``runtime/restore_points.py``); a
+   failed migration's message names the point to return to (``runtime/restore.py``).
+5. Like wrangler, one leading ``BEGIN TRANSACTION;`` and ``COMMIT;`` are stripped (``sqlite3
    .dump`` output); a file with more transactions is refused.
 """
 
@@ -40,6 +44,8 @@ from reconciler.providers.d1 import (
     split_sql,
     strip_comments,
 )
+from reconciler.providers.d1_restore import RestorePoints
+from reconciler.runtime.restore_points import RESTORE_POINTS_DDL, restore_point_statement
 
 __all__ = [
     "CHECKSUM_TABLE",
@@ -143,6 +149,7 @@ class MigrateReport:
     adopted: tuple[str, ...] = ()  # wrangler-applied migrations whose checksum was recorded
     dry_run: bool = False
     statements: int = 0  # statements run (or to run) by this run
+    restore_points: tuple[tuple[str, str], ...] = ()  # (migration, bookmark taken before it)
 
     @property
     def total_applied(self) -> int:
@@ -511,6 +518,8 @@ async def migrate(
     *,
     progress: Callable[[str], None] | None = None,
     dry_run: bool = False,
+    restore_points: RestorePoints | None = None,
+    checkpoint: Callable[[str], None] | None = None,
 ) -> MigrateReport:
     """Apply pending migrations, each with its bookkeeping rows in one atomic batch.
 
@@ -519,6 +528,10 @@ async def migrate(
         migrations_dir: the migrations folder; file paths in messages are shown under it.
         progress: called with one line per step (``applying ...``, ``applied ...``).
         dry_run: check everything and report what would be applied, writing nothing.
+        restore_points: when given, a restore point is taken and recorded before each
+            migration is applied.
+        checkpoint: named crash points for tests (``migrate.after-restore-point``,
+            ``migrate.after-apply``).
 
     Returns:
         What was applied, what already was, and which wrangler-applied migrations were adopted.
@@ -531,7 +544,9 @@ async def migrate(
     say = progress or (lambda _line: None)
     files = discover(migrations_dir)
     if not dry_run:
-        await db.batch([Statement(MIGRATIONS_DDL), Statement(CHECKSUM_DDL)])
+        await db.batch(
+            [Statement(MIGRATIONS_DDL), Statement(CHECKSUM_DDL), Statement(RESTORE_POINTS_DDL)]
+        )
     applied = await _read_applied(db, tables_exist=not dry_run)
     statuses = await _statuses(db, files, applied)
     problems = [status for status in statuses if status.is_problem]
@@ -553,6 +568,7 @@ async def migrate(
     already = tuple(record.name for record in applied)
     pending = [by_name[s.name] for s in statuses if s.state is MigrationState.PENDING]
     done: list[str] = []
+    points: list[tuple[str, str]] = []
     statements = 0
     for migration in pending:
         where = migrations_dir / migration.name
@@ -562,23 +578,13 @@ async def migrate(
             done.append(migration.name)
             statements += count
             continue
+        bookmark = await _take_restore_point(restore_points, migration.name, say)
+        (checkpoint or _no_checkpoint)("migrate.after-restore-point")
         say(f"applying {where} ({count} statement{'s' if count != 1 else ''})")
-        batch = [Statement(sql) for sql in migration.statements]
-        batch.append(Statement(_INSERT_APPLIED, (migration.name,)))
-        batch.append(Statement(_INSERT_CHECKSUM, (migration.name, migration.sha256)))
-        try:
-            await db.batch(batch)
-        except SqlError as exc:
-            index = exc.statement_index
-            location = ""
-            if index is not None and index < count:
-                location = f" (statement {index + 1}: {_excerpt(migration.statements[index])})"
-            raise MigrationError(f"{where}: {exc.sql_message}{location}") from exc
-        except ProviderError as exc:
-            raise MigrationError(
-                f"{where}: {exc}; the migration may or may not have been applied: "
-                "run `reconciler migrate --status` before retrying"
-            ) from exc
+        await _apply_one(db, migration, where, restore_points, bookmark)
+        (checkpoint or _no_checkpoint)("migrate.after-apply")
+        if bookmark is not None:
+            points.append((migration.name, bookmark))
         say(f"applied {where}")
         done.append(migration.name)
         statements += count
@@ -588,4 +594,60 @@ async def migrate(
         adopted=adopted,
         dry_run=dry_run,
         statements=statements,
+        restore_points=tuple(points),
     )
+
+
+def _no_checkpoint(name: str) -> None:
+    """Production's checkpoints: nothing happens."""
+
+
+async def _take_restore_point(
+    points: RestorePoints | None, name: str, say: Callable[[str], None]
+) -> str | None:
+    """Take the restore point before migration ``name`` (None: not asked to)."""
+    if points is None:
+        return None
+    try:
+        bookmark = await points.mark(name.removesuffix(".sql"))
+    except ProviderError as exc:
+        raise MigrationError(
+            f"{name}: could not take a restore point ({points.kind}) before applying it: {exc}; "
+            "nothing was applied"
+        ) from exc
+    say(f"restore point before {name}: {bookmark} ({points.kind})")
+    return bookmark
+
+
+async def _apply_one(
+    db: Database,
+    migration: MigrationFile,
+    where: Path,
+    points: RestorePoints | None,
+    bookmark: str | None,
+) -> None:
+    """Run one migration with its bookkeeping rows as one batch, or raise a located error."""
+    batch = [Statement(sql) for sql in migration.statements]
+    batch.append(Statement(_INSERT_APPLIED, (migration.name,)))
+    batch.append(Statement(_INSERT_CHECKSUM, (migration.name, migration.sha256)))
+    if points is not None and bookmark is not None:
+        batch.append(restore_point_statement(migration.name, bookmark, points.kind))
+    back = (
+        ""
+        if bookmark is None
+        else f"; the database before it is restore point {bookmark} "
+        f"(to return there: reconciler migrate --restore-to {bookmark})"
+    )
+    try:
+        await db.batch(batch)
+    except SqlError as exc:
+        index = exc.statement_index
+        location = ""
+        if index is not None and index < len(migration.statements):
+            location = f" (statement {index + 1}: {_excerpt(migration.statements[index])})"
+        raise MigrationError(f"{where}: {exc.sql_message}{location}{back}") from exc
+    except ProviderError as exc:
+        raise MigrationError(
+            f"{where}: {exc}; the migration may or may not have been applied: "
+            f"run `reconciler migrate --status` before retrying{back}"
+        ) from exc

@@ -57,6 +57,7 @@ from reconciler.core.observed import (
     domain_status,
 )
 from reconciler.core.routing import ObservedPlatform
+from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 from reconciler.errors import MigrationError, NotFoundError, ProviderError
 from reconciler.providers.cloudflare_models import CustomHostname, Deployment, PagesProject
 from reconciler.providers.d1 import Database
@@ -70,6 +71,7 @@ from reconciler.runtime.observe_routes import (
     read_platform,
     read_routes,
 )
+from reconciler.runtime.observe_workers import WorkersReader, read_rollouts, read_workers
 from reconciler.spec.load import Specs
 from reconciler.spec.models import SiteSpec, normalize_hostname
 
@@ -143,6 +145,7 @@ class ObserveClients:
     kv: KvReader | None = None  # the routing table (None: routing not configured)
     workers: PlatformReader | None = None  # the dispatch Worker platform
     routing: RoutingTarget | None = None
+    worker_versions: WorkersReader | None = None  # the platform's Workers: versions
     variants: VariantCache | None = None  # read through, never written (a plan is read-only)
     builder: str = field(default_factory=builder_fingerprint)  # for build identities
 
@@ -183,6 +186,7 @@ async def observe(
     now: float,
     scope: Collection[str] | None = None,
     hostnames: Collection[str] = (),
+    workers: Collection[str] = (),
     limits: ObserveLimits | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Observed:
@@ -198,6 +202,8 @@ async def observe(
             decides about their hostnames.
         hostnames: in a scoped observation, hostnames to look up besides those the scoped
             sites declare (domains a change removed, for deletion decisions).
+        workers: in a scoped observation, the Worker scripts to read (those a PR changes);
+            a whole-fleet observation reads every declared one.
         limits: timeouts and concurrency.
         progress: called with a short line as each provider finishes.
 
@@ -353,8 +359,20 @@ async def observe(
                 _build_previews(clients, specs, pending, builds, say),
             )
 
+    scripts = (
+        sorted(set(workers))
+        if scoped
+        else sorted({worker.spec.script for worker in specs.workers.values()})
+    )
+    found, rollouts = await _observe_workers(scripts, clients, readings, limits, say)
+    if readings.fatal is not None:
+        raise readings.fatal
+
     return Observed(
         at=now,
+        workers=found,
+        worker_rollouts=rollouts,
+        worker_scripts=frozenset(scripts),
         projects=dict(sorted(projects.items())),
         ledger=dict(ledger.sites) if ledger is not None else {},
         hostnames=dict(sorted(observed_hostnames.items())),
@@ -387,6 +405,31 @@ def _unclaimed_projects(specs: Specs, ledger: LedgerSnapshot | None) -> dict[str
         return {}
     recorded = sorted(ledger.projects.items())
     return {site: project for site, project in recorded if site not in specs.sites}
+
+
+async def _observe_workers(
+    scripts: list[str],
+    clients: ObserveClients,
+    readings: _Readings,
+    limits: ObserveLimits,
+    say: Callable[[str], None],
+) -> tuple[dict[str, ObservedWorker], dict[str, WorkerRollout]]:
+    """The Workers ``scripts`` name, and their rollouts."""
+    workers: dict[str, ObservedWorker] = {}
+    rollouts: dict[str, WorkerRollout] = {}
+    if not scripts:
+        return workers, rollouts
+    if clients.worker_versions is None:
+        readings.incomplete[Source.WORKERS] = "not configured: no Cloudflare client"
+        return workers, rollouts
+
+    async def read(reader: WorkersReader) -> None:
+        workers.update(await read_workers(reader, scripts))
+        rollouts.update(await read_rollouts(clients.database))
+        say(f"cloudflare: {len(workers)} of {len(scripts)} Workers read")
+
+    await _guard(readings, Source.WORKERS, limits.pages, read(clients.worker_versions))
+    return workers, rollouts
 
 
 async def _guard(

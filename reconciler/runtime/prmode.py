@@ -20,13 +20,16 @@ Rules:
    site's spec file, or the site file's history (reachable from base) has a commit that bumped
    the version from the head's value to the base's. The rollback or publish action is
    annotated ``reverts <sha7> (<subject>)``.
+5. A ``kind: Worker`` spec that differs between base and head has its script observed; a
+   commit in ``base..head`` that says ``This reverts commit <sha>`` of a commit that touched
+   the Worker's spec file annotates that Worker's deployment or rollback the same way.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ HISTORY_DEPTH = 50
 
 _REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
 _SITE_ACTIONS = (ActionKind.ROLLBACK, ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH)
+_WORKER_ACTIONS = (ActionKind.ROLLBACK_WORKER_VERSION, ActionKind.DEPLOY_WORKER_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,8 @@ class PullRequest:
     scope: frozenset[str]  # site names (head or base) whose world is observed
     removed_hostnames: tuple[str, ...]  # declared at base by a scoped site, gone at head
     reverts: Mapping[str, str]  # site -> "reverts abc1234 (Bump acme-home to 13)"
+    workers: frozenset[str] = frozenset()  # Worker scripts whose spec differs
+    worker_reverts: Mapping[str, str] = field(default_factory=dict)  # Worker name -> note
 
 
 def _tenant_sites(specs: Specs, tenants: set[str]) -> set[str]:
@@ -113,13 +119,51 @@ def load_pull_request(repo: Path, base_ref: str, head_ref: str, subdir: str) -> 
     head = load_git(repo, head_ref, subdir)
     base = load_git(repo, base_ref, subdir)
     scope = changed_scope(base, head)
+    workers = _changed_workers(base, head)
     return PullRequest(
         base=base,
         head=head,
         scope=scope,
         removed_hostnames=_removed_hostnames(base, head, scope),
         reverts=find_reverts(repo, base, head, scope),
+        workers=frozenset(w.spec.script for n, w in head.workers.items() if n in workers),
+        worker_reverts=_worker_reverts(repo, base, head, workers),
     )
+
+
+def _changed_workers(base: Specs, head: Specs) -> set[str]:
+    """Worker names whose spec the head adds or changes (rule 5)."""
+    return {name for name, worker in head.workers.items() if base.workers.get(name) != worker}
+
+
+def _worker_reverts(repo: Path, base: Specs, head: Specs, names: set[str]) -> dict[str, str]:
+    """Rule 5: Workers whose spec file a ``This reverts commit`` commit of the PR touched."""
+    import git
+
+    if not names or base.revision is None or head.revision is None:
+        return {}
+    try:
+        repository = git.Repo(repo)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise LoadError(f"{repo} is not a Git repository") from exc
+    found: dict[str, str] = {}
+    try:
+        paths = {name: head.location(Kind.WORKER, name).path for name in names}
+        for commit in repository.iter_commits(f"{base.revision}..{head.revision}"):
+            match = _REVERTS.search(str(commit.message))
+            if match is None:
+                continue
+            try:
+                reverted = repository.commit(match.group(1))
+            except (git.BadName, ValueError):
+                continue
+            touched = set(reverted.stats.files)
+            for name, path in paths.items():
+                if name not in found and path in touched:
+                    found[name] = _label(reverted)
+    finally:
+        repository.close()
+    return found
 
 
 def _site_version(text: str, site: str) -> int | None:
@@ -213,11 +257,20 @@ def _label(commit: Any) -> str:
     return f"reverts {commit.hexsha[:7]} ({subject})"
 
 
-def annotate(head_plan: Plan, base_plan: Plan, reverts: Mapping[str, str]) -> Plan:
+def annotate(
+    head_plan: Plan,
+    base_plan: Plan,
+    reverts: Mapping[str, str],
+    worker_reverts: Mapping[str, str] | None = None,
+) -> Plan:
     """The head plan with ``preexisting`` (module rule 3) and revert ``annotations`` set."""
     base_ids = {action.id for action in base_plan.actions}
     preexisting = frozenset(a.id for a in head_plan.actions if a.id in base_ids)
     annotations = dict(head_plan.annotations)
+    for name, label in (worker_reverts or {}).items():
+        for action in head_plan.actions:
+            if action.target == f"Worker/{name}" and action.kind in _WORKER_ACTIONS:
+                annotations[action.id] = label
     for action in head_plan.actions:
         note = reverts.get(action.site or "")
         if (

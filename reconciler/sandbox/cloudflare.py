@@ -60,6 +60,7 @@ from reconciler.sandbox.cloudflare_hostnames import (
 from reconciler.sandbox.cloudflare_kv import KVStore
 from reconciler.sandbox.cloudflare_pages import Behaviour, PagesStore
 from reconciler.sandbox.cloudflare_routes import ROUTES
+from reconciler.sandbox.cloudflare_worker_versions import VersionsStore, worker_routes
 from reconciler.sandbox.cloudflare_workers import WorkersStore
 from reconciler.sandbox.control import bad_request, call_counts, read_json, shared_routes
 from reconciler.sandbox.dns import SandboxDNS
@@ -224,6 +225,7 @@ class CloudflareSim:
         self.purges: list[dict[str, Any]] = []
         self.kv = KVStore(self.ids)
         self.workers = WorkersStore(self.ids)
+        self.worker_versions = VersionsStore.seeded(cfg.seed + 1, now)  # own ids: others' stay
         for name in cfg.projects:
             self.pages.create_project(name, now)
 
@@ -684,6 +686,7 @@ def create_app(
     routes = [
         *_control_routes(sim),
         *edge_routes(sim),
+        *worker_routes(sim),
         Route(
             API_ROOT + "/{path:path}",
             _api_endpoint(sim),

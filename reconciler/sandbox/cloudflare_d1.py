@@ -8,24 +8,50 @@ placeholders; each statement gets one result ``{results, success, meta}``. The l
 are enforced: at most 100 bound parameters per statement and 100,000 bytes per statement.
 Invalid SQL answers HTTP 400 with code 7500 and ``<sqlite message>: SQLITE_ERROR``; the body
 may also be ``{"batch": [{sql, params}, …]}`` (the SDK's form), run as one transaction.
+
+Time Travel (shapes: the official SDK's ``resources/d1/database/time_travel.py`` and
+``types/d1/database/time_travel_*_response.py``): ``GET …/time_travel/bookmark`` answers
+``{bookmark}`` for the database's state now (the same bookmark while nothing was queried since),
+or with ``?timestamp=`` the nearest bookmark at or before that time; the simulator keeps a full
+copy of the file for each bookmark it hands out, so ``POST …/time_travel/restore?bookmark=`` (or
+``?timestamp=``) really puts the database back to that state, and answers ``{bookmark,
+previous_bookmark, message}`` where ``previous_bookmark`` is the state it replaced (so a restore
+can be undone). A bookmark it never handed out is refused with HTTP 400 (the code, 7400, is the
+sandbox's choice: Cloudflare's is not documented).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.sandbox.cloudflare_common import ApiError, iso
+from reconciler.sandbox.cloudflare_common import ApiError, Call, Outcome, iso, require, success
+
+if TYPE_CHECKING:
+    from reconciler.sandbox.cloudflare import CloudflareSim
 
 MAX_PARAMS = 100
 MAX_STATEMENT_BYTES = 100_000
 SQL_ERROR = 7500
 DATABASE_NOT_FOUND = 7404
+BOOKMARK_INVALID = 7400  # sandbox's choice: Cloudflare does not document the code
+
+
+@dataclass(frozen=True, slots=True)
+class Bookmark:
+    """A state of one database the simulator can return to: a full copy of its file."""
+
+    bookmark: str
+    taken: float  # virtual time
+    version: int  # the database's query count when taken
+    path: Path
 
 
 @dataclass(slots=True)
@@ -36,6 +62,8 @@ class Database:
     name: str
     path: Path
     created: float
+    version: int = 0  # queries run so far: a bookmark names the state after this many
+    bookmarks: list[Bookmark] = field(default_factory=list)
 
 
 def split_statements(sql: str) -> list[str]:
@@ -109,8 +137,12 @@ class D1Store:
         return db
 
     def wipe(self) -> None:
-        """Empty every database file (reset)."""
+        """Empty every database file and forget its bookmarks (reset)."""
         for db in self.databases.values():
+            for point in db.bookmarks:
+                point.path.unlink(missing_ok=True)
+            db.bookmarks.clear()
+            db.version = 0
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{db.path}{suffix}").unlink(missing_ok=True)
             with self._connect(db):
@@ -151,6 +183,7 @@ class D1Store:
         """
         groups = _groups(body)
         results: list[dict[str, Any]] = []
+        db.version += 1
         with self._connect(db) as conn:
             conn.execute("BEGIN")
             try:
@@ -223,6 +256,58 @@ class D1Store:
             "meta": meta,
         }
 
+    def bookmark(self, db: Database, now: float, at: float | None = None) -> Bookmark:
+        """The bookmark of the state now, or the nearest one taken at or before ``at``."""
+        if at is not None:
+            earlier = [point for point in db.bookmarks if point.taken <= at]
+            if not earlier:
+                raise ApiError(
+                    400, BOOKMARK_INVALID, "No bookmark is available at or before that time."
+                )
+            return earlier[-1]
+        if db.bookmarks and db.bookmarks[-1].version == db.version:
+            return db.bookmarks[-1]
+        seed = f"{db.uuid}:{db.version}:{len(db.bookmarks)}".encode()
+        name = (
+            f"{db.version:08x}-{len(db.bookmarks):08x}-{int(now) & 0xFFFFFFFF:08x}-"
+            f"{hashlib.sha256(seed).hexdigest()[:32]}"
+        )
+        path = self.directory / f"{db.uuid}.{name}.bookmark"
+        with self._connect(db) as conn:
+            copy = sqlite3.connect(path)
+            try:
+                conn.backup(copy)
+            finally:
+                copy.close()
+        point = Bookmark(bookmark=name, taken=now, version=db.version, path=path)
+        db.bookmarks.append(point)
+        return point
+
+    def restore(self, db: Database, now: float, target: Bookmark) -> dict[str, Any]:
+        """Put ``db`` back to ``target``; the answer names the state replaced and the new one."""
+        previous = self.bookmark(db, now)
+        with self._connect(db) as conn:
+            copy = sqlite3.connect(f"file:{target.path}?mode=ro", uri=True)
+            try:
+                copy.backup(conn)
+            finally:
+                copy.close()
+        db.version += 1
+        after = self.bookmark(db, now)
+        return {
+            "bookmark": after.bookmark,
+            "previous_bookmark": previous.bookmark,
+            "message": f"Database restored to bookmark {target.bookmark}",
+        }
+
+    @staticmethod
+    def find(db: Database, bookmark: str) -> Bookmark:
+        """A bookmark handed out for ``db``, or 400."""
+        for point in db.bookmarks:
+            if point.bookmark == bookmark:
+                return point
+        raise ApiError(400, BOOKMARK_INVALID, f"Invalid bookmark {bookmark!r}.")
+
     @staticmethod
     @contextlib.contextmanager
     def _connect(db: Database) -> Iterator[sqlite3.Connection]:
@@ -269,3 +354,50 @@ def _sqlite_code(exc: sqlite3.Error) -> str:
     if isinstance(name, str) and name:
         return name.split("_")[0] + "_" + name.split("_")[1] if name.count("_") > 1 else name
     return "SQLITE_ERROR"
+
+
+# ---- Time Travel endpoints ------------------------------------------------------------------
+
+
+def _timestamp(call: Call) -> float | None:
+    raw = call.query.get("timestamp")
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise ApiError(400, BOOKMARK_INVALID, "timestamp must be an ISO 8601 time.") from exc
+
+
+def get_bookmark(sim: CloudflareSim, call: Call) -> Outcome:
+    """``GET /accounts/{account_id}/d1/database/{database_id}/time_travel/bookmark``."""
+    require(call.params.get("account_id"), sim.config.account_id, call)
+    db = sim.d1.get(call.params["database"])
+    point = sim.d1.bookmark(db, sim.clock.now(), _timestamp(call))
+    return Outcome(200, success({"bookmark": point.bookmark}))
+
+
+def restore(sim: CloudflareSim, call: Call) -> Outcome:
+    """``POST …/time_travel/restore?bookmark=`` (or ``?timestamp=``)."""
+    require(call.params.get("account_id"), sim.config.account_id, call)
+    db = sim.d1.get(call.params["database"])
+    now = sim.clock.now()
+    bookmark = call.query.get("bookmark")
+    at = _timestamp(call)
+    if bookmark:
+        target = sim.d1.find(db, bookmark)
+    elif at is not None:
+        target = sim.d1.bookmark(db, now, at)
+    else:
+        raise ApiError(400, BOOKMARK_INVALID, "A bookmark or a timestamp is required.")
+    return Outcome(200, success(sim.d1.restore(db, now, target)))
+
+
+_TT = r"/accounts/(?P<account_id>[^/]+)/d1/database/(?P<database>[^/]+)/time_travel"
+_TTT = "/accounts/{account_id}/d1/database/{database_id}/time_travel"
+
+TIME_TRAVEL_ROUTES: tuple[tuple[str, str, str, Any], ...] = (
+    ("GET", _TT + "/bookmark", _TTT + "/bookmark", get_bookmark),
+    ("POST", _TT + "/restore", _TTT + "/restore", restore),
+)
+"""``(method, path regex, path template, handler)`` for the simulator's router."""

@@ -25,8 +25,10 @@ from reconciler.sandbox.cloudflare_common import (
     result_info,
     success,
 )
+from reconciler.sandbox.cloudflare_d1 import TIME_TRAVEL_ROUTES
 from reconciler.sandbox.cloudflare_hostname_rules import BAD_JSON, BAD_JSON_MESSAGE
 from reconciler.sandbox.cloudflare_kv import ROUTE_SPECS as KV_ROUTES
+from reconciler.sandbox.cloudflare_worker_versions import VERSION_ROUTES
 from reconciler.sandbox.cloudflare_workers import ROUTE_SPECS as WORKER_ROUTES
 
 if TYPE_CHECKING:
@@ -433,5 +435,11 @@ _ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
 )
 ROUTES = tuple(
     (method, re.compile(f"^{pattern}/?\\Z"), template, handler)
-    for method, pattern, template, handler in (*_ROUTE_SPECS, *KV_ROUTES, *WORKER_ROUTES)
+    for method, pattern, template, handler in (
+        *_ROUTE_SPECS,
+        *KV_ROUTES,
+        *WORKER_ROUTES,
+        *TIME_TRAVEL_ROUTES,
+        *VERSION_ROUTES,
+    )
 )

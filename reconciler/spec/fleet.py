@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from reconciler.errors import Problem
-from reconciler.spec.models import BillingPolicy, Kind, Site, Tenant
+from reconciler.spec.models import BillingPolicy, Kind, Site, Tenant, Worker
 
 if TYPE_CHECKING:
     from reconciler.spec.load import LoadedDocument
@@ -63,8 +63,20 @@ def check_fleet(
     policies.update(name for kind, name in declared if kind is Kind.BILLING_POLICY)
     claims: dict[str, tuple[LoadedDocument, Site, int]] = {}
     projects: dict[str, LoadedDocument] = {}
+    scripts: dict[str, LoadedDocument] = {}
     for document in unique:
         model = document.model
+        if isinstance(model, Worker):
+            owner = scripts.setdefault(model.spec.script, document)
+            if owner is not document:
+                problems.append(
+                    document.problem(
+                        "spec.script",
+                        f"Worker script {model.spec.script!r} is already declared by "
+                        f"{owner.subject} ({owner.locate('spec.script')})",
+                    )
+                )
+            continue
         if isinstance(model, Tenant) and model.spec.policy not in policies:
             problems.append(
                 document.problem(

@@ -70,6 +70,7 @@ from reconciler.spec.models import (
     Kind,
     Site,
     Tenant,
+    Worker,
     document_checks,
 )
 
@@ -247,6 +248,7 @@ class Specs:
     sites: Mapping[str, Site]
     policies: Mapping[str, BillingPolicy]
     revision: str | None
+    workers: Mapping[str, Worker] = field(default_factory=dict)  # the platform's own Workers
     _documents: Mapping[tuple[Kind, str], DocumentSource] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -277,7 +279,7 @@ class Specs:
                 (len(self.sites), "site"),
                 (self.domain_count, "domain"),
             )
-        )
+        ) + (f", {_plural(len(self.workers), 'worker')}" if self.workers else "")
 
 
 def _plural(count: int, noun: str) -> str:
@@ -812,6 +814,7 @@ def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Li
     tenants: dict[str, Tenant] = {}
     sites: dict[str, Site] = {}
     policies: dict[str, BillingPolicy] = {}
+    workers: dict[str, Worker] = {}
     documents: dict[tuple[Kind, str], DocumentSource] = {}
     for document in loaded:
         model = document.model
@@ -819,6 +822,8 @@ def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Li
             tenants[document.name] = model
         elif isinstance(model, Site):
             sites[document.name] = model
+        elif isinstance(model, Worker):
+            workers[document.name] = model
         else:
             policies[document.name] = model
         documents[(document.kind, document.name)] = document.raw.source
@@ -827,6 +832,7 @@ def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Li
         sites=_sorted(sites),
         policies=_sorted(policies),
         revision=revision,
+        workers=_sorted(workers),
         _documents=documents,
     )
 

@@ -31,6 +31,8 @@ _KIND_DESCRIPTIONS = {
     "custom domains.",
     Kind.BILLING_POLICY: "Billing rules shared by tenants: grace and lock days, dunning "
     "schedule, message templates, performance budget and domain timing.",
+    Kind.WORKER: "One of the platform's own Workers (the API Worker): which version serves "
+    "production, an optional gradual split, and the health check a rollout must pass.",
 }
 
 

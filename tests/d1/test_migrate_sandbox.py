@@ -65,7 +65,8 @@ def test_failed_migration_over_rest_is_rolled_back_and_reported(
     assert main(["migrate", "--dir", str(migrations_copy)]) == 1
     err = capsys.readouterr().err
     assert f"error: {migrations_copy / '9003_partial.sql'}: " in err
-    assert err.strip().endswith("no such table: nonexistent_table: SQLITE_ERROR")
+    assert "no such table: nonexistent_table: SQLITE_ERROR; the database before it is " in err
+    assert "(to return there: reconciler migrate --restore-to " in err  # D1's bookmark
     tables = {row[0] for row in remote(d1_env, "SELECT name FROM sqlite_master")}
     assert "audit" not in tables
     names = [row[0] for row in remote(d1_env, "SELECT name FROM d1_migrations ORDER BY id")]

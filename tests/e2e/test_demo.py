@@ -27,9 +27,9 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    for number in range(1, 10):
+    for number in range(1, 12):
         assert f"== Chapter {number}:" in out
-    assert out.count(">> Converged:") == 9
+    assert out.count(">> Converged:") == 11
     # The visitor's view through the dispatch Worker in workerd, at each chapter.
     page = "GET https://www.acmebakery.com/ -> 200, the page of acme-home version {}"
     assert out.count(page.format(12)) == 2 and out.count(page.format(13)) == 1
@@ -66,4 +66,11 @@ def test_make_demo_tells_the_whole_story_and_every_chapter_converges(tmp_path: P
     assert '<picture><source type="image/avif" srcset="/assets/img/' in out
     assert re.search(r"Every one of its \d+ AVIF and WebP sources is a file of the deployment", out)
     assert "scripts changed: removed https://www.googletagmanager.com/gtag/js?id=G-ACME01" in out
+    # Chapter 9: the API Worker's broken version turned back by its health check, then reverted.
+    assert "answered 500 (expected 200); traffic returned to version 2 at 100 %" in out
+    assert "x blocked (health check failed): deploy worker version api" in out
+    assert "$ git revert --no-edit HEAD" in out
+    # Chapter 10: a migration applied, then undone to its restore point.
+    assert "restore point before 9001_tenant_plans.sql: " in out
+    assert "migrations undone (1):\n    9001_tenant_plans.sql" in out
     assert not (tmp_path / ".demo").exists() or not any((tmp_path / ".demo").iterdir())

@@ -85,6 +85,7 @@ class Fleet:
     policy: dict[str, Any] = field(default_factory=lambda: deepcopy(STANDARD_POLICY))
     tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
     sites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind: Worker specs
 
     def tenant(self, name: str, *, customer: str, phone: str = PHONE, **extra: Any) -> None:
         """Declare a tenant on the ``standard`` policy."""
@@ -122,6 +123,7 @@ class Fleet:
         docs = [("policy-standard", "BillingPolicy", "standard", self.policy)]
         docs += [(f"tenant-{n}", "Tenant", n, s) for n, s in self.tenants.items()]
         docs += [(f"site-{n}", "Site", n, s) for n, s in self.sites.items()]
+        docs += [(f"worker-{n}", "Worker", n, s) for n, s in self.workers.items()]
         for filename, kind, name, spec in docs:
             document = {
                 "apiVersion": "sitebuilder/v1",

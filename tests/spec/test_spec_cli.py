@@ -125,9 +125,10 @@ def test_schemas_writes_one_file_per_kind_and_the_content_schema(
         "content.schema.json",
         "site.schema.json",
         "tenant.schema.json",
+        "worker.schema.json",
     ]
     assert main(["schemas", "--out", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.count("unchanged") == 4
+    assert capsys.readouterr().out.count("unchanged") == 5
 
 
 def test_the_file_size_limit_can_be_set_on_the_command_line(

@@ -104,7 +104,7 @@ def test_an_unknown_kind_is_a_clear_error(specs: Path) -> None:
     write(specs, "sites/x.yaml", site("x", "x.example.com").replace("kind: Site", "kind: Sites"))
     assert only_problem(specs) == (
         "specs/sites/x.yaml:2:1: kind: unknown kind 'Sites'; "
-        "expected one of BillingPolicy, Site, Tenant"
+        "expected one of BillingPolicy, Site, Tenant, Worker"
     )
 
 

@@ -169,6 +169,8 @@ async def test_api_key_never_appears_in_reprs_or_debug_logs(
     local: LocalStripe, billing: StripeBilling, api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # An earlier `reconciler run` in the same process holds third-party loggers at WARNING.
+    caplog.set_level(logging.DEBUG, logger="stripe")
     customer = local.create_customer()
     local.subscribe_failing(customer)
     refused = StripeBilling(StripeSettings(base_url=local.base_url, api_key=Secret("sk_x")))

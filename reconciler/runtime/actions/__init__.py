@@ -27,6 +27,7 @@ from reconciler.runtime.actions.publish_record import RecordPublishFailureHandle
 from reconciler.runtime.actions.purge import PurgeHandler
 from reconciler.runtime.actions.rollback import RollbackHandler
 from reconciler.runtime.actions.routes import PlatformHandler, RoutesHandler, RoutingTable
+from reconciler.runtime.actions.workers import WorkerHandler
 from reconciler.runtime.actions.world import ActionSettings, BillingSource, RoutingConfig, World
 from reconciler.runtime.handler import Handler
 
@@ -79,4 +80,6 @@ def handlers_for(world: World) -> Mapping[ActionKind, Handler]:
         handlers[kind] = HostnameHandler(world, kind, table)
     for kind in (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK):
         handlers[kind] = AccessHandler(world, kind)
+    for kind in (ActionKind.DEPLOY_WORKER_VERSION, ActionKind.ROLLBACK_WORKER_VERSION):
+        handlers[kind] = WorkerHandler(world, kind)
     return MappingProxyType(handlers)

@@ -1,0 +1,212 @@
+"""The Worker handler: deploy an existing version of one of the platform's Workers, health-gated.
+
+Registered by ``runtime/actions/__init__.py`` for ``deploy_worker_version`` and
+``rollback_worker_version``; called by ``runtime/execute.py``. Reads only ``action.after``
+(``core/plan_workers.py``): the split to serve (version ids), the split to return to, and the
+health check. Never uploads code.
+
+Steps (runbook 6, "Deploy Broken: rollback immediately", without a human):
+
+1. With a health check, a ``checking`` row goes to D1 ``worker_rollouts`` first (with the split
+   to return to), so a run killed after the deployment is checked again on the next pass.
+2. A ``deploy_worker_version`` with a health check and a split schedule (``steps``) serves the new
+   version at each step's percentage, checking each; then the whole split asked for.
+3. The check GETs the URL :data:`PROBES` times; any status outside ``expect`` (or no answer)
+   fails it. On failure traffic goes back to the split it replaced at once, the row becomes
+   ``turned_back`` with what the check saw, and the outcome fails permanently with both: the
+   plan then blocks that version (gate ``health``) until the spec changes.
+4. Otherwise the row becomes ``live``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, ActionKind, JsonValue
+from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.handler import ActionContext
+
+__all__ = ["PROBES", "WorkerHandler", "http_status"]
+
+PROBES = 20
+"""GETs per health check: enough that a 10 % canary is reached (2 of 20 on an even split)."""
+
+
+async def http_status(url: str) -> int | str:
+    """GET ``url``: its status, or what went wrong instead of an answer."""
+    try:
+        async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+            return (await client.get(url)).status_code
+    except httpx.HTTPError as exc:
+        return f"no answer ({type(exc).__name__})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    version_id: str
+    number: int
+    percentage: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    url: str
+    expect: tuple[int, ...]
+    steps: tuple[int, ...]
+
+
+def _entries(value: JsonValue) -> list[_Entry]:
+    items = value if isinstance(value, list) else []
+    out: list[_Entry] = []
+    for item in items:
+        if isinstance(item, dict):
+            number, percentage = item["number"], item["percentage"]
+            out.append(
+                _Entry(
+                    text_of(item["version_id"]),
+                    number if isinstance(number, int) else 0,
+                    float(percentage) if isinstance(percentage, int | float) else 0.0,
+                )
+            )
+    return out
+
+
+def _check(value: JsonValue | None) -> _Check | None:
+    if not isinstance(value, dict):
+        return None
+    expect, steps = value["expect"], value["steps"]
+    return _Check(
+        url=text_of(value["url"]),
+        expect=tuple(s for s in (expect if isinstance(expect, list) else []) if isinstance(s, int)),
+        steps=tuple(s for s in (steps if isinstance(steps, list) else []) if isinstance(s, int)),
+    )
+
+
+def _words(entries: list[_Entry]) -> str:
+    return " and ".join(f"version {e.number} at {round(e.percentage)} %" for e in entries)
+
+
+class WorkerHandler:
+    """``deploy_worker_version`` and ``rollback_worker_version`` (module docstring)."""
+
+    provider = "cloudflare"
+
+    def __init__(
+        self,
+        world: World,
+        kind: ActionKind,
+        probe: Callable[[str], Awaitable[int | str]] = http_status,
+    ) -> None:
+        """Act through ``world``'s Cloudflare client and database; ``probe`` GETs a URL."""
+        self._world = world
+        self._kind = kind
+        self._probe = probe
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        """Deploy, check, and turn back on a failed check."""
+        return await guarded(action, self._run(action, ctx))
+
+    async def _run(self, action: Action, ctx: ActionContext) -> Outcome:
+        after = action.after
+        script = text_of(after["script"])
+        target, back = _entries(after["versions"]), _entries(after["return_to"])
+        check = _check(after["health"])
+        newest = max(entry.number for entry in target)
+        if check is not None:
+            await self._record(script, newest, "checking", target, back, "", "", ctx)
+        for stage in self._stages(target, back, check):
+            await self._deploy(script, stage, ctx)
+            ctx.checkpoint("worker.after-deploy")
+            failure = await self._judge(check)
+            if failure is not None:
+                return await self._turn_back(action, script, newest, target, back, failure, ctx)
+        if check is not None:
+            await self._record(script, newest, "live", target, back, "", "", ctx)
+        return Outcome(action.id, Status.APPLIED, message=f"{script} serves {_words(target)}")
+
+    def _stages(
+        self, target: list[_Entry], back: list[_Entry], check: _Check | None
+    ) -> list[list[_Entry]]:
+        """The splits to serve in order: the schedule's steps, then the split asked for."""
+        if check is None or self._kind is not ActionKind.DEPLOY_WORKER_VERSION or len(target) != 1:
+            return [target]
+        old = [entry for entry in back if entry.version_id != target[0].version_id]
+        if len(old) != 1:
+            return [target]
+        new = target[0]
+        steps = [
+            [
+                _Entry(new.version_id, new.number, step),
+                _Entry(old[0].version_id, old[0].number, 100 - step),
+            ]
+            for step in check.steps
+        ]
+        return [*steps, target]
+
+    async def _deploy(self, script: str, split: list[_Entry], ctx: ActionContext) -> None:
+        ctx.progress(f"{script}: serving {_words(split)}")
+        versions = [(entry.version_id, entry.percentage) for entry in split]
+        await self._world.cloudflare.deploy_worker(script, versions, f"reconciler: {_words(split)}")
+
+    async def _judge(self, check: _Check | None) -> str | None:
+        """None when healthy; otherwise what the check saw."""
+        if check is None:
+            return None
+        for _ in range(PROBES):
+            status = await self._probe(check.url)
+            if status not in check.expect:
+                expected = ", ".join(str(s) for s in check.expect)
+                return f"GET {check.url} answered {status} (expected {expected})"
+        return None
+
+    async def _turn_back(
+        self,
+        action: Action,
+        script: str,
+        newest: int,
+        target: list[_Entry],
+        back: list[_Entry],
+        failure: str,
+        ctx: ActionContext,
+    ) -> Outcome:
+        if not back:
+            message = f"health check failed: {failure}; no earlier split is known to return to"
+            return Outcome(action.id, Status.FAILED_PERMANENT, message=message)
+        await self._deploy(script, back, ctx)
+        ctx.checkpoint("worker.after-turn-back")
+        await self._record(script, newest, "turned_back", target, back, _words(back), failure, ctx)
+        message = f"health check failed: {failure}; traffic returned to {_words(back)}"
+        return Outcome(action.id, Status.FAILED_PERMANENT, message=message)
+
+    async def _record(
+        self,
+        script: str,
+        newest: int,
+        status: str,
+        target: list[_Entry],
+        back: list[_Entry],
+        returned_to: str,
+        error: str,
+        ctx: ActionContext,
+    ) -> None:
+        return_to = json.dumps([[entry.version_id, entry.percentage] for entry in back])
+        await self._world.db.execute(
+            "INSERT INTO worker_rollouts (script, version, split, status, return_to, "
+            "returned_to, error, revision, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                script,
+                newest,
+                _words(target),
+                status,
+                return_to,
+                returned_to,
+                error,
+                ctx.revision,
+                ctx.now(),
+            ),
+        )
