@@ -186,18 +186,22 @@ def _add(builder: PlanBuilder, tenant: str, routes: _TenantRoutes) -> None:
     requests = -(-len(routes.put) // KV_BULK_LIMIT) + -(-len(routes.delete) // KV_BULK_LIMIT)
     depends = list(builder.tenant_actions.get(tenant, []))
     depends.extend(builder.platform_actions.values())  # plan_platform rule 1
+    after: dict[str, JsonValue] = {
+        "tenant": tenant,
+        "put": put,
+        "delete": list[JsonValue](sorted(routes.delete)),
+        "records": {name: status for name, status in sorted(routes.records.items())},
+    }
+    platform = builder.observed.platform
+    if platform is not None and platform.namespace_id is not None:
+        after["namespace_id"] = platform.namespace_id  # as observed: no lookup by title
     action_id = builder.add(
         ActionKind.WRITE_ROUTES,
         f"Routes/{tenant}",
         tenant=tenant,
         site=next(iter(routes.sites)) if len(routes.sites) == 1 else None,
         before={name: value for name, value in sorted(routes.before.items())},
-        after={
-            "tenant": tenant,
-            "put": put,
-            "delete": list[JsonValue](sorted(routes.delete)),
-            "records": {name: status for name, status in sorted(routes.records.items())},
-        },
+        after=after,
         reason=_reason(routes, requests),
         source=None,
         cause=_cause(builder, tenant, routes),

@@ -64,7 +64,9 @@ def test_a_flaky_cloudflare_still_converges_without_hot_loops_or_duplicates(
         [deployment] = world.deployments(site)
         assert world.live_deployment(site).id == deployment.id
     # Bounded attempts: never more than the retry policy's tries in a row per call.
-    assert max(_failure_streaks(calls).values()) <= MAX_ATTEMPTS
+    streaks = _failure_streaks(calls)
+    over = {k: v for k, v in streaks.items() if v > MAX_ATTEMPTS}
+    assert max(streaks.values()) <= MAX_ATTEMPTS, over
 
 
 def test_a_429_burst_is_waited_out_for_at_least_its_retry_after(world: Scenario) -> None:
@@ -90,7 +92,9 @@ def test_a_429_burst_is_waited_out_for_at_least_its_retry_after(world: Scenario)
         ]
         assert later, "a rate-limited call was never tried again"
         assert later[0]["at"] - call["at"] >= float(call["response_headers"]["retry-after"])
-    assert max(_failure_streaks(calls).values()) <= MAX_ATTEMPTS
+    streaks = _failure_streaks(calls)
+    over = {k: v for k, v in streaks.items() if v > MAX_ATTEMPTS}
+    assert max(streaks.values()) <= MAX_ATTEMPTS, over
     assert [r["version_number"] for r in world.publishes("acme-home") if r["status"] == "live"] == [
         2
     ]

@@ -121,7 +121,7 @@ class RoutesHandler:
         removed = after.get("delete")
         deletes = [k for k in removed if isinstance(k, str)] if isinstance(removed, list) else []
         ctx.progress(f"routing table: writing {len(pairs)} entries, removing {len(deletes)}")
-        namespace = await self.table.namespace_id()
+        namespace = text_of(after.get("namespace_id")) or await self.table.namespace_id()
         requests = await self.table.kv.bulk_put(namespace, pairs)
         ctx.checkpoint("routes.after-write")
         requests += await self.table.kv.bulk_delete(namespace, deletes)
