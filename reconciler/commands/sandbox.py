@@ -149,7 +149,13 @@ def run_up(args: argparse.Namespace) -> int:
             with_r2=not args.no_r2,
             with_workers=not args.no_workers and unavailable_reason() is None,
         ) as world:
-            lines = export_lines(world.settings_env(), control_url=world.control_url)
+            # The dispatch Worker, its namespace, route and fallback origin are desired state
+            # once a fallback origin is declared (docs/routing.md), as in the demo.
+            env = {
+                **world.settings_env(),
+                "ROUTING_FALLBACK_ORIGIN": world.cloudflare_config.fallback_origin,
+            }
+            lines = export_lines(env, control_url=world.control_url)
             lines.extend(_edge_lines(world, args.no_workers))
             if fleet is not None:
                 lines.extend(_seed_lines(world, fleet, args.unpointed))

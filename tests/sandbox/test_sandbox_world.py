@@ -116,6 +116,7 @@ def test_sandbox_up_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None:
     assert any("fakes" in line for line in lines if line.startswith("#"))
     assert printed == ["export CLOUDFLARE_API_TOKEN=***"]  # stdout masks even the fakes
     assert exports["CLOUDFLARE_API_TOKEN"] != "***"
+    assert exports["ROUTING_FALLBACK_ORIGIN"]  # an apply there sets up the dispatch Worker
     assert env_file.stat().st_mode & 0o077 == 0
     assert answer.status_code == 200
     if unavailable_reason() is None:  # the Worker host runs: no hostname is served yet
