@@ -38,6 +38,7 @@ here beyond "is this provider configured".
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import time
@@ -526,15 +527,13 @@ class WriterWorld:
         acting = self.world
         evolution = acting.evolution
         fenced_db: Database = fenced_client(self.database, check)
-        self.world = World(
+        # replace(), not a new World: every other field (assets, the variant cache, routing,
+        # settings) is kept whatever World gains; only the writers are wrapped.
+        self.world = dataclasses.replace(
+            acting,
             cloudflare=fenced_client(acting.cloudflare, check),
             db=fenced_db,
-            stripe=acting.stripe,
             evolution=fenced_client(evolution, check) if evolution is not None else None,
-            assets=acting.assets,
-            settings=acting.settings,
-            sleep=acting.sleep,
-            routing=acting.routing,
         )
         return fenced_db
 

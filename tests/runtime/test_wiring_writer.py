@@ -75,3 +75,22 @@ def test_a_writer_world_needs_cloudflare(tmp_path: Path) -> None:
     settings = load_settings({"D1_SQLITE_PATH": str(tmp_path / "d1.sqlite")})
     with pytest.raises(ValueError, match="apply needs Cloudflare"):
         WriterWorld(settings, create_database=True)
+
+
+async def test_fencing_the_writer_world_wraps_the_writers_and_keeps_every_other_field(
+    cf: Any, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    settings = load_settings(sandbox_settings(cf, tmp_path / "d1.sqlite"))
+    async with WriterWorld(settings, checkpoints=no_checkpoints, create_database=True) as writers:
+        sentinel = object()
+        writers.world = dataclasses.replace(writers.world, variants=sentinel)  # type: ignore[arg-type]
+        before = writers.world
+        fenced_db = writers.fence(lambda: None)
+        after = writers.world
+        assert after.db is fenced_db and after.cloudflare is not before.cloudflare
+        wrapped = {"cloudflare", "db", "evolution"}
+        for field in dataclasses.fields(before):
+            if field.name not in wrapped:  # the variant cache was dropped here once
+                assert getattr(after, field.name) is getattr(before, field.name), field.name
