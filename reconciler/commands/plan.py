@@ -319,7 +319,7 @@ async def make_pass(
     pull = loaded.pull
     async with world:
         if pull is not None:
-            progress(f"plan: {len(pull.scope)} site(s) touched by the change; observing them")
+            progress(f"{len(pull.scope)} site(s) touched by the change; observing them")
         observed = await observe(
             loaded.specs,
             clients=world.clients,
