@@ -21,23 +21,19 @@ Returns 1 when the fleet does not converge or the second run does more than the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench import fleetgen
+from bench.harness import environment, run_cli
 from reconciler.build.media import forget_optimised, optimise
-from reconciler.cli import main as cli_main
 from reconciler.providers.r2 import VARIANT_PREFIX
 from reconciler.sandbox.seed import MIGRATIONS, SeedPhoto, photo_bytes, seed_world, site_photos
 from reconciler.sandbox.world import Sandbox
@@ -142,27 +138,6 @@ def bench_photos(site: str) -> tuple[SeedPhoto, ...]:
     )
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _run(argv: list[str]) -> tuple[int, str]:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        code = cli_main(argv)
-    return code, buffer.getvalue()
-
-
 def _indexes(world: Sandbox) -> int:
     """Images whose variants R2 holds (one index.json per original and settings)."""
     s3 = world.r2._admin._s3()  # the sandbox's own client: listing is not the adapter's job
@@ -201,7 +176,7 @@ def _fix_in_place(world: Sandbox, site: str, version: int) -> None:
 
 def _apply(root: Path, world: Sandbox) -> tuple[int, str, float]:
     started = time.perf_counter()
-    code, out = _run(["apply", "--yes", "--specs", str(root), "--now", repr(world.clock.now())])
+    code, out = run_cli(["apply", "--yes", "--specs", str(root), "--now", repr(world.clock.now())])
     return code, out, time.perf_counter() - started
 
 
@@ -219,8 +194,8 @@ def _publish_twice(sites: int) -> int:
         ) as world:
             env = {**world.settings_env(), SANDBOX_CONTROL_ENV: world.control_url}
             env["CLOUDFLARE_RATE_LIMIT"] = LIFTED
-            with _environment(env):
-                code, out = _run(["migrate", "--dir", str(MIGRATIONS)])
+            with environment(env):
+                code, out = run_cli(["migrate", "--dir", str(MIGRATIONS)])
                 if code != 0:
                     print(out)
                     return 1

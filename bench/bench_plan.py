@@ -33,11 +33,11 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from bench import converged, fleetgen
+from bench.harness import environment
 from reconciler.cli import main as cli_main
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed
@@ -60,20 +60,6 @@ def _git(repo: Path, *args: str) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _routing_env(world: Sandbox) -> dict[str, str]:
@@ -163,7 +149,7 @@ def run(sites: int, seed: int) -> int:
             output = io.StringIO()
             started = time.perf_counter()
             env = {**world.settings_env(), **_routing_env(world)}
-            with _environment(env), contextlib.redirect_stdout(output):
+            with environment(env), contextlib.redirect_stdout(output):
                 code = cli_main(args)
             pr_wall = time.perf_counter() - started
             pr_calls = sim.summary()

@@ -26,18 +26,14 @@ nothing to do. Returns 1 when the apply fails or does not converge.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench import fleetgen
-from reconciler.cli import main as cli_main
+from bench.harness import environment, run_cli
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.sandbox.seed import MIGRATIONS, seed_world
 from reconciler.sandbox.world import Sandbox
@@ -46,28 +42,6 @@ from reconciler.wiring import SANDBOX_CONTROL_ENV
 
 BUDGET = (1200, 300.0)  # Cloudflare: requests per period, per token
 LIFTED = "1000000/300"
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _run(argv: list[str]) -> tuple[int, str]:
-    """``reconciler *argv`` in process, output captured."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        code = cli_main(argv)
-    return code, buffer.getvalue()
 
 
 def _family(call: dict[str, Any]) -> str:
@@ -123,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             env = {**world.settings_env(), SANDBOX_CONTROL_ENV: world.control_url}
             if not args.budget:
                 env["CLOUDFLARE_RATE_LIMIT"] = LIFTED
-            with _environment(env):
-                code, out = _run(["migrate", "--dir", str(MIGRATIONS)])
+            with environment(env):
+                code, out = run_cli(["migrate", "--dir", str(MIGRATIONS)])
                 if code != 0:
                     print(out)
                     return 1
@@ -134,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 evo_before = len(world.evolution.calls_since(0)) if world.evolution else 0
                 prepared = time.perf_counter() - started
                 apply_started = time.perf_counter()
-                code, out = _run(["apply", "--yes", "--specs", str(root),
+                code, out = run_cli(["apply", "--yes", "--specs", str(root),
                                   "--now", repr(world.clock.now())])  # fmt: skip
                 apply_wall = time.perf_counter() - apply_started
                 calls = sim.calls_since(0)
@@ -149,14 +123,14 @@ def main(argv: list[str] | None = None) -> int:
                 # Hostnames finish validating seconds after they are created; one more pass
                 # records their status in D1. The world is converged after it.
                 world.clock.advance(600)
-                settle, settle_out = _run(["apply", "--yes", "--specs", str(root),
+                settle, settle_out = run_cli(["apply", "--yes", "--specs", str(root),
                                            "--now", repr(world.clock.now())])  # fmt: skip
                 settled = next(
                     (line for line in settle_out.splitlines() if line.startswith("Apply:")),
                     "nothing to do",
                 )
                 sim.clear_calls()
-                again, again_out = _run(["apply", "--yes", "--specs", str(root),
+                again, again_out = run_cli(["apply", "--yes", "--specs", str(root),
                                          "--now", repr(world.clock.now())])  # fmt: skip
                 second = len(sim.calls_since(0))
                 live = sum(
