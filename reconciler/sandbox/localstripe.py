@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ from typing import IO, Any, Literal
 import httpx
 import stripe
 
+from reconciler.sandbox.peer import free_port, log_tail, spawn_logged, terminate
 from reconciler.settings import Secret, StripeSettings
 
 TEST_API_KEY = "sk_test_localstripe"
@@ -65,14 +63,6 @@ def _id_of(value: str | stripe.StripeObject | None) -> str:
     if value is None:
         raise LocalStripeError("localstripe returned an object without the expected reference")
     return str(value["id"])
-
-
-def _free_port(host: str) -> int:
-    """Ask the kernel for a free TCP port on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class LocalStripe:
@@ -161,7 +151,7 @@ class LocalStripe:
         last_error: LocalStripeError | None = None
         for _ in range(attempts):
             port = (
-                self._requested_port if self._requested_port is not None else _free_port(self._host)
+                self._requested_port if self._requested_port is not None else free_port(self._host)
             )
             try:
                 self._spawn(port)
@@ -212,23 +202,13 @@ class LocalStripe:
 
     def output_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines localstripe wrote (its access log and errors)."""
-        if self._log is None:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        text = self._log.read().decode("utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self._log, lines)
 
     def _spawn(self, port: int) -> None:
         self._port = port
         self._plans.clear()
-        # Lives as long as the process; closed by _reap().
-        self._log = tempfile.TemporaryFile(prefix="localstripe-", suffix=".log")  # noqa: SIM115
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self._process, self._log = spawn_logged(
+            "localstripe", ["--port", str(port), "--from-scratch"], log_prefix="localstripe-"
         )
 
     def _wait_ready(self) -> None:
@@ -264,16 +244,8 @@ class LocalStripe:
 
     def _reap(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
         log, self._log = self._log, None
-        if log is not None:
-            log.close()
+        terminate(process, log)
 
     # -- localstripe's own routes ----------------------------------------------------------
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import atexit
 import secrets
 import subprocess
-import sys
-import tempfile
 import time
 from types import TracebackType
 from typing import IO, Any
@@ -28,7 +26,7 @@ from typing import IO, Any
 import httpx
 
 from reconciler.redact import register
-from reconciler.sandbox.localstripe import _free_port
+from reconciler.sandbox.peer import free_port, log_tail, spawn_logged, terminate
 from reconciler.settings import R2Settings, Secret
 
 DEFAULT_BUCKET = "sitebuilder-media"
@@ -116,7 +114,7 @@ class LocalR2:
             return self
         last: LocalR2Error | None = None
         for _ in range(3):  # a free port can be taken between the probe and the bind
-            self._spawn(_free_port(self._host))
+            self._spawn(free_port(self._host))
             try:
                 self._wait_ready()
             except LocalR2Error as exc:
@@ -156,21 +154,13 @@ class LocalR2:
 
     def output_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines moto wrote."""
-        if self._log is None:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        return "\n".join(self._log.read().decode("utf-8", "replace").splitlines()[-lines:])
+        return log_tail(self._log, lines)
 
     def _spawn(self, port: int) -> None:
         self._port = port
         self._admin = None
-        self._log = tempfile.TemporaryFile(prefix="moto-", suffix=".log")  # noqa: SIM115
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self._host, "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self._process, self._log = spawn_logged(
+            "moto.server", ["-H", self._host, "-p", str(port)], log_prefix="moto-"
         )
 
     def _wait_ready(self) -> None:
@@ -204,13 +194,5 @@ class LocalR2:
 
     def _reap(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
         log, self._log = self._log, None
-        if log is not None:
-            log.close()
+        terminate(process, log)
