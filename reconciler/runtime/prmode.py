@@ -138,29 +138,12 @@ def _changed_workers(base: Specs, head: Specs) -> set[str]:
 
 def _worker_reverts(repo: Path, base: Specs, head: Specs, names: set[str]) -> dict[str, str]:
     """Rule 5: Workers whose spec file a ``This reverts commit`` commit of the PR touched."""
-    import git
-
     if not names or base.revision is None or head.revision is None:
         return {}
+    repository = _open(repo)
     try:
-        repository = git.Repo(repo)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise LoadError(f"{repo} is not a Git repository") from exc
-    found: dict[str, str] = {}
-    try:
-        paths = {name: head.location(Kind.WORKER, name).path for name in names}
-        for commit in repository.iter_commits(f"{base.revision}..{head.revision}"):
-            match = _REVERTS.search(str(commit.message))
-            if match is None:
-                continue
-            try:
-                reverted = repository.commit(match.group(1))
-            except (git.BadName, ValueError):
-                continue
-            touched = set(reverted.stats.files)
-            for name, path in paths.items():
-                if name not in found and path in touched:
-                    found[name] = _label(reverted)
+        paths = {name: {head.location(Kind.WORKER, name).path} for name in names}
+        found = _reverted_in(repository, f"{base.revision}..{head.revision}", paths)
     finally:
         repository.close()
     return found
@@ -198,8 +181,6 @@ def _version_at(repository: Any, sha: str, path: str, site: str) -> int | None:
 
 def find_reverts(repo: Path, base: Specs, head: Specs, scope: Iterable[str]) -> dict[str, str]:
     """Annotations for sites whose production version the head moves back (module rule 4)."""
-    import git
-
     if base.revision is None or head.revision is None:
         return {}
     moved = {
@@ -211,26 +192,11 @@ def find_reverts(repo: Path, base: Specs, head: Specs, scope: Iterable[str]) -> 
     }
     if not moved:
         return {}
+    repository = _open(repo)
     try:
-        repository = git.Repo(repo)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise LoadError(f"{repo} is not a Git repository") from exc
-    found: dict[str, str] = {}
-    try:
-        paths = {name: head.location(Kind.SITE, name).path for name in moved}
         base_paths = {name: base.location(Kind.SITE, name).path for name in moved}
-        for commit in repository.iter_commits(f"{base.revision}..{head.revision}"):
-            match = _REVERTS.search(str(commit.message))
-            if match is None:
-                continue
-            try:
-                reverted = repository.commit(match.group(1))
-            except (git.BadName, ValueError):
-                continue
-            touched = set(reverted.stats.files)
-            for name, path in paths.items():
-                if name not in found and (path in touched or base_paths[name] in touched):
-                    found[name] = _label(reverted)
+        paths = {name: {head.location(Kind.SITE, name).path, base_paths[name]} for name in moved}
+        found = _reverted_in(repository, f"{base.revision}..{head.revision}", paths)
         for name, (base_version, head_version) in sorted(moved.items()):
             if name in found:
                 continue
@@ -249,6 +215,37 @@ def find_reverts(repo: Path, base: Specs, head: Specs, scope: Iterable[str]) -> 
                 break  # only the latest change of the version can be the one reverted
     finally:
         repository.close()
+    return found
+
+
+def _open(repo: Path) -> Any:
+    """The Git repository at ``repo`` (close it after use)."""
+    import git
+
+    try:
+        return git.Repo(repo)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise LoadError(f"{repo} is not a Git repository") from exc
+
+
+def _reverted_in(repository: Any, span: str, paths: dict[str, set[str]]) -> dict[str, str]:
+    """Each name one of whose ``paths`` a commit reverted by a ``This reverts commit`` commit
+    of ``span`` touched, with the label of the reverted commit (the newest revert first)."""
+    import git
+
+    found: dict[str, str] = {}
+    for commit in repository.iter_commits(span):
+        match = _REVERTS.search(str(commit.message))
+        if match is None:
+            continue
+        try:
+            reverted = repository.commit(match.group(1))
+        except (git.BadName, ValueError):
+            continue
+        touched = set(reverted.stats.files)
+        for name, wanted in paths.items():
+            if name not in found and wanted & touched:
+                found[name] = _label(reverted)
     return found
 
 
