@@ -31,7 +31,7 @@ from reconciler.runtime.metrics import Metrics
 from reconciler.runtime.server import HealthReport, create_app
 from reconciler.settings import Secret
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SPECS = REPO_ROOT / "specs"
 
 CF_TOKEN = "cftok" + secrets.token_hex(16)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import git
 import pytest
-from chaos_support import ChaosWorld
+from support.chaos import ChaosWorld
 
 from reconciler.sandbox.localstripe import LocalStripeError
 from reconciler.sandbox.seed import seed_world, write_stripe_ids

@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from chaos_support import (
+from support.chaos import (
     ChaosWorld,
     busiest_second,
     hot_retries,

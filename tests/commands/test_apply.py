@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from execute_support import FakeHandler, handlers_for, rows
-from plan_support import EXAMPLE_SPECS, converged, example_specs
+from support.execute import FakeHandler, handlers_for, rows
+from support.plan import EXAMPLE_SPECS, converged, example_specs
 
 from reconciler.cli import main
 from reconciler.core.outcome import Outcome, Status

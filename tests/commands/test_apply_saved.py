@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from execute_support import FakeHandler, handlers_for, rows
-from plan_support import EXAMPLE_SPECS, converged, example_specs
+from support.execute import FakeHandler, handlers_for, rows
+from support.plan import EXAMPLE_SPECS, converged, example_specs
 
 from reconciler.cli import main
 from reconciler.core.plan import OWNER_MARKER, ActionKind, action_identity

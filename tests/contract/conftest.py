@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corrections import (
+from support.contract.corrections import (
     CLOUDFLARE_CORRECTIONS,
     CLOUDFLARE_DOCUMENT,
     EVOLUTION_CORRECTIONS,
     EVOLUTION_DOCUMENT,
 )
-from openapi_checker import OpenAPIChecker
+from support.contract.openapi_checker import OpenAPIChecker
 
 from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.evolution import EvolutionState, create_app

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
-from corrections import CLOUDFLARE_DOCUMENT
-from openapi_checker import OpenAPIChecker
+from support.contract.corrections import CLOUDFLARE_DOCUMENT
+from support.contract.openapi_checker import OpenAPIChecker
 
 from reconciler.errors import NotFoundError, PermanentError
 from reconciler.providers.cloudflare import (

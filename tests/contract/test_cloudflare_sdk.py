@@ -43,7 +43,7 @@ from cloudflare.types.workers import (
     ScriptUpdateResponse,
 )
 from cloudflare.types.workers.scripts import ScriptAndVersionSettingGetResponse
-from sdk_judge import SDK_CORRECTIONS, judge, judge_calls
+from support.contract.sdk_judge import SDK_CORRECTIONS, judge, judge_calls
 
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.ratelimit import TokenBucket

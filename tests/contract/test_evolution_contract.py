@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from corrections import EVOLUTION_DOCUMENT
-from openapi_checker import OpenAPIChecker
+from support.contract.corrections import EVOLUTION_DOCUMENT
+from support.contract.openapi_checker import OpenAPIChecker
 
 from reconciler.providers.evolution import (
     ConnectionState,

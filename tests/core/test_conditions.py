@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from core_builders import NOW as CORE_NOW
-from core_builders import specs as core_specs
+from support.core import NOW as CORE_NOW
+from support.core import specs as core_specs
 
 from reconciler.core.conditions import conditions_for, gone_resources
 from reconciler.core.conditions_common import SKIPPED_PREFIX, ConditionUpdate, Coverage
@@ -221,7 +221,7 @@ def test_the_next_validation_deadline_is_a_pending_hostnames_timeout() -> None:
 
 def _blocked_removal() -> tuple[Observed, Report, object]:
     """acme-home keeps www; two hostnames of a removed, large site are blocked by the cap."""
-    from core_builders import hostname
+    from support.core import hostname
 
     names = [f"h{i}.acme-shop.com" for i in range(7)]
     observed = Observed(

@@ -9,7 +9,7 @@ observation (including hostnames a scoped site gave up, which another site may h
 from __future__ import annotations
 
 import pytest
-from core_builders import NOW, hostname, invoice, ledger, site_yaml, specs_from, tenant_yaml
+from support.core import NOW, hostname, invoice, ledger, site_yaml, specs_from, tenant_yaml
 
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling

@@ -24,8 +24,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from core_builders import WHATSAPP
-from golden_scenarios import (
+from support.core import WHATSAPP
+from support.golden import (
     LARGE_SITES,
     RATES,
     REVISION,

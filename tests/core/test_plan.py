@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import (
+from support.core import (
     DAY,
     NOW,
     billing,

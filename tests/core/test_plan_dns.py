@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import DAY, NOW, hostname
+from support.core import DAY, NOW, hostname
 from test_plan import converged_world, plan_for
 
 from reconciler.core.plan import ActionKind, Plan

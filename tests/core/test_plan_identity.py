@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import NOW, deployment, ledger, project, site_yaml, specs_from, tenant_yaml
+from support.core import NOW, deployment, ledger, project, site_yaml, specs_from, tenant_yaml
 from test_plan import converged_world
 
 from reconciler.core.desired import derive

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from core_builders import billing, invoice
+from support.core import billing, invoice
 from test_plan import converged_world, plan_for
 
 from reconciler.core.plan import Plan

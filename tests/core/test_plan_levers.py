@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from core_builders import NOW, hostname, invoice, specs
+from support.core import NOW, hostname, invoice, specs
 from test_plan import converged_world, kinds, plan_for
 
 from reconciler.core.desired import derive

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import DAY, NOW, hostname, ledger
+from support.core import DAY, NOW, hostname, ledger
 from test_plan import converged_world, plan_for
 
 from reconciler.core.observed import (

@@ -3,7 +3,7 @@ core/plan_platform.py): literal observations, no I/O."""
 
 from __future__ import annotations
 
-from core_builders import NOW, billing, hostname, invoice, served, suspended
+from support.core import NOW, billing, hostname, invoice, served, suspended
 from test_plan import converged_world, kinds, plan_for
 
 from reconciler.core.observed import Source, TenantRecord

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from core_builders import NOW, _reader
+from support.core import NOW, _reader
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed, Source

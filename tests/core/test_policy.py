@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from core_builders import DAY, NOW, invoice, specs
+from support.core import DAY, NOW, invoice, specs
 
 from reconciler.core.policy import (
     UNSETTLED_STATUSES,

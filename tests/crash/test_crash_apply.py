@@ -37,7 +37,7 @@ import re
 from collections import Counter
 
 import pytest
-from crash_support import DECLARED, SERVED, CrashWorld
+from support.crash import DECLARED, SERVED, CrashWorld
 
 from reconciler.runtime.actions.billing import INTERRUPTED_SEND
 from reconciler.runtime.checkpoints import CRASH_EXIT_CODE

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from evolution_support import API_KEY, INSTANCE, EvolutionSandbox, FakeTime
+from support.evolution import API_KEY, INSTANCE, EvolutionSandbox, FakeTime
 
 from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.evolution import (

@@ -10,7 +10,7 @@ failures, sweeps hours away), so only a retry at the breaker's close can converg
 
 from __future__ import annotations
 
-from daemon_loop_support import DaemonFactory, Fleet, wait_for
+from support.daemon import DaemonFactory, Fleet, wait_for
 
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.loop import LoopSettings

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from daemon_loop_support import DaemonFactory, Fleet, Running, wait_for
+from support.daemon import DaemonFactory, Fleet, Running, wait_for
 
 from reconciler.runtime.loop import LoopSettings
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from daemon_loop_support import GIT_SECRET, Fleet
+from support.daemon import GIT_SECRET, Fleet
 
 resource = pytest.importorskip("resource")
 

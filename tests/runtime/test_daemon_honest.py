@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from daemon_loop_support import DaemonFactory, Fleet, Running, wait_for
+from support.daemon import DaemonFactory, Fleet, Running, wait_for
 
 SITE_FILE = "specs/sites/acme-home.yaml"
 DOMAINS = """  domains:

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from daemon_loop_support import GIT_SECRET, DaemonFactory, Fleet, wait_for
+from support.daemon import GIT_SECRET, DaemonFactory, Fleet, wait_for
 
 from reconciler.cli import main
 from reconciler.errors import TransientError

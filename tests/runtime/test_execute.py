@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from execute_support import (
+from support.execute import (
     NOW,
     REPO,
     Clock,
@@ -485,7 +485,7 @@ def test_a_malformed_crash_spec_is_refused(spec: str) -> None:
 CRASHING_APPLY = """
 import asyncio, sys
 sys.path.insert(0, {tests!r})
-from execute_support import FakeHandler, action, handlers_for, plan_of, Clock
+from support.execute import FakeHandler, action, handlers_for, plan_of, Clock
 from reconciler.core.plan import ActionKind
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.checkpoints import CrashingCheckpoints

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from execute_support import NOW, Clock, action, events, intent, migrated_db, rows
+from support.execute import NOW, Clock, action, events, intent, migrated_db, rows
 
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import ActionKind

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from plan_support import EXAMPLE_SPECS, clients, close, converged, example_specs
+from support.plan import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed, Source

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from plan_support import EXAMPLE_SPECS, clients, close, converged, example_specs
+from support.plan import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed

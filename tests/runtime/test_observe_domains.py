@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 
 import pytest
-from plan_support import EXAMPLE_SPECS, clients, close, converged, example_specs
+from support.plan import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed, Source

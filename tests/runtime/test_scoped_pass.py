@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
-from daemon_loop_support import DaemonFactory, Fleet, Running, wait_for
+from support.daemon import DaemonFactory, Fleet, Running, wait_for
 
 from reconciler.core.desired import Desired, derive
 from reconciler.core.facts import CustomerBilling

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from evolution_support import API_KEY, INSTANCE, EvolutionSandbox
+from support.evolution import API_KEY, INSTANCE, EvolutionSandbox
 
 from reconciler.sandbox.evolution import create_jid
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scenario_support import MIGRATIONS, Fleet, Scenario
+from support.scenario import MIGRATIONS, Fleet, Scenario
 
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.migrate import migrate

@@ -10,7 +10,7 @@ and the next plan has nothing to do, so no reading makes the reconciler roll bac
 from __future__ import annotations
 
 import pytest
-from scenario_support import Scenario
+from support.scenario import Scenario
 
 from reconciler.providers.cloudflare_models import DeploymentTag
 

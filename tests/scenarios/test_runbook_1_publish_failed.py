@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from scenario_support import Scenario, purges, snapshot, uploads
+from support.scenario import Scenario, purges, snapshot, uploads
 
 from reconciler.sandbox.cloudflare_pages import Behaviour
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scenario_support import MIGRATIONS, Scenario
+from support.scenario import MIGRATIONS, Scenario
 
 from reconciler.runtime.checkpoints import CRASH_ENV, CRASH_EXIT_CODE
 

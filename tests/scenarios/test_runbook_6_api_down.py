@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from scenario_support import Scenario, snapshot
+from support.scenario import Scenario, snapshot
 
 from reconciler.sandbox.faults import FaultRule
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scenario_support import Scenario
+from support.scenario import Scenario
 
 from reconciler.runtime.checkpoints import CRASH_ENV, CRASH_EXIT_CODE
 

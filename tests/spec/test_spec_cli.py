@@ -9,7 +9,7 @@ from pathlib import Path
 
 import git
 import pytest
-from spec_cases import EXAMPLE_SPECS, REPO_ROOT, site, write
+from support.spec import EXAMPLE_SPECS, REPO_ROOT, site, write
 
 from reconciler.cli import main
 

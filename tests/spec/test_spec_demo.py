@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spec_cases import EXAMPLE_SPECS
+from support.spec import EXAMPLE_SPECS
 
 from reconciler.demo import main
 

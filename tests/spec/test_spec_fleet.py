@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spec_cases import only_problem, problems, site, write
+from support.spec import only_problem, problems, site, write
 
 from reconciler.spec.load import load_directory
 

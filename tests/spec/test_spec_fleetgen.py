@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from spec_cases import REPO_ROOT
+from support.spec import REPO_ROOT
 
 from reconciler.spec.load import load_directory
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import git
 import pytest
-from spec_cases import EXAMPLE_SPECS, site, write
+from support.spec import EXAMPLE_SPECS, site, write
 
 from reconciler.errors import LoadError, SpecError
 from reconciler.spec.load import Limits, load_git

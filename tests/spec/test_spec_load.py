@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from spec_cases import only_problem, problems, site, write
+from support.spec import only_problem, problems, site, write
 
 from reconciler.errors import LoadError
 from reconciler.spec import load

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from spec_cases import only_problem, problems
+from support.spec import only_problem, problems
 
 from reconciler.spec.models import (
     BillingPolicySpec,

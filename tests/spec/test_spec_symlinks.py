@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from spec_cases import problems, site, write
+from support.spec import problems, site, write
 
 from reconciler.cli import main
 from reconciler.errors import LoadError

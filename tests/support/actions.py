@@ -1,21 +1,23 @@
 """Fixtures for the action handler tests: the simulators, a migrated D1 and action builders.
 
-Called by: pytest, for ``tests/actions/``. Uses the session Cloudflare simulator of
+Called by: pytest, for ``tests/runtime/actions/``. Uses the session Cloudflare simulator of
 ``tests/conftest.py`` (``cf``: reset, here frozen so only the handlers' sleeps move time),
-starts its own Evolution API simulator (``evo``), and migrates a fresh SQLite D1 per test with
-the repository's migrations. ``FakeStripe`` plays ``BillingSource`` with literal facts.
+the session Evolution API simulator (``evo`` of :mod:`support.evolution`), and migrates a
+fresh SQLite D1 per test with the repository's migrations. ``FakeStripe`` plays
+``BillingSource`` with literal facts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.evolution import EvolutionSandbox
 
 from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.core.plan import Action, ActionKind, Cause, JsonValue, Lane, action_identity
@@ -28,15 +30,10 @@ from reconciler.providers.retry import RetryPolicy
 from reconciler.runtime.actions import ActionSettings, RoutingConfig, World, handlers_for
 from reconciler.runtime.handler import ActionContext, Handler
 from reconciler.runtime.migrate import migrate
-from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.evolution import EvolutionState, create_app
-from reconciler.sandbox.host import ServerHost
-from reconciler.settings import CloudflareSettings, EvolutionSettings, Secret
+from reconciler.settings import CloudflareSettings, Secret
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
-EVO_KEY = "evo-actions-test-key-7c2d"
-EVO_INSTANCE = "sitebuilder"
 PROJECT = "acme-home"
 
 CONTENT: dict[str, Any] = {
@@ -85,20 +82,6 @@ class Checkpoints:
         if name == self.crash_at:
             self.crash_at = None
             raise Crash(name)
-
-
-@dataclass
-class EvolutionSandbox:
-    """The Evolution simulator and its handle."""
-
-    state: EvolutionState
-    host: ServerHost
-    clock: VirtualClock
-
-    def settings(self) -> EvolutionSettings:
-        return EvolutionSettings(
-            base_url=self.host.base_url, api_key=Secret(EVO_KEY), instance=EVO_INSTANCE
-        )
 
 
 class FakeStripe:
@@ -179,26 +162,6 @@ class Rig:
         """The same rig acting with other routing settings (entitlements, Worker source)."""
         world = replace(self.world, routing=routing)
         return Rig(world, handlers_for(world), self.cf, self.evo, self.stripe, self.db)
-
-
-@pytest.fixture(scope="session")
-def evolution_sim() -> Iterator[EvolutionSandbox]:
-    """One Evolution API simulator for the session."""
-    clock = VirtualClock()
-    app, state = create_app(clock=clock, api_key=EVO_KEY, instance=EVO_INSTANCE, seed=5)
-    host = ServerHost(app, name="evolution-actions")
-    host.start()
-    try:
-        yield EvolutionSandbox(state=state, host=host, clock=clock)
-    finally:
-        host.stop()
-
-
-@pytest.fixture
-def evo(evolution_sim: EvolutionSandbox) -> EvolutionSandbox:
-    """The Evolution simulator, reset."""
-    evolution_sim.state.reset()
-    return evolution_sim
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from core_builders import (
+from support.core import (
     DAY,
     NOW,
     build_preview,

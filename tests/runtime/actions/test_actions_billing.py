@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from actions_support import Checkpoints, Crash, Rig, make_action
+from support.actions import Checkpoints, Crash, Rig, make_action
 
 from reconciler.core.facts import CustomerBilling, Invoice, Subscription
 from reconciler.core.observed import billing_digest

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from actions_support import CONTENT, PROJECT, Rig, make_action
+from support.actions import CONTENT, PROJECT, Rig, make_action
 
 from reconciler.build.media import forget_optimised
 from reconciler.core.identity import inputs_from_json

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from actions_support import CONTENT, PROJECT, Checkpoints, Crash, Rig, make_action
+from support.actions import CONTENT, PROJECT, Checkpoints, Crash, Rig, make_action
 
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue

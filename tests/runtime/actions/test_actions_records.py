@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actions_support import PROJECT, Rig, make_action
+from support.actions import PROJECT, Rig, make_action
 
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from openapi_checker import contracts_root
+from support.contract.openapi_checker import contracts_root
 
 Document = dict[str, Any]
 

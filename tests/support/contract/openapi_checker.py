@@ -59,7 +59,7 @@ def _is_date_time(value: object) -> bool:
 
 def contracts_root() -> Path:
     """The shared contracts directory: ``<repo root>/../shared/contracts``."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "contracts"
+    return Path(__file__).resolve().parents[3].parent / "shared" / "contracts"
 
 
 def load_document(path: Path, *patches: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
