@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.execute import FakeHandler, handlers_for, rows
-from support.plan import EXAMPLE_SPECS, converged, example_specs
 
 from reconciler.cli import main
 from reconciler.core.outcome import Outcome, Status
@@ -30,6 +28,9 @@ from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.lease import LeaderLease
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.wiring import WriterWorld
+
+from support.execute import FakeHandler, handlers_for, rows
+from support.plan import EXAMPLE_SPECS, converged, example_specs
 
 
 @pytest.fixture

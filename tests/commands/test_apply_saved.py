@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.execute import FakeHandler, handlers_for, rows
-from support.plan import EXAMPLE_SPECS, converged, example_specs
 
 from reconciler.cli import main
 from reconciler.core.plan import OWNER_MARKER, ActionKind, action_identity
 from reconciler.core.plan_json import SIGNATURE_FIELD, signed_json
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.wiring import WriterWorld
+
+from support.execute import FakeHandler, handlers_for, rows
+from support.plan import EXAMPLE_SPECS, converged, example_specs
 
 KEY = "test-plan-key-0123456789"
 ATTACKER = "evil-origin.attackers.com"

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+
 from support.contract.corrections import (
     CLOUDFLARE_CORRECTIONS,
     CLOUDFLARE_DOCUMENT,

@@ -29,6 +29,7 @@ from cloudflare.types.workers.scripts.version_get_response import (
     ResourcesScript,
     ResourcesScriptRuntime,
 )
+
 from support.contract.sdk_strict import strict
 
 API_WORKER = "site-builder-api-production"

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from reconciler.core.desired import derive
+from reconciler.core.facts import CustomerBilling
+from reconciler.core.observed import (
+    BuildPreview,
+    DunningRecord,
+    Observed,
+    PublishRecord,
+    Source,
+    TenantRecord,
+    billing_digest,
+)
+from reconciler.core.plan import ActionKind, Cause, Plan, PlanSettings, build_plan
+
 from support.core import (
     DAY,
     NOW,
@@ -17,19 +30,6 @@ from support.core import (
     specs,
     suspended,
 )
-
-from reconciler.core.desired import derive
-from reconciler.core.facts import CustomerBilling
-from reconciler.core.observed import (
-    BuildPreview,
-    DunningRecord,
-    Observed,
-    PublishRecord,
-    Source,
-    TenantRecord,
-    billing_digest,
-)
-from reconciler.core.plan import ActionKind, Cause, Plan, PlanSettings, build_plan
 
 
 def converged_world(**overrides: object) -> Observed:

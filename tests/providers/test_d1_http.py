@@ -1,6 +1,6 @@
 """The D1 REST backend through a fake ``D1QueryAPI`` shaped like the Cloudflare query endpoint.
 
-The fake (``conftest.FakeD1Api``) sends ``params`` as strings, runs a multi-statement ``sql`` as
+The fake (``support.d1.FakeD1Api``) sends ``params`` as strings, runs a multi-statement ``sql`` as
 one atomic batch, answers in the v4 envelope and, when ``../shared`` is present, validates every
 request and response against the contract's OpenAPI schema for the query operation.
 """

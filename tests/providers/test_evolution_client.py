@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support.evolution import API_KEY, INSTANCE, EvolutionSandbox, FakeTime
 
 from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.evolution import (
@@ -26,6 +25,8 @@ from reconciler.providers.retry import RetryPolicy
 from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.evolution import create_app
 from reconciler.settings import EvolutionSettings, Secret
+
+from support.evolution import API_KEY, INSTANCE, EvolutionSandbox, FakeTime
 
 SEND_LABEL = "POST /message/sendText/{instance}"
 STATE_LABEL = "GET /instance/connectionState/{instance}"

@@ -10,11 +10,11 @@ failures, sweeps hours away), so only a retry at the breaker's close can converg
 
 from __future__ import annotations
 
-from support.daemon import DaemonFactory, Fleet, wait_for
-
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.loop import LoopSettings
 from reconciler.sandbox.faults import FaultRule
+
+from support.daemon import DaemonFactory, Fleet, wait_for
 
 SITE_FILE = "specs/sites/acme-home.yaml"
 OUTAGE = FaultRule(error_rate=1.0, error_status=503)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from support.daemon import DaemonFactory, Fleet, Running, wait_for
-
 from reconciler.runtime.loop import LoopSettings
+
+from support.daemon import DaemonFactory, Fleet, Running, wait_for
 
 SITE_FILE = "specs/sites/acme-home.yaml"
 DAY = 86400.0

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from support.daemon import GIT_SECRET, Fleet
 
 resource = pytest.importorskip("resource")

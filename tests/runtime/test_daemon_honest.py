@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from support.daemon import DaemonFactory, Fleet, Running, wait_for
 
 SITE_FILE = "specs/sites/acme-home.yaml"

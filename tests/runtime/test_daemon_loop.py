@@ -8,12 +8,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from support.daemon import GIT_SECRET, DaemonFactory, Fleet, wait_for
 
 from reconciler.cli import main
 from reconciler.errors import TransientError
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.lease import LeaseLostError
+
+from support.daemon import GIT_SECRET, DaemonFactory, Fleet, wait_for
 
 SITE_FILE = "specs/sites/acme-home.yaml"
 

@@ -9,6 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, ActionKind, Lane
+from reconciler.core.report_render import progress_line, render_report_json, render_report_text
+from reconciler.errors import NotFoundError, PlanError, TransientError
+from reconciler.providers.d1 import SqliteDatabase
+from reconciler.runtime.checkpoints import CRASH_EXIT_CODE, CrashingCheckpoints
+from reconciler.runtime.execute import Progress, execute
+from reconciler.runtime.handler import ActionContext
+from reconciler.runtime.journal import Journal
+
 from support.execute import (
     NOW,
     REPO,
@@ -21,16 +32,6 @@ from support.execute import (
     migrated_db,
     plan_of,
 )
-
-from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, ActionKind, Lane
-from reconciler.core.report_render import progress_line, render_report_json, render_report_text
-from reconciler.errors import NotFoundError, PlanError, TransientError
-from reconciler.providers.d1 import SqliteDatabase
-from reconciler.runtime.checkpoints import CRASH_EXIT_CODE, CrashingCheckpoints
-from reconciler.runtime.execute import Progress, execute
-from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.journal import Journal
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
-from support.daemon import DaemonFactory, Fleet, Running, wait_for
 
 from reconciler.core.desired import Desired, derive
 from reconciler.core.facts import CustomerBilling
@@ -21,6 +20,8 @@ from reconciler.providers.ratelimit import Lane
 from reconciler.runtime import loop
 from reconciler.runtime.loop import LoopSettings, PassResult
 from reconciler.spec.load import Specs
+
+from support.daemon import DaemonFactory, Fleet, Running, wait_for
 
 DAY = 86400.0
 SETTINGS = LoopSettings(interval=3600.0, workers=2, grace=10.0, lease_poll=0.2)

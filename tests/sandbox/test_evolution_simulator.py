@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.evolution import API_KEY, INSTANCE, EvolutionSandbox
 
 from reconciler.sandbox.evolution import create_jid
+
+from support.evolution import API_KEY, INSTANCE, EvolutionSandbox
 
 SEND = f"/message/sendText/{INSTANCE}"
 STATE = f"/instance/connectionState/{INSTANCE}"

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.evolution import EvolutionSandbox
 
 from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.core.plan import Action, ActionKind, Cause, JsonValue, Lane, action_identity
@@ -31,6 +30,8 @@ from reconciler.runtime.actions import ActionSettings, RoutingConfig, World, han
 from reconciler.runtime.handler import ActionContext, Handler
 from reconciler.runtime.migrate import migrate
 from reconciler.settings import CloudflareSettings, Secret
+
+from support.evolution import EvolutionSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)

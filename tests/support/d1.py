@@ -1,6 +1,7 @@
 """Fixtures for the D1 tests: the repository's migrations, scratch databases, and a fake D1 API.
 
-Called by: pytest, for the modules in ``tests/d1/``.
+Called by: pytest (registered suite-wide by ``tests/conftest.py``), for the D1 tests of
+``tests/providers/`` and ``tests/runtime/``.
 Calls: :mod:`reconciler.providers.d1`, :mod:`sqlite3`, and ``jsonschema`` to hold the fake's
 requests and responses to the Cloudflare contract (``../shared/contracts/cloudflare``) when
 that directory is present.

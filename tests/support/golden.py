@@ -3,7 +3,7 @@
 Read by ``tests/core/test_golden.py``, which plans each scenario with ``derive`` +
 ``build_plan`` and compares the text, JSON and Markdown renderings with the files under
 ``tests/core/golden/<scenario>/``. Every input is written out here (through the literal
-builders of ``core_builders.py``): no I/O, no clock, no randomness, so a scenario always plans
+builders of ``support/core.py``): no I/O, no clock, no randomness, so a scenario always plans
 the same bytes.
 
 The base world is one tenant, ``acme`` (policy ``standard``: grace 3 days, hard lock at 14,
@@ -16,21 +16,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
-from support.core import (
-    DAY,
-    NOW,
-    build_preview,
-    deployment,
-    hostname,
-    invoice,
-    project,
-    served,
-    site_yaml,
-    specs_from,
-    suspended,
-    tenant_yaml,
-)
 
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling, Invoice
@@ -50,6 +35,21 @@ from reconciler.core.plan import Plan, PlanSettings, build_plan
 from reconciler.core.render import Rate
 from reconciler.core.routing import RouteEntry
 from reconciler.spec.load import Specs
+
+from support.core import (
+    DAY,
+    NOW,
+    build_preview,
+    deployment,
+    hostname,
+    invoice,
+    project,
+    served,
+    site_yaml,
+    specs_from,
+    suspended,
+    tenant_yaml,
+)
 
 REVISION = "3f9c2b7e1d4a6c8b0e2f4a6c8d0b2e4f6a8c0d2e"
 POLICY = """\

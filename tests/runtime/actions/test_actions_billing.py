@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.actions import Checkpoints, Crash, Rig, make_action
 
 from reconciler.core.facts import CustomerBilling, Invoice, Subscription
 from reconciler.core.observed import billing_digest
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue
 from reconciler.runtime.actions.billing import INTERRUPTED_SEND
+
+from support.actions import Checkpoints, Crash, Rig, make_action
 
 CUSTOMER = "cus_acme"
 PHONE = "+5511912345678"

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.actions import PROJECT, Checkpoints, Crash, Rig, make_action
 
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue
 from reconciler.providers.cloudflare_models import MANAGED_BY, MANAGED_BY_KEY
 from reconciler.runtime.actions import DELETION_POLICY_KEY, RoutingConfig
+
+from support.actions import PROJECT, Checkpoints, Crash, Rig, make_action
 
 HOST = "www.acmebakery.com"
 

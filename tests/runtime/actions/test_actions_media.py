@@ -18,7 +18,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from support.actions import CONTENT, PROJECT, Rig, make_action
 
 from reconciler.build.media import forget_optimised
 from reconciler.core.identity import inputs_from_json
@@ -28,6 +27,8 @@ from reconciler.providers.r2 import R2Store
 from reconciler.runtime.actions import handlers_for
 from reconciler.sandbox.photos import make_photo
 from reconciler.sandbox.r2 import LocalR2
+
+from support.actions import CONTENT, PROJECT, Rig, make_action
 
 HERO = make_photo(200, 120, seed=21)
 SHOP = make_photo(90, 90, fmt="png", seed=22)

@@ -12,11 +12,12 @@ import json
 from typing import Any
 
 import pytest
-from support.actions import CONTENT, PROJECT, Checkpoints, Crash, Rig, make_action
 
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue
 from reconciler.sandbox.cloudflare_pages import Behaviour
+
+from support.actions import CONTENT, PROJECT, Checkpoints, Crash, Rig, make_action
 
 DEPLOYMENTS_ROUTE = "/accounts/{account_id}/pages/projects/{project_name}/deployments"
 HOSTS = ["www.acme.test", "acme.test"]

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from support.actions import PROJECT, Rig, make_action
-
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue
 from reconciler.runtime.records import iso
+
+from support.actions import PROJECT, Rig, make_action
 
 HOST = "www.acmebakery.test"
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from support.actions import PROJECT, Checkpoints, Rig, make_action
-
 from reconciler.core.outcome import Status
 from reconciler.core.plan import ActionKind, JsonValue
 from reconciler.providers.cloudflare_workers import WorkersClient
 from reconciler.runtime.actions import RoutingConfig
+
+from support.actions import PROJECT, Checkpoints, Rig, make_action
 
 HOST = "www.acmebakery.com"
 NAMESPACE = "sitebuilder-routes"

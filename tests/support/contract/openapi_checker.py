@@ -7,7 +7,7 @@ parameters, the request body and the response body with ``jsonschema``. It retur
 violation strings (``where: message``); an empty list means the exchange conforms.
 
 Called by: ``tests/contract/test_*.py`` (through the fixtures in ``tests/contract/conftest.py``),
-with a document already patched by ``tests/contract/corrections.py``.
+with a document already patched by ``support/contract/corrections.py``.
 Calls: ``jsonschema`` (Draft 2020-12 validators) and ``referencing`` (a registry holding the
 whole document, so internal ``#/components/...`` references resolve).
 
