@@ -1,4 +1,4 @@
-"""CONTRIBUTING.md's test layout, checked by machine: folders mirror reconciler/, one helper package.
+"""CONTRIBUTING.md's test layout, by machine: folders mirror reconciler/, one helper package.
 
 A folder under ``tests/`` is either the name of a package of ``reconciler/`` (its tests) or one
 of the named cross-cutting tiers; it holds only ``test_*.py`` modules and a ``conftest.py``.
