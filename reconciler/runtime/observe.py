@@ -2,7 +2,7 @@
 
 Called by ``commands/plan.py`` (and later ``apply`` and the daemon) with the specs of one commit
 and the read-only clients the wiring built (:class:`ObserveClients`); it calls the adapters'
-read methods only, :class:`~reconciler.runtime.ledger.LedgerReader` for D1, and
+read methods only, :class:`~reconciler.runtime.records.Records` for D1, and
 :func:`reconciler.build.site.build_site` for in-memory builds. Nothing is written anywhere.
 
 Rules (DESIGN.md section 7):
@@ -62,7 +62,6 @@ from reconciler.errors import MigrationError, NotFoundError, ProviderError
 from reconciler.providers.cloudflare_models import CustomHostname, Deployment, PagesProject
 from reconciler.providers.d1 import Database
 from reconciler.providers.dns import Resolver
-from reconciler.runtime.ledger import DomainRow, LedgerReader, LedgerSnapshot
 from reconciler.runtime.observe_routes import (
     KvReader,
     PlatformReader,
@@ -72,6 +71,7 @@ from reconciler.runtime.observe_routes import (
     read_routes,
 )
 from reconciler.runtime.observe_workers import WorkersReader, read_rollouts, read_workers
+from reconciler.runtime.records import DomainRow, Records, RecordsSnapshot
 from reconciler.spec.load import Specs
 from reconciler.spec.models import SiteSpec, normalize_hostname
 
@@ -169,7 +169,7 @@ class ObserveLimits:
 class _Readings:
     """What phase one gathered; ``incomplete`` fills as providers fail."""
 
-    ledger: LedgerSnapshot | None = None
+    ledger: RecordsSnapshot | None = None
     hostnames: list[CustomHostname] | None = None
     routing: RoutingReading | None = None
     platform: ObservedPlatform | None = None
@@ -234,7 +234,7 @@ async def observe(
     readings = _Readings(incomplete=dict(clients.unconfigured))
 
     async def read_d1() -> None:
-        reader = LedgerReader(clients.database)
+        reader = Records(clients.database)
         readings.ledger = await reader.snapshot(
             sites=sites if scoped else None,
             tenants=tenants if scoped else None,
@@ -399,7 +399,7 @@ async def _platform(readings: _Readings, workers: PlatformReader, target: Routin
     readings.platform = await read_platform(workers, target, namespace)
 
 
-def _unclaimed_projects(specs: Specs, ledger: LedgerSnapshot | None) -> dict[str, str]:
+def _unclaimed_projects(specs: Specs, ledger: RecordsSnapshot | None) -> dict[str, str]:
     """D1's ``sites`` rows of sites the specs no longer declare: site -> Pages project."""
     if ledger is None:
         return {}
@@ -824,7 +824,7 @@ async def _build_previews(
     builds: dict[tuple[str, int], BuildPreview],
     say: Callable[[str], None],
 ) -> None:
-    contents = await LedgerReader(clients.database).content(pending)
+    contents = await Records(clients.database).content(pending)
     for site, version in pending:
         raw = contents.get((site, version))
         if raw is None:

@@ -10,7 +10,7 @@ Cloudflare adapter (Direct Upload, deployment status, rollback, purge) and
 
 A publish, step by step (checkpoints in quotes)::
 
-    building row ─▶ content_json ─▶ parse + build (time limit) ─▶ budget ─▶ deploying row
+    building row + content_json (one batch) ─▶ parse + build (time limit) ─▶ budget ─▶ deploying row
       ─▶ look for our deployment (resumed or an unfinished row) ─▶ upload  "publish.after-upload"
       ─▶ poll until live (timeout) ─▶ purge hosts  "publish.after-purge"
       ─▶ ONE batch: row live + previous live superseded + sites version + budget sizes
@@ -190,23 +190,19 @@ class PublishHandler:
                     data={"deployment_id": done},
                 )
 
-        unfinished = await records.unfinished_publish(site, env, version)
-        if unfinished is not None:
-            row_id = unfinished.id
-        else:
-            row_id = await records.start_publish(
-                site=site,
-                tenant=tenant,
-                project=project,
-                environment=env,
-                version=version,
-                attempt=attempt,
-                commit=commit,
-                now=ctx.now(),
-            )
+        opened = await records.open_publish(
+            site=site,
+            tenant=tenant,
+            project=project,
+            environment=env,
+            version=version,
+            attempt=attempt,
+            commit=commit,
+            now=ctx.now(),
+        )
+        row_id, stored = opened.row_id, opened.content
         ctx.progress(f"{site} {env}: building version {version}")
 
-        stored = await records.version_content(site, version)
         if stored is None:
             return await self._failed(
                 action,
@@ -236,7 +232,7 @@ class PublishHandler:
             )
 
         sizes = _sizes(build)
-        budget = budget_of(after) or await records.budget_limits(site)
+        budget = budget_of(after) or opened.budget
         if budget is not None:
             violations = check_budget(
                 js_kb=build.js_kb,
@@ -272,7 +268,7 @@ class PublishHandler:
         )
 
         deployment: Deployment | None = None
-        if ctx.resumed or unfinished is not None:
+        if ctx.resumed or opened.reused:
             deployment = await self._find_ours(project, env, tag)
         if deployment is None:
             ctx.progress(f"{site} {env}: uploading {len(build.files)} files")
