@@ -588,7 +588,7 @@ class DaemonWorld:
 
     Built on :class:`ReadOnlyWorld` (observers, ``SWEEP`` lane) and :class:`WriterWorld`
     (writers, ``CHANGE`` lane), sharing one set of token buckets. Every client is wrapped by
-    :func:`reconciler.runtime.loop.guarded_client`: the provider's circuit breaker and the API
+    :func:`reconciler.runtime.guard.guarded_client`: the provider's circuit breaker and the API
     metrics see each call, and every writer (and the journal and status writes through the
     fenced D1) calls ``lease.ensure()`` first, so nothing is written once the lease is lost.
     The lease itself uses the unfenced database.
@@ -636,10 +636,11 @@ class DaemonWorld:
         # NB: imported here, not at the top: ``plan`` and ``apply`` import this module and
         # need neither the loop nor the HTTP server (uvicorn, starlette).
         from reconciler.runtime.breaker import Breakers
+        from reconciler.runtime.daemon_parts import DaemonParts
         from reconciler.runtime.gitfollow import GitFollower
+        from reconciler.runtime.guard import guarded_client
         from reconciler.runtime.journal import Journal
         from reconciler.runtime.lease import LeaderLease, default_holder
-        from reconciler.runtime.loop import DaemonParts, guarded_client
         from reconciler.runtime.metrics import Metrics
         from reconciler.runtime.server import EndpointServer, create_app
         from reconciler.runtime.status import StatusStore
