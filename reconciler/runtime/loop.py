@@ -2,7 +2,8 @@
 
 Called by ``reconciler run`` (``commands/run.py``), which builds the parts in ``wiring.py``
 (:class:`~reconciler.wiring.DaemonWorld`) and hands them over as :class:`DaemonParts`. It calls
-the Git follower (``runtime/gitfollow.py``), the work queue (``runtime/workqueue.py``), the
+the Git follower (``runtime/gitfollow.py``) and what its commits bring
+(``runtime/commits.py``), the work queue (``runtime/workqueue.py``), the
 leader lease (``runtime/lease.py``), the pass of one key (``runtime/daemon_pass.py``: the same
 pipeline as ``plan`` and ``apply``, then the schedule, the conditions and the timers), what a
 key covers (``runtime/scope.py``), the status store, the breakers, the metrics and the HTTP
@@ -31,38 +32,31 @@ Rules (docs/daemon.md, "The loop", explains them for operators; the pass's own r
    intent in the journal, and the next leader resumes it); the lease is released. A bug (an
    exception that is not a translated provider error) stops the daemon with exit code 1.
 6. A commit's convergence is counted from the keys it queued (``runtime/convergence.py``).
-7. Deletions over the blast-radius cap go ahead only when a followed commit approves them
-   by name (``Approve-Deletion: Site/<name>`` trailer, ``runtime/approvals.py``); a new
-   approval queues the hostname sweep. An invalid head commit is a condition of the source
-   (``runtime/source.py``): the last good commit keeps being served.
+7. A new commit is read by ``runtime/commits.py``: an invalid head is a condition of the
+   source (the last good commit keeps being served); deletions its trailers approve reach the
+   planner's settings, and a new approval queues the hostname sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Any
 
-from reconciler.core.conditions_common import ConditionUpdate
-from reconciler.core.plan import PlanSettings
-from reconciler.errors import LoadError, ProviderError, SpecError
+from reconciler.errors import ProviderError
 from reconciler.providers.ratelimit import Lane
 from reconciler.providers.stripe import WebhookEvent
-from reconciler.runtime.approvals import ApprovalLedger
 from reconciler.runtime.breaker import BreakerState
+from reconciler.runtime.commits import CommitIntake, lanes
 from reconciler.runtime.convergence import Convergence
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings, PassResult
 from reconciler.runtime.daemon_pass import DaemonPass, PassContext
-from reconciler.runtime.gitfollow import ChangeSet
 from reconciler.runtime.guard import guarded_client
 from reconciler.runtime.lease import LeaseLostError
 from reconciler.runtime.scope import SWEEP_ALL, SWEEP_HOSTNAMES, KeyScope, Reading, TenantLocks
 from reconciler.runtime.server import GitPush, HealthReport
-from reconciler.runtime.source import SourceState
 from reconciler.runtime.workqueue import QueueShutDown, WorkQueue
 from reconciler.spec.load import Specs
-from reconciler.spec.models import Access
 
 __all__ = [
     "SWEEP_ALL",
@@ -105,8 +99,7 @@ class Daemon:
             parts, self.settings, scope=self._scope, convergence=self.convergence
         )
         self.gateway = self._passes.gateway
-        self.source = SourceState(branch=parts.follower.branch)
-        self.approvals = ApprovalLedger()
+        self._commits = CommitIntake(parts)
         self._alive = False
         parts.breakers.subscribe(self._breaker_changed)
 
@@ -158,7 +151,7 @@ class Daemon:
         return {
             "role": self.role,
             "commit": self.specs.revision if self.specs is not None else None,
-            "source": self.source.readiness(),
+            "source": self._commits.source.readiness(),
         }
 
     def ready(self) -> bool:
@@ -240,7 +233,7 @@ class Daemon:
             try:
                 head = await self.parts.follower.fetch()
                 specs = await asyncio.to_thread(self.parts.follower.specs_at, head)
-                await self._approvals(None, head, specs)
+                await self._commits.read_approvals(None, head, specs)
                 self._install(specs)
                 self.queue = self._new_queue()
                 return await self._pass(SWEEP_ALL, Reading.FULL)
@@ -352,104 +345,28 @@ class Daemon:
         self._previous, self.specs = self.specs, specs
 
     async def _on_new_commit(self, old: str | None, new: str) -> None:
-        follower = self.parts.follower
-        seen = self.parts.clock()
-        committed = await asyncio.to_thread(follower.committed_at, new)
-        try:
-            specs = await asyncio.to_thread(follower.specs_at, new)
-        except (SpecError, LoadError) as exc:
-            await self._refuse(new, exc)
-            return
         previous = self.specs
-        changes = (
-            ChangeSet(all=True)
-            if previous is None or previous.revision is None
-            else await asyncio.to_thread(follower.changed, previous.revision, new)
-        )
-        approved = await self._approvals(previous, new, specs)
-        self._install(specs)
-        await self._write_source(self.source.accept(new))
-        keys = self._queue_changes(changes, previous, specs)
-        if approved and SWEEP_ALL not in keys:
+        commit = await self._commits.read(new, previous)
+        if commit is None:
+            return
+        self._install(commit.specs)
+        await self._commits.accept(new)
+        keys = []
+        for key, lane in lanes(commit.changes, previous, commit.specs):
+            if key.startswith("Tenant/"):
+                self._full.add(key)
+            self.queue.add(key, lane)
+            keys.append(key)
+        if commit.approved and SWEEP_ALL not in keys:
             # An approval changes what the planner may do: look at every hostname again.
             self.queue.add(SWEEP_HOSTNAMES, Lane.CHANGE)
             keys.append(SWEEP_HOSTNAMES)
+        self._publish_depth()
         log.info(
             "new commit queued",
-            extra={"commit": new, "keys": keys[:50], "all": changes.all, "count": len(keys)},
+            extra={"commit": new, "keys": keys[:50], "all": commit.changes.all, "count": len(keys)},
         )
-        # Measured from the commit's own time, so poll delay counts (rule 6).
-        start = committed if committed is not None and committed <= seen else seen
-        self.convergence.queued(new, keys, seen=seen, start=start)
-
-    async def _approvals(self, previous: Specs | None, new: str, specs: Specs) -> list[str]:
-        """Read the new commits' ``Approve-Deletion`` trailers; return the new approvals."""
-        since = previous.revision if previous is not None else None
-        try:
-            found = await asyncio.to_thread(self.parts.follower.approvals, since, new)
-        except LoadError as exc:
-            log.warning("approvals not read", extra={"commit": new, "error": str(exc)})
-            return []
-        for value in found.ignored:
-            log.warning(
-                "approval ignored: name Site/<name> or Hostname/<name>", extra={"value": value}
-            )
-        self.approvals.prune(specs)
-        added = self.approvals.add(found)
-        if added:
-            log.info(
-                "deletions approved in Git",
-                extra={"commit": new, "approved": {k: found.approved[k] for k in added}},
-            )
-        return added
-
-    async def _refuse(self, commit: str, error: Exception) -> None:
-        """An invalid head: a condition of the source; the last good commit stays served."""
-        update = self.source.refuse(commit, error)
-        log.error(
-            "the specs at the new commit are invalid; still reconciling the last good commit",
-            extra={
-                "commit": commit,
-                "serving": self.source.serving,
-                "error": str(error),
-                "problems": list(self.source.problems),
-            },
-        )
-        await self._write_source(update)
-
-    async def _write_source(self, update: ConditionUpdate) -> None:
-        self.parts.metrics.set_source(valid=self.source.valid, problems=self.source.count)
-        try:
-            await self.parts.status.set_many([update])
-        except ProviderError as exc:
-            log.warning("source condition not written", extra={"error": str(exc)})
-
-    def plan_settings(self) -> PlanSettings:
-        """The planner's settings with the deletions approved in Git (rule 7)."""
-        base = self.parts.plan_settings
-        if not self.approvals.approved:
-            return base
-        return replace(
-            base, approved_deletions={**base.approved_deletions, **self.approvals.approved}
-        )
-
-    def _queue_changes(self, changes: ChangeSet, old: Specs | None, new: Specs) -> list[str]:
-        if changes.all:
-            self.queue.add(SWEEP_ALL, Lane.CHANGE)
-            return [SWEEP_ALL]
-        keys = changes.keys()
-        for key in keys:
-            kind, _, name = key.partition("/")
-            lane = Lane.CHANGE
-            if kind == "Tenant":
-                self._full.add(key)
-                if _lock_lifted(old, new, name):
-                    lane = Lane.URGENT
-            elif _version_lowered(old, new, name):
-                lane = Lane.URGENT  # a revert: a rollback to an existing deployment
-            self.queue.add(key, lane)
-        self._publish_depth()
-        return keys
+        self.convergence.queued(new, keys, seen=commit.seen, start=commit.start)
 
     async def _sweeps(self) -> None:
         """Queue the sweeps on their periods (rule 2); runs until cancelled."""
@@ -530,7 +447,7 @@ class Daemon:
             queue=self.queue,
             specs=specs,
             previous=self._previous,
-            plan_settings=self.plan_settings,
+            plan_settings=self._commits.plan_settings,
         )
         result = await self._passes.run(key, reading, context)
         self.passes.append(result)
@@ -541,21 +458,6 @@ class Daemon:
     def _publish_depth(self) -> None:
         for lane in Lane:
             self.parts.metrics.set_queue_depth(lane.name.lower(), self.queue.depth(lane))
-
-
-def _version_lowered(old: Specs | None, new: Specs, site: str) -> bool:
-    if old is None or site not in old.sites or site not in new.sites:
-        return False
-    return new.sites[site].spec.production.version < old.sites[site].spec.production.version
-
-
-def _lock_lifted(old: Specs | None, new: Specs, tenant: str) -> bool:
-    if old is None or tenant not in old.tenants or tenant not in new.tenants:
-        return False
-    locked = (Access.SOFT_LOCKED, Access.HARD_LOCKED)
-    return old.tenants[tenant].spec.access in locked and (
-        new.tenants[tenant].spec.access not in locked
-    )
 
 
 async def _cancel(*tasks: asyncio.Task[Any]) -> None:
