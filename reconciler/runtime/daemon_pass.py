@@ -23,15 +23,13 @@ Rules (docs/daemon.md, "The loop"):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from reconciler.core.conditions_common import SKIPPED_PREFIX
-from reconciler.core.desired import Desired, derive
-from reconciler.core.observed import Observed, Source
-from reconciler.core.plan import ActionKind, Plan, PlanSettings, build_plan
+from reconciler.core.observed import Source
+from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.errors import MigrationError, PermanentError, PlanError
 from reconciler.providers.ratelimit import Lane
 from reconciler.runtime.breaker import BreakerState
@@ -39,7 +37,8 @@ from reconciler.runtime.convergence import Convergence
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings, PassResult
 from reconciler.runtime.execute import execute
 from reconciler.runtime.gateway import GATEWAY_DEFERRED, GatewayGate, sends_due
-from reconciler.runtime.observe import ObserveClients, observe
+from reconciler.runtime.observe import ObserveClients
+from reconciler.runtime.pipeline import Pass, plan_pass, replan
 from reconciler.runtime.schedule import Scheduler, owner_of
 from reconciler.runtime.scope import KeyScope, Reading
 from reconciler.runtime.status_publisher import StatusPublisher
@@ -113,7 +112,8 @@ class DaemonPass:
             queue.add(key, lane, after=wait)
             return PassResult(key, reading, None, {}, parts.clock() - started)
         try:
-            observed, desired, plan, reading = await self._plan(key, context, reading)
+            made, reading = await self._plan(key, context, reading)
+            observed, desired, plan = made.observed, made.desired, made.plan
             report = await execute(
                 plan,
                 handlers=parts.handlers,
@@ -214,39 +214,27 @@ class DaemonPass:
             unconfigured={**clients.unconfigured, **skipped},
         )
 
-    async def _plan(
-        self, key: str, context: PassContext, reading: Reading
-    ) -> tuple[Observed, Desired, Plan, Reading]:
+    async def _plan(self, key: str, context: PassContext, reading: Reading) -> tuple[Pass, Reading]:
         """Observe, derive (once, the key's scope only) and plan (rules 1 to 3)."""
         specs = context.specs
         scope, hostnames = self._scope.scope(key, specs, context.previous)
-        now = self._parts.clock()
-        observed = await observe(
-            specs, clients=self._clients(reading), now=now, scope=scope, hostnames=hostnames
-        )
         kind, _, name = key.partition("/")
-
-        def think() -> tuple[Desired, Plan]:
-            desired = derive(
-                specs,
-                observed.billing,
-                now=now,
-                scope=scope,
-                tenants=(name,) if kind == "Tenant" else (),
-            )
-            return desired, build_plan(desired, observed, context.plan_settings())
-
-        if scope is None:
-            # A whole-fleet derive + plan takes seconds of CPU on a large fleet: run it off the
-            # event loop so lease renewals, webhooks and health checks keep being served.
-            desired, plan = await asyncio.to_thread(think)
-        else:
-            desired, plan = think()  # milliseconds: proportional to the scope
-        if reading is Reading.BILLING_ONLY and any(a.kind in _ESCALATE for a in plan.actions):
+        made = await plan_pass(
+            specs,
+            clients=self._clients(reading),
+            now=self._parts.clock(),
+            settings=context.plan_settings,
+            scope=scope,
+            hostnames=hostnames,
+            derive_scope=scope,
+            tenants=(name,) if kind == "Tenant" else (),
+        )
+        if reading is Reading.BILLING_ONLY and any(a.kind in _ESCALATE for a in made.plan.actions):
             # A lock or unlock re-points hostnames too: do it all in one full pass.
             return await self._plan(key, context, Reading.FULL)
+        observed = made.observed
         if observed.incomplete.get(Source.WHATSAPP) == GATEWAY_DEFERRED and sends_due(
-            desired, observed
+            made.desired, observed
         ):
             gap = await self.gateway.gap()
             incomplete: dict[Source, str] = {
@@ -255,5 +243,5 @@ class DaemonPass:
             if gap is not None:
                 incomplete[Source.WHATSAPP] = gap
             observed = replace(observed, incomplete=dict(sorted(incomplete.items())))
-            plan = build_plan(desired, observed, context.plan_settings())
-        return observed, desired, plan, reading
+            made = replan(made, observed, context.plan_settings())
+        return made, reading

@@ -18,7 +18,7 @@ from daemon_loop_support import DaemonFactory, Fleet, Running, wait_for
 from reconciler.core.desired import Desired, derive
 from reconciler.core.facts import CustomerBilling
 from reconciler.providers.ratelimit import Lane
-from reconciler.runtime import daemon_pass
+from reconciler.runtime import pipeline
 from reconciler.runtime.loop import LoopSettings, PassResult
 from reconciler.spec.load import Specs
 
@@ -74,7 +74,7 @@ async def test_a_billing_pass_derives_once_and_only_its_tenants_sites(
         await converged_start(running, fleet)
         specs = running.daemon.specs
         assert specs is not None
-        monkeypatch.setattr(daemon_pass, "derive", spy)
+        monkeypatch.setattr(pipeline, "derive", spy)
         result = await billing_pass(running, "acme")
         assert result.ok, result.failed
         [desired] = derived
