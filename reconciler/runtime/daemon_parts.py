@@ -77,7 +77,7 @@ class PassResult:
     key: str
     reading: Reading
     report: Report | None  # None when the pass was put back before observing
-    failed: Mapping[str, BaseException]  # resource key -> error
+    failed: Mapping[str, str]  # resource key -> why it failed (runtime/schedule.py)
     duration: float
 
     @property

@@ -30,8 +30,9 @@ from dataclasses import dataclass, replace
 from reconciler.core.conditions_common import SKIPPED_PREFIX
 from reconciler.core.observed import Source
 from reconciler.core.plan import ActionKind, PlanSettings
-from reconciler.errors import MigrationError, PermanentError, PlanError
+from reconciler.errors import MigrationError, PlanError
 from reconciler.providers.ratelimit import Lane
+from reconciler.redact import redact
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.convergence import Convergence
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings, PassResult
@@ -39,7 +40,7 @@ from reconciler.runtime.execute import execute
 from reconciler.runtime.gateway import GATEWAY_DEFERRED, GatewayGate, sends_due
 from reconciler.runtime.observe import ObserveClients
 from reconciler.runtime.pipeline import Pass, plan_pass, replan
-from reconciler.runtime.schedule import Scheduler, owner_of
+from reconciler.runtime.schedule import Result, Scheduler, Verdict, owner_of, schedule
 from reconciler.runtime.scope import KeyScope, Reading
 from reconciler.runtime.status_publisher import StatusPublisher
 from reconciler.runtime.workqueue import WorkQueue
@@ -109,7 +110,7 @@ class DaemonPass:
                 "pass put back: breaker open",
                 extra={"key": key, "provider": provider, "retry_in_s": round(wait, 3)},
             )
-            queue.add(key, lane, after=wait)
+            schedule(queue, key, [Result(key, Verdict.REQUEUE_AFTER, after=wait, lane=lane)])
             return PassResult(key, reading, None, {}, parts.clock() - started)
         try:
             made, reading = await self._plan(key, context, reading)
@@ -122,18 +123,17 @@ class DaemonPass:
                 now=parts.clock,
             )
         except (MigrationError, PlanError) as exc:
-            provider = "d1" if isinstance(exc, MigrationError) else "plan"
-            failed: dict[str, BaseException] = {key: PermanentError(provider, str(exc))}
-            self._scheduler.fail(queue, key, failed)
+            source = "d1" if isinstance(exc, MigrationError) else "plan"
+            terminal = Result(key, Verdict.TERMINAL, redact(f"{source}: {exc}"))
+            schedule(queue, key, [terminal])
             parts.metrics.pass_finished(parts.clock() - started, ok=False)
             log.error("pass failed", extra={"key": key, "error": str(exc)})
-            return PassResult(key, reading, None, failed, parts.clock() - started)
+            return PassResult(key, reading, None, {key: terminal.reason}, parts.clock() - started)
         now = parts.clock()
-        scheduler = self._scheduler
-        failed = scheduler.failures(queue, key, specs, observed, report)
-        scheduler.fail(queue, key, failed)
-        scheduler.succeed(queue, key, report, failed)
-        coverage = scheduler.coverage(queue, key, specs, reading)
+        results = self._scheduler.results(key, specs, observed, report)
+        schedule(queue, key, results)
+        failed = {r.resource: r.reason for r in results if r.failed}
+        coverage = self._scheduler.coverage(queue, key, specs, reading)
         await self._publisher.publish(
             key,
             specs=specs,
@@ -143,7 +143,7 @@ class DaemonPass:
             coverage=coverage,
             now=now,
         )
-        scheduler.set_timers(
+        self._scheduler.set_timers(
             queue, coverage=coverage, specs=specs, desired=desired, observed=observed, now=now
         )
         pending = {owner_of(a) for a in plan.actions} & set(failed)

@@ -1,8 +1,14 @@
-"""What a daemon pass's results mean for the work queue: retries, releases, timers.
+"""What a daemon pass's outcomes mean for the work queue: retries, releases, timers.
 
 Called by the daemon's pass (``runtime/daemon_pass.py``) after every pass. It calls the work
 queue (``runtime/workqueue.py``), the breakers' ``retry_at`` and the pure core's deadlines
 (``core/deadlines.py``, ``core/plan_site_levers.py``).
+
+The outcomes of a pass (``core/outcome.py``, made once by ``runtime/execute.py``) become one
+:class:`Result` per resource, and :func:`schedule` is the one switch that hands them to the
+queue, as controller-runtime's ``reconcileHandler`` does: terminal (counted, not retried),
+error (counted, rate-limited retry), requeue-after (looked at again later, nothing counted),
+success (forgotten). No outcome is turned back into an exception.
 
 Rules (docs/daemon.md, "The loop"):
 
@@ -21,7 +27,9 @@ Rules (docs/daemon.md, "The loop"):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 
 from reconciler.core.conditions_common import SKIPPED_PREFIX, Coverage, resource_key
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
@@ -30,14 +38,14 @@ from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import Action
 from reconciler.core.plan_site_levers import next_publish_retry
-from reconciler.errors import PermanentError, ProviderError, TransientError
 from reconciler.providers.ratelimit import Lane
+from reconciler.redact import redact
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings
 from reconciler.runtime.scope import KeyScope, Reading
-from reconciler.runtime.workqueue import WorkQueue
+from reconciler.runtime.workqueue import Failure, WorkQueue
 from reconciler.spec.load import Specs
 
-__all__ = ["Scheduler", "owner_of"]
+__all__ = ["Result", "Scheduler", "Verdict", "owner_of", "schedule"]
 
 log = logging.getLogger("reconciler.runtime.loop")  # NB: the daemon's lines share one logger
 
@@ -45,8 +53,72 @@ _ESSENTIAL_SOURCES = frozenset({Source.D1, Source.PAGES, Source.HOSTNAMES})
 _BILLING_SOURCES = frozenset({Source.STRIPE, Source.WHATSAPP})
 
 
+class Verdict(StrEnum):
+    """What a pass means for one resource (controller-runtime's ``reconcileHandler``)."""
+
+    TERMINAL = "terminal"  # counted; not retried until a change or a sweep
+    ERROR = "error"  # counted; retried after a jittered backoff that honours the hint
+    REQUEUE_AFTER = "requeue_after"  # looked at again after ``after``; nothing counted
+    SUCCESS = "success"  # every failure forgotten
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One resource's verdict from one pass."""
+
+    resource: str
+    verdict: Verdict
+    reason: str = ""
+    after: float | None = None  # ERROR: the server's hint; REQUEUE_AFTER: the delay
+    lane: Lane = Lane.CHANGE  # REQUEUE_AFTER only
+
+    @property
+    def failed(self) -> bool:
+        """True for a counted failure (terminal or error)."""
+        return self.verdict in (Verdict.TERMINAL, Verdict.ERROR)
+
+
+_FAILED = {
+    Status.FAILED_TRANSIENT: Verdict.ERROR,
+    Status.FAILED_PERMANENT: Verdict.TERMINAL,
+    Status.STUCK: Verdict.TERMINAL,
+}
+
+
+def schedule(queue: WorkQueue, key: str, results: Sequence[Result]) -> None:
+    """The one switch from a pass's results to the work queue (rules 1 to 3)."""
+    for result in results:
+        match result.verdict:
+            case Verdict.REQUEUE_AFTER:
+                queue.add(result.resource, result.lane, after=result.after or 0.0)
+            case Verdict.TERMINAL | Verdict.ERROR:
+                failure = Failure(
+                    result.reason,
+                    terminal=result.verdict is Verdict.TERMINAL,
+                    retry_after=result.after,
+                )
+                _log_failure(queue, key, result.resource, failure)
+            case Verdict.SUCCESS:
+                queue.success(result.resource)
+
+
+def _log_failure(queue: WorkQueue, key: str, resource: str, failure: Failure) -> None:
+    retry = queue.failure(resource, failure)
+    log.warning(
+        "resource failed",
+        extra={
+            "key": resource,
+            "pass": key,
+            "error": str(failure),
+            "retry_in_s": None if retry is None else round(retry, 3),
+            "failures": queue.failures(resource),
+            "stuck": queue.stuck(resource) is not None,
+        },
+    )
+
+
 class Scheduler:
-    """Turns a pass's outcomes into work-queue calls."""
+    """Turns a pass's outcomes into per-resource results."""
 
     def __init__(self, parts: DaemonParts, settings: LoopSettings, scope: KeyScope) -> None:
         """Schedule with ``settings``' re-read delay and the breakers of ``parts``."""
@@ -54,35 +126,9 @@ class Scheduler:
         self._settings = settings
         self._scope = scope
 
-    def failures(
-        self, queue: WorkQueue, key: str, specs: Specs, observed: Observed, report: Report
-    ) -> dict[str, BaseException]:
-        """Failed resources of this pass and why (rules 1 and 2)."""
-        failed: dict[str, BaseException] = {}
-        by_id = {action.id: action for action in report.plan.actions}
-        for outcome in report.outcomes:
-            if outcome.status not in (
-                Status.FAILED_TRANSIENT,
-                Status.FAILED_PERMANENT,
-                Status.STUCK,
-            ):
-                continue
-            action = by_id[outcome.action_id]
-            owner = owner_of(action)
-            provider = self._parts.handlers[action.kind].provider
-            message = f"{action.kind.value} {action.target}: {outcome.message}"
-            error: ProviderError
-            if outcome.status is Status.FAILED_TRANSIENT:
-                error = TransientError(provider, message, retry_after=outcome.retry_after)
-            else:
-                error = PermanentError(provider, message)
-            previous = failed.get(owner)
-            if previous is None or (
-                isinstance(error, TransientError)
-                and isinstance(previous, TransientError)
-                and (error.retry_after or 0) > (previous.retry_after or 0)
-            ):
-                failed[owner] = error
+    def results(self, key: str, specs: Specs, observed: Observed, report: Report) -> list[Result]:
+        """Every resource's verdict from this pass, in the order the queue hears them."""
+        failed = self._failed_actions(report)
         unread = {
             source: reason
             for source, reason in observed.incomplete.items()
@@ -90,15 +136,55 @@ class Scheduler:
         }
         if key.startswith(("Site/", "Tenant/")) and any(s in _ESSENTIAL_SOURCES for s in unread):
             reason = "; ".join(f"{s.value}: {r}" for s, r in sorted(unread.items()))
-            failed.setdefault(key, TransientError("observe", f"reading failed: {reason}"))
-        billing = _BILLING_SOURCES & set(unread)
-        if billing:
-            # Not the key's failure: look at the tenants again a little later (rule 2).
-            reason = "; ".join(f"{s.value}: {unread[s]}" for s in sorted(billing))
-            log.warning("billing reading failed", extra={"key": key, "error": reason})
-            for tenant in self._scope.coverage(key, specs, Reading.FULL)[1]:
-                queue.add(f"Tenant/{tenant}", Lane.CHANGE, after=self._reread_delay())
+            failed.setdefault(
+                key, Result(key, Verdict.ERROR, redact(f"observe: reading failed: {reason}"))
+            )
+        results = self._rereads(key, specs, unread)
+        results.extend(failed[owner] for owner in sorted(failed))
+        if key not in failed and key.startswith(("Site/", "Tenant/")):
+            results.append(Result(key, Verdict.SUCCESS))
+        owners = {
+            owner_of(a)
+            for a, o in zip(report.plan.actions, report.outcomes, strict=True)
+            if o.succeeded
+        }
+        results.extend(Result(owner, Verdict.SUCCESS) for owner in sorted(owners - set(failed)))
+        return results
+
+    def _failed_actions(self, report: Report) -> dict[str, Result]:
+        """The failed actions charged to their owners (rule 1); the longest hint wins."""
+        failed: dict[str, Result] = {}
+        by_id = {action.id: action for action in report.plan.actions}
+        for outcome in report.outcomes:
+            verdict = _FAILED.get(outcome.status)
+            if verdict is None:
+                continue
+            action = by_id[outcome.action_id]
+            owner = owner_of(action)
+            provider = self._parts.handlers[action.kind].provider
+            reason = redact(f"{provider}: {action.kind.value} {action.target}: {outcome.message}")
+            after = outcome.retry_after if verdict is Verdict.ERROR else None
+            result = Result(owner, verdict, reason, after)
+            previous = failed.get(owner)
+            if previous is None or (
+                verdict is Verdict.ERROR
+                and previous.verdict is Verdict.ERROR
+                and (after or 0) > (previous.after or 0)
+            ):
+                failed[owner] = result
         return failed
+
+    def _rereads(self, key: str, specs: Specs, unread: Mapping[Source, str]) -> list[Result]:
+        """A failed billing reading is not the key's failure: its tenants are looked at
+        again a little later (rule 2)."""
+        billing = _BILLING_SOURCES & set(unread)
+        if not billing:
+            return []
+        reason = "; ".join(f"{s.value}: {unread[s]}" for s in sorted(billing))
+        log.warning("billing reading failed", extra={"key": key, "error": reason})
+        delay = self._reread_delay()
+        tenants = self._scope.coverage(key, specs, Reading.FULL)[1]
+        return [Result(f"Tenant/{t}", Verdict.REQUEUE_AFTER, reason, delay) for t in tenants]
 
     def _reread_delay(self) -> float:
         delay = self._settings.reread_after
@@ -108,39 +194,6 @@ class Scheduler:
                 if retry_at is not None:
                     delay = max(delay, retry_at - self._parts.clock())
         return delay
-
-    @staticmethod
-    def fail(queue: WorkQueue, key: str, failed: Mapping[str, BaseException]) -> None:
-        """Charge each failure to its resource (rule 1)."""
-        for owner, error in sorted(failed.items()):
-            retry = queue.failure(owner, error)
-            stuck = queue.stuck(owner) is not None
-            log.warning(
-                "resource failed",
-                extra={
-                    "key": owner,
-                    "pass": key,
-                    "error": str(error),
-                    "retry_in_s": None if retry is None else round(retry, 3),
-                    "failures": queue.failures(owner),
-                    "stuck": stuck,
-                },
-            )
-
-    @staticmethod
-    def succeed(
-        queue: WorkQueue, key: str, report: Report, failed: Mapping[str, BaseException]
-    ) -> None:
-        """Release the key and every resource whose actions all succeeded (rule 3)."""
-        if key not in failed and key.startswith(("Site/", "Tenant/")):
-            queue.success(key)
-        owners = {
-            owner_of(a)
-            for a, o in zip(report.plan.actions, report.outcomes, strict=True)
-            if o.succeeded
-        }
-        for owner in owners - set(failed):
-            queue.success(owner)
 
     def coverage(self, queue: WorkQueue, key: str, specs: Specs, reading: Reading) -> Coverage:
         """What a pass of ``key`` reports on, with the resources the queue gave up on."""
