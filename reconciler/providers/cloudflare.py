@@ -35,8 +35,9 @@ import base64
 import json
 import mimetypes
 import random
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -71,7 +72,9 @@ __all__ = [
     "HOSTNAMES_PER_PAGE",
     "MAX_ASSET_BYTES",
     "MAX_MANIFEST_ENTRIES",
+    "PROJECTS_PER_PAGE",
     "PURGE_CHUNK",
+    "PURGE_WINDOW",
     "SPECIAL_FILES",
     "CloudflareClient",
     "CustomHostname",
@@ -80,7 +83,9 @@ __all__ = [
     "DuplicateHostnameError",
     "OwnershipMarker",
     "PagesProject",
+    "ProjectMemo",
     "Stage",
+    "deployment_poll_delays",
     "new_publish_id",
     "owner_of",
     "ownership_metadata",
@@ -89,7 +94,8 @@ __all__ = [
 T = TypeVar("T")
 
 _ACCOUNT = "/accounts/{account_id}"
-PROJECT = _ACCOUNT + "/pages/projects/{project_name}"
+PROJECTS = _ACCOUNT + "/pages/projects"
+PROJECT = PROJECTS + "/{project_name}"
 DEPLOYMENTS = PROJECT + "/deployments"
 DEPLOYMENT = DEPLOYMENTS + "/{deployment_id}"
 UPLOAD_TOKEN = PROJECT + "/upload-token"
@@ -108,9 +114,16 @@ D1_RESTORE = _ACCOUNT + "/d1/database/{database_id}/time_travel/restore"
 
 HOSTNAMES_PER_PAGE = 50
 """The largest custom hostname page (CONTRACT.md §4.2: ``per_page`` 5-50)."""
-PURGE_CHUNK = 30
-"""Items per purge request: within both readings of the limit (CONTRACT.md §2.5: 100 per
-request in the current docs, 30 per call in the older [S] text)."""
+PURGE_CHUNK = 100
+"""Items per purge request: the current docs' limit on every plan (CONTRACT.md §2.5: 100
+operations and 100 URLs per request; the older [S] text's 30 is out of date)."""
+PURGE_WINDOW = 0.25
+"""Seconds a purge waits for the purges of concurrent callers to share its request."""
+PROJECTS_PER_PAGE = 100
+"""Pages projects asked per page of the project list (CONTRACT.md §1.2: not documented; the
+paginator follows the ``per_page`` the server reports)."""
+PROJECT_MEMO_TTL = 600.0
+"""Seconds a Pages project read stays good for :meth:`CloudflareClient.project`."""
 MAX_MANIFEST_ENTRIES = 20_000
 MAX_ASSET_BYTES = 25 * 1024 * 1024
 UPLOAD_BATCH_FILES = 2000
@@ -119,6 +132,87 @@ UPLOAD_CONCURRENCY = 3
 SPECIAL_FILES = frozenset({"_headers", "_redirects", "_routes.json", "_worker.js"})
 """Root files sent as multipart file parts, not as assets (wrangler's behaviour, §3.4)."""
 _READ_ONLY_SQL = frozenset({"SELECT", "EXPLAIN"})
+
+
+def deployment_poll_delays(expected: float, interval: float) -> Iterator[float]:
+    """Seconds to wait before each status read of a new Pages deployment.
+
+    The first read waits ``expected`` (how long a deployment usually takes: one read when it
+    is on time); the next ones wait ``interval``, then twice as long each time, up to eight
+    intervals, so a slow deployment costs a few reads, not one every ``interval``.
+    """
+    yield max(0.0, expected)
+    delay = interval
+    while True:
+        yield delay
+        delay = min(delay * 2, interval * 8)
+
+
+class ProjectMemo:
+    """Pages projects read recently, shared by the clients of one account (observers, writers).
+
+    A publish needs its project's production branch; observation has just read the project,
+    so :meth:`CloudflareClient.project` answers from here for ``ttl`` seconds.
+    """
+
+    def __init__(
+        self, ttl: float = PROJECT_MEMO_TTL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Keep each project ``ttl`` seconds by ``clock``."""
+        self._ttl = ttl
+        self._clock = clock
+        self._projects: dict[str, tuple[float, PagesProject]] = {}
+
+    def put(self, project: PagesProject) -> None:
+        """Remember ``project`` as read now."""
+        self._projects[project.name] = (self._clock(), project)
+
+    def get(self, name: str) -> PagesProject | None:
+        """The project read within ``ttl``, or None."""
+        found = self._projects.get(name)
+        if found is None or self._clock() - found[0] > self._ttl:
+            return None
+        return found[1]
+
+
+class _PurgeBatcher:
+    """Concurrent host purges share requests: each waits ``window`` for others to join."""
+
+    def __init__(self, send: Callable[[list[str]], Awaitable[None]], chunk: int, window: float):
+        self._send = send
+        self._chunk = chunk
+        self._window = window
+        self._pending: dict[str, asyncio.Future[None]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def purge(self, hosts: Sequence[str]) -> None:
+        """Return once every host of ``hosts`` is purged; raise what its request raised."""
+        loop = asyncio.get_running_loop()
+        waits = []
+        for host in hosts:
+            future = self._pending.get(host)
+            if future is None:
+                future = self._pending[host] = loop.create_future()
+            waits.append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await asyncio.gather(*waits)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            if len(self._pending) < self._chunk:
+                await asyncio.sleep(self._window)
+            batch = dict(list(self._pending.items())[: self._chunk])
+            for host in batch:
+                del self._pending[host]
+            try:
+                await self._send(list(batch))
+            except Exception as exc:  # handed to every caller of this batch, who raise it
+                for future in batch.values():
+                    future.set_exception(exc)
+            else:
+                for future in batch.values():
+                    future.set_result(None)
 
 
 class CloudflareClient:
@@ -134,6 +228,8 @@ class CloudflareClient:
         timeout: float = 30.0,
         lane: Lane = Lane.CHANGE,
         purge_chunk: int = PURGE_CHUNK,
+        purge_window: float = PURGE_WINDOW,
+        memo: ProjectMemo | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -149,6 +245,9 @@ class CloudflareClient:
             timeout: seconds per request (connect, read, write, pool).
             lane: priority lane of this client's requests in the shared bucket.
             purge_chunk: at most this many hosts, prefixes or files per purge request.
+            purge_window: seconds :meth:`purge_hosts` waits for concurrent purges to join.
+            memo: Pages projects read recently, shared with the other clients of the
+                account (a private one when None).
             rng: jitter source for backoff (seeded in tests).
             sleep: how retries wait (a fake in tests).
         """
@@ -160,6 +259,8 @@ class CloudflareClient:
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
         self._purge_chunk = purge_chunk
+        self._purges = _PurgeBatcher(self._purge_batch, purge_chunk, purge_window)
+        self.memo = memo if memo is not None else ProjectMemo()
         token = settings.token.reveal()
         self.bucket = (
             bucket
@@ -339,7 +440,28 @@ class CloudflareClient:
             NotFoundError: no such project (8000007).
         """
         call = Call("GET", PROJECT, self._account(project_name=project))
-        return PagesProject.from_json(await self._object(call))
+        found = PagesProject.from_json(await self._object(call))
+        self.memo.put(found)
+        return found
+
+    async def project(self, project: str) -> PagesProject:
+        """The project as read within the memo's time to live, or :meth:`get_project`."""
+        found = self.memo.get(project)
+        return found if found is not None else await self.get_project(project)
+
+    async def list_projects(self) -> list[PagesProject]:
+        """Every Pages project of the account, ``PROJECTS_PER_PAGE`` a request (remembered)."""
+        items = await self._paginate(
+            PROJECTS,
+            self._account(),
+            {},
+            per_page=PROJECTS_PER_PAGE,
+            total_count_applies=True,
+        )
+        found = [PagesProject.from_json(item) for item in items]
+        for project in found:
+            self.memo.put(project)
+        return found
 
     async def list_deployments(
         self, project: str, *, env: Literal["production", "preview"] | None = None
@@ -728,6 +850,18 @@ class CloudflareClient:
             for start in range(0, len(unique), self._purge_chunk):
                 chunk = unique[start : start + self._purge_chunk]
                 await self._api.send(Call("POST", PURGE, self._zone(), json={key: chunk}))
+
+    async def purge_hosts(self, hosts: Sequence[str]) -> None:
+        """Purge ``hosts``, sharing requests with concurrent callers (up to ``purge_chunk``).
+
+        Waits ``purge_window`` for other purges to join before sending; returns when this
+        caller's hosts are purged, or raises what their request raised.
+        """
+        if hosts:
+            await self._purges.purge(list(dict.fromkeys(hosts)))
+
+    async def _purge_batch(self, hosts: list[str]) -> None:
+        await self._api.send(Call("POST", PURGE, self._zone(), json={"hosts": hosts}))
 
     # ------------------------------------------------------------------------- D1
 
