@@ -387,7 +387,7 @@ class ReadOnlyWorld:
             "whatsapp": Rate(requests=EVOLUTION_BUDGET.requests, period=EVOLUTION_BUDGET.period),
         }
         if self.settings.d1.backend == "d1":  # D1 over REST spends the Cloudflare token
-            rates["d1"] = rates["cloudflare"]
+            rates["d1"] = Rate(requests=budget.requests, period=budget.period, spends="cloudflare")
         return rates
 
     def requests(self) -> dict[str, int]:
