@@ -4,20 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import (
-    DAY,
-    NOW,
-    billing,
-    deployment,
-    hostname,
-    invoice,
-    ledger,
-    project,
-    served,
-    specs,
-    suspended,
-)
-
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling
 from reconciler.core.observed import (
@@ -38,6 +24,20 @@ from reconciler.core.plan import (
     build_plan,
 )
 from reconciler.core.render import Rate, cost_line
+
+from support.core import (
+    DAY,
+    NOW,
+    billing,
+    deployment,
+    hostname,
+    invoice,
+    ledger,
+    project,
+    served,
+    specs,
+    suspended,
+)
 
 
 def converged_world(**overrides: object) -> Observed:
