@@ -7,7 +7,8 @@ executors change the world through it, ``providers/d1.py``'s ``D1HttpDatabase`` 
 through :meth:`CloudflareClient.d1_query`, and the contract tests drive every method.
 What it calls: :class:`reconciler.providers.http.HttpApi` (bucket, retries, network errors),
 :func:`reconciler.providers.cloudflare_errors.check_envelope` (envelope and error codes) and
-the typed values of :mod:`reconciler.providers.cloudflare_models`.
+the typed values of :mod:`reconciler.providers.cloudflare_models`, and what the clients of one
+account share (:mod:`reconciler.providers.shared_calls`: the project memo, batched purges).
 
 Everything follows ``contracts/cloudflare/CONTRACT.md``; docs/cloudflare.md lists endpoints,
 tags, error mapping and the rate budget. The rules that matter most:
@@ -35,9 +36,8 @@ import base64
 import json
 import mimetypes
 import random
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -66,6 +66,12 @@ from reconciler.providers.d1 import D1Result, SqlValue, inline_params, split_sql
 from reconciler.providers.http import DEFAULT_RETRY, Call, FormPart, HttpApi
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.retry import RetryPolicy
+from reconciler.providers.shared_calls import (
+    PURGE_WINDOW,
+    ProjectMemo,
+    PurgeBatcher,
+    deployment_poll_delays,
+)
 from reconciler.settings import CloudflareSettings
 
 __all__ = [
@@ -117,13 +123,9 @@ HOSTNAMES_PER_PAGE = 50
 PURGE_CHUNK = 100
 """Items per purge request: the current docs' limit on every plan (CONTRACT.md §2.5: 100
 operations and 100 URLs per request; the older [S] text's 30 is out of date)."""
-PURGE_WINDOW = 0.25
-"""Seconds a purge waits for the purges of concurrent callers to share its request."""
 PROJECTS_PER_PAGE = 100
 """Pages projects asked per page of the project list (CONTRACT.md §1.2: not documented; the
 paginator follows the ``per_page`` the server reports)."""
-PROJECT_MEMO_TTL = 600.0
-"""Seconds a Pages project read stays good for :meth:`CloudflareClient.project`."""
 MAX_MANIFEST_ENTRIES = 20_000
 MAX_ASSET_BYTES = 25 * 1024 * 1024
 UPLOAD_BATCH_FILES = 2000
@@ -132,87 +134,6 @@ UPLOAD_CONCURRENCY = 3
 SPECIAL_FILES = frozenset({"_headers", "_redirects", "_routes.json", "_worker.js"})
 """Root files sent as multipart file parts, not as assets (wrangler's behaviour, §3.4)."""
 _READ_ONLY_SQL = frozenset({"SELECT", "EXPLAIN"})
-
-
-def deployment_poll_delays(expected: float, interval: float) -> Iterator[float]:
-    """Seconds to wait before each status read of a new Pages deployment.
-
-    The first read waits ``expected`` (how long a deployment usually takes: one read when it
-    is on time); the next ones wait ``interval``, then twice as long each time, up to eight
-    intervals, so a slow deployment costs a few reads, not one every ``interval``.
-    """
-    yield max(0.0, expected)
-    delay = interval
-    while True:
-        yield delay
-        delay = min(delay * 2, interval * 8)
-
-
-class ProjectMemo:
-    """Pages projects read recently, shared by the clients of one account (observers, writers).
-
-    A publish needs its project's production branch; observation has just read the project,
-    so :meth:`CloudflareClient.project` answers from here for ``ttl`` seconds.
-    """
-
-    def __init__(
-        self, ttl: float = PROJECT_MEMO_TTL, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        """Keep each project ``ttl`` seconds by ``clock``."""
-        self._ttl = ttl
-        self._clock = clock
-        self._projects: dict[str, tuple[float, PagesProject]] = {}
-
-    def put(self, project: PagesProject) -> None:
-        """Remember ``project`` as read now."""
-        self._projects[project.name] = (self._clock(), project)
-
-    def get(self, name: str) -> PagesProject | None:
-        """The project read within ``ttl``, or None."""
-        found = self._projects.get(name)
-        if found is None or self._clock() - found[0] > self._ttl:
-            return None
-        return found[1]
-
-
-class _PurgeBatcher:
-    """Concurrent host purges share requests: each waits ``window`` for others to join."""
-
-    def __init__(self, send: Callable[[list[str]], Awaitable[None]], chunk: int, window: float):
-        self._send = send
-        self._chunk = chunk
-        self._window = window
-        self._pending: dict[str, asyncio.Future[None]] = {}
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def purge(self, hosts: Sequence[str]) -> None:
-        """Return once every host of ``hosts`` is purged; raise what its request raised."""
-        loop = asyncio.get_running_loop()
-        waits = []
-        for host in hosts:
-            future = self._pending.get(host)
-            if future is None:
-                future = self._pending[host] = loop.create_future()
-            waits.append(future)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await asyncio.gather(*waits)
-
-    async def _flush(self) -> None:
-        while self._pending:
-            if len(self._pending) < self._chunk:
-                await asyncio.sleep(self._window)
-            batch = dict(list(self._pending.items())[: self._chunk])
-            for host in batch:
-                del self._pending[host]
-            try:
-                await self._send(list(batch))
-            except Exception as exc:  # handed to every caller of this batch, who raise it
-                for future in batch.values():
-                    future.set_exception(exc)
-            else:
-                for future in batch.values():
-                    future.set_result(None)
 
 
 class CloudflareClient:
@@ -259,7 +180,7 @@ class CloudflareClient:
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
         self._purge_chunk = purge_chunk
-        self._purges = _PurgeBatcher(self._purge_batch, purge_chunk, purge_window)
+        self._purges = PurgeBatcher(self._purge_batch, purge_chunk, purge_window)
         self.memo = memo if memo is not None else ProjectMemo()
         token = settings.token.reveal()
         self.bucket = (

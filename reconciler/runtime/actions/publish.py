@@ -46,8 +46,8 @@ from reconciler.core.identity import BuildInputs
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action, JsonValue
 from reconciler.errors import NotFoundError
-from reconciler.providers.cloudflare import deployment_poll_delays
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
+from reconciler.providers.shared_calls import deployment_poll_delays
 from reconciler.runtime.actions.world import World, guarded, text_of
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, Records
