@@ -83,7 +83,7 @@ def forecast_of(output: str) -> dict[str, int]:
     }
 
 
-def _next_snapshots(path: Path, specs: Specs) -> None:
+def next_snapshots(path: Path, specs: Specs) -> None:
     """``site_versions`` rows for every site's next production version (with content hash)."""
     rows = []
     for name, site in sorted(specs.sites.items()):
@@ -106,7 +106,7 @@ def _next_snapshots(path: Path, specs: Specs) -> None:
         connection.close()
 
 
-def _bump_specs(root: Path, specs: Specs) -> None:
+def bump_specs(root: Path, specs: Specs) -> None:
     """Raise every site's production version by one in its YAML file."""
     for site in specs.sites.values():
         path = root / "sites" / f"{site.name}.yaml"
@@ -131,8 +131,8 @@ def run(tmp: Path, sites: int, seed: int, *, budget: bool = False) -> Bump:
     ) as world:
         sim = world.cloudflare
         converged.converge(sim, sim.d1_path, specs)
-        _next_snapshots(sim.d1_path, specs)
-        _bump_specs(root, specs)
+        next_snapshots(sim.d1_path, specs)
+        bump_specs(root, specs)
         namespaces = [ns.id for ns in sim.kv.namespaces.values()]
         settings = {**world.settings_env(), SANDBOX_CONTROL_ENV: world.control_url}
         settings["ROUTING_KV_NAMESPACE_ID"] = namespaces[0]

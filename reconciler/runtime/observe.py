@@ -170,6 +170,14 @@ class ObserveLimits:
     dns: float = 30.0  # all DNS lookups of one pass
     dns_checks: int = 20  # hostnames looked up per pass, at most
     dns_concurrency: int = 4
+    # Each timeout above is a floor: a reading gets this many more seconds per request it is
+    # expected to send (the production budget sustains about 4 a second, shared with the
+    # other readings of the pass), so a large fleet is read slowly, never cut off.
+    request_seconds: float = 0.5
+
+    def scaled(self, base: float, requests: int) -> float:
+        """The timeout of a reading of ``requests`` expected requests with floor ``base``."""
+        return base + requests * self.request_seconds
 
 
 @dataclass(slots=True)
@@ -291,9 +299,14 @@ async def observe(
     async with asyncio.TaskGroup() as group:
         group.create_task(_guard(readings, Source.D1, limits.d1, read_d1()))
         if clients.cloudflare is not None:
+            declared = sum(len(specs.sites[s].spec.domains) for s in sites)
+            pages = len(lookups) if scoped else -(-declared // 50)  # 50 hostnames a page
             group.create_task(
                 _guard(
-                    readings, Source.HOSTNAMES, limits.hostnames, read_hostnames(clients.cloudflare)
+                    readings,
+                    Source.HOSTNAMES,
+                    limits.scaled(limits.hostnames, pages),
+                    read_hostnames(clients.cloudflare),
                 )
             )
         if clients.kv is not None and clients.routing is not None:
@@ -351,7 +364,7 @@ async def observe(
             await _guard(
                 readings,
                 Source.PAGES,
-                limits.pages,
+                limits.scaled(limits.pages, 2 * len(needs)),  # at most a project and a listing
                 _read_pages(clients.cloudflare, specs, needs, ledger.sites, projects, limits, say),
             )
 
@@ -362,7 +375,7 @@ async def observe(
             await _guard(
                 readings,
                 Source.D1,
-                limits.d1,
+                limits.scaled(limits.d1, len(pending)),  # a content read and a build each
                 _build_previews(clients, specs, pending, builds, say),
             )
 

@@ -13,7 +13,7 @@ from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import ActionKind, Plan, build_plan
 from reconciler.core.render import Rate, render_text
 from reconciler.errors import MigrationError
-from reconciler.runtime.observe import observe
+from reconciler.runtime.observe import ObserveLimits, observe
 from reconciler.sandbox.faults import FaultRule
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.spec.load import Specs
@@ -138,6 +138,13 @@ async def test_a_bump_of_more_sites_than_a_project_page_holds_lists_the_projects
     assert routes.count("GET /accounts/{account_id}/pages/projects") == 1
     assert routes.count("GET /accounts/{account_id}/pages/projects/{project_name}") == 0
     assert {a.kind for a in plan.actions} == {ActionKind.PUBLISH}
+
+
+def test_observation_timeouts_grow_with_the_requests_a_reading_needs() -> None:
+    limits = ObserveLimits(request_seconds=0.5)
+    assert limits.scaled(300.0, 0) == 300.0
+    # 10,000 sites bumped: a project and a deployment listing each at most, 4 a second.
+    assert limits.scaled(300.0, 20_000) == 300.0 + 10_000.0
 
 
 async def test_no_create_and_no_delete_when_the_hostname_listing_fails(
