@@ -47,6 +47,7 @@ from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action, JsonValue
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
+from reconciler.providers.shared_calls import deployment_poll_delays
 from reconciler.runtime.actions.world import World, guarded, text_of
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, Records
@@ -254,7 +255,7 @@ class PublishHandler:
             build_identity=inputs.identity,
             build_inputs=inputs.to_json(),
         )
-        info = await cf.get_project(project)
+        info = await cf.project(project)  # observation has just read it
         branch = info.production_branch if env == "production" else None
         branch = branch or (self.world.settings.preview_branch if env == "preview" else "main")
         tag = DeploymentTag(
@@ -307,7 +308,7 @@ class PublishHandler:
         hosts = hosts_of(after)
         if hosts:
             ctx.progress(f"{site} {env}: purging {len(hosts)} hosts")
-            await cf.purge_cache(hosts=hosts)
+            await cf.purge_hosts(hosts)  # shares a request with concurrent publishes
         ctx.checkpoint("publish.after-purge")
 
         await records.publish_live(
@@ -399,10 +400,14 @@ class PublishHandler:
         return max(matches, key=lambda d: (d.created_on, d.id))
 
     async def _wait(self, project: str, deployment: Deployment, ctx: ActionContext) -> Deployment:
-        """Poll until the deployment is no longer in progress, or the timeout passes."""
+        """Poll until the deployment is no longer in progress, or the timeout passes.
+
+        The first read waits as long as a deployment usually takes, the next ones back off.
+        """
         settings = self.world.settings
         deadline = ctx.now() + settings.deploy_timeout
+        delays = deployment_poll_delays(settings.deploy_expected, settings.deploy_poll_interval)
         while deployment.state == "in_progress" and ctx.now() < deadline:
-            await self.world.sleep(settings.deploy_poll_interval)
+            await self.world.sleep(min(next(delays), max(0.0, deadline - ctx.now())))
             deployment = await self.world.cloudflare.get_deployment(project, deployment.id)
         return deployment
