@@ -27,7 +27,7 @@ from reconciler.build.images import PreparedMedia, prepare_media, shown_images
 from reconciler.build.media import EncoderSettings
 from reconciler.errors import LoadError, ReconcilerError, SpecError
 from reconciler.providers.r2 import R2Store
-from reconciler.runtime.ledger import LedgerReader
+from reconciler.runtime.records import Records
 from reconciler.spec.load import load_directory
 from reconciler.wiring import ReadOnlyWorld, load_media, load_settings
 
@@ -103,7 +103,7 @@ async def _optimise(
     settings: Any, store: R2Store, site: str, versions: list[int]
 ) -> list[VersionReport]:
     async with ReadOnlyWorld(settings) as world:
-        contents = await LedgerReader(world.database).content([(site, v) for v in versions])
+        contents = await Records(world.database).content([(site, v) for v in versions])
     reports = []
     for version in versions:
         raw = contents.get((site, version))

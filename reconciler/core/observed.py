@@ -178,6 +178,16 @@ FAILED_SSL_STATUS = frozenset(
 )
 
 
+DOMAIN_DELETED = "deleted"
+"""``domains.status`` of a hostname gone from the zone (never a :func:`domain_status` result)."""
+
+DOMAIN_STATUSES = frozenset(
+    {"pending_validation", "pending_ssl", "active", "failed", "suspended", DOMAIN_DELETED}
+)
+"""The ``domains.status`` vocabulary (``migrations/0001``): :func:`domain_status`'s results and
+:data:`DOMAIN_DELETED`."""
+
+
 def domain_status(status: str, ssl_status: str | None, *, suspended: bool = False) -> str:
     """Cloudflare's statuses in the ``domains.status`` vocabulary of the runbooks.
 

@@ -35,7 +35,15 @@ from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action, JsonValue
 from reconciler.providers.d1 import Database, Row, SqlValue, Statement
 
-__all__ = ["IntentState", "Journal", "Prior", "outcome_from_json", "outcome_to_json"]
+__all__ = [
+    "CREATING_QUERY",
+    "IntentState",
+    "Journal",
+    "Prior",
+    "creating_hostnames",
+    "outcome_from_json",
+    "outcome_to_json",
+]
 
 
 class IntentState(StrEnum):
@@ -94,6 +102,31 @@ _FINISH = (
 _EVENT = (
     "INSERT INTO events (at, kind, resource, action_id, message, data) VALUES (?, ?, ?, ?, ?, ?)"
 )
+
+
+# The hostname creates the journal holds unfinished: pending (the process died mid-create) or
+# failed with an unknown outcome (read by runtime/records/domains.py for the observer).
+CREATING_QUERY = (
+    "SELECT target, payload FROM intents WHERE kind IN ('create_hostname', 'recreate_hostname') "
+    "AND (state = 'pending' OR (state = 'failed' "
+    "AND json_extract(outcome, '$.status') = 'failed_transient'))"
+)
+
+
+def creating_hostnames(rows: list[Row]) -> dict[str, tuple[str, str]]:
+    """hostname -> (site, tenant) from the payloads of :data:`CREATING_QUERY`'s rows."""
+    found: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        try:
+            payload = json.loads(str(row["payload"]))
+        except ValueError:
+            continue
+        if not isinstance(payload, dict):
+            continue
+        name, site, tenant = payload.get("hostname"), payload.get("site"), payload.get("tenant")
+        if isinstance(name, str) and isinstance(site, str) and isinstance(tenant, str):
+            found[name] = (site, tenant)
+    return found
 
 
 def _dumps(value: object) -> str:

@@ -6,7 +6,7 @@ mapping and awaits it with an :class:`~reconciler.runtime.handler.ActionContext`
 live in ``publish.py`` (publish, retry), ``rollback.py``, ``publish_record.py`` (a publish
 the plan blocked), ``purge.py`` (a manual purge), ``hostnames.py`` (custom hostnames),
 ``routes.py`` (the routing table and the dispatch Worker platform) and ``billing.py`` (mirror,
-locks, dunning); their D1 writes are in ``runtime/records.py``.
+locks, dunning); their D1 writes are in ``runtime/records/``.
 docs/actions.md describes each action, its records and why a crash at any point is safe.
 """
 

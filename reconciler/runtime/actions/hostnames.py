@@ -22,7 +22,7 @@ Crash safety, per action:
   when this action was left pending by an earlier run (``ctx.resumed``) or carries our marker,
   so a rerun after "hostname.after-create" returns the same hostname. A kill before the
   ``domains`` write leaves the journal's pending intent, which the next observation takes as
-  ours (``runtime/ledger.py``), so its ``record_hostname`` repairs the row.
+  ours (``runtime/records/``), so its ``record_hostname`` repairs the row.
 - recreate: delete the recorded id ("hostname.after-delete"; already gone is success), then
   create. A rerun after the create deletes nothing (the old id is gone) and adopts the new one.
 - update and retry_validation are PATCHes stating final values: repeating one is harmless.

@@ -10,7 +10,7 @@ Cloudflare adapter (Direct Upload, deployment status, rollback, purge) and
 
 A publish, step by step (checkpoints in quotes)::
 
-    building row ─▶ content_json ─▶ parse + build (time limit) ─▶ budget ─▶ deploying row
+    building row + content_json (one batch) ─▶ parse + build (time limit) ─▶ budget ─▶ deploying row
       ─▶ look for our deployment (resumed or an unfinished row) ─▶ upload  "publish.after-upload"
       ─▶ poll until live (timeout) ─▶ purge hosts  "publish.after-purge"
       ─▶ ONE batch: row live + previous live superseded + sites version + budget sizes
@@ -47,6 +47,7 @@ from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action, JsonValue
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
+from reconciler.providers.shared_calls import deployment_poll_delays
 from reconciler.runtime.actions.world import World, guarded, text_of
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, Records
@@ -190,23 +191,19 @@ class PublishHandler:
                     data={"deployment_id": done},
                 )
 
-        unfinished = await records.unfinished_publish(site, env, version)
-        if unfinished is not None:
-            row_id = unfinished.id
-        else:
-            row_id = await records.start_publish(
-                site=site,
-                tenant=tenant,
-                project=project,
-                environment=env,
-                version=version,
-                attempt=attempt,
-                commit=commit,
-                now=ctx.now(),
-            )
+        opened = await records.open_publish(
+            site=site,
+            tenant=tenant,
+            project=project,
+            environment=env,
+            version=version,
+            attempt=attempt,
+            commit=commit,
+            now=ctx.now(),
+        )
+        row_id, stored = opened.row_id, opened.content
         ctx.progress(f"{site} {env}: building version {version}")
 
-        stored = await records.version_content(site, version)
         if stored is None:
             return await self._failed(
                 action,
@@ -236,7 +233,7 @@ class PublishHandler:
             )
 
         sizes = _sizes(build)
-        budget = budget_of(after) or await records.budget_limits(site)
+        budget = budget_of(after) or opened.budget
         if budget is not None:
             violations = check_budget(
                 js_kb=build.js_kb,
@@ -258,7 +255,7 @@ class PublishHandler:
             build_identity=inputs.identity,
             build_inputs=inputs.to_json(),
         )
-        info = await cf.get_project(project)
+        info = await cf.project(project)  # observation has just read it
         branch = info.production_branch if env == "production" else None
         branch = branch or (self.world.settings.preview_branch if env == "preview" else "main")
         tag = DeploymentTag(
@@ -272,7 +269,7 @@ class PublishHandler:
         )
 
         deployment: Deployment | None = None
-        if ctx.resumed or unfinished is not None:
+        if ctx.resumed or opened.reused:
             deployment = await self._find_ours(project, env, tag)
         if deployment is None:
             ctx.progress(f"{site} {env}: uploading {len(build.files)} files")
@@ -311,7 +308,7 @@ class PublishHandler:
         hosts = hosts_of(after)
         if hosts:
             ctx.progress(f"{site} {env}: purging {len(hosts)} hosts")
-            await cf.purge_cache(hosts=hosts)
+            await cf.purge_hosts(hosts)  # shares a request with concurrent publishes
         ctx.checkpoint("publish.after-purge")
 
         await records.publish_live(
@@ -403,10 +400,14 @@ class PublishHandler:
         return max(matches, key=lambda d: (d.created_on, d.id))
 
     async def _wait(self, project: str, deployment: Deployment, ctx: ActionContext) -> Deployment:
-        """Poll until the deployment is no longer in progress, or the timeout passes."""
+        """Poll until the deployment is no longer in progress, or the timeout passes.
+
+        The first read waits as long as a deployment usually takes, the next ones back off.
+        """
         settings = self.world.settings
         deadline = ctx.now() + settings.deploy_timeout
+        delays = deployment_poll_delays(settings.deploy_expected, settings.deploy_poll_interval)
         while deployment.state == "in_progress" and ctx.now() < deadline:
-            await self.world.sleep(settings.deploy_poll_interval)
+            await self.world.sleep(min(next(delays), max(0.0, deadline - ctx.now())))
             deployment = await self.world.cloudflare.get_deployment(project, deployment.id)
         return deployment
