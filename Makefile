@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPM    ?= $(shell command -v npm)
 NODE_STAMP := node_modules/.installed
+# Test processes (pytest-xdist). Most of the suite waits on simulators and subprocesses rather
+# than computing, so four workers keep two cores busy; `make test WORKERS=0` runs serially.
+WORKERS ?= 4
 
 .PHONY: install node demo test check lint typecheck imports schemas bench lock sandbox clean
 
@@ -32,7 +35,7 @@ demo: install
 	$(BIN)/python -m reconciler.demo
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS)
 
 lint: install
 	$(BIN)/ruff check .
