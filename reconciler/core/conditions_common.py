@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from reconciler.core.observed import Observed, Source
+from reconciler.core.observed import GapReason, Observed, Source
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Action, ActionKind, Blocked
 
@@ -173,15 +173,11 @@ def verdicts_of(report: Report) -> Verdicts:
 
 def failed_sources(observed: Observed) -> set[Source]:
     """Sources whose reading failed (as opposed to being skipped by the pass on purpose)."""
-    return {
-        source
-        for source, reason in observed.incomplete.items()
-        if not reason.startswith(SKIPPED_PREFIX)
-    }
+    return {s for s, gap in observed.incomplete.items() if gap.reason is not GapReason.SKIPPED}
 
 
 SKIPPED_PREFIX = "not read by this pass"
-"""How the loop marks a provider it deliberately did not read (module rule 1)."""
+"""How the words of a :attr:`GapReason.SKIPPED` gap begin (module rule 1)."""
 
 
 def update(

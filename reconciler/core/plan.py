@@ -397,7 +397,9 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
             sorted(builder.blocked, key=lambda b: (b.tenant or "", b.site or "", b.target))
         ),
         notes=tuple(sorted(builder.notes, key=lambda n: (n.category, n.tenant or "", n.target))),
-        incomplete={source.value: reason for source, reason in sorted(observed.incomplete.items())},
+        incomplete={
+            source.value: gap.detail for source, gap in sorted(observed.incomplete.items())
+        },
     )
     selection = builder.settings.selection
     if not selection.narrowed:

@@ -198,8 +198,8 @@ class PlanBuilder:
 
     def incomplete(self, source: Source) -> str | None:
         """Why ``source`` could not be read this pass, in words; None when it was read."""
-        reason = self.observed.incomplete.get(source)
-        return None if reason is None else f"{UNREADABLE[source]} ({reason})"
+        gap = self.observed.incomplete.get(source)
+        return None if gap is None else f"{UNREADABLE[source]} ({gap.detail})"
 
     def ordered(self) -> tuple[Action, ...]:
         """The actions in dependency order, ties broken by lane, tenant, site, kind, target."""

@@ -31,10 +31,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from reconciler.core.conditions_common import SKIPPED_PREFIX, Coverage, resource_key
+from reconciler.core.conditions_common import Coverage, resource_key
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import Desired
-from reconciler.core.observed import Observed, Source
+from reconciler.core.observed import GapReason, Observed, Source
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import Action
 from reconciler.core.plan_site_levers import next_publish_retry
@@ -130,9 +130,9 @@ class Scheduler:
         """Every resource's verdict from this pass, in the order the queue hears them."""
         failed = self._failed_actions(report)
         unread = {
-            source: reason
-            for source, reason in observed.incomplete.items()
-            if not reason.startswith(SKIPPED_PREFIX) and not reason.startswith("not configured")
+            source: gap.detail
+            for source, gap in observed.incomplete.items()
+            if gap.reason not in (GapReason.SKIPPED, GapReason.UNCONFIGURED)
         }
         if key.startswith(("Site/", "Tenant/")) and any(s in _ESSENTIAL_SOURCES for s in unread):
             reason = "; ".join(f"{s.value}: {r}" for s, r in sorted(unread.items()))

@@ -10,7 +10,15 @@ from reconciler.core.conditions_common import SKIPPED_PREFIX, ConditionUpdate, C
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling, Invoice
-from reconciler.core.observed import Observed, ObservedHostname, PublishRecord, SiteLedger, Source
+from reconciler.core.observed import (
+    Gap,
+    GapReason,
+    Observed,
+    ObservedHostname,
+    PublishRecord,
+    SiteLedger,
+    Source,
+)
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Plan, build_plan
 from reconciler.spec.load import Specs, load_directory
@@ -91,7 +99,7 @@ def test_a_site_live_at_its_version_is_synced_and_ready_at_the_pass_commit() -> 
             "acmebakery.com": hostname("acmebakery.com"),
         },
         scope=frozenset({"acme-home"}),
-        incomplete={Source.STRIPE: f"{SKIPPED_PREFIX}: test"},
+        incomplete={Source.STRIPE: Gap(GapReason.SKIPPED, f"{SKIPPED_PREFIX}: test")},
     )
     _, found = run(observed, sites=frozenset({"acme-home"}))
     assert found[("Site/acme-home", "Ready")].status is True
@@ -107,7 +115,7 @@ def test_a_publish_blocked_by_an_unreadable_pages_listing_leaves_the_site_unsync
         ledger={"acme-home": live("acme-home", 11)},
         hostnames={"www.acmebakery.com": hostname("www.acmebakery.com", status="pending")},
         scope=frozenset({"acme-home"}),
-        incomplete={Source.PAGES: "HTTP 503"},
+        incomplete={Source.PAGES: Gap(GapReason.FAILED, "HTTP 503")},
     )
     _, found = run(observed, sites=frozenset({"acme-home"}))
     synced = found[("Site/acme-home", "Synced")]
@@ -123,7 +131,7 @@ def test_hostname_conditions_are_left_alone_when_the_pass_did_not_list_hostnames
         at=NOW,
         ledger={"acme-home": live("acme-home", 12)},
         scope=frozenset({"acme-home"}),
-        incomplete={Source.HOSTNAMES: f"{SKIPPED_PREFIX}: billing sweep"},
+        incomplete={Source.HOSTNAMES: Gap(GapReason.SKIPPED, f"{SKIPPED_PREFIX}: billing sweep")},
     )
     _, found = run(observed, sites=frozenset({"acme-home"}))
     assert not any(resource.startswith("Hostname/") for resource, _ in found)
@@ -134,7 +142,7 @@ def test_an_unreadable_hostname_listing_gives_unknown_not_a_guess() -> None:
         at=NOW,
         ledger={"acme-home": live("acme-home", 12)},
         scope=frozenset({"acme-home"}),
-        incomplete={Source.HOSTNAMES: "HTTP 500"},
+        incomplete={Source.HOSTNAMES: Gap(GapReason.FAILED, "HTTP 500")},
     )
     _, found = run(observed, sites=frozenset({"acme-home"}))
     dns = found[("Hostname/acmebakery.com", "DNSConfigured")]
