@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from reconciler.core.observed import GapReason, Observed, Source
+from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Action, ActionKind, Blocked
 
@@ -172,8 +172,8 @@ def verdicts_of(report: Report) -> Verdicts:
 
 
 def failed_sources(observed: Observed) -> set[Source]:
-    """Sources whose reading failed (as opposed to being skipped by the pass on purpose)."""
-    return {s for s, gap in observed.incomplete.items() if gap.reason is not GapReason.SKIPPED}
+    """Sources whose reading went wrong (:attr:`Gap.failed`), not skipped or unconfigured."""
+    return set(observed.failed())
 
 
 SKIPPED_PREFIX = "not read by this pass"

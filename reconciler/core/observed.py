@@ -9,7 +9,8 @@ Rules:
 
 1. A provider not read in full is named in ``incomplete`` with a :class:`Gap`: a closed reason
    and the words for people. The planner makes no create and no delete that depends on it;
-   :attr:`Gap.unreadable` says whether the CLI refuses to plan.
+   :attr:`Gap.failed` alone says whether the reading went wrong (conditions and the daemon's
+   scheduling both ask it) and :attr:`Gap.unreadable` whether the CLI refuses to plan.
 2. Hostnames are canonical, as in ``Desired``.
 3. ``owned`` means our own records say we created the hostname: the D1 ``domains`` row
    records its custom hostname id, or the intent journal holds our create of it (a run killed
@@ -60,6 +61,7 @@ class GapReason(StrEnum):
     DISCONNECTED = "disconnected"  # read, and found not connected (the WhatsApp instance)
 
 
+_FAILED = frozenset({GapReason.FAILED, GapReason.TIMED_OUT, GapReason.DISCONNECTED})
 _UNREADABLE = frozenset({GapReason.FAILED, GapReason.TIMED_OUT})
 
 
@@ -69,6 +71,15 @@ class Gap:
 
     reason: GapReason
     detail: str  # the words plans, conditions and logs show (unchanged by the reason)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the reading went wrong, so reading again may help.
+
+        A provider not configured or skipped on purpose is not a failed reading: nothing is
+        wrong with it, and reading again changes nothing until a setting or the pass does.
+        """
+        return self.reason in _FAILED
 
     @property
     def unreadable(self) -> bool:
@@ -318,6 +329,10 @@ class Observed:
     def unreadable(self) -> frozenset[Source]:
         """The sources whose reading errored or went unanswered (:attr:`Gap.unreadable`)."""
         return frozenset(s for s, gap in self.incomplete.items() if gap.unreadable)
+
+    def failed(self) -> frozenset[Source]:
+        """The sources whose reading went wrong (:attr:`Gap.failed`): the one rule for all."""
+        return frozenset(s for s, gap in self.incomplete.items() if gap.failed)
 
     def digest(self) -> str:
         """A canonical hash of every observed fact except the observation time."""

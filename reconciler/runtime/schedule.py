@@ -34,7 +34,7 @@ from enum import StrEnum
 from reconciler.core.conditions_common import Coverage, resource_key
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import Desired
-from reconciler.core.observed import GapReason, Observed, Source
+from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import Action
 from reconciler.core.plan_site_levers import next_publish_retry
@@ -129,11 +129,7 @@ class Scheduler:
     def results(self, key: str, specs: Specs, observed: Observed, report: Report) -> list[Result]:
         """Every resource's verdict from this pass, in the order the queue hears them."""
         failed = self._failed_actions(report)
-        unread = {
-            source: gap.detail
-            for source, gap in observed.incomplete.items()
-            if gap.reason not in (GapReason.SKIPPED, GapReason.UNCONFIGURED)
-        }
+        unread = {source: observed.incomplete[source].detail for source in observed.failed()}
         if key.startswith(("Site/", "Tenant/")) and any(s in _ESSENTIAL_SOURCES for s in unread):
             reason = "; ".join(f"{s.value}: {r}" for s, r in sorted(unread.items()))
             failed.setdefault(

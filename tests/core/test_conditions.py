@@ -165,6 +165,40 @@ def test_a_failed_billing_sync_makes_the_tenant_unsynced_with_the_error_as_last_
     assert found[("Tenant/acme", "PaymentCurrent")].status is True
 
 
+def test_a_provider_not_configured_is_not_a_failed_reading() -> None:
+    """Conditions and the daemon's scheduling disagreed on a provider that is not configured.
+
+    Conditions counted it as a failed reading (Stripe unset: the tenant "could not be read",
+    BillingUnknown) while the scheduler ignored it (no re-read: reading again changes nothing
+    until a setting does). One rule now decides for both, ``Gap.failed`` through
+    ``Observed.failed()``: only an error, no answer or a closed gateway is a failed reading.
+    """
+    unset = Gap(GapReason.UNCONFIGURED, "not configured: set STRIPE_API_KEY")
+    observed = Observed(at=NOW, incomplete={Source.STRIPE: unset})
+    assert observed.failed() == frozenset()
+    _, found = run(observed, tenants=frozenset({"acme"}))
+    tenant = {condition for resource, condition in found if resource == "Tenant/acme"}
+    assert tenant == {"Stuck"}  # no BillingUnknown, and no guess at PaymentCurrent
+
+    down = Gap(GapReason.FAILED, "HTTP 503")
+    observed = Observed(at=NOW, incomplete={Source.STRIPE: down})
+    assert observed.failed() == frozenset({Source.STRIPE})
+    _, found = run(observed, tenants=frozenset({"acme"}))
+    payment = found[("Tenant/acme", "PaymentCurrent")]
+    assert (payment.status, payment.reason, payment.last_error) == (
+        None,
+        "BillingUnknown",
+        "HTTP 503",
+    )
+
+
+def test_only_an_error_no_answer_or_a_closed_gateway_is_a_failed_reading() -> None:
+    failed = {reason for reason in GapReason if Gap(reason, "why").failed}
+    assert failed == {GapReason.FAILED, GapReason.TIMED_OUT, GapReason.DISCONNECTED}
+    unreadable = {reason for reason in GapReason if Gap(reason, "why").unreadable}
+    assert unreadable == {GapReason.FAILED, GapReason.TIMED_OUT}
+
+
 def test_a_key_the_queue_gave_up_on_is_stuck_with_its_last_error() -> None:
     observed = Observed(at=NOW, ledger={"acme-home": live("acme-home", 12)})
     _, found = run(
