@@ -54,8 +54,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import converged, fleetgen
+from reconciler.core.lane import Lane
 from reconciler.core.observed import Source
-from reconciler.providers.ratelimit import Lane
 from reconciler.runtime.loop import SWEEP_ALL, SWEEP_HOSTNAMES, Daemon, LoopSettings, guarded_client
 from reconciler.sandbox.world import Sandbox
 from reconciler.spec.load import Specs, load_directory

@@ -50,6 +50,7 @@ from typing import Any
 import httpx
 
 from reconciler.build.site import AssetStore
+from reconciler.core.lane import Lane
 from reconciler.core.observed import Gap, GapReason, Source
 from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.core.render import Rate
@@ -62,7 +63,7 @@ from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.providers.dns import Resolver, SandboxResolver, SystemResolver
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.r2 import R2Store
-from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.stripe import StripeBilling
 from reconciler.redact import register
 from reconciler.runtime.actions import ActionSettings, RoutingConfig, World, handlers_for

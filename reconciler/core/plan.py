@@ -62,6 +62,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 from reconciler.core.desired import Desired
+from reconciler.core.lane import Lane
 from reconciler.core.levers import Selection, narrow
 from reconciler.core.observed import Observed, Source
 from reconciler.core.policy import BlastRadius
@@ -109,13 +110,6 @@ class Cause(StrEnum):
 
     CHANGE = "change"
     DRIFT = "drift"
-
-
-class Lane(StrEnum):
-    """Priority: urgent work (rollbacks, unlocks) before changes."""
-
-    URGENT = "urgent"
-    CHANGE = "change"
 
 
 # How a failed reading is named in reasons: "custom hostnames could not be listed (HTTP 503)".

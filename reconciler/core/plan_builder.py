@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
 from reconciler.core.desired import Desired
+from reconciler.core.lane import Lane
 from reconciler.core.levers import Forced, Lever, LeverKind, levers_on
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import (
@@ -25,7 +26,6 @@ from reconciler.core.plan import (
     Blocked,
     Cause,
     JsonValue,
-    Lane,
     Note,
     PlanSettings,
     action_identity,
@@ -254,7 +254,7 @@ _LEVER_KINDS: Mapping[LeverKind, ActionKind] = {
 
 def _sort_key(action: Action) -> tuple[int, str, str, int, bool, str]:
     return (
-        0 if action.lane is Lane.URGENT else 1,
+        action.lane.rank,
         action.tenant or "",
         action.site or "",
         _KIND_ORDER[action.kind],

@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from reconciler.core.conditions_common import SKIPPED_PREFIX
+from reconciler.core.lane import Lane
 from reconciler.core.observed import Gap, GapReason, Source
 from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.errors import MigrationError, PlanError
-from reconciler.providers.ratelimit import Lane
 from reconciler.redact import redact
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.convergence import Convergence

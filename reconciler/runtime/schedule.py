@@ -34,11 +34,11 @@ from enum import StrEnum
 from reconciler.core.conditions_common import Coverage, resource_key
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import Desired
+from reconciler.core.lane import Lane
 from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import Action
 from reconciler.core.plan_site_levers import next_publish_retry
-from reconciler.providers.ratelimit import Lane
 from reconciler.redact import redact
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings
 from reconciler.runtime.scope import KeyScope, Reading

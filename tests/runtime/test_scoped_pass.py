@@ -16,7 +16,7 @@ import pytest
 
 from reconciler.core.desired import Desired, derive
 from reconciler.core.facts import CustomerBilling
-from reconciler.providers.ratelimit import Lane
+from reconciler.core.lane import Lane
 from reconciler.runtime import pipeline
 from reconciler.runtime.loop import LoopSettings, PassResult
 from reconciler.spec.load import Specs
