@@ -230,7 +230,7 @@ async def _run(
         stripe=guarded_client(
             stripe, provider="stripe", breakers=world.breakers, metrics=world.metrics
         ),
-        unconfigured={k: v for k, v in clients.unconfigured.items() if k is not Source.STRIPE},
+        gaps={k: v for k, v in clients.gaps.items() if k is not Source.STRIPE},
     )
     meter = Meter(world, stripe)
     stop = asyncio.Event()
