@@ -54,8 +54,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import converged, fleetgen
+from reconciler.core.lane import Lane
 from reconciler.core.observed import Source
-from reconciler.providers.ratelimit import Lane
 from reconciler.runtime.loop import SWEEP_ALL, SWEEP_HOSTNAMES, Daemon, LoopSettings, guarded_client
 from reconciler.sandbox.world import Sandbox
 from reconciler.spec.load import Specs, load_directory
@@ -230,7 +230,7 @@ async def _run(
         stripe=guarded_client(
             stripe, provider="stripe", breakers=world.breakers, metrics=world.metrics
         ),
-        unconfigured={k: v for k, v in clients.unconfigured.items() if k is not Source.STRIPE},
+        gaps={k: v for k, v in clients.gaps.items() if k is not Source.STRIPE},
     )
     meter = Meter(world, stripe)
     stop = asyncio.Event()

@@ -22,8 +22,9 @@ import asyncio
 import math
 import time
 
+from reconciler.core.lane import Lane
 from reconciler.providers.cloudflare import HOSTNAMES_PER_PAGE, CloudflareClient
-from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.sandbox.world import Sandbox
 from reconciler.settings import Settings
 

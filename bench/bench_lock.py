@@ -141,7 +141,7 @@ async def after(world: Sandbox, specs: Specs) -> tuple[int, int, float, int]:
     stripe = converged.FakeStripe(["cus_bench"], invoices={"cus_bench": overdue(now)})
     started = time.perf_counter()
     async with ReadOnlyWorld(settings) as readers:
-        clients = replace(readers.clients, stripe=stripe, unconfigured={})
+        clients = replace(readers.clients, stripe=stripe, gaps={})
         observed = await observe(specs, clients=clients, now=now)
         plan = build_plan(
             derive(specs, observed.billing, now=now), observed, readers.plan_settings()

@@ -80,7 +80,7 @@ async def _full_plan(world: Sandbox, specs: Specs, rate: str) -> tuple[int, floa
     customers = [t.spec.stripe.customer for t in specs.tenants.values()]
     started = time.perf_counter()
     async with ReadOnlyWorld(load_settings(env)) as readers:
-        clients = replace(readers.clients, stripe=converged.FakeStripe(customers), unconfigured={})
+        clients = replace(readers.clients, stripe=converged.FakeStripe(customers), gaps={})
         observed = await observe(specs, clients=clients, now=world.clock.now())
         requests = readers.requests().get("cloudflare", 0)
     plan = build_plan(derive(specs, observed.billing, now=observed.at), observed)

@@ -50,7 +50,8 @@ from typing import Any
 import httpx
 
 from reconciler.build.site import AssetStore
-from reconciler.core.observed import Source
+from reconciler.core.lane import Lane
+from reconciler.core.observed import Gap, GapReason, Source
 from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.core.render import Rate
 from reconciler.core.routing import DesiredPlatform
@@ -62,7 +63,7 @@ from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.providers.dns import Resolver, SandboxResolver, SystemResolver
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.r2 import R2Store
-from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.stripe import StripeBilling
 from reconciler.redact import register
 from reconciler.runtime.actions import ActionSettings, RoutingConfig, World, handlers_for
@@ -356,7 +357,7 @@ class ReadOnlyWorld:
             stripe=self.stripe,
             evolution=self.evolution,
             assets=assets,
-            unconfigured=unconfigured,
+            gaps={s: Gap(GapReason.UNCONFIGURED, r) for s, r in unconfigured.items()},
             dns=self.resolver,
             cname_target=settings.dns.cname_target or None,
             kv=self.kv,
@@ -701,7 +702,7 @@ class DaemonWorld:
             stripe=reader(read.stripe, "stripe"),
             evolution=reader(read.evolution, "whatsapp"),
             assets=read.assets,
-            unconfigured=read.unconfigured,
+            gaps=read.gaps,
             dns=read.dns,
             cname_target=read.cname_target,
             kv=reader(read.kv, "cloudflare"),

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from reconciler.core.lane import Lane
 from reconciler.core.plan import ActionKind
-from reconciler.providers.ratelimit import Lane
 from reconciler.runtime.checkpoints import CrashingCheckpoints
 from reconciler.runtime.handler import no_checkpoints
 from reconciler.wiring import (

@@ -372,8 +372,7 @@ def unreadable_lines(observed: Observed, settings: Settings) -> list[str]:
         provider = PROVIDERS[source]
         if provider in lines:
             continue
-        reason = observed.incomplete.get(source, "no answer")
-        reason = reason.removeprefix(f"{provider}: ")
+        reason = observed.incomplete[source].detail.removeprefix(f"{provider}: ")
         where = endpoint(source, settings)
         lines[provider] = f"{provider} could not be read at {where}: {reason}"
     return list(lines.values())

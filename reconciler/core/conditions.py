@@ -210,7 +210,7 @@ def _tenant(
     failed = failed_sources(observed)
     if Source.STRIPE in failed or Source.D1 in failed:
         source = Source.STRIPE if Source.STRIPE in failed else Source.D1
-        error = observed.incomplete[source]
+        error = observed.incomplete[source].detail
         result.append(
             update(
                 key,

@@ -172,16 +172,12 @@ def verdicts_of(report: Report) -> Verdicts:
 
 
 def failed_sources(observed: Observed) -> set[Source]:
-    """Sources whose reading failed (as opposed to being skipped by the pass on purpose)."""
-    return {
-        source
-        for source, reason in observed.incomplete.items()
-        if not reason.startswith(SKIPPED_PREFIX)
-    }
+    """Sources whose reading went wrong (:attr:`Gap.failed`), not skipped or unconfigured."""
+    return set(observed.failed())
 
 
 SKIPPED_PREFIX = "not read by this pass"
-"""How the loop marks a provider it deliberately did not read (module rule 1)."""
+"""How the words of a :attr:`GapReason.SKIPPED` gap begin (module rule 1)."""
 
 
 def update(

@@ -41,7 +41,7 @@ def site_conditions(
     scope = {"commit": commit, "tenant": site.tenant, "site": site.name}
     result: list[ConditionUpdate] = []
     if Source.D1 in failed_sources(observed):
-        error = observed.incomplete[Source.D1]
+        error = observed.incomplete[Source.D1].detail
         # Not Synced (the change waits on the reading); Ready is not known.
         for condition, status in ((Condition.SYNCED, False), (Condition.READY, None)):
             result.append(
@@ -204,7 +204,7 @@ def hostname_conditions(
     key = f"Hostname/{want.hostname}"
     scope = {"commit": commit, "tenant": want.tenant, "site": want.site}
     if not observed.is_complete(Source.HOSTNAMES):
-        error = observed.incomplete[Source.HOSTNAMES]
+        error = observed.incomplete[Source.HOSTNAMES].detail
         return [
             update(
                 key,

@@ -7,8 +7,10 @@ world has moved (``StalePlanError``).
 
 Rules:
 
-1. A provider whose reading failed is named in ``incomplete`` with the reason; the planner makes
-   no create and no delete that depends on it.
+1. A provider not read in full is named in ``incomplete`` with a :class:`Gap`: a closed reason
+   and the words for people. The planner makes no create and no delete that depends on it;
+   :attr:`Gap.failed` alone says whether the reading went wrong (conditions and the daemon's
+   scheduling both ask it) and :attr:`Gap.unreadable` whether the CLI refuses to plan.
 2. Hostnames are canonical, as in ``Desired``.
 3. ``owned`` means our own records say we created the hostname: the D1 ``domains`` row
    records its custom hostname id, or the intent journal holds our create of it (a run killed
@@ -47,6 +49,42 @@ class Source(StrEnum):
     WORKERS = "workers"
     ROUTES = "routes"  # the routing table (KV keys)
     PLATFORM = "platform"  # the dispatch Worker, its namespace, route and fallback origin
+
+
+class GapReason(StrEnum):
+    """Why a provider was not read in full."""
+
+    UNCONFIGURED = "unconfigured"  # no client: a setting is missing
+    SKIPPED = "skipped"  # this pass chose not to read it (a sweep, an open breaker, deferred)
+    FAILED = "failed"  # the provider answered with an error
+    TIMED_OUT = "timed_out"  # no answer within the reading's time limit
+    DISCONNECTED = "disconnected"  # read, and found not connected (the WhatsApp instance)
+
+
+_FAILED = frozenset({GapReason.FAILED, GapReason.TIMED_OUT, GapReason.DISCONNECTED})
+_UNREADABLE = frozenset({GapReason.FAILED, GapReason.TIMED_OUT})
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Why one provider was not read in full: a closed reason and the detail for people."""
+
+    reason: GapReason
+    detail: str  # the words plans, conditions and logs show (unchanged by the reason)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the reading went wrong, so reading again may help.
+
+        A provider not configured or skipped on purpose is not a failed reading: nothing is
+        wrong with it, and reading again changes nothing until a setting or the pass does.
+        """
+        return self.reason in _FAILED
+
+    @property
+    def unreadable(self) -> bool:
+        """Whether the provider errored or did not answer (the CLI refuses to plan then)."""
+        return self.reason in _UNREADABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,11 +309,7 @@ class Observed:
     builds: Mapping[tuple[str, int], BuildPreview] = field(default_factory=dict)
     # D1 ``sites`` rows of sites no spec declares (whole-fleet reads): site -> Pages project.
     unclaimed_projects: Mapping[str, str] = field(default_factory=dict)
-    incomplete: Mapping[Source, str] = field(default_factory=dict)  # source -> why
-    # Those of ``incomplete`` whose reading failed (an error or no answer), as opposed to a
-    # provider not configured, skipped on purpose, or read and found disconnected. Derived
-    # from the same readings as ``incomplete``, so the digest leaves it out.
-    unreadable: frozenset[Source] = frozenset()
+    incomplete: Mapping[Source, Gap] = field(default_factory=dict)  # source -> why
     scope: frozenset[str] | None = None  # sites observed (PR mode); None = the whole fleet
     cname_target: str | None = None  # the SaaS target the DNS checks compared with, if known
     workers: Mapping[str, ObservedWorker] = field(default_factory=dict)  # by script name
@@ -291,6 +325,15 @@ class Observed:
         """Whether ``source`` was read in full this time."""
         return source not in self.incomplete
 
+    @property
+    def unreadable(self) -> frozenset[Source]:
+        """The sources whose reading errored or went unanswered (:attr:`Gap.unreadable`)."""
+        return frozenset(s for s, gap in self.incomplete.items() if gap.unreadable)
+
+    def failed(self) -> frozenset[Source]:
+        """The sources whose reading went wrong (:attr:`Gap.failed`): the one rule for all."""
+        return frozenset(s for s, gap in self.incomplete.items() if gap.failed)
+
     def digest(self) -> str:
         """A canonical hash of every observed fact except the observation time."""
         payload = {
@@ -298,11 +341,13 @@ class Observed:
             for name in _field_names(self) or ()
             if name not in _UNDIGESTED and (name not in _DIGESTED_WHEN_SET or getattr(self, name))
         }
+        # Digested as the words alone, as before gaps had a reason: saved digests still match.
+        payload["incomplete"] = {s.value: g.detail for s, g in self.incomplete.items()}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-_UNDIGESTED = frozenset({"at", "unreadable"})
+_UNDIGESTED = frozenset({"at"})
 # Facts added after digests were first saved: digested only when present, so the digest of a
 # world without them (every saved plan, every golden file) is unchanged.
 _DIGESTED_WHEN_SET = frozenset(

@@ -62,6 +62,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 from reconciler.core.desired import Desired
+from reconciler.core.lane import Lane
 from reconciler.core.levers import Selection, narrow
 from reconciler.core.observed import Observed, Source
 from reconciler.core.policy import BlastRadius
@@ -109,13 +110,6 @@ class Cause(StrEnum):
 
     CHANGE = "change"
     DRIFT = "drift"
-
-
-class Lane(StrEnum):
-    """Priority: urgent work (rollbacks, unlocks) before changes."""
-
-    URGENT = "urgent"
-    CHANGE = "change"
 
 
 # How a failed reading is named in reasons: "custom hostnames could not be listed (HTTP 503)".
@@ -397,7 +391,9 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
             sorted(builder.blocked, key=lambda b: (b.tenant or "", b.site or "", b.target))
         ),
         notes=tuple(sorted(builder.notes, key=lambda n: (n.category, n.tenant or "", n.target))),
-        incomplete={source.value: reason for source, reason in sorted(observed.incomplete.items())},
+        incomplete={
+            source.value: gap.detail for source, gap in sorted(observed.incomplete.items())
+        },
     )
     selection = builder.settings.selection
     if not selection.narrowed:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
 from reconciler.core.desired import Desired
+from reconciler.core.lane import Lane
 from reconciler.core.levers import Forced, Lever, LeverKind, levers_on
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import (
@@ -25,7 +26,6 @@ from reconciler.core.plan import (
     Blocked,
     Cause,
     JsonValue,
-    Lane,
     Note,
     PlanSettings,
     action_identity,
@@ -198,8 +198,8 @@ class PlanBuilder:
 
     def incomplete(self, source: Source) -> str | None:
         """Why ``source`` could not be read this pass, in words; None when it was read."""
-        reason = self.observed.incomplete.get(source)
-        return None if reason is None else f"{UNREADABLE[source]} ({reason})"
+        gap = self.observed.incomplete.get(source)
+        return None if gap is None else f"{UNREADABLE[source]} ({gap.detail})"
 
     def ordered(self) -> tuple[Action, ...]:
         """The actions in dependency order, ties broken by lane, tenant, site, kind, target."""
@@ -254,7 +254,7 @@ _LEVER_KINDS: Mapping[LeverKind, ActionKind] = {
 
 def _sort_key(action: Action) -> tuple[int, str, str, int, bool, str]:
     return (
-        0 if action.lane is Lane.URGENT else 1,
+        action.lane.rank,
         action.tenant or "",
         action.site or "",
         _KIND_ORDER[action.kind],

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TypeVar, cast
 
+from reconciler.core.lane import Lane
 from reconciler.core.plan import (
     FORMAT_VERSION,
     Action,
@@ -43,7 +44,6 @@ from reconciler.core.plan import (
     Blocked,
     Cause,
     JsonValue,
-    Lane,
     Note,
     Plan,
     action_identity,

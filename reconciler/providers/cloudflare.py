@@ -44,6 +44,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 from reconciler.build.assethash import pages_asset_hash
+from reconciler.core.lane import Lane
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.providers.cloudflare_errors import (
     PROVIDER,
@@ -64,7 +65,7 @@ from reconciler.providers.cloudflare_models import (
 )
 from reconciler.providers.d1 import D1Result, SqlValue, inline_params, split_sql, strip_comments
 from reconciler.providers.http import DEFAULT_RETRY, Call, FormPart, HttpApi
-from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.providers.shared_calls import (
     PURGE_WINDOW,

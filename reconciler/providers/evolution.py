@@ -53,9 +53,10 @@ from typing import Any
 
 import httpx
 
+from reconciler.core.lane import Lane
 from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.http import Call, HttpApi
-from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.settings import EvolutionSettings
 

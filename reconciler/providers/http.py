@@ -55,8 +55,9 @@ from urllib.parse import quote
 
 import httpx
 
+from reconciler.core.lane import Lane
 from reconciler.errors import PermanentError, ProviderError, TransientError
-from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy, with_retries
 from reconciler.redact import redact, register
 

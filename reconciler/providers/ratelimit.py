@@ -7,8 +7,9 @@ same instance to every client that uses that credential; the adapters call :meth
 before each request and :meth:`pause_until` when the server answers 429 anyway (another tool on
 the same token, a smaller real limit).
 
-Callers that matter more go first: :meth:`acquire` takes a ``lane`` (lower number = higher
-priority, see :class:`Lane`) and waiters are served in lane order, then arrival order.
+Callers that matter more go first: :meth:`acquire` takes a ``lane`` (lower rank = higher
+priority, see :class:`~reconciler.core.lane.Lane`) and waiters are served in lane order, then
+arrival order.
 """
 
 from __future__ import annotations
@@ -18,16 +19,8 @@ import heapq
 import itertools
 import time
 from collections.abc import Awaitable, Callable
-from enum import IntEnum
 
-
-class Lane(IntEnum):
-    """Priority lanes for the shared budget; lower values are served first."""
-
-    URGENT = 0  # rollbacks, unlocks
-    CHANGE = 1  # publishes, domain fixes, dunning
-    SWEEP = 2  # drift sweeps and plan-time observation
-
+from reconciler.core.lane import Lane
 
 DEFAULT_MARGIN = 0.015  # share of the budget left to other users of the same credential
 DEFAULT_BURST_SHARE = 0.02  # share of the budget that may go out at once
@@ -133,7 +126,7 @@ class TokenBucket:
             self.acquired += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (int(lane), next(self._sequence), future))
+        heapq.heappush(self._waiters, (lane.rank, next(self._sequence), future))
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._serve())
         started = self._clock()

@@ -27,9 +27,9 @@ import logging
 from dataclasses import dataclass, replace
 
 from reconciler.core.conditions_common import ConditionUpdate
+from reconciler.core.lane import Lane
 from reconciler.core.plan import PlanSettings
 from reconciler.errors import LoadError, ProviderError, SpecError
-from reconciler.providers.ratelimit import Lane
 from reconciler.runtime.approvals import ApprovalLedger
 from reconciler.runtime.daemon_parts import DaemonParts
 from reconciler.runtime.gitfollow import ChangeSet

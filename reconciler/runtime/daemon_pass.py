@@ -11,7 +11,7 @@ Rules (docs/daemon.md, "The loop"):
 1. A pass for one key is observe (scoped to the key's sites) + derive + plan + execute, then
    conditions, metrics and timers. It derives once, only the key's sites and tenants
    (``derive(..., scope=...)``), and the planner, the conditions and the timers reuse it.
-2. A provider not read is marked incomplete with :data:`SKIPPED_PREFIX` (the key's reading
+2. A provider not read is marked incomplete with a ``SKIPPED`` gap (the key's reading
    skips it, or its breaker is open), and the planner then makes no decision that depends on
    it. A billing-sweep pass that finds a lock or unlock to do becomes a full pass.
 3. Breakers: a key whose essential provider's breaker is open is put back until the breaker's
@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from reconciler.core.conditions_common import SKIPPED_PREFIX
-from reconciler.core.observed import Source
+from reconciler.core.lane import Lane
+from reconciler.core.observed import Gap, GapReason, Source
 from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.errors import MigrationError, PlanError
-from reconciler.providers.ratelimit import Lane
 from reconciler.redact import redact
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.convergence import Convergence
@@ -61,6 +61,11 @@ _OPTIONAL: Mapping[Reading, tuple[str, ...]] = {
     Reading.BILLING_ONLY: ("stripe", "whatsapp"),
 }
 _ESCALATE = frozenset({ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK})
+
+
+def _skipped(why: str) -> Gap:
+    """A provider this pass chose not to read, and why (module rule 2)."""
+    return Gap(GapReason.SKIPPED, f"{SKIPPED_PREFIX}: {why}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +186,12 @@ class DaemonPass:
     def _clients(self, reading: Reading) -> ObserveClients:
         """The observe clients for ``reading``, minus what is skipped or breaker-open."""
         clients = self._parts.observe_clients
-        skipped: dict[Source, str] = {}
+        skipped: dict[Source, Gap] = {}
         if reading is Reading.NO_BILLING:
-            skipped[Source.STRIPE] = f"{SKIPPED_PREFIX}: the hostname sweep reads no billing"
-            skipped[Source.WHATSAPP] = f"{SKIPPED_PREFIX}: the hostname sweep sends nothing"
+            skipped[Source.STRIPE] = _skipped("the hostname sweep reads no billing")
+            skipped[Source.WHATSAPP] = _skipped("the hostname sweep sends nothing")
         if reading is Reading.BILLING_ONLY:
-            reason = f"{SKIPPED_PREFIX}: the billing sweep reads no Cloudflare"
+            reason = _skipped("the billing sweep reads no Cloudflare")
             skipped[Source.PAGES] = reason
             skipped[Source.HOSTNAMES] = reason
             skipped[Source.ROUTES] = reason
@@ -198,9 +203,7 @@ class DaemonPass:
                 and breakers[provider].state is BreakerState.OPEN
             ):
                 for source in sources:
-                    skipped.setdefault(
-                        source, f"{SKIPPED_PREFIX}: the {provider} circuit breaker is open"
-                    )
+                    skipped.setdefault(source, _skipped(f"the {provider} circuit breaker is open"))
         if clients.evolution is not None:
             # Read later, and only when a message could be sent (runtime/gateway.py).
             skipped.setdefault(Source.WHATSAPP, GATEWAY_DEFERRED)
@@ -211,7 +214,7 @@ class DaemonPass:
             workers=None if Source.HOSTNAMES in skipped else clients.workers,
             stripe=None if Source.STRIPE in skipped else clients.stripe,
             evolution=None,
-            unconfigured={**clients.unconfigured, **skipped},
+            gaps={**clients.gaps, **skipped},
         )
 
     async def _plan(self, key: str, context: PassContext, reading: Reading) -> tuple[Pass, Reading]:
@@ -237,7 +240,7 @@ class DaemonPass:
             made.desired, observed
         ):
             gap = await self.gateway.gap()
-            incomplete: dict[Source, str] = {
+            incomplete: dict[Source, Gap] = {
                 s: r for s, r in observed.incomplete.items() if s is not Source.WHATSAPP
             }
             if gap is not None:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from graphlib import TopologicalSorter
 
 from reconciler.core.outcome import Outcome, Report, Status
-from reconciler.core.plan import Action, ActionKind, Lane, Plan
+from reconciler.core.plan import Action, ActionKind, Plan
 from reconciler.errors import PermanentError, PlanError, ProviderError, TransientError
 from reconciler.runtime.handler import ActionContext, Checkpoints, Handler, no_checkpoints
 from reconciler.runtime.journal import Journal, Prior, outcome_from_json
@@ -159,7 +159,7 @@ async def execute(
     try:
         while sorter.is_active() and bug is None:
             ready.extend(by_id[action_id] for action_id in sorter.get_ready())
-            ready.sort(key=lambda a: (0 if a.lane is Lane.URGENT else 1, position[a.id]))
+            ready.sort(key=lambda a: (a.lane.rank, position[a.id]))
             progressed = False
             for action in list(ready):
                 failed_dep = _failed_dependency(action, by_id, run.outcomes)

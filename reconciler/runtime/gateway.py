@@ -20,13 +20,15 @@ from collections.abc import Callable
 
 from reconciler.core.conditions_common import SKIPPED_PREFIX
 from reconciler.core.desired import Desired
-from reconciler.core.observed import Observed
+from reconciler.core.observed import Gap, GapReason, Observed
 from reconciler.errors import ProviderError
 from reconciler.runtime.observe import ObserveClients
 
 __all__ = ["GATEWAY_DEFERRED", "GatewayGate", "sends_due"]
 
-GATEWAY_DEFERRED = f"{SKIPPED_PREFIX}: the gateway is read only when a message is due"
+GATEWAY_DEFERRED = Gap(
+    GapReason.SKIPPED, f"{SKIPPED_PREFIX}: the gateway is read only when a message is due"
+)
 
 
 class GatewayGate:
@@ -48,7 +50,7 @@ class GatewayGate:
         self._open_at: float | None = None  # when the gateway last answered "open"
         self._lock = asyncio.Lock()
 
-    async def gap(self) -> str | None:
+    async def gap(self) -> Gap | None:
         """Why no message can go out now (None: the gateway is open).
 
         An ``open`` answer is reused for ``ttl`` seconds: a gateway that drops within that
@@ -58,7 +60,7 @@ class GatewayGate:
         """
         gateway = self._clients.evolution
         if gateway is None:
-            return "the WhatsApp gateway is not configured"
+            return Gap(GapReason.UNCONFIGURED, "the WhatsApp gateway is not configured")
         async with self._lock:
             started = self._clock()
             opened = self._open_at
@@ -69,12 +71,12 @@ class GatewayGate:
                 async with asyncio.timeout(self._timeout):
                     state = await gateway.connection_state()
             except ProviderError as exc:
-                return str(exc)
+                return Gap(GapReason.FAILED, str(exc))
             except TimeoutError:
-                return f"no answer within {self._timeout:g} s"
+                return Gap(GapReason.TIMED_OUT, f"no answer within {self._timeout:g} s")
             text = str(getattr(state, "value", "close"))
             if text != "open":
-                return f"instance {gateway.instance} is {text}"
+                return Gap(GapReason.DISCONNECTED, f"instance {gateway.instance} is {text}")
             self._open_at = started
             return None
 

@@ -43,8 +43,8 @@ import asyncio
 import logging
 from typing import Any
 
+from reconciler.core.lane import Lane
 from reconciler.errors import ProviderError
-from reconciler.providers.ratelimit import Lane
 from reconciler.providers.stripe import WebhookEvent
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.commits import CommitIntake, lanes

@@ -24,9 +24,10 @@ Rules (DESIGN.md section 7):
    of the ownership verification. A failed lookup leaves the hostname unchecked; it never
    makes a reading incomplete.
 2. A provider whose reading fails (a ``ProviderError``, a timeout) is recorded in
-   ``Observed.incomplete`` with the reason and the other providers carry on; the planner then
-   makes no create and no delete that depends on it. A provider that is not configured is
-   incomplete too, with the setting to set as the reason.
+   ``Observed.incomplete`` as a ``Gap`` (``FAILED`` or ``TIMED_OUT``, with the words) and the
+   other providers carry on; the planner then makes no create and no delete that depends on
+   it. A provider that is not configured is incomplete too (``UNCONFIGURED``, with the setting
+   to set as the words); a WhatsApp instance found closed is ``DISCONNECTED``.
 3. A D1 database without the migrations' tables is an error (``MigrationError``), not an
    incomplete reading: nothing sensible can be planned until ``reconciler migrate`` runs.
 """
@@ -50,6 +51,8 @@ from reconciler.core.identity import is_stale, wanted_inputs
 from reconciler.core.observed import (
     BuildPreview,
     DomainRecord,
+    Gap,
+    GapReason,
     Observed,
     ObservedDeployment,
     ObservedHostname,
@@ -136,9 +139,9 @@ class GatewayReader(Protocol):
 class ObserveClients:
     """Read-only clients for one observation; None where a provider is not configured.
 
-    ``unconfigured`` says why a missing client is missing (the setting to set). ``dns`` looks
-    up stuck hostnames (None: no DNS check); ``cname_target`` is the SaaS zone's CNAME target
-    the customers' records must reach (None: not configured).
+    ``gaps`` says why a missing client is missing (the setting to set, or the pass's choice).
+    ``dns`` looks up stuck hostnames (None: no DNS check); ``cname_target`` is the SaaS zone's
+    CNAME target the customers' records must reach (None: not configured).
     """
 
     database: Database
@@ -146,7 +149,7 @@ class ObserveClients:
     stripe: BillingReader | None
     evolution: GatewayReader | None
     assets: AssetStore | None = None
-    unconfigured: Mapping[Source, str] = field(default_factory=dict)
+    gaps: Mapping[Source, Gap] = field(default_factory=dict)
     dns: Resolver | None = None
     cname_target: str | None = None
     kv: KvReader | None = None  # the routing table (None: routing not configured)
@@ -189,8 +192,7 @@ class _Readings:
     routing: RoutingReading | None = None
     platform: ObservedPlatform | None = None
     billing: dict[str, CustomerBilling] = field(default_factory=dict)
-    incomplete: dict[Source, str] = field(default_factory=dict)
-    unreadable: set[Source] = field(default_factory=set)  # failed readings, not skipped ones
+    incomplete: dict[Source, Gap] = field(default_factory=dict)
     fatal: MigrationError | None = None
 
 
@@ -246,7 +248,7 @@ async def observe(
         wanted |= {_canonical(h) for h in hostnames}
         lookups = sorted(wanted)
 
-    readings = _Readings(incomplete=dict(clients.unconfigured))
+    readings = _Readings(incomplete=dict(clients.gaps))
 
     async def read_d1() -> None:
         reader = Records(clients.database)
@@ -293,7 +295,9 @@ async def observe(
     async def read_gateway(gateway: GatewayReader) -> None:
         state = str(getattr(await gateway.connection_state(), "value", "close"))
         if state != "open":
-            readings.incomplete[Source.WHATSAPP] = f"instance {gateway.instance} is {state}"
+            readings.incomplete[Source.WHATSAPP] = Gap(
+                GapReason.DISCONNECTED, f"instance {gateway.instance} is {state}"
+            )
         say(f"whatsapp: instance {gateway.instance} is {state}")
 
     async with asyncio.TaskGroup() as group:
@@ -319,7 +323,9 @@ async def observe(
                 )
             )
         else:
-            readings.incomplete.setdefault(Source.ROUTES, "not configured")
+            readings.incomplete.setdefault(
+                Source.ROUTES, Gap(GapReason.UNCONFIGURED, "not configured")
+            )
         if clients.stripe is not None and customers:
             group.create_task(
                 _guard(readings, Source.STRIPE, limits.stripe, read_stripe(clients.stripe))
@@ -405,7 +411,6 @@ async def observe(
         builds=dict(sorted(builds.items())),
         unclaimed_projects=_unclaimed_projects(specs, ledger),
         incomplete=dict(sorted(readings.incomplete.items())),
-        unreadable=frozenset(readings.unreadable),
         scope=frozenset(scope) if scope is not None else None,
         cname_target=clients.cname_target or None,
         routes=readings.routing.routes if readings.routing is not None else {},
@@ -440,7 +445,9 @@ async def _observe_workers(
     if not scripts:
         return workers, rollouts
     if clients.worker_versions is None:
-        readings.incomplete[Source.WORKERS] = "not configured: no Cloudflare client"
+        readings.incomplete[Source.WORKERS] = Gap(
+            GapReason.UNCONFIGURED, "not configured: no Cloudflare client"
+        )
         return workers, rollouts
 
     async def read(reader: WorkersReader) -> None:
@@ -462,16 +469,10 @@ async def _guard(
     except MigrationError as exc:
         readings.fatal = readings.fatal or exc
     except ProviderError as exc:
-        _unreadable(readings, source, str(exc))
+        readings.incomplete.setdefault(source, Gap(GapReason.FAILED, str(exc)))
     except TimeoutError:
-        _unreadable(readings, source, f"no answer within {seconds:g} s")
-
-
-def _unreadable(readings: _Readings, source: Source, reason: str) -> None:
-    """Mark ``source`` incomplete because its reading failed (the first reason stands)."""
-    if source not in readings.incomplete:
-        readings.incomplete[source] = reason
-        readings.unreadable.add(source)
+        gap = Gap(GapReason.TIMED_OUT, f"no answer within {seconds:g} s")
+        readings.incomplete.setdefault(source, gap)  # the first reason stands
 
 
 async def _all(work: Iterable[Awaitable[T]]) -> list[T]:

@@ -31,14 +31,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from reconciler.core.conditions_common import SKIPPED_PREFIX, Coverage, resource_key
+from reconciler.core.conditions_common import Coverage, resource_key
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import Desired
+from reconciler.core.lane import Lane
 from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import Action
 from reconciler.core.plan_site_levers import next_publish_retry
-from reconciler.providers.ratelimit import Lane
 from reconciler.redact import redact
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings
 from reconciler.runtime.scope import KeyScope, Reading
@@ -129,11 +129,7 @@ class Scheduler:
     def results(self, key: str, specs: Specs, observed: Observed, report: Report) -> list[Result]:
         """Every resource's verdict from this pass, in the order the queue hears them."""
         failed = self._failed_actions(report)
-        unread = {
-            source: reason
-            for source, reason in observed.incomplete.items()
-            if not reason.startswith(SKIPPED_PREFIX) and not reason.startswith("not configured")
-        }
+        unread = {source: observed.incomplete[source].detail for source in observed.failed()}
         if key.startswith(("Site/", "Tenant/")) and any(s in _ESSENTIAL_SOURCES for s in unread):
             reason = "; ".join(f"{s.value}: {r}" for s, r in sorted(unread.items()))
             failed.setdefault(

@@ -5,7 +5,7 @@ Called by the daemon loop (``runtime/loop.py``): Git diffs, webhooks and sweeps 
 a key, reconcile it, report ``success`` or ``failure`` and then call ``done``. Deadlines found
 while reconciling (a validation timeout, the next dunning day, a lock threshold) come back as
 ``wake_at`` timers. It calls nothing but the injected clock and sleep; lanes are the shared
-:class:`~reconciler.providers.ratelimit.Lane` priorities (urgent, change, sweep).
+`~reconciler.core.lane.Lane` priorities (urgent, change, sweep).
 
 Rules (controller-runtime's workqueue semantics, plus per-resource failure memory):
 
@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.providers.ratelimit import Lane
+from reconciler.core.lane import Lane
 
 __all__ = [
     "BACKOFF_BASE",
@@ -216,10 +216,10 @@ class WorkQueue:
     def _enqueue(self, key: str, lane: Lane, ready_at: float) -> None:
         entry = self._entries.get(key)
         if entry is not None:
-            if lane >= entry.lane and ready_at >= entry.ready_at:
+            if lane.rank >= entry.lane.rank and ready_at >= entry.ready_at:
                 return
             self._depth[entry.lane] -= 1
-            entry.lane = min(entry.lane, lane)
+            entry.lane = min(entry.lane, lane, key=_rank)
             entry.ready_at = min(entry.ready_at, ready_at)
             entry.version = next(self._versions)
         else:
@@ -461,4 +461,9 @@ class WorkQueue:
 def _merge(current: tuple[Lane, float] | None, lane: Lane, ready_at: float) -> tuple[Lane, float]:
     if current is None:
         return lane, ready_at
-    return min(current[0], lane), min(current[1], ready_at)
+    return min(current[0], lane, key=_rank), min(current[1], ready_at)
+
+
+def _rank(lane: Lane) -> int:
+    """The key that orders lanes by priority (:attr:`Lane.rank`)."""
+    return lane.rank

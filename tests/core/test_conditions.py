@@ -10,7 +10,15 @@ from reconciler.core.conditions_common import SKIPPED_PREFIX, ConditionUpdate, C
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling, Invoice
-from reconciler.core.observed import Observed, ObservedHostname, PublishRecord, SiteLedger, Source
+from reconciler.core.observed import (
+    Gap,
+    GapReason,
+    Observed,
+    ObservedHostname,
+    PublishRecord,
+    SiteLedger,
+    Source,
+)
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Plan, build_plan
 from reconciler.spec.load import Specs, load_directory
@@ -91,7 +99,7 @@ def test_a_site_live_at_its_version_is_synced_and_ready_at_the_pass_commit() -> 
             "acmebakery.com": hostname("acmebakery.com"),
         },
         scope=frozenset({"acme-home"}),
-        incomplete={Source.STRIPE: f"{SKIPPED_PREFIX}: test"},
+        incomplete={Source.STRIPE: Gap(GapReason.SKIPPED, f"{SKIPPED_PREFIX}: test")},
     )
     _, found = run(observed, sites=frozenset({"acme-home"}))
     assert found[("Site/acme-home", "Ready")].status is True
@@ -107,7 +115,7 @@ def test_a_publish_blocked_by_an_unreadable_pages_listing_leaves_the_site_unsync
         ledger={"acme-home": live("acme-home", 11)},
         hostnames={"www.acmebakery.com": hostname("www.acmebakery.com", status="pending")},
         scope=frozenset({"acme-home"}),
-        incomplete={Source.PAGES: "HTTP 503"},
+        incomplete={Source.PAGES: Gap(GapReason.FAILED, "HTTP 503")},
     )
     _, found = run(observed, sites=frozenset({"acme-home"}))
     synced = found[("Site/acme-home", "Synced")]
@@ -123,7 +131,7 @@ def test_hostname_conditions_are_left_alone_when_the_pass_did_not_list_hostnames
         at=NOW,
         ledger={"acme-home": live("acme-home", 12)},
         scope=frozenset({"acme-home"}),
-        incomplete={Source.HOSTNAMES: f"{SKIPPED_PREFIX}: billing sweep"},
+        incomplete={Source.HOSTNAMES: Gap(GapReason.SKIPPED, f"{SKIPPED_PREFIX}: billing sweep")},
     )
     _, found = run(observed, sites=frozenset({"acme-home"}))
     assert not any(resource.startswith("Hostname/") for resource, _ in found)
@@ -134,7 +142,7 @@ def test_an_unreadable_hostname_listing_gives_unknown_not_a_guess() -> None:
         at=NOW,
         ledger={"acme-home": live("acme-home", 12)},
         scope=frozenset({"acme-home"}),
-        incomplete={Source.HOSTNAMES: "HTTP 500"},
+        incomplete={Source.HOSTNAMES: Gap(GapReason.FAILED, "HTTP 500")},
     )
     _, found = run(observed, sites=frozenset({"acme-home"}))
     dns = found[("Hostname/acmebakery.com", "DNSConfigured")]
@@ -155,6 +163,40 @@ def test_a_failed_billing_sync_makes_the_tenant_unsynced_with_the_error_as_last_
     synced = found[("Tenant/acme", "Synced")]
     assert (synced.status, synced.reason, synced.last_error) == (False, "BillingSyncFailed", "boom")
     assert found[("Tenant/acme", "PaymentCurrent")].status is True
+
+
+def test_a_provider_not_configured_is_not_a_failed_reading() -> None:
+    """Conditions and the daemon's scheduling disagreed on a provider that is not configured.
+
+    Conditions counted it as a failed reading (Stripe unset: the tenant "could not be read",
+    BillingUnknown) while the scheduler ignored it (no re-read: reading again changes nothing
+    until a setting does). One rule now decides for both, ``Gap.failed`` through
+    ``Observed.failed()``: only an error, no answer or a closed gateway is a failed reading.
+    """
+    unset = Gap(GapReason.UNCONFIGURED, "not configured: set STRIPE_API_KEY")
+    observed = Observed(at=NOW, incomplete={Source.STRIPE: unset})
+    assert observed.failed() == frozenset()
+    _, found = run(observed, tenants=frozenset({"acme"}))
+    tenant = {condition for resource, condition in found if resource == "Tenant/acme"}
+    assert tenant == {"Stuck"}  # no BillingUnknown, and no guess at PaymentCurrent
+
+    down = Gap(GapReason.FAILED, "HTTP 503")
+    observed = Observed(at=NOW, incomplete={Source.STRIPE: down})
+    assert observed.failed() == frozenset({Source.STRIPE})
+    _, found = run(observed, tenants=frozenset({"acme"}))
+    payment = found[("Tenant/acme", "PaymentCurrent")]
+    assert (payment.status, payment.reason, payment.last_error) == (
+        None,
+        "BillingUnknown",
+        "HTTP 503",
+    )
+
+
+def test_only_an_error_no_answer_or_a_closed_gateway_is_a_failed_reading() -> None:
+    failed = {reason for reason in GapReason if Gap(reason, "why").failed}
+    assert failed == {GapReason.FAILED, GapReason.TIMED_OUT, GapReason.DISCONNECTED}
+    unreadable = {reason for reason in GapReason if Gap(reason, "why").unreadable}
+    assert unreadable == {GapReason.FAILED, GapReason.TIMED_OUT}
 
 
 def test_a_key_the_queue_gave_up_on_is_stuck_with_its_last_error() -> None:

@@ -9,6 +9,8 @@ from reconciler.core.facts import CustomerBilling
 from reconciler.core.observed import (
     BuildPreview,
     DunningRecord,
+    Gap,
+    GapReason,
     Observed,
     PublishRecord,
     Source,
@@ -236,7 +238,9 @@ def test_a_new_domain_is_routed_first_then_created_without_an_origin() -> None:
 
 
 def test_rule_2_no_create_and_no_delete_when_hostnames_could_not_be_read() -> None:
-    world = converged_world(hostnames={}, incomplete={Source.HOSTNAMES: "HTTP 503"})
+    world = converged_world(
+        hostnames={}, incomplete={Source.HOSTNAMES: Gap(GapReason.FAILED, "HTTP 503")}
+    )
     plan = plan_for(world)
     assert plan.actions == ()
     assert plan.blocked[0].gate == "incomplete"
@@ -391,7 +395,7 @@ def test_a_paid_tenant_still_locked_is_unlocked_first_and_hostnames_restored() -
 def test_no_billing_decision_when_stripe_could_not_be_read() -> None:
     world = converged_world(
         billing={},
-        incomplete={Source.STRIPE: "connection refused"},
+        incomplete={Source.STRIPE: Gap(GapReason.FAILED, "connection refused")},
         tenants={"acme": TenantRecord(name="acme", access="soft_locked")},
     )
     plan = plan_for(world)
@@ -404,7 +408,7 @@ def test_the_gateway_being_down_leaves_dunning_waiting() -> None:
     world = converged_world(
         billing=facts,
         billing_mirror={"cus_acme": billing_digest(facts["cus_acme"])},
-        incomplete={Source.WHATSAPP: "instance sitebuilder is close"},
+        incomplete={Source.WHATSAPP: Gap(GapReason.DISCONNECTED, "instance sitebuilder is close")},
     )
     plan = plan_for(world)
     assert plan.actions == ()

@@ -18,6 +18,8 @@ from test_plan import converged_world, plan_for
 from reconciler.core.observed import (
     BuildPreview,
     DomainRecord,
+    Gap,
+    GapReason,
     PublishRecord,
     Source,
     domain_status,
@@ -200,12 +202,17 @@ def test_a_row_that_never_recorded_an_id_is_not_marked_deleted() -> None:
 
 
 def test_no_row_is_marked_deleted_on_a_partial_hostname_listing() -> None:
-    world = converged_world(**gone("old.acme-home.com"), incomplete={Source.HOSTNAMES: "HTTP 503"})
+    world = converged_world(
+        **gone("old.acme-home.com"),
+        incomplete={Source.HOSTNAMES: Gap(GapReason.FAILED, "HTTP 503")},
+    )
     assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
 
 
 def test_no_row_is_marked_deleted_while_d1_is_unreadable() -> None:
-    world = converged_world(**gone("old.acme-home.com"), incomplete={Source.D1: "HTTP 503"})
+    world = converged_world(
+        **gone("old.acme-home.com"), incomplete={Source.D1: Gap(GapReason.FAILED, "HTTP 503")}
+    )
     assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
 
 
@@ -273,7 +280,7 @@ def test_a_hostname_with_another_action_is_left_to_that_action_to_record() -> No
 
 
 def test_nothing_is_recorded_while_d1_is_unreadable() -> None:
-    world = converged_world(**lagging(), incomplete={Source.D1: "HTTP 503"})
+    world = converged_world(**lagging(), incomplete={Source.D1: Gap(GapReason.FAILED, "HTTP 503")})
     assert records(plan_for(world), ActionKind.RECORD_HOSTNAME) == []
 
 

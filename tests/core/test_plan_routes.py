@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from test_plan import converged_world, kinds, plan_for
 
-from reconciler.core.observed import Source, TenantRecord
+from reconciler.core.observed import Gap, GapReason, Source, TenantRecord
 from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.core.routing import DesiredPlatform, ObservedPlatform
 
@@ -98,7 +98,9 @@ def test_a_worker_bound_to_another_namespace_is_redeployed() -> None:
 
 
 def test_an_unreadable_platform_blocks_every_platform_action() -> None:
-    world = converged_world(platform=None, incomplete={Source.PLATFORM: "HTTP 503"})
+    world = converged_world(
+        platform=None, incomplete={Source.PLATFORM: Gap(GapReason.FAILED, "HTTP 503")}
+    )
     plan = plan_for(world, settings=DECLARED)
     assert plan.actions == ()
     assert {b.kind for b in plan.blocked} == {
@@ -151,7 +153,9 @@ def test_an_entry_whose_hostname_left_the_zone_and_the_specs_is_removed() -> Non
 
 
 def test_no_entry_is_removed_while_the_table_could_not_be_listed() -> None:
-    world = converged_world(routes={}, incomplete={Source.ROUTES: "HTTP 503"})
+    world = converged_world(
+        routes={}, incomplete={Source.ROUTES: Gap(GapReason.FAILED, "HTTP 503")}
+    )
     plan = plan_for(world, domains=["www.acme-home.com", "new.acme-home.com"])
     assert plan.actions == ()
     gates = {(b.kind, b.gate) for b in plan.blocked}

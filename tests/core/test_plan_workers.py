@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.core.desired import derive
-from reconciler.core.observed import Observed, Source
+from reconciler.core.observed import Gap, GapReason, Observed, Source
 from reconciler.core.plan import ActionKind, Lane, build_plan
 from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 from reconciler.errors import SpecError
@@ -89,7 +89,7 @@ def test_rule_2_a_version_cloudflare_does_not_hold_is_blocked_never_uploaded() -
 def test_rule_3_an_unknown_script_or_an_unread_api_blocks() -> None:
     plan = plan_of(specs(3), Observed(at=NOW))
     assert [b.gate for b in plan.blocked] == ["missing_worker"]  # type: ignore[attr-defined]
-    unread = Observed(at=NOW, incomplete={Source.WORKERS: "HTTP 503"})
+    unread = Observed(at=NOW, incomplete={Source.WORKERS: Gap(GapReason.FAILED, "HTTP 503")})
     (blocked,) = plan_of(specs(3), unread).blocked  # type: ignore[attr-defined]
     assert blocked.gate == "incomplete" and "HTTP 503" in blocked.reason
 

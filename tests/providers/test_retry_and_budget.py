@@ -3,8 +3,9 @@ import random
 
 import pytest
 
+from reconciler.core.lane import Lane
 from reconciler.errors import PermanentError, TransientError
-from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy, with_retries
 
 

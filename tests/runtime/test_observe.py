@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.desired import derive
-from reconciler.core.observed import Observed, Source
+from reconciler.core.observed import Gap, GapReason, Observed, Source
 from reconciler.core.plan import ActionKind, Plan, build_plan
 from reconciler.core.render import Rate, render_text
 from reconciler.errors import MigrationError
@@ -164,7 +164,7 @@ async def test_no_create_and_no_delete_when_the_hostname_listing_fails(
     ]
     assert {b.gate for b in plan.blocked} == {"incomplete"}
     text = render_text(plan, rates=RATES)
-    assert observed.incomplete[Source.HOSTNAMES] in text
+    assert observed.incomplete[Source.HOSTNAMES].detail in text
 
 
 async def test_an_unowned_hostname_is_an_unmanaged_note_and_never_deleted(
@@ -184,7 +184,8 @@ async def test_a_closed_whatsapp_instance_is_incomplete_with_its_reason(
 ) -> None:
     converged_world.evolution.disconnect(converged_world.evolution_instance)
     observed, _ = await observe_and_plan(converged_world, specs)
-    assert observed.incomplete == {Source.WHATSAPP: "instance sitebuilder is close"}
+    gap = Gap(GapReason.DISCONNECTED, "instance sitebuilder is close")
+    assert observed.incomplete == {Source.WHATSAPP: gap}
 
 
 async def test_a_scoped_observation_of_one_site_costs_at_most_five_cloudflare_requests(

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from reconciler.providers.ratelimit import Lane
+from reconciler.core.lane import Lane
 from reconciler.runtime.workqueue import Failure, QueueShutDown, WorkQueue, as_lane
 
 

@@ -22,6 +22,8 @@ from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.core.observed import (
     BuildPreview,
     DunningRecord,
+    Gap,
+    GapReason,
     Observed,
     ObservedHostname,
     ObservedProject,
@@ -382,7 +384,11 @@ def incomplete_hostnames() -> Scenario:
         world(
             home,
             builds=_builds(build_preview("acme-home", 3)),
-            incomplete={Source.HOSTNAMES: "GET custom_hostnames page 3: HTTP 503 after 4 attempts"},
+            incomplete={
+                Source.HOSTNAMES: Gap(
+                    GapReason.FAILED, "GET custom_hostnames page 3: HTTP 503 after 4 attempts"
+                )
+            },
         ),
     )
 

@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from reconciler.core.lane import Lane
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.cloudflare_kv import KvClient
 from reconciler.providers.cloudflare_workers import WorkersClient
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.providers.evolution import EvolutionClient
-from reconciler.providers.ratelimit import Lane, TokenBucket
+from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import NO_RETRY
 from reconciler.runtime.observe import ObserveClients
 from reconciler.runtime.observe_routes import RoutingTarget
