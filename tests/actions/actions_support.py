@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.payloads import parse_payload
 from reconciler.core.plan import Action, ActionKind, Cause, JsonValue, Lane, action_identity
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare import CloudflareClient
@@ -137,6 +138,7 @@ def make_action(
         site=site,
         before=dict(before or {}),
         after=dict(after),
+        payload=parse_payload(kind, after),
         reason="test",
         source=None,
         cause=Cause.CHANGE,

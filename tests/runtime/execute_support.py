@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.outcome import Outcome, Status
+from reconciler.core.payloads import parse_payload
 from reconciler.core.plan import (
     Action,
     ActionKind,
@@ -72,6 +73,7 @@ def action(
         site=name if target.startswith("Site/") else None,
         before={},
         after=body,
+        payload=parse_payload(kind, body),
         reason=f"test {kind.value} {name}",
         source=None,
         cause=Cause.CHANGE,
