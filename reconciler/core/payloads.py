@@ -41,6 +41,7 @@ from reconciler.core.payloads_platform import (
 from reconciler.core.plan import ActionKind, JsonValue
 
 __all__ = [
+    "ACCESS_OF",
     "PAYLOADS",
     "AccessPayload",
     "CreateNamespacePayload",
