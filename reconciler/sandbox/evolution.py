@@ -1,10 +1,10 @@
 """The Evolution API (WhatsApp gateway) simulator: a stateful Starlette app speaking API v2.
 
 ``create_app(clock=..., api_key=...)`` returns the app and its :class:`EvolutionState`.
-:mod:`reconciler.sandbox.world` serves it with :mod:`reconciler.sandbox.host`; the tests in
-``tests/evolution/`` do the same. The API lives at the server root (``EVOLUTION_API_BASE`` is
-``http://127.0.0.1:<port>``); control endpoints live under ``/__sandbox/`` on the same server
-(no auth; loopback only). docs/evolution.md lists both.
+:mod:`reconciler.sandbox.world` serves it with :mod:`reconciler.sandbox.host`; the test
+fixtures in ``tests/support/evolution.py`` do the same. The API lives at the server root
+(``EVOLUTION_API_BASE`` is ``http://127.0.0.1:<port>``); control endpoints live under
+``/__sandbox/`` on the same server (no auth; loopback only). docs/evolution.md lists both.
 
 Behaviour follows ``contracts/evolution/CONTRACT.md`` (the server's source, 2.3.x):
 

@@ -1,9 +1,9 @@
 """The Worker handler: deploy an existing version of one of the platform's Workers, health-gated.
 
 Registered by ``runtime/actions/__init__.py`` for ``deploy_worker_version`` and
-``rollback_worker_version``; called by ``runtime/execute.py``. Reads only the typed ``action.payload``
-(``core/plan_workers.py``): the split to serve (version ids), the split to return to, and the
-health check. Never uploads code.
+``rollback_worker_version``; called by ``runtime/execute.py``. Reads only the typed
+``action.payload`` (``core/payloads_platform.py``, made by ``core/plan_workers.py``): the split
+to serve (version ids), the split to return to, and the health check. Never uploads code.
 
 Steps (runbook 6, "Deploy Broken: rollback immediately", without a human):
 
