@@ -234,16 +234,8 @@ class DunningHandler:
             and row.provider_message_id is None
             and row.error_message is None
         ):
-            await self.records.dunning_failed(
-                invoice_id=invoice,
-                step_code=step,
-                tenant=want.tenant,
-                error=INTERRUPTED_SEND,
-                response=None,
-                now=ctx.now(),
-                status="unknown",
-            )
-            return Outcome(action.id, Status.FAILED_PERMANENT, message=INTERRUPTED_SEND)
+            # nothing answered, and the number is what it was when the send was tried
+            return await self._fail(action, want, INTERRUPTED_SEND, ctx, interrupted=True)
         return None
 
     async def _send(
@@ -290,16 +282,18 @@ class DunningHandler:
         ctx: ActionContext,
         *,
         status: str = "failed",
+        interrupted: bool = False,
     ) -> Outcome:
+        """Mark the step ``status`` (``unknown`` when interrupted) with ``reason``; permanent."""
         await self.records.dunning_failed(
             invoice_id=want.invoice_id,
             step_code=want.step_code,
             tenant=want.tenant,
             error=reason,
-            response={"error": reason},
+            response=None if interrupted else {"error": reason},
             now=ctx.now(),
-            status=status,
-            phone=want.phone or None,
+            status="unknown" if interrupted else status,
+            phone=None if interrupted else want.phone or None,
         )
         return Outcome(action.id, Status.FAILED_PERMANENT, message=reason)
 
