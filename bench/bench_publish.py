@@ -1,7 +1,8 @@
 """Benchmark: publishing a 100-site fleet from scratch in the sandbox, through plan + execute.
 
 Run with ``make bench`` (all benchmarks) or
-``python -m bench.bench_publish [--sites N] [--seed S] [--d1 d1|sqlite] [--budget]``.
+``python -m bench.bench_publish [--sites N] [--seed S] [--d1 d1|sqlite] [--budget]
+[--bump-sites N] [--only-bump]``.
 Generates a fleet (``bench/fleetgen.py``), starts the sandbox (Cloudflare and Evolution
 simulators; no localstripe, so billing is simply not configured and nothing is billed),
 migrates D1 and seeds it as the site editor would have (:func:`reconciler.sandbox.seed.seed_world`:
@@ -21,18 +22,24 @@ steady rate, as :class:`~reconciler.providers.ratelimit.TokenBucket` sizes them)
 Printed: total wall time, the apply's own wall time, API calls per provider (from the
 simulators' call logs) in total and per site, and the command. A second ``apply`` must find
 nothing to do. Returns 1 when the apply fails or does not converge.
+
+Then (``--bump-sites``, default 1,000; 0 skips it) a version bump of that many converged sites
+(:mod:`bench.bump`): API-token calls per site beside the target (<= 5), and the plan's forecast
+beside the calls its actions made (within 10 %). A missed target is printed as MISSED; the
+exit code stays 0 unless an apply fails (figures of a shared machine are not failures).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench import fleetgen
+from bench import bump, fleetgen
 from bench.harness import environment, run_cli
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.sandbox.seed import MIGRATIONS, seed_world
@@ -42,6 +49,53 @@ from reconciler.wiring import SANDBOX_CONTROL_ENV
 
 BUDGET = (1200, 300.0)  # Cloudflare: requests per period, per token
 LIFTED = "1000000/300"
+TOKEN_PER_SITE = 5.0  # target: API-token calls per site of a version bump (issue 13)
+FORECAST_ERROR = 0.10  # target: forecast within 10 % of the actions' actual calls
+BEFORE_PER_SITE = 15.42  # measured before issue 13 (1,000 sites, seed 0): 8.17 Cloudflare + 7.25 D1
+
+
+def report_bump(sites: int, seed: int) -> int:
+    """Bump every site of a converged fleet once; print calls beside targets; 0 when met."""
+    with tempfile.TemporaryDirectory(prefix="bench-bump-") as tmp:
+        result = bump.run(Path(tmp), sites, seed)
+    n = result.sites
+    jwt = result.families.get("pages assets (JWT)", 0)
+    total = sum(result.families.values())
+    token = total - jwt
+    acted = token - result.observation  # the observation reads no asset
+    forecast = result.forecast.get("cloudflare", 0)
+    error = abs(forecast - acted) / acted if acted else 0.0
+    print(f"version bump of {n} converged sites (seed {seed}), D1 over REST, budget lifted:")
+    print(f"  {result.summary}  exit {result.code}; apply wall {result.wall:.1f} s "
+          f"(one run; load average {os.getloadavg()[0]:.2f})")  # fmt: skip
+    for name, count in sorted(result.families.items()):
+        print(f"    {name:<24} {count:6d}  {count / n:6.2f} per site")
+    print(f"  API-token calls per site: {token / n:.2f} (target <= {TOKEN_PER_SITE:g}; before "
+          f"{BEFORE_PER_SITE:g}, ratio {BEFORE_PER_SITE / (token / n):.1f}x fewer)")  # fmt: skip
+    print(f"  forecast vs actual (the actions, on the token): {forecast} vs {acted} "
+          f"({error:.1%} off; target within {FORECAST_ERROR:.0%}); the observation spent "
+          f"{result.observation} more, which the forecast does not claim")  # fmt: skip
+    upload = result.forecast.get("pages_upload", 0)
+    print(f"  upload JWT (own meter): forecast {upload} vs actual {jwt}")
+    statuses = dict(sorted(result.statuses.items()))
+    print(f"  under the production budget: {token} token requests need at least "
+          f"{_budget_seconds(token):.0f} s; HTTP statuses {statuses}")  # fmt: skip
+    print(f"  command: python -m bench.bench_publish --bump-sites {sites} --seed {seed}")
+    if result.code != 0:
+        print(result.tail)
+        print(f"UNEXPECTED: the bump apply exited {result.code}")
+        return 1
+    missed = [
+        what
+        for what, bad in (
+            ("token calls per site", token / n > TOKEN_PER_SITE),
+            ("forecast", error > FORECAST_ERROR),
+        )
+        if bad
+    ]
+    if missed:
+        print(f"MISSED: {', '.join(missed)}")
+    return 0
 
 
 def _family(call: dict[str, Any]) -> str:
@@ -76,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--d1", choices=("d1", "sqlite"), default="d1")
     parser.add_argument("--budget", action="store_true", help="apply the production budget")
+    parser.add_argument("--bump-sites", type=int, default=1000, help="0: no bump run")
+    parser.add_argument("--only-bump", action="store_true", help="skip the from-scratch run")
     args = parser.parse_args([] if argv is None else argv)
+    if args.only_bump:
+        return report_bump(args.bump_sites, args.seed)
     command = (
         f"python -m bench.bench_publish --sites {args.sites} --seed {args.seed} --d1 {args.d1}"
     )
@@ -175,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print("UNEXPECTED: the second apply still had work")
         return 1
-    return 0
+    print()
+    return report_bump(args.bump_sites, args.seed) if args.bump_sites else 0
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.core.render import Rate
 from reconciler.core.routing import DesiredPlatform
 from reconciler.errors import MigrationError, PermanentError, TransientError
-from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.cloudflare import CloudflareClient, ProjectMemo
 from reconciler.providers.cloudflare_kv import KvClient
 from reconciler.providers.cloudflare_workers import WorkersClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
@@ -256,6 +256,9 @@ class Buckets:
     def __init__(self) -> None:
         """Start with no bucket."""
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        # Pages projects the observers read, for the writers of the same account (a publish
+        # needs its project's production branch): one memo beside the shared bucket.
+        self.pages = ProjectMemo()
 
     def get(self, provider: str, credential: Secret, budget: RateBudget) -> TokenBucket:
         """The bucket of ``credential`` at ``provider``, sized by ``budget`` when first made."""
@@ -312,7 +315,9 @@ class ReadOnlyWorld:
         self.cloudflare: CloudflareClient | None = None
         if cf_settings.token and cf_settings.account_id and cf_settings.zone_id:
             bucket = self.buckets.get("cloudflare", cf_settings.token, cf_settings.rate)
-            self.cloudflare = CloudflareClient(cf_settings, bucket=bucket, lane=Lane.SWEEP)
+            self.cloudflare = CloudflareClient(
+                cf_settings, bucket=bucket, lane=Lane.SWEEP, memo=self.buckets.pages
+            )
         else:
             reason = (
                 "not configured: set CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and "
@@ -382,7 +387,7 @@ class ReadOnlyWorld:
             "whatsapp": Rate(requests=EVOLUTION_BUDGET.requests, period=EVOLUTION_BUDGET.period),
         }
         if self.settings.d1.backend == "d1":  # D1 over REST spends the Cloudflare token
-            rates["d1"] = rates["cloudflare"]
+            rates["d1"] = Rate(requests=budget.requests, period=budget.period, spends="cloudflare")
         return rates
 
     def requests(self) -> dict[str, int]:
@@ -491,7 +496,9 @@ class WriterWorld:
         )
         self.sleep: Sleep = sleep if sleep is not None else load_sleep()
         bucket = self.buckets.get("cloudflare", cf_settings.token, cf_settings.rate)
-        self.cloudflare = CloudflareClient(cf_settings, bucket=bucket, lane=Lane.CHANGE)
+        self.cloudflare = CloudflareClient(
+            cf_settings, bucket=bucket, lane=Lane.CHANGE, memo=self.buckets.pages
+        )
         self.database: Database = _database(settings, self.cloudflare, create_database)
         self.stripe: StripeBilling | None = (
             StripeBilling(settings.stripe) if settings.stripe.api_key else None
@@ -588,7 +595,7 @@ class DaemonWorld:
 
     Built on :class:`ReadOnlyWorld` (observers, ``SWEEP`` lane) and :class:`WriterWorld`
     (writers, ``CHANGE`` lane), sharing one set of token buckets. Every client is wrapped by
-    :func:`reconciler.runtime.loop.guarded_client`: the provider's circuit breaker and the API
+    :func:`reconciler.runtime.guard.guarded_client`: the provider's circuit breaker and the API
     metrics see each call, and every writer (and the journal and status writes through the
     fenced D1) calls ``lease.ensure()`` first, so nothing is written once the lease is lost.
     The lease itself uses the unfenced database.
@@ -636,10 +643,11 @@ class DaemonWorld:
         # NB: imported here, not at the top: ``plan`` and ``apply`` import this module and
         # need neither the loop nor the HTTP server (uvicorn, starlette).
         from reconciler.runtime.breaker import Breakers
+        from reconciler.runtime.daemon_parts import DaemonParts
         from reconciler.runtime.gitfollow import GitFollower
+        from reconciler.runtime.guard import guarded_client
         from reconciler.runtime.journal import Journal
         from reconciler.runtime.lease import LeaderLease, default_holder
-        from reconciler.runtime.loop import DaemonParts, guarded_client
         from reconciler.runtime.metrics import Metrics
         from reconciler.runtime.server import EndpointServer, create_app
         from reconciler.runtime.status import StatusStore

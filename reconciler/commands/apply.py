@@ -66,6 +66,7 @@ from reconciler.errors import (
 from reconciler.runtime.execute import DEFAULT_LIMITS, Progress, execute
 from reconciler.runtime.journal import Journal
 from reconciler.runtime.lease import LeaderLease, default_holder, exclusive
+from reconciler.runtime.pipeline import Pass
 from reconciler.runtime.status import StatusStore, record_pass
 from reconciler.settings import Settings
 from reconciler.wiring import Buckets, ReadOnlyWorld, WriterWorld, load_settings, wall_clock
@@ -194,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _record_quietly(
-    made: plan_command.Pass,
+    made: Pass,
     report: Report,
     settings: Settings,
     buckets: Buckets,
@@ -216,7 +217,7 @@ def _record_quietly(
 
 
 async def _record(
-    made: plan_command.Pass, report: Report, writers: WriterWorld, now: Callable[[], float]
+    made: Pass, report: Report, writers: WriterWorld, now: Callable[[], float]
 ) -> None:
     """Write every covered resource's conditions, so ``status`` is right after an apply.
 
@@ -319,7 +320,7 @@ def _confirm(count: int) -> bool:
 
 
 async def _execute(
-    plan: Plan, writers: WriterWorld, *, now: Callable[[], float], made: plan_command.Pass
+    plan: Plan, writers: WriterWorld, *, now: Callable[[], float], made: Pass
 ) -> Report:
     """Execute under the leader lease (refused while a daemon leads), every write fenced;
     then record the conditions (rule 6)."""

@@ -3,8 +3,8 @@
 Registered by ``cli.py``. It calls :func:`reconciler.spec.load.load_directory` /
 :func:`~reconciler.spec.load.load_git` (or :func:`reconciler.runtime.prmode.load_pull_request`
 in PR mode), :class:`reconciler.wiring.ReadOnlyWorld` (observers only: no writer exists in this
-command), :func:`reconciler.runtime.observe.observe`, the pure core (``derive``,
-``build_plan``) and ``core/render.py``. It decides nothing itself.
+command), the pass pipeline :func:`reconciler.runtime.pipeline.plan_pass` (observe, derive,
+plan: the daemon's too) and ``core/render.py``. It decides nothing itself.
 
 Exit codes: 0 no changes, 1 error (bad specs, unreadable settings, an unmigrated database, a
 provider that could not be read or refused the credentials: one line per provider naming its
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.core.desired import Desired, derive
+from reconciler.core.desired import derive
 from reconciler.core.levers import Selection, parse_address
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, build_plan
@@ -39,7 +39,7 @@ from reconciler.errors import LoadError, SpecError, UnreadableError
 from reconciler.redact import redact
 from reconciler.runtime import prmode
 from reconciler.runtime.approvals import CommitApprovals, read_approvals
-from reconciler.runtime.observe import observe
+from reconciler.runtime.pipeline import Pass, plan_pass
 from reconciler.settings import Secret, Settings
 from reconciler.spec.load import Specs, load_directory, load_git
 from reconciler.wiring import ReadOnlyWorld, load_settings, wall_clock
@@ -243,16 +243,6 @@ def load_specs(args: argparse.Namespace) -> Loaded:
     return Loaded(specs=load_directory(Path(args.specs)), pull=None)
 
 
-@dataclass(frozen=True, slots=True)
-class Pass:
-    """One plan and what it was made from."""
-
-    desired: Desired
-    observed: Observed
-    plan: Plan
-    narrowed: bool = False  # cut down by --target or a lever (core.levers): not the whole plan
-
-
 async def make_plan(
     world: ReadOnlyWorld,
     loaded: Loaded,
@@ -317,34 +307,37 @@ async def make_pass(
     for value in loaded.approvals.ignored:
         progress(f"ignored {APPROVAL_TRAILER}: {value}: name Site/<name> or Hostname/<name>")
     pull = loaded.pull
+
+    def check(observed: Observed) -> None:
+        try:
+            check_readable(observed, world.settings)
+        except UnreadableError as exc:
+            if unreadable is None:
+                raise
+            unreadable(exc)
+
     async with world:
         if pull is not None:
             progress(f"{len(pull.scope)} site(s) touched by the change; observing them")
-        observed = await observe(
+        made = await plan_pass(
             loaded.specs,
             clients=world.clients,
             now=now,
+            settings=lambda: settings,
             scope=pull.scope if pull is not None else None,
             hostnames=pull.removed_hostnames if pull is not None else (),
             workers=pull.workers if pull is not None else (),
             progress=progress,
+            check=check,
         )
-    try:
-        check_readable(observed, world.settings)
-    except UnreadableError as exc:
-        if unreadable is None:
-            raise
-        unreadable(exc)
-    desired = derive(loaded.specs, observed.billing, now=now)
-    plan = build_plan(desired, observed, settings)
-    narrowed = settings.selection.narrowed
     if pull is None:
-        return Pass(desired=desired, observed=observed, plan=plan, narrowed=narrowed)
-    base = prmode.base_desired(derive(pull.base, observed.billing, now=now), desired.revision)
+        return made
+    observed = made.observed
+    base = prmode.base_desired(derive(pull.base, observed.billing, now=now), made.desired.revision)
     annotated = prmode.annotate(
-        plan, build_plan(base, observed, settings), pull.reverts, pull.worker_reverts
+        made.plan, build_plan(base, observed, settings), pull.reverts, pull.worker_reverts
     )
-    return Pass(desired=desired, observed=observed, plan=annotated, narrowed=narrowed)
+    return dataclasses.replace(made, plan=annotated)
 
 
 PROVIDERS: dict[Source, str] = {

@@ -180,12 +180,22 @@ SUMMARY_ORDER = (
     "purge",
 )
 
-# Predicted API calls per action and provider (the cost forecast). Publishing uploads in
-# batches; the figure counts the fixed calls of a small site: upload token, check missing,
-# one upload batch, create, about three status polls, one purge.
+# Predicted API calls per action and meter (the cost forecast), as measured in the sandbox
+# (bench/bench_publish.py prints forecast beside actual). A meter is a provider's credential:
+# "cloudflare" is the API token; "pages_upload" the upload JWT a publish's asset calls use
+# (check missing, one upload batch, upsert: a small site), which spends no API token; "d1"
+# spends the API token too when D1 is reached over REST (``Plan.calls``' ``meters``).
+# A publish on the token: upload token, create, one status read (the first read waits as long
+# as Pages usually takes); its D1 writes: the intent journal, the publish row as it moves
+# (building, deploying, live), the content snapshot and the budget read. Its host purge is
+# shared with concurrent publishes: see ``PUBLISHES_PER_PURGE``.
+PUBLISHES_PER_PURGE = 16
+"""Publishes whose host purges share one purge request (``runtime/execute.py`` runs 16
+Cloudflare actions at once; a request holds up to 100 hosts)."""
+_PUBLISH_CALLS: Mapping[str, int] = {"cloudflare": 3, "pages_upload": 3, "d1": 7}
 _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
-    ActionKind.PUBLISH: {"cloudflare": 8, "d1": 4},
-    ActionKind.RETRY_PUBLISH: {"cloudflare": 8, "d1": 4},
+    ActionKind.PUBLISH: _PUBLISH_CALLS,
+    ActionKind.RETRY_PUBLISH: _PUBLISH_CALLS,
     ActionKind.ROLLBACK: {"cloudflare": 3, "d1": 2},
     ActionKind.CREATE_HOSTNAME: {"cloudflare": 1, "d1": 1},
     ActionKind.UPDATE_HOSTNAME: {"cloudflare": 2, "d1": 1},
@@ -309,12 +319,22 @@ class Plan:
             counts[SUMMARY_WORDS[action.kind]] += 1
         return counts
 
-    def calls(self) -> dict[str, int]:
-        """Predicted API calls per provider for the whole plan."""
+    def calls(self, meters: Mapping[str, str] | None = None) -> dict[str, int]:
+        """Predicted API calls per meter for the whole plan.
+
+        Args:
+            meters: provider -> the meter its calls spend when not its own (``{"d1":
+                "cloudflare"}`` when D1 is reached over REST with the Cloudflare token).
+        """
+        spends = meters or {}
         total: dict[str, int] = defaultdict(int)
+        publishes = 0
         for action in self.actions:
+            publishes += action.kind in (ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH)
             for provider, count in action.calls.items():
-                total[provider] += count
+                total[spends.get(provider, provider)] += count
+        if publishes:  # their host purges, shared (PUBLISHES_PER_PURGE)
+            total["cloudflare"] += -(-publishes // PUBLISHES_PER_PURGE)
         return dict(sorted(total.items()))
 
 

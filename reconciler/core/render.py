@@ -86,6 +86,7 @@ class Rate:
 
     requests: int
     period: float
+    spends: str | None = None  # the provider whose budget these calls spend, if not their own
 
     def seconds(self, calls: int) -> float:
         """Time ``calls`` take at the sustained rate of this budget."""
@@ -178,9 +179,14 @@ def _runs(blocked: list[Blocked]) -> list[list[Blocked]]:
     return runs
 
 
+def meters_of(rates: Mapping[str, Rate]) -> dict[str, str]:
+    """Provider -> the provider whose budget it spends, for ``Plan.calls``."""
+    return {provider: rate.spends for provider, rate in rates.items() if rate.spends}
+
+
 def cost_line(plan: Plan, rates: Mapping[str, Rate]) -> str:
     """``API calls: cloudflare 72 (about 18s at 1,200 per 300s), d1 40.``."""
-    calls = plan.calls()
+    calls = plan.calls(meters_of(rates))
     if not calls:
         return "API calls: none."
     parts = []
@@ -436,7 +442,7 @@ def _note_json(note: Note) -> dict[str, JsonValue]:
 
 def plan_to_json(plan: Plan, *, rates: Mapping[str, Rate]) -> dict[str, JsonValue]:
     """The versioned JSON document (``format_version``), drift kept apart from changes."""
-    calls = plan.calls()
+    calls = plan.calls(meters_of(rates))
     return {
         "format_version": FORMAT_VERSION,
         "revision": plan.revision,

@@ -7,7 +7,8 @@ executors change the world through it, ``providers/d1.py``'s ``D1HttpDatabase`` 
 through :meth:`CloudflareClient.d1_query`, and the contract tests drive every method.
 What it calls: :class:`reconciler.providers.http.HttpApi` (bucket, retries, network errors),
 :func:`reconciler.providers.cloudflare_errors.check_envelope` (envelope and error codes) and
-the typed values of :mod:`reconciler.providers.cloudflare_models`.
+the typed values of :mod:`reconciler.providers.cloudflare_models`, and what the clients of one
+account share (:mod:`reconciler.providers.shared_calls`: the project memo, batched purges).
 
 Everything follows ``contracts/cloudflare/CONTRACT.md``; docs/cloudflare.md lists endpoints,
 tags, error mapping and the rate budget. The rules that matter most:
@@ -65,13 +66,21 @@ from reconciler.providers.d1 import D1Result, SqlValue, inline_params, split_sql
 from reconciler.providers.http import DEFAULT_RETRY, Call, FormPart, HttpApi
 from reconciler.providers.ratelimit import Lane, TokenBucket
 from reconciler.providers.retry import RetryPolicy
+from reconciler.providers.shared_calls import (
+    PURGE_WINDOW,
+    ProjectMemo,
+    PurgeBatcher,
+    deployment_poll_delays,
+)
 from reconciler.settings import CloudflareSettings
 
 __all__ = [
     "HOSTNAMES_PER_PAGE",
     "MAX_ASSET_BYTES",
     "MAX_MANIFEST_ENTRIES",
+    "PROJECTS_PER_PAGE",
     "PURGE_CHUNK",
+    "PURGE_WINDOW",
     "SPECIAL_FILES",
     "CloudflareClient",
     "CustomHostname",
@@ -80,7 +89,9 @@ __all__ = [
     "DuplicateHostnameError",
     "OwnershipMarker",
     "PagesProject",
+    "ProjectMemo",
     "Stage",
+    "deployment_poll_delays",
     "new_publish_id",
     "owner_of",
     "ownership_metadata",
@@ -89,7 +100,8 @@ __all__ = [
 T = TypeVar("T")
 
 _ACCOUNT = "/accounts/{account_id}"
-PROJECT = _ACCOUNT + "/pages/projects/{project_name}"
+PROJECTS = _ACCOUNT + "/pages/projects"
+PROJECT = PROJECTS + "/{project_name}"
 DEPLOYMENTS = PROJECT + "/deployments"
 DEPLOYMENT = DEPLOYMENTS + "/{deployment_id}"
 UPLOAD_TOKEN = PROJECT + "/upload-token"
@@ -108,9 +120,12 @@ D1_RESTORE = _ACCOUNT + "/d1/database/{database_id}/time_travel/restore"
 
 HOSTNAMES_PER_PAGE = 50
 """The largest custom hostname page (CONTRACT.md §4.2: ``per_page`` 5-50)."""
-PURGE_CHUNK = 30
-"""Items per purge request: within both readings of the limit (CONTRACT.md §2.5: 100 per
-request in the current docs, 30 per call in the older [S] text)."""
+PURGE_CHUNK = 100
+"""Items per purge request: the current docs' limit on every plan (CONTRACT.md §2.5: 100
+operations and 100 URLs per request; the older [S] text's 30 is out of date)."""
+PROJECTS_PER_PAGE = 100
+"""Pages projects asked per page of the project list (CONTRACT.md §1.2: not documented; the
+paginator follows the ``per_page`` the server reports)."""
 MAX_MANIFEST_ENTRIES = 20_000
 MAX_ASSET_BYTES = 25 * 1024 * 1024
 UPLOAD_BATCH_FILES = 2000
@@ -134,6 +149,8 @@ class CloudflareClient:
         timeout: float = 30.0,
         lane: Lane = Lane.CHANGE,
         purge_chunk: int = PURGE_CHUNK,
+        purge_window: float = PURGE_WINDOW,
+        memo: ProjectMemo | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -149,6 +166,9 @@ class CloudflareClient:
             timeout: seconds per request (connect, read, write, pool).
             lane: priority lane of this client's requests in the shared bucket.
             purge_chunk: at most this many hosts, prefixes or files per purge request.
+            purge_window: seconds :meth:`purge_hosts` waits for concurrent purges to join.
+            memo: Pages projects read recently, shared with the other clients of the
+                account (a private one when None).
             rng: jitter source for backoff (seeded in tests).
             sleep: how retries wait (a fake in tests).
         """
@@ -160,6 +180,8 @@ class CloudflareClient:
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
         self._purge_chunk = purge_chunk
+        self._purges = PurgeBatcher(self._purge_batch, purge_chunk, purge_window)
+        self.memo = memo if memo is not None else ProjectMemo()
         token = settings.token.reveal()
         self.bucket = (
             bucket
@@ -339,7 +361,28 @@ class CloudflareClient:
             NotFoundError: no such project (8000007).
         """
         call = Call("GET", PROJECT, self._account(project_name=project))
-        return PagesProject.from_json(await self._object(call))
+        found = PagesProject.from_json(await self._object(call))
+        self.memo.put(found)
+        return found
+
+    async def project(self, project: str) -> PagesProject:
+        """The project as read within the memo's time to live, or :meth:`get_project`."""
+        found = self.memo.get(project)
+        return found if found is not None else await self.get_project(project)
+
+    async def list_projects(self) -> list[PagesProject]:
+        """Every Pages project of the account, ``PROJECTS_PER_PAGE`` a request (remembered)."""
+        items = await self._paginate(
+            PROJECTS,
+            self._account(),
+            {},
+            per_page=PROJECTS_PER_PAGE,
+            total_count_applies=True,
+        )
+        found = [PagesProject.from_json(item) for item in items]
+        for project in found:
+            self.memo.put(project)
+        return found
 
     async def list_deployments(
         self, project: str, *, env: Literal["production", "preview"] | None = None
@@ -728,6 +771,18 @@ class CloudflareClient:
             for start in range(0, len(unique), self._purge_chunk):
                 chunk = unique[start : start + self._purge_chunk]
                 await self._api.send(Call("POST", PURGE, self._zone(), json={key: chunk}))
+
+    async def purge_hosts(self, hosts: Sequence[str]) -> None:
+        """Purge ``hosts``, sharing requests with concurrent callers (up to ``purge_chunk``).
+
+        Waits ``purge_window`` for other purges to join before sending; returns when this
+        caller's hosts are purged, or raises what their request raised.
+        """
+        if hosts:
+            await self._purges.purge(list(dict.fromkeys(hosts)))
+
+    async def _purge_batch(self, hosts: list[str]) -> None:
+        await self._api.send(Call("POST", PURGE, self._zone(), json={"hosts": hosts}))
 
     # ------------------------------------------------------------------------- D1
 

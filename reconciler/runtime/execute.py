@@ -52,7 +52,9 @@ from reconciler.runtime.journal import Journal, Prior, outcome_from_json
 
 __all__ = ["DEFAULT_LIMITS", "Progress", "execute", "provider_outcome"]
 
-DEFAULT_LIMITS: Mapping[str, int] = {"cloudflare": 4, "d1": 4, "whatsapp": 1}
+# Publishes mostly wait for Pages (a deployment takes about 15 s) and the token allows 4
+# requests a second: 16 at once keep the token busy, and their purges share requests.
+DEFAULT_LIMITS: Mapping[str, int] = {"cloudflare": 16, "d1": 4, "whatsapp": 1}
 
 
 @dataclass(frozen=True, slots=True)

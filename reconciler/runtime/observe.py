@@ -13,8 +13,10 @@ Rules (DESIGN.md section 7):
    customers only, the WhatsApp instance's connection state once. Then Pages, for the sites
    that need it only: the ledger disagrees with the desired version, the site has no live
    row, or a desired hostname must be created or re-pointed (the origin is the project's
-   subdomain). ``list_deployments`` is read only where a version is to change or production
-   serves a deployment the ledger does not record. Last, in-memory builds of the versions about
+   subdomain): a GET per project, or one listing of the account's projects (a hundred a
+   request) when that is cheaper. ``list_deployments`` is read only where a version is to
+   change to one D1 has a row at or above (a deployment of it may exist) or production serves
+   a deployment the ledger does not record. Last, in-memory builds of the versions about
    to be published (no successful deployment of them exists) for the budget gate.
    DNS (``providers/dns.py``) is asked only about declared, owned hostnames that are stuck
    (failed after ``max_recreates``) or still pending past ``validation_timeout``, at most
@@ -59,6 +61,7 @@ from reconciler.core.observed import (
 from reconciler.core.routing import ObservedPlatform
 from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 from reconciler.errors import MigrationError, NotFoundError, ProviderError
+from reconciler.providers.cloudflare import PROJECTS_PER_PAGE
 from reconciler.providers.cloudflare_models import CustomHostname, Deployment, PagesProject
 from reconciler.providers.d1 import Database
 from reconciler.providers.dns import Resolver
@@ -92,6 +95,10 @@ class CloudflareReader(Protocol):
 
     async def get_project(self, project: str) -> PagesProject:
         """``GET .../pages/projects/{p}`` (NotFoundError when absent)."""
+        ...
+
+    async def list_projects(self) -> list[PagesProject]:
+        """Every Pages project of the account (a hundred a request)."""
         ...
 
     async def list_deployments(
@@ -163,6 +170,14 @@ class ObserveLimits:
     dns: float = 30.0  # all DNS lookups of one pass
     dns_checks: int = 20  # hostnames looked up per pass, at most
     dns_concurrency: int = 4
+    # Each timeout above is a floor: a reading gets this many more seconds per request it is
+    # expected to send (the production budget sustains about 4 a second, shared with the
+    # other readings of the pass), so a large fleet is read slowly, never cut off.
+    request_seconds: float = 0.5
+
+    def scaled(self, base: float, requests: int) -> float:
+        """The timeout of a reading of ``requests`` expected requests with floor ``base``."""
+        return base + requests * self.request_seconds
 
 
 @dataclass(slots=True)
@@ -284,9 +299,14 @@ async def observe(
     async with asyncio.TaskGroup() as group:
         group.create_task(_guard(readings, Source.D1, limits.d1, read_d1()))
         if clients.cloudflare is not None:
+            declared = sum(len(specs.sites[s].spec.domains) for s in sites)
+            pages = len(lookups) if scoped else -(-declared // 50)  # 50 hostnames a page
             group.create_task(
                 _guard(
-                    readings, Source.HOSTNAMES, limits.hostnames, read_hostnames(clients.cloudflare)
+                    readings,
+                    Source.HOSTNAMES,
+                    limits.scaled(limits.hostnames, pages),
+                    read_hostnames(clients.cloudflare),
                 )
             )
         if clients.kv is not None and clients.routing is not None:
@@ -344,7 +364,7 @@ async def observe(
             await _guard(
                 readings,
                 Source.PAGES,
-                limits.pages,
+                limits.scaled(limits.pages, 2 * len(needs)),  # at most a project and a listing
                 _read_pages(clients.cloudflare, specs, needs, ledger.sites, projects, limits, say),
             )
 
@@ -355,7 +375,7 @@ async def observe(
             await _guard(
                 readings,
                 Source.D1,
-                limits.d1,
+                limits.scaled(limits.d1, len(pending)),  # a content read and a build each
                 _build_previews(clients, specs, pending, builds, say),
             )
 
@@ -699,10 +719,12 @@ def _pages_needed(
     for name in sites:
         spec = specs.sites[name].spec
         ledger = ledgers.get(name)
-        versions_differ = any(
-            _differs(name, spec.scripts, ledger, env, version, builder)
+        differing = [
+            (env, version)
             for env, version in _wanted_versions(spec)
-        )
+            if _differs(name, spec.scripts, ledger, env, version, builder)
+        ]
+        versions_differ = bool(differing)
         origin_needed = False
         for domain in spec.domains:
             have = hostnames.get(domain.canonical)
@@ -717,8 +739,22 @@ def _pages_needed(
             ):
                 origin_needed = True
         if versions_differ or origin_needed:
-            needs.append(_PagesNeed(name, spec.pages_project, deployments=versions_differ))
+            listed = any(_may_be_deployed(ledger, env, version) for env, version in differing)
+            needs.append(_PagesNeed(name, spec.pages_project, deployments=listed))
     return needs
+
+
+def _may_be_deployed(ledger: SiteLedger | None, env: str, version: int) -> bool:
+    """Whether a deployment of ``version`` may exist in ``env``, so deployments are listed.
+
+    Only a version D1 has seen there (tried, live or superseded: a row at or above it) can
+    have one: a publish writes its row before it uploads. A version newer than every row (a
+    bump) has none, and its site needs the project alone. Without rows, nothing is known.
+    """
+    if ledger is None:
+        return True
+    rows = [row for row in (ledger.live.get(env), ledger.latest.get(env)) if row is not None]
+    return not rows or any(row.version >= version for row in rows)
 
 
 async def _read_pages(
@@ -731,13 +767,24 @@ async def _read_pages(
     say: Callable[[str], None],
 ) -> None:
     gate = asyncio.Semaphore(limits.pages_concurrency)
+    # The account's project list costs a request per hundred projects (about one per hundred
+    # sites); when more projects are needed than that, one listing replaces their GETs.
+    listing: dict[str, PagesProject] | None = None
+    if -(-len(specs.sites) // PROJECTS_PER_PAGE) < len(needs):
+        listing = {project.name: project for project in await cf.list_projects()}
+        say(f"cloudflare: {len(listing)} Pages projects listed")
 
     async def one(need: _PagesNeed) -> None:
         async with gate:
-            try:
-                project = await cf.get_project(need.project)
-            except NotFoundError:
-                return  # the planner reports the missing project
+            if listing is not None:
+                project = listing.get(need.project)
+                if project is None:
+                    return  # the planner reports the missing project
+            else:
+                try:
+                    project = await cf.get_project(need.project)
+                except NotFoundError:
+                    return  # the planner reports the missing project
             serving = (
                 project.canonical_deployment.id
                 if project.canonical_deployment is not None

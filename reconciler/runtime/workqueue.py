@@ -18,13 +18,13 @@ Rules (controller-runtime's workqueue semantics, plus per-resource failure memor
 3. Order: ``get`` returns the ready key of the highest-priority lane; within a lane, the one
    ready earliest (then first added). Keys not yet ready wait in one heap: no polling, many
    timers cost a heap entry each.
-4. Failures: a transient failure re-queues the key after an exponential, fully jittered delay
-   (base 1 s, cap 5 min) that is never shorter than the error's ``retry_after``. A permanent
-   failure re-queues nothing: the key waits for the next change or sweep. After
-   ``max_failures`` consecutive failures of either kind the key is *stuck*: it keeps its last
-   error, sweep-lane adds and timers are dropped, and only an urgent or change add (or
-   ``success``) releases it, even one that arrived while the last attempt was failing.
-   ``success`` forgets every failure.
+4. Failures are :class:`Failure` values, never exceptions. A transient failure re-queues the
+   key after an exponential, fully jittered delay (base 1 s, cap 5 min) that is never shorter
+   than its ``retry_after``. A terminal failure re-queues nothing: the key waits for the next
+   change or sweep. After ``max_failures`` consecutive failures of either kind the key is
+   *stuck*: it keeps its last failure, sweep-lane adds and timers are dropped, and only an
+   urgent or change add (or ``success``) releases it, even one that arrived while the last
+   attempt was failing. ``success`` forgets every failure.
 5. Time is the injected ``clock`` (epoch seconds by default, so timers take absolute
    deadlines from specs and invoices) and waiting is the injected ``sleep``: tests run in
    virtual time.
@@ -43,13 +43,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.ratelimit import Lane
 
 __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_CAP",
     "MAX_FAILURES",
+    "Failure",
     "LaneLike",
     "QueueObserver",
     "QueueShutDown",
@@ -98,6 +98,23 @@ class QueueObserver(Protocol):
         """A failed key was re-queued with backoff."""
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a reconcile of a key failed, as the queue needs it (rule 4): a value, not an error.
+
+    ``terminal``: retrying cannot help until something changes (controller-runtime's
+    ``TerminalError``); ``retry_after``: the server's hint, never cut short.
+    """
+
+    reason: str
+    terminal: bool = False
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        """The reason, for logs and the ``Stuck`` condition."""
+        return self.reason
+
+
 class QueueShutDown(Exception):  # named like asyncio.QueueShutDown (Python 3.13)
     """Raised by :meth:`WorkQueue.get` once the queue is shut down."""
 
@@ -112,7 +129,7 @@ class _Entry:
 @dataclass(slots=True)
 class _Failures:
     count: int
-    error: BaseException
+    error: Failure
 
 
 class WorkQueue:
@@ -159,7 +176,7 @@ class WorkQueue:
         self._dirty: dict[str, tuple[Lane, float, bool]] = {}
         self._retry: dict[str, tuple[Lane, float]] = {}  # backoff re-queues pending done()
         self._failures: dict[str, _Failures] = {}
-        self._stuck: dict[str, BaseException] = {}
+        self._stuck: dict[str, Failure] = {}
         self._depth: dict[Lane, int] = dict.fromkeys(Lane, 0)
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -313,13 +330,13 @@ class WorkQueue:
         self._failures.pop(key, None)
         self._stuck.pop(key, None)
 
-    def failure(self, key: str, error: BaseException, *, now: float | None = None) -> float | None:
+    def failure(self, key: str, error: Failure, *, now: float | None = None) -> float | None:
         """Record a failed reconcile of ``key`` and decide when it is tried again (rule 4).
 
         Args:
             key: the resource that failed.
-            error: what failed; ``TransientError.retry_after`` is honoured, a
-                ``PermanentError`` re-queues nothing. Other exceptions count as transient.
+            error: what failed; its ``retry_after`` is honoured, a terminal failure
+                re-queues nothing.
             now: the time of the failure (default: the clock).
 
         Returns:
@@ -335,7 +352,7 @@ class WorkQueue:
             self._retry.pop(key, None)
             self._remove(key)
             return None
-        if isinstance(error, PermanentError):
+        if error.terminal:
             return None
         delay = self.backoff(count, error)
         if self._observer is not None:
@@ -348,7 +365,7 @@ class WorkQueue:
             self._enqueue(key, entry.lane if entry else Lane.CHANGE, when + delay)
         return delay
 
-    def backoff(self, attempt: int, error: BaseException | None = None) -> float:
+    def backoff(self, attempt: int, error: Failure | None = None) -> float:
         """The jittered delay before retry number ``attempt`` (1-based) after ``error``.
 
         Full jitter: uniform in ``[0, min(cap, base * 2 ** (attempt - 1)))``, then raised to the
@@ -356,7 +373,7 @@ class WorkQueue:
         """
         window = min(self._cap, self._base * 2.0 ** max(0, attempt - 1))
         delay = window * self._rng()
-        if isinstance(error, TransientError) and error.retry_after is not None:
+        if error is not None and error.retry_after is not None:
             delay = max(delay, error.retry_after)
         return delay
 
@@ -365,7 +382,7 @@ class WorkQueue:
         record = self._failures.get(key)
         return 0 if record is None else record.count
 
-    def last_error(self, key: str) -> BaseException | None:
+    def last_error(self, key: str) -> Failure | None:
         """The most recent failure of ``key`` since its last success, if any."""
         record = self._failures.get(key)
         return None if record is None else record.error
@@ -373,13 +390,9 @@ class WorkQueue:
     def retryable(self) -> list[str]:
         """Keys whose last failure was not permanent, stuck ones included, sorted (the loop
         retries them when a circuit breaker lets calls through again)."""
-        return sorted(
-            key
-            for key, record in self._failures.items()
-            if not isinstance(record.error, PermanentError)
-        )
+        return sorted(key for key, record in self._failures.items() if not record.error.terminal)
 
-    def stuck(self, key: str) -> BaseException | None:
+    def stuck(self, key: str) -> Failure | None:
         """The last error of ``key`` when it is stuck, else None."""
         return self._stuck.get(key)
 

@@ -15,7 +15,15 @@ from reconciler.core.observed import (
     TenantRecord,
     billing_digest,
 )
-from reconciler.core.plan import ActionKind, Cause, Plan, PlanSettings, build_plan
+from reconciler.core.plan import (
+    PUBLISHES_PER_PURGE,
+    ActionKind,
+    Cause,
+    Plan,
+    PlanSettings,
+    build_plan,
+)
+from reconciler.core.render import Rate, cost_line
 
 from support.core import (
     DAY,
@@ -405,8 +413,34 @@ def test_the_gateway_being_down_leaves_dunning_waiting() -> None:
 
 def test_cost_forecast_counts_calls_per_provider() -> None:
     plan = plan_for(converged_world(), version=3, domains=["www.acme-home.com", "a.acme-home.com"])
-    assert plan.calls()["cloudflare"] == 8 + 1 + 1  # publish, create, one routing write
-    assert set(plan.calls()) == {"cloudflare", "d1"}
+    calls = plan.calls()
+    # publish (upload token, create, one status read), its shared purge, create, routing write
+    assert calls["cloudflare"] == 3 + 1 + 1 + 1
+    assert calls["pages_upload"] == 3  # on the upload JWT, not the API token
+    assert set(calls) == {"cloudflare", "d1", "pages_upload"}
+    # D1 over REST spends the Cloudflare token: one meter.
+    shared = plan.calls({"d1": "cloudflare"})
+    assert shared == {"cloudflare": calls["cloudflare"] + calls["d1"], "pages_upload": 3}
+
+
+def test_the_cost_line_counts_d1_over_rest_on_the_cloudflare_token() -> None:
+    plan = plan_for(converged_world(), version=3)
+    calls = plan.calls()
+    budget = Rate(requests=1200, period=300)
+    rates = {"cloudflare": budget, "d1": Rate(requests=1200, period=300, spends="cloudflare")}
+    line = cost_line(plan, rates)
+    token = calls["cloudflare"] + calls["d1"]
+    assert line.startswith(f"API calls: cloudflare {token} (")
+    assert "d1" not in line and f"pages_upload {calls['pages_upload']}" in line
+    assert f"d1 {calls['d1']}" in cost_line(plan, {"cloudflare": budget})  # SQLite: apart
+
+
+def test_publishes_share_purge_requests_in_the_forecast() -> None:
+    plan = plan_for(converged_world(), version=3)
+    one = plan.calls()["cloudflare"]
+    many = replace(plan, actions=plan.actions * (PUBLISHES_PER_PURGE + 1))
+    per_publish = one - 1  # without the one purge request
+    assert many.calls()["cloudflare"] == per_publish * (PUBLISHES_PER_PURGE + 1) + 2
 
 
 def test_unlock_and_rollback_come_before_publishes_and_creates() -> None:

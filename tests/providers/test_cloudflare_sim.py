@@ -248,12 +248,13 @@ async def test_an_invalid_hostname_is_a_permanent_validation_error(
 async def test_purge_sends_each_kind_in_chunks_the_simulator_accepts(
     cf: Any, client: CloudflareClient
 ) -> None:
-    hosts = [f"h{i}.customer.test" for i in range(65)]
+    hosts = [f"h{i}.customer.test" for i in range(205)]
     await client.purge_cache(
         hosts=hosts, prefixes=["www.acme.test/menu"], files=["https://www.acme.test/a.css"]
     )
     kinds = [(p["kind"], len(p["items"])) for p in cf.sim.purges]
-    assert kinds == [("hosts", 30), ("hosts", 30), ("hosts", 5), ("prefixes", 1), ("files", 1)]
+    # 100 items a request: the simulator's limit and the contract's (§2.5)
+    assert kinds == [("hosts", 100), ("hosts", 100), ("hosts", 5), ("prefixes", 1), ("files", 1)]
 
 
 async def test_d1_queries_round_trip_values_and_report_sql_errors(

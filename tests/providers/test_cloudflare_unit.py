@@ -26,6 +26,8 @@ from reconciler.providers.cloudflare import (
     CloudflareClient,
     DeploymentTag,
     DuplicateHostnameError,
+    ProjectMemo,
+    deployment_poll_delays,
     ownership_metadata,
 )
 from reconciler.providers.cloudflare_errors import ApiMessage, classify
@@ -526,14 +528,115 @@ async def test_purge_is_split_into_chunks_with_one_kind_per_request() -> None:
         return respond(200, envelope({"id": ZONE}))
 
     client, recorder, _ = make_client(handler)
-    hosts = [f"h{i}.customer.test" for i in range(65)]
+    hosts = [f"h{i}.customer.test" for i in range(205)]
     async with client:
         await client.purge_cache(hosts=[*hosts, hosts[0]], prefixes=["a.test/x", "b.test/y"])
         await client.purge_cache()
     bodies = [json.loads(r.content) for *_, r in recorder.requests]
     assert [list(b) for b in bodies] == [["hosts"], ["hosts"], ["hosts"], ["prefixes"]]
-    assert [len(b[next(iter(b))]) for b in bodies] == [30, 30, 5, 2]
+    assert [len(b[next(iter(b))]) for b in bodies] == [100, 100, 5, 2]
     assert [h for b in bodies[:3] for h in b["hosts"]] == hosts
+
+
+async def test_concurrent_host_purges_share_one_request_and_each_returns_when_sent() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return respond(200, envelope({"id": ZONE}))
+
+    client, recorder, _ = make_client(handler, purge_window=0.01)
+    async with client:
+        await asyncio.gather(
+            client.purge_hosts(["a.test", "b.test"]),
+            client.purge_hosts(["b.test", "c.test"]),
+            client.purge_hosts(["d.test"]),
+        )
+        await client.purge_hosts([])  # nothing to purge: no request
+    bodies = [json.loads(r.content) for *_, r in recorder.requests]
+    assert bodies == [{"hosts": ["a.test", "b.test", "c.test", "d.test"]}]
+
+
+async def test_a_failed_shared_purge_fails_every_caller_in_it() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return respond(400, failure(1018, "bad host"))
+
+    client, _, _ = make_client(handler, purge_window=0.01)
+    async with client:
+        results = await asyncio.gather(
+            client.purge_hosts(["a.test"]), client.purge_hosts(["b.test"]), return_exceptions=True
+        )
+    assert all(isinstance(r, PermanentError) for r in results)
+
+
+async def test_shared_purges_hold_at_most_a_chunk_each() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return respond(200, envelope({"id": ZONE}))
+
+    client, recorder, _ = make_client(handler, purge_window=0.01, purge_chunk=3)
+    async with client:
+        await asyncio.gather(*(client.purge_hosts([f"h{i}.test"]) for i in range(7)))
+    sizes = [len(json.loads(r.content)["hosts"]) for *_, r in recorder.requests]
+    assert sizes == [3, 3, 1]
+
+
+def test_the_first_status_read_waits_as_long_as_pages_takes_then_backs_off() -> None:
+    delays = deployment_poll_delays(15.0, 3.0)
+    assert [next(delays) for _ in range(7)] == [15.0, 3.0, 6.0, 12.0, 24.0, 24.0, 24.0]
+
+
+async def test_a_project_read_is_remembered_for_the_memo_time_to_live() -> None:
+    now = [0.0]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return respond(200, envelope(_project_json("acme-home")))
+
+    memo = ProjectMemo(ttl=60.0, clock=lambda: now[0])
+    client, recorder, _ = make_client(handler, memo=memo)
+    async with client:
+        await client.get_project("acme-home")
+        assert (await client.project("acme-home")).production_branch == "main"
+        assert len(recorder.requests) == 1  # answered from the memo
+        now[0] = 61.0
+        await client.project("acme-home")
+    assert len(recorder.requests) == 2  # too old: read again
+
+
+async def test_projects_are_listed_a_hundred_a_page_and_remembered() -> None:
+    names = [f"p{i:03d}" for i in range(150)]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        per_page = int(request.url.params["per_page"])
+        chunk = names[(page - 1) * per_page : page * per_page]
+        return respond(
+            200,
+            envelope(
+                [_project_json(n) for n in chunk],
+                page=page,
+                per_page=per_page,
+                count=len(chunk),
+                total_count=len(names),
+            ),
+        )
+
+    client, recorder, _ = make_client(handler)
+    async with client:
+        found = await client.list_projects()
+        assert [p.name for p in found] == names
+        assert len(recorder.requests) == 2
+        await client.project("p149")
+    assert len(recorder.requests) == 2
+
+
+def _project_json(name: str) -> dict[str, Any]:
+    return {
+        "id": f"id-{name}",
+        "name": name,
+        "subdomain": f"{name}.pages.dev",
+        "production_branch": "main",
+        "domains": [],
+        "created_on": "2026-01-01T00:00:00Z",
+        "canonical_deployment": None,
+        "latest_deployment": None,
+    }
 
 
 async def test_d1_string_params_are_bound_and_other_values_are_inlined() -> None:

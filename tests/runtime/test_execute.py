@@ -509,7 +509,7 @@ async def test_a_run_killed_after_the_side_effect_resumes_with_the_intent_pendin
     ledger: tuple[Path, SqliteDatabase],
 ) -> None:
     path, db = ledger
-    script = CRASHING_APPLY.format(tests=str(Path(__file__).parent), db=str(path))
+    script = CRASHING_APPLY.format(tests=str(Path(__file__).parents[1]), db=str(path))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

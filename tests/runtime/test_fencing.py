@@ -22,8 +22,8 @@ from reconciler.providers.d1 import SqliteDatabase
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
+from reconciler.runtime.guard import guarded_client
 from reconciler.runtime.lease import LeaderLease, LeaseLostError, fenced_client
-from reconciler.runtime.loop import guarded_client
 from reconciler.runtime.migrate import migrate
 from reconciler.settings import EvolutionSettings, Secret
 

@@ -129,7 +129,7 @@ def test_negative_ages_are_clamped_to_zero() -> None:
 
 
 def test_process_build_git_and_workqueue_metrics_use_the_usual_names() -> None:
-    from reconciler.runtime.workqueue import WorkQueue
+    from reconciler.runtime.workqueue import Failure, WorkQueue
 
     metrics = Metrics()
     now = [100.0]
@@ -145,7 +145,7 @@ def test_process_build_git_and_workqueue_metrics_use_the_usual_names() -> None:
     assert 'workqueue_longest_running_processor_seconds{name="reconciler"} 0.5' in running
     assert 'workqueue_unfinished_work_seconds{name="reconciler"} 0.5' in running
     now[0] = 102.0
-    queue.failure(key, RuntimeError("boom"))
+    queue.failure(key, Failure("boom"))
     now[0] = 103.0
     queue.done(key)
     metrics.git_fetch(0.25, ok=True, at=1_700_000_000.0)

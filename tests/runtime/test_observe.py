@@ -13,7 +13,7 @@ from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import ActionKind, Plan, build_plan
 from reconciler.core.render import Rate, render_text
 from reconciler.errors import MigrationError
-from reconciler.runtime.observe import observe
+from reconciler.runtime.observe import ObserveLimits, observe
 from reconciler.sandbox.faults import FaultRule
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.spec.load import Specs
@@ -90,7 +90,9 @@ async def test_a_version_bump_reads_pages_for_that_site_only_and_builds_it_in_me
     sqlite.close()
     observed, plan = await observe_and_plan(converged_world, specs)
     assert set(observed.projects) == {"acme-home"}
-    assert observed.projects["acme-home"].deployments == ()
+    # Version 12 is newer than every D1 row of the site: no deployment of it can exist, so
+    # the project is read and its deployments are not listed.
+    assert observed.projects["acme-home"].deployments is None
     assert ("acme-home", 12) in observed.builds
     assert observed.builds[("acme-home", 12)].error is None
     assert [(a.kind, a.target) for a in plan.actions] == [
@@ -98,7 +100,51 @@ async def test_a_version_bump_reads_pages_for_that_site_only_and_builds_it_in_me
     ]
     routes = cf_routes(converged_world)
     assert routes.count("GET /accounts/{account_id}/pages/projects/{project_name}") == 1
+    assert routes.count("GET /accounts/{account_id}/pages/projects/{project_name}/deployments") == 0
+
+
+async def test_going_back_to_a_version_d1_has_seen_lists_the_deployments(
+    converged_world: Sandbox, specs: Specs
+) -> None:
+    sqlite = sqlite3.connect(converged_world.cloudflare.d1_path)
+    with sqlite:
+        sqlite.execute(
+            "UPDATE publish_versions SET version_number = 13 WHERE site_id = 'acme-home' "
+            "AND environment = 'production'"
+        )
+    sqlite.close()
+    observed, _ = await observe_and_plan(converged_world, specs)
+    # A deployment of version 12 may still exist (a rollback instead of a build): listed.
+    assert observed.projects["acme-home"].deployments == ()
+    routes = cf_routes(converged_world)
     assert routes.count("GET /accounts/{account_id}/pages/projects/{project_name}/deployments") == 1
+
+
+async def test_a_bump_of_more_sites_than_a_project_page_holds_lists_the_projects_once(
+    converged_world: Sandbox, specs: Specs
+) -> None:
+    sqlite = sqlite3.connect(converged_world.cloudflare.d1_path)
+    with sqlite:
+        sqlite.execute(
+            "UPDATE publish_versions SET version_number = version_number - 1 "
+            "WHERE environment = 'production'"
+        )
+    sqlite.close()
+    observed, plan = await observe_and_plan(converged_world, specs)
+    assert len(specs.sites) >= 2
+    assert set(observed.projects) == {s.spec.pages_project for s in specs.sites.values()}
+    routes = cf_routes(converged_world)
+    # One page of the project list (a hundred a page) instead of a GET per site.
+    assert routes.count("GET /accounts/{account_id}/pages/projects") == 1
+    assert routes.count("GET /accounts/{account_id}/pages/projects/{project_name}") == 0
+    assert {a.kind for a in plan.actions} == {ActionKind.PUBLISH}
+
+
+def test_observation_timeouts_grow_with_the_requests_a_reading_needs() -> None:
+    limits = ObserveLimits(request_seconds=0.5)
+    assert limits.scaled(300.0, 0) == 300.0
+    # 10,000 sites bumped: a project and a deployment listing each at most, 4 a second.
+    assert limits.scaled(300.0, 20_000) == 300.0 + 10_000.0
 
 
 async def test_no_create_and_no_delete_when_the_hostname_listing_fails(

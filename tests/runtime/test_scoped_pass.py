@@ -17,7 +17,7 @@ import pytest
 from reconciler.core.desired import Desired, derive
 from reconciler.core.facts import CustomerBilling
 from reconciler.providers.ratelimit import Lane
-from reconciler.runtime import loop
+from reconciler.runtime import pipeline
 from reconciler.runtime.loop import LoopSettings, PassResult
 from reconciler.spec.load import Specs
 
@@ -75,7 +75,7 @@ async def test_a_billing_pass_derives_once_and_only_its_tenants_sites(
         await converged_start(running, fleet)
         specs = running.daemon.specs
         assert specs is not None
-        monkeypatch.setattr(loop, "derive", spy)
+        monkeypatch.setattr(pipeline, "derive", spy)
         result = await billing_pass(running, "acme")
         assert result.ok, result.failed
         [desired] = derived
@@ -144,14 +144,14 @@ async def test_an_open_gateway_answer_is_reused_within_the_ttl_and_a_closed_one_
         await converged_start(running, fleet)
         evolution.disconnect()
         since = last_seq(fleet)
-        first = await running.daemon._gateway_gap()
-        second = await running.daemon._gateway_gap()
+        first = await running.daemon.gateway.gap()
+        second = await running.daemon.gateway.gap()
         assert first is not None and "close" in first
         assert second == first
         assert gateway_reads(fleet, since) == 2
 
         evolution.connect()
         since = last_seq(fleet)
-        assert await running.daemon._gateway_gap() is None
-        assert await running.daemon._gateway_gap() is None
+        assert await running.daemon.gateway.gap() is None
+        assert await running.daemon.gateway.gap() is None
         assert gateway_reads(fleet, since) == 1  # reused: within gateway_ttl (60 s)

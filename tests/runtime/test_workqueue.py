@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
-from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.ratelimit import Lane
-from reconciler.runtime.workqueue import QueueShutDown, WorkQueue, as_lane
+from reconciler.runtime.workqueue import Failure, QueueShutDown, WorkQueue, as_lane
 
 
 class VirtualTime:
@@ -180,7 +179,7 @@ async def test_a_transient_failure_requeues_the_key_after_the_jittered_delay() -
     await queue.get()
     delays = []
     for _ in range(3):
-        delays.append(queue.failure("Site/a", TransientError("cloudflare", "503")))
+        delays.append(queue.failure("Site/a", Failure("cloudflare: 503")))
         queue.done("Site/a")
         assert queue.ready_at("Site/a") == pytest.approx(vt.now + delays[-1])
         assert await queue.get() == "Site/a"
@@ -198,9 +197,9 @@ async def test_retry_after_is_never_cut_short_even_beyond_the_cap() -> None:
     queue = make_queue(vt, rng=0.999)
     queue.add("Site/a")
     await queue.get()
-    hint = TransientError("cloudflare", "429", status=429, retry_after=600.0)
+    hint = Failure("cloudflare: 429", retry_after=600.0)
     assert queue.failure("Site/a", hint, now=vt.now) == 600.0
-    small_hint = TransientError("cloudflare", "429", status=429, retry_after=0.1)
+    small_hint = Failure("cloudflare: 429", retry_after=0.1)
     assert queue.failure("Site/a", small_hint) == pytest.approx(2 * 0.999)
     queue.done("Site/a")
     assert queue.ready_at("Site/a") == pytest.approx(vt.now + 2 * 0.999)
@@ -211,7 +210,7 @@ async def test_a_permanent_failure_waits_for_the_next_change_or_sweep() -> None:
     queue = make_queue(vt)
     queue.add("Hostname/x")
     await queue.get()
-    error = PermanentError("cloudflare", "invalid hostname", status=400)
+    error = Failure("cloudflare: invalid hostname", terminal=True)
     assert queue.failure("Hostname/x", error) is None
     queue.done("Hostname/x")
     assert len(queue) == 0
@@ -224,7 +223,7 @@ async def test_a_permanent_failure_waits_for_the_next_change_or_sweep() -> None:
 async def test_a_key_is_stuck_after_max_failures_until_a_change_arrives() -> None:
     vt = VirtualTime()
     queue = make_queue(vt, rng=0.0, max_failures=3)
-    errors = [TransientError("cloudflare", f"503 #{n}") for n in range(3)]
+    errors = [Failure(f"cloudflare: 503 #{n}") for n in range(3)]
     queue.add("Site/a")
     for n, error in enumerate(errors):
         assert await queue.get() == "Site/a"
@@ -250,7 +249,7 @@ async def test_permanent_failures_also_count_towards_stuck() -> None:
     for _ in range(2):
         queue.add("Site/a", Lane.SWEEP)
         await queue.get()
-        queue.failure("Site/a", PermanentError("d1", "no such table"))
+        queue.failure("Site/a", Failure("d1: no such table", terminal=True))
         queue.done("Site/a")
     assert queue.stuck("Site/a") is not None
 
@@ -260,7 +259,7 @@ async def test_a_change_that_arrives_while_the_last_attempt_fails_releases_the_k
     queue.add("Site/a")
     await queue.get()
     queue.add("Site/a", Lane.CHANGE)  # a new commit lands mid-reconcile
-    assert queue.failure("Site/a", TransientError("cloudflare", "503")) is None
+    assert queue.failure("Site/a", Failure("cloudflare: 503")) is None
     queue.done("Site/a")
     assert queue.stuck("Site/a") is None
     assert queue.is_queued("Site/a")
@@ -333,7 +332,7 @@ async def test_timers_never_release_a_stuck_key() -> None:
     queue.add("Hostname/x")
     await queue.get()
     queue.wake_at("Hostname/x", vt.now + 3_600)  # the reconcile set its validation deadline
-    assert queue.failure("Hostname/x", PermanentError("cloudflare", "blocked")) is None
+    assert queue.failure("Hostname/x", Failure("cloudflare: blocked", terminal=True)) is None
     queue.done("Hostname/x")
     assert queue.stuck("Hostname/x") is not None
     assert not queue.is_queued("Hostname/x")

@@ -49,6 +49,7 @@ from reconciler.core.payloads import PublishPayload, payload_as
 from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
+from reconciler.providers.shared_calls import deployment_poll_delays
 from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, Records
@@ -196,7 +197,9 @@ class PublishHandler:
             return await self._not_live(attempt, deployment, ctx)
         if want.hosts:
             ctx.progress(f"{want.site} {want.environment}: purging {len(want.hosts)} hosts")
-            await self.world.cloudflare.purge_cache(hosts=list(want.hosts))
+            await self.world.cloudflare.purge_hosts(
+                list(want.hosts)
+            )  # shared with concurrent publishes
         ctx.checkpoint("publish.after-purge")
         await self.records.publish_live(
             attempt.row_id,
@@ -308,7 +311,7 @@ class PublishHandler:
     async def _tag(self, attempt: _Attempt, built: _Built) -> DeploymentTag:
         """The deployment's tag: this publish, its content and build, on the right branch."""
         want = attempt.want
-        info = await self.world.cloudflare.get_project(want.project)
+        info = await self.world.cloudflare.project(want.project)  # observation has just read it
         branch = info.production_branch if want.environment == "production" else None
         preview = want.environment == "preview"
         branch = branch or (self.world.settings.preview_branch if preview else "main")
@@ -401,10 +404,14 @@ class PublishHandler:
         return max(matches, key=lambda d: (d.created_on, d.id))
 
     async def _wait(self, project: str, deployment: Deployment, ctx: ActionContext) -> Deployment:
-        """Poll until the deployment is no longer in progress, or the timeout passes."""
+        """Poll until the deployment is no longer in progress, or the timeout passes.
+
+        The first read waits as long as a deployment usually takes, the next ones back off.
+        """
         settings = self.world.settings
         deadline = ctx.now() + settings.deploy_timeout
+        delays = deployment_poll_delays(settings.deploy_expected, settings.deploy_poll_interval)
         while deployment.state == "in_progress" and ctx.now() < deadline:
-            await self.world.sleep(settings.deploy_poll_interval)
+            await self.world.sleep(min(next(delays), max(0.0, deadline - ctx.now())))
             deployment = await self.world.cloudflare.get_deployment(project, deployment.id)
         return deployment

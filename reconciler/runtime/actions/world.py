@@ -40,7 +40,16 @@ class ActionSettings:
 
     build_time_limit: float = 60.0  # seconds a build may take (runbook 1: build timeout)
     deploy_timeout: float = 600.0  # seconds a Pages deployment may take to become live
-    deploy_poll_interval: float = 3.0  # seconds between deployment status polls
+    deploy_poll_interval: float = 3.0  # seconds between status polls once late (doubling)
+    # Seconds a Pages deployment usually takes: the first status read waits this long. Five
+    # stages (queued, initialize, clone, build, deploy) of about one poll interval each.
+    deploy_expected_stages: int = 5
+
+    @property
+    def deploy_expected(self) -> float:
+        """Seconds before the first status read of a new deployment."""
+        return self.deploy_expected_stages * self.deploy_poll_interval
+
     rollback_timeout: float = 60.0  # seconds for production to point at a rollback target
     preview_branch: str = "preview"  # the branch preview deployments are uploaded on
 
