@@ -16,16 +16,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "reconciler"
 # path under reconciler/ : function name, each over MAX_FUNCTION_LINES when the rule came in.
 LONG_FUNCTIONS = frozenset(
     {
-        "runtime/actions/publish.py:_publish",
         "runtime/observe.py:observe",
         "runtime/server.py:create_app",
         "wiring.py:__init__",
         "spec/load.py:_build_document",
         "build/site.py:build_site",
-        "runtime/execute.py:execute",
         "sandbox/evolution.py:_control_routes",
         "spec/load.py:parse_documents",
-        "runtime/actions/billing.py:_send",
         "sandbox/cloudflare.py:_control_routes",
         "providers/cloudflare.py:create_deployment",
         "runtime/metrics.py:__init__",

@@ -48,6 +48,48 @@ class BudgetLimits(Protocol):
         ...
 
 
+UNLIMITED = 2**62
+"""The image limits of a budget from a plan written before image limits existed: none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A publish's limits as the plan carries them; a :class:`BudgetLimits`.
+
+    The image limits are None in a plan written before they existed: nothing is checked
+    against them and nothing is recorded for them.
+    """
+
+    max_js_kb: int
+    max_css_kb: int
+    max_third_party_scripts: int
+    image_kb_limit: int | None = None
+    page_weight_kb_limit: int | None = None
+
+    @property
+    def max_image_kb(self) -> int:
+        """The image limit to check (:data:`UNLIMITED` when the plan has none)."""
+        return UNLIMITED if self.image_kb_limit is None else self.image_kb_limit
+
+    @property
+    def max_page_weight_kb(self) -> int:
+        """The page weight limit to check (:data:`UNLIMITED` when the plan has none)."""
+        return UNLIMITED if self.page_weight_kb_limit is None else self.page_weight_kb_limit
+
+    def limits(self) -> dict[str, int]:
+        """The limits it has, by ``performance_budgets`` column name."""
+        limits = {
+            "max_js_kb": self.max_js_kb,
+            "max_css_kb": self.max_css_kb,
+            "max_third_party_scripts": self.max_third_party_scripts,
+        }
+        if self.image_kb_limit is not None:
+            limits["max_image_kb"] = self.image_kb_limit
+        if self.page_weight_kb_limit is not None:
+            limits["max_page_weight_kb"] = self.page_weight_kb_limit
+        return limits
+
+
 class BudgetMetric(StrEnum):
     """What a budget limits."""
 

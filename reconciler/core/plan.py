@@ -1,8 +1,9 @@
 """plan: desired facts + observed facts -> an ordered, explained, gated set of actions.
 
 The heart of the pure core. Called by ``runtime`` for ``reconciler plan``, ``apply`` and every
-daemon pass; rendered by ``core/render.py``; executed by ``runtime/execute.py``, which reads an
-action's ``kind``, ``target`` and ``after`` and never its ``reason``.
+daemon pass; rendered by ``core/render.py``; executed by ``runtime/execute.py``, whose
+handlers read an action's ``kind``, ``target`` and typed ``payload`` (``core/payloads.py``)
+and never its ``reason``.
 
 This module holds the plan's types and :func:`build_plan`; the per-area logic lives in
 ``plan_billing`` (tenants), ``plan_sites`` (publish, rollback) and ``plan_hostnames``, which
@@ -59,7 +60,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from reconciler.core.desired import Desired
 from reconciler.core.lane import Lane
@@ -67,6 +68,9 @@ from reconciler.core.levers import Selection, narrow
 from reconciler.core.observed import Observed, Source
 from reconciler.core.policy import BlastRadius
 from reconciler.core.routing import DesiredPlatform
+
+if TYPE_CHECKING:
+    from reconciler.core.payloads import Payload
 
 FORMAT_VERSION = "1"
 
@@ -213,7 +217,12 @@ _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """One executable step. ``after`` is the executor's whole input; ``reason`` is for people."""
+    """One executable step. ``payload`` is the executor's whole input; ``reason`` is for people.
+
+    ``after`` is the payload's JSON form (rendered, hashed into ``id``, journaled);
+    ``payload`` is the same input parsed once, typed (``core/payloads.py``), where the action
+    is made: by the planner's collector or when a saved plan is read.
+    """
 
     id: str
     kind: ActionKind
@@ -222,6 +231,7 @@ class Action:
     site: str | None
     before: Mapping[str, JsonValue]
     after: Mapping[str, JsonValue]
+    payload: Payload
     reason: str
     source: str | None  # "specs/sites/acme.yaml:14:7"
     cause: Cause

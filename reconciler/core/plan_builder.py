@@ -17,6 +17,7 @@ from reconciler.core.desired import Desired
 from reconciler.core.lane import Lane
 from reconciler.core.levers import Forced, Lever, LeverKind, levers_on
 from reconciler.core.observed import Observed, Source
+from reconciler.core.payloads import parse_payload
 from reconciler.core.plan import (
     _CALLS,
     _KIND_ORDER,
@@ -148,6 +149,7 @@ class PlanBuilder:
                 site=site,
                 before=dict(before),
                 after=dict(after),
+                payload=parse_payload(kind, after, f"{kind.value} {target}: after"),
                 reason=reason,
                 source=source,
                 cause=cause,

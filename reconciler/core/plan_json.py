@@ -12,7 +12,9 @@ Rules:
 3. Actions come back in the document's ``order`` (the planner's dependency order); an id in
    ``order`` without its action, or an action missing from ``order``, is refused.
 4. A malformed document raises :class:`PlanError` naming the first bad field, before anything is
-   executed.
+   executed; an action's ``after`` is read into its kind's typed payload here
+   (:func:`~reconciler.core.payloads.parse_payload`), so one the executor could not act on is
+   refused with the others.
 5. A saved plan is authenticated: :func:`signed_json` adds ``signature``, an HMAC-SHA256 with the
    operator's key over the canonical JSON of the whole document (so the specs commit, the
    observed digest and every action are bound); :func:`verify_signature` refuses a document
@@ -37,6 +39,7 @@ from dataclasses import replace
 from typing import TypeVar, cast
 
 from reconciler.core.lane import Lane
+from reconciler.core.payloads import PayloadError, parse_payload
 from reconciler.core.plan import (
     FORMAT_VERSION,
     Action,
@@ -227,6 +230,10 @@ def _action(item: object, where: str) -> Action:
             f"(expected {expected}); the saved plan was edited or corrupted"
         )
     calls = _object(data.get("predicted_calls", {}), f"{where}.predicted_calls")
+    try:
+        payload = parse_payload(kind, after, f"{where}.after")
+    except PayloadError as exc:
+        raise PlanError(f"{exc}; the saved plan was edited or corrupted") from None
     return Action(
         id=action_id,
         kind=kind,
@@ -235,6 +242,7 @@ def _action(item: object, where: str) -> Action:
         site=_optional_str(data, "site", where),
         before=_json_object(data.get("before", {}), f"{where}.before"),
         after=after,
+        payload=payload,
         reason=_str(data, "reason", where),
         source=_optional_str(data, "source", where),
         cause=_enum(Cause, data, "cause", where),

@@ -27,8 +27,9 @@ Rules (tests in tests/runtime/test_execute.py cite them):
      taken effect): the action runs again.
 
    Whenever a row existed, the handler gets ``ctx.resumed=True`` and looks before acting.
-6. ``ProviderError`` raised by a handler becomes an outcome (transient or permanent). Any other
-   exception is a bug: the intent is recorded as failed with the error, actions already running
+6. ``ProviderError`` raised by a handler becomes an outcome (transient or permanent) here, and
+   only here (:func:`provider_outcome`; handlers let them propagate). Any other exception is a
+   bug: the intent is recorded as failed with the error, actions already running
    are allowed to finish, nothing new starts, and the exception propagates.
 7. Checkpoints ``execute.after-intent`` and ``execute.before-finish`` surround every handler
    call (the crash tests kill the process there).
@@ -40,7 +41,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from graphlib import TopologicalSorter
 
 from reconciler.core.outcome import Outcome, Report, Status
@@ -49,7 +50,7 @@ from reconciler.errors import PermanentError, PlanError, ProviderError, Transien
 from reconciler.runtime.handler import ActionContext, Checkpoints, Handler, no_checkpoints
 from reconciler.runtime.journal import Journal, Prior, outcome_from_json
 
-__all__ = ["DEFAULT_LIMITS", "Progress", "execute"]
+__all__ = ["DEFAULT_LIMITS", "Progress", "execute", "provider_outcome"]
 
 # Publishes mostly wait for Pages (a deployment takes about 15 s) and the token allows 4
 # requests a second: 16 at once keep the token busy, and their purges share requests.
@@ -88,8 +89,12 @@ class _Run:
     progress: Callable[[Progress], None]
     handler_progress: Callable[[Action, str], None]
     monotonic: Callable[[], float]
-    outcomes: dict[str, Outcome]
-    in_flight: dict[str, int]
+    by_id: dict[str, Action] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    ready: list[Action] = field(default_factory=list)
+    running: dict[asyncio.Task[Outcome], Action] = field(default_factory=dict)
+    bug: BaseException | None = None
     started: int = 0
     finished: int = 0
 
@@ -127,13 +132,6 @@ async def execute(
         Exception: whatever a handler raised that is not a ``ProviderError`` (a bug), after its
             intent was recorded as failed and the actions already running finished.
     """
-    by_id: dict[str, Action] = {}
-    for action in plan.actions:
-        if action.id in by_id:
-            raise PlanError(f"two actions share the id {action.id} ({action.target})")
-        if action.kind not in handlers:
-            raise PlanError(f"no handler for {action.kind.value} actions ({action.target})")
-        by_id[action.id] = action
     run = _Run(
         plan=plan,
         handlers=handlers,
@@ -144,65 +142,92 @@ async def execute(
         progress=progress,
         handler_progress=handler_progress or (lambda action, message: None),
         monotonic=monotonic,
-        outcomes={},
-        in_flight={},
+        by_id=_index(plan, handlers),
     )
-    position = {action.id: index for index, action in enumerate(plan.actions)}
-    sorter: TopologicalSorter[str] = TopologicalSorter()
-    for action in plan.actions:
-        sorter.add(action.id, *(dep for dep in action.depends_on if dep in by_id))
-    sorter.prepare()
+    await _drive(run)
+    if run.bug is not None:
+        if run.running:
+            await asyncio.wait(run.running)
+            for task in run.running:
+                task.exception()  # retrieved: only the first bug propagates
+        raise run.bug
+    return Report(plan=plan, outcomes=tuple(run.outcomes[a.id] for a in plan.actions))
 
-    ready: list[Action] = []
-    running: dict[asyncio.Task[Outcome], Action] = {}
-    bug: BaseException | None = None
+
+def _index(plan: Plan, handlers: Mapping[ActionKind, Handler]) -> dict[str, Action]:
+    """The plan's actions by id; refused before anything runs when one cannot run at all."""
+    by_id: dict[str, Action] = {}
+    for action in plan.actions:
+        if action.id in by_id:
+            raise PlanError(f"two actions share the id {action.id} ({action.target})")
+        if action.kind not in handlers:
+            raise PlanError(f"no handler for {action.kind.value} actions ({action.target})")
+        by_id[action.id] = action
+    return by_id
+
+
+async def _drive(run: _Run) -> None:
+    """Run the schedule; a cancelled pass cancels its actions and waits for them."""
     try:
-        while sorter.is_active() and bug is None:
-            ready.extend(by_id[action_id] for action_id in sorter.get_ready())
-            ready.sort(key=lambda a: (a.lane.rank, position[a.id]))
-            progressed = False
-            for action in list(ready):
-                failed_dep = _failed_dependency(action, by_id, run.outcomes)
-                if failed_dep is not None:
-                    ready.remove(action)
-                    _finish(run, action, _blocked(action, failed_dep, run.outcomes), seconds=0.0)
-                    sorter.done(action.id)
-                    progressed = True
-                    continue
-                provider = handlers[action.kind].provider
-                if run.in_flight.get(provider, 0) >= max(1, limits.get(provider, 1)):
-                    continue
-                ready.remove(action)
-                run.in_flight[provider] = run.in_flight.get(provider, 0) + 1
-                running[asyncio.create_task(_perform(run, action))] = action
-                progressed = True
-            if progressed and not running:
-                continue  # only blocks were settled: new actions may be ready now
-            if not running:
-                break  # defensive: nothing ready, nothing running (graphlib forbids it)
-            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                action = running.pop(task)
-                run.in_flight[handlers[action.kind].provider] -= 1
-                sorter.done(action.id)
-                error = task.exception()
-                if error is not None:
-                    bug = bug or error
+        await _schedule(run)
     except asyncio.CancelledError:
         # The pass itself is cancelled (stop, lost lease): its actions must not outlive it.
         # Cancel them and wait, so nothing keeps calling providers in the background; their
         # intents stay pending and the next pass looks before acting.
-        for task in running:
+        for task in run.running:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*run.running, return_exceptions=True)
         raise
-    if bug is not None:
-        if running:
-            await asyncio.wait(running)
-            for task in running:
-                task.exception()  # retrieved: only the first bug propagates
-        raise bug
-    return Report(plan=plan, outcomes=tuple(run.outcomes[a.id] for a in plan.actions))
+
+
+async def _schedule(run: _Run) -> None:
+    """Start actions as their dependencies finish (rules 1-3) until all are done or a bug."""
+    position = {action.id: index for index, action in enumerate(run.plan.actions)}
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for action in run.plan.actions:
+        sorter.add(action.id, *(dep for dep in action.depends_on if dep in run.by_id))
+    sorter.prepare()
+    while sorter.is_active() and run.bug is None:
+        run.ready.extend(run.by_id[action_id] for action_id in sorter.get_ready())
+        run.ready.sort(key=lambda a: (a.lane.rank, position[a.id]))
+        progressed = _start_ready(run, sorter)
+        if progressed and not run.running:
+            continue  # only blocks were settled: new actions may be ready now
+        if not run.running:
+            break  # defensive: nothing ready, nothing running (graphlib forbids it)
+        done, _ = await asyncio.wait(run.running, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            action = run.running.pop(task)
+            run.in_flight[run.handlers[action.kind].provider] -= 1
+            sorter.done(action.id)
+            error = task.exception()
+            if error is not None:
+                run.bug = run.bug or error
+
+
+def _start_ready(run: _Run, sorter: TopologicalSorter[str]) -> bool:
+    """Block what a failed dependency stops, start what its provider's limit allows.
+
+    Returns:
+        Whether anything was blocked or started.
+    """
+    progressed = False
+    for action in list(run.ready):
+        failed_dep = _failed_dependency(action, run.by_id, run.outcomes)
+        if failed_dep is not None:
+            run.ready.remove(action)
+            _finish(run, action, _blocked(action, failed_dep, run.outcomes), seconds=0.0)
+            sorter.done(action.id)
+            progressed = True
+            continue
+        provider = run.handlers[action.kind].provider
+        if run.in_flight.get(provider, 0) >= max(1, run.limits.get(provider, 1)):
+            continue
+        run.ready.remove(action)
+        run.in_flight[provider] = run.in_flight.get(provider, 0) + 1
+        run.running[asyncio.create_task(_perform(run, action))] = action
+        progressed = True
+    return progressed
 
 
 def _failed_dependency(
@@ -257,7 +282,7 @@ async def _perform(run: _Run, action: Action) -> Outcome:
             _finish(run, action, skip, seconds=run.monotonic() - started)
             return skip
     except ProviderError as exc:
-        outcome = _provider_outcome(action, exc, prefix="could not write the intent: ")
+        outcome = provider_outcome(action, exc, prefix="could not write the intent: ")
         _finish(run, action, outcome, seconds=run.monotonic() - started)
         return outcome
     run.checkpoint("execute.after-intent")
@@ -272,7 +297,7 @@ async def _perform(run: _Run, action: Action) -> Outcome:
     try:
         outcome = await handler(action, ctx)
     except ProviderError as exc:
-        outcome = _provider_outcome(action, exc)
+        outcome = provider_outcome(action, exc)
     except Exception as exc:
         # If even that write fails, the intent stays pending: the next run resumes it.
         with contextlib.suppress(ProviderError):
@@ -301,7 +326,9 @@ def _already_done(action: Action, prior: Prior) -> Outcome:
     )
 
 
-def _provider_outcome(action: Action, exc: ProviderError, *, prefix: str = "") -> Outcome:
+def provider_outcome(action: Action, exc: ProviderError, *, prefix: str = "") -> Outcome:
+    """The outcome of a provider failure (rule 6): transient with its ``retry_after``, or
+    permanent; ``prefix`` says which step failed."""
     if isinstance(exc, TransientError):
         return Outcome(
             action_id=action.id,

@@ -2,7 +2,8 @@
 
 ``runtime/execute.py`` walks a plan and calls one :class:`Handler` per :class:`ActionKind`;
 ``runtime/actions/`` implements them over the adapters. Handlers never see the plan's reasons
-(``Action.reason`` is for people); they read ``action.after`` and the :class:`ActionContext`.
+(``Action.reason`` is for people); they read the typed ``action.payload``
+(``core/payloads.py``, parsed when the action was made) and the :class:`ActionContext`.
 
 Contract every handler keeps:
 
@@ -10,9 +11,11 @@ Contract every handler keeps:
    may or may not have performed the side effect; the handler looks before acting (find the
    deployment by its publish id, the hostname by name, the dunning log row) and returns
    ``UNCHANGED`` when it is already done.
-2. Provider failures come back as outcomes, not exceptions: ``TransientError`` ->
-   ``FAILED_TRANSIENT`` (with ``retry_after``), ``PermanentError`` -> ``FAILED_PERMANENT``. Any
-   other exception is a bug and propagates.
+2. Provider failures propagate: ``runtime/execute.py`` turns a ``ProviderError`` into an
+   outcome, once (``TransientError`` -> ``FAILED_TRANSIENT`` with ``retry_after``,
+   ``PermanentError`` -> ``FAILED_PERMANENT``). A handler catches one only where the failure is
+   itself an answer it acts on: a ``NotFoundError`` that means "already gone", or a send whose
+   failure the dunning log row must record. Any other exception is a bug and propagates.
 3. ``ctx.checkpoint(name)`` is called at the named points around each side effect; the crash
    tests make one of them kill the process, production runs make them no-ops.
 """

@@ -19,14 +19,16 @@ from typing import Any
 import pytest
 
 from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.payloads import parse_payload
 from reconciler.core.plan import Action, ActionKind, Cause, JsonValue, Lane, action_identity
-from reconciler.errors import NotFoundError
+from reconciler.errors import NotFoundError, ProviderError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.runtime.actions import ActionSettings, RoutingConfig, World, handlers_for
+from reconciler.runtime.execute import provider_outcome
 from reconciler.runtime.handler import ActionContext, Handler
 from reconciler.runtime.migrate import migrate
 from reconciler.settings import CloudflareSettings, Secret
@@ -121,6 +123,7 @@ def make_action(
         site=site,
         before=dict(before or {}),
         after=dict(after),
+        payload=parse_payload(kind, after),
         reason="test",
         source=None,
         cause=Cause.CHANGE,
@@ -152,9 +155,13 @@ class Rig:
     async def run(
         self, action: Action, *, resumed: bool = False, checkpoints: Checkpoints | None = None
     ) -> Any:
-        return await self.handlers[action.kind](
-            action, self.ctx(resumed=resumed, checkpoints=checkpoints)
-        )
+        # as the executor runs it: a provider failure becomes an outcome there (rule 6)
+        try:
+            return await self.handlers[action.kind](
+                action, self.ctx(resumed=resumed, checkpoints=checkpoints)
+            )
+        except ProviderError as exc:
+            return provider_outcome(action, exc)
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return await self.db.query(sql, params)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.outcome import Outcome, Status
+from reconciler.core.payloads import ACCESS_OF, parse_payload
 from reconciler.core.plan import (
     Action,
     ActionKind,
@@ -61,6 +62,12 @@ def action(
     body: dict[str, JsonValue] = after if after is not None else {"name": name}
     if kind in (ActionKind.PUBLISH, ActionKind.ROLLBACK):
         body = {"site": name, "environment": "production", "version": 2, **body}
+    if kind is ActionKind.ROLLBACK:
+        body = {"deployment_id": f"dep-{name}", **body}
+    if kind in ACCESS_OF:
+        body = {"tenant": name, "access": ACCESS_OF[kind], **body}
+    if kind is ActionKind.SEND_DUNNING:
+        body = {"invoice_id": f"in_{name}", "step_code": "D3", **body}
     if kind in (ActionKind.CREATE_HOSTNAME, ActionKind.DELETE_HOSTNAME):
         body = {"hostname": name, **body}
     urgent = kind in (ActionKind.ROLLBACK, ActionKind.UNLOCK)
@@ -72,6 +79,7 @@ def action(
         site=name if target.startswith("Site/") else None,
         before={},
         after=body,
+        payload=parse_payload(kind, body),
         reason=f"test {kind.value} {name}",
         source=None,
         cause=Cause.CHANGE,

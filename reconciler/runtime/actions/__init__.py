@@ -78,8 +78,9 @@ def handlers_for(world: World) -> Mapping[ActionKind, Handler]:
         ActionKind.DELETE_HOSTNAME,
     ):
         handlers[kind] = HostnameHandler(world, kind, table)
+    access = AccessHandler(world)
     for kind in (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK):
-        handlers[kind] = AccessHandler(world, kind)
+        handlers[kind] = access
     for kind in (ActionKind.DEPLOY_WORKER_VERSION, ActionKind.ROLLBACK_WORKER_VERSION):
         handlers[kind] = WorkerHandler(world, kind)
     return MappingProxyType(handlers)

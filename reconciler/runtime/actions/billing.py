@@ -35,15 +35,18 @@ import re
 
 from reconciler.core.observed import billing_digest
 from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, ActionKind, JsonValue
+from reconciler.core.payloads import AccessPayload, DunningPayload, SyncBillingPayload, payload_as
+from reconciler.core.plan import Action
 from reconciler.core.policy import INVALID_NUMBER_PREFIX
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.providers.evolution import (
     DISCONNECTED_RETRY_AFTER,
+    EvolutionClient,
     GatewayDisconnectedError,
     InvalidNumberError,
+    SentMessage,
 )
-from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import Records
 
@@ -61,15 +64,6 @@ INTERRUPTED_SEND = (
 UNKNOWN_SEND = "outcome of the send is unknown ({error}); not resent so no tenant is messaged twice"
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_ACCESS = {
-    ActionKind.SOFT_LOCK: "soft_locked",
-    ActionKind.HARD_LOCK: "hard_locked",
-    ActionKind.UNLOCK: "active",
-}
-
-
-def _strings(value: JsonValue) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 class SyncBillingHandler:
@@ -83,13 +77,9 @@ class SyncBillingHandler:
         self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Copy Stripe's truth for ``action.after["customer"]`` and store its digest."""
-        return await guarded(action, self._sync(action, ctx))
-
-    async def _sync(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        tenant = text_of(after.get("tenant"))
-        customer = text_of(after.get("customer"))
+        """Copy Stripe's truth for the payload's customer and store its digest."""
+        want = payload_as(action.payload, SyncBillingPayload)
+        customer = want.customer
         stripe = self.world.stripe
         if stripe is None:
             return Outcome(action.id, Status.FAILED_PERMANENT, message="Stripe is not configured")
@@ -99,7 +89,7 @@ class SyncBillingHandler:
             return Outcome(
                 action.id,
                 Status.FAILED_PERMANENT,
-                message=f"Stripe has no customer {customer} (tenant {tenant})",
+                message=f"Stripe has no customer {customer} (tenant {want.tenant})",
             )
         still_open = {invoice.id for invoice in facts.open_invoices}
         closed = []
@@ -113,10 +103,10 @@ class SyncBillingHandler:
                 vanished.append(invoice_id)
         digest = billing_digest(facts)
         await self.records.sync_billing(
-            tenant=tenant,
-            display_name=text_of(after.get("display_name")) or None,
-            policy=text_of(after.get("policy")) or None,
-            phone=text_of(after.get("whatsapp")) or None,
+            tenant=want.tenant,
+            display_name=want.display_name,
+            policy=want.policy,
+            phone=want.whatsapp,
             facts=facts,
             closed=closed,
             vanished=vanished,
@@ -140,44 +130,31 @@ class AccessHandler:
 
     provider: str = "d1"
 
-    def __init__(self, world: World, kind: ActionKind) -> None:
-        """Act through ``world`` for actions of ``kind``."""
+    def __init__(self, world: World) -> None:
+        """Act through ``world``."""
         self.world = world
-        self.kind = kind
         self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Set ``tenants.status`` to the action's access level."""
-        return await guarded(action, self._set(action, ctx))
-
-    async def _set(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        tenant = text_of(after.get("tenant"))
-        access = text_of(after.get("access"), _ACCESS[self.kind])
-        if access != _ACCESS[self.kind] or not tenant:
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"{self.kind} handler cannot set access {access!r} on {tenant!r}",
-            )
+        """Set ``tenants.status`` to the payload's access level (its kind's, ``core.payloads``)."""
+        want = payload_as(action.payload, AccessPayload)
+        tenant, access = want.tenant, want.access
         current = await self.records.tenant_access(tenant)
         if current == access:
             return Outcome(action.id, Status.UNCHANGED, message=f"{tenant} is already {access}")
-        source = text_of(after.get("source"), "policy")
-        reason = text_of(after.get("reason"))
         await self.records.set_access(
             tenant=tenant,
             access=access,
             previous=current,
-            reason=reason,
-            source=source,
+            reason=want.reason,
+            source=want.source,
             action_id=action.id,
             now=ctx.now(),
         )
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"{tenant}: {current or 'active'} -> {access} ({source}: {reason})",
+            message=f"{tenant}: {current or 'active'} -> {access} ({want.source}: {want.reason})",
         )
 
 
@@ -193,60 +170,22 @@ class DunningHandler:
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Send the due step unless its log row says it must not be sent (module rules)."""
-        return await guarded(action, self._send(action, ctx))
-
-    async def _send(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        tenant = text_of(after.get("tenant"))
-        invoice = text_of(after.get("invoice_id"))
-        step = text_of(after.get("step_code"))
-        phone = text_of(after.get("phone"))
-        message = text_of(after.get("message"))
-        records = self.records
-        if not invoice or not step:
-            return Outcome(
-                action.id, Status.FAILED_PERMANENT, message=f"malformed dunning action {after}"
-            )
-
-        row = await records.dunning_row(invoice, step)
-        if row is not None and row.status != "pending":
-            reopened = after.get("resend") is True and await records.dunning_reopen(
-                invoice_id=invoice, step_code=step, now=ctx.now()
-            )
-            if not reopened:
-                return Outcome(
-                    action.id,
-                    Status.UNCHANGED,
-                    message=f"step {step} of invoice {invoice} is already {row.status}; not resent",
-                )
-        elif (
-            row is not None
-            and row.attempts >= 1
-            and row.provider_message_id is None
-            and row.error_message is None
-        ):
-            await records.dunning_failed(
-                invoice_id=invoice,
-                step_code=step,
-                tenant=tenant,
-                error=INTERRUPTED_SEND,
-                response=None,
-                now=ctx.now(),
-                status="unknown",
-            )
-            return Outcome(action.id, Status.FAILED_PERMANENT, message=INTERRUPTED_SEND)
-
-        await records.dunning_skipped(
-            invoice_id=invoice,
-            tenant=tenant,
-            steps=_strings(after.get("superseded")),
+        want = payload_as(action.payload, DunningPayload)
+        settled = await self._settled(action, want, ctx)
+        if settled is not None:
+            return settled
+        await self.records.dunning_skipped(
+            invoice_id=want.invoice_id,
+            tenant=want.tenant,
+            steps=list(want.superseded),
             now=ctx.now(),
         )
-        if not _E164.match(phone):
+        if not _E164.match(want.phone):
             reason = (
-                f"{INVALID_NUMBER_PREFIX}{phone!r} is not an E.164 phone number (+ and 7-15 digits)"
+                f"{INVALID_NUMBER_PREFIX}{want.phone!r} is not an E.164 phone number "
+                "(+ and 7-15 digits)"
             )
-            return await self._fail(action, invoice, step, tenant, reason, ctx)
+            return await self._fail(action, want, reason, ctx)
         client = self.world.evolution
         if client is None:
             return Outcome(
@@ -254,39 +193,13 @@ class DunningHandler:
                 Status.FAILED_PERMANENT,
                 message="the WhatsApp gateway (Evolution API) is not configured",
             )
-
-        await records.dunning_attempt(
-            invoice_id=invoice,
-            step_code=step,
-            tenant=tenant,
-            phone=phone,
-            message=message,
-            now=ctx.now(),
-        )
-        ctx.checkpoint("dunning.before-send")
-        try:
-            sent = await client.send_text(phone, message)
-        except InvalidNumberError as exc:
-            reason = f"{INVALID_NUMBER_PREFIX}{exc}"
-            return await self._fail(action, invoice, step, tenant, reason, ctx)
-        except GatewayDisconnectedError as exc:
-            return await self._defer(action, invoice, step, exc, ctx, DISCONNECTED_RETRY_AFTER)
-        except TransientError as exc:
-            if exc.not_applied:
-                return await self._defer(action, invoice, step, exc, ctx, exc.retry_after)
-            reason = UNKNOWN_SEND.format(error=exc)
-            return await self._fail(action, invoice, step, tenant, reason, ctx, status="unknown")
-        except PermanentError as exc:
-            # refused before sending (auth, unknown instance, malformed): fixable, so it stays
-            # pending with the error and a later pass may send it
-            await records.dunning_deferred(
-                invoice_id=invoice, step_code=step, error=str(exc), now=ctx.now()
-            )
-            return Outcome(action.id, Status.FAILED_PERMANENT, message=str(exc))
+        sent = await self._send(action, want, client, ctx)
+        if isinstance(sent, Outcome):
+            return sent
         ctx.checkpoint("dunning.after-send")
-        await records.dunning_sent(
-            invoice_id=invoice,
-            step_code=step,
+        await self.records.dunning_sent(
+            invoice_id=want.invoice_id,
+            step_code=want.step_code,
             message_id=sent.id,
             response=sent.raw,
             now=ctx.now(),
@@ -294,44 +207,106 @@ class DunningHandler:
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"sent step {step} of invoice {invoice} (message {sent.id})",
+            message=f"sent step {want.step_code} of invoice {want.invoice_id} (message {sent.id})",
             data={"provider_message_id": sent.id},
         )
+
+    async def _settled(
+        self, action: Action, want: DunningPayload, ctx: ActionContext
+    ) -> Outcome | None:
+        """What the log row already decides (module rules 3 and 4); None: go on and send."""
+        invoice, step = want.invoice_id, want.step_code
+        row = await self.records.dunning_row(invoice, step)
+        if row is not None and row.status != "pending":
+            reopened = want.resend and await self.records.dunning_reopen(
+                invoice_id=invoice, step_code=step, now=ctx.now()
+            )
+            if reopened:
+                return None
+            return Outcome(
+                action.id,
+                Status.UNCHANGED,
+                message=f"step {step} of invoice {invoice} is already {row.status}; not resent",
+            )
+        if (
+            row is not None
+            and row.attempts >= 1
+            and row.provider_message_id is None
+            and row.error_message is None
+        ):
+            # nothing answered, and the number is what it was when the send was tried
+            return await self._fail(action, want, INTERRUPTED_SEND, ctx, interrupted=True)
+        return None
+
+    async def _send(
+        self, action: Action, want: DunningPayload, client: EvolutionClient, ctx: ActionContext
+    ) -> SentMessage | Outcome:
+        """The HTTP call, with the attempt recorded first; a failure is recorded on the row.
+
+        These exceptions are not provider failures to report but what the log row must say
+        (sent, not sent, unknown), so they are handled here rather than in the executor.
+        """
+        await self.records.dunning_attempt(
+            invoice_id=want.invoice_id,
+            step_code=want.step_code,
+            tenant=want.tenant,
+            phone=want.phone,
+            message=want.message,
+            now=ctx.now(),
+        )
+        ctx.checkpoint("dunning.before-send")
+        try:
+            return await client.send_text(want.phone, want.message)
+        except InvalidNumberError as exc:
+            return await self._fail(action, want, f"{INVALID_NUMBER_PREFIX}{exc}", ctx)
+        except GatewayDisconnectedError as exc:
+            return await self._defer(action, want, exc, ctx, DISCONNECTED_RETRY_AFTER)
+        except TransientError as exc:
+            if exc.not_applied:
+                return await self._defer(action, want, exc, ctx, exc.retry_after)
+            reason = UNKNOWN_SEND.format(error=exc)
+            return await self._fail(action, want, reason, ctx, status="unknown")
+        except PermanentError as exc:
+            # refused before sending (auth, unknown instance, malformed): fixable, so it stays
+            # pending with the error and a later pass may send it
+            await self.records.dunning_deferred(
+                invoice_id=want.invoice_id, step_code=want.step_code, error=str(exc), now=ctx.now()
+            )
+            return Outcome(action.id, Status.FAILED_PERMANENT, message=str(exc))
 
     async def _fail(
         self,
         action: Action,
-        invoice: str,
-        step: str,
-        tenant: str,
+        want: DunningPayload,
         reason: str,
         ctx: ActionContext,
         *,
         status: str = "failed",
+        interrupted: bool = False,
     ) -> Outcome:
+        """Mark the step ``status`` (``unknown`` when interrupted) with ``reason``; permanent."""
         await self.records.dunning_failed(
-            invoice_id=invoice,
-            step_code=step,
-            tenant=tenant,
+            invoice_id=want.invoice_id,
+            step_code=want.step_code,
+            tenant=want.tenant,
             error=reason,
-            response={"error": reason},
+            response=None if interrupted else {"error": reason},
             now=ctx.now(),
-            status=status,
-            phone=text_of(action.after.get("phone")) or None,
+            status="unknown" if interrupted else status,
+            phone=None if interrupted else want.phone or None,
         )
         return Outcome(action.id, Status.FAILED_PERMANENT, message=reason)
 
     async def _defer(
         self,
         action: Action,
-        invoice: str,
-        step: str,
+        want: DunningPayload,
         error: TransientError,
         ctx: ActionContext,
         retry_after: float | None,
     ) -> Outcome:
         await self.records.dunning_deferred(
-            invoice_id=invoice, step_code=step, error=str(error), now=ctx.now()
+            invoice_id=want.invoice_id, step_code=want.step_code, error=str(error), now=ctx.now()
         )
         return Outcome(
             action.id,

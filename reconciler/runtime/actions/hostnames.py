@@ -36,15 +36,19 @@ Crash safety, per action:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from reconciler.core.observed import domain_status as core_domain_status
+from reconciler.core.observed import domain_status
 from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, ActionKind, JsonValue
+from reconciler.core.payloads import (
+    DeleteHostnamePayload,
+    HostnamePayload,
+    RecordHostnamePayload,
+    payload_as,
+)
+from reconciler.core.plan import Action, ActionKind
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import CustomHostname, ownership_metadata
 from reconciler.runtime.actions.routes import RoutingTable
-from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import HostnameFacts, Records
 
@@ -52,7 +56,6 @@ __all__ = [
     "DELETION_POLICY_KEY",
     "HostnameHandler",
     "RecordHostnameHandler",
-    "domain_status",
     "hostname_metadata",
 ]
 
@@ -60,30 +63,21 @@ DELETION_POLICY_KEY = "deletion-policy"
 """``custom_metadata`` key holding the site's ``deletion_policy`` at creation time."""
 
 
-def domain_status(hostname: CustomHostname, *, suspended: bool = False) -> str:
-    """Cloudflare's status in the ``domains.status`` vocabulary of the runbooks.
-
-    ``active`` (both statuses active), ``failed`` (a failed or timed-out status), ``suspended``
-    (a hard-locked tenant's hostname that is otherwise fine), ``pending_ssl`` (validated,
-    certificate pending) or ``pending_validation`` (see
-    :func:`reconciler.core.observed.domain_status`, which the planner compares with).
-    """
-    return core_domain_status(hostname.status, hostname.ssl_status or None, suspended=suspended)
-
-
-def hostname_metadata(after: Mapping[str, JsonValue]) -> dict[str, str]:
+def hostname_metadata(want: HostnamePayload) -> dict[str, str]:
     """The ``custom_metadata`` of a managed hostname: our marker and the deletion policy."""
     return ownership_metadata(
-        site=text_of(after.get("site")),
-        tenant=text_of(after.get("tenant")),
-        extra={DELETION_POLICY_KEY: text_of(after.get("deletion_policy"), "retain")},
+        site=want.site, tenant=want.tenant, extra={DELETION_POLICY_KEY: want.deletion_policy}
     )
 
 
-def _facts(hostname: CustomHostname) -> HostnameFacts:
+def _facts(hostname: CustomHostname, *, suspended: bool) -> HostnameFacts:
+    """What Cloudflare answered, in the ``domains`` vocabulary (core ``domain_status``).
+
+    A hard-locked tenant's hostname (``suspended``) that has not failed reads ``suspended``.
+    """
     return HostnameFacts(
         id=hostname.id,
-        status=domain_status(hostname),
+        status=domain_status(hostname.status, hostname.ssl_status or None, suspended=suspended),
         ssl_status=hostname.ssl_status or None,
         ssl_method=hostname.ssl_method,
         origin=hostname.custom_origin_server,
@@ -91,6 +85,14 @@ def _facts(hostname: CustomHostname) -> HostnameFacts:
         verification_errors=hostname.verification_errors + hostname.ssl_validation_errors,
         dcv_txt_name=hostname.dcv_txt.txt_name if hostname.dcv_txt is not None else None,
         dcv_txt_value=hostname.dcv_txt.txt_value if hostname.dcv_txt is not None else None,
+    )
+
+
+def _gone(action: Action, hostname: str) -> Outcome:
+    return Outcome(
+        action.id,
+        Status.FAILED_PERMANENT,
+        message=f"{hostname} is no longer in the zone; the next plan will create it",
     )
 
 
@@ -108,95 +110,67 @@ class HostnameHandler:
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Perform the hostname action (see the module docstring for each kind)."""
+        if self.kind is ActionKind.DELETE_HOSTNAME:
+            return await self._delete(
+                action, payload_as(action.payload, DeleteHostnamePayload), ctx
+            )
+        want = payload_as(action.payload, HostnamePayload)
         steps = {
             ActionKind.CREATE_HOSTNAME: self._create,
             ActionKind.UPDATE_HOSTNAME: self._update,
             ActionKind.RETRY_VALIDATION: self._retry_validation,
             ActionKind.RECREATE_HOSTNAME: self._recreate,
-            ActionKind.DELETE_HOSTNAME: self._delete,
         }
-        if action.kind is not self.kind or not text_of(action.after.get("hostname")):
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"{self.kind} handler cannot perform {action.kind} {action.target}",
-            )
-        return await guarded(action, steps[self.kind](action, ctx))
+        return await steps[self.kind](action, want, ctx)
 
     async def _record(
         self,
-        action: Action,
+        want: HostnamePayload,
         found: CustomHostname,
         ctx: ActionContext,
         *,
         restart_clock: bool,
-        recreate_count: int | None = None,
         retried: bool = False,
     ) -> None:
-        after = action.after
-        facts = _facts(found)
-        if facts.status != "failed" and after.get("suspended") is True:
-            facts = HostnameFacts(
-                id=facts.id,
-                status="suspended",
-                ssl_status=facts.ssl_status,
-                ssl_method=facts.ssl_method,
-                origin=facts.origin,
-                verification_token=facts.verification_token,
-                verification_errors=facts.verification_errors,
-                dcv_txt_name=facts.dcv_txt_name,
-                dcv_txt_value=facts.dcv_txt_value,
-            )
         await self.records.record_hostname(
-            hostname=text_of(after.get("hostname")),
-            site=text_of(after.get("site")),
-            tenant=text_of(after.get("tenant")),
-            project=text_of(after.get("project")) or None,
-            facts=facts,
+            hostname=want.hostname,
+            site=want.site,
+            tenant=want.tenant,
+            project=want.project,
+            facts=_facts(found, suspended=want.suspended),
             now=ctx.now(),
             restart_clock=restart_clock,
-            recreate_count=recreate_count,
+            recreate_count=want.recreate_count,
             retried=retried,
         )
 
-    def _metadata(self, after: Mapping[str, JsonValue]) -> dict[str, str] | None:
+    def _metadata(self, want: HostnamePayload) -> dict[str, str] | None:
         """Our marker on entitled accounts only; None (nothing sent) otherwise."""
-        return hostname_metadata(after) if self.world.routing.custom_metadata else None
+        return hostname_metadata(want) if self.world.routing.custom_metadata else None
 
-    async def _create_hostname(self, action: Action, ctx: ActionContext) -> CustomHostname:
-        """Create (or adopt our own existing) hostname; no origin, metadata only if entitled."""
-        after = action.after
-        hostname = text_of(after.get("hostname"))
-        metadata = self._metadata(after)
+    async def _create_hostname(self, want: HostnamePayload, ctx: ActionContext) -> CustomHostname:
+        """Create (or adopt our own existing) hostname, no origin, metadata only if entitled;
+        then record it in ``domains`` (a recreation counted)."""
+        metadata = self._metadata(want)
         cf = self.world.cloudflare
 
         def ours(found: CustomHostname) -> bool:
             # the plan saw it absent; an earlier run of this very action may have made it
             return ctx.resumed or found.owner is not None
 
-        ctx.progress(f"creating custom hostname {hostname}")
+        ctx.progress(f"creating custom hostname {want.hostname}")
         made = await cf.create_custom_hostname(
-            hostname,
-            ssl_method=text_of(after.get("ssl_method"), "http"),
-            custom_metadata=metadata,
-            adopt=ours,
+            want.hostname, ssl_method=want.ssl_method, custom_metadata=metadata, adopt=ours
         )
         if metadata is not None and dict(made.custom_metadata) != metadata:
             # adopted after a lost answer or a crash: state the final values
             made = await cf.edit_custom_hostname(made.id, custom_metadata=metadata)
         ctx.checkpoint("hostname.after-create")
+        await self._record(want, made, ctx, restart_clock=True)
         return made
 
-    async def _create(self, action: Action, ctx: ActionContext) -> Outcome:
-        made = await self._create_hostname(action, ctx)
-        count = action.after.get("recreate_count")  # set when it recreates a vanished one
-        await self._record(
-            action,
-            made,
-            ctx,
-            restart_clock=True,
-            recreate_count=count if isinstance(count, int) else None,
-        )
+    async def _create(self, action: Action, want: HostnamePayload, ctx: ActionContext) -> Outcome:
+        made = await self._create_hostname(want, ctx)
         return Outcome(
             action.id,
             Status.APPLIED,
@@ -204,97 +178,80 @@ class HostnameHandler:
             data={"id": made.id, "status": made.status},
         )
 
-    async def _update(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        hostname = text_of(after.get("hostname"))
-        ssl_method = text_of(after.get("ssl_method"), "http")
+    async def _edit(
+        self, want: HostnamePayload, ssl_method: str | None, metadata: dict[str, str] | None
+    ) -> CustomHostname | None:
+        """PATCH the hostname with final values; None when it is no longer in the zone."""
+        try:
+            return await self.world.cloudflare.edit_custom_hostname(
+                want.id, ssl_method=ssl_method, custom_metadata=metadata
+            )
+        except NotFoundError:
+            return None
+
+    async def _update(self, action: Action, want: HostnamePayload, ctx: ActionContext) -> Outcome:
         before_method = action.before.get("ssl_method")
-        metadata = self._metadata(after)
-        if before_method == ssl_method and metadata is None:
-            return Outcome(action.id, Status.UNCHANGED, message=f"{hostname}: nothing to change")
-        try:
-            edited = await self.world.cloudflare.edit_custom_hostname(
-                text_of(after.get("id")),
-                ssl_method=ssl_method if before_method != ssl_method else None,
-                custom_metadata=metadata,
-            )
-        except NotFoundError:
+        metadata = self._metadata(want)
+        changes = before_method != want.ssl_method
+        if not changes and metadata is None:
             return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"{hostname} is no longer in the zone; the next plan will create it",
+                action.id, Status.UNCHANGED, message=f"{want.hostname}: nothing to change"
             )
+        edited = await self._edit(want, want.ssl_method if changes else None, metadata)
+        if edited is None:
+            return _gone(action, want.hostname)
         ctx.checkpoint("hostname.after-update")
-        await self._record(action, edited, ctx, restart_clock=before_method != ssl_method)
+        await self._record(want, edited, ctx, restart_clock=changes)
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"{hostname} updated (ssl method {edited.ssl_method})",
+            message=f"{want.hostname} updated (ssl method {edited.ssl_method})",
             data={"id": edited.id},
         )
 
-    async def _retry_validation(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        hostname = text_of(after.get("hostname"))
-        try:
-            edited = await self.world.cloudflare.edit_custom_hostname(
-                text_of(after.get("id")), ssl_method=text_of(after.get("ssl_method"), "http")
-            )
-        except NotFoundError:
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"{hostname} is no longer in the zone; the next plan will create it",
-            )
-        await self._record(action, edited, ctx, restart_clock=True, retried=True)
+    async def _retry_validation(
+        self, action: Action, want: HostnamePayload, ctx: ActionContext
+    ) -> Outcome:
+        edited = await self._edit(want, want.ssl_method, None)
+        if edited is None:
+            return _gone(action, want.hostname)
+        await self._record(want, edited, ctx, restart_clock=True, retried=True)
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"validation of {hostname} re-triggered ({edited.status}/{edited.ssl_status})",
+            message=(
+                f"validation of {want.hostname} re-triggered ({edited.status}/{edited.ssl_status})"
+            ),
             data={"id": edited.id},
         )
 
-    async def _recreate(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        old = text_of(after.get("id"))
-        count = after.get("recreate_count")
+    async def _recreate(self, action: Action, want: HostnamePayload, ctx: ActionContext) -> Outcome:
+        old = want.id
         if old:
-            ctx.progress(f"deleting custom hostname {after.get('hostname')} ({old})")
+            ctx.progress(f"deleting custom hostname {want.hostname} ({old})")
             await self.world.cloudflare.delete_custom_hostname(old)
         ctx.checkpoint("hostname.after-delete")
-        made = await self._create_hostname(action, ctx)
-        await self._record(
-            action,
-            made,
-            ctx,
-            restart_clock=True,
-            recreate_count=count if isinstance(count, int) else None,
-        )
+        made = await self._create_hostname(want, ctx)
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"recreated {made.hostname} as {made.id} (recreation {count})",
+            message=f"recreated {made.hostname} as {made.id} (recreation {want.recreate_count})",
             data={"id": made.id, "replaced": old},
         )
 
-    async def _delete(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        hostname = text_of(after.get("hostname"))
-        await self.world.cloudflare.delete_custom_hostname(text_of(after.get("id")))
+    async def _delete(
+        self, action: Action, want: DeleteHostnamePayload, ctx: ActionContext
+    ) -> Outcome:
+        await self.world.cloudflare.delete_custom_hostname(want.id)
         ctx.checkpoint("hostname.after-delete")
-        routed = after.get("route") is True
-        if routed:
-            await self.table.remove([hostname])
-        await self.records.hostname_deleted(hostname, now=ctx.now())
+        if want.route:
+            await self.table.remove([want.hostname])
+        await self.records.hostname_deleted(want.hostname, now=ctx.now())
+        removed = "; its routing entry removed (not found at the edge within about 60 s)"
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"deleted {hostname}"
-            + (
-                "; its routing entry removed (not found at the edge within about 60 s)"
-                if routed
-                else ""
-            ),
+            message=f"deleted {want.hostname}" + (removed if want.route else ""),
         )
 
 
@@ -308,60 +265,39 @@ class RecordHostnameHandler:
         self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Upsert the ``domains`` row from ``after``, or mark it deleted (status ``deleted``)."""
-        return await guarded(action, self._record(action, ctx))
-
-    async def _record(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        hostname = text_of(after.get("hostname"))
-        status = text_of(after.get("status"))
-        site = text_of(after.get("site"))
-        tenant = text_of(after.get("tenant"))
-        hostname_id = text_of(after.get("id"))
-        if (
-            action.kind is not ActionKind.RECORD_HOSTNAME
-            or not hostname
-            or not status
-            or (status != "deleted" and not (site and tenant and hostname_id))
-        ):
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"record_hostname handler cannot perform {action.kind} {action.target}",
-            )
-        if status == "deleted":
-            if not await self.records.hostname_deleted(hostname, now=ctx.now()):
+        """Upsert the ``domains`` row from the payload, or mark it deleted (status ``deleted``)."""
+        want = payload_as(action.payload, RecordHostnamePayload)
+        if want.status == "deleted":
+            if not await self.records.hostname_deleted(want.hostname, now=ctx.now()):
                 return Outcome(
                     action.id,
                     Status.UNCHANGED,
-                    message=f"{hostname} has no domains row left to mark deleted",
+                    message=f"{want.hostname} has no domains row left to mark deleted",
                 )
-            return Outcome(action.id, Status.APPLIED, message=f"recorded {hostname} as deleted")
-        errors = after.get("verification_errors")
-        ssl_status = text_of(after.get("ssl_status")) or None
+            return Outcome(
+                action.id, Status.APPLIED, message=f"recorded {want.hostname} as deleted"
+            )
         await self.records.mirror_hostname(
-            hostname=hostname,
-            site=site,
-            tenant=tenant,
-            project=text_of(after.get("project")) or None,
+            hostname=want.hostname,
+            site=want.site,
+            tenant=want.tenant,
+            project=want.project,
             facts=HostnameFacts(
-                id=hostname_id,
-                status=status,
-                ssl_status=ssl_status,
-                ssl_method=text_of(after.get("ssl_method"), "http"),
-                origin=text_of(after.get("origin")) or None,
-                verification_token=text_of(after.get("verification_token")) or None,
-                dcv_txt_name=text_of(after.get("dcv_txt_name")) or None,
-                dcv_txt_value=text_of(after.get("dcv_txt_value")) or None,
-                verification_errors=tuple(e for e in errors if isinstance(e, str))
-                if isinstance(errors, list)
-                else (),
+                id=want.id,
+                status=want.status,
+                ssl_status=want.ssl_status,
+                ssl_method=want.ssl_method,
+                origin=want.origin,
+                verification_token=want.verification_token,
+                dcv_txt_name=want.dcv_txt_name,
+                dcv_txt_value=want.dcv_txt_value,
+                verification_errors=want.verification_errors,
             ),
             now=ctx.now(),
         )
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"recorded {hostname} as {status} (certificate {ssl_status or 'none'}, "
-            f"id {hostname_id})",
+            message=f"recorded {want.hostname} as {want.status} (certificate "
+            f"{want.ssl_status or 'none'}, id {want.id})",
         )

@@ -36,67 +36,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from reconciler.build.content import parse_snapshot
 from reconciler.build.errors import BuildError, BuildFailure
 from reconciler.build.identity import builder_fingerprint
 from reconciler.build.site import BuildOutput, build_site
-from reconciler.core.budget import MediaWeight, check_budget, describe_violations
+from reconciler.core.budget import Budget, MediaWeight, check_budget, describe_violations
 from reconciler.core.identity import BuildInputs
 from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action, JsonValue
+from reconciler.core.payloads import PublishPayload, payload_as
+from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
 from reconciler.providers.shared_calls import deployment_poll_delays
-from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, Records
 
-__all__ = ["ENVIRONMENTS", "PublishHandler", "budget_of", "hosts_of", "int_of", "publish_id_of"]
-
-ENVIRONMENTS = ("production", "preview")
+__all__ = ["PublishHandler", "publish_id_of"]
 
 
 def publish_id_of(action: Action) -> str:
     """The deployment tag's publish id: the first 12 hex digits of the action id."""
     return action.id[:12]
-
-
-def hosts_of(after: Mapping[str, JsonValue]) -> list[str]:
-    value = after.get("hosts")
-    return [h for h in value if isinstance(h, str)] if isinstance(value, list) else []
-
-
-def _scripts(after: Mapping[str, JsonValue]) -> list[str]:
-    value = after.get("scripts")
-    return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
-
-
-def budget_of(after: Mapping[str, JsonValue]) -> dict[str, int] | None:
-    value = after.get("budget")
-    if not isinstance(value, dict):
-        return None
-    limits = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
-    keys = ("max_js_kb", "max_css_kb", "max_third_party_scripts")
-    return limits if all(k in limits for k in keys) else None
-
-
-def int_of(value: JsonValue, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-_UNLIMITED = 2**62  # a plan from before image limits existed: no image limit to check
-
-
-class _Limits:
-    """A budget mapping seen through ``core.budget.BudgetLimits``."""
-
-    def __init__(self, limits: Mapping[str, int]) -> None:
-        self.max_js_kb = limits["max_js_kb"]
-        self.max_css_kb = limits["max_css_kb"]
-        self.max_third_party_scripts = limits["max_third_party_scripts"]
-        self.max_image_kb = limits.get("max_image_kb", _UNLIMITED)
-        self.max_page_weight_kb = limits.get("max_page_weight_kb", _UNLIMITED)
 
 
 def _sizes(build: BuildOutput) -> BuildSizes:
@@ -119,7 +82,7 @@ def _media(build: BuildOutput) -> MediaWeight:
 
 
 def _inputs(
-    site: str, version: int, content: str, column: str | None, scripts: list[str]
+    site: str, version: int, content: str, column: str | None, scripts: tuple[str, ...]
 ) -> BuildInputs:
     """The inputs of this build; the row's content_hash must be the digest of its JSON.
 
@@ -139,8 +102,19 @@ def _inputs(
         site=site,
         version=version,
         content=digest,
-        scripts=tuple(scripts),
+        scripts=scripts,
         builder=builder_fingerprint(),
+    )
+
+
+def _stored_budget(limits: Mapping[str, int] | None) -> Budget | None:
+    """The limits D1's ``performance_budgets`` holds, for a plan that carries none."""
+    if limits is None:
+        return None
+    return Budget(
+        max_js_kb=limits["max_js_kb"],
+        max_css_kb=limits["max_css_kb"],
+        max_third_party_scripts=limits["max_third_party_scripts"],
     )
 
 
@@ -149,6 +123,49 @@ def _stage_text(deployment: Deployment) -> str:
     if stage is None:
         return "no stage reported"
     return f"stage {stage.name} {stage.status}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One publish under way: its input, its ``publish_versions`` row, whether it resumes."""
+
+    action: Action
+    want: PublishPayload
+    row_id: int
+    resumes: bool  # an earlier run left the intent or the row: look for our deployment first
+    content: tuple[str, str | None] | None  # (content_json, content_hash); None: no snapshot
+    stored_budget: Mapping[str, int] | None  # performance_budgets' limits, for a plan without
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """A build within its budget, with what the live row records of it."""
+
+    output: BuildOutput
+    inputs: BuildInputs
+    sizes: BuildSizes
+    budget: Budget | None
+
+
+def _applied(action: Action, deployment: Deployment, built: _Built) -> Outcome:
+    build = built.output
+    return Outcome(
+        action.id,
+        Status.APPLIED,
+        message=f"version {built.inputs.version} live as deployment {deployment.id}",
+        data={
+            "deployment_id": deployment.id,
+            "url": deployment.url,
+            "content_hash": build.content_hash,
+            "js_kb": build.js_kb,
+            "css_kb": build.css_kb,
+            "build_identity": built.inputs.identity,
+            "images_encoded": build.images_encoded,
+            "images_cached": build.images_cached,
+            "media_original_bytes": build.media_original_bytes,
+            "media_variant_bytes": build.media_variant_bytes,
+        },
+    )
 
 
 class PublishHandler:
@@ -162,193 +179,178 @@ class PublishHandler:
         self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Publish ``action.after["version"]`` of the site to its environment."""
-        return await guarded(action, self._publish(action, ctx))
-
-    async def _publish(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        site = text_of(after.get("site"))
-        tenant = text_of(after.get("tenant"), site)
-        project = text_of(after.get("project"), site)
-        env = text_of(after.get("environment"), "production")
-        version = int_of(after.get("version"), 0)
-        attempt = int_of(after.get("attempt"), 1)
-        commit = text_of(after.get("commit")) or None
-        if env not in ENVIRONMENTS or not site or version < 1:
-            return Outcome(
-                action.id, Status.FAILED_PERMANENT, message=f"malformed publish action {after}"
-            )
-        cf = self.world.cloudflare
-        records = self.records
-
+        """Publish the payload's version of the site to its environment (module docstring)."""
+        want = payload_as(action.payload, PublishPayload)
         if ctx.resumed:
-            done = await self._already_live(project, site, env, version)
+            done = await self._already_live(want)
             if done is not None:
                 return Outcome(
                     action.id,
                     Status.UNCHANGED,
-                    message=f"version {version} is already live as deployment {done}",
+                    message=f"version {want.version} is already live as deployment {done}",
                     data={"deployment_id": done},
                 )
+        attempt = await self._start(action, want, ctx)
+        built = await self._build(attempt, ctx)
+        if isinstance(built, Outcome):
+            return built
+        deployment = await self._deploy(attempt, built, ctx)
+        if deployment.state != "live":
+            return await self._not_live(attempt, deployment, ctx)
+        if want.hosts:
+            ctx.progress(f"{want.site} {want.environment}: purging {len(want.hosts)} hosts")
+            await self.world.cloudflare.purge_hosts(
+                list(want.hosts)
+            )  # shared with concurrent publishes
+        ctx.checkpoint("publish.after-purge")
+        await self.records.publish_live(
+            attempt.row_id,
+            site=want.site,
+            environment=want.environment,
+            version=want.version,
+            deployment_id=deployment.id,
+            url=deployment.url,
+            now=ctx.now(),
+            sizes=built.sizes,
+            budget=built.budget.limits() if built.budget is not None else None,
+        )
+        return _applied(action, deployment, built)
 
-        opened = await records.open_publish(
-            site=site,
-            tenant=tenant,
-            project=project,
-            environment=env,
-            version=version,
-            attempt=attempt,
-            commit=commit,
+    async def _start(self, action: Action, want: PublishPayload, ctx: ActionContext) -> _Attempt:
+        """The ``building`` row (an unfinished one of this version reused), the content snapshot
+        and the stored budget: one D1 batch."""
+        opened = await self.records.open_publish(
+            site=want.site,
+            tenant=want.tenant,
+            project=want.project,
+            environment=want.environment,
+            version=want.version,
+            attempt=want.attempt,
+            commit=want.commit,
             now=ctx.now(),
         )
-        row_id, stored = opened.row_id, opened.content
-        ctx.progress(f"{site} {env}: building version {version}")
+        ctx.progress(f"{want.site} {want.environment}: building version {want.version}")
+        resumes = ctx.resumed or opened.reused
+        return _Attempt(action, want, opened.row_id, resumes, opened.content, opened.budget)
 
+    async def _build(self, attempt: _Attempt, ctx: ActionContext) -> _Built | Outcome:
+        """Build the stored snapshot and check it against the budget; a failure is recorded."""
+        want = attempt.want
+        stored = attempt.content
         if stored is None:
-            return await self._failed(
-                action,
-                row_id,
-                f"{BUILD_FAILURE_PREFIX}version {version} has no content snapshot in site_versions",
-                ctx,
-            )
+            problem = f"version {want.version} has no content snapshot in site_versions"
+            return await self._failed(attempt, BUILD_FAILURE_PREFIX + problem, ctx)
         content, column = stored
         inputs: BuildInputs | None = None
         try:
-            inputs = _inputs(site, version, content, column, _scripts(after))
-            ctx.progress(f"{site} {env}: building version {version} (images on a worker thread)")
+            inputs = _inputs(want.site, want.version, content, column, want.scripts)
+            ctx.progress(
+                f"{want.site} {want.environment}: building version {want.version} "
+                "(images on a worker thread)"
+            )
             build = await asyncio.to_thread(
                 build_site,
                 parse_snapshot(content),
-                site=site,
-                version=version,
+                site=want.site,
+                version=want.version,
                 assets=self.world.assets,
-                scripts=_scripts(after),
+                scripts=list(want.scripts),
                 deadline=ctx.now() + self.world.settings.build_time_limit,
                 clock=ctx.now,
                 variants=self.world.variants,
             )
         except BuildError as exc:
-            return await self._failed(
-                action, row_id, BUILD_FAILURE_PREFIX + exc.message, ctx, inputs=inputs
-            )
-
+            return await self._failed(attempt, BUILD_FAILURE_PREFIX + exc.message, ctx, inputs)
         sizes = _sizes(build)
-        budget = budget_of(after) or opened.budget
+        budget = want.budget or _stored_budget(attempt.stored_budget)
         if budget is not None:
             violations = check_budget(
                 js_kb=build.js_kb,
                 css_kb=build.css_kb,
                 third_party_scripts=build.third_party_scripts,
-                budget=_Limits(budget),
+                budget=budget,
                 media=_media(build),
             )
             if violations:
-                return await self._failed(
-                    action, row_id, describe_violations(violations), ctx, sizes=sizes, inputs=inputs
-                )
+                message = describe_violations(violations)
+                return await self._failed(attempt, message, ctx, inputs, sizes)
+        return _Built(build, inputs, sizes, budget)
 
-        await records.publish_deploying(
-            row_id,
+    async def _deploy(self, attempt: _Attempt, built: _Built, ctx: ActionContext) -> Deployment:
+        """The ``deploying`` row, then our deployment: found again, or uploaded; then waited on."""
+        want, build = attempt.want, built.output
+        await self.records.publish_deploying(
+            attempt.row_id,
             content_hash=build.content_hash,
-            sizes=sizes,
-            commit=commit,
-            build_identity=inputs.identity,
-            build_inputs=inputs.to_json(),
+            sizes=built.sizes,
+            commit=want.commit,
+            build_identity=built.inputs.identity,
+            build_inputs=built.inputs.to_json(),
         )
-        info = await cf.project(project)  # observation has just read it
-        branch = info.production_branch if env == "production" else None
-        branch = branch or (self.world.settings.preview_branch if env == "preview" else "main")
-        tag = DeploymentTag(
-            site=site,
-            version=version,
-            publish=publish_id_of(action),
-            commit=commit or "",
-            branch=branch,
-            content=build.content_hash,
-            build=inputs.identity,
-        )
-
-        deployment: Deployment | None = None
-        if ctx.resumed or opened.reused:
-            deployment = await self._find_ours(project, env, tag)
+        cf = self.world.cloudflare
+        tag = await self._tag(attempt, built)
+        deployment = None
+        if attempt.resumes:
+            deployment = await self._find_ours(want.project, want.environment, tag)
         if deployment is None:
-            ctx.progress(f"{site} {env}: uploading {len(build.files)} files")
+            ctx.progress(f"{want.site} {want.environment}: uploading {len(build.files)} files")
             deployment = await cf.create_deployment(
-                project,
+                want.project,
                 files=build.files,
-                branch=branch,
+                branch=tag.branch,
                 commit_hash=tag.commit,
                 commit_message=tag.commit_message(),
                 manifest=build.manifest,
                 content_types=build.content_types,
             )
         ctx.checkpoint("publish.after-upload")
+        return await self._wait(want.project, deployment, ctx)
 
-        deployment = await self._wait(project, deployment, ctx)
-        if deployment.state != "live":
-            if deployment.state == "in_progress":
-                problem = (
-                    f"deployment {deployment.id} did not finish within "
-                    f"{self.world.settings.deploy_timeout:g}s ({_stage_text(deployment)})"
-                )
-            else:
-                problem = (
-                    f"deployment {deployment.id} {deployment.state}: {_stage_text(deployment)}"
-                )
-            await records.publish_failed(
-                row_id, problem, now=ctx.now(), deployment_id=deployment.id
+    async def _tag(self, attempt: _Attempt, built: _Built) -> DeploymentTag:
+        """The deployment's tag: this publish, its content and build, on the right branch."""
+        want = attempt.want
+        info = await self.world.cloudflare.project(want.project)  # observation has just read it
+        branch = info.production_branch if want.environment == "production" else None
+        preview = want.environment == "preview"
+        branch = branch or (self.world.settings.preview_branch if preview else "main")
+        return DeploymentTag(
+            site=want.site,
+            version=want.version,
+            publish=publish_id_of(attempt.action),
+            commit=want.commit or "",
+            branch=branch,
+            content=built.output.content_hash,
+            build=built.inputs.identity,
+        )
+
+    async def _not_live(
+        self, attempt: _Attempt, deployment: Deployment, ctx: ActionContext
+    ) -> Outcome:
+        """A deployment that failed or did not finish in time: recorded, retried later."""
+        if deployment.state == "in_progress":
+            problem = (
+                f"deployment {deployment.id} did not finish within "
+                f"{self.world.settings.deploy_timeout:g}s ({_stage_text(deployment)})"
             )
-            return Outcome(
-                action.id,
-                Status.FAILED_TRANSIENT,
-                message=problem,
-                data={"deployment_id": deployment.id},
-            )
-
-        hosts = hosts_of(after)
-        if hosts:
-            ctx.progress(f"{site} {env}: purging {len(hosts)} hosts")
-            await cf.purge_hosts(hosts)  # shares a request with concurrent publishes
-        ctx.checkpoint("publish.after-purge")
-
-        await records.publish_live(
-            row_id,
-            site=site,
-            environment=env,
-            version=version,
-            deployment_id=deployment.id,
-            url=deployment.url,
-            now=ctx.now(),
-            sizes=sizes,
-            budget=budget,
+        else:
+            problem = f"deployment {deployment.id} {deployment.state}: {_stage_text(deployment)}"
+        await self.records.publish_failed(
+            attempt.row_id, problem, now=ctx.now(), deployment_id=deployment.id
         )
         return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"version {version} live as deployment {deployment.id}",
-            data={
-                "deployment_id": deployment.id,
-                "url": deployment.url,
-                "content_hash": build.content_hash,
-                "js_kb": build.js_kb,
-                "css_kb": build.css_kb,
-                "build_identity": inputs.identity,
-                "images_encoded": build.images_encoded,
-                "images_cached": build.images_cached,
-                "media_original_bytes": build.media_original_bytes,
-                "media_variant_bytes": build.media_variant_bytes,
-            },
+            attempt.action.id,
+            Status.FAILED_TRANSIENT,
+            message=problem,
+            data={"deployment_id": deployment.id},
         )
 
     async def _failed(
         self,
-        action: Action,
-        row_id: int,
+        attempt: _Attempt,
         message: str,
         ctx: ActionContext,
-        *,
-        sizes: BuildSizes | None = None,
         inputs: BuildInputs | None = None,
+        sizes: BuildSizes | None = None,
     ) -> Outcome:
         """Record a build or budget failure; the same input fails the same way (permanent).
 
@@ -356,22 +358,22 @@ class PublishHandler:
         retries once any input changes (a version fixed in place, a script removed).
         """
         await self.records.publish_failed(
-            row_id,
+            attempt.row_id,
             message,
             now=ctx.now(),
             sizes=sizes,
             build_identity=inputs.identity if inputs is not None else None,
             build_inputs=inputs.to_json() if inputs is not None else None,
         )
-        return Outcome(action.id, Status.FAILED_PERMANENT, message=message)
+        return Outcome(attempt.action.id, Status.FAILED_PERMANENT, message=message)
 
-    async def _already_live(self, project: str, site: str, env: str, version: int) -> str | None:
+    async def _already_live(self, want: PublishPayload) -> str | None:
         """The deployment id when a previous run finished this publish (D1 live + Pages live)."""
-        live = await self.records.live_publish(site, env)
-        if live is None or live.version != version or live.deployment_id is None:
+        live = await self.records.live_publish(want.site, want.environment)
+        if live is None or live.version != want.version or live.deployment_id is None:
             return None
         try:
-            found = await self.world.cloudflare.get_deployment(project, live.deployment_id)
+            found = await self.world.cloudflare.get_deployment(want.project, live.deployment_id)
         except NotFoundError:
             return None
         return found.id if found.state == "live" else None

@@ -8,10 +8,12 @@ happened under, so the planner retries once an input changes.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, ActionKind
-from reconciler.runtime.actions.publish import ENVIRONMENTS, int_of
-from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.core.payloads import RecordPublishFailurePayload, payload_as
+from reconciler.core.plan import Action
+from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, Records
 
@@ -35,26 +37,8 @@ class RecordPublishFailureHandler:
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Insert the ``failed`` row unless it is already there."""
-        return await guarded(action, self._record(action, ctx))
-
-    async def _record(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        site = text_of(after.get("site"))
-        env = text_of(after.get("environment"), "production")
-        version = int_of(after.get("version"), 0)
-        error = text_of(after.get("error_message"))
-        if (
-            action.kind is not ActionKind.RECORD_PUBLISH_FAILURE
-            or env not in ENVIRONMENTS
-            or not site
-            or version < 1
-            or not error
-        ):
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"malformed record_publish_failure action {dict(after)}",
-            )
+        want = payload_as(action.payload, RecordPublishFailurePayload)
+        site, env, version, error = want.site, want.environment, want.version, want.error_message
         latest = await self.records.latest_publish(site, env)
         if (
             latest is not None
@@ -67,29 +51,20 @@ class RecordPublishFailureHandler:
                 Status.UNCHANGED,
                 message=f"version {version} is already recorded as failed",
             )
-        sizes_value = after.get("sizes")
-        sizes = None
-        if isinstance(sizes_value, dict):
-            sizes = BuildSizes(
-                js_kb=int_of(sizes_value.get("js_kb"), 0),
-                css_kb=int_of(sizes_value.get("css_kb"), 0),
-                third_party_scripts=int_of(sizes_value.get("third_party_scripts"), 0),
-                image_kb=int_of(sizes_value.get("image_kb"), 0),
-                page_weight_kb=int_of(sizes_value.get("page_weight_kb"), 0),
-            )
+        sizes = want.sizes  # the same five figures the records name BuildSizes
         await self.records.record_publish_failure(
             site=site,
-            tenant=text_of(after.get("tenant"), site),
-            project=text_of(after.get("project"), site),
+            tenant=want.tenant,
+            project=want.project,
             environment=env,
             version=version,
-            commit=text_of(after.get("commit")) or None,
-            content_hash=text_of(after.get("content_hash")) or None,
+            commit=want.commit,
+            content_hash=want.content_hash,
             error_message=error,
-            sizes=sizes,
+            sizes=None if sizes is None else BuildSizes(**asdict(sizes)),
             now=ctx.now(),
-            build_identity=text_of(after.get("build_identity")) or None,
-            build_inputs=text_of(after.get("build_inputs")) or None,
+            build_identity=want.build_identity,
+            build_inputs=want.build_inputs,
         )
         return Outcome(
             action.id,

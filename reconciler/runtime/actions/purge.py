@@ -9,8 +9,9 @@ makes after it changes what a host serves); it writes nothing to D1.
 from __future__ import annotations
 
 from reconciler.core.outcome import Outcome, Status
+from reconciler.core.payloads import PurgePayload, payload_as
 from reconciler.core.plan import Action
-from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 
 __all__ = ["PurgeHandler"]
@@ -26,19 +27,12 @@ class PurgeHandler:
         self.world = world
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Purge ``action.after["hosts"]``; purging twice is harmless, so no record is kept."""
-        return await guarded(action, self._purge(action, ctx))
-
-    async def _purge(self, action: Action, ctx: ActionContext) -> Outcome:
-        value = action.after.get("hosts")
-        hosts = [h for h in value if isinstance(h, str)] if isinstance(value, list) else []
-        site = text_of(action.after.get("site"))
-        if not hosts:
-            return Outcome(
-                action.id, Status.FAILED_PERMANENT, message=f"site {site} has no hosts to purge"
-            )
-        ctx.progress(f"{site}: purging {len(hosts)} hosts")
-        await self.world.cloudflare.purge_cache(hosts=hosts)
+        """Purge the payload's hosts; purging twice is harmless, so no record is kept."""
+        want = payload_as(action.payload, PurgePayload)
+        ctx.progress(f"{want.site}: purging {len(want.hosts)} hosts")
+        await self.world.cloudflare.purge_cache(hosts=list(want.hosts))
         return Outcome(
-            action.id, Status.APPLIED, message=f"purged {len(hosts)} hosts of {site} from the cache"
+            action.id,
+            Status.APPLIED,
+            message=f"purged {len(want.hosts)} hosts of {want.site} from the cache",
         )

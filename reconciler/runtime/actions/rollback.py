@@ -9,11 +9,11 @@ gone the outcome says so and the next plan rebuilds the version instead.
 from __future__ import annotations
 
 from reconciler.core.outcome import Outcome, Status
+from reconciler.core.payloads import RollbackPayload, payload_as
 from reconciler.core.plan import Action
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment
-from reconciler.runtime.actions.publish import budget_of, hosts_of, int_of
-from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import Records
 
@@ -31,49 +31,30 @@ class RollbackHandler:
         self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
-        """Roll production back to ``action.after["deployment_id"]``."""
-        return await guarded(action, self._rollback(action, ctx))
-
-    async def _rollback(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        site = text_of(after.get("site"))
-        tenant = text_of(after.get("tenant"), site)
-        project = text_of(after.get("project"), site)
-        env = text_of(after.get("environment"), "production")
-        version = int_of(after.get("version"), 0)
-        target = text_of(after.get("deployment_id"))
-        commit = text_of(after.get("commit")) or None
-        if env != "production" or not target or not site:
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"a rollback needs a production deployment id, got {after}",
-            )
-        cf = self.world.cloudflare
-
-        if ctx.resumed and await self._already_done(site, env, project, target):
+        """Roll production back to the payload's ``deployment_id``."""
+        want = payload_as(action.payload, RollbackPayload)
+        target = want.deployment_id
+        if ctx.resumed and await self._already_done(want):
             return Outcome(
                 action.id,
                 Status.UNCHANGED,
                 message=f"production already serves deployment {target}",
                 data={"deployment_id": target},
             )
-
-        ctx.progress(f"{site}: rolling production back to deployment {target}")
+        ctx.progress(f"{want.site}: rolling production back to deployment {target}")
         try:
-            deployment = await cf.rollback_deployment(project, target)
+            deployment = await self.world.cloudflare.rollback_deployment(want.project, target)
         except NotFoundError:
             return Outcome(
                 action.id,
                 Status.FAILED_PERMANENT,
                 message=(
-                    f"deployment {target} of version {version} is gone; the next plan will "
+                    f"deployment {target} of version {want.version} is gone; the next plan will "
                     "rebuild and publish the version instead"
                 ),
             )
         ctx.checkpoint("rollback.after-rollback")
-
-        if not await self._switched(project, target, deployment, ctx):
+        if not await self._switched(want.project, target, deployment, ctx):
             return Outcome(
                 action.id,
                 Status.FAILED_TRANSIENT,
@@ -82,34 +63,38 @@ class RollbackHandler:
                     f"{self.world.settings.rollback_timeout:g}s"
                 ),
             )
-
-        hosts = hosts_of(after)
-        if hosts:
-            await cf.purge_cache(hosts=hosts)
-        ctx.checkpoint("rollback.after-purge")
-        await self.records.record_rollback(
-            site=site,
-            tenant=tenant,
-            project=project,
-            environment=env,
-            version=version,
-            deployment_id=target,
-            url=deployment.url,
-            commit=commit,
-            now=ctx.now(),
-            budget=budget_of(after),
-        )
+        await self._record(want, deployment, ctx)
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"production rolled back to deployment {target} (version {version})",
+            message=f"production rolled back to deployment {target} (version {want.version})",
             data={"deployment_id": target, "url": deployment.url},
         )
 
-    async def _already_done(self, site: str, env: str, project: str, target: str) -> bool:
+    async def _record(
+        self, want: RollbackPayload, deployment: Deployment, ctx: ActionContext
+    ) -> None:
+        """Purge the site's hosts, then record the rollback target live in D1."""
+        if want.hosts:
+            await self.world.cloudflare.purge_cache(hosts=list(want.hosts))
+        ctx.checkpoint("rollback.after-purge")
+        await self.records.record_rollback(
+            site=want.site,
+            tenant=want.tenant,
+            project=want.project,
+            environment=want.environment,
+            version=want.version,
+            deployment_id=want.deployment_id,
+            url=deployment.url,
+            commit=want.commit,
+            now=ctx.now(),
+        )
+
+    async def _already_done(self, want: RollbackPayload) -> bool:
         """A resumed rollback whose effect is there: D1 records it live and Pages serves it."""
-        live = await self.records.live_publish(site, env)
-        serving = (await self.world.cloudflare.get_project(project)).canonical_deployment
+        target = want.deployment_id
+        live = await self.records.live_publish(want.site, want.environment)
+        serving = (await self.world.cloudflare.get_project(want.project)).canonical_deployment
         return (
             live is not None
             and live.deployment_id == target

@@ -21,12 +21,20 @@ Crash safety, per action:
 from __future__ import annotations
 
 from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, ActionKind, JsonValue
-from reconciler.core.routing import KV_CONSISTENCY_SECONDS, parse_route
+from reconciler.core.payloads import (
+    CreateNamespacePayload,
+    DeployWorkerPayload,
+    FallbackOriginPayload,
+    WorkerRoutePayload,
+    WriteRoutesPayload,
+    payload_as,
+)
+from reconciler.core.plan import Action, ActionKind
+from reconciler.core.routing import KV_CONSISTENCY_SECONDS
 from reconciler.errors import NotFoundError, PermanentError
 from reconciler.providers.cloudflare_kv import KvClient, KvPair
 from reconciler.providers.cloudflare_workers import WorkersClient
-from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import Records
 
@@ -84,17 +92,6 @@ class RoutingTable:
         return await self.write([], keys)
 
 
-def _pairs(put: JsonValue) -> list[KvPair]:
-    """The bulk-write pairs of ``after["put"]``: value and metadata both the entry's JSON."""
-    pairs: list[KvPair] = []
-    for name, value in sorted(put.items()) if isinstance(put, dict) else []:
-        entry = parse_route(value)
-        if entry is None:
-            raise PermanentError(_PROVIDER, f"write_routes: unreadable entry for {name}")
-        pairs.append(KvPair(key=name, value=entry.value(), metadata=entry.as_json()))
-    return pairs
-
-
 class RoutesHandler:
     """``write_routes``: one tenant's routing-table writes and removals, then D1."""
 
@@ -107,38 +104,25 @@ class RoutesHandler:
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Write the entries, remove the keys, record the statuses (module docstring)."""
-        return await guarded(action, self._write(action, ctx))
-
-    async def _write(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        if action.kind is not ActionKind.WRITE_ROUTES:
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"write_routes handler cannot perform {action.kind} {action.target}",
-            )
-        pairs = _pairs(after.get("put"))
-        removed = after.get("delete")
-        deletes = [k for k in removed if isinstance(k, str)] if isinstance(removed, list) else []
+        want = payload_as(action.payload, WriteRoutesPayload)
+        # value and metadata both the entry's JSON
+        pairs = [
+            KvPair(key=name, value=entry.value(), metadata=entry.as_json())
+            for name, entry in want.put
+        ]
+        deletes = list(want.delete)
         ctx.progress(f"routing table: writing {len(pairs)} entries, removing {len(deletes)}")
-        namespace = text_of(after.get("namespace_id")) or await self.table.namespace_id()
+        namespace = want.namespace_id or await self.table.namespace_id()
         requests = await self.table.kv.bulk_put(namespace, pairs)
         ctx.checkpoint("routes.after-write")
         requests += await self.table.kv.bulk_delete(namespace, deletes)
-        records = after.get("records")
-        statuses = (
-            {k: v for k, v in records.items() if isinstance(v, str)}
-            if isinstance(records, dict)
-            else {}
-        )
-        await self.records.domain_statuses(statuses, now=ctx.now())
+        await self.records.domain_statuses(dict(want.records), now=ctx.now())
         return Outcome(
             action.id,
             Status.APPLIED,
             message=(
                 f"wrote {len(pairs)} routing entries and removed {len(deletes)} in {requests} "
-                f"KV request{'s' if requests != 1 else ''} "
-                f"(tenant {text_of(after.get('tenant'))}); "
+                f"KV request{'s' if requests != 1 else ''} (tenant {want.tenant}); "
                 f"the edge sees them within about {KV_CONSISTENCY_SECONDS} s"
             ),
             data={"requests": requests, "written": len(pairs), "removed": len(deletes)},
@@ -159,22 +143,16 @@ class PlatformHandler:
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Perform the platform step (module docstring)."""
-        steps = {
-            ActionKind.CREATE_ROUTES_NAMESPACE: self._namespace,
-            ActionKind.DEPLOY_WORKER: self._deploy,
-            ActionKind.SET_WORKER_ROUTE: self._route,
-            ActionKind.SET_FALLBACK_ORIGIN: self._fallback,
-        }
-        if action.kind is not self.kind or self.kind not in steps:
-            return Outcome(
-                action.id,
-                Status.FAILED_PERMANENT,
-                message=f"{self.kind} handler cannot perform {action.kind} {action.target}",
-            )
-        return await guarded(action, steps[self.kind](action, ctx))
+        if self.kind is ActionKind.CREATE_ROUTES_NAMESPACE:
+            return await self._namespace(action, payload_as(action.payload, CreateNamespacePayload))
+        if self.kind is ActionKind.DEPLOY_WORKER:
+            return await self._deploy(action, payload_as(action.payload, DeployWorkerPayload), ctx)
+        if self.kind is ActionKind.SET_WORKER_ROUTE:
+            return await self._route(action, payload_as(action.payload, WorkerRoutePayload))
+        return await self._fallback(action, payload_as(action.payload, FallbackOriginPayload))
 
-    async def _namespace(self, action: Action, ctx: ActionContext) -> Outcome:
-        title = text_of(action.after.get("namespace")) or self.world.routing.namespace
+    async def _namespace(self, action: Action, want: CreateNamespacePayload) -> Outcome:
+        title = want.namespace or self.world.routing.namespace
         ident = await self.table.kv.create_namespace(title)
         self.table.forget()
         return Outcome(
@@ -184,10 +162,11 @@ class PlatformHandler:
             data={"id": ident},
         )
 
-    async def _deploy(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
+    async def _deploy(
+        self, action: Action, want: DeployWorkerPayload, ctx: ActionContext
+    ) -> Outcome:
         source = self.world.routing.worker_source
-        script = text_of(after.get("script")) or self.world.routing.worker
+        script = want.script or self.world.routing.worker
         if source is None:
             return Outcome(
                 action.id,
@@ -197,39 +176,33 @@ class PlatformHandler:
                     "the module to deploy (docs/routing.md)"
                 ),
             )
-        version = text_of(after.get("hash"))
         namespace = await self.table.namespace_id()
         ctx.progress(f"deploying the dispatch Worker {script}")
         await self.workers.deploy_script(
-            script, source=source, namespace_id=namespace, version=version
+            script, source=source, namespace_id=namespace, version=want.hash
         )
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"deployed {script} version {version.removeprefix('sha256:')[:12]}",
+            message=f"deployed {script} version {want.hash.removeprefix('sha256:')[:12]}",
         )
 
-    async def _route(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        pattern = text_of(after.get("pattern"))
-        script = text_of(after.get("script"))
-        existing = text_of(after.get("id"))
-        if existing:
-            route = await self.workers.update_route(existing, pattern, script)
+    async def _route(self, action: Action, want: WorkerRoutePayload) -> Outcome:
+        if want.id:
+            route = await self.workers.update_route(want.id, want.pattern, want.script)
         else:
-            route = await self.workers.create_route(pattern, script)
+            route = await self.workers.create_route(want.pattern, want.script)
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"route {pattern} runs {script} ({route.id})",
+            message=f"route {want.pattern} runs {want.script} ({route.id})",
             data={"id": route.id},
         )
 
-    async def _fallback(self, action: Action, ctx: ActionContext) -> Outcome:
-        origin = text_of(action.after.get("origin"))
-        found = await self.workers.set_fallback_origin(origin)
+    async def _fallback(self, action: Action, want: FallbackOriginPayload) -> Outcome:
+        found = await self.workers.set_fallback_origin(want.origin)
         return Outcome(
             action.id,
             Status.APPLIED,
-            message=f"fallback origin {origin} ({found.status or 'status unknown'})",
+            message=f"fallback origin {want.origin} ({found.status or 'status unknown'})",
         )

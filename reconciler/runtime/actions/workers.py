@@ -1,9 +1,9 @@
 """The Worker handler: deploy an existing version of one of the platform's Workers, health-gated.
 
 Registered by ``runtime/actions/__init__.py`` for ``deploy_worker_version`` and
-``rollback_worker_version``; called by ``runtime/execute.py``. Reads only ``action.after``
-(``core/plan_workers.py``): the split to serve (version ids), the split to return to, and the
-health check. Never uploads code.
+``rollback_worker_version``; called by ``runtime/execute.py``. Reads only the typed
+``action.payload`` (``core/payloads_platform.py``, made by ``core/plan_workers.py``): the split
+to serve (version ids), the split to return to, and the health check. Never uploads code.
 
 Steps (runbook 6, "Deploy Broken: rollback immediately", without a human):
 
@@ -21,14 +21,19 @@ Steps (runbook 6, "Deploy Broken: rollback immediately", without a human):
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 
 from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, ActionKind, JsonValue
-from reconciler.runtime.actions.world import World, guarded, text_of
+from reconciler.core.payloads import (
+    HealthCheck,
+    WorkerSplitEntry,
+    WorkerVersionPayload,
+    payload_as,
+)
+from reconciler.core.plan import Action, ActionKind
+from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 
 __all__ = ["PROBES", "WorkerHandler", "http_status"]
@@ -46,48 +51,7 @@ async def http_status(url: str) -> int | str:
         return f"no answer ({type(exc).__name__})"
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    version_id: str
-    number: int
-    percentage: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Check:
-    url: str
-    expect: tuple[int, ...]
-    steps: tuple[int, ...]
-
-
-def _entries(value: JsonValue) -> list[_Entry]:
-    items = value if isinstance(value, list) else []
-    out: list[_Entry] = []
-    for item in items:
-        if isinstance(item, dict):
-            number, percentage = item["number"], item["percentage"]
-            out.append(
-                _Entry(
-                    text_of(item["version_id"]),
-                    number if isinstance(number, int) else 0,
-                    float(percentage) if isinstance(percentage, int | float) else 0.0,
-                )
-            )
-    return out
-
-
-def _check(value: JsonValue | None) -> _Check | None:
-    if not isinstance(value, dict):
-        return None
-    expect, steps = value["expect"], value["steps"]
-    return _Check(
-        url=text_of(value["url"]),
-        expect=tuple(s for s in (expect if isinstance(expect, list) else []) if isinstance(s, int)),
-        steps=tuple(s for s in (steps if isinstance(steps, list) else []) if isinstance(s, int)),
-    )
-
-
-def _words(entries: list[_Entry]) -> str:
+def _words(entries: Sequence[WorkerSplitEntry]) -> str:
     return " and ".join(f"version {e.number} at {round(e.percentage)} %" for e in entries)
 
 
@@ -109,13 +73,9 @@ class WorkerHandler:
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Deploy, check, and turn back on a failed check."""
-        return await guarded(action, self._run(action, ctx))
-
-    async def _run(self, action: Action, ctx: ActionContext) -> Outcome:
-        after = action.after
-        script = text_of(after["script"])
-        target, back = _entries(after["versions"]), _entries(after["return_to"])
-        check = _check(after["health"])
+        want = payload_as(action.payload, WorkerVersionPayload)
+        script, check = want.script, want.health
+        target, back = want.versions, want.return_to
         newest = max(entry.number for entry in target)
         if check is not None:
             await self._record(script, newest, "checking", target, back, "", "", ctx)
@@ -130,8 +90,11 @@ class WorkerHandler:
         return Outcome(action.id, Status.APPLIED, message=f"{script} serves {_words(target)}")
 
     def _stages(
-        self, target: list[_Entry], back: list[_Entry], check: _Check | None
-    ) -> list[list[_Entry]]:
+        self,
+        target: Sequence[WorkerSplitEntry],
+        back: Sequence[WorkerSplitEntry],
+        check: HealthCheck | None,
+    ) -> list[Sequence[WorkerSplitEntry]]:
         """The splits to serve in order: the schedule's steps, then the split asked for."""
         if check is None or self._kind is not ActionKind.DEPLOY_WORKER_VERSION or len(target) != 1:
             return [target]
@@ -141,19 +104,21 @@ class WorkerHandler:
         new = target[0]
         steps = [
             [
-                _Entry(new.version_id, new.number, step),
-                _Entry(old[0].version_id, old[0].number, 100 - step),
+                WorkerSplitEntry(new.version_id, new.number, step),
+                WorkerSplitEntry(old[0].version_id, old[0].number, 100 - step),
             ]
             for step in check.steps
         ]
         return [*steps, target]
 
-    async def _deploy(self, script: str, split: list[_Entry], ctx: ActionContext) -> None:
+    async def _deploy(
+        self, script: str, split: Sequence[WorkerSplitEntry], ctx: ActionContext
+    ) -> None:
         ctx.progress(f"{script}: serving {_words(split)}")
         versions = [(entry.version_id, entry.percentage) for entry in split]
         await self._world.cloudflare.deploy_worker(script, versions, f"reconciler: {_words(split)}")
 
-    async def _judge(self, check: _Check | None) -> str | None:
+    async def _judge(self, check: HealthCheck | None) -> str | None:
         """None when healthy; otherwise what the check saw."""
         if check is None:
             return None
@@ -169,8 +134,8 @@ class WorkerHandler:
         action: Action,
         script: str,
         newest: int,
-        target: list[_Entry],
-        back: list[_Entry],
+        target: Sequence[WorkerSplitEntry],
+        back: Sequence[WorkerSplitEntry],
         failure: str,
         ctx: ActionContext,
     ) -> Outcome:
@@ -188,8 +153,8 @@ class WorkerHandler:
         script: str,
         newest: int,
         status: str,
-        target: list[_Entry],
-        back: list[_Entry],
+        target: Sequence[WorkerSplitEntry],
+        back: Sequence[WorkerSplitEntry],
         returned_to: str,
         error: str,
         ctx: ActionContext,

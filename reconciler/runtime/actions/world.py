@@ -1,12 +1,8 @@
-"""What the action handlers act on: the clients, the database, the knobs, and one error rule.
+"""What the action handlers act on: the clients, the database and the knobs.
 
 ``wiring.py`` builds one :class:`World` per process (``reconciler apply``, the daemon, the
 sandbox) and passes it to :func:`reconciler.runtime.actions.handlers_for`; every handler in
 ``runtime/actions/`` reads its clients from it. Nothing here performs I/O itself.
-
-:func:`guarded` is the second rule of the handler contract (``runtime/handler.py``): a provider
-failure comes back as an :class:`~reconciler.core.outcome.Outcome`, never as an exception;
-anything that is not a :class:`~reconciler.errors.ProviderError` is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -19,14 +15,11 @@ from typing import Protocol
 from reconciler.build.media import VariantCache
 from reconciler.build.site import AssetStore
 from reconciler.core.facts import CustomerBilling, Invoice
-from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, JsonValue
-from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import Database
 from reconciler.providers.evolution import EvolutionClient
 
-__all__ = ["ActionSettings", "BillingSource", "RoutingConfig", "World", "guarded", "text_of"]
+__all__ = ["ActionSettings", "BillingSource", "RoutingConfig", "World"]
 
 
 class BillingSource(Protocol):
@@ -103,29 +96,3 @@ class World:
     settings: ActionSettings = field(default_factory=ActionSettings)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     routing: RoutingConfig = field(default_factory=RoutingConfig)
-
-
-def text_of(value: JsonValue, default: str = "") -> str:
-    """A string field of ``action.after`` (the planner writes them; absent reads as default)."""
-    return value if isinstance(value, str) else default
-
-
-async def guarded(action: Action, work: Awaitable[Outcome]) -> Outcome:
-    """Await a handler's work, turning provider failures into outcomes.
-
-    Args:
-        action: the action being performed (for the outcome's id).
-        work: the handler's coroutine.
-
-    Returns:
-        The work's outcome; ``FAILED_TRANSIENT`` (with the error's ``retry_after``) for a
-        :class:`TransientError`; ``FAILED_PERMANENT`` for a :class:`PermanentError`.
-    """
-    try:
-        return await work
-    except TransientError as exc:
-        return Outcome(
-            action.id, Status.FAILED_TRANSIENT, message=str(exc), retry_after=exc.retry_after
-        )
-    except PermanentError as exc:
-        return Outcome(action.id, Status.FAILED_PERMANENT, message=str(exc))
