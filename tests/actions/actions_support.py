@@ -29,7 +29,8 @@ from reconciler.runtime.actions import ActionSettings, RoutingConfig, World, han
 from reconciler.runtime.handler import ActionContext, Handler
 from reconciler.runtime.migrate import migrate
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.evolution import EvolutionState, create_app
+from reconciler.sandbox.evolution import create_app
+from reconciler.sandbox.evolution_state import EvolutionState
 from reconciler.sandbox.host import ServerHost
 from reconciler.settings import CloudflareSettings, EvolutionSettings, Secret
 

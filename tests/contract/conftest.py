@@ -31,7 +31,8 @@ from corrections import (
 from openapi_checker import OpenAPIChecker
 
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.evolution import EvolutionState, create_app
+from reconciler.sandbox.evolution import create_app
+from reconciler.sandbox.evolution_state import EvolutionState
 from reconciler.sandbox.host import ServerHost
 
 EVOLUTION_API_KEY = "contract-evo-global-key-7d2e"

@@ -37,7 +37,7 @@ from reconciler.providers.evolution import (
 )
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
-from reconciler.sandbox.evolution import SendFailure
+from reconciler.sandbox.evolution_state import SendFailure
 from reconciler.settings import EvolutionSettings, Secret
 
 if not EVOLUTION_DOCUMENT.is_file():

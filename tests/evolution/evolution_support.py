@@ -13,7 +13,7 @@ import httpx
 
 from reconciler.providers.retry import RetryPolicy
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.evolution import EvolutionState
+from reconciler.sandbox.evolution_state import EvolutionState
 from reconciler.sandbox.host import ServerHost
 from reconciler.settings import EvolutionSettings, Secret
 

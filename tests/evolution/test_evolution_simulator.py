@@ -11,7 +11,7 @@ import json
 import pytest
 from evolution_support import API_KEY, INSTANCE, EvolutionSandbox
 
-from reconciler.sandbox.evolution import create_jid
+from reconciler.sandbox.evolution_state import create_jid
 
 SEND = f"/message/sendText/{INSTANCE}"
 STATE = f"/instance/connectionState/{INSTANCE}"
