@@ -3,8 +3,14 @@
 ``cloudflare_sim`` (session) serves :mod:`reconciler.sandbox.cloudflare` over real HTTP and
 gives a :class:`CloudflareSandbox` handle (state, base URL, token, ids, clients). ``cf``
 (function) is the same handle after a reset: initial config and projects, empty D1, no DNS,
-faults or calls, the clock flowing. localstripe is deliberately not started here (see
-``tests/stripe/conftest.py``).
+faults or calls, the clock flowing.
+
+``pytest_plugins`` registers the suite-wide fixtures of the ``support`` package once: the
+Evolution simulator (``evolution_sim``, ``evo``, ``fake_time``, ``make_client``), localstripe
+(``localstripe_server``, ``local``, ``billing`` and the Stripe stubs; started only when a test
+asks for it) and D1 scratch databases (``sqlite_db``, ``migrations_copy``, ``fake_api``,
+``dump``). Session-scoped fixtures registered here start once per session, however many
+folders use them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from reconciler.sandbox.cloudflare import (
     create_app,
 )
 from reconciler.sandbox.host import ServerHost
+
+pytest_plugins = ("support.d1", "support.evolution", "support.stripe")
 
 SIM_PROJECTS = ("acme-home", "acme-shop", "bistro-menu", "lumen")
 

@@ -16,8 +16,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "reconciler"
 # path under reconciler/ : function name, each over MAX_FUNCTION_LINES when the rule came in.
 LONG_FUNCTIONS = frozenset(
     {
-        "core/plan_sites.py:_plan_environment",
-        "core/plan_hostnames.py:_plan_hostname_change",
         "runtime/actions/publish.py:_publish",
         "runtime/observe.py:observe",
         "runtime/server.py:create_app",

@@ -21,20 +21,12 @@ from reconciler.core.conditions_common import (
     update,
 )
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
-from reconciler.core.observed import (
-    FAILED_HOSTNAME_STATUS,
-    FAILED_SSL_STATUS,
-    Observed,
-    ObservedHostname,
-    Source,
-)
+from reconciler.core.hostname_state import PENDING_STATUS, hostname_failed
+from reconciler.core.observed import FAILED_SSL_STATUS, Observed, ObservedHostname, Source
 from reconciler.core.plan import ActionKind
 from reconciler.spec.models import Access
 
-__all__ = ["PENDING_SSL", "PENDING_STATUS", "hostname_conditions", "site_conditions"]
-
-PENDING_STATUS = frozenset({"pending", "test_pending", "pending_provisioned"})
-PENDING_SSL = frozenset({"initializing", "pending_validation", "pending_issuance"})
+__all__ = ["hostname_conditions", "site_conditions"]
 
 
 def site_conditions(
@@ -336,7 +328,7 @@ def _hostname_ready(
             tenant=tenant,
             site=site,
         )
-    if have.status in FAILED_HOSTNAME_STATUS or (have.ssl_status or "") in FAILED_SSL_STATUS:
+    if hostname_failed(have):
         return update(
             key,
             Condition.READY,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from reconciler.core.conditions_sites import PENDING_SSL, PENDING_STATUS
 from reconciler.core.desired import DesiredHostname
 from reconciler.core.facts import Invoice
+from reconciler.core.hostname_state import hostname_pending
 from reconciler.core.observed import Observed
 from reconciler.core.policy import billing_moments
 from reconciler.spec.models import BillingPolicySpec
@@ -29,7 +29,7 @@ def next_validation_deadline(
         have = observed.hostnames.get(want.hostname)
         if have is None:
             continue
-        if have.status in PENDING_STATUS or (have.ssl_status or "") in PENDING_SSL:
+        if hostname_pending(have):
             moment = have.status_since + want.validation_timeout
             if moment > now:
                 moments.append(moment)

@@ -9,13 +9,15 @@ hostnames, and caps deletions by the blast radius (``core.policy.deletion_blocke
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
 from reconciler.core.hostname_dns import dns_finding, stuck_reason
+from reconciler.core.hostname_state import hostname_failed, hostname_pending
 from reconciler.core.levers import LeverKind
 from reconciler.core.observed import ObservedHostname, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, JsonValue
-from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.plan_builder import Blocker, PlanBuilder
 from reconciler.core.plan_hostname_levers import plan_hostname_lever, plan_ssl_timeout
 from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, deletion_blocked
 from reconciler.spec.models import Kind
@@ -207,19 +209,56 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Host:
+    """One declared hostname being planned: what its steps share."""
+
+    site: DesiredSite
+    want: DesiredHostname
+    gap: str | None  # why the hostname listing is incomplete; None when it was read
+    target: str
+    source: str | None
+    block: Blocker
+    depends_on: tuple[str, ...]  # the tenant's lock actions and the routing entry's write
+
+    def after(self, existing_id: str | None = None) -> dict[str, JsonValue]:
+        """The executor's input (``_hostname_after``)."""
+        return _hostname_after(self.site, self.want, existing_id)
+
+    def add(
+        self,
+        builder: PlanBuilder,
+        kind: ActionKind,
+        have: ObservedHostname,
+        after: dict[str, JsonValue],
+        reason: str,
+        *,
+        cause: Cause = Cause.DRIFT,
+        ordered: bool = True,
+    ) -> None:
+        """Add ``kind`` on the hostname in the zone (after the lock and routing when ordered)."""
+        builder.add(
+            kind,
+            self.target,
+            tenant=self.site.tenant,
+            site=self.site.name,
+            before=_hostname_before(have),
+            after=after,
+            reason=reason,
+            source=self.source,
+            cause=cause,
+            depends_on=self.depends_on if ordered else (),
+        )
+
+
 def _plan_hostname_change(
     builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None
 ) -> None:
-    target = f"Hostname/{want.hostname}"
-    source = builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
-    block = builder.blocker(target, tenant=site.tenant, site=site.name, source=source)
+    """Rules 2 and 5: create, refuse, recreate, update or re-validate one declared hostname."""
+    host = _host(builder, site, want, gap)
     have = builder.observed.hostnames.get(want.hostname)
-    lock_deps = list(builder.tenant_actions.get(site.tenant, []))
-    route = builder.route_writes.get(want.hostname)
-    if route is not None:
-        lock_deps.append(route)  # plan_routes rule 2: its entry is written first
     if have is None and want.hostname in builder.route_blocked:
-        block(
+        host.block(
             ActionKind.CREATE_HOSTNAME,
             gate="incomplete",
             reason=(
@@ -228,67 +267,12 @@ def _plan_hostname_change(
             ),
         )
         return
-    lever = builder.lever(
-        target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
-    )
-    if lever is not None and plan_hostname_lever(
-        builder,
-        lever,
-        want,
-        have,
-        gap=gap,
-        after=lambda seen: _hostname_after(site, want, seen.id),
-        before=_hostname_before(have) if have is not None else None,
-        failed=have is not None and _failed(have),
-        source=source,
-    ):
+    if _plan_lever(builder, host, have):
         return
     if have is None:
-        if gap is not None:
-            block(
-                ActionKind.CREATE_HOSTNAME,
-                gate="incomplete",
-                reason=(
-                    f"not seen in the zone, but {gap}: nothing is created until the "
-                    "listing succeeds"
-                ),
-            )
-            return
-        after = _hostname_after(site, want)
-        vanished = builder.observed.unlisted_domains.get(want.hostname)
-        again = ""
-        if vanished is not None and vanished.custom_hostname_id:
-            # Recorded as created but gone (a recreation killed between its delete and
-            # its create, or deleted outside the reconciler): count it as a recreation.
-            after["recreate_count"] = vanished.recreate_count + 1
-            again = (
-                f"; D1 domains records it as {vanished.custom_hostname_id}, gone from the "
-                f"zone: recreation {vanished.recreate_count + 1} of {want.max_recreates}"
-            )
-        builder.add(
-            ActionKind.CREATE_HOSTNAME,
-            target,
-            tenant=site.tenant,
-            site=site.name,
-            before={},
-            after=after,
-            reason=(
-                f"listed by site {site.name} but not in the zone: create it, with its "
-                f"certificate validated by {want.ssl_method.upper()}"
-            )
-            + (
-                "; its routing entry serves the suspension page while the tenant is hard-locked"
-                if want.suspended
-                else ""
-            )
-            + again,
-            source=source,
-            cause=Cause.DRIFT if want.hostname in builder.observed.known_domains else Cause.CHANGE,
-            depends_on=lock_deps,
-        )
-        return
-    if not have.owned:
-        block(
+        _plan_create(builder, host)
+    elif not have.owned:
+        host.block(
             ActionKind.CREATE_HOSTNAME,
             gate="conflict",
             reason=(
@@ -297,119 +281,188 @@ def _plan_hostname_change(
                 "changed, routed or deleted; delete it by hand to let the reconciler create it"
             ),
         )
-        return
-    now = builder.desired.now
-    if _failed(have):
-        if have.recreate_count >= want.max_recreates:
-            block(
-                ActionKind.RECREATE_HOSTNAME,
-                gate="stuck",
-                reason=stuck_reason(want, have, builder.observed.cname_target),
-            )
-            if gap is None and now - have.status_since > want.validation_timeout:
-                # Stuck waits on the customer's DNS; re-check it once per timeout (one
-                # PATCH, nothing deleted) so the hostname recovers once the DNS is right.
-                after = _hostname_after(site, want, have.id)
-                builder.add(
-                    ActionKind.RETRY_VALIDATION,
-                    target,
-                    tenant=site.tenant,
-                    site=site.name,
-                    before=_hostname_before(have),
-                    after=after,
-                    reason=(
-                        f"stuck for {(now - have.status_since) / 3600:.1f} h: re-trigger "
-                        "validation once per validation timeout, so it recovers as soon as "
-                        "the customer's DNS is right"
-                    ),
-                    source=source,
-                    cause=Cause.DRIFT,
-                )
-            return
-        if gap is not None:
-            block(
-                ActionKind.RECREATE_HOSTNAME,
-                gate="incomplete",
-                reason=f"failed ({have.status}/{have.ssl_status}) but {gap}",
-            )
-            return
-        after = _hostname_after(site, want, have.id)
-        after["recreate_count"] = have.recreate_count + 1
-        builder.add(
-            ActionKind.RECREATE_HOSTNAME,
-            target,
-            tenant=site.tenant,
-            site=site.name,
-            before=_hostname_before(have),
-            after=after,
+    elif hostname_failed(have):
+        _plan_failed(builder, host, have)
+    elif not _plan_update(builder, host, have):
+        _plan_late(builder, host, have)
+
+
+def _host(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None) -> _Host:
+    target = f"Hostname/{want.hostname}"
+    source = builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
+    depends_on = list(builder.tenant_actions.get(site.tenant, []))
+    route = builder.route_writes.get(want.hostname)
+    if route is not None:
+        depends_on.append(route)  # plan_routes rule 2: its entry is written first
+    return _Host(
+        site=site,
+        want=want,
+        gap=gap,
+        target=target,
+        source=source,
+        block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
+        depends_on=tuple(depends_on),
+    )
+
+
+def _plan_lever(builder: PlanBuilder, host: _Host, have: ObservedHostname | None) -> bool:
+    """A ``retry_validation``, ``recreate`` or ``clear_stuck`` lever; True when it decided."""
+    lever = builder.lever(
+        host.target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
+    )
+    return lever is not None and plan_hostname_lever(
+        builder,
+        lever,
+        host.want,
+        have,
+        gap=host.gap,
+        after=lambda seen: host.after(seen.id),
+        before=_hostname_before(have) if have is not None else None,
+        failed=have is not None and hostname_failed(have),
+        source=host.source,
+    )
+
+
+def _plan_create(builder: PlanBuilder, host: _Host) -> None:
+    """A declared hostname not in the zone is created (counted as a recreation if recorded)."""
+    site, want = host.site, host.want
+    if host.gap is not None:
+        host.block(
+            ActionKind.CREATE_HOSTNAME,
+            gate="incomplete",
             reason=(
-                f"status {have.status}, certificate {have.ssl_status}: delete and create "
-                f"again (recreation {have.recreate_count + 1} of {want.max_recreates})"
+                f"not seen in the zone, but {host.gap}: nothing is created until the "
+                "listing succeeds"
             ),
-            source=source,
-            cause=Cause.DRIFT,
-            depends_on=lock_deps,
         )
         return
+    after = host.after()
+    vanished = builder.observed.unlisted_domains.get(want.hostname)
+    again = ""
+    if vanished is not None and vanished.custom_hostname_id:
+        # Recorded as created but gone (a recreation killed between its delete and
+        # its create, or deleted outside the reconciler): count it as a recreation.
+        after["recreate_count"] = vanished.recreate_count + 1
+        again = (
+            f"; D1 domains records it as {vanished.custom_hostname_id}, gone from the "
+            f"zone: recreation {vanished.recreate_count + 1} of {want.max_recreates}"
+        )
+    suspended = (
+        "; its routing entry serves the suspension page while the tenant is hard-locked"
+        if want.suspended
+        else ""
+    )
+    builder.add(
+        ActionKind.CREATE_HOSTNAME,
+        host.target,
+        tenant=site.tenant,
+        site=site.name,
+        before={},
+        after=after,
+        reason=(
+            f"listed by site {site.name} but not in the zone: create it, with its "
+            f"certificate validated by {want.ssl_method.upper()}{suspended}{again}"
+        ),
+        source=host.source,
+        cause=Cause.DRIFT if want.hostname in builder.observed.known_domains else Cause.CHANGE,
+        depends_on=host.depends_on,
+    )
+
+
+def _plan_failed(builder: PlanBuilder, host: _Host, have: ObservedHostname) -> None:
+    """A failed hostname is recreated, up to its cap; then it is stuck and re-validated."""
+    want = host.want
+    if have.recreate_count >= want.max_recreates:
+        host.block(
+            ActionKind.RECREATE_HOSTNAME,
+            gate="stuck",
+            reason=stuck_reason(want, have, builder.observed.cname_target),
+        )
+        waited = builder.desired.now - have.status_since
+        if host.gap is None and waited > want.validation_timeout:
+            # Stuck waits on the customer's DNS; re-check it once per timeout (one
+            # PATCH, nothing deleted) so the hostname recovers once the DNS is right.
+            reason = (
+                f"stuck for {waited / 3600:.1f} h: re-trigger validation once per validation "
+                "timeout, so it recovers as soon as the customer's DNS is right"
+            )
+            host.add(
+                builder,
+                ActionKind.RETRY_VALIDATION,
+                have,
+                host.after(have.id),
+                reason,
+                ordered=False,
+            )
+        return
+    if host.gap is not None:
+        host.block(
+            ActionKind.RECREATE_HOSTNAME,
+            gate="incomplete",
+            reason=f"failed ({have.status}/{have.ssl_status}) but {host.gap}",
+        )
+        return
+    after = host.after(have.id)
+    after["recreate_count"] = have.recreate_count + 1
+    reason = (
+        f"status {have.status}, certificate {have.ssl_status}: delete and create "
+        f"again (recreation {have.recreate_count + 1} of {want.max_recreates})"
+    )
+    host.add(builder, ActionKind.RECREATE_HOSTNAME, have, after, reason)
+
+
+def _plan_update(builder: PlanBuilder, host: _Host, have: ObservedHostname) -> bool:
+    """A hostname whose ssl method (or, with metadata, its site) changed is updated."""
+    site, want = host.site, host.want
+    method_changed = (have.ssl_method or "http") != want.ssl_method
     moved = builder.settings.custom_metadata and have.site != site.name
-    if (have.ssl_method or "http") != want.ssl_method or moved:
-        changes = []
-        if (have.ssl_method or "http") != want.ssl_method:
-            changes.append(f"ssl method {have.ssl_method} -> {want.ssl_method}")
-        if moved:
-            changes.append(f"moves from site {have.site} to {site.name} (its metadata)")
-        after = _hostname_after(site, want, have.id)
-        builder.add(
-            ActionKind.UPDATE_HOSTNAME,
-            target,
-            tenant=site.tenant,
-            site=site.name,
-            before=_hostname_before(have),
-            after=after,
-            reason="; ".join(changes),
-            source=source,
-            cause=Cause.CHANGE if have.site != site.name else Cause.DRIFT,
-            depends_on=lock_deps,
-        )
-        return
+    if not method_changed and not moved:
+        return False
+    changes = []
+    if method_changed:
+        changes.append(f"ssl method {have.ssl_method} -> {want.ssl_method}")
+    if moved:
+        changes.append(f"moves from site {have.site} to {site.name} (its metadata)")
+    cause = Cause.CHANGE if have.site != site.name else Cause.DRIFT
+    host.add(
+        builder,
+        ActionKind.UPDATE_HOSTNAME,
+        have,
+        host.after(have.id),
+        "; ".join(changes),
+        cause=cause,
+    )
+    return True
+
+
+def _plan_late(builder: PlanBuilder, host: _Host, have: ObservedHostname) -> None:
+    """A certificate past ``ssl_timeout``, or a validation past its timeout, is re-triggered."""
+    want, target = host.want, builder.observed.cname_target
     if (
-        gap is None
+        host.gap is None
         and have.recorded_status == "pending_ssl"
         and plan_ssl_timeout(
             builder,
-            site,
+            host.site,
             want,
             have,
-            after=lambda seen: _hostname_after(site, want, seen.id),
+            after=lambda seen: host.after(seen.id),
             before=_hostname_before(have),
-            dns_finding=dns_finding(want, have, builder.observed.cname_target),
-            source=source,
+            dns_finding=dns_finding(want, have, target),
+            source=host.source,
         )
     ):
         return
-    if _pending(have) and now - have.status_since >= want.validation_timeout:
-        after = _hostname_after(site, want, have.id)
-        hours = (now - have.status_since) / 3600
-        builder.add(
-            ActionKind.RETRY_VALIDATION,
-            target,
-            tenant=site.tenant,
-            site=site.name,
-            before=_hostname_before(have),
-            after=after,
-            reason=(
-                f"pending for {hours:.1f} h, over the validation timeout of "
-                f"{want.validation_timeout / 3600:g} h: re-trigger validation with the same "
-                "ssl settings"
-            )
-            + (
-                f"; DNS check: {finding}"
-                if (finding := dns_finding(want, have, builder.observed.cname_target))
-                else ""
-            ),
-            source=source,
-            cause=Cause.DRIFT,
-        )
+    waited = builder.desired.now - have.status_since
+    if not hostname_pending(have) or waited < want.validation_timeout:
+        return
+    reason = (
+        f"pending for {waited / 3600:.1f} h, over the validation timeout of "
+        f"{want.validation_timeout / 3600:g} h: re-trigger validation with the same ssl settings"
+    )
+    if finding := dns_finding(want, have, target):
+        reason += f"; DNS check: {finding}"
+    host.add(builder, ActionKind.RETRY_VALIDATION, have, host.after(have.id), reason, ordered=False)
 
 
 def _plan_deletions(
@@ -556,26 +609,3 @@ def _hostname_before(have: ObservedHostname) -> dict[str, JsonValue]:
         "ssl_method": have.ssl_method,
         "site": have.site,
     }
-
-
-_FAILED_STATUS = frozenset({"moved", "deleted", "blocked", "pending_blocked", "test_failed"})
-_FAILED_SSL = frozenset(
-    {
-        "initializing_timed_out",
-        "validation_timed_out",
-        "issuance_timed_out",
-        "deployment_timed_out",
-        "expired",
-        "deleted",
-    }
-)
-_PENDING_STATUS = frozenset({"pending", "test_pending", "pending_provisioned"})
-_PENDING_SSL = frozenset({"initializing", "pending_validation", "pending_issuance"})
-
-
-def _failed(have: ObservedHostname) -> bool:
-    return have.status in _FAILED_STATUS or (have.ssl_status or "") in _FAILED_SSL
-
-
-def _pending(have: ObservedHostname) -> bool:
-    return have.status in _PENDING_STATUS or (have.ssl_status or "") in _PENDING_SSL

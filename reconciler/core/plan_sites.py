@@ -25,6 +25,7 @@ the same gates (a hard-locked tenant's publish is refused).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from reconciler.core.budget import BudgetMetric, check_budget, describe_violations
 from reconciler.core.desired import DesiredSite
@@ -35,6 +36,7 @@ from reconciler.core.observed import (
     ObservedDeployment,
     ObservedProject,
     PublishRecord,
+    SiteLedger,
     Source,
 )
 from reconciler.core.plan import (
@@ -45,7 +47,7 @@ from reconciler.core.plan import (
     JsonValue,
     is_permanent_build_failure,
 )
-from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.plan_builder import Blocker, PlanBuilder
 from reconciler.core.plan_site_levers import (
     past_the_cap,
     plan_purge,
@@ -111,42 +113,130 @@ def _plan_env_lever(builder: PlanBuilder, site: DesiredSite, env: str, version: 
     builder.attribute(mark)
 
 
+@dataclass(frozen=True, slots=True)
+class _Env:
+    """One environment of a site being planned: the readings its steps share."""
+
+    site: DesiredSite
+    env: str
+    version: int
+    lever: Lever | None
+    target: str
+    source: str | None
+    block: Blocker
+    ledger: SiteLedger | None
+    live: PublishRecord | None
+    latest: PublishRecord | None
+    wanted: BuildInputs | None
+    stale: str | None  # why the live build of this version is not the one wanted now
+    build: BuildPreview | None
+
+    @property
+    def at_version(self) -> bool:
+        """D1 records this version live (its build may be stale)."""
+        return self.live is not None and self.live.version == self.version
+
+    @property
+    def serves_wanted(self) -> bool:
+        """D1 records this version live, built from the inputs wanted now."""
+        return self.at_version and self.stale is None
+
+    @property
+    def lever_publishes(self) -> bool:
+        """The ``publish`` lever was asked for this environment."""
+        return self.lever is not None and self.lever.kind is LeverKind.PUBLISH
+
+    def before(self) -> dict[str, JsonValue]:
+        """The live version and deployment D1 records, as an action's ``before``."""
+        return {
+            "version": self.live.version if self.live is not None else None,
+            "deployment_id": self.live.deployment_id if self.live is not None else None,
+        }
+
+    def was(self) -> str:
+        """Where the environment stands, in words."""
+        return f"at version {self.live.version}" if self.live is not None else "not published yet"
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """The publish to make: first or retried, its attempt number and the failure it retries."""
+
+    kind: ActionKind
+    attempts: int
+    failed: PublishRecord | None
+    retried: str  # why a publish past the retry cap is tried again; "" otherwise
+
+
 def _plan_environment(
     builder: PlanBuilder, site: DesiredSite, env: str, version: int, lever: Lever | None
 ) -> None:
-    target = f"Site/{site.name}:{env}"
-    field_path = f"spec.{env}.version"
-    source = builder.source(Kind.SITE, site.name, field_path)
-    block = builder.blocker(target, tenant=site.tenant, site=site.name, source=source)
+    """One environment, in order: keep it, point it back, roll back, or publish through gates."""
     d1_gap = builder.incomplete(Source.D1)
-    pages_gap = builder.incomplete(Source.PAGES)
     if d1_gap is not None:
+        target = f"Site/{site.name}:{env}"
         builder.note(target, tenant=site.tenant, site=site.name, category="waiting", reason=d1_gap)
         return
+    state = _read_environment(builder, site, env, version, lever)
+    project = _project_to_publish_into(builder, state)
+    if project is None or _keep_or_point_back(builder, state, project):
+        return
+    if env == "production" and _roll_back_to_built(builder, state, project):
+        return
+    attempt = _attempt(builder, state)
+    if attempt is None or _blocked_before_upload(builder, state, attempt.kind):
+        return
+    _add_publish(builder, state, attempt)
+
+
+def _read_environment(
+    builder: PlanBuilder, site: DesiredSite, env: str, version: int, lever: Lever | None
+) -> _Env:
+    """What D1 and the in-memory build say about ``site``'s ``env`` at ``version``."""
+    target = f"Site/{site.name}:{env}"
+    source = builder.source(Kind.SITE, site.name, f"spec.{env}.version")
     ledger = builder.observed.ledger.get(site.name)
     live = ledger.live.get(env) if ledger is not None else None
-    latest = ledger.latest.get(env) if ledger is not None else None
-    project = builder.observed.projects.get(site.pages_project)
     wanted = _wanted_inputs(builder, site, version)
-    stale = _stale(live, wanted) if live is not None and live.version == version else None
+    return _Env(
+        site=site,
+        env=env,
+        version=version,
+        lever=lever,
+        target=target,
+        source=source,
+        block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
+        ledger=ledger,
+        live=live,
+        latest=ledger.latest.get(env) if ledger is not None else None,
+        wanted=wanted,
+        stale=_stale(live, wanted) if live is not None and live.version == version else None,
+        build=builder.observed.builds.get((site.name, version)),
+    )
 
+
+def _project_to_publish_into(builder: PlanBuilder, state: _Env) -> ObservedProject | None:
+    """The Pages project as read; None when the environment is decided without it."""
+    site = state.site
+    pages_gap = builder.incomplete(Source.PAGES)
     if pages_gap is not None:
-        if live is None or live.version != version:
-            block(
+        if not state.at_version:
+            state.block(
                 ActionKind.PUBLISH,
                 gate="incomplete",
-                reason=f"version {version} is wanted but {pages_gap}",
+                reason=f"version {state.version} is wanted but {pages_gap}",
             )
-        return
-    if project is None and live is not None and live.version == version and stale is None:
+        return None
+    project = builder.observed.projects.get(site.pages_project)
+    if project is None and state.serves_wanted:
         # The ledger agrees, so Pages was not read this pass (DESIGN.md section 7).
-        if lever is not None and lever.kind is LeverKind.PUBLISH:
-            _redeploy(builder, site, env, version, live, source, wanted)
-        return
+        if state.lever_publishes:
+            _redeploy(builder, state)
+        return None
     if project is None:
         builder.block(
             ActionKind.PUBLISH,
-            target,
+            state.target,
             tenant=site.tenant,
             site=site.name,
             gate="missing_project",
@@ -156,107 +246,123 @@ def _plan_environment(
             ),
             source=builder.source(Kind.SITE, site.name, "spec.pages_project"),
         )
-        return
+    return project
 
-    if live is not None and live.version == version and stale is None:
-        serving = project.production_deployment_id
-        if env != "production" or serving is None or serving == live.deployment_id:
-            if lever is not None and lever.kind is LeverKind.PUBLISH:
-                _redeploy(builder, site, env, version, live, source, wanted)
-            return  # converged
-        if project.deployments is None:
-            return  # deployments not listed this pass: no evidence the recorded one is gone
-        if canonical_is_latest(project, live):
-            return  # production is on the recorded rollback target (the "latest" reading)
-        deployment = _find(project, deployment_id=live.deployment_id)
-        if deployment is not None:
-            builder.add(
-                ActionKind.ROLLBACK,
-                target,
-                tenant=site.tenant,
-                site=site.name,
-                before={"deployment_id": serving, "version": version},
-                after=_rollback_after(site, env, version, deployment, builder.desired.revision),
-                reason=(
-                    f"production serves deployment {serving}, not {live.deployment_id} "
-                    f"(version {version}, recorded live in D1); point it back, no rebuild"
-                ),
-                source=source,
-                cause=Cause.DRIFT,
-            )
-            return
-        # The recorded deployment is gone: fall through to a rebuild.
 
-    before: dict[str, JsonValue] = {
-        "version": live.version if live is not None else None,
-        "deployment_id": live.deployment_id if live is not None else None,
-    }
-    was = f"at version {live.version}" if live is not None else "not published yet"
-    policy = builder.desired.tenants[site.tenant].policy
-    if env == "production":
-        candidate = _find(
-            project,
-            site=site.name,
-            version=version,
-            env=env,
-            build=_build_tag(wanted),
-            untagged=stale is None,
-        )
-        if candidate is not None:
-            builder.add(
-                ActionKind.ROLLBACK,
-                target,
-                tenant=site.tenant,
-                site=site.name,
-                before=before,
-                after=_rollback_after(site, env, version, candidate, builder.desired.revision),
-                reason=(
-                    f"{env} is {was}; the spec asks for version {version}, which has a "
-                    f"successful deployment {candidate.id}: roll back to it, no rebuild"
-                ),
-                source=source,
-                cause=Cause.CHANGE,
-            )
-            return
+def _keep_or_point_back(builder: PlanBuilder, state: _Env, project: ObservedProject) -> bool:
+    """A converged environment is kept; production drifted off it is pointed back.
 
-    build = builder.observed.builds.get((site.name, version))
-    kind = ActionKind.PUBLISH
-    attempts = 1
-    failed = latest if latest is not None and latest.version == version else None
-    if failed is not None and failed.status != "failed":
-        failed = None
-    if failed is not None and _failure_outdated(failed, wanted, build):
-        failed = None  # failed for other inputs (or the store now serves what was missing)
-    if failed is not None and is_permanent_build_failure(failed.error_message) and lever is None:
-        # Rule 8: the same snapshot fails the same way; wait for a new version.
-        block(
-            kind,
+    True when decided; False to rebuild (not at the version, stale, or its deployment gone).
+    """
+    live = state.live
+    if live is None or not state.serves_wanted:
+        return False
+    serving = project.production_deployment_id
+    if state.env != "production" or serving is None or serving == live.deployment_id:
+        if state.lever_publishes:
+            _redeploy(builder, state)
+        return True  # converged
+    if project.deployments is None:
+        return True  # deployments not listed this pass: no evidence the recorded one is gone
+    if canonical_is_latest(project, live):
+        return True  # production is on the recorded rollback target (the "latest" reading)
+    deployment = _find(project, deployment_id=live.deployment_id)
+    if deployment is None:
+        return False  # the recorded deployment is gone: rebuild
+    builder.add(
+        ActionKind.ROLLBACK,
+        state.target,
+        tenant=state.site.tenant,
+        site=state.site.name,
+        before={"deployment_id": serving, "version": state.version},
+        after=_rollback_after(state, deployment, builder.desired.revision),
+        reason=(
+            f"production serves deployment {serving}, not {live.deployment_id} "
+            f"(version {state.version}, recorded live in D1); point it back, no rebuild"
+        ),
+        source=state.source,
+        cause=Cause.DRIFT,
+    )
+    return True
+
+
+def _roll_back_to_built(builder: PlanBuilder, state: _Env, project: ObservedProject) -> bool:
+    """Rule 5: a successful deployment of the wanted build exists; True when rolled back to it."""
+    candidate = _find(
+        project,
+        site=state.site.name,
+        version=state.version,
+        env=state.env,
+        build=_build_tag(state.wanted),
+        untagged=state.stale is None,
+    )
+    if candidate is None:
+        return False
+    builder.add(
+        ActionKind.ROLLBACK,
+        state.target,
+        tenant=state.site.tenant,
+        site=state.site.name,
+        before=state.before(),
+        after=_rollback_after(state, candidate, builder.desired.revision),
+        reason=(
+            f"{state.env} is {state.was()}; the spec asks for version {state.version}, which "
+            f"has a successful deployment {candidate.id}: roll back to it, no rebuild"
+        ),
+        source=state.source,
+        cause=Cause.CHANGE,
+    )
+    return True
+
+
+def _attempt(builder: PlanBuilder, state: _Env) -> _Attempt | None:
+    """Rule 8: a first publish, or a retry of the failure recorded; None when blocked."""
+    failed = _failure_to_retry(state)
+    if failed is None:
+        return _Attempt(ActionKind.PUBLISH, 1, None, "")
+    if is_permanent_build_failure(failed.error_message) and state.lever is None:
+        # The same snapshot fails the same way; wait for a new version.
+        state.block(
+            ActionKind.PUBLISH,
             gate="build",
             reason=(
-                f"version {version} does not build: "
+                f"version {state.version} does not build: "
                 f"{_without_prefix(failed.error_message or '')}; it is not retried (the "
                 "same content fails the same way): fix the content and publish a new "
                 "version"
             ),
         )
-        return
-    budget_decides = (
-        failed is not None
-        and build is not None
-        and build.error is None
-        and (failed.error_message or "").startswith(BUDGET_FAILURE_PREFIX)
-    )
+        return None
+    build = state.build
+    budget_failed = (failed.error_message or "").startswith(BUDGET_FAILURE_PREFIX)
+    if budget_failed and build is not None and build.error is None:
+        return _Attempt(ActionKind.PUBLISH, 1, failed, "")  # the budget gate decides
     retried = ""
-    if failed is not None and not budget_decides:
-        if failed.attempts >= builder.settings.max_publish_attempts:
-            retried = past_the_cap(builder, failed, lever)
-            if not retried:
-                block(ActionKind.RETRY_PUBLISH, gate="stuck", reason=stuck_reason(builder, failed))
-                return
-        kind = ActionKind.RETRY_PUBLISH
-        attempts = failed.attempts + 1
+    if failed.attempts >= builder.settings.max_publish_attempts:
+        retried = past_the_cap(builder, failed, state.lever)
+        if not retried:
+            state.block(
+                ActionKind.RETRY_PUBLISH, gate="stuck", reason=stuck_reason(builder, failed)
+            )
+            return None
+    return _Attempt(ActionKind.RETRY_PUBLISH, failed.attempts + 1, failed, retried)
+
+
+def _failure_to_retry(state: _Env) -> PublishRecord | None:
+    """The latest row when it is a failure of this version that still tells about its build."""
+    failed = state.latest
+    if failed is None or failed.version != state.version or failed.status != "failed":
+        return None
+    if _failure_outdated(failed, state.wanted, state.build):
+        return None  # failed for other inputs (or the store now serves what was missing)
+    return failed
+
+
+def _blocked_before_upload(builder: PlanBuilder, state: _Env, kind: ActionKind) -> bool:
+    """The gates before a build is uploaded: lock, snapshot, build, budget. True when blocked."""
+    site, version, build = state.site, state.version, state.build
     if not site.publish_allowed:
-        block(
+        state.block(
             kind,
             gate="hard_locked",
             reason=(
@@ -264,67 +370,92 @@ def _plan_environment(
                 "nothing is published until it is unlocked"
             ),
         )
-        return
-    if ledger is not None and ledger.versions and version not in ledger.versions:
-        block(
+        return True
+    if state.ledger is not None and state.ledger.versions and version not in state.ledger.versions:
+        state.block(
             kind,
             gate="missing_version",
             reason=f"version {version} has no content snapshot in D1 site_versions",
         )
-        return
+        return True
     if build is not None and build.error is not None:
-        block(kind, gate="build", reason=f"version {version} does not build: {build.error}")
+        state.block(kind, gate="build", reason=f"version {version} does not build: {build.error}")
         _record_publish_failure(
-            builder, site, env, version, build, BUILD_FAILURE_PREFIX + build.error, source
+            builder,
+            site,
+            state.env,
+            version,
+            build,
+            BUILD_FAILURE_PREFIX + build.error,
+            state.source,
         )
-        return
-    if build is not None:
-        violations = check_budget(
-            js_kb=build.js_kb,
-            css_kb=build.css_kb,
-            third_party_scripts=build.third_party_scripts,
-            budget=site.budget,
-            media=build.media,
-        )
-        if violations:
-            block(
-                kind,
-                gate="budget",
-                reason=(
-                    f"the in-memory build of version {version} is over the performance budget "
-                    f"of policy {policy}: "
-                    + ", ".join(_budget_use(v.metric, v.actual, v.limit, build) for v in violations)
-                    + "; nothing is uploaded. Make the site lighter or raise the budget"
-                ),
-            )
-            _record_publish_failure(
-                builder, site, env, version, build, describe_violations(violations), source
-            )
-            return
-    retry = f" (attempt {attempts}, last error: {failed.error_message})" if failed else ""
-    retry += retried
-    reason = (
-        f"{env} is {was}; the spec asks for version {version}, which has no deployment "
-        f"yet: build and publish it{retry if kind is ActionKind.RETRY_PUBLISH else ''}"
+        return True
+    return build is not None and _over_budget(builder, state, kind, build)
+
+
+def _over_budget(builder: PlanBuilder, state: _Env, kind: ActionKind, build: BuildPreview) -> bool:
+    """The in-memory build against the site's performance budget; True when blocked."""
+    site = state.site
+    violations = check_budget(
+        js_kb=build.js_kb,
+        css_kb=build.css_kb,
+        third_party_scripts=build.third_party_scripts,
+        budget=site.budget,
+        media=build.media,
     )
-    if stale is not None:
-        reason = f"{env} is at version {version}, but its build inputs changed: {stale}; rebuild"
-        reason += " and publish it"
+    if not violations:
+        return False
+    policy = builder.desired.tenants[site.tenant].policy
+    state.block(
+        kind,
+        gate="budget",
+        reason=(
+            f"the in-memory build of version {state.version} is over the performance budget "
+            f"of policy {policy}: "
+            + ", ".join(_budget_use(v.metric, v.actual, v.limit, build) for v in violations)
+            + "; nothing is uploaded. Make the site lighter or raise the budget"
+        ),
+    )
+    _record_publish_failure(
+        builder,
+        site,
+        state.env,
+        state.version,
+        build,
+        describe_violations(violations),
+        state.source,
+    )
+    return True
+
+
+def _add_publish(builder: PlanBuilder, state: _Env, attempt: _Attempt) -> None:
+    """The publish (or retry) action, with why and the in-memory build's figures."""
+    version, build = state.version, state.build
+    retry = ""
+    if attempt.kind is ActionKind.RETRY_PUBLISH:
+        last = f", last error: {attempt.failed.error_message}" if attempt.failed else ""
+        retry = f" (attempt {attempt.attempts}{last}){attempt.retried}"
+    reason = (
+        f"{state.env} is {state.was()}; the spec asks for version {version}, which has no "
+        f"deployment yet: build and publish it{retry}"
+    )
+    if state.stale is not None:
+        reason = f"{state.env} is at version {version}, but its build inputs changed: "
+        reason += f"{state.stale}; rebuild and publish it"
     if build is not None:
         reason += ". The in-memory build is within the performance budget: " + ", ".join(
             _budget_use(metric, actual, limit, build)
-            for metric, actual, limit in _budget_figures(build, site)
+            for metric, actual, limit in _budget_figures(build, state.site)
         )
-    after = _publish_after(builder, site, env, version, attempts, build, wanted)
     builder.add(
-        kind,
-        target,
-        tenant=site.tenant,
-        site=site.name,
-        before=before,
-        after=after,
+        attempt.kind,
+        state.target,
+        tenant=state.site.tenant,
+        site=state.site.name,
+        before=state.before(),
+        after=_publish_after(builder, state, attempt.attempts),
         reason=reason,
-        source=source,
+        source=state.source,
         cause=Cause.CHANGE,
     )
 
@@ -443,18 +574,15 @@ def _find(
 
 
 def _rollback_after(
-    site: DesiredSite,
-    env: str,
-    version: int,
-    deployment: ObservedDeployment,
-    revision: str | None,
+    state: _Env, deployment: ObservedDeployment, revision: str | None
 ) -> dict[str, JsonValue]:
+    site = state.site
     return {
         "site": site.name,
         "tenant": site.tenant,
         "project": site.pages_project,
-        "environment": env,
-        "version": version,
+        "environment": state.env,
+        "version": state.version,
         "deployment_id": deployment.id,
         "commit": revision,
         "hosts": [h.hostname for h in site.hostnames],
@@ -496,37 +624,22 @@ def _failure_outdated(
     )
 
 
-def _redeploy(
-    builder: PlanBuilder,
-    site: DesiredSite,
-    env: str,
-    version: int,
-    live: PublishRecord,
-    source: str | None,
-    wanted: BuildInputs | None,
-) -> None:
+def _redeploy(builder: PlanBuilder, state: _Env) -> None:
     """The ``publish`` lever on a converged environment (``plan_site_levers.plan_redeploy``)."""
-    build = builder.observed.builds.get((site.name, version))
-    after = _publish_after(builder, site, env, version, 1, build, wanted)
-    plan_redeploy(builder, site, env, version, live.deployment_id or "?", source, after)
+    live = state.live.deployment_id if state.live is not None else None
+    after = _publish_after(builder, state, 1)
+    plan_redeploy(builder, state.site, state.env, state.version, live or "?", state.source, after)
 
 
-def _publish_after(
-    builder: PlanBuilder,
-    site: DesiredSite,
-    env: str,
-    version: int,
-    attempts: int,
-    build: BuildPreview | None,
-    wanted: BuildInputs | None,
-) -> dict[str, JsonValue]:
+def _publish_after(builder: PlanBuilder, state: _Env, attempts: int) -> dict[str, JsonValue]:
     """The publish handler's input (``runtime/actions/publish.py``)."""
+    site, build, wanted = state.site, state.build, state.wanted
     after: dict[str, JsonValue] = {
         "site": site.name,
         "tenant": site.tenant,
         "project": site.pages_project,
-        "environment": env,
-        "version": version,
+        "environment": state.env,
+        "version": state.version,
         "commit": builder.desired.revision,
         "attempt": attempts,
         "hosts": [h.hostname for h in site.hostnames],

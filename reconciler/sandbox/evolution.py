@@ -2,12 +2,13 @@
 
 ``create_app(clock=..., api_key=...)`` returns the app and its
 :class:`~reconciler.sandbox.evolution_state.EvolutionState`.
-:mod:`reconciler.sandbox.world` serves it with :mod:`reconciler.sandbox.host`; the tests in
-``tests/evolution/`` do the same. The API lives at the server root (``EVOLUTION_API_BASE`` is
-``http://127.0.0.1:<port>``); control endpoints live under ``/__sandbox/`` on the same server
-(no auth; loopback only; :mod:`~reconciler.sandbox.evolution_control`). docs/evolution.md lists
-both. This module holds the routes, the body validation and the rules it gives the request
-pipeline every simulator shares (:mod:`reconciler.sandbox.pipeline`).
+:mod:`reconciler.sandbox.world` serves it with :mod:`reconciler.sandbox.host`; the test
+fixtures in ``tests/support/evolution.py`` do the same. The API lives at the server root
+(``EVOLUTION_API_BASE`` is ``http://127.0.0.1:<port>``); control endpoints live under
+``/__sandbox/`` on the same server (no auth; loopback only;
+:mod:`~reconciler.sandbox.evolution_control`). docs/evolution.md lists both. This module holds
+the routes, the body validation and the rules it gives the request pipeline every simulator
+shares (:mod:`reconciler.sandbox.pipeline`).
 
 Behaviour follows ``contracts/evolution/CONTRACT.md`` (the server's source, 2.3.x):
 

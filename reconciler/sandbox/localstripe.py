@@ -1,11 +1,11 @@
 """localstripe as the sandbox's Stripe: a launcher for the process, and seeding helpers.
 
-Used by ``tests/stripe`` (a session fixture), the scenario tests, ``reconciler sandbox up`` and
-the demo. :class:`LocalStripe` starts ``python -m localstripe --port <free> --from-scratch``
-from the running interpreter's environment as a separate process (localstripe is GPL and only
-ever run, never imported), waits until it answers, flushes its store between tests
-(``DELETE /_config/data``) and always stops it again (``stop()``, the context managers, and an
-``atexit`` hook as a last resort).
+Used by ``tests/support/stripe.py`` (a session fixture), the scenario tests, ``reconciler
+sandbox up`` and the demo. :class:`LocalStripe` starts ``python -m localstripe --port <free>
+--from-scratch`` from the running interpreter's environment as a separate process (localstripe
+is GPL and only ever run, never imported), waits until it answers, flushes its store between
+tests (``DELETE /_config/data``) and always stops it again (``stop()``, the context managers,
+and an ``atexit`` hook as a last resort).
 
 The seeding helpers call the Stripe SDK directly: this is sandbox code, not the reconciler.
 They follow what localstripe supports (``../shared/contracts/stripe/NOTES.md``): Plans rather

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import git
 import pytest
-from chaos_support import ChaosWorld
 
 from reconciler.sandbox.localstripe import LocalStripeError
 from reconciler.sandbox.seed import seed_world, write_stripe_ids
 from reconciler.sandbox.world import Sandbox
 from reconciler.spec.load import load_directory
+
+from support.chaos import ChaosWorld
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SPECS = REPO_ROOT / "specs"

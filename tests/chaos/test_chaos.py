@@ -36,15 +36,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from chaos_support import (
-    ChaosWorld,
-    busiest_second,
-    hot_retries,
-    kill,
-    own_rate_limit_429s,
-    start_daemon,
-    wait_for,
-)
 
 from reconciler.core.desired import derive
 from reconciler.core.plan import build_plan
@@ -54,6 +45,16 @@ from reconciler.runtime.observe import observe
 from reconciler.sandbox.faults import FaultRule
 from reconciler.settings import Settings
 from reconciler.wiring import ReadOnlyWorld
+
+from support.chaos import (
+    ChaosWorld,
+    busiest_second,
+    hot_retries,
+    kill,
+    own_rate_limit_429s,
+    start_daemon,
+    wait_for,
+)
 
 FLAKY = FaultRule(error_rate=0.2, error_status=503, timeout_rate=0.05, timeout_mode="drop")
 BURST = FaultRule(

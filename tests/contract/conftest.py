@@ -2,15 +2,15 @@
 
 Role: loads ``../shared/contracts/cloudflare/openapi-subset.json`` and
 ``../shared/contracts/evolution/openapi-v2.json`` once per session, applies the documented
-corrections (``corrections.py``) and hands out ``OpenAPIChecker`` instances; when the shared
-directory is absent, these fixtures skip with the reason. It also serves the Evolution API
-simulator on loopback (``evolution_contract_sim``, reset per test by ``evo_contract``), since the
-Evolution fixtures of ``tests/evolution/`` are not visible here. The Cloudflare simulator comes
-from ``tests/conftest.py`` (``cf``).
+corrections (``support/contract/corrections.py``) and hands out ``OpenAPIChecker`` instances;
+when the shared directory is absent, these fixtures skip with the reason. It also serves the
+Evolution API simulator on loopback (``evolution_contract_sim``, reset per test by
+``evo_contract``) rather than using the suite-wide ``evo`` of ``support/evolution.py``. The
+Cloudflare simulator comes from ``tests/conftest.py`` (``cf``).
 
 Called by: pytest, for the modules in ``tests/contract/``.
-Calls: ``openapi_checker.OpenAPIChecker``, ``corrections``, ``reconciler.sandbox.evolution``,
-``reconciler.sandbox.host``.
+Calls: ``support.contract.openapi_checker.OpenAPIChecker``, ``support.contract.corrections``,
+``reconciler.sandbox.evolution``, ``reconciler.sandbox.host``.
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corrections import (
-    CLOUDFLARE_CORRECTIONS,
-    CLOUDFLARE_DOCUMENT,
-    EVOLUTION_CORRECTIONS,
-    EVOLUTION_DOCUMENT,
-)
-from openapi_checker import OpenAPIChecker
 
 from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.evolution import create_app
 from reconciler.sandbox.evolution_state import EvolutionState
 from reconciler.sandbox.host import ServerHost
+
+from support.contract.corrections import (
+    CLOUDFLARE_CORRECTIONS,
+    CLOUDFLARE_DOCUMENT,
+    EVOLUTION_CORRECTIONS,
+    EVOLUTION_DOCUMENT,
+)
+from support.contract.openapi_checker import OpenAPIChecker
 
 EVOLUTION_API_KEY = "contract-evo-global-key-7d2e"
 EVOLUTION_INSTANCE = "sitebuilder"

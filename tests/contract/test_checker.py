@@ -12,14 +12,15 @@ import json
 from typing import Any
 
 import pytest
-from corrections import (
+
+from support.contract.corrections import (
     CLOUDFLARE_CORRECTIONS,
     CLOUDFLARE_DOCUMENT,
     EVOLUTION_CORRECTIONS,
     EVOLUTION_DOCUMENT,
     Correction,
 )
-from openapi_checker import OpenAPIChecker
+from support.contract.openapi_checker import OpenAPIChecker
 
 ZONE = "023e105f4ecef8ad9ca31a8372d0c353"
 HOSTNAME_ID = "0d89c70d-ad9f-4843-b99f-6cc0252067e9"

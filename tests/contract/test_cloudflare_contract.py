@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
-from corrections import CLOUDFLARE_DOCUMENT
-from openapi_checker import OpenAPIChecker
 
 from reconciler.errors import NotFoundError, PermanentError
 from reconciler.providers.cloudflare import (
@@ -37,6 +35,9 @@ from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.sandbox.cloudflare_pages import Behaviour
 from reconciler.settings import CloudflareSettings, Secret
+
+from support.contract.corrections import CLOUDFLARE_DOCUMENT
+from support.contract.openapi_checker import OpenAPIChecker
 
 if not CLOUDFLARE_DOCUMENT.is_file():
     pytest.skip(

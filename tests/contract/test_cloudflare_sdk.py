@@ -43,13 +43,14 @@ from cloudflare.types.workers import (
     ScriptUpdateResponse,
 )
 from cloudflare.types.workers.scripts import ScriptAndVersionSettingGetResponse
-from sdk_judge import SDK_CORRECTIONS, judge, judge_calls
 
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.sandbox.workerd import DISPATCH_WORKER
 from reconciler.settings import CloudflareSettings, Secret
+
+from support.contract.sdk_judge import SDK_CORRECTIONS, judge, judge_calls
 
 ORDINARY = {
     "entitled_custom_metadata": False,

@@ -23,8 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-from corrections import EVOLUTION_DOCUMENT
-from openapi_checker import OpenAPIChecker
 
 from reconciler.providers.evolution import (
     ConnectionState,
@@ -39,6 +37,9 @@ from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.sandbox.evolution_state import SendFailure
 from reconciler.settings import EvolutionSettings, Secret
+
+from support.contract.corrections import EVOLUTION_DOCUMENT
+from support.contract.openapi_checker import OpenAPIChecker
 
 if not EVOLUTION_DOCUMENT.is_file():
     pytest.skip(

@@ -29,7 +29,8 @@ from cloudflare.types.workers.scripts.version_get_response import (
     ResourcesScript,
     ResourcesScriptRuntime,
 )
-from sdk_strict import strict
+
+from support.contract.sdk_strict import strict
 
 API_WORKER = "site-builder-api-production"
 

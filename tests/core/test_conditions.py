@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from core_builders import NOW as CORE_NOW
-from core_builders import specs as core_specs
-
 from reconciler.core.conditions import conditions_for, gone_resources
 from reconciler.core.conditions_common import SKIPPED_PREFIX, ConditionUpdate, Coverage
 from reconciler.core.deadlines import next_billing_deadline, next_validation_deadline
@@ -17,6 +14,9 @@ from reconciler.core.observed import Observed, ObservedHostname, PublishRecord, 
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Plan, build_plan
 from reconciler.spec.load import Specs, load_directory
+
+from support.core import NOW as CORE_NOW
+from support.core import specs as core_specs
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 NOW = 1_767_225_600.0
@@ -221,7 +221,7 @@ def test_the_next_validation_deadline_is_a_pending_hostnames_timeout() -> None:
 
 def _blocked_removal() -> tuple[Observed, Report, object]:
     """acme-home keeps www; two hostnames of a removed, large site are blocked by the cap."""
-    from core_builders import hostname
+    from support.core import hostname
 
     names = [f"h{i}.acme-shop.com" for i in range(7)]
     observed = Observed(

@@ -9,7 +9,6 @@ observation (including hostnames a scoped site gave up, which another site may h
 from __future__ import annotations
 
 import pytest
-from core_builders import NOW, hostname, invoice, ledger, site_yaml, specs_from, tenant_yaml
 
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling
@@ -17,6 +16,8 @@ from reconciler.core.observed import DomainRecord, Observed, TenantRecord, billi
 from reconciler.core.plan import ActionKind, build_plan
 from reconciler.spec.load import Specs
 from reconciler.spec.models import Access
+
+from support.core import NOW, hostname, invoice, ledger, site_yaml, specs_from, tenant_yaml
 
 
 def fleet() -> Specs:

@@ -1,6 +1,6 @@
 """Golden files pin the plan's text, JSON and Markdown renderings, scenario by scenario.
 
-Each scenario of ``golden_scenarios.py`` is planned (``derive`` + ``build_plan`` at a fixed
+Each scenario of ``support/golden.py`` is planned (``derive`` + ``build_plan`` at a fixed
 NOW) and rendered as terminal text (colour off), versioned JSON and a Markdown PR comment; the
 bytes must equal ``tests/core/golden/<scenario>/plan.txt``, ``plan.json`` and ``plan.md``.
 
@@ -24,15 +24,6 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from core_builders import WHATSAPP
-from golden_scenarios import (
-    LARGE_SITES,
-    RATES,
-    REVISION,
-    SCENARIOS,
-    Scenario,
-    past_due_day_0,
-)
 
 from reconciler.core.plan import FORMAT_VERSION, Plan
 from reconciler.core.render import (
@@ -41,6 +32,16 @@ from reconciler.core.render import (
     render_json,
     render_markdown,
     render_text,
+)
+
+from support.core import WHATSAPP
+from support.golden import (
+    LARGE_SITES,
+    RATES,
+    REVISION,
+    SCENARIOS,
+    Scenario,
+    past_due_day_0,
 )
 
 GOLDEN = Path(__file__).parent / "golden"

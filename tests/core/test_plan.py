@@ -4,20 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import (
-    DAY,
-    NOW,
-    billing,
-    deployment,
-    hostname,
-    invoice,
-    ledger,
-    project,
-    served,
-    specs,
-    suspended,
-)
-
 from reconciler.core.desired import derive
 from reconciler.core.facts import CustomerBilling
 from reconciler.core.observed import (
@@ -30,6 +16,20 @@ from reconciler.core.observed import (
     billing_digest,
 )
 from reconciler.core.plan import ActionKind, Cause, Plan, PlanSettings, build_plan
+
+from support.core import (
+    DAY,
+    NOW,
+    billing,
+    deployment,
+    hostname,
+    invoice,
+    ledger,
+    project,
+    served,
+    specs,
+    suspended,
+)
 
 
 def converged_world(**overrides: object) -> Observed:

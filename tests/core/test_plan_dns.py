@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import DAY, NOW, hostname
 from test_plan import converged_world, plan_for
 
 from reconciler.core.plan import ActionKind, Plan
+
+from support.core import DAY, NOW, hostname
 
 HOST = "www.acme-home.com"
 TARGET = "customers.saas.test"

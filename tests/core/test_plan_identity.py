@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import NOW, deployment, ledger, project, site_yaml, specs_from, tenant_yaml
 from test_plan import converged_world
 
 from reconciler.core.desired import derive
 from reconciler.core.identity import BuildInputs, describe_changes, inputs_from_json
 from reconciler.core.observed import BuildPreview, Observed, PublishRecord
 from reconciler.core.plan import ActionKind, Plan, build_plan
+
+from support.core import NOW, deployment, ledger, project, site_yaml, specs_from, tenant_yaml
 
 BUILDER = "sitebuilder-build/2 encoder/0123456789abcdef"
 GTAG = "https://www.googletagmanager.com/gtag/js?id=G-1"

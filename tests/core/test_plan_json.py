@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from core_builders import billing, invoice
 from test_plan import converged_world, plan_for
 
 from reconciler.core.plan import Plan
 from reconciler.core.plan_json import plan_from_json
 from reconciler.core.render import Rate, plan_to_json, render_json
 from reconciler.errors import PlanError
+
+from support.core import billing, invoice
 
 RATES = {"cloudflare": Rate(requests=1200, period=300)}
 

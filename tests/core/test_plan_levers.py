@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from core_builders import NOW, hostname, invoice, specs
 from test_plan import converged_world, kinds, plan_for
 
 from reconciler.core.desired import derive
@@ -18,6 +17,8 @@ from reconciler.core.levers import Lever, LeverKind, Selection, covers, parse_ad
 from reconciler.core.observed import Observed, PublishRecord, TenantRecord, billing_digest
 from reconciler.core.plan import ActionKind, Plan, PlanSettings, build_plan
 from reconciler.core.plan_site_levers import next_publish_retry
+
+from support.core import NOW, hostname, invoice, specs
 
 HOST = "www.acme-home.com"
 PROD = "Site/acme-home:production"

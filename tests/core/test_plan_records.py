@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core_builders import DAY, NOW, hostname, ledger
 from test_plan import converged_world, plan_for
 
 from reconciler.core.observed import (
@@ -30,6 +29,8 @@ from reconciler.core.plan import (
     Plan,
     is_permanent_build_failure,
 )
+
+from support.core import DAY, NOW, hostname, ledger
 
 
 def records(plan: Plan, kind: ActionKind) -> list[dict[str, object]]:

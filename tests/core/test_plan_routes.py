@@ -3,12 +3,13 @@ core/plan_platform.py): literal observations, no I/O."""
 
 from __future__ import annotations
 
-from core_builders import NOW, billing, hostname, invoice, served, suspended
 from test_plan import converged_world, kinds, plan_for
 
 from reconciler.core.observed import Source, TenantRecord
 from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.core.routing import DesiredPlatform, ObservedPlatform
+
+from support.core import NOW, billing, hostname, invoice, served, suspended
 
 PLATFORM = DesiredPlatform(
     script="sitebuilder-dispatch",

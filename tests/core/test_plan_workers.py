@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from core_builders import NOW, _reader
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed, Source
@@ -11,6 +10,8 @@ from reconciler.core.plan import ActionKind, Lane, build_plan
 from reconciler.core.worker_facts import ObservedWorker, WorkerRollout
 from reconciler.errors import SpecError
 from reconciler.spec.load import SourceFile, load_files
+
+from support.core import NOW, _reader
 
 SCRIPT = "site-builder-api-production"
 IDS = {1: "v1-id", 2: "v2-id", 3: "v3-id"}

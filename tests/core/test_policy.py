@@ -2,8 +2,6 @@
 
 import dataclasses
 
-from core_builders import DAY, NOW, invoice, specs
-
 from reconciler.core.policy import (
     UNSETTLED_STATUSES,
     BlastRadius,
@@ -17,6 +15,8 @@ from reconciler.core.policy import (
     invoice_owed,
 )
 from reconciler.spec.models import Access, Uncollectible
+
+from support.core import DAY, NOW, invoice, specs
 
 
 def standard_policy():

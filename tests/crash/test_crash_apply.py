@@ -37,10 +37,11 @@ import re
 from collections import Counter
 
 import pytest
-from crash_support import DECLARED, SERVED, CrashWorld
 
 from reconciler.runtime.actions.billing import INTERRUPTED_SEND
 from reconciler.runtime.checkpoints import CRASH_EXIT_CODE
+
+from support.crash import DECLARED, SERVED, CrashWorld
 
 MAX_RESTARTS = 3
 

@@ -17,7 +17,8 @@ call logs and a dump of D1 taken before and after it, the second run:
 from __future__ import annotations
 
 import pytest
-from crash_support import APP_TABLES, CrashWorld, Run
+
+from support.crash import APP_TABLES, CrashWorld, Run
 
 LEDGER = ("intents", "events")
 

@@ -9,7 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from execute_support import (
+
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, ActionKind, Lane
+from reconciler.core.report_render import progress_line, render_report_json, render_report_text
+from reconciler.errors import NotFoundError, PlanError, TransientError
+from reconciler.providers.d1 import SqliteDatabase
+from reconciler.runtime.checkpoints import CRASH_EXIT_CODE, CrashingCheckpoints
+from reconciler.runtime.execute import Progress, execute
+from reconciler.runtime.handler import ActionContext
+from reconciler.runtime.journal import Journal
+
+from support.execute import (
     NOW,
     REPO,
     Clock,
@@ -21,16 +32,6 @@ from execute_support import (
     migrated_db,
     plan_of,
 )
-
-from reconciler.core.outcome import Outcome, Status
-from reconciler.core.plan import Action, ActionKind, Lane
-from reconciler.core.report_render import progress_line, render_report_json, render_report_text
-from reconciler.errors import NotFoundError, PlanError, TransientError
-from reconciler.providers.d1 import SqliteDatabase
-from reconciler.runtime.checkpoints import CRASH_EXIT_CODE, CrashingCheckpoints
-from reconciler.runtime.execute import Progress, execute
-from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.journal import Journal
 
 
 @pytest.fixture
@@ -485,7 +486,7 @@ def test_a_malformed_crash_spec_is_refused(spec: str) -> None:
 CRASHING_APPLY = """
 import asyncio, sys
 sys.path.insert(0, {tests!r})
-from execute_support import FakeHandler, action, handlers_for, plan_of, Clock
+from support.execute import FakeHandler, action, handlers_for, plan_of, Clock
 from reconciler.core.plan import ActionKind
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.checkpoints import CrashingCheckpoints

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from execute_support import NOW, Clock, action, events, intent, migrated_db, rows
 
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import ActionKind
@@ -17,6 +16,8 @@ from reconciler.runtime.journal import (
     outcome_from_json,
     outcome_to_json,
 )
+
+from support.execute import NOW, Clock, action, events, intent, migrated_db, rows
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from plan_support import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed, Source
@@ -18,6 +17,8 @@ from reconciler.runtime.observe import observe
 from reconciler.sandbox.faults import FaultRule
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.spec.load import Specs
+
+from support.plan import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 RATES = {"cloudflare": Rate(1200, 300.0)}
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from plan_support import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed
@@ -22,6 +21,8 @@ from reconciler.providers.dns import Resolver, SandboxResolver
 from reconciler.runtime.observe import ObserveLimits, observe
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.spec.load import Specs
+
+from support.plan import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 HOST = "www.acmebakery.com"
 

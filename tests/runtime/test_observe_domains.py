@@ -14,7 +14,6 @@ import sqlite3
 from collections.abc import Iterator
 
 import pytest
-from plan_support import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 from reconciler.core.desired import derive
 from reconciler.core.observed import Observed, Source
@@ -23,6 +22,8 @@ from reconciler.runtime.observe import observe
 from reconciler.sandbox.faults import FaultRule
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.spec.load import Specs
+
+from support.plan import EXAMPLE_SPECS, clients, close, converged, example_specs
 
 GONE = "old.acmebakery.com"  # a row of acme-home whose hostname is in no spec and no zone
 

@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scenario_support import MIGRATIONS, Fleet, Scenario
 
 from reconciler.providers.d1 import SqliteDatabase
 from reconciler.runtime.migrate import migrate
 from reconciler.sandbox.localstripe import LocalStripeError
 from reconciler.sandbox.world import Sandbox
 from reconciler.wiring import SANDBOX_CONTROL_ENV
+
+from support.scenario import MIGRATIONS, Fleet, Scenario
 
 _CLEARED = ("RECONCILER_CRASH_AT",)
 

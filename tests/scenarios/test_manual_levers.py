@@ -9,9 +9,9 @@ endpoint to its verb.
 
 from __future__ import annotations
 
-from scenario_support import DAY, Scenario, purges, snapshot, uploads
-
 from reconciler.sandbox.cloudflare_pages import Behaviour
+
+from support.scenario import DAY, Scenario, purges, snapshot, uploads
 
 HOST = "www.acme.test"
 

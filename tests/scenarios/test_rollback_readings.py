@@ -10,9 +10,10 @@ and the next plan has nothing to do, so no reading makes the reconciler roll bac
 from __future__ import annotations
 
 import pytest
-from scenario_support import Scenario
 
 from reconciler.providers.cloudflare_models import DeploymentTag
+
+from support.scenario import Scenario
 
 
 def _serving(world: Scenario) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scenario_support import Scenario
+from support.scenario import Scenario
 
 HOST = "www.acmebakery.com"
 APEX = "acmebakery.com"

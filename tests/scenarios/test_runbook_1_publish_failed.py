@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 
-from scenario_support import Scenario, purges, snapshot, uploads
-
 from reconciler.sandbox.cloudflare_pages import Behaviour
+
+from support.scenario import Scenario, purges, snapshot, uploads
 
 BROKEN = snapshot({"type": "image", "asset": "img/shop.jpg"})  # alt missing, asset not listed
 MISSING_ASSET = json.dumps(

@@ -9,9 +9,9 @@ The simulator's validation window is shortened to two days so each timeout is on
 
 from __future__ import annotations
 
-from scenario_support import DAY, Scenario
-
 from reconciler.core.observed import domain_status
+
+from support.scenario import DAY, Scenario
 
 HOST = "www.acme.test"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scenario_support import DAY, Scenario
+from support.scenario import DAY, Scenario
 
 HOST = "www.acme.test"
 SUSPENDED = {"action": "suspend", "tenant": "acme"}

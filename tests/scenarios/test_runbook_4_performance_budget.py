@@ -7,7 +7,7 @@ runbook's hotfix (the heavy scripts removed, as a new version) then converges.
 
 from __future__ import annotations
 
-from scenario_support import Scenario, snapshot, uploads
+from support.scenario import Scenario, snapshot, uploads
 
 HEAVY = snapshot(
     {"type": "hero", "heading": "Now with widgets"},

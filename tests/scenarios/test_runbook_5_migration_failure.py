@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from scenario_support import MIGRATIONS, Scenario
+from support.scenario import MIGRATIONS, Scenario
 
 # numbered after the repository's own migrations, whatever their count
 NEW = f"{max(int(m.name[:4]) for m in MIGRATIONS.glob('*.sql')) + 1:04d}_site_notes.sql"

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scenario_support import MIGRATIONS, Scenario
-
 from reconciler.runtime.checkpoints import CRASH_ENV, CRASH_EXIT_CODE
+
+from support.scenario import MIGRATIONS, Scenario
 
 NEW = "9001_tenant_plans.sql"  # after any migration the repository has
 PLANS = (

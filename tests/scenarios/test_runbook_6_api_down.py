@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from scenario_support import Scenario, snapshot
-
 from reconciler.sandbox.faults import FaultRule
+
+from support.scenario import Scenario, snapshot
 
 DOMAINS = {"acme-home": ["www.acme.test"], "acme-shop": ["shop.acme.test"]}
 MAX_ATTEMPTS = 4  # providers/retry.py RetryPolicy.attempts

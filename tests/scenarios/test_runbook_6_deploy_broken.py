@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scenario_support import Scenario
 
 from reconciler.runtime.checkpoints import CRASH_ENV, CRASH_EXIT_CODE
+
+from support.scenario import Scenario
 
 SCRIPT = "site-builder-api-production"
 

@@ -7,7 +7,7 @@ invoice into D1 and unlocks the tenant.
 
 from __future__ import annotations
 
-from scenario_support import DAY, Scenario
+from support.scenario import DAY, Scenario
 
 
 def test_a_payment_without_a_webhook_is_mirrored_on_the_next_pass_and_unlocks(

@@ -7,7 +7,7 @@ A number that is not on WhatsApp fails its step once with a clear reason, never 
 
 from __future__ import annotations
 
-from scenario_support import PHONE, Scenario, snapshot
+from support.scenario import PHONE, Scenario, snapshot
 
 
 def _sends(world: Scenario) -> list[dict[str, object]]:

@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from spec_cases import EXAMPLE_SPECS
+
+from support.spec import EXAMPLE_SPECS
 
 
 @pytest.fixture

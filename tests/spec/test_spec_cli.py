@@ -9,9 +9,10 @@ from pathlib import Path
 
 import git
 import pytest
-from spec_cases import EXAMPLE_SPECS, REPO_ROOT, site, write
 
 from reconciler.cli import main
+
+from support.spec import EXAMPLE_SPECS, REPO_ROOT, site, write
 
 
 def test_valid_specs_exit_0_with_a_one_line_summary(

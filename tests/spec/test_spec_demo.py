@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spec_cases import EXAMPLE_SPECS
 
 from reconciler.demo import main
+
+from support.spec import EXAMPLE_SPECS
 
 
 def test_the_demo_validates_the_example_fleet_and_summarises_it(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spec_cases import only_problem, problems, site, write
 
 from reconciler.spec.load import load_directory
+
+from support.spec import only_problem, problems, site, write
 
 
 def test_a_site_naming_an_unknown_tenant_is_a_dangling_reference(specs: Path) -> None:

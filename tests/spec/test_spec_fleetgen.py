@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from spec_cases import REPO_ROOT
-
 from reconciler.spec.load import load_directory
+
+from support.spec import REPO_ROOT
 
 
 def _fleetgen() -> ModuleType:

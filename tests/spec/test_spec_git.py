@@ -7,11 +7,12 @@ from pathlib import Path
 
 import git
 import pytest
-from spec_cases import EXAMPLE_SPECS, site, write
 
 from reconciler.errors import LoadError, SpecError
 from reconciler.spec.load import Limits, load_git
 from reconciler.spec.models import Kind
+
+from support.spec import EXAMPLE_SPECS, site, write
 
 
 def _commit(repo: git.Repo, message: str) -> str:

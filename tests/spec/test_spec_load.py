@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from spec_cases import only_problem, problems, site, write
 
 from reconciler.errors import LoadError
 from reconciler.spec import load
 from reconciler.spec.load import Limits, load_directory, parse_documents
 from reconciler.spec.models import Kind
+
+from support.spec import only_problem, problems, site, write
 
 
 def test_the_example_fleet_is_valid() -> None:

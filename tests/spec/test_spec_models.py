@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from spec_cases import only_problem, problems
 
 from reconciler.spec.models import (
     BillingPolicySpec,
@@ -15,6 +14,8 @@ from reconciler.spec.models import (
     normalize_hostname,
     parse_duration,
 )
+
+from support.spec import only_problem, problems
 
 
 @pytest.mark.parametrize(

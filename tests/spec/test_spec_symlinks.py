@@ -10,11 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
-from spec_cases import problems, site, write
 
 from reconciler.cli import main
 from reconciler.errors import LoadError
 from reconciler.spec.load import Limits, load_directory
+
+from support.spec import problems, site, write
 
 SECRET_LINE = "root-password-line: hunter2-not-for-ci-logs"
 

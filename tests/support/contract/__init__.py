@@ -1,0 +1,1 @@
+"""The contract tier's machinery: the OpenAPI checker, documented corrections, the SDK judge."""
