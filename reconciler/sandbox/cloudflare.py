@@ -4,13 +4,15 @@
 :mod:`reconciler.sandbox.world` serves it with :mod:`reconciler.sandbox.host`; tests use the
 ``cloudflare_sim`` fixture. The API lives under ``/client/v4`` (so ``CLOUDFLARE_API_BASE`` is
 ``http://127.0.0.1:<port>/client/v4``); the control endpoints live under ``/__sandbox/`` on the
-same server (no auth; loopback only). docs/sandbox.md lists both.
+same server (no auth; loopback only; :mod:`~reconciler.sandbox.cloudflare_control`).
+docs/sandbox.md lists both.
 
-Every API request goes through one pipeline: authentication (Bearer token, else 401 code
-10000), the per-token rate limit (``rate_limit_requests`` per ``rate_limit_period`` seconds of
-virtual time; exceeding it answers 429 code 971 and blocks the token for
-``rate_limit_block`` seconds), the fault plan (:mod:`reconciler.sandbox.faults`), the route's
-handler (the route table and the Pages, custom hostname, purge and D1 handlers:
+Every API request goes through the request pipeline every simulator shares
+(:mod:`reconciler.sandbox.pipeline`), with this simulator's rules: authentication (Bearer token,
+else 401 code 10000), the per-token rate limit (``rate_limit_requests`` per
+``rate_limit_period`` seconds of virtual time; exceeding it answers 429 code 971 and blocks the
+token for ``rate_limit_block`` seconds), the fault plan (:mod:`reconciler.sandbox.faults`), the
+route's handler (the route table and the Pages, custom hostname, purge and D1 handlers:
 :mod:`~reconciler.sandbox.cloudflare_routes`; Workers KV: :mod:`~reconciler.sandbox.cloudflare_kv`;
 Workers: :mod:`~reconciler.sandbox.cloudflare_workers`), then the call log. State is guarded by
 one lock, so tests may read or drive it from other threads while the server runs. Visitors'
@@ -19,35 +21,28 @@ views (Pages sites, the edge) are in :mod:`~reconciler.sandbox.cloudflare_edge`.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import json
 import math
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.cloudflare_common import (
     ApiError,
-    Call,
-    Handler,
     IdSource,
-    Outcome,
-    Part,
     iso,
     no_route,
     parse_multipart,
 )
+from reconciler.sandbox.cloudflare_control import control_routes
 from reconciler.sandbox.cloudflare_d1 import D1Store
 from reconciler.sandbox.cloudflare_edge import edge_routes, not_found
 from reconciler.sandbox.cloudflare_hostname_rules import HostnamePolicy
@@ -62,9 +57,22 @@ from reconciler.sandbox.cloudflare_pages import Behaviour, PagesStore
 from reconciler.sandbox.cloudflare_routes import ROUTES
 from reconciler.sandbox.cloudflare_worker_versions import VersionsStore, worker_routes
 from reconciler.sandbox.cloudflare_workers import WorkersStore
-from reconciler.sandbox.control import bad_request, call_counts, read_json, shared_routes
 from reconciler.sandbox.dns import SandboxDNS
-from reconciler.sandbox.faults import FaultDecision, FaultPlan
+from reconciler.sandbox.faults import FaultPlan
+from reconciler.sandbox.pipeline import (
+    Call,
+    CallLog,
+    Exchange,
+    Outcome,
+    Rules,
+    Simulated,
+    Step,
+    api_endpoint,
+    bare_call,
+    fault_step,
+    handle,
+    unrouted_step,
+)
 
 API_ROOT = "/client/v4"
 AUTH_ERROR = 10000
@@ -81,7 +89,6 @@ SERVER_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("/d1", 7500, "Internal error"),
     ("/zones/", 1500, "Internal Server Error"),
 )
-LOGGED_HEADERS = ("retry-after", "ratelimit", "ratelimit-policy")
 
 
 TRANSITIONAL_ENTITLEMENTS: dict[str, Any] = {
@@ -164,7 +171,7 @@ class _RateWindow:
     blocked_until: float = 0.0
 
 
-class CloudflareSim:
+class CloudflareSim(Simulated):
     """The simulator's state: stores, DNS, faults, rate windows and the call log."""
 
     def __init__(
@@ -187,6 +194,7 @@ class CloudflareSim:
             d1_dir = Path(self._tmp.name)
         self.d1_dir = d1_dir
         self._initial_config = config
+        self.call_log = CallLog(clock)
         self._build()
 
     def _build(self) -> None:
@@ -219,8 +227,6 @@ class CloudflareSim:
         )
         self.d1 = D1Store(self.d1_dir)
         self.d1.create(cfg.database_id, cfg.database_name, now)
-        self.calls: list[dict[str, Any]] = []
-        self.seq = 0
         self.rate: dict[str, _RateWindow] = {}
         self.purges: list[dict[str, Any]] = []
         self.kv = KVStore(self.ids)
@@ -237,6 +243,7 @@ class CloudflareSim:
             self.config = self._initial_config
             self.faults.clear()
             self.dns.clear()
+            self.call_log.restart()
             self._build()
             self.d1.wipe()
 
@@ -347,25 +354,13 @@ class CloudflareSim:
             else:
                 proj.queued_behaviours.extend([behaviour] * times)
 
-    def calls_since(self, since: int = 0) -> list[dict[str, Any]]:
-        """Call-log entries with ``seq > since``."""
-        with self.lock:
-            return [c for c in self.calls if c["seq"] > since]
-
-    def clear_calls(self) -> None:
-        """Empty the call log (sequence numbers keep growing)."""
-        with self.lock:
-            self.calls.clear()
-
-    def summary(self) -> dict[str, Any]:
-        """Counts of logged calls by ``METHOD path-template`` and by status."""
-        with self.lock:
-            return {
-                **call_counts(self.calls),
-                "hostnames": len(self.hostnames.by_id),
-                "projects": len(self.pages.projects),
-                "purges": len(self.purges),
-            }
+    def tallies(self) -> dict[str, Any]:
+        """Hostnames, projects and purges, for ``/summary``."""
+        return {
+            "hostnames": len(self.hostnames.by_id),
+            "projects": len(self.pages.projects),
+            "purges": len(self.purges),
+        }
 
     # ---- rate limit ---------------------------------------------------------------------------
 
@@ -411,41 +406,6 @@ class CloudflareSim:
             {"retry-after": str(max(retry_after, 1))},
         )
 
-    # ---- the request pipeline -------------------------------------------------------------------
-
-    def route(self, method: str, path: str) -> tuple[Handler, dict[str, str], str] | None:
-        """The handler, path parameters and path template for ``method path``."""
-        for route_method, pattern, template, handler in ROUTES:
-            match = pattern.match(path)
-            if match and route_method == method:
-                return handler, match.groupdict(), template
-        return None
-
-    def log(self, call: Call, template: str, outcome: Outcome, fault: str | None) -> None:
-        """Append one exchange to the call log (Authorization never stored)."""
-        with self.lock:
-            self.seq += 1
-            self.calls.append(
-                {
-                    "seq": self.seq,
-                    "at": self.clock.now(),
-                    "method": call.method,
-                    "path": call.path,
-                    "route": template,
-                    "query": dict(call.query),
-                    "request_content_type": call.headers.get("content-type"),
-                    "request_json": call.json,
-                    "request_form": call.form,
-                    "request_files": list(call.files),
-                    "status": outcome.status,
-                    "response_json": outcome.body,
-                    "response_headers": {
-                        k: v for k, v in outcome.headers.items() if k in LOGGED_HEADERS
-                    },
-                    "fault": fault,
-                }
-            )
-
 
 def _server_error(path: str, status: int) -> Outcome:
     for prefix, code, message in SERVER_ERRORS:
@@ -454,214 +414,67 @@ def _server_error(path: str, status: int) -> Outcome:
     return Outcome(status, ApiError(status, 1500, "Internal Server Error").body())
 
 
-# ---- HTTP layer ---------------------------------------------------------------------------------
-
-
-class _Dropped(Response):
-    """Start a response that announces a body and never sends it: the client sees a drop."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
-            }
-        )
-
-
-def _respond(outcome: Outcome) -> Response:
-    if outcome.raw is not None:
-        return Response(outcome.raw, status_code=outcome.status, headers=outcome.headers)
-    if outcome.status == 204:
-        return Response(status_code=204, headers=outcome.headers)
-    return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
+# ---- the rules of the request pipeline ---------------------------------------------------------
 
 
 def _read_call(request: Request, raw: bytes, path: str) -> Call:
     """The request as the handlers see it: its JSON, form or multipart parts parsed once."""
-    content_type = request.headers.get("content-type", "")
-    parsed: Any = None
-    form: dict[str, str] | None = None
-    files: list[str] = []
-    parts: tuple[Part, ...] = ()
-    json_error = False
+    call = bare_call(request, raw, path)
+    content_type = call.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form, files, parts = parse_multipart(content_type, raw)
+        call.form, call.files, call.parts = parse_multipart(content_type, raw)
     elif raw and not content_type.startswith(("application/octet-stream", "text/plain")):
         try:
-            parsed = json.loads(raw)
+            call.json = json.loads(raw)
         except ValueError:
-            json_error = True
-    return Call(
-        method=request.method,
-        path=path,
-        params={},
-        query=dict(request.query_params),
-        json=parsed,
-        form=form,
-        files=files,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=raw,
-        parts=parts,
-        json_error=json_error,
-    )
+            call.json_error = True
+    return call
 
 
-def _api_endpoint(sim: CloudflareSim) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        raw = await request.body()
-        # scope["path"], not the path parameter: Starlette's "$" would drop a trailing "\n".
-        path = request.scope["path"][len(API_ROOT) :] or "/"
-        call = _read_call(request, raw, path)
-        found = sim.route(call.method, path)
-        template = found[2] if found else path
-        is_assets = path.startswith("/pages/assets/")
-        auth = request.headers.get("authorization", "")
+def _admit(sim: CloudflareSim) -> Step:
+    """Bearer token (else 401 code 10000), then the token's rate limit and its headers.
+
+    Pages asset uploads carry their own JWT and are neither authenticated here nor counted.
+    """
+
+    def step(exchange: Exchange) -> Outcome | None:
+        if exchange.call.path.startswith("/pages/assets/"):
+            return None
+        auth = exchange.call.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
         now = sim.clock.now()
-        headers: dict[str, str] = {}
         with sim.lock:
-            if not is_assets and token != sim.config.token:
-                outcome: Outcome | None = Outcome(
-                    401, ApiError(401, AUTH_ERROR, "Authentication error").body()
-                )
-            else:
-                outcome = None if is_assets else sim._rate_check(token, now)
-                if not is_assets:
-                    headers = sim._rate_headers(token, now)
-        decision = FaultDecision()
-        if outcome is None:
-            decision = sim.faults.decide(call.method, path)
-            if decision.kind == "rate_limited":
-                outcome = sim._rate_limited(decision.retry_after)
-            elif decision.kind == "error":
-                outcome = _server_error(path, decision.status)
-            elif decision.kind in ("timeout", "drop") and not decision.process:
-                outcome = _server_error(path, 504)
-        if outcome is None:
-            if found is None:
-                outcome = Outcome(400, no_route(path).body())
-            else:
-                handler, params, _ = found
-                call.params = params
-                with sim.lock:
-                    try:
-                        outcome = handler(sim, call)
-                    except ApiError as exc:
-                        outcome = Outcome(exc.status, exc.body())
-                    except Exception:  # the envelope, never a plain-text 500 (ROUTING.md §4)
-                        outcome = _server_error(path, 500)
-        outcome.headers = {**headers, **outcome.headers}
-        fault = None if decision.kind == "none" else decision.kind
-        sim.log(call, template, outcome, fault)
-        if decision.latency:
-            await asyncio.sleep(decision.latency)
-        if decision.kind == "timeout":
-            await asyncio.sleep(decision.hold_seconds)
-        if decision.kind == "drop":
-            return _Dropped()
-        return _respond(outcome)
+            if token != sim.config.token:
+                raise ApiError(401, AUTH_ERROR, "Authentication error")
+            refused = sim._rate_check(token, now)
+            exchange.headers = sim._rate_headers(token, now)
+        return refused
 
-    return endpoint
+    return step
 
 
-# ---- control endpoints ----------------------------------------------------------------------
+def _crash(call: Call) -> Outcome:
+    """The envelope, never a plain-text 500 (ROUTING.md §4)."""
+    return _server_error(call.path, 500)
 
 
-def _control_routes(sim: CloudflareSim) -> list[Route]:
-    async def dns(request: Request) -> Response:
-        name = request.path_params.get("name")
-        if name is None:
-            return JSONResponse({"records": [r.as_json() for r in sim.dns.all()]})
-        if request.method == "DELETE":
-            return JSONResponse({"deleted": sim.dns.delete(name)})
-        if request.method == "GET":
-            record = sim.dns.get(name)
-            if record is None:
-                return JSONResponse({"error": "no such record"}, status_code=404)
-            return JSONResponse(record.as_json())
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            return bad_request('body must be {"cname"?: str, "txt"?: [str]}')
-        cname = body.get("cname")
-        if body.get("target") == "cname_target":
-            cname = sim.config.cname_target
-        txt = body.get("txt", [])
-        if (cname is not None and not isinstance(cname, str)) or not isinstance(txt, list):
-            return bad_request("cname must be a string and txt a list of strings")
-        return JSONResponse(sim.dns.put(name, cname=cname, txt=[str(t) for t in txt]).as_json())
-
-    async def hostname_behaviour(request: Request) -> Response:
-        name = request.path_params["name"]
-        if request.method == "DELETE":
-            sim.set_hostname_behaviour(name, None)
-            return JSONResponse({"hostname": name, "mode": "normal"})
-        body = await read_json(request)
-        try:
-            behaviour = HostnameBehaviour.from_json(body if isinstance(body, dict) else {})
-        except ValueError as exc:
-            return bad_request(str(exc))
-        sim.set_hostname_behaviour(name, behaviour)
-        return JSONResponse({"hostname": name, **asdict(behaviour)})
-
-    async def deployment_behaviour(request: Request) -> Response:
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            return bad_request("body must be a JSON object")
-        try:
-            behaviour = Behaviour.from_json(body)
-            sim.set_deployment_behaviour(
-                behaviour,
-                project=body.get("project"),
-                deployment_id=body.get("deployment_id"),
-                times=int(body.get("times", 1)),
-            )
-        except (ValueError, KeyError) as exc:
-            return bad_request(str(exc), status=404 if isinstance(exc, KeyError) else 400)
-        return JSONResponse({"mode": behaviour.mode, "stage": behaviour.stage})
-
-    async def projects(request: Request) -> Response:
-        if request.method == "GET":
-            with sim.lock:
-                names = sorted(sim.pages.projects)
-            return JSONResponse({"projects": names})
-        body = await read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            return bad_request('body must be {"name": str, "production_branch"?: str}')
-        try:
-            project = sim.create_project(
-                body["name"], production_branch=str(body.get("production_branch", "main"))
-            )
-        except ValueError as exc:
-            return bad_request(str(exc), status=409)
-        return JSONResponse(project, status_code=201)
-
-    async def config(request: Request) -> Response:
-        cfg = asdict(sim.config)
-        cfg.pop("token")
-        return JSONResponse(cfg)
-
-    return [
-        *shared_routes(
-            clock=sim.clock,
-            faults=sim.faults,
-            reset=sim.reset,
-            calls_since=sim.calls_since,
-            clear_calls=sim.clear_calls,
-            summary=sim.summary,
+def _rules(sim: CloudflareSim) -> Rules:
+    too_many = CloudflareSim._rate_limited
+    return Rules(
+        routes=ROUTES,
+        read=_read_call,
+        root=API_ROOT,
+        steps=(
+            _admit(sim),
+            fault_step(
+                sim.faults,
+                too_many=too_many,
+                server_error=lambda call, status, _: _server_error(call.path, status),
+            ),
+            unrouted_step(lambda call: no_route(call.path)),
+            handle(sim, crash=_crash),
         ),
-        Route("/__sandbox/dns", dns, methods=["GET"]),
-        Route("/__sandbox/dns/{name}", dns, methods=["GET", "PUT", "DELETE"]),
-        Route(
-            "/__sandbox/hostnames/{name}/behaviour",
-            hostname_behaviour,
-            methods=["PUT", "DELETE"],
-        ),
-        Route("/__sandbox/deployments/behaviour", deployment_behaviour, methods=["POST"]),
-        Route("/__sandbox/projects", projects, methods=["GET", "POST"]),
-        Route("/__sandbox/config", config, methods=["GET"]),
-    ]
+    )
 
 
 def create_app(
@@ -684,12 +497,12 @@ def create_app(
     """
     sim = CloudflareSim(clock=clock, config=config, dns=dns, d1_dir=d1_dir)
     routes = [
-        *_control_routes(sim),
+        *control_routes(sim),
         *edge_routes(sim),
         *worker_routes(sim),
         Route(
             API_ROOT + "/{path:path}",
-            _api_endpoint(sim),
+            api_endpoint(sim, _rules(sim)),
             methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         ),
     ]

@@ -13,13 +13,13 @@ import email.parser
 import email.policy
 import random
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.sandbox.pipeline import Call, Part, Refusal
 
-class ApiError(Exception):
+
+class ApiError(Refusal):
     """A failure answered with the contract's failure envelope."""
 
     def __init__(self, status: int, code: int, message: str, *more: tuple[int, str]) -> None:
@@ -32,47 +32,6 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         """The failure envelope (CONTRACT.md §1.1)."""
         return failure(self.errors)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What a route handler answers: HTTP status, JSON body (or raw bytes) and headers."""
-
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None  # when set, sent as is with headers' content-type
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One part of a multipart body."""
-
-    name: str
-    filename: str | None
-    content_type: str
-    data: bytes
-
-
-@dataclass(slots=True)
-class Call:
-    """One API request as a handler sees it (path parameters filled in by the router)."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    query: dict[str, str]
-    json: Any
-    form: dict[str, str] | None
-    files: list[str]
-    headers: dict[str, str]
-    body: bytes = b""
-    parts: tuple[Part, ...] = ()
-    json_error: bool = False  # a non-empty, non-multipart body that is not JSON
-
-
-Handler = Callable[[Any, Call], Outcome]
-"""A route handler: ``(sim, call) -> Outcome`` (``sim`` is the running ``CloudflareSim``)."""
 
 
 def no_route(path: str) -> ApiError:

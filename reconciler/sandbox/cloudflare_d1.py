@@ -32,7 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.sandbox.cloudflare_common import ApiError, Call, Outcome, iso, require, success
+from reconciler.sandbox.cloudflare_common import ApiError, iso, require, success
+from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
     from reconciler.sandbox.cloudflare import CloudflareSim

@@ -26,14 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.sandbox.cloudflare_common import (
     ApiError,
-    Call,
     IdSource,
-    Outcome,
     page_params,
     require,
     result_info,
     success,
 )
+from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
     from reconciler.sandbox.cloudflare import CloudflareSim

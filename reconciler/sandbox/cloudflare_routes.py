@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING
 
 from reconciler.sandbox.cloudflare_common import (
     ApiError,
-    Call,
-    Handler,
-    Outcome,
     iso,
     no_route,
     page_params,
@@ -30,6 +27,7 @@ from reconciler.sandbox.cloudflare_hostname_rules import BAD_JSON, BAD_JSON_MESS
 from reconciler.sandbox.cloudflare_kv import ROUTE_SPECS as KV_ROUTES
 from reconciler.sandbox.cloudflare_worker_versions import VERSION_ROUTES
 from reconciler.sandbox.cloudflare_workers import ROUTE_SPECS as WORKER_ROUTES
+from reconciler.sandbox.pipeline import Call, Handler, Outcome
 
 if TYPE_CHECKING:
     from reconciler.sandbox.cloudflare import CloudflareSim

@@ -30,15 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.sandbox.cloudflare_common import (
-    ApiError,
-    Call,
-    IdSource,
-    Outcome,
-    iso,
-    require,
-    success,
-)
+from reconciler.sandbox.cloudflare_common import ApiError, IdSource, iso, require, success
+from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
     from reconciler.sandbox.cloudflare import CloudflareSim

@@ -27,15 +27,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler.sandbox.cloudflare_common import (
-    ApiError,
-    Call,
-    IdSource,
-    Outcome,
-    iso,
-    require,
-    success,
-)
+from reconciler.sandbox.cloudflare_common import ApiError, IdSource, iso, require, success
+from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
     from reconciler.sandbox.cloudflare import CloudflareSim

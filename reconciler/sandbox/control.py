@@ -1,24 +1,24 @@
 """Control endpoints every simulator shares: the virtual clock, reset, faults, call log, summary.
 
-``sandbox/cloudflare.py`` and ``sandbox/evolution.py`` add :func:`shared_routes` to their own
-``/__sandbox/`` routes; tests and the demo drive them over HTTP (docs/sandbox.md lists them).
-Control endpoints need no authentication: the simulators only listen on loopback.
+``sandbox/cloudflare.py`` and ``sandbox/evolution_control.py`` add :func:`shared_routes` to their
+own ``/__sandbox/`` routes; the call log they read is the simulator's
+:class:`~reconciler.sandbox.pipeline.CallLog`. Tests and the demo drive them over HTTP
+(docs/sandbox.md lists them). Control endpoints need no authentication: the simulators only
+listen on loopback.
 """
 
 from __future__ import annotations
 
-import collections
 import json
-from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.sandbox.clock import VirtualClock
 from reconciler.sandbox.cloudflare_common import iso
-from reconciler.sandbox.faults import FaultPlan, FaultRule
+from reconciler.sandbox.faults import FaultRule
+from reconciler.sandbox.pipeline import Simulated
 
 
 async def read_json(request: Request) -> Any:
@@ -32,35 +32,14 @@ async def read_json(request: Request) -> Any:
         return None
 
 
-def call_counts(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """A call log counted: total, by ``METHOD route`` and by status (for ``/summary``)."""
-    by_route: collections.Counter[str] = collections.Counter()
-    by_status: collections.Counter[str] = collections.Counter()
-    for call in calls:
-        by_route[f"{call['method']} {call['route']}"] += 1
-        by_status[str(call["status"])] += 1
-    return {
-        "calls": len(calls),
-        "by_route": dict(sorted(by_route.items())),
-        "by_status": dict(sorted(by_status.items())),
-    }
-
-
 def bad_request(message: str, *, status: int = 400) -> JSONResponse:
     """A control endpoint's error answer."""
     return JSONResponse({"error": message}, status_code=status)
 
 
-def shared_routes(
-    *,
-    clock: VirtualClock,
-    faults: FaultPlan,
-    reset: Callable[[], None],
-    calls_since: Callable[[int], list[dict[str, Any]]],
-    clear_calls: Callable[[], None],
-    summary: Callable[[], dict[str, Any]],
-) -> list[Route]:
+def shared_routes(sim: Simulated) -> list[Route]:
     """``/__sandbox/clock``, ``reset``, ``faults``, ``calls`` and ``summary`` for one simulator."""
+    clock, faults = sim.clock, sim.faults
 
     async def clock_endpoint(request: Request) -> Response:
         if request.method == "POST":
@@ -73,7 +52,7 @@ def shared_routes(
         return JSONResponse({"now": now, "iso": iso(now)})
 
     async def reset_endpoint(request: Request) -> Response:
-        reset()
+        sim.reset()
         return JSONResponse({"reset": True})
 
     async def faults_endpoint(request: Request) -> Response:
@@ -97,16 +76,16 @@ def shared_routes(
 
     async def calls_endpoint(request: Request) -> Response:
         if request.method == "DELETE":
-            clear_calls()
+            sim.clear_calls()
             return JSONResponse({"cleared": True})
         try:
             since = int(request.query_params.get("since", "0"))
         except ValueError:
             return bad_request("since must be an integer")
-        return JSONResponse({"calls": calls_since(since)})
+        return JSONResponse({"calls": sim.calls_since(since)})
 
     async def summary_endpoint(request: Request) -> Response:
-        return JSONResponse(summary())
+        return JSONResponse(sim.summary())
 
     return [
         Route("/__sandbox/clock", clock_endpoint, methods=["GET", "POST"]),

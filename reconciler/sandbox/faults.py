@@ -1,8 +1,8 @@
 """Fault injection for the sandbox simulators: errors, latency, timeouts and 429 bursts.
 
 Tests and the demo install :class:`FaultRule` values through the ``/__sandbox/faults`` control
-endpoint (or :meth:`FaultPlan.set` directly). The Cloudflare simulator
-(:mod:`reconciler.sandbox.cloudflare`) asks :meth:`FaultPlan.decide` about every API request
+endpoint (or :meth:`FaultPlan.set` directly). The simulators' request pipeline
+(:mod:`reconciler.sandbox.pipeline`) asks :meth:`FaultPlan.decide` about every API request
 before handling it and acts on the :class:`FaultDecision`. The first rule whose path prefix and
 method match a request decides; the random draws come from one ``random.Random(seed)``, so the
 same requests in the same order meet the same faults.

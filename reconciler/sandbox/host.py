@@ -13,15 +13,16 @@ import logging
 import socket
 import threading
 import time
-from types import TracebackType
 from typing import Any
 
 import uvicorn
 
+from reconciler.sandbox.running import Running
+
 LOOPBACK = "127.0.0.1"
 
 
-class ServerHost:
+class ServerHost(Running):
     """One uvicorn server for one app; a context manager (``start`` on enter, ``stop`` on exit)."""
 
     def __init__(self, app: Any, *, port: int = 0, name: str = "sandbox") -> None:
@@ -102,16 +103,3 @@ class ServerHost:
         self._server = None
         self._thread = None
         self._socket = None
-
-    def __enter__(self) -> ServerHost:
-        """Start serving."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop serving."""
-        self.stop()

@@ -30,6 +30,7 @@ import httpx
 import stripe
 
 from reconciler.sandbox.peer import free_port, log_tail, spawn_logged, terminate
+from reconciler.sandbox.running import Running
 from reconciler.settings import Secret, StripeSettings
 
 TEST_API_KEY = "sk_test_localstripe"
@@ -65,7 +66,7 @@ def _id_of(value: str | stripe.StripeObject | None) -> str:
     return str(value["id"])
 
 
-class LocalStripe:
+class LocalStripe(Running):
     """A localstripe process on a loopback port, with seeding helpers.
 
     Example::
@@ -173,19 +174,6 @@ class LocalStripe:
             self._http_client = None
             self._client = None
         self._reap()
-
-    def __enter__(self) -> LocalStripe:
-        """Start; see :meth:`start`."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop; see :meth:`stop`."""
-        self.stop()
 
     async def __aenter__(self) -> LocalStripe:
         """Start without blocking the event loop."""

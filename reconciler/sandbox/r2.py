@@ -20,13 +20,13 @@ import atexit
 import secrets
 import subprocess
 import time
-from types import TracebackType
 from typing import IO, Any
 
 import httpx
 
 from reconciler.redact import register
 from reconciler.sandbox.peer import free_port, log_tail, spawn_logged, terminate
+from reconciler.sandbox.running import Running
 from reconciler.settings import R2Settings, Secret
 
 DEFAULT_BUCKET = "sitebuilder-media"
@@ -37,7 +37,7 @@ class LocalR2Error(RuntimeError):
     """moto could not be started, or stopped answering."""
 
 
-class LocalR2:
+class LocalR2(Running):
     """A moto S3 server on a loopback port, with one bucket: the sandbox's R2."""
 
     def __init__(
@@ -131,19 +131,6 @@ class LocalR2:
         """Terminate the process and release its log (idempotent, never raises)."""
         atexit.unregister(self.stop)
         self._reap()
-
-    def __enter__(self) -> LocalR2:
-        """Start; see :meth:`start`."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop; see :meth:`stop`."""
-        self.stop()
 
     def reset(self) -> None:
         """Forget every object (moto's reset endpoint) and create the bucket again."""

@@ -23,9 +23,10 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
+
+from reconciler.sandbox.running import Running
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_SCRIPT = Path(__file__).with_name("workerd_host.mjs")
@@ -48,7 +49,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-class WorkerdHost:
+class WorkerdHost(Running):
     """One Worker host process; a context manager (``start`` on enter, ``stop`` on exit)."""
 
     def __init__(self, *, simulator_url: str, pages_origin: str | None = None) -> None:
@@ -131,16 +132,3 @@ class WorkerdHost:
     def visit(self, hostname: str, path: str = "/", *, timeout: float = 30.0) -> httpx.Response:
         """A visitor's GET of ``https://<hostname><path>``, through the Worker host."""
         return httpx.get(self.base_url + path, headers={"Host": hostname}, timeout=timeout)
-
-    def __enter__(self) -> WorkerdHost:
-        """Start the host."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the host."""
-        self.stop()

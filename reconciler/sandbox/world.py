@@ -22,7 +22,6 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import yaml
@@ -37,6 +36,7 @@ from reconciler.sandbox.cloudflare import (
 )
 from reconciler.sandbox.dns import SandboxDNS
 from reconciler.sandbox.host import ServerHost
+from reconciler.sandbox.running import Running
 from reconciler.settings import SANDBOX_CONTROL_ENV
 
 EVOLUTION_INSTANCE = "sitebuilder"
@@ -59,7 +59,7 @@ def projects_from_specs(specs_dir: Path) -> list[str]:
     return sorted(names)
 
 
-class Sandbox:
+class Sandbox(Running):
     """The composed local world; a context manager (``start`` on enter, ``stop`` on exit)."""
 
     def __init__(
@@ -188,19 +188,6 @@ class Sandbox:
             self._tmp.cleanup()
             self._tmp = None
             self._state_dir = None
-
-    def __enter__(self) -> Sandbox:
-        """Start the world."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the world."""
-        self.stop()
 
     # ---- access ---------------------------------------------------------------------------------
 

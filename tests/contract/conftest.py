@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.evolution import EvolutionState, create_app
+from reconciler.sandbox.evolution import create_app
+from reconciler.sandbox.evolution_state import EvolutionState
 from reconciler.sandbox.host import ServerHost
 
 from support.contract.corrections import (

@@ -35,7 +35,7 @@ from reconciler.providers.evolution import (
 )
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
-from reconciler.sandbox.evolution import SendFailure
+from reconciler.sandbox.evolution_state import SendFailure
 from reconciler.settings import EvolutionSettings, Secret
 
 from support.contract.corrections import EVOLUTION_DOCUMENT

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from reconciler.sandbox.evolution import create_jid
+from reconciler.sandbox.evolution_state import create_jid
 
 from support.evolution import API_KEY, INSTANCE, EvolutionSandbox
 

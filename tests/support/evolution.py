@@ -22,7 +22,8 @@ from reconciler.providers.evolution import EvolutionClient
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
 from reconciler.sandbox.clock import VirtualClock
-from reconciler.sandbox.evolution import EvolutionState, create_app
+from reconciler.sandbox.evolution import create_app
+from reconciler.sandbox.evolution_state import EvolutionState
 from reconciler.sandbox.host import ServerHost
 from reconciler.settings import EvolutionSettings, Secret
 
