@@ -12,6 +12,7 @@ decided. The control endpoints that read the log live in :mod:`reconciler.sandbo
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import re
@@ -74,14 +75,14 @@ RouteRow = tuple[str, re.Pattern[str], str, Handler]
 """``(method, pattern, template, handler)``: the pattern's named groups become path parameters."""
 
 
-class Refusal(Exception):
+class Refusal(Exception, abc.ABC):
     """A failure a simulator answers in its own error format: an HTTP status and a body."""
 
     status: int
 
+    @abc.abstractmethod
     def body(self) -> Any:
         """The JSON body of the refusal."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +185,7 @@ class CallLog:
         }
 
 
-class Simulated:
+class Simulated(abc.ABC):
     """What every simulator's state offers its pipeline, control endpoints and tests."""
 
     clock: VirtualClock
@@ -205,13 +206,13 @@ class Simulated:
         """Empty the call log (sequence numbers keep growing)."""
         self.call_log.clear()
 
+    @abc.abstractmethod
     def reset(self) -> None:
         """Return to the initial world (each simulator says what that is)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def tallies(self) -> dict[str, Any]:
         """The simulator's own counts for ``/summary``, beside the call log's."""
-        raise NotImplementedError
 
     def summary(self) -> dict[str, Any]:
         """Counts of logged calls by ``METHOD route`` and status, and the simulator's tallies."""

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import abc
 from types import TracebackType
 from typing import Self
 
 
-class Running:
+class Running(abc.ABC):
     """Mix-in for the parts that ``start()`` and ``stop()`` (servers, child processes, worlds)."""
 
+    @abc.abstractmethod
     def start(self) -> object:
         """Start the part (each part says how)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stop(self) -> None:
         """Stop the part (each part says how; safe to call twice)."""
-        raise NotImplementedError
 
     def __enter__(self) -> Self:
         """Start; see :meth:`start`."""
