@@ -20,6 +20,8 @@ Crash safety, per action:
 
 from __future__ import annotations
 
+import asyncio
+
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.payloads import (
     CreateNamespacePayload,
@@ -51,6 +53,9 @@ class RoutingTable:
         self.world = world
         self.kv = KvClient(world.cloudflare)
         self._namespace_id: str | None = world.routing.namespace_id
+        # one lookup at a time: concurrent actions wait for it instead of each listing the
+        # namespaces (and each retrying the listing when Cloudflare fails it)
+        self._resolving = asyncio.Lock()
 
     async def namespace_id(self) -> str:
         """The namespace id.
@@ -59,18 +64,22 @@ class RoutingTable:
             PermanentError: the account has no namespace of that title (a clear error: the
                 plan creates it when the platform is declared, docs/routing.md otherwise).
         """
-        if self._namespace_id is None:
-            title = self.world.routing.namespace
-            found = await self.kv.find_namespace(title)
-            if found is None:
-                raise PermanentError(
-                    _PROVIDER,
-                    f"the routing table's KV namespace {title} does not exist: declare the "
-                    "platform (ROUTING_FALLBACK_ORIGIN) so the plan creates it, or create it "
-                    "(docs/routing.md)",
-                )
-            self._namespace_id = found
-        return self._namespace_id
+        async with self._resolving:
+            if self._namespace_id is None:
+                self._namespace_id = await self._look_up()
+            return self._namespace_id
+
+    async def _look_up(self) -> str:
+        title = self.world.routing.namespace
+        found = await self.kv.find_namespace(title)
+        if found is None:
+            raise PermanentError(
+                _PROVIDER,
+                f"the routing table's KV namespace {title} does not exist: declare the "
+                "platform (ROUTING_FALLBACK_ORIGIN) so the plan creates it, or create it "
+                "(docs/routing.md)",
+            )
+        return found
 
     def forget(self) -> None:
         """Resolve the namespace again next time (it was just created or is gone)."""

@@ -8,6 +8,7 @@ fallback origin.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -108,6 +109,21 @@ async def test_a_missing_namespace_fails_permanently_and_writes_nothing(rig: Rig
     assert outcome.status is Status.FAILED_PERMANENT
     assert f"KV namespace {NAMESPACE} does not exist" in outcome.message
     assert kv_calls(rig, "PUT", "/bulk") == 0
+
+
+async def test_concurrent_writes_look_the_namespace_up_once(rig: Rig) -> None:
+    # a tenant batch runs its routing writes side by side; one lookup serves them all, so a
+    # failed listing is retried by one caller, not by each (the chaos test's hot-retry rule)
+    namespace(rig)
+    hosts = [f"h{i}.acmebakery.com" for i in range(5)]
+    outcomes = await asyncio.gather(*(rig.run(write({host: SERVE}, [])) for host in hosts))
+    assert [o.status for o in outcomes] == [Status.APPLIED] * 5
+    listings = [
+        c
+        for c in rig.cf.calls()
+        if c["method"] == "GET" and c["route"].endswith("/storage/kv/namespaces")
+    ]
+    assert len(listings) == 1
 
 
 async def test_a_delete_removes_its_routing_entry(rig: Rig) -> None:
