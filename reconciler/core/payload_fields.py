@@ -3,16 +3,35 @@
 Pure. Each payload class's ``parse`` reads its fields through one :class:`Fields`; a field
 present with the wrong type raises :class:`PayloadError` naming it (``after.version: expected
 an integer``), while an absent or null one reads as the default the caller gives.
+
+A payload class declares how each field is read instead of spelling it out: the annotation
+gives the plain read (``str`` a text, ``str | None`` an optional text, ``bool`` a flag, ...),
+and a field read otherwise names it in its metadata (``field(metadata=REQUIRED)``);
+:func:`read_fields` reads them all, in declaration order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from reconciler.core.levers import ENVIRONMENTS
 from reconciler.core.plan import JsonValue
 
-__all__ = ["Fields", "PayloadError"]
+__all__ = [
+    "OR_SITE",
+    "READ",
+    "REQUIRED",
+    "VERSION",
+    "Fields",
+    "PayloadError",
+    "Read",
+    "environment_in",
+    "read_fields",
+    "reads",
+    "text_or",
+]
 
 
 class PayloadError(ValueError):
@@ -112,3 +131,69 @@ class Fields:
         if version < 1:
             raise self.fail("version", "expected a version number of at least 1")
         return version
+
+
+# --- declarative reads -----------------------------------------------------------------------
+
+Read = Callable[[Fields, str], object]
+"""How one field is read: the :class:`Fields` and the field's key."""
+
+READ = "read"
+"""The key of a dataclass field's metadata that names its :data:`Read`."""
+
+_BY_TYPE: Mapping[str, Read] = {
+    "str": Fields.text,
+    "str | None": Fields.optional,
+    "int": Fields.integer,
+    "int | None": Fields.optional_int,
+    "float | None": Fields.number,
+    "bool": Fields.flag,
+    "tuple[str, ...]": Fields.texts,
+    "tuple[int, ...]": Fields.integers,
+}
+"""The plain read of a field by its annotation; anything else names its own (:func:`reads`)."""
+
+
+def reads(read: Read) -> Mapping[str, Read]:
+    """The metadata of a field read otherwise than by its type: ``field(metadata=reads(...))``."""
+    return {READ: read}
+
+
+REQUIRED = reads(Fields.required)
+"""A string the planner always writes: absent or "" is an error."""
+
+
+def text_or(default: str) -> Mapping[str, Read]:
+    """A string field that reads as ``default`` when absent or null."""
+    return reads(lambda f, key: f.text(key, default))
+
+
+def _or_site(f: Fields, key: str) -> str:
+    return f.text(key, f.required("site"))
+
+
+OR_SITE = reads(_or_site)
+"""A name (tenant, project) that defaults to the site's when absent or null."""
+
+VERSION = reads(lambda f, _key: f.version())
+"""A content version number of at least 1."""
+
+
+def environment_in(allowed: tuple[str, ...] = ENVIRONMENTS) -> Mapping[str, Read]:
+    """The ``environment`` field, one of ``allowed``."""
+    return reads(lambda f, _key: f.environment(allowed))
+
+
+_T = TypeVar("_T")
+
+
+def read_fields(cls: Callable[..., _T], fields: Fields) -> _T:
+    """A payload dataclass read field by field, in declaration order (module docstring).
+
+    Each field is read by the :data:`Read` its metadata names, else by its annotation.
+    """
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(cast(Any, cls)):
+        read = spec.metadata.get(READ) or _BY_TYPE[str(spec.type)]
+        values[spec.name] = read(fields, spec.name)
+    return cls(**values)

@@ -23,11 +23,22 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeAlias, TypeVar
 
 from reconciler.core.budget import Budget
-from reconciler.core.payload_fields import Fields, PayloadError
+from reconciler.core.payload_fields import (
+    OR_SITE,
+    REQUIRED,
+    VERSION,
+    Fields,
+    PayloadError,
+    environment_in,
+    read_fields,
+    reads,
+    text_or,
+)
 from reconciler.core.payloads_platform import (
     CreateNamespacePayload,
     DeployWorkerPayload,
@@ -80,43 +91,30 @@ ACCESS_OF: Mapping[ActionKind, str] = {
 
 
 @dataclass(frozen=True, slots=True)
-class PublishPayload:
+class _VersionOfSite:
+    """The fields a publish and a failed publish share: which version of which site, where."""
+
+    site: str = field(metadata=REQUIRED)
+    tenant: str = field(metadata=OR_SITE)
+    project: str = field(metadata=OR_SITE)
+    environment: str = field(metadata=environment_in())
+    version: int = field(metadata=VERSION)
+    commit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishPayload(_VersionOfSite):
     """``publish`` and ``retry_publish``: what to build, where, and the limits to check."""
 
-    site: str
-    tenant: str
-    project: str
-    environment: str
-    version: int
-    commit: str | None
-    attempt: int
+    attempt: int = field(metadata=reads(lambda f, key: f.integer(key, 1)))
     hosts: tuple[str, ...]
     scripts: tuple[str, ...]
-    budget: Budget | None  # None: a plan without limits (the publisher reads D1's)
-    content_hash: str | None = None
-    build_identity: str | None = None
-    redeploy_of: str | None = None  # the publish lever: the deployment deployed again
-    requested_at: float | None = None
-
-    @classmethod
-    def parse(cls, f: Fields) -> PublishPayload:
-        site = f.required("site")
-        return cls(
-            site=site,
-            tenant=f.text("tenant", site),
-            project=f.text("project", site),
-            environment=f.environment(),
-            version=f.version(),
-            commit=f.optional("commit"),
-            attempt=f.integer("attempt", 1),
-            hosts=f.texts("hosts"),
-            scripts=f.texts("scripts"),
-            budget=_budget(f.object("budget")),
-            content_hash=f.optional("content_hash"),
-            build_identity=f.optional("build_identity"),
-            redeploy_of=f.optional("redeploy_of"),
-            requested_at=f.number("requested_at"),
-        )
+    # None: a plan without limits (the publisher reads D1's)
+    budget: Budget | None = field(metadata=reads(lambda f, key: _budget(f.object(key))))
+    content_hash: str | None
+    build_identity: str | None
+    redeploy_of: str | None  # the publish lever: the deployment deployed again
+    requested_at: float | None
 
 
 def _budget(f: Fields | None) -> Budget | None:
@@ -139,28 +137,14 @@ def _budget(f: Fields | None) -> Budget | None:
 class RollbackPayload:
     """``rollback``: point production at an existing deployment of the version."""
 
-    site: str
-    tenant: str
-    project: str
-    environment: str
+    site: str = field(metadata=REQUIRED)
+    tenant: str = field(metadata=OR_SITE)
+    project: str = field(metadata=OR_SITE)
+    environment: str = field(metadata=environment_in(("production",)))
     version: int
-    deployment_id: str
+    deployment_id: str = field(metadata=REQUIRED)
     commit: str | None
     hosts: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, f: Fields) -> RollbackPayload:
-        site = f.required("site")
-        return cls(
-            site=site,
-            tenant=f.text("tenant", site),
-            project=f.text("project", site),
-            environment=f.environment(("production",)),
-            version=f.integer("version"),
-            deployment_id=f.required("deployment_id"),
-            commit=f.optional("commit"),
-            hosts=f.texts("hosts"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,47 +158,20 @@ class PublishSizes:
     page_weight_kb: int
 
 
+def _sizes(f: Fields, key: str) -> PublishSizes | None:
+    sizes = f.object(key)
+    return None if sizes is None else read_fields(PublishSizes, sizes)
+
+
 @dataclass(frozen=True, slots=True)
-class RecordPublishFailurePayload:
+class RecordPublishFailurePayload(_VersionOfSite):
     """``record_publish_failure``: one ``failed`` publish row for a publish its build blocks."""
 
-    site: str
-    tenant: str
-    project: str
-    environment: str
-    version: int
-    commit: str | None
     content_hash: str | None
-    error_message: str
-    sizes: PublishSizes | None
+    error_message: str = field(metadata=REQUIRED)
+    sizes: PublishSizes | None = field(metadata=reads(_sizes))
     build_identity: str | None
     build_inputs: str | None
-
-    @classmethod
-    def parse(cls, f: Fields) -> RecordPublishFailurePayload:
-        site = f.required("site")
-        sizes = f.object("sizes")
-        return cls(
-            site=site,
-            tenant=f.text("tenant", site),
-            project=f.text("project", site),
-            environment=f.environment(),
-            version=f.version(),
-            commit=f.optional("commit"),
-            content_hash=f.optional("content_hash"),
-            error_message=f.required("error_message"),
-            sizes=None
-            if sizes is None
-            else PublishSizes(
-                js_kb=sizes.integer("js_kb"),
-                css_kb=sizes.integer("css_kb"),
-                third_party_scripts=sizes.integer("third_party_scripts"),
-                image_kb=sizes.integer("image_kb"),
-                page_weight_kb=sizes.integer("page_weight_kb"),
-            ),
-            build_identity=f.optional("build_identity"),
-            build_inputs=f.optional("build_inputs"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,15 +185,9 @@ class PurgePayload:
 
     @classmethod
     def parse(cls, f: Fields) -> PurgePayload:
-        hosts = f.texts("hosts")
-        if not hosts:
+        if not f.texts("hosts"):
             raise f.fail("hosts", "expected at least one host to purge")
-        return cls(
-            site=f.text("site"),
-            tenant=f.text("tenant"),
-            hosts=hosts,
-            requested_at=f.number("requested_at"),
-        )
+        return read_fields(cls, f)
 
 
 # --- hostnames -------------------------------------------------------------------------------
@@ -246,62 +197,39 @@ class PurgePayload:
 class HostnamePayload:
     """``create_hostname``, ``update_hostname``, ``retry_validation``, ``recreate_hostname``."""
 
-    hostname: str
+    hostname: str = field(metadata=REQUIRED)
     site: str
     tenant: str
     project: str | None
-    ssl_method: str
+    ssl_method: str = field(metadata=text_or("http"))
     suspended: bool
-    deletion_policy: str
+    deletion_policy: str = field(metadata=text_or("retain"))
     id: str  # the custom hostname in the zone; "" for a create
     recreate_count: int | None  # set when it recreates one (a vanished one, or a stuck one)
-
-    @classmethod
-    def parse(cls, f: Fields) -> HostnamePayload:
-        return cls(
-            hostname=f.required("hostname"),
-            site=f.text("site"),
-            tenant=f.text("tenant"),
-            project=f.optional("project"),
-            ssl_method=f.text("ssl_method", "http"),
-            suspended=f.flag("suspended"),
-            deletion_policy=f.text("deletion_policy", "retain"),
-            id=f.text("id"),
-            recreate_count=f.optional_int("recreate_count"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteHostnamePayload:
     """``delete_hostname``: the custom hostname to delete, and whether it has a route."""
 
-    hostname: str
+    hostname: str = field(metadata=REQUIRED)
     id: str
     site: str
     route: bool  # a routing-table entry to remove after the delete
-
-    @classmethod
-    def parse(cls, f: Fields) -> DeleteHostnamePayload:
-        return cls(
-            hostname=f.required("hostname"),
-            id=f.text("id"),
-            site=f.text("site"),
-            route=f.flag("route"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
 class RecordHostnamePayload:
     """``record_hostname``: what Cloudflare showed, copied into ``domains`` (or ``deleted``)."""
 
-    hostname: str
-    status: str
+    hostname: str = field(metadata=REQUIRED)
+    status: str = field(metadata=REQUIRED)
     site: str
     tenant: str
     id: str
     project: str | None
     origin: str | None
-    ssl_method: str
+    ssl_method: str = field(metadata=text_or("http"))
     ssl_status: str | None
     verification_errors: tuple[str, ...]
     verification_token: str | None
@@ -310,21 +238,7 @@ class RecordHostnamePayload:
 
     @classmethod
     def parse(cls, f: Fields) -> RecordHostnamePayload:
-        payload = cls(
-            hostname=f.required("hostname"),
-            status=f.required("status"),
-            site=f.text("site"),
-            tenant=f.text("tenant"),
-            id=f.text("id"),
-            project=f.optional("project"),
-            origin=f.optional("origin"),
-            ssl_method=f.text("ssl_method", "http"),
-            ssl_status=f.optional("ssl_status"),
-            verification_errors=f.texts("verification_errors"),
-            verification_token=f.optional("verification_token"),
-            dcv_txt_name=f.optional("dcv_txt_name"),
-            dcv_txt_value=f.optional("dcv_txt_value"),
-        )
+        payload = read_fields(cls, f)
         if payload.status != "deleted" and not (payload.site and payload.tenant and payload.id):
             raise f.fail("status", "a status other than deleted needs site, tenant and id")
         return payload
@@ -345,36 +259,15 @@ class SyncBillingPayload:
     whatsapp: str | None
     requested_at: float | None
 
-    @classmethod
-    def parse(cls, f: Fields) -> SyncBillingPayload:
-        return cls(
-            tenant=f.text("tenant"),
-            customer=f.text("customer"),
-            digest=f.optional("digest"),
-            display_name=f.optional("display_name"),
-            policy=f.optional("policy"),
-            whatsapp=f.optional("whatsapp"),
-            requested_at=f.number("requested_at"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class AccessPayload:
     """``soft_lock``, ``hard_lock`` and ``unlock``: the tenant's new access, and why."""
 
-    tenant: str
-    access: str
-    source: str  # policy | override
+    tenant: str = field(metadata=REQUIRED)
+    access: str = field(metadata=REQUIRED)
+    source: str = field(metadata=text_or("policy"))  # policy | override
     reason: str
-
-    @classmethod
-    def parse(cls, f: Fields) -> AccessPayload:
-        return cls(
-            tenant=f.required("tenant"),
-            access=f.required("access"),
-            source=f.text("source", "policy"),
-            reason=f.text("reason"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,24 +275,12 @@ class DunningPayload:
     """``send_dunning``: one WhatsApp text for one (invoice, step)."""
 
     tenant: str
-    invoice_id: str
-    step_code: str
+    invoice_id: str = field(metadata=REQUIRED)
+    step_code: str = field(metadata=REQUIRED)
     phone: str
     message: str
     superseded: tuple[str, ...]  # earlier steps never sent, marked skipped
     resend: bool  # a failed step sent once more (core.policy rule 5)
-
-    @classmethod
-    def parse(cls, f: Fields) -> DunningPayload:
-        return cls(
-            tenant=f.text("tenant"),
-            invoice_id=f.required("invoice_id"),
-            step_code=f.required("step_code"),
-            phone=f.text("phone"),
-            message=f.text("message"),
-            superseded=f.texts("superseded"),
-            resend=f.flag("resend"),
-        )
 
 
 # --- the closed mapping ----------------------------------------------------------------------
@@ -424,27 +305,27 @@ Payload: TypeAlias = (
 )
 
 PAYLOADS: Mapping[ActionKind, Callable[[Fields], Payload]] = {
-    ActionKind.PUBLISH: PublishPayload.parse,
-    ActionKind.RETRY_PUBLISH: PublishPayload.parse,
-    ActionKind.ROLLBACK: RollbackPayload.parse,
-    ActionKind.RECORD_PUBLISH_FAILURE: RecordPublishFailurePayload.parse,
+    ActionKind.PUBLISH: partial(read_fields, PublishPayload),
+    ActionKind.RETRY_PUBLISH: partial(read_fields, PublishPayload),
+    ActionKind.ROLLBACK: partial(read_fields, RollbackPayload),
+    ActionKind.RECORD_PUBLISH_FAILURE: partial(read_fields, RecordPublishFailurePayload),
     ActionKind.PURGE_CACHE: PurgePayload.parse,
-    ActionKind.CREATE_HOSTNAME: HostnamePayload.parse,
-    ActionKind.UPDATE_HOSTNAME: HostnamePayload.parse,
-    ActionKind.RETRY_VALIDATION: HostnamePayload.parse,
-    ActionKind.RECREATE_HOSTNAME: HostnamePayload.parse,
-    ActionKind.DELETE_HOSTNAME: DeleteHostnamePayload.parse,
+    ActionKind.CREATE_HOSTNAME: partial(read_fields, HostnamePayload),
+    ActionKind.UPDATE_HOSTNAME: partial(read_fields, HostnamePayload),
+    ActionKind.RETRY_VALIDATION: partial(read_fields, HostnamePayload),
+    ActionKind.RECREATE_HOSTNAME: partial(read_fields, HostnamePayload),
+    ActionKind.DELETE_HOSTNAME: partial(read_fields, DeleteHostnamePayload),
     ActionKind.RECORD_HOSTNAME: RecordHostnamePayload.parse,
-    ActionKind.SYNC_BILLING: SyncBillingPayload.parse,
-    ActionKind.SOFT_LOCK: AccessPayload.parse,
-    ActionKind.HARD_LOCK: AccessPayload.parse,
-    ActionKind.UNLOCK: AccessPayload.parse,
-    ActionKind.SEND_DUNNING: DunningPayload.parse,
+    ActionKind.SYNC_BILLING: partial(read_fields, SyncBillingPayload),
+    ActionKind.SOFT_LOCK: partial(read_fields, AccessPayload),
+    ActionKind.HARD_LOCK: partial(read_fields, AccessPayload),
+    ActionKind.UNLOCK: partial(read_fields, AccessPayload),
+    ActionKind.SEND_DUNNING: partial(read_fields, DunningPayload),
     ActionKind.WRITE_ROUTES: WriteRoutesPayload.parse,
-    ActionKind.CREATE_ROUTES_NAMESPACE: CreateNamespacePayload.parse,
-    ActionKind.DEPLOY_WORKER: DeployWorkerPayload.parse,
-    ActionKind.SET_WORKER_ROUTE: WorkerRoutePayload.parse,
-    ActionKind.SET_FALLBACK_ORIGIN: FallbackOriginPayload.parse,
+    ActionKind.CREATE_ROUTES_NAMESPACE: partial(read_fields, CreateNamespacePayload),
+    ActionKind.DEPLOY_WORKER: partial(read_fields, DeployWorkerPayload),
+    ActionKind.SET_WORKER_ROUTE: partial(read_fields, WorkerRoutePayload),
+    ActionKind.SET_FALLBACK_ORIGIN: partial(read_fields, FallbackOriginPayload),
     ActionKind.DEPLOY_WORKER_VERSION: WorkerVersionPayload.parse,
     ActionKind.ROLLBACK_WORKER_VERSION: WorkerVersionPayload.parse,
 }

@@ -64,10 +64,6 @@ class CreateNamespacePayload:
 
     namespace: str | None  # None: the configured one
 
-    @classmethod
-    def parse(cls, f: Fields) -> CreateNamespacePayload:
-        return cls(namespace=f.optional("namespace"))
-
 
 @dataclass(frozen=True, slots=True)
 class DeployWorkerPayload:
@@ -76,12 +72,6 @@ class DeployWorkerPayload:
     script: str | None  # None: the configured one
     hash: str
     namespace: str | None
-
-    @classmethod
-    def parse(cls, f: Fields) -> DeployWorkerPayload:
-        return cls(
-            script=f.optional("script"), hash=f.text("hash"), namespace=f.optional("namespace")
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +82,12 @@ class WorkerRoutePayload:
     script: str
     id: str | None
 
-    @classmethod
-    def parse(cls, f: Fields) -> WorkerRoutePayload:
-        return cls(pattern=f.text("pattern"), script=f.text("script"), id=f.optional("id"))
-
 
 @dataclass(frozen=True, slots=True)
 class FallbackOriginPayload:
     """``set_fallback_origin``: the zone's fallback origin."""
 
     origin: str
-
-    @classmethod
-    def parse(cls, f: Fields) -> FallbackOriginPayload:
-        return cls(origin=f.text("origin"))
 
 
 # --- Workers ---------------------------------------------------------------------------------
