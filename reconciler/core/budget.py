@@ -142,71 +142,57 @@ def check_budget(
     Returns:
         The violations; empty when the build is within budget.
     """
-    violations: list[BudgetViolation] = []
-    if js_kb > budget.max_js_kb:
-        violations.append(
-            BudgetViolation(
-                metric=BudgetMetric.JS_KB,
-                actual=js_kb,
-                limit=budget.max_js_kb,
-                message=f"JS {js_kb} KB is over the budget of {budget.max_js_kb} KB",
-            )
-        )
-    if css_kb > budget.max_css_kb:
-        violations.append(
-            BudgetViolation(
-                metric=BudgetMetric.CSS_KB,
-                actual=css_kb,
-                limit=budget.max_css_kb,
-                message=f"CSS {css_kb} KB is over the budget of {budget.max_css_kb} KB",
-            )
-        )
-    limit = budget.max_third_party_scripts
-    if third_party_scripts > limit:
-        noun = "script" if third_party_scripts == 1 else "scripts"
-        verb = "is" if third_party_scripts == 1 else "are"
-        violations.append(
-            BudgetViolation(
-                metric=BudgetMetric.THIRD_PARTY_SCRIPTS,
-                actual=third_party_scripts,
-                limit=limit,
-                message=(
-                    f"{third_party_scripts} third-party {noun} {verb} over the budget of {limit}"
-                ),
-            )
-        )
+    scripts = "script is" if third_party_scripts == 1 else "scripts are"
+    script_limit = budget.max_third_party_scripts
+    checks = [
+        (
+            BudgetMetric.JS_KB,
+            js_kb,
+            budget.max_js_kb,
+            f"JS {js_kb} KB is over the budget of {budget.max_js_kb} KB",
+        ),
+        (
+            BudgetMetric.CSS_KB,
+            css_kb,
+            budget.max_css_kb,
+            f"CSS {css_kb} KB is over the budget of {budget.max_css_kb} KB",
+        ),
+        (
+            BudgetMetric.THIRD_PARTY_SCRIPTS,
+            third_party_scripts,
+            script_limit,
+            f"{third_party_scripts} third-party {scripts} over the budget of {script_limit}",
+        ),
+    ]
     if media is not None:
-        violations.extend(_media_violations(media, budget))
-    return tuple(violations)
+        checks.extend(_media_checks(media, budget))
+    return tuple(
+        BudgetViolation(metric=metric, actual=actual, limit=limit, message=message)
+        for metric, actual, limit, message in checks
+        if actual > limit
+    )
 
 
-def _media_violations(media: MediaWeight, budget: BudgetLimits) -> list[BudgetViolation]:
-    found: list[BudgetViolation] = []
-    if media.image_kb > budget.max_image_kb:
-        found.append(
-            BudgetViolation(
-                metric=BudgetMetric.IMAGE_KB,
-                actual=media.image_kb,
-                limit=budget.max_image_kb,
-                message=(
-                    f"image {media.largest_image!r} is {media.image_kb} KB, over the budget "
-                    f"of {budget.max_image_kb} KB per image"
-                ),
-            )
-        )
-    if media.page_weight_kb > budget.max_page_weight_kb:
-        found.append(
-            BudgetViolation(
-                metric=BudgetMetric.PAGE_WEIGHT_KB,
-                actual=media.page_weight_kb,
-                limit=budget.max_page_weight_kb,
-                message=(
-                    f"page {media.heaviest_page} weighs {media.page_weight_kb} KB, over the "
-                    f"budget of {budget.max_page_weight_kb} KB"
-                ),
-            )
-        )
-    return found
+def _media_checks(
+    media: MediaWeight, budget: BudgetLimits
+) -> list[tuple[BudgetMetric, int, int, str]]:
+    """The image and page-weight figures, each with its limit and what an overrun says."""
+    return [
+        (
+            BudgetMetric.IMAGE_KB,
+            media.image_kb,
+            budget.max_image_kb,
+            f"image {media.largest_image!r} is {media.image_kb} KB, over the budget "
+            f"of {budget.max_image_kb} KB per image",
+        ),
+        (
+            BudgetMetric.PAGE_WEIGHT_KB,
+            media.page_weight_kb,
+            budget.max_page_weight_kb,
+            f"page {media.heaviest_page} weighs {media.page_weight_kb} KB, over the "
+            f"budget of {budget.max_page_weight_kb} KB",
+        ),
+    ]
 
 
 def describe_violations(violations: tuple[BudgetViolation, ...]) -> str:

@@ -17,7 +17,7 @@ from reconciler.core.facts import Invoice
 from reconciler.core.levers import LeverKind
 from reconciler.core.observed import Source, billing_digest
 from reconciler.core.plan import ActionKind, Cause, JsonValue
-from reconciler.core.plan_billing_levers import plan_dunning_levers
+from reconciler.core.plan_billing_levers import add_dunning, plan_dunning_levers
 from reconciler.core.plan_builder import PlanBuilder
 from reconciler.core.policy import (
     AccessDecision,
@@ -135,13 +135,7 @@ def _plan_access(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | 
     if decision.level.value == current:
         return
     if decision.source == "policy" and stripe_gap is not None:
-        builder.note(
-            target,
-            tenant=tenant.name,
-            site=None,
-            category="waiting",
-            reason=f"access not re-evaluated: {stripe_gap}",
-        )
+        _wait(builder, tenant, target, f"access not re-evaluated: {stripe_gap}")
         return
     kind = {
         Access.ACTIVE: ActionKind.UNLOCK,
@@ -149,9 +143,6 @@ def _plan_access(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | 
         Access.HARD_LOCKED: ActionKind.HARD_LOCK,
     }[decision.level]
     field_path = "spec.access" if decision.source == "override" else "spec.policy"
-    depends = (
-        [builder.billing_actions[tenant.name]] if tenant.name in builder.billing_actions else []
-    )
     action_id = builder.add(
         kind,
         target,
@@ -167,9 +158,14 @@ def _plan_access(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | 
         reason=_access_reason(decision, current),
         source=builder.source(Kind.TENANT, tenant.name, field_path),
         cause=Cause.CHANGE,
-        depends_on=depends,
+        depends_on=builder.billing_of(tenant.name),
     )
     builder.tenant_actions[tenant.name].append(action_id)
+
+
+def _wait(builder: PlanBuilder, tenant: DesiredTenant, target: str, reason: str) -> None:
+    """A tenant-level change that waits for a reading: noted ``waiting``."""
+    builder.note(target, tenant=tenant.name, site=None, category="waiting", reason=reason)
 
 
 def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str | None) -> None:
@@ -185,47 +181,31 @@ def _plan_dunning(builder: PlanBuilder, tenant: DesiredTenant, stripe_gap: str |
         if stripe_gap is not None:
             continue  # derive saw no invoices it can trust; nothing is due
         if whatsapp_gap is not None:
-            builder.note(
+            _wait(
+                builder,
+                tenant,
                 target,
-                tenant=tenant.name,
-                site=None,
-                category="waiting",
-                reason=f"dunning step {due.step_code} is due but waits: {whatsapp_gap}",
+                f"dunning step {due.step_code} is due but waits: {whatsapp_gap}",
             )
             continue
-        depends = (
-            [builder.billing_actions[tenant.name]] if tenant.name in builder.billing_actions else []
-        )
         unsent, skipped = _superseded(builder, due)
-        after: dict[str, JsonValue] = {
-            "tenant": tenant.name,
-            "invoice_id": due.invoice_id,
-            "step_code": due.step_code,
-            "phone": due.phone,
-            "message": due.message,
-            "superseded": list[JsonValue](unsent),
-        }
         state = "has not been sent"
         if resend:
-            after["resend"] = True
             state = (
                 f"failed ({record.error_message if record is not None else ''}); the number "
                 "was corrected in the tenant spec since, so it is sent once more"
             )
-        builder.add(
-            ActionKind.SEND_DUNNING,
-            target,
-            tenant=tenant.name,
-            site=None,
-            before={"status": record.status if record is not None else None},
-            after=after,
+        add_dunning(
+            builder,
+            tenant,
+            due,
+            record=record,
+            superseded=list[JsonValue](unsent),
+            resend=resend,
             reason=(
                 f"dunning step {due.step_code} (day {due.day} of the schedule) is due for "
                 f"invoice {due.invoice_id} and {state}{skipped}"
             ),
-            source=builder.source(Kind.TENANT, tenant.name, "spec.whatsapp"),
-            cause=Cause.CHANGE,
-            depends_on=depends,
         )
 
 

@@ -16,7 +16,7 @@ from reconciler.core.levers import Lever, LeverKind
 from reconciler.core.observed import DunningRecord, Source
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.core.policy import dunning_step, invoice_owed
+from reconciler.core.policy import DunningDue, dunning_step, invoice_owed
 from reconciler.spec.models import Kind
 
 
@@ -133,32 +133,54 @@ def _send(builder: PlanBuilder, tenant: DesiredTenant, invoice: Invoice, step: s
     )
     assert due is not None  # _refusal checked the step exists
     record = builder.observed.dunning.get((invoice.id, step))
-    after: dict[str, JsonValue] = {
-        "tenant": tenant.name,
-        "invoice_id": invoice.id,
-        "step_code": step,
-        "phone": due.phone,
-        "message": due.message,
-        "superseded": [],
-    }
+    resend = record is not None and record.status in ("failed", "skipped")
     again = ""
-    if record is not None and record.status in ("failed", "skipped"):
-        after["resend"] = True
+    if record is not None and resend:
         again = f" (it was {record.status}: {record.error_message or 'no error'})"
-    builder.add(
-        ActionKind.SEND_DUNNING,
-        target,
-        tenant=tenant.name,
-        site=None,
-        before={"status": record.status if record is not None else None},
-        after=after,
+    add_dunning(
+        builder,
+        tenant,
+        due,
+        record=record,
+        superseded=[],
+        resend=resend,
         reason=(
             f"asked by hand (reconciler send-dunning): send step {step} (day {due.day} of the "
             f"schedule) for invoice {invoice.id} now{again}"
         ),
+    )
+
+
+def add_dunning(
+    builder: PlanBuilder,
+    tenant: DesiredTenant,
+    due: DunningDue,
+    *,
+    record: DunningRecord | None,
+    superseded: list[JsonValue],
+    resend: bool,
+    reason: str,
+) -> None:
+    """The one ``send_dunning`` action of ``due``: the planner's and the lever's alike."""
+    after: dict[str, JsonValue] = {
+        "tenant": tenant.name,
+        "invoice_id": due.invoice_id,
+        "step_code": due.step_code,
+        "phone": due.phone,
+        "message": due.message,
+        "superseded": superseded,
+    }
+    if resend:
+        after["resend"] = True
+    builder.add(
+        ActionKind.SEND_DUNNING,
+        f"Invoice/{due.invoice_id}:{due.step_code}",
+        tenant=tenant.name,
+        site=None,
+        before={"status": record.status if record is not None else None},
+        after=after,
+        reason=reason,
         source=builder.source(Kind.TENANT, tenant.name, "spec.whatsapp"),
         cause=Cause.CHANGE,
-        depends_on=[builder.billing_actions[tenant.name]]
-        if tenant.name in builder.billing_actions
-        else [],
+        depends_on=builder.billing_of(tenant.name),
     )

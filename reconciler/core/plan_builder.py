@@ -56,6 +56,10 @@ class PlanBuilder:
         self.forced_blocked: set[Blocked] = set()
         self.forced_notes: set[Note] = set()
 
+    def billing_of(self, tenant: str) -> list[str]:
+        """The ``sync_billing`` action of ``tenant`` its billing actions wait for, if any."""
+        return [self.billing_actions[tenant]] if tenant in self.billing_actions else []
+
     def mark(self) -> tuple[int, int, int]:
         """Where the collector stands, for :meth:`attribute`."""
         return (len(self.actions), len(self.blocked), len(self.notes))
@@ -172,17 +176,7 @@ class PlanBuilder:
         source: str | None,
     ) -> None:
         """Record an action a gate forbids, with the reason a human must act on."""
-        self.blocked.append(
-            Blocked(
-                kind=kind,
-                target=target,
-                tenant=tenant,
-                site=site,
-                gate=gate,
-                reason=reason,
-                source=source,
-            )
-        )
+        self.blocked.append(Blocked(kind, target, tenant, site, gate, reason, source))
 
     def blocker(
         self, target: str, *, tenant: str | None, site: str | None, source: str | None

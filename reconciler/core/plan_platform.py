@@ -20,6 +20,9 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from reconciler.core.observed import Source
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
@@ -52,17 +55,8 @@ def plan_platform(builder: PlanBuilder) -> None:
             and have.namespace_id is None
             and builder.incomplete(Source.ROUTES) is None
         ):
-            kind = ActionKind.CREATE_ROUTES_NAMESPACE
             title = builder.settings.routes_namespace
-            _add(
-                builder,
-                kind,
-                f"Platform/kv:{title}",
-                {},
-                {"namespace": title},
-                f"the routing table's KV namespace {title} does not exist: create it",
-                None,
-            )
+            _add(builder, f"Platform/kv:{title}", _create_namespace(title), None)
         return
     gap = builder.incomplete(Source.PLATFORM)
     if gap is not None:
@@ -79,10 +73,10 @@ def plan_platform(builder: PlanBuilder) -> None:
         return
     have = builder.observed.platform or _EMPTY
     targets = _targets(want)
-    namespace = _namespace(builder, want, have, targets)
-    worker = _worker(builder, want, have, targets, namespace)
-    route = _route(builder, want, have, targets, worker)
-    _fallback(builder, want, have, targets, route)
+    previous: str | None = None  # the action the next one waits for (rule 1)
+    for step in (_namespace, _worker, _route, _fallback):
+        change = step(want, have, previous)
+        previous = None if change is None else _add(builder, targets[change.kind], change, previous)
 
 
 def _targets(want: DesiredPlatform) -> dict[ActionKind, str]:
@@ -94,58 +88,45 @@ def _targets(want: DesiredPlatform) -> dict[ActionKind, str]:
     }
 
 
-def _add(
-    builder: PlanBuilder,
-    kind: ActionKind,
-    target: str,
-    before: dict[str, JsonValue],
-    after: dict[str, JsonValue],
-    reason: str,
-    depends: str | None,
-) -> str:
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """One platform action a step wants: its kind, its JSON before and after, and why."""
+
+    kind: ActionKind
+    before: Mapping[str, JsonValue]
+    after: Mapping[str, JsonValue]
+    reason: str
+
+
+def _add(builder: PlanBuilder, target: str, change: _Change, depends: str | None) -> str:
     action_id = builder.add(
-        kind,
+        change.kind,
         target,
         tenant=None,
         site=None,
-        before=before,
-        after=after,
-        reason=reason,
+        before=change.before,
+        after=change.after,
+        reason=change.reason,
         source=None,
         cause=Cause.DRIFT,
         depends_on=[depends] if depends else [],
     )
-    builder.platform_actions[kind] = action_id
+    builder.platform_actions[change.kind] = action_id
     return action_id
 
 
+def _create_namespace(title: str) -> _Change:
+    reason = f"the routing table's KV namespace {title} does not exist: create it"
+    return _Change(ActionKind.CREATE_ROUTES_NAMESPACE, {}, {"namespace": title}, reason)
+
+
 def _namespace(
-    builder: PlanBuilder,
-    want: DesiredPlatform,
-    have: ObservedPlatform,
-    targets: dict[ActionKind, str],
-) -> str | None:
-    if have.namespace_id is not None:
-        return None
-    kind = ActionKind.CREATE_ROUTES_NAMESPACE
-    return _add(
-        builder,
-        kind,
-        targets[kind],
-        {},
-        {"namespace": want.namespace},
-        f"the routing table's KV namespace {want.namespace} does not exist: create it",
-        None,
-    )
+    want: DesiredPlatform, have: ObservedPlatform, _previous: str | None
+) -> _Change | None:
+    return None if have.namespace_id is not None else _create_namespace(want.namespace)
 
 
-def _worker(
-    builder: PlanBuilder,
-    want: DesiredPlatform,
-    have: ObservedPlatform,
-    targets: dict[ActionKind, str],
-    namespace: str | None,
-) -> str | None:
+def _worker(want: DesiredPlatform, have: ObservedPlatform, namespace: str | None) -> _Change | None:
     if (
         namespace is None
         and have.script_hash == want.script_hash
@@ -161,25 +142,13 @@ def _worker(
         )
     else:
         why = f"the dispatch Worker {want.script} binds another KV namespace than {want.namespace}"
-    kind = ActionKind.DEPLOY_WORKER
-    return _add(
-        builder,
-        kind,
-        targets[kind],
-        {"hash": have.script_hash, "namespace_id": have.script_namespace},
-        {"script": want.script, "hash": want.script_hash, "namespace": want.namespace},
-        f"{why}: deploy it, bound to the routing table",
-        namespace,
-    )
+    before = {"hash": have.script_hash, "namespace_id": have.script_namespace}
+    after = {"script": want.script, "hash": want.script_hash, "namespace": want.namespace}
+    reason = f"{why}: deploy it, bound to the routing table"
+    return _Change(ActionKind.DEPLOY_WORKER, before, after, reason)
 
 
-def _route(
-    builder: PlanBuilder,
-    want: DesiredPlatform,
-    have: ObservedPlatform,
-    targets: dict[ActionKind, str],
-    worker: str | None,
-) -> str | None:
+def _route(want: DesiredPlatform, have: ObservedPlatform, _previous: str | None) -> _Change | None:
     if have.route_id is not None and have.route_script == want.script:
         return None
     why = (
@@ -187,38 +156,23 @@ def _route(
         if have.route_id is None
         else f"the route {want.route_pattern} runs {have.route_script or 'no Worker'}"
     )
-    kind = ActionKind.SET_WORKER_ROUTE
-    return _add(
-        builder,
-        kind,
-        targets[kind],
-        {"id": have.route_id, "script": have.route_script},
-        {"pattern": want.route_pattern, "script": want.script, "id": have.route_id},
-        f"{why}: send every request of the zone to {want.script}",
-        worker,
-    )
+    before = {"id": have.route_id, "script": have.route_script}
+    after = {"pattern": want.route_pattern, "script": want.script, "id": have.route_id}
+    reason = f"{why}: send every request of the zone to {want.script}"
+    return _Change(ActionKind.SET_WORKER_ROUTE, before, after, reason)
 
 
 def _fallback(
-    builder: PlanBuilder,
-    want: DesiredPlatform,
-    have: ObservedPlatform,
-    targets: dict[ActionKind, str],
-    route: str | None,
-) -> None:
+    want: DesiredPlatform, have: ObservedPlatform, _previous: str | None
+) -> _Change | None:
     if have.fallback_origin == want.fallback_origin:
-        return
-    kind = ActionKind.SET_FALLBACK_ORIGIN
-    _add(
-        builder,
-        kind,
-        targets[kind],
-        {"origin": have.fallback_origin},
-        {"origin": want.fallback_origin},
+        return None
+    reason = (
         f"the zone's fallback origin is {have.fallback_origin or 'not set'}: set it to "
-        f"{want.fallback_origin} (an originless record; the Worker answers)",
-        route,
+        f"{want.fallback_origin} (an originless record; the Worker answers)"
     )
+    before = {"origin": have.fallback_origin}
+    return _Change(ActionKind.SET_FALLBACK_ORIGIN, before, {"origin": want.fallback_origin}, reason)
 
 
 def _short(digest: str) -> str:

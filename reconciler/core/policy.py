@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler.core.facts import Invoice
-from reconciler.spec.models import Access, BillingPolicySpec, Uncollectible
+from reconciler.spec.models import Access, BillingPolicySpec, DunningStep, Uncollectible
 
 DAY = 86400.0
 
@@ -200,26 +200,40 @@ def dunning_due(
         due_steps = [step for step in policy.dunning if step.day <= days]
         if not due_steps:
             continue
-        latest = due_steps[-1]
+        superseded = tuple(step.code for step in due_steps[:-1])
         result.append(
-            DunningDue(
-                invoice_id=invoice.id,
-                step_code=latest.code,
-                day=latest.day,
-                due_at=invoice.overdue_since + latest.day * DAY,
-                phone=phone,
-                message=render_message(
-                    policy.templates[latest.template],
-                    invoice=invoice,
-                    policy=policy,
-                    tenant_name=tenant_name,
-                    step_code=latest.code,
-                    now=now,
-                ),
-                superseded=tuple(step.code for step in due_steps[:-1]),
-            )
+            _due(policy, invoice, due_steps[-1], tenant_name, phone, now, superseded=superseded)
         )
     return tuple(result)
+
+
+def _due(
+    policy: BillingPolicySpec,
+    invoice: Invoice,
+    step: DunningStep,
+    tenant_name: str,
+    phone: str,
+    now: float,
+    *,
+    superseded: tuple[str, ...],
+) -> DunningDue:
+    """``step`` of ``policy`` for ``invoice``, its message rendered for ``tenant_name``."""
+    return DunningDue(
+        invoice_id=invoice.id,
+        step_code=step.code,
+        day=step.day,
+        due_at=invoice.overdue_since + step.day * DAY,
+        phone=phone,
+        message=render_message(
+            policy.templates[step.template],
+            invoice=invoice,
+            policy=policy,
+            tenant_name=tenant_name,
+            step_code=step.code,
+            now=now,
+        ),
+        superseded=superseded,
+    )
 
 
 def billing_moments(policy: BillingPolicySpec, open_invoices: Sequence[Invoice]) -> list[float]:
@@ -262,22 +276,7 @@ def dunning_step(
     for step in policy.dunning:
         if step.code != step_code:
             continue
-        return DunningDue(
-            invoice_id=invoice.id,
-            step_code=step.code,
-            day=step.day,
-            due_at=invoice.overdue_since + step.day * DAY,
-            phone=phone,
-            message=render_message(
-                policy.templates[step.template],
-                invoice=invoice,
-                policy=policy,
-                tenant_name=tenant_name,
-                step_code=step.code,
-                now=now,
-            ),
-            superseded=(),
-        )
+        return _due(policy, invoice, step, tenant_name, phone, now, superseded=())
     return None
 
 
