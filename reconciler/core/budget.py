@@ -120,6 +120,33 @@ class MediaWeight:
     heaviest_page: str = ""  # its path
 
 
+class MeasuredBuild(Protocol):
+    """A build's measured sizes (``observed.BuildPreview`` satisfies it)."""
+
+    @property
+    def js_kb(self) -> int: ...
+
+    @property
+    def css_kb(self) -> int: ...
+
+    @property
+    def third_party_scripts(self) -> int: ...
+
+    @property
+    def media(self) -> MediaWeight: ...
+
+
+def check_build(build: MeasuredBuild, budget: BudgetLimits) -> tuple[BudgetViolation, ...]:
+    """:func:`check_budget` on the sizes of a measured build."""
+    return check_budget(
+        js_kb=build.js_kb,
+        css_kb=build.css_kb,
+        third_party_scripts=build.third_party_scripts,
+        budget=budget,
+        media=build.media,
+    )
+
+
 def check_budget(
     *,
     js_kb: int,

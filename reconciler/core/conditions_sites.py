@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from reconciler.core.budget import check_budget
+from reconciler.core.budget import check_build
 from reconciler.core.conditions_common import (
     Condition,
     ConditionUpdate,
@@ -158,13 +158,7 @@ def _within_budget(
         )
     build = observed.builds.get((site.name, site.production))
     if build is not None and build.error is None:
-        violations = check_budget(
-            js_kb=build.js_kb,
-            css_kb=build.css_kb,
-            third_party_scripts=build.third_party_scripts,
-            budget=site.budget,
-            media=build.media,
-        )
+        violations = check_build(build, site.budget)
         ok = not violations
         return update(
             key,

@@ -1,0 +1,271 @@
+"""plan_site_env: what the site planner reads about one environment, and its actions' JSON.
+
+Pure; part of ``core/plan_sites.py`` (whose docstring holds the rules), kept apart by job: the
+readings one environment's steps share (:class:`SiteEnv`: the ledger, the live and latest
+publish rows, the build wanted now and why the live one is stale), the deployments a rollback
+may point at, and the ``after`` of a publish and of a rollback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.core.desired import DesiredSite
+from reconciler.core.identity import BuildInputs, describe_changes, is_stale, wanted_inputs
+from reconciler.core.levers import Lever, LeverKind
+from reconciler.core.observed import (
+    BuildPreview,
+    ObservedDeployment,
+    ObservedProject,
+    PublishRecord,
+    SiteLedger,
+)
+from reconciler.core.plan import ActionKind, Cause, JsonValue, is_permanent_build_failure
+from reconciler.core.plan_builder import Blocker, PlanBuilder
+from reconciler.spec.models import Kind
+
+__all__ = [
+    "SiteEnv",
+    "build_tag",
+    "canonical_is_latest",
+    "failure_outdated",
+    "find_deployment",
+    "inputs_wanted",
+    "publish_after",
+    "read_environment",
+    "rollback_after",
+    "version_of_site",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEnv:
+    """One environment of a site being planned: the readings its steps share."""
+
+    site: DesiredSite
+    env: str
+    version: int
+    lever: Lever | None
+    target: str
+    source: str | None
+    block: Blocker
+    ledger: SiteLedger | None
+    live: PublishRecord | None
+    latest: PublishRecord | None
+    wanted: BuildInputs | None
+    stale: str | None  # why the live build of this version is not the one wanted now
+    build: BuildPreview | None
+
+    @property
+    def at_version(self) -> bool:
+        """D1 records this version live (its build may be stale)."""
+        return self.live is not None and self.live.version == self.version
+
+    @property
+    def serves_wanted(self) -> bool:
+        """D1 records this version live, built from the inputs wanted now."""
+        return self.at_version and self.stale is None
+
+    @property
+    def lever_publishes(self) -> bool:
+        """The ``publish`` lever was asked for this environment."""
+        return self.lever is not None and self.lever.kind is LeverKind.PUBLISH
+
+    def before(self) -> dict[str, JsonValue]:
+        """The live version and deployment D1 records, as an action's ``before``."""
+        return {
+            "version": self.live.version if self.live is not None else None,
+            "deployment_id": self.live.deployment_id if self.live is not None else None,
+        }
+
+    def add(
+        self,
+        builder: PlanBuilder,
+        kind: ActionKind,
+        *,
+        before: dict[str, JsonValue],
+        after: dict[str, JsonValue],
+        reason: str,
+        cause: Cause,
+    ) -> None:
+        """Add an action on this environment (its target, tenant, site and spec source)."""
+        builder.add(
+            kind,
+            self.target,
+            tenant=self.site.tenant,
+            site=self.site.name,
+            before=before,
+            after=after,
+            reason=reason,
+            source=self.source,
+            cause=cause,
+        )
+
+    def was(self) -> str:
+        """Where the environment stands, in words."""
+        return f"at version {self.live.version}" if self.live is not None else "not published yet"
+
+
+def read_environment(
+    builder: PlanBuilder, site: DesiredSite, env: str, version: int, lever: Lever | None
+) -> SiteEnv:
+    """What D1 and the in-memory build say about ``site``'s ``env`` at ``version``."""
+    target = f"Site/{site.name}:{env}"
+    source = builder.source(Kind.SITE, site.name, f"spec.{env}.version")
+    ledger = builder.observed.ledger.get(site.name)
+    live = ledger.live.get(env) if ledger is not None else None
+    wanted = inputs_wanted(builder, site, version)
+    return SiteEnv(
+        site=site,
+        env=env,
+        version=version,
+        lever=lever,
+        target=target,
+        source=source,
+        block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
+        ledger=ledger,
+        live=live,
+        latest=ledger.latest.get(env) if ledger is not None else None,
+        wanted=wanted,
+        stale=stale_build(live, wanted) if live is not None and live.version == version else None,
+        build=builder.observed.builds.get((site.name, version)),
+    )
+
+
+def canonical_is_latest(project: ObservedProject, live: PublishRecord) -> bool:
+    """Whether ``canonical_deployment`` differs from the recorded live one only by its reading.
+
+    What ``canonical_deployment`` names after a rollback is unconfirmed (CONTRACT.md §9 item
+    3): the deployment serving production (then it is the rollback target), or the most recent
+    production deployment (then it stays on the newest one). Both are handled: the divergence is
+    the second reading when the canonical deployment is the newest successful production one,
+    it existed before D1 recorded the live deployment (a rollback recorded after it), and the
+    recorded one is still a successful deployment. A deployment made after our record, or a
+    rollback to anything but the newest, stays drift under either reading.
+    """
+    serving = project.production_deployment_id
+    newest = find_deployment(project, env="production")
+    recorded = find_deployment(project, deployment_id=live.deployment_id)
+    return (
+        newest is not None
+        and recorded is not None
+        and newest.id == serving
+        and newest.created_on < live.created_at
+    )
+
+
+def find_deployment(
+    project: ObservedProject,
+    *,
+    deployment_id: str | None = None,
+    site: str | None = None,
+    version: int | None = None,
+    env: str | None = None,
+    build: str | None = None,
+    untagged: bool = True,
+) -> ObservedDeployment | None:
+    """The newest successful deployment matching the filters, if the deployments were read.
+
+    ``build`` (12 hex digits of an identity) rules out deployments tagged with another build;
+    ``untagged=False`` rules out deployments without a build tag too (the live one is stale).
+    """
+    matches = [
+        d
+        for d in project.deployments or ()
+        if d.status == "success"
+        and (deployment_id is None or d.id == deployment_id)
+        and (site is None or d.site == site)
+        and (version is None or d.version == version)
+        and (env is None or d.environment == env)
+        and (build is None or d.build == build or (d.build is None and untagged))
+    ]
+    if not matches:
+        return None
+    return max(matches, key=lambda d: (d.created_on, d.id))
+
+
+def rollback_after(
+    state: SiteEnv, deployment: ObservedDeployment, revision: str | None
+) -> dict[str, JsonValue]:
+    return {
+        **version_of_site(state.site, state.env, state.version),
+        "deployment_id": deployment.id,
+        "commit": revision,
+        "hosts": [h.hostname for h in state.site.hostnames],
+    }
+
+
+def version_of_site(site: DesiredSite, env: str, version: int) -> dict[str, JsonValue]:
+    """The fields every publish-like ``after`` starts with: which version of which site, where."""
+    return {
+        "site": site.name,
+        "tenant": site.tenant,
+        "project": site.pages_project,
+        "environment": env,
+        "version": version,
+    }
+
+
+def inputs_wanted(builder: PlanBuilder, site: DesiredSite, version: int) -> BuildInputs | None:
+    """The inputs a build of ``version`` would have now; None when not all are known."""
+    ledger = builder.observed.ledger.get(site.name)
+    content = ledger.content_digests.get(version) if ledger is not None else None
+    return wanted_inputs(site.name, version, content, tuple(site.scripts), builder.observed.builder)
+
+
+def stale_build(live: PublishRecord, wanted: BuildInputs | None) -> str | None:
+    """Why the live build is not the one wanted now; None when it is (or cannot be told)."""
+    if wanted is None or not is_stale(live.build_identity, wanted):
+        return None
+    if live.build_inputs is None:
+        return "its recorded build identity differs"
+    changes = describe_changes(live.build_inputs, wanted)
+    return "; ".join(changes) if changes else "its recorded build identity differs"
+
+
+def build_tag(wanted: BuildInputs | None) -> str | None:
+    """The ``build`` filter for rollback candidates (see ``find_deployment``)."""
+    return wanted.identity[:12] if wanted is not None else None
+
+
+def failure_outdated(
+    failed: PublishRecord, wanted: BuildInputs | None, build: BuildPreview | None
+) -> bool:
+    """A recorded failure that no longer says anything about the build wanted now."""
+    if is_stale(failed.build_identity, wanted):
+        return True  # fixed in place, or scripts/builder changed since
+    return (
+        build is not None
+        and build.error is None
+        and is_permanent_build_failure(failed.error_message)
+    )
+
+
+def publish_after(builder: PlanBuilder, state: SiteEnv, attempts: int) -> dict[str, JsonValue]:
+    """The publish handler's input (``runtime/actions/publish.py``)."""
+    site, build, wanted = state.site, state.build, state.wanted
+    after: dict[str, JsonValue] = {
+        **version_of_site(site, state.env, state.version),
+        "commit": builder.desired.revision,
+        "attempt": attempts,
+        "hosts": [h.hostname for h in site.hostnames],
+        "scripts": list(site.scripts),
+        # The limits the publisher checks the real build against (runbook 4).
+        "budget": _budget_after(site),
+    }
+    if build is not None:
+        after["content_hash"] = build.content_hash
+    if wanted is not None:
+        after["build_identity"] = wanted.identity
+    return after
+
+
+def _budget_after(site: DesiredSite) -> dict[str, JsonValue]:
+    budget = site.budget
+    return {
+        "max_js_kb": budget.max_js_kb,
+        "max_css_kb": budget.max_css_kb,
+        "max_third_party_scripts": budget.max_third_party_scripts,
+        "max_image_kb": budget.max_image_kb,
+        "max_page_weight_kb": budget.max_page_weight_kb,
+    }
