@@ -4,22 +4,30 @@ Called by :func:`reconciler.core.plan.build_plan` once per plan, after the tenan
 (rules 2, 3, 5 and 7 of ``core.plan``). Fills a :class:`~reconciler.core.plan_builder.PlanBuilder`
 with custom hostname actions and their D1 ``domains`` records, notes unmanaged and retained
 hostnames, and caps deletions by the blast radius (``core.policy.deletion_blocked``). Pure.
+
+This module plans the declared hostnames; the undeclared ones are
+``plan_hostname_deletions.py``'s, the D1 ``domains`` rows ``plan_hostname_records.py``'s and
+the levers ``plan_hostname_levers.py``'s.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
 from reconciler.core.hostname_dns import dns_finding, stuck_reason
 from reconciler.core.hostname_state import hostname_failed, hostname_pending
 from reconciler.core.levers import LeverKind
-from reconciler.core.observed import ObservedHostname, Source, domain_status
+from reconciler.core.observed import ObservedHostname, Source
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import Blocker, PlanBuilder
+from reconciler.core.plan_hostname_deletions import plan_undeclared
 from reconciler.core.plan_hostname_levers import plan_hostname_lever, plan_ssl_timeout
-from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, deletion_blocked
+from reconciler.core.plan_hostname_records import (
+    hostname_before,
+    plan_deleted_records,
+    plan_hostname_record,
+)
 from reconciler.spec.models import Kind
 
 
@@ -52,77 +60,9 @@ def plan_hostnames(builder: PlanBuilder) -> None:
             if name not in claimed and (scope is None or row.site in scope)
         }
         claimed |= _declared(builder.desired, unclaimed)
-    deletions: list[tuple[ObservedHostname, str | None]] = []
-    for name, observed in sorted(builder.observed.hostnames.items()):
-        if name in claimed:
-            continue
-        target = f"Hostname/{name}"
-        if scope is not None and observed.site not in scope:
-            continue
-        if not observed.owned:
-            builder.note(
-                target,
-                tenant=None,
-                site=None,
-                category="unmanaged",
-                reason=(
-                    "in the zone but in no spec, and our records do not say we created it: "
-                    "left alone, never deleted"
-                ),
-            )
-            continue
-        owner = builder.desired.sites.get(observed.site or "")
-        policy = owner.deletion_policy if owner is not None else observed.deletion_policy
-        why = (
-            f"removed from site {observed.site}"
-            if owner is not None
-            else f"site {observed.site} is no longer in the specs"
-        )
-        if policy != "delete":
-            builder.note(
-                target,
-                tenant=observed.tenant,
-                site=observed.site,
-                category="retained",
-                reason=(
-                    f"{why}; kept because its deletion_policy is retain (delete it by hand, "
-                    "or set deletion_policy: delete)"
-                ),
-            )
-            continue
-        deletions.append((observed, why))
-    _plan_deletions(builder, deletions, gap)
+    plan_undeclared(builder, claimed, gap)
     if gap is None and builder.incomplete(Source.D1) is None:
-        _plan_deleted_records(builder, claimed)
-
-
-def _plan_deleted_records(builder: PlanBuilder, claimed: set[str]) -> None:
-    """Rule 7: mark ``deleted`` the rows of hostnames gone from the zone that no spec keeps.
-
-    Only rows that record a custom hostname id: a row without one never named a hostname
-    in the zone (the app may write a row before the reconciler creates the hostname).
-    """
-    scope = builder.observed.scope
-    for name, row in sorted(builder.observed.unlisted_domains.items()):
-        if name in claimed or (scope is not None and row.site not in scope):
-            continue  # declared: created again, and that create records the row
-        if not row.custom_hostname_id:
-            continue
-        recorded = f"{row.status}, id {row.custom_hostname_id}"
-        builder.add(
-            ActionKind.RECORD_HOSTNAME,
-            f"Hostname/{name}",
-            tenant=row.tenant,
-            site=row.site,
-            before={"status": row.status, "id": row.custom_hostname_id, "origin": row.origin},
-            after={"hostname": name, "site": row.site, "status": "deleted"},
-            reason=(
-                f"gone from the zone and in no spec, but D1 domains still records it "
-                f"({recorded}): mark it deleted"
-            ),
-            source=None,
-            cause=Cause.DRIFT,
-        )
+        plan_deleted_records(builder, claimed)
 
 
 def _plan_hostname(
@@ -134,79 +74,7 @@ def _plan_hostname(
     if builder.has_levers and builder.reached_on(f"Hostname/{want.hostname}"):
         builder.attribute(mark)  # everything planned for a hostname a lever names
     if len(builder.actions) == planned:
-        _plan_hostname_record(builder, site, want)
-
-
-def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname) -> None:
-    """Rule 7: copy what Cloudflare shows into the hostname's D1 ``domains`` row."""
-    have = builder.observed.hostnames.get(want.hostname)
-    if (
-        have is None
-        or not have.owned
-        or have.site != site.name
-        or builder.incomplete(Source.D1) is not None
-    ):
-        return
-    status = domain_status(have.status, have.ssl_status, suspended=want.suspended)
-    if want.hostname in builder.route_records:
-        status = have.recorded_status or status  # the write_routes action records it
-    if have.recorded_status is None:
-        recorded = "no row"
-    else:
-        differs = []
-        if status != have.recorded_status:
-            # a certificate stage alone is not worth a write (the next record has it)
-            differs.append(
-                f"{have.recorded_status} (certificate {have.recorded_ssl_status or 'none'})"
-            )
-        if have.recorded_id != have.id:
-            differs.append(f"id {have.recorded_id or 'none'}")
-        if have.recorded_origin != have.origin:
-            differs.append(f"origin {have.recorded_origin or 'none'}")
-        if have.recorded_site != site.name:
-            differs.append(f"site {have.recorded_site or 'none'}")
-        if have.dcv_txt_value and have.recorded_dcv_txt_value != have.dcv_txt_value:
-            differs.append(f"DCV TXT {have.recorded_dcv_txt_value or 'none'}")
-        if not differs:
-            return
-        recorded = ", ".join(differs)
-    shown = f"{status} (status {have.status}, certificate {have.ssl_status or 'none'})"
-    if recorded == "no row" or have.recorded_id != have.id:
-        shown += f", id {have.id}"
-    if recorded == "no row" or have.recorded_origin != have.origin:
-        shown += f", origin {have.origin or 'none'}"
-    builder.add(
-        ActionKind.RECORD_HOSTNAME,
-        f"Hostname/{want.hostname}",
-        tenant=site.tenant,
-        site=site.name,
-        before={
-            "status": have.recorded_status,
-            "ssl_status": have.recorded_ssl_status,
-            "id": have.recorded_id,
-            "origin": have.recorded_origin,
-        },
-        after={
-            "hostname": want.hostname,
-            "site": site.name,
-            "tenant": site.tenant,
-            "project": site.pages_project,
-            "id": have.id,
-            "origin": have.origin,
-            "ssl_method": have.ssl_method or want.ssl_method,
-            "status": status,
-            "ssl_status": have.ssl_status,
-            "verification_errors": list[JsonValue](have.verification_errors),
-            "verification_token": have.txt_value,
-            **_dcv(have),
-        },
-        reason=(
-            f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
-            "domains table reads what Cloudflare shows"
-        ),
-        source=builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname"),
-        cause=Cause.DRIFT,
-    )
+        plan_hostname_record(builder, site, want)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +110,7 @@ class _Host:
             self.target,
             tenant=self.site.tenant,
             site=self.site.name,
-            before=_hostname_before(have),
+            before=hostname_before(have),
             after=after,
             reason=reason,
             source=self.source,
@@ -317,7 +185,7 @@ def _plan_lever(builder: PlanBuilder, host: _Host, have: ObservedHostname | None
         have,
         gap=host.gap,
         after=lambda seen: host.after(seen.id),
-        before=_hostname_before(have) if have is not None else None,
+        before=hostname_before(have) if have is not None else None,
         failed=have is not None and hostname_failed(have),
         source=host.source,
     )
@@ -447,7 +315,7 @@ def _plan_late(builder: PlanBuilder, host: _Host, have: ObservedHostname) -> Non
             want,
             have,
             after=lambda seen: host.after(seen.id),
-            before=_hostname_before(have),
+            before=hostname_before(have),
             dns_finding=dns_finding(want, have, target),
             source=host.source,
         )
@@ -463,105 +331,6 @@ def _plan_late(builder: PlanBuilder, host: _Host, have: ObservedHostname) -> Non
     if finding := dns_finding(want, have, target):
         reason += f"; DNS check: {finding}"
     host.add(builder, ActionKind.RETRY_VALIDATION, have, host.after(have.id), reason, ordered=False)
-
-
-def _plan_deletions(
-    builder: PlanBuilder, deletions: list[tuple[ObservedHostname, str | None]], gap: str | None
-) -> None:
-    if not deletions:
-        return
-    cap = deletion_blocked(
-        [_deletion(builder, observed) for observed, _ in deletions],
-        _tenant_sizes(builder),
-        builder.settings.blast_radius,
-    )
-    for observed, why in deletions:
-        target = f"Hostname/{observed.hostname}"
-        block = builder.blocker(target, tenant=observed.tenant, site=observed.site, source=None)
-        if gap is not None:
-            block(
-                ActionKind.DELETE_HOSTNAME,
-                gate="incomplete",
-                reason=f"{why}, but {gap}: nothing is deleted until the listing succeeds",
-            )
-            continue
-        approval = _approval(builder, observed)
-        if cap is not None and not builder.settings.allow_mass_deletion and approval is None:
-            block(
-                ActionKind.DELETE_HOSTNAME,
-                gate="blast_radius",
-                reason=f"{why}; {cap}: nothing is deleted without an approval: "
-                + approval_hint(target, observed.site),
-            )
-            continue
-        approved = f"; {cap}, approved by {approval}" if cap is not None and approval else ""
-        builder.add(
-            ActionKind.DELETE_HOSTNAME,
-            target,
-            tenant=observed.tenant,
-            site=observed.site,
-            before=_hostname_before(observed),
-            after={
-                "id": observed.id,
-                "hostname": observed.hostname,
-                "site": observed.site,
-                "route": observed.hostname in builder.observed.routes,
-            },
-            reason=(
-                f"{why} and its deletion_policy is delete; our records say we created it; "
-                "its routing entry goes with it"
-            )
-            + approved,
-            source=None,
-            cause=Cause.CHANGE,
-        )
-
-
-def approval_hint(target: str, site: str | None) -> str:
-    """How a human approves a deletion over the cap (docs/plan.md, "Deletion safety")."""
-    if site is not None:
-        names = (
-            f"`{APPROVAL_TRAILER}: Site/{site}` (or one `{APPROVAL_TRAILER}: Hostname/<name>` "
-            "per hostname)"
-        )
-    else:
-        names = f"`{APPROVAL_TRAILER}: {target}`"
-    return f"a commit trailer {names}, or --allow-mass-deletion"
-
-
-def _approval(builder: PlanBuilder, observed: ObservedHostname) -> str | None:
-    approvals = builder.settings.approved_deletions
-    found = approvals.get(f"Hostname/{observed.hostname}")
-    if found is None and observed.site is not None:
-        found = approvals.get(f"Site/{observed.site}")
-    return found
-
-
-def _deletion(builder: PlanBuilder, observed: ObservedHostname) -> Deletion:
-    site = observed.site
-    return Deletion(
-        hostname=observed.hostname,
-        tenant=observed.tenant or "(none)",
-        site=site,
-        site_removed=site is not None and site not in builder.desired.sites,
-    )
-
-
-def _tenant_sizes(builder: PlanBuilder) -> dict[str, TenantSize]:
-    """Each tenant's sites (in the specs, or removed but still owning hostnames) and hostnames."""
-    sites: dict[str, set[str]] = defaultdict(set)
-    hostnames: dict[str, int] = defaultdict(int)
-    for site in builder.desired.sites.values():
-        sites[site.tenant].add(site.name)
-    for observed in builder.observed.hostnames.values():
-        if observed.owned and observed.tenant:
-            hostnames[observed.tenant] += 1
-            if observed.site is not None:
-                sites[observed.tenant].add(observed.site)
-    return {
-        tenant: TenantSize(sites=len(sites.get(tenant, ())), hostnames=hostnames.get(tenant, 0))
-        for tenant in set(sites) | set(hostnames)
-    }
 
 
 def _declared(desired: Desired, names: set[str]) -> set[str]:
@@ -592,20 +361,3 @@ def _hostname_after(
     if existing_id is not None:
         after["id"] = existing_id
     return after
-
-
-def _dcv(have: ObservedHostname) -> dict[str, JsonValue]:
-    """The DCV TXT record to store in ``domains`` (only when Cloudflare shows one)."""
-    if not have.dcv_txt_value:
-        return {}
-    return {"dcv_txt_name": have.dcv_txt_name, "dcv_txt_value": have.dcv_txt_value}
-
-
-def _hostname_before(have: ObservedHostname) -> dict[str, JsonValue]:
-    return {
-        "id": have.id,
-        "status": have.status,
-        "ssl_status": have.ssl_status,
-        "ssl_method": have.ssl_method,
-        "site": have.site,
-    }

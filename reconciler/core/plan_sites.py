@@ -20,6 +20,10 @@ on the provider's side (deployment failures) is tried again by itself once
 ``PlanSettings.stuck_cooldown`` has passed since its last attempt. The ``publish`` lever
 (requeue, or redeploy the live version) and ``clear_stuck`` force one attempt now, through
 the same gates (a hard-locked tenant's publish is refused).
+
+This module walks one environment through its decisions; the readings they share are
+``plan_site_env.py``'s, the gates before an upload ``plan_site_gates.py``'s and the levers
+``plan_site_levers.py``'s.
 """
 
 from __future__ import annotations
