@@ -215,7 +215,7 @@ class PlanBuilder:
 
 @dataclass(frozen=True, slots=True)
 class Blocker:
-    """Blocks actions on one target whose tenant, site and source are bound once."""
+    """Blocks (or adds) actions on one target whose tenant, site and source are bound once."""
 
     builder: PlanBuilder
     target: str
@@ -225,14 +225,31 @@ class Blocker:
 
     def __call__(self, kind: ActionKind, *, gate: str, reason: str) -> None:
         """Block ``kind`` on the bound target behind ``gate`` with ``reason``."""
-        self.builder.block(
+        where = (self.target, self.tenant, self.site)
+        self.builder.blocked.append(Blocked(kind, *where, gate, reason, self.source))
+
+    def add(
+        self,
+        kind: ActionKind,
+        *,
+        before: Mapping[str, JsonValue],
+        after: Mapping[str, JsonValue],
+        reason: str,
+        cause: Cause,
+        depends_on: Iterable[str] = (),
+    ) -> str:
+        """Add ``kind`` on the bound target (:meth:`PlanBuilder.add`); return its id."""
+        return self.builder.add(
             kind,
             self.target,
             tenant=self.tenant,
             site=self.site,
-            gate=gate,
+            before=before,
+            after=after,
             reason=reason,
             source=self.source,
+            cause=cause,
+            depends_on=depends_on,
         )
 
 

@@ -105,15 +105,11 @@ class _Host:
         ordered: bool = True,
     ) -> None:
         """Add ``kind`` on the hostname in the zone (after the lock and routing when ordered)."""
-        builder.add(
+        self.block.add(
             kind,
-            self.target,
-            tenant=self.site.tenant,
-            site=self.site.name,
             before=hostname_before(have),
             after=after,
             reason=reason,
-            source=self.source,
             cause=cause,
             depends_on=self.depends_on if ordered else (),
         )
@@ -220,18 +216,14 @@ def _plan_create(builder: PlanBuilder, host: _Host) -> None:
         if want.suspended
         else ""
     )
-    builder.add(
+    host.block.add(
         ActionKind.CREATE_HOSTNAME,
-        host.target,
-        tenant=site.tenant,
-        site=site.name,
         before={},
         after=after,
         reason=(
             f"listed by site {site.name} but not in the zone: create it, with its "
             f"certificate validated by {want.ssl_method.upper()}{suspended}{again}"
         ),
-        source=host.source,
         cause=Cause.DRIFT if want.hostname in builder.observed.known_domains else Cause.CHANGE,
         depends_on=host.depends_on,
     )

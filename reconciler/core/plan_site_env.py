@@ -20,7 +20,7 @@ from reconciler.core.observed import (
     PublishRecord,
     SiteLedger,
 )
-from reconciler.core.plan import ActionKind, Cause, JsonValue, is_permanent_build_failure
+from reconciler.core.plan import JsonValue, is_permanent_build_failure
 from reconciler.core.plan_builder import Blocker, PlanBuilder
 from reconciler.spec.models import Kind
 
@@ -77,29 +77,6 @@ class SiteEnv:
             "version": self.live.version if self.live is not None else None,
             "deployment_id": self.live.deployment_id if self.live is not None else None,
         }
-
-    def add(
-        self,
-        builder: PlanBuilder,
-        kind: ActionKind,
-        *,
-        before: dict[str, JsonValue],
-        after: dict[str, JsonValue],
-        reason: str,
-        cause: Cause,
-    ) -> None:
-        """Add an action on this environment (its target, tenant, site and spec source)."""
-        builder.add(
-            kind,
-            self.target,
-            tenant=self.site.tenant,
-            site=self.site.name,
-            before=before,
-            after=after,
-            reason=reason,
-            source=self.source,
-            cause=cause,
-        )
 
     def was(self) -> str:
         """Where the environment stands, in words."""

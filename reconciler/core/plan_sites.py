@@ -222,7 +222,7 @@ def _add_rollback(
 ) -> None:
     """Point the environment at ``deployment`` (rule 5): no rebuild."""
     after = rollback_after(state, deployment, builder.desired.revision)
-    state.add(builder, ActionKind.ROLLBACK, before=before, after=after, reason=reason, cause=cause)
+    state.block.add(ActionKind.ROLLBACK, before=before, after=after, reason=reason, cause=cause)
 
 
 def _add_publish(builder: PlanBuilder, state: SiteEnv, attempt: Attempt) -> None:
@@ -244,8 +244,7 @@ def _add_publish(builder: PlanBuilder, state: SiteEnv, attempt: Attempt) -> None
             budget_use(metric, actual, limit, build)
             for metric, actual, limit in budget_figures(build, state.site)
         )
-    state.add(
-        builder,
+    state.block.add(
         attempt.kind,
         before=state.before(),
         after=publish_after(builder, state, attempt.attempts),
