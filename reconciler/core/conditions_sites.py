@@ -23,6 +23,7 @@ from reconciler.core.conditions_common import (
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
 from reconciler.core.hostname_state import PENDING_STATUS, hostname_failed
 from reconciler.core.observed import FAILED_SSL_STATUS, Observed, ObservedHostname, Source
+from reconciler.core.payloads import PublishPayload, RollbackPayload
 from reconciler.core.plan import ActionKind
 from reconciler.spec.models import Access
 
@@ -98,8 +99,8 @@ def _site_ready(
     ledger = observed.ledger.get(site.name)
     live = ledger.live.get("production") if ledger is not None else None
     done = any(
-        action.kind in (ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH, ActionKind.ROLLBACK)
-        and action.after.get("environment") == "production"
+        isinstance(action.payload, PublishPayload | RollbackPayload)
+        and action.payload.environment == "production"
         for action in verdicts.applied.get(key, ())
     )
     if done or (live is not None and live.version == site.production):

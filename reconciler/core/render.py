@@ -25,6 +25,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler.core.observed import Source
+from reconciler.core.payloads import (
+    AccessPayload,
+    CreateNamespacePayload,
+    DeleteHostnamePayload,
+    DeployWorkerPayload,
+    DunningPayload,
+    FallbackOriginPayload,
+    HostnamePayload,
+    Payload,
+    PublishPayload,
+    PurgePayload,
+    RecordHostnamePayload,
+    RecordPublishFailurePayload,
+    RollbackPayload,
+    WorkerRoutePayload,
+    WriteRoutesPayload,
+)
 from reconciler.core.plan import (
     FORMAT_VERSION,
     SUMMARY_ORDER,
@@ -213,76 +230,60 @@ def _stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _describe_routing(action: Action) -> str | None:
+def _describe_routing(payload: Payload) -> str | None:
     """The routing table and platform kinds (``core/plan_routes.py``, ``plan_platform.py``)."""
-    after = action.after
-    kind = action.kind
-    if kind is ActionKind.WRITE_ROUTES:
-        put, delete = after.get("put"), after.get("delete")
-        puts = len(put) if isinstance(put, dict) else 0
-        deletes = len(delete) if isinstance(delete, list) else 0
+    if isinstance(payload, WriteRoutesPayload):
+        puts, deletes = len(payload.put), len(payload.delete)
         parts = [f"route {puts} hostname{'s' if puts != 1 else ''}"] if puts else []
         if deletes:
             parts.append(f"remove {deletes} routing entr{'ies' if deletes != 1 else 'y'}")
         return f"{' and '.join(parts)} in the routing table"
-    if kind is ActionKind.CREATE_ROUTES_NAMESPACE:
-        return f"create the routing table's KV namespace {after.get('namespace')}"
-    if kind is ActionKind.DEPLOY_WORKER:
-        return f"deploy the dispatch Worker {after.get('script')}"
-    if kind is ActionKind.SET_WORKER_ROUTE:
-        return f"route {after.get('pattern')} to the Worker {after.get('script')}"
-    if kind is ActionKind.SET_FALLBACK_ORIGIN:
-        return f"set the fallback origin to {after.get('origin')}"
+    if isinstance(payload, CreateNamespacePayload):
+        return f"create the routing table's KV namespace {payload.namespace}"
+    if isinstance(payload, DeployWorkerPayload):
+        return f"deploy the dispatch Worker {payload.script}"
+    if isinstance(payload, WorkerRoutePayload):
+        return f"route {payload.pattern} to the Worker {payload.script}"
+    if isinstance(payload, FallbackOriginPayload):
+        return f"set the fallback origin to {payload.origin}"
     return None
 
 
+_HOSTNAME_VERB: Mapping[ActionKind, str] = {
+    ActionKind.CREATE_HOSTNAME: "create hostname",
+    ActionKind.UPDATE_HOSTNAME: "update hostname",
+    ActionKind.RETRY_VALIDATION: "retry validation of",
+    ActionKind.RECREATE_HOSTNAME: "recreate hostname",
+    ActionKind.DELETE_HOSTNAME: "delete hostname",
+}
+
+
 def _describe(action: Action) -> str:
-    after = action.after
-    kind = action.kind
-    routing = _describe_routing(action)
+    p, kind = action.payload, action.kind
+    routing = _describe_routing(p)
     if routing is not None:
         return routing
-    if kind in (ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH):
+    if isinstance(p, HostnamePayload | DeleteHostnamePayload):
+        return f"{_HOSTNAME_VERB[kind]} {p.hostname}"
+    if isinstance(p, PublishPayload):
         verb = "publish" if kind is ActionKind.PUBLISH else "retry publish of"
-        return f"{verb} {after.get('environment')} version {after.get('version')}"
-    if kind is ActionKind.ROLLBACK:
-        deployment = str(after.get("deployment_id"))[:8]
-        env, version = after.get("environment"), after.get("version")
-        return f"roll {env} back to version {version} (deployment {deployment})"
-    if kind is ActionKind.CREATE_HOSTNAME:
-        return f"create hostname {after.get('hostname')}"
-    if kind is ActionKind.UPDATE_HOSTNAME:
-        return f"update hostname {after.get('hostname')}"
-    if kind is ActionKind.RETRY_VALIDATION:
-        return f"retry validation of {after.get('hostname')}"
-    if kind is ActionKind.RECREATE_HOSTNAME:
-        return f"recreate hostname {after.get('hostname')}"
-    if kind is ActionKind.DELETE_HOSTNAME:
-        return f"delete hostname {after.get('hostname')}"
-    if kind in (ActionKind.SOFT_LOCK, ActionKind.HARD_LOCK, ActionKind.UNLOCK):
+        return f"{verb} {p.environment} version {p.version}"
+    if isinstance(p, RollbackPayload):
+        deployment = p.deployment_id[:8]
+        return f"roll {p.environment} back to version {p.version} (deployment {deployment})"
+    if isinstance(p, AccessPayload):
         verb = kind.value.replace("_", " ")
-        return f"{verb} tenant ({action.before.get('access')} -> {after.get('access')})"
-    if kind is ActionKind.SEND_DUNNING:
-        return (
-            f"send dunning step {after.get('step_code')} of invoice {after.get('invoice_id')} "
-            f"to {after.get('phone')} on WhatsApp"
-        )
-    if kind is ActionKind.RECORD_HOSTNAME:
-        return (
-            f"record hostname {after.get('hostname')} as {after.get('status')} "
-            f"(was {action.before.get('status')})"
-        )
+        return f"{verb} tenant ({action.before.get('access')} -> {p.access})"
+    if isinstance(p, DunningPayload):
+        return f"send dunning step {p.step_code} of invoice {p.invoice_id} to {p.phone} on WhatsApp"
+    if isinstance(p, RecordHostnamePayload):
+        return f"record hostname {p.hostname} as {p.status} (was {action.before.get('status')})"
     if kind in (ActionKind.DEPLOY_WORKER_VERSION, ActionKind.ROLLBACK_WORKER_VERSION):
         return _describe_worker(action)
-    if kind is ActionKind.RECORD_PUBLISH_FAILURE:
-        return (
-            f"record the publish of {after.get('environment')} version {after.get('version')} "
-            "as failed"
-        )
-    if kind is ActionKind.PURGE_CACHE:
-        hosts = after.get("hosts")
-        shown = ", ".join(h for h in hosts if isinstance(h, str)) if isinstance(hosts, list) else ""
-        return f"purge the cache of {after.get('site')} ({shown})"
+    if isinstance(p, RecordPublishFailurePayload):
+        return f"record the publish of {p.environment} version {p.version} as failed"
+    if isinstance(p, PurgePayload):
+        return f"purge the cache of {p.site} ({', '.join(p.hosts)})"
     return "sync billing mirror from Stripe"
 
 
@@ -398,13 +399,20 @@ def _tags(plan: Plan, action: Action) -> str:
 # --- JSON --------------------------------------------------------------------------------
 
 
+def where_json(item: Action | Blocked) -> dict[str, JsonValue]:
+    """What an action or a blocked one is and where: the keys plan and report JSON share."""
+    return {
+        "kind": item.kind.value,
+        "target": item.target,
+        "tenant": item.tenant,
+        "site": item.site,
+    }
+
+
 def _action_json(plan: Plan, action: Action) -> dict[str, JsonValue]:
     return {
         "id": action.id,
-        "kind": action.kind.value,
-        "target": action.target,
-        "tenant": action.tenant,
-        "site": action.site,
+        **where_json(action),
         "cause": action.cause.value,
         "lane": action.lane.value,
         "before": dict(action.before),
@@ -419,15 +427,7 @@ def _action_json(plan: Plan, action: Action) -> dict[str, JsonValue]:
 
 
 def _blocked_json(item: Blocked) -> dict[str, JsonValue]:
-    return {
-        "kind": item.kind.value,
-        "target": item.target,
-        "tenant": item.tenant,
-        "site": item.site,
-        "gate": item.gate,
-        "reason": item.reason,
-        "source": item.source,
-    }
+    return {**where_json(item), "gate": item.gate, "reason": item.reason, "source": item.source}
 
 
 def _note_json(note: Note) -> dict[str, JsonValue]:

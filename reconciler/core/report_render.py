@@ -18,8 +18,16 @@ import json
 from collections.abc import Mapping
 
 from reconciler.core.outcome import Outcome, Report, Status
-from reconciler.core.plan import FORMAT_VERSION, Action, ActionKind, JsonValue
-from reconciler.core.render import mask_phone
+from reconciler.core.payloads import (
+    DeleteHostnamePayload,
+    DunningPayload,
+    HostnamePayload,
+    PublishPayload,
+    RecordHostnamePayload,
+    RollbackPayload,
+)
+from reconciler.core.plan import FORMAT_VERSION, Action, JsonValue
+from reconciler.core.render import mask_phone, where_json
 
 _MARK: Mapping[Status, str] = {
     Status.APPLIED: "✓",
@@ -59,17 +67,14 @@ def action_label(action: Action) -> str:
     Returns:
         The verb and the object it acts on, without the reason.
     """
-    after = action.after
-    kind = action.kind
-    verb = kind.value.replace("_", " ")
-    if kind in (ActionKind.PUBLISH, ActionKind.RETRY_PUBLISH, ActionKind.ROLLBACK):
-        site = after.get("site") or action.site
-        return f"{verb} {site} {after.get('environment')} v{after.get('version')}"
-    hostname = after.get("hostname")
-    if isinstance(hostname, str):
-        return f"{verb} {hostname}"
-    if kind is ActionKind.SEND_DUNNING:
-        return f"{verb} {after.get('step_code')} for {after.get('invoice_id')}"
+    payload = action.payload
+    verb = action.kind.value.replace("_", " ")
+    if isinstance(payload, PublishPayload | RollbackPayload):
+        return f"{verb} {payload.site} {payload.environment} v{payload.version}"
+    if isinstance(payload, HostnamePayload | DeleteHostnamePayload | RecordHostnamePayload):
+        return f"{verb} {payload.hostname}"
+    if isinstance(payload, DunningPayload):
+        return f"{verb} {payload.step_code} for {payload.invoice_id}"
     name = action.tenant or action.target.partition("/")[2] or action.target
     return f"{verb} {name}"
 
@@ -158,10 +163,7 @@ def render_report_text(report: Report, *, color: bool = False) -> str:
 def _outcome_json(action: Action, outcome: Outcome) -> dict[str, JsonValue]:
     return {
         "action_id": outcome.action_id,
-        "kind": action.kind.value,
-        "target": action.target,
-        "tenant": action.tenant,
-        "site": action.site,
+        **where_json(action),
         "label": action_label(action),
         "status": outcome.status.value,
         "message": outcome.message,
@@ -194,15 +196,7 @@ def report_to_json(report: Report) -> dict[str, JsonValue]:
             for action, outcome in zip(plan.actions, report.outcomes, strict=True)
         ],
         "blocked": [
-            {
-                "kind": item.kind.value,
-                "target": item.target,
-                "tenant": item.tenant,
-                "site": item.site,
-                "gate": item.gate,
-                "reason": item.reason,
-            }
-            for item in plan.blocked
+            {**where_json(item), "gate": item.gate, "reason": item.reason} for item in plan.blocked
         ],
     }
 
