@@ -37,17 +37,17 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 
 from reconciler.core.conditions_common import (
     Condition,
     ConditionUpdate,
     Coverage,
+    Subject,
     Verdicts,
     failed_sources,
     stuck,
     synced,
-    update,
     verdicts_of,
 )
 from reconciler.core.conditions_sites import hostname_conditions, site_conditions
@@ -98,11 +98,10 @@ def conditions_for(
             updates.extend(_tenant(tenant, observed, verdicts, coverage, commit))
     updates.extend(_undeclared(desired, verdicts, commit))
     for name, worker in desired.workers.items():  # whole-fleet passes only
-        converged = f"{worker.script} serves {describe(worker.split)}"
+        at = Subject(f"Worker/{name}", commit, None, None)
         updates.append(
-            synced(f"Worker/{name}", verdicts, commit=commit, tenant=None, site=None,
-                   converged=converged)
-        )  # fmt: skip
+            synced(at, verdicts, converged=f"{worker.script} serves {describe(worker.split)}")
+        )
     return updates
 
 
@@ -137,16 +136,8 @@ def _undeclared(desired: Desired, verdicts: Verdicts, commit: str | None) -> lis
         else:
             action = verdicts.failed[key][0]
             tenant, site = action.tenant, action.site
-        result.append(
-            synced(
-                key,
-                verdicts,
-                commit=commit,
-                tenant=tenant,
-                site=site,
-                converged="removed from the specs",
-            )
-        )
+        at = Subject(key, commit, tenant, site)
+        result.append(synced(at, verdicts, converged="removed from the specs"))
     return result
 
 
@@ -204,72 +195,34 @@ def _tenant(
     coverage: Coverage,
     commit: str | None,
 ) -> list[ConditionUpdate]:
-    key = f"Tenant/{tenant.name}"
-    scope: dict[str, str | None] = {"commit": commit, "tenant": tenant.name, "site": None}
+    at = Subject(f"Tenant/{tenant.name}", commit, tenant.name, None)
     result: list[ConditionUpdate] = []
     failed = failed_sources(observed)
     if Source.STRIPE in failed or Source.D1 in failed:
         source = Source.STRIPE if Source.STRIPE in failed else Source.D1
         error = observed.incomplete[source].detail
-        result.append(
-            update(
-                key,
-                Condition.PAYMENT_CURRENT,
-                None,
-                "BillingUnknown",
-                f"{source.value} could not be read",
-                error=error,
-                **scope,
-            )
-        )
-        result.append(
-            update(
-                key,
-                Condition.SYNCED,
-                False,  # the tenant's billing decisions wait on the reading
-                "BillingUnknown",
-                f"{source.value} could not be read",
-                error=error,
-                **scope,
-            )
-        )
+        unread = f"{source.value} could not be read"
+        result.append(at.set(Condition.PAYMENT_CURRENT, None, "BillingUnknown", unread, error))
+        # Not Synced: the tenant's billing decisions wait on the reading.
+        result.append(at.set(Condition.SYNCED, False, "BillingUnknown", unread, error))
     elif observed.is_complete(Source.STRIPE):
-        result.append(_payment(tenant, scope))
-        result.append(synced(key, verdicts, converged="billing and access match", **scope))
-    flag = stuck(key, verdicts, coverage, **scope)
+        result.append(_payment(tenant, at))
+        result.append(synced(at, verdicts, converged="billing and access match"))
+    flag = stuck(at, verdicts, coverage)
     if flag is not None:
         result.append(flag)
     return result
 
 
-def _payment(tenant: DesiredTenant, scope: Mapping[str, str | None]) -> ConditionUpdate:
+def _payment(tenant: DesiredTenant, at: Subject) -> ConditionUpdate:
     decision = tenant.access
-    key = f"Tenant/{tenant.name}"
-    commit, name = scope["commit"], scope["tenant"]
     invoice = decision.invoice
     if invoice is None:
-        return update(
-            key,
-            Condition.PAYMENT_CURRENT,
-            True,
-            "Paid",
-            "no invoice is past due",
-            commit=commit,
-            tenant=name,
-            site=None,
-        )
+        return at.set(Condition.PAYMENT_CURRENT, True, "Paid", "no invoice is past due")
     reason = {
         Access.SOFT_LOCKED: "SoftLocked",
         Access.HARD_LOCKED: "HardLocked",
     }.get(decision.level, "PastDue")
     days = decision.days_past_due or 0
-    return update(
-        key,
-        Condition.PAYMENT_CURRENT,
-        False,
-        reason,
-        f"invoice {invoice.id} is {days} days past due",
-        commit=commit,
-        tenant=name,
-        site=None,
-    )
+    message = f"invoice {invoice.id} is {days} days past due"
+    return at.set(Condition.PAYMENT_CURRENT, False, reason, message)

@@ -22,6 +22,7 @@ __all__ = [
     "Condition",
     "ConditionUpdate",
     "Coverage",
+    "Subject",
     "Verdicts",
     "failed_sources",
     "parse_condition",
@@ -29,7 +30,6 @@ __all__ = [
     "status_text",
     "stuck",
     "synced",
-    "update",
     "verdicts_of",
 ]
 
@@ -180,83 +180,56 @@ SKIPPED_PREFIX = "not read by this pass"
 """How the words of a :attr:`GapReason.SKIPPED` gap begin (module rule 1)."""
 
 
-def update(
-    resource: str,
-    condition: Condition,
-    status: bool | None,
-    reason: str,
-    message: str,
-    *,
-    commit: str | None,
-    tenant: str | None,
-    site: str | None,
-    error: str | None = None,
-) -> ConditionUpdate:
-    return ConditionUpdate(
-        resource=resource,
-        condition=condition.value,
-        status=status,
-        reason=reason,
-        message=message,
-        last_error=error,
-        commit=commit,
-        tenant=tenant,
-        site=site,
-    )
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """One resource a condition is about: its key, and the commit, tenant and site it carries."""
+
+    key: str  # Site/acme-home, Hostname/www.acme.com, Tenant/acme
+    commit: str | None
+    tenant: str | None
+    site: str | None
+
+    def set(
+        self,
+        condition: Condition,
+        status: bool | None,
+        reason: str,
+        message: str,
+        error: str | None = None,
+    ) -> ConditionUpdate:
+        """The ``condition`` of this resource: its status, reason, message and last error."""
+        return ConditionUpdate(
+            resource=self.key,
+            condition=condition.value,
+            status=status,
+            reason=reason,
+            message=message,
+            last_error=error,
+            commit=self.commit,
+            tenant=self.tenant,
+            site=self.site,
+        )
 
 
-def synced(
-    key: str,
-    verdicts: Verdicts,
-    *,
-    commit: str | None,
-    tenant: str | None,
-    site: str | None,
-    converged: str,
-) -> ConditionUpdate:
-    failed = verdicts.failed.get(key)
+def synced(at: Subject, verdicts: Verdicts, *, converged: str) -> ConditionUpdate:
+    """``Synced`` of ``at`` (rule 2): failed, blocked, applied, or ``converged`` as it was."""
+    failed = verdicts.failed.get(at.key)
     if failed is not None:
         action, outcome = failed
         reason = "Blocked" if outcome.status is Status.BLOCKED else failure_reason(action.kind)
-        return update(
-            key,
-            Condition.SYNCED,
-            False,
-            reason,
-            f"{action.kind.value} {action.target} {outcome.status.value}",
-            commit=commit,
-            tenant=tenant,
-            site=site,
-            error=outcome.message or outcome.status.value,
+        message = f"{action.kind.value} {action.target} {outcome.status.value}"
+        return at.set(
+            Condition.SYNCED, False, reason, message, outcome.message or outcome.status.value
         )
-    blocked = verdicts.blocked.get(key)
+    blocked = verdicts.blocked.get(at.key)
     if blocked is not None:
-        return update(
-            key,
-            Condition.SYNCED,
-            False,
-            GATE_REASONS.get(blocked.gate, "Blocked"),
-            blocked.reason,
-            commit=commit,
-            tenant=tenant,
-            site=site,
-        )
-    applied = verdicts.applied.get(key)
+        reason = GATE_REASONS.get(blocked.gate, "Blocked")
+        return at.set(Condition.SYNCED, False, reason, blocked.reason)
+    applied = verdicts.applied.get(at.key)
     if applied:
         message = "; ".join(f"{a.kind.value} {a.target}" for a in applied) + " done"
-        return update(
-            key,
-            Condition.SYNCED,
-            True,
-            "Applied",
-            message,
-            commit=commit,
-            tenant=tenant,
-            site=site,
-        )
-    return update(
-        key, Condition.SYNCED, True, "Converged", converged, commit=commit, tenant=tenant, site=site
-    )
+        return at.set(Condition.SYNCED, True, "Applied", message)
+    return at.set(Condition.SYNCED, True, "Converged", converged)
 
 
 def failure_reason(kind: ActionKind) -> str:
@@ -265,51 +238,21 @@ def failure_reason(kind: ActionKind) -> str:
     return "HostnameFailed"
 
 
-def stuck(
-    key: str,
-    verdicts: Verdicts,
-    coverage: Coverage,
-    *,
-    commit: str | None,
-    tenant: str | None,
-    site: str | None,
-) -> ConditionUpdate | None:
-    error = coverage.stuck.get(key)
+_GAVE_UP = (
+    "the daemon stopped retrying after repeated failures; fix the cause, then push a "
+    "change (or send a webhook) to try again"
+)
+
+
+def stuck(at: Subject, verdicts: Verdicts, coverage: Coverage) -> ConditionUpdate | None:
+    """``Stuck`` of ``at`` (rule 3); None when only the daemon's queue could tell."""
+    error = coverage.stuck.get(at.key)
     if error is not None:
-        return update(
-            key,
-            Condition.STUCK,
-            True,
-            "RetriesExhausted",
-            "the daemon stopped retrying after repeated failures; fix the cause, then push a "
-            "change (or send a webhook) to try again",
-            commit=commit,
-            tenant=tenant,
-            site=site,
-            error=error,
-        )
-    blocked = verdicts.blocked.get(key)
+        return at.set(Condition.STUCK, True, "RetriesExhausted", _GAVE_UP, error)
+    blocked = verdicts.blocked.get(at.key)
     if blocked is not None and blocked.gate == "stuck":
-        return update(
-            key,
-            Condition.STUCK,
-            True,
-            "RecreateLimit" if blocked.kind is ActionKind.RECREATE_HOSTNAME else "PublishLimit",
-            blocked.reason,
-            commit=commit,
-            tenant=tenant,
-            site=site,
-            error=blocked.reason,
-        )
+        limit = "RecreateLimit" if blocked.kind is ActionKind.RECREATE_HOSTNAME else "PublishLimit"
+        return at.set(Condition.STUCK, True, limit, blocked.reason, blocked.reason)
     if not coverage.queue:
         return None  # the daemon's queue knows; apply does not
-    return update(
-        key,
-        Condition.STUCK,
-        False,
-        "Progressing",
-        "not stuck",
-        commit=commit,
-        tenant=tenant,
-        site=site,
-    )
+    return at.set(Condition.STUCK, False, "Progressing", "not stuck")
