@@ -30,10 +30,12 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from reconciler.core.plan import Action, Blocked, Note, Plan
+
+_Entry = TypeVar("_Entry", "Blocked", "Note")
 
 ADDRESS_KINDS = ("Tenant", "Site", "Hostname", "Invoice")
 """The kinds an address may name (rule 2)."""
@@ -148,31 +150,20 @@ def narrow(plan: Plan, selection: Selection, forced: Forced, lock_kinds: Iterabl
     return dataclasses.replace(
         plan,
         actions=tuple(action for action in plan.actions if action.id in keep),
-        blocked=tuple(
-            item
-            for item in plan.blocked
-            if item in forced.blocked
-            or any(
-                covers(t, target=item.target, tenant=item.tenant, site=item.site) for t in targets
-            )
-        ),
-        notes=tuple(
-            note
-            for note in plan.notes
-            if note in forced.notes
-            or any(
-                covers(t, target=note.target, tenant=note.tenant, site=note.site) for t in targets
-            )
-        ),
+        blocked=_kept(plan.blocked, forced.blocked, targets),
+        notes=_kept(plan.notes, forced.notes, targets),
     )
 
 
-def _any_covers(targets: Sequence[str], target: str, tenant: str | None, site: str | None) -> bool:
-    return any(covers(t, target=target, tenant=tenant, site=site) for t in targets)
+def _covered(address: str, entry: Action | Blocked | Note) -> bool:
+    return covers(address, target=entry.target, tenant=entry.tenant, site=entry.site)
 
 
-def _covered(address: str, action: Action) -> bool:
-    return covers(address, target=action.target, tenant=action.tenant, site=action.site)
+def _kept(
+    entries: Sequence[_Entry], forced: frozenset[_Entry], targets: Sequence[str]
+) -> tuple[_Entry, ...]:
+    """The blocked items or notes a lever produced, or a target covers."""
+    return tuple(e for e in entries if e in forced or any(_covered(t, e) for t in targets))
 
 
 def _with_dependencies(keep: set[str], by_id: Mapping[str, Action]) -> None:

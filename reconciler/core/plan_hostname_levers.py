@@ -49,33 +49,16 @@ def plan_hostname_lever(
         source: the spec line that declares the hostname.
     """
     target = f"Hostname/{want.hostname}"
+    on = builder.blocker(target, tenant=want.tenant, site=want.site, source=source)
     refusal = _refusal(lever, want, have, gap, failed)
     if refusal is not None:
-        builder.block(
-            _ACTION[lever.kind],
-            target,
-            tenant=want.tenant,
-            site=want.site,
-            gate="refused",
-            reason=refusal,
-            source=source,
-        )
+        on(_ACTION[lever.kind], gate="refused", reason=refusal)
         return False
     assert have is not None and before is not None  # _refusal refuses both
     fields = after(have)
     kind, reason = _forced(builder, lever, want, have, fields)
-    builder.add(
-        kind,
-        target,
-        tenant=want.tenant,
-        site=want.site,
-        before=before,
-        after=fields,
-        reason=reason,
-        source=source,
-        cause=Cause.CHANGE,
-        depends_on=builder.tenant_actions.get(want.tenant, []),
-    )
+    locks = builder.tenant_actions.get(want.tenant, [])
+    on.add(kind, before=before, after=fields, reason=reason, cause=Cause.CHANGE, depends_on=locks)
     return True
 
 
@@ -173,20 +156,19 @@ def plan_ssl_timeout(
         return True
     fields = after(have)
     fields["recreate_count"] = have.recreate_count + 1
-    builder.add(
+    reason = (
+        f"{late}: delete and create again to restart issuance (recreation "
+        f"{have.recreate_count + 1} of {want.max_recreates})"
+    )
+    on = builder.blocker(target, tenant=site.tenant, site=site.name, source=source)
+    locks = builder.tenant_actions.get(site.tenant, [])
+    on.add(
         ActionKind.RECREATE_HOSTNAME,
-        target,
-        tenant=site.tenant,
-        site=site.name,
         before=before,
         after=fields,
-        reason=(
-            f"{late}: delete and create again to restart issuance (recreation "
-            f"{have.recreate_count + 1} of {want.max_recreates})"
-        ),
-        source=source,
+        reason=reason,
         cause=Cause.DRIFT,
-        depends_on=builder.tenant_actions.get(site.tenant, []),
+        depends_on=locks,
     )
     return True
 
