@@ -50,16 +50,12 @@ def plan_undeclared(builder: PlanBuilder, claimed: set[str], gap: str | None) ->
             else f"site {observed.site} is no longer in the specs"
         )
         if policy != "delete":
-            builder.note(
-                target,
-                tenant=observed.tenant,
-                site=observed.site,
-                category="retained",
-                reason=(
-                    f"{why}; kept because its deletion_policy is retain (delete it by hand, "
-                    "or set deletion_policy: delete)"
-                ),
+            reason = (
+                f"{why}; kept because its deletion_policy is retain (delete it by hand, "
+                "or set deletion_policy: delete)"
             )
+            tenant, site = observed.tenant, observed.site
+            builder.note(target, tenant=tenant, site=site, category="retained", reason=reason)
             continue
         deletions.append((observed, why))
     _plan_deletions(builder, deletions, gap)

@@ -96,16 +96,10 @@ def _plan_env_lever(builder: PlanBuilder, site: DesiredSite, env: str, version: 
     if builder.attribute(mark):
         return
     verb = "publish" if lever.kind is LeverKind.PUBLISH else "clear"
-    builder.note(
-        target,
-        tenant=site.tenant,
-        site=site.name,
-        category="unchanged",
-        reason=(
-            f"{env} serves version {version} as the spec asks and nothing is stuck: "
-            f"nothing to {verb}"
-        ),
+    reason = (
+        f"{env} serves version {version} as the spec asks and nothing is stuck: nothing to {verb}"
     )
+    builder.note(target, tenant=site.tenant, site=site.name, category="unchanged", reason=reason)
     builder.attribute(mark)
 
 
@@ -149,18 +143,13 @@ def _project_to_publish_into(builder: PlanBuilder, state: SiteEnv) -> ObservedPr
             _redeploy(builder, state)
         return None
     if project is None:
-        builder.block(
-            ActionKind.PUBLISH,
-            state.target,
-            tenant=site.tenant,
-            site=site.name,
-            gate="missing_project",
-            reason=(
-                f"Pages project {site.pages_project!r} does not exist; create it in "
-                "Cloudflare (the reconciler publishes into projects, it does not create them)"
-            ),
-            source=builder.source(Kind.SITE, site.name, "spec.pages_project"),
+        reason = (
+            f"Pages project {site.pages_project!r} does not exist; create it in "
+            "Cloudflare (the reconciler publishes into projects, it does not create them)"
         )
+        spec = builder.source(Kind.SITE, site.name, "spec.pages_project")
+        block = builder.blocker(state.target, tenant=site.tenant, site=site.name, source=spec)
+        block(ActionKind.PUBLISH, gate="missing_project", reason=reason)
     return project
 
 
