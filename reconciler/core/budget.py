@@ -90,16 +90,6 @@ class Budget:
         return limits
 
 
-class BudgetMetric(StrEnum):
-    """What a budget limits."""
-
-    JS_KB = "js_kb"
-    CSS_KB = "css_kb"
-    THIRD_PARTY_SCRIPTS = "third_party_scripts"
-    IMAGE_KB = "image_kb"
-    PAGE_WEIGHT_KB = "page_weight_kb"
-
-
 @dataclass(frozen=True, slots=True)
 class BudgetViolation:
     """One limit a build goes over."""
@@ -134,6 +124,16 @@ class MeasuredBuild(Protocol):
 
     @property
     def media(self) -> MediaWeight: ...
+
+
+class BudgetMetric(StrEnum):
+    """What a budget limits."""
+
+    JS_KB = "js_kb"
+    CSS_KB = "css_kb"
+    THIRD_PARTY_SCRIPTS = "third_party_scripts"
+    IMAGE_KB = "image_kb"
+    PAGE_WEIGHT_KB = "page_weight_kb"
 
 
 def check_build(build: MeasuredBuild, budget: BudgetLimits) -> tuple[BudgetViolation, ...]:
