@@ -46,6 +46,25 @@ def plan_deleted_records(builder: PlanBuilder, claimed: set[str]) -> None:
         )
 
 
+def _recorded_differs(have: ObservedHostname, status: str, site: str) -> str | None:
+    """What the ``domains`` row records that the zone does not show; None when they agree."""
+    if have.recorded_status is None:
+        return "no row"
+    differs = []
+    if status != have.recorded_status:
+        # a certificate stage alone is not worth a write (the next record has it)
+        differs.append(f"{have.recorded_status} (certificate {have.recorded_ssl_status or 'none'})")
+    if have.recorded_id != have.id:
+        differs.append(f"id {have.recorded_id or 'none'}")
+    if have.recorded_origin != have.origin:
+        differs.append(f"origin {have.recorded_origin or 'none'}")
+    if have.recorded_site != site:
+        differs.append(f"site {have.recorded_site or 'none'}")
+    if have.dcv_txt_value and have.recorded_dcv_txt_value != have.dcv_txt_value:
+        differs.append(f"DCV TXT {have.recorded_dcv_txt_value or 'none'}")
+    return ", ".join(differs) or None
+
+
 def plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname) -> None:
     """Rule 7: copy what Cloudflare shows into the hostname's D1 ``domains`` row."""
     have = builder.observed.hostnames.get(want.hostname)
@@ -59,26 +78,9 @@ def plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: DesiredH
     status = domain_status(have.status, have.ssl_status, suspended=want.suspended)
     if want.hostname in builder.route_records:
         status = have.recorded_status or status  # the write_routes action records it
-    if have.recorded_status is None:
-        recorded = "no row"
-    else:
-        differs = []
-        if status != have.recorded_status:
-            # a certificate stage alone is not worth a write (the next record has it)
-            differs.append(
-                f"{have.recorded_status} (certificate {have.recorded_ssl_status or 'none'})"
-            )
-        if have.recorded_id != have.id:
-            differs.append(f"id {have.recorded_id or 'none'}")
-        if have.recorded_origin != have.origin:
-            differs.append(f"origin {have.recorded_origin or 'none'}")
-        if have.recorded_site != site.name:
-            differs.append(f"site {have.recorded_site or 'none'}")
-        if have.dcv_txt_value and have.recorded_dcv_txt_value != have.dcv_txt_value:
-            differs.append(f"DCV TXT {have.recorded_dcv_txt_value or 'none'}")
-        if not differs:
-            return
-        recorded = ", ".join(differs)
+    recorded = _recorded_differs(have, status, site.name)
+    if recorded is None:
+        return
     shown = f"{status} (status {have.status}, certificate {have.ssl_status or 'none'})"
     if recorded == "no row" or have.recorded_id != have.id:
         shown += f", id {have.id}"

@@ -27,7 +27,8 @@ from reconciler.core.payloads import (
     RollbackPayload,
 )
 from reconciler.core.plan import FORMAT_VERSION, Action, JsonValue
-from reconciler.core.render import mask_phone, where_json
+from reconciler.core.plan_words import mask_phone
+from reconciler.core.render import where_json
 
 _MARK: Mapping[Status, str] = {
     Status.APPLIED: "✓",
