@@ -1,8 +1,8 @@
 """payload_fields: typed, located reads of an action's ``after``, for ``core/payloads.py``.
 
-Pure. Each payload class's ``parse`` reads its fields through one :class:`Fields`; a field
-present with the wrong type raises :class:`PayloadError` naming it (``after.version: expected
-an integer``), while an absent or null one reads as the default the caller gives.
+Pure. Each payload is read through one :class:`Fields`; a field present with the wrong type
+raises :class:`PayloadError` naming it (``after.version: expected an integer``), while an
+absent or null one reads as the default the caller gives.
 
 A payload class declares how each field is read instead of spelling it out: the annotation
 gives the plain read (``str`` a text, ``str | None`` an optional text, ``bool`` a flag, ...),
