@@ -30,14 +30,8 @@ from reconciler.core.routing import DesiredPlatform, ObservedPlatform
 
 __all__ = ["plan_platform"]
 
-_EMPTY = ObservedPlatform(
-    namespace_id=None,
-    script_hash=None,
-    script_namespace=None,
-    route_id=None,
-    route_script=None,
-    fallback_origin=None,
-)
+_EMPTY = ObservedPlatform(None, None, None, None, None, None)
+"""An account where nothing of the platform was found (every field None)."""
 
 
 def plan_platform(builder: PlanBuilder) -> None:
