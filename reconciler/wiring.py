@@ -53,6 +53,7 @@ from reconciler.build.site import AssetStore
 from reconciler.core.lane import Lane
 from reconciler.core.observed import Gap, GapReason, Source
 from reconciler.core.plan import ActionKind, PlanSettings
+from reconciler.core.provider import Provider
 from reconciler.core.render import Rate
 from reconciler.core.routing import DesiredPlatform
 from reconciler.errors import MigrationError, PermanentError, TransientError
@@ -315,7 +316,7 @@ class ReadOnlyWorld:
         cf_settings = settings.cloudflare
         self.cloudflare: CloudflareClient | None = None
         if cf_settings.token and cf_settings.account_id and cf_settings.zone_id:
-            bucket = self.buckets.get("cloudflare", cf_settings.token, cf_settings.rate)
+            bucket = self.buckets.get(Provider.CLOUDFLARE, cf_settings.token, cf_settings.rate)
             self.cloudflare = CloudflareClient(
                 cf_settings, bucket=bucket, lane=Lane.SWEEP, memo=self.buckets.pages
             )
@@ -338,7 +339,7 @@ class ReadOnlyWorld:
         evo = settings.evolution
         self.evolution: EvolutionClient | None = None
         if evo.base_url and evo.instance:
-            bucket = self.buckets.get("evolution", evo.api_key, EVOLUTION_BUDGET)
+            bucket = self.buckets.get(Provider.WHATSAPP, evo.api_key, EVOLUTION_BUDGET)
             self.evolution = EvolutionClient(evo, bucket=bucket, lane=Lane.SWEEP)
         else:
             unconfigured[Source.WHATSAPP] = (
@@ -383,23 +384,27 @@ class ReadOnlyWorld:
     def rates(self) -> dict[str, Rate]:
         """The request budget per provider, for the plan's cost forecast."""
         budget = self.settings.cloudflare.rate
-        rates = {
-            "cloudflare": Rate(requests=budget.requests, period=budget.period),
-            "whatsapp": Rate(requests=EVOLUTION_BUDGET.requests, period=EVOLUTION_BUDGET.period),
+        rates: dict[str, Rate] = {
+            Provider.CLOUDFLARE: Rate(requests=budget.requests, period=budget.period),
+            Provider.WHATSAPP: Rate(
+                requests=EVOLUTION_BUDGET.requests, period=EVOLUTION_BUDGET.period
+            ),
         }
         if self.settings.d1.backend == "d1":  # D1 over REST spends the Cloudflare token
-            rates["d1"] = Rate(requests=budget.requests, period=budget.period, spends="cloudflare")
+            rates[Provider.D1] = Rate(
+                requests=budget.requests, period=budget.period, spends=Provider.CLOUDFLARE
+            )
         return rates
 
     def requests(self) -> dict[str, int]:
         """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""
         counts: dict[str, int] = {}
         if self.cloudflare is not None:
-            counts["cloudflare"] = sum(self.cloudflare.calls.values())
+            counts[Provider.CLOUDFLARE] = sum(self.cloudflare.calls.values())
         if self.stripe is not None:
-            counts["stripe"] = self.stripe.calls
+            counts[Provider.STRIPE] = self.stripe.calls
         if self.evolution is not None:
-            counts["whatsapp"] = sum(self.evolution.calls.values())
+            counts[Provider.WHATSAPP] = sum(self.evolution.calls.values())
         return counts
 
     async def aclose(self) -> None:
@@ -496,7 +501,7 @@ class WriterWorld:
             checkpoints if checkpoints is not None else load_checkpoints()
         )
         self.sleep: Sleep = sleep if sleep is not None else load_sleep()
-        bucket = self.buckets.get("cloudflare", cf_settings.token, cf_settings.rate)
+        bucket = self.buckets.get(Provider.CLOUDFLARE, cf_settings.token, cf_settings.rate)
         self.cloudflare = CloudflareClient(
             cf_settings, bucket=bucket, lane=Lane.CHANGE, memo=self.buckets.pages
         )
@@ -507,7 +512,7 @@ class WriterWorld:
         evo = settings.evolution
         self.evolution: EvolutionClient | None = None
         if evo.base_url and evo.instance:
-            evo_bucket = self.buckets.get("evolution", evo.api_key, EVOLUTION_BUDGET)
+            evo_bucket = self.buckets.get(Provider.WHATSAPP, evo.api_key, EVOLUTION_BUDGET)
             self.evolution = EvolutionClient(evo, bucket=evo_bucket, lane=Lane.CHANGE)
         self.media = load_media(settings)
         self.world = World(
@@ -547,11 +552,11 @@ class WriterWorld:
 
     def requests(self) -> dict[str, int]:
         """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""
-        counts = {"cloudflare": sum(self.cloudflare.calls.values())}
+        counts: dict[str, int] = {Provider.CLOUDFLARE: sum(self.cloudflare.calls.values())}
         if self.stripe is not None:
-            counts["stripe"] = self.stripe.calls
+            counts[Provider.STRIPE] = self.stripe.calls
         if self.evolution is not None:
-            counts["whatsapp"] = sum(self.evolution.calls.values())
+            counts[Provider.WHATSAPP] = sum(self.evolution.calls.values())
         return counts
 
     async def aclose(self) -> None:
@@ -679,12 +684,12 @@ class DaemonWorld:
         )
         breakers = self.breakers
 
-        def reader(target: Any, provider: str) -> Any:
+        def reader(target: Any, provider: Provider) -> Any:
             if target is None:
                 return None
             return guarded_client(target, provider=provider, breakers=breakers, metrics=metrics)
 
-        def writer(target: Any, provider: str) -> Any:
+        def writer(target: Any, provider: Provider) -> Any:
             if target is None:
                 return None
             return guarded_client(
@@ -697,28 +702,28 @@ class DaemonWorld:
 
         read = self.readers.clients
         observe_clients = ObserveClients(
-            database=reader(read.database, "d1"),
-            cloudflare=reader(read.cloudflare, "cloudflare"),
-            stripe=reader(read.stripe, "stripe"),
-            evolution=reader(read.evolution, "whatsapp"),
+            database=reader(read.database, Provider.D1),
+            cloudflare=reader(read.cloudflare, Provider.CLOUDFLARE),
+            stripe=reader(read.stripe, Provider.STRIPE),
+            evolution=reader(read.evolution, Provider.WHATSAPP),
             assets=read.assets,
             gaps=read.gaps,
             dns=read.dns,
             cname_target=read.cname_target,
-            kv=reader(read.kv, "cloudflare"),
-            workers=reader(read.workers, "cloudflare"),
+            kv=reader(read.kv, Provider.CLOUDFLARE),
+            workers=reader(read.workers, Provider.CLOUDFLARE),
             routing=read.routing,
-            worker_versions=reader(read.worker_versions, "cloudflare"),
+            worker_versions=reader(read.worker_versions, Provider.CLOUDFLARE),
             variants=read.variants,
         )
-        fenced_db: Database = writer(self.writers.database, "d1")
+        fenced_db: Database = writer(self.writers.database, Provider.D1)
         self.database = fenced_db  # every daemon write to D1 (journal, status) goes through it
         acting = self.writers.world
         world = World(
-            cloudflare=writer(acting.cloudflare, "cloudflare"),
+            cloudflare=writer(acting.cloudflare, Provider.CLOUDFLARE),
             db=fenced_db,
-            stripe=reader(acting.stripe, "stripe"),
-            evolution=writer(acting.evolution, "whatsapp"),
+            stripe=reader(acting.stripe, Provider.STRIPE),
+            evolution=writer(acting.evolution, Provider.WHATSAPP),
             assets=acting.assets,
             variants=acting.variants,
             settings=acting.settings,
@@ -800,4 +805,4 @@ class DaemonWorld:
 
 def _no_stripe_verifier(payload: bytes, signature: str) -> Any:
     """The Stripe webhook verifier when Stripe is not configured: every event is refused."""
-    raise PermanentError("stripe", "webhook rejected: no webhook secret is configured")
+    raise PermanentError(Provider.STRIPE, "webhook rejected: no webhook secret is configured")

@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+from reconciler.core.provider import Provider
 from reconciler.errors import PermanentError, TransientError
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
     "strip_comments",
 ]
 
-PROVIDER = "d1"
+PROVIDER = Provider.D1
 MAX_BOUND_PARAMETERS = 100
 MAX_STATEMENT_BYTES = 100_000
 

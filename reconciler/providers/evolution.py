@@ -54,6 +54,7 @@ from typing import Any
 import httpx
 
 from reconciler.core.lane import Lane
+from reconciler.core.provider import Provider
 from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.http import Call, HttpApi
 from reconciler.providers.ratelimit import TokenBucket
@@ -78,7 +79,8 @@ __all__ = [
     "wire_number",
 ]
 
-PROVIDER = "evolution"
+PROVIDER = Provider.WHATSAPP
+"""The gateway's one provider name (errors, breaker, budget): ``whatsapp``, not the adapter's."""
 SEND_TEXT = "/message/sendText/{instance}"
 CONNECTION_STATE = "/instance/connectionState/{instance}"
 WHATSAPP_NUMBERS = "/chat/whatsappNumbers/{instance}"

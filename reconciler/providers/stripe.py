@@ -41,11 +41,12 @@ import stripe
 
 from reconciler.core.facts import CustomerBilling, Invoice, Subscription
 from reconciler.core.policy import UNSETTLED_STATUSES
+from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, TransientError
 from reconciler.redact import redact, register
 from reconciler.settings import StripeSettings
 
-PROVIDER = "stripe"
+PROVIDER = Provider.STRIPE
 
 PAGE_SIZE = 100
 """Stripe's maximum page size; one list call returns up to this many objects."""
