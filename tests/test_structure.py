@@ -18,7 +18,6 @@ LONG_FUNCTIONS = frozenset(
     {
         "runtime/observe.py:observe",
         "runtime/server.py:create_app",
-        "wiring.py:__init__",
         "spec/load.py:_build_document",
         "spec/load.py:parse_documents",
         "runtime/metrics.py:__init__",

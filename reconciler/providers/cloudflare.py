@@ -38,12 +38,12 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from reconciler.core.lane import Lane
+from reconciler.providers.closing import AsyncClosing
 from reconciler.providers.cloudflare_api import ACCOUNT
 from reconciler.providers.cloudflare_errors import (
     PROVIDER,
@@ -113,7 +113,7 @@ D1_RESTORE = ACCOUNT + "/d1/database/{database_id}/time_travel/restore"
 _READ_ONLY_SQL = frozenset({"SELECT", "EXPLAIN"})
 
 
-class CloudflareClient(PagesCalls, ZoneCalls):
+class CloudflareClient(PagesCalls, ZoneCalls, AsyncClosing):
     """Async client for the Cloudflare v4 endpoints the reconciler uses (see the module doc)."""
 
     def __init__(
@@ -198,19 +198,6 @@ class CloudflareClient(PagesCalls, ZoneCalls):
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._api.aclose()
-
-    async def __aenter__(self) -> CloudflareClient:
-        """Use as ``async with CloudflareClient(...) as cf``."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close on leaving the block."""
-        await self.aclose()
 
     # ------------------------------------------------------------------------- D1 and Workers
 
