@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.sandbox.cloudflare_common import (
     ApiError,
     IdSource,
+    api_routes,
     page_params,
     require,
     result_info,
@@ -463,23 +464,19 @@ def get_metadata(sim: CloudflareSim, call: Call) -> Outcome:
     return Outcome(200, success(entry.metadata))
 
 
-_NS = r"/accounts/(?P<account_id>[^/]+)/storage/kv/namespaces"
-_ONE = _NS + r"/(?P<namespace>[^/]+)"
 _T = "/accounts/{account_id}/storage/kv/namespaces"
 _T1 = _T + "/{namespace_id}"
 
-ROUTE_SPECS: tuple[tuple[str, str, str, Any], ...] = (
-    ("GET", _NS, _T, list_namespaces),
-    ("POST", _NS, _T, create_namespace),
-    ("GET", _ONE, _T1, get_namespace),
-    ("DELETE", _ONE, _T1, delete_namespace),
-    ("GET", _ONE + "/keys", _T1 + "/keys", list_keys),
-    ("PUT", _ONE + "/bulk", _T1 + "/bulk", bulk_write),
-    ("POST", _ONE + "/bulk/delete", _T1 + "/bulk/delete", bulk_delete),
-    ("POST", _ONE + "/bulk/get", _T1 + "/bulk/get", bulk_get),
-    ("PUT", _ONE + r"/values/(?P<key>.+)", _T1 + "/values/{key_name}", put_value),
-    ("GET", _ONE + r"/values/(?P<key>.+)", _T1 + "/values/{key_name}", get_value),
-    ("DELETE", _ONE + r"/values/(?P<key>.+)", _T1 + "/values/{key_name}", delete_value),
-    ("GET", _ONE + r"/metadata/(?P<key>.+)", _T1 + "/metadata/{key_name}", get_metadata),
+ROUTE_SPECS: tuple[tuple[str, str, str, Any], ...] = api_routes(
+    {
+        _T: {"GET": list_namespaces, "POST": create_namespace},
+        _T1: {"GET": get_namespace, "DELETE": delete_namespace},
+        _T1 + "/keys": {"GET": list_keys},
+        _T1 + "/bulk": {"PUT": bulk_write},
+        _T1 + "/bulk/delete": {"POST": bulk_delete},
+        _T1 + "/bulk/get": {"POST": bulk_get},
+        _T1 + "/values/{key_name}": {"PUT": put_value, "GET": get_value, "DELETE": delete_value},
+        _T1 + "/metadata/{key_name}": {"GET": get_metadata},
+    }
 )
 """``(method, path regex, path template, handler)`` for the simulator's router."""

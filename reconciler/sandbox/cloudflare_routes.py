@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.sandbox.cloudflare_common import (
     ApiError,
+    api_routes,
     iso,
     no_route,
     page_params,
@@ -315,121 +316,35 @@ def _d1_query(sim: CloudflareSim, call: Call) -> Outcome:
     return Outcome(200, success(sim.d1.query(db, call.json, raw=raw)))
 
 
-_ACC = r"/accounts/(?P<account_id>[^/]+)"
-_PROJ = _ACC + r"/pages/projects/(?P<project>[^/]+)"
-_DEP = _PROJ + r"/deployments/(?P<deployment>[^/]+)"
-_ZONE = r"/zones/(?P<zone_id>[^/]+)"
-_D1 = _ACC + r"/d1/database"
+_ACC = "/accounts/{account_id}"
+_PROJ = _ACC + "/pages/projects/{project_name}"
+_DEP = _PROJ + "/deployments/{deployment_id}"
+_HOSTNAMES = "/zones/{zone_id}/custom_hostnames"
+_D1 = _ACC + "/d1/database"
 
-_ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
-    ("GET", _ACC + "/pages/projects", "/accounts/{account_id}/pages/projects", _list_projects),
-    ("GET", _PROJ, "/accounts/{account_id}/pages/projects/{project_name}", _get_project),
-    (
-        "GET",
-        _PROJ + "/deployments",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments",
-        _list_deployments,
-    ),
-    (
-        "POST",
-        _PROJ + "/deployments",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments",
-        _create_deployment,
-    ),
-    (
-        "GET",
-        _DEP,
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}",
-        _get_deployment,
-    ),
-    (
-        "DELETE",
-        _DEP,
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}",
-        _delete_deployment,
-    ),
-    (
-        "POST",
-        _DEP + "/retry",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}/retry",
-        _retry_deployment,
-    ),
-    (
-        "POST",
-        _DEP + "/rollback",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}/rollback",
-        _rollback_deployment,
-    ),
-    (
-        "GET",
-        _PROJ + "/upload-token",
-        "/accounts/{account_id}/pages/projects/{project_name}/upload-token",
-        _upload_token,
-    ),
-    (
-        "POST",
-        r"/pages/assets/(?P<action>check-missing|upload|upsert-hashes)",
-        "/pages/assets/{action}",
-        _assets,
-    ),
-    (
-        "GET",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    (
-        "PUT",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    (
-        "DELETE",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    ("GET", _ZONE + "/custom_hostnames", "/zones/{zone_id}/custom_hostnames", _list_hostnames),
-    ("POST", _ZONE + "/custom_hostnames", "/zones/{zone_id}/custom_hostnames", _create_hostname),
-    (
-        "GET",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _get_hostname,
-    ),
-    (
-        "PATCH",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _edit_hostname,
-    ),
-    (
-        "DELETE",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _delete_hostname,
-    ),
-    ("POST", _ZONE + "/purge_cache", "/zones/{zone_id}/purge_cache", _purge),
-    ("GET", _D1, "/accounts/{account_id}/d1/database", _d1_list),
-    (
-        "GET",
-        _D1 + r"/(?P<database>[^/]+)",
-        "/accounts/{account_id}/d1/database/{database_id}",
-        _d1_get,
-    ),
-    (
-        "POST",
-        _D1 + r"/(?P<database>[^/]+)/query",
-        "/accounts/{account_id}/d1/database/{database_id}/query",
-        _d1_query,
-    ),
-    (
-        "POST",
-        _D1 + r"/(?P<database>[^/]+)/raw",
-        "/accounts/{account_id}/d1/database/{database_id}/raw",
-        _d1_query,
-    ),
+_ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = api_routes(
+    {
+        _ACC + "/pages/projects": {"GET": _list_projects},
+        _PROJ: {"GET": _get_project},
+        _PROJ + "/deployments": {"GET": _list_deployments, "POST": _create_deployment},
+        _DEP: {"GET": _get_deployment, "DELETE": _delete_deployment},
+        _DEP + "/retry": {"POST": _retry_deployment},
+        _DEP + "/rollback": {"POST": _rollback_deployment},
+        _PROJ + "/upload-token": {"GET": _upload_token},
+        "/pages/assets/{action}": {"POST": _assets},
+        _HOSTNAMES + "/fallback_origin": {"GET": _fallback, "PUT": _fallback, "DELETE": _fallback},
+        _HOSTNAMES: {"GET": _list_hostnames, "POST": _create_hostname},
+        _HOSTNAMES + "/{custom_hostname_id}": {
+            "GET": _get_hostname,
+            "PATCH": _edit_hostname,
+            "DELETE": _delete_hostname,
+        },
+        "/zones/{zone_id}/purge_cache": {"POST": _purge},
+        _D1: {"GET": _d1_list},
+        _D1 + "/{database_id}": {"GET": _d1_get},
+        _D1 + "/{database_id}/query": {"POST": _d1_query},
+        _D1 + "/{database_id}/raw": {"POST": _d1_query},
+    }
 )
 ROUTES = tuple(
     (method, re.compile(f"^{pattern}/?\\Z"), template, handler)
