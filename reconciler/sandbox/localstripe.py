@@ -29,8 +29,7 @@ from typing import IO, Any, Literal
 import httpx
 import stripe
 
-from reconciler.sandbox.peer import free_port, log_tail, spawn_logged, terminate
-from reconciler.sandbox.running import Running
+from reconciler.sandbox.peer import LoggedPeer, free_port, spawn_logged
 from reconciler.settings import Secret, StripeSettings
 
 TEST_API_KEY = "sk_test_localstripe"
@@ -66,7 +65,7 @@ def _id_of(value: str | stripe.StripeObject | None) -> str:
     return str(value["id"])
 
 
-class LocalStripe(Running):
+class LocalStripe(LoggedPeer):
     """A localstripe process on a loopback port, with seeding helpers.
 
     Example::
@@ -115,11 +114,6 @@ class LocalStripe(Running):
     # -- lifecycle -------------------------------------------------------------------------
 
     @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
     def base_url(self) -> str:
         """The API root to give the SDK, e.g. ``http://127.0.0.1:41234``."""
         if self._port is None:
@@ -148,23 +142,12 @@ class LocalStripe(Running):
         """
         if self.running:
             return self
-        attempts = 1 if self._requested_port is not None else 3
-        last_error: LocalStripeError | None = None
-        for _ in range(attempts):
-            port = (
-                self._requested_port if self._requested_port is not None else free_port(self._host)
-            )
-            try:
-                self._spawn(port)
-                self._wait_ready()
-            except LocalStripeError as exc:
-                last_error = exc
-                self._reap()
-                continue
-            atexit.register(self.stop)
-            return self
-        assert last_error is not None
-        raise last_error
+        wanted = self._requested_port
+        if wanted is not None:
+            self._launch(lambda: wanted, 1, LocalStripeError)
+        else:
+            self._launch(lambda: free_port(self._host), 3, LocalStripeError)
+        return self
 
     def stop(self) -> None:
         """Terminate the process, reap it and release files (idempotent, never raises)."""
@@ -187,10 +170,6 @@ class LocalStripe(Running):
     ) -> None:
         """Stop without blocking the event loop."""
         await asyncio.to_thread(self.stop)
-
-    def output_tail(self, lines: int = 20) -> str:
-        """The last ``lines`` lines localstripe wrote (its access log and errors)."""
-        return log_tail(self._log, lines)
 
     def _spawn(self, port: int) -> None:
         self._port = port
@@ -229,11 +208,6 @@ class LocalStripe(Running):
                         f"its output ends with:\n{self.output_tail()}"
                     )
                 time.sleep(0.05)
-
-    def _reap(self) -> None:
-        process, self._process = self._process, None
-        log, self._log = self._log, None
-        terminate(process, log)
 
     # -- localstripe's own routes ----------------------------------------------------------
 
