@@ -14,13 +14,14 @@ import email.policy
 import random
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from reconciler.sandbox.pipeline import Call, Part, Refusal
 
 H = TypeVar("H")
+T = TypeVar("T")
 
 PLACEHOLDERS: Mapping[str, tuple[str, str]] = {
     "account_id": ("account_id", "[^/]+"),
@@ -148,6 +149,21 @@ def page_params(
     elif not min_per_page <= per_page <= max_per_page:
         raise ApiError(400, 1001, f"per_page must be between {min_per_page} and {max_per_page}")
     return page, per_page
+
+
+def one_page(
+    items: Sequence[T], page: int, per_page: int, *, total_pages: bool, total: int | None = None
+) -> tuple[list[T], dict[str, Any]]:
+    """Page ``page`` of ``items`` and its ``result_info`` (``total``: every item by default)."""
+    chunk = list(items[(page - 1) * per_page : page * per_page])
+    info = result_info(
+        page=page,
+        per_page=per_page,
+        count=len(chunk),
+        total=len(items) if total is None else total,
+        total_pages=total_pages,
+    )
+    return chunk, info
 
 
 def result_info(

@@ -28,9 +28,9 @@ from reconciler.sandbox.cloudflare_common import (
     ApiError,
     IdSource,
     api_routes,
+    one_page,
     page_params,
     require,
-    result_info,
     success,
 )
 from reconciler.sandbox.pipeline import Call, Outcome
@@ -263,10 +263,7 @@ def list_namespaces(sim: CloudflareSim, call: Call) -> Outcome:
         items.sort(key=lambda ns: getattr(ns, call.query["order"]))
     if call.query.get("direction") == "desc":
         items.reverse()
-    chunk = items[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(items), total_pages=True
-    )
+    chunk, info = one_page(items, page, per_page, total_pages=True)
     return Outcome(200, success([ns.as_json() for ns in chunk], info))
 
 
@@ -432,13 +429,17 @@ def put_value(sim: CloudflareSim, call: Call) -> Outcome:
     return Outcome(200, success({}))
 
 
+def _live_entry(sim: CloudflareSim, call: Call, verb: str) -> Entry:
+    """The unexpired entry the call's key names (404 10009, as ``verb`` words it, if none)."""
+    entry = _namespace(sim, call).live(sim.clock.now()).get(_key_param(call))
+    if entry is None:
+        raise ApiError(404, KEY_NOT_FOUND, f"{verb}: 'key not found'")
+    return entry
+
+
 def get_value(sim: CloudflareSim, call: Call) -> Outcome:
     """``GET …/values/{key}``: the raw bytes (404 10009 in the envelope when absent)."""
-    namespace = _namespace(sim, call)
-    key = _key_param(call)
-    entry = namespace.live(sim.clock.now()).get(key)
-    if entry is None:
-        raise ApiError(404, KEY_NOT_FOUND, "get: 'key not found'")
+    entry = _live_entry(sim, call, "get")
     headers = {"content-type": "application/octet-stream"}
     if entry.expiration is not None:
         headers["expiration"] = str(int(entry.expiration))
@@ -456,11 +457,7 @@ def delete_value(sim: CloudflareSim, call: Call) -> Outcome:
 
 def get_metadata(sim: CloudflareSim, call: Call) -> Outcome:
     """``GET …/metadata/{key}``: the key's metadata."""
-    namespace = _namespace(sim, call)
-    key = _key_param(call)
-    entry = namespace.live(sim.clock.now()).get(key)
-    if entry is None:
-        raise ApiError(404, KEY_NOT_FOUND, "metadata: 'key not found'")
+    entry = _live_entry(sim, call, "metadata")
     return Outcome(200, success(entry.metadata))
 
 

@@ -19,8 +19,8 @@ from reconciler.sandbox.cloudflare_common import (
     api_routes,
     iso,
     no_route,
+    one_page,
     page_params,
-    result_info,
     success,
 )
 from reconciler.sandbox.cloudflare_d1 import TIME_TRAVEL_ROUTES
@@ -55,10 +55,7 @@ def _list_projects(sim: CloudflareSim, call: Call) -> Outcome:
         call.query, default_per_page=10, min_per_page=1, max_per_page=100, clamp=True
     )
     projects = list(sim.pages.projects.values())
-    chunk = projects[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(projects), total_pages=True
-    )
+    chunk, info = one_page(projects, page, per_page, total_pages=True)
     return Outcome(200, success([sim.pages.project_json(p, now) for p in chunk], info))
 
 
@@ -80,10 +77,7 @@ def _list_deployments(sim: CloudflareSim, call: Call) -> Outcome:
         call.query, default_per_page=25, min_per_page=1, max_per_page=25, clamp=True
     )
     deps = sim.pages.list_deployments(project, env, now)
-    chunk = deps[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(deps), total_pages=True
-    )
+    chunk, info = one_page(deps, page, per_page, total_pages=True)
     return Outcome(200, success([sim.pages.deployment_json(d, now) for d in chunk], info))
 
 
@@ -167,14 +161,7 @@ def _list_hostnames(sim: CloudflareSim, call: Call) -> Outcome:
         call.query, default_per_page=20, min_per_page=5, max_per_page=50, clamp=False
     )
     items = sim.hostnames.listing(call.query, now)
-    chunk = items[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page,
-        per_page=per_page,
-        count=len(chunk),
-        total=len(sim.hostnames.by_id),
-        total_pages=False,
-    )
+    chunk, info = one_page(items, page, per_page, total_pages=False, total=len(sim.hostnames.by_id))
     return Outcome(200, success([sim.hostnames.to_json(h, now) for h in chunk], info))
 
 
@@ -296,10 +283,7 @@ def _d1_list(sim: CloudflareSim, call: Call) -> Outcome:
     dbs = list(sim.d1.databases.values())
     if "name" in call.query:
         dbs = [d for d in dbs if call.query["name"] in d.name]
-    chunk = dbs[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(dbs), total_pages=False
-    )
+    chunk, info = one_page(dbs, page, per_page, total_pages=False)
     return Outcome(200, success([sim.d1.summary(d, details=False) for d in chunk], info))
 
 
