@@ -242,9 +242,7 @@ class CloudflareClient(PagesCalls, ZoneCalls, AsyncClosing):
             params={"deployable": "true"},
             lane=Lane.SWEEP,
         )
-        items = (await self._object(call)).get("items")
-        if not isinstance(items, list):
-            raise self._malformed(call, "no items")
+        items = await self._list(call, "items", "no items")
         versions: dict[int, str] = {}
         for item in items:
             number, version_id = item.get("number"), item.get("id")
@@ -255,9 +253,7 @@ class CloudflareClient(PagesCalls, ZoneCalls, AsyncClosing):
     async def worker_serving(self, script: str) -> tuple[tuple[str, float], ...]:
         """``GET .../deployments``: the newest deployment's ``(version id, percentage)``."""
         call = Call("GET", WORKER_DEPLOYMENTS, self._account(script_name=script), lane=Lane.SWEEP)
-        deployments = (await self._object(call)).get("deployments")
-        if not isinstance(deployments, list):
-            raise self._malformed(call, "no deployments")
+        deployments = await self._list(call, "deployments", "no deployments")
         if not deployments:
             return ()
         return tuple(
@@ -288,10 +284,7 @@ class CloudflareClient(PagesCalls, ZoneCalls, AsyncClosing):
     async def d1_bookmark(self, database_id: str) -> str:
         """``GET .../d1/database/{id}/time_travel/bookmark``: the database's current bookmark."""
         call = Call("GET", D1_BOOKMARK, self._account(database_id=database_id))
-        bookmark = (await self._object(call)).get("bookmark")
-        if not isinstance(bookmark, str) or not bookmark:
-            raise self._malformed(call, "no bookmark")
-        return bookmark
+        return await self._text(call, "bookmark", "no bookmark")
 
     async def d1_restore(self, database_id: str, bookmark: str) -> dict[str, Any]:
         """``POST .../time_travel/restore?bookmark=``: the database back to ``bookmark``.

@@ -81,6 +81,20 @@ class CloudflareApi:
             raise self._malformed(call, "result is not an object")
         return result
 
+    async def _text(self, call: Call, name: str, missing: str) -> str:
+        """The object result's non-empty text field ``name``; malformed (``missing``) if not."""
+        value = (await self._object(call)).get(name)
+        if not isinstance(value, str) or not value:
+            raise self._malformed(call, missing)
+        return value
+
+    async def _list(self, call: Call, name: str, missing: str) -> list[Any]:
+        """The object result's list field ``name``; malformed (``missing``) if not a list."""
+        value = (await self._object(call)).get(name)
+        if not isinstance(value, list):
+            raise self._malformed(call, missing)
+        return value
+
     async def _paginate(
         self,
         template: str,

@@ -235,11 +235,7 @@ class PagesCalls(CloudflareApi):
 
     async def _upload_token(self, project: str) -> str:
         call = Call("GET", UPLOAD_TOKEN, self._account(project_name=project))
-        result = await self._object(call)
-        jwt = result.get("jwt")
-        if not isinstance(jwt, str) or not jwt:
-            raise self._malformed(call, "no upload jwt")
-        return jwt
+        return await self._text(call, "jwt", "no upload jwt")
 
     async def _upload_assets(
         self,
