@@ -76,6 +76,9 @@ class LocalStripe(LoggedPeer):
             settings = local.settings()
     """
 
+    _failure = LocalStripeError
+    _what = "localstripe"
+
     def __init__(
         self,
         *,
@@ -105,20 +108,12 @@ class LocalStripe(LoggedPeer):
         self._http_client: stripe.RequestsClient | None = None
         self._plans: dict[tuple[int, str, str], str] = {}
 
-    def __repr__(self) -> str:
-        """Show the address and whether it runs; never the key."""
-        state = "running" if self.running else "stopped"
-        where = self.base_url if self._port is not None else "-"
-        return f"LocalStripe({where}, {state})"
-
     # -- lifecycle -------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         """The API root to give the SDK, e.g. ``http://127.0.0.1:41234``."""
-        if self._port is None:
-            raise LocalStripeError("localstripe is not started")
-        return f"http://{self._host}:{self._port}"
+        return self._root()
 
     @property
     def api_key(self) -> str:
@@ -144,9 +139,9 @@ class LocalStripe(LoggedPeer):
             return self
         wanted = self._requested_port
         if wanted is not None:
-            self._launch(lambda: wanted, 1, LocalStripeError)
+            self._launch(lambda: wanted, 1)
         else:
-            self._launch(lambda: free_port(self._host), 3, LocalStripeError)
+            self._launch(lambda: free_port(self._host), 3)
         return self
 
     def stop(self) -> None:

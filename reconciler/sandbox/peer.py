@@ -76,8 +76,30 @@ class LoggedPeer(Running):
     process on a port (:meth:`_spawn`) and how to tell it answers (:meth:`_wait_ready`).
     """
 
+    _failure: type[Exception] = RuntimeError
+    """The part's error (start-up failures, use before start)."""
+    _what = "the peer"
+    """How messages name the part."""
+    _host: str
+    _port: int | None
     _process: subprocess.Popen[bytes] | None
     _log: IO[bytes] | None
+
+    def __repr__(self) -> str:
+        """Address, the subclass's details and state; never a key."""
+        where = self._root() if self._port is not None else "-"
+        state = "running" if self.running else "stopped"
+        return f"{type(self).__name__}({', '.join((where, *self._details(), state))})"
+
+    def _details(self) -> tuple[str, ...]:
+        """What :meth:`__repr__` shows between the address and the state (nothing here)."""
+        return ()
+
+    def _root(self) -> str:
+        """``http://<host>:<port>``; the part's error before the process is started."""
+        if self._port is None:
+            raise self._failure(f"{self._what} is not started")
+        return f"http://{self._host}:{self._port}"
 
     @property
     def running(self) -> bool:
@@ -96,18 +118,18 @@ class LoggedPeer(Running):
     def _wait_ready(self) -> None:
         """Return once the process answers; raise the part's error if it never does."""
 
-    def _launch(self, port: Callable[[], int], attempts: int, failure: type[Exception]) -> None:
+    def _launch(self, port: Callable[[], int], attempts: int) -> None:
         """Spawn on ``port()`` until the process answers, at most ``attempts`` times.
 
-        A start that fails with ``failure`` is reaped and tried again (a free port can be
-        taken between the probe and the bind); the last such failure is raised.
+        A start that fails with the part's error is reaped and tried again (a free port can
+        be taken between the probe and the bind); the last such failure is raised.
         """
         last: Exception | None = None
         for _ in range(attempts):
             try:
                 self._spawn(port())
                 self._wait_ready()
-            except failure as exc:
+            except self._failure as exc:
                 last = exc
                 self._reap()
                 continue

@@ -39,6 +39,9 @@ class LocalR2Error(RuntimeError):
 class LocalR2(LoggedPeer):
     """A moto S3 server on a loopback port, with one bucket: the sandbox's R2."""
 
+    _failure = LocalR2Error
+    _what = "the sandbox R2"
+
     def __init__(
         self,
         *,
@@ -65,18 +68,13 @@ class LocalR2(LoggedPeer):
         # Fakes, but masked like every credential (``sandbox up`` writes them to its env file).
         register((self.access_key_id, self.secret_access_key))
 
-    def __repr__(self) -> str:
-        """Address and state; never the keys."""
-        state = "running" if self.running else "stopped"
-        where = self.endpoint if self._port is not None else "-"
-        return f"LocalR2({where}, bucket={self.bucket!r}, {state})"
+    def _details(self) -> tuple[str, ...]:
+        return (f"bucket={self.bucket!r}",)
 
     @property
     def endpoint(self) -> str:
         """The S3 endpoint URL, ``http://127.0.0.1:<port>``."""
-        if self._port is None:
-            raise LocalR2Error("the sandbox R2 is not started")
-        return f"http://{self._host}:{self._port}"
+        return self._root()
 
     def settings(self) -> R2Settings:
         """Settings that point ``providers/r2.py`` at this server."""
@@ -106,7 +104,7 @@ class LocalR2(LoggedPeer):
         """
         if self.running:
             return self
-        self._launch(lambda: free_port(self._host), 3, LocalR2Error)
+        self._launch(lambda: free_port(self._host), 3)
         self._create_bucket()
         return self
 
