@@ -43,7 +43,7 @@ __all__ = [
     "CircuitBreaker",
 ]
 
-PROVIDERS: tuple[str, ...] = tuple(Provider)
+PROVIDERS: tuple[str, ...] = tuple(provider.value for provider in Provider)
 """The providers that get a breaker by default: every :class:`Provider`."""
 
 Clock = Callable[[], float]
