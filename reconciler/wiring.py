@@ -44,8 +44,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -53,9 +52,11 @@ from reconciler.build.site import AssetStore
 from reconciler.core.lane import Lane
 from reconciler.core.observed import Gap, GapReason, Source
 from reconciler.core.plan import ActionKind, PlanSettings
+from reconciler.core.provider import Provider
 from reconciler.core.render import Rate
 from reconciler.core.routing import DesiredPlatform
 from reconciler.errors import MigrationError, PermanentError, TransientError
+from reconciler.providers.closing import AsyncClosing
 from reconciler.providers.cloudflare import CloudflareClient, ProjectMemo
 from reconciler.providers.cloudflare_kv import KvClient
 from reconciler.providers.cloudflare_workers import WorkersClient
@@ -72,6 +73,13 @@ from reconciler.runtime.handler import Checkpoints, Handler
 from reconciler.runtime.observe import ObserveClients
 from reconciler.runtime.observe_routes import RoutingTarget
 from reconciler.settings import SANDBOX_CONTROL_ENV, RateBudget, Secret, Settings
+
+if TYPE_CHECKING:  # the daemon's parts are imported when a daemon is built (see DaemonWorld)
+    from reconciler.runtime.breaker import Breakers
+    from reconciler.runtime.daemon_parts import DaemonParts
+    from reconciler.runtime.gitfollow import GitFollower
+    from reconciler.runtime.lease import LeaderLease
+    from reconciler.runtime.metrics import Metrics
 
 __all__ = [
     "EVOLUTION_BUDGET",
@@ -278,7 +286,91 @@ def load_media(settings: Settings) -> R2Store | None:
     return R2Store(settings.r2) if settings.r2.configured else None
 
 
-class ReadOnlyWorld:
+_CLOUDFLARE_UNSET = "set CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_ZONE_ID"
+
+
+def _cloudflare(settings: Settings, buckets: Buckets, lane: Lane) -> CloudflareClient | None:
+    """The Cloudflare client in ``lane`` on the token's shared bucket, when configured."""
+    cf = settings.cloudflare
+    if not (cf.token and cf.account_id and cf.zone_id):
+        return None
+    bucket = buckets.get(Provider.CLOUDFLARE, cf.token, cf.rate)
+    return CloudflareClient(cf, bucket=bucket, lane=lane, memo=buckets.pages)
+
+
+def _evolution(settings: Settings, buckets: Buckets, lane: Lane) -> EvolutionClient | None:
+    """The WhatsApp gateway's client in ``lane`` on the key's shared bucket, when configured."""
+    evo = settings.evolution
+    if not (evo.base_url and evo.instance):
+        return None
+    bucket = buckets.get(Provider.WHATSAPP, evo.api_key, EVOLUTION_BUDGET)
+    return EvolutionClient(evo, bucket=bucket, lane=lane)
+
+
+def _stripe(settings: Settings) -> StripeBilling | None:
+    """The Stripe reader, when an API key is set."""
+    return StripeBilling(settings.stripe) if settings.stripe.api_key else None
+
+
+def _unconfigured(
+    cloudflare: object | None, stripe: object | None, evolution: object | None
+) -> dict[Source, Gap]:
+    """The readings no client is configured for, each with the settings it lacks."""
+    reasons: dict[Source, str] = {}
+    if cloudflare is None:
+        reasons[Source.PAGES] = reasons[Source.HOSTNAMES] = "not configured: " + _CLOUDFLARE_UNSET
+    if stripe is None:
+        reasons[Source.STRIPE] = "not configured: set STRIPE_API_KEY"
+    if evolution is None:
+        reasons[Source.WHATSAPP] = "not configured: set EVOLUTION_API_BASE and EVOLUTION_INSTANCE"
+    return {source: Gap(GapReason.UNCONFIGURED, reason) for source, reason in reasons.items()}
+
+
+class _Clients(AsyncClosing):
+    """What both worlds hold: the D1 database and the provider clients, closed together."""
+
+    settings: Settings
+    database: Database
+    cloudflare: CloudflareClient | None
+    stripe: StripeBilling | None
+    evolution: EvolutionClient | None
+
+    def requests(self) -> dict[str, int]:
+        """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""
+        counts: dict[str, int] = {}
+        if self.cloudflare is not None:
+            counts[Provider.CLOUDFLARE] = sum(self.cloudflare.calls.values())
+        if self.stripe is not None:
+            counts[Provider.STRIPE] = self.stripe.calls
+        if self.evolution is not None:
+            counts[Provider.WHATSAPP] = sum(self.evolution.calls.values())
+        return counts
+
+    async def aclose(self) -> None:
+        """Close every client (idempotent enough: each adapter tolerates a second close)."""
+        await self.database.close()
+        if self.cloudflare is not None:
+            await self.cloudflare.aclose()
+        if self.stripe is not None:
+            await self.stripe.aclose()
+        if self.evolution is not None:
+            await self.evolution.aclose()
+
+    def __repr__(self) -> str:
+        """Which providers are wired; never a credential."""
+        wired: list[Any] = [
+            name
+            for name, client in (
+                ("cloudflare", self.cloudflare),
+                ("stripe", self.stripe),
+                ("evolution", self.evolution),
+            )
+            if client is not None
+        ]
+        return f"{type(self).__name__}(d1={self.settings.d1.backend!r}, providers={wired!r})"
+
+
+class ReadOnlyWorld(_Clients):
     """The observers of one command: read-only clients, closed together.
 
     Use as ``async with ReadOnlyWorld(settings) as world: observe(..., clients=world.clients)``.
@@ -311,40 +403,10 @@ class ReadOnlyWorld:
         """
         self.settings = settings
         self.buckets = buckets or Buckets()
-        unconfigured: dict[Source, str] = {}
-        cf_settings = settings.cloudflare
-        self.cloudflare: CloudflareClient | None = None
-        if cf_settings.token and cf_settings.account_id and cf_settings.zone_id:
-            bucket = self.buckets.get("cloudflare", cf_settings.token, cf_settings.rate)
-            self.cloudflare = CloudflareClient(
-                cf_settings, bucket=bucket, lane=Lane.SWEEP, memo=self.buckets.pages
-            )
-        else:
-            reason = (
-                "not configured: set CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and "
-                "CLOUDFLARE_ZONE_ID"
-            )
-            unconfigured[Source.PAGES] = reason
-            unconfigured[Source.HOSTNAMES] = reason
-
-        self.database: Database = _database(settings, self.cloudflare, create_database)
-
-        self.stripe: StripeBilling | None = None
-        if settings.stripe.api_key:
-            self.stripe = StripeBilling(settings.stripe)
-        else:
-            unconfigured[Source.STRIPE] = "not configured: set STRIPE_API_KEY"
-
-        evo = settings.evolution
-        self.evolution: EvolutionClient | None = None
-        if evo.base_url and evo.instance:
-            bucket = self.buckets.get("evolution", evo.api_key, EVOLUTION_BUDGET)
-            self.evolution = EvolutionClient(evo, bucket=bucket, lane=Lane.SWEEP)
-        else:
-            unconfigured[Source.WHATSAPP] = (
-                "not configured: set EVOLUTION_API_BASE and EVOLUTION_INSTANCE"
-            )
-
+        self.cloudflare = _cloudflare(settings, self.buckets, Lane.SWEEP)
+        self.database = _database(settings, self.cloudflare, create_database)
+        self.stripe = _stripe(settings)
+        self.evolution = _evolution(settings, self.buckets, Lane.SWEEP)
         self.resolver = resolver if resolver is not None else load_resolver(settings)
         self.kv = KvClient(self.cloudflare) if self.cloudflare is not None else None
         self.workers = WorkersClient(self.cloudflare) if self.cloudflare is not None else None
@@ -357,7 +419,7 @@ class ReadOnlyWorld:
             stripe=self.stripe,
             evolution=self.evolution,
             assets=assets,
-            gaps={s: Gap(GapReason.UNCONFIGURED, r) for s, r in unconfigured.items()},
+            gaps=_unconfigured(self.cloudflare, self.stripe, self.evolution),
             dns=self.resolver,
             cname_target=settings.dns.cname_target or None,
             kv=self.kv,
@@ -383,63 +445,20 @@ class ReadOnlyWorld:
     def rates(self) -> dict[str, Rate]:
         """The request budget per provider, for the plan's cost forecast."""
         budget = self.settings.cloudflare.rate
-        rates = {
-            "cloudflare": Rate(requests=budget.requests, period=budget.period),
-            "whatsapp": Rate(requests=EVOLUTION_BUDGET.requests, period=EVOLUTION_BUDGET.period),
+        rates: dict[str, Rate] = {
+            Provider.CLOUDFLARE: Rate(requests=budget.requests, period=budget.period),
+            Provider.WHATSAPP: Rate(
+                requests=EVOLUTION_BUDGET.requests, period=EVOLUTION_BUDGET.period
+            ),
         }
         if self.settings.d1.backend == "d1":  # D1 over REST spends the Cloudflare token
-            rates["d1"] = Rate(requests=budget.requests, period=budget.period, spends="cloudflare")
+            rates[Provider.D1] = Rate(
+                requests=budget.requests, period=budget.period, spends=Provider.CLOUDFLARE
+            )
         return rates
 
-    def requests(self) -> dict[str, int]:
-        """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""
-        counts: dict[str, int] = {}
-        if self.cloudflare is not None:
-            counts["cloudflare"] = sum(self.cloudflare.calls.values())
-        if self.stripe is not None:
-            counts["stripe"] = self.stripe.calls
-        if self.evolution is not None:
-            counts["whatsapp"] = sum(self.evolution.calls.values())
-        return counts
 
-    async def aclose(self) -> None:
-        """Close every client (idempotent enough: each adapter tolerates a second close)."""
-        await self.database.close()
-        if self.cloudflare is not None:
-            await self.cloudflare.aclose()
-        if self.stripe is not None:
-            await self.stripe.aclose()
-        if self.evolution is not None:
-            await self.evolution.aclose()
-
-    async def __aenter__(self) -> ReadOnlyWorld:
-        """Use as an async context manager."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close every client."""
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        """Which providers are wired; never a credential."""
-        wired: list[Any] = [
-            name
-            for name, client in (
-                ("cloudflare", self.cloudflare),
-                ("stripe", self.stripe),
-                ("evolution", self.evolution),
-            )
-            if client is not None
-        ]
-        return f"ReadOnlyWorld(d1={self.settings.d1.backend!r}, providers={wired!r})"
-
-
-class WriterWorld:
+class WriterWorld(_Clients):
     """The writers of one ``apply``: write-capable clients, the handlers, the checkpoints.
 
     Use as::
@@ -486,29 +505,17 @@ class WriterWorld:
         """
         self.settings = settings
         self.buckets = buckets or Buckets()
-        cf_settings = settings.cloudflare
-        if not (cf_settings.token and cf_settings.account_id and cf_settings.zone_id):
-            raise ValueError(
-                "apply needs Cloudflare: set CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and "
-                "CLOUDFLARE_ZONE_ID"
-            )
+        cloudflare = _cloudflare(settings, self.buckets, Lane.CHANGE)
+        if cloudflare is None:
+            raise ValueError("apply needs Cloudflare: " + _CLOUDFLARE_UNSET)
         self.checkpoints: Checkpoints = (
             checkpoints if checkpoints is not None else load_checkpoints()
         )
         self.sleep: Sleep = sleep if sleep is not None else load_sleep()
-        bucket = self.buckets.get("cloudflare", cf_settings.token, cf_settings.rate)
-        self.cloudflare = CloudflareClient(
-            cf_settings, bucket=bucket, lane=Lane.CHANGE, memo=self.buckets.pages
-        )
-        self.database: Database = _database(settings, self.cloudflare, create_database)
-        self.stripe: StripeBilling | None = (
-            StripeBilling(settings.stripe) if settings.stripe.api_key else None
-        )
-        evo = settings.evolution
-        self.evolution: EvolutionClient | None = None
-        if evo.base_url and evo.instance:
-            evo_bucket = self.buckets.get("evolution", evo.api_key, EVOLUTION_BUDGET)
-            self.evolution = EvolutionClient(evo, bucket=evo_bucket, lane=Lane.CHANGE)
+        self.cloudflare: CloudflareClient = cloudflare
+        self.database = _database(settings, self.cloudflare, create_database)
+        self.stripe = _stripe(settings)
+        self.evolution = _evolution(settings, self.buckets, Lane.CHANGE)
         self.media = load_media(settings)
         self.world = World(
             cloudflare=self.cloudflare,
@@ -545,48 +552,80 @@ class WriterWorld:
         )
         return fenced_db
 
-    def requests(self) -> dict[str, int]:
-        """Requests sent so far per provider (Cloudflare counts D1 over REST too)."""
-        counts = {"cloudflare": sum(self.cloudflare.calls.values())}
-        if self.stripe is not None:
-            counts["stripe"] = self.stripe.calls
-        if self.evolution is not None:
-            counts["whatsapp"] = sum(self.evolution.calls.values())
-        return counts
 
-    async def aclose(self) -> None:
-        """Close every client."""
-        await self.database.close()
-        await self.cloudflare.aclose()
-        if self.stripe is not None:
-            await self.stripe.aclose()
-        if self.evolution is not None:
-            await self.evolution.aclose()
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Guard:
+    """Puts each client behind its provider's breaker and the API metrics; fences writers."""
 
-    async def __aenter__(self) -> WriterWorld:
-        """Use as an async context manager."""
-        return self
+    breakers: Breakers
+    metrics: Metrics
+    fence: Callable[[], object]
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close every client."""
-        await self.aclose()
+    def reader(self, target: Any, provider: Provider) -> Any:
+        """``target`` guarded (None stays None)."""
+        from reconciler.runtime.guard import guarded_client
 
-    def __repr__(self) -> str:
-        """Which providers are wired; never a credential."""
-        wired = ["cloudflare"]
-        if self.stripe is not None:
-            wired.append("stripe")
-        if self.evolution is not None:
-            wired.append("evolution")
-        return f"WriterWorld(d1={self.settings.d1.backend!r}, providers={wired!r})"
+        if target is None:
+            return None
+        return guarded_client(
+            target, provider=provider, breakers=self.breakers, metrics=self.metrics
+        )
+
+    def writer(self, target: Any, provider: Provider) -> Any:
+        """``target`` guarded and fenced: every call checks the lease first."""
+        from reconciler.runtime.guard import guarded_client
+
+        if target is None:
+            return None
+        return guarded_client(
+            target,
+            provider=provider,
+            breakers=self.breakers,
+            metrics=self.metrics,
+            fence=self.fence,
+        )
+
+    def observers(self, read: ObserveClients) -> ObserveClients:
+        """The observers' clients, each guarded; every other field kept."""
+        return dataclasses.replace(
+            read,
+            database=self.reader(read.database, Provider.D1),
+            cloudflare=self.reader(read.cloudflare, Provider.CLOUDFLARE),
+            stripe=self.reader(read.stripe, Provider.STRIPE),
+            evolution=self.reader(read.evolution, Provider.WHATSAPP),
+            kv=self.reader(read.kv, Provider.CLOUDFLARE),
+            workers=self.reader(read.workers, Provider.CLOUDFLARE),
+            worker_versions=self.reader(read.worker_versions, Provider.CLOUDFLARE),
+        )
+
+    def actors(self, acting: World, fenced_db: Database) -> World:
+        """The handlers' world with its writers guarded and fenced (Stripe is only read)."""
+        return dataclasses.replace(
+            acting,
+            cloudflare=self.writer(acting.cloudflare, Provider.CLOUDFLARE),
+            db=fenced_db,
+            stripe=self.reader(acting.stripe, Provider.STRIPE),
+            evolution=self.writer(acting.evolution, Provider.WHATSAPP),
+        )
 
 
-class DaemonWorld:
+def _lease(
+    database: Database,
+    holder: str | None,
+    ttl: float,
+    *,
+    clock: Callable[[], float],
+    sleep: Sleep,
+) -> LeaderLease:
+    """The leader lease, kept through the unfenced database (default holder: this process)."""
+    from reconciler.runtime.lease import LeaderLease, default_holder
+
+    return LeaderLease(
+        database, holder=holder or default_holder(), ttl=ttl, clock=clock, sleep=sleep
+    )
+
+
+class DaemonWorld(AsyncClosing):
     """Everything ``reconciler run`` needs: observers, fenced writers and the loop's parts.
 
     Use as::
@@ -644,22 +683,14 @@ class DaemonWorld:
         # NB: imported here, not at the top: ``plan`` and ``apply`` import this module and
         # need neither the loop nor the HTTP server (uvicorn, starlette).
         from reconciler.runtime.breaker import Breakers
-        from reconciler.runtime.daemon_parts import DaemonParts
         from reconciler.runtime.gitfollow import GitFollower
-        from reconciler.runtime.guard import guarded_client
-        from reconciler.runtime.journal import Journal
-        from reconciler.runtime.lease import LeaderLease, default_holder
         from reconciler.runtime.metrics import Metrics
         from reconciler.runtime.server import EndpointServer, create_app
-        from reconciler.runtime.status import StatusStore
 
         self.settings = settings
         self.buckets = Buckets()
         self.metrics = Metrics()
-        metrics = self.metrics
-        self.breakers = Breakers(
-            clock=clock, on_change=lambda name, state: metrics.set_breaker_state(name, state)
-        )
+        self.breakers = Breakers(clock=clock, on_change=self.metrics.set_breaker_state)
         self.readers = ReadOnlyWorld(
             settings, buckets=self.buckets, create_database=create_database
         )
@@ -670,61 +701,8 @@ class DaemonWorld:
             sleep=handler_sleep,
             create_database=create_database,
         )
-        self.lease = LeaderLease(
-            self.writers.database,
-            holder=holder or default_holder(),
-            ttl=lease_ttl,
-            clock=clock,
-            sleep=sleep,
-        )
-        breakers = self.breakers
-
-        def reader(target: Any, provider: str) -> Any:
-            if target is None:
-                return None
-            return guarded_client(target, provider=provider, breakers=breakers, metrics=metrics)
-
-        def writer(target: Any, provider: str) -> Any:
-            if target is None:
-                return None
-            return guarded_client(
-                target,
-                provider=provider,
-                breakers=breakers,
-                metrics=metrics,
-                fence=self.lease.ensure,
-            )
-
-        read = self.readers.clients
-        observe_clients = ObserveClients(
-            database=reader(read.database, "d1"),
-            cloudflare=reader(read.cloudflare, "cloudflare"),
-            stripe=reader(read.stripe, "stripe"),
-            evolution=reader(read.evolution, "whatsapp"),
-            assets=read.assets,
-            gaps=read.gaps,
-            dns=read.dns,
-            cname_target=read.cname_target,
-            kv=reader(read.kv, "cloudflare"),
-            workers=reader(read.workers, "cloudflare"),
-            routing=read.routing,
-            worker_versions=reader(read.worker_versions, "cloudflare"),
-            variants=read.variants,
-        )
-        fenced_db: Database = writer(self.writers.database, "d1")
-        self.database = fenced_db  # every daemon write to D1 (journal, status) goes through it
-        acting = self.writers.world
-        world = World(
-            cloudflare=writer(acting.cloudflare, "cloudflare"),
-            db=fenced_db,
-            stripe=reader(acting.stripe, "stripe"),
-            evolution=writer(acting.evolution, "whatsapp"),
-            assets=acting.assets,
-            variants=acting.variants,
-            settings=acting.settings,
-            sleep=acting.sleep,
-            routing=acting.routing,
-        )
+        self.lease = _lease(self.writers.database, holder, lease_ttl, clock=clock, sleep=sleep)
+        guard = _Guard(self.breakers, self.metrics, self.lease.ensure)
         follower = GitFollower(
             workdir / "repo",
             repo_url,
@@ -732,24 +710,41 @@ class DaemonWorld:
             specs_subdir=specs_subdir,
             clock=clock,
             sleep=sleep,
-            on_fetch=metrics.git_fetch,
+            on_fetch=self.metrics.git_fetch,
         )
-        self.parts = DaemonParts(
-            follower=follower,
-            lease=self.lease,
-            status=StatusStore(fenced_db, clock),
-            metrics=metrics,
-            breakers=breakers,
-            observe_clients=observe_clients,
-            handlers=handlers_for(world),
-            journal=Journal(fenced_db, now=clock),
-            clock=clock,
-            sleep=sleep,
-            plan_settings=plan_settings(settings),
-        )
+        self.parts = self._parts(guard, follower, clock=clock, sleep=sleep)
         self._listen = listen
         self._create_app = create_app
         self._server_type = EndpointServer
+
+    def _parts(
+        self,
+        guard: _Guard,
+        follower: GitFollower,
+        *,
+        clock: Callable[[], float],
+        sleep: Sleep,
+    ) -> DaemonParts:
+        """The loop's parts: every client guarded, every D1 write fenced by the lease."""
+        from reconciler.runtime.daemon_parts import DaemonParts
+        from reconciler.runtime.journal import Journal
+        from reconciler.runtime.status import StatusStore
+
+        fenced_db: Database = guard.writer(self.writers.database, Provider.D1)
+        self.database = fenced_db  # every daemon write to D1 (journal, status) goes through it
+        return DaemonParts(
+            follower=follower,
+            lease=self.lease,
+            status=StatusStore(fenced_db, clock),
+            metrics=self.metrics,
+            breakers=self.breakers,
+            observe_clients=guard.observers(self.readers.clients),
+            handlers=handlers_for(guard.actors(self.writers.world, fenced_db)),
+            journal=Journal(fenced_db, now=clock),
+            clock=clock,
+            sleep=sleep,
+            plan_settings=plan_settings(self.settings),
+        )
 
     def serve(self, daemon: Any) -> None:
         """Attach the HTTP endpoints, wired to ``daemon``'s probes and webhook handlers.
@@ -780,19 +775,6 @@ class DaemonWorld:
         await self.readers.aclose()
         await self.writers.aclose()
 
-    async def __aenter__(self) -> DaemonWorld:
-        """Use as an async context manager."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close every client."""
-        await self.aclose()
-
     def __repr__(self) -> str:
         """The worlds it wraps; never a credential."""
         return f"DaemonWorld({self.readers!r}, {self.writers!r})"
@@ -800,4 +782,4 @@ class DaemonWorld:
 
 def _no_stripe_verifier(payload: bytes, signature: str) -> Any:
     """The Stripe webhook verifier when Stripe is not configured: every event is refused."""
-    raise PermanentError("stripe", "webhook rejected: no webhook secret is configured")
+    raise PermanentError(Provider.STRIPE, "webhook rejected: no webhook secret is configured")

@@ -18,11 +18,8 @@ LONG_FUNCTIONS = frozenset(
     {
         "runtime/observe.py:observe",
         "runtime/server.py:create_app",
-        "wiring.py:__init__",
         "spec/load.py:_build_document",
-        "build/site.py:build_site",
         "spec/load.py:parse_documents",
-        "providers/cloudflare.py:create_deployment",
         "runtime/metrics.py:__init__",
         "runtime/migrate.py:migrate",
     }

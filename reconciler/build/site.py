@@ -414,12 +414,21 @@ def build_site(
     )
     rendered = _render_pages(snapshot, head, media, css, timer)
     files = {**media.files, **rendered.files, CSS_PATH: css}
-    js_bytes = 0
     if rendered.any_js:
         files[JS_PATH] = BLOCKS_JS.encode("utf-8")
-        js_bytes = len(files[JS_PATH])
-
     ordered = {path: files[path] for path in sorted(files)}
+    external = sorted(set(scripts) | {block.script_url for block in embeds})
+    return _output(ordered, media, rendered, external, timer)
+
+
+def _output(
+    ordered: dict[str, bytes],
+    media: PreparedMedia,
+    rendered: _Rendered,
+    external: list[str],
+    timer: _Deadline,
+) -> BuildOutput:
+    """The build's output from its files in path order: manifest, content types, figures."""
     content_types: dict[str, str] = {}
     manifest: dict[str, str] = {}
     for path, data in ordered.items():
@@ -428,14 +437,12 @@ def build_site(
         extension = path.rsplit(".", 1)[-1]
         content_types[path] = media.content_types.get(path) or _CONTENT_TYPES[extension]
     timer.check()
-
-    external = sorted(set(scripts) | {block.script_url for block in embeds})
     largest_key, largest_bytes = _largest_image(media)
     return BuildOutput(
         files=MappingProxyType(ordered),
         content_hash=content_hash(ordered),
-        js_kb=kilobytes(js_bytes),
-        css_kb=kilobytes(len(css)),
+        js_kb=kilobytes(len(ordered.get(JS_PATH, b""))),
+        css_kb=kilobytes(len(ordered[CSS_PATH])),
         third_party_scripts=len(external),
         third_party_script_urls=tuple(external),
         manifest=MappingProxyType(manifest),

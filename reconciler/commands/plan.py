@@ -34,6 +34,7 @@ from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, build_plan
 from reconciler.core.plan_json import signed_json
 from reconciler.core.policy import APPROVAL_TRAILER
+from reconciler.core.provider import SOURCE_PROVIDERS
 from reconciler.core.render import Rate, plan_to_json, render_json, render_markdown, render_text
 from reconciler.errors import LoadError, SpecError, UnreadableError
 from reconciler.redact import redact
@@ -340,18 +341,6 @@ async def make_pass(
     return dataclasses.replace(made, plan=annotated)
 
 
-PROVIDERS: dict[Source, str] = {
-    Source.PAGES: "cloudflare",
-    Source.HOSTNAMES: "cloudflare",
-    Source.D1: "d1",
-    Source.STRIPE: "stripe",
-    Source.WHATSAPP: "whatsapp",
-    Source.ROUTES: "cloudflare",
-    Source.PLATFORM: "cloudflare",
-}
-"""The provider (as errors and metrics name it) behind each reading."""
-
-
 def endpoint(source: Source, settings: Settings) -> str:
     """Where ``source`` is read from: the API base URL, or the D1 file or database."""
     if source is Source.D1:
@@ -369,7 +358,7 @@ def unreadable_lines(observed: Observed, settings: Settings) -> list[str]:
     """One line per provider whose reading failed: the provider, its endpoint, the error."""
     lines: dict[str, str] = {}
     for source in sorted(observed.unreadable):
-        provider = PROVIDERS[source]
+        provider = SOURCE_PROVIDERS[source]
         if provider in lines:
             continue
         reason = observed.incomplete[source].detail.removeprefix(f"{provider}: ")

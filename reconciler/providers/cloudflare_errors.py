@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, TransientError
 from reconciler.providers.http import Call, retry_after_seconds
 
@@ -51,7 +52,7 @@ __all__ = [
     "parse_messages",
 ]
 
-PROVIDER = "cloudflare"
+PROVIDER = Provider.CLOUDFLARE
 RATE_LIMITED_CODE = 971
 DUPLICATE_HOSTNAME = 1406
 UPLOAD_TOKEN_EXPIRED = 8000013

@@ -27,6 +27,7 @@ from typing import Any
 
 from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.cloudflare_errors import PROVIDER
 from reconciler.providers.http import Call
 
 __all__ = [
@@ -50,7 +51,6 @@ BULK_GET_LIMIT = 100
 """Keys per bulk get (the SDK: "maximum of 100")."""
 KEYS_PAGE = 1000
 """Keys per listing page (the KV API's largest ``limit``)."""
-_PROVIDER = "cloudflare"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class KvClient:
             call = Call("GET", _NAMESPACES, self._path(), params={"page": page, "per_page": 100})
             result = await self._cf.result(call)
             if not isinstance(result, list):
-                raise PermanentError(_PROVIDER, f"{call.label}: result is not a list")
+                raise PermanentError(PROVIDER, f"{call.label}: result is not a list")
             fresh = 0
             for item in result:
                 if isinstance(item, dict) and isinstance(item.get("title"), str):
@@ -121,7 +121,7 @@ class KvClient:
                 raise
             return again
         if not isinstance(result, dict) or not isinstance(result.get("id"), str):
-            raise PermanentError(_PROVIDER, f"{call.label}: the answer names no namespace id")
+            raise PermanentError(PROVIDER, f"{call.label}: the answer names no namespace id")
         return str(result["id"])
 
     async def list_keys(self, namespace_id: str) -> list[KvKey]:
@@ -137,7 +137,7 @@ class KvClient:
             body = response.json()
             result = body.get("result") if isinstance(body, dict) else None
             if not isinstance(result, list):
-                raise PermanentError(_PROVIDER, f"{call.label}: result is not a list")
+                raise PermanentError(PROVIDER, f"{call.label}: result is not a list")
             for item in result:
                 if isinstance(item, dict) and isinstance(item.get("name"), str):
                     keys.append(KvKey(name=item["name"], metadata=item.get("metadata")))
@@ -183,7 +183,7 @@ class KvClient:
             result = await self._cf.result(call)
             got = result.get("values") if isinstance(result, dict) else None
             if not isinstance(got, dict):
-                raise PermanentError(_PROVIDER, f"{call.label}: the answer has no values")
+                raise PermanentError(PROVIDER, f"{call.label}: the answer has no values")
             for key in chunk:
                 value = got.get(key)
                 values[key] = value if isinstance(value, str) else None
@@ -205,5 +205,5 @@ def _check_bulk(call: Call, result: Any) -> None:
     if isinstance(failed, list) and failed:
         shown = ", ".join(str(k) for k in failed[:5])
         raise TransientError(
-            _PROVIDER, f"{call.label}: {len(failed)} keys were not written ({shown})"
+            PROVIDER, f"{call.label}: {len(failed)} keys were not written ({shown})"
         )

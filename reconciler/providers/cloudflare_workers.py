@@ -28,6 +28,7 @@ from typing import Any
 
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.cloudflare_errors import PROVIDER
 from reconciler.providers.http import Call
 
 __all__ = [
@@ -49,7 +50,6 @@ ROUTES_BINDING = "ROUTES"
 VERSION_BINDING = "ROUTER_VERSION"
 COMPATIBILITY_DATE = "2024-09-23"
 MAIN_MODULE = "worker.js"
-_PROVIDER = "cloudflare"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +140,7 @@ class WorkersClient:
         call = Call("GET", _ROUTES, {"zone_id": self._cf.zone_id})
         result = await self._cf.result(call)
         if not isinstance(result, list):
-            raise PermanentError(_PROVIDER, f"{call.label}: result is not a list")
+            raise PermanentError(PROVIDER, f"{call.label}: result is not a list")
         return [_route(item) for item in result if isinstance(item, dict)]
 
     async def create_route(self, pattern: str, script: str) -> WorkerRoute:
@@ -163,7 +163,7 @@ class WorkersClient:
                 raise
             return again
         if not isinstance(result, dict):
-            raise PermanentError(_PROVIDER, f"{call.label}: result is not an object")
+            raise PermanentError(PROVIDER, f"{call.label}: result is not an object")
         return WorkerRoute(id=str(result.get("id", "")), pattern=pattern, script=script)
 
     async def update_route(self, route_id: str, pattern: str, script: str) -> WorkerRoute:

@@ -31,14 +31,16 @@ import asyncio
 import math
 import re
 import sqlite3
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+from reconciler.core.provider import Provider
 from reconciler.errors import PermanentError, TransientError
+from reconciler.providers.closing import AsyncClosing
 
 __all__ = [
     "MAX_BOUND_PARAMETERS",
@@ -65,7 +67,7 @@ __all__ = [
     "strip_comments",
 ]
 
-PROVIDER = "d1"
+PROVIDER = Provider.D1
 MAX_BOUND_PARAMETERS = 100
 MAX_STATEMENT_BYTES = 100_000
 
@@ -529,7 +531,19 @@ def _translate(exc: sqlite3.Error, index: int | None = None) -> Exception:
     return SqlError(message, statement_index=index)
 
 
-class SqliteDatabase:
+class _Backend(AsyncClosing):
+    """What both D1 backends share: ``async with`` closes the backend (:meth:`close`)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the backend's resources."""
+
+    async def aclose(self) -> None:
+        """:meth:`close`, the name every adapter closes by."""
+        await self.close()
+
+
+class SqliteDatabase(_Backend):
     """D1's local stand-in: one SQLite file, used from one dedicated worker thread.
 
     Every call is queued on that thread, so statements from concurrent tasks never interleave
@@ -558,19 +572,6 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d1-sqlite")
         self._connection: sqlite3.Connection | None = None
         self._closed = False
-
-    async def __aenter__(self) -> SqliteDatabase:
-        """Use as ``async with SqliteDatabase(path) as db``."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close on leaving the block."""
-        await self.close()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed:
@@ -749,7 +750,7 @@ def _rows(cursor: sqlite3.Cursor) -> list[Row]:
 # --------------------------------------------------------------------------- D1 REST backend
 
 
-class D1HttpDatabase:
+class D1HttpDatabase(_Backend):
     """D1 in production: SQL sent to the Cloudflare query endpoint through a :class:`D1QueryAPI`.
 
     A single statement is sent with its parameters bound by D1. A batch of several statements
@@ -770,19 +771,6 @@ class D1HttpDatabase:
             raise ValueError("the d1 backend needs a database id (D1_DATABASE_ID)")
         self._api = api
         self.database_id = database_id
-
-    async def __aenter__(self) -> D1HttpDatabase:
-        """Use as ``async with D1HttpDatabase(api, id) as db``."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close on leaving the block."""
-        await self.close()
 
     async def _send(self, sql: str, params: Sequence[SqlValue]) -> list[D1Result]:
         try:

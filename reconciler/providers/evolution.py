@@ -48,13 +48,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from reconciler.core.lane import Lane
+from reconciler.core.provider import Provider
 from reconciler.errors import PermanentError, TransientError
+from reconciler.providers.closing import AsyncClosing
 from reconciler.providers.http import Call, HttpApi
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
@@ -78,7 +79,8 @@ __all__ = [
     "wire_number",
 ]
 
-PROVIDER = "evolution"
+PROVIDER = Provider.WHATSAPP
+"""The gateway's one provider name (errors, breaker, budget): ``whatsapp``, not the adapter's."""
 SEND_TEXT = "/message/sendText/{instance}"
 CONNECTION_STATE = "/instance/connectionState/{instance}"
 WHATSAPP_NUMBERS = "/chat/whatsappNumbers/{instance}"
@@ -320,7 +322,7 @@ def _raise_bad_request(call: Call, body: Any, message: Any) -> None:
 # ---- client -------------------------------------------------------------------------------------
 
 
-class EvolutionClient:
+class EvolutionClient(AsyncClosing):
     """The Evolution API v2 client for one instance; an async context manager.
 
     Attributes:
@@ -384,19 +386,6 @@ class EvolutionClient:
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._api.aclose()
-
-    async def __aenter__(self) -> EvolutionClient:
-        """Use as ``async with EvolutionClient(...) as client``."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close on leaving the block."""
-        await self.aclose()
 
     async def _send(self, call: Call) -> httpx.Response:
         try:

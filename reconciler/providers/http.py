@@ -49,7 +49,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -57,6 +56,7 @@ import httpx
 
 from reconciler.core.lane import Lane
 from reconciler.errors import PermanentError, ProviderError, TransientError
+from reconciler.providers.closing import AsyncClosing
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy, with_retries
 from reconciler.redact import redact, register
@@ -166,7 +166,7 @@ def retry_after_seconds(response: httpx.Response, *, now: float | None = None) -
     return max(0.0, seconds)
 
 
-class HttpApi:
+class HttpApi(AsyncClosing):
     """An ``httpx.AsyncClient`` behind a shared token bucket, retries and error translation."""
 
     def __init__(
@@ -227,19 +227,6 @@ class HttpApi:
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
-
-    async def __aenter__(self) -> HttpApi:
-        """Use as ``async with HttpApi(...) as api``."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close on leaving the block."""
-        await self.aclose()
 
     def scrub(self, text: str) -> str:
         """``text`` redacted (``reconciler/redact.py``): every configured secret, this

@@ -34,18 +34,19 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import stripe
 
 from reconciler.core.facts import CustomerBilling, Invoice, Subscription
 from reconciler.core.policy import UNSETTLED_STATUSES
+from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, TransientError
+from reconciler.providers.closing import AsyncClosing
 from reconciler.redact import redact, register
 from reconciler.settings import StripeSettings
 
-PROVIDER = "stripe"
+PROVIDER = Provider.STRIPE
 
 PAGE_SIZE = 100
 """Stripe's maximum page size; one list call returns up to this many objects."""
@@ -89,7 +90,7 @@ class _CountingHTTPXClient(stripe.HTTPXClient):
         return await super().request_async(method, url, headers, post_data)
 
 
-class StripeBilling:
+class StripeBilling(AsyncClosing):
     """Read-only Stripe adapter for the managed customers' billing facts.
 
     Use as an async context manager (or call :meth:`aclose`) so the HTTP connections are
@@ -136,19 +137,6 @@ class StripeBilling:
     def __repr__(self) -> str:
         """Show where the adapter points, never its credentials."""
         return f"StripeBilling(base_url={self._base_url!r}, calls={self.calls})"
-
-    async def __aenter__(self) -> StripeBilling:
-        """Return self; connections are opened on first use."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the HTTP connections."""
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the HTTP connections (idempotent)."""

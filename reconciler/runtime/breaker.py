@@ -29,25 +29,22 @@ caller's retry machinery sees an ordinary transient failure that certainly did n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 
+from reconciler.core.provider import Provider
 from reconciler.errors import ProviderError, TransientError
 
 __all__ = [
     "PROVIDERS",
-    "PROVIDER_ALIASES",
     "BreakerOpenError",
     "BreakerState",
     "Breakers",
     "CircuitBreaker",
 ]
 
-PROVIDERS = ("cloudflare", "d1", "stripe", "whatsapp")
-"""The providers that get a breaker by default."""
-
-PROVIDER_ALIASES: Mapping[str, str] = {"evolution": "whatsapp"}
-"""Adapter provider names (``ProviderError.provider``) that share another name's breaker."""
+PROVIDERS: tuple[str, ...] = tuple(provider.value for provider in Provider)
+"""The providers that get a breaker by default: every :class:`Provider`."""
 
 Clock = Callable[[], float]
 StateListener = Callable[[str, "BreakerState"], None]
@@ -280,7 +277,7 @@ class Breakers:
         """Create a closed breaker for each provider, all with the same settings.
 
         Args:
-            providers: provider names (``ProviderError.provider`` values, after aliases).
+            providers: provider names (``ProviderError.provider`` values).
             clock: epoch seconds, shared by every breaker.
             on_change: called with ``(provider, new_state)`` on every state change.
             failure_threshold: see :class:`CircuitBreaker`.
@@ -314,18 +311,16 @@ class Breakers:
             listener(provider, state)
 
     def __getitem__(self, provider: str) -> CircuitBreaker:
-        """The breaker for ``provider`` (aliases such as ``evolution`` resolve first).
+        """The breaker for ``provider``.
 
         Raises:
             KeyError: no breaker guards that provider.
         """
-        return self._breakers[PROVIDER_ALIASES.get(provider, provider)]
+        return self._breakers[provider]
 
     def __contains__(self, provider: object) -> bool:
-        """Whether a breaker guards ``provider`` (after aliases)."""
-        return isinstance(provider, str) and (
-            PROVIDER_ALIASES.get(provider, provider) in self._breakers
-        )
+        """Whether a breaker guards ``provider``."""
+        return isinstance(provider, str) and provider in self._breakers
 
     def __iter__(self) -> Iterator[CircuitBreaker]:
         """The breakers, in provider order."""

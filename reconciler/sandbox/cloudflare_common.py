@@ -1,4 +1,4 @@
-"""Shared pieces of the Cloudflare simulator: API errors, timestamps, ids, the envelope.
+"""Shared pieces of the Cloudflare simulator: API errors, routes, timestamps, ids, the envelope.
 
 Used by the simulator's stores (:mod:`reconciler.sandbox.cloudflare_pages`,
 :mod:`reconciler.sandbox.cloudflare_hostnames`, :mod:`reconciler.sandbox.cloudflare_d1`) and its
@@ -12,11 +12,51 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import random
+import re
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler.sandbox.pipeline import Call, Part, Refusal
+
+H = TypeVar("H")
+T = TypeVar("T")
+
+PLACEHOLDERS: Mapping[str, tuple[str, str]] = {
+    "account_id": ("account_id", "[^/]+"),
+    "zone_id": ("zone_id", "[^/]+"),
+    "project_name": ("project", "[^/]+"),
+    "deployment_id": ("deployment", "[^/]+"),
+    "action": ("action", "check-missing|upload|upsert-hashes"),
+    "custom_hostname_id": ("hostname", "[^/]+"),
+    "database_id": ("database", "[^/]+"),
+    "namespace_id": ("namespace", "[^/]+"),
+    "key_name": ("key", ".+"),
+    "script_name": ("script", "[^/]+"),
+    "version_id": ("version", "[^/]+"),
+    "route_id": ("route", "[^/]+"),
+}
+"""Each path template placeholder: the name the handlers read it by, and what it matches."""
+
+
+def api_routes(table: Mapping[str, Mapping[str, H]]) -> tuple[tuple[str, str, str, H], ...]:
+    """``(method, path regex, path template, handler)`` rows for the simulator's router.
+
+    ``table`` maps each path template, in matching order, to its handler per method. The
+    regex is the template with each ``{placeholder}`` as its named group
+    (:data:`PLACEHOLDERS`), so a path is written once, as the contract names it.
+    """
+
+    def group(found: re.Match[str]) -> str:
+        name, pattern = PLACEHOLDERS[found.group(1)]
+        return f"(?P<{name}>{pattern})"
+
+    return tuple(
+        (method, re.sub(r"\{(\w+)\}", group, template), template, handler)
+        for template, methods in table.items()
+        for method, handler in methods.items()
+    )
 
 
 class ApiError(Refusal):
@@ -109,6 +149,21 @@ def page_params(
     elif not min_per_page <= per_page <= max_per_page:
         raise ApiError(400, 1001, f"per_page must be between {min_per_page} and {max_per_page}")
     return page, per_page
+
+
+def one_page(
+    items: Sequence[T], page: int, per_page: int, *, total_pages: bool, total: int | None = None
+) -> tuple[list[T], dict[str, Any]]:
+    """Page ``page`` of ``items`` and its ``result_info`` (``total``: every item by default)."""
+    chunk = list(items[(page - 1) * per_page : page * per_page])
+    info = result_info(
+        page=page,
+        per_page=per_page,
+        count=len(chunk),
+        total=len(items) if total is None else total,
+        total_pages=total_pages,
+    )
+    return chunk, info
 
 
 def result_info(

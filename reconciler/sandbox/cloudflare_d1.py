@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.sandbox.cloudflare_common import ApiError, iso, require, success
+from reconciler.sandbox.cloudflare_common import ApiError, api_routes, iso, require, success
 from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
@@ -394,11 +394,12 @@ def restore(sim: CloudflareSim, call: Call) -> Outcome:
     return Outcome(200, success(sim.d1.restore(db, now, target)))
 
 
-_TT = r"/accounts/(?P<account_id>[^/]+)/d1/database/(?P<database>[^/]+)/time_travel"
 _TTT = "/accounts/{account_id}/d1/database/{database_id}/time_travel"
 
-TIME_TRAVEL_ROUTES: tuple[tuple[str, str, str, Any], ...] = (
-    ("GET", _TT + "/bookmark", _TTT + "/bookmark", get_bookmark),
-    ("POST", _TT + "/restore", _TTT + "/restore", restore),
+TIME_TRAVEL_ROUTES: tuple[tuple[str, str, str, Any], ...] = api_routes(
+    {
+        _TTT + "/bookmark": {"GET": get_bookmark},
+        _TTT + "/restore": {"POST": restore},
+    }
 )
 """``(method, path regex, path template, handler)`` for the simulator's router."""

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 from reconciler.sandbox.cloudflare_common import (
     ApiError,
     IdSource,
+    api_routes,
+    one_page,
     page_params,
     require,
-    result_info,
     success,
 )
 from reconciler.sandbox.pipeline import Call, Outcome
@@ -262,10 +263,7 @@ def list_namespaces(sim: CloudflareSim, call: Call) -> Outcome:
         items.sort(key=lambda ns: getattr(ns, call.query["order"]))
     if call.query.get("direction") == "desc":
         items.reverse()
-    chunk = items[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(items), total_pages=True
-    )
+    chunk, info = one_page(items, page, per_page, total_pages=True)
     return Outcome(200, success([ns.as_json() for ns in chunk], info))
 
 
@@ -431,13 +429,17 @@ def put_value(sim: CloudflareSim, call: Call) -> Outcome:
     return Outcome(200, success({}))
 
 
+def _live_entry(sim: CloudflareSim, call: Call, verb: str) -> Entry:
+    """The unexpired entry the call's key names (404 10009, as ``verb`` words it, if none)."""
+    entry = _namespace(sim, call).live(sim.clock.now()).get(_key_param(call))
+    if entry is None:
+        raise ApiError(404, KEY_NOT_FOUND, f"{verb}: 'key not found'")
+    return entry
+
+
 def get_value(sim: CloudflareSim, call: Call) -> Outcome:
     """``GET …/values/{key}``: the raw bytes (404 10009 in the envelope when absent)."""
-    namespace = _namespace(sim, call)
-    key = _key_param(call)
-    entry = namespace.live(sim.clock.now()).get(key)
-    if entry is None:
-        raise ApiError(404, KEY_NOT_FOUND, "get: 'key not found'")
+    entry = _live_entry(sim, call, "get")
     headers = {"content-type": "application/octet-stream"}
     if entry.expiration is not None:
         headers["expiration"] = str(int(entry.expiration))
@@ -455,31 +457,23 @@ def delete_value(sim: CloudflareSim, call: Call) -> Outcome:
 
 def get_metadata(sim: CloudflareSim, call: Call) -> Outcome:
     """``GET …/metadata/{key}``: the key's metadata."""
-    namespace = _namespace(sim, call)
-    key = _key_param(call)
-    entry = namespace.live(sim.clock.now()).get(key)
-    if entry is None:
-        raise ApiError(404, KEY_NOT_FOUND, "metadata: 'key not found'")
+    entry = _live_entry(sim, call, "metadata")
     return Outcome(200, success(entry.metadata))
 
 
-_NS = r"/accounts/(?P<account_id>[^/]+)/storage/kv/namespaces"
-_ONE = _NS + r"/(?P<namespace>[^/]+)"
 _T = "/accounts/{account_id}/storage/kv/namespaces"
 _T1 = _T + "/{namespace_id}"
 
-ROUTE_SPECS: tuple[tuple[str, str, str, Any], ...] = (
-    ("GET", _NS, _T, list_namespaces),
-    ("POST", _NS, _T, create_namespace),
-    ("GET", _ONE, _T1, get_namespace),
-    ("DELETE", _ONE, _T1, delete_namespace),
-    ("GET", _ONE + "/keys", _T1 + "/keys", list_keys),
-    ("PUT", _ONE + "/bulk", _T1 + "/bulk", bulk_write),
-    ("POST", _ONE + "/bulk/delete", _T1 + "/bulk/delete", bulk_delete),
-    ("POST", _ONE + "/bulk/get", _T1 + "/bulk/get", bulk_get),
-    ("PUT", _ONE + r"/values/(?P<key>.+)", _T1 + "/values/{key_name}", put_value),
-    ("GET", _ONE + r"/values/(?P<key>.+)", _T1 + "/values/{key_name}", get_value),
-    ("DELETE", _ONE + r"/values/(?P<key>.+)", _T1 + "/values/{key_name}", delete_value),
-    ("GET", _ONE + r"/metadata/(?P<key>.+)", _T1 + "/metadata/{key_name}", get_metadata),
+ROUTE_SPECS: tuple[tuple[str, str, str, Any], ...] = api_routes(
+    {
+        _T: {"GET": list_namespaces, "POST": create_namespace},
+        _T1: {"GET": get_namespace, "DELETE": delete_namespace},
+        _T1 + "/keys": {"GET": list_keys},
+        _T1 + "/bulk": {"PUT": bulk_write},
+        _T1 + "/bulk/delete": {"POST": bulk_delete},
+        _T1 + "/bulk/get": {"POST": bulk_get},
+        _T1 + "/values/{key_name}": {"PUT": put_value, "GET": get_value, "DELETE": delete_value},
+        _T1 + "/metadata/{key_name}": {"GET": get_metadata},
+    }
 )
 """``(method, path regex, path template, handler)`` for the simulator's router."""

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 
 from reconciler.sandbox.cloudflare_common import (
     ApiError,
+    api_routes,
     iso,
     no_route,
+    one_page,
     page_params,
-    result_info,
     success,
 )
 from reconciler.sandbox.cloudflare_d1 import TIME_TRAVEL_ROUTES
@@ -54,10 +55,7 @@ def _list_projects(sim: CloudflareSim, call: Call) -> Outcome:
         call.query, default_per_page=10, min_per_page=1, max_per_page=100, clamp=True
     )
     projects = list(sim.pages.projects.values())
-    chunk = projects[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(projects), total_pages=True
-    )
+    chunk, info = one_page(projects, page, per_page, total_pages=True)
     return Outcome(200, success([sim.pages.project_json(p, now) for p in chunk], info))
 
 
@@ -79,10 +77,7 @@ def _list_deployments(sim: CloudflareSim, call: Call) -> Outcome:
         call.query, default_per_page=25, min_per_page=1, max_per_page=25, clamp=True
     )
     deps = sim.pages.list_deployments(project, env, now)
-    chunk = deps[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(deps), total_pages=True
-    )
+    chunk, info = one_page(deps, page, per_page, total_pages=True)
     return Outcome(200, success([sim.pages.deployment_json(d, now) for d in chunk], info))
 
 
@@ -166,14 +161,7 @@ def _list_hostnames(sim: CloudflareSim, call: Call) -> Outcome:
         call.query, default_per_page=20, min_per_page=5, max_per_page=50, clamp=False
     )
     items = sim.hostnames.listing(call.query, now)
-    chunk = items[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page,
-        per_page=per_page,
-        count=len(chunk),
-        total=len(sim.hostnames.by_id),
-        total_pages=False,
-    )
+    chunk, info = one_page(items, page, per_page, total_pages=False, total=len(sim.hostnames.by_id))
     return Outcome(200, success([sim.hostnames.to_json(h, now) for h in chunk], info))
 
 
@@ -295,10 +283,7 @@ def _d1_list(sim: CloudflareSim, call: Call) -> Outcome:
     dbs = list(sim.d1.databases.values())
     if "name" in call.query:
         dbs = [d for d in dbs if call.query["name"] in d.name]
-    chunk = dbs[(page - 1) * per_page : page * per_page]
-    info = result_info(
-        page=page, per_page=per_page, count=len(chunk), total=len(dbs), total_pages=False
-    )
+    chunk, info = one_page(dbs, page, per_page, total_pages=False)
     return Outcome(200, success([sim.d1.summary(d, details=False) for d in chunk], info))
 
 
@@ -315,121 +300,35 @@ def _d1_query(sim: CloudflareSim, call: Call) -> Outcome:
     return Outcome(200, success(sim.d1.query(db, call.json, raw=raw)))
 
 
-_ACC = r"/accounts/(?P<account_id>[^/]+)"
-_PROJ = _ACC + r"/pages/projects/(?P<project>[^/]+)"
-_DEP = _PROJ + r"/deployments/(?P<deployment>[^/]+)"
-_ZONE = r"/zones/(?P<zone_id>[^/]+)"
-_D1 = _ACC + r"/d1/database"
+_ACC = "/accounts/{account_id}"
+_PROJ = _ACC + "/pages/projects/{project_name}"
+_DEP = _PROJ + "/deployments/{deployment_id}"
+_HOSTNAMES = "/zones/{zone_id}/custom_hostnames"
+_D1 = _ACC + "/d1/database"
 
-_ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = (
-    ("GET", _ACC + "/pages/projects", "/accounts/{account_id}/pages/projects", _list_projects),
-    ("GET", _PROJ, "/accounts/{account_id}/pages/projects/{project_name}", _get_project),
-    (
-        "GET",
-        _PROJ + "/deployments",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments",
-        _list_deployments,
-    ),
-    (
-        "POST",
-        _PROJ + "/deployments",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments",
-        _create_deployment,
-    ),
-    (
-        "GET",
-        _DEP,
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}",
-        _get_deployment,
-    ),
-    (
-        "DELETE",
-        _DEP,
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}",
-        _delete_deployment,
-    ),
-    (
-        "POST",
-        _DEP + "/retry",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}/retry",
-        _retry_deployment,
-    ),
-    (
-        "POST",
-        _DEP + "/rollback",
-        "/accounts/{account_id}/pages/projects/{project_name}/deployments/{deployment_id}/rollback",
-        _rollback_deployment,
-    ),
-    (
-        "GET",
-        _PROJ + "/upload-token",
-        "/accounts/{account_id}/pages/projects/{project_name}/upload-token",
-        _upload_token,
-    ),
-    (
-        "POST",
-        r"/pages/assets/(?P<action>check-missing|upload|upsert-hashes)",
-        "/pages/assets/{action}",
-        _assets,
-    ),
-    (
-        "GET",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    (
-        "PUT",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    (
-        "DELETE",
-        _ZONE + "/custom_hostnames/fallback_origin",
-        "/zones/{zone_id}/custom_hostnames/fallback_origin",
-        _fallback,
-    ),
-    ("GET", _ZONE + "/custom_hostnames", "/zones/{zone_id}/custom_hostnames", _list_hostnames),
-    ("POST", _ZONE + "/custom_hostnames", "/zones/{zone_id}/custom_hostnames", _create_hostname),
-    (
-        "GET",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _get_hostname,
-    ),
-    (
-        "PATCH",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _edit_hostname,
-    ),
-    (
-        "DELETE",
-        _ZONE + r"/custom_hostnames/(?P<hostname>[^/]+)",
-        "/zones/{zone_id}/custom_hostnames/{custom_hostname_id}",
-        _delete_hostname,
-    ),
-    ("POST", _ZONE + "/purge_cache", "/zones/{zone_id}/purge_cache", _purge),
-    ("GET", _D1, "/accounts/{account_id}/d1/database", _d1_list),
-    (
-        "GET",
-        _D1 + r"/(?P<database>[^/]+)",
-        "/accounts/{account_id}/d1/database/{database_id}",
-        _d1_get,
-    ),
-    (
-        "POST",
-        _D1 + r"/(?P<database>[^/]+)/query",
-        "/accounts/{account_id}/d1/database/{database_id}/query",
-        _d1_query,
-    ),
-    (
-        "POST",
-        _D1 + r"/(?P<database>[^/]+)/raw",
-        "/accounts/{account_id}/d1/database/{database_id}/raw",
-        _d1_query,
-    ),
+_ROUTE_SPECS: tuple[tuple[str, str, str, Handler], ...] = api_routes(
+    {
+        _ACC + "/pages/projects": {"GET": _list_projects},
+        _PROJ: {"GET": _get_project},
+        _PROJ + "/deployments": {"GET": _list_deployments, "POST": _create_deployment},
+        _DEP: {"GET": _get_deployment, "DELETE": _delete_deployment},
+        _DEP + "/retry": {"POST": _retry_deployment},
+        _DEP + "/rollback": {"POST": _rollback_deployment},
+        _PROJ + "/upload-token": {"GET": _upload_token},
+        "/pages/assets/{action}": {"POST": _assets},
+        _HOSTNAMES + "/fallback_origin": {"GET": _fallback, "PUT": _fallback, "DELETE": _fallback},
+        _HOSTNAMES: {"GET": _list_hostnames, "POST": _create_hostname},
+        _HOSTNAMES + "/{custom_hostname_id}": {
+            "GET": _get_hostname,
+            "PATCH": _edit_hostname,
+            "DELETE": _delete_hostname,
+        },
+        "/zones/{zone_id}/purge_cache": {"POST": _purge},
+        _D1: {"GET": _d1_list},
+        _D1 + "/{database_id}": {"GET": _d1_get},
+        _D1 + "/{database_id}/query": {"POST": _d1_query},
+        _D1 + "/{database_id}/raw": {"POST": _d1_query},
+    }
 )
 ROUTES = tuple(
     (method, re.compile(f"^{pattern}/?\\Z"), template, handler)

@@ -30,7 +30,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.sandbox.cloudflare_common import ApiError, IdSource, iso, require, success
+from reconciler.sandbox.cloudflare_common import (
+    ApiError,
+    IdSource,
+    api_routes,
+    iso,
+    require,
+    success,
+)
 from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
@@ -252,14 +259,14 @@ def create_deployment(sim: CloudflareSim, call: Call) -> Outcome:
     return Outcome(200, success(deployment.as_json()))
 
 
-_ONE = r"/accounts/(?P<account_id>[^/]+)/workers/scripts/(?P<script>[^/]+)"
 _T1 = "/accounts/{account_id}/workers/scripts/{script_name}"
 
-VERSION_ROUTES: tuple[tuple[str, str, str, Any], ...] = (
-    ("GET", _ONE + "/versions", _T1 + "/versions", list_versions),
-    ("GET", _ONE + r"/versions/(?P<version>[^/]+)", _T1 + "/versions/{version_id}", get_version),
-    ("GET", _ONE + "/deployments", _T1 + "/deployments", list_deployments),
-    ("POST", _ONE + "/deployments", _T1 + "/deployments", create_deployment),
+VERSION_ROUTES: tuple[tuple[str, str, str, Any], ...] = api_routes(
+    {
+        _T1 + "/versions": {"GET": list_versions},
+        _T1 + "/versions/{version_id}": {"GET": get_version},
+        _T1 + "/deployments": {"GET": list_deployments, "POST": create_deployment},
+    }
 )
 """``(method, path regex, path template, handler)`` for the simulator's router."""
 

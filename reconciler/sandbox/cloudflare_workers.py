@@ -27,7 +27,14 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler.sandbox.cloudflare_common import ApiError, IdSource, iso, require, success
+from reconciler.sandbox.cloudflare_common import (
+    ApiError,
+    IdSource,
+    api_routes,
+    iso,
+    require,
+    success,
+)
 from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
@@ -381,24 +388,18 @@ def edge_route(
     return None, None
 
 
-_ACC = r"/accounts/(?P<account_id>[^/]+)/workers/scripts"
-_ONE = _ACC + r"/(?P<script>[^/]+)"
 _TA = "/accounts/{account_id}/workers/scripts"
 _T1 = _TA + "/{script_name}"
-_RT = r"/zones/(?P<zone_id>[^/]+)/workers/routes"
 _TR = "/zones/{zone_id}/workers/routes"
 
-ROUTE_SPECS: tuple[tuple[str, str, str, Any], ...] = (
-    ("GET", _ACC, _TA, list_scripts),
-    ("PUT", _ONE, _T1, upload_script),
-    ("GET", _ONE, _T1, get_script_content),
-    ("DELETE", _ONE, _T1, delete_script),
-    ("GET", _ONE + "/content/v2", _T1 + "/content/v2", get_script_content),
-    ("GET", _ONE + "/settings", _T1 + "/settings", get_script_settings),
-    ("GET", _RT, _TR, list_routes),
-    ("POST", _RT, _TR, create_route),
-    ("GET", _RT + r"/(?P<route>[^/]+)", _TR + "/{route_id}", get_route),
-    ("PUT", _RT + r"/(?P<route>[^/]+)", _TR + "/{route_id}", update_route),
-    ("DELETE", _RT + r"/(?P<route>[^/]+)", _TR + "/{route_id}", delete_route),
+ROUTE_SPECS: tuple[tuple[str, str, str, Any], ...] = api_routes(
+    {
+        _TA: {"GET": list_scripts},
+        _T1: {"PUT": upload_script, "GET": get_script_content, "DELETE": delete_script},
+        _T1 + "/content/v2": {"GET": get_script_content},
+        _T1 + "/settings": {"GET": get_script_settings},
+        _TR: {"GET": list_routes, "POST": create_route},
+        _TR + "/{route_id}": {"GET": get_route, "PUT": update_route, "DELETE": delete_route},
+    }
 )
 """``(method, path regex, path template, handler)`` for the simulator's router."""

@@ -29,8 +29,7 @@ from typing import IO, Any, Literal
 import httpx
 import stripe
 
-from reconciler.sandbox.peer import free_port, log_tail, spawn_logged, terminate
-from reconciler.sandbox.running import Running
+from reconciler.sandbox.peer import LoggedPeer, free_port, spawn_logged
 from reconciler.settings import Secret, StripeSettings
 
 TEST_API_KEY = "sk_test_localstripe"
@@ -66,7 +65,7 @@ def _id_of(value: str | stripe.StripeObject | None) -> str:
     return str(value["id"])
 
 
-class LocalStripe(Running):
+class LocalStripe(LoggedPeer):
     """A localstripe process on a loopback port, with seeding helpers.
 
     Example::
@@ -76,6 +75,9 @@ class LocalStripe(Running):
             local.subscribe_failing(customer)
             settings = local.settings()
     """
+
+    _failure = LocalStripeError
+    _what = "localstripe"
 
     def __init__(
         self,
@@ -106,25 +108,12 @@ class LocalStripe(Running):
         self._http_client: stripe.RequestsClient | None = None
         self._plans: dict[tuple[int, str, str], str] = {}
 
-    def __repr__(self) -> str:
-        """Show the address and whether it runs; never the key."""
-        state = "running" if self.running else "stopped"
-        where = self.base_url if self._port is not None else "-"
-        return f"LocalStripe({where}, {state})"
-
     # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return self._process is not None and self._process.poll() is None
 
     @property
     def base_url(self) -> str:
         """The API root to give the SDK, e.g. ``http://127.0.0.1:41234``."""
-        if self._port is None:
-            raise LocalStripeError("localstripe is not started")
-        return f"http://{self._host}:{self._port}"
+        return self._root()
 
     @property
     def api_key(self) -> str:
@@ -148,23 +137,12 @@ class LocalStripe(Running):
         """
         if self.running:
             return self
-        attempts = 1 if self._requested_port is not None else 3
-        last_error: LocalStripeError | None = None
-        for _ in range(attempts):
-            port = (
-                self._requested_port if self._requested_port is not None else free_port(self._host)
-            )
-            try:
-                self._spawn(port)
-                self._wait_ready()
-            except LocalStripeError as exc:
-                last_error = exc
-                self._reap()
-                continue
-            atexit.register(self.stop)
-            return self
-        assert last_error is not None
-        raise last_error
+        wanted = self._requested_port
+        if wanted is not None:
+            self._launch(lambda: wanted, 1)
+        else:
+            self._launch(lambda: free_port(self._host), 3)
+        return self
 
     def stop(self) -> None:
         """Terminate the process, reap it and release files (idempotent, never raises)."""
@@ -187,10 +165,6 @@ class LocalStripe(Running):
     ) -> None:
         """Stop without blocking the event loop."""
         await asyncio.to_thread(self.stop)
-
-    def output_tail(self, lines: int = 20) -> str:
-        """The last ``lines`` lines localstripe wrote (its access log and errors)."""
-        return log_tail(self._log, lines)
 
     def _spawn(self, port: int) -> None:
         self._port = port
@@ -229,11 +203,6 @@ class LocalStripe(Running):
                         f"its output ends with:\n{self.output_tail()}"
                     )
                 time.sleep(0.05)
-
-    def _reap(self) -> None:
-        process, self._process = self._process, None
-        log, self._log = self._log, None
-        terminate(process, log)
 
     # -- localstripe's own routes ----------------------------------------------------------
 

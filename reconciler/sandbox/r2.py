@@ -25,8 +25,7 @@ from typing import IO, Any
 import httpx
 
 from reconciler.redact import register
-from reconciler.sandbox.peer import free_port, log_tail, spawn_logged, terminate
-from reconciler.sandbox.running import Running
+from reconciler.sandbox.peer import LoggedPeer, free_port, spawn_logged
 from reconciler.settings import R2Settings, Secret
 
 DEFAULT_BUCKET = "sitebuilder-media"
@@ -37,8 +36,11 @@ class LocalR2Error(RuntimeError):
     """moto could not be started, or stopped answering."""
 
 
-class LocalR2(Running):
+class LocalR2(LoggedPeer):
     """A moto S3 server on a loopback port, with one bucket: the sandbox's R2."""
+
+    _failure = LocalR2Error
+    _what = "the sandbox R2"
 
     def __init__(
         self,
@@ -66,23 +68,13 @@ class LocalR2(Running):
         # Fakes, but masked like every credential (``sandbox up`` writes them to its env file).
         register((self.access_key_id, self.secret_access_key))
 
-    def __repr__(self) -> str:
-        """Address and state; never the keys."""
-        state = "running" if self.running else "stopped"
-        where = self.endpoint if self._port is not None else "-"
-        return f"LocalR2({where}, bucket={self.bucket!r}, {state})"
-
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return self._process is not None and self._process.poll() is None
+    def _details(self) -> tuple[str, ...]:
+        return (f"bucket={self.bucket!r}",)
 
     @property
     def endpoint(self) -> str:
         """The S3 endpoint URL, ``http://127.0.0.1:<port>``."""
-        if self._port is None:
-            raise LocalR2Error("the sandbox R2 is not started")
-        return f"http://{self._host}:{self._port}"
+        return self._root()
 
     def settings(self) -> R2Settings:
         """Settings that point ``providers/r2.py`` at this server."""
@@ -112,20 +104,9 @@ class LocalR2(Running):
         """
         if self.running:
             return self
-        last: LocalR2Error | None = None
-        for _ in range(3):  # a free port can be taken between the probe and the bind
-            self._spawn(free_port(self._host))
-            try:
-                self._wait_ready()
-            except LocalR2Error as exc:
-                last = exc
-                self._reap()
-                continue
-            atexit.register(self.stop)
-            self._create_bucket()
-            return self
-        assert last is not None
-        raise last
+        self._launch(lambda: free_port(self._host), 3)
+        self._create_bucket()
+        return self
 
     def stop(self) -> None:
         """Terminate the process and release its log (idempotent, never raises)."""
@@ -138,10 +119,6 @@ class LocalR2(Running):
         if answer.status_code != 200:
             raise LocalR2Error(f"moto reset: HTTP {answer.status_code}")
         self._create_bucket()
-
-    def output_tail(self, lines: int = 20) -> str:
-        """The last ``lines`` lines moto wrote."""
-        return log_tail(self._log, lines)
 
     def _spawn(self, port: int) -> None:
         self._port = port
@@ -178,8 +155,3 @@ class LocalR2(Running):
         if self._admin is None:
             self._admin = R2Store(self.settings())
         self._admin.create_bucket()
-
-    def _reap(self) -> None:
-        process, self._process = self._process, None
-        log, self._log = self._log, None
-        terminate(process, log)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from reconciler.sandbox.peer import terminate
 from reconciler.sandbox.running import Running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,16 +119,8 @@ class WorkerdHost(Running):
         """Stop the host process (safe to call twice)."""
         atexit.unregister(self.stop)
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+        if process is not None:
+            terminate(process, process.stdout, grace=10.0)
 
     def visit(self, hostname: str, path: str = "/", *, timeout: float = 30.0) -> httpx.Response:
         """A visitor's GET of ``https://<hostname><path>``, through the Worker host."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError, PermanentError, TransientError
+from reconciler.providers.evolution import PROVIDER as EVOLUTION
 from reconciler.runtime.breaker import (
     BreakerOpenError,
     Breakers,
@@ -200,7 +202,7 @@ def test_state_changes_are_reported_to_the_listener() -> None:
         clock=clock,
         on_change=lambda name, state: seen.append((name, state)),
     )
-    breaker.record_failure(transient("evolution"))
+    breaker.record_failure(transient("whatsapp"))
     clock.advance(5)
     assert breaker.allow()
     breaker.record_success()
@@ -237,12 +239,13 @@ def test_breakers_isolate_providers_so_healthy_ones_keep_working() -> None:
     }
 
 
-def test_the_evolution_adapter_shares_the_whatsapp_breaker() -> None:
+def test_the_evolution_adapter_names_the_whatsapp_breaker_and_no_alias_exists() -> None:
+    # One rule: the gateway is Provider.WHATSAPP everywhere, the adapter's errors included.
     breakers = Breakers(clock=FakeClock(), failure_threshold=1)
-    assert "evolution" in breakers
-    breakers.record_failure(transient("evolution"))
-    assert breakers["whatsapp"].state is BreakerState.OPEN
-    assert breakers["evolution"] is breakers["whatsapp"]
+    assert "evolution" not in breakers
+    assert [b.name for b in breakers] == [p.value for p in Provider]
+    breakers.record_failure(transient(EVOLUTION))
+    assert breakers[Provider.WHATSAPP].state is BreakerState.OPEN
 
 
 def test_failures_of_unguarded_providers_are_ignored() -> None:

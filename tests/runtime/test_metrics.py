@@ -110,7 +110,7 @@ def test_breaker_changes_can_drive_the_gauge() -> None:
     breakers = Breakers(
         clock=lambda: now[0], failure_threshold=1, on_change=metrics.set_breaker_state
     )
-    breakers.record_failure(TransientError("evolution", "gateway down"))
+    breakers.record_failure(TransientError("whatsapp", "gateway down"))
     assert samples(metrics)[("reconciler_breaker_state", (("provider", "whatsapp"),))] == 2
 
 
