@@ -27,14 +27,7 @@ from reconciler.core.routing import DesiredPlatform, ObservedPlatform
 
 __all__ = ["plan_platform"]
 
-_EMPTY = ObservedPlatform(
-    namespace_id=None,
-    script_hash=None,
-    script_namespace=None,
-    route_id=None,
-    route_script=None,
-    fallback_origin=None,
-)
+_EMPTY = ObservedPlatform.namespace_only(None)
 
 
 def plan_platform(builder: PlanBuilder) -> None:

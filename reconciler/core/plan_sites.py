@@ -29,8 +29,14 @@ from dataclasses import dataclass
 
 from reconciler.core.budget import BudgetMetric, check_budget, describe_violations
 from reconciler.core.desired import DesiredSite
-from reconciler.core.identity import BuildInputs, describe_changes, is_stale, wanted_inputs
+from reconciler.core.identity import BuildInputs, describe_changes, is_stale
 from reconciler.core.levers import Lever, LeverKind
+from reconciler.core.observe_scope import (
+    built_deployment,
+    find_deployment,
+    snapshot_missing,
+    wanted_build,
+)
 from reconciler.core.observed import (
     BuildPreview,
     ObservedDeployment,
@@ -266,7 +272,7 @@ def _keep_or_point_back(builder: PlanBuilder, state: _Env, project: ObservedProj
         return True  # deployments not listed this pass: no evidence the recorded one is gone
     if canonical_is_latest(project, live):
         return True  # production is on the recorded rollback target (the "latest" reading)
-    deployment = _find(project, deployment_id=live.deployment_id)
+    deployment = find_deployment(project, deployment_id=live.deployment_id)
     if deployment is None:
         return False  # the recorded deployment is gone: rebuild
     builder.add(
@@ -288,12 +294,12 @@ def _keep_or_point_back(builder: PlanBuilder, state: _Env, project: ObservedProj
 
 def _roll_back_to_built(builder: PlanBuilder, state: _Env, project: ObservedProject) -> bool:
     """Rule 5: a successful deployment of the wanted build exists; True when rolled back to it."""
-    candidate = _find(
+    candidate = built_deployment(
         project,
         site=state.site.name,
-        version=state.version,
         env=state.env,
-        build=_build_tag(state.wanted),
+        version=state.version,
+        wanted=state.wanted,
         untagged=state.stale is None,
     )
     if candidate is None:
@@ -371,7 +377,7 @@ def _blocked_before_upload(builder: PlanBuilder, state: _Env, kind: ActionKind) 
             ),
         )
         return True
-    if state.ledger is not None and state.ledger.versions and version not in state.ledger.versions:
+    if snapshot_missing(state.ledger, version):
         state.block(
             kind,
             gate="missing_version",
@@ -533,44 +539,14 @@ def canonical_is_latest(project: ObservedProject, live: PublishRecord) -> bool:
     rollback to anything but the newest, stays drift under either reading.
     """
     serving = project.production_deployment_id
-    newest = _find(project, env="production")
-    recorded = _find(project, deployment_id=live.deployment_id)
+    newest = find_deployment(project, env="production")
+    recorded = find_deployment(project, deployment_id=live.deployment_id)
     return (
         newest is not None
         and recorded is not None
         and newest.id == serving
         and newest.created_on < live.created_at
     )
-
-
-def _find(
-    project: ObservedProject,
-    *,
-    deployment_id: str | None = None,
-    site: str | None = None,
-    version: int | None = None,
-    env: str | None = None,
-    build: str | None = None,
-    untagged: bool = True,
-) -> ObservedDeployment | None:
-    """The newest successful deployment matching the filters, if the deployments were read.
-
-    ``build`` (12 hex digits of an identity) rules out deployments tagged with another build;
-    ``untagged=False`` rules out deployments without a build tag too (the live one is stale).
-    """
-    matches = [
-        d
-        for d in project.deployments or ()
-        if d.status == "success"
-        and (deployment_id is None or d.id == deployment_id)
-        and (site is None or d.site == site)
-        and (version is None or d.version == version)
-        and (env is None or d.environment == env)
-        and (build is None or d.build == build or (d.build is None and untagged))
-    ]
-    if not matches:
-        return None
-    return max(matches, key=lambda d: (d.created_on, d.id))
 
 
 def _rollback_after(
@@ -592,8 +568,7 @@ def _rollback_after(
 def _wanted_inputs(builder: PlanBuilder, site: DesiredSite, version: int) -> BuildInputs | None:
     """The inputs a build of ``version`` would have now; None when not all are known."""
     ledger = builder.observed.ledger.get(site.name)
-    content = ledger.content_digests.get(version) if ledger is not None else None
-    return wanted_inputs(site.name, version, content, tuple(site.scripts), builder.observed.builder)
+    return wanted_build(ledger, site.name, version, site.scripts, builder.observed.builder)
 
 
 def _stale(live: PublishRecord, wanted: BuildInputs | None) -> str | None:
@@ -604,11 +579,6 @@ def _stale(live: PublishRecord, wanted: BuildInputs | None) -> str | None:
         return "its recorded build identity differs"
     changes = describe_changes(live.build_inputs, wanted)
     return "; ".join(changes) if changes else "its recorded build identity differs"
-
-
-def _build_tag(wanted: BuildInputs | None) -> str | None:
-    """The ``build`` filter for rollback candidates (see ``_find``)."""
-    return wanted.identity[:12] if wanted is not None else None
 
 
 def _failure_outdated(
