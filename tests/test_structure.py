@@ -16,7 +16,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "reconciler"
 # path under reconciler/ : function name, each over MAX_FUNCTION_LINES when the rule came in.
 LONG_FUNCTIONS = frozenset(
     {
-        "runtime/server.py:create_app",
         "wiring.py:__init__",
         "spec/load.py:_build_document",
         "build/site.py:build_site",
