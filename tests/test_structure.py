@@ -21,7 +21,6 @@ LONG_FUNCTIONS = frozenset(
         "build/site.py:build_site",
         "spec/load.py:parse_documents",
         "providers/cloudflare.py:create_deployment",
-        "runtime/migrate.py:migrate",
     }
 )
 

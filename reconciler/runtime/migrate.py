@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -554,6 +554,31 @@ async def migrate(
         raise _refusal(migrations_dir, problems)
 
     by_name = {migration.name: migration for migration in files}
+    adopted = await _adopt(db, statuses, by_name, migrations_dir, dry_run=dry_run, say=say)
+    pending = [by_name[s.name] for s in statuses if s.state is MigrationState.PENDING]
+    run = _Run(db, migrations_dir, say, restore_points, checkpoint or _no_checkpoint)
+    for migration in pending:
+        await (run.count(migration) if dry_run else run.apply(migration))
+    return MigrateReport(
+        applied=tuple(run.done),
+        already_applied=tuple(record.name for record in applied),
+        adopted=adopted,
+        dry_run=dry_run,
+        statements=run.statements,
+        restore_points=tuple(run.points),
+    )
+
+
+async def _adopt(
+    db: Database,
+    statuses: list[MigrationStatus],
+    by_name: Mapping[str, MigrationFile],
+    migrations_dir: Path,
+    *,
+    dry_run: bool,
+    say: Callable[[str], None],
+) -> tuple[str, ...]:
+    """Record the checksums of migrations applied without one (e.g. by wrangler)."""
     adopted = tuple(status.name for status in statuses if status.state is MigrationState.UNVERIFIED)
     if adopted and not dry_run:
         await db.batch(
@@ -564,38 +589,44 @@ async def migrate(
             f"{'would adopt' if dry_run else 'adopted'} {migrations_dir / name} "
             "(applied without a checksum, e.g. by wrangler)"
         )
+    return adopted
 
-    already = tuple(record.name for record in applied)
-    pending = [by_name[s.name] for s in statuses if s.state is MigrationState.PENDING]
-    done: list[str] = []
-    points: list[tuple[str, str]] = []
-    statements = 0
-    for migration in pending:
-        where = migrations_dir / migration.name
+
+@dataclass(slots=True)
+class _Run:
+    """The pending migrations of one ``migrate`` run, applied (or counted) in order."""
+
+    db: Database
+    migrations_dir: Path
+    say: Callable[[str], None]
+    restore_points: RestorePoints | None
+    checkpoint: Callable[[str], None]
+    done: list[str] = field(default_factory=list)
+    points: list[tuple[str, str]] = field(default_factory=list)
+    statements: int = 0
+
+    async def count(self, migration: MigrationFile) -> None:
+        """A dry run: say what would be applied."""
         count = len(migration.statements)
-        if dry_run:
-            say(f"would apply {where} ({count} statement{'s' if count != 1 else ''})")
-            done.append(migration.name)
-            statements += count
-            continue
-        bookmark = await _take_restore_point(restore_points, migration.name, say)
-        (checkpoint or _no_checkpoint)("migrate.after-restore-point")
-        say(f"applying {where} ({count} statement{'s' if count != 1 else ''})")
-        await _apply_one(db, migration, where, restore_points, bookmark)
-        (checkpoint or _no_checkpoint)("migrate.after-apply")
+        where = self.migrations_dir / migration.name
+        self.say(f"would apply {where} ({count} statement{'s' if count != 1 else ''})")
+        self.done.append(migration.name)
+        self.statements += count
+
+    async def apply(self, migration: MigrationFile) -> None:
+        """Take the restore point, then apply the migration and its bookkeeping rows."""
+        count = len(migration.statements)
+        where = self.migrations_dir / migration.name
+        bookmark = await _take_restore_point(self.restore_points, migration.name, self.say)
+        self.checkpoint("migrate.after-restore-point")
+        self.say(f"applying {where} ({count} statement{'s' if count != 1 else ''})")
+        await _apply_one(self.db, migration, where, self.restore_points, bookmark)
+        self.checkpoint("migrate.after-apply")
         if bookmark is not None:
-            points.append((migration.name, bookmark))
-        say(f"applied {where}")
-        done.append(migration.name)
-        statements += count
-    return MigrateReport(
-        applied=tuple(done),
-        already_applied=already,
-        adopted=adopted,
-        dry_run=dry_run,
-        statements=statements,
-        restore_points=tuple(points),
-    )
+            self.points.append((migration.name, bookmark))
+        self.say(f"applied {where}")
+        self.done.append(migration.name)
+        self.statements += count
 
 
 def _no_checkpoint(name: str) -> None:
