@@ -15,7 +15,6 @@ from reconciler.build.content import parse_snapshot
 from reconciler.build.errors import BuildError
 from reconciler.build.media import ReadOnlyCache, VariantCache
 from reconciler.build.site import AssetStore, build_site
-from reconciler.core.budget import MediaWeight
 from reconciler.core.observe_scope import needs_build
 from reconciler.core.observed import BuildPreview, ObservedProject, SiteLedger
 from reconciler.runtime.observe_clients import ObserveClients
@@ -110,10 +109,5 @@ def _preview(
         js_kb=output.js_kb,
         css_kb=output.css_kb,
         third_party_scripts=output.third_party_scripts,
-        media=MediaWeight(
-            image_kb=output.image_kb,
-            largest_image=output.largest_image,
-            page_weight_kb=output.page_weight_kb,
-            heaviest_page=output.heaviest_page,
-        ),
+        media=output.media,
     )

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.core.lane import Lane
+from reconciler.runtime.waiting import event_or_timer
 
 __all__ = [
     "BACKOFF_BASE",
@@ -288,19 +289,8 @@ class WorkQueue:
 
     async def _wait(self, deadline: float | None) -> None:
         """Wait until something is added, or until ``deadline`` on the clock."""
-        waiter = asyncio.ensure_future(self._wakeup.wait())
-        if deadline is None:
-            try:
-                await waiter
-            finally:
-                waiter.cancel()
-            return
-        timer = asyncio.ensure_future(self._sleep(max(0.0, deadline - self._clock())))
-        try:
-            await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            timer.cancel()
+        timer = None if deadline is None else self._sleep(max(0.0, deadline - self._clock()))
+        await event_or_timer(self._wakeup, timer)
 
     def done(self, key: str) -> None:
         """Release ``key`` after processing; queue what arrived meanwhile and any retry."""
