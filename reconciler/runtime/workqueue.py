@@ -120,6 +120,20 @@ class QueueShutDown(Exception):  # named like asyncio.QueueShutDown (Python 3.13
     """Raised by :meth:`WorkQueue.get` once the queue is shut down."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Backoff:
+    """Full-jitter exponential backoff, and the failures in a row that make a key stuck."""
+
+    base: float
+    cap: float
+    max_failures: int
+    rng: Callable[[], float]
+
+    def jittered(self, attempt: int) -> float:
+        """Uniform in ``[0, min(cap, base * 2 ** (attempt - 1)))``."""
+        return min(self.cap, self.base * 2.0 ** max(0, attempt - 1)) * self.rng()
+
+
 @dataclass(slots=True)
 class _Entry:
     lane: Lane
@@ -162,10 +176,7 @@ class WorkQueue:
             raise ValueError("need 0 < base <= cap and max_failures >= 1")
         self._clock = clock
         self._sleep = sleep
-        self._rng = rng
-        self._base = base
-        self._cap = cap
-        self._max_failures = max_failures
+        self._backoff = _Backoff(base, cap, max_failures, rng)
         self._entries: dict[str, _Entry] = {}
         # Lazy-deletion heaps: an item whose version is not its entry's current one is stale.
         self._waiting: list[tuple[float, int, str, int]] = []  # (ready_at, seq, key, version)
@@ -337,7 +348,7 @@ class WorkQueue:
         record = self._failures.get(key)
         count = 1 if record is None else record.count + 1
         self._failures[key] = _Failures(count, error)
-        if count >= self._max_failures:
+        if count >= self._backoff.max_failures:
             self._stuck[key] = error
             self._retry.pop(key, None)
             self._remove(key)
@@ -361,8 +372,7 @@ class WorkQueue:
         Full jitter: uniform in ``[0, min(cap, base * 2 ** (attempt - 1)))``, then raised to the
         error's ``retry_after`` when that is longer (a server hint is never cut short).
         """
-        window = min(self._cap, self._base * 2.0 ** max(0, attempt - 1))
-        delay = window * self._rng()
+        delay = self._backoff.jittered(attempt)
         if error is not None and error.retry_after is not None:
             delay = max(delay, error.retry_after)
         return delay
