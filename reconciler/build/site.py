@@ -67,6 +67,7 @@ from reconciler.build.images import (
 )
 from reconciler.build.media import EncoderSettings, VariantCache
 from reconciler.build.styles import BLOCKS_JS, stylesheet
+from reconciler.core.budget import MediaWeight
 
 KB = 1024
 CSS_PATH = "assets/site.css"
@@ -113,6 +114,16 @@ class BuildOutput:
     media_variant_bytes: int = 0  # every variant published
     images_encoded: int = 0  # images encoded by this build (0 when all came from the cache)
     images_cached: int = 0
+
+    @property
+    def media(self) -> MediaWeight:
+        """The image and page weights the budget's media limits judge (``core/budget``)."""
+        return MediaWeight(
+            image_kb=self.image_kb,
+            largest_image=self.largest_image,
+            page_weight_kb=self.page_weight_kb,
+            heaviest_page=self.heaviest_page,
+        )
 
     def manifest_json(self) -> str:
         """The manifest as the compact, key-sorted JSON string the upload form sends."""

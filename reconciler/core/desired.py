@@ -205,21 +205,7 @@ def _site(specs: Specs, name: str, owner: DesiredTenant) -> DesiredSite:
     site = specs.sites[name]
     policy = specs.policies[owner.policy].spec
     hard_locked = owner.access.level is Access.HARD_LOCKED
-    hostnames = tuple(
-        DesiredHostname(
-            hostname=domain.canonical,
-            site=name,
-            tenant=site.spec.tenant,
-            ssl_method=domain.ssl.method.value,
-            suspended=hard_locked,
-            suspension_origin=policy.suspension_origin,
-            validation_timeout=policy.domains.validation_timeout.total_seconds(),
-            ssl_timeout=policy.domains.ssl_timeout.total_seconds(),
-            max_recreates=policy.domains.max_recreates,
-            index=index,
-        )
-        for index, domain in enumerate(site.spec.domains)
-    )
+    hostnames = desired_hostnames(specs, name, suspended=hard_locked) or ()
     return DesiredSite(
         name=name,
         tenant=site.spec.tenant,
@@ -231,4 +217,35 @@ def _site(specs: Specs, name: str, owner: DesiredTenant) -> DesiredSite:
         deletion_policy=site.spec.deletion_policy.value,
         budget=policy.performance_budget,
         publish_allowed=not hard_locked,
+    )
+
+
+def desired_hostnames(
+    specs: Specs, name: str, *, suspended: bool
+) -> tuple[DesiredHostname, ...] | None:
+    """The hostnames site ``name`` declares, timed by its tenant's policy; None without one.
+
+    ``suspended`` is the tenant's hard lock (derive knows it; a caller that only wants the
+    timing, such as ``core/observe_scope.py``, passes False: the timing does not depend on it).
+    """
+    site = specs.sites[name]
+    tenant = specs.tenants.get(site.spec.tenant)
+    policy = specs.policies.get(tenant.spec.policy) if tenant is not None else None
+    if policy is None:
+        return None
+    timing = policy.spec.domains
+    return tuple(
+        DesiredHostname(
+            hostname=domain.canonical,
+            site=name,
+            tenant=site.spec.tenant,
+            ssl_method=domain.ssl.method.value,
+            suspended=suspended,
+            suspension_origin=policy.spec.suspension_origin,
+            validation_timeout=timing.validation_timeout.total_seconds(),
+            ssl_timeout=timing.ssl_timeout.total_seconds(),
+            max_recreates=timing.max_recreates,
+            index=index,
+        )
+        for index, domain in enumerate(site.spec.domains)
     )

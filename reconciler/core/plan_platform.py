@@ -30,7 +30,7 @@ from reconciler.core.routing import DesiredPlatform, ObservedPlatform
 
 __all__ = ["plan_platform"]
 
-_EMPTY = ObservedPlatform(None, None, None, None, None, None)
+_EMPTY = ObservedPlatform.namespace_only(None)
 """An account where nothing of the platform was found (every field None)."""
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.core.desired import DesiredSite
-from reconciler.core.identity import BuildInputs, describe_changes, is_stale, wanted_inputs
+from reconciler.core.identity import BuildInputs, describe_changes, is_stale
 from reconciler.core.levers import Lever, LeverKind
+from reconciler.core.observe_scope import find_deployment, wanted_build
 from reconciler.core.observed import (
     BuildPreview,
     ObservedDeployment,
@@ -26,10 +27,8 @@ from reconciler.spec.models import Kind
 
 __all__ = [
     "SiteEnv",
-    "build_tag",
     "canonical_is_latest",
     "failure_outdated",
-    "find_deployment",
     "inputs_wanted",
     "publish_after",
     "read_environment",
@@ -131,36 +130,6 @@ def canonical_is_latest(project: ObservedProject, live: PublishRecord) -> bool:
     )
 
 
-def find_deployment(
-    project: ObservedProject,
-    *,
-    deployment_id: str | None = None,
-    site: str | None = None,
-    version: int | None = None,
-    env: str | None = None,
-    build: str | None = None,
-    untagged: bool = True,
-) -> ObservedDeployment | None:
-    """The newest successful deployment matching the filters, if the deployments were read.
-
-    ``build`` (12 hex digits of an identity) rules out deployments tagged with another build;
-    ``untagged=False`` rules out deployments without a build tag too (the live one is stale).
-    """
-    matches = [
-        d
-        for d in project.deployments or ()
-        if d.status == "success"
-        and (deployment_id is None or d.id == deployment_id)
-        and (site is None or d.site == site)
-        and (version is None or d.version == version)
-        and (env is None or d.environment == env)
-        and (build is None or d.build == build or (d.build is None and untagged))
-    ]
-    if not matches:
-        return None
-    return max(matches, key=lambda d: (d.created_on, d.id))
-
-
 def rollback_after(
     state: SiteEnv, deployment: ObservedDeployment, revision: str | None
 ) -> dict[str, JsonValue]:
@@ -186,8 +155,7 @@ def version_of_site(site: DesiredSite, env: str, version: int) -> dict[str, Json
 def inputs_wanted(builder: PlanBuilder, site: DesiredSite, version: int) -> BuildInputs | None:
     """The inputs a build of ``version`` would have now; None when not all are known."""
     ledger = builder.observed.ledger.get(site.name)
-    content = ledger.content_digests.get(version) if ledger is not None else None
-    return wanted_inputs(site.name, version, content, tuple(site.scripts), builder.observed.builder)
+    return wanted_build(ledger, site.name, version, site.scripts, builder.observed.builder)
 
 
 def stale_build(live: PublishRecord, wanted: BuildInputs | None) -> str | None:
@@ -198,11 +166,6 @@ def stale_build(live: PublishRecord, wanted: BuildInputs | None) -> str | None:
         return "its recorded build identity differs"
     changes = describe_changes(live.build_inputs, wanted)
     return "; ".join(changes) if changes else "its recorded build identity differs"
-
-
-def build_tag(wanted: BuildInputs | None) -> str | None:
-    """The ``build`` filter for rollback candidates (see ``find_deployment``)."""
-    return wanted.identity[:12] if wanted is not None else None
 
 
 def failure_outdated(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from reconciler.core.budget import BudgetMetric, check_build, describe_violations
 from reconciler.core.desired import DesiredSite
+from reconciler.core.observe_scope import snapshot_missing
 from reconciler.core.observed import BuildPreview, PublishRecord
 from reconciler.core.plan import (
     BUDGET_FAILURE_PREFIX,
@@ -100,7 +101,7 @@ def blocked_before_upload(builder: PlanBuilder, state: SiteEnv, kind: ActionKind
             ),
         )
         return True
-    if state.ledger is not None and state.ledger.versions and version not in state.ledger.versions:
+    if snapshot_missing(state.ledger, version):
         state.block(
             kind,
             gate="missing_version",

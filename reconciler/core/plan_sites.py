@@ -30,14 +30,13 @@ from __future__ import annotations
 
 from reconciler.core.desired import DesiredSite
 from reconciler.core.levers import Lever, LeverKind
+from reconciler.core.observe_scope import built_deployment, find_deployment
 from reconciler.core.observed import ObservedDeployment, ObservedProject, Source
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
 from reconciler.core.plan_site_env import (
     SiteEnv,
-    build_tag,
     canonical_is_latest,
-    find_deployment,
     publish_after,
     read_environment,
     rollback_after,
@@ -184,12 +183,12 @@ def _keep_or_point_back(builder: PlanBuilder, state: SiteEnv, project: ObservedP
 
 def _roll_back_to_built(builder: PlanBuilder, state: SiteEnv, project: ObservedProject) -> bool:
     """Rule 5: a successful deployment of the wanted build exists; True when rolled back to it."""
-    candidate = find_deployment(
+    candidate = built_deployment(
         project,
         site=state.site.name,
-        version=state.version,
         env=state.env,
-        build=build_tag(state.wanted),
+        version=state.version,
+        wanted=state.wanted,
         untagged=state.stale is None,
     )
     if candidate is not None:

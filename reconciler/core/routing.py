@@ -130,3 +130,15 @@ class ObservedPlatform:
     route_script: str | None  # the script that route runs (None: the route has none)
     fallback_origin: str | None
     fallback_status: str | None = None  # initializing | pending_deployment | active | ...
+
+    @classmethod
+    def namespace_only(cls, namespace_id: str | None) -> ObservedPlatform:
+        """The routing table's namespace and nothing else found (or read) of the platform."""
+        return cls(
+            namespace_id=namespace_id,
+            script_hash=None,
+            script_namespace=None,
+            route_id=None,
+            route_script=None,
+            fallback_origin=None,
+        )

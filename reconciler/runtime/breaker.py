@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import IntEnum
 
 from reconciler.core.provider import Provider
@@ -38,6 +39,7 @@ from reconciler.errors import ProviderError, TransientError
 __all__ = [
     "PROVIDERS",
     "BreakerOpenError",
+    "BreakerSettings",
     "BreakerState",
     "Breakers",
     "CircuitBreaker",
@@ -76,18 +78,38 @@ class BreakerOpenError(TransientError):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """When a breaker trips and how long it stays open (module docstring, the states)."""
+
+    failure_threshold: int = 5  # transient failures in a row that trip it
+    window: float = 60.0  # seconds within which those failures must fall
+    open_for: float = 30.0  # seconds the first trip stays open; doubled on every trip in a row
+    max_open_for: float = 600.0  # cap on the doubled open period
+    probe_timeout: float = 60.0  # seconds after which an unanswered half-open probe is forgotten
+
+    def __post_init__(self) -> None:
+        """Refuse settings no breaker could follow.
+
+        Raises:
+            ValueError: a threshold under 1, a period not positive, or a cap under ``open_for``.
+        """
+        if self.failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        if self.window <= 0 or self.open_for <= 0 or self.probe_timeout <= 0:
+            raise ValueError("window, open_for and probe_timeout must be positive")
+        if self.max_open_for < self.open_for:
+            raise ValueError("max_open_for must be at least open_for")
+
+
 class CircuitBreaker:
     """One provider's breaker (see the module docstring for the state machine)."""
 
     def __init__(
         self,
         name: str,
+        settings: BreakerSettings | None = None,
         *,
-        failure_threshold: int = 5,
-        window: float = 60.0,
-        open_for: float = 30.0,
-        max_open_for: float = 600.0,
-        probe_timeout: float = 60.0,
         clock: Clock = time.time,
         on_change: StateListener | None = None,
     ) -> None:
@@ -95,26 +117,12 @@ class CircuitBreaker:
 
         Args:
             name: the provider it guards (used in errors, logs and metric labels).
-            failure_threshold: transient failures in a row that trip it.
-            window: seconds within which those failures must fall.
-            open_for: seconds the first trip stays open; doubled on every consecutive trip.
-            max_open_for: cap on the doubled open period.
-            probe_timeout: seconds after which an unanswered half-open probe is forgotten.
+            settings: its thresholds and periods (the defaults when omitted).
             clock: epoch seconds (injected; tests pass a fake).
             on_change: called with ``(name, new_state)`` on every state change.
         """
-        if failure_threshold < 1:
-            raise ValueError("failure_threshold must be at least 1")
-        if window <= 0 or open_for <= 0 or probe_timeout <= 0:
-            raise ValueError("window, open_for and probe_timeout must be positive")
-        if max_open_for < open_for:
-            raise ValueError("max_open_for must be at least open_for")
         self.name = name
-        self.failure_threshold = failure_threshold
-        self.window = window
-        self.open_for = open_for
-        self.max_open_for = max_open_for
-        self.probe_timeout = probe_timeout
+        self.settings = settings or BreakerSettings()
         self._clock = clock
         self._on_change = on_change
         self._state = BreakerState.CLOSED
@@ -160,7 +168,7 @@ class CircuitBreaker:
             return True
         if self._state is BreakerState.OPEN:
             return False
-        if self._probe_started is None or now - self._probe_started >= self.probe_timeout:
+        if self._probe_started is None or now - self._probe_started >= self.settings.probe_timeout:
             self._probe_started = now
             return True
         return False
@@ -179,7 +187,7 @@ class CircuitBreaker:
             wait = max(0.0, self._retry_at - now)
         else:
             assert self._probe_started is not None
-            wait = max(0.0, self._probe_started + self.probe_timeout - now)
+            wait = max(0.0, self._probe_started + self.settings.probe_timeout - now)
         raise BreakerOpenError(self.name, wait)
 
     # ------------------------------------------------------------------ reporting
@@ -221,16 +229,16 @@ class CircuitBreaker:
         if self._state is BreakerState.HALF_OPEN:
             self._trip(now, error)
             return
-        self._failures = [at for at in self._failures if now - at < self.window]
+        self._failures = [at for at in self._failures if now - at < self.settings.window]
         self._failures.append(now)
-        if len(self._failures) >= self.failure_threshold:
+        if len(self._failures) >= self.settings.failure_threshold:
             self._trip(now, error)
 
     # ------------------------------------------------------------------ internals
 
     def _trip(self, now: float, error: TransientError) -> None:
         self._trips += 1
-        period = min(self.open_for * 2 ** (self._trips - 1), self.max_open_for)
+        period = min(self.settings.open_for * 2 ** (self._trips - 1), self.settings.max_open_for)
         if error.retry_after is not None:
             period = max(period, error.retry_after)
         self._retry_at = now + period
@@ -265,39 +273,22 @@ class Breakers:
     def __init__(
         self,
         providers: tuple[str, ...] = PROVIDERS,
+        settings: BreakerSettings | None = None,
         *,
         clock: Clock = time.time,
         on_change: StateListener | None = None,
-        failure_threshold: int = 5,
-        window: float = 60.0,
-        open_for: float = 30.0,
-        max_open_for: float = 600.0,
-        probe_timeout: float = 60.0,
     ) -> None:
         """Create a closed breaker for each provider, all with the same settings.
 
         Args:
             providers: provider names (``ProviderError.provider`` values).
+            settings: every breaker's thresholds and periods (the defaults when omitted).
             clock: epoch seconds, shared by every breaker.
             on_change: called with ``(provider, new_state)`` on every state change.
-            failure_threshold: see :class:`CircuitBreaker`.
-            window: see :class:`CircuitBreaker`.
-            open_for: see :class:`CircuitBreaker`.
-            max_open_for: see :class:`CircuitBreaker`.
-            probe_timeout: see :class:`CircuitBreaker`.
         """
         self._listeners: list[StateListener] = [] if on_change is None else [on_change]
         self._breakers = {
-            name: CircuitBreaker(
-                name,
-                failure_threshold=failure_threshold,
-                window=window,
-                open_for=open_for,
-                max_open_for=max_open_for,
-                probe_timeout=probe_timeout,
-                clock=clock,
-                on_change=self._changed,
-            )
+            name: CircuitBreaker(name, settings, clock=clock, on_change=self._changed)
             for name in providers
         }
 

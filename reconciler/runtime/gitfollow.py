@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from reconciler.errors import LoadError, PermanentError, SpecError, TransientError
 from reconciler.runtime.approvals import CommitApprovals, read_approvals
 from reconciler.runtime.prmode import changed_scope
+from reconciler.runtime.waiting import event_or_timer
 from reconciler.spec.load import SPEC_SUFFIXES, Specs, declared_name, load_git, parse_documents
 from reconciler.spec.models import Kind
 
@@ -242,13 +243,7 @@ class GitFollower:
             await self._wait(interval)
 
     async def _wait(self, interval: float) -> None:
-        nudged = asyncio.ensure_future(self._nudged.wait())
-        timer = asyncio.ensure_future(self._sleep(interval))
-        try:
-            await asyncio.wait((nudged, timer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            nudged.cancel()
-            timer.cancel()
+        await event_or_timer(self._nudged, self._sleep(interval))
 
     # ---------------------------------------------------------------- reading commits
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import platform
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,6 +62,123 @@ def error_kind(error: BaseException) -> str:
     if isinstance(error, PermanentError):
         return "permanent"
     return "other"
+
+
+_DECLARED: Mapping[str, tuple[str, ...]] = {
+    # name (under the namespace; ``_total`` is added to counters): help text, label names
+    "workqueue_adds": ("Total number of adds handled by workqueue.", "name"),
+    "workqueue_retries": ("Total number of retries handled by workqueue.", "name"),
+    "workqueue_depth": ("Current depth of workqueue.", "name"),
+    "workqueue_queue_duration_seconds": (
+        "How long in seconds an item stays in workqueue before being requested.",
+        "name",
+    ),
+    "workqueue_work_duration_seconds": (
+        "How long in seconds processing an item from workqueue takes.",
+        "name",
+    ),
+    "workqueue_unfinished_work_seconds": (
+        "How many seconds of work has been done that is in progress and hasn't been "
+        "observed by work_duration.",
+        "name",
+    ),
+    "workqueue_longest_running_processor_seconds": (
+        "How many seconds has the longest running processor for workqueue been running.",
+        "name",
+    ),
+    "build_info": (
+        "Always 1; the labels say which reconciler and Python run.",
+        "version",
+        "python",
+    ),
+    "git_fetches": ("Fetches of the followed branch, by result (ok, error).", "result"),
+    "git_fetch_duration_seconds": ("Wall time of one fetch of the followed branch.",),
+    "git_last_successful_fetch_timestamp_seconds": (
+        "When the followed branch was last fetched successfully (epoch seconds).",
+    ),
+    "passes": ("Reconciliation passes finished, by result (ok or error).", "result"),
+    "pass_duration_seconds": ("Wall time of one reconciliation pass.",),
+    "queue_depth": ("Resources waiting in the work queue, by priority lane.", "lane"),
+    "api_calls": (
+        "Calls to external APIs, by provider and HTTP status ('error' when none came back).",
+        "provider",
+        "status",
+    ),
+    "api_errors": (
+        "Failed external API calls, by provider and kind "
+        "(transient, rate_limited, permanent, not_found, other).",
+        "provider",
+        "kind",
+    ),
+    "rate_limited": ("HTTP 429 answers received, by provider.", "provider"),
+    "breaker_state": (
+        "Circuit breaker state by provider: 0 closed, 1 half-open, 2 open.",
+        "provider",
+    ),
+    "resources": (
+        "Resources by condition type and status (True, False, Unknown).",
+        "condition",
+        "status",
+    ),
+    "blocked_resources": (
+        "Resources not Synced, by reason (BlastRadius, WaitingForReading, PublishFailed...).",
+        "reason",
+    ),
+    "stuck_resources": (
+        "Resources Stuck (a human must act), by reason (RetriesExhausted, RecreateLimit...).",
+        "reason",
+    ),
+    "specs_valid": (
+        "1 while the followed branch's head has valid specs, 0 while it is refused (the "
+        "last good commit is still served).",
+    ),
+    "specs_problems": ("Problems in the specs at the followed branch's head (0 when valid).",),
+    "drift_age_seconds": (
+        "Age of the oldest unresolved drift (0 when the world matches the specs).",
+    ),
+    "commit_to_converged_seconds": (
+        "Time from a specs commit (its committer date) to the world converged on it.",
+    ),
+    "webhook_requests": (
+        "Webhook requests by source (git, stripe) and result (accepted, rejected reason).",
+        "source",
+        "result",
+    ),
+    "leader": ("1 while this process holds the leader lease, 0 while it stands by.",),
+}
+"""Every metric the daemon declares: its help text and label names (docs/daemon.md lists them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Declare:
+    """Registers the metrics ``_DECLARED`` describes in one registry, under one namespace."""
+
+    registry: CollectorRegistry
+    namespace: str = NAMESPACE
+
+    def counter(self, name: str) -> PromCounter:
+        """The counter ``name`` (exported with ``_total``)."""
+        documentation, *labels = _DECLARED[name]
+        return PromCounter(
+            name, documentation, labels, namespace=self.namespace, registry=self.registry
+        )
+
+    def gauge(self, name: str) -> Gauge:
+        """The gauge ``name``."""
+        documentation, *labels = _DECLARED[name]
+        return Gauge(name, documentation, labels, namespace=self.namespace, registry=self.registry)
+
+    def histogram(self, name: str, buckets: tuple[float, ...]) -> Histogram:
+        """The histogram ``name``, with these buckets."""
+        documentation, *labels = _DECLARED[name]
+        return Histogram(
+            name,
+            documentation,
+            labels,
+            namespace=self.namespace,
+            buckets=buckets,
+            registry=self.registry,
+        )
 
 
 class ResourceTally:
@@ -110,48 +228,14 @@ class WorkQueueMetrics:
     def __init__(self, registry: CollectorRegistry, name: str = "reconciler") -> None:
         """Register the workqueue metrics in ``registry`` for the queue called ``name``."""
         self.name = name
-        self.adds = PromCounter(
-            "workqueue_adds",
-            "Total number of adds handled by workqueue.",
-            ["name"],
-            registry=registry,
-        )
-        self.retries = PromCounter(
-            "workqueue_retries",
-            "Total number of retries handled by workqueue.",
-            ["name"],
-            registry=registry,
-        )
-        self.depth = Gauge(
-            "workqueue_depth", "Current depth of workqueue.", ["name"], registry=registry
-        )
-        self.queue_duration = Histogram(
-            "workqueue_queue_duration_seconds",
-            "How long in seconds an item stays in workqueue before being requested.",
-            ["name"],
-            buckets=QUEUE_BUCKETS,
-            registry=registry,
-        )
-        self.work_duration = Histogram(
-            "workqueue_work_duration_seconds",
-            "How long in seconds processing an item from workqueue takes.",
-            ["name"],
-            buckets=QUEUE_BUCKETS,
-            registry=registry,
-        )
-        self.unfinished = Gauge(
-            "workqueue_unfinished_work_seconds",
-            "How many seconds of work has been done that is in progress and hasn't been "
-            "observed by work_duration.",
-            ["name"],
-            registry=registry,
-        )
-        self.longest = Gauge(
-            "workqueue_longest_running_processor_seconds",
-            "How many seconds has the longest running processor for workqueue been running.",
-            ["name"],
-            registry=registry,
-        )
+        wq = _Declare(registry, namespace="")
+        self.adds = wq.counter("workqueue_adds")
+        self.retries = wq.counter("workqueue_retries")
+        self.depth = wq.gauge("workqueue_depth")
+        self.queue_duration = wq.histogram("workqueue_queue_duration_seconds", QUEUE_BUCKETS)
+        self.work_duration = wq.histogram("workqueue_work_duration_seconds", QUEUE_BUCKETS)
+        self.unfinished = wq.gauge("workqueue_unfinished_work_seconds")
+        self.longest = wq.gauge("workqueue_longest_running_processor_seconds")
         for metric in (self.adds, self.retries, self.depth):
             metric.labels(name=name)
         self.watch(list)
@@ -191,145 +275,31 @@ class Metrics:
         # Prometheus client exports them.
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
-        self.build_info = Gauge(
-            "build_info",
-            "Always 1; the labels say which reconciler and Python run.",
-            ["version", "python"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
+        declare = _Declare(registry)
+        self.build_info = declare.gauge("build_info")
         self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
         self.workqueue = WorkQueueMetrics(registry)
-        self.git_fetches = PromCounter(
-            "git_fetches",
-            "Fetches of the followed branch, by result (ok, error).",
-            ["result"],
-            namespace=NAMESPACE,
-            registry=registry,
+        self.git_fetches = declare.counter("git_fetches")
+        self.git_fetch_duration = declare.histogram("git_fetch_duration_seconds", PASS_BUCKETS)
+        self.git_last_fetch = declare.gauge("git_last_successful_fetch_timestamp_seconds")
+        self.passes = declare.counter("passes")
+        self.pass_duration = declare.histogram("pass_duration_seconds", PASS_BUCKETS)
+        self.queue_depth = declare.gauge("queue_depth")
+        self.api_calls = declare.counter("api_calls")
+        self.api_errors = declare.counter("api_errors")
+        self.rate_limited = declare.counter("rate_limited")
+        self.breaker_state = declare.gauge("breaker_state")
+        self.resources = declare.gauge("resources")
+        self.blocked_resources = declare.gauge("blocked_resources")
+        self.stuck_resources = declare.gauge("stuck_resources")
+        self.specs_valid = declare.gauge("specs_valid")
+        self.specs_problems = declare.gauge("specs_problems")
+        self.drift_age = declare.gauge("drift_age_seconds")
+        self.commit_to_converged = declare.histogram(
+            "commit_to_converged_seconds", CONVERGE_BUCKETS
         )
-        self.git_fetch_duration = Histogram(
-            "git_fetch_duration_seconds",
-            "Wall time of one fetch of the followed branch.",
-            namespace=NAMESPACE,
-            buckets=PASS_BUCKETS,
-            registry=registry,
-        )
-        self.git_last_fetch = Gauge(
-            "git_last_successful_fetch_timestamp_seconds",
-            "When the followed branch was last fetched successfully (epoch seconds).",
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.passes = PromCounter(
-            "passes",
-            "Reconciliation passes finished, by result (ok or error).",
-            ["result"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.pass_duration = Histogram(
-            "pass_duration_seconds",
-            "Wall time of one reconciliation pass.",
-            namespace=NAMESPACE,
-            buckets=PASS_BUCKETS,
-            registry=registry,
-        )
-        self.queue_depth = Gauge(
-            "queue_depth",
-            "Resources waiting in the work queue, by priority lane.",
-            ["lane"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.api_calls = PromCounter(
-            "api_calls",
-            "Calls to external APIs, by provider and HTTP status ('error' when none came back).",
-            ["provider", "status"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.api_errors = PromCounter(
-            "api_errors",
-            "Failed external API calls, by provider and kind "
-            "(transient, rate_limited, permanent, not_found, other).",
-            ["provider", "kind"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.rate_limited = PromCounter(
-            "rate_limited",
-            "HTTP 429 answers received, by provider.",
-            ["provider"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.breaker_state = Gauge(
-            "breaker_state",
-            "Circuit breaker state by provider: 0 closed, 1 half-open, 2 open.",
-            ["provider"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.resources = Gauge(
-            "resources",
-            "Resources by condition type and status (True, False, Unknown).",
-            ["condition", "status"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.blocked_resources = Gauge(
-            "blocked_resources",
-            "Resources not Synced, by reason (BlastRadius, WaitingForReading, PublishFailed...).",
-            ["reason"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.stuck_resources = Gauge(
-            "stuck_resources",
-            "Resources Stuck (a human must act), by reason (RetriesExhausted, RecreateLimit...).",
-            ["reason"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.specs_valid = Gauge(
-            "specs_valid",
-            "1 while the followed branch's head has valid specs, 0 while it is refused (the "
-            "last good commit is still served).",
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.specs_problems = Gauge(
-            "specs_problems",
-            "Problems in the specs at the followed branch's head (0 when valid).",
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.drift_age = Gauge(
-            "drift_age_seconds",
-            "Age of the oldest unresolved drift (0 when the world matches the specs).",
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.commit_to_converged = Histogram(
-            "commit_to_converged_seconds",
-            "Time from a specs commit (its committer date) to the world converged on it.",
-            namespace=NAMESPACE,
-            buckets=CONVERGE_BUCKETS,
-            registry=registry,
-        )
-        self.webhook_requests = PromCounter(
-            "webhook_requests",
-            "Webhook requests by source (git, stripe) and result (accepted, rejected reason).",
-            ["source", "result"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.leader = Gauge(
-            "leader",
-            "1 while this process holds the leader lease, 0 while it stands by.",
-            namespace=NAMESPACE,
-            registry=registry,
-        )
+        self.webhook_requests = declare.counter("webhook_requests")
+        self.leader = declare.gauge("leader")
 
     # ------------------------------------------------------------------ loop
 

@@ -55,7 +55,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -88,6 +88,8 @@ logger = logging.getLogger("reconciler.webhooks")
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 _DELIVERY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _SIGNATURE_PREFIX = "sha256="
+
+E = TypeVar("E")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,19 +196,73 @@ def create_app(
     """
     if max_body < 1 or delivery_memory < 1:
         raise ValueError("max_body and delivery_memory must be positive")
-    deliveries = _DeliveryLog(delivery_memory)
-    stripe_events = _DeliveryLog(delivery_memory)
+    probes = _Probes(health, ready, readiness, before_metrics)
+    git = _Hook(on_git_push, _DeliveryLog(delivery_memory))
+    stripe = _Hook(on_stripe_event, _DeliveryLog(delivery_memory))
+    body = _Body(max_body, body_timeout)
+    app = _App(metrics, clock, probes, body, git, stripe, git_secret, stripe_verifier)
+    return Starlette(
+        routes=[
+            Route("/healthz", app.healthz, methods=["GET"]),
+            Route("/readyz", app.readyz, methods=["GET"]),
+            Route("/metrics", app.metrics_endpoint, methods=["GET"]),
+            Route("/webhooks/git", app.git_webhook, methods=["POST"]),
+            Route("/webhooks/billing/stripe", app.stripe_webhook, methods=["POST"]),
+        ]
+    )
 
-    def log(level: int, source: str, outcome: str, **fields: Any) -> None:
-        entry = {"at": round(clock(), 3), "event": f"webhook.{outcome}", "source": source}
+
+@dataclass(frozen=True, slots=True)
+class _Probes:
+    """What ``/healthz``, ``/readyz`` and ``/metrics`` ask the daemon."""
+
+    health: Callable[[], HealthReport]
+    ready: Callable[[], bool]
+    readiness: Callable[[], Mapping[str, Any]] | None
+    before_metrics: Callable[[], object] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """How large a webhook body may be (bytes) and how long it may take to arrive (seconds)."""
+
+    limit: int
+    within: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Hook(Generic[E]):
+    """One webhook's callback and the ids it accepted (a repeat is a replay)."""
+
+    enqueue: Callable[[E], Awaitable[None]]
+    seen: _DeliveryLog
+
+
+@dataclass(frozen=True, slots=True)
+class _App:
+    """The endpoints' handlers and what they share (``create_app``'s arguments)."""
+
+    metrics: Metrics
+    clock: Callable[[], float]
+    probes: _Probes
+    body: _Body
+    git: _Hook[GitPush]
+    stripe: _Hook[WebhookEvent]
+    git_secret: Secret
+    stripe_verifier: Callable[[bytes, str], WebhookEvent]
+
+    def log(self, level: int, source: str, outcome: str, **fields: Any) -> None:
+        """One ``reconciler.webhooks`` record: plain message, the fields as one JSON object."""
+        entry = {"at": round(self.clock(), 3), "event": f"webhook.{outcome}", "source": source}
         entry.update(fields)
         # The message is plain text; the fields travel as one JSON object, never as JSON
         # inside the message (one encoding per line).
         logger.log(level, f"webhook {source} {outcome}", extra={"webhook": entry})
 
-    def reject(source: str, request: Request, rejected: _Rejected, **fields: Any) -> Response:
-        metrics.webhook(source, rejected.reason)
-        log(
+    def reject(self, source: str, request: Request, rejected: _Rejected, **fields: Any) -> Response:
+        """Count, log and answer a refused webhook request (module rule 5)."""
+        self.metrics.webhook(source, rejected.reason)
+        self.log(
             logging.WARNING,
             source,
             "rejected",
@@ -220,107 +276,116 @@ def create_app(
             {"error": rejected.reason, "message": rejected.message}, status_code=rejected.status
         )
 
-    async def healthz(request: Request) -> Response:
+    def accepted(self, source: str, **fields: Any) -> None:
+        """Count and log a webhook whose callback ran."""
+        self.metrics.webhook(source, "accepted")
+        self.log(logging.INFO, source, "accepted", **fields)
+
+    async def healthz(self, request: Request) -> Response:
+        """``GET /healthz``: 200 while the loop is alive, else 503."""
         try:
-            report = health()
+            report = self.probes.health()
         except Exception as exc:  # a broken probe means an unhealthy daemon, not a 500
             logger.exception("health probe failed")
             return _Json({"status": "unhealthy", "error": type(exc).__name__}, status_code=503)
         body = {"status": "ok" if report.ok else "unhealthy", "details": dict(report.details)}
         return _Json(body, status_code=200 if report.ok else 503)
 
-    async def readyz(request: Request) -> Response:
+    async def readyz(self, request: Request) -> Response:
+        """``GET /readyz``: 200 once ready, else 503; the details when the wiring gives them."""
         try:
-            is_ready = ready()
+            is_ready = self.probes.ready()
         except Exception:
             logger.exception("readiness probe failed")
             is_ready = False
         body: dict[str, Any] = {"status": "ready" if is_ready else "not ready"}
-        if readiness is not None:
+        if self.probes.readiness is not None:
             try:
-                body["details"] = dict(readiness())
+                body["details"] = dict(self.probes.readiness())
             except Exception:
                 logger.exception("readiness details failed")
         return _Json(body, status_code=200 if is_ready else 503)
 
-    async def metrics_endpoint(request: Request) -> Response:
-        if before_metrics is not None:
-            before_metrics()
-        text = redact(metrics.render().decode())
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """``GET /metrics``: the Prometheus text, redacted."""
+        if self.probes.before_metrics is not None:
+            self.probes.before_metrics()
+        text = redact(self.metrics.render().decode())
         return Response(text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
-    async def git_webhook(request: Request) -> Response:
+    async def git_webhook(self, request: Request) -> Response:
+        """``POST /webhooks/git`` (module rule 2): a verified push queues a fetch."""
         delivery = request.headers.get("x-github-delivery", "")
         safe_delivery = delivery if _DELIVERY.match(delivery) else ""
         try:
-            body = await _read_body(request, max_body, body_timeout)
-            _verify_github_signature(git_secret, body, request.headers.get("x-hub-signature-256"))
-            event = request.headers.get("x-github-event", "")
-            if not event:
-                raise _Rejected(400, "missing_event", "X-GitHub-Event header is required")
-            if event == "ping":
-                metrics.webhook("git", "ping")
-                log(logging.INFO, "git", "ping", delivery=safe_delivery)
-                return _Json({"status": "pong"})
-            if event != "push":
-                metrics.webhook("git", "ignored")
-                log(logging.INFO, "git", "ignored", delivery=safe_delivery, type=event[:50])
-                return _Json({"status": "ignored", "event": event[:50]}, status_code=202)
-            if not safe_delivery:
-                raise _Rejected(400, "missing_delivery", "X-GitHub-Delivery header is required")
-            push = _parse_push(body, safe_delivery)
-            if not deliveries.claim(safe_delivery):
-                raise _Rejected(409, "replayed_delivery", "this delivery was already accepted")
+            push = await self._git_push(request, safe_delivery)
         except _Rejected as rejected:
-            return reject("git", request, rejected, delivery=safe_delivery)
+            return self.reject("git", request, rejected, delivery=safe_delivery)
+        if isinstance(push, Response):
+            return push
         try:
-            await on_git_push(push)
+            await self.git.enqueue(push)
         except Exception:
-            deliveries.forget(safe_delivery)
-            metrics.webhook("git", "error")
+            self.git.seen.forget(safe_delivery)
+            self.metrics.webhook("git", "error")
             logger.exception("git push handler failed", extra={"delivery": safe_delivery})
             return _Json({"error": "internal"}, status_code=500)
-        metrics.webhook("git", "accepted")
-        log(logging.INFO, "git", "accepted", delivery=safe_delivery, ref=push.ref[:200])
+        self.accepted("git", delivery=safe_delivery, ref=push.ref[:200])
         return _Json({"status": "queued"}, status_code=202)
 
-    async def stripe_webhook(request: Request) -> Response:
+    async def _git_push(self, request: Request, delivery: str) -> GitPush | Response:
+        """The verified, first-seen push; the answer itself for a ping or another event."""
+        body = await _read_body(request, self.body.limit, self.body.within)
+        _verify_github_signature(self.git_secret, body, request.headers.get("x-hub-signature-256"))
+        event = request.headers.get("x-github-event", "")
+        if not event:
+            raise _Rejected(400, "missing_event", "X-GitHub-Event header is required")
+        if event == "ping":
+            self.metrics.webhook("git", "ping")
+            self.log(logging.INFO, "git", "ping", delivery=delivery)
+            return _Json({"status": "pong"})
+        if event != "push":
+            self.metrics.webhook("git", "ignored")
+            self.log(logging.INFO, "git", "ignored", delivery=delivery, type=event[:50])
+            return _Json({"status": "ignored", "event": event[:50]}, status_code=202)
+        if not delivery:
+            raise _Rejected(400, "missing_delivery", "X-GitHub-Delivery header is required")
+        push = _parse_push(body, delivery)
+        if not self.git.seen.claim(delivery):
+            raise _Rejected(409, "replayed_delivery", "this delivery was already accepted")
+        return push
+
+    async def stripe_webhook(self, request: Request) -> Response:
+        """``POST /webhooks/billing/stripe`` (module rule 3): a verified event queues a re-read."""
         try:
-            body = await _read_body(request, max_body, body_timeout)
-            header = request.headers.get("stripe-signature", "")
-            if not header:
-                raise _Rejected(400, "missing_signature", "Stripe-Signature header is required")
-            try:
-                event = stripe_verifier(body, header)
-            except PermanentError as exc:
-                raise _Rejected(400, _stripe_reason(str(exc)), str(exc)[:300]) from exc
+            event = await self._stripe_event(request)
         except _Rejected as rejected:
-            return reject("stripe", request, rejected)
-        if not stripe_events.claim(event.id):
+            return self.reject("stripe", request, rejected)
+        if not self.stripe.seen.claim(event.id):
             # Stripe retries until it gets a 2xx: answer one, and do nothing again (rule 3).
-            metrics.webhook("stripe", "duplicate")
-            log(logging.INFO, "stripe", "duplicate", id=event.id, type=event.type)
+            self.metrics.webhook("stripe", "duplicate")
+            self.log(logging.INFO, "stripe", "duplicate", id=event.id, type=event.type)
             return _Json({"received": True, "duplicate": True})
         try:
-            await on_stripe_event(event)
+            await self.stripe.enqueue(event)
         except Exception:
-            stripe_events.forget(event.id)
-            metrics.webhook("stripe", "error")
+            self.stripe.seen.forget(event.id)
+            self.metrics.webhook("stripe", "error")
             logger.exception("stripe event handler failed", extra={"stripe_event": event.id})
             return _Json({"error": "internal"}, status_code=500)
-        metrics.webhook("stripe", "accepted")
-        log(logging.INFO, "stripe", "accepted", id=event.id, type=event.type)
+        self.accepted("stripe", id=event.id, type=event.type)
         return _Json({"received": True})
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route("/webhooks/git", git_webhook, methods=["POST"]),
-            Route("/webhooks/billing/stripe", stripe_webhook, methods=["POST"]),
-        ]
-    )
+    async def _stripe_event(self, request: Request) -> WebhookEvent:
+        """The event the verifier accepts (signature and timestamp checked)."""
+        body = await _read_body(request, self.body.limit, self.body.within)
+        header = request.headers.get("stripe-signature", "")
+        if not header:
+            raise _Rejected(400, "missing_signature", "Stripe-Signature header is required")
+        try:
+            return self.stripe_verifier(body, header)
+        except PermanentError as exc:
+            raise _Rejected(400, _stripe_reason(str(exc)), str(exc)[:300]) from exc
 
 
 async def _read_body(request: Request, limit: int, within: float) -> bytes:

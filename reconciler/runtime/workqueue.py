@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.core.lane import Lane
+from reconciler.runtime.waiting import event_or_timer
 
 __all__ = [
     "BACKOFF_BASE",
@@ -119,6 +120,20 @@ class QueueShutDown(Exception):  # named like asyncio.QueueShutDown (Python 3.13
     """Raised by :meth:`WorkQueue.get` once the queue is shut down."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Backoff:
+    """Full-jitter exponential backoff, and the failures in a row that make a key stuck."""
+
+    base: float
+    cap: float
+    max_failures: int
+    rng: Callable[[], float]
+
+    def jittered(self, attempt: int) -> float:
+        """Uniform in ``[0, min(cap, base * 2 ** (attempt - 1)))``."""
+        return min(self.cap, self.base * 2.0 ** max(0, attempt - 1)) * self.rng()
+
+
 @dataclass(slots=True)
 class _Entry:
     lane: Lane
@@ -161,10 +176,7 @@ class WorkQueue:
             raise ValueError("need 0 < base <= cap and max_failures >= 1")
         self._clock = clock
         self._sleep = sleep
-        self._rng = rng
-        self._base = base
-        self._cap = cap
-        self._max_failures = max_failures
+        self._backoff = _Backoff(base, cap, max_failures, rng)
         self._entries: dict[str, _Entry] = {}
         # Lazy-deletion heaps: an item whose version is not its entry's current one is stale.
         self._waiting: list[tuple[float, int, str, int]] = []  # (ready_at, seq, key, version)
@@ -288,19 +300,8 @@ class WorkQueue:
 
     async def _wait(self, deadline: float | None) -> None:
         """Wait until something is added, or until ``deadline`` on the clock."""
-        waiter = asyncio.ensure_future(self._wakeup.wait())
-        if deadline is None:
-            try:
-                await waiter
-            finally:
-                waiter.cancel()
-            return
-        timer = asyncio.ensure_future(self._sleep(max(0.0, deadline - self._clock())))
-        try:
-            await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            timer.cancel()
+        timer = None if deadline is None else self._sleep(max(0.0, deadline - self._clock()))
+        await event_or_timer(self._wakeup, timer)
 
     def done(self, key: str) -> None:
         """Release ``key`` after processing; queue what arrived meanwhile and any retry."""
@@ -347,7 +348,7 @@ class WorkQueue:
         record = self._failures.get(key)
         count = 1 if record is None else record.count + 1
         self._failures[key] = _Failures(count, error)
-        if count >= self._max_failures:
+        if count >= self._backoff.max_failures:
             self._stuck[key] = error
             self._retry.pop(key, None)
             self._remove(key)
@@ -371,8 +372,7 @@ class WorkQueue:
         Full jitter: uniform in ``[0, min(cap, base * 2 ** (attempt - 1)))``, then raised to the
         error's ``retry_after`` when that is longer (a server hint is never cut short).
         """
-        window = min(self._cap, self._base * 2.0 ** max(0, attempt - 1))
-        delay = window * self._rng()
+        delay = self._backoff.jittered(attempt)
         if error is not None and error.retry_after is not None:
             delay = max(delay, error.retry_after)
         return delay

@@ -10,6 +10,7 @@ from reconciler.providers.evolution import PROVIDER as EVOLUTION
 from reconciler.runtime.breaker import (
     BreakerOpenError,
     Breakers,
+    BreakerSettings,
     BreakerState,
     CircuitBreaker,
 )
@@ -40,14 +41,10 @@ def tripped(
     probe_timeout: float = 60.0,
 ) -> CircuitBreaker:
     """A breaker (threshold 3) that has just tripped."""
-    breaker = CircuitBreaker(
-        "cloudflare",
-        failure_threshold=3,
-        open_for=open_for,
-        max_open_for=max_open_for,
-        probe_timeout=probe_timeout,
-        clock=clock,
+    settings = BreakerSettings(
+        3, open_for=open_for, max_open_for=max_open_for, probe_timeout=probe_timeout
     )
+    breaker = CircuitBreaker("cloudflare", settings, clock=clock)
     for _ in range(3):
         breaker.record_failure(transient())
     return breaker
@@ -62,7 +59,7 @@ def test_a_new_breaker_is_closed_and_allows_calls() -> None:
 
 def test_threshold_transient_failures_in_a_row_open_the_breaker() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker("cloudflare", failure_threshold=3, open_for=30, clock=clock)
+    breaker = CircuitBreaker("cloudflare", BreakerSettings(3, open_for=30), clock=clock)
     breaker.record_failure(transient())
     breaker.record_failure(transient())
     assert breaker.state is BreakerState.CLOSED
@@ -73,7 +70,7 @@ def test_threshold_transient_failures_in_a_row_open_the_breaker() -> None:
 
 
 def test_permanent_errors_never_trip_the_breaker() -> None:
-    breaker = CircuitBreaker("stripe", failure_threshold=2, clock=FakeClock())
+    breaker = CircuitBreaker("stripe", BreakerSettings(2), clock=FakeClock())
     for _ in range(10):
         breaker.record_failure(PermanentError("stripe", "invalid request", status=400))
         breaker.record_failure(NotFoundError("stripe", "no such invoice", status=404))
@@ -82,7 +79,7 @@ def test_permanent_errors_never_trip_the_breaker() -> None:
 
 
 def test_a_success_between_failures_starts_the_count_again() -> None:
-    breaker = CircuitBreaker("d1", failure_threshold=3, clock=FakeClock())
+    breaker = CircuitBreaker("d1", BreakerSettings(3), clock=FakeClock())
     for _ in range(5):
         breaker.record_failure(transient("d1"))
         breaker.record_failure(transient("d1"))
@@ -92,7 +89,7 @@ def test_a_success_between_failures_starts_the_count_again() -> None:
 
 def test_failures_spread_wider_than_the_window_do_not_trip() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker("d1", failure_threshold=3, window=60, clock=clock)
+    breaker = CircuitBreaker("d1", BreakerSettings(3, window=60), clock=clock)
     for _ in range(6):
         breaker.record_failure(transient("d1"))
         clock.advance(31)
@@ -147,7 +144,7 @@ def test_a_probe_answered_with_a_permanent_error_proves_the_provider_is_up() -> 
 
 def test_retry_after_longer_than_the_open_period_is_honoured() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker("cloudflare", failure_threshold=1, open_for=30, clock=clock)
+    breaker = CircuitBreaker("cloudflare", BreakerSettings(1, open_for=30), clock=clock)
     breaker.record_failure(transient(retry_after=300))
     assert breaker.retry_at == clock.now + 300
 
@@ -187,7 +184,7 @@ def test_check_raises_a_not_applied_transient_error_with_the_wait() -> None:
 
 def test_our_own_refusals_do_not_count_as_provider_failures() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker("stripe", failure_threshold=1, clock=clock)
+    breaker = CircuitBreaker("stripe", BreakerSettings(1), clock=clock)
     breaker.record_failure(BreakerOpenError("stripe", 5))
     assert breaker.state is BreakerState.CLOSED
 
@@ -197,8 +194,7 @@ def test_state_changes_are_reported_to_the_listener() -> None:
     seen: list[tuple[str, BreakerState]] = []
     breaker = CircuitBreaker(
         "whatsapp",
-        failure_threshold=1,
-        open_for=5,
+        BreakerSettings(1, open_for=5),
         clock=clock,
         on_change=lambda name, state: seen.append((name, state)),
     )
@@ -224,7 +220,7 @@ def test_exported_state_values_are_zero_one_two() -> None:
 
 def test_breakers_isolate_providers_so_healthy_ones_keep_working() -> None:
     clock = FakeClock()
-    breakers = Breakers(clock=clock, failure_threshold=2)
+    breakers = Breakers(settings=BreakerSettings(2), clock=clock)
     for _ in range(2):
         breakers.record_failure(transient("cloudflare"))
     assert not breakers["cloudflare"].allow()
@@ -241,7 +237,7 @@ def test_breakers_isolate_providers_so_healthy_ones_keep_working() -> None:
 
 def test_the_evolution_adapter_names_the_whatsapp_breaker_and_no_alias_exists() -> None:
     # One rule: the gateway is Provider.WHATSAPP everywhere, the adapter's errors included.
-    breakers = Breakers(clock=FakeClock(), failure_threshold=1)
+    breakers = Breakers(settings=BreakerSettings(1), clock=FakeClock())
     assert "evolution" not in breakers
     assert [b.name for b in breakers] == [p.value for p in Provider]
     breakers.record_failure(transient(EVOLUTION))
@@ -249,7 +245,7 @@ def test_the_evolution_adapter_names_the_whatsapp_breaker_and_no_alias_exists() 
 
 
 def test_failures_of_unguarded_providers_are_ignored() -> None:
-    breakers = Breakers(clock=FakeClock(), failure_threshold=1)
+    breakers = Breakers(settings=BreakerSettings(1), clock=FakeClock())
     breakers.record_failure(transient("git"))
     breakers.record_failure(RuntimeError("boom"))
     assert set(breakers.states().values()) == {BreakerState.CLOSED}
@@ -262,7 +258,11 @@ def test_every_subscriber_hears_each_change_and_a_read_turns_open_into_half_open
     clock = FakeClock()
     gauge: list[tuple[str, BreakerState]] = []
     loop: list[tuple[str, BreakerState]] = []
-    breakers = Breakers(clock=clock, on_change=lambda n, s: gauge.append((n, s)), open_for=30)
+    breakers = Breakers(
+        settings=BreakerSettings(open_for=30),
+        clock=clock,
+        on_change=lambda n, s: gauge.append((n, s)),
+    )
     breakers.subscribe(lambda n, s: loop.append((n, s)))
     for _ in range(5):
         breakers.record_failure(transient())
@@ -272,3 +272,16 @@ def test_every_subscriber_hears_each_change_and_a_read_turns_open_into_half_open
     assert gauge[-1] == loop[-1] == ("cloudflare", BreakerState.HALF_OPEN)
     breakers["cloudflare"].record_success()
     assert gauge[-1] == loop[-1] == ("cloudflare", BreakerState.CLOSED)
+
+
+def test_settings_no_breaker_could_follow_are_refused() -> None:
+    with pytest.raises(ValueError, match="failure_threshold"):
+        BreakerSettings(failure_threshold=0)
+    with pytest.raises(ValueError, match="positive"):
+        BreakerSettings(window=0)
+    with pytest.raises(ValueError, match="positive"):
+        BreakerSettings(open_for=0)
+    with pytest.raises(ValueError, match="positive"):
+        BreakerSettings(probe_timeout=0)
+    with pytest.raises(ValueError, match="max_open_for"):
+        BreakerSettings(open_for=60, max_open_for=30)

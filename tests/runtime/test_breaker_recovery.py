@@ -10,6 +10,8 @@ failures, sweeps hours away), so only a retry at the breaker's close can converg
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.loop import LoopSettings
 from reconciler.sandbox.faults import FaultRule
@@ -35,7 +37,7 @@ async def test_work_failed_in_an_outage_runs_when_the_breaker_closes(
     async with start_daemon(settings=settings) as running:
         await wait_for(fleet.converged, within=90.0, what="the first pass")
         breaker = running.world.breakers["cloudflare"]
-        breaker.open_for, breaker.max_open_for = 0.5, 1.0
+        breaker.settings = replace(breaker.settings, open_for=0.5, max_open_for=1.0)
         queue = running.daemon.queue
         fleet.sandbox.cloudflare.faults.set([OUTAGE])
         fleet.edit(SITE_FILE, "production: {version: 12}", "production: {version: 13}")

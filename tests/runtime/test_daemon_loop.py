@@ -25,7 +25,7 @@ async def test_an_open_cloudflare_breaker_puts_work_back_without_counting_a_fail
     async with start_daemon() as running:
         await wait_for(fleet.converged, within=90.0, what="the first pass")
         breaker = running.world.breakers["cloudflare"]
-        for _ in range(breaker.failure_threshold):
+        for _ in range(breaker.settings.failure_threshold):
             breaker.record_failure(TransientError("cloudflare", "HTTP 503", status=503))
         assert breaker.state is BreakerState.OPEN
         fleet.edit(SITE_FILE, "production: {version: 12}", "production: {version: 13}")

@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.errors import NotFoundError, PermanentError, TransientError
-from reconciler.runtime.breaker import Breakers, BreakerState
+from reconciler.runtime.breaker import Breakers, BreakerSettings, BreakerState
 from reconciler.runtime.metrics import CONTENT_TYPE, Metrics, error_kind
 
 EXPECTED_NAMES = {
@@ -108,7 +108,7 @@ def test_breaker_changes_can_drive_the_gauge() -> None:
     metrics = Metrics()
     now = [0.0]
     breakers = Breakers(
-        clock=lambda: now[0], failure_threshold=1, on_change=metrics.set_breaker_state
+        settings=BreakerSettings(1), clock=lambda: now[0], on_change=metrics.set_breaker_state
     )
     breakers.record_failure(TransientError("whatsapp", "gateway down"))
     assert samples(metrics)[("reconciler_breaker_state", (("provider", "whatsapp"),))] == 2
