@@ -23,7 +23,7 @@ from reconciler.errors import Problem
 from reconciler.spec.models import BillingPolicy, Kind, Site, Tenant, Worker
 
 if TYPE_CHECKING:
-    from reconciler.spec.load import LoadedDocument
+    from reconciler.spec.validate import LoadedDocument
 
 __all__ = ["check_fleet"]
 
