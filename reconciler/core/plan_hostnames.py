@@ -20,7 +20,7 @@ from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import Blocker, PlanBuilder
 from reconciler.core.plan_hostname_levers import plan_hostname_lever, plan_ssl_timeout
 from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, deletion_blocked
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 
 def plan_hostnames(builder: PlanBuilder) -> None:

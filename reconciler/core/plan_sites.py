@@ -54,7 +54,7 @@ from reconciler.core.plan_site_levers import (
     plan_redeploy,
     stuck_reason,
 )
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 
 def note_unclaimed_projects(builder: PlanBuilder) -> None:

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler.core.facts import Invoice
-from reconciler.spec.models import Access, BillingPolicySpec, Uncollectible
+from reconciler.core.spec_view import BillingPolicySpec
+from reconciler.spec.vocabulary import Access, Uncollectible
 
 DAY = 86400.0
 
