@@ -13,7 +13,14 @@ import yaml
 
 from reconciler.errors import Problem
 from reconciler.spec import yaml_plain
-from reconciler.spec.source import DEFAULT_LIMITS, DocumentSource, Limits, ParsedFile, RawDocument
+from reconciler.spec.source import (
+    DEFAULT_LIMITS,
+    DocumentSource,
+    Limits,
+    PackedPositions,
+    ParsedFile,
+    RawDocument,
+)
 
 __all__ = ["parse_documents"]
 
@@ -85,6 +92,13 @@ def _parse_text(
     Raises:
         yaml.YAMLError: a syntax error; the documents before it are already appended.
     """
+    simple = yaml_plain.build_simple(text, limits)
+    if simple is not None:
+        value, line, column, positions = simple
+        documents.append(
+            RawDocument(DocumentSource(path, line, column, PackedPositions(positions)), value)
+        )
+        return
     parser: Any = None
     try:
         parser = yaml_plain.PARSER(text)  # the pure-Python reader already checks characters
@@ -102,7 +116,9 @@ def _parse_text(
                 continue
             if value is None:
                 continue  # an empty document, such as a trailing '---'
-            source = DocumentSource(path, mark.line + 1, mark.column + 1, positions)
+            source = DocumentSource(
+                path, mark.line + 1, mark.column + 1, PackedPositions(positions)
+            )
             documents.append(RawDocument(source, value, tuple(issues)))
     finally:
         if parser is not None:

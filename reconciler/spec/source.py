@@ -7,7 +7,9 @@ positions that let every problem point at its file, line and column.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from array import array
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ __all__ = [
     "SPEC_SUFFIXES",
     "DocumentSource",
     "Limits",
+    "PackedPositions",
     "ParsedFile",
     "RawDocument",
     "SourceFile",
@@ -39,8 +42,8 @@ class Limits:
     """Most values (scalars, lists, mappings) one document may expand to, aliases included."""
     max_depth: int = 64
     """Deepest nesting of lists and mappings accepted."""
-    max_files: int = 100_000
-    """Most spec files one fleet may have (rule 8); a 10,000-site fleet has about 15,000."""
+    max_files: int = 200_000
+    """Most spec files one fleet may have (rule 8); a 100,000-site fleet has about 155,000."""
     max_total_bytes: int = 512 << 20
     """Most bytes all spec files of one fleet may hold together (512 MiB, rule 8)."""
 
@@ -80,6 +83,35 @@ def pack(line: int, column: int) -> int:
 def unpack(packed: int) -> tuple[int, int]:
     """The 1-based (line, column) of a :func:`pack` ed position."""
     return packed >> COLUMN_BITS, packed & _COLUMN_MASK
+
+
+class PackedPositions(Mapping[str, int]):
+    """A document's field positions in little memory: the field paths (shared by every
+    document of the same shape) index an array of packed positions.
+
+    A 100,000-site fleet keeps about 2 million positions until exit; as dicts of ints they
+    cost about 1 KB per document, packed about 250 bytes.
+    """
+
+    __slots__ = ("_index", "_packed")
+
+    def __init__(self, positions: Mapping[str, int]) -> None:
+        self._index = _shape_index(tuple(positions))
+        self._packed = array("Q", positions.values())
+
+    def __getitem__(self, field_path: str) -> int:
+        return self._packed[self._index[field_path]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape_index(paths: tuple[str, ...]) -> dict[str, int]:
+    return {path: index for index, path in enumerate(paths)}
 
 
 def _parent_path(path: str) -> str:

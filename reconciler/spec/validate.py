@@ -23,7 +23,7 @@ from reconciler.spec.models import (
     Kind,
     document_checks,
 )
-from reconciler.spec.source import RawDocument, SourceLocation, unpack
+from reconciler.spec.source import DocumentSource, RawDocument, SourceLocation, unpack
 
 __all__ = ["LoadedDocument", "declared_name", "validate_document"]
 
@@ -38,7 +38,8 @@ class LoadedDocument:
     kind: Kind
     name: str
     model: Document
-    raw: RawDocument
+    source: DocumentSource
+    """Where it was written; the parsed data itself is not kept (the model holds it)."""
 
     @property
     def subject(self) -> str:
@@ -46,8 +47,8 @@ class LoadedDocument:
         return f"{self.kind.value}/{self.name}"
 
     def locate(self, field_path: str = "") -> SourceLocation:
-        """Position of a dotted field in this document (see :meth:`RawDocument.locate`)."""
-        return self.raw.locate(field_path)
+        """Position of a dotted field in this document (see :meth:`DocumentSource.locate`)."""
+        return self.source.locate(field_path)
 
     def problem(self, field_path: str, message: str) -> Problem:
         """A problem located at ``field_path`` of this document."""
@@ -92,7 +93,7 @@ def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Pro
         for error in exc.errors(include_url=False):
             problems.append(located.problem(_loc_path(error["loc"]), _error_message(error)))
         return None, problems
-    loaded = LoadedDocument(located.kind, model.metadata.name, model, raw)
+    loaded = LoadedDocument(located.kind, model.metadata.name, model, raw.source)
     problems.extend(loaded.problem(path, message) for path, message in document_checks(model))
     return loaded, problems
 

@@ -296,3 +296,182 @@ class _Builder:
             self.positions.setdefault(child, (line << COLUMN_BITS) | (mark.column + 1))
         frame[_KEY] = value
         frame[_CHILD] = child
+
+
+# --- the fast path: block-style plain data, line by line ------------------------------------
+#
+# Spec files are almost always block mappings and sequences of plain or simply quoted scalars,
+# one per line. ``build_simple`` reads exactly that subset with one regular expression per line
+# and gives the same values and positions the event builder would; on anything else (flow
+# style, anchors, tags, block scalars, comments after values, several documents, repeated keys,
+# non-ASCII text, tabs, ...) it returns None and the caller parses the text with the full
+# parser, which also words every problem.
+
+_KEY_LINE = re.compile(r"( *)(- )?([A-Za-z_][A-Za-z0-9_-]*):(?: +(.*))?")
+_ITEM_LINE = re.compile(r"( *)- (.*)")
+_UNSAFE_TEXT = re.compile(r"[^\n\x20-\x7e]")
+_PLAIN_START_REFUSED = frozenset("-?:,[]{}#&*!|>'\"%@` ")
+_NOT_STRING_WORDS = _BOOL_WORDS | _NULL_WORDS
+# A plain scalar that can only be a string: it starts with a letter, "_" or "/" (so it is no
+# number), holds no ": " or " #", no trailing space or colon; true/false/null are checked apart.
+_WORD_CHAR = r"(?:[\w./@+?=&%{}~,()\[\]!*$^;<>|-]|:(?! |$))"
+_SURE_STRING = re.compile(rf"[A-Za-z_/]{_WORD_CHAR}*(?: {_WORD_CHAR}+)*")
+
+
+class _NotSimpleError(Exception):
+    """The text is outside the fast path's subset; parse it with the full parser."""
+
+
+def build_simple(text: str, limits: Limits) -> tuple[Any, int, int, dict[str, int]] | None:
+    """Values and positions of a one-document, block-style plain YAML text, or None.
+
+    Returns (value, 1-based line and column of the document, field positions) exactly as
+    :func:`build_document` would, or None when the text is outside the subset (then nothing
+    about it is decided here: the full parser reads it).
+    """
+    if _UNSAFE_TEXT.search(text) is not None:
+        return None
+    try:
+        return _build_simple(text, limits)
+    except _NotSimpleError:
+        return None
+
+
+def _simple_scalar(text: str) -> Any:
+    """The value of a plain or simply quoted scalar; _NotSimpleError for anything else."""
+    first = text[0]
+    if first == "'" or first == '"':
+        inner = text[1:-1]
+        if len(text) < 2 or text[-1] != first or first in inner or "\\" in inner:
+            raise _NotSimpleError
+        return inner
+    if (
+        (first in _PLAIN_START_REFUSED and not (first == "-" and text[1:2] not in ("", " ")))
+        or text[-1] == " "
+        or text[-1] == ":"
+        or ": " in text
+        or " #" in text
+    ):
+        raise _NotSimpleError
+    tag = _resolve_plain(text)
+    if tag == _STR:
+        return text
+    try:
+        typed = _typed_scalar(text, tag)
+    except ValueError:
+        raise _NotSimpleError from None
+    if typed is _UNKNOWN_TAG:
+        raise _NotSimpleError
+    return typed
+
+
+def _build_simple(text: str, limits: Limits) -> tuple[Any, int, int, dict[str, int]]:
+    """The fast path's one pass (see :func:`build_simple`); _NotSimpleError outside it."""
+    positions: dict[str, int] = {}
+    frames: list[list[Any]] = []  # [indent, container, path, is a list]
+    pending: tuple[dict[str, Any], str, str, int] | None = None  # a ``key:`` with no value yet
+    root: dict[str, Any] | None = None
+    root_line = count = number = 0
+    key_line, sure_string, intern = _KEY_LINE.fullmatch, _SURE_STRING.fullmatch, sys.intern
+    for line in text.split("\n"):
+        number += 1
+        match = key_line(line)
+        if match is not None:
+            spaces, dash_text, key, value = match.groups()
+            indent, dash = len(spaces), dash_text is not None
+        else:
+            other = _other_line(line)
+            if other is None:
+                continue  # blank or a comment
+            indent, key, value, dash = *other, True
+        if root is None:
+            root, root_line, count = _root(frames, indent, key, dash), number, 1
+        if pending is not None:
+            _open_pending(frames, pending, indent, dash, limits)
+            pending = None
+        top = frames[-1]
+        if indent != top[0] or dash or top[3]:
+            top = _frame_for(frames, indent, dash)
+        if top[3]:  # the next item of a list
+            items: list[Any] = top[1]
+            path = f"{top[2]}[{len(items)}]"
+            positions.setdefault(path, (number << COLUMN_BITS) | (indent + 3))
+            count += 1
+            if key is None:
+                items.append(_simple_scalar(value))
+                continue
+            mapping: dict[str, Any] = {}
+            items.append(mapping)
+            indent += 2
+            frames.append([indent, mapping, path, False])
+        else:
+            mapping, path = top[1], top[2]
+        if key is None or key in mapping or key in _NOT_STRING_WORDS:
+            raise _NotSimpleError  # a repeated key (an issue), or a key that is not a string
+        child = intern(f"{path}.{key}" if path else key)
+        positions.setdefault(child, (number << COLUMN_BITS) | (indent + 1))
+        count += 2
+        if not value:
+            mapping[key] = None
+            pending = (mapping, key, child, indent)
+        elif sure_string(value) is not None and value not in _NOT_STRING_WORDS:
+            mapping[key] = value
+        else:
+            mapping[key] = _simple_scalar(value)
+    if root is None or count > limits.max_values_per_document or len(frames) > limits.max_depth:
+        raise _NotSimpleError
+    return root, root_line, 1, positions
+
+
+def _other_line(line: str) -> tuple[int, None, str] | None:
+    """A line that is not ``key: value``: None when blank or a comment, else a list item's
+    (indent, no key, value); _NotSimpleError for anything else."""
+    stripped = line.lstrip(" ")
+    if not stripped or stripped[0] == "#":
+        return None
+    item = _ITEM_LINE.fullmatch(line)
+    if item is None:
+        raise _NotSimpleError
+    return len(line) - len(stripped), None, item[2]
+
+
+def _root(frames: list[list[Any]], indent: int, key: str | None, dash: bool) -> dict[str, Any]:
+    """The document's mapping, opened by its first line (``key:`` at column 1)."""
+    if key is None or indent or dash:
+        raise _NotSimpleError
+    root: dict[str, Any] = {}
+    frames.append([0, root, "", False])
+    return root
+
+
+def _frame_for(frames: list[list[Any]], indent: int, dash: bool) -> list[Any]:
+    """Close the containers a line at ``indent`` ends; return the one it belongs to."""
+    while frames and (
+        indent < frames[-1][0] or (frames[-1][3] and indent == frames[-1][0] and not dash)
+    ):
+        frames.pop()
+    if not frames or indent != frames[-1][0] or dash != frames[-1][3]:
+        raise _NotSimpleError
+    return frames[-1]
+
+
+def _open_pending(
+    frames: list[list[Any]],
+    pending: tuple[dict[str, Any], str, str, int],
+    indent: int,
+    dash: bool,
+    limits: Limits,
+) -> None:
+    """Open the list or mapping a pending ``key:`` holds when this line starts one (a list
+    item at or right of the key, a key right of it); else the key keeps its None."""
+    mapping, key, path, column = pending
+    if dash and indent >= column:
+        container: Any = []
+    elif not dash and indent > column:
+        container = {}
+    else:
+        return
+    mapping[key] = container
+    frames.append([indent, container, path, type(container) is list])
+    if len(frames) > limits.max_depth:
+        raise _NotSimpleError
