@@ -7,6 +7,7 @@ problem, YAML syntax errors included, is returned located, never raised.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -92,12 +93,11 @@ def _parse_text(
     Raises:
         yaml.YAMLError: a syntax error; the documents before it are already appended.
     """
-    simple = yaml_plain.build_simple(text, limits)
+    simple = yaml_plain.build_simple(text, limits, record=False)
     if simple is not None:
-        value, line, column, positions = simple
-        documents.append(
-            RawDocument(DocumentSource(path, line, column, PackedPositions(positions)), value)
-        )
+        value, line, column, _ = simple
+        source = DocumentSource(path, line, column, _LazyPositions(text, limits))
+        documents.append(RawDocument(source, value))
         return
     parser: Any = None
     try:
@@ -123,6 +123,38 @@ def _parse_text(
     finally:
         if parser is not None:
             parser.dispose()
+
+
+class _LazyPositions(Mapping[str, int]):
+    """The field positions of a document the fast path read, worked out on first use.
+
+    Most documents are never located (only problems and plan actions are), so the fast path
+    skips the positions and keeps the text; the first lookup reads it again, recording them.
+    """
+
+    __slots__ = ("_limits", "_packed", "_text")
+
+    def __init__(self, text: str, limits: Limits) -> None:
+        self._text = text
+        self._limits = limits
+        self._packed: PackedPositions | None = None
+
+    def _positions(self) -> PackedPositions:
+        if self._packed is None:
+            simple = yaml_plain.build_simple(self._text, self._limits)
+            if simple is None:  # cannot happen: the same text took the fast path before
+                raise RuntimeError("a spec text left the fast path on a second reading")
+            self._packed, self._text = PackedPositions(simple[3]), ""
+        return self._packed
+
+    def __getitem__(self, field_path: str) -> int:
+        return self._positions()[field_path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._positions())
+
+    def __len__(self) -> int:
+        return len(self._positions())
 
 
 def _syntax_problem(path: str, exc: yaml.MarkedYAMLError) -> Problem:
