@@ -312,10 +312,10 @@ _ITEM_LINE = re.compile(r"( *)- (.*)")
 _UNSAFE_TEXT = re.compile(r"[^\n\x20-\x7e]")
 _PLAIN_START_REFUSED = frozenset("-?:,[]{}#&*!|>'\"%@` ")
 _NOT_STRING_WORDS = _BOOL_WORDS | _NULL_WORDS
-# A plain scalar that can only be a string: it starts with a letter, "_" or "/" (so it is no
-# number), holds no ": " or " #", no trailing space or colon; true/false/null are checked apart.
-_WORD_CHAR = r"(?:[\w./@+?=&%{}~,()\[\]!*$^;<>|-]|:(?! |$))"
-_SURE_STRING = re.compile(rf"[A-Za-z_/]{_WORD_CHAR}*(?: {_WORD_CHAR}+)*")
+# A plain scalar that starts with one of these is no number and no indicator: when it holds
+# no ": " or " #", ends in neither a space nor a colon and is no true/false/null word, it is a
+# string as it stands (what _simple_scalar would say, without its checks).
+_STRING_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_/")
 
 
 class _NotSimpleError(Exception):
@@ -375,7 +375,7 @@ def _build_simple(text: str, limits: Limits, record: bool) -> tuple[Any, int, in
     pending: tuple[dict[str, Any], str, str, int] | None = None  # a ``key:`` with no value yet
     root: dict[str, Any] | None = None
     root_line = count = number = 0
-    key_line, sure_string, intern = _KEY_LINE.fullmatch, _SURE_STRING.fullmatch, sys.intern
+    key_line, intern = _KEY_LINE.fullmatch, sys.intern
     for line in text.split("\n"):
         number += 1
         match = key_line(line)
@@ -419,13 +419,25 @@ def _build_simple(text: str, limits: Limits, record: bool) -> tuple[Any, int, in
         if not value:
             mapping[key] = None
             pending = (mapping, key, path, indent)
-        elif sure_string(value) is not None and value not in _NOT_STRING_WORDS:
+        elif _is_plain_string(value):
             mapping[key] = value
         else:
             mapping[key] = _simple_scalar(value)
     if root is None or count > limits.max_values_per_document or len(frames) > limits.max_depth:
         raise _NotSimpleError
     return root, root_line, 1, positions
+
+
+def _is_plain_string(value: str) -> bool:
+    """Whether a value is a plain scalar that is a string as it stands (the common case)."""
+    return (
+        value[0] in _STRING_START
+        and value[-1] != " "
+        and value[-1] != ":"
+        and ": " not in value
+        and " #" not in value
+        and value not in _NOT_STRING_WORDS
+    )
 
 
 def _other_line(line: str) -> tuple[int, None, str] | None:
