@@ -91,8 +91,6 @@ def _scalar(event: Any) -> Any:
         if not event.implicit[0]:
             return value
         tag = _resolve_plain(value)
-    if tag == _STR:
-        return value
     try:
         typed = _typed_scalar(value, tag)
     except ValueError:
@@ -105,8 +103,10 @@ def _scalar(event: Any) -> Any:
 
 
 def _typed_scalar(value: str, tag: str) -> Any:
-    """The value of a non-string scalar (ValueError when it does not read as its tag), or
+    """The value of a scalar of ``tag`` (ValueError when it does not read as its tag), or
     ``_UNKNOWN_TAG`` for a tag that is not plain data."""
+    if tag == _STR:
+        return value
     if tag == _INT:
         return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
     if tag == _BOOL:
@@ -356,16 +356,10 @@ def _simple_scalar(text: str) -> Any:
         or " #" in text
     ):
         raise _NotSimpleError
-    tag = _resolve_plain(text)
-    if tag == _STR:
-        return text
     try:
-        typed = _typed_scalar(text, tag)
+        return _typed_scalar(text, _resolve_plain(text))  # a plain scalar's tag is known
     except ValueError:
         raise _NotSimpleError from None
-    if typed is _UNKNOWN_TAG:
-        raise _NotSimpleError
-    return typed
 
 
 def _build_simple(text: str, limits: Limits, record: bool) -> tuple[Any, int, int, dict[str, int]]:
