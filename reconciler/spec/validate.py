@@ -29,6 +29,7 @@ __all__ = ["LoadedDocument", "declared_name", "validate_document"]
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
 _KNOWN_KINDS = ", ".join(sorted(_KIND_VALUES))
+_DEFERRED = {DEFER_CHECKS: True}  # the models' cross-field checks come from document_checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +81,18 @@ def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Pro
         )
         return None, [Problem(where.path, where.line, where.column, "", "", message)]
     located = _Locator(raw, _kind_of(data))
-    problems = [
-        Problem(raw.path, *unpack(packed), located.subject, field_path, message)
-        for field_path, packed, message in raw.issues
-    ]
+    problems = []
+    if raw.issues:
+        subject = located.subject
+        problems = [
+            Problem(raw.path, *unpack(packed), subject, field_path, message)
+            for field_path, packed, message in raw.issues
+        ]
     problems.extend(_header_problems(data, located))
     if located.kind is None or len(problems) > len(raw.issues):
         return None, problems
     try:
-        model = MODEL_BY_KIND[located.kind].model_validate(data, context={DEFER_CHECKS: True})
+        model = MODEL_BY_KIND[located.kind].model_validate(data, context=_DEFERRED)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             problems.append(located.problem(_loc_path(error["loc"]), _error_message(error)))
@@ -109,16 +113,20 @@ def _kind_of(data: dict[Any, Any]) -> Kind | None:
 class _Locator:
     """Places problems in a document that has not passed validation (yet)."""
 
-    __slots__ = ("kind", "raw", "subject")
+    __slots__ = ("kind", "raw")
 
     def __init__(self, raw: RawDocument, kind: Kind | None) -> None:
         self.raw = raw
         self.kind = kind
-        metadata = raw.data.get("metadata")
+
+    @property
+    def subject(self) -> str:
+        """``Kind/name`` as far as the document says (worked out for problems only)."""
+        if self.kind is None:
+            return ""
+        metadata = self.raw.data.get("metadata")
         name = metadata.get("name") if isinstance(metadata, dict) else None
-        self.subject = ""
-        if kind is not None:
-            self.subject = f"{kind.value}/{name}" if isinstance(name, str) else kind.value
+        return f"{self.kind.value}/{name}" if isinstance(name, str) else self.kind.value
 
     def problem(self, field_path: str, message: str) -> Problem:
         where = self.raw.locate(field_path)
