@@ -34,11 +34,14 @@ Paths in problems and locations are relative to the parent of the specs root, so
 with the root's own name (``specs/sites/acme.yaml``) whether loaded from a directory or from
 ``specs/`` in a Git commit.
 
-Speed: the C parser (``yaml.CSafeLoader``, libyaml) only turns text into events; values are
-built here straight from those events, never through PyYAML's node graph or constructors. That
-one pass gives duplicate-key detection, the alias budget and the per-field line map, and keeps a
-10,000-site fleet well within its time budget. Without the C extension, the pure-Python
-``SafeLoader`` produces the same events, only slower.
+Speed: a file in the usual block style (plain or simply quoted scalars, one per line) is read
+by ``spec/yaml_plain.py``'s line-by-line fast path, which gives the same values and positions as
+the event builder and steps aside for anything else; its positions are worked out only when the
+document is located. Other files go through the C parser (``yaml.CSafeLoader``, libyaml), whose
+events are built into values here, never through PyYAML's node graph or constructors: that one
+pass gives duplicate-key detection, the alias budget and the per-field line map. Without the C
+extension, the pure-Python ``SafeLoader`` produces the same events, only slower. A 100,000-site
+fleet (155,000 files) loads in about 14 s of CPU and 780 MB (docs/benchmarks.md).
 """
 
 from __future__ import annotations
