@@ -1,7 +1,7 @@
 """``reconciler apply``: plan exactly like ``reconciler plan``, confirm, execute, report.
 
 Registered by ``cli.py``. Planning goes through ``commands/plan.py``'s own functions
-(:func:`~reconciler.commands.plan.load_specs`, :func:`~reconciler.commands.plan.make_plan`:
+(:func:`~reconciler.commands.plan.load_specs`, :func:`~reconciler.commands.plan.make_pass`:
 the same loading, read-only wiring, observation and planning: one code path); a saved plan is
 verified (:func:`~reconciler.core.plan_json.verify_signature`: signed with
 ``RECONCILER_PLAN_KEY``), read by :func:`reconciler.core.plan_json.plan_from_json`, checked
@@ -37,13 +37,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler.commands import common
 from reconciler.commands import plan as plan_command
+from reconciler.commands.common import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.core.outcome import Report, Status
 from reconciler.core.plan import Action, Plan
 from reconciler.core.plan_json import approved_plan, plan_from_json, verify_signature
@@ -74,9 +77,6 @@ from reconciler.wiring import Buckets, ReadOnlyWorld, WriterWorld, load_settings
 APPLY_LEASE_TTL = 30.0
 """Seconds apply's lease lasts per renewal (renewed every ttl/3 while it executes)."""
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_BLOCKED = 3
 
 _FAILED = (Status.FAILED_TRANSIENT, Status.FAILED_PERMANENT, Status.STUCK, Status.BLOCKED)
 
@@ -90,16 +90,11 @@ def register(subparsers: Any) -> None:
         "then execute the actions with an intent journal in D1. Exit 0 all applied, 1 error "
         "or a failed action, 3 blocked by policy.",
     )
-    parser.add_argument(
-        "--specs",
-        default="specs",
-        metavar="DIR",
-        help="specs directory; with --repo, the directory inside the repository (default: specs)",
-    )
-    parser.add_argument("--repo", type=Path, help="read the specs from this Git repository")
-    parser.add_argument(
-        "--ref",
-        help="commit, branch or tag to read with --repo (default: HEAD, or the saved plan's "
+    common.add_source_options(
+        parser,
+        specs_help="specs directory; with --repo, the directory inside the repository "
+        "(default: specs)",
+        ref_help="commit, branch or tag to read with --repo (default: HEAD, or the saved plan's "
         "commit with --plan)",
     )
     parser.add_argument(
@@ -112,14 +107,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--format", choices=("text", "json"), default="text", dest="output")
-    parser.add_argument(
-        "--allow-mass-deletion",
-        action="store_true",
-        help="let hostname deletions exceed the blast-radius cap",
-    )
-    plan_command.add_target_option(parser)
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
+    common.add_plan_options(parser)
     # commands/plan.py's loader reads these; apply has no PR mode.
     parser.set_defaults(handler=run, base=None, head=None, out=None)
 
@@ -134,12 +122,9 @@ def run(args: argparse.Namespace) -> int:
         LeaseHeldError: a daemon (or another apply) holds the leader lease.
     """
     if args.ref is not None and args.repo is None:
-        print("error: --ref needs --repo", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        settings = load_settings()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return common.error("--ref needs --repo")
+    settings = common.guarded(load_settings)
+    if settings is None:
         return EXIT_ERROR
     saved = _read_saved(args.saved_plan, settings) if args.saved_plan is not None else None
     if saved is not None and args.repo is not None and args.ref is None and saved.revision:
@@ -148,10 +133,8 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_ERROR
     buckets = Buckets()  # observers and writers share one budget per credential
-    try:
-        reader = ReadOnlyWorld(settings, buckets=buckets)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    reader = common.guarded(functools.partial(ReadOnlyWorld, settings, buckets=buckets))
+    if reader is None:
         return EXIT_ERROR
     start = wall_clock()
     base = args.now if args.now is not None else start
@@ -183,10 +166,8 @@ def run(args: argparse.Namespace) -> int:
         report = Report(plan=plan, outcomes=())
         _record_quietly(made, report, settings, buckets, now)
         return _unread_exit(unread, _finish(args, report, rates))
-    try:
-        writers = WriterWorld(settings, buckets=buckets)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    writers = common.guarded(functools.partial(WriterWorld, settings, buckets=buckets))
+    if writers is None:
         return EXIT_ERROR
     if not args.yes and not _confirm(len(plan.actions)):
         return EXIT_ERROR
@@ -237,9 +218,9 @@ async def _record(
 
 def _unread_exit(unread: list[UnreadableError], code: int) -> int:
     """Exit 1 after a pass that could not read a provider, naming it (rule 3)."""
-    for error in unread:
-        for line in error.lines:
-            print(f"error: {line}", file=sys.stderr)
+    for failure in unread:
+        for line in failure.lines:
+            common.error(line)
     return EXIT_ERROR if unread else code
 
 
@@ -248,16 +229,11 @@ def _load(args: argparse.Namespace) -> plan_command.Loaded | None:
     try:
         return plan_command.load_specs(args)
     except SpecError as exc:
-        for problem in exc.problems:
-            print(problem.render())
-        count = len(exc.problems)
-        print(
-            f"{args.specs.rstrip('/')}/ is invalid: {count} problem{'s' if count != 1 else ''}; "
-            "nothing was applied",
-            file=sys.stderr,
+        common.print_invalid(
+            f"{args.specs.rstrip('/')}/", exc.problems, suffix="; nothing was applied"
         )
     except LoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        common.error(exc)
     return None
 
 

@@ -21,13 +21,12 @@ from typing import Any
 
 from reconciler.commands import apply as apply_command
 from reconciler.commands import plan as plan_command
+from reconciler.commands.common import EXIT_ERROR, error
 from reconciler.core.levers import Lever, LeverKind, parse_address
 from reconciler.errors import LoadError, ProviderError, SpecError
 from reconciler.providers.stripe import StripeBilling
 from reconciler.spec.load import Specs
 from reconciler.wiring import load_settings
-
-EXIT_ERROR = 1
 
 Resolve = Callable[[argparse.Namespace, Specs], Sequence[Lever]]
 
@@ -83,8 +82,7 @@ def _runner(verb: Verb) -> Callable[[argparse.Namespace], int]:
         except SpecError:
             return apply_command.run(args)  # prints every problem exactly as apply does
         except (LoadError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return error(exc)
         return apply_command.run(args)
 
     return run

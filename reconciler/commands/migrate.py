@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from reconciler.commands.common import EXIT_ERROR, EXIT_OK
 from reconciler.errors import MigrationError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
@@ -39,8 +40,6 @@ from reconciler.runtime.restore_points import RestorePoint, read_restore_points
 from reconciler.settings import Settings
 from reconciler.wiring import load_checkpoints
 
-EXIT_OK = 0
-EXIT_ERROR = 1
 EXIT_PENDING = 2
 
 

@@ -25,14 +25,12 @@ from reconciler.build.content import parse_snapshot
 from reconciler.build.errors import BuildError
 from reconciler.build.images import PreparedMedia, prepare_media, shown_images
 from reconciler.build.media import EncoderSettings
+from reconciler.commands.common import EXIT_ERROR, EXIT_OK
 from reconciler.errors import LoadError, ReconcilerError, SpecError
 from reconciler.providers.r2 import R2Store
 from reconciler.runtime.records import Records
 from reconciler.spec.load import load_directory
 from reconciler.wiring import ReadOnlyWorld, load_media, load_settings
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 
 def register(subparsers: Any) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -28,8 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler.commands.common import (
+    EXIT_BLOCKED,
+    EXIT_ERROR,
+    EXIT_OK,
+    add_plan_options,
+    add_source_options,
+    error,
+    guarded,
+    print_invalid,
+)
 from reconciler.core.desired import derive
-from reconciler.core.levers import Selection, parse_address
+from reconciler.core.levers import Selection
 from reconciler.core.observed import Observed, Source
 from reconciler.core.plan import Plan, build_plan
 from reconciler.core.plan_json import signed_json
@@ -45,10 +56,7 @@ from reconciler.settings import Secret, Settings
 from reconciler.spec.load import Specs, load_directory, load_git
 from reconciler.wiring import ReadOnlyWorld, load_settings, wall_clock
 
-EXIT_OK = 0
-EXIT_ERROR = 1
 EXIT_CHANGES = 2
-EXIT_BLOCKED = 3
 
 
 def register(subparsers: Any) -> None:
@@ -59,50 +67,20 @@ def register(subparsers: Any) -> None:
         description="Compare the specs with the world (read-only) and print the actions that "
         "would converge it. Exit 0 no changes, 1 error, 2 changes, 3 blocked by policy.",
     )
-    parser.add_argument(
-        "--specs",
-        default="specs",
-        metavar="DIR",
-        help="specs directory; with --repo or --base/--head, the directory inside the "
+    add_source_options(
+        parser,
+        specs_help="specs directory; with --repo or --base/--head, the directory inside the "
         "repository (default: specs)",
+        ref_help="commit, branch or tag to read with --repo (default: HEAD)",
     )
-    parser.add_argument("--repo", type=Path, help="read the specs from this Git repository")
-    parser.add_argument("--ref", help="commit, branch or tag to read with --repo (default: HEAD)")
     parser.add_argument("--base", metavar="REF", help="PR mode: the commit the change is against")
     parser.add_argument("--head", metavar="REF", help="PR mode: the commit to plan")
     parser.add_argument(
         "--format", choices=("text", "json", "markdown"), default="text", dest="output"
     )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the plan to FILE")
-    parser.add_argument(
-        "--allow-mass-deletion",
-        action="store_true",
-        help="let hostname deletions exceed the blast-radius cap",
-    )
-    add_target_option(parser)
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
+    add_plan_options(parser)
     parser.set_defaults(handler=run)
-
-
-def add_target_option(parser: argparse.ArgumentParser) -> None:
-    """``--target KIND/NAME`` (repeatable), shared by ``plan`` and ``apply``."""
-    parser.add_argument(
-        "--target",
-        action="append",
-        type=_address,
-        default=[],
-        metavar="KIND/NAME",
-        help="plan only this resource and what it depends on (Tenant/, Site/, Hostname/ or "
-        "Invoice/NAME; repeatable; a tenant covers its sites, a site its hostnames)",
-    )
-
-
-def _address(text: str) -> str:
-    try:
-        return parse_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def selection_of(args: argparse.Namespace) -> Selection:
@@ -126,43 +104,30 @@ class Loaded:
 def run(args: argparse.Namespace) -> int:
     """Plan and print; return the exit code."""
     if (args.base is None) != (args.head is None):
-        print("error: --base and --head go together", file=sys.stderr)
-        return EXIT_ERROR
+        return error("--base and --head go together")
     if args.ref is not None and args.repo is None:
-        print("error: --ref needs --repo", file=sys.stderr)
-        return EXIT_ERROR
+        return error("--ref needs --repo")
     progress = progress_printer(sys.stderr)
     try:
         loaded = load_specs(args)
     except SpecError as exc:
-        for problem in exc.problems:
-            print(problem.render())
-        count = len(exc.problems)
-        print(
-            f"{args.specs.rstrip('/')}/ is invalid: {count} problem{'s' if count != 1 else ''}",
-            file=sys.stderr,
-        )
+        print_invalid(f"{args.specs.rstrip('/')}/", exc.problems)
         return EXIT_ERROR
     except LoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        settings = load_settings()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return error(exc)
+    settings = guarded(load_settings)
+    if settings is None:
         return EXIT_ERROR
     # The specs (and soon the observation) live until exit: keep the collector off them, which
     # makes planning a 10,000-site fleet steady instead of paying for full collections.
     gc.collect()
     gc.freeze()
     now = args.now if args.now is not None else wall_clock()
-    try:
-        world = ReadOnlyWorld(settings)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    world = guarded(functools.partial(ReadOnlyWorld, settings))
+    if world is None:
         return EXIT_ERROR
-    plan = asyncio.run(
-        make_plan(
+    made = asyncio.run(
+        make_pass(
             world,
             loaded,
             now=now,
@@ -171,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             selection=selection_of(args),
         )
     )
+    plan = made.plan
     rates = world.rates()
     if args.output == "json":
         signed = _signed(plan, rates, settings.plan_key, saving=args.out is not None)
@@ -242,29 +208,6 @@ def load_specs(args: argparse.Namespace) -> Loaded:
         specs = load_git(args.repo, ref, args.specs)
         return Loaded(specs=specs, pull=None, approvals=read_approvals(args.repo, f"-1 {ref}"))
     return Loaded(specs=load_directory(Path(args.specs)), pull=None)
-
-
-async def make_plan(
-    world: ReadOnlyWorld,
-    loaded: Loaded,
-    *,
-    now: float,
-    allow: bool,
-    progress: Callable[[str], None],
-    selection: Selection | None = None,
-    unreadable: Callable[[UnreadableError], None] | None = None,
-) -> Plan:
-    """:func:`make_pass`, the plan only."""
-    made = await make_pass(
-        world,
-        loaded,
-        now=now,
-        allow=allow,
-        progress=progress,
-        selection=selection,
-        unreadable=unreadable,
-    )
-    return made.plan
 
 
 async def make_pass(

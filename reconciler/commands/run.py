@@ -22,14 +22,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reconciler.commands.common import EXIT_ERROR, EXIT_OK, error
 from reconciler.errors import LoadError, MigrationError, ProviderError, SpecError
 from reconciler.runtime.lease import LeaseLostError
 from reconciler.runtime.logging import setup_logging
 from reconciler.runtime.loop import Daemon, LoopSettings
 from reconciler.wiring import DaemonWorld, load_settings
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 log = logging.getLogger("reconciler.run")
 
@@ -121,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
             listen=listen,
         )
     except (ValueError, MigrationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return error(exc)
     try:
         return asyncio.run(_main(world, loop_settings, once=args.once))
     except OSError as exc:

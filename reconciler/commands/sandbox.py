@@ -26,14 +26,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from reconciler.commands.common import EXIT_ERROR, EXIT_OK, error
 from reconciler.errors import LoadError, SpecError
 from reconciler.sandbox.seed import seed_world
 from reconciler.sandbox.workerd import unavailable_reason
 from reconciler.sandbox.world import Sandbox, projects_from_specs
 from reconciler.spec.load import Specs, load_directory
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 
 def register(subparsers: Any) -> None:
@@ -131,8 +129,7 @@ def run_up(args: argparse.Namespace) -> int:
                 print(problem.render(), file=sys.stderr)
             return EXIT_ERROR
         except LoadError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return error(exc)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -23,13 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler.commands.common import EXIT_OK
 from reconciler.errors import MigrationError
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import D1HttpDatabase, Database, SqliteDatabase
 from reconciler.runtime.status import Condition, ResourceStatus, StatusStore
 from reconciler.wiring import load_settings, wall_clock
 
-EXIT_OK = 0
 HEADERS = ("RESOURCE", "CONDITION", "STATUS", "REASON", "AGE", "MESSAGE")
 MIN_MESSAGE_WIDTH = 20
 

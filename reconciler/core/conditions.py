@@ -56,7 +56,7 @@ from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Report
 from reconciler.core.plan import ActionKind
 from reconciler.core.worker_facts import describe
-from reconciler.spec.models import Access
+from reconciler.spec.vocabulary import Access
 
 __all__ = ["conditions_for", "declared", "gone_resources"]
 

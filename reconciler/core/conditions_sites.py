@@ -23,7 +23,7 @@ from reconciler.core.hostname_state import PENDING_STATUS, hostname_failed
 from reconciler.core.observed import FAILED_SSL_STATUS, Observed, ObservedHostname, Source
 from reconciler.core.payloads import PublishPayload, RollbackPayload
 from reconciler.core.plan import ActionKind
-from reconciler.spec.models import Access
+from reconciler.spec.vocabulary import Access
 
 __all__ = ["hostname_conditions", "site_conditions"]
 

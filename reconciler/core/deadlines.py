@@ -15,7 +15,7 @@ from reconciler.core.facts import Invoice
 from reconciler.core.hostname_state import hostname_pending
 from reconciler.core.observed import Observed
 from reconciler.core.policy import billing_moments
-from reconciler.spec.models import BillingPolicySpec
+from reconciler.core.spec_view import BillingPolicySpec
 
 __all__ = ["next_billing_deadline", "next_validation_deadline"]
 

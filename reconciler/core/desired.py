@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from reconciler.core.budget import BudgetLimits
 from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.core.policy import (
     AccessDecision,
@@ -30,11 +30,9 @@ from reconciler.core.policy import (
     desired_access,
     dunning_due,
 )
+from reconciler.core.spec_view import BillingPolicySpec, Located, SpecsView
 from reconciler.core.worker_facts import DesiredWorker, desired_worker
-from reconciler.spec.models import Access, BillingPolicySpec, Kind, PerformanceBudget
-
-if TYPE_CHECKING:
-    from reconciler.spec.load import SourceLocation, Specs
+from reconciler.spec.vocabulary import Access, Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +63,7 @@ class DesiredSite:
     hostnames: tuple[DesiredHostname, ...]
     scripts: tuple[str, ...]
     deletion_policy: str  # retain | delete
-    budget: PerformanceBudget
+    budget: BudgetLimits
     publish_allowed: bool  # False while the tenant is hard-locked
 
 
@@ -95,11 +93,11 @@ class Desired:
     tenants: Mapping[str, DesiredTenant]
     revision: str | None
     now: float
-    specs: Specs
+    specs: SpecsView
     scope: frozenset[str] | None = None
     workers: Mapping[str, DesiredWorker] = field(default_factory=dict)  # by metadata.name
 
-    def location(self, kind: Kind, name: str, field: str = "") -> SourceLocation | None:
+    def location(self, kind: Kind, name: str, field: str = "") -> Located | None:
         """Where in the specs a document (or one of its fields) was written, if known."""
         try:
             return self.specs.location(kind, name, field)
@@ -108,7 +106,7 @@ class Desired:
 
 
 def derive(
-    specs: Specs,
+    specs: SpecsView,
     billing: Mapping[str, CustomerBilling],
     *,
     now: float,
@@ -165,7 +163,7 @@ def derive(
 
 
 def _tenant(
-    specs: Specs, name: str, billing: Mapping[str, CustomerBilling], now: float
+    specs: SpecsView, name: str, billing: Mapping[str, CustomerBilling], now: float
 ) -> DesiredTenant:
     """One tenant's desired access and dunning (module rules 3 and 4)."""
     tenant = specs.tenants[name]
@@ -200,7 +198,7 @@ def _tenant(
     )
 
 
-def _site(specs: Specs, name: str, owner: DesiredTenant) -> DesiredSite:
+def _site(specs: SpecsView, name: str, owner: DesiredTenant) -> DesiredSite:
     """One site's desired versions and hostnames, given its tenant's desired facts."""
     site = specs.sites[name]
     policy = specs.policies[owner.policy].spec
@@ -221,7 +219,7 @@ def _site(specs: Specs, name: str, owner: DesiredTenant) -> DesiredSite:
 
 
 def desired_hostnames(
-    specs: Specs, name: str, *, suspended: bool
+    specs: SpecsView, name: str, *, suspended: bool
 ) -> tuple[DesiredHostname, ...] | None:
     """The hostnames site ``name`` declares, timed by its tenant's policy; None without one.
 

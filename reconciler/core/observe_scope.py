@@ -11,7 +11,6 @@ Pure.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from reconciler.core.desired import DesiredHostname, desired_hostnames
 from reconciler.core.identity import BuildInputs, is_stale, wanted_inputs
@@ -22,9 +21,7 @@ from reconciler.core.observed import (
     SiteLedger,
     domain_status,
 )
-
-if TYPE_CHECKING:
-    from reconciler.spec.load import Specs
+from reconciler.core.spec_view import SpecsView
 
 __all__ = [
     "built_deployment",
@@ -143,7 +140,7 @@ def dns_check_due(want: DesiredHostname, have: ObservedHostname, now: float) -> 
 
 
 def hostnames_to_check(
-    specs: Specs,
+    specs: SpecsView,
     sites: Collection[str],
     hostnames: Mapping[str, ObservedHostname],
     now: float,

@@ -26,7 +26,8 @@ from reconciler.core.policy import (
     owed_invoices,
     resend_after_fix,
 )
-from reconciler.spec.models import Access, BillingPolicySpec, Kind
+from reconciler.core.spec_view import BillingPolicySpec
+from reconciler.spec.vocabulary import Access, Kind
 
 
 def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:

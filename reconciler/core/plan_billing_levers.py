@@ -17,7 +17,7 @@ from reconciler.core.observed import DunningRecord, Source
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
 from reconciler.core.policy import DunningDue, dunning_step, invoice_owed
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 
 def plan_dunning_levers(builder: PlanBuilder, tenant: DesiredTenant) -> None:

@@ -31,7 +31,7 @@ from reconciler.core.plan import (
     PlanSettings,
     action_identity,
 )
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 
 class PlanBuilder:

@@ -12,7 +12,7 @@ from reconciler.core.desired import DesiredHostname, DesiredSite
 from reconciler.core.observed import ObservedHostname, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 __all__ = ["hostname_before", "plan_deleted_records", "plan_hostname_record"]
 

@@ -28,7 +28,7 @@ from reconciler.core.plan_hostname_records import (
     plan_deleted_records,
     plan_hostname_record,
 )
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 
 def plan_hostnames(builder: PlanBuilder) -> None:

@@ -23,7 +23,7 @@ from reconciler.core.observed import (
 )
 from reconciler.core.plan import JsonValue, is_permanent_build_failure
 from reconciler.core.plan_builder import Blocker, PlanBuilder
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 __all__ = [
     "SiteEnv",

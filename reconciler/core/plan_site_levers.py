@@ -23,7 +23,7 @@ from reconciler.core.plan import (
     PlanSettings,
 )
 from reconciler.core.plan_builder import PlanBuilder
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 
 def plan_purge(builder: PlanBuilder, site: DesiredSite) -> None:

@@ -49,7 +49,7 @@ from reconciler.core.plan_site_gates import (
     next_attempt,
 )
 from reconciler.core.plan_site_levers import plan_purge, plan_redeploy
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 
 def note_unclaimed_projects(builder: PlanBuilder) -> None:

@@ -33,7 +33,7 @@ from reconciler.core.observed import Source
 from reconciler.core.plan import ActionKind, Cause, JsonValue
 from reconciler.core.plan_builder import PlanBuilder
 from reconciler.core.worker_facts import DesiredWorker, ObservedWorker, Split, describe
-from reconciler.spec.models import Kind
+from reconciler.spec.vocabulary import Kind
 
 __all__ = ["plan_workers", "worker_target"]
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler.core.facts import Invoice
-from reconciler.spec.models import Access, BillingPolicySpec, DunningStep, Uncollectible
+from reconciler.core.spec_view import BillingPolicySpec, DunningStepRule
+from reconciler.spec.vocabulary import Access, Uncollectible
 
 DAY = 86400.0
 
@@ -210,7 +211,7 @@ def dunning_due(
 def _due(
     policy: BillingPolicySpec,
     invoice: Invoice,
-    step: DunningStep,
+    step: DunningStepRule,
     tenant_name: str,
     phone: str,
     now: float,

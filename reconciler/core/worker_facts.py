@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from reconciler.spec.models import Worker
+from reconciler.core.spec_view import WorkerDocument
 
 Split = tuple[tuple[int, int], ...]
 
@@ -74,7 +72,7 @@ class WorkerRollout:
     return_to: tuple[tuple[str, float], ...] = ()
 
 
-def desired_worker(name: str, worker: Worker) -> DesiredWorker:
+def desired_worker(name: str, worker: WorkerDocument) -> DesiredWorker:
     """A Worker spec as desired facts."""
     spec = worker.spec
     if spec.canary is None:

@@ -23,7 +23,7 @@ from reconciler.errors import Problem
 from reconciler.spec.models import BillingPolicy, Kind, Site, Tenant, Worker
 
 if TYPE_CHECKING:
-    from reconciler.spec.load import LoadedDocument
+    from reconciler.spec.validate import LoadedDocument
 
 __all__ = ["check_fleet"]
 
@@ -39,9 +39,7 @@ def check_fleet(
             reported as dangling, since their own problems already are.
     """
     problems: list[Problem] = []
-    ordered = sorted(
-        documents, key=lambda d: (d.raw.source.path, d.raw.source.line, d.raw.source.column)
-    )
+    ordered = sorted(documents, key=lambda d: (d.source.path, d.source.line, d.source.column))
     first: dict[tuple[Kind, str], LoadedDocument] = {}
     for document in ordered:
         key = (document.kind, document.name)

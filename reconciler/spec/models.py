@@ -14,7 +14,6 @@ import functools
 import re
 import string
 from datetime import timedelta
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import idna
@@ -31,16 +30,14 @@ from pydantic import (
     model_validator,
 )
 
+# The enums live in the pydantic-free vocabulary (the core reads them); re-exported here.
+from reconciler.spec.vocabulary import Access as Access
+from reconciler.spec.vocabulary import DeletionPolicy as DeletionPolicy
+from reconciler.spec.vocabulary import Kind as Kind
+from reconciler.spec.vocabulary import SslMethod as SslMethod
+from reconciler.spec.vocabulary import Uncollectible as Uncollectible
+
 API_VERSION = "sitebuilder/v1"
-
-
-class Kind(StrEnum):
-    """The kinds of document a spec file may hold."""
-
-    TENANT = "Tenant"
-    SITE = "Site"
-    BILLING_POLICY = "BillingPolicy"
-    WORKER = "Worker"
 
 
 class Strict(BaseModel):
@@ -260,13 +257,6 @@ class VersionRef(Strict):
     version: int = Field(ge=1, description="Content version number, 1 or more.")
 
 
-class SslMethod(StrEnum):
-    """How Cloudflare validates domain control for the certificate."""
-
-    HTTP = "http"
-    TXT = "txt"
-
-
 class Ssl(Strict):
     """Certificate settings for a custom hostname."""
 
@@ -283,13 +273,6 @@ class Domain(Strict):
     def canonical(self) -> str:
         """The hostname as Cloudflare stores it (IDNA A-labels, lowercase, no final dot)."""
         return normalize_hostname(self.hostname)
-
-
-class DeletionPolicy(StrEnum):
-    """What removing a domain or a site from Git does in the world."""
-
-    RETAIN = "retain"
-    DELETE = "delete"
 
 
 class SiteSpec(Strict):
@@ -330,15 +313,6 @@ class SiteSpec(Strict):
 
 
 # --- Tenant ------------------------------------------------------------------------------
-
-
-class Access(StrEnum):
-    """A tenant's access level; ``auto`` follows the billing policy, others are overrides."""
-
-    AUTO = "auto"
-    ACTIVE = "active"
-    SOFT_LOCKED = "soft_locked"
-    HARD_LOCKED = "hard_locked"
 
 
 class StripeRef(Strict):
@@ -446,13 +420,6 @@ class DomainTiming(Strict):
     validation_timeout: Duration = timedelta(hours=24)
     ssl_timeout: Duration = timedelta(hours=24)
     max_recreates: int = Field(default=3, ge=0, le=20)
-
-
-class Uncollectible(StrEnum):
-    """How an invoice Stripe marks ``uncollectible`` counts (docs/stripe.md, "What is owed")."""
-
-    OWED = "owed"  # still owed: the tenant stays locked and dunned until paid or voided
-    WRITTEN_OFF = "written_off"  # written off like a void invoice: unlocks, dunning stops
 
 
 class BillingPolicySpec(Strict):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from reconciler.errors import LoadError
-from reconciler.spec import load
+from reconciler.spec import yaml_plain
 from reconciler.spec.load import Limits, load_directory, parse_documents
 from reconciler.spec.models import Kind
 
@@ -358,6 +358,6 @@ def test_the_pure_python_parser_gives_the_same_problems(
         return [line.split(" malformed YAML: ")[0] for line in found]
 
     with_c = problems(specs)
-    monkeypatch.setattr(load, "_PARSER", yaml.SafeLoader)
+    monkeypatch.setattr(yaml_plain, "PARSER", yaml.SafeLoader)
     assert without_syntax_wording(problems(specs)) == without_syntax_wording(with_c)
     assert len(with_c) == 4
