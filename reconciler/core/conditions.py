@@ -45,7 +45,6 @@ from reconciler.core.conditions_common import (
     Coverage,
     Subject,
     Verdicts,
-    failed_sources,
     stuck,
     synced,
     verdicts_of,
@@ -89,7 +88,7 @@ def conditions_for(
         if site is None:
             continue
         updates.extend(site_conditions(site, desired, observed, verdicts, coverage, commit))
-        if observed.is_complete(Source.HOSTNAMES) or Source.HOSTNAMES in failed_sources(observed):
+        if observed.is_complete(Source.HOSTNAMES) or Source.HOSTNAMES in observed.failed():
             for hostname in site.hostnames:
                 updates.extend(hostname_conditions(hostname, observed, verdicts, commit, now))
     for name in sorted(coverage.tenants):
@@ -197,7 +196,7 @@ def _tenant(
 ) -> list[ConditionUpdate]:
     at = Subject(f"Tenant/{tenant.name}", commit, tenant.name, None)
     result: list[ConditionUpdate] = []
-    failed = failed_sources(observed)
+    failed = observed.failed()
     if Source.STRIPE in failed or Source.D1 in failed:
         source = Source.STRIPE if Source.STRIPE in failed else Source.D1
         error = observed.incomplete[source].detail

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from reconciler.core.observed import Observed, Source
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Action, ActionKind, Blocked
 
@@ -24,7 +23,6 @@ __all__ = [
     "Coverage",
     "Subject",
     "Verdicts",
-    "failed_sources",
     "parse_condition",
     "resource_key",
     "status_text",
@@ -169,11 +167,6 @@ def verdicts_of(report: Report) -> Verdicts:
         if action.site is not None and key.startswith("Hostname/"):
             verdicts.failed.setdefault(f"Site/{action.site}", (action, outcome))
     return verdicts
-
-
-def failed_sources(observed: Observed) -> set[Source]:
-    """Sources whose reading went wrong (:attr:`Gap.failed`), not skipped or unconfigured."""
-    return set(observed.failed())
 
 
 SKIPPED_PREFIX = "not read by this pass"

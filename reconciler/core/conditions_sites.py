@@ -14,7 +14,6 @@ from reconciler.core.conditions_common import (
     Coverage,
     Subject,
     Verdicts,
-    failed_sources,
     stuck,
     synced,
 )
@@ -38,7 +37,7 @@ def site_conditions(
 ) -> list[ConditionUpdate]:
     at = Subject(f"Site/{site.name}", commit, site.tenant, site.name)
     result: list[ConditionUpdate] = []
-    if Source.D1 in failed_sources(observed):
+    if Source.D1 in observed.failed():
         error = observed.incomplete[Source.D1].detail
         # Not Synced (the change waits on the reading); Ready is not known.
         for condition, status in ((Condition.SYNCED, False), (Condition.READY, None)):

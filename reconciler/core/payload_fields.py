@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 
+_V = TypeVar("_V")
+
+
 class PayloadError(ValueError):
     """An ``after`` that is not the input its kind needs; the message names the field."""
 
@@ -48,13 +51,21 @@ class Fields:
     def fail(self, key: str, problem: str) -> PayloadError:
         return PayloadError(f"{self.where}.{key}: {problem}")
 
-    def text(self, key: str, default: str = "") -> str:
+    def _present(self, key: str, kind: type[_V] | tuple[type[_V], ...], expected: str) -> _V | None:
+        """The value at ``key``; None when absent or null, and raises when not a ``kind``.
+
+        A bool is never another kind (JSON ``true`` is no integer); :meth:`flag` reads them.
+        """
         value = self.data.get(key)
         if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.fail(key, "expected a string")
+            return None
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise self.fail(key, f"expected {expected}")
         return value
+
+    def text(self, key: str, default: str = "") -> str:
+        value = self._present(key, str, "a string")
+        return default if value is None else value
 
     def required(self, key: str) -> str:
         value = self.text(key)
@@ -71,20 +82,11 @@ class Fields:
         return default if value is None else value
 
     def optional_int(self, key: str) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, "expected an integer")
-        return value
+        return self._present(key, int, "an integer")
 
     def number(self, key: str) -> float | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, "expected a number")
-        return float(value)
+        value = self._present(key, (int, float), "a number")
+        return None if value is None else float(value)
 
     def flag(self, key: str) -> bool:
         value = self.data.get(key, False)
@@ -105,20 +107,12 @@ class Fields:
         return tuple(int(str(item)) for item in items)
 
     def items(self, key: str) -> list[JsonValue]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(key, "expected a list")
-        return value
+        value = self._present(key, list, "a list")
+        return [] if value is None else value
 
     def object(self, key: str) -> Fields | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(key, "expected an object")
-        return Fields(value, f"{self.where}.{key}")
+        value = self._present(key, dict, "an object")
+        return None if value is None else Fields(value, f"{self.where}.{key}")
 
     def environment(self, allowed: tuple[str, ...] = ENVIRONMENTS) -> str:
         env = self.text("environment", "production")

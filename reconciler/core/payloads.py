@@ -54,6 +54,7 @@ from reconciler.core.plan import ActionKind, JsonValue
 __all__ = [
     "ACCESS_OF",
     "PAYLOADS",
+    "AccessBefore",
     "AccessPayload",
     "CreateNamespacePayload",
     "DeleteHostnamePayload",
@@ -67,6 +68,7 @@ __all__ = [
     "PublishPayload",
     "PublishSizes",
     "PurgePayload",
+    "RecordHostnameBefore",
     "RecordHostnamePayload",
     "RecordPublishFailurePayload",
     "RollbackPayload",
@@ -77,6 +79,7 @@ __all__ = [
     "WriteRoutesPayload",
     "parse_payload",
     "payload_as",
+    "read_before",
 ]
 
 ACCESS_OF: Mapping[ActionKind, str] = {
@@ -356,3 +359,25 @@ def payload_as(payload: Payload, cls: type[_P]) -> _P:
     if not isinstance(payload, cls):
         raise TypeError(f"expected a {cls.__name__}, got a {type(payload).__name__}")
     return payload
+
+
+# --- before: what an action replaces ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccessBefore:
+    """The ``before`` of ``soft_lock``, ``hard_lock`` and ``unlock``: the access they replace."""
+
+    access: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHostnameBefore:
+    """The ``before`` of ``record_hostname``: the status its ``domains`` row had (None: none)."""
+
+    status: str | None
+
+
+def read_before(cls: Callable[..., _P], before: Mapping[str, JsonValue]) -> _P:
+    """An action's ``before`` read as ``cls`` (a mistyped field raises :class:`PayloadError`)."""
+    return read_fields(cls, Fields(before, "before"))

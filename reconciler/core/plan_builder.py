@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
-from reconciler.core.desired import Desired
+from reconciler.core.desired import Desired, DesiredSite
 from reconciler.core.lane import Lane
 from reconciler.core.levers import Forced, Lever, LeverKind, levers_on
 from reconciler.core.observed import Observed, Source
@@ -183,6 +183,11 @@ class PlanBuilder:
     ) -> Blocker:
         """A :class:`Blocker` for ``target``: its tenant, site and source given once."""
         return Blocker(self, target, tenant, site, source)
+
+    def site_blocker(self, site: DesiredSite, target: str, fieldpath: str) -> Blocker:
+        """A :class:`Blocker` for ``target`` of ``site``, sourced at the site spec's field."""
+        source = self.source(Kind.SITE, site.name, fieldpath)
+        return Blocker(self, target, site.tenant, site.name, source)
 
     def note(
         self, target: str, *, tenant: str | None, site: str | None, category: str, reason: str

@@ -11,10 +11,9 @@ from __future__ import annotations
 from reconciler.core.desired import DesiredHostname, DesiredSite
 from reconciler.core.observed import ObservedHostname, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, JsonValue
-from reconciler.core.plan_builder import PlanBuilder
-from reconciler.spec.vocabulary import Kind
+from reconciler.core.plan_builder import Blocker, PlanBuilder
 
-__all__ = ["hostname_before", "plan_deleted_records", "plan_hostname_record"]
+__all__ = ["hostname_before", "hostname_blocker", "plan_deleted_records", "plan_hostname_record"]
 
 
 def plan_deleted_records(builder: PlanBuilder, claimed: set[str]) -> None:
@@ -86,11 +85,8 @@ def plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: DesiredH
         shown += f", id {have.id}"
     if recorded == "no row" or have.recorded_origin != have.origin:
         shown += f", origin {have.origin or 'none'}"
-    builder.add(
+    hostname_blocker(builder, site, want).add(
         ActionKind.RECORD_HOSTNAME,
-        f"Hostname/{want.hostname}",
-        tenant=site.tenant,
-        site=site.name,
         before={
             "status": have.recorded_status,
             "ssl_status": have.recorded_ssl_status,
@@ -115,9 +111,14 @@ def plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: DesiredH
             f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
             "domains table reads what Cloudflare shows"
         ),
-        source=builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname"),
         cause=Cause.DRIFT,
     )
+
+
+def hostname_blocker(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname) -> Blocker:
+    """The :class:`Blocker` of a declared hostname, sourced at its line of the site's spec."""
+    target = f"Hostname/{want.hostname}"
+    return builder.site_blocker(site, target, f"spec.domains[{want.index}].hostname")
 
 
 def _dcv(have: ObservedHostname) -> dict[str, JsonValue]:

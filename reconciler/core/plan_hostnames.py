@@ -25,10 +25,10 @@ from reconciler.core.plan_hostname_deletions import plan_undeclared
 from reconciler.core.plan_hostname_levers import plan_hostname_lever, plan_ssl_timeout
 from reconciler.core.plan_hostname_records import (
     hostname_before,
+    hostname_blocker,
     plan_deleted_records,
     plan_hostname_record,
 )
-from reconciler.spec.vocabulary import Kind
 
 
 def plan_hostnames(builder: PlanBuilder) -> None:
@@ -84,9 +84,7 @@ class _Host:
     site: DesiredSite
     want: DesiredHostname
     gap: str | None  # why the hostname listing is incomplete; None when it was read
-    target: str
-    source: str | None
-    block: Blocker
+    block: Blocker  # the hostname's target, and its spec line as the source
     depends_on: tuple[str, ...]  # the tenant's lock actions and the routing entry's write
 
     def after(self, existing_id: str | None = None) -> dict[str, JsonValue]:
@@ -152,8 +150,6 @@ def _plan_hostname_change(
 
 
 def _host(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None) -> _Host:
-    target = f"Hostname/{want.hostname}"
-    source = builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
     depends_on = list(builder.tenant_actions.get(site.tenant, []))
     route = builder.route_writes.get(want.hostname)
     if route is not None:
@@ -162,9 +158,7 @@ def _host(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: s
         site=site,
         want=want,
         gap=gap,
-        target=target,
-        source=source,
-        block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
+        block=hostname_blocker(builder, site, want),
         depends_on=tuple(depends_on),
     )
 
@@ -172,7 +166,7 @@ def _host(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: s
 def _plan_lever(builder: PlanBuilder, host: _Host, have: ObservedHostname | None) -> bool:
     """A ``retry_validation``, ``recreate`` or ``clear_stuck`` lever; True when it decided."""
     lever = builder.lever(
-        host.target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
+        host.block.target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
     )
     return lever is not None and plan_hostname_lever(
         builder,
@@ -183,7 +177,7 @@ def _plan_lever(builder: PlanBuilder, host: _Host, have: ObservedHostname | None
         after=lambda seen: host.after(seen.id),
         before=hostname_before(have) if have is not None else None,
         failed=have is not None and hostname_failed(have),
-        source=host.source,
+        source=host.block.source,
     )
 
 
@@ -309,7 +303,7 @@ def _plan_late(builder: PlanBuilder, host: _Host, have: ObservedHostname) -> Non
             after=lambda seen: host.after(seen.id),
             before=hostname_before(have),
             dns_finding=dns_finding(want, have, target),
-            source=host.source,
+            source=host.block.source,
         )
     ):
         return

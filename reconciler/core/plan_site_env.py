@@ -23,7 +23,6 @@ from reconciler.core.observed import (
 )
 from reconciler.core.plan import JsonValue, is_permanent_build_failure
 from reconciler.core.plan_builder import Blocker, PlanBuilder
-from reconciler.spec.vocabulary import Kind
 
 __all__ = [
     "SiteEnv",
@@ -45,9 +44,7 @@ class SiteEnv:
     env: str
     version: int
     lever: Lever | None
-    target: str
-    source: str | None
-    block: Blocker
+    block: Blocker  # the environment's target, and its spec version line as the source
     ledger: SiteLedger | None
     live: PublishRecord | None
     latest: PublishRecord | None
@@ -86,8 +83,6 @@ def read_environment(
     builder: PlanBuilder, site: DesiredSite, env: str, version: int, lever: Lever | None
 ) -> SiteEnv:
     """What D1 and the in-memory build say about ``site``'s ``env`` at ``version``."""
-    target = f"Site/{site.name}:{env}"
-    source = builder.source(Kind.SITE, site.name, f"spec.{env}.version")
     ledger = builder.observed.ledger.get(site.name)
     live = ledger.live.get(env) if ledger is not None else None
     wanted = inputs_wanted(builder, site, version)
@@ -96,9 +91,7 @@ def read_environment(
         env=env,
         version=version,
         lever=lever,
-        target=target,
-        source=source,
-        block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
+        block=builder.site_blocker(site, f"Site/{site.name}:{env}", f"spec.{env}.version"),
         ledger=ledger,
         live=live,
         latest=ledger.latest.get(env) if ledger is not None else None,

@@ -27,7 +27,6 @@ from reconciler.core.plan_builder import PlanBuilder
 from reconciler.core.plan_site_env import (
     SiteEnv,
     failure_outdated,
-    inputs_wanted,
     version_of_site,
 )
 from reconciler.core.plan_site_levers import past_the_cap, stuck_reason
@@ -110,15 +109,7 @@ def blocked_before_upload(builder: PlanBuilder, state: SiteEnv, kind: ActionKind
         return True
     if build is not None and build.error is not None:
         state.block(kind, gate="build", reason=f"version {version} does not build: {build.error}")
-        _record_publish_failure(
-            builder,
-            site,
-            state.env,
-            version,
-            build,
-            BUILD_FAILURE_PREFIX + build.error,
-            state.source,
-        )
+        _record_publish_failure(builder, state, build, BUILD_FAILURE_PREFIX + build.error)
         return True
     return build is not None and _over_budget(builder, state, kind, build)
 
@@ -142,45 +133,29 @@ def _over_budget(
             + "; nothing is uploaded. Make the site lighter or raise the budget"
         ),
     )
-    _record_publish_failure(
-        builder,
-        site,
-        state.env,
-        state.version,
-        build,
-        describe_violations(violations),
-        state.source,
-    )
+    _record_publish_failure(builder, state, build, describe_violations(violations))
     return True
 
 
 def _record_publish_failure(
-    builder: PlanBuilder,
-    site: DesiredSite,
-    env: str,
-    version: int,
-    build: BuildPreview,
-    error: str,
-    source: str | None,
+    builder: PlanBuilder, state: SiteEnv, build: BuildPreview, error: str
 ) -> None:
     """Rule 7: one ``failed`` publish_versions row for a publish its build blocks."""
-    ledger = builder.observed.ledger.get(site.name)
-    latest = ledger.latest.get(env) if ledger is not None else None
+    latest, version, wanted = state.latest, state.version, state.wanted
     if (
         latest is not None
         and latest.version == version
         and latest.status == "failed"
         and latest.error_message == error
-        and not failure_outdated(latest, inputs_wanted(builder, site, version), None)
+        and not failure_outdated(latest, wanted, None)
     ):
         return  # already recorded
     after: dict[str, JsonValue] = {
-        **version_of_site(site, env, version),
+        **version_of_site(state.site, state.env, version),
         "commit": builder.desired.revision,
         "content_hash": build.content_hash,
         "error_message": error,
     }
-    wanted = inputs_wanted(builder, site, version)
     if wanted is not None:
         after["build_identity"] = wanted.identity
         after["build_inputs"] = wanted.to_json()
@@ -192,11 +167,8 @@ def _record_publish_failure(
             "image_kb": build.media.image_kb,
             "page_weight_kb": build.media.page_weight_kb,
         }
-    builder.add(
+    state.block.add(
         ActionKind.RECORD_PUBLISH_FAILURE,
-        f"Site/{site.name}:{env}",
-        tenant=site.tenant,
-        site=site.name,
         before={
             "version": latest.version if latest is not None else None,
             "status": latest.status if latest is not None else None,
@@ -206,7 +178,6 @@ def _record_publish_failure(
             f"the publish of version {version} is blocked by its build; record it as "
             "failed in publish_versions with the error, where runbook 1 looks"
         ),
-        source=source,
         cause=Cause.CHANGE,
     )
 

@@ -22,7 +22,7 @@ from reconciler.core.plan import (
     JsonValue,
     PlanSettings,
 )
-from reconciler.core.plan_builder import PlanBuilder
+from reconciler.core.plan_builder import Blocker, PlanBuilder
 from reconciler.spec.vocabulary import Kind
 
 
@@ -121,16 +121,14 @@ def plan_redeploy(
     env: str,
     version: int,
     deployment: str,
-    source: str | None,
+    block: Blocker,
     after: dict[str, JsonValue],
 ) -> None:
     """The ``publish`` lever on a converged environment: deploy the live version again.
 
-    ``after`` is the publish handler's input as ``plan_sites`` builds it for any publish.
+    ``block`` is the environment's (``SiteEnv.block``); ``after`` is the publish handler's
+    input as ``plan_sites`` builds it for any publish.
     """
-    block = builder.blocker(
-        f"Site/{site.name}:{env}", tenant=site.tenant, site=site.name, source=source
-    )
     if not site.publish_allowed:
         block(
             ActionKind.PUBLISH,
@@ -151,11 +149,8 @@ def plan_redeploy(
         return
     after["redeploy_of"] = deployment
     after["requested_at"] = builder.desired.now
-    builder.add(
+    block.add(
         ActionKind.PUBLISH,
-        f"Site/{site.name}:{env}",
-        tenant=site.tenant,
-        site=site.name,
         before={"version": version, "deployment_id": deployment},
         after=after,
         reason=(
@@ -163,7 +158,6 @@ def plan_redeploy(
             f"deployment {deployment}; build and deploy it again as a new deployment, then "
             "purge the site's hosts"
         ),
-        source=source,
         cause=Cause.CHANGE,
     )
 

@@ -49,7 +49,6 @@ from reconciler.core.plan_site_gates import (
     next_attempt,
 )
 from reconciler.core.plan_site_levers import plan_purge, plan_redeploy
-from reconciler.spec.vocabulary import Kind
 
 
 def note_unclaimed_projects(builder: PlanBuilder) -> None:
@@ -146,8 +145,7 @@ def _project_to_publish_into(builder: PlanBuilder, state: SiteEnv) -> ObservedPr
             f"Pages project {site.pages_project!r} does not exist; create it in "
             "Cloudflare (the reconciler publishes into projects, it does not create them)"
         )
-        spec = builder.source(Kind.SITE, site.name, "spec.pages_project")
-        block = builder.blocker(state.target, tenant=site.tenant, site=site.name, source=spec)
+        block = builder.site_blocker(site, state.block.target, "spec.pages_project")
         block(ActionKind.PUBLISH, gate="missing_project", reason=reason)
     return project
 
@@ -245,4 +243,4 @@ def _redeploy(builder: PlanBuilder, state: SiteEnv) -> None:
     """The ``publish`` lever on a converged environment (``plan_site_levers.plan_redeploy``)."""
     live = state.live.deployment_id if state.live is not None else None
     after = publish_after(builder, state, 1)
-    plan_redeploy(builder, state.site, state.env, state.version, live or "?", state.source, after)
+    plan_redeploy(builder, state.site, state.env, state.version, live or "?", state.block, after)

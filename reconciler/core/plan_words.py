@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from reconciler.core.observed import Source
 from reconciler.core.payloads import (
+    AccessBefore,
     AccessPayload,
     CreateNamespacePayload,
     DeleteHostnamePayload,
@@ -25,11 +26,13 @@ from reconciler.core.payloads import (
     Payload,
     PublishPayload,
     PurgePayload,
+    RecordHostnameBefore,
     RecordHostnamePayload,
     RecordPublishFailurePayload,
     RollbackPayload,
     WorkerRoutePayload,
     WriteRoutesPayload,
+    read_before,
 )
 from reconciler.core.plan import SUMMARY_ORDER, UNREADABLE, Action, ActionKind, Blocked, Cause, Plan
 
@@ -256,11 +259,13 @@ def describe(action: Action) -> str:
         return f"roll {p.environment} back to version {p.version} (deployment {deployment})"
     if isinstance(p, AccessPayload):
         verb = kind.value.replace("_", " ")
-        return f"{verb} tenant ({action.before.get('access')} -> {p.access})"
+        was = read_before(AccessBefore, action.before).access
+        return f"{verb} tenant ({was} -> {p.access})"
     if isinstance(p, DunningPayload):
         return f"send dunning step {p.step_code} of invoice {p.invoice_id} to {p.phone} on WhatsApp"
     if isinstance(p, RecordHostnamePayload):
-        return f"record hostname {p.hostname} as {p.status} (was {action.before.get('status')})"
+        was = read_before(RecordHostnameBefore, action.before).status
+        return f"record hostname {p.hostname} as {p.status} (was {was})"
     if kind in (ActionKind.DEPLOY_WORKER_VERSION, ActionKind.ROLLBACK_WORKER_VERSION):
         return _describe_worker(action)
     if isinstance(p, RecordPublishFailurePayload):

@@ -158,15 +158,14 @@ def format_amount(amount: int, currency: str) -> str:
 
 
 def render_message(
-    template: str,
+    policy: BillingPolicySpec,
+    step: DunningStepRule,
     *,
     invoice: Invoice,
-    policy: BillingPolicySpec,
     tenant_name: str,
-    step_code: str,
     now: float,
 ) -> str:
-    """Fill a dunning template's ``{variables}`` (the set is ``models.TEMPLATE_VARIABLES``)."""
+    """Fill ``step``'s template's ``{variables}`` (the set is ``models.TEMPLATE_VARIABLES``)."""
     start = invoice.overdue_since
     values = {
         "tenant_name": tenant_name,
@@ -178,9 +177,9 @@ def render_message(
         "due_date": _iso_day(invoice.due_date if invoice.due_date is not None else start),
         "soft_lock_date": _iso_day(start + policy.grace_days * DAY),
         "hard_lock_date": _iso_day(start + policy.hard_lock_days * DAY),
-        "step_code": step_code,
+        "step_code": step.code,
     }
-    return template.format_map(values)
+    return policy.templates[step.template].format_map(values)
 
 
 def dunning_due(
@@ -225,14 +224,7 @@ def _due(
         day=step.day,
         due_at=invoice.overdue_since + step.day * DAY,
         phone=phone,
-        message=render_message(
-            policy.templates[step.template],
-            invoice=invoice,
-            policy=policy,
-            tenant_name=tenant_name,
-            step_code=step.code,
-            now=now,
-        ),
+        message=render_message(policy, step, invoice=invoice, tenant_name=tenant_name, now=now),
         superseded=superseded,
     )
 

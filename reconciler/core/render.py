@@ -143,12 +143,12 @@ def render_text(plan: Plan, *, rates: Mapping[str, Rate], color: bool = False) -
 
 def where_json(item: Action | Blocked) -> dict[str, JsonValue]:
     """What an action or a blocked one is and where: the keys plan and report JSON share."""
-    return {
-        "kind": item.kind.value,
-        "target": item.target,
-        "tenant": item.tenant,
-        "site": item.site,
-    }
+    return {"kind": item.kind.value, **_place_json(item)}
+
+
+def _place_json(item: Action | Blocked | Note) -> dict[str, JsonValue]:
+    """Where anything in a plan is: its target, and the tenant and site it belongs to."""
+    return {"target": item.target, "tenant": item.tenant, "site": item.site}
 
 
 def _action_json(plan: Plan, action: Action) -> dict[str, JsonValue]:
@@ -173,13 +173,7 @@ def _blocked_json(item: Blocked) -> dict[str, JsonValue]:
 
 
 def _note_json(note: Note) -> dict[str, JsonValue]:
-    return {
-        "category": note.category,
-        "target": note.target,
-        "tenant": note.tenant,
-        "site": note.site,
-        "reason": note.reason,
-    }
+    return {**_place_json(note), "category": note.category, "reason": note.reason}
 
 
 def plan_to_json(plan: Plan, *, rates: Mapping[str, Rate]) -> dict[str, JsonValue]:

@@ -7,11 +7,14 @@ import pytest
 from reconciler.core.budget import UNLIMITED
 from reconciler.core.payloads import (
     PAYLOADS,
+    AccessBefore,
     AccessPayload,
     PayloadError,
     PublishPayload,
+    RecordHostnameBefore,
     parse_payload,
     payload_as,
+    read_before,
 )
 from reconciler.core.plan import ActionKind, JsonValue
 
@@ -69,3 +72,14 @@ def test_a_payload_of_another_kind_is_a_type_error() -> None:
     payload = parse_payload(ActionKind.UNLOCK, {"tenant": "acme", "access": "active"})
     with pytest.raises(TypeError, match=r"expected a PublishPayload, got a AccessPayload"):
         payload_as(payload, PublishPayload)
+
+
+def test_a_before_reads_the_value_its_action_replaces() -> None:
+    assert read_before(AccessBefore, {"access": "soft_locked"}) == AccessBefore("soft_locked")
+    row = {"status": None, "id": "ch-1", "origin": None}
+    assert read_before(RecordHostnameBefore, row) == RecordHostnameBefore(None)
+
+
+def test_a_mistyped_before_field_is_named() -> None:
+    with pytest.raises(PayloadError, match=r"before\.status: expected a string"):
+        read_before(RecordHostnameBefore, {"status": 3})
