@@ -38,13 +38,13 @@ from reconciler.sandbox.cloudflare_common import (
     require,
     success,
 )
+from reconciler.sandbox.cloudflare_workers import SCRIPT_NOT_FOUND
 from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
     from reconciler.sandbox.cloudflare import CloudflareSim
 
 API_WORKER = "site-builder-api-production"
-SCRIPT_NOT_FOUND = 10007  # "This Worker does not exist on your account."
 VERSION_NOT_FOUND = 10220  # sandbox's choice
 SPLIT_INVALID = 10221  # sandbox's choice
 MAX_VERSIONS_PER_DEPLOYMENT = 2
