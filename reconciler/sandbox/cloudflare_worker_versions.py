@@ -34,6 +34,7 @@ from reconciler.sandbox.cloudflare_common import (
     ApiError,
     IdSource,
     api_routes,
+    first_or_refuse,
     iso,
     require,
     success,
@@ -165,10 +166,8 @@ class VersionsStore:
     @staticmethod
     def version(script: VersionedScript, version_id: str) -> Version:
         """One version of ``script`` or 404."""
-        for version in script.versions:
-            if version.id == version_id:
-                return version
-        raise ApiError(404, VERSION_NOT_FOUND, f"Version {version_id} does not exist.")
+        missing = ApiError(404, VERSION_NOT_FOUND, f"Version {version_id} does not exist.")
+        return first_or_refuse(script.versions, lambda version: version.id == version_id, missing)
 
     def serve(self, script: VersionedScript) -> Version | None:
         """The version the next visitor request reaches under the current deployment."""
