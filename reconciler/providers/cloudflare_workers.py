@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import NotFoundError, PermanentError
-from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.providers.cloudflare import WORKER, CloudflareClient
 from reconciler.providers.cloudflare_errors import PROVIDER
 from reconciler.providers.http import Call
 
@@ -41,8 +41,7 @@ __all__ = [
     "WorkersClient",
 ]
 
-_SCRIPT = "/accounts/{account_id}/workers/scripts/{script_name}"
-_SCRIPT_SETTINGS = _SCRIPT + "/settings"
+_SCRIPT_SETTINGS = WORKER + "/settings"
 _ROUTES = "/zones/{zone_id}/workers/routes"
 _ROUTE = _ROUTES + "/{route_id}"
 _FALLBACK = "/zones/{zone_id}/custom_hostnames/fallback_origin"
@@ -126,7 +125,7 @@ class WorkersClient:
         }
         call = Call(
             "PUT",
-            _SCRIPT,
+            WORKER,
             {"account_id": self._cf.account_id, "script_name": script},
             multipart=[
                 ("metadata", (None, json.dumps(metadata).encode(), "application/json")),
