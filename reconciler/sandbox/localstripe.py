@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Literal, Self
+from typing import Any, Literal, Self
 
 import httpx
 import stripe
@@ -99,11 +98,7 @@ class LocalStripe(LoggedPeer, AsyncClosing):
             raise ValueError("localstripe only accepts secret keys (sk_...)")
         self._requested_port = port
         self._api_key = api_key
-        self._startup_timeout = startup_timeout
-        self._host = host
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        super().__init__(host=host, startup_timeout=startup_timeout)
         self._client: stripe.StripeClient | None = None
         self._http_client: stripe.RequestsClient | None = None
         self._plans: dict[tuple[int, str, str], str] = {}
