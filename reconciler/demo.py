@@ -272,6 +272,10 @@ class Story:
         if not condition:
             raise DemoError(what)
 
+    def expect_no_change(self, after: str) -> None:
+        """Stop the story unless a fresh plan has nothing to do (``after`` says what came first)."""
+        self.expect(self.plan() == 0, f"the plan after {after} should show no change")
+
     def advance(self, seconds: float, why: str) -> None:
         """Move the virtual clock for every simulator (the CLI gets it through ``--now``)."""
         self.clock.advance(seconds)
@@ -485,7 +489,7 @@ class Story:
         print()
         self.apply()
         print()
-        self.expect(self.plan() == 0, "the plan after apply should show no change")
+        self.expect_no_change("apply")
         live = self.query("SELECT COUNT(*) FROM publish_versions WHERE status = 'live'")[0][0]
         names = [d.canonical for s in self.specs.sites.values() for d in s.spec.domains]
         active = sum(1 for n in names if (self.hostname(n) or {}).get("status") == "active")
@@ -657,7 +661,7 @@ class Story:
         print()
         self.apply()  # D1 domains catches up: the hostname is recorded active
         print()
-        self.expect(self.plan() == 0, "the plan after recovery should show no change")
+        self.expect_no_change("recovery")
         self.expect(found.get("status") == "active", f"{STUCK_HOSTNAME} did not recover")
         converged(
             f"{STUCK_HOSTNAME} is active after {recreated[0][0] if recreated else 0} "
@@ -687,7 +691,7 @@ class Story:
         page = self._page(site.pages_project)
         self.expect(script not in page, f"{MEDIA_SITE} still loads {script}")
         print()
-        self.expect(self.plan() == 0, "the plan after the republish should show no change")
+        self.expect_no_change("the republish")
         converged(
             f"{MEDIA_SITE} serves <picture>s whose {len(files)} AVIF/WebP files are deployed; "
             f"removing {script.split('?')[0]} republished the same version without it"
@@ -730,7 +734,7 @@ class Story:
         print()
         self.visit(DELETED_HOSTNAME, "gone")
         self.expect(self.route(DELETED_HOSTNAME) == "none", "its routing entry is still there")
-        self.expect(self.plan() == 0, "the plan after the deletion should show no change")
+        self.expect_no_change("the deletion")
         converged(
             f"{DELETED_HOSTNAME} is gone from the zone and from the routing table: visitors get "
             "not-found (on Cloudflare's edge within about a minute)"

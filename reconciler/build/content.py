@@ -65,21 +65,28 @@ def _link_url(value: str) -> str:
     return value
 
 
+def _require_unique(what: str, values: list[str]) -> None:
+    """Refuse ``values`` that repeat, naming the repeated ones (sorted)."""
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise ValueError(f"{what} must be unique, repeated: {', '.join(repeated)}")
+
+
+def _url_field(description: str, pattern: str) -> Any:
+    """A URL's limits: 2048 characters, its pattern shown in the schema (checked by a validator)."""
+    return Field(max_length=2048, description=description, json_schema_extra={"pattern": pattern})
+
+
 HttpsUrl = Annotated[
     StrictStr,
-    Field(
-        max_length=2048,
-        description="An absolute https:// URL.",
-        json_schema_extra={"pattern": HTTPS_URL_PATTERN},
-    ),
+    _url_field("An absolute https:// URL.", HTTPS_URL_PATTERN),
     AfterValidator(_https_url),
 ]
 LinkUrl = Annotated[
     StrictStr,
-    Field(
-        max_length=2048,
-        description="Where a link goes: https://, http://, mailto:, tel:, a /path or a #anchor.",
-        json_schema_extra={"pattern": LINK_URL_PATTERN},
+    _url_field(
+        "Where a link goes: https://, http://, mailto:, tel:, a /path or a #anchor.",
+        LINK_URL_PATTERN,
     ),
     AfterValidator(_link_url),
 ]
@@ -193,10 +200,7 @@ class ContactFormBlock(ContentModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ContactFormBlock:
-        names = [f.name for f in self.fields]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"field names must be unique, repeated: {', '.join(duplicates)}")
+        _require_unique("field names", [f.name for f in self.fields])
         if self.target == "whatsapp" and not _E164_RE.fullmatch(self.recipient):
             raise ValueError(
                 f"recipient {self.recipient!r} is not an E.164 number like +15551234567"
@@ -300,15 +304,10 @@ class ContentSnapshot(ContentModel):
     @model_validator(mode="after")
     def _consistent(self) -> ContentSnapshot:
         paths = [page.path for page in self.pages]
-        repeated = sorted({p for p in paths if paths.count(p) > 1})
-        if repeated:
-            raise ValueError(f"page paths must be unique, repeated: {', '.join(repeated)}")
+        _require_unique("page paths", paths)
         if "/" not in paths:
             raise ValueError("the site needs a home page with path '/'")
-        keys = [asset.key for asset in self.assets]
-        repeated = sorted({k for k in keys if keys.count(k) > 1})
-        if repeated:
-            raise ValueError(f"asset keys must be unique, repeated: {', '.join(repeated)}")
+        _require_unique("asset keys", [asset.key for asset in self.assets])
         return self
 
 

@@ -1,7 +1,8 @@
 """``async with`` for the adapters: an adapter that can close is closed on leaving the block.
 
 Who calls it: the adapters (``CloudflareClient``, ``EvolutionClient``, ``HttpApi``,
-``StripeBilling``, the D1 backends) and the wiring's worlds inherit :class:`AsyncClosing`.
+``StripeBilling``, the D1 backends), the wiring's worlds and the sandbox's ``LocalStripe``
+inherit :class:`AsyncClosing`.
 What it calls: the adapter's own :meth:`AsyncClosing.aclose`.
 """
 

@@ -104,12 +104,13 @@ __all__ = [
     "ownership_metadata",
 ]
 
-D1_QUERY = ACCOUNT + "/d1/database/{database_id}/query"
+D1_DATABASE = ACCOUNT + "/d1/database/{database_id}"
+D1_QUERY = D1_DATABASE + "/query"
+D1_BOOKMARK = D1_DATABASE + "/time_travel/bookmark"
+D1_RESTORE = D1_DATABASE + "/time_travel/restore"
 WORKER = ACCOUNT + "/workers/scripts/{script_name}"
 WORKER_VERSIONS = WORKER + "/versions"
 WORKER_DEPLOYMENTS = WORKER + "/deployments"
-D1_BOOKMARK = ACCOUNT + "/d1/database/{database_id}/time_travel/bookmark"
-D1_RESTORE = ACCOUNT + "/d1/database/{database_id}/time_travel/restore"
 _READ_ONLY_SQL = frozenset({"SELECT", "EXPLAIN"})
 
 

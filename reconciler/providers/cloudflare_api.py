@@ -8,7 +8,7 @@ calls: :class:`reconciler.providers.http.HttpApi` (bucket, retries, error mappin
 Every call goes through one :class:`~reconciler.providers.http.HttpApi`: one token, one bucket,
 one call counter. :meth:`CloudflareApi._paginate` follows CONTRACT.md §1.2 (``page=N`` until a
 page comes back empty, or short, or ``total_count`` is reached);
-:meth:`CloudflareApi._create_or_find` looks for the object a non-idempotent create may have
+:meth:`CloudflareApi.create_or_find` looks for the object a non-idempotent create may have
 made before sending it again.
 """
 
@@ -153,17 +153,21 @@ class CloudflareApi:
                 return items
             page += 1
 
-    async def _create_or_find(
+    async def create_or_find(
         self,
         call: Call,
         parse: Callable[[Any], T],
         find: Callable[[], Awaitable[T | None]],
+        *,
+        resend: bool = True,
     ) -> T:
         """Send a non-idempotent create; after an unknown outcome, look before resending.
 
         ``HttpApi.send`` already retries errors that certainly had no effect. When the outcome
         is unknown (a timeout, a 5xx), ``find`` looks for the object: found, it is returned;
         not found, the create is sent again after a backoff, up to the policy's attempts.
+        With ``resend=False`` it is sent once: not found, the error stands (a rerun looks
+        first).
         """
         attempt = 0
         while True:
@@ -171,11 +175,13 @@ class CloudflareApi:
                 return parse(await self._result(call))
             except TransientError:
                 attempt += 1
-                if attempt >= self._retry.attempts:
+                if resend and attempt >= self._retry.attempts:
                     raise
                 found = await find()
                 if found is not None:
                     return found
+                if not resend:
+                    raise
                 await self._sleep(self._retry.backoff(attempt - 1, self._rng))
 
 

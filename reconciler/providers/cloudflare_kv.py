@@ -113,16 +113,15 @@ class KvClient:
         if existing is not None:
             return existing
         call = Call("POST", _NAMESPACES, self._path(), json={"title": title}, idempotent=False)
-        try:
-            result = await self._cf.result(call)
-        except TransientError:
-            again = await self.find_namespace(title)
-            if again is None:
-                raise
-            return again
-        if not isinstance(result, dict) or not isinstance(result.get("id"), str):
-            raise PermanentError(PROVIDER, f"{call.label}: the answer names no namespace id")
-        return str(result["id"])
+
+        def namespace_id(result: Any) -> str:
+            if not isinstance(result, dict) or not isinstance(result.get("id"), str):
+                raise PermanentError(PROVIDER, f"{call.label}: the answer names no namespace id")
+            return str(result["id"])
+
+        return await self._cf.create_or_find(
+            call, namespace_id, lambda: self.find_namespace(title), resend=False
+        )
 
     async def list_keys(self, namespace_id: str) -> list[KvKey]:
         """Every key of the namespace with its metadata, 1,000 per request (cursor paging)."""

@@ -68,6 +68,17 @@ MANAGED_BY = "sitebuilder-reconciler"
 TAG_PREFIX = "sitebuilder-reconciler:"
 _TOKEN = re.compile(r"^[A-Za-z0-9._/-]+$")
 
+# The Deployment fields read as plain strings from the top level of the object.
+_DEPLOYMENT_TEXTS = (
+    "id",
+    "short_id",
+    "project_name",
+    "environment",
+    "url",
+    "created_on",
+    "modified_on",
+)
+
 DeploymentState = Literal["live", "failed", "canceled", "skipped", "in_progress"]
 
 
@@ -87,6 +98,16 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 def _dict(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _texts(data: Mapping[str, Any], *keys: str) -> dict[str, str]:
+    """The string fields ``keys`` of ``data``, each ``""`` when absent or not a string."""
+    return {key: _str(data.get(key)) for key in keys}
+
+
+def _opt_texts(data: Mapping[str, Any], *keys: str) -> dict[str, str | None]:
+    """The optional string fields ``keys`` of ``data``, each None when absent."""
+    return {key: _opt_str(data.get(key)) for key in keys}
 
 
 # --------------------------------------------------------------------------- ownership
@@ -206,8 +227,7 @@ class Stage:
         """Build from a decoded stage object."""
         data = _dict(item)
         return cls(
-            name=_str(data.get("name")),
-            status=_str(data.get("status")),
+            **_texts(data, "name", "status"),
             started_on=_opt_str(data.get("started_on")),
             ended_on=_opt_str(data.get("ended_on")),
         )
@@ -243,21 +263,13 @@ class Deployment:
         latest = data.get("latest_stage")
         dirty = metadata.get("commit_dirty")
         return cls(
-            id=_str(data.get("id")),
-            short_id=_str(data.get("short_id")),
-            project_name=_str(data.get("project_name")),
-            environment=_str(data.get("environment")),
-            url=_str(data.get("url")),
-            created_on=_str(data.get("created_on")),
-            modified_on=_str(data.get("modified_on")),
+            **_texts(data, *_DEPLOYMENT_TEXTS),
             latest_stage=Stage.from_json(latest) if isinstance(latest, dict) else None,
             stages=tuple(
                 Stage.from_json(s) for s in data.get("stages") or () if isinstance(s, dict)
             ),
             trigger_type=_str(trigger.get("type")),
-            branch=_str(metadata.get("branch")),
-            commit_hash=_str(metadata.get("commit_hash")),
-            commit_message=_str(metadata.get("commit_message")),
+            **_texts(metadata, "branch", "commit_hash", "commit_message"),
             commit_dirty=dirty if isinstance(dirty, bool) else None,
             aliases=_strings(data.get("aliases")),
             is_skipped=data.get("is_skipped") is True,
@@ -321,12 +333,8 @@ class PagesProject:
         canonical = data.get("canonical_deployment")
         latest = data.get("latest_deployment")
         return cls(
-            id=_str(data.get("id")),
-            name=_str(data.get("name")),
-            subdomain=_str(data.get("subdomain")),
-            production_branch=_str(data.get("production_branch")),
+            **_texts(data, "id", "name", "subdomain", "production_branch", "created_on"),
             domains=_strings(data.get("domains")),
-            created_on=_str(data.get("created_on")),
             canonical_deployment=(
                 Deployment.from_json(canonical) if isinstance(canonical, dict) else None
             ),
@@ -352,10 +360,7 @@ class ValidationRecord:
         """Build from a decoded validation record."""
         data = _dict(item)
         return cls(
-            txt_name=_opt_str(data.get("txt_name")),
-            txt_value=_opt_str(data.get("txt_value")),
-            http_url=_opt_str(data.get("http_url")),
-            http_body=_opt_str(data.get("http_body")),
+            **_opt_texts(data, "txt_name", "txt_value", "http_url", "http_body"),
             emails=_strings(data.get("emails")),
         )
 
@@ -389,9 +394,7 @@ class CustomHostname:
         ownership = _dict(data.get("ownership_verification"))
         metadata = _dict(data.get("custom_metadata"))
         return cls(
-            id=_str(data.get("id")),
-            hostname=_str(data.get("hostname")),
-            status=_str(data.get("status")),
+            **_texts(data, "id", "hostname", "status", "created_at"),
             ssl_status=_str(ssl.get("status")),
             ssl_method=_str(ssl.get("method")),
             ssl_type=_str(ssl.get("type"), "dv"),
@@ -408,7 +411,6 @@ class CustomHostname:
             custom_origin_server=_opt_str(data.get("custom_origin_server")),
             custom_origin_sni=_opt_str(data.get("custom_origin_sni")),
             custom_metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
-            created_at=_str(data.get("created_at")),
         )
 
     @property

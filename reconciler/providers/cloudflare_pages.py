@@ -212,7 +212,7 @@ class PagesCalls(CloudflareApi):
         async def find() -> Deployment | None:
             return await self._find_deployment(project, commit_hash, commit_message)
 
-        return await self._create_or_find(call, Deployment.from_json, find)
+        return await self.create_or_find(call, Deployment.from_json, find)
 
     async def _find_deployment(
         self, project: str, commit_hash: str, commit_message: str

@@ -26,8 +26,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.errors import NotFoundError, PermanentError, TransientError
-from reconciler.providers.cloudflare import CloudflareClient
+from reconciler.errors import NotFoundError, PermanentError
+from reconciler.providers.cloudflare import WORKER, CloudflareClient
 from reconciler.providers.cloudflare_errors import PROVIDER
 from reconciler.providers.http import Call
 
@@ -41,8 +41,7 @@ __all__ = [
     "WorkersClient",
 ]
 
-_SCRIPT = "/accounts/{account_id}/workers/scripts/{script_name}"
-_SCRIPT_SETTINGS = _SCRIPT + "/settings"
+_SCRIPT_SETTINGS = WORKER + "/settings"
 _ROUTES = "/zones/{zone_id}/workers/routes"
 _ROUTE = _ROUTES + "/{route_id}"
 _FALLBACK = "/zones/{zone_id}/custom_hostnames/fallback_origin"
@@ -126,7 +125,7 @@ class WorkersClient:
         }
         call = Call(
             "PUT",
-            _SCRIPT,
+            WORKER,
             {"account_id": self._cf.account_id, "script_name": script},
             multipart=[
                 ("metadata", (None, json.dumps(metadata).encode(), "application/json")),
@@ -155,16 +154,15 @@ class WorkersClient:
             json={"pattern": pattern, "script": script},
             idempotent=False,
         )
-        try:
-            result = await self._cf.result(call)
-        except TransientError:
-            again = await self._find_route(pattern)
-            if again is None:
-                raise
-            return again
-        if not isinstance(result, dict):
-            raise PermanentError(PROVIDER, f"{call.label}: result is not an object")
-        return WorkerRoute(id=str(result.get("id", "")), pattern=pattern, script=script)
+
+        def created(result: Any) -> WorkerRoute:
+            if not isinstance(result, dict):
+                raise PermanentError(PROVIDER, f"{call.label}: result is not an object")
+            return WorkerRoute(id=str(result.get("id", "")), pattern=pattern, script=script)
+
+        return await self._cf.create_or_find(
+            call, created, lambda: self._find_route(pattern), resend=False
+        )
 
     async def update_route(self, route_id: str, pattern: str, script: str) -> WorkerRoute:
         """Point the route ``route_id`` at ``script`` (a PUT stating final values)."""

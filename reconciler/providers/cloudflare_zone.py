@@ -112,7 +112,7 @@ class ZoneCalls(CloudflareApi):
             return await self._find_hostname(hostname)
 
         try:
-            return await self._create_or_find(call, CustomHostname.from_json, find)
+            return await self.create_or_find(call, CustomHostname.from_json, find)
         except DuplicateHostnameError as exc:
             existing = await self._find_hostname(hostname)
             if existing is not None and ours(existing):

@@ -34,6 +34,7 @@ import sqlite3
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -201,15 +202,31 @@ class Database(Protocol):
     """What the reconciler needs from D1, whichever backend serves it."""
 
     async def query(self, sql: str, params: Sequence[SqlValue] = ()) -> list[Row]:
-        """Run one statement and return its rows as dicts keyed by column name."""
+        """Run one statement and return its rows as dicts keyed by column name.
+
+        Args:
+            sql: one statement with ``?`` placeholders.
+            params: the values.
+        """
         ...
 
     async def execute(self, sql: str, params: Sequence[SqlValue] = ()) -> ExecResult:
-        """Run one statement (outside any batch) and return its write effect."""
+        """Run one statement (outside any batch) and return its write effect.
+
+        Returns:
+            Rows changed and the rowid of the last insert.
+        """
         ...
 
     async def batch(self, statements: Sequence[Statement]) -> list[StatementResult]:
-        """Run the statements in order as one transaction: all take effect or none."""
+        """Run the statements in order as one transaction: all take effect or none.
+
+        Returns:
+            One result per statement, in order.
+
+        Raises:
+            SqlError: carrying the failing statement's index; nothing of the batch remains.
+        """
         ...
 
     async def close(self) -> None:
@@ -604,15 +621,7 @@ class SqliteDatabase(_Backend):
             check_statement(sql, params)
 
     async def query(self, sql: str, params: Sequence[SqlValue] = ()) -> list[Row]:
-        """Run one statement and return its rows.
-
-        Args:
-            sql: one statement with ``?`` placeholders.
-            params: the values.
-
-        Returns:
-            Each row as a dict keyed by column name.
-        """
+        """Run one statement on the local file (see :meth:`Database.query`)."""
         self._check(sql, params)
 
         def work(connection: sqlite3.Connection) -> list[Row]:
@@ -625,15 +634,7 @@ class SqliteDatabase(_Backend):
         return await self._run(work)
 
     async def execute(self, sql: str, params: Sequence[SqlValue] = ()) -> ExecResult:
-        """Run one write statement in its own implicit transaction.
-
-        Args:
-            sql: one statement with ``?`` placeholders.
-            params: the values.
-
-        Returns:
-            Rows changed and the last inserted rowid.
-        """
+        """Run one write statement in its own implicit transaction (:meth:`Database.execute`)."""
         self._check(sql, params)
 
         def work(connection: sqlite3.Connection) -> ExecResult:
@@ -647,17 +648,7 @@ class SqliteDatabase(_Backend):
         return await self._run(work)
 
     async def batch(self, statements: Sequence[Statement]) -> list[StatementResult]:
-        """Run statements as one transaction; on any error nothing of the batch remains.
-
-        Args:
-            statements: the statements, in order.
-
-        Returns:
-            One result per statement.
-
-        Raises:
-            SqlError: carrying the failing statement's index; the batch was rolled back.
-        """
+        """Run statements as one local transaction, undone on any error (see ``Database.batch``)."""
         items = list(statements)
         for item in items:
             self._check(item.sql, item.params)
@@ -697,13 +688,8 @@ class SqliteDatabase(_Backend):
         destination = str(target)
 
         def work(connection: sqlite3.Connection) -> None:
-            copy = sqlite3.connect(destination)
-            try:
-                connection.backup(copy)
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
-            finally:
-                copy.close()
+            with closing(sqlite3.connect(destination)) as copy:
+                _backup(connection, copy)
 
         await self._run(work)
 
@@ -714,13 +700,8 @@ class SqliteDatabase(_Backend):
         def work(connection: sqlite3.Connection) -> None:
             if not Path(origin).is_file():
                 raise SqlError(f"no snapshot file {origin}")
-            copy = sqlite3.connect(f"file:{origin}?mode=ro", uri=True)
-            try:
-                copy.backup(connection)
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
-            finally:
-                copy.close()
+            with closing(sqlite3.connect(f"file:{origin}?mode=ro", uri=True)) as copy:
+                _backup(copy, connection)
 
         await self._run(work)
 
@@ -738,6 +719,14 @@ class SqliteDatabase(_Backend):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, work)
         self._executor.shutdown(wait=False)
+
+
+def _backup(source: sqlite3.Connection, target: sqlite3.Connection) -> None:
+    """Copy the whole of ``source`` into ``target`` (SQLite's online backup)."""
+    try:
+        source.backup(target)
+    except sqlite3.Error as exc:
+        raise _translate(exc) from exc
 
 
 def _rows(cursor: sqlite3.Cursor) -> list[Row]:
@@ -785,29 +774,13 @@ class D1HttpDatabase(_Backend):
         return results
 
     async def query(self, sql: str, params: Sequence[SqlValue] = ()) -> list[Row]:
-        """Run one statement remotely and return its rows.
-
-        Args:
-            sql: one statement with ``?`` placeholders.
-            params: the values.
-
-        Returns:
-            Each row as a dict keyed by column name.
-        """
+        """Run one statement remotely (see :meth:`Database.query`)."""
         check_statement(sql, params)
         results = await self._send(sql, params)
         return [dict(row) for row in results[0].results] if results else []
 
     async def execute(self, sql: str, params: Sequence[SqlValue] = ()) -> ExecResult:
-        """Run one write statement remotely.
-
-        Args:
-            sql: one statement with ``?`` placeholders.
-            params: the values.
-
-        Returns:
-            Rows changed and the last inserted rowid, from D1's ``meta``.
-        """
+        """Run one write statement remotely; the effect comes from D1's ``meta``."""
         check_statement(sql, params)
         results = await self._send(sql, params)
         if not results:
@@ -815,13 +788,7 @@ class D1HttpDatabase(_Backend):
         return ExecResult(results[0].changes, results[0].last_row_id)
 
     async def batch(self, statements: Sequence[Statement]) -> list[StatementResult]:
-        """Run statements as one D1 batch (one request), atomically.
-
-        Args:
-            statements: the statements, in order.
-
-        Returns:
-            One result per statement.
+        """Run statements as one D1 batch (one request), atomically (:meth:`Database.batch`).
 
         Raises:
             StatementTooLargeError: when a statement with its values inlined exceeds the limit.

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,12 +65,8 @@ MAX_TEXT = 2_000
 """Longest message or error stored, in characters."""
 
 
-def _status_value(text: Any) -> bool | None:
-    if text == "True":
-        return True
-    if text == "False":
-        return False
-    return None
+_STATUS_VALUES: dict[SqlValue, bool] = {"True": True, "False": False}
+"""The stored ``status`` text back to its value (anything else is Unknown, None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +80,10 @@ class ResourceStatus:
     message: str
     last_error: str | None
     observed_commit: str | None
-    last_transition_at: float
-    updated_at: float
     tenant: str | None
     site: str | None
+    last_transition_at: float
+    updated_at: float
 
     @property
     def status_text(self) -> str:
@@ -96,16 +92,8 @@ class ResourceStatus:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON object; times as ISO 8601 UTC."""
-        return {
-            "resource": self.resource,
-            "condition": self.condition,
+        return asdict(self) | {
             "status": self.status_text,
-            "reason": self.reason,
-            "message": self.message,
-            "last_error": self.last_error,
-            "observed_commit": self.observed_commit,
-            "tenant": self.tenant,
-            "site": self.site,
             "last_transition_at": _iso(self.last_transition_at),
             "updated_at": _iso(self.updated_at),
         }
@@ -365,7 +353,7 @@ def _row(row: dict[str, SqlValue]) -> ResourceStatus:
     return ResourceStatus(
         resource=str(row["resource"]),
         condition=str(row["condition_type"]),
-        status=_status_value(row["status"]),
+        status=_STATUS_VALUES.get(row["status"]),
         reason=str(row["reason"] or ""),
         message=str(row["message"] or ""),
         last_error=_text(row["last_error"]),

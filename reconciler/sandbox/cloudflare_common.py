@@ -14,7 +14,7 @@ import email.policy
 import random
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -82,6 +82,14 @@ def no_route(path: str) -> ApiError:
         f"Could not route to {path}, perhaps your object identifier is invalid?",
         (7000, "No route for that URI"),
     )
+
+
+def first_or_refuse(items: Iterable[T], matches: Callable[[T], bool], error: ApiError) -> T:
+    """The first of ``items`` that ``matches``; ``error`` is raised when none does."""
+    for item in items:
+        if matches(item):
+            return item
+    raise error
 
 
 def require(value: str | None, expected: str, call: Call) -> None:

@@ -32,7 +32,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.sandbox.cloudflare_common import ApiError, api_routes, iso, require, success
+from reconciler.sandbox.cloudflare_common import (
+    ApiError,
+    api_routes,
+    first_or_refuse,
+    iso,
+    require,
+    success,
+)
 from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
@@ -304,10 +311,8 @@ class D1Store:
     @staticmethod
     def find(db: Database, bookmark: str) -> Bookmark:
         """A bookmark handed out for ``db``, or 400."""
-        for point in db.bookmarks:
-            if point.bookmark == bookmark:
-                return point
-        raise ApiError(400, BOOKMARK_INVALID, f"Invalid bookmark {bookmark!r}.")
+        invalid = ApiError(400, BOOKMARK_INVALID, f"Invalid bookmark {bookmark!r}.")
+        return first_or_refuse(db.bookmarks, lambda point: point.bookmark == bookmark, invalid)
 
     @staticmethod
     @contextlib.contextmanager

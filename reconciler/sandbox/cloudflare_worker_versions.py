@@ -34,17 +34,18 @@ from reconciler.sandbox.cloudflare_common import (
     ApiError,
     IdSource,
     api_routes,
+    first_or_refuse,
     iso,
     require,
     success,
 )
+from reconciler.sandbox.cloudflare_workers import SCRIPT_NOT_FOUND
 from reconciler.sandbox.pipeline import Call, Outcome
 
 if TYPE_CHECKING:
     from reconciler.sandbox.cloudflare import CloudflareSim
 
 API_WORKER = "site-builder-api-production"
-SCRIPT_NOT_FOUND = 10007  # "This Worker does not exist on your account."
 VERSION_NOT_FOUND = 10220  # sandbox's choice
 SPLIT_INVALID = 10221  # sandbox's choice
 MAX_VERSIONS_PER_DEPLOYMENT = 2
@@ -165,10 +166,8 @@ class VersionsStore:
     @staticmethod
     def version(script: VersionedScript, version_id: str) -> Version:
         """One version of ``script`` or 404."""
-        for version in script.versions:
-            if version.id == version_id:
-                return version
-        raise ApiError(404, VERSION_NOT_FOUND, f"Version {version_id} does not exist.")
+        missing = ApiError(404, VERSION_NOT_FOUND, f"Version {version_id} does not exist.")
+        return first_or_refuse(script.versions, lambda version: version.id == version_id, missing)
 
     def serve(self, script: VersionedScript) -> Version | None:
         """The version the next visitor request reaches under the current deployment."""

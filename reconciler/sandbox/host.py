@@ -17,12 +17,10 @@ from typing import Any
 
 import uvicorn
 
-from reconciler.sandbox.running import Running
-
-LOOPBACK = "127.0.0.1"
+from reconciler.sandbox.running import LOOPBACK, Listening
 
 
-class ServerHost(Running):
+class ServerHost(Listening):
     """One uvicorn server for one app; a context manager (``start`` on enter, ``stop`` on exit)."""
 
     def __init__(self, app: Any, *, port: int = 0, name: str = "sandbox") -> None:
@@ -34,12 +32,6 @@ class ServerHost(Running):
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self._error: BaseException | None = None
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://{LOOPBACK}:{self.port}"
 
     def start(self, *, timeout: float = 30.0) -> ServerHost:
         """Start serving; return once the server accepts connections.

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import IO, Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 import stripe
 
+from reconciler.providers.closing import AsyncClosing
 from reconciler.sandbox.peer import LoggedPeer, free_port, spawn_logged
 from reconciler.settings import Secret, StripeSettings
 
@@ -65,7 +64,7 @@ def _id_of(value: str | stripe.StripeObject | None) -> str:
     return str(value["id"])
 
 
-class LocalStripe(LoggedPeer):
+class LocalStripe(LoggedPeer, AsyncClosing):
     """A localstripe process on a loopback port, with seeding helpers.
 
     Example::
@@ -99,11 +98,7 @@ class LocalStripe(LoggedPeer):
             raise ValueError("localstripe only accepts secret keys (sk_...)")
         self._requested_port = port
         self._api_key = api_key
-        self._startup_timeout = startup_timeout
-        self._host = host
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        super().__init__(host=host, startup_timeout=startup_timeout)
         self._client: stripe.StripeClient | None = None
         self._http_client: stripe.RequestsClient | None = None
         self._plans: dict[tuple[int, str, str], str] = {}
@@ -153,16 +148,12 @@ class LocalStripe(LoggedPeer):
             self._client = None
         self._reap()
 
-    async def __aenter__(self) -> LocalStripe:
-        """Start without blocking the event loop."""
-        return await asyncio.to_thread(self.start)
+    async def __aenter__(self) -> Self:
+        """Start without blocking the event loop (leaving the block calls :meth:`aclose`)."""
+        await asyncio.to_thread(self.start)
+        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         """Stop without blocking the event loop."""
         await asyncio.to_thread(self.stop)
 

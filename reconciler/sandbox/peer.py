@@ -72,18 +72,22 @@ def terminate(
 class LoggedPeer(Running):
     """A child process on a loopback port, its output kept in a log for error messages.
 
-    Subclasses set ``_process`` and ``_log`` to None in ``__init__`` and say how to spawn the
-    process on a port (:meth:`_spawn`) and how to tell it answers (:meth:`_wait_ready`).
+    Subclasses call ``__init__`` (nothing runs yet) and say how to spawn the process on a port
+    (:meth:`_spawn`) and how to tell it answers (:meth:`_wait_ready`).
     """
 
     _failure: type[Exception] = RuntimeError
     """The part's error (start-up failures, use before start)."""
     _what = "the peer"
     """How messages name the part."""
-    _host: str
-    _port: int | None
-    _process: subprocess.Popen[bytes] | None
-    _log: IO[bytes] | None
+
+    def __init__(self, *, host: str, startup_timeout: float) -> None:
+        """Remember where the process will listen and how long it may take to answer."""
+        self._host = host
+        self._startup_timeout = startup_timeout
+        self._port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     def __repr__(self) -> str:
         """Address, the subclass's details and state; never a key."""

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import atexit
 import secrets
-import subprocess
 import time
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
@@ -57,11 +56,7 @@ class LocalR2(LoggedPeer):
             host: the loopback address to bind and reach.
         """
         self.bucket = bucket
-        self._startup_timeout = startup_timeout
-        self._host = host
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        super().__init__(host=host, startup_timeout=startup_timeout)
         self._admin: Any = None  # one R2Store for bucket creation and resets (a client is slow)
         self.access_key_id = "sandbox-r2-" + secrets.token_hex(6)
         self.secret_access_key = secrets.token_hex(20)

@@ -1,4 +1,8 @@
-"""A sandbox part used as a context manager: started on enter, stopped on exit."""
+"""A sandbox part used as a context manager: started on enter, stopped on exit.
+
+:class:`Listening` is such a part that serves on a loopback port (the sandbox's app hosts and
+the Worker host).
+"""
 
 from __future__ import annotations
 
@@ -31,3 +35,18 @@ class Running(abc.ABC):
     ) -> None:
         """Stop; see :meth:`stop`."""
         self.stop()
+
+
+LOOPBACK = "127.0.0.1"
+"""The address every sandbox server binds and its clients reach."""
+
+
+class Listening(Running):
+    """A :class:`Running` part that serves on a loopback port (``port`` is 0 until started)."""
+
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://{LOOPBACK}:{self.port}"

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from reconciler.sandbox.peer import terminate
-from reconciler.sandbox.running import Running
+from reconciler.sandbox.running import Listening
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_SCRIPT = Path(__file__).with_name("workerd_host.mjs")
@@ -50,7 +50,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-class WorkerdHost(Running):
+class WorkerdHost(Listening):
     """One Worker host process; a context manager (``start`` on enter, ``stop`` on exit)."""
 
     def __init__(self, *, simulator_url: str, pages_origin: str | None = None) -> None:
@@ -62,12 +62,6 @@ class WorkerdHost(Running):
         self._simulator_url = simulator_url.rstrip("/")
         self._pages_origin = pages_origin
         self._process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``: where visitors' requests go."""
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 60.0) -> WorkerdHost:
         """Start the host and wait until it listens.

@@ -168,22 +168,11 @@ class Sandbox(Running):
         self._evo_host = ServerHost(app, name="evolution").start()
 
     def stop(self) -> None:
-        """Stop every part that runs (safe to call twice)."""
-        if self.edge is not None:
-            self.edge.stop()
-            self.edge = None
-        if self.stripe is not None:
-            self.stripe.stop()
-            self.stripe = None
-        if self.r2 is not None:
-            self.r2.stop()
-            self.r2 = None
-        if self._evo_host is not None:
-            self._evo_host.stop()
-            self._evo_host = None
-        if self._cf_host is not None:
-            self._cf_host.stop()
-            self._cf_host = None
+        """Stop every part that runs, the edge first and the Cloudflare host last (safe twice)."""
+        for part in (self.edge, self.stripe, self.r2, self._evo_host, self._cf_host):
+            if part is not None:
+                part.stop()
+        self.edge = self.stripe = self.r2 = self._evo_host = self._cf_host = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -198,19 +187,21 @@ class Sandbox(Running):
             raise RuntimeError("the sandbox is not started")
         return self._cloudflare
 
+    def _cf_url(self, path: str) -> str:
+        """``path`` on the Cloudflare simulator's host (after ``start``)."""
+        if self._cf_host is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._cf_host.base_url + path
+
     @property
     def cloudflare_url(self) -> str:
         """The Cloudflare API root, ``http://127.0.0.1:<port>/client/v4``."""
-        if self._cf_host is None:
-            raise RuntimeError("the sandbox is not started")
-        return self._cf_host.base_url + API_ROOT
+        return self._cf_url(API_ROOT)
 
     @property
     def control_url(self) -> str:
         """The Cloudflare simulator's control root, ``http://127.0.0.1:<port>/__sandbox``."""
-        if self._cf_host is None:
-            raise RuntimeError("the sandbox is not started")
-        return self._cf_host.base_url + "/__sandbox"
+        return self._cf_url("/__sandbox")
 
     @property
     def edge_url(self) -> str | None:
@@ -220,9 +211,7 @@ class Sandbox(Running):
     @property
     def pages_sites_url(self) -> str:
         """The simulated ``https://<project>.pages.dev``, as ``…/__pages/{project}``."""
-        if self._cf_host is None:
-            raise RuntimeError("the sandbox is not started")
-        return self._cf_host.base_url + "/__pages/{project}"
+        return self._cf_url("/__pages/{project}")
 
     @property
     def evolution_url(self) -> str | None:

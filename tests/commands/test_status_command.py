@@ -131,7 +131,17 @@ def test_a_missing_database_file_is_not_created(
 
 def test_messages_are_cut_to_the_terminal_width() -> None:
     row = ResourceStatus(
-        "Site/a", "Ready", False, "BuildFailed", "x" * 500, None, None, 0.0, 0.0, None, None
+        resource="Site/a",
+        condition="Ready",
+        status=False,
+        reason="BuildFailed",
+        message="x" * 500,
+        last_error=None,
+        observed_commit=None,
+        tenant=None,
+        site=None,
+        last_transition_at=0.0,
+        updated_at=0.0,
     )
     lines = render_table([row], now=30.0, width=80)
     assert all(len(line) <= 80 for line in lines)
