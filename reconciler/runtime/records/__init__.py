@@ -38,6 +38,7 @@ from reconciler.runtime.records.billing import BillingRecords
 from reconciler.runtime.records.domains import DomainRecords, DomainRow, HostnameFacts
 from reconciler.runtime.records.dunning import DunningRecords, DunningRow
 from reconciler.runtime.records.publishes import (
+    BuildRecord,
     BuildSizes,
     OpenedPublish,
     PublishRecords,
@@ -49,6 +50,7 @@ from reconciler.runtime.records.sql import epoch, iso
 from reconciler.runtime.records.tenants import TenantRecords
 
 __all__ = [
+    "BuildRecord",
     "BuildSizes",
     "DomainRow",
     "DunningRow",
