@@ -54,9 +54,9 @@ from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
 from reconciler.providers.d1 import Statement
 from reconciler.providers.shared_calls import deployment_poll_delays
-from reconciler.runtime.actions.world import World
+from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.records import BuildRecord, BuildSizes, OpenedPublish, Records
+from reconciler.runtime.records import BuildRecord, BuildSizes, OpenedPublish
 
 __all__ = ["PublishHandler", "publish_id_of"]
 
@@ -183,15 +183,8 @@ def _applied(action: Action, deployment: Deployment, built: _Built) -> Outcome:
     )
 
 
-class PublishHandler:
+class PublishHandler(WorldHandler):
     """``publish`` and ``retry_publish``: build, check, upload, wait, purge, record."""
-
-    provider: str = "cloudflare"
-
-    def __init__(self, world: World) -> None:
-        """Act through ``world``."""
-        self.world = world
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Publish the payload's version of the site to its environment (module docstring)."""

@@ -13,22 +13,14 @@ from reconciler.core.payloads import RollbackPayload, payload_as
 from reconciler.core.plan import Action
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment
-from reconciler.runtime.actions.world import World
+from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.records import Records
 
 __all__ = ["RollbackHandler"]
 
 
-class RollbackHandler:
+class RollbackHandler(WorldHandler):
     """``rollback``: point production at an existing deployment, purge, record; never rebuild."""
-
-    provider: str = "cloudflare"
-
-    def __init__(self, world: World) -> None:
-        """Act through ``world``."""
-        self.world = world
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Roll production back to the payload's ``deployment_id``."""
