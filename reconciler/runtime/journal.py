@@ -272,11 +272,7 @@ class Journal:
         self, action: Action, outcome: Outcome, record: Sequence[Statement] = ()
     ) -> None:
         """Queue :meth:`finish` with the handler's closing statements (rule 5)."""
-        state = IntentState.DONE if outcome.succeeded else IntentState.FAILED
-        stored = outcome_to_json(outcome)
-        event = f"action.{outcome.status.value}"
-        group = [*self._closing(action, state, stored, event, outcome.message), *record]
-        self._queued.append((action.id, group))
+        self._queued.append((action.id, [*self._finished(action, outcome), *record]))
 
     async def flush(self) -> None:
         """Write the queued outcomes now (one batch); failures go to :meth:`unrecorded`."""
@@ -315,9 +311,7 @@ class Journal:
             ProviderError: the database could not be written; the intent stays pending and the
                 next run resumes it (the handler looks before acting).
         """
-        state = IntentState.DONE if outcome.succeeded else IntentState.FAILED
-        stored = outcome_to_json(outcome)
-        await self._close(action, state, stored, f"action.{outcome.status.value}", outcome.message)
+        await self._db.batch(self._finished(action, outcome))
 
     async def crash(self, action: Action, error: BaseException) -> None:
         """Record that the handler raised something that is not a provider error (a bug)."""
@@ -327,17 +321,16 @@ class Journal:
             "message": str(error),
         }
         message = f"{type(error).__name__}: {error}"
-        await self._close(action, IntentState.FAILED, stored, "action.crashed", message)
+        await self._db.batch(
+            self._closing(action, IntentState.FAILED, stored, "action.crashed", message)
+        )
 
-    async def _close(
-        self,
-        action: Action,
-        state: IntentState,
-        stored: dict[str, JsonValue],
-        event: str,
-        message: str,
-    ) -> None:
-        await self._db.batch(self._closing(action, state, stored, event, message))
+    def _finished(self, action: Action, outcome: Outcome) -> list[Statement]:
+        """The row ``done`` when the outcome succeeded, ``failed`` otherwise, and its event."""
+        state = IntentState.DONE if outcome.succeeded else IntentState.FAILED
+        stored = outcome_to_json(outcome)
+        event = f"action.{outcome.status.value}"
+        return self._closing(action, state, stored, event, outcome.message)
 
     def _closing(
         self,
