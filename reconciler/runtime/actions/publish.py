@@ -56,7 +56,7 @@ from reconciler.providers.d1 import Statement
 from reconciler.providers.shared_calls import deployment_poll_delays
 from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.records import BuildRecord, BuildSizes, OpenedPublish
+from reconciler.runtime.records import BuildRecord, BuildSizes, OpenedPublish, PublishTarget
 
 __all__ = ["PublishHandler", "publish_id_of"]
 
@@ -235,17 +235,10 @@ class PublishHandler(WorldHandler):
     def _open_statements(
         self, want: PublishPayload, now: float, unless: Statement | None
     ) -> list[Statement]:
-        return self.records.open_statements(
-            site=want.site,
-            tenant=want.tenant,
-            project=want.project,
-            environment=want.environment,
-            version=want.version,
-            attempt=want.attempt,
-            commit=want.commit,
-            now=now,
-            unless=unless,
+        target = PublishTarget(
+            want.site, want.tenant, want.project, want.environment, want.version, want.commit
         )
+        return self.records.open_statements(target, attempt=want.attempt, now=now, unless=unless)
 
     async def _record(self, ctx: ActionContext, statements: list[Statement]) -> None:
         """Closing writes: with the journal's result when the executor offers it, else now."""

@@ -15,7 +15,7 @@ from reconciler.core.payloads import RecordPublishFailurePayload, payload_as
 from reconciler.core.plan import Action
 from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.records import BuildSizes
+from reconciler.runtime.records import BuildSizes, PublishTarget
 
 __all__ = ["RecordPublishFailureHandler"]
 
@@ -49,12 +49,7 @@ class RecordPublishFailureHandler(WorldHandler):
             )
         sizes = want.sizes  # the same five figures the records name BuildSizes
         await self.records.record_publish_failure(
-            site=site,
-            tenant=want.tenant,
-            project=want.project,
-            environment=env,
-            version=version,
-            commit=want.commit,
+            PublishTarget(site, want.tenant, want.project, env, version, want.commit),
             content_hash=want.content_hash,
             error_message=error,
             sizes=None if sizes is None else BuildSizes(**asdict(sizes)),

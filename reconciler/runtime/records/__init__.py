@@ -43,6 +43,7 @@ from reconciler.runtime.records.publishes import (
     OpenedPublish,
     PublishRecords,
     PublishRow,
+    PublishTarget,
 )
 from reconciler.runtime.records.site_ledgers import content_digest, read_contents
 from reconciler.runtime.records.snapshot import RecordsSnapshot, read_snapshot
@@ -57,6 +58,7 @@ __all__ = [
     "HostnameFacts",
     "OpenedPublish",
     "PublishRow",
+    "PublishTarget",
     "Records",
     "RecordsSnapshot",
     "content_digest",

@@ -18,7 +18,14 @@ from reconciler.providers.d1 import Row, SqlValue, Statement, StatementResult
 from reconciler.runtime.records.budgets import SIZE_COLUMNS, BuildSizes, size_values, went_live
 from reconciler.runtime.records.sql import TableGroup, ensure_site, iso, to_int, to_str
 
-__all__ = ["BuildRecord", "BuildSizes", "OpenedPublish", "PublishRecords", "PublishRow"]
+__all__ = [
+    "BuildRecord",
+    "BuildSizes",
+    "OpenedPublish",
+    "PublishRecords",
+    "PublishRow",
+    "PublishTarget",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,18 @@ class OpenedPublish:
     reused: bool  # an unfinished (building or deploying) row of the version was reused
     content: tuple[str, str | None] | None  # (content_json, content_hash); None: no snapshot
     budget: dict[str, int] | None  # the limits stored in performance_budgets, if any
+
+
+@dataclass(frozen=True, slots=True)
+class PublishTarget:
+    """Which publish a row is of: the site (its tenant, its Pages project), where, what."""
+
+    site: str
+    tenant: str
+    project: str
+    environment: str
+    version: int
+    commit: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +141,9 @@ class PublishRecords(TableGroup):
 
     def open_statements(
         self,
+        target: PublishTarget,
         *,
-        site: str,
-        tenant: str,
-        project: str,
-        environment: str,
-        version: int,
         attempt: int,
-        commit: str | None,
         now: float,
         unless: Statement | None = None,
     ) -> list[Statement]:
@@ -141,14 +155,15 @@ class PublishRecords(TableGroup):
         budget, which the build needs next. ``unless`` (a condition and its parameters, from
         the intent journal) guards the writes further: when it is false nothing is written.
         """
-        key: tuple[SqlValue, ...] = (site, environment, version)
-        start = ensure_site(site, tenant, project, now, update=True)
+        site, version = target.site, target.version
+        key: tuple[SqlValue, ...] = (site, target.environment, version)
+        start = ensure_site(site, target.tenant, target.project, now, update=True)
         start.append(
             Statement(
                 "INSERT INTO publish_versions (site_id, version_number, environment, status, "
                 "commit_sha, attempts, created_at, build_identity, build_inputs) "
                 "VALUES (?, ?, ?, 'building', ?, ?, ?, NULL, NULL) RETURNING id",
-                (site, version, environment, commit, attempt, iso(now)),
+                (site, version, target.environment, target.commit, attempt, iso(now)),
             )
         )
         return [
@@ -224,13 +239,8 @@ class PublishRecords(TableGroup):
 
     async def record_publish_failure(
         self,
+        target: PublishTarget,
         *,
-        site: str,
-        tenant: str,
-        project: str,
-        environment: str,
-        version: int,
-        commit: str | None,
         content_hash: str | None,
         error_message: str,
         sizes: BuildSizes | None,
@@ -243,7 +253,7 @@ class PublishRecords(TableGroup):
         For a publish the planner blocked because its in-memory build failed or was over
         budget: nothing was uploaded, so the row has no deployment.
         """
-        statements = ensure_site(site, tenant, project, now, update=False)
+        statements = ensure_site(target.site, target.tenant, target.project, now, update=False)
         statements.append(
             Statement(
                 "INSERT INTO publish_versions (site_id, version_number, environment, status, "
@@ -251,11 +261,11 @@ class PublishRecords(TableGroup):
                 "created_at, completed_at, build_identity, build_inputs) "
                 "VALUES (?, ?, ?, 'failed', ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    site,
-                    version,
-                    environment,
+                    target.site,
+                    target.version,
+                    target.environment,
                     content_hash,
-                    commit,
+                    target.commit,
                     *size_values(sizes),
                     error_message,
                     iso(now),
