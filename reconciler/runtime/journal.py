@@ -22,8 +22,9 @@ Rules:
 4. The row update and its event are one batch: both or neither. :meth:`Journal.begin` reads
    the earlier row and writes the new one in that same batch, so the decision in rule 2 is
    made on the row it replaces.
-5. Round trips are shared (D1 over REST spends the API token). :meth:`Journal.open` runs a
-   handler's opening statements in the intent's batch, their writes guarded by
+5. Round trips are shared (D1 over REST spends the API token; the app tables the handlers
+   write are in the journal's database). :meth:`Journal.open` runs a handler's opening
+   statements in the intent's batch, their writes guarded by
    :meth:`Journal.unless_done`. :meth:`Journal.defer_finish` queues an outcome with the
    handler's closing statements (one group, atomic); the queue rides in front of the next
    intent's batch and :meth:`Journal.flush` writes the rest at the end of a run. So an
