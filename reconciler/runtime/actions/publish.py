@@ -151,12 +151,18 @@ class _Built:
     budget: Budget | None
 
 
-def _record_of(want: PublishPayload, built: _Built) -> BuildRecord:
+def _target(want: PublishPayload) -> PublishTarget:
+    """The publish row's site, environment, version and commit."""
+    return PublishTarget(
+        want.site, want.tenant, want.project, want.environment, want.version, want.commit
+    )
+
+
+def _record_of(built: _Built) -> BuildRecord:
     """What the live row records of the build."""
     return BuildRecord(
         content_hash=built.output.content_hash,
         sizes=built.sizes,
-        commit=want.commit,
         identity=built.inputs.identity,
         inputs=built.inputs.to_json(),
     )
@@ -216,13 +222,11 @@ class PublishHandler(WorldHandler):
         ctx.checkpoint("publish.after-purge")
         live = self.records.live_statements(
             attempt.row_id,
-            site=want.site,
-            environment=want.environment,
-            version=want.version,
+            _target(want),
             deployment_id=deployment.id,
             url=deployment.url,
             now=ctx.now(),
-            build=_record_of(want, built),
+            build=_record_of(built),
             budget=built.budget.limits() if built.budget is not None else None,
         )
         await self._record(ctx, live)
@@ -235,10 +239,9 @@ class PublishHandler(WorldHandler):
     def _open_statements(
         self, want: PublishPayload, now: float, unless: Statement | None
     ) -> list[Statement]:
-        target = PublishTarget(
-            want.site, want.tenant, want.project, want.environment, want.version, want.commit
+        return self.records.open_statements(
+            _target(want), attempt=want.attempt, now=now, unless=unless
         )
-        return self.records.open_statements(target, attempt=want.attempt, now=now, unless=unless)
 
     async def _record(self, ctx: ActionContext, statements: list[Statement]) -> None:
         """Closing writes: with the journal's result when the executor offers it, else now."""

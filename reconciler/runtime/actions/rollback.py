@@ -15,6 +15,7 @@ from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment
 from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
+from reconciler.runtime.records import PublishTarget
 
 __all__ = ["RollbackHandler"]
 
@@ -70,16 +71,11 @@ class RollbackHandler(WorldHandler):
         if want.hosts:
             await self.world.cloudflare.purge_cache(hosts=list(want.hosts))
         ctx.checkpoint("rollback.after-purge")
+        target = PublishTarget(
+            want.site, want.tenant, want.project, want.environment, want.version, want.commit
+        )
         await self.records.record_rollback(
-            site=want.site,
-            tenant=want.tenant,
-            project=want.project,
-            environment=want.environment,
-            version=want.version,
-            deployment_id=want.deployment_id,
-            url=deployment.url,
-            commit=want.commit,
-            now=ctx.now(),
+            target, deployment_id=want.deployment_id, url=deployment.url, now=ctx.now()
         )
 
     async def _already_done(self, want: RollbackPayload) -> bool:

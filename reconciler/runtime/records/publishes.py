@@ -71,7 +71,6 @@ class BuildRecord:
 
     content_hash: str
     sizes: BuildSizes
-    commit: str | None
     identity: str | None
     inputs: str | None
 
@@ -280,10 +279,8 @@ class PublishRecords(TableGroup):
     def live_statements(
         self,
         row_id: int,
+        target: PublishTarget,
         *,
-        site: str,
-        environment: str,
-        version: int,
         deployment_id: str,
         url: str,
         now: float,
@@ -292,15 +289,7 @@ class PublishRecords(TableGroup):
     ) -> list[Statement]:
         """The row goes ``live`` with what it built, the previous live row ``superseded``,
         the site's version and the budget's sizes: statements for one batch."""
-        statements = went_live(
-            site=site,
-            environment=environment,
-            version=version,
-            keep=row_id,
-            now=now,
-            sizes=build.sizes,
-            budget=budget,
-        )
+        statements = went_live(target, keep=row_id, now=now, sizes=build.sizes, budget=budget)
         statements.insert(
             1,
             Statement(
@@ -316,7 +305,7 @@ class PublishRecords(TableGroup):
                     iso(now),
                     build.content_hash,
                     *size_values(build.sizes),
-                    build.commit,
+                    target.commit,
                     build.identity,
                     build.inputs,
                     row_id,
@@ -347,30 +336,18 @@ class PublishRecords(TableGroup):
 
     async def record_rollback(
         self,
+        target: PublishTarget,
         *,
-        site: str,
-        tenant: str,
-        project: str,
-        environment: str,
-        version: int,
         deployment_id: str,
         url: str,
-        commit: str | None,
         now: float,
         budget: Mapping[str, int] | None = None,
     ) -> None:
         """One batch: a new ``live`` row for ``deployment_id``, superseding the live one."""
         known, sizes = await self._earlier_build(deployment_id)
-        live = went_live(
-            site=site,
-            environment=environment,
-            version=version,
-            keep=None,
-            now=now,
-            sizes=sizes,
-            budget=budget,
-        )
-        statements = ensure_site(site, tenant, project, now, update=True)
+        live = went_live(target, keep=None, now=now, sizes=sizes, budget=budget)
+        site, environment = target.site, target.environment
+        statements = ensure_site(site, target.tenant, target.project, now, update=True)
         statements.append(
             Statement(
                 "UPDATE publish_versions SET status = 'superseded', error_message = "
@@ -393,12 +370,12 @@ class PublishRecords(TableGroup):
                 "VALUES (?, ?, ?, 'live', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     site,
-                    version,
+                    target.version,
                     environment,
                     deployment_id,
                     url or None,
                     to_str(known.get("content_hash")),
-                    commit,
+                    target.commit,
                     *size_values(sizes),
                     iso(now),
                     iso(now),
