@@ -180,13 +180,14 @@ SUMMARY_ORDER = (
 # (check missing, one upload batch, upsert: a small site), which spends no API token; "d1"
 # spends the API token too when D1 is reached over REST (``Plan.calls``' ``meters``).
 # A publish on the token: upload token, create, one status read (the first read waits as long
-# as Pages usually takes); its D1 writes: the intent journal, the publish row as it moves
-# (building, deploying, live), the content snapshot and the budget read. Its host purge is
-# shared with concurrent publishes: see ``PUBLISHES_PER_PURGE``.
+# as Pages usually takes); on D1 one request, its intent's batch, which also starts the publish
+# row and reads the content snapshot and budget (its outcome and live row ride in front of the
+# next intent: ``runtime/journal.py`` rule 5). Its host purge is shared with concurrent
+# publishes: see ``PUBLISHES_PER_PURGE``.
 PUBLISHES_PER_PURGE = 16
 """Publishes whose host purges share one purge request (``runtime/execute.py`` runs 16
 Cloudflare actions at once; a request holds up to 100 hosts)."""
-_PUBLISH_CALLS: Mapping[str, int] = {"cloudflare": 3, "pages_upload": 3, "d1": 7}
+_PUBLISH_CALLS: Mapping[str, int] = {"cloudflare": 3, "pages_upload": 3, "d1": 1}
 _CALLS: Mapping[ActionKind, Mapping[str, int]] = {
     ActionKind.PUBLISH: _PUBLISH_CALLS,
     ActionKind.RETRY_PUBLISH: _PUBLISH_CALLS,

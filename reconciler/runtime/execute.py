@@ -33,6 +33,10 @@ Rules (tests in tests/runtime/test_execute.py cite them):
    are allowed to finish, nothing new starts, and the exception propagates.
 7. Checkpoints ``execute.after-intent`` and ``execute.before-finish`` surround every handler
    call (the crash tests kill the process there).
+8. Shared D1 round trips (``runtime/journal.py`` rule 5): a handler's opening statements ride
+   in its intent's batch, its outcome and closing statements (``ctx.record``) are queued and
+   ride in front of the next intent's batch; the rest is written when the plan is done. An
+   outcome that could not be written says so in its message.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ from graphlib import TopologicalSorter
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Action, ActionKind, Plan
 from reconciler.errors import PermanentError, PlanError, ProviderError, TransientError
-from reconciler.runtime.handler import ActionContext, Checkpoints, Handler, no_checkpoints
+from reconciler.providers.d1 import Statement, StatementResult
+from reconciler.runtime.handler import ActionContext, Checkpoints, Handler, Opens, no_checkpoints
 from reconciler.runtime.journal import Journal, Prior, outcome_from_json
 
 __all__ = ["DEFAULT_LIMITS", "Progress", "execute", "provider_outcome"]
@@ -150,7 +155,13 @@ async def execute(
             await asyncio.wait(run.running)
             for task in run.running:
                 task.exception()  # retrieved: only the first bug propagates
+        await journal.flush()
         raise run.bug
+    await journal.flush()
+    for action_id, problem in journal.unrecorded().items():
+        outcome = run.outcomes[action_id]
+        note = f"(outcome not recorded, the next run will look again: {problem})"
+        run.outcomes[action_id] = replace(outcome, message=f"{outcome.message} {note}".strip())
     return Report(plan=plan, outcomes=tuple(run.outcomes[a.id] for a in plan.actions))
 
 
@@ -177,6 +188,7 @@ async def _drive(run: _Run) -> None:
         for task in run.running:
             task.cancel()
         await asyncio.gather(*run.running, return_exceptions=True)
+        run.journal.discard()
         raise
 
 
@@ -273,10 +285,9 @@ async def _perform(run: _Run, action: Action) -> Outcome:
             index=run.started, total=len(run.plan.actions), action=action, outcome=None, seconds=0
         )
     )
+    handler = run.handlers[action.kind]
     try:
-        prior = await run.journal.begin(
-            action, revision=run.plan.revision, planned_at=run.plan.planned_at
-        )
+        prior, opened = await _open(run, action, handler)
         if prior is not None and prior.is_current(run.plan.planned_at):
             skip = _already_done(action, prior)
             _finish(run, action, skip, seconds=run.monotonic() - started)
@@ -286,14 +297,16 @@ async def _perform(run: _Run, action: Action) -> Outcome:
         _finish(run, action, outcome, seconds=run.monotonic() - started)
         return outcome
     run.checkpoint("execute.after-intent")
+    closing: list[Statement] = []
     ctx = ActionContext(
         now=run.now,
         revision=run.plan.revision,
         resumed=prior is not None,
         checkpoint=run.checkpoint,
         progress=lambda message: run.handler_progress(action, message),
+        opened=opened,
+        record=closing.extend,
     )
-    handler = run.handlers[action.kind]
     try:
         outcome = await handler(action, ctx)
     except ProviderError as exc:
@@ -306,13 +319,27 @@ async def _perform(run: _Run, action: Action) -> Outcome:
     if outcome.action_id != action.id:
         outcome = replace(outcome, action_id=action.id)
     run.checkpoint("execute.before-finish")
-    try:
-        await run.journal.finish(action, outcome)
-    except ProviderError as exc:
-        note = f"(outcome not recorded, the next run will look again: {exc})"
-        outcome = replace(outcome, message=f"{outcome.message} {note}".strip())
+    run.journal.defer_finish(action, outcome, closing)  # rule 8
     _finish(run, action, outcome, seconds=run.monotonic() - started)
     return outcome
+
+
+async def _open(
+    run: _Run, action: Action, handler: Handler
+) -> tuple[Prior | None, tuple[StatementResult, ...] | None]:
+    """The intent, with the handler's opening statements when it has some (rule 8)."""
+    if not isinstance(handler, Opens):
+        prior = await run.journal.begin(
+            action, revision=run.plan.revision, planned_at=run.plan.planned_at
+        )
+        return prior, None
+    unless = run.journal.unless_done(action, run.plan.planned_at)
+    return await run.journal.open(
+        action,
+        revision=run.plan.revision,
+        planned_at=run.plan.planned_at,
+        opening=handler.opening(action, run.now(), unless),
+    )
 
 
 def _already_done(action: Action, prior: Prior) -> Outcome:

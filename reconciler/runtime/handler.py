@@ -18,16 +18,22 @@ Contract every handler keeps:
    failure the dunning log row must record. Any other exception is a bug and propagates.
 3. ``ctx.checkpoint(name)`` is called at the named points around each side effect; the crash
    tests make one of them kill the process, production runs make them no-ops.
+4. D1 round trips are shared with the journal where the executor offers it: a handler with an
+   ``opening`` method (:class:`Opens`) has those statements run in the intent's batch and reads
+   their results in ``ctx.opened``; statements a handler gives ``ctx.record`` are written in the
+   batch that records its outcome (after it returns). Without them (``None``: a handler called
+   directly) the handler writes itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reconciler.core.outcome import Outcome
 from reconciler.core.plan import Action
+from reconciler.providers.d1 import Statement, StatementResult
 
 
 class Checkpoints(Protocol):
@@ -50,6 +56,8 @@ class ActionContext:
     resumed: bool  # an intent for this action was left pending by an earlier run
     checkpoint: Checkpoints = field(default=no_checkpoints)
     progress: Callable[[str], None] = field(default=lambda message: None)
+    opened: tuple[StatementResult, ...] | None = None  # the results of ``opening`` (rule 4)
+    record: Callable[[Sequence[Statement]], None] | None = None  # written with the outcome
 
 
 class Handler(Protocol):
@@ -59,3 +67,16 @@ class Handler(Protocol):
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Perform ``action`` (or confirm it is already done) and say what happened."""
+
+
+@runtime_checkable
+class Opens(Protocol):
+    """A handler whose first D1 statements ride in the intent's batch (rule 4)."""
+
+    def opening(self, action: Action, now: float, unless: Statement) -> Sequence[Statement]:
+        """The statements to run with the intent; every write guarded by ``unless``.
+
+        ``unless`` is an SQL condition with its parameters (:meth:`Journal.unless_done`):
+        false when the journal already holds the action as done, and then nothing may change.
+        """
+        ...

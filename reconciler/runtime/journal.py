@@ -20,20 +20,30 @@ Rules:
    ``action.resumed``, ``action.retried``, ``action.redone``, then ``action.<status>`` or
    ``action.crashed``), so the history of every attempt survives the intent row's reuse.
 4. The row update and its event are one batch: both or neither. :meth:`Journal.begin` reads
-   the earlier row and writes the new one in that same batch (one D1 request per begin, one
-   per finish), so the decision in rule 2 is made on the row it replaces.
+   the earlier row and writes the new one in that same batch, so the decision in rule 2 is
+   made on the row it replaces.
+5. Round trips are shared (D1 over REST spends the API token; the app tables the handlers
+   write are in the journal's database). :meth:`Journal.open` runs a handler's opening
+   statements in the intent's batch, their writes guarded by
+   :meth:`Journal.unless_done`. :meth:`Journal.defer_finish` queues an outcome with the
+   handler's closing statements (one group, atomic); the queue rides in front of the next
+   intent's batch and :meth:`Journal.flush` writes the rest at the end of a run. So an
+   action's result is durable before any action that starts after it writes its intent;
+   a crash before that leaves the intent ``pending`` (rule 2: the next run looks first). A
+   queued group whose write fails is reported by :meth:`Journal.unrecorded`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action, JsonValue
-from reconciler.providers.d1 import Database, Row, SqlValue, Statement
+from reconciler.errors import ProviderError
+from reconciler.providers.d1 import Database, Row, SqlValue, Statement, StatementResult
 
 __all__ = [
     "CREATING_QUERY",
@@ -177,6 +187,10 @@ def _prior(rows: list[Row]) -> Prior | None:
     )
 
 
+def _flat(queued: list[tuple[str, list[Statement]]]) -> list[Statement]:
+    return [statement for _, group in queued for statement in group]
+
+
 class Journal:
     """Reads and writes the intent journal and its events on one database."""
 
@@ -189,24 +203,46 @@ class Journal:
         """
         self._db = db
         self._now = now
+        self._queued: list[tuple[str, list[Statement]]] = []  # (action id, group), rule 5
+        self._failed: dict[str, str] = {}
 
     async def prior(self, action_id: str) -> Prior | None:
         """The intent row an earlier run left for ``action_id``, if any."""
         return _prior(await self._db.query(_SELECT, (action_id,)))
 
+    def unless_done(self, action: Action, planned_at: float) -> Statement:
+        """An SQL condition (with its parameters) false when the action is current (rule 2)."""
+        return Statement(f"NOT {_IS_CURRENT}", (action.id, planned_at))
+
     async def begin(
         self, action: Action, *, revision: str | None, planned_at: float
     ) -> Prior | None:
+        """:meth:`open` without opening statements: the prior row only."""
+        prior, _ = await self.open(action, revision=revision, planned_at=planned_at)
+        return prior
+
+    async def open(
+        self,
+        action: Action,
+        *,
+        revision: str | None,
+        planned_at: float,
+        opening: Sequence[Statement] = (),
+    ) -> tuple[Prior | None, tuple[StatementResult, ...]]:
         """Write the pending intent for ``action`` before its side effect, in one batch.
+
+        The queued outcomes (rule 5) go first in the same batch, ``opening`` last.
 
         Args:
             action: the action about to run.
             revision: the specs commit the plan was made from (``intents.commit_sha``).
             planned_at: when the plan's world was observed (rule 2).
+            opening: the handler's first statements, writes guarded by :meth:`unless_done`.
 
         Returns:
-            The row an earlier run left, as it was before this call, or None. When it
-            :meth:`~Prior.is_current`, nothing was written and the action must not run.
+            The row an earlier run left, as it was before this call, or None (when it
+            :meth:`~Prior.is_current`, nothing was written and the action must not run);
+            and the results of ``opening``.
 
         Raises:
             ProviderError: the database could not be written; the handler must not run.
@@ -215,16 +251,59 @@ class Journal:
         payload = _dumps(dict(action.after))
         kind = action.kind.value
         event: tuple[SqlValue, ...] = (at, action.target, action.id, kind, revision, action.id)
-        results = await self._db.batch(
-            [
-                Statement(_SELECT, (action.id,)),
-                Statement(_START_EVENT, (*event, action.id, planned_at)),
-                Statement(
-                    _UPSERT, (action.id, kind, action.target, payload, revision, at, planned_at)
-                ),
-            ]
-        )
-        return _prior(list(results[0].rows))
+        own = [
+            Statement(_SELECT, (action.id,)),
+            Statement(_START_EVENT, (*event, action.id, planned_at)),
+            Statement(_UPSERT, (action.id, kind, action.target, payload, revision, at, planned_at)),
+            *opening,
+        ]
+        queued, self._queued = self._queued, []
+        try:
+            results = await self._db.batch([*_flat(queued), *own])
+        except ProviderError:
+            if not queued:
+                raise
+            await self._write_queued(queued)  # alone, so the intent's own failure is its own
+            results = await self._db.batch(own)
+        else:
+            results = results[len(_flat(queued)) :]
+        return _prior(list(results[0].rows)), tuple(results[3:])
+
+    def defer_finish(
+        self, action: Action, outcome: Outcome, record: Sequence[Statement] = ()
+    ) -> None:
+        """Queue :meth:`finish` with the handler's closing statements (rule 5)."""
+        self._queued.append((action.id, [*self._finished(action, outcome), *record]))
+
+    async def flush(self) -> None:
+        """Write the queued outcomes now (one batch); failures go to :meth:`unrecorded`."""
+        queued, self._queued = self._queued, []
+        if queued:
+            await self._write_queued(queued)
+
+    def discard(self) -> None:
+        """Drop the queued outcomes (a cancelled pass: their intents stay ``pending``)."""
+        self._queued = []
+
+    def unrecorded(self) -> dict[str, str]:
+        """Action id -> why its queued outcome could not be written; the list is emptied."""
+        failed, self._failed = self._failed, {}
+        return failed
+
+    async def _write_queued(self, queued: list[tuple[str, list[Statement]]]) -> None:
+        """One batch; if it fails, each group alone, so one bad group fails only itself."""
+        try:
+            await self._db.batch(_flat(queued))
+            return
+        except ProviderError as exc:
+            if len(queued) == 1:
+                self._failed[queued[0][0]] = str(exc)
+                return
+        for action_id, group in queued:
+            try:
+                await self._db.batch(group)
+            except ProviderError as exc:
+                self._failed[action_id] = str(exc)
 
     async def finish(self, action: Action, outcome: Outcome) -> None:
         """Record the outcome: state ``done`` when it succeeded, ``failed`` otherwise.
@@ -233,9 +312,7 @@ class Journal:
             ProviderError: the database could not be written; the intent stays pending and the
                 next run resumes it (the handler looks before acting).
         """
-        state = IntentState.DONE if outcome.succeeded else IntentState.FAILED
-        stored = outcome_to_json(outcome)
-        await self._close(action, state, stored, f"action.{outcome.status.value}", outcome.message)
+        await self._db.batch(self._finished(action, outcome))
 
     async def crash(self, action: Action, error: BaseException) -> None:
         """Record that the handler raised something that is not a provider error (a bug)."""
@@ -245,23 +322,31 @@ class Journal:
             "message": str(error),
         }
         message = f"{type(error).__name__}: {error}"
-        await self._close(action, IntentState.FAILED, stored, "action.crashed", message)
+        await self._db.batch(
+            self._closing(action, IntentState.FAILED, stored, "action.crashed", message)
+        )
 
-    async def _close(
+    def _finished(self, action: Action, outcome: Outcome) -> list[Statement]:
+        """The row ``done`` when the outcome succeeded, ``failed`` otherwise, and its event."""
+        state = IntentState.DONE if outcome.succeeded else IntentState.FAILED
+        stored = outcome_to_json(outcome)
+        event = f"action.{outcome.status.value}"
+        return self._closing(action, state, stored, event, outcome.message)
+
+    def _closing(
         self,
         action: Action,
         state: IntentState,
         stored: dict[str, JsonValue],
         event: str,
         message: str,
-    ) -> None:
+    ) -> list[Statement]:
+        """The row's final state and its event (rule 4)."""
         at = self._now()
-        await self._db.batch(
-            [
-                Statement(_FINISH, (state.value, at, _dumps(stored), action.id)),
-                self._event(at, event, action, message, stored),
-            ]
-        )
+        return [
+            Statement(_FINISH, (state.value, at, _dumps(stored), action.id)),
+            self._event(at, event, action, message, stored),
+        ]
 
     def _event(
         self, at: float, kind: str, action: Action, message: str, data: Mapping[str, JsonValue]

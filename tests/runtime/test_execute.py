@@ -14,7 +14,7 @@ from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import Action, ActionKind, Lane
 from reconciler.core.report_render import progress_line, render_report_json, render_report_text
 from reconciler.errors import NotFoundError, PlanError, TransientError
-from reconciler.providers.d1 import SqliteDatabase
+from reconciler.providers.d1 import SqliteDatabase, Statement, StatementResult
 from reconciler.runtime.checkpoints import CRASH_EXIT_CODE, CrashingCheckpoints
 from reconciler.runtime.execute import Progress, execute
 from reconciler.runtime.handler import ActionContext
@@ -31,6 +31,7 @@ from support.execute import (
     intent,
     migrated_db,
     plan_of,
+    rows,
 )
 
 
@@ -488,7 +489,7 @@ import asyncio, sys
 sys.path.insert(0, {tests!r})
 from support.execute import FakeHandler, action, handlers_for, plan_of, Clock
 from reconciler.core.plan import ActionKind
-from reconciler.providers.d1 import SqliteDatabase
+from reconciler.providers.d1 import SqliteDatabase, Statement, StatementResult
 from reconciler.runtime.checkpoints import CrashingCheckpoints
 from reconciler.runtime.execute import execute
 from reconciler.runtime.journal import Journal
@@ -585,3 +586,53 @@ async def test_cancelling_a_pass_cancels_its_running_actions_and_leaves_intents_
     assert sorted(cancelled) == sorted([first.id, second.id])
     assert handler.in_flight == 0
     assert intent(path, first.id)["state"] == "pending"
+
+
+class OpeningHandler(FakeHandler):
+    """A fake whose opening reads ride in the intent's batch and whose record rides after."""
+
+    def __init__(self) -> None:
+        super().__init__("cloudflare")
+        self.opened: list[tuple[StatementResult, ...] | None] = []
+
+    def opening(self, action: Action, now: float, unless: Statement) -> list[Statement]:
+        return [Statement("SELECT COUNT(*) AS n FROM intents WHERE action_id = ?", (action.id,))]
+
+    async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
+        self.opened.append(ctx.opened)
+        assert ctx.record is not None
+        ctx.record(
+            [Statement("INSERT INTO tenants (id, name) VALUES (?, ?)", (action.target, "x"))]
+        )
+        return await super().__call__(action, ctx)
+
+
+async def test_a_handlers_opening_rides_with_its_intent_and_its_record_with_the_outcome(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    batches: list[int] = []
+    sent = db.batch
+
+    async def counted(statements: list[Statement]) -> list[StatementResult]:
+        batches.append(len(statements))
+        return await sent(statements)
+
+    db.batch = counted  # type: ignore[method-assign]
+    handler = OpeningHandler()
+    actions = [action(ActionKind.UNLOCK, f"t{i}") for i in range(3)]
+    report = await execute(
+        plan_of(*actions),
+        handlers={ActionKind.UNLOCK: handler},
+        journal=journal_on(db),
+        limits={"cloudflare": 1},
+        now=Clock(),
+    )
+    assert report.ok
+    # the intent's read, event and upsert, then the opening: it sees the intent it rode with
+    assert [[dict(r) for r in opened[0].rows] for opened in handler.opened if opened] == [
+        [{"n": 1}]
+    ] * 3
+    assert len(batches) == 4  # three intents (each after the previous outcome) and one flush
+    assert [intent(path, a.id)["state"] for a in actions] == ["done"] * 3  # type: ignore[index]
+    assert len(rows(path, "SELECT id FROM tenants WHERE name = 'x'")) == 3

@@ -9,7 +9,7 @@ import pytest
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.plan import ActionKind
 from reconciler.errors import TransientError
-from reconciler.providers.d1 import SqliteDatabase
+from reconciler.providers.d1 import SqliteDatabase, Statement, StatementResult
 from reconciler.runtime.journal import (
     IntentState,
     Journal,
@@ -209,3 +209,87 @@ def test_outcomes_round_trip_through_their_stored_json() -> None:
     outcome = Outcome("a1", Status.FAILED_TRANSIENT, "503", retry_after=30.0, data={"x": [1]})
     assert outcome_from_json("a1", outcome_to_json(outcome)) == outcome
     assert outcome_from_json("a1", {"status": "crashed"}) is None
+
+
+class CountingDatabase:
+    """A database that counts its batches (one D1 request each over REST)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        self.batches = 0
+
+    async def query(self, sql: str, params: object = ()) -> list[dict[str, object]]:
+        return await self.db.query(sql, params)  # type: ignore[arg-type]
+
+    async def batch(self, statements: list[Statement]) -> list[StatementResult]:
+        self.batches += 1
+        return await self.db.batch(statements)
+
+
+async def test_a_deferred_outcome_rides_in_the_next_intents_batch_and_a_flush_writes_the_rest(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    counting = CountingDatabase(db)
+    journal = Journal(counting, now=Clock())  # type: ignore[arg-type]
+    first, second = action(ActionKind.UNLOCK, "acme"), action(ActionKind.UNLOCK, "bolt")
+    await journal.begin(first, revision=None, planned_at=NOW)
+    journal.defer_finish(first, Outcome(first.id, Status.APPLIED))
+    assert intent(path, first.id)["state"] == "pending"  # type: ignore[index]
+
+    await journal.begin(second, revision=None, planned_at=NOW)
+    assert counting.batches == 2
+    assert intent(path, first.id)["state"] == "done"  # type: ignore[index]
+    assert events(path, first.id) == ["action.started", "action.applied"]
+
+    journal.defer_finish(second, Outcome(second.id, Status.APPLIED))
+    await journal.flush()
+    await journal.flush()  # nothing queued: no request
+    assert counting.batches == 3
+    assert intent(path, second.id)["state"] == "done"  # type: ignore[index]
+    assert journal.unrecorded() == {}
+
+
+async def test_opening_statements_ride_with_the_intent_and_write_nothing_when_it_is_current(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    _, db = ledger
+    journal = Journal(db, now=Clock(NOW + 5))
+    send = action(ActionKind.SEND_DUNNING, "in_1")
+
+    def opening() -> list[Statement]:
+        unless = journal.unless_done(send, NOW)
+        return [
+            Statement(
+                f"INSERT INTO tenants (id, name) SELECT 'acme', 'Acme' WHERE {unless.sql}",
+                unless.params,
+            ),
+            Statement("SELECT COUNT(*) AS n FROM tenants"),
+        ]
+
+    prior, opened = await journal.open(send, revision=None, planned_at=NOW, opening=opening())
+    assert prior is None
+    assert [dict(row) for row in opened[1].rows] == [{"n": 1}]
+    await journal.finish(send, Outcome(send.id, Status.APPLIED))
+    await db.execute("DELETE FROM tenants")
+
+    prior, opened = await journal.open(send, revision=None, planned_at=NOW, opening=opening())
+    assert prior is not None and prior.is_current(NOW)
+    assert [dict(row) for row in opened[1].rows] == [{"n": 0}]  # guarded: nothing written
+
+
+async def test_a_queued_group_that_fails_is_reported_and_does_not_fail_the_next_intent(
+    ledger: tuple[Path, SqliteDatabase],
+) -> None:
+    path, db = ledger
+    journal = Journal(db, now=Clock())
+    first, second = action(ActionKind.UNLOCK, "acme"), action(ActionKind.UNLOCK, "bolt")
+    await journal.begin(first, revision=None, planned_at=NOW)
+    bad = Statement("INSERT INTO no_such_table VALUES (1)")
+    journal.defer_finish(first, Outcome(first.id, Status.APPLIED), [bad])
+
+    await journal.begin(second, revision=None, planned_at=NOW)
+
+    assert intent(path, second.id)["state"] == "pending"  # type: ignore[index]
+    assert intent(path, first.id)["state"] == "pending"  # the group is all or nothing
+    assert "no_such_table" in journal.unrecorded()[first.id]

@@ -46,9 +46,8 @@ from reconciler.providers.evolution import (
     InvalidNumberError,
     SentMessage,
 )
-from reconciler.runtime.actions.world import World
+from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.records import Records
 
 __all__ = [
     "INTERRUPTED_SEND",
@@ -66,15 +65,10 @@ UNKNOWN_SEND = "outcome of the send is unknown ({error}); not resent so no tenan
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
-class SyncBillingHandler:
+class SyncBillingHandler(WorldHandler):
     """``sync_billing``: re-read one customer from Stripe and mirror it into D1 in one batch."""
 
     provider: str = "d1"
-
-    def __init__(self, world: World) -> None:
-        """Act through ``world``."""
-        self.world = world
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Copy Stripe's truth for the payload's customer and store its digest."""
@@ -125,15 +119,10 @@ class SyncBillingHandler:
         )
 
 
-class AccessHandler:
+class AccessHandler(WorldHandler):
     """``soft_lock``, ``hard_lock`` and ``unlock``: the tenant's access in D1, audited."""
 
     provider: str = "d1"
-
-    def __init__(self, world: World) -> None:
-        """Act through ``world``."""
-        self.world = world
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Set ``tenants.status`` to the payload's access level (its kind's, ``core.payloads``)."""
@@ -158,15 +147,10 @@ class AccessHandler:
         )
 
 
-class DunningHandler:
+class DunningHandler(WorldHandler):
     """``send_dunning``: one WhatsApp text per (invoice, step), at most once."""
 
     provider: str = "whatsapp"
-
-    def __init__(self, world: World) -> None:
-        """Act through ``world``."""
-        self.world = world
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Send the due step unless its log row says it must not be sent (module rules)."""

@@ -48,7 +48,7 @@ from reconciler.core.plan import Action, ActionKind
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import CustomHostname, ownership_metadata
 from reconciler.runtime.actions.routes import RoutingTable
-from reconciler.runtime.actions.world import World
+from reconciler.runtime.actions.world import World, WorldHandler
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import HostnameFacts, Records
 
@@ -255,14 +255,10 @@ class HostnameHandler:
         )
 
 
-class RecordHostnameHandler:
+class RecordHostnameHandler(WorldHandler):
     """``record_hostname``: copy the observed hostname into ``domains`` (no Cloudflare call)."""
 
     provider: str = "d1"
-
-    def __init__(self, world: World) -> None:
-        """Write through ``world.db``."""
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Upsert the ``domains`` row from the payload, or mark it deleted (status ``deleted``)."""

@@ -10,10 +10,12 @@ Cloudflare adapter (Direct Upload, deployment status, rollback, purge) and
 
 A publish, step by step (checkpoints in quotes)::
 
-    building row + content_json (one batch) ─▶ parse + build (time limit) ─▶ budget ─▶ deploying row
+    building row + content_json + budget (in the intent's batch: ``opening``)
+      ─▶ parse + build (time limit) ─▶ budget
       ─▶ look for our deployment (resumed or an unfinished row) ─▶ upload  "publish.after-upload"
       ─▶ poll until live (timeout) ─▶ purge hosts  "publish.after-purge"
-      ─▶ ONE batch: row live + previous live superseded + sites version + budget sizes
+      ─▶ ONE batch, with the journal's result (``ctx.record``): row live with its build's
+         hash, sizes and identity + previous live superseded + sites version + budget sizes
 
 Build identity (``core/identity.py``): the publisher digests the inputs it builds from (the
 SHA-256 of the ``content_json`` it read, which must equal the row's ``content_hash``; the Site's
@@ -28,7 +30,8 @@ the action id, and the build's content hash. A build is deterministic, so a reru
 crash rebuilds the same content hash and, before uploading, lists the project's deployments
 for one with this publish id or this site/version/content that is live or in progress, and
 waits for it instead of uploading again. The unfinished ``building``/``deploying`` row is
-reused, not duplicated.
+reused, not duplicated. Called directly (no ``ctx.opened``/``ctx.record``), the handler
+writes its two batches itself.
 """
 
 from __future__ import annotations
@@ -49,10 +52,11 @@ from reconciler.core.payloads import PublishPayload, payload_as
 from reconciler.core.plan import BUILD_FAILURE_PREFIX, Action
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
+from reconciler.providers.d1 import Statement
 from reconciler.providers.shared_calls import deployment_poll_delays
-from reconciler.runtime.actions.world import World
+from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.records import BuildSizes, Records
+from reconciler.runtime.records import BuildRecord, BuildSizes, OpenedPublish, PublishTarget
 
 __all__ = ["PublishHandler", "publish_id_of"]
 
@@ -147,6 +151,23 @@ class _Built:
     budget: Budget | None
 
 
+def _target(want: PublishPayload) -> PublishTarget:
+    """The publish row's site, environment, version and commit."""
+    return PublishTarget(
+        want.site, want.tenant, want.project, want.environment, want.version, want.commit
+    )
+
+
+def _record_of(built: _Built) -> BuildRecord:
+    """What the live row records of the build."""
+    return BuildRecord(
+        content_hash=built.output.content_hash,
+        sizes=built.sizes,
+        identity=built.inputs.identity,
+        inputs=built.inputs.to_json(),
+    )
+
+
 def _applied(action: Action, deployment: Deployment, built: _Built) -> Outcome:
     build = built.output
     return Outcome(
@@ -168,67 +189,75 @@ def _applied(action: Action, deployment: Deployment, built: _Built) -> Outcome:
     )
 
 
-class PublishHandler:
+class PublishHandler(WorldHandler):
     """``publish`` and ``retry_publish``: build, check, upload, wait, purge, record."""
-
-    provider: str = "cloudflare"
-
-    def __init__(self, world: World) -> None:
-        """Act through ``world``."""
-        self.world = world
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Publish the payload's version of the site to its environment (module docstring)."""
         want = payload_as(action.payload, PublishPayload)
+        opened = None if ctx.opened is None else self.records.opened(ctx.opened)
         if ctx.resumed:
             done = await self._already_live(want)
             if done is not None:
+                if opened is not None:  # the intent's batch started a row for nothing
+                    await self._record(ctx, self.records.unused(opened))
                 return Outcome(
                     action.id,
                     Status.UNCHANGED,
                     message=f"version {want.version} is already live as deployment {done}",
                     data={"deployment_id": done},
                 )
-        attempt = await self._start(action, want, ctx)
+        attempt = await self._start(action, want, ctx, opened)
         built = await self._build(attempt, ctx)
         if isinstance(built, Outcome):
             return built
         deployment = await self._deploy(attempt, built, ctx)
         if deployment.state != "live":
-            return await self._not_live(attempt, deployment, ctx)
+            return await self._not_live(attempt, built, deployment, ctx)
         if want.hosts:
             ctx.progress(f"{want.site} {want.environment}: purging {len(want.hosts)} hosts")
             await self.world.cloudflare.purge_hosts(
                 list(want.hosts)
             )  # shared with concurrent publishes
         ctx.checkpoint("publish.after-purge")
-        await self.records.publish_live(
+        live = self.records.live_statements(
             attempt.row_id,
-            site=want.site,
-            environment=want.environment,
-            version=want.version,
+            _target(want),
             deployment_id=deployment.id,
             url=deployment.url,
             now=ctx.now(),
-            sizes=built.sizes,
+            build=_record_of(built),
             budget=built.budget.limits() if built.budget is not None else None,
         )
+        await self._record(ctx, live)
         return _applied(action, deployment, built)
 
-    async def _start(self, action: Action, want: PublishPayload, ctx: ActionContext) -> _Attempt:
-        """The ``building`` row (an unfinished one of this version reused), the content snapshot
-        and the stored budget: one D1 batch."""
-        opened = await self.records.open_publish(
-            site=want.site,
-            tenant=want.tenant,
-            project=want.project,
-            environment=want.environment,
-            version=want.version,
-            attempt=want.attempt,
-            commit=want.commit,
-            now=ctx.now(),
+    def opening(self, action: Action, now: float, unless: Statement) -> list[Statement]:
+        """The ``building`` row and the build's inputs, run in the intent's batch."""
+        return self._open_statements(payload_as(action.payload, PublishPayload), now, unless)
+
+    def _open_statements(
+        self, want: PublishPayload, now: float, unless: Statement | None
+    ) -> list[Statement]:
+        return self.records.open_statements(
+            _target(want), attempt=want.attempt, now=now, unless=unless
         )
+
+    async def _record(self, ctx: ActionContext, statements: list[Statement]) -> None:
+        """Closing writes: with the journal's result when the executor offers it, else now."""
+        if ctx.record is not None:
+            ctx.record(statements)
+        elif statements:
+            await self.records.db.batch(statements)
+
+    async def _start(
+        self, action: Action, want: PublishPayload, ctx: ActionContext, opened: OpenedPublish | None
+    ) -> _Attempt:
+        """The ``building`` row (an unfinished one of this version reused), the content snapshot
+        and the stored budget: one D1 batch, the intent's when the executor ran ``opening``."""
+        if opened is None:
+            statements = self._open_statements(want, ctx.now(), None)
+            opened = self.records.opened(await self.records.db.batch(statements))
         ctx.progress(f"{want.site} {want.environment}: building version {want.version}")
         resumes = ctx.resumed or opened.reused
         return _Attempt(action, want, opened.row_id, resumes, opened.content, opened.budget)
@@ -277,16 +306,8 @@ class PublishHandler:
         return _Built(build, inputs, sizes, budget)
 
     async def _deploy(self, attempt: _Attempt, built: _Built, ctx: ActionContext) -> Deployment:
-        """The ``deploying`` row, then our deployment: found again, or uploaded; then waited on."""
+        """Our deployment: found again, or uploaded; then waited on."""
         want, build = attempt.want, built.output
-        await self.records.publish_deploying(
-            attempt.row_id,
-            content_hash=build.content_hash,
-            sizes=built.sizes,
-            commit=want.commit,
-            build_identity=built.inputs.identity,
-            build_inputs=built.inputs.to_json(),
-        )
         cf = self.world.cloudflare
         tag = await self._tag(attempt, built)
         deployment = None
@@ -324,7 +345,7 @@ class PublishHandler:
         )
 
     async def _not_live(
-        self, attempt: _Attempt, deployment: Deployment, ctx: ActionContext
+        self, attempt: _Attempt, built: _Built, deployment: Deployment, ctx: ActionContext
     ) -> Outcome:
         """A deployment that failed or did not finish in time: recorded, retried later."""
         if deployment.state == "in_progress":
@@ -334,9 +355,17 @@ class PublishHandler:
             )
         else:
             problem = f"deployment {deployment.id} {deployment.state}: {_stage_text(deployment)}"
-        await self.records.publish_failed(
-            attempt.row_id, problem, now=ctx.now(), deployment_id=deployment.id
+        failed = self.records.failed_statements(
+            attempt.row_id,
+            problem,
+            now=ctx.now(),
+            sizes=built.sizes,
+            deployment_id=deployment.id,
+            build_identity=built.inputs.identity,
+            build_inputs=built.inputs.to_json(),
+            content_hash=built.output.content_hash,
         )
+        await self._record(ctx, failed)
         return Outcome(
             attempt.action.id,
             Status.FAILED_TRANSIENT,
@@ -357,7 +386,7 @@ class PublishHandler:
         The failure is recorded with the build identity it happened under, so the planner
         retries once any input changes (a version fixed in place, a script removed).
         """
-        await self.records.publish_failed(
+        failed = self.records.failed_statements(
             attempt.row_id,
             message,
             now=ctx.now(),
@@ -365,6 +394,7 @@ class PublishHandler:
             build_identity=inputs.identity if inputs is not None else None,
             build_inputs=inputs.to_json() if inputs is not None else None,
         )
+        await self._record(ctx, failed)
         return Outcome(attempt.action.id, Status.FAILED_PERMANENT, message=message)
 
     async def _already_live(self, want: PublishPayload) -> str | None:

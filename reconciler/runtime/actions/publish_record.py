@@ -13,14 +13,14 @@ from dataclasses import asdict
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.payloads import RecordPublishFailurePayload, payload_as
 from reconciler.core.plan import Action
-from reconciler.runtime.actions.world import World
+from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.records import BuildSizes, Records
+from reconciler.runtime.records import BuildSizes, PublishTarget
 
 __all__ = ["RecordPublishFailureHandler"]
 
 
-class RecordPublishFailureHandler:
+class RecordPublishFailureHandler(WorldHandler):
     """``record_publish_failure``: one ``failed`` publish row for a publish its build blocked.
 
     The planner blocked the publish (gate ``build`` or ``budget``), so nothing is built or
@@ -30,10 +30,6 @@ class RecordPublishFailureHandler:
     """
 
     provider: str = "d1"
-
-    def __init__(self, world: World) -> None:
-        """Write through ``world.db``."""
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Insert the ``failed`` row unless it is already there."""
@@ -53,12 +49,7 @@ class RecordPublishFailureHandler:
             )
         sizes = want.sizes  # the same five figures the records name BuildSizes
         await self.records.record_publish_failure(
-            site=site,
-            tenant=want.tenant,
-            project=want.project,
-            environment=env,
-            version=version,
-            commit=want.commit,
+            PublishTarget(site, want.tenant, want.project, env, version, want.commit),
             content_hash=want.content_hash,
             error_message=error,
             sizes=None if sizes is None else BuildSizes(**asdict(sizes)),

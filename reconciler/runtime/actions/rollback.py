@@ -13,22 +13,15 @@ from reconciler.core.payloads import RollbackPayload, payload_as
 from reconciler.core.plan import Action
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment
-from reconciler.runtime.actions.world import World
+from reconciler.runtime.actions.world import WorldHandler
 from reconciler.runtime.handler import ActionContext
-from reconciler.runtime.records import Records
+from reconciler.runtime.records import PublishTarget
 
 __all__ = ["RollbackHandler"]
 
 
-class RollbackHandler:
+class RollbackHandler(WorldHandler):
     """``rollback``: point production at an existing deployment, purge, record; never rebuild."""
-
-    provider: str = "cloudflare"
-
-    def __init__(self, world: World) -> None:
-        """Act through ``world``."""
-        self.world = world
-        self.records = Records(world.db)
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Roll production back to the payload's ``deployment_id``."""
@@ -78,16 +71,11 @@ class RollbackHandler:
         if want.hosts:
             await self.world.cloudflare.purge_cache(hosts=list(want.hosts))
         ctx.checkpoint("rollback.after-purge")
+        target = PublishTarget(
+            want.site, want.tenant, want.project, want.environment, want.version, want.commit
+        )
         await self.records.record_rollback(
-            site=want.site,
-            tenant=want.tenant,
-            project=want.project,
-            environment=want.environment,
-            version=want.version,
-            deployment_id=want.deployment_id,
-            url=deployment.url,
-            commit=want.commit,
-            now=ctx.now(),
+            target, deployment_id=want.deployment_id, url=deployment.url, now=ctx.now()
         )
 
     async def _already_done(self, want: RollbackPayload) -> bool:

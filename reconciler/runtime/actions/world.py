@@ -2,7 +2,8 @@
 
 ``wiring.py`` builds one :class:`World` per process (``reconciler apply``, the daemon, the
 sandbox) and passes it to :func:`reconciler.runtime.actions.handlers_for`; every handler in
-``runtime/actions/`` reads its clients from it. Nothing here performs I/O itself.
+``runtime/actions/`` reads its clients from it, most through :class:`WorldHandler`'s shared
+constructor. Nothing here performs I/O itself.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from reconciler.core.facts import CustomerBilling, Invoice
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import Database
 from reconciler.providers.evolution import EvolutionClient
+from reconciler.runtime.records import Records
 
-__all__ = ["ActionSettings", "BillingSource", "RoutingConfig", "World"]
+__all__ = ["ActionSettings", "BillingSource", "RoutingConfig", "World", "WorldHandler"]
 
 
 class BillingSource(Protocol):
@@ -96,3 +98,14 @@ class World:
     settings: ActionSettings = field(default_factory=ActionSettings)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+
+
+class WorldHandler:
+    """A handler acting through one :class:`World` and its D1 :class:`Records`."""
+
+    provider: str = "cloudflare"
+
+    def __init__(self, world: World) -> None:
+        """Act through ``world``."""
+        self.world = world
+        self.records = Records(world.db)

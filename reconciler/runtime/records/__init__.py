@@ -38,10 +38,12 @@ from reconciler.runtime.records.billing import BillingRecords
 from reconciler.runtime.records.domains import DomainRecords, DomainRow, HostnameFacts
 from reconciler.runtime.records.dunning import DunningRecords, DunningRow
 from reconciler.runtime.records.publishes import (
+    BuildRecord,
     BuildSizes,
     OpenedPublish,
     PublishRecords,
     PublishRow,
+    PublishTarget,
 )
 from reconciler.runtime.records.site_ledgers import content_digest, read_contents
 from reconciler.runtime.records.snapshot import RecordsSnapshot, read_snapshot
@@ -49,12 +51,14 @@ from reconciler.runtime.records.sql import epoch, iso
 from reconciler.runtime.records.tenants import TenantRecords
 
 __all__ = [
+    "BuildRecord",
     "BuildSizes",
     "DomainRow",
     "DunningRow",
     "HostnameFacts",
     "OpenedPublish",
     "PublishRow",
+    "PublishTarget",
     "Records",
     "RecordsSnapshot",
     "content_digest",

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reconciler.providers.d1 import Statement
 from reconciler.runtime.records.sql import iso
+
+if TYPE_CHECKING:  # publishes imports this module
+    from reconciler.runtime.records.publishes import PublishTarget
 
 __all__ = ["SIZE_COLUMNS", "BuildSizes", "size_values", "went_live"]
 
@@ -116,16 +120,15 @@ def _script_budget(
 
 
 def went_live(
+    target: PublishTarget,
     *,
-    site: str,
-    environment: str,
-    version: int,
     keep: int | None,
     now: float,
     sizes: BuildSizes | None,
     budget: Mapping[str, int] | None,
 ) -> list[Statement]:
     """Supersede other live rows, set the site's version, refresh the budget's sizes."""
+    site, environment, version = target.site, target.environment, target.version
     if environment not in ("production", "preview"):
         raise ValueError(f"unknown environment {environment!r}")
     statements = [

@@ -4,7 +4,9 @@ The handlers' writes (a publish's row, a rollback's new live row, a blocked publ
 and the reads a publish needs first (the unfinished or live row, the version's content snapshot
 in ``site_versions``, the stored budget). A publish going live supersedes the previous live row
 and refreshes ``performance_budgets`` in the same batch (the partial unique index allows one
-live row per site and environment). The observer's read is :mod:`.site_ledgers`.
+live row per site and environment). A publish's statements are built here and sent by its
+handler or, sharing round trips, by the executor with the intent journal's batches
+(``runtime/journal.py`` rule 5). The observer's read is :mod:`.site_ledgers`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from reconciler.providers.d1 import Row, SqlValue, Statement
+from reconciler.providers.d1 import Row, SqlValue, Statement, StatementResult
 from reconciler.runtime.records.budgets import SIZE_COLUMNS, BuildSizes, size_values, went_live
 from reconciler.runtime.records.sql import TableGroup, ensure_site, iso, to_int, to_str
 
-__all__ = ["BuildSizes", "OpenedPublish", "PublishRecords", "PublishRow"]
+__all__ = [
+    "BuildRecord",
+    "BuildSizes",
+    "OpenedPublish",
+    "PublishRecords",
+    "PublishRow",
+    "PublishTarget",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,28 @@ class OpenedPublish:
     reused: bool  # an unfinished (building or deploying) row of the version was reused
     content: tuple[str, str | None] | None  # (content_json, content_hash); None: no snapshot
     budget: dict[str, int] | None  # the limits stored in performance_budgets, if any
+
+
+@dataclass(frozen=True, slots=True)
+class PublishTarget:
+    """Which publish a row is of: the site (its tenant, its Pages project), where, what."""
+
+    site: str
+    tenant: str
+    project: str
+    environment: str
+    version: int
+    commit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRecord:
+    """What a publish row records of the build it deployed (written when it goes live)."""
+
+    content_hash: str
+    sizes: BuildSizes
+    identity: str | None
+    inputs: str | None
 
 
 _PUBLISH_COLUMNS = (
@@ -107,43 +138,42 @@ class PublishRecords(TableGroup):
             (site, environment),
         )
 
-    async def open_publish(
+    def open_statements(
         self,
+        target: PublishTarget,
         *,
-        site: str,
-        tenant: str,
-        project: str,
-        environment: str,
-        version: int,
         attempt: int,
-        commit: str | None,
         now: float,
-    ) -> OpenedPublish:
-        """One batch: reuse the unfinished row of this version or start a ``building`` one.
+        unless: Statement | None = None,
+    ) -> list[Statement]:
+        """Reuse the unfinished row of this version or start a ``building`` one; read inputs.
 
         Without an unfinished row the tenant and site rows are upserted and a ``building`` row
         inserted (each statement guarded by :func:`_only_if_new`); with one, nothing is
-        written. The same batch reads the version's content snapshot and the stored budget,
-        which the build needs next.
+        written. The same statements read the version's content snapshot and the stored
+        budget, which the build needs next. ``unless`` (a condition and its parameters, from
+        the intent journal) guards the writes further: when it is false nothing is written.
         """
-        key: tuple[SqlValue, ...] = (site, environment, version)
-        start = ensure_site(site, tenant, project, now, update=True)
+        site, version = target.site, target.version
+        key: tuple[SqlValue, ...] = (site, target.environment, version)
+        start = ensure_site(site, target.tenant, target.project, now, update=True)
         start.append(
             Statement(
                 "INSERT INTO publish_versions (site_id, version_number, environment, status, "
                 "commit_sha, attempts, created_at, build_identity, build_inputs) "
                 "VALUES (?, ?, ?, 'building', ?, ?, ?, NULL, NULL) RETURNING id",
-                (site, version, environment, commit, attempt, iso(now)),
+                (site, version, target.environment, target.commit, attempt, iso(now)),
             )
         )
-        results = await self.db.batch(
-            [
-                Statement(f"SELECT id {_UNFINISHED} ORDER BY id DESC LIMIT 1", key),
-                *(_only_if_new(statement, key) for statement in start),
-                Statement(_CONTENT + "AND version_number = ?", (site, version)),
-                Statement(_BUDGET, (site,)),
-            ]
-        )
+        return [
+            Statement(f"SELECT id {_UNFINISHED} ORDER BY id DESC LIMIT 1", key),
+            *(_only_if_new(statement, key, unless) for statement in start),
+            Statement(_CONTENT + "AND version_number = ?", (site, version)),
+            Statement(_BUDGET, (site,)),
+        ]
+
+    def opened(self, results: Sequence[StatementResult]) -> OpenedPublish:
+        """What :meth:`open_statements` found and wrote, from their results in order."""
         unfinished, inserted = results[0].rows, results[3]
         if unfinished:
             row_id = to_int(unfinished[0]["id"])
@@ -158,26 +188,18 @@ class PublishRecords(TableGroup):
             budget=_budget(results[5].rows),
         )
 
-    async def publish_deploying(
-        self,
-        row_id: int,
-        *,
-        content_hash: str,
-        sizes: BuildSizes,
-        commit: str | None,
-        build_identity: str | None = None,
-        build_inputs: str | None = None,
-    ) -> None:
-        """The build passed: ``deploying``, with its content hash, sizes and build identity."""
-        await self.db.execute(
-            "UPDATE publish_versions SET status = 'deploying', content_hash = ?, js_kb = ?, "
-            "css_kb = ?, third_party_scripts = ?, image_kb = ?, page_weight_kb = ?, "
-            "commit_sha = COALESCE(?, commit_sha), build_identity = COALESCE(?, build_identity), "
-            "build_inputs = COALESCE(?, build_inputs), error_message = NULL WHERE id = ?",
-            (content_hash, *size_values(sizes), commit, build_identity, build_inputs, row_id),
-        )
+    def unused(self, opened: OpenedPublish) -> list[Statement]:
+        """Delete the ``building`` row :meth:`opened` started, when the publish was done already."""
+        if opened.reused:
+            return []
+        return [
+            Statement(
+                "DELETE FROM publish_versions WHERE id = ? AND status = 'building'",
+                (opened.row_id,),
+            )
+        ]
 
-    async def publish_failed(
+    def failed_statements(
         self,
         row_id: int,
         message: str,
@@ -187,10 +209,11 @@ class PublishRecords(TableGroup):
         deployment_id: str | None = None,
         build_identity: str | None = None,
         build_inputs: str | None = None,
-    ) -> None:
+        content_hash: str | None = None,
+    ) -> list[Statement]:
         """The attempt failed: ``failed`` with ``error_message`` (runbook 1 reads it).
 
-        One batch: the build identity it failed under (when given) and the failure.
+        With the build identity it failed under (when given) and what is known of the build.
         """
         statements = []
         if build_identity is not None:
@@ -206,21 +229,17 @@ class PublishRecords(TableGroup):
                 "completed_at = ?, js_kb = COALESCE(?, js_kb), css_kb = COALESCE(?, css_kb), "
                 "third_party_scripts = COALESCE(?, third_party_scripts), "
                 "image_kb = COALESCE(?, image_kb), page_weight_kb = COALESCE(?, page_weight_kb), "
-                "deployment_id = COALESCE(?, deployment_id) WHERE id = ?",
-                (message, iso(now), *size_values(sizes), deployment_id, row_id),
+                "deployment_id = COALESCE(?, deployment_id), "
+                "content_hash = COALESCE(?, content_hash) WHERE id = ?",
+                (message, iso(now), *size_values(sizes), deployment_id, content_hash, row_id),
             )
         )
-        await self.db.batch(statements)
+        return statements
 
     async def record_publish_failure(
         self,
+        target: PublishTarget,
         *,
-        site: str,
-        tenant: str,
-        project: str,
-        environment: str,
-        version: int,
-        commit: str | None,
         content_hash: str | None,
         error_message: str,
         sizes: BuildSizes | None,
@@ -233,7 +252,7 @@ class PublishRecords(TableGroup):
         For a publish the planner blocked because its in-memory build failed or was over
         budget: nothing was uploaded, so the row has no deployment.
         """
-        statements = ensure_site(site, tenant, project, now, update=False)
+        statements = ensure_site(target.site, target.tenant, target.project, now, update=False)
         statements.append(
             Statement(
                 "INSERT INTO publish_versions (site_id, version_number, environment, status, "
@@ -241,11 +260,11 @@ class PublishRecords(TableGroup):
                 "created_at, completed_at, build_identity, build_inputs) "
                 "VALUES (?, ?, ?, 'failed', ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    site,
-                    version,
-                    environment,
+                    target.site,
+                    target.version,
+                    target.environment,
                     content_hash,
-                    commit,
+                    target.commit,
                     *size_values(sizes),
                     error_message,
                     iso(now),
@@ -257,38 +276,43 @@ class PublishRecords(TableGroup):
         )
         await self.db.batch(statements)
 
-    async def publish_live(
+    def live_statements(
         self,
         row_id: int,
+        target: PublishTarget,
         *,
-        site: str,
-        environment: str,
-        version: int,
         deployment_id: str,
         url: str,
         now: float,
-        sizes: BuildSizes | None,
+        build: BuildRecord,
         budget: Mapping[str, int] | None,
-    ) -> None:
-        """One batch: the row goes ``live``, the previous live row ``superseded``, sizes kept."""
-        statements = went_live(
-            site=site,
-            environment=environment,
-            version=version,
-            keep=row_id,
-            now=now,
-            sizes=sizes,
-            budget=budget,
-        )
+    ) -> list[Statement]:
+        """The row goes ``live`` with what it built, the previous live row ``superseded``,
+        the site's version and the budget's sizes: statements for one batch."""
+        statements = went_live(target, keep=row_id, now=now, sizes=build.sizes, budget=budget)
         statements.insert(
             1,
             Statement(
                 "UPDATE publish_versions SET status = 'live', deployment_id = ?, "
-                "deployment_url = ?, completed_at = ?, error_message = NULL WHERE id = ?",
-                (deployment_id, url or None, iso(now), row_id),
+                "deployment_url = ?, completed_at = ?, error_message = NULL, content_hash = ?, "
+                "js_kb = ?, css_kb = ?, third_party_scripts = ?, image_kb = ?, page_weight_kb = ?, "
+                "commit_sha = COALESCE(?, commit_sha), "
+                "build_identity = COALESCE(?, build_identity), "
+                "build_inputs = COALESCE(?, build_inputs) WHERE id = ?",
+                (
+                    deployment_id,
+                    url or None,
+                    iso(now),
+                    build.content_hash,
+                    *size_values(build.sizes),
+                    target.commit,
+                    build.identity,
+                    build.inputs,
+                    row_id,
+                ),
             ),
         )
-        await self.db.batch(statements)
+        return statements
 
     async def _earlier_build(
         self, deployment_id: str
@@ -312,30 +336,18 @@ class PublishRecords(TableGroup):
 
     async def record_rollback(
         self,
+        target: PublishTarget,
         *,
-        site: str,
-        tenant: str,
-        project: str,
-        environment: str,
-        version: int,
         deployment_id: str,
         url: str,
-        commit: str | None,
         now: float,
         budget: Mapping[str, int] | None = None,
     ) -> None:
         """One batch: a new ``live`` row for ``deployment_id``, superseding the live one."""
         known, sizes = await self._earlier_build(deployment_id)
-        live = went_live(
-            site=site,
-            environment=environment,
-            version=version,
-            keep=None,
-            now=now,
-            sizes=sizes,
-            budget=budget,
-        )
-        statements = ensure_site(site, tenant, project, now, update=True)
+        live = went_live(target, keep=None, now=now, sizes=sizes, budget=budget)
+        site, environment = target.site, target.environment
+        statements = ensure_site(site, target.tenant, target.project, now, update=True)
         statements.append(
             Statement(
                 "UPDATE publish_versions SET status = 'superseded', error_message = "
@@ -358,12 +370,12 @@ class PublishRecords(TableGroup):
                 "VALUES (?, ?, ?, 'live', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     site,
-                    version,
+                    target.version,
                     environment,
                     deployment_id,
                     url or None,
                     to_str(known.get("content_hash")),
-                    commit,
+                    target.commit,
                     *size_values(sizes),
                     iso(now),
                     iso(now),
@@ -376,15 +388,19 @@ class PublishRecords(TableGroup):
         await self.db.batch(statements)
 
 
-def _only_if_new(statement: Statement, key: tuple[SqlValue, ...]) -> Statement:
+def _only_if_new(
+    statement: Statement, key: tuple[SqlValue, ...], unless: Statement | None
+) -> Statement:
     """``INSERT ... VALUES (v) tail`` as ``INSERT ... SELECT v WHERE <no unfinished row> tail``.
 
-    ``key`` is (site, environment, version). The values hold only placeholders and literals
-    without parentheses, and the tail (``ON CONFLICT ...``, ``RETURNING id``) no placeholder,
-    so the guard's parameters follow the values'.
+    ``key`` is (site, environment, version); ``unless`` a further condition (``AND``-ed). The
+    values hold only placeholders and literals without parentheses, and the tail
+    (``ON CONFLICT ...``, ``RETURNING id``) no placeholder, so the guards' parameters follow
+    the values'.
     """
     head, _, rest = statement.sql.partition(" VALUES (")
     values, _, tail = rest.partition(")")
-    return Statement(
-        f"{head} SELECT {values} WHERE {_NONE_UNFINISHED}{tail}", (*statement.params, *key)
-    )
+    where, params = _NONE_UNFINISHED, (*statement.params, *key)
+    if unless is not None:
+        where, params = f"{where} AND {unless.sql}", (*params, *unless.params)
+    return Statement(f"{head} SELECT {values} WHERE {where}{tail}", params)
