@@ -3,7 +3,8 @@
 ``runtime/observe.py`` builds an :class:`Observed` through the adapters (read-only); the
 planner compares it with :class:`~reconciler.core.desired.Desired`. Values are plain and frozen,
 and :meth:`Observed.digest` hashes them canonically so a saved plan can be refused when the
-world has moved (``StalePlanError``).
+world has moved (``StalePlanError``); a plan carries it as an :class:`ObservedDigest`, hashed
+only when the plan is saved, printed or compared.
 
 Rules:
 
@@ -345,6 +346,41 @@ class Observed:
         payload["incomplete"] = {s.value: g.detail for s, g in self.incomplete.items()}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+class ObservedDigest:
+    """The digest of one observation (:meth:`Observed.digest`), hashed when first read.
+
+    A plan carries one: a plan only acted on in memory (the daemon's passes, ``apply`` without
+    ``--plan``) never hashes its 10,000-site observation; saving, printing or comparing a plan
+    reads :attr:`value`, computed once. A saved plan's digest is known from its document.
+    Equal when the values are; immutable once made (the value is a function of the frozen
+    observation).
+    """
+
+    __slots__ = ("_of",)
+
+    def __init__(self, of: Observed | str) -> None:
+        self._of = of  # the observation until hashed, then its digest
+
+    @property
+    def value(self) -> str:
+        """``sha256:<hex>`` of the observation, hashed on the first read."""
+        if isinstance(self._of, Observed):
+            self._of = self._of.digest()  # the plan need not keep the observation alive for it
+        return self._of
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObservedDigest):
+            return NotImplemented
+        return self is other or self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        shown = self._of if isinstance(self._of, str) else "not yet hashed"
+        return f"ObservedDigest({shown!r})"
 
 
 _UNDIGESTED = frozenset({"at"})
