@@ -31,7 +31,7 @@ from reconciler.core.policy import (
     dunning_due,
 )
 from reconciler.core.worker_facts import DesiredWorker, desired_worker
-from reconciler.spec.models import Access, BillingPolicySpec, Kind, PerformanceBudget
+from reconciler.spec.models import Access, BillingPolicySpec, Kind, PerformanceBudget, SslMethod
 
 if TYPE_CHECKING:
     from reconciler.spec.load import SourceLocation, Specs
@@ -146,8 +146,9 @@ def derive(
         derived[name] = _tenant(specs, name, billing, now)
 
     sites: dict[str, DesiredSite] = {}
+    rules: dict[str, _HostnameRules] = {}
     for name in site_names:
-        sites[name] = _site(specs, name, derived[specs.sites[name].spec.tenant])
+        sites[name] = _site(specs, name, derived[specs.sites[name].spec.tenant], rules)
     return Desired(
         sites=sites,
         tenants=derived,
@@ -200,29 +201,62 @@ def _tenant(
     )
 
 
-def _site(specs: Specs, name: str, owner: DesiredTenant) -> DesiredSite:
-    """One site's desired versions and hostnames, given its tenant's desired facts."""
+@dataclass(frozen=True, slots=True)
+class _HostnameRules:
+    """What one billing policy says of every hostname of its tenants' sites."""
+
+    suspension_origin: str
+    validation_timeout: float  # seconds
+    ssl_timeout: float  # seconds
+    max_recreates: int
+
+
+def _hostname_rules(policy: BillingPolicySpec) -> _HostnameRules:
+    return _HostnameRules(
+        suspension_origin=policy.suspension_origin,
+        validation_timeout=policy.domains.validation_timeout.total_seconds(),
+        ssl_timeout=policy.domains.ssl_timeout.total_seconds(),
+        max_recreates=policy.domains.max_recreates,
+    )
+
+
+# ``SslMethod.value`` goes through the enum's descriptor; a dict lookup is cheaper per hostname.
+_SSL_METHODS: Mapping[SslMethod, str] = {method: method.value for method in SslMethod}
+
+
+def _site(
+    specs: Specs, name: str, owner: DesiredTenant, rules: dict[str, _HostnameRules]
+) -> DesiredSite:
+    """One site's desired versions and hostnames, given its tenant's desired facts.
+
+    ``rules`` caches each policy's :class:`_HostnameRules` for the whole derive: they are read
+    once per policy, not once per hostname.
+    """
     site = specs.sites[name]
     policy = specs.policies[owner.policy].spec
+    rule = rules.get(owner.policy)
+    if rule is None:
+        rule = rules[owner.policy] = _hostname_rules(policy)
     hard_locked = owner.access.level is Access.HARD_LOCKED
+    tenant = site.spec.tenant
     hostnames = tuple(
         DesiredHostname(
             hostname=domain.canonical,
             site=name,
-            tenant=site.spec.tenant,
-            ssl_method=domain.ssl.method.value,
+            tenant=tenant,
+            ssl_method=_SSL_METHODS[domain.ssl.method],
             suspended=hard_locked,
-            suspension_origin=policy.suspension_origin,
-            validation_timeout=policy.domains.validation_timeout.total_seconds(),
-            ssl_timeout=policy.domains.ssl_timeout.total_seconds(),
-            max_recreates=policy.domains.max_recreates,
+            suspension_origin=rule.suspension_origin,
+            validation_timeout=rule.validation_timeout,
+            ssl_timeout=rule.ssl_timeout,
+            max_recreates=rule.max_recreates,
             index=index,
         )
         for index, domain in enumerate(site.spec.domains)
     )
     return DesiredSite(
         name=name,
-        tenant=site.spec.tenant,
+        tenant=tenant,
         pages_project=site.spec.pages_project,
         production=site.spec.production.version,
         preview=site.spec.preview.version if site.spec.preview is not None else None,
