@@ -17,7 +17,7 @@ from reconciler.core.hostname_state import hostname_failed, hostname_pending
 from reconciler.core.levers import LeverKind
 from reconciler.core.observed import ObservedHostname, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, JsonValue
-from reconciler.core.plan_builder import Blocker, PlanBuilder
+from reconciler.core.plan_builder import Blocker, PlanBuilder, SpecField
 from reconciler.core.plan_hostname_levers import plan_hostname_lever, plan_ssl_timeout
 from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, deletion_blocked
 from reconciler.spec.models import Kind
@@ -217,9 +217,13 @@ class _Host:
     want: DesiredHostname
     gap: str | None  # why the hostname listing is incomplete; None when it was read
     target: str
-    source: str | None
     block: Blocker
     depends_on: tuple[str, ...]  # the tenant's lock actions and the routing entry's write
+
+    @property
+    def source(self) -> str | None:
+        """Where the hostname is declared, located when an action or a block cites it."""
+        return self.block.source
 
     def after(self, existing_id: str | None = None) -> dict[str, JsonValue]:
         """The executor's input (``_hostname_after``)."""
@@ -289,7 +293,7 @@ def _plan_hostname_change(
 
 def _host(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None) -> _Host:
     target = f"Hostname/{want.hostname}"
-    source = builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
+    source = SpecField(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
     depends_on = list(builder.tenant_actions.get(site.tenant, []))
     route = builder.route_writes.get(want.hostname)
     if route is not None:
@@ -299,7 +303,6 @@ def _host(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: s
         want=want,
         gap=gap,
         target=target,
-        source=source,
         block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
         depends_on=tuple(depends_on),
     )

@@ -47,7 +47,7 @@ from reconciler.core.plan import (
     JsonValue,
     is_permanent_build_failure,
 )
-from reconciler.core.plan_builder import Blocker, PlanBuilder
+from reconciler.core.plan_builder import Blocker, PlanBuilder, SpecField
 from reconciler.core.plan_site_levers import (
     past_the_cap,
     plan_purge,
@@ -122,7 +122,6 @@ class _Env:
     version: int
     lever: Lever | None
     target: str
-    source: str | None
     block: Blocker
     ledger: SiteLedger | None
     live: PublishRecord | None
@@ -130,6 +129,11 @@ class _Env:
     wanted: BuildInputs | None
     stale: str | None  # why the live build of this version is not the one wanted now
     build: BuildPreview | None
+
+    @property
+    def source(self) -> str | None:
+        """Where the version is set in the specs, located when an action or a block cites it."""
+        return self.block.source
 
     @property
     def at_version(self) -> bool:
@@ -194,7 +198,7 @@ def _read_environment(
 ) -> _Env:
     """What D1 and the in-memory build say about ``site``'s ``env`` at ``version``."""
     target = f"Site/{site.name}:{env}"
-    source = builder.source(Kind.SITE, site.name, f"spec.{env}.version")
+    source = SpecField(Kind.SITE, site.name, f"spec.{env}.version")
     ledger = builder.observed.ledger.get(site.name)
     live = ledger.live.get(env) if ledger is not None else None
     wanted = _wanted_inputs(builder, site, version)
@@ -204,7 +208,6 @@ def _read_environment(
         version=version,
         lever=lever,
         target=target,
-        source=source,
         block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
         ledger=ledger,
         live=live,
