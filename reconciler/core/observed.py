@@ -466,6 +466,22 @@ def _canonical(value: object) -> object:
 
 
 def billing_digest(billing: CustomerBilling) -> str:
-    """A short hash of a customer's Stripe facts, stored with the D1 mirror to detect drift."""
-    text = json.dumps(_canonical(billing), sort_keys=True, separators=(",", ":"))
+    """A short hash of a customer's Stripe facts, stored with the D1 mirror to detect drift.
+
+    The text hashed is ``json.dumps`` of :func:`_canonical` of the facts (digests stored in D1
+    must keep matching); :func:`_fields` gives the C encoder the same dicts one level at a
+    time, so the planner's pass over every tenant stays cheap.
+    """
+    text = _BILLING_JSON.encode(billing)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fields(value: object) -> object:
+    """``json.dumps`` hook: a dataclass as the dict of its fields, else :func:`_canonical`."""
+    names = _field_names(value)
+    if names is not None:
+        return {name: getattr(value, name) for name in names}
+    return _canonical(value)
+
+
+_BILLING_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_fields)
