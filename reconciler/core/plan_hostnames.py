@@ -53,9 +53,8 @@ def plan_hostnames(builder: PlanBuilder) -> None:
         }
         claimed |= _declared(builder.desired, unclaimed)
     deletions: list[tuple[ObservedHostname, str | None]] = []
-    for name, observed in sorted(builder.observed.hostnames.items()):
-        if name in claimed:
-            continue
+    unclaimed_seen = [(n, h) for n, h in builder.observed.hostnames.items() if n not in claimed]
+    for name, observed in sorted(unclaimed_seen):
         target = f"Hostname/{name}"
         if scope is not None and observed.site not in scope:
             continue
