@@ -122,12 +122,6 @@ class PlanBuilder:
             return None
         return f"{location.path}:{location.line}:{location.column}"
 
-    def cite(self, source: str | SpecField | None) -> str | None:
-        """``source`` as an action or a block cites it: a :class:`SpecField` is located now."""
-        if isinstance(source, SpecField):
-            return self.source(source.kind, source.name, source.path)
-        return source
-
     def add(
         self,
         kind: ActionKind,
@@ -191,13 +185,9 @@ class PlanBuilder:
         )
 
     def blocker(
-        self, target: str, *, tenant: str | None, site: str | None, source: str | SpecField | None
+        self, target: str, *, tenant: str | None, site: str | None, source: str | None
     ) -> Blocker:
-        """A :class:`Blocker` for ``target``: its tenant, site and source given once.
-
-        A :class:`SpecField` source is located only if something is blocked (most targets of
-        a converged fleet never are).
-        """
+        """A :class:`Blocker` for ``target``: its tenant, site and source given once."""
         return Blocker(self, target, tenant, site, source)
 
     def note(
@@ -230,15 +220,6 @@ class PlanBuilder:
 
 
 @dataclass(frozen=True, slots=True)
-class SpecField:
-    """A field of one spec document, located only when an action or a block cites it."""
-
-    kind: Kind
-    name: str
-    path: str  # dotted, as :meth:`PlanBuilder.source` takes it
-
-
-@dataclass(frozen=True, slots=True)
 class Blocker:
     """Blocks actions on one target whose tenant, site and source are bound once."""
 
@@ -246,12 +227,7 @@ class Blocker:
     target: str
     tenant: str | None
     site: str | None
-    cited: str | SpecField | None
-
-    @property
-    def source(self) -> str | None:
-        """Where the blocked actions come from in the specs (located on first use)."""
-        return self.builder.cite(self.cited)
+    source: str | None
 
     def __call__(self, kind: ActionKind, *, gate: str, reason: str) -> None:
         """Block ``kind`` on the bound target behind ``gate`` with ``reason``."""

@@ -17,7 +17,7 @@ from reconciler.core.hostname_state import hostname_failed, hostname_pending
 from reconciler.core.levers import LeverKind
 from reconciler.core.observed import ObservedHostname, Source, domain_status
 from reconciler.core.plan import ActionKind, Cause, JsonValue
-from reconciler.core.plan_builder import Blocker, PlanBuilder, SpecField
+from reconciler.core.plan_builder import Blocker, PlanBuilder
 from reconciler.core.plan_hostname_levers import plan_hostname_lever, plan_ssl_timeout
 from reconciler.core.policy import APPROVAL_TRAILER, Deletion, TenantSize, deletion_blocked
 from reconciler.spec.models import Kind
@@ -216,13 +216,31 @@ class _Host:
     want: DesiredHostname
     gap: str | None  # why the hostname listing is incomplete; None when it was read
     target: str
-    block: Blocker
-    depends_on: tuple[str, ...]  # the tenant's lock actions and the routing entry's write
+    builder: PlanBuilder
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """The tenant's lock actions, then the write of the hostname's routing entry.
+
+        Both are planned before any hostname (``build_plan``), so reading them when an action
+        is added gives what reading them first would.
+        """
+        locks = self.builder.tenant_actions.get(self.site.tenant, [])
+        route = self.builder.route_writes.get(self.want.hostname)
+        return (*locks, route) if route is not None else tuple(locks)  # plan_routes rule 2
 
     @property
     def source(self) -> str | None:
         """Where the hostname is declared, located when an action or a block cites it."""
-        return self.block.source
+        field = f"spec.domains[{self.want.index}].hostname"
+        return self.builder.source(Kind.SITE, self.site.name, field)
+
+    @property
+    def block(self) -> Blocker:
+        """Blocks actions on this hostname (made when one is blocked, not per hostname)."""
+        return self.builder.blocker(
+            self.target, tenant=self.site.tenant, site=self.site.name, source=self.source
+        )
 
     def after(self, existing_id: str | None = None) -> dict[str, JsonValue]:
         """The executor's input (``_hostname_after``)."""
@@ -291,20 +309,7 @@ def _plan_hostname_change(
 
 
 def _host(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None) -> _Host:
-    target = f"Hostname/{want.hostname}"
-    source = SpecField(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname")
-    depends_on = list(builder.tenant_actions.get(site.tenant, []))
-    route = builder.route_writes.get(want.hostname)
-    if route is not None:
-        depends_on.append(route)  # plan_routes rule 2: its entry is written first
-    return _Host(
-        site=site,
-        want=want,
-        gap=gap,
-        target=target,
-        block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
-        depends_on=tuple(depends_on),
-    )
+    return _Host(site=site, want=want, gap=gap, target=f"Hostname/{want.hostname}", builder=builder)
 
 
 def _plan_lever(builder: PlanBuilder, host: _Host, have: ObservedHostname | None) -> bool:

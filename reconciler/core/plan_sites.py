@@ -47,7 +47,7 @@ from reconciler.core.plan import (
     JsonValue,
     is_permanent_build_failure,
 )
-from reconciler.core.plan_builder import Blocker, PlanBuilder, SpecField
+from reconciler.core.plan_builder import Blocker, PlanBuilder
 from reconciler.core.plan_site_levers import (
     past_the_cap,
     plan_purge,
@@ -122,7 +122,7 @@ class _Env:
     version: int
     lever: Lever | None
     target: str
-    block: Blocker
+    builder: PlanBuilder
     ledger: SiteLedger | None
     live: PublishRecord | None
     latest: PublishRecord | None
@@ -131,9 +131,16 @@ class _Env:
     build: BuildPreview | None
 
     @property
+    def block(self) -> Blocker:
+        """Blocks actions on this environment (made when one is blocked, not per environment)."""
+        return self.builder.blocker(
+            self.target, tenant=self.site.tenant, site=self.site.name, source=self.source
+        )
+
+    @property
     def source(self) -> str | None:
         """Where the version is set in the specs, located when an action or a block cites it."""
-        return self.block.source
+        return self.builder.source(Kind.SITE, self.site.name, f"spec.{self.env}.version")
 
     @property
     def at_version(self) -> bool:
@@ -198,7 +205,6 @@ def _read_environment(
 ) -> _Env:
     """What D1 and the in-memory build say about ``site``'s ``env`` at ``version``."""
     target = f"Site/{site.name}:{env}"
-    source = SpecField(Kind.SITE, site.name, f"spec.{env}.version")
     ledger = builder.observed.ledger.get(site.name)
     live = ledger.live.get(env) if ledger is not None else None
     wanted = _wanted_inputs(builder, site, version)
@@ -208,7 +214,7 @@ def _read_environment(
         version=version,
         lever=lever,
         target=target,
-        block=builder.blocker(target, tenant=site.tenant, site=site.name, source=source),
+        builder=builder,
         ledger=ledger,
         live=live,
         latest=ledger.latest.get(env) if ledger is not None else None,
