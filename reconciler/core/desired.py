@@ -31,7 +31,14 @@ from reconciler.core.policy import (
     dunning_due,
 )
 from reconciler.core.worker_facts import DesiredWorker, desired_worker
-from reconciler.spec.models import Access, BillingPolicySpec, Kind, PerformanceBudget, SslMethod
+from reconciler.spec.models import (
+    Access,
+    BillingPolicySpec,
+    DeletionPolicy,
+    Kind,
+    PerformanceBudget,
+    SslMethod,
+)
 
 if TYPE_CHECKING:
     from reconciler.spec.load import SourceLocation, Specs
@@ -146,7 +153,7 @@ def derive(
         derived[name] = _tenant(specs, name, billing, now)
 
     sites: dict[str, DesiredSite] = {}
-    rules: dict[str, _HostnameRules] = {}
+    rules: dict[str, _PolicyRules] = {}
     for name in site_names:
         sites[name] = _site(specs, name, derived[specs.sites[name].spec.tenant], rules)
     return Desired(
@@ -181,7 +188,7 @@ def _tenant(
         now=now,
     )
     due: tuple[DunningDue, ...] = ()
-    if tenant.spec.access is Access.AUTO:
+    if tenant.spec.access is Access.AUTO and invoices:  # no invoice, no step due
         due = dunning_due(
             policy=policy,
             open_invoices=invoices,
@@ -202,17 +209,19 @@ def _tenant(
 
 
 @dataclass(frozen=True, slots=True)
-class _HostnameRules:
-    """What one billing policy says of every hostname of its tenants' sites."""
+class _PolicyRules:
+    """What one billing policy says of every site of its tenants and of their hostnames."""
 
+    budget: PerformanceBudget
     suspension_origin: str
     validation_timeout: float  # seconds
     ssl_timeout: float  # seconds
     max_recreates: int
 
 
-def _hostname_rules(policy: BillingPolicySpec) -> _HostnameRules:
-    return _HostnameRules(
+def _policy_rules(policy: BillingPolicySpec) -> _PolicyRules:
+    return _PolicyRules(
+        budget=policy.performance_budget,
         suspension_origin=policy.suspension_origin,
         validation_timeout=policy.domains.validation_timeout.total_seconds(),
         ssl_timeout=policy.domains.ssl_timeout.total_seconds(),
@@ -220,49 +229,53 @@ def _hostname_rules(policy: BillingPolicySpec) -> _HostnameRules:
     )
 
 
-# ``SslMethod.value`` goes through the enum's descriptor; a dict lookup is cheaper per hostname.
+# An enum's ``value`` goes through its descriptor; a dict lookup is cheaper per hostname.
 _SSL_METHODS: Mapping[SslMethod, str] = {method: method.value for method in SslMethod}
+_DELETION_POLICIES: Mapping[DeletionPolicy, str] = {p: p.value for p in DeletionPolicy}
 
 
 def _site(
-    specs: Specs, name: str, owner: DesiredTenant, rules: dict[str, _HostnameRules]
+    specs: Specs, name: str, owner: DesiredTenant, rules: dict[str, _PolicyRules]
 ) -> DesiredSite:
     """One site's desired versions and hostnames, given its tenant's desired facts.
 
-    ``rules`` caches each policy's :class:`_HostnameRules` for the whole derive: they are read
-    once per policy, not once per hostname.
+    ``rules`` caches each policy's :class:`_PolicyRules` for the whole derive: they are read
+    once per policy, not once per site and hostname.
     """
-    site = specs.sites[name]
-    policy = specs.policies[owner.policy].spec
+    spec = specs.sites[name].spec
     rule = rules.get(owner.policy)
     if rule is None:
-        rule = rules[owner.policy] = _hostname_rules(policy)
+        rule = rules[owner.policy] = _policy_rules(specs.policies[owner.policy].spec)
     hard_locked = owner.access.level is Access.HARD_LOCKED
-    tenant = site.spec.tenant
+    tenant, origin = spec.tenant, rule.suspension_origin
+    validation, ssl, recreates = rule.validation_timeout, rule.ssl_timeout, rule.max_recreates
     hostnames = tuple(
-        DesiredHostname(
-            hostname=domain.canonical,
-            site=name,
-            tenant=tenant,
-            ssl_method=_SSL_METHODS[domain.ssl.method],
-            suspended=hard_locked,
-            suspension_origin=rule.suspension_origin,
-            validation_timeout=rule.validation_timeout,
-            ssl_timeout=rule.ssl_timeout,
-            max_recreates=rule.max_recreates,
-            index=index,
-        )
-        for index, domain in enumerate(site.spec.domains)
+        [
+            DesiredHostname(
+                hostname=domain.canonical,
+                site=name,
+                tenant=tenant,
+                ssl_method=_SSL_METHODS[domain.ssl.method],
+                suspended=hard_locked,
+                suspension_origin=origin,
+                validation_timeout=validation,
+                ssl_timeout=ssl,
+                max_recreates=recreates,
+                index=index,
+            )
+            for index, domain in enumerate(spec.domains)
+        ]
     )
+    preview = spec.preview
     return DesiredSite(
         name=name,
         tenant=tenant,
-        pages_project=site.spec.pages_project,
-        production=site.spec.production.version,
-        preview=site.spec.preview.version if site.spec.preview is not None else None,
+        pages_project=spec.pages_project,
+        production=spec.production.version,
+        preview=preview.version if preview is not None else None,
         hostnames=hostnames,
-        scripts=tuple(site.spec.scripts),
-        deletion_policy=site.spec.deletion_policy.value,
-        budget=policy.performance_budget,
+        scripts=tuple(spec.scripts),
+        deletion_policy=_DELETION_POLICIES[spec.deletion_policy],
+        budget=rule.budget,
         publish_allowed=not hard_locked,
     )
