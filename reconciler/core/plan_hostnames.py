@@ -203,7 +203,7 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
             f"D1 domains records {recorded}; Cloudflare shows {shown}: record it, so the "
             "domains table reads what Cloudflare shows"
         ),
-        source=builder.source(Kind.SITE, site.name, f"spec.domains[{want.index}].hostname"),
+        source=builder.source(Kind.SITE, site.name, f"spec.domains[{want.position}].hostname"),
         cause=Cause.DRIFT,
     )
 
@@ -232,7 +232,7 @@ class _Host:
     @property
     def source(self) -> str | None:
         """Where the hostname is declared, located when an action or a block cites it."""
-        field = f"spec.domains[{self.want.index}].hostname"
+        field = f"spec.domains[{self.want.position}].hostname"
         return self.builder.source(Kind.SITE, self.site.name, field)
 
     @property
