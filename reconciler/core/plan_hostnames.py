@@ -9,7 +9,7 @@ hostnames, and caps deletions by the blast radius (``core.policy.deletion_blocke
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
 from reconciler.core.hostname_dns import dns_finding, stuck_reason
@@ -208,9 +208,12 @@ def _plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: Desired
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Host:
-    """One declared hostname being planned: what its steps share."""
+class _Host(NamedTuple):
+    """One declared hostname being planned: what its steps share.
+
+    A named tuple (immutable), made in a third of a frozen dataclass's time: one per
+    declared hostname of the fleet.
+    """
 
     site: DesiredSite
     want: DesiredHostname
