@@ -82,9 +82,11 @@ class DesiredSite(NamedTuple):
     publish_allowed: bool  # False while the tenant is hard-locked
 
 
-@dataclass(frozen=True, slots=True)
-class DesiredTenant:
-    """One tenant's desired access and the dunning messages due now."""
+class DesiredTenant(NamedTuple):
+    """One tenant's desired access and the dunning messages due now.
+
+    A named tuple for the reason :class:`DesiredHostname` is one (one per tenant of the fleet).
+    """
 
     name: str
     display_name: str
