@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from reconciler.core.desired import Desired
 from reconciler.core.lane import Lane
 from reconciler.core.levers import Selection, narrow
-from reconciler.core.observed import Observed, Source
+from reconciler.core.observed import Observed, ObservedDigest, Source
 from reconciler.core.policy import BlastRadius
 from reconciler.core.routing import DesiredPlatform
 
@@ -291,7 +291,7 @@ class Plan:
     """The ordered actions for one desired revision against one observation."""
 
     revision: str | None
-    observed_digest: str
+    digest: ObservedDigest  # of the observation planned against, hashed when first read
     planned_at: float
     actions: tuple[Action, ...]
     blocked: tuple[Blocked, ...]
@@ -301,6 +301,11 @@ class Plan:
     # and per-action context such as "reverts commit abc1234".
     preexisting: frozenset[str] = frozenset()
     annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def observed_digest(self) -> str:
+        """``sha256:<hex>`` of the observation: what a saved plan is checked against."""
+        return self.digest.value
 
     @property
     def is_empty(self) -> bool:
@@ -395,7 +400,7 @@ def build_plan(desired: Desired, observed: Observed, settings: PlanSettings | No
     builder.refuse_unreached()
     plan = Plan(
         revision=desired.revision,
-        observed_digest=observed.digest(),
+        digest=ObservedDigest(observed),
         planned_at=desired.now,
         actions=builder.ordered(),
         blocked=tuple(

@@ -118,7 +118,7 @@ def plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: DesiredH
 def hostname_blocker(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname) -> Blocker:
     """The :class:`Blocker` of a declared hostname, sourced at its line of the site's spec."""
     target = f"Hostname/{want.hostname}"
-    return builder.site_blocker(site, target, f"spec.domains[{want.index}].hostname")
+    return builder.site_blocker(site, target, f"spec.domains[{want.position}].hostname")
 
 
 def _dcv(have: ObservedHostname) -> dict[str, JsonValue]:

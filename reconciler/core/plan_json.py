@@ -39,6 +39,7 @@ from dataclasses import replace
 from typing import TypeVar, cast
 
 from reconciler.core.lane import Lane
+from reconciler.core.observed import ObservedDigest
 from reconciler.core.payloads import PayloadError, parse_payload
 from reconciler.core.plan import (
     FORMAT_VERSION,
@@ -204,7 +205,7 @@ def plan_from_json(document: object) -> Plan:
     incomplete = _object(root.get("incomplete", {}), "incomplete")
     return Plan(
         revision=_optional_str(root, "revision"),
-        observed_digest=_str(root, "observed_digest"),
+        digest=ObservedDigest(_str(root, "observed_digest")),
         planned_at=_number(root, "planned_at"),
         actions=tuple(listed[action_id] for action_id in order),
         blocked=tuple(

@@ -131,9 +131,9 @@ def _plan_removals(
     )
     if scope is not None:
         declared = declared | _declared_anywhere(builder, set(observed.routes) - declared)
-    for name, entry in sorted(observed.routes.items()):
-        if name in declared and name not in _conflicts(builder, name):
-            continue
+    # Only keys that may go are sorted: a converged table's declared keys are skipped first.
+    keys = [(n, e) for n, e in observed.routes.items() if n not in declared or _foreign(builder, n)]
+    for name, entry in sorted(keys):
         have = observed.hostnames.get(name)
         if have is not None and have.owned and name not in declared:
             continue  # retained or being deleted: delete_hostname removes the key
@@ -148,10 +148,10 @@ def _plan_removals(
             routes.sites.add(entry.site)
 
 
-def _conflicts(builder: PlanBuilder, name: str) -> set[str]:
-    """``{name}`` when the hostname is in the zone and not ours (its key must go), else empty."""
+def _foreign(builder: PlanBuilder, name: str) -> bool:
+    """Whether the hostname is in the zone and not ours (its key must go although declared)."""
     have = builder.observed.hostnames.get(name)
-    return {name} if have is not None and not have.owned else set()
+    return have is not None and not have.owned
 
 
 def _declared_anywhere(builder: PlanBuilder, names: set[str]) -> set[str]:

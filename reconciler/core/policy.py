@@ -87,6 +87,8 @@ def invoice_owed(invoice: Invoice, policy: BillingPolicySpec) -> bool:
 
 def owed_invoices(invoices: Sequence[Invoice], policy: BillingPolicySpec) -> list[Invoice]:
     """The invoices ``policy`` counts as owed, oldest overdue first."""
+    if not invoices:
+        return []  # most tenants: nothing to filter or sort
     return sorted(
         (inv for inv in invoices if invoice_owed(inv, policy)),
         key=lambda inv: (inv.overdue_since, inv.id),

@@ -21,6 +21,7 @@ __all__ = [
     "Located",
     "PolicyDocument",
     "SiteDocument",
+    "SiteFields",
     "SpecsView",
     "TenantDocument",
     "WorkerDocument",
@@ -141,7 +142,7 @@ class _Domain(Protocol):
     def ssl(self) -> _Ssl: ...
 
 
-class _SiteFields(Protocol):
+class SiteFields(Protocol):
     @property
     def tenant(self) -> str: ...
     @property
@@ -162,7 +163,7 @@ class SiteDocument(Protocol):
     """A ``Site`` document."""
 
     @property
-    def spec(self) -> _SiteFields: ...
+    def spec(self) -> SiteFields: ...
 
 
 # --- Worker ------------------------------------------------------------------------------

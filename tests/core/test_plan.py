@@ -12,6 +12,7 @@ from reconciler.core.observed import (
     Gap,
     GapReason,
     Observed,
+    ObservedDigest,
     PublishRecord,
     Source,
     TenantRecord,
@@ -87,6 +88,16 @@ def test_a_converged_world_plans_nothing() -> None:
 
 def test_planning_twice_gives_identical_plans() -> None:
     assert plan_for(converged_world(), version=3) == plan_for(converged_world(), version=3)
+
+
+def test_the_observed_digest_is_hashed_only_when_read_and_then_once() -> None:
+    world = converged_world()
+    plan = plan_for(world, version=3)
+    assert repr(plan.digest) == "ObservedDigest('not yet hashed')"
+    assert plan.observed_digest == world.digest()
+    assert repr(plan.digest) == f"ObservedDigest({world.digest()!r})"
+    assert plan.digest == ObservedDigest(world.digest())
+    assert plan.digest != ObservedDigest(replace(world, known_domains=frozenset({"x"})))
 
 
 def test_a_version_bump_without_a_deployment_publishes_with_its_source_line() -> None:

@@ -220,8 +220,8 @@ def ssl_plan(hours: float, *, recreates: int = 0) -> Plan:
     observed = converged_world(hostnames={HOST: have})
     desired = derive(specs(), observed.billing, now=NOW)
     site = desired.sites["acme-home"]
-    twelve = tuple(replace(h, ssl_timeout=12 * 3600.0) for h in site.hostnames)
-    desired = replace(desired, sites={"acme-home": replace(site, hostnames=twelve)})
+    twelve = tuple(h._replace(ssl_timeout=12 * 3600.0) for h in site.hostnames)
+    desired = replace(desired, sites={"acme-home": site._replace(hostnames=twelve)})
     return build_plan(desired, observed)
 
 

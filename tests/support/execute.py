@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.observed import ObservedDigest
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.payloads import ACCESS_OF, parse_payload
 from reconciler.core.plan import (
@@ -97,7 +98,7 @@ def plan_of(
     """A plan holding exactly these actions, in this order."""
     return Plan(
         revision="abc1234def5678",
-        observed_digest=digest,
+        digest=ObservedDigest(digest),
         planned_at=planned_at,
         actions=tuple(actions),
         blocked=tuple(blocked),
