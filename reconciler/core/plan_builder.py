@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
+from typing import NamedTuple
 
 from reconciler.core.desired import Desired, DesiredSite
 from reconciler.core.lane import Lane
@@ -186,8 +187,8 @@ class PlanBuilder:
 
     def site_blocker(self, site: DesiredSite, target: str, fieldpath: str) -> Blocker:
         """A :class:`Blocker` for ``target`` of ``site``, sourced at the site spec's field."""
-        source = self.source(Kind.SITE, site.name, fieldpath)
-        return Blocker(self, target, site.tenant, site.name, source)
+        # located when an action or a block cites it, not for every target planned
+        return Blocker(self, target, site.tenant, site.name, SpecField(site.name, fieldpath))
 
     def note(
         self, target: str, *, tenant: str | None, site: str | None, category: str, reason: str
@@ -218,6 +219,13 @@ class PlanBuilder:
         return tuple(ordered)
 
 
+class SpecField(NamedTuple):
+    """A field of a site's spec, located only when something cites it."""
+
+    site: str
+    fieldpath: str
+
+
 @dataclass(frozen=True, slots=True)
 class Blocker:
     """Blocks (or adds) actions on one target whose tenant, site and source are bound once."""
@@ -226,7 +234,14 @@ class Blocker:
     target: str
     tenant: str | None
     site: str | None
-    source: str | None
+    located: str | SpecField | None  # the source, or the site spec field to locate it from
+
+    @property
+    def source(self) -> str | None:
+        """``"specs/sites/acme.yaml:14:7"`` (located on first use of a site spec field)."""
+        if isinstance(self.located, SpecField):
+            return self.builder.source(Kind.SITE, *self.located)
+        return self.located
 
     def __call__(self, kind: ActionKind, *, gate: str, reason: str) -> None:
         """Block ``kind`` on the bound target behind ``gate`` with ``reason``."""
