@@ -188,7 +188,7 @@ class DaemonPass:
             queue, coverage=coverage, specs=specs, desired=desired, observed=observed, now=now
         )
         pending = {owner_of(a) for a in plan.actions} & set(failed)
-        self._convergence.track_drift(key, pending, now)
+        self._convergence.track_drift(key, pending, now, None if moving is None else moving.sites)
         duration = parts.clock() - started
         parts.metrics.pass_finished(duration, ok=not failed)
         counts = report.counts()

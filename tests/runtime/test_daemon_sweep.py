@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from reconciler.core.lane import Lane
 from reconciler.providers.cloudflare_models import CustomHostname, Deployment, PagesProject
+from reconciler.runtime.convergence import Convergence
 from reconciler.runtime.daemon_sweep import (
     MOVING_HOSTNAME_STATUSES,
     MOVING_SSL_STATUSES,
@@ -23,6 +24,7 @@ from reconciler.runtime.daemon_sweep import (
     sweep_periods,
 )
 from reconciler.runtime.loop import SWEEP_MOVING, LoopSettings
+from reconciler.runtime.metrics import Metrics
 from reconciler.runtime.scope import KeyScope
 from reconciler.sandbox.cloudflare_hostnames import HostnameBehaviour
 from reconciler.spec.load import Specs, load_directory
@@ -195,3 +197,14 @@ async def test_a_moving_sweep_reads_by_status_and_passes_over_the_stuck_site_onl
     assert site in moving and moving < set(specs.sites)
     assert result.report is not None
     assert {a.site for a in result.report.plan.actions} <= moving
+
+
+def test_a_moving_sweep_resolves_the_drift_of_its_own_sites_only() -> None:
+    metrics = Metrics()
+    convergence = Convergence(clock=lambda: 0.0, metrics=metrics)
+    convergence.track_drift("Site/a", {"Site/a"}, 10.0)
+    convergence.track_drift("Site/b", {"Site/b"}, 20.0)
+    convergence.track_drift(SWEEP_MOVING, set(), 30.0, frozenset({"b"}))
+    assert metrics.drift_age._value.get() == 20.0  # Site/a still drifts since 10 s
+    convergence.track_drift("Sweep/all", set(), 40.0)
+    assert metrics.drift_age._value.get() == 0.0
