@@ -395,8 +395,8 @@ class Daemon:
             due = {name: last[name] + periods[name] for name in last}
             await self.parts.sleep(max(0.0, min(due.values()) - clock()))
             now = clock()
-            for name, moment in sorted(due.items()):
-                if now < moment:
+            for name in sorted(last):  # Sweep/all first: it may postpone Sweep/hostnames
+                if now < last[name] + periods[name]:
                     continue
                 last[name] = now
                 if name == "billing":

@@ -8,9 +8,12 @@ only, and a hostname stuck pending brings its site, and only its site, into the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from reconciler.core.lane import Lane
@@ -23,7 +26,7 @@ from reconciler.runtime.daemon_sweep import (
     Prelisted,
     sweep_periods,
 )
-from reconciler.runtime.loop import SWEEP_MOVING, LoopSettings
+from reconciler.runtime.loop import SWEEP_ALL, SWEEP_HOSTNAMES, SWEEP_MOVING, Daemon, LoopSettings
 from reconciler.runtime.metrics import Metrics
 from reconciler.runtime.scope import KeyScope
 from reconciler.sandbox.cloudflare_hostnames import HostnameBehaviour
@@ -208,3 +211,64 @@ def test_a_moving_sweep_resolves_the_drift_of_its_own_sites_only() -> None:
     assert metrics.drift_age._value.get() == 20.0  # Site/a still drifts since 10 s
     convergence.track_drift("Sweep/all", set(), 40.0)
     assert metrics.drift_age._value.get() == 0.0
+
+
+# ---- the schedule ----------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self, until: float) -> None:
+        self.now = 0.0
+        self.until = until
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.now > self.until:
+            raise asyncio.CancelledError
+
+
+async def _queued_sweeps(settings: LoopSettings, until: float) -> list[tuple[float, str]]:
+    """The sweeps :meth:`Daemon._sweeps` queues over ``until`` seconds of a virtual clock."""
+    clock = _Clock(until)
+    queued: list[tuple[float, str]] = []
+    daemon = SimpleNamespace(
+        parts=SimpleNamespace(clock=clock, sleep=clock.sleep),
+        settings=settings,
+        specs=None,
+        sweep=HostnameSweep(KeyScope()),
+        queue=SimpleNamespace(add=lambda key, lane: queued.append((clock.now, key))),
+        _queue_billing_sweep=lambda period: None,
+        _publish_depth=lambda: None,
+    )
+    daemon._periods = lambda: Daemon._periods(daemon)  # type: ignore[arg-type]
+    with contextlib.suppress(asyncio.CancelledError):
+        await Daemon._sweeps(daemon)  # type: ignore[arg-type]
+    return queued
+
+
+async def test_the_moving_sweep_runs_often_and_a_full_sweep_postpones_the_full_listing() -> None:
+    settings = LoopSettings(
+        hostname_sweep=10.0, hostname_full_sweep=30.0, full_sweep=100.0, cloudflare_budget=1e9
+    )
+    queued = await _queued_sweeps(settings, until=205.0)
+    moving = [at for at, key in queued if key == SWEEP_MOVING]
+    assert moving == [10.0 * n for n in range(1, 21)]
+    assert [at for at, key in queued if key == SWEEP_ALL] == [100.0, 200.0]
+    # Every 30 s, except that the full sweep at 100 s listed the zone: the next is 30 s after it.
+    assert [at for at, key in queued if key == SWEEP_HOSTNAMES] == [
+        30.0,
+        60.0,
+        90.0,
+        130.0,
+        160.0,
+        190.0,
+    ]
+
+
+async def test_with_the_default_periods_only_the_full_sweep_lists_the_whole_zone() -> None:
+    queued = await _queued_sweeps(LoopSettings(), until=2 * 21_600.0 + 1)
+    assert [key for _, key in queued if key != SWEEP_MOVING] == [SWEEP_ALL, SWEEP_ALL]
+    assert sum(1 for _, key in queued if key == SWEEP_MOVING) == 2 * 36
