@@ -308,7 +308,11 @@ async def observe(
     async with asyncio.TaskGroup() as group:
         group.create_task(_guard(readings, Source.D1, limits.d1, read_d1()))
         if clients.cloudflare is not None:
-            declared = sum(len(specs.sites[s].spec.domains) for s in sites)
+            declared = (
+                sum(len(specs.sites[s].spec.domains) for s in sites)
+                if scoped
+                else specs.domain_count
+            )
             pages = len(lookups) if scoped else -(-declared // 50)  # 50 hostnames a page
             group.create_task(
                 _guard(
