@@ -599,7 +599,7 @@ class DaemonWorld:
     :func:`reconciler.runtime.guard.guarded_client`: the provider's circuit breaker and the API
     metrics see each call, and every writer (and the journal and status writes through the
     fenced D1) calls ``lease.ensure()`` first, so nothing is written once the lease is lost.
-    The lease itself uses the unfenced database.
+    The lease itself uses an unfenced database connection of its own.
     """
 
     def __init__(
@@ -670,8 +670,10 @@ class DaemonWorld:
             sleep=handler_sleep,
             create_database=create_database,
         )
+        # The lease on a connection of its own: no pass's reads and writes queue before a renewal.
+        self.lease_database = _database(settings, self.writers.cloudflare, create_database)
         self.lease = LeaderLease(
-            self.writers.database,
+            self.lease_database,
             holder=holder or default_holder(),
             ttl=lease_ttl,
             clock=clock,
@@ -779,6 +781,7 @@ class DaemonWorld:
         """Close every client."""
         await self.readers.aclose()
         await self.writers.aclose()
+        await self.lease_database.close()
 
     async def __aenter__(self) -> DaemonWorld:
         """Use as an async context manager."""
