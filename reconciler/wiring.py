@@ -638,7 +638,7 @@ class DaemonWorld(AsyncClosing):
     :func:`reconciler.runtime.guard.guarded_client`: the provider's circuit breaker and the API
     metrics see each call, and every writer (and the journal and status writes through the
     fenced D1) calls ``lease.ensure()`` first, so nothing is written once the lease is lost.
-    The lease itself uses the unfenced database.
+    The lease itself uses an unfenced database connection of its own.
     """
 
     def __init__(
@@ -701,7 +701,9 @@ class DaemonWorld(AsyncClosing):
             sleep=handler_sleep,
             create_database=create_database,
         )
-        self.lease = _lease(self.writers.database, holder, lease_ttl, clock=clock, sleep=sleep)
+        # The lease on a connection of its own: no pass's reads and writes queue before a renewal.
+        self.lease_database = _database(settings, self.writers.cloudflare, create_database)
+        self.lease = _lease(self.lease_database, holder, lease_ttl, clock=clock, sleep=sleep)
         guard = _Guard(self.breakers, self.metrics, self.lease.ensure)
         follower = GitFollower(
             workdir / "repo",
@@ -774,6 +776,7 @@ class DaemonWorld(AsyncClosing):
         """Close every client."""
         await self.readers.aclose()
         await self.writers.aclose()
+        await self.lease_database.close()
 
     def __repr__(self) -> str:
         """The worlds it wraps; never a credential."""

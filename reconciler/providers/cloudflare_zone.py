@@ -37,25 +37,36 @@ class ZoneCalls(CloudflareApi):
     """The custom hostname and cache endpoints of one zone (a part of the Cloudflare client)."""
 
     async def list_custom_hostnames(
-        self, *, hostname: str | None = None, per_page: int = HOSTNAMES_PER_PAGE
+        self,
+        *,
+        hostname: str | None = None,
+        per_page: int = HOSTNAMES_PER_PAGE,
+        hostname_status: str | None = None,
+        ssl_status: str | None = None,
     ) -> list[CustomHostname]:
-        """Every custom hostname of the zone, or the one named ``hostname``.
+        """Every custom hostname of the zone, the one named ``hostname``, or those in a status.
 
         Args:
             hostname: the ``hostname`` filter (exact name), or None for all.
             per_page: page size, 5-50 (CONTRACT.md §4.2); 5,000 hostnames at 50 = 100 requests.
+            hostname_status: only hostnames in this ``status`` (§4.2 Δ [SDK], the §4.4 enum).
+            ssl_status: only hostnames whose ``ssl.status`` is this (the §4.5 enum).
         """
         if not 5 <= per_page <= HOSTNAMES_PER_PAGE:
             raise ValueError("per_page must be between 5 and 50")
         params: dict[str, str | int] = {}
         if hostname is not None:
             params["hostname"] = hostname
+        if hostname_status is not None:
+            params["hostname_status"] = hostname_status
+        if ssl_status is not None:
+            params["ssl_status"] = ssl_status
         items = await self._paginate(
             HOSTNAMES,
             self._zone(),
             params,
             per_page=per_page,
-            total_count_applies=hostname is None,
+            total_count_applies=not params,  # total_count ignores every filter
         )
         return [CustomHostname.from_json(item) for item in items]
 

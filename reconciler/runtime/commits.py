@@ -99,7 +99,8 @@ class CommitIntake:
             log.warning(
                 "approval ignored: name Site/<name> or Hostname/<name>", extra={"value": value}
             )
-        self.approvals.prune(specs)
+        if self.approvals.approved:  # a walk of every declared name: off the event loop
+            await asyncio.to_thread(self.approvals.prune, specs)
         added = self.approvals.add(found)
         if added:
             log.info(

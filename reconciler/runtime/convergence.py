@@ -62,12 +62,22 @@ class Convergence:
                 self._report(commit, seen, start)
                 self._supersede(commit)
 
-    def track_drift(self, key: str, pending: Collection[str], now: float) -> None:
-        """Age the drift a pass of ``key`` left: ``pending``, its failed actions' owners."""
+    def track_drift(
+        self,
+        key: str,
+        pending: Collection[str],
+        now: float,
+        sites: Collection[str] | None = None,
+    ) -> None:
+        """Age the drift a pass of ``key`` left: ``pending``, its failed actions' owners;
+        ``sites``: the only sites the pass covered (the moving hostname sweep's)."""
         for owner in pending:
             self._drift_since.setdefault(owner, now)
         for owner in list(self._drift_since):
-            covered = key == owner or key.startswith("Sweep/")
+            if sites is not None:
+                covered = owner.removeprefix("Site/") in sites and owner.startswith("Site/")
+            else:
+                covered = key == owner or key.startswith("Sweep/")
             if covered and owner not in pending:
                 del self._drift_since[owner]
         oldest = min(self._drift_since.values(), default=now)

@@ -38,7 +38,8 @@ class LoopSettings:
 
     interval: float = 60.0  # Git poll period (a push webhook fetches at once)
     workers: int = 4  # passes that may run at once (on different tenants)
-    hostname_sweep: float = 600.0  # one listing of every custom hostname
+    hostname_sweep: float = 600.0  # the hostnames that can still move (runtime/daemon_sweep.py)
+    hostname_full_sweep: float = 21_600.0  # every custom hostname (a full sweep lists them too)
     billing_sweep: float = 3_600.0  # every tenant's Stripe billing re-read, spread out
     full_sweep: float = 21_600.0  # everything observed and planned
     grace: float = 20.0  # how long a stop lets passes in flight finish
@@ -49,6 +50,9 @@ class LoopSettings:
     gateway_ttl: float = 60.0  # how long an "open" WhatsApp connection state is believed
     gateway_timeout: float = 30.0  # one read of the WhatsApp connection state, at most
     lease_poll: float | None = None  # standby poll period (default: the lease's ttl / 3)
+    cloudflare_budget: float = 14_400.0  # Cloudflare requests per hour (1,200 per 300 s)
+    sweep_budget_share: float = 0.2  # of it, what the hostname sweeps' listings may project
+    chunk: int = 2_000  # sites handled between two yields to the event loop in a full pass
 
 
 @dataclass(slots=True)

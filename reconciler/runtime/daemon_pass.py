@@ -30,18 +30,20 @@ from dataclasses import dataclass, replace
 from reconciler.core.conditions_common import SKIPPED_PREFIX
 from reconciler.core.lane import Lane
 from reconciler.core.observed import Gap, GapReason, Source
+from reconciler.core.outcome import Report
 from reconciler.core.plan import ActionKind, PlanSettings
-from reconciler.errors import MigrationError, PlanError
+from reconciler.errors import MigrationError, PlanError, ProviderError
 from reconciler.redact import redact
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.convergence import Convergence
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings, PassResult
+from reconciler.runtime.daemon_sweep import HostnameSweep, MovingHostnames, Prelisted
 from reconciler.runtime.execute import execute
 from reconciler.runtime.gateway import GATEWAY_DEFERRED, GatewayGate, sends_due
 from reconciler.runtime.observe import ObserveClients
 from reconciler.runtime.pipeline import Pass, plan_pass, replan
 from reconciler.runtime.schedule import Result, Scheduler, Verdict, owner_of, schedule
-from reconciler.runtime.scope import KeyScope, Reading
+from reconciler.runtime.scope import SWEEP_MOVING, KeyScope, Reading
 from reconciler.runtime.status_publisher import StatusPublisher
 from reconciler.runtime.workqueue import WorkQueue
 from reconciler.spec.load import Specs
@@ -100,12 +102,13 @@ class DaemonPass:
             timeout=settings.gateway_timeout,
         )
         self._scheduler = Scheduler(parts, settings, scope)
+        self.sweep = HostnameSweep(scope)
         self._publisher = StatusPublisher(status=parts.status, metrics=parts.metrics)
 
     async def run(self, key: str, reading: Reading, context: PassContext) -> PassResult:
         """Observe, derive, plan, execute, then conditions, metrics and timers (rule 1)."""
         parts = self._parts
-        queue, specs = context.queue, context.specs
+        queue = context.queue
         started = parts.clock()
         lane = Lane.SWEEP if key.startswith("Sweep/") else Lane.CHANGE
         blocked_until = self._essential_breaker_wait(reading)
@@ -118,10 +121,10 @@ class DaemonPass:
             schedule(queue, key, [Result(key, Verdict.REQUEUE_AFTER, after=wait, lane=lane)])
             return PassResult(key, reading, None, {}, parts.clock() - started)
         try:
-            made, reading = await self._plan(key, context, reading)
-            observed, desired, plan = made.observed, made.desired, made.plan
+            moving = await self._moving(key, context)
+            made, reading = await self._plan(key, context, reading, moving)
             report = await execute(
-                plan,
+                made.plan,
                 handlers=parts.handlers,
                 journal=parts.journal,
                 limits=parts.limits,
@@ -129,16 +132,49 @@ class DaemonPass:
             )
         except (MigrationError, PlanError) as exc:
             source = "d1" if isinstance(exc, MigrationError) else "plan"
-            terminal = Result(key, Verdict.TERMINAL, redact(f"{source}: {exc}"))
-            schedule(queue, key, [terminal])
-            parts.metrics.pass_finished(parts.clock() - started, ok=False)
-            log.error("pass failed", extra={"key": key, "error": str(exc)})
-            return PassResult(key, reading, None, {key: terminal.reason}, parts.clock() - started)
+            return self._failed(key, reading, queue, Verdict.TERMINAL, f"{source}: {exc}", started)
+        except ProviderError as exc:  # only the moving sweep's listing raises it here
+            return self._failed(key, reading, queue, Verdict.ERROR, f"listing: {exc}", started)
+        return await self._account(key, reading, context, made, report, moving, started)
+
+    def _failed(
+        self,
+        key: str,
+        reading: Reading,
+        queue: WorkQueue,
+        verdict: Verdict,
+        why: str,
+        started: float,
+    ) -> PassResult:
+        """A pass that failed before it could plan: the key is charged (rule 4)."""
+        parts = self._parts
+        failure = Result(key, verdict, redact(why))
+        schedule(queue, key, [failure])
+        parts.metrics.pass_finished(parts.clock() - started, ok=False)
+        log.error("pass failed", extra={"key": key, "error": failure.reason})
+        return PassResult(key, reading, None, {key: failure.reason}, parts.clock() - started)
+
+    async def _account(
+        self,
+        key: str,
+        reading: Reading,
+        context: PassContext,
+        made: Pass,
+        report: Report,
+        moving: MovingHostnames | None,
+        started: float,
+    ) -> PassResult:
+        """After the plan ran: results, conditions, timers, convergence and the log line."""
+        parts = self._parts
+        queue, specs = context.queue, context.specs
+        observed, desired, plan = made.observed, made.desired, made.plan
         now = parts.clock()
         results = self._scheduler.results(key, specs, observed, report)
         schedule(queue, key, results)
         failed = {r.resource: r.reason for r in results if r.failed}
-        coverage = self._scheduler.coverage(queue, key, specs, reading)
+        coverage = self._scheduler.coverage(
+            queue, key, specs, reading, None if moving is None else moving.sites
+        )
         await self._publisher.publish(
             key,
             specs=specs,
@@ -148,11 +184,11 @@ class DaemonPass:
             coverage=coverage,
             now=now,
         )
-        self._scheduler.set_timers(
+        await self._scheduler.set_timers(
             queue, coverage=coverage, specs=specs, desired=desired, observed=observed, now=now
         )
         pending = {owner_of(a) for a in plan.actions} & set(failed)
-        self._convergence.track_drift(key, pending, now)
+        self._convergence.track_drift(key, pending, now, None if moving is None else moving.sites)
         duration = parts.clock() - started
         parts.metrics.pass_finished(duration, ok=not failed)
         counts = report.counts()
@@ -171,6 +207,13 @@ class DaemonPass:
         )
         self._convergence.note(key, failed, plan)
         return PassResult(key, reading, report, failed, duration)
+
+    async def _moving(self, key: str, context: PassContext) -> MovingHostnames | None:
+        """The moving sweep's filtered listings (``runtime/daemon_sweep.py``); None for others."""
+        reader = self._parts.observe_clients.cloudflare
+        if key != SWEEP_MOVING or reader is None:
+            return None
+        return await self.sweep.read(reader, context.specs)
 
     def _essential_breaker_wait(self, reading: Reading) -> tuple[str, float] | None:
         breakers = self._parts.breakers
@@ -217,14 +260,26 @@ class DaemonPass:
             gaps={**clients.gaps, **skipped},
         )
 
-    async def _plan(self, key: str, context: PassContext, reading: Reading) -> tuple[Pass, Reading]:
-        """Observe, derive (once, the key's scope only) and plan (rules 1 to 3)."""
+    async def _plan(
+        self,
+        key: str,
+        context: PassContext,
+        reading: Reading,
+        moving: MovingHostnames | None = None,
+    ) -> tuple[Pass, Reading]:
+        """Observe, derive (once, the key's scope only) and plan (rules 1 to 3); the moving
+        sweep observes the sites it found, answering their hostnames from its listing."""
         specs = context.specs
         scope, hostnames = self._scope.scope(key, specs, context.previous)
+        clients = self._clients(reading)
+        if moving is not None:
+            scope = moving.sites
+            if clients.cloudflare is not None:
+                clients = replace(clients, cloudflare=Prelisted(clients.cloudflare, moving.listed))
         kind, _, name = key.partition("/")
         made = await plan_pass(
             specs,
-            clients=self._clients(reading),
+            clients=clients,
             now=self._parts.clock(),
             settings=context.plan_settings,
             scope=scope,
@@ -234,7 +289,7 @@ class DaemonPass:
         )
         if reading is Reading.BILLING_ONLY and any(a.kind in _ESCALATE for a in made.plan.actions):
             # A lock or unlock re-points hostnames too: do it all in one full pass.
-            return await self._plan(key, context, Reading.FULL)
+            return await self._plan(key, context, Reading.FULL, moving)
         observed = made.observed
         if observed.incomplete.get(Source.WHATSAPP) == GATEWAY_DEFERRED and sends_due(
             made.desired, observed

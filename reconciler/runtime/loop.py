@@ -20,7 +20,9 @@ Rules (docs/daemon.md, "The loop", explains them for operators; the pass's own r
    in the ``change`` lane (a lowered version, or a tenant lock lifted in the specs, goes
    ``urgent``); a Stripe event queues that tenant; a push webhook only nudges the follower.
    Sweeps queue themselves on their own periods in the ``sweep`` lane; the billing sweep
-   queues every tenant, spread over its period.
+   queues every tenant, spread over its period. The hostnames that can still move are swept
+   often, the whole zone rarely, within a share of the Cloudflare budget
+   (``runtime/daemon_sweep.py``).
 3. Passes of keys that share a tenant never overlap, and a sweep runs alone, so no action is
    ever run twice at once.
 4. Work that failed in an outage is never left to a sweep: when a breaker opens, every
@@ -53,7 +55,14 @@ from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings, PassResul
 from reconciler.runtime.daemon_pass import DaemonPass, PassContext
 from reconciler.runtime.guard import guarded_client
 from reconciler.runtime.lease import LeaseLostError
-from reconciler.runtime.scope import SWEEP_ALL, SWEEP_HOSTNAMES, KeyScope, Reading, TenantLocks
+from reconciler.runtime.scope import (
+    SWEEP_ALL,
+    SWEEP_HOSTNAMES,
+    SWEEP_MOVING,
+    KeyScope,
+    Reading,
+    TenantLocks,
+)
 from reconciler.runtime.server import GitPush, HealthReport
 from reconciler.runtime.workqueue import QueueShutDown, WorkQueue
 from reconciler.spec.load import Specs
@@ -61,6 +70,7 @@ from reconciler.spec.load import Specs
 __all__ = [
     "SWEEP_ALL",
     "SWEEP_HOSTNAMES",
+    "SWEEP_MOVING",
     "Daemon",
     "DaemonParts",
     "LoopSettings",
@@ -99,6 +109,7 @@ class Daemon:
             parts, self.settings, scope=self._scope, convergence=self.convergence
         )
         self.gateway = self._passes.gateway
+        self.sweep = self._passes.sweep  # the hostname sweeps (runtime/daemon_sweep.py)
         self._commits = CommitIntake(parts)
         self._alive = False
         parts.breakers.subscribe(self._breaker_changed)
@@ -278,6 +289,7 @@ class Daemon:
         self._lease_lost.clear()
         self.queue = self._new_queue()
         self._full.clear()
+        self.sweep.forget()
         log.info("leading", extra={"holder": parts.lease.holder})
         if self.specs is not None:
             self.queue.add(SWEEP_ALL, Lane.CHANGE)  # another leader may have acted meanwhile
@@ -369,33 +381,42 @@ class Daemon:
         self.convergence.queued(new, keys, seen=commit.seen, start=commit.start)
 
     async def _sweeps(self) -> None:
-        """Queue the sweeps on their periods (rule 2); runs until cancelled."""
-        settings = self.settings
+        """Queue the sweeps on their periods (rule 2); runs until cancelled.
+
+        The hostname sweeps' periods come from the budget check (``runtime/daemon_sweep.py``),
+        made again before each wait; a full sweep lists every hostname, so queueing one
+        postpones the full hostname sweep by its period.
+        """
         clock = self.parts.clock
         start = clock()
-        due = {
-            SWEEP_ALL: start + settings.full_sweep,
-            SWEEP_HOSTNAMES: start + settings.hostname_sweep,
-            "billing": start + settings.billing_sweep,
-        }
-        periods = {
-            SWEEP_ALL: settings.full_sweep,
-            SWEEP_HOSTNAMES: settings.hostname_sweep,
-            "billing": settings.billing_sweep,
-        }
+        last = dict.fromkeys((SWEEP_ALL, SWEEP_HOSTNAMES, SWEEP_MOVING, "billing"), start)
         while True:
-            wait = max(0.0, min(due.values()) - clock())
-            await self.parts.sleep(wait)
+            periods = self._periods()
+            due = {name: last[name] + periods[name] for name in last}
+            await self.parts.sleep(max(0.0, min(due.values()) - clock()))
             now = clock()
-            for name, moment in sorted(due.items()):
-                if now < moment:
+            for name in sorted(last):  # Sweep/all first: it may postpone Sweep/hostnames
+                if now < last[name] + periods[name]:
                     continue
-                due[name] = now + periods[name]
+                last[name] = now
                 if name == "billing":
                     self._queue_billing_sweep(periods[name])
-                else:
-                    self.queue.add(name, Lane.SWEEP)
+                    continue
+                if name == SWEEP_ALL:
+                    last[SWEEP_HOSTNAMES] = now
+                self.queue.add(name, Lane.SWEEP)
             self._publish_depth()
+
+    def _periods(self) -> dict[str, float]:
+        """Every sweep's period; the hostname sweeps' after the budget check."""
+        settings = self.settings
+        fit = self.sweep.periods(settings, self.specs)
+        return {
+            SWEEP_ALL: settings.full_sweep,
+            SWEEP_HOSTNAMES: fit.full,
+            SWEEP_MOVING: fit.moving,
+            "billing": settings.billing_sweep,
+        }
 
     def _queue_billing_sweep(self, period: float) -> None:
         specs = self.specs
@@ -434,8 +455,6 @@ class Daemon:
         self._full.discard(key)
         async with self._locks.hold(KeyScope.tenants_of(key, specs, self._previous)):
             await self._pass(key, reading)
-
-    # ----------------------------------------------------------------- one pass
 
     # ----------------------------------------------------------------- one pass
 

@@ -65,9 +65,14 @@ class CloudflareReader(Protocol):
         ...
 
     async def list_custom_hostnames(
-        self, *, hostname: str | None = None, per_page: int = 50
+        self,
+        *,
+        hostname: str | None = None,
+        per_page: int = 50,
+        hostname_status: str | None = None,
+        ssl_status: str | None = None,
     ) -> list[CustomHostname]:
-        """Every custom hostname of the zone, or the one named ``hostname``."""
+        """Every custom hostname of the zone, the one named ``hostname``, or those in a status."""
         ...
 
 

@@ -26,6 +26,7 @@ Rules (docs/daemon.md, "The loop"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -191,17 +192,27 @@ class Scheduler:
                     delay = max(delay, retry_at - self._parts.clock())
         return delay
 
-    def coverage(self, queue: WorkQueue, key: str, specs: Specs, reading: Reading) -> Coverage:
-        """What a pass of ``key`` reports on, with the resources the queue gave up on."""
-        sites, tenants = self._scope.coverage(key, specs, reading)
+    def coverage(
+        self,
+        queue: WorkQueue,
+        key: str,
+        specs: Specs,
+        reading: Reading,
+        sites: frozenset[str] | None = None,
+    ) -> Coverage:
+        """What a pass of ``key`` reports on (``sites``: the moving sweep's), with the
+        resources the queue gave up on (asked of the queue's stuck set, not per resource)."""
+        covered, tenants = self._scope.coverage(key, specs, reading, sites)
         stuck: dict[str, str] = {}
-        for resource in [f"Site/{n}" for n in sites] + [f"Tenant/{n}" for n in tenants]:
-            error = queue.stuck(resource)
-            if error is not None:
-                stuck[resource] = str(error)
-        return Coverage(sites=frozenset(sites), tenants=frozenset(tenants), stuck=stuck)
+        for resource in queue.stuck_keys():
+            kind, _, name = resource.partition("/")
+            if (kind == "Site" and name in covered) or (kind == "Tenant" and name in tenants):
+                error = queue.stuck(resource)
+                if error is not None:
+                    stuck[resource] = str(error)
+        return Coverage(sites=frozenset(covered), tenants=frozenset(tenants), stuck=stuck)
 
-    def set_timers(
+    async def set_timers(
         self,
         queue: WorkQueue,
         *,
@@ -211,22 +222,14 @@ class Scheduler:
         observed: Observed,
         now: float,
     ) -> None:
-        """The deadlines of what the pass covered, as timers (rule 4)."""
-        if observed.is_complete(Source.HOSTNAMES):
-            for name in coverage.sites:
-                site = desired.sites.get(name)
-                if site is None:
-                    continue
-                moment = next_validation_deadline(site.hostnames, observed, now)
-                if moment is not None:
-                    queue.wake_at(f"Site/{name}", moment)
-        if observed.is_complete(Source.D1):
-            for name in coverage.sites:  # a publish stuck on Cloudflare's side: a cool-down
-                retry = next_publish_retry(
-                    observed.ledger.get(name), settings=self._parts.plan_settings, now=now
-                )
-                if retry is not None:
-                    queue.wake_at(f"Site/{name}", retry)
+        """The deadlines of what the pass covered, as timers (rule 4); a whole fleet's are
+        set ``chunk`` sites at a time, yielding to the event loop in between."""
+        hostnames = observed.is_complete(Source.HOSTNAMES)
+        ledger = observed.is_complete(Source.D1)
+        for index, name in enumerate(sorted(coverage.sites)):
+            if index and not index % self._settings.chunk:
+                await asyncio.sleep(0)
+            self._site_timers(queue, name, desired, observed, now, hostnames=hostnames, d1=ledger)
         if observed.is_complete(Source.STRIPE):
             for name in coverage.tenants:
                 tenant = specs.tenants.get(name)
@@ -239,6 +242,30 @@ class Scheduler:
                 moment = next_billing_deadline(policy, facts.open_invoices, now)
                 if moment is not None:
                     queue.wake_at(f"Tenant/{name}", moment)
+
+    def _site_timers(
+        self,
+        queue: WorkQueue,
+        name: str,
+        desired: Desired,
+        observed: Observed,
+        now: float,
+        *,
+        hostnames: bool,
+        d1: bool,
+    ) -> None:
+        """A site's validation deadline and its publish cool-down, as timers (rule 4)."""
+        site = desired.sites.get(name)
+        if hostnames and site is not None:
+            moment = next_validation_deadline(site.hostnames, observed, now)
+            if moment is not None:
+                queue.wake_at(f"Site/{name}", moment)
+        if d1:  # a publish stuck on Cloudflare's side: a cool-down
+            retry = next_publish_retry(
+                observed.ledger.get(name), settings=self._parts.plan_settings, now=now
+            )
+            if retry is not None:
+                queue.wake_at(f"Site/{name}", retry)
 
 
 def owner_of(action: Action) -> str:

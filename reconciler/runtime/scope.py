@@ -1,8 +1,9 @@
 """What a work-queue key covers: its sites and tenants, what a pass of it reads, what it excludes.
 
 Called by the daemon loop (``runtime/loop.py``) and its pass (``runtime/daemon_pass.py``).
-Keys are ``Site/<name>``, ``Tenant/<name>`` and the sweeps :data:`SWEEP_ALL` (everything) and
-:data:`SWEEP_HOSTNAMES` (one listing of the zone's hostnames). It calls nothing: it reads the
+Keys are ``Site/<name>``, ``Tenant/<name>`` and the sweeps :data:`SWEEP_ALL` (everything),
+:data:`SWEEP_HOSTNAMES` (one listing of the zone's hostnames) and :data:`SWEEP_MOVING` (the
+hostnames that can still move, ``runtime/daemon_sweep.py``). It calls nothing: it reads the
 specs it is given.
 
 Rules (docs/daemon.md, "The loop"):
@@ -10,8 +11,9 @@ Rules (docs/daemon.md, "The loop"):
 1. A pass costs what its scope costs: a site key observes its site (and the hostnames a commit
    removed from it), a tenant key its tenant's sites, a sweep everything (:meth:`KeyScope.scope`).
 2. What a pass reads depends on the key (:class:`Reading`): a billing-sweep tenant pass reads
-   D1, Stripe and the gateway but not Cloudflare; the hostname sweep reads Cloudflare and D1
-   but not Stripe, so it covers no tenant (:meth:`KeyScope.coverage`).
+   D1, Stripe and the gateway but not Cloudflare; the hostname sweeps read Cloudflare and D1
+   but not Stripe, so they cover no tenant (:meth:`KeyScope.coverage`). The moving sweep
+   covers the sites it found moving, and only them.
 3. Passes of keys that share a tenant never overlap, and a sweep runs alone
    (:class:`TenantLocks`), so no action is ever run twice at once.
 """
@@ -26,10 +28,11 @@ from enum import StrEnum
 
 from reconciler.spec.load import Specs
 
-__all__ = ["SWEEP_ALL", "SWEEP_HOSTNAMES", "KeyScope", "Reading", "TenantLocks"]
+__all__ = ["SWEEP_ALL", "SWEEP_HOSTNAMES", "SWEEP_MOVING", "KeyScope", "Reading", "TenantLocks"]
 
 SWEEP_ALL = "Sweep/all"
 SWEEP_HOSTNAMES = "Sweep/hostnames"
+SWEEP_MOVING = "Sweep/moving-hostnames"
 
 
 class Reading(StrEnum):
@@ -44,7 +47,7 @@ class Reading(StrEnum):
         """What a pass of ``key`` reads; ``full``: a tenant key asked for everything."""
         if key.startswith("Tenant/") and not full:
             return cls.BILLING_ONLY
-        if key == SWEEP_HOSTNAMES:
+        if key in (SWEEP_HOSTNAMES, SWEEP_MOVING):
             return cls.NO_BILLING
         return cls.FULL
 
@@ -97,8 +100,9 @@ class KeyScope:
     """The sites and tenants of a key, from the specs served and the ones before them."""
 
     def __init__(self) -> None:
-        """Start with no index; it is built on the first tenant looked up."""
+        """Start with no index; each is built on its first look-up, once per specs."""
         self._tenant_sites: tuple[Specs, Mapping[str, frozenset[str]]] | None = None
+        self._owners: tuple[Specs, Mapping[str, str]] | None = None
 
     def scope(
         self, key: str, specs: Specs, previous: Specs | None
@@ -132,8 +136,26 @@ class KeyScope:
             self._tenant_sites = cached
         return cached[1].get(tenant, frozenset())
 
-    def coverage(self, key: str, specs: Specs, reading: Reading) -> tuple[set[str], set[str]]:
-        """The sites and tenants whose conditions and timers a pass of ``key`` decides."""
+    def owners(self, specs: Specs) -> Mapping[str, str]:
+        """Each declared hostname (canonical) and the site declaring it, indexed once per specs."""
+        cached = self._owners
+        if cached is None or cached[0] is not specs:
+            index = {d.canonical: n for n, site in specs.sites.items() for d in site.spec.domains}
+            cached = (specs, index)
+            self._owners = cached
+        return cached[1]
+
+    def coverage(
+        self,
+        key: str,
+        specs: Specs,
+        reading: Reading,
+        moving: frozenset[str] | None = None,
+    ) -> tuple[set[str], set[str]]:
+        """The sites and tenants whose conditions and timers a pass of ``key`` decides;
+        ``moving``: the sites the moving sweep found (its pass covers only them)."""
+        if key == SWEEP_MOVING:
+            return {s for s in moving or () if s in specs.sites}, set()
         kind, _, name = key.partition("/")
         if kind == "Site":
             tenant = specs.sites[name].spec.tenant if name in specs.sites else None

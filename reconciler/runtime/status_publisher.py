@@ -10,7 +10,8 @@ Rules (docs/daemon.md, "The loop"):
    the ``blocked_resources``/``stuck_resources`` gauges count them by reason.
 2. Resources that left the specs and the world leave the status and the gauges.
 3. A sweep's conditions cover the whole fleet (seconds of CPU at 10,000 sites): they are
-   computed off the event loop, so lease renewals and webhooks are served meanwhile.
+   computed off the event loop, then written and counted in chunks that yield to it in
+   between, so lease renewals and webhooks are served meanwhile.
 4. A status store that cannot be written costs a warning, never the pass.
 """
 
@@ -35,6 +36,7 @@ __all__ = ["StatusPublisher"]
 log = logging.getLogger("reconciler.runtime.loop")  # NB: the daemon's lines share one logger
 
 _OFF_LOOP = 100  # sites above which conditions are computed in a worker thread (rule 3)
+_CHUNK = 5_000  # conditions written and counted between two yields to the event loop (rule 3)
 
 
 class StatusPublisher:
@@ -69,18 +71,25 @@ class StatusPublisher:
         else:
             updates = compute()
         try:
-            await self._status.set_many(updates)
+            for start in range(0, len(updates), _CHUNK):  # rule 3: the loop is never held long
+                await self._status.set_many(updates[start : start + _CHUNK])
+                await asyncio.sleep(0)
             gone = await self._gone(key, specs, desired, report)
         except ProviderError as exc:
             log.warning("conditions not written", extra={"key": key, "error": str(exc)})
             gone = set()
         tally = self._tally
-        for update in updates:
+        for index, update in enumerate(updates):
+            if index and not index % _CHUNK:
+                await asyncio.sleep(0)
             tally.record(
                 update.resource, update.condition, status_text(update.status), update.reason
             )
         tally.drop(gone)
-        self._metrics.set_tally(tally)
+        if len(updates) > _CHUNK:  # the gauges are counted over every resource known
+            await asyncio.to_thread(self._metrics.set_tally, tally)
+        else:
+            self._metrics.set_tally(tally)
         _warn_unsynced(key, updates)
 
     async def _gone(self, key: str, specs: Specs, desired: Desired, report: Report) -> set[str]:

@@ -411,6 +411,10 @@ class HostnameStore:
             items = [h for h in items if h.custom_origin_server == query["custom_origin_server"]]
         status_filter = query.get("hostname_status")
         ssl_filter = query.get("ssl_status")
+        if status_filter is not None and status_filter not in HOSTNAME_STATUSES:
+            raise ApiError(400, 1001, "hostname_status must be a custom hostname status.")
+        if ssl_filter is not None and ssl_filter not in SSL_STATUSES:
+            raise ApiError(400, 1001, "ssl_status must be a certificate status.")
         if query.get("ssl") == "1" and ssl_filter is None:
             ssl_filter = "active"
         order = query.get("order")

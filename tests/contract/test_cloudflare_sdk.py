@@ -9,6 +9,7 @@ judged by the SDK type of that operation in strict mode, unknown fields included
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,8 @@ from cloudflare.types.workers.scripts import ScriptAndVersionSettingGetResponse
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.ratelimit import TokenBucket
 from reconciler.providers.retry import RetryPolicy
+from reconciler.runtime.daemon_sweep import MOVING_HOSTNAME_STATUSES, MOVING_SSL_STATUSES
+from reconciler.sandbox.cloudflare_hostnames import HOSTNAME_STATUSES, SSL_STATUSES
 from reconciler.sandbox.workerd import DISPATCH_WORKER
 from reconciler.settings import CloudflareSettings, Secret
 
@@ -500,3 +503,16 @@ def test_the_request_judge_catches_what_cloudflare_would_not_take(cf: Any) -> No
     assert any("value" in p and "string" in p for p in problems), problems
     assert any("ttl: not a field" in p for p in problems), problems
     assert any("origin: not a field" in p for p in problems), problems
+
+
+def test_the_moving_sweeps_status_filters_are_the_sdks_list_params() -> None:
+    from cloudflare.types.custom_hostnames import custom_hostname_list_params as params
+
+    hints = typing.get_type_hints(params.CustomHostnameListParams)
+    statuses = set(typing.get_args(hints["hostname_status"]))
+    ssl_statuses = set(typing.get_args(hints["ssl_status"]))
+    assert set(MOVING_HOSTNAME_STATUSES) <= statuses
+    assert set(MOVING_SSL_STATUSES) <= ssl_statuses
+    assert "active" not in set(MOVING_HOSTNAME_STATUSES) | set(MOVING_SSL_STATUSES)
+    # The simulator refuses what the SDK's enums do not hold, and accepts all they hold.
+    assert statuses == set(HOSTNAME_STATUSES) and ssl_statuses == set(SSL_STATUSES)

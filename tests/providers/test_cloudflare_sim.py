@@ -217,6 +217,21 @@ async def test_the_hostname_filter_returns_just_that_hostname(
     assert await client.list_custom_hostnames(hostname="nobody.customer.test") == []
 
 
+async def test_the_status_filters_list_only_that_status_and_page_to_the_end(
+    cf: Any, client: CloudflareClient
+) -> None:
+    for i in range(60):
+        cf.sim.add_hostname(f"shop{i:03d}.customer.test")
+    cf.sim.point_dns("shop007.customer.test")
+    cf.clock.advance(600)  # the pointed one validated; the others still pending
+    pending = await client.list_custom_hostnames(hostname_status="pending")
+    active = await client.list_custom_hostnames(hostname_status="active")
+    assert len(pending) == 59 and "shop007.customer.test" not in {h.hostname for h in pending}
+    assert [h.hostname for h in active] == ["shop007.customer.test"]
+    # total_count counts the zone, not the filtered result: two pages, then the short one ends it
+    assert client.calls["GET /zones/{zone_id}/custom_hostnames"] == 3
+
+
 async def test_a_duplicate_create_adopts_ours_and_refuses_someone_elses(
     cf: Any, client: CloudflareClient
 ) -> None:

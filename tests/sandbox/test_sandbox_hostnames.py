@@ -93,6 +93,36 @@ def test_the_hostname_filter_matches_exactly(cf: Any) -> None:
     assert len(contain["result"]) == 2
 
 
+def test_status_filters_list_only_the_hostnames_in_that_status(cf: Any) -> None:
+    cf.clock.freeze()
+    with cf.client() as http:
+        _create(http, cf, "ready.acme.net")
+        _create(http, cf, "waiting.acme.net")
+        cf.control("PUT", "/dns/ready.acme.net", json={"cname": cf.config.cname_target})
+        cf.clock.advance(200)  # ready: active, certificate issued; waiting: still pending
+        pending = http.get(_path(cf), params={"hostname_status": "pending"}).json()
+        active = http.get(_path(cf), params={"hostname_status": "active"}).json()
+        validating = http.get(_path(cf), params={"ssl_status": "pending_validation"}).json()
+        both = http.get(
+            _path(cf), params={"hostname_status": "active", "ssl_status": "pending_validation"}
+        ).json()
+    assert [(h["hostname"], h["status"]) for h in active["result"]] == [
+        ("ready.acme.net", "active")
+    ]
+    assert [h["hostname"] for h in pending["result"]] == ["waiting.acme.net"]
+    assert [h["hostname"] for h in validating["result"]] == ["waiting.acme.net"]
+    assert both["result"] == []
+
+
+def test_a_status_filter_outside_the_enum_is_refused(cf: Any) -> None:
+    cf.sim.add_hostname("a.acme.net")
+    with cf.client() as http:
+        status = http.get(_path(cf), params={"hostname_status": "waiting"})
+        ssl = http.get(_path(cf), params={"ssl_status": "Active"})
+    assert (status.status_code, ssl.status_code) == (400, 400)
+    assert status.json()["success"] is False and ssl.json()["success"] is False
+
+
 def test_id_and_hostname_filters_together_are_refused_with_1438(cf: Any) -> None:
     made = cf.sim.add_hostname("a.acme.net")
     with cf.client() as http:

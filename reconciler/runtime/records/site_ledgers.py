@@ -6,6 +6,7 @@ table and chunk (package rule 4), and the ``sites`` rows' Pages projects.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Sequence
@@ -36,19 +37,24 @@ async def read_site_ledgers(db: Database, sites: Collection[str] | None) -> dict
         "site_id",
         sites,
     )
-    live, latest = _publish_records(publishes)
-    known, digests = _version_digests(versions)
-    names = set(live) | set(latest) | set(known)
-    return {
-        name: SiteLedger(
-            site=name,
-            live=dict(sorted(live.get(name, {}).items())),
-            latest={env: rec for env, (_, rec) in sorted(latest.get(name, {}).items())},
-            versions=frozenset(known.get(name, set())),
-            content_digests=dict(sorted(digests.get(name, {}).items())),
-        )
-        for name in sorted(names)
-    }
+
+    def build() -> dict[str, SiteLedger]:
+        live, latest = _publish_records(publishes)
+        known, digests = _version_digests(versions)
+        names = set(live) | set(latest) | set(known)
+        return {
+            name: SiteLedger(
+                site=name,
+                live=dict(sorted(live.get(name, {}).items())),
+                latest={env: rec for env, (_, rec) in sorted(latest.get(name, {}).items())},
+                versions=frozenset(known.get(name, set())),
+                content_digests=dict(sorted(digests.get(name, {}).items())),
+            )
+            for name in sorted(names)
+        }
+
+    # A whole fleet's ledgers take seconds to build: off the event loop (the lease renews).
+    return build() if sites is not None else await asyncio.to_thread(build)
 
 
 async def read_projects(db: Database) -> dict[str, str]:

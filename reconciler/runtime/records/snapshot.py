@@ -14,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -75,9 +76,12 @@ async def read_snapshot(
     # Our record of every site's Pages project, read on whole-fleet reads only: it names
     # the projects no Site of the specs claims any more (shown as unmanaged).
     projects = await read_projects(db) if sites is None else {}
+    rows = (
+        domain_rows(domains) if sites is not None else await asyncio.to_thread(domain_rows, domains)
+    )
     return RecordsSnapshot(
         sites=ledgers,
-        domains=domain_rows(domains),
+        domains=rows,
         tenants=tenant_records,
         dunning=dunning,
         mirror=mirror,
