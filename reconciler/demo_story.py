@@ -188,10 +188,7 @@ class StoryBase:
         """The simulator's view of one custom hostname (None when absent)."""
         sim = self.sandbox.cloudflare
         with sim.lock:
-            found = sim.hostnames.by_name.get(name)
-            if found is None:
-                return None
-            return sim.hostnames.to_json(sim.hostnames.by_id[found], self.clock.now())
+            return sim.hostnames.shown(name, self.clock.now())
 
     def hostnames_of(self, site: str) -> list[str]:
         """The canonical hostnames a site of the example fleet declares."""

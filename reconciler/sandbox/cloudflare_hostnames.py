@@ -241,6 +241,11 @@ class HostnameStore:
 
     # ---- JSON -----------------------------------------------------------------------------------
 
+    def shown(self, name: str, now: float) -> dict[str, Any] | None:
+        """The custom hostname named ``name`` as the API shows it at ``now``; None when absent."""
+        found = self.by_name.get(name)
+        return self.to_json(self.by_id[found], now) if found is not None else None
+
     def to_json(self, h: Hostname, now: float) -> dict[str, Any]:
         """The CustomHostname object (CONTRACT.md §4.3)."""
         status, ssl_status, errors = self.evaluate(h, now)

@@ -352,11 +352,7 @@ class Scenario:
         """The simulator's custom hostname named ``name`` as the API shows it now, or None."""
         sim = self.sandbox.cloudflare
         with sim.lock:
-            found = sim.hostnames.by_name.get(name)
-            if found is None:
-                return None
-            shown: dict[str, Any] = sim.hostnames.to_json(sim.hostnames.by_id[found], self.now())
-            return shown
+            return sim.hostnames.shown(name, self.now())
 
     def route(self, name: str) -> dict[str, Any] | None:
         """The routing-table entry of ``name`` as the dispatch Worker reads it, or None."""
