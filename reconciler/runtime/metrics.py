@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -181,6 +182,9 @@ class _Declare:
         )
 
 
+_K = TypeVar("_K", bound=Hashable)
+
+
 class ResourceTally:
     """The last known status and reason of every (resource, condition), for the gauges.
 
@@ -191,34 +195,50 @@ class ResourceTally:
 
     def __init__(self) -> None:
         """Start empty."""
-        self._rows: dict[tuple[str, str], tuple[str, str]] = {}
+        self._rows: dict[str, dict[str, tuple[str, str]]] = {}  # resource -> condition -> row
+        # kept as the rows change, so a pass of one tenant costs what it records, not the fleet
+        self._counts: Counter[tuple[str, str]] = Counter()  # (condition, status)
+        self._reasons: Counter[tuple[str, str, str]] = Counter()  # (condition, status, reason)
 
     def record(self, resource: str, condition: str, status: str, reason: str) -> None:
         """Remember one condition's status (``True``/``False``/``Unknown``) and reason."""
-        self._rows[(resource, condition)] = (status, reason)
+        conditions = self._rows.setdefault(resource, {})
+        old = conditions.get(condition)
+        if old is not None:
+            self._forget(condition, old)
+        conditions[condition] = (status, reason)
+        self._counts[(condition, status)] += 1
+        self._reasons[(condition, status, reason)] += 1
 
     def drop(self, resources: Iterable[str]) -> None:
         """Forget every condition of ``resources`` (they left the specs and the world)."""
-        gone = set(resources)
-        for key in [key for key in self._rows if key[0] in gone]:
-            del self._rows[key]
+        for resource in set(resources):
+            for condition, old in self._rows.pop(resource, {}).items():
+                self._forget(condition, old)
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Resources by (condition, status)."""
-        return dict(Counter((condition, status) for (_, condition), (status, _) in self._items()))
+        return dict(self._counts)
 
     def by_reason(self, condition: str, status: str) -> dict[str, int]:
         """Resources whose ``condition`` has ``status``, by reason."""
-        return dict(
-            Counter(
-                reason
-                for (_, name), (value, reason) in self._items()
-                if name == condition and value == status
-            )
-        )
+        return {
+            reason: count
+            for (name, value, reason), count in self._reasons.items()
+            if name == condition and value == status
+        }
 
-    def _items(self) -> list[tuple[tuple[str, str], tuple[str, str]]]:
-        return list(self._rows.items())
+    def _forget(self, condition: str, row: tuple[str, str]) -> None:
+        status, reason = row
+        _decrement(self._counts, (condition, status))
+        _decrement(self._reasons, (condition, status, reason))
+
+
+def _decrement(counter: Counter[_K], key: _K) -> None:
+    """One fewer of ``key``; a count that reaches zero leaves (its gauge label goes too)."""
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 class WorkQueueMetrics:

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.runtime.breaker import Breakers, BreakerSettings, BreakerState
-from reconciler.runtime.metrics import CONTENT_TYPE, Metrics, error_kind
+from reconciler.runtime.metrics import CONTENT_TYPE, Metrics, ResourceTally, error_kind
 
 EXPECTED_NAMES = {
     "reconciler_passes_total",
@@ -164,3 +164,22 @@ def test_process_build_git_and_workqueue_metrics_use_the_usual_names() -> None:
     assert "workqueue_depth{" in text
     assert "process_cpu_seconds_total" in text or "process_start_time_seconds" in text
     assert 'reconciler_build_info{python="' in text
+
+
+def test_the_tally_keeps_its_counts_as_conditions_change_and_resources_leave() -> None:
+    tally = ResourceTally()
+    tally.record("Site/a", "Synced", "False", "blocked: budget")
+    tally.record("Site/b", "Synced", "False", "blocked: budget")
+    tally.record("Site/b", "Stuck", "True", "publish failed 3 times")
+    tally.record("Site/c", "Synced", "True", "")
+    assert tally.counts() == {("Synced", "False"): 2, ("Stuck", "True"): 1, ("Synced", "True"): 1}
+    assert tally.by_reason("Synced", "False") == {"blocked: budget": 2}
+
+    tally.record("Site/a", "Synced", "True", "")  # a's change went through
+    assert tally.counts()[("Synced", "False")] == 1
+    assert tally.counts()[("Synced", "True")] == 2
+
+    tally.drop(["Site/b", "Site/unknown"])  # b left the specs and the world
+    assert tally.counts() == {("Synced", "True"): 2}
+    assert tally.by_reason("Synced", "False") == {}
+    assert tally.by_reason("Stuck", "True") == {}
