@@ -488,8 +488,8 @@ def _generate(root: Path, sites: int, seed: int) -> fleetgen.Fleet:
     per_file = 1 if len(fleet.files) <= MAX_FILES else 10
     bundles: dict[str, list[dict[str, object]]] = {}
     for index, (path, documents) in enumerate(sorted(fleet.files.items())):
-        directory = str(Path(path).parent)
-        name = path if per_file == 1 else f"{directory}/bundle-{index // per_file:06d}.yaml"
+        folder = Path(path).parent
+        name = path if per_file == 1 else f"{folder}/bundle-{index // per_file:06d}.yaml"
         bundles.setdefault(name, []).extend(documents)
     for directory in {Path(path).parent for path in bundles}:
         (root / directory).mkdir(parents=True, exist_ok=True)

@@ -165,23 +165,30 @@ def seed_d1(path: Path, specs: Specs, *, stripe_known: bool = True) -> None:
     publishes = []
     domains = []
     for name, site in sorted(specs.sites.items()):
-        spec = site.spec
-        preview = spec.preview.version if spec.preview is not None else None
+        site_spec = site.spec
+        preview = site_spec.preview.version if site_spec.preview is not None else None
         sites.append(
-            (name, spec.tenant, name, spec.pages_project, spec.production.version, preview)
+            (
+                name,
+                site_spec.tenant,
+                name,
+                site_spec.pages_project,
+                site_spec.production.version,
+                preview,
+            )
         )
-        wanted = [("production", spec.production.version)]
+        wanted = [("production", site_spec.production.version)]
         if preview is not None:
             wanted.append(("preview", preview))
         for env, version in wanted:
             versions.append((name, version, content))
             publishes.append((name, version, env, f"dep-{name}-{env}-{version}", STAMP))
-        for domain in spec.domains:
+        for domain in site_spec.domains:
             domains.append(
                 (
                     f"dom_{domain.canonical}",
                     name,
-                    spec.tenant,
+                    site_spec.tenant,
                     domain.canonical,
                     domain.ssl.method.value,
                     STAMP,
