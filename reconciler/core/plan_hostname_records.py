@@ -64,9 +64,10 @@ def _recorded_differs(have: ObservedHostname, status: str, site: str) -> str | N
     return ", ".join(differs) or None
 
 
-def plan_hostname_record(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname) -> None:
-    """Rule 7: copy what Cloudflare shows into the hostname's D1 ``domains`` row."""
-    have = builder.observed.hostnames.get(want.hostname)
+def plan_hostname_record(
+    builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, have: ObservedHostname | None
+) -> None:
+    """Rule 7: copy what Cloudflare shows (``have``) into the hostname's D1 ``domains`` row."""
     if (
         have is None
         or not have.owned

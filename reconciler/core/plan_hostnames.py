@@ -12,7 +12,7 @@ the levers ``plan_hostname_levers.py``'s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reconciler.core.desired import Desired, DesiredHostname, DesiredSite
 from reconciler.core.hostname_dns import dns_finding, stuck_reason
@@ -40,12 +40,14 @@ def plan_hostnames(builder: PlanBuilder) -> None:
     gap = builder.incomplete(Source.HOSTNAMES)
     claimed: set[str] = set()
     scope = builder.observed.scope
+    seen = builder.observed.hostnames
     for site in builder.desired.sites.values():
         for hostname in site.hostnames:
             claimed.add(hostname.hostname)
             if scope is not None and site.name not in scope:
                 continue
-            _plan_hostname(builder, site, hostname, gap)
+            have = seen.get(hostname.hostname)
+            _plan_hostname(builder, _Host(site, hostname, gap, builder), have)
     if builder.desired.scope is not None:
         # A scoped derive holds the scoped sites only: a hostname none of them declares
         # may still be declared by another site (moved there), so ask the specs.
@@ -65,27 +67,51 @@ def plan_hostnames(builder: PlanBuilder) -> None:
         plan_deleted_records(builder, claimed)
 
 
-def _plan_hostname(
-    builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None
-) -> None:
+def _plan_hostname(builder: PlanBuilder, host: _Host, have: ObservedHostname | None) -> None:
     planned = len(builder.actions)
-    mark = builder.mark()
-    _plan_hostname_change(builder, site, want, gap)
-    if builder.has_levers and builder.reached_on(f"Hostname/{want.hostname}"):
-        builder.attribute(mark)  # everything planned for a hostname a lever names
+    if builder.has_levers:
+        mark = builder.mark()
+        _plan_hostname_change(builder, host, have)
+        if builder.reached_on(host.target):
+            builder.attribute(mark)  # everything planned for a hostname a lever names
+    else:
+        _plan_hostname_change(builder, host, have)
     if len(builder.actions) == planned:
-        plan_hostname_record(builder, site, want)
+        plan_hostname_record(builder, host.site, host.want, have)
 
 
-@dataclass(frozen=True, slots=True)
-class _Host:
-    """One declared hostname being planned: what its steps share."""
+class _Host(NamedTuple):
+    """One declared hostname being planned: what its steps share.
+
+    A named tuple over the builder: its blocker and dependencies are made when an action or a
+    block needs them, not for each of the (mostly converged) hostnames of the fleet.
+    """
 
     site: DesiredSite
     want: DesiredHostname
     gap: str | None  # why the hostname listing is incomplete; None when it was read
-    block: Blocker  # the hostname's target, and its spec line as the source
-    depends_on: tuple[str, ...]  # the tenant's lock actions and the routing entry's write
+    builder: PlanBuilder
+
+    @property
+    def target(self) -> str:
+        """``Hostname/<name>``, the address of its actions and levers."""
+        return f"Hostname/{self.want.hostname}"
+
+    @property
+    def block(self) -> Blocker:
+        """The hostname's target, with its spec line as the source."""
+        return hostname_blocker(self.builder, self.site, self.want)
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """The tenant's lock actions, then the write of the hostname's routing entry.
+
+        Both are planned before any hostname (``build_plan``), so reading them when an action
+        is added gives what reading them first would.
+        """
+        locks = self.builder.tenant_actions.get(self.site.tenant, ())
+        route = self.builder.route_writes.get(self.want.hostname)
+        return (*locks, route) if route is not None else tuple(locks)  # plan_routes rule 2
 
     def after(self, existing_id: str | None = None) -> dict[str, JsonValue]:
         """The executor's input (``_hostname_after``)."""
@@ -113,12 +139,9 @@ class _Host:
         )
 
 
-def _plan_hostname_change(
-    builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None
-) -> None:
+def _plan_hostname_change(builder: PlanBuilder, host: _Host, have: ObservedHostname | None) -> None:
     """Rules 2 and 5: create, refuse, recreate, update or re-validate one declared hostname."""
-    host = _host(builder, site, want, gap)
-    have = builder.observed.hostnames.get(want.hostname)
+    want = host.want
     if have is None and want.hostname in builder.route_blocked:
         host.block(
             ActionKind.CREATE_HOSTNAME,
@@ -129,7 +152,7 @@ def _plan_hostname_change(
             ),
         )
         return
-    if _plan_lever(builder, host, have):
+    if builder.has_levers and _plan_lever(builder, host, have):
         return
     if have is None:
         _plan_create(builder, host)
@@ -149,24 +172,10 @@ def _plan_hostname_change(
         _plan_late(builder, host, have)
 
 
-def _host(builder: PlanBuilder, site: DesiredSite, want: DesiredHostname, gap: str | None) -> _Host:
-    depends_on = list(builder.tenant_actions.get(site.tenant, []))
-    route = builder.route_writes.get(want.hostname)
-    if route is not None:
-        depends_on.append(route)  # plan_routes rule 2: its entry is written first
-    return _Host(
-        site=site,
-        want=want,
-        gap=gap,
-        block=hostname_blocker(builder, site, want),
-        depends_on=tuple(depends_on),
-    )
-
-
 def _plan_lever(builder: PlanBuilder, host: _Host, have: ObservedHostname | None) -> bool:
     """A ``retry_validation``, ``recreate`` or ``clear_stuck`` lever; True when it decided."""
     lever = builder.lever(
-        host.block.target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
+        host.target, LeverKind.RETRY_VALIDATION, LeverKind.RECREATE, LeverKind.CLEAR_STUCK
     )
     return lever is not None and plan_hostname_lever(
         builder,
