@@ -8,7 +8,7 @@ may point at, and the ``after`` of a publish and of a rollback.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reconciler.core.desired import DesiredSite
 from reconciler.core.identity import BuildInputs, describe_changes, is_stale
@@ -28,7 +28,6 @@ __all__ = [
     "SiteEnv",
     "canonical_is_latest",
     "failure_outdated",
-    "inputs_wanted",
     "publish_after",
     "read_environment",
     "rollback_after",
@@ -36,21 +35,30 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class SiteEnv:
-    """One environment of a site being planned: the readings its steps share."""
+class SiteEnv(NamedTuple):
+    """One environment of a site being planned: the readings its steps share.
+
+    A named tuple over the builder: its blocker is made when an action or a block needs it,
+    not for each of the (mostly converged) environments of the fleet.
+    """
 
     site: DesiredSite
     env: str
     version: int
     lever: Lever | None
-    block: Blocker  # the environment's target, and its spec version line as the source
+    builder: PlanBuilder
     ledger: SiteLedger | None
     live: PublishRecord | None
     latest: PublishRecord | None
     wanted: BuildInputs | None
     stale: str | None  # why the live build of this version is not the one wanted now
     build: BuildPreview | None
+
+    @property
+    def block(self) -> Blocker:
+        """The environment's target, with its spec version line as the source."""
+        site, env = self.site, self.env
+        return self.builder.site_blocker(site, f"Site/{site.name}:{env}", f"spec.{env}.version")
 
     @property
     def at_version(self) -> bool:
@@ -83,21 +91,22 @@ def read_environment(
     builder: PlanBuilder, site: DesiredSite, env: str, version: int, lever: Lever | None
 ) -> SiteEnv:
     """What D1 and the in-memory build say about ``site``'s ``env`` at ``version``."""
-    ledger = builder.observed.ledger.get(site.name)
+    observed = builder.observed
+    ledger = observed.ledger.get(site.name)
     live = ledger.live.get(env) if ledger is not None else None
-    wanted = inputs_wanted(builder, site, version)
+    wanted = wanted_build(ledger, site.name, version, site.scripts, observed.builder)
     return SiteEnv(
         site=site,
         env=env,
         version=version,
         lever=lever,
-        block=builder.site_blocker(site, f"Site/{site.name}:{env}", f"spec.{env}.version"),
+        builder=builder,
         ledger=ledger,
         live=live,
         latest=ledger.latest.get(env) if ledger is not None else None,
         wanted=wanted,
         stale=stale_build(live, wanted) if live is not None and live.version == version else None,
-        build=builder.observed.builds.get((site.name, version)),
+        build=observed.builds.get((site.name, version)),
     )
 
 
@@ -143,12 +152,6 @@ def version_of_site(site: DesiredSite, env: str, version: int) -> dict[str, Json
         "environment": env,
         "version": version,
     }
-
-
-def inputs_wanted(builder: PlanBuilder, site: DesiredSite, version: int) -> BuildInputs | None:
-    """The inputs a build of ``version`` would have now; None when not all are known."""
-    ledger = builder.observed.ledger.get(site.name)
-    return wanted_build(ledger, site.name, version, site.scripts, builder.observed.builder)
 
 
 def stale_build(live: PublishRecord, wanted: BuildInputs | None) -> str | None:

@@ -80,10 +80,14 @@ def plan_site(builder: PlanBuilder, site: DesiredSite) -> None:
     _plan_env_lever(builder, site, "production", site.production)
     if site.preview is not None:
         _plan_env_lever(builder, site, "preview", site.preview)
-    plan_purge(builder, site)
+    if builder.has_levers:
+        plan_purge(builder, site)
 
 
 def _plan_env_lever(builder: PlanBuilder, site: DesiredSite, env: str, version: int) -> None:
+    if not builder.has_levers:  # the common plan: no lever to look for
+        _plan_environment(builder, site, env, version, None)
+        return
     target = f"Site/{site.name}:{env}"
     lever = builder.lever(target, LeverKind.PUBLISH, LeverKind.CLEAR_STUCK)
     if lever is None:
