@@ -37,9 +37,14 @@ def plan_tenant(builder: PlanBuilder, tenant: DesiredTenant) -> None:
         builder: The collector of this plan.
         tenant: The derived tenant, one of whose sites is in scope.
     """
-    target = f"Tenant/{tenant.name}"
     stripe_gap = builder.incomplete(Source.STRIPE)
     d1_gap = builder.incomplete(Source.D1)
+    if not builder.has_levers and d1_gap is None:  # the common plan: no lever to look for
+        _plan_sync(builder, tenant, stripe_gap, forced=False)
+        _plan_access(builder, tenant, stripe_gap)
+        _plan_dunning(builder, tenant, stripe_gap)
+        return
+    target = f"Tenant/{tenant.name}"
     sync = builder.lever(target, LeverKind.SYNC_BILLING)
     enforce = builder.lever(target, LeverKind.ENFORCE)
     mark = builder.mark()

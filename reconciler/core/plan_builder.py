@@ -56,6 +56,12 @@ class PlanBuilder:
         self.forced: set[str] = set()  # ids of actions made for a lever
         self.forced_blocked: set[Blocked] = set()
         self.forced_notes: set[Note] = set()
+        # Read per target planned (tens of thousands of times a plan), so decided once here:
+        self.has_levers = bool(settings.selection.levers)  # the area planners skip lever work
+        self._gaps: dict[Source, str] = {
+            source: f"{UNREADABLE[source]} ({gap.detail})"
+            for source, gap in observed.incomplete.items()
+        }
 
     def billing_of(self, tenant: str) -> list[str]:
         """The ``sync_billing`` action of ``tenant`` its billing actions wait for, if any."""
@@ -80,11 +86,6 @@ class PlanBuilder:
             blocked=frozenset(self.forced_blocked),
             notes=frozenset(self.forced_notes),
         )
-
-    @property
-    def has_levers(self) -> bool:
-        """Whether this plan honours any lever (the area planners skip lever work otherwise)."""
-        return bool(self.settings.selection.levers)
 
     def lever(self, target: str, *kinds: LeverKind) -> Lever | None:
         """The lever of ``kinds`` asked for ``target`` (``core.levers`` rule 1), marked reached."""
@@ -200,8 +201,7 @@ class PlanBuilder:
 
     def incomplete(self, source: Source) -> str | None:
         """Why ``source`` could not be read this pass, in words; None when it was read."""
-        gap = self.observed.incomplete.get(source)
-        return None if gap is None else f"{UNREADABLE[source]} ({gap.detail})"
+        return self._gaps.get(source)
 
     def ordered(self) -> tuple[Action, ...]:
         """The actions in dependency order, ties broken by lane, tenant, site, kind, target."""

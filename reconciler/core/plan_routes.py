@@ -131,8 +131,10 @@ def _plan_removals(
     )
     if scope is not None:
         declared = declared | _declared_anywhere(builder, set(observed.routes) - declared)
-    # Only keys that may go are sorted: a converged table's declared keys are skipped first.
-    keys = [(n, e) for n, e in observed.routes.items() if n not in declared or _foreign(builder, n)]
+    # Only keys that may go are sorted: a converged table's declared keys are skipped first,
+    # and the zone's hostnames that are not ours are gathered once, not looked up per key.
+    foreign = {name for name, have in observed.hostnames.items() if not have.owned}
+    keys = [(n, e) for n, e in observed.routes.items() if n not in declared or n in foreign]
     for name, entry in sorted(keys):
         have = observed.hostnames.get(name)
         if have is not None and have.owned and name not in declared:
@@ -146,12 +148,6 @@ def _plan_removals(
         routes.before[name] = entry.describe()
         if entry.site:
             routes.sites.add(entry.site)
-
-
-def _foreign(builder: PlanBuilder, name: str) -> bool:
-    """Whether the hostname is in the zone and not ours (its key must go although declared)."""
-    have = builder.observed.hostnames.get(name)
-    return have is not None and not have.owned
 
 
 def _declared_anywhere(builder: PlanBuilder, names: set[str]) -> set[str]:
