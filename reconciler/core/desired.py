@@ -155,7 +155,8 @@ def derive(
     sites: dict[str, DesiredSite] = {}
     rules: dict[str, _PolicyRules] = {}
     for name in site_names:
-        sites[name] = _site(specs, name, derived[specs.sites[name].spec.tenant], rules)
+        spec = specs.sites[name].spec
+        sites[name] = _site(name, spec, specs, derived[spec.tenant], rules)
     return Desired(
         sites=sites,
         tenants=derived,
@@ -235,14 +236,17 @@ _DELETION_POLICIES: Mapping[DeletionPolicy, str] = {p: p.value for p in Deletion
 
 
 def _site(
-    specs: SpecsView, name: str, owner: DesiredTenant, rules: dict[str, _PolicyRules]
+    name: str,
+    spec: SiteFields,
+    specs: SpecsView,
+    owner: DesiredTenant,
+    rules: dict[str, _PolicyRules],
 ) -> DesiredSite:
-    """One site's desired versions and hostnames, given its tenant's desired facts.
+    """Site ``name``'s (``spec``) desired versions and hostnames, given its tenant's facts.
 
     ``rules`` caches each policy's :class:`_PolicyRules` for the whole derive: they are read
     once per policy, not once per site and hostname.
     """
-    spec = specs.sites[name].spec
     rule = rules.get(owner.policy)
     if rule is None:
         rule = rules[owner.policy] = _policy_rules(specs.policies[owner.policy].spec)

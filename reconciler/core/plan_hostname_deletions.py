@@ -24,9 +24,9 @@ def plan_undeclared(builder: PlanBuilder, claimed: set[str], gap: str | None) ->
     """Hostnames in the zone no spec declares: unmanaged, retained, or deleted (rule 3)."""
     scope = builder.observed.scope
     deletions: list[tuple[ObservedHostname, str | None]] = []
-    for name, observed in sorted(builder.observed.hostnames.items()):
-        if name in claimed:
-            continue
+    # Only the hostnames no spec claims are sorted: a converged zone's are all claimed.
+    unclaimed = [(n, h) for n, h in builder.observed.hostnames.items() if n not in claimed]
+    for name, observed in sorted(unclaimed):
         target = f"Hostname/{name}"
         if scope is not None and observed.site not in scope:
             continue

@@ -54,6 +54,8 @@ from reconciler.core.plan_site_levers import plan_purge, plan_redeploy
 def note_unclaimed_projects(builder: PlanBuilder) -> None:
     """A Pages project that D1 records for a site no spec declares, and that no Site of the
     specs claims, is noted ``unmanaged`` (plan rule 3): left alone, never deleted."""
+    if not builder.observed.unclaimed_projects:
+        return  # nothing to note (the common case): no need to gather every site's project
     claimed = {site.pages_project for site in builder.desired.sites.values()}
     for site, project in sorted(builder.observed.unclaimed_projects.items()):
         if project in claimed:

@@ -95,6 +95,11 @@ def owed_invoices(invoices: Sequence[Invoice], policy: BillingPolicySpec) -> lis
     )
 
 
+_NO_OPEN_INVOICE = AccessDecision(
+    level=Access.ACTIVE, source="policy", reason="no open invoice", days_past_due=None, invoice=None
+)
+
+
 def desired_access(
     *,
     override: Access,
@@ -116,13 +121,7 @@ def desired_access(
             invoice=oldest,
         )
     if oldest is None or days is None:
-        return AccessDecision(
-            level=Access.ACTIVE,
-            source="policy",
-            reason="no open invoice",
-            days_past_due=None,
-            invoice=None,
-        )
+        return _NO_OPEN_INVOICE  # most tenants: one immutable value, not one made per tenant
     if days >= policy.hard_lock_days:
         level = Access.HARD_LOCKED
         reason = (
