@@ -98,13 +98,22 @@ def wanted_inputs(
     )
 
 
-def is_stale(recorded: str | None, wanted: BuildInputs | None) -> bool:
+def is_stale(
+    recorded: str | None, wanted: BuildInputs | None, inputs: BuildInputs | None = None
+) -> bool:
     """True when a recorded identity is known to differ from the one wanted now.
 
     A row without an identity (written before identities existed) or inputs not all known
     (no content digest, no builder fingerprint) are never stale: the version alone decides.
+    ``inputs`` are the row's recorded inputs (``publish_versions.build_inputs``), written with
+    its identity from the same value: when readable they are compared field by field, which
+    gives the identity's answer without hashing (a plan asks once or twice per environment).
     """
-    return recorded is not None and wanted is not None and recorded != wanted.identity
+    if recorded is None or wanted is None:
+        return False
+    if inputs is not None:
+        return inputs != wanted
+    return recorded != wanted.identity
 
 
 def _short(digest: str) -> str:

@@ -49,7 +49,9 @@ def serves_wanted(
     """D1 records ``version`` live in ``env``, built from the inputs wanted now."""
     live = ledger.live.get(env) if ledger is not None else None
     return (
-        live is not None and live.version == version and not is_stale(live.build_identity, wanted)
+        live is not None
+        and live.version == version
+        and not is_stale(live.build_identity, wanted, live.build_inputs)
     )
 
 

@@ -156,7 +156,7 @@ def version_of_site(site: DesiredSite, env: str, version: int) -> dict[str, Json
 
 def stale_build(live: PublishRecord, wanted: BuildInputs | None) -> str | None:
     """Why the live build is not the one wanted now; None when it is (or cannot be told)."""
-    if wanted is None or not is_stale(live.build_identity, wanted):
+    if wanted is None or not is_stale(live.build_identity, wanted, live.build_inputs):
         return None
     if live.build_inputs is None:
         return "its recorded build identity differs"
@@ -168,7 +168,7 @@ def failure_outdated(
     failed: PublishRecord, wanted: BuildInputs | None, build: BuildPreview | None
 ) -> bool:
     """A recorded failure that no longer says anything about the build wanted now."""
-    if is_stale(failed.build_identity, wanted):
+    if is_stale(failed.build_identity, wanted, failed.build_inputs):
         return True  # fixed in place, or scripts/builder changed since
     return (
         build is not None

@@ -14,7 +14,7 @@ from dataclasses import replace
 from test_plan import converged_world
 
 from reconciler.core.desired import derive
-from reconciler.core.identity import BuildInputs, describe_changes, inputs_from_json
+from reconciler.core.identity import BuildInputs, describe_changes, inputs_from_json, is_stale
 from reconciler.core.observed import BuildPreview, Observed, PublishRecord
 from reconciler.core.plan import ActionKind, Plan, build_plan
 
@@ -189,3 +189,13 @@ def test_every_input_changes_the_identity_and_is_described() -> None:
     assert describe_changes(inputs(scripts=(GTAG, CHAT)), inputs(scripts=(CHAT, GTAG))) == (
         "scripts changed: reordered",
     )
+
+
+def test_recorded_inputs_give_the_identity_s_answer_and_an_unreadable_row_falls_back() -> None:
+    base = inputs()
+    for wanted in (base, inputs(content=NEW), inputs(scripts=()), inputs(builder="other")):
+        by_identity = is_stale(base.identity, wanted)
+        assert by_identity == (wanted != base)
+        assert is_stale(base.identity, wanted, base) == by_identity
+    assert not is_stale(None, base, base)  # a row from before identities: the version decides
+    assert not is_stale(base.identity, None, base)  # today's inputs not all known
