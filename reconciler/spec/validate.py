@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import Problem
@@ -23,9 +23,10 @@ from reconciler.spec.models import (
     Kind,
     document_checks,
 )
+from reconciler.spec.models_base import check_e164
 from reconciler.spec.source import DocumentSource, RawDocument, SourceLocation, unpack
 
-__all__ = ["LoadedDocument", "declared_name", "validate_document"]
+__all__ = ["LoadedDocument", "declared_name", "e164_values", "validate_document"]
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
 _KNOWN_KINDS = ", ".join(sorted(_KIND_VALUES))
@@ -68,6 +69,41 @@ def declared_name(raw: RawDocument) -> tuple[Kind, str] | None:
     if not isinstance(name, str) or kind not in _KIND_VALUES:
         return None
     return Kind(kind), name
+
+
+def _e164_paths(model: type[BaseModel]) -> list[tuple[str, ...]]:
+    """Where a model's ``E164`` fields are, through the models nested in it (by key)."""
+    paths: list[tuple[str, ...]] = []
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if any(getattr(meta, "func", None) is check_e164 for meta in info.metadata):
+            paths.append((key,))
+        elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            paths.extend((key, *path) for path in _e164_paths(info.annotation))
+    return paths
+
+
+_E164_PATHS = {kind.value: _e164_paths(model) for kind, model in MODEL_BY_KIND.items()}
+"""Kind -> the key paths of its phone numbers (``spec.whatsapp`` of a Tenant)."""
+
+
+def e164_values(data: Any) -> list[str]:
+    """The strings a raw document holds where its kind wants an E.164 phone number.
+
+    ``spec/parallel.py`` checks them in its worker processes (the check is cached per string),
+    so the validation that follows in the main process finds them already checked.
+    """
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if not isinstance(kind, str):
+        return []
+    found = []
+    for path in _E164_PATHS.get(kind, ()):
+        value: Any = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            found.append(value)
+    return found
 
 
 def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Problem]]:
