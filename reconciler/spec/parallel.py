@@ -36,7 +36,7 @@ from reconciler.spec.models_base import e164_problem, remember_e164
 from reconciler.spec.source import Limits, ParsedFile, SourceFile
 from reconciler.spec.validate import e164_values
 
-__all__ = ["CHUNK_FILES", "PARALLEL_FROM", "FileRead", "read_files"]
+__all__ = ["CHUNK_FILES", "PARALLEL_FROM", "FileRead", "automatic_processes", "read_files"]
 
 PARALLEL_FROM = 20_000
 """Spec files from which ``processes=None`` reads in worker processes (about 13,000 sites)."""
@@ -67,7 +67,7 @@ def read_files(
     listed: Iterator[SourceFile] = iter(files)
     if processes is None:
         head = list(itertools.islice(listed, PARALLEL_FROM))
-        processes = _automatic_processes() if len(head) == PARALLEL_FROM else 1
+        processes = automatic_processes() if len(head) == PARALLEL_FROM else 1
         listed = itertools.chain(head, listed)
     if processes < 1:
         raise ValueError("processes must be 1 or more (or None for automatic)")
@@ -76,7 +76,8 @@ def read_files(
     return _read_in_processes(listed, limits, min(processes, _MAX_PROCESSES))
 
 
-def _automatic_processes() -> int:
+def automatic_processes() -> int:
+    """Workers ``processes=None`` uses above the threshold: one per CPU (1 without ``fork``)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
     affinity = getattr(os, "sched_getaffinity", None)

@@ -117,7 +117,7 @@ def test_small_trees_stay_in_one_process_unless_told(
     assert used == []
     monkeypatch.setattr(parallel, "PARALLEL_FROM", 9)
     list(read_files(directory_files(specs), DEFAULT_LIMITS))
-    automatic = parallel._automatic_processes()
+    automatic = parallel.automatic_processes()
     assert used == ([automatic] if automatic > 1 else [])
     with pytest.raises(ValueError, match="processes must be 1 or more"):
         _reads(specs, 0)
