@@ -102,34 +102,45 @@ _Record = tuple[int, PlainFile] | str | None
 def _read_in_processes(
     files: Iterator[SourceFile], limits: Limits, processes: int
 ) -> Generator[FileRead, None, None]:
-    """Chunks of files go to the workers; a bounded window of them is in flight at a time,
-    so the results waiting to be validated stay a few chunks' worth of memory."""
+    """The listing is taken first and inherited by the forked workers, so a task is two
+    indexes into it, not pickled files; a bounded window of chunks is in flight at a time, so
+    the results waiting to be validated stay a few chunks' worth of memory."""
+    listed = list(files)
     window = 2 * processes
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(processes, mp_context=context) as pool:
-        pending: deque[tuple[list[SourceFile], Future[bytes]]] = deque()
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_inherit, initargs=(listed, limits)
+    ) as pool:
+        pending: deque[tuple[int, Future[bytes]]] = deque()
         try:
-            for chunk in _chunks(files):
-                pending.append((chunk, pool.submit(_read_chunk, chunk, limits)))
+            for start in range(0, len(listed), CHUNK_FILES):
+                pending.append((start, pool.submit(_read_chunk, start, start + CHUNK_FILES)))
                 if len(pending) > window:
-                    yield from _unpacked(*pending.popleft(), limits)
+                    yield from _unpacked(listed, *pending.popleft(), limits)
             while pending:
-                yield from _unpacked(*pending.popleft(), limits)
+                yield from _unpacked(listed, *pending.popleft(), limits)
         finally:
             for _, future in pending:
                 future.cancel()
 
 
-def _chunks(files: Iterator[SourceFile]) -> Iterator[list[SourceFile]]:
-    while chunk := list(itertools.islice(files, CHUNK_FILES)):
-        yield chunk
+_inherited: list[tuple[list[SourceFile], Limits]] = []
+"""In a worker: the listing and limits of the load that forked it (set once, at its start)."""
 
 
-def _unpacked(chunk: list[SourceFile], future: Future[bytes], limits: Limits) -> Iterator[FileRead]:
+def _inherit(listed: list[SourceFile], limits: Limits) -> None:
+    # NB: with the fork start method a worker's initializer arguments are not pickled: the
+    # worker inherits them in its copy of this process's memory.
+    _inherited.append((listed, limits))
+
+
+def _unpacked(
+    listed: list[SourceFile], start: int, future: Future[bytes], limits: Limits
+) -> Iterator[FileRead]:
     records: list[_Record]
     records, phones = marshal.loads(future.result())
     remember_e164(phones)
-    for source, record in zip(chunk, records, strict=False):
+    for source, record in zip(listed[start : start + len(records)], records, strict=True):
         if record is None:
             yield FileRead(source, 0, None)
         elif isinstance(record, str):
@@ -138,12 +149,13 @@ def _unpacked(chunk: list[SourceFile], future: Future[bytes], limits: Limits) ->
             yield FileRead(source, record[0], from_plain(record[1], limits))
 
 
-def _read_chunk(chunk: list[SourceFile], limits: Limits) -> bytes:
-    """In a worker: read and parse a chunk of files; ``marshal`` bytes of their records and of
-    the E.164 checks of the phone numbers met."""
+def _read_chunk(start: int, stop: int) -> bytes:
+    """In a worker: read and parse files ``start`` to ``stop`` of the listing; ``marshal``
+    bytes of their records and of the E.164 checks of the phone numbers met."""
+    listed, limits = _inherited[-1]
     records: list[_Record] = []
     phones: dict[str, str | None] = {}
-    for source in chunk:
+    for source in listed[start:stop]:
         if source.refused is not None:
             records.append(None)
             continue
