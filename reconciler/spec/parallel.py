@@ -105,7 +105,7 @@ def _read_in_processes(
     """The listing is taken first and inherited by the forked workers, so a task is two
     indexes into it, not pickled files; a bounded window of chunks is in flight at a time, so
     the results waiting to be validated stay a few chunks' worth of memory."""
-    listed = list(files)
+    listed: list[SourceFile | None] = list(files)
     window = 2 * processes
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
@@ -124,23 +124,28 @@ def _read_in_processes(
                 future.cancel()
 
 
-_inherited: list[tuple[list[SourceFile], Limits]] = []
+_inherited: list[tuple[list[SourceFile | None], Limits]] = []
 """In a worker: the listing and limits of the load that forked it (set once, at its start)."""
 
 
-def _inherit(listed: list[SourceFile], limits: Limits) -> None:
+def _inherit(listed: list[SourceFile | None], limits: Limits) -> None:
     # NB: with the fork start method a worker's initializer arguments are not pickled: the
     # worker inherits them in its copy of this process's memory.
     _inherited.append((listed, limits))
 
 
 def _unpacked(
-    listed: list[SourceFile], start: int, future: Future[bytes], limits: Limits
+    listed: list[SourceFile | None], start: int, future: Future[bytes], limits: Limits
 ) -> Iterator[FileRead]:
+    """The records of one chunk, as reads of its files; their listing slots are emptied."""
     records: list[_Record]
     records, phones = marshal.loads(future.result())
     remember_e164(phones)
-    for source, record in zip(listed[start : start + len(records)], records, strict=True):
+    stop = start + len(records)
+    sources, listed[start:stop] = listed[start:stop], [None] * len(records)
+    for source, record in zip(sources, records, strict=True):
+        if source is None:
+            raise RuntimeError("a chunk of the listing was handed back twice")
         if record is None:
             yield FileRead(source, 0, None)
         elif isinstance(record, str):
@@ -156,6 +161,8 @@ def _read_chunk(start: int, stop: int) -> bytes:
     records: list[_Record] = []
     phones: dict[str, str | None] = {}
     for source in listed[start:stop]:
+        if source is None:  # cannot happen: workers are forked before any slot is emptied
+            raise RuntimeError("a worker was forked after the listing was handed back")
         if source.refused is not None:
             records.append(None)
             continue
