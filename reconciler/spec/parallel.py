@@ -13,10 +13,10 @@ start method exists (Linux), else in this process; ``1`` always reads in this pr
 already imported; they take no lock the main process's other threads may hold (no logging,
 no imports), which keeps forking from a daemon's worker thread safe. Results are identical:
 the same documents, positions and problems, in the same order. The workers also check the
-E.164 phone numbers they meet (``models_base.e164_problem``) and hand the results over, so the
-main process's validation finds them cached. One difference: when a fleet exceeds
-``Limits.max_total_bytes``, workers may have read files after the one that crossed it; what
-they read is dropped, and the problem is the same.
+phone numbers and hostnames they meet (``models_base.e164_problem``, ``hostname_verdict``, both
+cached per string) and hand the results over, so the main process's validation finds them
+done. One difference: when a fleet exceeds ``Limits.max_total_bytes``, workers may have read
+files after the one that crossed it; what they read is dropped, and the problem is the same.
 """
 
 from __future__ import annotations
@@ -32,9 +32,14 @@ from dataclasses import dataclass
 
 from reconciler.errors import LoadError
 from reconciler.spec.documents import PlainFile, from_plain, parse_documents, to_plain
-from reconciler.spec.models_base import e164_problem, remember_e164
+from reconciler.spec.models_base import (
+    e164_problem,
+    hostname_verdict,
+    remember_e164,
+    remember_hostnames,
+)
 from reconciler.spec.source import Limits, ParsedFile, SourceFile
-from reconciler.spec.validate import e164_values
+from reconciler.spec.validate import checked_strings
 
 __all__ = ["CHUNK_FILES", "PARALLEL_FROM", "FileRead", "automatic_processes", "read_files"]
 
@@ -139,8 +144,9 @@ def _unpacked(
 ) -> Iterator[FileRead]:
     """The records of one chunk, as reads of its files; their listing slots are emptied."""
     records: list[_Record]
-    records, phones = marshal.loads(future.result())
+    records, phones, hostnames = marshal.loads(future.result())
     remember_e164(phones)
+    remember_hostnames(hostnames)
     stop = start + len(records)
     sources, listed[start:stop] = listed[start:stop], [None] * len(records)
     for source, record in zip(sources, records, strict=True):
@@ -156,10 +162,11 @@ def _unpacked(
 
 def _read_chunk(start: int, stop: int) -> bytes:
     """In a worker: read and parse files ``start`` to ``stop`` of the listing; ``marshal``
-    bytes of their records and of the E.164 checks of the phone numbers met."""
+    bytes of their records and of the checks of the phone numbers and hostnames met."""
     listed, limits = _inherited[-1]
     records: list[_Record] = []
     phones: dict[str, str | None] = {}
+    hostnames: dict[str, tuple[bool, str]] = {}
     for source in listed[start:stop]:
         if source is None:  # cannot happen: workers are forked before any slot is emptied
             raise RuntimeError("a worker was forked after the listing was handed back")
@@ -173,7 +180,8 @@ def _read_chunk(start: int, stop: int) -> bytes:
             break
         parsed = parse_documents(source.path, content, limits)
         for raw in parsed.documents:
-            for value in e164_values(raw.data):
-                phones[value] = e164_problem(value)
+            found_phones, found_hostnames = checked_strings(raw.data)
+            phones.update((value, e164_problem(value)) for value in found_phones)
+            hostnames.update((value, hostname_verdict(value)) for value in found_hostnames)
         records.append((len(content), to_plain(parsed)))
-    return marshal.dumps((records, phones))
+    return marshal.dumps((records, phones, hostnames))

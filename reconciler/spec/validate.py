@@ -8,6 +8,7 @@ on the field they are about.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +24,10 @@ from reconciler.spec.models import (
     Kind,
     document_checks,
 )
-from reconciler.spec.models_base import check_e164
+from reconciler.spec.models_base import check_e164, check_hostname
 from reconciler.spec.source import DocumentSource, RawDocument, SourceLocation, unpack
 
-__all__ = ["LoadedDocument", "declared_name", "e164_values", "validate_document"]
+__all__ = ["LoadedDocument", "checked_strings", "declared_name", "validate_document"]
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
 _KNOWN_KINDS = ", ".join(sorted(_KIND_VALUES))
@@ -71,38 +72,60 @@ def declared_name(raw: RawDocument) -> tuple[Kind, str] | None:
     return Kind(kind), name
 
 
-def _e164_paths(model: type[BaseModel]) -> list[tuple[str, ...]]:
-    """Where a model's ``E164`` fields are, through the models nested in it (by key)."""
-    paths: list[tuple[str, ...]] = []
+_Path = tuple[str, ...]
+"""Keys from a document's root to a value; ``*`` stands for every item of a list."""
+_NO_KEYS: _Path = ()
+
+
+def _paths_of(model: type[BaseModel], check: object) -> list[_Path]:
+    """Where a model's fields validated by ``check`` are, through the models nested in it
+    (directly or as the items of a tuple)."""
+    paths: list[_Path] = []
     for name, info in model.model_fields.items():
         key = info.alias or name
-        if any(getattr(meta, "func", None) is check_e164 for meta in info.metadata):
+        if any(getattr(meta, "func", None) is check for meta in info.metadata):
             paths.append((key,))
-        elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            paths.extend((key, *path) for path in _e164_paths(info.annotation))
+            continue
+        annotation, star = info.annotation, _NO_KEYS
+        if typing.get_origin(annotation) is tuple:
+            annotation, star = typing.get_args(annotation)[0], ("*",)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.extend((key, *star, *path) for path in _paths_of(annotation, check))
     return paths
 
 
-_E164_PATHS = {kind.value: _e164_paths(model) for kind, model in MODEL_BY_KIND.items()}
-"""Kind -> the key paths of its phone numbers (``spec.whatsapp`` of a Tenant)."""
+_CHECKED = {
+    kind.value: (_paths_of(model, check_e164), _paths_of(model, check_hostname))
+    for kind, model in MODEL_BY_KIND.items()
+}
+"""Kind -> where its phone numbers and its hostnames are (``spec.whatsapp`` of a Tenant,
+``spec.domains.*.hostname`` of a Site)."""
 
 
-def e164_values(data: Any) -> list[str]:
-    """The strings a raw document holds where its kind wants an E.164 phone number.
+def checked_strings(data: Any) -> tuple[list[str], list[str]]:
+    """The strings a raw document holds where its kind wants a phone number, and a hostname.
 
-    ``spec/parallel.py`` checks them in its worker processes (the check is cached per string),
-    so the validation that follows in the main process finds them already checked.
+    Both checks are cached per string (``models_base.e164_problem``, ``hostname_verdict``):
+    ``spec/parallel.py`` runs them in its worker processes, so the validation that follows in
+    the main process finds them done.
     """
     kind = data.get("kind") if isinstance(data, dict) else None
-    if not isinstance(kind, str):
-        return []
-    found = []
-    for path in _E164_PATHS.get(kind, ()):
-        value: Any = data
+    if not isinstance(kind, str) or kind not in _CHECKED:
+        return [], []
+    phones, hostnames = _CHECKED[kind]
+    return _strings_at(data, phones), _strings_at(data, hostnames)
+
+
+def _strings_at(data: Any, paths: list[_Path]) -> list[str]:
+    found: list[str] = []
+    for path in paths:
+        values = [data]
         for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str):
-            found.append(value)
+            if key == "*":
+                values = [item for value in values if isinstance(value, list) for item in value]
+            else:
+                values = [v[key] for v in values if isinstance(v, dict) and key in v]
+        found.extend(value for value in values if isinstance(value, str))
     return found
 
 

@@ -13,9 +13,15 @@ from reconciler.spec import models_base, parallel
 from reconciler.spec.files import directory_files
 from reconciler.spec.load import Limits, Specs, load_directory
 from reconciler.spec.models import Kind
-from reconciler.spec.models_base import e164_problem, remember_e164
+from reconciler.spec.models_base import (
+    e164_problem,
+    hostname_verdict,
+    remember_e164,
+    remember_hostnames,
+)
 from reconciler.spec.parallel import FileRead, read_files
 from reconciler.spec.source import DEFAULT_LIMITS, ParsedFile
+from reconciler.spec.validate import checked_strings
 
 from support.spec import site, write
 
@@ -134,3 +140,29 @@ def test_phone_checks_are_cached_per_string_and_can_be_handed_over(
     assert e164_problem("+5511000") == "'+5511000' is not a valid phone number"
     remember_e164({"+4400000000000": "checked elsewhere"})
     assert e164_problem("+4400000000000") == "checked elsewhere"
+
+
+def test_hostname_checks_are_cached_per_string_and_can_be_handed_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(models_base, "_hostnames", {})
+    assert hostname_verdict("WWW.Acme.com.") == (True, "www.acme.com")
+    assert hostname_verdict("bücher.example") == (True, "xn--bcher-kva.example")
+    assert hostname_verdict("localhost") == (False, "'localhost' is not a fully qualified hostname")
+    remember_hostnames({"elsewhere.example": (False, "checked elsewhere")})
+    with pytest.raises(ValueError, match="checked elsewhere"):
+        models_base.normalize_hostname("elsewhere.example")
+
+
+def test_the_strings_workers_check_are_found_where_each_kind_has_them() -> None:
+    site_data = {
+        "kind": "Site",
+        "spec": {"domains": [{"hostname": "a.example"}, {"ssl": {}}, "x", {"hostname": 7}]},
+    }
+    assert checked_strings(site_data) == ([], ["a.example"])
+    tenant_data = {"kind": "Tenant", "spec": {"whatsapp": "+5511912345678"}}
+    assert checked_strings(tenant_data) == (["+5511912345678"], [])
+    policy_data = {"kind": "BillingPolicy", "spec": {"suspension_origin": "o.example"}}
+    assert checked_strings(policy_data) == ([], ["o.example"])
+    for other in ({"kind": ["Site"]}, {"kind": "Gadget"}, [], "text"):
+        assert checked_strings(other) == ([], [])
