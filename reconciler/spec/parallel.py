@@ -111,19 +111,26 @@ def _read_in_processes(
     indexes into it, not pickled files; a bounded window of chunks is in flight at a time, so
     the results waiting to be validated stay a few chunks' worth of memory."""
     listed: list[SourceFile | None] = list(files)
-    window = 2 * processes
+    window = 2 * processes + 1
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
         processes, mp_context=context, initializer=_inherit, initargs=(listed, limits)
     ) as pool:
         pending: deque[tuple[int, Future[bytes]]] = deque()
         try:
-            for start in range(0, len(listed), CHUNK_FILES):
+            starts = iter(range(0, len(listed), CHUNK_FILES))
+            for start in itertools.islice(starts, window):
                 pending.append((start, pool.submit(_read_chunk, start, start + CHUNK_FILES)))
-                if len(pending) > window:
-                    yield from _unpacked(listed, *pending.popleft(), limits)
             while pending:
-                yield from _unpacked(listed, *pending.popleft(), limits)
+                start, future = pending.popleft()
+                following = next(starts, None)
+                if following is not None:
+                    task = pool.submit(_read_chunk, following, following + CHUNK_FILES)
+                    pending.append((following, task))
+                reads, failure = _unpacked(listed, start, future, limits)
+                yield from reads
+                if failure is not None:
+                    raise LoadError(failure)
         finally:
             for _, future in pending:
                 future.cancel()
@@ -141,23 +148,27 @@ def _inherit(listed: list[SourceFile | None], limits: Limits) -> None:
 
 def _unpacked(
     listed: list[SourceFile | None], start: int, future: Future[bytes], limits: Limits
-) -> Iterator[FileRead]:
-    """The records of one chunk, as reads of its files; their listing slots are emptied."""
+) -> tuple[list[FileRead], str | None]:
+    """The reads of one chunk's files, and why the file after them could not be read (None
+    when all could); their listing slots are emptied."""
     records: list[_Record]
     records, phones, hostnames = marshal.loads(future.result())
     remember_e164(phones)
     remember_hostnames(hostnames)
     stop = start + len(records)
     sources, listed[start:stop] = listed[start:stop], [None] * len(records)
+    reads: list[FileRead] = []
+    failure = None
     for source, record in zip(sources, records, strict=True):
         if source is None:
             raise RuntimeError("a chunk of the listing was handed back twice")
         if record is None:
-            yield FileRead(source, 0, None)
+            reads.append(FileRead(source, 0, None))
         elif isinstance(record, str):
-            raise LoadError(record)
+            failure = record
         else:
-            yield FileRead(source, record[0], from_plain(record[1], limits))
+            reads.append(FileRead(source, record[0], from_plain(record[1], limits)))
+    return reads, failure
 
 
 def _read_chunk(start: int, stop: int) -> bytes:

@@ -30,6 +30,7 @@ from reconciler.spec.source import DocumentSource, RawDocument, SourceLocation, 
 __all__ = ["LoadedDocument", "checked_strings", "declared_name", "validate_document"]
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
+_KIND_BY_VALUE = {kind.value: kind for kind in Kind}  # a dict lookup, not Kind(value)'s raise
 _KNOWN_KINDS = ", ".join(sorted(_KIND_VALUES))
 _DEFERRED = {DEFER_CHECKS: True}  # the models' cross-field checks come from document_checks
 
@@ -163,10 +164,7 @@ def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Pro
 
 def _kind_of(data: dict[Any, Any]) -> Kind | None:
     kind_value = data.get("kind")
-    try:
-        return Kind(kind_value) if isinstance(kind_value, str) else None
-    except ValueError:
-        return None
+    return _KIND_BY_VALUE.get(kind_value) if isinstance(kind_value, str) else None
 
 
 class _Locator:
