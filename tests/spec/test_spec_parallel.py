@@ -109,10 +109,12 @@ def test_a_file_that_cannot_be_read_stops_the_load_in_both(specs: Path) -> None:
     assert "specs/sites/pipe.yaml" in messages[0]
 
 
-@pytest.mark.usefixtures("small_chunks")
-def test_a_file_past_the_fleet_limit_is_not_a_load_error_in_either(specs: Path) -> None:
-    os.mkfifo(specs / "sites" / "zz-pipe.yaml")
-    limits = Limits(max_files=3)
+def test_a_file_past_the_fleet_limit_is_not_a_load_error_in_either(
+    specs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.mkfifo(specs / "sites" / "zz-pipe.yaml")  # the 7th file, in the chunk of the 6th
+    monkeypatch.setattr(parallel, "CHUNK_FILES", 7)
+    limits = Limits(max_files=5)
     found = _problems(specs, 1, limits)
     assert any("the fleet is too large" in problem for problem in found)
     assert _problems(specs, 2, limits) == found
