@@ -9,14 +9,17 @@ main process, because models cost more to send between processes than to build (
 ``processes`` (a keyword of every loader): ``None`` (the default) reads in worker processes,
 one per CPU, when the tree holds at least :data:`PARALLEL_FROM` spec files and the ``fork``
 start method exists (Linux), else in this process; ``1`` always reads in this process; ``n``
-> 1 always uses ``n`` workers. Workers are forked, so they start at once with every module
-already imported; they take no lock the main process's other threads may hold (no logging,
-no imports), which keeps forking from a daemon's worker thread safe. Results are identical:
+> 1 always uses ``n`` workers (at most 8; ``fork`` needed). Workers are forked, so they start at
+once with every module already imported; they log nothing and share no lock with the main
+process's other threads (CPython resets the import lock in a forked child, which matters when
+``phonenumbers`` loads a country's metadata), so a daemon may load from a worker thread.
+Results are identical:
 the same documents, positions and problems, in the same order. The workers also check the
 phone numbers and hostnames they meet (``models_base.e164_problem``, ``hostname_verdict``, both
 cached per string) and hand the results over, so the main process's validation finds them
-done. One difference: when a fleet exceeds ``Limits.max_total_bytes``, workers may have read
-files after the one that crossed it; what they read is dropped, and the problem is the same.
+done. One difference: when a fleet exceeds ``Limits.max_files`` or ``max_total_bytes``, workers
+may have read a few chunks past the file that crossed it; what they read is dropped, and the
+problem is the same.
 """
 
 from __future__ import annotations
