@@ -23,7 +23,13 @@ from reconciler.spec.source import (
     RawDocument,
 )
 
-__all__ = ["parse_documents"]
+__all__ = ["PlainFile", "from_plain", "parse_documents", "to_plain"]
+
+PlainDocument = tuple[int, int, str | dict[str, int], Any, tuple[tuple[str, int, str], ...]]
+"""A document as builtins: line, column, its text (positions not worked out yet) or its
+positions, its data and its issues."""
+PlainFile = tuple[str, list[PlainDocument], list[tuple[str, int, int, str, str, str]]]
+"""A :class:`ParsedFile` as builtins: path, documents, problems (each a Problem's fields)."""
 
 
 def parse_documents(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
@@ -54,6 +60,29 @@ def parse_documents(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> 
     if not documents and not problems:
         problems.append(Problem(path, 1, 1, "", "", "file holds no documents (only comments)"))
     return ParsedFile(path, documents, problems)
+
+
+def to_plain(parsed: ParsedFile) -> PlainFile:
+    """``parsed`` as builtins only, which ``marshal`` sends to another process cheaply."""
+    documents: list[PlainDocument] = []
+    for raw in parsed.documents:
+        source, positions = raw.source, raw.source.positions
+        where = positions.plain() if isinstance(positions, _LazyPositions) else dict(positions)
+        documents.append((source.line, source.column, where, raw.data, raw.issues))
+    problems = [(p.path, p.line, p.column, p.subject, p.field, p.message) for p in parsed.problems]
+    return parsed.path, documents, problems
+
+
+def from_plain(plain: PlainFile, limits: Limits) -> ParsedFile:
+    """The :class:`ParsedFile` that :func:`to_plain` turned into ``plain``."""
+    path, documents, problems = plain
+    raws = []
+    for line, column, where, data, issues in documents:
+        positions: Mapping[str, int] = (
+            _LazyPositions(where, limits) if isinstance(where, str) else PackedPositions(where)
+        )
+        raws.append(RawDocument(DocumentSource(path, line, column, positions), data, issues))
+    return ParsedFile(path, raws, [Problem(*fields) for fields in problems])
 
 
 def _decode(path: str, data: bytes, limits: Limits) -> str | Problem:
@@ -146,6 +175,10 @@ class _LazyPositions(Mapping[str, int]):
                 raise RuntimeError("a spec text left the fast path on a second reading")
             self._packed, self._text = PackedPositions(simple[3]), ""
         return self._packed
+
+    def plain(self) -> str | dict[str, int]:
+        """The text still to read, or the positions once worked out (see :func:`to_plain`)."""
+        return dict(self._packed) if self._packed is not None else self._text
 
     def __getitem__(self, field_path: str) -> int:
         return self._positions()[field_path]

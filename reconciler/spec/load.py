@@ -40,8 +40,10 @@ the event builder and steps aside for anything else; its positions are worked ou
 document is located. Other files go through the C parser (``yaml.CSafeLoader``, libyaml), whose
 events are built into values here, never through PyYAML's node graph or constructors: that one
 pass gives duplicate-key detection, the alias budget and the per-field line map. Without the C
-extension, the pure-Python ``SafeLoader`` produces the same events, only slower. A 100,000-site
-fleet (155,000 files) loads in about 14 s of CPU and 780 MB (docs/benchmarks.md).
+extension, the pure-Python ``SafeLoader`` produces the same events, only slower. From 20,000
+files on, ``spec/parallel.py`` reads and parses in forked worker processes (``processes``, on
+every loader) while this process validates, in the same order: a 100,000-site fleet (155,000
+files) loads in about 9 s and 840 MB in all on two cores (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from reconciler.spec.documents import parse_documents
 from reconciler.spec.files import directory_files, git_commit
 from reconciler.spec.fleet import check_fleet
 from reconciler.spec.models import BillingPolicy, Kind, Site, Tenant, Worker
+from reconciler.spec.parallel import read_files
 from reconciler.spec.source import (
     DEFAULT_LIMITS,
     SPEC_SUFFIXES,
@@ -144,15 +147,23 @@ def _plural(count: int, noun: str) -> str:
 
 
 def load_files(
-    files: Iterable[SourceFile], *, revision: str | None = None, limits: Limits = DEFAULT_LIMITS
+    files: Iterable[SourceFile],
+    *,
+    revision: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    processes: int | None = None,
 ) -> Specs:
     """Parse, validate and cross-check spec files; the shared core of every loader.
+
+    ``processes``: how many worker processes read and parse the files; None (the default) is
+    automatic, in this process below ``spec/parallel.py``'s ``PARALLEL_FROM`` files (20,000).
+    The result is the same either way.
 
     Raises:
         SpecError: with every problem of every file, sorted by file and position.
     """
     with _gc_paused():
-        return _load_files(files, revision=revision, limits=limits)
+        return _load_files(files, revision=revision, limits=limits, processes=processes)
 
 
 @contextlib.contextmanager
@@ -177,8 +188,10 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Limits) -> Specs:
-    loaded, declared, problems = _validated(files, limits)
+def _load_files(
+    files: Iterable[SourceFile], *, revision: str | None, limits: Limits, processes: int | None
+) -> Specs:
+    loaded, declared, problems = _validated(files, limits, processes)
     problems.extend(check_fleet(loaded, declared))
     if problems:
         raise SpecError(problems)
@@ -186,7 +199,7 @@ def _load_files(files: Iterable[SourceFile], *, revision: str | None, limits: Li
 
 
 def _validated(
-    files: Iterable[SourceFile], limits: Limits
+    files: Iterable[SourceFile], limits: Limits, processes: int | None
 ) -> tuple[list[LoadedDocument], list[tuple[Kind, str]], list[Problem]]:
     """Read, parse and validate each file: the valid documents, the kind and name the invalid
     ones declare, and every problem met."""
@@ -194,26 +207,26 @@ def _validated(
     loaded: list[LoadedDocument] = []
     declared: list[tuple[Kind, str]] = []
     count = total = 0
-    for source in files:
-        if source.refused is not None:
-            problems.append(Problem(source.path, 0, 0, "", "", source.refused))
-            continue
-        content = source.read(limits.max_file_bytes)
-        count, total = count + 1, total + min(len(content), limits.max_file_bytes)
-        if count > limits.max_files or total > limits.max_total_bytes:
-            problems.append(Problem(source.path, 0, 0, "", "", _too_big(limits)))
-            break
-        parsed = parse_documents(source.path, content, limits)
-        problems.extend(parsed.problems)
-        for raw in parsed.documents:
-            document, found = validate_document(raw)
-            problems.extend(found)
-            if document is not None:
-                loaded.append(document)
-            else:
-                name = declared_name(raw)
-                if name is not None:
-                    declared.append(name)
+    with contextlib.closing(read_files(files, limits, processes)) as reads:
+        for read in reads:
+            source, parsed = read.source, read.parsed
+            if parsed is None:
+                problems.append(Problem(source.path, 0, 0, "", "", source.refused or ""))
+                continue
+            count, total = count + 1, total + min(read.length, limits.max_file_bytes)
+            if count > limits.max_files or total > limits.max_total_bytes:
+                problems.append(Problem(source.path, 0, 0, "", "", _too_big(limits)))
+                break
+            problems.extend(parsed.problems)
+            for raw in parsed.documents:
+                document, found = validate_document(raw)
+                problems.extend(found)
+                if document is not None:
+                    loaded.append(document)
+                else:
+                    name = declared_name(raw)
+                    if name is not None:
+                        declared.append(name)
     return loaded, declared, problems
 
 
@@ -256,27 +269,39 @@ def _too_big(limits: Limits) -> str:
     )
 
 
-def load_directory(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> Specs:
+def load_directory(
+    root: Path, *, limits: Limits = DEFAULT_LIMITS, processes: int | None = None
+) -> Specs:
     """Load and validate every ``*.yaml``/``*.yml`` file under ``root``.
+
+    ``processes`` as for :func:`load_files`.
 
     Raises:
         LoadError: when ``root`` is not a readable directory.
         SpecError: with every problem found.
     """
-    return load_files(directory_files(root), limits=limits)
+    return load_files(directory_files(root), limits=limits, processes=processes)
 
 
 def load_git(
-    repo: Path, ref: str = "HEAD", subdir: str = "specs", *, limits: Limits = DEFAULT_LIMITS
+    repo: Path,
+    ref: str = "HEAD",
+    subdir: str = "specs",
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    processes: int | None = None,
 ) -> Specs:
     """Load and validate the specs under ``subdir`` at commit ``ref`` of a Git repository.
 
     Blobs are read from the commit's tree through GitPython; nothing is checked out, so the
     working tree (and uncommitted edits) play no part. ``Specs.revision`` is the commit sha.
+    ``processes`` as for :func:`load_files`.
 
     Raises:
         LoadError: no repository at ``repo``, an unknown ``ref``, or no ``subdir`` there.
         SpecError: with every problem found.
     """
     with git_commit(repo, ref, subdir) as commit:
-        return load_files(commit.files(limits), revision=commit.sha, limits=limits)
+        return load_files(
+            commit.files(limits), revision=commit.sha, limits=limits, processes=processes
+        )

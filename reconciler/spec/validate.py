@@ -8,10 +8,11 @@ on the field they are about.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import Problem
@@ -23,11 +24,13 @@ from reconciler.spec.models import (
     Kind,
     document_checks,
 )
+from reconciler.spec.models_base import check_e164, check_hostname
 from reconciler.spec.source import DocumentSource, RawDocument, SourceLocation, unpack
 
-__all__ = ["LoadedDocument", "declared_name", "validate_document"]
+__all__ = ["LoadedDocument", "checked_strings", "declared_name", "validate_document"]
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
+_KIND_BY_VALUE = {kind.value: kind for kind in Kind}  # a dict lookup, not Kind(value)'s raise
 _KNOWN_KINDS = ", ".join(sorted(_KIND_VALUES))
 _DEFERRED = {DEFER_CHECKS: True}  # the models' cross-field checks come from document_checks
 
@@ -70,6 +73,63 @@ def declared_name(raw: RawDocument) -> tuple[Kind, str] | None:
     return Kind(kind), name
 
 
+_Path = tuple[str, ...]
+"""Keys from a document's root to a value; ``*`` stands for every item of a list."""
+_NO_KEYS: _Path = ()
+
+
+def _paths_of(model: type[BaseModel], check: object) -> list[_Path]:
+    """Where a model's fields validated by ``check`` are, through the models nested in it
+    (directly or as the items of a tuple)."""
+    paths: list[_Path] = []
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if any(getattr(meta, "func", None) is check for meta in info.metadata):
+            paths.append((key,))
+            continue
+        annotation, star = info.annotation, _NO_KEYS
+        if typing.get_origin(annotation) is tuple:
+            annotation, star = typing.get_args(annotation)[0], ("*",)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.extend((key, *star, *path) for path in _paths_of(annotation, check))
+    return paths
+
+
+_CHECKED = {
+    kind.value: (_paths_of(model, check_e164), _paths_of(model, check_hostname))
+    for kind, model in MODEL_BY_KIND.items()
+}
+"""Kind -> where its phone numbers and its hostnames are (``spec.whatsapp`` of a Tenant,
+``spec.domains.*.hostname`` of a Site)."""
+
+
+def checked_strings(data: Any) -> tuple[list[str], list[str]]:
+    """The strings a raw document holds where its kind wants a phone number, and a hostname.
+
+    Both checks are cached per string (``models_base.e164_problem``, ``hostname_verdict``):
+    ``spec/parallel.py`` runs them in its worker processes, so the validation that follows in
+    the main process finds them done.
+    """
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind not in _CHECKED:
+        return [], []
+    phones, hostnames = _CHECKED[kind]
+    return _strings_at(data, phones), _strings_at(data, hostnames)
+
+
+def _strings_at(data: Any, paths: list[_Path]) -> list[str]:
+    found: list[str] = []
+    for path in paths:
+        values = [data]
+        for key in path:
+            if key == "*":
+                values = [item for value in values if isinstance(value, list) for item in value]
+            else:
+                values = [v[key] for v in values if isinstance(v, dict) and key in v]
+        found.extend(value for value in values if isinstance(value, str))
+    return found
+
+
 def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Problem]]:
     """Validate one raw document against its kind; return it (or None) and its problems."""
     data = raw.data
@@ -104,10 +164,7 @@ def validate_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Pro
 
 def _kind_of(data: dict[Any, Any]) -> Kind | None:
     kind_value = data.get("kind")
-    try:
-        return Kind(kind_value) if isinstance(kind_value, str) else None
-    except ValueError:
-        return None
+    return _KIND_BY_VALUE.get(kind_value) if isinstance(kind_value, str) else None
 
 
 class _Locator:
