@@ -9,10 +9,10 @@ main process, because models cost more to send between processes than to build (
 ``processes`` (a keyword of every loader): ``None`` (the default) reads in worker processes,
 one per CPU, when the tree holds at least :data:`PARALLEL_FROM` spec files and the ``fork``
 start method exists (Linux), else in this process; ``1`` always reads in this process; ``n``
-> 1 always uses ``n`` workers (at most 8; ``fork`` needed). Workers are forked, so they start at
-once with every module already imported; they log nothing and share no lock with the main
-process's other threads (CPython resets the import lock in a forked child, which matters when
-``phonenumbers`` loads a country's metadata), so a daemon may load from a worker thread.
+> 1 always uses ``n`` workers (at most 8; ``fork`` needed). From a process of one thread (the
+CLI) workers are forked, so they start at once with every module already imported; from a
+process with other threads (the daemon) they start from a forkserver (:func:`start_method`),
+because a forked child inherits the other threads' locks as held.
 Results are identical:
 the same documents, positions and problems, in the same order. The workers also check the
 phone numbers and hostnames they meet (``models_base.e164_problem``, ``hostname_verdict``, both
@@ -28,6 +28,7 @@ import itertools
 import marshal
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -93,6 +94,19 @@ def automatic_processes() -> int:
     return min(cpus, _MAX_PROCESSES)
 
 
+def start_method() -> str:
+    """``fork`` when this process runs one thread (the CLI), else ``forkserver``.
+
+    A fork copies every lock as some other thread held it at that instant (a logging handler's,
+    an HTTP client's pool); a child that touched one would wait forever. A daemon's other
+    threads (its HTTP server, the lease's D1 connection, the status publisher) are such
+    threads, so from them workers start from a clean server process instead: they import the
+    loader first (about a second), then work the same, since chunks go to them pickled either
+    way.
+    """
+    return "fork" if threading.active_count() == 1 else "forkserver"
+
+
 def _read_serially(files: Iterator[SourceFile], limits: Limits) -> Generator[FileRead, None, None]:
     for source in files:
         if source.refused is not None:
@@ -118,7 +132,7 @@ def _read_in_processes(
     became ~55 MB of private memory in each worker, as either side touched its objects).
     """
     window = 2 * processes + 1
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context(start_method())
     with ProcessPoolExecutor(processes, mp_context=context) as pool:
         pending: deque[tuple[list[SourceFile], Future[bytes]]] = deque()
         chunks = _chunks(files)

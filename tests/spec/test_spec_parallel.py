@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,23 @@ def test_the_same_specs_and_locations_come_from_worker_processes(specs: Path) ->
     assert workers == serial
     assert list(workers.sites) == list(serial.sites)
     assert list(_fields(workers)) == list(_fields(serial))
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_process_with_other_threads_starts_its_workers_from_a_forkserver(specs: Path) -> None:
+    assert parallel.start_method() == "fork"  # pytest's own process: one thread
+    loaded: list[Specs] = []
+    methods: list[str] = []
+
+    def load() -> None:  # as the daemon does: from a worker thread
+        methods.append(parallel.start_method())
+        loaded.append(load_directory(specs, processes=2))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    assert methods == ["forkserver"]
+    assert loaded == [load_directory(specs, processes=1)]
 
 
 @pytest.mark.usefixtures("small_chunks")
