@@ -38,6 +38,7 @@ from reconciler.core.outcome import Outcome, Status
 from reconciler.core.payloads import AccessPayload, DunningPayload, SyncBillingPayload, payload_as
 from reconciler.core.plan import Action
 from reconciler.core.policy import INVALID_NUMBER_PREFIX
+from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.providers.evolution import (
     DISCONNECTED_RETRY_AFTER,
@@ -68,7 +69,7 @@ _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 class SyncBillingHandler(WorldHandler):
     """``sync_billing``: re-read one customer from Stripe and mirror it into D1 in one batch."""
 
-    provider: str = "d1"
+    provider: str = Provider.D1
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Copy Stripe's truth for the payload's customer and store its digest."""
@@ -122,7 +123,7 @@ class SyncBillingHandler(WorldHandler):
 class AccessHandler(WorldHandler):
     """``soft_lock``, ``hard_lock`` and ``unlock``: the tenant's access in D1, audited."""
 
-    provider: str = "d1"
+    provider: str = Provider.D1
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Set ``tenants.status`` to the payload's access level (its kind's, ``core.payloads``)."""
@@ -150,7 +151,7 @@ class AccessHandler(WorldHandler):
 class DunningHandler(WorldHandler):
     """``send_dunning``: one WhatsApp text per (invoice, step), at most once."""
 
-    provider: str = "whatsapp"
+    provider: str = Provider.WHATSAPP
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Send the due step unless its log row says it must not be sent (module rules)."""

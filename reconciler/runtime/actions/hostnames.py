@@ -45,6 +45,7 @@ from reconciler.core.payloads import (
     payload_as,
 )
 from reconciler.core.plan import Action, ActionKind
+from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import CustomHostname, ownership_metadata
 from reconciler.runtime.actions.routes import RoutingTable
@@ -99,7 +100,7 @@ def _gone(action: Action, hostname: str) -> Outcome:
 class HostnameHandler:
     """One handler for the five hostname kinds; ``kind`` picks the steps."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World, kind: ActionKind, table: RoutingTable | None = None) -> None:
         """Act through ``world`` (and ``table`` for routing entries) for actions of ``kind``."""
@@ -258,7 +259,7 @@ class HostnameHandler:
 class RecordHostnameHandler(WorldHandler):
     """``record_hostname``: copy the observed hostname into ``domains`` (no Cloudflare call)."""
 
-    provider: str = "d1"
+    provider: str = Provider.D1
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Upsert the ``domains`` row from the payload, or mark it deleted (status ``deleted``)."""

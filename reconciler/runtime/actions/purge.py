@@ -11,6 +11,7 @@ from __future__ import annotations
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.payloads import PurgePayload, payload_as
 from reconciler.core.plan import Action
+from reconciler.core.provider import Provider
 from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 
@@ -20,7 +21,7 @@ __all__ = ["PurgeHandler"]
 class PurgeHandler:
     """``purge_cache``: purge every host of one site from Cloudflare's cache."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World) -> None:
         """Act through ``world``."""

@@ -32,6 +32,7 @@ from reconciler.core.payloads import (
     payload_as,
 )
 from reconciler.core.plan import Action, ActionKind
+from reconciler.core.provider import Provider
 from reconciler.core.routing import KV_CONSISTENCY_SECONDS
 from reconciler.errors import NotFoundError, PermanentError
 from reconciler.providers.cloudflare_kv import KvClient, KvPair
@@ -42,7 +43,7 @@ from reconciler.runtime.records import Records
 
 __all__ = ["PlatformHandler", "RoutesHandler", "RoutingTable"]
 
-_PROVIDER = "cloudflare"
+_PROVIDER = Provider.CLOUDFLARE
 
 
 class RoutingTable:
@@ -104,7 +105,7 @@ class RoutingTable:
 class RoutesHandler:
     """``write_routes``: one tenant's routing-table writes and removals, then D1."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World, table: RoutingTable) -> None:
         """Write through ``table`` and ``world.db``."""
@@ -141,7 +142,7 @@ class RoutesHandler:
 class PlatformHandler:
     """The four platform kinds; ``kind`` picks the step (``core/plan_platform.py``)."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World, table: RoutingTable, kind: ActionKind) -> None:
         """Act through ``world`` for actions of ``kind``."""

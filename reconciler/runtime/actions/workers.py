@@ -33,6 +33,7 @@ from reconciler.core.payloads import (
     payload_as,
 )
 from reconciler.core.plan import Action, ActionKind
+from reconciler.core.provider import Provider
 from reconciler.runtime.actions.world import World
 from reconciler.runtime.handler import ActionContext
 
@@ -58,7 +59,7 @@ def _words(entries: Sequence[WorkerSplitEntry]) -> str:
 class WorkerHandler:
     """``deploy_worker_version`` and ``rollback_worker_version`` (module docstring)."""
 
-    provider = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from typing import Protocol
 from reconciler.build.media import VariantCache
 from reconciler.build.site import AssetStore
 from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.provider import Provider
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import Database
 from reconciler.providers.evolution import EvolutionClient
@@ -103,7 +104,7 @@ class World:
 class WorldHandler:
     """A handler acting through one :class:`World` and its D1 :class:`Records`."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World) -> None:
         """Act through ``world``."""
