@@ -48,6 +48,7 @@ from reconciler.core.plan import Action, ActionKind
 from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import CustomHostname, ownership_metadata
+from reconciler.runtime.actions.by_name import copy_fields
 from reconciler.runtime.actions.routes import RoutingTable
 from reconciler.runtime.actions.world import World, WorldHandler
 from reconciler.runtime.handler import ActionContext
@@ -279,17 +280,7 @@ class RecordHostnameHandler(WorldHandler):
             site=want.site,
             tenant=want.tenant,
             project=want.project,
-            facts=HostnameFacts(
-                id=want.id,
-                status=want.status,
-                ssl_status=want.ssl_status,
-                ssl_method=want.ssl_method,
-                origin=want.origin,
-                verification_token=want.verification_token,
-                dcv_txt_name=want.dcv_txt_name,
-                dcv_txt_value=want.dcv_txt_value,
-                verification_errors=want.verification_errors,
-            ),
+            facts=copy_fields(HostnameFacts, want),
             now=ctx.now(),
         )
         return Outcome(
