@@ -47,7 +47,7 @@ from reconciler.providers.evolution import (
     InvalidNumberError,
     SentMessage,
 )
-from reconciler.runtime.actions.world import WorldHandler
+from reconciler.runtime.actions.world import WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 
 __all__ = [
@@ -108,10 +108,9 @@ class SyncBillingHandler(WorldHandler):
             digest=digest,
             now=ctx.now(),
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=(
+        return applied(
+            action,
+            (
                 f"mirrored {len(facts.subscriptions)} subscriptions and "
                 f"{len(facts.open_invoices)} open invoices of {customer}"
                 + (f"; {len(closed) + len(vanished)} no longer open" if closed or vanished else "")
@@ -141,10 +140,9 @@ class AccessHandler(WorldHandler):
             action_id=action.id,
             now=ctx.now(),
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"{tenant}: {current or 'active'} -> {access} ({want.source}: {want.reason})",
+        return applied(
+            action,
+            f"{tenant}: {current or 'active'} -> {access} ({want.source}: {want.reason})",
         )
 
 
@@ -189,10 +187,9 @@ class DunningHandler(WorldHandler):
             response=sent.raw,
             now=ctx.now(),
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"sent step {want.step_code} of invoice {want.invoice_id} (message {sent.id})",
+        return applied(
+            action,
+            f"sent step {want.step_code} of invoice {want.invoice_id} (message {sent.id})",
             data={"provider_message_id": sent.id},
         )
 

@@ -50,7 +50,7 @@ from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import CustomHostname, ownership_metadata
 from reconciler.runtime.actions.by_name import copy_fields
 from reconciler.runtime.actions.routes import RoutingTable
-from reconciler.runtime.actions.world import World, WorldHandler
+from reconciler.runtime.actions.world import World, WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import HostnameFacts, Records
 
@@ -173,10 +173,9 @@ class HostnameHandler:
 
     async def _create(self, action: Action, want: HostnamePayload, ctx: ActionContext) -> Outcome:
         made = await self._create_hostname(want, ctx)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"created {made.hostname} ({made.status}); the dispatch Worker routes it",
+        return applied(
+            action,
+            f"created {made.hostname} ({made.status}); the dispatch Worker routes it",
             data={"id": made.id, "status": made.status},
         )
 
@@ -204,10 +203,9 @@ class HostnameHandler:
             return _gone(action, want.hostname)
         ctx.checkpoint("hostname.after-update")
         await self._record(want, edited, ctx, restart_clock=changes)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"{want.hostname} updated (ssl method {edited.ssl_method})",
+        return applied(
+            action,
+            f"{want.hostname} updated (ssl method {edited.ssl_method})",
             data={"id": edited.id},
         )
 
@@ -218,12 +216,9 @@ class HostnameHandler:
         if edited is None:
             return _gone(action, want.hostname)
         await self._record(want, edited, ctx, restart_clock=True, retried=True)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=(
-                f"validation of {want.hostname} re-triggered ({edited.status}/{edited.ssl_status})"
-            ),
+        return applied(
+            action,
+            (f"validation of {want.hostname} re-triggered ({edited.status}/{edited.ssl_status})"),
             data={"id": edited.id},
         )
 
@@ -234,10 +229,9 @@ class HostnameHandler:
             await self.world.cloudflare.delete_custom_hostname(old)
         ctx.checkpoint("hostname.after-delete")
         made = await self._create_hostname(want, ctx)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"recreated {made.hostname} as {made.id} (recreation {want.recreate_count})",
+        return applied(
+            action,
+            f"recreated {made.hostname} as {made.id} (recreation {want.recreate_count})",
             data={"id": made.id, "replaced": old},
         )
 
@@ -250,10 +244,9 @@ class HostnameHandler:
             await self.table.remove([want.hostname])
         await self.records.hostname_deleted(want.hostname, now=ctx.now())
         removed = "; its routing entry removed (not found at the edge within about 60 s)"
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"deleted {want.hostname}" + (removed if want.route else ""),
+        return applied(
+            action,
+            f"deleted {want.hostname}" + (removed if want.route else ""),
         )
 
 
@@ -272,9 +265,7 @@ class RecordHostnameHandler(WorldHandler):
                     Status.UNCHANGED,
                     message=f"{want.hostname} has no domains row left to mark deleted",
                 )
-            return Outcome(
-                action.id, Status.APPLIED, message=f"recorded {want.hostname} as deleted"
-            )
+            return applied(action, f"recorded {want.hostname} as deleted")
         await self.records.mirror_hostname(
             hostname=want.hostname,
             site=want.site,
@@ -283,9 +274,8 @@ class RecordHostnameHandler(WorldHandler):
             facts=copy_fields(HostnameFacts, want),
             now=ctx.now(),
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"recorded {want.hostname} as {want.status} (certificate "
+        return applied(
+            action,
+            f"recorded {want.hostname} as {want.status} (certificate "
             f"{want.ssl_status or 'none'}, id {want.id})",
         )

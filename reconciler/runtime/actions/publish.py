@@ -55,7 +55,7 @@ from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
 from reconciler.providers.d1 import Statement
 from reconciler.providers.shared_calls import deployment_poll_delays
 from reconciler.runtime.actions.by_name import copy_fields
-from reconciler.runtime.actions.world import WorldHandler
+from reconciler.runtime.actions.world import WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildRecord, BuildSizes, OpenedPublish, PublishTarget
 
@@ -152,10 +152,9 @@ def _record_of(built: _Built) -> BuildRecord:
 
 def _applied(action: Action, deployment: Deployment, built: _Built) -> Outcome:
     build = built.output
-    return Outcome(
-        action.id,
-        Status.APPLIED,
-        message=f"version {built.inputs.version} live as deployment {deployment.id}",
+    return applied(
+        action,
+        f"version {built.inputs.version} live as deployment {deployment.id}",
         data={
             "deployment_id": deployment.id,
             "url": deployment.url,

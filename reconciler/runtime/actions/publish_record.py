@@ -14,7 +14,7 @@ from reconciler.core.outcome import Outcome, Status
 from reconciler.core.payloads import RecordPublishFailurePayload, payload_as
 from reconciler.core.plan import Action
 from reconciler.core.provider import Provider
-from reconciler.runtime.actions.world import WorldHandler
+from reconciler.runtime.actions.world import WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, PublishTarget
 
@@ -58,8 +58,7 @@ class RecordPublishFailureHandler(WorldHandler):
             build_identity=want.build_identity,
             build_inputs=want.build_inputs,
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"recorded version {version} of {site} {env} as failed: {error}",
+        return applied(
+            action,
+            f"recorded version {version} of {site} {env} as failed: {error}",
         )
