@@ -31,6 +31,7 @@ from reconciler.core.payloads import (
     RecordPublishFailurePayload,
     RollbackPayload,
     WorkerRoutePayload,
+    WorkerVersionPayload,
     WriteRoutesPayload,
     read_before,
 )
@@ -266,8 +267,8 @@ def describe(action: Action) -> str:
     if isinstance(p, RecordHostnamePayload):
         was = read_before(RecordHostnameBefore, action.before).status
         return f"record hostname {p.hostname} as {p.status} (was {was})"
-    if kind in (ActionKind.DEPLOY_WORKER_VERSION, ActionKind.ROLLBACK_WORKER_VERSION):
-        return _describe_worker(action)
+    if isinstance(p, WorkerVersionPayload):
+        return _describe_worker(kind, p)
     if isinstance(p, RecordPublishFailurePayload):
         return f"record the publish of {p.environment} version {p.version} as failed"
     if isinstance(p, PurgePayload):
@@ -275,16 +276,16 @@ def describe(action: Action) -> str:
     return "sync billing mirror from Stripe"
 
 
-def _describe_worker(action: Action) -> str:
+def _describe_worker(kind: ActionKind, p: WorkerVersionPayload) -> str:
     """``deploy Worker site-builder-api-production: version 3 at 100 %``."""
-    versions = action.after["versions"]
-    parts = [
-        f"version {item['number']} at {item['percentage']} %"
-        for item in (versions if isinstance(versions, list) else [])
-        if isinstance(item, dict)
-    ]
-    verb = "deploy" if action.kind is ActionKind.DEPLOY_WORKER_VERSION else "roll back"
-    return f"{verb} Worker {action.after['script']}: {' and '.join(parts)}"
+    parts = [f"version {item.number} at {_percent(item.percentage)} %" for item in p.versions]
+    verb = "deploy" if kind is ActionKind.DEPLOY_WORKER_VERSION else "roll back"
+    return f"{verb} Worker {p.script}: {' and '.join(parts)}"
+
+
+def _percent(value: float) -> int | float:
+    """A percentage as the plan wrote it: whole numbers without a decimal point."""
+    return int(value) if value.is_integer() else value
 
 
 def group(

@@ -50,6 +50,7 @@ from graphlib import TopologicalSorter
 
 from reconciler.core.outcome import Outcome, Report, Status
 from reconciler.core.plan import Action, ActionKind, Plan
+from reconciler.core.provider import Provider
 from reconciler.errors import PermanentError, PlanError, ProviderError, TransientError
 from reconciler.providers.d1 import Statement, StatementResult
 from reconciler.runtime.handler import ActionContext, Checkpoints, Handler, Opens, no_checkpoints
@@ -59,7 +60,7 @@ __all__ = ["DEFAULT_LIMITS", "Progress", "execute", "provider_outcome"]
 
 # Publishes mostly wait for Pages (a deployment takes about 15 s) and the token allows 4
 # requests a second: 16 at once keep the token busy, and their purges share requests.
-DEFAULT_LIMITS: Mapping[str, int] = {"cloudflare": 16, "d1": 4, "whatsapp": 1}
+DEFAULT_LIMITS: Mapping[str, int] = {Provider.CLOUDFLARE: 16, Provider.D1: 4, Provider.WHATSAPP: 1}
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,12 +42,15 @@ from reconciler.sandbox.cloudflare_common import (
     no_route,
     parse_multipart,
 )
+from reconciler.sandbox.cloudflare_config import (
+    TRANSITIONAL_ENTITLEMENTS,
+    CloudflareConfig,
+    hostname_policy,
+)
 from reconciler.sandbox.cloudflare_control import control_routes
 from reconciler.sandbox.cloudflare_d1 import D1Store
 from reconciler.sandbox.cloudflare_edge import edge_routes, not_found
-from reconciler.sandbox.cloudflare_hostname_rules import HostnamePolicy
 from reconciler.sandbox.cloudflare_hostnames import (
-    CHECK_OFFSETS,
     HostnameBehaviour,
     HostnameStore,
     Lifecycle,
@@ -74,6 +77,14 @@ from reconciler.sandbox.pipeline import (
     unrouted_step,
 )
 
+__all__ = [
+    "API_ROOT",
+    "TRANSITIONAL_ENTITLEMENTS",
+    "CloudflareConfig",
+    "CloudflareSim",
+    "create_app",
+]
+
 API_ROOT = "/client/v4"
 AUTH_ERROR = 10000
 RATE_LIMITED = 971
@@ -89,80 +100,6 @@ SERVER_ERRORS: tuple[tuple[str, int, str], ...] = (
     ("/d1", 7500, "Internal error"),
     ("/zones/", 1500, "Internal Server Error"),
 )
-
-
-TRANSITIONAL_ENTITLEMENTS: dict[str, Any] = {
-    "refuse_reserved_tlds": False,
-}
-"""What the sandbox world and the shared test simulator opt into, explicitly, for now.
-
-The simulator's defaults are an ordinary account (ROUTING.md §1), and the reconciler sends
-neither ``custom_metadata`` nor ``custom_origin_server`` on one (docs/routing.md), so only the
-reserved-TLD refusal stays off: older tests name hostnames under ``.test``.
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class CloudflareConfig:
-    """Identity and behaviour knobs of one simulated Cloudflare account and SaaS zone.
-
-    Ids default to deterministic values from ``seed`` (see :meth:`generate`).
-    """
-
-    account_id: str
-    zone_id: str
-    token: str
-    database_id: str
-    database_name: str = "sitebuilder"
-    zone_name: str = "sitebuilder-sandbox.test"
-    cname_target: str = "customers.sitebuilder-sandbox.test"
-    fallback_origin: str = "fallback.sitebuilder-sandbox.test"
-    projects: tuple[str, ...] = ()
-    rate_limit_requests: int = 1200
-    rate_limit_period: float = 300.0
-    rate_limit_block: float = 300.0
-    stage_seconds: float = 3.0
-    ssl_initializing_seconds: float = 2.0
-    ssl_issuance_seconds: float = 5.0
-    validation_window: float = CHECK_OFFSETS[-1]
-    purge_max_items: int = 100
-    purge_max_files: int = 100
-    hostname_statuses: str = "docs"  # "docs": POST 201, PATCH 202; "schema": always 200
-    hostname_delete_body: str = "envelope"  # or "bare": {"id": ...} without the envelope
-    # What the account is entitled to (ROUTING.md §1): an ordinary account by default.
-    entitled_custom_metadata: bool = False
-    entitled_custom_origin: bool = False
-    custom_origin_outside_zone: bool = False  # even entitled, the origin must be in zone DNS
-    refuse_reserved_tlds: bool = True
-    # After a rollback, the project's canonical_deployment is the rollback target ("live") or
-    # the most recently created production deployment ("latest"): unconfirmed (CONTRACT.md §9).
-    canonical_after_rollback: str = "live"
-    retry_creates_new: bool = True
-    upload_jwt_ttl: float = 300.0
-    seed: int = 0
-
-    @classmethod
-    def generate(cls, *, seed: int = 0, **overrides: Any) -> CloudflareConfig:
-        """A config with ids drawn from ``seed`` and the token ``sandbox-cf-<hex>``."""
-        ids = IdSource(seed + 7919)
-        base = cls(
-            account_id=ids.hex32(),
-            zone_id=ids.hex32(),
-            token=f"sandbox-cf-{ids.hex32()}",
-            database_id=ids.uuid(),
-            seed=seed,
-        )
-        return replace(base, **overrides)
-
-
-def _policy(cfg: CloudflareConfig) -> HostnamePolicy:
-    return HostnamePolicy(
-        zone=cfg.zone_name,
-        custom_metadata=cfg.entitled_custom_metadata,
-        custom_origin=cfg.entitled_custom_origin,
-        origin_outside_zone=cfg.custom_origin_outside_zone,
-        refuse_reserved_tlds=cfg.refuse_reserved_tlds,
-    )
 
 
 @dataclass(slots=True)
@@ -223,7 +160,7 @@ class CloudflareSim(Simulated):
                 validation_window=cfg.validation_window,
             ),
             targets={cfg.cname_target, cfg.fallback_origin},
-            policy=_policy(cfg),
+            policy=hostname_policy(cfg),
         )
         self.d1 = D1Store(self.d1_dir)
         self.d1.create(cfg.database_id, cfg.database_name, now)
@@ -267,7 +204,7 @@ class CloudflareSim(Simulated):
             lifecycle.ssl_initializing_seconds = cfg.ssl_initializing_seconds
             lifecycle.ssl_issuance_seconds = cfg.ssl_issuance_seconds
             lifecycle.validation_window = cfg.validation_window
-            self.hostnames.policy = _policy(cfg)
+            self.hostnames.policy = hostname_policy(cfg)
             self.pages.canonical_after_rollback = cfg.canonical_after_rollback
             return cfg
 

@@ -38,6 +38,7 @@ from reconciler.core.outcome import Outcome, Status
 from reconciler.core.payloads import AccessPayload, DunningPayload, SyncBillingPayload, payload_as
 from reconciler.core.plan import Action
 from reconciler.core.policy import INVALID_NUMBER_PREFIX
+from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.providers.evolution import (
     DISCONNECTED_RETRY_AFTER,
@@ -46,7 +47,7 @@ from reconciler.providers.evolution import (
     InvalidNumberError,
     SentMessage,
 )
-from reconciler.runtime.actions.world import WorldHandler
+from reconciler.runtime.actions.world import WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 
 __all__ = [
@@ -68,7 +69,7 @@ _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 class SyncBillingHandler(WorldHandler):
     """``sync_billing``: re-read one customer from Stripe and mirror it into D1 in one batch."""
 
-    provider: str = "d1"
+    provider: str = Provider.D1
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Copy Stripe's truth for the payload's customer and store its digest."""
@@ -107,10 +108,9 @@ class SyncBillingHandler(WorldHandler):
             digest=digest,
             now=ctx.now(),
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=(
+        return applied(
+            action,
+            (
                 f"mirrored {len(facts.subscriptions)} subscriptions and "
                 f"{len(facts.open_invoices)} open invoices of {customer}"
                 + (f"; {len(closed) + len(vanished)} no longer open" if closed or vanished else "")
@@ -122,7 +122,7 @@ class SyncBillingHandler(WorldHandler):
 class AccessHandler(WorldHandler):
     """``soft_lock``, ``hard_lock`` and ``unlock``: the tenant's access in D1, audited."""
 
-    provider: str = "d1"
+    provider: str = Provider.D1
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Set ``tenants.status`` to the payload's access level (its kind's, ``core.payloads``)."""
@@ -140,17 +140,16 @@ class AccessHandler(WorldHandler):
             action_id=action.id,
             now=ctx.now(),
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"{tenant}: {current or 'active'} -> {access} ({want.source}: {want.reason})",
+        return applied(
+            action,
+            f"{tenant}: {current or 'active'} -> {access} ({want.source}: {want.reason})",
         )
 
 
 class DunningHandler(WorldHandler):
     """``send_dunning``: one WhatsApp text per (invoice, step), at most once."""
 
-    provider: str = "whatsapp"
+    provider: str = Provider.WHATSAPP
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Send the due step unless its log row says it must not be sent (module rules)."""
@@ -188,10 +187,9 @@ class DunningHandler(WorldHandler):
             response=sent.raw,
             now=ctx.now(),
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"sent step {want.step_code} of invoice {want.invoice_id} (message {sent.id})",
+        return applied(
+            action,
+            f"sent step {want.step_code} of invoice {want.invoice_id} (message {sent.id})",
             data={"provider_message_id": sent.id},
         )
 

@@ -45,10 +45,12 @@ from reconciler.core.payloads import (
     payload_as,
 )
 from reconciler.core.plan import Action, ActionKind
+from reconciler.core.provider import Provider
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import CustomHostname, ownership_metadata
+from reconciler.runtime.actions.by_name import copy_fields
 from reconciler.runtime.actions.routes import RoutingTable
-from reconciler.runtime.actions.world import World, WorldHandler
+from reconciler.runtime.actions.world import World, WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import HostnameFacts, Records
 
@@ -99,7 +101,7 @@ def _gone(action: Action, hostname: str) -> Outcome:
 class HostnameHandler:
     """One handler for the five hostname kinds; ``kind`` picks the steps."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World, kind: ActionKind, table: RoutingTable | None = None) -> None:
         """Act through ``world`` (and ``table`` for routing entries) for actions of ``kind``."""
@@ -171,10 +173,9 @@ class HostnameHandler:
 
     async def _create(self, action: Action, want: HostnamePayload, ctx: ActionContext) -> Outcome:
         made = await self._create_hostname(want, ctx)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"created {made.hostname} ({made.status}); the dispatch Worker routes it",
+        return applied(
+            action,
+            f"created {made.hostname} ({made.status}); the dispatch Worker routes it",
             data={"id": made.id, "status": made.status},
         )
 
@@ -202,10 +203,9 @@ class HostnameHandler:
             return _gone(action, want.hostname)
         ctx.checkpoint("hostname.after-update")
         await self._record(want, edited, ctx, restart_clock=changes)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"{want.hostname} updated (ssl method {edited.ssl_method})",
+        return applied(
+            action,
+            f"{want.hostname} updated (ssl method {edited.ssl_method})",
             data={"id": edited.id},
         )
 
@@ -216,12 +216,9 @@ class HostnameHandler:
         if edited is None:
             return _gone(action, want.hostname)
         await self._record(want, edited, ctx, restart_clock=True, retried=True)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=(
-                f"validation of {want.hostname} re-triggered ({edited.status}/{edited.ssl_status})"
-            ),
+        return applied(
+            action,
+            (f"validation of {want.hostname} re-triggered ({edited.status}/{edited.ssl_status})"),
             data={"id": edited.id},
         )
 
@@ -232,10 +229,9 @@ class HostnameHandler:
             await self.world.cloudflare.delete_custom_hostname(old)
         ctx.checkpoint("hostname.after-delete")
         made = await self._create_hostname(want, ctx)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"recreated {made.hostname} as {made.id} (recreation {want.recreate_count})",
+        return applied(
+            action,
+            f"recreated {made.hostname} as {made.id} (recreation {want.recreate_count})",
             data={"id": made.id, "replaced": old},
         )
 
@@ -248,17 +244,16 @@ class HostnameHandler:
             await self.table.remove([want.hostname])
         await self.records.hostname_deleted(want.hostname, now=ctx.now())
         removed = "; its routing entry removed (not found at the edge within about 60 s)"
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"deleted {want.hostname}" + (removed if want.route else ""),
+        return applied(
+            action,
+            f"deleted {want.hostname}" + (removed if want.route else ""),
         )
 
 
 class RecordHostnameHandler(WorldHandler):
     """``record_hostname``: copy the observed hostname into ``domains`` (no Cloudflare call)."""
 
-    provider: str = "d1"
+    provider: str = Provider.D1
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Upsert the ``domains`` row from the payload, or mark it deleted (status ``deleted``)."""
@@ -270,30 +265,17 @@ class RecordHostnameHandler(WorldHandler):
                     Status.UNCHANGED,
                     message=f"{want.hostname} has no domains row left to mark deleted",
                 )
-            return Outcome(
-                action.id, Status.APPLIED, message=f"recorded {want.hostname} as deleted"
-            )
+            return applied(action, f"recorded {want.hostname} as deleted")
         await self.records.mirror_hostname(
             hostname=want.hostname,
             site=want.site,
             tenant=want.tenant,
             project=want.project,
-            facts=HostnameFacts(
-                id=want.id,
-                status=want.status,
-                ssl_status=want.ssl_status,
-                ssl_method=want.ssl_method,
-                origin=want.origin,
-                verification_token=want.verification_token,
-                dcv_txt_name=want.dcv_txt_name,
-                dcv_txt_value=want.dcv_txt_value,
-                verification_errors=want.verification_errors,
-            ),
+            facts=copy_fields(HostnameFacts, want),
             now=ctx.now(),
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"recorded {want.hostname} as {want.status} (certificate "
+        return applied(
+            action,
+            f"recorded {want.hostname} as {want.status} (certificate "
             f"{want.ssl_status or 'none'}, id {want.id})",
         )

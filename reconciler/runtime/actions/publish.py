@@ -54,7 +54,8 @@ from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment, DeploymentTag
 from reconciler.providers.d1 import Statement
 from reconciler.providers.shared_calls import deployment_poll_delays
-from reconciler.runtime.actions.world import WorldHandler
+from reconciler.runtime.actions.by_name import copy_fields
+from reconciler.runtime.actions.world import WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildRecord, BuildSizes, OpenedPublish, PublishTarget
 
@@ -64,25 +65,6 @@ __all__ = ["PublishHandler", "publish_id_of"]
 def publish_id_of(action: Action) -> str:
     """The deployment tag's publish id: the first 12 hex digits of the action id."""
     return action.id[:12]
-
-
-def _sizes(build: BuildOutput) -> BuildSizes:
-    return BuildSizes(
-        js_kb=build.js_kb,
-        css_kb=build.css_kb,
-        third_party_scripts=build.third_party_scripts,
-        image_kb=build.image_kb,
-        page_weight_kb=build.page_weight_kb,
-    )
-
-
-def _media(build: BuildOutput) -> MediaWeight:
-    return MediaWeight(
-        image_kb=build.image_kb,
-        largest_image=build.largest_image,
-        page_weight_kb=build.page_weight_kb,
-        heaviest_page=build.heaviest_page,
-    )
 
 
 def _inputs(
@@ -170,10 +152,9 @@ def _record_of(built: _Built) -> BuildRecord:
 
 def _applied(action: Action, deployment: Deployment, built: _Built) -> Outcome:
     build = built.output
-    return Outcome(
-        action.id,
-        Status.APPLIED,
-        message=f"version {built.inputs.version} live as deployment {deployment.id}",
+    return applied(
+        action,
+        f"version {built.inputs.version} live as deployment {deployment.id}",
         data={
             "deployment_id": deployment.id,
             "url": deployment.url,
@@ -290,7 +271,7 @@ class PublishHandler(WorldHandler):
             )
         except BuildError as exc:
             return await self._failed(attempt, BUILD_FAILURE_PREFIX + exc.message, ctx, inputs)
-        sizes = _sizes(build)
+        sizes = copy_fields(BuildSizes, build)
         budget = want.budget or _stored_budget(attempt.stored_budget)
         if budget is not None:
             violations = check_budget(
@@ -298,7 +279,7 @@ class PublishHandler(WorldHandler):
                 css_kb=build.css_kb,
                 third_party_scripts=build.third_party_scripts,
                 budget=budget,
-                media=_media(build),
+                media=copy_fields(MediaWeight, build),
             )
             if violations:
                 message = describe_violations(violations)

@@ -13,7 +13,8 @@ from dataclasses import asdict
 from reconciler.core.outcome import Outcome, Status
 from reconciler.core.payloads import RecordPublishFailurePayload, payload_as
 from reconciler.core.plan import Action
-from reconciler.runtime.actions.world import WorldHandler
+from reconciler.core.provider import Provider
+from reconciler.runtime.actions.world import WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import BuildSizes, PublishTarget
 
@@ -29,7 +30,7 @@ class RecordPublishFailureHandler(WorldHandler):
     as failed with the same error, nothing is written (``unchanged``).
     """
 
-    provider: str = "d1"
+    provider: str = Provider.D1
 
     async def __call__(self, action: Action, ctx: ActionContext) -> Outcome:
         """Insert the ``failed`` row unless it is already there."""
@@ -57,8 +58,7 @@ class RecordPublishFailureHandler(WorldHandler):
             build_identity=want.build_identity,
             build_inputs=want.build_inputs,
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"recorded version {version} of {site} {env} as failed: {error}",
+        return applied(
+            action,
+            f"recorded version {version} of {site} {env} as failed: {error}",
         )

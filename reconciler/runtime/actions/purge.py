@@ -8,10 +8,11 @@ makes after it changes what a host serves); it writes nothing to D1.
 
 from __future__ import annotations
 
-from reconciler.core.outcome import Outcome, Status
+from reconciler.core.outcome import Outcome
 from reconciler.core.payloads import PurgePayload, payload_as
 from reconciler.core.plan import Action
-from reconciler.runtime.actions.world import World
+from reconciler.core.provider import Provider
+from reconciler.runtime.actions.world import World, applied
 from reconciler.runtime.handler import ActionContext
 
 __all__ = ["PurgeHandler"]
@@ -20,7 +21,7 @@ __all__ = ["PurgeHandler"]
 class PurgeHandler:
     """``purge_cache``: purge every host of one site from Cloudflare's cache."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World) -> None:
         """Act through ``world``."""
@@ -31,8 +32,7 @@ class PurgeHandler:
         want = payload_as(action.payload, PurgePayload)
         ctx.progress(f"{want.site}: purging {len(want.hosts)} hosts")
         await self.world.cloudflare.purge_cache(hosts=list(want.hosts))
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"purged {len(want.hosts)} hosts of {want.site} from the cache",
+        return applied(
+            action,
+            f"purged {len(want.hosts)} hosts of {want.site} from the cache",
         )

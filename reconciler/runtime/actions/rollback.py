@@ -13,7 +13,7 @@ from reconciler.core.payloads import RollbackPayload, payload_as
 from reconciler.core.plan import Action
 from reconciler.errors import NotFoundError
 from reconciler.providers.cloudflare_models import Deployment
-from reconciler.runtime.actions.world import WorldHandler
+from reconciler.runtime.actions.world import WorldHandler, applied
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import PublishTarget
 
@@ -57,10 +57,9 @@ class RollbackHandler(WorldHandler):
                 ),
             )
         await self._record(want, deployment, ctx)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"production rolled back to deployment {target} (version {want.version})",
+        return applied(
+            action,
+            f"production rolled back to deployment {target} (version {want.version})",
             data={"deployment_id": target, "url": deployment.url},
         )
 

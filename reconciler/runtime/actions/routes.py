@@ -32,17 +32,18 @@ from reconciler.core.payloads import (
     payload_as,
 )
 from reconciler.core.plan import Action, ActionKind
+from reconciler.core.provider import Provider
 from reconciler.core.routing import KV_CONSISTENCY_SECONDS
 from reconciler.errors import NotFoundError, PermanentError
 from reconciler.providers.cloudflare_kv import KvClient, KvPair
 from reconciler.providers.cloudflare_workers import WorkersClient
-from reconciler.runtime.actions.world import World
+from reconciler.runtime.actions.world import World, applied
 from reconciler.runtime.handler import ActionContext
 from reconciler.runtime.records import Records
 
 __all__ = ["PlatformHandler", "RoutesHandler", "RoutingTable"]
 
-_PROVIDER = "cloudflare"
+_PROVIDER = Provider.CLOUDFLARE
 
 
 class RoutingTable:
@@ -104,7 +105,7 @@ class RoutingTable:
 class RoutesHandler:
     """``write_routes``: one tenant's routing-table writes and removals, then D1."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World, table: RoutingTable) -> None:
         """Write through ``table`` and ``world.db``."""
@@ -126,10 +127,9 @@ class RoutesHandler:
         ctx.checkpoint("routes.after-write")
         requests += await self.table.kv.bulk_delete(namespace, deletes)
         await self.records.domain_statuses(dict(want.records), now=ctx.now())
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=(
+        return applied(
+            action,
+            (
                 f"wrote {len(pairs)} routing entries and removed {len(deletes)} in {requests} "
                 f"KV request{'s' if requests != 1 else ''} (tenant {want.tenant}); "
                 f"the edge sees them within about {KV_CONSISTENCY_SECONDS} s"
@@ -141,7 +141,7 @@ class RoutesHandler:
 class PlatformHandler:
     """The four platform kinds; ``kind`` picks the step (``core/plan_platform.py``)."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World, table: RoutingTable, kind: ActionKind) -> None:
         """Act through ``world`` for actions of ``kind``."""
@@ -164,10 +164,9 @@ class PlatformHandler:
         title = want.namespace or self.world.routing.namespace
         ident = await self.table.kv.create_namespace(title)
         self.table.forget()
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"KV namespace {title} is {ident}",
+        return applied(
+            action,
+            f"KV namespace {title} is {ident}",
             data={"id": ident},
         )
 
@@ -190,10 +189,9 @@ class PlatformHandler:
         await self.workers.deploy_script(
             script, source=source, namespace_id=namespace, version=want.hash
         )
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"deployed {script} version {want.hash.removeprefix('sha256:')[:12]}",
+        return applied(
+            action,
+            f"deployed {script} version {want.hash.removeprefix('sha256:')[:12]}",
         )
 
     async def _route(self, action: Action, want: WorkerRoutePayload) -> Outcome:
@@ -201,17 +199,15 @@ class PlatformHandler:
             route = await self.workers.update_route(want.id, want.pattern, want.script)
         else:
             route = await self.workers.create_route(want.pattern, want.script)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"route {want.pattern} runs {want.script} ({route.id})",
+        return applied(
+            action,
+            f"route {want.pattern} runs {want.script} ({route.id})",
             data={"id": route.id},
         )
 
     async def _fallback(self, action: Action, want: FallbackOriginPayload) -> Outcome:
         found = await self.workers.set_fallback_origin(want.origin)
-        return Outcome(
-            action.id,
-            Status.APPLIED,
-            message=f"fallback origin {want.origin} ({found.status or 'status unknown'})",
+        return applied(
+            action,
+            f"fallback origin {want.origin} ({found.status or 'status unknown'})",
         )

@@ -33,7 +33,8 @@ from reconciler.core.payloads import (
     payload_as,
 )
 from reconciler.core.plan import Action, ActionKind
-from reconciler.runtime.actions.world import World
+from reconciler.core.provider import Provider
+from reconciler.runtime.actions.world import World, applied
 from reconciler.runtime.handler import ActionContext
 
 __all__ = ["PROBES", "WorkerHandler", "http_status"]
@@ -58,7 +59,7 @@ def _words(entries: Sequence[WorkerSplitEntry]) -> str:
 class WorkerHandler:
     """``deploy_worker_version`` and ``rollback_worker_version`` (module docstring)."""
 
-    provider = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(
         self,
@@ -87,7 +88,7 @@ class WorkerHandler:
                 return await self._turn_back(action, script, newest, target, back, failure, ctx)
         if check is not None:
             await self._record(script, newest, "live", target, back, "", "", ctx)
-        return Outcome(action.id, Status.APPLIED, message=f"{script} serves {_words(target)}")
+        return applied(action, f"{script} serves {_words(target)}")
 
     def _stages(
         self,

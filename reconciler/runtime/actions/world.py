@@ -16,12 +16,15 @@ from typing import Protocol
 from reconciler.build.media import VariantCache
 from reconciler.build.site import AssetStore
 from reconciler.core.facts import CustomerBilling, Invoice
+from reconciler.core.outcome import Outcome, Status
+from reconciler.core.plan import Action, JsonValue
+from reconciler.core.provider import Provider
 from reconciler.providers.cloudflare import CloudflareClient
 from reconciler.providers.d1 import Database
 from reconciler.providers.evolution import EvolutionClient
 from reconciler.runtime.records import Records
 
-__all__ = ["ActionSettings", "BillingSource", "RoutingConfig", "World", "WorldHandler"]
+__all__ = ["ActionSettings", "BillingSource", "RoutingConfig", "World", "WorldHandler", "applied"]
 
 
 class BillingSource(Protocol):
@@ -100,10 +103,19 @@ class World:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
 
 
+def applied(
+    action: Action, message: str, *, data: Mapping[str, JsonValue] | None = None
+) -> Outcome:
+    """The outcome of a handler that changed the world as ``action`` asked."""
+    return Outcome(
+        action.id, Status.APPLIED, message=message, data=data if data is not None else {}
+    )
+
+
 class WorldHandler:
     """A handler acting through one :class:`World` and its D1 :class:`Records`."""
 
-    provider: str = "cloudflare"
+    provider: str = Provider.CLOUDFLARE
 
     def __init__(self, world: World) -> None:
         """Act through ``world``."""
