@@ -42,7 +42,9 @@ Rules (docs/daemon.md, "The loop", explains them for operators; the pass's own r
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+from dataclasses import replace
 from typing import Any
 
 from reconciler.core.lane import Lane
@@ -95,7 +97,9 @@ class Daemon:
         self.specs: Specs | None = None
         self._previous: Specs | None = None
         self.queue = self._new_queue()
-        self.passes: list[PassResult] = []  # the most recent passes (bounded)
+        # The most recent passes (bounded); a whole-fleet sweep's without its report, whose
+        # plan keeps the fleet's observation alive until its digest is read (_history).
+        self.passes: list[PassResult] = []
         self.last_pass_at: float | None = None
         self.crashed: BaseException | None = None
         self._stop = asyncio.Event()
@@ -355,6 +359,7 @@ class Daemon:
 
     def _install(self, specs: Specs) -> None:
         self._previous, self.specs = self.specs, specs
+        _settle()
 
     async def _on_new_commit(self, old: str | None, new: str) -> None:
         previous = self.specs
@@ -469,14 +474,38 @@ class Daemon:
             plan_settings=self._commits.plan_settings,
         )
         result = await self._passes.run(key, reading, context)
-        self.passes.append(result)
+        self.passes.append(_history(result))
         del self.passes[:-200]
+        if key in _WHOLE_FLEET:
+            _settle()  # the fleet's status memory and tally were (re)built
         self.last_pass_at = self.parts.clock()
         return result
 
     def _publish_depth(self) -> None:
         for lane in Lane:
             self.parts.metrics.set_queue_depth(lane.name.lower(), self.queue.depth(lane))
+
+
+_WHOLE_FLEET = frozenset({SWEEP_ALL, SWEEP_HOSTNAMES})
+
+
+def _history(result: PassResult) -> PassResult:
+    """What the pass history keeps of ``result``: all of it, but a whole-fleet sweep's report
+    (its plan's digest holds the fleet's whole observation, unhashed: seconds of CPU to hash
+    at 100,000 sites) is dropped, so no fleet-sized observation outlives its pass."""
+    if result.key not in _WHOLE_FLEET or result.report is None:
+        return result
+    return replace(result, report=None)
+
+
+def _settle() -> None:
+    """Move the objects that survived into the collector's permanent generation (``gc.freeze``):
+    the specs, the status memory and the tally of a 100,000-site fleet are millions of objects
+    that a full collection would walk, holding the event loop for about a second each time.
+    Only the young generations are collected first (a full collection is what this avoids);
+    frozen objects are still freed by reference counting when they are let go."""
+    gc.collect(1)
+    gc.freeze()
 
 
 async def _cancel(*tasks: asyncio.Task[Any]) -> None:

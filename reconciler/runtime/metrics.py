@@ -196,6 +196,8 @@ class ResourceTally:
     def __init__(self) -> None:
         """Start empty."""
         self._rows: dict[str, dict[str, tuple[str, str]]] = {}  # resource -> condition -> row
+        # every distinct (status, reason) once: a fleet's million rows share a few dozen tuples
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
         # kept as the rows change, so a pass of one tenant costs what it records, not the fleet
         self._counts: Counter[tuple[str, str]] = Counter()  # (condition, status)
         self._reasons: Counter[tuple[str, str, str]] = Counter()  # (condition, status, reason)
@@ -206,7 +208,8 @@ class ResourceTally:
         old = conditions.get(condition)
         if old is not None:
             self._forget(condition, old)
-        conditions[condition] = (status, reason)
+        pair = (status, reason)
+        conditions[condition] = self._pairs.setdefault(pair, pair)
         self._counts[(condition, status)] += 1
         self._reasons[(condition, status, reason)] += 1
 

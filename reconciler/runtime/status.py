@@ -18,6 +18,7 @@ Rules:
 3. Writes are batched (one D1 request per :data:`BATCH_ROWS` rows), and a write identical to
    the last one this store made for that row within ``refresh`` seconds is skipped: a fleet at
    rest costs no writes, while ``updated_at`` still says when a condition was last confirmed.
+   What was last written is kept compactly, one integer a row (``runtime/status_memory.py``).
    Call :meth:`StatusStore.forget` after another writer may have written (a new lease).
 4. Messages and errors pass through :func:`reconciler.runtime.logging.redact` before they are
    stored: a token that reached an error message never reaches the table.
@@ -47,6 +48,7 @@ from reconciler.core.outcome import Report
 from reconciler.errors import MigrationError
 from reconciler.providers.d1 import Database, SqlError, SqlValue, Statement
 from reconciler.runtime.logging import redact
+from reconciler.runtime.status_memory import WriteMemory
 
 __all__ = [
     "BATCH_ROWS",
@@ -172,7 +174,7 @@ class StatusStore:
         self._db = db
         self._clock = clock
         self._refresh = refresh
-        self._written: dict[tuple[str, str], tuple[_Fingerprint, float]] = {}
+        self._written = WriteMemory()  # the last write of each row, compactly (rule 3)
         self.writes = 0  # rows written, for metrics and benchmarks
         self.skipped = 0  # rows not written because nothing changed
 
@@ -227,12 +229,7 @@ class StatusStore:
                 site,
             )
             key = (update.resource, condition)
-            previous = self._written.get(key)
-            if (
-                previous is not None
-                and previous[0] == fingerprint
-                and now - previous[1] < self._refresh
-            ):
+            if self._written.unchanged(*key, fingerprint, now, self._refresh):
                 pending.pop(key, None)
                 self.skipped += 1
                 continue
@@ -260,8 +257,8 @@ class StatusStore:
                 if missing is not None:
                     raise missing from exc
                 raise
-            for key, (fingerprint, _) in chunk:
-                self._written[key] = (fingerprint, now)
+            for (resource, condition), (fingerprint, _) in chunk:
+                self._written.note(resource, condition, fingerprint, now)
             self.writes += len(chunk)
         return len(items)
 
@@ -334,9 +331,7 @@ class StatusStore:
                     )
                 ]
             )
-        removed = set(names)
-        for key in [key for key in self._written if key[0] in removed]:
-            del self._written[key]
+        self._written.drop(names)
         return len(names)
 
     async def get(self, resource: str, condition: str) -> ResourceStatus | None:

@@ -13,6 +13,7 @@ from reconciler.cli import main
 from reconciler.errors import TransientError
 from reconciler.runtime.breaker import BreakerState
 from reconciler.runtime.lease import LeaseLostError
+from reconciler.runtime.loop import SWEEP_ALL
 
 from support.daemon import GIT_SECRET, DaemonFactory, Fleet, wait_for
 
@@ -63,6 +64,29 @@ async def test_a_stop_lets_the_daemon_exit_zero_and_release_the_lease(
         [row] = fleet.rows("SELECT holder, expires_at FROM leases")
         assert row["expires_at"] == 0
         assert not running.world.lease.is_leader
+
+
+async def test_the_pass_history_keeps_no_whole_fleet_observation(
+    fleet: Fleet, start_daemon: DaemonFactory
+) -> None:
+    async with start_daemon() as running:
+        await wait_for(fleet.converged, within=90.0, what="the first pass")
+        daemon = running.daemon
+        await wait_for(
+            lambda: any(p.key == SWEEP_ALL for p in daemon.passes), what="the full pass recorded"
+        )
+        full = next(p for p in daemon.passes if p.key == SWEEP_ALL)
+        assert full.report is None and not full.failed  # its plan would keep the observation
+        fleet.edit(SITE_FILE, "production: {version: 12}", "production: {version: 13}")
+        fleet.commit("acme-home: publish version 13")
+        assert (await running.push_webhook(fleet)).status_code == 202
+        await wait_for(lambda: fleet.live_version("acme-home") == 13, what="the site pass")
+        await wait_for(
+            lambda: any(p.key == "Site/acme-home" for p in daemon.passes), what="its record"
+        )
+        site = next(p for p in daemon.passes if p.key == "Site/acme-home")
+    assert site.report is not None  # a scoped pass keeps its report
+    assert {a.site for a in site.report.plan.actions} == {"acme-home"}
 
 
 async def test_a_lost_lease_refuses_every_write_before_it_reaches_the_world(
