@@ -301,5 +301,5 @@ class DaemonPass:
             if gap is not None:
                 incomplete[Source.WHATSAPP] = gap
             observed = replace(observed, incomplete=dict(sorted(incomplete.items())))
-            made = replan(made, observed, context.plan_settings())
+            made = await replan(made, observed, context.plan_settings())
         return made, reading
