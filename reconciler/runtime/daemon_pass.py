@@ -19,6 +19,9 @@ Rules (docs/daemon.md, "The loop"):
    simply not read (rule 2).
 4. A migration or plan error fails the key permanently; anything else that is not a
    translated provider error is a bug and propagates.
+5. A sweep's pass (the whole fleet's values) runs with automatic garbage collection paused
+   and freezes what survives it (``runtime/collector.py``): a full collection holds the
+   event loop, however the pass's work is spread over threads.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.errors import MigrationError, PlanError, ProviderError
 from reconciler.redact import redact
 from reconciler.runtime.breaker import BreakerState
+from reconciler.runtime.collector import paused_collector
 from reconciler.runtime.convergence import Convergence
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings, PassResult
 from reconciler.runtime.daemon_sweep import HostnameSweep, MovingHostnames, Prelisted
@@ -106,7 +110,14 @@ class DaemonPass:
         self._publisher = StatusPublisher(status=parts.status, metrics=parts.metrics)
 
     async def run(self, key: str, reading: Reading, context: PassContext) -> PassResult:
-        """Observe, derive, plan, execute, then conditions, metrics and timers (rule 1)."""
+        """Observe, derive, plan, execute, then conditions, metrics and timers (rule 1); a
+        sweep's pass with the garbage collector paused (rule 5)."""
+        if not key.startswith("Sweep/"):
+            return await self._run(key, reading, context)
+        with paused_collector():
+            return await self._run(key, reading, context)
+
+    async def _run(self, key: str, reading: Reading, context: PassContext) -> PassResult:
         parts = self._parts
         queue = context.queue
         started = parts.clock()
