@@ -26,6 +26,7 @@ Rules (docs/daemon.md, "The loop"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -281,7 +282,8 @@ class DaemonPass:
         """Observe, derive (once, the key's scope only) and plan (rules 1 to 3); the moving
         sweep observes the sites it found, answering their hostnames from its listing."""
         specs = context.specs
-        scope, hostnames = self._scope.scope(key, specs, context.previous)
+        # A tenant's sites come from an index of the fleet built once per specs: off the loop.
+        scope, hostnames = await asyncio.to_thread(self._scope.scope, key, specs, context.previous)
         clients = self._clients(reading)
         if moving is not None:
             scope = moving.sites
