@@ -101,11 +101,15 @@ class CloudflareApi:
         path: Mapping[str, str],
         params: Mapping[str, str | int],
         *,
+        parse: Callable[[dict[str, Any]], T],
         per_page: int | None,
         total_count_applies: bool,
-        stop_when: Callable[[dict[str, Any]], bool] | None = None,
-    ) -> list[dict[str, Any]]:
+        stop_when: Callable[[T], bool] | None = None,
+    ) -> list[T]:
         """Every item of a paged list, asking ``page+1`` until a page comes back empty.
+
+        Each item is parsed as its page arrives (a large listing is never parsed in one go,
+        which would hold the event loop), so ``stop_when`` sees the parsed item.
 
         Stops early on a short page (fewer items than the page size the server reports, or the
         one asked for), once ``total_count`` items are in hand when ``total_count_applies``
@@ -113,7 +117,7 @@ class CloudflareApi:
         when ``stop_when`` accepts an item. Items already seen (same ``id``) are skipped, so a
         create between two pages does not duplicate an entry.
         """
-        items: list[dict[str, Any]] = []
+        items: list[T] = []
         seen: set[str] = set()
         page = 1
         while True:
@@ -136,9 +140,10 @@ class CloudflareApi:
                 if key and key in seen:
                     continue
                 seen.add(key)
-                items.append(item)
+                parsed = parse(item)
+                items.append(parsed)
                 fresh += 1
-                if stop_when is not None and stop_when(item):
+                if stop_when is not None and stop_when(parsed):
                     return items
             info = body.get("result_info") if isinstance(body, dict) else None
             info = info if isinstance(info, dict) else {}

@@ -75,14 +75,14 @@ class PagesCalls(CloudflareApi):
 
     async def list_projects(self) -> list[PagesProject]:
         """Every Pages project of the account, ``PROJECTS_PER_PAGE`` a request (remembered)."""
-        items = await self._paginate(
+        found = await self._paginate(
             PROJECTS,
             self._account(),
             {},
+            parse=PagesProject.from_json,
             per_page=PROJECTS_PER_PAGE,
             total_count_applies=True,
         )
-        found = [PagesProject.from_json(item) for item in items]
         for project in found:
             self.memo.put(project)
         return found
@@ -96,14 +96,14 @@ class PagesCalls(CloudflareApi):
         server's default is used and pages are asked until one comes back empty or short.
         """
         params: dict[str, str | int] = {"env": env} if env is not None else {}
-        items = await self._paginate(
+        return await self._paginate(
             DEPLOYMENTS,
             self._account(project_name=project),
             params,
+            parse=Deployment.from_json,
             per_page=None,
             total_count_applies=False,
         )
-        return [Deployment.from_json(item) for item in items]
 
     async def get_deployment(self, project: str, deployment_id: str) -> Deployment:
         """``GET .../deployments/{id}``.
@@ -219,19 +219,19 @@ class PagesCalls(CloudflareApi):
     ) -> Deployment | None:
         """The deployment a create of this commit hash and message made, if any."""
 
-        def is_ours(item: dict[str, Any]) -> bool:
-            found = Deployment.from_json(item)
+        def is_ours(found: Deployment) -> bool:
             return found.commit_message == commit_message and found.commit_hash == commit_hash
 
         items = await self._paginate(
             DEPLOYMENTS,
             self._account(project_name=project),
             {},
+            parse=Deployment.from_json,
             per_page=None,
             total_count_applies=False,
             stop_when=is_ours,
         )
-        return next((Deployment.from_json(i) for i in items if is_ours(i)), None)
+        return next((found for found in items if is_ours(found)), None)
 
     async def _upload_token(self, project: str) -> str:
         call = Call("GET", UPLOAD_TOKEN, self._account(project_name=project))

@@ -61,14 +61,14 @@ class ZoneCalls(CloudflareApi):
             params["hostname_status"] = hostname_status
         if ssl_status is not None:
             params["ssl_status"] = ssl_status
-        items = await self._paginate(
+        return await self._paginate(
             HOSTNAMES,
             self._zone(),
             params,
+            parse=CustomHostname.from_json,
             per_page=per_page,
             total_count_applies=not params,  # total_count ignores every filter
         )
-        return [CustomHostname.from_json(item) for item in items]
 
     async def _find_hostname(self, hostname: str) -> CustomHostname | None:
         wanted = hostname.strip().rstrip(".").lower()

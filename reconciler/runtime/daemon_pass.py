@@ -19,10 +19,14 @@ Rules (docs/daemon.md, "The loop"):
    simply not read (rule 2).
 4. A migration or plan error fails the key permanently; anything else that is not a
    translated provider error is a bug and propagates.
+5. A sweep's pass (the whole fleet's values) runs with automatic garbage collection paused
+   and freezes what survives it (``runtime/collector.py``): a full collection holds the
+   event loop, however the pass's work is spread over threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +39,7 @@ from reconciler.core.plan import ActionKind, PlanSettings
 from reconciler.errors import MigrationError, PlanError, ProviderError
 from reconciler.redact import redact
 from reconciler.runtime.breaker import BreakerState
+from reconciler.runtime.collector import paused_collector
 from reconciler.runtime.convergence import Convergence
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings, PassResult
 from reconciler.runtime.daemon_sweep import HostnameSweep, MovingHostnames, Prelisted
@@ -106,7 +111,14 @@ class DaemonPass:
         self._publisher = StatusPublisher(status=parts.status, metrics=parts.metrics)
 
     async def run(self, key: str, reading: Reading, context: PassContext) -> PassResult:
-        """Observe, derive, plan, execute, then conditions, metrics and timers (rule 1)."""
+        """Observe, derive, plan, execute, then conditions, metrics and timers (rule 1); a
+        sweep's pass with the garbage collector paused (rule 5)."""
+        if not key.startswith("Sweep/"):
+            return await self._run(key, reading, context)
+        with paused_collector():
+            return await self._run(key, reading, context)
+
+    async def _run(self, key: str, reading: Reading, context: PassContext) -> PassResult:
         parts = self._parts
         queue = context.queue
         started = parts.clock()
@@ -270,7 +282,8 @@ class DaemonPass:
         """Observe, derive (once, the key's scope only) and plan (rules 1 to 3); the moving
         sweep observes the sites it found, answering their hostnames from its listing."""
         specs = context.specs
-        scope, hostnames = self._scope.scope(key, specs, context.previous)
+        # A tenant's sites come from an index of the fleet built once per specs: off the loop.
+        scope, hostnames = await asyncio.to_thread(self._scope.scope, key, specs, context.previous)
         clients = self._clients(reading)
         if moving is not None:
             scope = moving.sites
@@ -301,5 +314,5 @@ class DaemonPass:
             if gap is not None:
                 incomplete[Source.WHATSAPP] = gap
             observed = replace(observed, incomplete=dict(sorted(incomplete.items())))
-            made = replan(made, observed, context.plan_settings())
+            made = await replan(made, observed, context.plan_settings())
         return made, reading

@@ -172,7 +172,8 @@ class HostnameSweep:
         listed = {_canonical(h.hostname): h for group in found for h in group}
         requests = sum(_pages(len(group)) for group in found)
         left = self._moving - set(listed)
-        owners = self._scope.owners(specs)
+        # The index of every declared hostname is built once per specs: off the event loop.
+        owners = await asyncio.to_thread(self._scope.owners, specs)
         sites = frozenset(owners[name] for name in (set(listed) | left) if name in owners)
         self._moving = frozenset(listed)
         self.last_requests = requests

@@ -30,6 +30,9 @@ Rules (DESIGN.md section 7):
    to set as the words); a WhatsApp instance found closed is ``DISCONNECTED``.
 3. A D1 database without the migrations' tables is an error (``MigrationError``), not an
    incomplete reading: nothing sensible can be planned until ``reconciler migrate`` runs.
+4. The joins between readings (hostnames with D1, what Pages and builds are needed, the
+   ``Observed`` value) cost CPU in proportion to the sites covered: over a large scope they
+   run off the event loop (``runtime/offloop.py``), each on readings nothing else touches.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ from reconciler.runtime.observe_routes import (
     read_routes,
 )
 from reconciler.runtime.observe_workers import WorkersReader, read_rollouts, read_workers
+from reconciler.runtime.offloop import off_loop
 from reconciler.runtime.records import Records, RecordsSnapshot
 from reconciler.spec.load import Specs
 
@@ -117,18 +121,21 @@ async def observe(
     Raises:
         MigrationError: the D1 database has not been migrated.
     """
+    asked = None if scope is None else len(scope)
+    covered = await off_loop(asked, lambda: _scope(specs, scope, hostnames, workers))  # rule 4
     run = _Observation(
         specs=specs,
         clients=clients,
         limits=limits or ObserveLimits(),
         say=progress or (lambda _line: None),
-        scope=_scope(specs, scope, hostnames, workers),
+        scope=covered,
         readings=Readings(incomplete=dict(clients.gaps)),
     )
     await run.first_phase()
     ledger = run.readings.ledger
+    size = run.scope.size
     # A whole zone's hostnames take seconds to join at 100,000 sites: off the event loop.
-    found = run.hostnames() if run.scope.scoped else await asyncio.to_thread(run.hostnames)
+    found = await off_loop(size, run.hostnames)
     if clients.dns is not None and ledger is not None:
         await run.check_late_dns(found, now)
     projects = await run.pages(ledger, found) if ledger is not None else {}
@@ -136,7 +143,9 @@ async def observe(
     workers_found, rollouts = await run.workers()
     if run.readings.fatal is not None:
         raise run.readings.fatal
-    return run.result(now, scope, found, projects, builds, workers_found, rollouts)
+    return await off_loop(
+        size, lambda: run.result(now, scope, found, projects, builds, workers_found, rollouts)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +162,11 @@ class _Scope:
     def only(self, names: list[str]) -> list[str] | None:
         """``names`` as a filter of a scoped reading; None (read everything) otherwise."""
         return names if self.scoped else None
+
+    @property
+    def size(self) -> int | None:
+        """The sites a scoped observation covers; None: the whole fleet (``offloop``)."""
+        return len(self.sites) if self.scoped else None
 
 
 def _scope(
@@ -291,7 +305,10 @@ class _Observation:
     async def check_late_dns(self, found: dict[str, ObservedHostname], now: float) -> None:
         """Look up the DNS of the stuck or late hostnames (``core/observe_scope``)."""
         resolver = self.clients.dns
-        late = hostnames_to_check(self.specs, self.scope.sites, found, now, self.limits.dns_checks)
+        specs, sites, limit = self.specs, self.scope.sites, self.limits.dns_checks
+        late = await off_loop(
+            self.scope.size, lambda: hostnames_to_check(specs, sites, found, now, limit)
+        )
         if resolver is not None and late:
             await check_dns(resolver, late, found, self.limits, self.say)
 
@@ -303,14 +320,19 @@ class _Observation:
         cf = self.clients.cloudflare
         if cf is None:
             return projects
-        needs = pages_needed(
-            self.specs,
-            self.scope.sites,
-            ledger.sites,
-            found,
-            ledger.domains,
-            hostnames_complete=Source.HOSTNAMES not in self.readings.incomplete,
-            builder=self.clients.builder,
+        complete = Source.HOSTNAMES not in self.readings.incomplete
+        specs, sites, builder = self.specs, self.scope.sites, self.clients.builder
+        needs = await off_loop(
+            self.scope.size,
+            lambda: pages_needed(
+                specs,
+                sites,
+                ledger.sites,
+                found,
+                ledger.domains,
+                hostnames_complete=complete,
+                builder=builder,
+            ),
         )
         if needs:
             seconds = self.limits.scaled(self.limits.pages, 2 * len(needs))  # project + listing
@@ -327,8 +349,11 @@ class _Observation:
         builds: dict[tuple[str, int], BuildPreview] = {}
         if Source.PAGES in self.readings.incomplete:
             return builds
-        sites = self.scope.sites
-        pending = about_to_publish(self.specs, sites, ledger.sites, projects, self.clients.builder)
+        specs, sites, builder = self.specs, self.scope.sites, self.clients.builder
+        pending = await off_loop(
+            self.scope.size,
+            lambda: about_to_publish(specs, sites, ledger.sites, projects, builder),
+        )
         if pending:
             seconds = self.limits.scaled(self.limits.d1, len(pending))  # a read and a build each
             building = build_previews(self.clients, self.specs, pending, builds, self.say)

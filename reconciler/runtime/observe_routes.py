@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from reconciler.core.routing import ObservedPlatform, RouteEntry, parse_route
 from reconciler.providers.cloudflare_kv import KvKey
 from reconciler.providers.cloudflare_workers import FallbackOrigin, ScriptSettings, WorkerRoute
+from reconciler.runtime.offloop import off_loop
 
 __all__ = [
     "KvReader",
@@ -94,21 +95,30 @@ async def read_routes(
     namespace_id = target.namespace_id or await kv.find_namespace(target.namespace)
     if namespace_id is None:
         return RoutingReading(routes={}, namespace_id=None)
-    routes: dict[str, RouteEntry] = {}
     unread: list[str] = list(lookups) if lookups is not None else []
     listed = await kv.list_keys(namespace_id) if lookups is None else []
+    # A whole table's entries (one a hostname) are parsed off the event loop (offloop).
+    size = None if lookups is None else len(lookups)
+    routes = await off_loop(size, lambda: _parsed(listed, unread))
+    if unread:
+        for name, value in (await kv.bulk_get(namespace_id, unread)).items():
+            entry = parse_route(value)
+            if entry is not None:
+                routes[name] = entry
+    table = await off_loop(size, lambda: dict(sorted(routes.items())))
+    return RoutingReading(routes=table, namespace_id=namespace_id)
+
+
+def _parsed(listed: list[KvKey], unread: list[str]) -> dict[str, RouteEntry]:
+    """The listed keys' entries read from their metadata; the others go to ``unread``."""
+    routes: dict[str, RouteEntry] = {}
     for key in listed:
         entry = parse_route(key.metadata)
         if entry is None:
             unread.append(key.name)
         else:
             routes[key.name] = entry
-    if unread:
-        for name, value in (await kv.bulk_get(namespace_id, unread)).items():
-            entry = parse_route(value)
-            if entry is not None:
-                routes[name] = entry
-    return RoutingReading(routes=dict(sorted(routes.items())), namespace_id=namespace_id)
+    return routes
 
 
 async def read_platform(

@@ -11,15 +11,15 @@ Rules:
 2. Derive once, only the sites and tenants named (``derive(..., scope=...)``; the daemon names
    its key's); the planner, the conditions and the timers reuse it.
 3. A whole-fleet derive and plan takes seconds of CPU on a large fleet: it runs off the event
-   loop, so a daemon keeps renewing its lease and serving webhooks meanwhile. A scoped one
-   costs milliseconds and runs inline.
+   loop (``runtime/offloop.py``), so a daemon keeps renewing its lease and serving webhooks
+   meanwhile; so does a replan, and a scoped one over many sites (the moving sweep's). A
+   small scope costs milliseconds and runs inline. The CLI's plan is the same either way.
 4. The planner's settings are read once the observation is done (the daemon's approvals may
    arrive while it reads).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -27,6 +27,7 @@ from reconciler.core.desired import Desired, derive
 from reconciler.core.observed import Observed
 from reconciler.core.plan import Plan, PlanSettings, build_plan
 from reconciler.runtime.observe import ObserveClients, observe
+from reconciler.runtime.offloop import off_loop
 from reconciler.spec.load import Specs
 
 __all__ = ["Pass", "plan_pass", "replan"]
@@ -95,12 +96,11 @@ async def plan_pass(
         plan = build_plan(desired, observed, plan_settings)
         return Pass(desired, observed, plan, narrowed=plan_settings.selection.narrowed)
 
-    if derive_scope is None:
-        return await asyncio.to_thread(think)  # rule 3
-    return think()
+    return await off_loop(None if derive_scope is None else len(derive_scope), think)  # rule 3
 
 
-def replan(made: Pass, observed: Observed, settings: PlanSettings) -> Pass:
+async def replan(made: Pass, observed: Observed, settings: PlanSettings) -> Pass:
     """``made``'s desired facts planned again on a richer ``observed`` (same scope)."""
-    plan = build_plan(made.desired, observed, settings)
+    sites = None if observed.scope is None else len(observed.scope)
+    plan = await off_loop(sites, lambda: build_plan(made.desired, observed, settings))
     return Pass(made.desired, observed, plan, narrowed=settings.selection.narrowed)
