@@ -14,10 +14,14 @@ Rules:
 1. While any sweep pass runs, automatic collection is off (a count, so passes may nest or
    overlap); the first pass to start turns it off, the last to end turns it back on, as
    before, only if it was on.
-2. When the last one ends, everything still alive is frozen (:func:`gc.freeze`, as the specs
-   loader does with the specs: ``spec/load.py``): later collections do not walk it again,
-   and the pass's values already freed by reference counting cost nothing. What is frozen is
-   still freed when its last reference goes; only reference cycles among it are kept.
+2. When the last one ends, the young generations are collected, then everything still alive
+   is frozen (:func:`settle`; :func:`gc.freeze`, as the specs loader does with the specs:
+   ``spec/load.py``): later collections do not walk it again. With collection off, all a pass
+   allocated sits in the youngest generation, so that one young collection frees the pass's
+   reference cycles (without it they would be frozen, kept for good, at every sweep) and never
+   walks the older, long-lived state. What is frozen is still freed by reference counting
+   when its last reference goes.
+3. The daemon settles the same way when it installs new specs (``runtime/loop.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-__all__ = ["paused_collector"]
+__all__ = ["paused_collector", "settle"]
 
 
 class _Pause:
@@ -48,6 +52,12 @@ def paused_collector() -> Iterator[None]:
     finally:
         _Pause.depth -= 1
         if _Pause.depth == 0:
-            gc.freeze()
+            settle()
             if _Pause.was_enabled:
                 gc.enable()
+
+
+def settle() -> None:
+    """Collect the young generations, then freeze what survived (rule 2)."""
+    gc.collect(1)
+    gc.freeze()

@@ -42,7 +42,6 @@ Rules (docs/daemon.md, "The loop", explains them for operators; the pass's own r
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from dataclasses import replace
 from typing import Any
@@ -51,6 +50,7 @@ from reconciler.core.lane import Lane
 from reconciler.errors import ProviderError
 from reconciler.providers.stripe import WebhookEvent
 from reconciler.runtime.breaker import BreakerState
+from reconciler.runtime.collector import settle
 from reconciler.runtime.commits import CommitIntake, lanes
 from reconciler.runtime.convergence import Convergence
 from reconciler.runtime.daemon_parts import DaemonParts, LoopSettings, PassResult
@@ -359,7 +359,7 @@ class Daemon:
 
     def _install(self, specs: Specs) -> None:
         self._previous, self.specs = self.specs, specs
-        _settle()
+        settle()  # the specs: millions of long-lived objects no collection should walk
 
     async def _on_new_commit(self, old: str | None, new: str) -> None:
         previous = self.specs
@@ -476,8 +476,6 @@ class Daemon:
         result = await self._passes.run(key, reading, context)
         self.passes.append(_history(result))
         del self.passes[:-200]
-        if key in _WHOLE_FLEET:
-            _settle()  # the fleet's status memory and tally were (re)built
         self.last_pass_at = self.parts.clock()
         return result
 
@@ -496,16 +494,6 @@ def _history(result: PassResult) -> PassResult:
     if result.key not in _WHOLE_FLEET or result.report is None:
         return result
     return replace(result, report=None)
-
-
-def _settle() -> None:
-    """Move the objects that survived into the collector's permanent generation (``gc.freeze``):
-    the specs, the status memory and the tally of a 100,000-site fleet are millions of objects
-    that a full collection would walk, holding the event loop for about a second each time.
-    Only the young generations are collected first (a full collection is what this avoids);
-    frozen objects are still freed by reference counting when they are let go."""
-    gc.collect(1)
-    gc.freeze()
 
 
 async def _cancel(*tasks: asyncio.Task[Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 from reconciler.runtime.collector import paused_collector
 
@@ -29,3 +30,19 @@ def test_a_collector_that_was_off_stays_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_pass_s_reference_cycles_are_collected_before_its_survivors_are_frozen() -> None:
+    found: list[object] = []
+    with paused_collector():
+        cycle = _Cycle()
+        marker = weakref.ref(cycle)
+        del cycle  # garbage only a collection can free
+        found.append(marker)
+    assert marker() is None  # collected, not frozen for good
+    assert found
