@@ -42,6 +42,7 @@ from reconciler.errors import LoadError, PermanentError, SpecError, TransientErr
 from reconciler.runtime.approvals import CommitApprovals, read_approvals
 from reconciler.runtime.prmode import changed_scope
 from reconciler.runtime.waiting import event_or_timer
+from reconciler.spec.compact import share_fields_sets
 from reconciler.spec.load import SPEC_SUFFIXES, Specs, declared_name, load_git, parse_documents
 from reconciler.spec.models import Kind
 
@@ -260,6 +261,7 @@ class GitFollower:
                 self._specs.move_to_end(sha)
                 return cached
         specs = load_git(self.repo_dir, sha, self.specs_subdir)
+        share_fields_sets(specs)  # kept while followed: compact (spec/compact.py)
         with self._lock:
             self._specs[sha] = specs
             while len(self._specs) > _SPECS_CACHE:
