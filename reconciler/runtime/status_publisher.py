@@ -9,9 +9,10 @@ Rules (docs/daemon.md, "The loop"):
 1. Every pass that leaves a resource ``Synced=False`` logs it at WARNING with the reason, and
    the ``blocked_resources``/``stuck_resources`` gauges count them by reason.
 2. Resources that left the specs and the world leave the status and the gauges.
-3. A sweep's conditions cover the whole fleet (seconds of CPU at 10,000 sites): they are
-   computed off the event loop, then written and counted in chunks that yield to it in
-   between, so lease renewals and webhooks are served meanwhile.
+3. A sweep's conditions cover the whole fleet (seconds of CPU at 10,000 sites): they, the
+   resources gone and the unsynced ones are worked out off the event loop
+   (``runtime/offloop.py``), then written and counted in chunks that yield to it in between,
+   so lease renewals and webhooks are served meanwhile.
 4. A status store that cannot be written costs a warning, never the pass.
 """
 
@@ -27,6 +28,7 @@ from reconciler.core.observed import Observed
 from reconciler.core.outcome import Report
 from reconciler.errors import ProviderError
 from reconciler.runtime.metrics import Metrics, ResourceTally
+from reconciler.runtime.offloop import off_loop
 from reconciler.runtime.scope import SWEEP_ALL
 from reconciler.runtime.status import StatusStore
 from reconciler.spec.load import Specs
@@ -35,7 +37,6 @@ __all__ = ["StatusPublisher"]
 
 log = logging.getLogger("reconciler.runtime.loop")  # NB: the daemon's lines share one logger
 
-_OFF_LOOP = 100  # sites above which conditions are computed in a worker thread (rule 3)
 _CHUNK = 5_000  # conditions written and counted between two yields to the event loop (rule 3)
 
 
@@ -61,20 +62,20 @@ class StatusPublisher:
     ) -> None:
         """The conditions of what a pass of ``key`` covers: stored, counted, warned about."""
 
-        def compute() -> list[ConditionUpdate]:
-            return conditions_for(
+        sites = len(coverage.sites)
+
+        def compute() -> tuple[list[ConditionUpdate], list[ConditionUpdate]]:
+            found = conditions_for(
                 desired=desired, observed=observed, report=report, coverage=coverage, now=now
             )
+            return found, _unsynced(found)
 
-        if len(coverage.sites) > _OFF_LOOP:
-            updates = await asyncio.to_thread(compute)
-        else:
-            updates = compute()
+        updates, unsynced = await off_loop(sites, compute)
         try:
             for start in range(0, len(updates), _CHUNK):  # rule 3: the loop is never held long
                 await self._status.set_many(updates[start : start + _CHUNK])
                 await asyncio.sleep(0)
-            gone = await self._gone(key, specs, desired, report)
+            gone = await self._gone(key, specs, desired, report, sites)
         except ProviderError as exc:
             log.warning("conditions not written", extra={"key": key, "error": str(exc)})
             gone = set()
@@ -90,27 +91,35 @@ class StatusPublisher:
             await asyncio.to_thread(self._metrics.set_tally, tally)
         else:
             self._metrics.set_tally(tally)
-        _warn_unsynced(key, updates)
+        _warn_unsynced(key, unsynced)
 
-    async def _gone(self, key: str, specs: Specs, desired: Desired, report: Report) -> set[str]:
+    async def _gone(
+        self, key: str, specs: Specs, desired: Desired, report: Report, sites: int
+    ) -> set[str]:
         """Resources that left the specs and the world: their rows go (rule 2)."""
         kind, _, name = key.partition("/")
         removed = {name} if kind == "Site" and name not in specs.sites else set()
         stored = await self._status.resources() if key == SWEEP_ALL else None
-        gone = gone_resources(desired=desired, report=report, removed_sites=removed, stored=stored)
+        gone = await off_loop(
+            sites,
+            lambda: gone_resources(
+                desired=desired, report=report, removed_sites=removed, stored=stored
+            ),
+        )
         if gone:
             await self._status.remove(gone)
             log.info("resources left the status", extra={"key": key, "resources": sorted(gone)})
         return gone
 
 
-def _warn_unsynced(key: str, updates: list[ConditionUpdate]) -> None:
+def _unsynced(updates: list[ConditionUpdate]) -> list[ConditionUpdate]:
+    """The updates that leave a resource not Synced (rule 1)."""
+    synced = Condition.SYNCED.value
+    return [update for update in updates if update.condition == synced and update.status is False]
+
+
+def _warn_unsynced(key: str, unsynced: list[ConditionUpdate]) -> None:
     """One WARNING per pass that leaves resources not Synced, with each one's reason (rule 1)."""
-    unsynced = [
-        update
-        for update in updates
-        if update.condition == Condition.SYNCED.value and update.status is False
-    ]
     if not unsynced:
         return
     log.warning(
