@@ -1,6 +1,6 @@
 """Runtime settings: where each system lives and the credentials to reach it.
 
-``Settings.from_env`` is called by ``wiring.py`` (the only reader of the environment); nothing
+``Settings.from_env`` is called by ``wiring`` (the only reader of the environment); nothing
 else reads ``os.environ``. Tokens are wrapped in :class:`Secret`, whose ``repr`` and ``str``
 never show the value, so a settings object can be logged or printed safely.
 

@@ -1,4 +1,4 @@
-"""DNS_RESOLVER and DNS_CNAME_TARGET: read by settings.py, turned into a resolver by wiring.py."""
+"""DNS_RESOLVER and DNS_CNAME_TARGET: read by settings.py, turned into a resolver by wiring."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Runbook 4's "re-process images to generate WebP/AVIF variants" job (``POST
 /internal/images/optimize-site``), as a verb. Registered by ``cli.py``; reads the Site spec
 (for the versions to optimise: production and preview, or ``--version``), the content
-snapshots from D1 and the originals from R2 (settings through ``wiring.py``), and runs
+snapshots from D1 and the originals from R2 (settings through ``wiring``), and runs
 ``build/images.py`` ``prepare_media`` with R2 as the variant cache, so the next publish of
 those versions encodes nothing. Nothing is published and no D1 row is written.
 

@@ -1,6 +1,6 @@
 """``reconciler run``: the daemon that follows a Git branch and keeps the world converged.
 
-Registered by ``cli.py``. It reads the settings from the environment (through ``wiring.py``),
+Registered by ``cli.py``. It reads the settings from the environment (through ``wiring``),
 sets up JSON logs on stderr (:func:`reconciler.runtime.logging.setup_logging`), builds
 :class:`reconciler.wiring.DaemonWorld` and runs :class:`reconciler.runtime.loop.Daemon` in one
 asyncio event loop, with SIGTERM and SIGINT asking for a graceful stop. docs/daemon.md is the

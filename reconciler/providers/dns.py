@@ -2,7 +2,7 @@
 
 ``runtime/observe.py`` asks a :class:`Resolver` about hostnames that are stuck or past their
 validation timeout (a few per pass), so the plan's Stuck condition can say precisely which
-record is missing or wrong (issue 5, item 4). ``wiring.py`` picks the implementation from the
+record is missing or wrong (issue 5, item 4). ``wiring`` picks the implementation from the
 ``DNS_RESOLVER`` setting (``settings.DnsSettings``):
 
 - :class:`SystemResolver` (``system``, the default): the public DNS, through ``dnspython``'s

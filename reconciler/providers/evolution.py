@@ -1,7 +1,7 @@
 """Evolution API adapter (WhatsApp): connection state, number check and sending dunning texts.
 
 Who calls it: the dunning executor and the WhatsApp health check, through
-:class:`EvolutionClient`, built by ``wiring.py`` from
+:class:`EvolutionClient`, built by ``wiring`` from
 :class:`~reconciler.settings.EvolutionSettings` with the token bucket shared by every client of
 the gateway's key. What it calls: :class:`~reconciler.providers.http.HttpApi` (httpx, the token
 bucket, :func:`~reconciler.providers.retry.with_retries`) against the v2 routes of

@@ -1,6 +1,6 @@
 """R2 adapter: media originals and cached image variants through R2's S3-compatible API.
 
-Built by ``wiring.py`` from :class:`~reconciler.settings.R2Settings` (endpoint, bucket, keys;
+Built by ``wiring`` from :class:`~reconciler.settings.R2Settings` (endpoint, bucket, keys;
 the keys are :class:`~reconciler.settings.Secret` and never printed); handed to the builder as
 its asset store (``build/site.py`` ``AssetStore``: originals by key) and its variant cache
 (``build/media.py`` ``VariantCache``). In the local world the same code talks to moto in server

@@ -2,7 +2,7 @@
 
 Cloudflare allows 1,200 requests per 5 minutes per token and blocks *every* call for five
 minutes once that is exceeded (contracts/cloudflare/CONTRACT.md §2.1), so the adapter must never
-get there by itself. ``wiring.py`` builds one :class:`TokenBucket` per credential and hands the
+get there by itself. ``wiring`` builds one :class:`TokenBucket` per credential and hands the
 same instance to every client that uses that credential; the adapters call :meth:`acquire`
 before each request and :meth:`pause_until` when the server answers 429 anyway (another tool on
 the same token, a smaller real limit).

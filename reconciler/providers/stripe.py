@@ -1,7 +1,7 @@
 """Stripe adapter: reads subscriptions and open invoices, and verifies signed webhooks.
 
 Called by the runtime (observe, the billing mirror sync, the webhook endpoint) through
-:class:`StripeBilling`; built by ``wiring.py`` from :class:`~reconciler.settings.StripeSettings`.
+:class:`StripeBilling`; built by ``wiring`` from :class:`~reconciler.settings.StripeSettings`.
 It calls the official ``stripe`` SDK (``StripeClient`` with its async methods over
 ``stripe.HTTPXClient``) and returns the core's plain facts (:mod:`reconciler.core.facts`).
 

@@ -1,6 +1,6 @@
 """Test-only fault injection: checkpoints that kill the process at a named point.
 
-Production runs use :func:`reconciler.runtime.handler.no_checkpoints`. ``wiring.py`` builds a
+Production runs use :func:`reconciler.runtime.handler.no_checkpoints`. ``wiring`` builds a
 :class:`CrashingCheckpoints` only when the environment variable ``RECONCILER_CRASH_AT`` is set
 (:func:`checkpoints_from_spec`); the crash tests set it on an ``apply`` subprocess, let it die,
 then run ``apply`` again and check that the world converges without duplicates. Never set it
@@ -93,7 +93,7 @@ def checkpoints_from_spec(spec: str | None) -> Checkpoints:
     """The checkpoints for a ``RECONCILER_CRASH_AT`` value: no-ops when unset or empty.
 
     Args:
-        spec: the environment variable's value, read by ``wiring.py``.
+        spec: the environment variable's value, read by ``wiring``.
 
     Returns:
         :func:`no_checkpoints`, or a :class:`CrashingCheckpoints`.

@@ -1,6 +1,6 @@
 """The daemon's knobs, the parts the wiring hands it, and what one pass did.
 
-Built by ``wiring.py`` (:class:`DaemonParts`) and ``commands/run.py`` (:class:`LoopSettings`);
+Built by ``wiring`` (:class:`DaemonParts`) and ``commands/run.py`` (:class:`LoopSettings`);
 read by the daemon loop (``runtime/loop.py``) and its pass (``runtime/daemon_pass.py``), which
 returns a :class:`PassResult`. Values only: nothing here runs.
 """

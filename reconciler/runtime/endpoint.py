@@ -1,7 +1,7 @@
 """The daemon's HTTP server: uvicorn in the daemon's own event loop, hardened so that nothing a
 client does can stop the daemon.
 
-Who calls it: the daemon wiring (``wiring.py``) builds one :class:`EndpointServer` around the
+Who calls it: the daemon wiring (``wiring``) builds one :class:`EndpointServer` around the
 app of ``runtime/server.py``; the loop (``runtime/loop.py``) starts and stops it. What it
 calls: uvicorn (its h11 protocol, subclassed here), the event loop's exception handler, and
 ``resource`` for the open-files limit.

@@ -1,6 +1,6 @@
 """The client guard: the lease fence, the provider's breaker and the API metrics around every call.
 
-Called by ``wiring.py``, which wraps every adapter the daemon uses (:func:`guarded_client`)
+Called by ``wiring``, which wraps every adapter the daemon uses (:func:`guarded_client`)
 before handing them to the loop (``runtime/loop.py``). It calls the breakers
 (``runtime/breaker.py``), the metrics and :func:`reconciler.providers.http.fencing`.
 

@@ -1,6 +1,6 @@
 """The daemon's loop: lead, follow Git, queue what changed, sweep the rest, hand keys to workers.
 
-Called by ``reconciler run`` (``commands/run.py``), which builds the parts in ``wiring.py``
+Called by ``reconciler run`` (``commands/run.py``), which builds the parts in ``wiring``
 (:class:`~reconciler.wiring.DaemonWorld`) and hands them over as :class:`DaemonParts`. It calls
 the Git follower (``runtime/gitfollow.py``) and what its commits bring
 (``runtime/commits.py``), the work queue (``runtime/workqueue.py``), the

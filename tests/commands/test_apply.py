@@ -2,7 +2,7 @@
 
 The sandbox (Cloudflare and Evolution simulators, D1 as a SQLite file; no localstripe) is
 converged to the example fleet, then one hostname is deleted so the plan has one action.
-``WriterWorld.handlers`` (``reconciler/wiring.py``) is replaced by fakes that record their calls.
+``WriterWorld.handlers`` (``reconciler/wiring/``) is replaced by fakes that record their calls.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The action handlers: one per :class:`~reconciler.core.plan.ActionKind`, over the adapters.
 
-``wiring.py`` builds a :class:`World` (clients, database, settings) and calls
+``wiring`` builds a :class:`World` (clients, database, settings) and calls
 :func:`handlers_for`; ``runtime/execute.py`` looks each action's handler up in the returned
 mapping and awaits it with an :class:`~reconciler.runtime.handler.ActionContext`. The handlers
 live in ``publish.py`` (publish, retry), ``rollback.py``, ``publish_record.py`` (a publish

@@ -1,6 +1,6 @@
 """What the action handlers act on: the clients, the database and the knobs.
 
-``wiring.py`` builds one :class:`World` per process (``reconciler apply``, the daemon, the
+``wiring`` builds one :class:`World` per process (``reconciler apply``, the daemon, the
 sandbox) and passes it to :func:`reconciler.runtime.actions.handlers_for`; every handler in
 ``runtime/actions/`` reads its clients from it, most through :class:`WorldHandler`'s shared
 constructor. Nothing here performs I/O itself.
