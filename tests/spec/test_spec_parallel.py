@@ -78,8 +78,12 @@ def test_the_same_specs_and_locations_come_from_worker_processes(specs: Path) ->
 
 
 @pytest.mark.usefixtures("small_chunks")
-def test_a_process_with_other_threads_starts_its_workers_from_a_forkserver(specs: Path) -> None:
-    assert parallel.start_method() == "fork"  # pytest's own process: one thread
+def test_a_process_with_other_threads_starts_its_workers_from_a_forkserver(
+    specs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as alone:
+        alone.setattr(parallel.threading, "active_count", lambda: 1)  # the CLI: one thread
+        assert parallel.start_method() == "fork"
     loaded: list[Specs] = []
     methods: list[str] = []
 
