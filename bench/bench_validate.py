@@ -55,14 +55,11 @@ def _child(mode: str, location: str, processes: int | None) -> int:
     from reconciler.spec.load import load_directory, load_git
 
     imported = time.perf_counter()
-    sampler = _ChildrenMemory()
-    sampler.start()
     if mode == "dir":
         specs = load_directory(Path(location), processes=processes)
     else:
         specs = load_git(Path(location), "HEAD", "specs", processes=processes)
     done = time.perf_counter()
-    sampler.stop()
     workers = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
         json.dumps(
@@ -74,7 +71,6 @@ def _child(mode: str, location: str, processes: int | None) -> int:
                 "workers_cpu_s": workers.ru_utime + workers.ru_stime,
                 "workers_maxrss_mb": workers.ru_maxrss / 1024,
                 "workers": _worker_count(processes, workers.ru_utime + workers.ru_stime),
-                "workers_private_mb": sampler.total_mb(),
                 "summary": specs.summary(),
             }
         )
@@ -83,18 +79,23 @@ def _child(mode: str, location: str, processes: int | None) -> int:
 
 
 class _ChildrenMemory:
-    """Samples the private memory of this process's children every 50 ms (Linux ``/proc``).
+    """Samples the private memory of process ``pid``'s children every 50 ms (Linux ``/proc``).
+
+    It runs in the parent of the measured process, so the load runs in a process of one thread
+    as under the CLI (a process with other threads starts its workers from a forkserver:
+    ``spec/parallel.py``'s ``start_method``).
 
     Forked workers share the main process's pages until either side writes to them, so their
     RSS counts what they share; ``Private_Clean + Private_Dirty`` of ``smaps_rollup`` is what
     each holds alone. ``total_mb`` adds up each child's peak: None without ``/proc``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int) -> None:
         self._peaks: dict[int, float] = {}
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+        self._children = Path(f"/proc/{pid}/task/{pid}/children")
+        self._readable = self._children.exists()
 
     def start(self) -> None:
         self._thread.start()
@@ -104,7 +105,7 @@ class _ChildrenMemory:
         self._thread.join()
 
     def total_mb(self) -> float | None:
-        return sum(self._peaks.values()) if self._children.exists() else None
+        return sum(self._peaks.values()) if self._readable else None
 
     def _run(self) -> None:
         while not self._stopped.wait(0.05):
@@ -162,14 +163,21 @@ def _measure(mode: str, location: Path, processes: int | None) -> dict[str, floa
     command = [sys.executable, "-m", "bench.bench_validate", "--child", mode, str(location)]
     if processes is not None:
         command += ["--processes", str(processes)]
-    completed = subprocess.run(
+    child = subprocess.Popen(
         command,
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    figures: dict[str, float | str | None] = json.loads(completed.stdout)
+    sampler = _ChildrenMemory(child.pid)
+    sampler.start()
+    stdout, stderr = child.communicate()
+    sampler.stop()
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command, stdout, stderr)
+    figures: dict[str, float | str | None] = json.loads(stdout)
+    figures["workers_private_mb"] = sampler.total_mb()
     figures["process_s"] = time.perf_counter() - started
     return figures
 
