@@ -97,8 +97,9 @@ class Rate:
         return calls * self.period / self.requests
 
 
-# A phone number stands alone: digits inside a word (a commit sha, an id) are not one.
-_PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d{7,15}(?![0-9A-Za-z])")
+# A phone number stands alone: digits inside a word (a commit sha, an id) are not one, nor is
+# a short sha our own text names as such ("commit 947097555119": hex that is all digits).
+_PHONE = re.compile(r"(?<![0-9A-Za-z])(?<!commit )\+?\d{7,15}(?![0-9A-Za-z])")
 
 
 def mask_phone(text: str) -> str:

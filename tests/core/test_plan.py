@@ -557,3 +557,6 @@ def test_phone_masking_leaves_commit_shas_whole() -> None:
 
     text = mask_phone("approved by commit b11057804864; call +5511912345678")
     assert text == "approved by commit b11057804864; call +55119••••5678"
+    # a short sha of digits only (about 1 in 280) is still a sha when named as a commit
+    assert mask_phone("approved by commit 947097555119") == "approved by commit 947097555119"
+    assert mask_phone("call 947097555119") == "call 9470••••5119"
