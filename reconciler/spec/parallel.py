@@ -45,7 +45,14 @@ from reconciler.spec.models_base import (
 from reconciler.spec.source import Limits, ParsedFile, SourceFile
 from reconciler.spec.validate import checked_strings
 
-__all__ = ["CHUNK_FILES", "PARALLEL_FROM", "FileRead", "automatic_processes", "read_files"]
+__all__ = [
+    "CHUNK_FILES",
+    "PARALLEL_FROM",
+    "FileRead",
+    "automatic_processes",
+    "read_files",
+    "start_method",
+]
 
 PARALLEL_FROM = 20_000
 """Spec files from which ``processes=None`` reads in worker processes (about 13,000 sites)."""
